@@ -1,0 +1,305 @@
+#!/usr/bin/env bash
+# Usage: benches/peer-compare.sh [--runs N] [--data DIR] [--only blockvault|borg] [-h|--help]
+#
+# Times blockvault against borg 1.2 (Debian package) on the benchmark images
+# from benches/make-image.sh (8 GiB sparse ext4 VM disk with a Debian root,
+# gen1 = gen0 + ~1% churn), in the same run and under the same conditions:
+#
+#   full         gen0.img copied to DATA_DIR/vm/disk.img (untimed), backed up
+#                into a fresh repository
+#   incremental  gen1.img copied over the same disk path (untimed), backed up
+#                again into the same repository
+#   restore      newest point (gen1) restored into an empty directory; the
+#                result is checked byte for byte against gen1.img with cmp
+#                (untimed; a mismatch aborts the script)
+#
+# Each of the N runs (default 3) does every operation for both tools one
+# after the other (the tool that goes first alternates between runs), so both
+# see the same machine state. Page cache stays warm: nothing is dropped, and
+# `sync` runs (untimed) before each timed command so that no writeback from a
+# previous step lands in the next measurement. Wall time is measured around
+# the command; peak RSS is GNU time's "Maximum resident set size".
+#
+# Prints a markdown table (medians, borg/blockvault ratio, peak RSS), the
+# repository sizes after the incremental (du -sb), the machine and the exact
+# command; raw per-run figures go to DATA_DIR/peer-results.tsv and the table
+# to DATA_DIR/peer-results.md.
+#
+# Options:
+#   --runs N        runs per tool (default 3)
+#   --data DIR      data directory (default $BLOCKVAULT_BENCH_DATA, else
+#                   <repo>/target/bench-data); passed to make-image.sh
+#   --only TOOL     run only blockvault or only borg
+#
+# Environment:
+#   BLOCKVAULT_BIN     use this blockvault binary instead of building
+#                      `cargo build --release -p blockvault-cli`
+#   BORG_CREATE_EXTRA  extra arguments for `borg create` (default none), e.g.
+#                      "--sparse" to try borg's hole detection
+#
+# borg runs as: borg init --encryption=none; borg create --chunker-params
+# fixed,4194304 --compression zstd,1 REPO::genN disk.img (from DATA_DIR/vm);
+# borg extract --sparse REPO::gen1 (in the output directory).
+# blockvault runs as: blockvault vault init REPO; blockvault backup --vault
+# REPO --vm bench --disk DATA_DIR/vm/disk.img --json; blockvault restore
+# --vault REPO --vm bench --to OUT --json (file appears as OUT/disk.img).
+# Only exit codes of blockvault are relied on; its JSON goes to the logs in
+# DATA_DIR/peer/logs.
+
+set -euo pipefail
+export LC_ALL=C # EPOCHREALTIME and printf %f must use '.' as decimal point
+
+SCRIPT_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+REPO_ROOT=$(cd "$SCRIPT_DIR/.." && pwd)
+COMMAND_LINE="benches/peer-compare.sh${*:+ $*}"
+
+usage() { sed -n '2,/^$/{s/^# \{0,1\}//;p}' "${BASH_SOURCE[0]}"; }
+log() { printf '[peer-compare] %s\n' "$*" >&2; }
+die() { printf '[peer-compare] ERROR: %s\n' "$*" >&2; exit 1; }
+
+RUNS=3
+DATA_DIR=${BLOCKVAULT_BENCH_DATA:-$REPO_ROOT/target/bench-data}
+TOOLS=(blockvault borg)
+
+parse_args() {
+  while (($#)); do
+    case "$1" in
+      --runs) RUNS=${2:?--runs needs a value}; shift 2 ;;
+      --data) DATA_DIR=${2:?--data needs a value}; shift 2 ;;
+      --only)
+        case "${2:-}" in
+          blockvault|borg) TOOLS=("$2") ;;
+          *) die "--only takes blockvault or borg" ;;
+        esac
+        shift 2 ;;
+      -h|--help) usage; exit 0 ;;
+      *) usage >&2; exit 2 ;;
+    esac
+  done
+  [[ $RUNS =~ ^[1-9][0-9]*$ ]] || die "--runs must be a positive integer"
+}
+
+has_tool() { [[ " ${TOOLS[*]} " == *" $1 "* ]]; }
+
+# --- setup ---------------------------------------------------------------------
+
+APT_UPDATED=0
+apt_install() {
+  export DEBIAN_FRONTEND=noninteractive
+  if [[ $APT_UPDATED == 0 ]]; then
+    apt-get update -q >/dev/null
+    APT_UPDATED=1
+  fi
+  apt-get install -y -q --no-install-recommends "$@" >/dev/null
+}
+
+ensure_tools() {
+  local missing=()
+  /usr/bin/time --version 2>&1 | grep -q 'GNU' || missing+=(time)
+  command -v cmp >/dev/null || missing+=(diffutils)
+  if has_tool borg && ! command -v borg >/dev/null; then missing+=(borgbackup); fi
+  if ((${#missing[@]})); then
+    log "installing ${missing[*]}"
+    apt_install "${missing[@]}"
+  fi
+  if has_tool borg; then
+    BORG_VERSION=$(borg --version)
+    [[ $BORG_VERSION == "borg 1.2."* ]] || die "expected borg 1.2.x, found: $BORG_VERSION"
+  fi
+}
+
+ensure_blockvault() {
+  if [[ -n ${BLOCKVAULT_BIN:-} ]]; then
+    BV=$BLOCKVAULT_BIN
+  else
+    log "cargo build --release -p blockvault-cli"
+    (cd "$REPO_ROOT" && cargo build --release -p blockvault-cli) >&2
+    BV=${CARGO_TARGET_DIR:-$REPO_ROOT/target}/release/blockvault
+  fi
+  [[ -x $BV ]] || die "blockvault binary not found or not executable: $BV"
+}
+
+# Never let borg prompt (CI runs with no stdin), and keep its cache/config
+# under DATA_DIR so that every run starts like a first-time user and the
+# host's ~/.cache stays clean.
+borg_env() {
+  export BORG_UNKNOWN_UNENCRYPTED_REPO_ACCESS_IS_OK=yes
+  export BORG_RELOCATED_REPO_ACCESS_IS_OK=yes
+  export BORG_CHECK_I_KNOW_WHAT_I_AM_DOING=NO
+  export BORG_DELETE_I_KNOW_WHAT_I_AM_DOING=NO
+  export BORG_PASSPHRASE=''
+  export BORG_DISPLAY_PASSPHRASE=no
+  export BORG_BASE_DIR=$WORK/borg/base
+}
+
+# --- measurement -----------------------------------------------------------------
+
+# timed RUN TOOL OP DIR CMD...: runs CMD in DIR under GNU time and appends a
+# row to the TSV. Output of CMD goes to a per-step log. Fails loudly.
+timed() {
+  local run=$1 tool=$2 op=$3 dir=$4
+  shift 4
+  local logf=$WORK/logs/run$run-$tool-$op.log
+  sync # flush earlier writes (untimed) so they don't land in this measurement
+  local t0=$EPOCHREALTIME rc=0
+  (cd "$dir" && exec /usr/bin/time -v -o "$logf.time" "$@") >"$logf" 2>&1 || rc=$?
+  local t1=$EPOCHREALTIME
+  if ((rc != 0)); then
+    tail -n 20 "$logf" >&2
+    die "$tool $op (run $run) failed with exit code $rc: $* (log: $logf)"
+  fi
+  LAST_WALL=$(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.3f", b - a }')
+  LAST_RSS_KIB=$(awk -F': *' '/Maximum resident set size/ { print $2 }' "$logf.time")
+  log "run $run: $tool $op ${LAST_WALL} s, peak RSS $((LAST_RSS_KIB / 1024)) MiB"
+}
+
+record() { # RUN TOOL OP REPO_BYTES RESTORED_ALLOC_BYTES
+  printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$1" "$2" "$3" "$LAST_WALL" "$LAST_RSS_KIB" "$4" "$5" >>"$TSV"
+}
+
+# untimed: make DATA_DIR/vm/disk.img a sparse copy of the given generation.
+put_disk() {
+  cp --sparse=always "$1" "$DISK"
+  sync
+}
+
+repo_dir() { echo "$WORK/$1/repo"; }
+
+fresh_repo() { # TOOL
+  local repo
+  repo=$(repo_dir "$1")
+  rm -rf "$repo" "$WORK/$1/base"
+  mkdir -p "$(dirname "$repo")"
+  case $1 in
+    blockvault) "$BV" vault init "$repo" >"$WORK/logs/$1-init.log" 2>&1 ||
+                  die "blockvault vault init failed (log: $WORK/logs/$1-init.log)" ;;
+    borg) borg init --encryption=none "$repo" >"$WORK/logs/$1-init.log" 2>&1 ||
+            die "borg init failed (log: $WORK/logs/$1-init.log)" ;;
+  esac
+}
+
+backup() { # RUN TOOL OP(full|incremental) ARCHIVE_NAME
+  local run=$1 tool=$2 op=$3 name=$4 repo
+  repo=$(repo_dir "$tool")
+  case $tool in
+    blockvault)
+      timed "$run" "$tool" "$op" "$VM_DIR" "$BV" backup --vault "$repo" --vm bench --disk "$DISK" --json ;;
+    borg)
+      # shellcheck disable=SC2086  # BORG_CREATE_EXTRA is a word list on purpose
+      timed "$run" "$tool" "$op" "$VM_DIR" borg create --chunker-params fixed,4194304 \
+        --compression zstd,1 ${BORG_CREATE_EXTRA:-} "$repo::$name" disk.img ;;
+  esac
+  record "$run" "$tool" "$op" "$(du -sb "$repo" | cut -f1)" ""
+}
+
+restore() { # RUN TOOL
+  local run=$1 tool=$2 repo out
+  repo=$(repo_dir "$tool")
+  out=$WORK/$tool/restore
+  rm -rf "$out"
+  mkdir -p "$out"
+  case $tool in
+    blockvault) timed "$run" "$tool" restore "$out" "$BV" restore --vault "$repo" --vm bench --to "$out" --json ;;
+    borg) timed "$run" "$tool" restore "$out" borg extract --sparse "$repo::gen1" ;;
+  esac
+  [[ -f $out/disk.img ]] || die "$tool restore produced no $out/disk.img"
+  if ! cmp -- "$out/disk.img" "$GEN1"; then
+    die "RESTORE MISMATCH: $tool run $run: $out/disk.img differs from $GEN1 (kept for inspection)"
+  fi
+  record "$run" "$tool" restore "$(du -sb "$repo" | cut -f1)" "$(du -B1 "$out/disk.img" | cut -f1)"
+  rm -rf "$out"
+}
+
+one_run() { # RUN
+  local run=$1 order=("${TOOLS[@]}") tool
+  # Alternate which tool goes first, so neither always gets the fresher state.
+  if ((run % 2 == 0 && ${#order[@]} == 2)); then order=("${order[1]}" "${order[0]}"); fi
+  log "run $run of $RUNS (order: ${order[*]})"
+  for tool in "${order[@]}"; do fresh_repo "$tool"; done
+
+  put_disk "$GEN0"
+  for tool in "${order[@]}"; do backup "$run" "$tool" full gen0; done
+
+  put_disk "$GEN1"
+  for tool in "${order[@]}"; do backup "$run" "$tool" incremental gen1; done
+  if has_tool blockvault; then
+    # Sanity check (untimed): the vault lists its points; only the exit code counts.
+    "$BV" points --vault "$(repo_dir blockvault)" --vm bench --json >"$WORK/logs/run$run-blockvault-points.log" 2>&1 ||
+      die "blockvault points failed (log: $WORK/logs/run$run-blockvault-points.log)"
+  fi
+
+  for tool in "${order[@]}"; do restore "$run" "$tool"; done
+}
+
+# --- report ----------------------------------------------------------------------
+
+# median TOOL OP COLUMN(4=wall_s 5=rss_kib 6=repo_bytes): prints "-" if no data.
+median() {
+  awk -F'\t' -v t="$1" -v o="$2" -v c="$3" 'NR > 1 && $2 == t && $3 == o { print $c }' "$TSV" |
+    sort -g | awk '{ v[NR] = $1 } END {
+      if (NR == 0) { print "-"; exit }
+      if (NR % 2) print v[(NR + 1) / 2]; else print (v[NR / 2] + v[NR / 2 + 1]) / 2 }'
+}
+
+peak() { # TOOL OP -> max RSS over runs, in MiB
+  awk -F'\t' -v t="$1" -v o="$2" 'NR > 1 && $2 == t && $3 == o && $5 > m { m = $5 }
+    END { if (m == "") print "-"; else printf "%.0f", m / 1024 }' "$TSV"
+}
+
+# Formatting helpers; "-" (no data, e.g. with --only) passes through.
+fmt_s() { if [[ $1 == - ]]; then echo -; else printf '%.2f' "$1"; fi; }
+fmt_mb() { if [[ $1 == - ]]; then echo -; else awk -v b="$1" 'BEGIN { printf "%.1f MB", b / 1e6 }'; fi; }
+ratio() {
+  if [[ $1 == - || $2 == - ]]; then echo -; else awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2fx", a / b }'; fi
+}
+
+report() {
+  local op bv bo cpu
+  cpu=$(awk -F': ' '/^model name/ { print $2; exit }' /proc/cpuinfo)
+  {
+    echo "### blockvault vs borg: 8 GiB sparse ext4 Debian root image, ~1% churn ($RUNS run(s), medians)"
+    echo
+    echo "| operation | blockvault median s | borg median s | ratio borg/blockvault | blockvault peak RSS MiB | borg peak RSS MiB |"
+    echo "| --- | ---: | ---: | ---: | ---: | ---: |"
+    for op in full incremental restore; do
+      bv=$(median blockvault "$op" 4)
+      bo=$(median borg "$op" 4)
+      echo "| $op | $(fmt_s "$bv") | $(fmt_s "$bo") | $(ratio "$bo" "$bv") | $(peak blockvault "$op") | $(peak borg "$op") |"
+    done
+    echo
+    echo "Repository size after the incremental (du -sb, median): blockvault $(fmt_mb "$(median blockvault incremental 6)"), borg $(fmt_mb "$(median borg incremental 6)")."
+    echo "Image: gen0 allocated $(du -B1 "$GEN0" | cut -f1) bytes of $(stat -c %s "$GEN0") apparent; churn: $(grep -v = "$DATA_DIR/churn-stats.txt" 2>/dev/null || echo n/a)."
+    echo "Page cache warm for both tools (nothing dropped; sync before each timed step); runs interleaved, first tool alternating."
+    echo "Tools: ${BORG_VERSION:-borg not run}; borg create --chunker-params fixed,4194304 --compression zstd,1${BORG_CREATE_EXTRA:+ $BORG_CREATE_EXTRA}, no encryption, local repo; blockvault: ${BV:-not run}."
+    echo "Machine: nproc $(nproc), CPU $cpu, kernel $(uname -r), RAM $(awk '/MemTotal/ { printf "%.0f GiB", $2 / 1048576 }' /proc/meminfo)."
+    echo "Command: $COMMAND_LINE"
+    echo "Raw per-run figures: $TSV"
+  } | tee "$DATA_DIR/peer-results.md"
+}
+
+main() {
+  parse_args "$@"
+  mkdir -p "$DATA_DIR"
+  DATA_DIR=$(cd "$DATA_DIR" && pwd)
+  WORK=$DATA_DIR/peer
+  VM_DIR=$DATA_DIR/vm
+  DISK=$VM_DIR/disk.img
+  GEN0=$DATA_DIR/gen0.img
+  GEN1=$DATA_DIR/gen1.img
+  TSV=$DATA_DIR/peer-results.tsv
+
+  ensure_tools
+  if has_tool blockvault; then ensure_blockvault; fi
+  has_tool borg && borg_env
+  "$SCRIPT_DIR/make-image.sh" "$DATA_DIR" >&2
+
+  rm -rf "$WORK"
+  mkdir -p "$WORK/logs" "$VM_DIR"
+  printf 'run\ttool\top\twall_s\tmax_rss_kib\trepo_bytes\trestored_alloc_bytes\n' >"$TSV"
+  local run
+  for ((run = 1; run <= RUNS; run++)); do one_run "$run"; done
+  rm -f "$DISK"
+  report
+}
+
+main "$@"

@@ -1,0 +1,48 @@
+//! The vocabulary of blockvault and its on-disk formats.
+//!
+//! Every other crate speaks in these types: [`ChunkId`] (BLAKE3-256 of a block),
+//! [`BlockMap`] (one disk at one point), [`RecoveryPoint`] (one VM at one point), the names
+//! ([`VmName`], [`DiskName`], [`PointId`]) and [`BlockSize`]. This crate does no I/O.
+//!
+//! # Formats
+//!
+//! Four objects are stored, each versioned from day one with a magic number that never changes,
+//! a format version, and a byte reserved for an encryption scheme (0 = none; keyed BLAKE3 ids and
+//! AEAD per chunk will use it):
+//!
+//! | object | magic | layout | integrity |
+//! |---|---|---|---|
+//! | chunk | `BVCHUNK\0` | 16-byte header + raw or zstd-1 payload ([`ChunkObject`]) | content re-hashed against its id on every read |
+//! | block map | `BVBLKMAP` | 96-byte header + one 32-byte id per block ([`BlockMap`]) | BLAKE3 of header and body |
+//! | recovery point | `BVPOINT\0` | 48-byte header + JSON body ([`RecoveryPoint`]) | BLAKE3 of header and body |
+//! | vault config | `BVVAULT\0` | 48-byte header + JSON body ([`VaultConfig`]) | BLAKE3 of header and body |
+//!
+//! Decoding checks, in order: magic, length of the header, version (newer than this build reads
+//! is refused, never guessed at), encryption scheme, length of the body, checksum, then the
+//! fields. Every failure is an [`Error`] naming the object and what is wrong.
+//!
+//! All-zero blocks have the reserved id [`ChunkId::ZERO`]: they are detected without hashing,
+//! never stored, and restored as holes.
+//!
+//! Old-version and corrupt fixtures of each format live in `testdata/formats/` at the root of
+//! the repository, with the tests that load them in `tests/`.
+
+mod block_map;
+mod block_size;
+mod chunk;
+mod error;
+mod framed;
+mod id;
+mod names;
+mod point;
+mod wire;
+
+pub use crate::{
+    block_map::BlockMap,
+    block_size::BlockSize,
+    chunk::{ChunkDecoder, ChunkEncoder, ChunkObject, Codec},
+    error::{Error, Result},
+    id::{ChunkId, is_zero},
+    names::{DiskName, MAX_NAME_LEN, PointId, VmName},
+    point::{Consistency, DiskRecord, PointStats, RecoveryPoint, VaultConfig},
+};
