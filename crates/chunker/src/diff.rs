@@ -1,0 +1,74 @@
+use blockvault_core::BlockMap;
+
+/// The blocks of `new` that hold data and that `old` does not have at the same position: the
+/// blocks an incremental backup must consider sending. Without an `old` map, or when the block
+/// sizes differ, that is every non-zero block.
+///
+/// Blocks that became all-zero are not listed: the new map records them as zero and nothing needs
+/// storing. A block whose length changed (the tail of a resized disk) counts as changed.
+pub fn changed_blocks(old: Option<&BlockMap>, new: &BlockMap) -> Vec<usize> {
+    let comparable = old.filter(|o| o.block_size() == new.block_size());
+    new.ids()
+        .iter()
+        .enumerate()
+        .filter(|(i, id)| {
+            if id.is_zero() {
+                return false;
+            }
+            match comparable {
+                Some(old) if *i < old.len() => {
+                    old.ids()[*i] != **id || old.len_of(*i) != new.len_of(*i)
+                }
+                _ => true,
+            }
+        })
+        .map(|(i, _)| i)
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use blockvault_core::{BlockSize, ChunkId};
+    use jiff::Timestamp;
+
+    use super::*;
+
+    fn map(ids: &[u8], tail: u64) -> BlockMap {
+        let bs = BlockSize::new(64 << 10).expect("bs");
+        let size = (ids.len() as u64 - 1) * bs.bytes() + tail;
+        let ids = ids
+            .iter()
+            .map(|&b| if b == 0 { ChunkId::ZERO } else { ChunkId::of(&[b]) })
+            .collect();
+        BlockMap::from_ids(size, bs, Timestamp::UNIX_EPOCH, ids).expect("map")
+    }
+
+    #[test]
+    fn only_new_non_zero_blocks_are_changed() {
+        let old = map(&[1, 2, 0, 4, 5], 65536);
+        let new = map(&[1, 9, 3, 0, 5], 65536);
+        assert_eq!(changed_blocks(Some(&old), &new), vec![1, 2]);
+        assert_eq!(changed_blocks(None, &new), vec![0, 1, 2, 4]);
+    }
+
+    #[test]
+    fn growth_and_tail_changes_count() {
+        let old = map(&[1, 2], 100);
+        let new = map(&[1, 2, 3], 65536);
+        assert_eq!(changed_blocks(Some(&old), &new), vec![1, 2]);
+    }
+
+    #[test]
+    fn a_different_block_size_means_everything_changed() {
+        let new = map(&[1, 2], 65536);
+        let bs = BlockSize::new(128 << 10).expect("bs");
+        let old = BlockMap::from_ids(
+            2 * 65536,
+            bs,
+            Timestamp::UNIX_EPOCH,
+            vec![ChunkId::of(&[1])],
+        )
+        .expect("map");
+        assert_eq!(changed_blocks(Some(&old), &new), vec![0, 1]);
+    }
+}

@@ -1,0 +1,189 @@
+use std::fs::File;
+use std::io::ErrorKind;
+use std::ops::Range;
+use std::os::unix::fs::{FileExt, FileTypeExt};
+use std::path::{Path, PathBuf};
+
+use rustix::fs::SeekFrom;
+
+use crate::{Error, Result};
+
+/// An open raw disk image: a regular file (sparse or not) or a block device.
+///
+/// Reads are positional (`pread`), so any number of threads can read one image at once, and
+/// nothing is memory-mapped: a mapped 8 GiB image would count its cached pages against the
+/// process's resident memory.
+#[derive(Debug)]
+pub struct DiskImage {
+    path: PathBuf,
+    file: File,
+    size: u64,
+}
+
+impl DiskImage {
+    /// Opens `path` for reading and records its size.
+    pub fn open(path: impl AsRef<Path>) -> Result<DiskImage> {
+        let path = path.as_ref();
+        let meta = std::fs::metadata(path).map_err(|e| match e.kind() {
+            ErrorKind::NotFound => Error::NotFound {
+                path: path.to_owned(),
+            },
+            _ => Error::io(path, e),
+        })?;
+        let kind = meta.file_type();
+        if kind.is_dir() {
+            return Err(Error::NotADisk {
+                path: path.to_owned(),
+                kind: "a directory",
+            });
+        }
+        if !(kind.is_file() || kind.is_block_device()) {
+            return Err(Error::NotADisk {
+                path: path.to_owned(),
+                kind: "a special file",
+            });
+        }
+        let file = File::open(path).map_err(|e| Error::io(path, e))?;
+        let mut image = DiskImage {
+            path: path.to_owned(),
+            file,
+            size: 0,
+        };
+        image.size = image.current_size()?;
+        Ok(image)
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The size recorded when the image was opened.
+    pub fn size(&self) -> u64 {
+        self.size
+    }
+
+    /// The size now: `fstat` for files, the end offset for block devices.
+    fn current_size(&self) -> Result<u64> {
+        let meta = self.file.metadata().map_err(|e| Error::io(&self.path, e))?;
+        if meta.file_type().is_block_device() {
+            rustix::fs::seek(&self.file, SeekFrom::End(0))
+                .map_err(|e| Error::io(&self.path, e.into()))
+        } else {
+            Ok(meta.len())
+        }
+    }
+
+    /// Fails with [`Error::SizeChanged`] when the image is no longer the size it had at `open`.
+    pub fn check_size_unchanged(&self) -> Result<()> {
+        let now = self.current_size()?;
+        if now != self.size {
+            return Err(Error::SizeChanged {
+                path: self.path.clone(),
+                before: self.size,
+                after: now,
+            });
+        }
+        Ok(())
+    }
+
+    /// The byte ranges that may hold data, found with `SEEK_DATA`/`SEEK_HOLE`; everything else
+    /// is a hole and reads as zeros. Where the file system cannot tell (or for block devices),
+    /// the whole image is one range.
+    pub fn data_extents(&self) -> Result<Vec<Range<u64>>> {
+        let mut extents = Vec::new();
+        let mut pos = 0u64;
+        while pos < self.size {
+            let start = match rustix::fs::seek(&self.file, SeekFrom::Data(pos)) {
+                Ok(start) => start,
+                // ENXIO: no data at or after `pos`.
+                Err(rustix::io::Errno::NXIO) => break,
+                // Not supported here: treat everything as data.
+                Err(rustix::io::Errno::INVAL | rustix::io::Errno::OPNOTSUPP) => {
+                    return Ok(vec![0..self.size]);
+                }
+                Err(e) => return Err(Error::io(&self.path, e.into())),
+            };
+            if start >= self.size {
+                break;
+            }
+            let end = match rustix::fs::seek(&self.file, SeekFrom::Hole(start)) {
+                Ok(end) => end.min(self.size),
+                Err(rustix::io::Errno::NXIO) => self.size,
+                Err(e) => return Err(Error::io(&self.path, e.into())),
+            };
+            if end <= start {
+                // A file system that reports nonsense: fall back to reading everything.
+                return Ok(vec![0..self.size]);
+            }
+            extents.push(start..end);
+            pos = end;
+        }
+        Ok(extents)
+    }
+
+    /// Reads exactly `buf.len()` bytes at `offset`. A short read means the image shrank under
+    /// us, and is reported as [`Error::Truncated`].
+    pub fn read_exact_at(&self, buf: &mut [u8], offset: u64) -> Result<()> {
+        self.file.read_exact_at(buf, offset).map_err(|e| {
+            if e.kind() == ErrorKind::UnexpectedEof {
+                Error::Truncated {
+                    path: self.path.clone(),
+                    offset,
+                    size: self.size,
+                }
+            } else {
+                Error::io(&self.path, e)
+            }
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::Write;
+
+    use super::*;
+
+    #[test]
+    fn sparse_files_report_only_their_data() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("disk.img");
+        let f = File::create(&path).expect("create");
+        f.set_len(64 << 20).expect("len");
+        f.write_all_at(&[1u8; 4096], 8 << 20).expect("write");
+        f.write_all_at(&[2u8; 4096], 40 << 20).expect("write");
+        drop(f);
+        let image = DiskImage::open(&path).expect("open");
+        assert_eq!(image.size(), 64 << 20);
+        let extents = image.data_extents().expect("extents");
+        let data: u64 = extents.iter().map(|r| r.end - r.start).sum();
+        assert!(extents.iter().any(|r| r.contains(&(8 << 20))), "{extents:?}");
+        assert!(extents.iter().any(|r| r.contains(&(40 << 20))), "{extents:?}");
+        assert!(data < 8 << 20, "holes were not skipped: {extents:?}");
+    }
+
+    #[test]
+    fn open_names_missing_files_and_directories() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let missing = DiskImage::open(dir.path().join("nope.img")).expect_err("missing");
+        assert!(matches!(missing, Error::NotFound { .. }), "{missing}");
+        assert!(missing.to_string().contains("nope.img"));
+        let is_dir = DiskImage::open(dir.path()).expect_err("dir");
+        assert!(matches!(is_dir, Error::NotADisk { kind: "a directory", .. }), "{is_dir}");
+    }
+
+    #[test]
+    fn a_shrunken_image_is_a_truncation_not_zeros() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("disk.img");
+        let mut f = File::create(&path).expect("create");
+        f.write_all(&[7u8; 8192]).expect("write");
+        let image = DiskImage::open(&path).expect("open");
+        f.set_len(4096).expect("shrink");
+        let mut buf = vec![0u8; 8192];
+        let err = image.read_exact_at(&mut buf, 0).expect_err("short");
+        assert!(matches!(err, Error::Truncated { offset: 0, .. }), "{err}");
+        let err = image.check_size_unchanged().expect_err("size");
+        assert!(matches!(err, Error::SizeChanged { before: 8192, after: 4096, .. }), "{err}");
+    }
+}
