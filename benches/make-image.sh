@@ -60,7 +60,7 @@ INCLUDE_PKGS=(
   linux-image-amd64 initramfs-tools systemd-sysv udev dbus
   openssh-server sudo curl wget ca-certificates gnupg rsync
   python3 python3-pip python3-venv perl vim git
-  gcc g++ make build-essential gdb strace lsof file
+  gcc g++ make build-essential strace lsof file
   man-db manpages less bash-completion locales tzdata
   tmux htop zstd xz-utils bzip2 unzip
   iproute2 iputils-ping ifupdown isc-dhcp-client cron logrotate rsyslog

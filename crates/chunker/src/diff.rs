@@ -38,7 +38,13 @@ mod tests {
         let size = (ids.len() as u64 - 1) * bs.bytes() + tail;
         let ids = ids
             .iter()
-            .map(|&b| if b == 0 { ChunkId::ZERO } else { ChunkId::of(&[b]) })
+            .map(|&b| {
+                if b == 0 {
+                    ChunkId::ZERO
+                } else {
+                    ChunkId::of(&[b])
+                }
+            })
             .collect();
         BlockMap::from_ids(size, bs, Timestamp::UNIX_EPOCH, ids).expect("map")
     }

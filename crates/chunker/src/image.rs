@@ -157,8 +157,14 @@ mod tests {
         assert_eq!(image.size(), 64 << 20);
         let extents = image.data_extents().expect("extents");
         let data: u64 = extents.iter().map(|r| r.end - r.start).sum();
-        assert!(extents.iter().any(|r| r.contains(&(8 << 20))), "{extents:?}");
-        assert!(extents.iter().any(|r| r.contains(&(40 << 20))), "{extents:?}");
+        assert!(
+            extents.iter().any(|r| r.contains(&(8 << 20))),
+            "{extents:?}"
+        );
+        assert!(
+            extents.iter().any(|r| r.contains(&(40 << 20))),
+            "{extents:?}"
+        );
         assert!(data < 8 << 20, "holes were not skipped: {extents:?}");
     }
 
@@ -169,7 +175,16 @@ mod tests {
         assert!(matches!(missing, Error::NotFound { .. }), "{missing}");
         assert!(missing.to_string().contains("nope.img"));
         let is_dir = DiskImage::open(dir.path()).expect_err("dir");
-        assert!(matches!(is_dir, Error::NotADisk { kind: "a directory", .. }), "{is_dir}");
+        assert!(
+            matches!(
+                is_dir,
+                Error::NotADisk {
+                    kind: "a directory",
+                    ..
+                }
+            ),
+            "{is_dir}"
+        );
     }
 
     #[test]
@@ -184,6 +199,16 @@ mod tests {
         let err = image.read_exact_at(&mut buf, 0).expect_err("short");
         assert!(matches!(err, Error::Truncated { offset: 0, .. }), "{err}");
         let err = image.check_size_unchanged().expect_err("size");
-        assert!(matches!(err, Error::SizeChanged { before: 8192, after: 4096, .. }), "{err}");
+        assert!(
+            matches!(
+                err,
+                Error::SizeChanged {
+                    before: 8192,
+                    after: 4096,
+                    ..
+                }
+            ),
+            "{err}"
+        );
     }
 }

@@ -134,7 +134,12 @@ mod tests {
     fn visitor_sees_every_data_block_once_and_errors_stop_the_scan() {
         let dir = tempfile::tempdir().expect("tempdir");
         let bs = BlockSize::new(64 << 10).expect("bs");
-        image(dir.path(), "a.img", 1 << 20, &[(0, 100, 1), (300_000, 70_000, 2)]);
+        image(
+            dir.path(),
+            "a.img",
+            1 << 20,
+            &[(0, 100, 1), (300_000, 70_000, 2)],
+        );
         let img = DiskImage::open(dir.path().join("a.img")).expect("open");
         let seen = std::sync::Mutex::new(Vec::new());
         let map = Chunker::new(bs)
@@ -150,7 +155,9 @@ mod tests {
         let err = Chunker::new(bs)
             .scan(&img, Timestamp::UNIX_EPOCH, |b| {
                 if b.index == 4 {
-                    Err(Error::NotFound { path: "stop".into() })
+                    Err(Error::NotFound {
+                        path: "stop".into(),
+                    })
                 } else {
                     Ok(())
                 }

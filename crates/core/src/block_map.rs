@@ -145,10 +145,17 @@ impl BlockMap {
     }
 
     pub fn decode(bytes: &[u8]) -> Result<BlockMap> {
-        check_header(WHAT, bytes, &Self::MAGIC, Self::HEADER_LEN, Self::VERSION, 10)?;
+        check_header(
+            WHAT,
+            bytes,
+            &Self::MAGIC,
+            Self::HEADER_LEN,
+            Self::VERSION,
+            10,
+        )?;
         let malformed = |reason: String| Error::Malformed { what: WHAT, reason };
-        let block_size = BlockSize::new(u64::from(u32_at(bytes, 12)))
-            .map_err(|e| malformed(e.to_string()))?;
+        let block_size =
+            BlockSize::new(u64::from(u32_at(bytes, 12))).map_err(|e| malformed(e.to_string()))?;
         let disk_size = u64_at(bytes, 16);
         let created_ms = u64_at(bytes, 24) as i64;
         let count = u64_at(bytes, 32);
@@ -246,7 +253,10 @@ mod tests {
         for at in (0..bytes.len()).step_by(7) {
             let mut bad = bytes.clone();
             bad[at] ^= 0x10;
-            assert!(BlockMap::decode(&bad).is_err(), "flip at {at} went unnoticed");
+            assert!(
+                BlockMap::decode(&bad).is_err(),
+                "flip at {at} went unnoticed"
+            );
         }
     }
 
@@ -262,11 +272,17 @@ mod tests {
         let mut v2 = bytes.clone();
         v2[8] = 2;
         let err = BlockMap::decode(&v2).expect_err("version");
-        assert!(matches!(err, Error::UnsupportedVersion { version: 2, .. }), "{err}");
+        assert!(
+            matches!(err, Error::UnsupportedVersion { version: 2, .. }),
+            "{err}"
+        );
         let mut enc = bytes;
         enc[10] = 1;
         let err = BlockMap::decode(&enc).expect_err("encrypted");
-        assert!(matches!(err, Error::UnsupportedEncryption { scheme: 1, .. }), "{err}");
+        assert!(
+            matches!(err, Error::UnsupportedEncryption { scheme: 1, .. }),
+            "{err}"
+        );
     }
 
     #[test]

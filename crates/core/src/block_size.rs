@@ -131,7 +131,11 @@ mod tests {
             ("16MiB", 16 << 20),
         ];
         for (text, bytes) in cases {
-            assert_eq!(text.parse::<BlockSize>().expect(text).get(), bytes, "{text}");
+            assert_eq!(
+                text.parse::<BlockSize>().expect(text).get(),
+                bytes,
+                "{text}"
+            );
         }
     }
 

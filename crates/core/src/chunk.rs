@@ -42,7 +42,14 @@ impl ChunkObject {
 
     /// The codec of an encoded chunk (after the header checks).
     pub fn codec(bytes: &[u8]) -> Result<Codec> {
-        check_header(WHAT, bytes, &Self::MAGIC, Self::HEADER_LEN, Self::VERSION, 11)?;
+        check_header(
+            WHAT,
+            bytes,
+            &Self::MAGIC,
+            Self::HEADER_LEN,
+            Self::VERSION,
+            11,
+        )?;
         match bytes[10] {
             0 => Ok(Codec::None),
             1 => Ok(Codec::Zstd),
@@ -266,7 +273,10 @@ mod tests {
     fn unknown_codec_and_version_are_refused() {
         let mut enc = ChunkEncoder::new().expect("enc").encode(&text_block(4096));
         enc[10] = 9;
-        assert!(matches!(ChunkObject::codec(&enc), Err(Error::Malformed { .. })));
+        assert!(matches!(
+            ChunkObject::codec(&enc),
+            Err(Error::Malformed { .. })
+        ));
         enc[10] = 1;
         enc[8] = 7;
         assert!(matches!(

@@ -138,7 +138,9 @@ impl FromStr for PointId {
             && b[8] == b'-'
             && digits(9..15)
             && b[15] == b'-'
-            && b[16..].iter().all(|c| matches!(c, b'0'..=b'9' | b'a'..=b'f'));
+            && b[16..]
+                .iter()
+                .all(|c| matches!(c, b'0'..=b'9' | b'a'..=b'f'));
         if well_formed {
             Ok(PointId(s.to_owned()))
         } else {
@@ -190,10 +192,25 @@ mod tests {
 
     #[test]
     fn names_refuse_what_would_break_an_object_key() {
-        for bad in ["", ".hidden", "-flag", "a/b", "a b", "naïve", "..", &"x".repeat(129)] {
+        for bad in [
+            "",
+            ".hidden",
+            "-flag",
+            "a/b",
+            "a b",
+            "naïve",
+            "..",
+            &"x".repeat(129),
+        ] {
             let err = VmName::new(bad).expect_err(bad);
             assert!(
-                matches!(err, Error::InvalidName { what: "VM name", .. }),
+                matches!(
+                    err,
+                    Error::InvalidName {
+                        what: "VM name",
+                        ..
+                    }
+                ),
                 "{bad}: {err}"
             );
         }
@@ -213,7 +230,12 @@ mod tests {
 
     #[test]
     fn point_id_parse_rejects_garbage() {
-        for bad in ["", "20261123-101503", "20261123-101503-zzzz", "2026112x-101503-0000"] {
+        for bad in [
+            "",
+            "20261123-101503",
+            "20261123-101503-zzzz",
+            "2026112x-101503-0000",
+        ] {
             assert!(bad.parse::<PointId>().is_err(), "{bad}");
         }
     }

@@ -114,7 +114,8 @@ impl VaultConfig {
     }
 
     pub fn decode(bytes: &[u8]) -> Result<VaultConfig> {
-        let (_version, config) = framed::decode("vault config", &Self::MAGIC, Self::VERSION, bytes)?;
+        let (_version, config) =
+            framed::decode("vault config", &Self::MAGIC, Self::VERSION, bytes)?;
         Ok(config)
     }
 }
@@ -171,12 +172,14 @@ mod tests {
             Err(Error::Truncated { .. })
         ));
         assert!(matches!(
-            RecoveryPoint::decode(&VaultConfig {
-                id: "x".into(),
-                created: Timestamp::UNIX_EPOCH,
-                default_block_size: BlockSize::DEFAULT
-            }
-            .encode()),
+            RecoveryPoint::decode(
+                &VaultConfig {
+                    id: "x".into(),
+                    created: Timestamp::UNIX_EPOCH,
+                    default_block_size: BlockSize::DEFAULT
+                }
+                .encode()
+            ),
             Err(Error::BadMagic { .. })
         ));
     }

@@ -1,1 +1,49 @@
-//! placeholder
+//! Vault objects over `object_store`: chunks, block maps, recovery points and the vault config.
+//!
+//! # Layout
+//!
+//! | key | object |
+//! |---|---|
+//! | `vault.config` | the [`VaultConfig`](blockvault_core::VaultConfig); its presence makes a location a vault |
+//! | `chunks/<2 hex>/<64 hex>` | one chunk object, keyed by its full id (256 fan-out prefixes) |
+//! | `maps/<vm>/<point>/<disk>.map` | the block map of one disk at one point |
+//! | `points/<vm>/<point>` | the recovery point record |
+//!
+//! The vault describes itself: listing `points/` gives the VMs and their points, a point names
+//! its maps (with their digests), a map names its chunks. A new host can restore from the
+//! objects alone.
+//!
+//! # Crash semantics
+//!
+//! A backup writes chunks, then block maps, then [`Store::sync`], then the point record, then
+//! [`Store::sync`] again. A point exists exactly when its record does; a crash before that
+//! leaves only unreferenced chunks and maps, which garbage collection removes and the next
+//! backup reuses. Every object is written whole with one `PUT`, which each backend makes atomic
+//! (`LocalFileSystem` writes a staging file and renames it).
+//!
+//! Nothing depends on conditional writes (Garage ignores `If-None-Match`): chunks are content
+//! addressed, so a duplicate `PUT` stores the same bytes again.
+//!
+//! # Integrity
+//!
+//! Every read checks what it read: chunks are decoded and re-hashed against their id
+//! ([`Store::read_chunk`]), maps against the digest in their point record, records and the
+//! config against their checksums. Failures are [`Error::ChunkCorrupt`], [`Error::MapCorrupt`]
+//! and friends, naming the object.
+//!
+//! # CPU work
+//!
+//! Decompression and hashing never run on a tokio worker: [`cpu::run`] carries them to the
+//! rayon pool.
+
+#[cfg(any(test, feature = "conformance"))]
+pub mod conformance;
+pub mod cpu;
+mod error;
+mod layout;
+mod store;
+
+pub use crate::{
+    error::{Error, Result},
+    store::Store,
+};

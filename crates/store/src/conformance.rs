@@ -1,0 +1,228 @@
+//! One conformance suite for every backend a vault can live on.
+//!
+//! [`run`] takes a [`Store`] over an empty location and checks what every other crate relies
+//! on: the config marks a vault, chunks/maps/points round-trip, and missing or corrupt objects
+//! are reported as such, by name. The store's own tests run it against `InMemory` and a local
+//! directory; the S3 tests run it against a real server.
+
+use blockvault_core::{
+    BlockMap, BlockSize, ChunkEncoder, ChunkId, Consistency, DiskName, DiskRecord, PointId,
+    PointStats, RecoveryPoint, VaultConfig, VmName,
+};
+use futures::TryStreamExt;
+use jiff::Timestamp;
+use object_store::{ObjectStoreExt, PutPayload};
+
+use crate::{Error, Store, layout};
+
+/// Runs the whole suite; panics (as a test failure) on the first broken promise.
+pub async fn run(store: &Store) {
+    config_marks_a_vault(store).await;
+    chunks_round_trip_and_fail_by_name(store).await;
+    maps_round_trip_and_are_checked(store).await;
+    points_commit_list_and_fail_by_name(store).await;
+}
+
+fn vm() -> VmName {
+    VmName::new("conformance-vm").expect("name")
+}
+
+async fn config_marks_a_vault(store: &Store) {
+    let err = store
+        .config()
+        .await
+        .expect_err("empty location is no vault");
+    assert!(matches!(err, Error::NotAVault { .. }), "{err}");
+    let config = VaultConfig {
+        id: "conformance".into(),
+        created: Timestamp::UNIX_EPOCH,
+        default_block_size: BlockSize::DEFAULT,
+    };
+    store.init(&config).await.expect("init");
+    assert_eq!(store.config().await.expect("config"), config);
+    let err = store.init(&config).await.expect_err("second init");
+    assert!(matches!(err, Error::AlreadyAVault { .. }), "{err}");
+}
+
+async fn chunks_round_trip_and_fail_by_name(store: &Store) {
+    let block: Vec<u8> = (0..200_000u32).map(|i| (i % 251) as u8).collect();
+    let id = ChunkId::of(&block);
+    assert!(!store.has_chunk(&id).await.expect("head"));
+    let err = store.read_chunk(&id).await.expect_err("missing");
+    assert!(
+        matches!(err, Error::ChunkMissing { .. }) && err.is_missing(),
+        "{err}"
+    );
+
+    let encoded = ChunkEncoder::new().expect("encoder").encode(&block);
+    store
+        .put_chunk(&id, encoded.clone().into())
+        .await
+        .expect("put");
+    store
+        .put_chunk(&id, encoded.clone().into())
+        .await
+        .expect("duplicate put is harmless");
+    assert!(store.has_chunk(&id).await.expect("head"));
+    assert_eq!(store.read_chunk(&id).await.expect("read"), block);
+
+    // Another block's bytes stored under this id: decodes fine, fails the re-hash.
+    let other = ChunkEncoder::new()
+        .expect("encoder")
+        .encode(b"not the block");
+    let liar = ChunkId::of(b"the id this object claims");
+    store.put_chunk(&liar, other.into()).await.expect("put");
+    let err = store.read_chunk(&liar).await.expect_err("mismatch");
+    assert!(
+        matches!(err, Error::ChunkCorrupt { id, .. } if id == liar) && err.is_corrupt(),
+        "{err}"
+    );
+
+    // A truncated object.
+    let cut = ChunkId::of(b"cut");
+    store
+        .put_chunk(&cut, encoded[..encoded.len() / 2].to_vec().into())
+        .await
+        .expect("put");
+    let err = store.read_chunk(&cut).await.expect_err("truncated");
+    assert!(
+        matches!(err, Error::ChunkCorrupt { id, .. } if id == cut),
+        "{err}"
+    );
+
+    let mut listed: Vec<ChunkId> = store.list_chunks().try_collect().await.expect("list");
+    listed.sort();
+    let mut expected = vec![id, liar, cut];
+    expected.sort();
+    assert_eq!(listed, expected);
+}
+
+async fn maps_round_trip_and_are_checked(store: &Store) {
+    let point = PointId::generate(Timestamp::UNIX_EPOCH, b"maps");
+    let disk = DiskName::new("disk0.img").expect("name");
+    let bs = BlockSize::new(64 << 10).expect("bs");
+    let mut map = BlockMap::zeroed(10 * bs.bytes() + 5, bs, Timestamp::UNIX_EPOCH);
+    map.set(3, ChunkId::of(b"three"));
+    let err = store
+        .get_map(&vm(), &point, &disk, None)
+        .await
+        .expect_err("missing");
+    assert!(matches!(err, Error::MapMissing { .. }), "{err}");
+    let digest = store
+        .put_map(&vm(), &point, &disk, &map)
+        .await
+        .expect("put");
+    assert_eq!(
+        store
+            .get_map(&vm(), &point, &disk, Some(&digest))
+            .await
+            .expect("get"),
+        map
+    );
+    let err = store
+        .get_map(&vm(), &point, &disk, Some(&"0".repeat(64)))
+        .await
+        .expect_err("digest");
+    assert!(matches!(err, Error::MapCorrupt { .. }), "{err}");
+    let mut bytes = map.encode();
+    bytes.truncate(bytes.len() - 1);
+    raw_put(store, &layout::map(&vm(), &point, &disk), bytes).await;
+    let err = store
+        .get_map(&vm(), &point, &disk, None)
+        .await
+        .expect_err("truncated");
+    assert!(
+        matches!(err, Error::MapCorrupt { .. }) && err.to_string().contains("truncated"),
+        "{err}"
+    );
+}
+
+async fn points_commit_list_and_fail_by_name(store: &Store) {
+    let early: Timestamp = "2026-01-01T00:00:00Z".parse().expect("ts");
+    let late: Timestamp = "2026-06-01T00:00:00Z".parse().expect("ts");
+    let make = |time: Timestamp| RecoveryPoint {
+        vm: vm(),
+        id: PointId::generate(time, b"p"),
+        time,
+        consistency: Consistency::CrashConsistent,
+        parent: None,
+        disks: vec![DiskRecord {
+            name: DiskName::new("disk0.img").expect("name"),
+            source: "/dev/null".into(),
+            size: 0,
+            block_size: BlockSize::DEFAULT,
+            map_digest: String::new(),
+            blocks: 0,
+            data_blocks: 0,
+        }],
+        stats: PointStats::default(),
+    };
+    let (a, b) = (make(early), make(late));
+    let err = store.get_point(&vm(), &a.id).await.expect_err("missing");
+    assert!(matches!(err, Error::PointMissing { .. }), "{err}");
+    store.put_point(&b).await.expect("put");
+    store.put_point(&a).await.expect("put");
+    store.sync().await.expect("sync");
+    assert_eq!(store.list_vms().await.expect("vms"), vec![vm()]);
+    assert_eq!(
+        store.list_point_ids(&vm()).await.expect("ids"),
+        vec![a.id.clone(), b.id.clone()]
+    );
+    assert_eq!(
+        store.list_points(&vm()).await.expect("points"),
+        vec![a.clone(), b.clone()]
+    );
+    let other = VmName::new("nobody").expect("name");
+    assert!(store.list_points(&other).await.expect("points").is_empty());
+
+    let mut bytes = a.encode();
+    let at = bytes.len() - 3;
+    bytes[at] ^= 0x20;
+    raw_put(store, &layout::point(&vm(), &a.id), bytes).await;
+    let err = store.get_point(&vm(), &a.id).await.expect_err("corrupt");
+    assert!(
+        matches!(err, Error::PointCorrupt { .. }) && err.is_corrupt(),
+        "{err}"
+    );
+}
+
+async fn raw_put(store: &Store, key: &object_store::path::Path, bytes: Vec<u8>) {
+    store
+        .objects()
+        .put(key, PutPayload::from(bytes))
+        .await
+        .expect("raw put");
+}
+
+#[cfg(test)]
+mod tests {
+    #[tokio::test]
+    async fn in_memory_store_conforms() {
+        super::run(&crate::Store::in_memory()).await;
+    }
+
+    #[tokio::test]
+    async fn local_directory_store_conforms() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        super::run(&crate::Store::local(dir.path()).expect("store")).await;
+    }
+
+    #[tokio::test]
+    async fn local_store_refuses_missing_dirs_files_and_non_empty_dirs() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let err = crate::Store::local(dir.path().join("nope")).expect_err("missing");
+        assert!(matches!(err, crate::Error::NotAVault { .. }), "{err}");
+        std::fs::write(dir.path().join("file"), b"x").expect("write");
+        let err = crate::Store::local(dir.path().join("file")).expect_err("file");
+        assert!(matches!(err, crate::Error::NotAVault { .. }), "{err}");
+        let store = crate::Store::local(dir.path()).expect("store");
+        let config = blockvault_core::VaultConfig {
+            id: "x".into(),
+            created: jiff::Timestamp::UNIX_EPOCH,
+            default_block_size: blockvault_core::BlockSize::DEFAULT,
+        };
+        let err = store.init(&config).await.expect_err("not empty");
+        assert!(matches!(err, crate::Error::NotEmpty { .. }), "{err}");
+        assert!(!dir.path().join("vault.config").exists(), "nothing written");
+    }
+}

@@ -1,0 +1,98 @@
+use blockvault_core::{ChunkId, DiskName, PointId, VmName};
+
+/// What can go wrong storing or loading vault objects.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    #[error(
+        "{location} is not a blockvault vault ({reason}); create one with `blockvault vault init`"
+    )]
+    NotAVault { location: String, reason: String },
+
+    #[error("{location} already holds a vault")]
+    AlreadyAVault { location: String },
+
+    #[error("{location} is not empty; a new vault needs an empty or new directory")]
+    NotEmpty { location: String },
+
+    #[error("chunk {id} is missing from the vault")]
+    ChunkMissing { id: ChunkId },
+
+    #[error("chunk {id} is corrupt: {source}")]
+    ChunkCorrupt {
+        id: ChunkId,
+        #[source]
+        source: blockvault_core::Error,
+    },
+
+    #[error("block map of disk {disk} in point {point} of VM {vm} is missing")]
+    MapMissing {
+        vm: VmName,
+        point: PointId,
+        disk: DiskName,
+    },
+
+    #[error("block map of disk {disk} in point {point} of VM {vm} is corrupt: {reason}")]
+    MapCorrupt {
+        vm: VmName,
+        point: PointId,
+        disk: DiskName,
+        reason: String,
+    },
+
+    #[error("VM {vm} has no point {point} in this vault")]
+    PointMissing { vm: VmName, point: PointId },
+
+    #[error("recovery point {point} of VM {vm} is corrupt: {source}")]
+    PointCorrupt {
+        vm: VmName,
+        point: PointId,
+        #[source]
+        source: blockvault_core::Error,
+    },
+
+    #[error("vault config at {location} is corrupt: {source}")]
+    ConfigCorrupt {
+        location: String,
+        #[source]
+        source: blockvault_core::Error,
+    },
+
+    #[error("{op} {key} failed: {source}")]
+    Backend {
+        op: &'static str,
+        key: String,
+        #[source]
+        source: object_store::Error,
+    },
+
+    #[error("{path}: {source}")]
+    Io {
+        path: std::path::PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+impl Error {
+    /// Whether the error means "the object is not there" (as opposed to unreadable or corrupt).
+    pub fn is_missing(&self) -> bool {
+        matches!(
+            self,
+            Error::ChunkMissing { .. } | Error::MapMissing { .. } | Error::PointMissing { .. }
+        )
+    }
+
+    /// Whether the error means stored data failed its integrity checks.
+    pub fn is_corrupt(&self) -> bool {
+        matches!(
+            self,
+            Error::ChunkCorrupt { .. }
+                | Error::MapCorrupt { .. }
+                | Error::PointCorrupt { .. }
+                | Error::ConfigCorrupt { .. }
+        )
+    }
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;

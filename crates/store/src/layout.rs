@@ -1,0 +1,40 @@
+//! Where each object lives in a vault. One place, so the layout reads as a table:
+//!
+//! | key | object |
+//! |---|---|
+//! | `vault.config` | [`VaultConfig`](blockvault_core::VaultConfig): makes the location a vault |
+//! | `chunks/<2 hex>/<64 hex>` | a chunk, keyed by its full id; 256 fan-out prefixes |
+//! | `maps/<vm>/<point>/<disk>.map` | the block map of one disk at one point |
+//! | `points/<vm>/<point>` | the recovery point record, written last: the commit |
+
+use blockvault_core::{ChunkId, DiskName, PointId, VmName};
+use object_store::path::Path;
+
+pub(crate) fn config() -> Path {
+    Path::from("vault.config")
+}
+
+pub(crate) fn chunk(id: &ChunkId) -> Path {
+    let hex = id.to_hex();
+    Path::from(format!("chunks/{}/{hex}", &hex[..2]))
+}
+
+pub(crate) fn chunks_root() -> Path {
+    Path::from("chunks")
+}
+
+pub(crate) fn map(vm: &VmName, point: &PointId, disk: &DiskName) -> Path {
+    Path::from(format!("maps/{vm}/{point}/{disk}.map"))
+}
+
+pub(crate) fn points_root() -> Path {
+    Path::from("points")
+}
+
+pub(crate) fn points_of(vm: &VmName) -> Path {
+    Path::from(format!("points/{vm}"))
+}
+
+pub(crate) fn point(vm: &VmName, point: &PointId) -> Path {
+    Path::from(format!("points/{vm}/{point}"))
+}

@@ -1,0 +1,363 @@
+use std::path::{Path as FsPath, PathBuf};
+use std::sync::Arc;
+
+use blockvault_core::{
+    BlockMap, ChunkDecoder, ChunkId, DiskName, PointId, RecoveryPoint, VaultConfig, VmName,
+};
+use bytes::Bytes;
+use futures::{StreamExt, TryStreamExt, stream};
+use object_store::local::LocalFileSystem;
+use object_store::memory::InMemory;
+use object_store::path::Path;
+use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
+
+use crate::{Error, Result, cpu, layout};
+
+/// How many point records `list_points` fetches at once.
+const LIST_CONCURRENCY: usize = 16;
+
+/// Vault objects (chunks, block maps, recovery points, the vault config) over any
+/// [`ObjectStore`]: a local directory, S3, or memory for tests.
+///
+/// Writes are whole-object `PUT`s, which every backend makes atomic: a reader sees the old
+/// object, the new one, or none, never a partial one. Nothing relies on conditional writes.
+#[derive(Clone, Debug)]
+pub struct Store {
+    objects: Arc<dyn ObjectStore>,
+    location: String,
+    /// For a local directory: the root, to flush the file system at commit points.
+    local_root: Option<PathBuf>,
+}
+
+impl Store {
+    /// A store in the existing directory `dir`.
+    pub fn local(dir: impl AsRef<FsPath>) -> Result<Store> {
+        let dir = dir.as_ref();
+        let location = dir.display().to_string();
+        let meta = std::fs::metadata(dir).map_err(|e| Error::NotAVault {
+            location: location.clone(),
+            reason: match e.kind() {
+                std::io::ErrorKind::NotFound => "the directory does not exist".to_owned(),
+                _ => e.to_string(),
+            },
+        })?;
+        if !meta.is_dir() {
+            return Err(Error::NotAVault {
+                location,
+                reason: "not a directory".to_owned(),
+            });
+        }
+        let root = std::fs::canonicalize(dir).map_err(|source| Error::Io {
+            path: dir.to_owned(),
+            source,
+        })?;
+        let objects = LocalFileSystem::new_with_prefix(&root).map_err(|source| Error::Backend {
+            op: "open",
+            key: location.clone(),
+            source,
+        })?;
+        Ok(Store {
+            objects: Arc::new(objects),
+            location,
+            local_root: Some(root),
+        })
+    }
+
+    /// An empty store in memory (unit tests).
+    pub fn in_memory() -> Store {
+        Store::new(Arc::new(InMemory::new()), "memory")
+    }
+
+    /// A store over any object store; `location` names it in messages.
+    pub fn new(objects: Arc<dyn ObjectStore>, location: impl Into<String>) -> Store {
+        Store {
+            objects,
+            location: location.into(),
+            local_root: None,
+        }
+    }
+
+    /// Where the store lives, for messages.
+    pub fn location(&self) -> &str {
+        &self.location
+    }
+
+    /// The object store underneath, for wrappers and tests.
+    pub fn objects(&self) -> &Arc<dyn ObjectStore> {
+        &self.objects
+    }
+
+    // ---- the vault config -------------------------------------------------------------------
+
+    /// Makes this location a vault by writing its config. Refuses a location that already holds
+    /// a vault or any other object.
+    pub async fn init(&self, config: &VaultConfig) -> Result<()> {
+        match self.config().await {
+            Ok(_) => {
+                return Err(Error::AlreadyAVault {
+                    location: self.location.clone(),
+                });
+            }
+            Err(Error::NotAVault { .. }) => {}
+            Err(other) => return Err(other),
+        }
+        let mut any = self.objects.list(None);
+        if any.next().await.is_some() {
+            return Err(Error::NotEmpty {
+                location: self.location.clone(),
+            });
+        }
+        self.put(&layout::config(), config.encode().into()).await?;
+        self.sync().await
+    }
+
+    /// The vault config; [`Error::NotAVault`] when this location is not a vault.
+    pub async fn config(&self) -> Result<VaultConfig> {
+        let key = layout::config();
+        let bytes = match self.get(&key).await? {
+            Some(bytes) => bytes,
+            None => {
+                return Err(Error::NotAVault {
+                    location: self.location.clone(),
+                    reason: "it has no vault.config".to_owned(),
+                });
+            }
+        };
+        VaultConfig::decode(&bytes).map_err(|source| Error::ConfigCorrupt {
+            location: self.location.clone(),
+            source,
+        })
+    }
+
+    // ---- chunks -----------------------------------------------------------------------------
+
+    /// Whether the vault holds chunk `id` (one `HEAD`).
+    pub async fn has_chunk(&self, id: &ChunkId) -> Result<bool> {
+        let key = layout::chunk(id);
+        match self.objects.head(&key).await {
+            Ok(_) => Ok(true),
+            Err(object_store::Error::NotFound { .. }) => Ok(false),
+            Err(source) => Err(backend("head", &key, source)),
+        }
+    }
+
+    /// Stores an encoded chunk under `id`. Content addressing makes a repeated put harmless, so
+    /// callers decide what to skip; this never reads first.
+    pub async fn put_chunk(&self, id: &ChunkId, encoded: Bytes) -> Result<()> {
+        self.put(&layout::chunk(id), encoded).await
+    }
+
+    /// The encoded bytes of chunk `id`, unverified; see [`Store::read_chunk`].
+    pub async fn get_chunk(&self, id: &ChunkId) -> Result<Bytes> {
+        self.get(&layout::chunk(id))
+            .await?
+            .ok_or(Error::ChunkMissing { id: *id })
+    }
+
+    /// Chunk `id` decoded and verified against its id (decompressed and re-hashed on the rayon
+    /// pool).
+    pub async fn read_chunk(&self, id: &ChunkId) -> Result<Vec<u8>> {
+        let encoded = self.get_chunk(id).await?;
+        let id = *id;
+        cpu::run(move || {
+            let mut out = Vec::new();
+            ChunkDecoder::new()
+                .and_then(|mut d| d.decode_verified(&encoded, id, &mut out))
+                .map_err(|source| Error::ChunkCorrupt { id, source })?;
+            Ok(out)
+        })
+        .await
+    }
+
+    /// Every chunk id in the vault (streamed from a listing; objects that are not chunks are
+    /// skipped).
+    pub fn list_chunks(&self) -> impl futures::Stream<Item = Result<ChunkId>> + '_ {
+        let root = layout::chunks_root();
+        self.objects
+            .list(Some(&root))
+            .map_err(move |source| backend("list", &layout::chunks_root(), source))
+            .try_filter_map(|meta| async move {
+                Ok(meta
+                    .location
+                    .filename()
+                    .and_then(|name| name.parse::<ChunkId>().ok()))
+            })
+    }
+
+    // ---- block maps -------------------------------------------------------------------------
+
+    /// Stores the block map of `disk` in `point`; returns the BLAKE3 digest of its encoding, for
+    /// the point record.
+    pub async fn put_map(
+        &self,
+        vm: &VmName,
+        point: &PointId,
+        disk: &DiskName,
+        map: &BlockMap,
+    ) -> Result<String> {
+        let encoded = map.encode();
+        let digest = blake3::hash(&encoded).to_hex().to_string();
+        self.put(&layout::map(vm, point, disk), encoded.into())
+            .await?;
+        Ok(digest)
+    }
+
+    /// The block map of `disk` in `point`, checked against `digest` (from the point record) when
+    /// one is given.
+    pub async fn get_map(
+        &self,
+        vm: &VmName,
+        point: &PointId,
+        disk: &DiskName,
+        digest: Option<&str>,
+    ) -> Result<BlockMap> {
+        let corrupt = |reason: String| Error::MapCorrupt {
+            vm: vm.clone(),
+            point: point.clone(),
+            disk: disk.clone(),
+            reason,
+        };
+        let bytes = self
+            .get(&layout::map(vm, point, disk))
+            .await?
+            .ok_or_else(|| Error::MapMissing {
+                vm: vm.clone(),
+                point: point.clone(),
+                disk: disk.clone(),
+            })?;
+        if let Some(expected) = digest {
+            let actual = blake3::hash(&bytes).to_hex();
+            if actual.as_str() != expected {
+                return Err(corrupt(format!(
+                    "its digest {} does not match the point record's {}",
+                    &actual[..16],
+                    &expected[..expected.len().min(16)]
+                )));
+            }
+        }
+        BlockMap::decode(&bytes).map_err(|e| corrupt(e.to_string()))
+    }
+
+    // ---- recovery points --------------------------------------------------------------------
+
+    /// Writes a point record: the commit of a backup. Call [`Store::sync`] before (so the
+    /// chunks and maps it names are durable) and after (so the commit is).
+    pub async fn put_point(&self, point: &RecoveryPoint) -> Result<()> {
+        self.put(&layout::point(&point.vm, &point.id), point.encode().into())
+            .await
+    }
+
+    pub async fn get_point(&self, vm: &VmName, id: &PointId) -> Result<RecoveryPoint> {
+        let bytes = self
+            .get(&layout::point(vm, id))
+            .await?
+            .ok_or_else(|| Error::PointMissing {
+                vm: vm.clone(),
+                point: id.clone(),
+            })?;
+        RecoveryPoint::decode(&bytes).map_err(|source| Error::PointCorrupt {
+            vm: vm.clone(),
+            point: id.clone(),
+            source,
+        })
+    }
+
+    /// The VMs that have at least one point.
+    pub async fn list_vms(&self) -> Result<Vec<VmName>> {
+        let root = layout::points_root();
+        let listing = self
+            .objects
+            .list_with_delimiter(Some(&root))
+            .await
+            .map_err(|source| backend("list", &root, source))?;
+        let mut vms: Vec<VmName> = listing
+            .common_prefixes
+            .iter()
+            .filter_map(|p| p.filename().and_then(|n| VmName::new(n).ok()))
+            .collect();
+        vms.sort();
+        Ok(vms)
+    }
+
+    /// The ids of the committed points of `vm`, oldest first.
+    pub async fn list_point_ids(&self, vm: &VmName) -> Result<Vec<PointId>> {
+        let prefix = layout::points_of(vm);
+        let listing = self
+            .objects
+            .list_with_delimiter(Some(&prefix))
+            .await
+            .map_err(|source| backend("list", &prefix, source))?;
+        let mut ids: Vec<PointId> = listing
+            .objects
+            .iter()
+            .filter_map(|o| o.location.filename().and_then(|n| n.parse().ok()))
+            .collect();
+        ids.sort();
+        Ok(ids)
+    }
+
+    /// The committed points of `vm`, oldest first.
+    pub async fn list_points(&self, vm: &VmName) -> Result<Vec<RecoveryPoint>> {
+        let ids = self.list_point_ids(vm).await?;
+        let mut points: Vec<RecoveryPoint> = stream::iter(ids)
+            .map(|id| async move { self.get_point(vm, &id).await })
+            .buffer_unordered(LIST_CONCURRENCY)
+            .try_collect()
+            .await?;
+        points.sort_by(|a, b| a.time.cmp(&b.time).then_with(|| a.id.cmp(&b.id)));
+        Ok(points)
+    }
+
+    // ---- durability -------------------------------------------------------------------------
+
+    /// Makes every write so far durable. A local directory is flushed with one `syncfs` (far
+    /// cheaper than an fsync per chunk); object stores acknowledge a PUT only once it is durable.
+    pub async fn sync(&self) -> Result<()> {
+        let Some(root) = self.local_root.clone() else {
+            return Ok(());
+        };
+        tokio::task::spawn_blocking(move || {
+            let dir = std::fs::File::open(&root).map_err(|source| Error::Io {
+                path: root.clone(),
+                source,
+            })?;
+            rustix::fs::syncfs(&dir).map_err(|e| Error::Io {
+                path: root,
+                source: e.into(),
+            })
+        })
+        .await
+        .unwrap_or_else(|join| std::panic::resume_unwind(join.into_panic()))
+    }
+
+    // ---- plumbing ---------------------------------------------------------------------------
+
+    async fn put(&self, key: &Path, bytes: Bytes) -> Result<()> {
+        self.objects
+            .put(key, PutPayload::from(bytes))
+            .await
+            .map(|_| ())
+            .map_err(|source| backend("put", key, source))
+    }
+
+    async fn get(&self, key: &Path) -> Result<Option<Bytes>> {
+        let result = match self.objects.get(key).await {
+            Ok(result) => result,
+            Err(object_store::Error::NotFound { .. }) => return Ok(None),
+            Err(source) => return Err(backend("get", key, source)),
+        };
+        result
+            .bytes()
+            .await
+            .map(Some)
+            .map_err(|source| backend("get", key, source))
+    }
+}
+
+fn backend(op: &'static str, key: &Path, source: object_store::Error) -> Error {
+    Error::Backend {
+        op,
+        key: key.to_string(),
+        source,
+    }
+}
