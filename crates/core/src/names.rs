@@ -103,22 +103,24 @@ name_type!(
     "disk name"
 );
 
-/// The id of a recovery point: its UTC creation time to the second plus 16 random bits,
-/// `YYYYMMDD-HHMMSS-xxxx`. Ids sort by time, read well in a table, and two points of one VM made
-/// in the same second still differ.
+/// The id of a recovery point: its UTC creation time plus a 16-bit suffix whose high 10 bits
+/// are the milliseconds and low 6 bits random, `YYYYMMDD-HHMMSS-xxxx`. Ids sort by time to the
+/// millisecond, read well in a table, and two points made in the same millisecond still differ
+/// (with odds of 63 in 64; one VM's backups never overlap that closely).
 #[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(try_from = "String", into = "String")]
 pub struct PointId(String);
 
 impl PointId {
-    /// A new id for a point made at `time`; `salt` feeds the random suffix (callers pass
-    /// anything that differs between concurrent writers, e.g. VM name, pid and nanoseconds).
+    /// A new id for a point made at `time`; `salt` feeds the random bits (callers pass anything
+    /// that differs between concurrent writers, e.g. VM name and pid).
     pub fn generate(time: Timestamp, salt: &[u8]) -> PointId {
         let mut hasher = blake3::Hasher::new();
         hasher.update(&time.as_nanosecond().to_le_bytes());
         hasher.update(salt);
-        let digest = hasher.finalize();
-        let suffix = u16::from_le_bytes([digest.as_bytes()[0], digest.as_bytes()[1]]);
+        let random = u16::from(hasher.finalize().as_bytes()[0] & 0x3f);
+        let millis = time.subsec_millisecond() as u16;
+        let suffix = millis << 6 | random;
         PointId(format!("{}-{suffix:04x}", time.strftime("%Y%m%d-%H%M%S")))
     }
 
@@ -222,6 +224,10 @@ mod tests {
         let t2: Timestamp = "2026-11-23T10:15:04Z".parse().expect("ts");
         let a = PointId::generate(t1, b"x");
         let b = PointId::generate(t2, b"x");
+        let later_in_same_second: Timestamp = "2026-11-23T10:15:03.001Z".parse().expect("ts");
+        for salt in [&b"a"[..], b"b", b"c", b"d"] {
+            assert!(PointId::generate(t1, b"zzz") < PointId::generate(later_in_same_second, salt));
+        }
         assert!(a.as_str().starts_with("20261123-101503-"), "{a}");
         assert!(a < b);
         assert_eq!(a.as_str().parse::<PointId>().expect("parse"), a);

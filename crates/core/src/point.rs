@@ -26,7 +26,7 @@ impl std::fmt::Display for Consistency {
 
 /// One disk of a recovery point: where its block map is and what it holds.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+#[serde(deny_unknown_fields)]
 pub struct DiskRecord {
     pub name: DiskName,
     /// The image file the disk was read from, as given to the backup.
@@ -42,7 +42,7 @@ pub struct DiskRecord {
 
 /// What a backup did to make the point (for `points` and for audits; not needed to restore).
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(default, rename_all = "kebab-case")]
+#[serde(default)]
 pub struct PointStats {
     /// Bytes of allocated (non-hole) data read from the disks.
     pub bytes_scanned: u64,
@@ -59,7 +59,7 @@ pub struct PointStats {
 ///
 /// Encoding: the framed JSON envelope (magic `BVPOINT\0`, version 1; see the crate docs).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+#[serde(deny_unknown_fields)]
 pub struct RecoveryPoint {
     pub vm: VmName,
     pub id: PointId,
@@ -96,7 +96,7 @@ impl RecoveryPoint {
 ///
 /// Encoding: the framed JSON envelope (magic `BVVAULT\0`, version 1).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+#[serde(deny_unknown_fields)]
 pub struct VaultConfig {
     /// Random id of this vault, to tell vaults apart in catalogs and logs.
     pub id: String,

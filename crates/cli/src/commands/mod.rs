@@ -1,0 +1,16 @@
+//! One module per command. Each returns a [`Report`]: the summary for people and the same
+//! facts as JSON for scripts.
+
+pub mod backup;
+pub mod points;
+pub mod restore;
+pub mod vault;
+
+/// What a command prints when it succeeds.
+#[derive(Debug)]
+pub struct Report {
+    /// Text for stdout (a summary line or a table).
+    pub text: String,
+    /// The `--json` document.
+    pub json: serde_json::Value,
+}

@@ -1,0 +1,90 @@
+//! Exit codes scripts can trust, and the one line (or JSON object) that explains a failure.
+
+use blockvault_vault::Error as VaultError;
+
+/// The process exit codes; `blockvault --help` lists them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ExitCode {
+    Failure = 1,
+    Usage = 2,
+    NotFound = 3,
+    Integrity = 4,
+}
+
+impl ExitCode {
+    /// Name of the code in JSON error output.
+    pub fn kind(self) -> &'static str {
+        match self {
+            ExitCode::Failure => "failure",
+            ExitCode::Usage => "usage",
+            ExitCode::NotFound => "not-found",
+            ExitCode::Integrity => "integrity",
+        }
+    }
+}
+
+/// Classifies an error by the first blockvault error in its chain.
+pub fn classify(err: &anyhow::Error) -> ExitCode {
+    for cause in err.chain() {
+        if let Some(e) = cause.downcast_ref::<VaultError>() {
+            return classify_vault(e);
+        }
+        if let Some(e) = cause.downcast_ref::<blockvault_store::Error>() {
+            return classify_store(e);
+        }
+        if let Some(e) = cause.downcast_ref::<blockvault_chunker::Error>() {
+            return classify_disk(e);
+        }
+        if cause.downcast_ref::<blockvault_core::Error>().is_some() {
+            return ExitCode::Usage;
+        }
+        if cause.downcast_ref::<UsageError>().is_some() {
+            return ExitCode::Usage;
+        }
+    }
+    ExitCode::Failure
+}
+
+fn classify_vault(e: &VaultError) -> ExitCode {
+    match e {
+        VaultError::Store(e) => classify_store(e),
+        VaultError::Disk(e) => classify_disk(e),
+        VaultError::Block { source, .. } => classify_store(source),
+        VaultError::BlockLength { .. } => ExitCode::Integrity,
+        VaultError::UnknownVm { .. }
+        | VaultError::UnknownPoint { .. }
+        | VaultError::NoPointAtOrBefore { .. } => ExitCode::NotFound,
+        VaultError::NoDisks
+        | VaultError::DiskName { .. }
+        | VaultError::DuplicateDiskName { .. }
+        | VaultError::AmbiguousPoint { .. } => ExitCode::Usage,
+        _ => ExitCode::Failure,
+    }
+}
+
+fn classify_store(e: &blockvault_store::Error) -> ExitCode {
+    use blockvault_store::Error as S;
+    match e {
+        S::NotAVault { .. } => ExitCode::NotFound,
+        S::AlreadyAVault { .. } | S::NotEmpty { .. } => ExitCode::Usage,
+        // A chunk or map that a committed point names is part of the point: its absence is
+        // damage to the vault, not a lookup miss.
+        S::ChunkMissing { .. } | S::MapMissing { .. } => ExitCode::Integrity,
+        S::PointMissing { .. } => ExitCode::NotFound,
+        _ if e.is_corrupt() => ExitCode::Integrity,
+        _ => ExitCode::Failure,
+    }
+}
+
+fn classify_disk(e: &blockvault_chunker::Error) -> ExitCode {
+    match e {
+        blockvault_chunker::Error::NotFound { .. } => ExitCode::NotFound,
+        blockvault_chunker::Error::NotADisk { .. } => ExitCode::Usage,
+        _ => ExitCode::Failure,
+    }
+}
+
+/// A bad argument found after parsing (for example an unparseable `--at`).
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct UsageError(pub String);

@@ -1,0 +1,67 @@
+//! Human-readable numbers and times for the text output.
+
+use std::time::Duration;
+
+use jiff::Timestamp;
+use jiff::tz::TimeZone;
+
+/// `1.40 GiB`, `512 KiB`, `17 B`.
+pub fn bytes(n: u64) -> String {
+    const UNITS: [&str; 6] = ["B", "KiB", "MiB", "GiB", "TiB", "PiB"];
+    let mut value = n as f64;
+    let mut unit = 0;
+    while value >= 1024.0 && unit < UNITS.len() - 1 {
+        value /= 1024.0;
+        unit += 1;
+    }
+    if unit == 0 {
+        format!("{n} B")
+    } else if value >= 100.0 {
+        format!("{value:.0} {}", UNITS[unit])
+    } else {
+        format!("{value:.2} {}", UNITS[unit])
+    }
+}
+
+/// `2.31 s`, `140 ms`.
+pub fn duration(d: Duration) -> String {
+    let secs = d.as_secs_f64();
+    if secs < 1.0 {
+        format!("{:.0} ms", secs * 1000.0)
+    } else {
+        format!("{secs:.2} s")
+    }
+}
+
+/// `bytes / elapsed` as `1.16 GiB/s`.
+pub fn rate(n: u64, elapsed: Duration) -> String {
+    let secs = elapsed.as_secs_f64().max(1e-6);
+    format!("{}/s", bytes((n as f64 / secs) as u64))
+}
+
+/// A point's time in the local time zone, to the second, with its offset.
+pub fn time(t: Timestamp) -> String {
+    t.to_zoned(TimeZone::system())
+        .strftime("%Y-%m-%d %H:%M:%S %:z")
+        .to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes_read_naturally() {
+        assert_eq!(bytes(17), "17 B");
+        assert_eq!(bytes(1536), "1.50 KiB");
+        assert_eq!(bytes(8 << 30), "8.00 GiB");
+        assert_eq!(bytes(600 << 20), "600 MiB");
+    }
+
+    #[test]
+    fn durations_and_rates() {
+        assert_eq!(duration(Duration::from_millis(140)), "140 ms");
+        assert_eq!(duration(Duration::from_millis(2310)), "2.31 s");
+        assert_eq!(rate(2 << 30, Duration::from_secs(2)), "1.00 GiB/s");
+    }
+}

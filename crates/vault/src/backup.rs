@@ -1,0 +1,316 @@
+use std::cell::RefCell;
+use std::collections::{HashMap, HashSet};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
+
+use blockvault_chunker::{Chunker, DiskImage, changed_blocks};
+use blockvault_core::{
+    BlockMap, BlockSize, ChunkEncoder, ChunkId, Consistency, DiskName, DiskRecord, PointId,
+    PointStats, RecoveryPoint, VmName,
+};
+use futures::{StreamExt, TryStreamExt};
+use jiff::Timestamp;
+
+use crate::{Error, Progress, Result, TransferOptions, Vault};
+
+/// An ad hoc backup of one VM's disks into the vault.
+#[derive(Clone, Debug)]
+pub struct BackupRequest {
+    pub vm: VmName,
+    /// The VM's disk images, in order. Each disk is named by its file name.
+    pub disks: Vec<PathBuf>,
+    /// Block size for the disks; by default a disk keeps the block size of its previous point,
+    /// and new disks get the vault's default.
+    pub block_size: Option<BlockSize>,
+    pub options: TransferOptions,
+}
+
+/// What a backup did.
+#[derive(Clone, Debug)]
+pub struct BackupReport {
+    /// The committed point (its `stats` hold the byte counts).
+    pub point: RecoveryPoint,
+    pub elapsed: Duration,
+    /// Things the user should know that did not stop the backup.
+    pub warnings: Vec<String>,
+}
+
+/// A chunk on its way from the scan to the upload stage.
+struct NewChunk {
+    id: ChunkId,
+    encoded: Vec<u8>,
+}
+
+/// One disk being backed up.
+struct Source {
+    name: DiskName,
+    path: PathBuf,
+    image: DiskImage,
+    block_size: BlockSize,
+}
+
+thread_local! {
+    /// One zstd context per rayon worker, reused for every block it compresses.
+    static ENCODER: RefCell<Option<ChunkEncoder>> = const { RefCell::new(None) };
+}
+
+fn encode(block: &[u8]) -> Result<Vec<u8>> {
+    ENCODER.with(|cell| {
+        let mut slot = cell.borrow_mut();
+        let mut encoder = match slot.take() {
+            Some(encoder) => encoder,
+            None => ChunkEncoder::new().map_err(blockvault_chunker::Error::from)?,
+        };
+        let encoded = encoder.encode(block);
+        *slot = Some(encoder);
+        Ok(encoded)
+    })
+}
+
+impl Vault {
+    /// Backs up `request.disks` as one new point of `request.vm`.
+    ///
+    /// The data path, per disk, in one pass over the image:
+    ///
+    /// ```text
+    /// read (pread, holes skipped) -> zero check -> BLAKE3          rayon workers
+    ///   -> skip chunks the vault is known to hold                  (previous point's maps,
+    ///                                                               and this backup's own)
+    ///   -> zstd-1 -> bounded channel                               rayon workers
+    ///   -> skip chunks the store already has (HEAD) -> PUT         tokio, `concurrency` at once
+    /// ```
+    ///
+    /// Then the block maps, a sync, the point record (the commit), and a sync. A failure at any
+    /// step before the record leaves no point; chunks already uploaded are reused by the next
+    /// backup.
+    pub async fn backup(
+        &self,
+        request: &BackupRequest,
+        progress: Arc<dyn Progress>,
+    ) -> Result<BackupReport> {
+        let started = Instant::now();
+        let time = Timestamp::now();
+        let vm = &request.vm;
+        let parent = self.latest_point(vm).await?;
+        let mut warnings = Vec::new();
+        let previous = self
+            .previous_maps(parent.as_ref(), &request.disks, &mut warnings)
+            .await;
+        let sources = open_sources(request, &previous, self.config().default_block_size)?;
+
+        let total: u64 = sources
+            .iter()
+            .map(|s| data_bytes(s))
+            .collect::<Result<Vec<u64>>>()?
+            .iter()
+            .sum();
+        progress.begin("backup", total);
+
+        let known: HashSet<ChunkId> = previous
+            .values()
+            .flat_map(|m| m.ids().iter().copied())
+            .filter(|id| !id.is_zero())
+            .collect();
+        let concurrency = request.options.concurrency.max(1);
+        let (tx, mut rx) = tokio::sync::mpsc::channel::<NewChunk>(concurrency);
+        let scanned = Arc::new(AtomicU64::new(0));
+
+        let scan = {
+            let scanned = Arc::clone(&scanned);
+            let progress = Arc::clone(&progress);
+            tokio::task::spawn_blocking(move || {
+                scan_all(sources, known, time, &tx, &scanned, progress.as_ref())
+            })
+        };
+        let store = self.store();
+        let upload = futures::stream::poll_fn(|cx| rx.poll_recv(cx))
+            .map(|chunk: NewChunk| async move {
+                if store.has_chunk(&chunk.id).await? {
+                    return Ok::<u64, Error>(0);
+                }
+                let len = chunk.encoded.len() as u64;
+                store.put_chunk(&chunk.id, chunk.encoded.into()).await?;
+                Ok(len)
+            })
+            .buffer_unordered(concurrency)
+            .try_fold((0u64, 0u64), |(bytes, count), len| async move {
+                Ok((bytes + len, count + u64::from(len > 0)))
+            });
+        let (scan, upload) = tokio::join!(scan, upload);
+        let scan = scan.unwrap_or_else(|join| std::panic::resume_unwind(join.into_panic()));
+        // An upload failure stops the scan too; report the cause, not the echo.
+        let (bytes_stored, chunks_stored) = upload?;
+        let scanned_disks = scan?;
+
+        let id = PointId::generate(time, format!("{vm}:{}", std::process::id()).as_bytes());
+        let mut records = Vec::with_capacity(scanned_disks.len());
+        let mut bytes_changed = 0u64;
+        for (source, map) in &scanned_disks {
+            let changed = changed_blocks(previous.get(&source.name), map);
+            bytes_changed += changed.iter().map(|&i| map.len_of(i) as u64).sum::<u64>();
+            let map_digest = self.store().put_map(vm, &id, &source.name, map).await?;
+            records.push(DiskRecord {
+                name: source.name.clone(),
+                source: source.path.display().to_string(),
+                size: map.disk_size(),
+                block_size: map.block_size(),
+                map_digest,
+                blocks: map.len() as u64,
+                data_blocks: map.data_blocks() as u64,
+            });
+        }
+        let point = RecoveryPoint {
+            vm: vm.clone(),
+            id,
+            time,
+            consistency: Consistency::CrashConsistent,
+            parent: parent.map(|p| p.id),
+            disks: records,
+            stats: PointStats {
+                bytes_scanned: scanned.load(Ordering::Relaxed),
+                bytes_changed,
+                bytes_stored,
+                chunks_stored,
+            },
+        };
+        // Chunks and maps durable, then the commit, then the commit durable.
+        self.store().sync().await?;
+        self.store().put_point(&point).await?;
+        self.store().sync().await?;
+        Ok(BackupReport {
+            point,
+            elapsed: started.elapsed(),
+            warnings,
+        })
+    }
+
+    /// The block maps of the parent point for the disks being backed up again. A map that
+    /// cannot be read only costs a full scan of that disk, so it is a warning, not an error.
+    async fn previous_maps(
+        &self,
+        parent: Option<&RecoveryPoint>,
+        disks: &[PathBuf],
+        warnings: &mut Vec<String>,
+    ) -> HashMap<DiskName, BlockMap> {
+        let mut maps = HashMap::new();
+        let Some(parent) = parent else {
+            return maps;
+        };
+        let names: HashSet<DiskName> = disks.iter().filter_map(|p| disk_name(p).ok()).collect();
+        for disk in parent.disks.iter().filter(|d| names.contains(&d.name)) {
+            match self
+                .store()
+                .get_map(&parent.vm, &parent.id, &disk.name, Some(&disk.map_digest))
+                .await
+            {
+                Ok(map) => {
+                    maps.insert(disk.name.clone(), map);
+                }
+                Err(e) => warnings.push(format!(
+                    "the previous point's map of disk {} is unusable ({e}); the disk was backed \
+                     up in full",
+                    disk.name
+                )),
+            }
+        }
+        maps
+    }
+}
+
+/// The name a disk gets from its path: its file name.
+pub(crate) fn disk_name(path: &Path) -> Result<DiskName> {
+    let file_name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    DiskName::new(file_name).map_err(|source| Error::DiskName {
+        path: path.to_owned(),
+        source,
+    })
+}
+
+/// Opens every disk before anything is written, so a missing disk fails the backup up front.
+fn open_sources(
+    request: &BackupRequest,
+    previous: &HashMap<DiskName, BlockMap>,
+    default_block_size: BlockSize,
+) -> Result<Vec<Source>> {
+    if request.disks.is_empty() {
+        return Err(Error::NoDisks);
+    }
+    let mut sources: Vec<Source> = Vec::with_capacity(request.disks.len());
+    for path in &request.disks {
+        let image = DiskImage::open(path)?;
+        let name = disk_name(path)?;
+        if let Some(first) = sources.iter().find(|s| s.name == name) {
+            return Err(Error::DuplicateDiskName {
+                name,
+                first: first.path.clone(),
+                second: path.clone(),
+            });
+        }
+        let block_size = request
+            .block_size
+            .or_else(|| previous.get(&name).map(BlockMap::block_size))
+            .unwrap_or(default_block_size);
+        sources.push(Source {
+            path: std::path::absolute(path).unwrap_or_else(|_| path.clone()),
+            name,
+            image,
+            block_size,
+        });
+    }
+    Ok(sources)
+}
+
+/// Bytes the scan of `source` will read: its data blocks.
+fn data_bytes(source: &Source) -> Result<u64> {
+    let chunker = Chunker::new(source.block_size);
+    let bs = source.block_size.bytes();
+    let size = source.image.size();
+    Ok(chunker
+        .data_blocks(&source.image)?
+        .iter()
+        .map(|&i| (size - i as u64 * bs).min(bs))
+        .sum())
+}
+
+/// The scan stage: runs on a blocking thread, fans out on the rayon pool, and hands new chunks
+/// to the upload stage through `tx` (blocking when it is full: back-pressure).
+fn scan_all(
+    sources: Vec<Source>,
+    known: HashSet<ChunkId>,
+    time: Timestamp,
+    tx: &tokio::sync::mpsc::Sender<NewChunk>,
+    scanned: &AtomicU64,
+    progress: &dyn Progress,
+) -> Result<Vec<(Source, BlockMap)>> {
+    // Ids the vault holds or that this backup already sent: each is compressed at most once.
+    let claimed = Mutex::new(known);
+    let mut maps = Vec::with_capacity(sources.len());
+    for source in sources {
+        let map = Chunker::new(source.block_size).scan(&source.image, time, |block| {
+            let len = block.data.len() as u64;
+            scanned.fetch_add(len, Ordering::Relaxed);
+            progress.advance(len);
+            if block.id.is_zero()
+                || !claimed
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .insert(block.id)
+            {
+                return Ok(());
+            }
+            let encoded = encode(block.data)?;
+            tx.blocking_send(NewChunk {
+                id: block.id,
+                encoded,
+            })
+            .map_err(|_| Error::UploadStopped)
+        })?;
+        maps.push((source, map));
+    }
+    Ok(maps)
+}

@@ -1,0 +1,102 @@
+use std::path::PathBuf;
+
+use blockvault_core::{ChunkId, DiskName, VmName};
+use jiff::Timestamp;
+
+/// What can go wrong backing up into or restoring out of a vault.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    #[error(transparent)]
+    Store(#[from] blockvault_store::Error),
+
+    #[error(transparent)]
+    Disk(#[from] blockvault_chunker::Error),
+
+    #[error("a backup needs at least one disk")]
+    NoDisks,
+
+    #[error("the file name of {path} is not usable as a disk name: {source}")]
+    DiskName {
+        path: PathBuf,
+        #[source]
+        source: blockvault_core::Error,
+    },
+
+    #[error(
+        "disks {first} and {second} share the name {name}; a VM's disks need distinct file names"
+    )]
+    DuplicateDiskName {
+        name: DiskName,
+        first: PathBuf,
+        second: PathBuf,
+    },
+
+    #[error("VM {vm} has no recovery points in this vault")]
+    UnknownVm { vm: VmName },
+
+    #[error("VM {vm} has no point {point}")]
+    UnknownPoint { vm: VmName, point: String },
+
+    #[error("point id {prefix} of VM {vm} is ambiguous: {count} points start with it")]
+    AmbiguousPoint {
+        vm: VmName,
+        prefix: String,
+        count: usize,
+    },
+
+    #[error("VM {vm} has no point at or before {at}; its first point is at {first}")]
+    NoPointAtOrBefore {
+        vm: VmName,
+        at: Timestamp,
+        first: Timestamp,
+    },
+
+    #[error(
+        "cannot restore disk {disk}: block {index} at byte offset {offset} (chunk {id}): {source}"
+    )]
+    Block {
+        disk: DiskName,
+        index: usize,
+        offset: u64,
+        id: ChunkId,
+        #[source]
+        source: blockvault_store::Error,
+    },
+
+    #[error(
+        "cannot restore disk {disk}: block {index} at byte offset {offset} decodes to {actual} \
+         bytes, its block map says {expected}"
+    )]
+    BlockLength {
+        disk: DiskName,
+        index: usize,
+        offset: u64,
+        expected: usize,
+        actual: usize,
+    },
+
+    #[error("{path} already exists; pass --force to replace it")]
+    TargetExists { path: PathBuf },
+
+    #[error("{path}: {source}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+
+    #[error("the upload stage stopped; see the error that stopped it")]
+    UploadStopped,
+}
+
+impl Error {
+    pub(crate) fn io(path: &std::path::Path, source: std::io::Error) -> Error {
+        Error::Io {
+            path: path.to_owned(),
+            source,
+        }
+    }
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -1,0 +1,153 @@
+use std::path::Path;
+
+use blockvault_core::{BlockSize, PointId, RecoveryPoint, VaultConfig, VmName};
+use blockvault_store::Store;
+use jiff::Timestamp;
+
+use crate::{Error, Result};
+
+/// Which point of a VM to restore.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum PointSelector {
+    /// The newest point.
+    Latest,
+    /// A point by id, or by a prefix of its id that only one point has.
+    Id(String),
+    /// The newest point taken at or before this time.
+    At(Timestamp),
+}
+
+/// A vault: a store that holds a vault config, and the operations on its points.
+#[derive(Clone, Debug)]
+pub struct Vault {
+    store: Store,
+    config: VaultConfig,
+}
+
+impl Vault {
+    /// Creates a vault in directory `dir` (created if missing; must be empty if present).
+    pub async fn init_local(dir: impl AsRef<Path>) -> Result<Vault> {
+        let dir = dir.as_ref();
+        std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+        Vault::init(Store::local(dir)?).await
+    }
+
+    /// Makes `store` a vault with a new config.
+    pub async fn init(store: Store) -> Result<Vault> {
+        let created = Timestamp::now();
+        let id = blake3::hash(
+            format!(
+                "{}:{}:{}",
+                store.location(),
+                created.as_nanosecond(),
+                std::process::id()
+            )
+            .as_bytes(),
+        )
+        .to_hex()[..16]
+            .to_owned();
+        let config = VaultConfig {
+            id,
+            created,
+            default_block_size: BlockSize::DEFAULT,
+        };
+        store.init(&config).await?;
+        Ok(Vault { store, config })
+    }
+
+    /// Opens the vault in directory `dir`.
+    pub async fn open_local(dir: impl AsRef<Path>) -> Result<Vault> {
+        Vault::open(Store::local(dir)?).await
+    }
+
+    /// Opens the vault in `store`; fails with a "not a vault" error when it holds none.
+    pub async fn open(store: Store) -> Result<Vault> {
+        let config = store.config().await?;
+        Ok(Vault { store, config })
+    }
+
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    pub fn config(&self) -> &VaultConfig {
+        &self.config
+    }
+
+    /// The VMs with at least one point.
+    pub async fn vms(&self) -> Result<Vec<VmName>> {
+        Ok(self.store.list_vms().await?)
+    }
+
+    /// The points of `vm`, oldest first; [`Error::UnknownVm`] when it has none.
+    pub async fn points(&self, vm: &VmName) -> Result<Vec<RecoveryPoint>> {
+        let points = self.store.list_points(vm).await?;
+        if points.is_empty() {
+            return Err(Error::UnknownVm { vm: vm.clone() });
+        }
+        Ok(points)
+    }
+
+    /// The newest point of `vm`, if it has any.
+    pub async fn latest_point(&self, vm: &VmName) -> Result<Option<RecoveryPoint>> {
+        let ids = self.store.list_point_ids(vm).await?;
+        match ids.last() {
+            Some(id) => Ok(Some(self.store.get_point(vm, id).await?)),
+            None => Ok(None),
+        }
+    }
+
+    /// The point of `vm` that `selector` names.
+    pub async fn resolve(&self, vm: &VmName, selector: &PointSelector) -> Result<RecoveryPoint> {
+        match selector {
+            PointSelector::Latest => self
+                .latest_point(vm)
+                .await?
+                .ok_or_else(|| Error::UnknownVm { vm: vm.clone() }),
+            PointSelector::Id(text) => {
+                if let Ok(id) = text.parse::<PointId>() {
+                    return self.store.get_point(vm, &id).await.map_err(|e| match e {
+                        blockvault_store::Error::PointMissing { .. } => Error::UnknownPoint {
+                            vm: vm.clone(),
+                            point: text.clone(),
+                        },
+                        other => other.into(),
+                    });
+                }
+                let ids = self.store.list_point_ids(vm).await?;
+                if ids.is_empty() {
+                    return Err(Error::UnknownVm { vm: vm.clone() });
+                }
+                let matching: Vec<&PointId> = ids
+                    .iter()
+                    .filter(|id| !text.is_empty() && id.as_str().starts_with(text.as_str()))
+                    .collect();
+                match matching.as_slice() {
+                    [one] => Ok(self.store.get_point(vm, one).await?),
+                    [] => Err(Error::UnknownPoint {
+                        vm: vm.clone(),
+                        point: text.clone(),
+                    }),
+                    many => Err(Error::AmbiguousPoint {
+                        vm: vm.clone(),
+                        prefix: text.clone(),
+                        count: many.len(),
+                    }),
+                }
+            }
+            PointSelector::At(at) => {
+                let points = self.points(vm).await?;
+                let first = points[0].time;
+                points
+                    .into_iter()
+                    .rev()
+                    .find(|p| p.time <= *at)
+                    .ok_or(Error::NoPointAtOrBefore {
+                        vm: vm.clone(),
+                        at: *at,
+                        first,
+                    })
+            }
+        }
+    }
+}
