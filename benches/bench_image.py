@@ -7,8 +7,11 @@ Subcommands:
       Writes the payload files of the churn generation into --out and a
       debugfs command script (--out/debugfs.cmds) that applies them to a copy
       of gen0.img: new files (compressible text, an incompressible download, a
-      patched binary, a small database), appended logs (rm + write of a longer
-      version, which is what debugfs allows) and deleted files/directories.
+      patched binary, a small database, new logs), appended logs (a longer
+      version written and renamed over the old one, since debugfs cannot
+      append), a rotated log, and a purged package (its files deleted, the
+      dpkg status rewritten). Deletions come last so new data is not
+      scattered into the freed holes.
       Everything is derived from --rootfs (the tree gen0 was built from) and a
       fixed seed, so the same rootfs always gives the same churn.
 
@@ -265,6 +268,11 @@ class Churn:
         info = self.host("/var/lib/dpkg/info")
         listing = os.path.join(info, pkg + ".list")
         if os.path.isfile(listing):
+            # dpkg records the removal in its status database first.
+            with open(self.host("/var/lib/dpkg/status"), "rb") as f:
+                stanzas = f.read().split(b"\n\n")
+            kept = [st for st in stanzas if not st.startswith(b"Package: %s\n" % pkg.encode())]
+            self.replace("/var/lib/dpkg/status", b"\n\n".join(kept))
             with open(listing) as f:
                 paths = [ln.rstrip("\n") for ln in f if ln.strip()]
             for p in paths:
@@ -282,10 +290,6 @@ class Churn:
             for fn in sorted(os.listdir(info)):
                 if fn.startswith(pkg + "."):
                     self.delete_tree("/var/lib/dpkg/info/" + fn)
-            with open(self.host("/var/lib/dpkg/status"), "rb") as f:
-                stanzas = f.read().split(b"\n\n")
-            kept = [st for st in stanzas if not st.startswith(b"Package: %s\n" % pkg.encode())]
-            self.replace("/var/lib/dpkg/status", b"\n\n".join(kept))
             self.summary.append("purged package %s (%d paths)" % (pkg, len(paths)))
         self.summary.append("deleted: %d KiB (rotated log, debconf backups, purged package)"
                             % ((self.bytes_deleted - before) // 1024))

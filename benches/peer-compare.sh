@@ -95,7 +95,9 @@ apt_install() {
 
 ensure_tools() {
   local missing=()
-  /usr/bin/time --version 2>&1 | grep -q 'GNU' || missing+=(time)
+  local v
+  v=$(/usr/bin/time --version 2>&1 || true) # captured: grep -q on a pipe can trip pipefail
+  [[ $v == *GNU* ]] || missing+=(time)
   command -v cmp >/dev/null || missing+=(diffutils)
   if has_tool borg && ! command -v borg >/dev/null; then missing+=(borgbackup); fi
   if ((${#missing[@]})); then
@@ -150,7 +152,7 @@ timed() {
   fi
   LAST_WALL=$(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.3f", b - a }')
   LAST_RSS_KIB=$(awk -F': *' '/Maximum resident set size/ { print $2 }' "$logf.time")
-  log "run $run: $tool $op ${LAST_WALL} s, peak RSS $((LAST_RSS_KIB / 1024)) MiB"
+  log "run $run: $tool $op ${LAST_WALL} s, peak RSS $(awk -v k="$LAST_RSS_KIB" 'BEGIN { printf "%.0f", k / 1024 }') MiB"
 }
 
 record() { # RUN TOOL OP REPO_BYTES RESTORED_ALLOC_BYTES
@@ -268,7 +270,7 @@ report() {
     done
     echo
     echo "Repository size after the incremental (du -sb, median): blockvault $(fmt_mb "$(median blockvault incremental 6)"), borg $(fmt_mb "$(median borg incremental 6)")."
-    echo "Image: gen0 allocated $(du -B1 "$GEN0" | cut -f1) bytes of $(stat -c %s "$GEN0") apparent; churn: $(grep -v = "$DATA_DIR/churn-stats.txt" 2>/dev/null || echo n/a)."
+    echo "Image: gen0 allocated $(du -B1 "$GEN0" | cut -f1) bytes of $(stat -c %s "$GEN0") apparent; churn: $(tail -n 1 "$DATA_DIR/churn-stats.txt" 2>/dev/null || echo n/a)."
     echo "Page cache warm for both tools (nothing dropped; sync before each timed step); runs interleaved, first tool alternating."
     echo "Tools: ${BORG_VERSION:-borg not run}; borg create --chunker-params fixed,4194304 --compression zstd,1${BORG_CREATE_EXTRA:+ $BORG_CREATE_EXTRA}, no encryption, local repo; blockvault: ${BV:-not run}."
     echo "Machine: nproc $(nproc), CPU $cpu, kernel $(uname -r), RAM $(awk '/MemTotal/ { printf "%.0f GiB", $2 / 1048576 }' /proc/meminfo)."
@@ -290,7 +292,7 @@ main() {
 
   ensure_tools
   if has_tool blockvault; then ensure_blockvault; fi
-  has_tool borg && borg_env
+  if has_tool borg; then borg_env; fi
   "$SCRIPT_DIR/make-image.sh" "$DATA_DIR" >&2
 
   rm -rf "$WORK"

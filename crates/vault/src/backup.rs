@@ -124,20 +124,26 @@ impl Vault {
                 scan_all(sources, known, time, &tx, &scanned, progress.as_ref())
             })
         };
+        // The upload stage owns the receiver: when it stops (done or failed) the receiver is
+        // dropped, so a scan blocked on a full channel wakes up with an error instead of
+        // waiting forever.
         let store = self.store();
-        let upload = futures::stream::poll_fn(|cx| rx.poll_recv(cx))
-            .map(|chunk: NewChunk| async move {
-                if store.has_chunk(&chunk.id).await? {
-                    return Ok::<u64, Error>(0);
-                }
-                let len = chunk.encoded.len() as u64;
-                store.put_chunk(&chunk.id, chunk.encoded.into()).await?;
-                Ok(len)
-            })
-            .buffer_unordered(concurrency)
-            .try_fold((0u64, 0u64), |(bytes, count), len| async move {
-                Ok((bytes + len, count + u64::from(len > 0)))
-            });
+        let upload = async move {
+            futures::stream::poll_fn(|cx| rx.poll_recv(cx))
+                .map(|chunk: NewChunk| async move {
+                    if store.has_chunk(&chunk.id).await? {
+                        return Ok::<u64, Error>(0);
+                    }
+                    let len = chunk.encoded.len() as u64;
+                    store.put_chunk(&chunk.id, chunk.encoded.into()).await?;
+                    Ok(len)
+                })
+                .buffer_unordered(concurrency)
+                .try_fold((0u64, 0u64), |(bytes, count), len| async move {
+                    Ok((bytes + len, count + u64::from(len > 0)))
+                })
+                .await
+        };
         let (scan, upload) = tokio::join!(scan, upload);
         let scan = scan.unwrap_or_else(|join| std::panic::resume_unwind(join.into_panic()));
         // An upload failure stops the scan too; report the cause, not the echo.

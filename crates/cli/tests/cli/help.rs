@@ -1,0 +1,124 @@
+//! Help texts teach: examples for each command, and the exit codes.
+
+use crate::support::*;
+
+const EXIT_CODES: [&str; 6] = [
+    "Exit codes:",
+    "0  success",
+    "1  the operation failed",
+    "2  invalid arguments",
+    "3  not found",
+    "4  integrity failure",
+];
+
+const QUICK_START: [&str; 4] = [
+    "Quick start:",
+    "blockvault vault init /srv/vault",
+    "blockvault backup  --vault /srv/vault --vm web01 --disk",
+    "blockvault restore --vault /srv/vault --vm web01 --at",
+];
+
+fn help(args: &[&str]) -> String {
+    let run = blockvault(args).success();
+    assert!(!run.stdout.is_empty(), "{run}");
+    run.stdout
+}
+
+#[test]
+fn long_help_lists_the_commands_and_the_exit_codes() {
+    let text = help(&["--help"]);
+    for needle in ["--json", "--quiet"].iter().chain(&EXIT_CODES) {
+        assert!(text.contains(needle), "--help lacks {needle:?}:\n{text}");
+    }
+    for command in ["vault", "backup", "points", "restore"] {
+        assert!(text.contains(command), "{command}\n{text}");
+    }
+}
+
+#[test]
+fn short_help_shows_the_quick_start() {
+    let text = help(&["-h"]);
+    for needle in QUICK_START {
+        assert!(text.contains(needle), "-h lacks {needle:?}:\n{text}");
+    }
+}
+
+/// Regression: `after_long_help` (the exit codes) replaces `after_help` (the quick start) in
+/// `--help`, so the long help has no example at all.
+#[test]
+#[ignore = "bug: `blockvault --help` shows the exit codes but drops the Quick start examples"]
+fn long_help_shows_the_quick_start_too() {
+    let text = help(&["--help"]);
+    for needle in QUICK_START {
+        assert!(text.contains(needle), "--help lacks {needle:?}:\n{text}");
+    }
+}
+
+#[test]
+fn command_help_shows_examples() {
+    let cases: [(&[&str], &[&str]); 5] = [
+        (
+            &["help", "backup"],
+            &[
+                "Example:",
+                "blockvault backup --vault /srv/vault --vm db01",
+                "--block-size",
+                "power of two from 64KiB to 16MiB",
+            ],
+        ),
+        (
+            &["backup", "--help"],
+            &["Example:", "blockvault backup --vault /srv/vault --vm db01"],
+        ),
+        (
+            &["restore", "--help"],
+            &[
+                "Examples:",
+                "--at 2026-11-23T09:00:00Z --to /tmp/web01",
+                "--point 20261123-0815",
+                "--force",
+            ],
+        ),
+        (
+            &["help", "points"],
+            &[
+                "Example:",
+                "blockvault points --vault /srv/vault --vm web01 --json",
+            ],
+        ),
+        (
+            &["vault", "init", "--help"],
+            &["Example:", "blockvault vault init /srv/vault"],
+        ),
+    ];
+    for (args, needles) in cases {
+        let text = help(args);
+        for needle in needles {
+            assert!(text.contains(needle), "{args:?} lacks {needle:?}:\n{text}");
+        }
+    }
+}
+
+#[test]
+#[ignore = "bug: the exit codes are listed only by `blockvault --help`, not by command help"]
+fn command_help_lists_the_exit_codes() {
+    for args in [&["help", "backup"][..], &["restore", "--help"][..]] {
+        let text = help(args);
+        for needle in EXIT_CODES {
+            assert!(text.contains(needle), "{args:?} lacks {needle:?}:\n{text}");
+        }
+    }
+}
+
+#[test]
+fn version_and_no_command() {
+    let run = blockvault(["--version"]).success();
+    assert_eq!(
+        run.stdout.trim(),
+        format!("blockvault {}", env!("CARGO_PKG_VERSION"))
+    );
+    let run = blockvault::<[&str; 0], &str>([]);
+    assert_eq!(run.code, 2, "{run}");
+    assert!(run.stdout.is_empty(), "{run}");
+    assert!(run.stderr.contains("Usage:"), "{run}");
+}

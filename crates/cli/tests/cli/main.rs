@@ -1,0 +1,21 @@
+//! End-to-end tests of the `blockvault` command: the real binary, real sparse images, real vault
+//! directories, all in temp dirs, with `TZ=UTC`.
+//!
+//! - `roundtrip`: backup, list and restore any point (newest, by id, by prefix, by time).
+//! - `incremental`: exact changed/stored counts of incremental backups.
+//! - `layouts`: several disks, all-hole and all-zero images, sizes that are not whole blocks.
+//! - `input_errors`: bad disks, block sizes, vaults, VMs, points and times.
+//! - `corruption`: damaged chunks, block maps and point records fail with exit 4.
+//! - `restore_target`: what a restore does to files already in its target directory.
+//! - `json_errors`: the `--json` error document.
+//! - `help`: help texts teach the examples and the exit codes.
+
+mod corruption;
+mod help;
+mod incremental;
+mod input_errors;
+mod json_errors;
+mod layouts;
+mod restore_target;
+mod roundtrip;
+mod support;

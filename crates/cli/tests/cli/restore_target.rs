@@ -1,0 +1,104 @@
+//! What a restore does to the files already in its target directory.
+
+use std::fs;
+
+use crate::support::*;
+
+const VM: &str = "web01";
+
+#[test]
+fn an_existing_image_is_kept_without_force_and_replaced_with_it() {
+    let sb = Sandbox::new();
+    let vault = sb.init_vault();
+    let disk = small_disk(&sb.path("disk.img"), 11);
+    backup(&vault, VM, &[&disk.path], Some("64KiB"));
+    let to = sb.path("out");
+    let image = to.join("disk.img");
+    fs::create_dir(&to).expect("mkdir");
+    fs::write(&image, b"precious").expect("write");
+
+    let restore_args = [
+        "restore",
+        "--vault",
+        arg(&vault),
+        "--vm",
+        VM,
+        "--to",
+        arg(&to),
+    ];
+    let run = blockvault(restore_args);
+    let line = run.failure(1);
+    assert!(line.contains(arg(&image)), "{run}");
+    assert!(
+        line.contains("already exists") && line.contains("--force"),
+        "{run}"
+    );
+    assert_eq!(fs::read(&image).expect("read"), b"precious");
+    assert_eq!(entries(&to), ["disk.img"], "no partial file");
+
+    let mut forced = restore_args.to_vec();
+    forced.push("--force");
+    let run = blockvault(&forced).success();
+    assert!(run.stdout.starts_with("restored point "), "{run}");
+    assert_eq!(run.stdout.lines().count(), 1, "{run}");
+    assert_image(&image, disk.content());
+    assert_sparse(&image, 512 * KIB);
+    assert_eq!(entries(&to), ["disk.img"], "no partial file");
+}
+
+#[test]
+fn one_existing_image_of_two_stops_the_restore_before_anything_is_written() {
+    let sb = Sandbox::new();
+    let vault = sb.init_vault();
+    let a = small_disk(&sb.path("a.img"), 12);
+    let b = small_disk(&sb.path("b.img"), 13);
+    backup(&vault, VM, &[&a.path, &b.path], Some("64KiB"));
+    let to = sb.path("out");
+    fs::create_dir(&to).expect("mkdir");
+    fs::write(to.join("b.img"), b"keep").expect("write");
+    let run = blockvault([
+        "restore",
+        "--vault",
+        arg(&vault),
+        "--vm",
+        VM,
+        "--to",
+        arg(&to),
+    ]);
+    assert!(run.failure(1).contains("b.img"), "{run}");
+    assert_eq!(entries(&to), ["b.img"], "a.img not restored alone");
+    assert_eq!(fs::read(to.join("b.img")).expect("read"), b"keep");
+}
+
+/// Regression: when the final rename fails (here: `--force` over a directory named like a disk),
+/// the restore returns without removing its partial file, and the disks renamed before it have
+/// already replaced the old images: the target holds a mix of two points.
+#[test]
+#[ignore = "bug: a failed rename at the end of restore leaves .NAME.blockvault-partial behind and earlier disks already replaced"]
+fn a_failed_rename_leaves_no_partial_file_and_no_mix_of_points() {
+    let sb = Sandbox::new();
+    let vault = sb.init_vault();
+    let mut a = small_disk(&sb.path("a.img"), 14);
+    let b = small_disk(&sb.path("b.img"), 15);
+    let gen1 = a.snapshot();
+    backup(&vault, VM, &[&a.path, &b.path], Some("64KiB"));
+    let to = sb.path("out");
+    restore(&vault, VM, &to, &[]);
+    a.write(2 * MIB, &noise(64 * KIB, 16));
+    backup(&vault, VM, &[&a.path, &b.path], None);
+    fs::remove_file(to.join("b.img")).expect("rm");
+    fs::create_dir_all(to.join("b.img").join("sub")).expect("mkdir");
+    let run = blockvault([
+        "restore",
+        "--vault",
+        arg(&vault),
+        "--vm",
+        VM,
+        "--to",
+        arg(&to),
+        "--force",
+    ]);
+    assert!(run.failure(1).contains("b.img"), "{run}");
+    assert_eq!(entries(&to), ["a.img", "b.img"], "partial file left behind");
+    assert_image(&to.join("a.img"), &gen1);
+}

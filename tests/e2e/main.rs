@@ -1,0 +1,8 @@
+//! End-to-end tests through the library crates: real sparse image files, a real vault
+//! directory, the real codec. (The CLI has its own end-to-end tests next to it, in
+//! `crates/cli/tests/`, because only there does cargo hand a test the built binary.)
+
+mod faults;
+mod fixtures;
+mod roundtrip;
+mod support;
