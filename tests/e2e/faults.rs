@@ -222,10 +222,7 @@ async fn a_corrupt_chunk_fails_the_restore_naming_the_offset_and_leaves_nothing(
     assert!(
         matches!(
             &err,
-            Error::Block {
-                source: StoreError::ChunkCorrupt { .. },
-                ..
-            }
+            Error::Block { source, .. } if matches!(**source, StoreError::ChunkCorrupt { .. })
         ),
         "{err}"
     );
@@ -260,7 +257,8 @@ async fn truncated_and_missing_chunks_fail_the_restore_and_keep_the_old_image() 
         .await
         .expect_err("missing");
     assert!(
-        matches!(&err, Error::Block { source: StoreError::ChunkMissing { .. }, offset, .. } if *offset == 9 * BS),
+        matches!(&err, Error::Block { source, offset, .. }
+            if *offset == 9 * BS && matches!(**source, StoreError::ChunkMissing { .. })),
         "{err}"
     );
     assert_eq!(files_in(&out), vec!["disk.img".to_owned()]);

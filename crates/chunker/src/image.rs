@@ -99,7 +99,7 @@ impl DiskImage {
                 Err(rustix::io::Errno::NXIO) => break,
                 // Not supported here: treat everything as data.
                 Err(rustix::io::Errno::INVAL | rustix::io::Errno::OPNOTSUPP) => {
-                    return Ok(vec![0..self.size]);
+                    return Ok(self.everything());
                 }
                 Err(e) => return Err(Error::io(&self.path, e.into())),
             };
@@ -113,12 +113,17 @@ impl DiskImage {
             };
             if end <= start {
                 // A file system that reports nonsense: fall back to reading everything.
-                return Ok(vec![0..self.size]);
+                return Ok(self.everything());
             }
             extents.push(start..end);
             pos = end;
         }
         Ok(extents)
+    }
+
+    /// One extent covering the whole image, for when holes cannot be found.
+    fn everything(&self) -> Vec<Range<u64>> {
+        std::iter::once(0..self.size).collect()
     }
 
     /// Reads exactly `buf.len()` bytes at `offset`. A short read means the image shrank under

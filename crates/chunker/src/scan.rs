@@ -65,10 +65,26 @@ impl Chunker {
         E: From<Error> + Send,
         F: Fn(Block<'_>) -> Result<(), E> + Sync,
     {
+        let blocks = self.data_blocks(image)?;
+        self.scan_blocks(image, &blocks, created, visit)
+    }
+
+    /// [`Chunker::scan`] over blocks the caller already got from [`Chunker::data_blocks`]; every
+    /// other block is recorded as zero.
+    pub fn scan_blocks<E, F>(
+        &self,
+        image: &DiskImage,
+        blocks: &[usize],
+        created: Timestamp,
+        visit: F,
+    ) -> Result<BlockMap, E>
+    where
+        E: From<Error> + Send,
+        F: Fn(Block<'_>) -> Result<(), E> + Sync,
+    {
         let bs = self.block_size.bytes();
         let size = image.size();
-        let indices = self.data_blocks(image)?;
-        let found = indices
+        let found = blocks
             .par_iter()
             .map_init(Vec::new, |buf: &mut Vec<u8>, &index| {
                 let offset = index as u64 * bs;
@@ -91,6 +107,15 @@ impl Chunker {
             map.set(index, id);
         }
         Ok(map)
+    }
+
+    /// Bytes a scan of `blocks` reads: their lengths, the last one possibly short.
+    pub fn bytes_of(&self, image: &DiskImage, blocks: &[usize]) -> u64 {
+        let bs = self.block_size.bytes();
+        blocks
+            .iter()
+            .map(|&i| (image.size().saturating_sub(i as u64 * bs)).min(bs))
+            .sum()
     }
 
     /// The block map of `image`, without visiting blocks.

@@ -6,13 +6,56 @@ use std::path::PathBuf;
 use blockvault_core::{BlockSize, VmName};
 use clap::{Args, Parser, Subcommand};
 
-const EXIT_CODES: &str = "\
-Exit codes:
+/// The exit code table, appended to every command's long help (a macro so `concat!` can use it).
+macro_rules! exit_codes {
+    () => {
+        "\n\nExit codes:
   0  success
   1  the operation failed (I/O error, unreachable storage, disk changed during the read, ...)
   2  invalid arguments (unknown flag, bad block size, bad name or time, ...)
   3  not found (no such disk, vault, VM or point; no point at or before --at)
-  4  integrity failure (a chunk, block map or record in the vault is corrupt)";
+  4  integrity failure (a chunk, block map or record in the vault is corrupt)"
+    };
+}
+
+macro_rules! quick_start {
+    () => {
+        "Quick start:
+  blockvault vault init /srv/vault
+  blockvault backup  --vault /srv/vault --vm web01 --disk /var/lib/vms/web01.raw
+  blockvault points  --vault /srv/vault --vm web01
+  blockvault restore --vault /srv/vault --vm web01 --at '2026-11-23 09:00' --to /tmp/web01"
+    };
+}
+
+macro_rules! backup_example {
+    () => {
+        "Example:
+  blockvault backup --vault /srv/vault --vm db01 \\
+      --disk /var/lib/vms/db01-root.raw --disk /var/lib/vms/db01-data.raw"
+    };
+}
+
+macro_rules! points_example {
+    () => {
+        "Example:\n  blockvault points --vault /srv/vault --vm web01 --json"
+    };
+}
+
+macro_rules! restore_examples {
+    () => {
+        "Examples:
+  blockvault restore --vault /srv/vault --vm web01 --to /tmp/web01
+  blockvault restore --vault /srv/vault --vm web01 --at 2026-11-23T09:00:00Z --to /tmp/web01
+  blockvault restore --vault /srv/vault --vm web01 --point 20261123-0815 --to /tmp/web01"
+    };
+}
+
+macro_rules! init_example {
+    () => {
+        "Example:\n  blockvault vault init /srv/vault"
+    };
+}
 
 /// Block-level backup of VM disk images into a vault, with point-in-time restore.
 #[derive(Debug, Parser)]
@@ -25,12 +68,8 @@ Exit codes:
         blocks the vault does not hold yet (zstd-compressed, addressed by their BLAKE3 hash), and \
         commits a recovery point that describes every disk in full. Restore writes any point back \
         as sparse image files, byte for byte, verifying every block.",
-    after_help = "Quick start:\n  \
-        blockvault vault init /srv/vault\n  \
-        blockvault backup  --vault /srv/vault --vm web01 --disk /var/lib/vms/web01.raw\n  \
-        blockvault points  --vault /srv/vault --vm web01\n  \
-        blockvault restore --vault /srv/vault --vm web01 --at '2026-11-23 09:00' --to /tmp/web01",
-    after_long_help = EXIT_CODES
+    after_help = quick_start!(),
+    after_long_help = concat!(quick_start!(), exit_codes!())
 )]
 pub struct Cli {
     /// Print one JSON document on stdout instead of text (errors go to stderr as JSON too).
@@ -60,13 +99,16 @@ pub enum Command {
             The point is committed only after all its data is durable: an interrupted backup \
             leaves the previous points untouched.\n\n\
             Each disk is named after its file name, so a VM's disks need distinct file names.",
-        after_help = "Example:\n  blockvault backup --vault /srv/vault --vm db01 \\\n      \
-            --disk /var/lib/vms/db01-root.raw --disk /var/lib/vms/db01-data.raw"
+        after_help = backup_example!(),
+        after_long_help = concat!(backup_example!(), exit_codes!())
     )]
     Backup(BackupArgs),
 
     /// List the recovery points of a VM (or of every VM).
-    #[command(after_help = "Example:\n  blockvault points --vault /srv/vault --vm web01 --json")]
+    #[command(
+        after_help = points_example!(),
+        after_long_help = concat!(points_example!(), exit_codes!())
+    )]
     Points(PointsArgs),
 
     /// Restore a recovery point of a VM to image files.
@@ -77,10 +119,8 @@ pub enum Command {
             a corrupt or missing block fails the restore naming its disk and byte offset. Images \
             are written to hidden partial files and renamed into place only when every disk is \
             complete, so a failed restore never leaves a file that looks done.",
-        after_help = "Examples:\n  \
-            blockvault restore --vault /srv/vault --vm web01 --to /tmp/web01\n  \
-            blockvault restore --vault /srv/vault --vm web01 --at 2026-11-23T09:00:00Z --to /tmp/web01\n  \
-            blockvault restore --vault /srv/vault --vm web01 --point 20261123-0815 --to /tmp/web01"
+        after_help = restore_examples!(),
+        after_long_help = concat!(restore_examples!(), exit_codes!())
     )]
     Restore(RestoreArgs),
 }
@@ -88,7 +128,10 @@ pub enum Command {
 #[derive(Debug, Subcommand)]
 pub enum VaultCommand {
     /// Create a vault in a new or empty directory.
-    #[command(after_help = "Example:\n  blockvault vault init /srv/vault")]
+    #[command(
+        after_help = init_example!(),
+        after_long_help = concat!(init_example!(), exit_codes!())
+    )]
     Init {
         /// Directory for the vault (created if missing; must be empty if it exists).
         dir: PathBuf,

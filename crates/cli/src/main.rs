@@ -17,7 +17,10 @@ use crate::commands::Report;
 use crate::progress::Bar;
 
 fn main() -> std::process::ExitCode {
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(err) => return argument_error(err),
+    };
     let json = cli.json;
     let result = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -30,6 +33,9 @@ fn main() -> std::process::ExitCode {
             let printed = if json {
                 writeln!(out, "{}", report.json)
             } else {
+                for warning in &report.warnings {
+                    eprintln!("warning: {warning}");
+                }
                 writeln!(out, "{}", report.text)
             };
             // A closed pipe (`| head`) is not a failure of the command.
@@ -38,17 +44,46 @@ fn main() -> std::process::ExitCode {
         }
         Err(err) => {
             let code = exit::classify(&err);
-            if json {
-                let doc = serde_json::json!({
-                    "error": { "kind": code.kind(), "code": code as u8, "message": err.to_string() }
-                });
-                eprintln!("{doc}");
-            } else {
-                eprintln!("error: {err}");
-            }
-            std::process::ExitCode::from(code as u8)
+            report_error(json, code, &err.to_string())
         }
     }
+}
+
+/// Prints a failure as one line (or one JSON object) on stderr and returns its exit code.
+fn report_error(json: bool, code: exit::ExitCode, message: &str) -> std::process::ExitCode {
+    if json {
+        let doc = serde_json::json!({
+            "error": { "kind": code.kind(), "code": code as u8, "message": message }
+        });
+        eprintln!("{doc}");
+    } else {
+        eprintln!("error: {message}");
+    }
+    std::process::ExitCode::from(code as u8)
+}
+
+/// Help and version go to stdout as clap prints them; a bad argument is a usage error, as
+/// JSON when `--json` was given.
+fn argument_error(err: clap::Error) -> std::process::ExitCode {
+    use clap::error::ErrorKind;
+    let json = std::env::args_os().any(|a| a == "--json");
+    if !json
+        || matches!(
+            err.kind(),
+            ErrorKind::DisplayHelp
+                | ErrorKind::DisplayVersion
+                | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand
+        )
+    {
+        err.exit();
+    }
+    let rendered = err.to_string();
+    let message = rendered
+        .lines()
+        .next()
+        .unwrap_or_default()
+        .trim_start_matches("error: ");
+    report_error(true, exit::ExitCode::Usage, message)
 }
 
 async fn run(cli: Cli) -> anyhow::Result<Report> {

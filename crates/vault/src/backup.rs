@@ -46,9 +46,13 @@ struct NewChunk {
 /// One disk being backed up.
 struct Source {
     name: DiskName,
+    /// The path as the user gave it (for messages) and made absolute (for the record).
+    given: PathBuf,
     path: PathBuf,
     image: DiskImage,
     block_size: BlockSize,
+    /// The blocks that overlap data; the others are holes.
+    blocks: Vec<usize>,
 }
 
 thread_local! {
@@ -98,13 +102,10 @@ impl Vault {
         let previous = self
             .previous_maps(parent.as_ref(), &request.disks, &mut warnings)
             .await;
-        let sources = open_sources(request, &previous, self.config().default_block_size)?;
-
-        let total: u64 = sources
+        let sources = open_sources(request, parent.as_ref(), self.config().default_block_size)?;
+        let total = sources
             .iter()
-            .map(|s| data_bytes(s))
-            .collect::<Result<Vec<u64>>>()?
-            .iter()
+            .map(|s| Chunker::new(s.block_size).bytes_of(&s.image, &s.blocks))
             .sum();
         progress.begin("backup", total);
 
@@ -238,9 +239,10 @@ pub(crate) fn disk_name(path: &Path) -> Result<DiskName> {
 }
 
 /// Opens every disk before anything is written, so a missing disk fails the backup up front.
+/// A disk keeps the block size its parent point recorded unless the request sets one.
 fn open_sources(
     request: &BackupRequest,
-    previous: &HashMap<DiskName, BlockMap>,
+    parent: Option<&RecoveryPoint>,
     default_block_size: BlockSize,
 ) -> Result<Vec<Source>> {
     if request.disks.is_empty() {
@@ -253,34 +255,29 @@ fn open_sources(
         if let Some(first) = sources.iter().find(|s| s.name == name) {
             return Err(Error::DuplicateDiskName {
                 name,
-                first: first.path.clone(),
+                first: first.given.clone(),
                 second: path.clone(),
             });
         }
         let block_size = request
             .block_size
-            .or_else(|| previous.get(&name).map(BlockMap::block_size))
+            .or_else(|| {
+                parent
+                    .and_then(|p| p.disks.iter().find(|d| d.name == name))
+                    .map(|d| d.block_size)
+            })
             .unwrap_or(default_block_size);
+        let blocks = Chunker::new(block_size).data_blocks(&image)?;
         sources.push(Source {
+            given: path.clone(),
             path: std::path::absolute(path).unwrap_or_else(|_| path.clone()),
             name,
             image,
             block_size,
+            blocks,
         });
     }
     Ok(sources)
-}
-
-/// Bytes the scan of `source` will read: its data blocks.
-fn data_bytes(source: &Source) -> Result<u64> {
-    let chunker = Chunker::new(source.block_size);
-    let bs = source.block_size.bytes();
-    let size = source.image.size();
-    Ok(chunker
-        .data_blocks(&source.image)?
-        .iter()
-        .map(|&i| (size - i as u64 * bs).min(bs))
-        .sum())
 }
 
 /// The scan stage: runs on a blocking thread, fans out on the rayon pool, and hands new chunks
@@ -297,7 +294,8 @@ fn scan_all(
     let claimed = Mutex::new(known);
     let mut maps = Vec::with_capacity(sources.len());
     for source in sources {
-        let map = Chunker::new(source.block_size).scan(&source.image, time, |block| {
+        let chunker = Chunker::new(source.block_size);
+        let map = chunker.scan_blocks(&source.image, &source.blocks, time, |block| {
             let len = block.data.len() as u64;
             scanned.fetch_add(len, Ordering::Relaxed);
             progress.advance(len);

@@ -61,7 +61,7 @@ pub enum Error {
         offset: u64,
         id: ChunkId,
         #[source]
-        source: blockvault_store::Error,
+        source: Box<blockvault_store::Error>,
     },
 
     #[error(
@@ -78,6 +78,9 @@ pub enum Error {
 
     #[error("{path} already exists; pass --force to replace it")]
     TargetExists { path: PathBuf },
+
+    #[error("{path} exists and is not a file; a restore writes each disk as an image file")]
+    TargetNotAFile { path: PathBuf },
 
     #[error("{path}: {source}")]
     Io {

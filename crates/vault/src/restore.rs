@@ -54,6 +54,21 @@ thread_local! {
     static DECODER: RefCell<Option<(ChunkDecoder, Vec<u8>)>> = const { RefCell::new(None) };
 }
 
+/// Refuses a restore target that exists, unless `overwrite`, and one that is not a file.
+fn check_target(path: &Path, overwrite: bool) -> Result<()> {
+    match std::fs::symlink_metadata(path) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(Error::io(path, e)),
+        Ok(meta) if !meta.is_file() => Err(Error::TargetNotAFile {
+            path: path.to_owned(),
+        }),
+        Ok(_) if !overwrite => Err(Error::TargetExists {
+            path: path.to_owned(),
+        }),
+        Ok(_) => Ok(()),
+    }
+}
+
 /// Where one block goes and what it must be.
 #[derive(Clone, Copy)]
 struct BlockTarget {
@@ -80,14 +95,8 @@ impl Vault {
         let started = Instant::now();
         let point = self.resolve(&request.vm, &request.point).await?;
         let target = &request.target;
-        std::fs::create_dir_all(target).map_err(|e| Error::io(target, e))?;
-        if !request.overwrite {
-            for disk in &point.disks {
-                let path = target.join(disk.name.as_str());
-                if path.exists() {
-                    return Err(Error::TargetExists { path });
-                }
-            }
+        for disk in &point.disks {
+            check_target(&target.join(disk.name.as_str()), request.overwrite)?;
         }
         let mut maps = Vec::with_capacity(point.disks.len());
         for disk in &point.disks {
@@ -107,6 +116,7 @@ impl Vault {
             })
             .sum();
         progress.begin("restore", total);
+        std::fs::create_dir_all(target).map_err(|e| Error::io(target, e))?;
 
         let mut partials = Vec::with_capacity(maps.len());
         let written = self
@@ -122,9 +132,16 @@ impl Vault {
             }
         };
         let mut disks = Vec::with_capacity(maps.len());
-        for ((disk, partial), bytes_written) in point.disks.iter().zip(&partials).zip(written) {
+        for (n, ((disk, partial), bytes_written)) in
+            point.disks.iter().zip(&partials).zip(written).enumerate()
+        {
             let path = target.join(disk.name.as_str());
-            std::fs::rename(partial, &path).map_err(|e| Error::io(&path, e))?;
+            if let Err(e) = std::fs::rename(partial, &path) {
+                for rest in &partials[n..] {
+                    let _ = std::fs::remove_file(rest);
+                }
+                return Err(Error::io(&path, e));
+            }
             disks.push(RestoredDisk {
                 name: disk.name.clone(),
                 path,
@@ -229,7 +246,7 @@ fn block_error(disk: &DiskName, block: BlockTarget, source: blockvault_store::Er
         index: block.index,
         offset: block.offset,
         id: block.id,
-        source,
+        source: Box::new(source),
     }
 }
 

@@ -24,7 +24,7 @@ pub async fn run(args: BackupArgs, bar: Arc<Bar>) -> Result<Report> {
     let report = report?;
     let point = &report.point;
     let stats = &point.stats;
-    let mut text = format!(
+    let text = format!(
         "point {} of {}: {} scanned, {} changed, {} stored in {} new chunks; {} ({})",
         point.id,
         point.vm,
@@ -35,9 +35,6 @@ pub async fn run(args: BackupArgs, bar: Arc<Bar>) -> Result<Report> {
         format::duration(report.elapsed),
         format::rate(stats.bytes_scanned, report.elapsed),
     );
-    for warning in &report.warnings {
-        text.push_str(&format!("\nwarning: {warning}"));
-    }
     let secs = report.elapsed.as_secs_f64();
     Ok(Report {
         text,
@@ -47,5 +44,6 @@ pub async fn run(args: BackupArgs, bar: Arc<Bar>) -> Result<Report> {
             "scanned_bytes_per_second": stats.bytes_scanned as f64 / secs.max(1e-9),
             "warnings": report.warnings,
         }),
+        warnings: report.warnings.clone(),
     })
 }

@@ -13,4 +13,7 @@ pub struct Report {
     pub text: String,
     /// The `--json` document.
     pub json: serde_json::Value,
+    /// Things the user should know that did not fail the command (stderr in text mode; part of
+    /// the JSON document otherwise).
+    pub warnings: Vec<String>,
 }

@@ -29,6 +29,7 @@ pub async fn run(args: PointsArgs) -> Result<Report> {
     Ok(Report {
         text: table(&points),
         json: json!({ "points": json_points }),
+        warnings: Vec::new(),
     })
 }
 

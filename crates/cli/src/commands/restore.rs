@@ -61,6 +61,7 @@ pub async fn run(args: RestoreArgs, bar: Arc<Bar>) -> Result<Report> {
             "elapsed_seconds": secs,
             "written_bytes_per_second": written as f64 / secs.max(1e-9),
         }),
+        warnings: Vec::new(),
     })
 }
 

@@ -23,6 +23,7 @@ pub async fn run(command: VaultCommand) -> Result<Report> {
                     "created": config.created,
                     "default_block_size": config.default_block_size,
                 }),
+                warnings: Vec::new(),
             })
         }
     }

@@ -46,7 +46,6 @@ fn short_help_shows_the_quick_start() {
 /// Regression: `after_long_help` (the exit codes) replaces `after_help` (the quick start) in
 /// `--help`, so the long help has no example at all.
 #[test]
-#[ignore = "bug: `blockvault --help` shows the exit codes but drops the Quick start examples"]
 fn long_help_shows_the_quick_start_too() {
     let text = help(&["--help"]);
     for needle in QUICK_START {
@@ -100,7 +99,6 @@ fn command_help_shows_examples() {
 }
 
 #[test]
-#[ignore = "bug: the exit codes are listed only by `blockvault --help`, not by command help"]
 fn command_help_lists_the_exit_codes() {
     for args in [&["help", "backup"][..], &["restore", "--help"][..]] {
         let text = help(args);

@@ -86,7 +86,6 @@ fn every_kind_of_failure_is_one_json_object_on_stderr() {
 }
 
 #[test]
-#[ignore = "bug: with --json, argument errors found by clap are printed as text, not JSON"]
 fn argument_errors_are_json_too() {
     let sb = Sandbox::new();
     let vault = sb.init_vault();

@@ -70,12 +70,11 @@ fn one_existing_image_of_two_stops_the_restore_before_anything_is_written() {
     assert_eq!(fs::read(to.join("b.img")).expect("read"), b"keep");
 }
 
-/// Regression: when the final rename fails (here: `--force` over a directory named like a disk),
-/// the restore returns without removing its partial file, and the disks renamed before it have
-/// already replaced the old images: the target holds a mix of two points.
+/// Regression: a directory named like a disk used to fail only at the final rename, after
+/// earlier disks had replaced their old images (a mix of two points) and with the partial file
+/// left behind. Targets are now checked before anything is written.
 #[test]
-#[ignore = "bug: a failed rename at the end of restore leaves .NAME.blockvault-partial behind and earlier disks already replaced"]
-fn a_failed_rename_leaves_no_partial_file_and_no_mix_of_points() {
+fn a_directory_in_the_way_stops_the_restore_before_anything_is_written() {
     let sb = Sandbox::new();
     let vault = sb.init_vault();
     let mut a = small_disk(&sb.path("a.img"), 14);
