@@ -162,7 +162,6 @@ async fn points_commit_list_and_fail_by_name(store: &Store) {
     assert!(matches!(err, Error::PointMissing { .. }), "{err}");
     store.put_point(&b).await.expect("put");
     store.put_point(&a).await.expect("put");
-    store.sync().await.expect("sync");
     assert_eq!(store.list_vms().await.expect("vms"), vec![vm()]);
     assert_eq!(
         store.list_point_ids(&vm()).await.expect("ids"),

@@ -15,11 +15,12 @@
 //!
 //! # Crash semantics
 //!
-//! A backup writes chunks, then block maps, then [`Store::sync`], then the point record, then
-//! [`Store::sync`] again. A point exists exactly when its record does; a crash before that
-//! leaves only unreferenced chunks and maps, which garbage collection removes and the next
-//! backup reuses. Every object is written whole with one `PUT`, which each backend makes atomic
-//! (`LocalFileSystem` writes a staging file and renames it).
+//! A backup writes chunks, then block maps, then the point record. Every object is written
+//! whole with one `PUT`, atomic on every backend (`LocalFileSystem` writes a staging file and
+//! renames it) and durable before it returns (the local directory fsyncs file and directory).
+//! So a point exists exactly when its record does, and everything it names was durable first;
+//! a crash before the record leaves only unreferenced chunks and maps, which garbage collection
+//! removes and the next backup reuses.
 //!
 //! Nothing depends on conditional writes (Garage ignores `If-None-Match`): chunks are content
 //! addressed, so a duplicate `PUT` stores the same bytes again.

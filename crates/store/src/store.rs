@@ -1,4 +1,4 @@
-use std::path::{Path as FsPath, PathBuf};
+use std::path::Path as FsPath;
 use std::sync::Arc;
 
 use blockvault_core::{
@@ -19,14 +19,14 @@ const LIST_CONCURRENCY: usize = 16;
 /// Vault objects (chunks, block maps, recovery points, the vault config) over any
 /// [`ObjectStore`]: a local directory, S3, or memory for tests.
 ///
-/// Writes are whole-object `PUT`s, which every backend makes atomic: a reader sees the old
-/// object, the new one, or none, never a partial one. Nothing relies on conditional writes.
+/// Writes are whole-object `PUT`s, which every backend makes atomic (a reader sees the old
+/// object, the new one, or none, never a partial one) and durable before they return (object
+/// stores acknowledge a PUT once it is stored; a local directory fsyncs the file and its
+/// directory). Nothing relies on conditional writes.
 #[derive(Clone, Debug)]
 pub struct Store {
     objects: Arc<dyn ObjectStore>,
     location: String,
-    /// For a local directory: the root, to flush the file system at commit points.
-    local_root: Option<PathBuf>,
 }
 
 impl Store {
@@ -51,15 +51,20 @@ impl Store {
             path: dir.to_owned(),
             source,
         })?;
-        let objects = LocalFileSystem::new_with_prefix(&root).map_err(|source| Error::Backend {
-            op: "open",
-            key: location.clone(),
-            source,
-        })?;
+        // Every put is fsynced (file and directory) before it returns, so a local put is as
+        // durable as an acknowledged S3 PUT. Measured against one syncfs per commit: as fast on
+        // an idle file system, faster when other writers share it (syncfs flushes their data
+        // too), and it never stalls the host's VMs.
+        let objects = LocalFileSystem::new_with_prefix(&root)
+            .map(|fs| fs.with_fsync(true))
+            .map_err(|source| Error::Backend {
+                op: "open",
+                key: location.clone(),
+                source,
+            })?;
         Ok(Store {
             objects: Arc::new(objects),
             location,
-            local_root: Some(root),
         })
     }
 
@@ -73,7 +78,6 @@ impl Store {
         Store {
             objects,
             location: location.into(),
-            local_root: None,
         }
     }
 
@@ -107,8 +111,7 @@ impl Store {
                 location: self.location.clone(),
             });
         }
-        self.put(&layout::config(), config.encode().into()).await?;
-        self.sync().await
+        self.put(&layout::config(), config.encode().into()).await
     }
 
     /// The vault config; [`Error::NotAVault`] when this location is not a vault.
@@ -240,8 +243,9 @@ impl Store {
 
     // ---- recovery points --------------------------------------------------------------------
 
-    /// Writes a point record: the commit of a backup. Call [`Store::sync`] before (so the
-    /// chunks and maps it names are durable) and after (so the commit is).
+    /// Writes a point record: the commit of a backup. Write it only after every chunk and map it
+    /// names has been put: puts are durable when they return, so the record never names
+    /// something a crash could lose.
     pub async fn put_point(&self, point: &RecoveryPoint) -> Result<()> {
         self.put(&layout::point(&point.vm, &point.id), point.encode().into())
             .await
@@ -306,28 +310,6 @@ impl Store {
             .await?;
         points.sort_by(|a, b| a.time.cmp(&b.time).then_with(|| a.id.cmp(&b.id)));
         Ok(points)
-    }
-
-    // ---- durability -------------------------------------------------------------------------
-
-    /// Makes every write so far durable. A local directory is flushed with one `syncfs` (far
-    /// cheaper than an fsync per chunk); object stores acknowledge a PUT only once it is durable.
-    pub async fn sync(&self) -> Result<()> {
-        let Some(root) = self.local_root.clone() else {
-            return Ok(());
-        };
-        tokio::task::spawn_blocking(move || {
-            let dir = std::fs::File::open(&root).map_err(|source| Error::Io {
-                path: root.clone(),
-                source,
-            })?;
-            rustix::fs::syncfs(&dir).map_err(|e| Error::Io {
-                path: root,
-                source: e.into(),
-            })
-        })
-        .await
-        .unwrap_or_else(|join| std::panic::resume_unwind(join.into_panic()))
     }
 
     // ---- plumbing ---------------------------------------------------------------------------

@@ -86,8 +86,8 @@ impl Vault {
     ///   -> skip chunks the store already has (HEAD) -> PUT         tokio, `concurrency` at once
     /// ```
     ///
-    /// Then the block maps, a sync, the point record (the commit), and a sync. A failure at any
-    /// step before the record leaves no point; chunks already uploaded are reused by the next
+    /// Then the block maps and, last, the point record (the commit). A failure at any step
+    /// before the record leaves no point; chunks already uploaded are reused by the next
     /// backup.
     pub async fn backup(
         &self,
@@ -182,10 +182,8 @@ impl Vault {
                 chunks_stored,
             },
         };
-        // Chunks and maps durable, then the commit, then the commit durable.
-        self.store().sync().await?;
+        // Every chunk and map is durable (puts are, when they return): now the commit.
         self.store().put_point(&point).await?;
-        self.store().sync().await?;
         Ok(BackupReport {
             point,
             elapsed: started.elapsed(),
