@@ -20,6 +20,12 @@ Subcommands:
       prints the allocated and changed block counts.  Blocks that are holes in
       both files are skipped with SEEK_DATA, so comparing two 8 GiB sparse
       images with 1.4 GB of data reads only the data.
+
+  warm PATH...
+      Reads every data extent of each file (directories are walked) so that
+      it sits in the page cache, skipping holes with SEEK_DATA/SEEK_HOLE:
+      warming an 8 GiB sparse image with 1.4 GB of data reads 1.4 GB.
+      Prints the bytes read on stderr.
 """
 
 import argparse
@@ -318,18 +324,24 @@ def cmd_churn(args):
 # blockdiff
 # --------------------------------------------------------------------------
 
-def data_blocks(fd, size, bs):
-    """Set of block indexes that hold allocated data (via SEEK_DATA/SEEK_HOLE)."""
-    blocks = set()
+def data_extents(fd, size):
+    """Yields (start, end) of each data extent (via SEEK_DATA/SEEK_HOLE)."""
     off = 0
     while off < size:
         try:
             start = os.lseek(fd, off, os.SEEK_DATA)
         except OSError:  # ENXIO: no data after off
-            break
-        end = os.lseek(fd, start, os.SEEK_HOLE)
-        blocks.update(range(start // bs, (end - 1) // bs + 1))
+            return
+        end = min(os.lseek(fd, start, os.SEEK_HOLE), size)
+        yield start, end
         off = end
+
+
+def data_blocks(fd, size, bs):
+    """Set of block indexes that hold allocated data (via SEEK_DATA/SEEK_HOLE)."""
+    blocks = set()
+    for start, end in data_extents(fd, size):
+        blocks.update(range(start // bs, (end - 1) // bs + 1))
     return blocks
 
 
@@ -363,6 +375,43 @@ def cmd_blockdiff(args):
              100.0 * changed * bs / max(1, alloc_bytes), 100.0 * changed_4k * 4096 / max(1, alloc_bytes)))
 
 
+# --------------------------------------------------------------------------
+# warm
+# --------------------------------------------------------------------------
+
+def warm_file(path, buf):
+    """Reads the data extents of one file; returns the number of bytes read."""
+    total = 0
+    with open(path, "rb", buffering=0) as f:
+        fd = f.fileno()
+        for start, end in data_extents(fd, os.fstat(fd).st_size):
+            off = start
+            while off < end:
+                n = os.preadv(fd, [memoryview(buf)[:min(len(buf), end - off)]], off)
+                if n == 0:  # file shrank under us
+                    break
+                off += n
+                total += n
+    return total
+
+
+def cmd_warm(args):
+    buf = bytearray(4 * MiB)
+    total = files = 0
+    for p in args.paths:
+        if not os.path.exists(p):
+            sys.exit("warm: no such file or directory: %s" % p)
+        if os.path.isdir(p):
+            paths = (os.path.join(d, fn) for d, _, fns in os.walk(p) for fn in sorted(fns))
+        else:
+            paths = [p]
+        for fp in paths:
+            if os.path.isfile(fp) and not os.path.islink(fp):
+                total += warm_file(fp, buf)
+                files += 1
+    print("warm: %d file(s), %.1f MiB of data read" % (files, total / MiB), file=sys.stderr)
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = ap.add_subparsers(dest="cmd", required=True)
@@ -376,6 +425,9 @@ def main():
     p.add_argument("b")
     p.add_argument("--block-size", type=int, default=4 * MiB)
     p.set_defaults(func=cmd_blockdiff)
+    p = sub.add_parser("warm")
+    p.add_argument("paths", nargs="+", metavar="PATH")
+    p.set_defaults(func=cmd_warm)
     args = ap.parse_args()
     args.func(args)
 

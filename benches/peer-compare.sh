@@ -12,18 +12,49 @@
 #   restore      newest point (gen1) restored into an empty directory; the
 #                result is checked byte for byte against gen1.img with cmp
 #                (untimed; a mismatch aborts the script)
+#   restore (durable)
+#                the same restore, but until the restored image is on disk:
+#                blockvault's restore fsyncs the image before it exits, borg
+#                extract does not, so borg's figure here is `borg extract`
+#                followed by `sync disk.img` (an fsync of that file), timed
+#                together. blockvault's figure is its one restore figure.
 #
 # Each of the N runs (default 3) does every operation for both tools one
 # after the other (the tool that goes first alternates between runs), so both
-# see the same machine state. Page cache stays warm: nothing is dropped, and
-# `sync` runs (untimed) before each timed command so that no writeback from a
-# previous step lands in the next measurement. Wall time is measured around
-# the command; peak RSS is GNU time's "Maximum resident set size".
+# see the same machine state.
+#
+# Page cache is warm for both tools alike: before every timed step, untimed,
+# everything the step reads is read into the page cache with `bench_image.py
+# warm` (which reads only the data extents of sparse files): for a backup the
+# tool's directory (repository, and borg's cache and config under its
+# BORG_BASE_DIR) and the data extents of disk.img; for a restore the tool's
+# directory. (This matters: borg reads with posix_fadvise(DONTNEED), so after
+# a borg step the image and its repository are no longer cached, and the next
+# tool would otherwise read them from disk.) Then `sync` runs (untimed) so
+# that no writeback from a previous step lands in the next measurement.
+# GNU time's "File system inputs" of each step, in MiB, goes to the TSV
+# (fs_inputs_mib) and the report prints the largest, so the condition can be
+# checked: it should be ~0 for every step. (A full backup may still read a
+# few MiB, 0.1-4 MiB from one repetition to the next and for either tool, even
+# when everything was just read: ext4 reading its own allocation metadata
+# while the tool writes a new repository. A cold image or repository would
+# show hundreds of MiB; the script warns above 16 MiB.)
+# Wall time is measured around the command; peak RSS is GNU time's "Maximum
+# resident set size".
+#
+# borg extract and the sync after it run once per run, in one timed step
+# (bash -c, timestamps taken with bash's builtin $EPOCHREALTIME, no fork):
+# "restore" for borg is the time of `borg extract` alone, "restore (durable)"
+# the time of `borg extract` plus `sync disk.img`. Both leave out the few ms
+# of the wrapper's own startup (in borg's favour); GNU time's figures (RSS,
+# inputs) are those of the whole step.
 #
 # Prints a markdown table (medians, borg/blockvault ratio, peak RSS), the
 # repository sizes after the incremental (du -sb), the machine and the exact
-# command; raw per-run figures go to DATA_DIR/peer-results.tsv and the table
-# to DATA_DIR/peer-results.md.
+# command; raw per-run figures go to DATA_DIR/peer-results.tsv (columns run,
+# tool, op, wall_s, max_rss_kib, repo_bytes, restored_alloc_bytes,
+# fs_inputs_mib; borg's restore step gives two rows, restore and
+# restore-durable) and the table to DATA_DIR/peer-results.md.
 #
 # Options:
 #   --runs N        runs per tool (default 3)
@@ -39,7 +70,7 @@
 #
 # borg runs as: borg init --encryption=none; borg create --chunker-params
 # fixed,4194304 --compression zstd,1 REPO::genN disk.img (from DATA_DIR/vm);
-# borg extract --sparse REPO::gen1 (in the output directory).
+# borg extract --sparse REPO::gen1 && sync disk.img (in the output directory).
 # blockvault runs as: blockvault vault init REPO; blockvault backup --vault
 # REPO --vm bench --disk DATA_DIR/vm/disk.img --json; blockvault restore
 # --vault REPO --vm bench --to OUT --json (file appears as OUT/disk.img).
@@ -119,6 +150,9 @@ ensure_blockvault() {
     BV=${CARGO_TARGET_DIR:-$REPO_ROOT/target}/release/blockvault
   fi
   [[ -x $BV ]] || die "blockvault binary not found or not executable: $BV"
+  # Untimed: the binary in the page cache (borg's code is loaded by the
+  # `borg --version` above), so no timed step loads a program from disk.
+  python3 "$SCRIPT_DIR/bench_image.py" warm "$BV" 2>/dev/null || die "cannot read $BV"
 }
 
 # Never let borg prompt (CI runs with no stdin), and keep its cache/config
@@ -136,13 +170,23 @@ borg_env() {
 
 # --- measurement -----------------------------------------------------------------
 
-# timed RUN TOOL OP DIR CMD...: runs CMD in DIR under GNU time and appends a
-# row to the TSV. Output of CMD goes to a per-step log. Fails loudly.
+# timed RUN TOOL OP DIR READS... -- CMD...: warms READS (files or directories:
+# everything CMD reads) into the page cache, syncs, then runs CMD in DIR under
+# GNU time. Output of CMD goes to a per-step log. Fails loudly. Sets
+# LAST_WALL, LAST_RSS_KIB and LAST_FS_IN_MIB for record().
 timed() {
   local run=$1 tool=$2 op=$3 dir=$4
   shift 4
+  local reads=()
+  while (($#)) && [[ $1 != -- ]]; do reads+=("$1"); shift; done
+  (($# >= 2 && ${#reads[@]})) || die "timed: usage: RUN TOOL OP DIR READS... -- CMD..."
+  shift
   local logf=$WORK/logs/run$run-$tool-$op.log
-  sync # flush earlier writes (untimed) so they don't land in this measurement
+  # Untimed: same cache state for both tools (see the header), then flush
+  # earlier writes so they don't land in this measurement.
+  python3 "$SCRIPT_DIR/bench_image.py" warm "${reads[@]}" 2>"$logf.warm" ||
+    die "warming ${reads[*]} failed (log: $logf.warm)"
+  sync
   local t0=$EPOCHREALTIME rc=0
   (cd "$dir" && exec /usr/bin/time -v -o "$logf.time" "$@") >"$logf" 2>&1 || rc=$?
   local t1=$EPOCHREALTIME
@@ -152,11 +196,18 @@ timed() {
   fi
   LAST_WALL=$(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.3f", b - a }')
   LAST_RSS_KIB=$(awk -F': *' '/Maximum resident set size/ { print $2 }' "$logf.time")
-  log "run $run: $tool $op ${LAST_WALL} s, peak RSS $(awk -v k="$LAST_RSS_KIB" 'BEGIN { printf "%.0f", k / 1024 }') MiB"
+  # "File system inputs" counts 512-byte blocks read from the block device.
+  LAST_FS_IN_MIB=$(awk -F': *' '/File system inputs/ { printf "%.1f", $2 * 512 / 1048576 }' "$logf.time")
+  [[ -n $LAST_RSS_KIB && -n $LAST_FS_IN_MIB ]] || die "unexpected GNU time output in $logf.time"
+  log "run $run: $tool $op ${LAST_WALL} s, peak RSS $(awk -v k="$LAST_RSS_KIB" 'BEGIN { printf "%.0f", k / 1024 }') MiB, read from disk ${LAST_FS_IN_MIB} MiB"
+  if awk -v m="$LAST_FS_IN_MIB" 'BEGIN { exit !(m > 16) }'; then
+    log "WARNING: $tool $op (run $run) read $LAST_FS_IN_MIB MiB from disk: the page cache was not warm"
+  fi
 }
 
 record() { # RUN TOOL OP REPO_BYTES RESTORED_ALLOC_BYTES
-  printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$1" "$2" "$3" "$LAST_WALL" "$LAST_RSS_KIB" "$4" "$5" >>"$TSV"
+  printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$1" "$2" "$3" "$LAST_WALL" "$LAST_RSS_KIB" "$4" "$5" \
+    "$LAST_FS_IN_MIB" >>"$TSV"
 }
 
 # untimed: make DATA_DIR/vm/disk.img a sparse copy of the given generation.
@@ -183,32 +234,70 @@ fresh_repo() { # TOOL
 backup() { # RUN TOOL OP(full|incremental) ARCHIVE_NAME
   local run=$1 tool=$2 op=$3 name=$4 repo
   repo=$(repo_dir "$tool")
+  # Reads: the tool's directory (repository; borg's cache/config) and the
+  # image, warmed last so that it is the most recently used.
   case $tool in
     blockvault)
-      timed "$run" "$tool" "$op" "$VM_DIR" "$BV" backup --vault "$repo" --vm bench --disk "$DISK" --json ;;
+      timed "$run" "$tool" "$op" "$VM_DIR" "$WORK/$tool" "$DISK" -- \
+        "$BV" backup --vault "$repo" --vm bench --disk "$DISK" --json ;;
     borg)
       # shellcheck disable=SC2086  # BORG_CREATE_EXTRA is a word list on purpose
-      timed "$run" "$tool" "$op" "$VM_DIR" borg create --chunker-params fixed,4194304 \
+      timed "$run" "$tool" "$op" "$VM_DIR" "$WORK/$tool" "$DISK" -- \
+        borg create --chunker-params fixed,4194304 \
         --compression zstd,1 ${BORG_CREATE_EXTRA:-} "$repo::$name" disk.img ;;
   esac
   record "$run" "$tool" "$op" "$(du -sb "$repo" | cut -f1)" ""
 }
 
+# borg's restore step: borg extract, then `sync disk.img` (coreutils sync with
+# a file argument fsyncs that file), with a timestamp before, between and
+# after on one line of $2. One extract per run gives both borg figures:
+# "restore" (extract alone, what borg does) and "restore-durable" (extract +
+# fsync, what blockvault's restore does). Timestamps are bash's builtin
+# $EPOCHREALTIME, so taking them forks nothing.
+# shellcheck disable=SC2016  # expanded by the inner bash
+BORG_RESTORE_SCRIPT='set -e
+t0=$EPOCHREALTIME
+borg extract --sparse "$1"
+t1=$EPOCHREALTIME
+sync disk.img
+printf "%s %s %s\n" "$t0" "$t1" "$EPOCHREALTIME" >"$2"'
+
 restore() { # RUN TOOL
-  local run=$1 tool=$2 repo out
+  local run=$1 tool=$2 repo out stamps
   repo=$(repo_dir "$tool")
   out=$WORK/$tool/restore
+  stamps=$WORK/logs/run$run-$tool-restore.stamps
   rm -rf "$out"
   mkdir -p "$out"
+  # Reads: the tool's directory (repository; borg's cache/config).
   case $tool in
-    blockvault) timed "$run" "$tool" restore "$out" "$BV" restore --vault "$repo" --vm bench --to "$out" --json ;;
-    borg) timed "$run" "$tool" restore "$out" borg extract --sparse "$repo::gen1" ;;
+    blockvault)
+      timed "$run" "$tool" restore "$out" "$WORK/$tool" -- \
+        "$BV" restore --vault "$repo" --vm bench --to "$out" --json ;;
+    borg)
+      timed "$run" "$tool" restore "$out" "$WORK/$tool" -- \
+        bash -c "$BORG_RESTORE_SCRIPT" borg-restore "$repo::gen1" "$stamps" ;;
   esac
   [[ -f $out/disk.img ]] || die "$tool restore produced no $out/disk.img"
   if ! cmp -- "$out/disk.img" "$GEN1"; then
     die "RESTORE MISMATCH: $tool run $run: $out/disk.img differs from $GEN1 (kept for inspection)"
   fi
-  record "$run" "$tool" restore "$(du -sb "$repo" | cut -f1)" "$(du -B1 "$out/disk.img" | cut -f1)"
+  local repo_bytes alloc_bytes
+  repo_bytes=$(du -sb "$repo" | cut -f1)
+  alloc_bytes=$(du -B1 "$out/disk.img" | cut -f1)
+  if [[ $tool == borg ]]; then
+    local extract_s durable_s
+    read -r extract_s durable_s < <(awk 'NF == 3 { printf "%.3f %.3f\n", $2 - $1, $3 - $1 }' "$stamps")
+    [[ -n ${durable_s:-} ]] || die "borg restore: no timestamps in $stamps"
+    log "run $run: borg restore: extract ${extract_s} s, extract + sync ${durable_s} s"
+    LAST_WALL=$extract_s
+    record "$run" "$tool" restore "$repo_bytes" "$alloc_bytes"
+    LAST_WALL=$durable_s
+    record "$run" "$tool" restore-durable "$repo_bytes" "$alloc_bytes"
+  else
+    record "$run" "$tool" restore "$repo_bytes" "$alloc_bytes"
+  fi
   rm -rf "$out"
 }
 
@@ -256,22 +345,28 @@ ratio() {
 }
 
 report() {
-  local op bv bo cpu
+  local op bv_op bv bo cpu max_in
   cpu=$(awk -F': ' '/^model name/ { print $2; exit }' /proc/cpuinfo)
+  max_in=$(awk -F'\t' 'NR > 1 && (m == "" || $8 > m + 0) { m = $8; w = $2 " " $3 " run " $1 }
+    END { if (m == "") print "-"; else print m " MiB (" w ")" }' "$TSV")
   {
     echo "### blockvault vs borg: 8 GiB sparse ext4 Debian root image, ~1% churn ($RUNS run(s), medians)"
     echo
     echo "| operation | blockvault median s | borg median s | ratio borg/blockvault | blockvault peak RSS MiB | borg peak RSS MiB |"
     echo "| --- | ---: | ---: | ---: | ---: | ---: |"
-    for op in full incremental restore; do
-      bv=$(median blockvault "$op" 4)
+    for op in full incremental restore restore-durable; do
+      # blockvault's restore is always durable: one figure for both rows.
+      bv_op=${op%-durable}
+      bv=$(median blockvault "$bv_op" 4)
       bo=$(median borg "$op" 4)
-      echo "| $op | $(fmt_s "$bv") | $(fmt_s "$bo") | $(ratio "$bo" "$bv") | $(peak blockvault "$op") | $(peak borg "$op") |"
+      echo "| ${op/-durable/ (durable)} | $(fmt_s "$bv") | $(fmt_s "$bo") | $(ratio "$bo" "$bv") | $(peak blockvault "$bv_op") | $(peak borg "$op") |"
     done
     echo
     echo "Repository size after the incremental (du -sb, median): blockvault $(fmt_mb "$(median blockvault incremental 6)"), borg $(fmt_mb "$(median borg incremental 6)")."
     echo "Image: gen0 allocated $(du -B1 "$GEN0" | cut -f1) bytes of $(stat -c %s "$GEN0") apparent; churn: $(tail -n 1 "$DATA_DIR/churn-stats.txt" 2>/dev/null || echo n/a)."
-    echo "Page cache warm for both tools (nothing dropped; sync before each timed step); runs interleaved, first tool alternating."
+    echo "restore: borg extract alone; borg does not fsync what it extracts, so the image may still be only in the page cache when it exits. restore (durable): borg extract followed by \`sync disk.img\` (fsync), timed together in the same step (one extract per run). blockvault's restore fsyncs the image before it exits, so its figure is the same in both rows."
+    echo "Page cache warm for both tools alike: before every timed step, untimed, everything the step reads is read into the page cache (backup: the tool's repository and cache, then the data extents of disk.img; restore: every file of the tool's repository and cache), then sync. Needed because borg drops what it reads from the cache (posix_fadvise DONTNEED). Largest disk read in a timed step (GNU time \"File system inputs\"): $max_in (a few MiB in a full backup are ext4 allocation metadata for the new repository); per step in column fs_inputs_mib of the TSV."
+    echo "Runs interleaved, first tool alternating."
     echo "Tools: ${BORG_VERSION:-borg not run}; borg create --chunker-params fixed,4194304 --compression zstd,1${BORG_CREATE_EXTRA:+ $BORG_CREATE_EXTRA}, no encryption, local repo; blockvault: ${BV:-not run}."
     echo "Machine: nproc $(nproc), CPU $cpu, kernel $(uname -r), RAM $(awk '/MemTotal/ { printf "%.0f GiB", $2 / 1048576 }' /proc/meminfo)."
     echo "Command: $COMMAND_LINE"
@@ -297,7 +392,7 @@ main() {
 
   rm -rf "$WORK"
   mkdir -p "$WORK/logs" "$VM_DIR"
-  printf 'run\ttool\top\twall_s\tmax_rss_kib\trepo_bytes\trestored_alloc_bytes\n' >"$TSV"
+  printf 'run\ttool\top\twall_s\tmax_rss_kib\trepo_bytes\trestored_alloc_bytes\tfs_inputs_mib\n' >"$TSV"
   local run
   for ((run = 1; run <= RUNS; run++)); do one_run "$run"; done
   rm -f "$DISK"

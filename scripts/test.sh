@@ -1,11 +1,13 @@
 #!/usr/bin/env bash
 # Runs everything CI runs, from a fresh clone: formatting, lints, and the whole test suite
-# (unit, property, end-to-end through the library and through the blockvault binary).
+# (unit, property, end-to-end through the library and through the blockvault binary, and the
+# S3 tests against a real Garage server that this script installs and starts on 127.0.0.1).
 #
 # Usage: scripts/test.sh
 #
-# Needs only the Rust toolchain (cargo, rustfmt, clippy). Tests work in temp directories and
-# leave nothing behind.
+# Needs the Rust toolchain and python3. The first run installs garage 2.5.0 with cargo
+# (several minutes); later runs reuse it. Tests work in temp directories; the Garage server
+# and its data are removed at the end, whatever happens.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -16,6 +18,17 @@ cargo fmt --all -- --check
 
 step "cargo clippy (all targets, warnings are errors)"
 cargo clippy --workspace --all-targets --locked -- -D warnings
+
+step "S3 server for the tests (Garage on 127.0.0.1)"
+garage_dir=$(mktemp -d "${TMPDIR:-/tmp}/blockvault-garage.XXXXXX")
+trap 'bash scripts/garage.sh stop "$garage_dir"; rm -rf "$garage_dir"' EXIT
+if ! bash scripts/garage.sh start "$garage_dir" >/dev/null; then
+    echo "the S3 tests need a Garage server and it did not start (see above); failing" >&2
+    exit 1
+fi
+# shellcheck disable=SC1091
+source "$garage_dir/env"
+echo "garage at $AWS_ENDPOINT_URL, bucket $BLOCKVAULT_TEST_S3_BUCKET"
 
 step "cargo test (workspace)"
 cargo test --workspace --locked

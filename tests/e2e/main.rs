@@ -5,4 +5,5 @@
 mod faults;
 mod fixtures;
 mod roundtrip;
+mod s3;
 mod support;

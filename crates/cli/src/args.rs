@@ -4,6 +4,7 @@
 use std::path::PathBuf;
 
 use blockvault_core::{BlockSize, VmName};
+use blockvault_store::VaultLocation;
 use clap::{Args, Parser, Subcommand};
 
 /// The exit code table, appended to every command's long help (a macro so `concat!` can use it).
@@ -53,7 +54,10 @@ macro_rules! restore_examples {
 
 macro_rules! init_example {
     () => {
-        "Example:\n  blockvault vault init /srv/vault"
+        "Examples:
+  blockvault vault init /srv/vault
+  AWS_ENDPOINT_URL=https://minio.example.net:9000 AWS_REGION=us-east-1 \\
+  AWS_ACCESS_KEY_ID=... AWS_SECRET_ACCESS_KEY=... blockvault vault init s3://backups/site-a"
     };
 }
 
@@ -79,6 +83,11 @@ pub struct Cli {
     /// No progress bar.
     #[arg(long, short, global = true)]
     pub quiet: bool,
+
+    /// Directory for blockvault's own state, such as `s3.toml` (S3 endpoint and credentials,
+    /// mode 0600). Default: $XDG_STATE_HOME/blockvault, else ~/.local/state/blockvault.
+    #[arg(long, global = true, env = "BLOCKVAULT_STATE_DIR", value_name = "DIR")]
+    pub state_dir: Option<PathBuf>,
 
     #[command(subcommand)]
     pub command: Command,
@@ -127,32 +136,36 @@ pub enum Command {
 
 #[derive(Debug, Subcommand)]
 pub enum VaultCommand {
-    /// Create a vault in a new or empty directory.
+    /// Create a vault in a new or empty directory, or in an S3 bucket.
     #[command(
         after_help = init_example!(),
         after_long_help = concat!(init_example!(), exit_codes!())
     )]
     Init {
-        /// Directory for the vault (created if missing; must be empty if it exists).
-        dir: PathBuf,
+        /// Where: a directory (created if missing; must be empty if it exists), or
+        /// s3://BUCKET/PREFIX (the bucket must exist; the prefix must be empty).
+        #[arg(value_name = "DIR|s3://BUCKET/PREFIX")]
+        vault: VaultLocation,
     },
 }
 
 /// Where the vault is.
 #[derive(Debug, Args)]
 pub struct VaultArg {
-    /// The vault directory (see `blockvault vault init`).
-    #[arg(long, env = "BLOCKVAULT_VAULT", value_name = "DIR")]
-    pub vault: PathBuf,
+    /// The vault: a directory or s3://BUCKET/PREFIX (see `blockvault vault init`). S3 endpoint,
+    /// region and credentials come from AWS_ENDPOINT_URL, AWS_REGION, AWS_ACCESS_KEY_ID,
+    /// AWS_SECRET_ACCESS_KEY (AWS_ALLOW_HTTP=true for plain HTTP), or STATE_DIR/s3.toml.
+    #[arg(long, env = "BLOCKVAULT_VAULT", value_name = "DIR|s3://BUCKET/PREFIX")]
+    pub vault: VaultLocation,
 }
 
 /// How much a transfer does at once.
 #[derive(Debug, Args)]
 pub struct TransferArgs {
-    /// Objects in flight at once; each holds at most one block in memory.
-    #[arg(long, default_value_t = 8, value_name = "N",
-          value_parser = clap::value_parser!(u16).range(1..=256))]
-    pub concurrency: u16,
+    /// Objects in flight at once; each holds at most one block in memory. Default: 8 for a
+    /// directory, 16 for S3.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=256))]
+    pub concurrency: Option<u16>,
 }
 
 #[derive(Debug, Args)]

@@ -65,8 +65,11 @@ fn classify_vault(e: &VaultError) -> ExitCode {
 fn classify_store(e: &blockvault_store::Error) -> ExitCode {
     use blockvault_store::Error as S;
     match e {
-        S::NotAVault { .. } => ExitCode::NotFound,
-        S::AlreadyAVault { .. } | S::NotEmpty { .. } => ExitCode::Usage,
+        S::NotAVault { .. } | S::BucketMissing { .. } => ExitCode::NotFound,
+        S::AlreadyAVault { .. }
+        | S::NotEmpty { .. }
+        | S::InvalidLocation { .. }
+        | S::Config { .. } => ExitCode::Usage,
         // A chunk or map that a committed point names is part of the point: its absence is
         // damage to the vault, not a lookup miss.
         S::ChunkMissing { .. } | S::MapMissing { .. } => ExitCode::Integrity,

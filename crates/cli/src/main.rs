@@ -5,6 +5,7 @@ mod args;
 mod commands;
 mod exit;
 mod format;
+mod open;
 mod progress;
 
 use std::io::Write;
@@ -88,10 +89,11 @@ fn argument_error(err: clap::Error) -> std::process::ExitCode {
 
 async fn run(cli: Cli) -> anyhow::Result<Report> {
     let bar = Arc::new(Bar::new(cli.quiet));
+    let state = open::state_dir(cli.state_dir);
     match cli.command {
-        Command::Vault(command) => commands::vault::run(command).await,
-        Command::Backup(args) => commands::backup::run(args, bar).await,
-        Command::Points(args) => commands::points::run(args).await,
-        Command::Restore(args) => commands::restore::run(args, bar).await,
+        Command::Vault(command) => commands::vault::run(command, &state).await,
+        Command::Backup(args) => commands::backup::run(args, &state, bar).await,
+        Command::Points(args) => commands::points::run(args, &state).await,
+        Command::Restore(args) => commands::restore::run(args, &state, bar).await,
     }
 }

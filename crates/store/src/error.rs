@@ -9,6 +9,9 @@ pub enum Error {
     )]
     NotAVault { location: String, reason: String },
 
+    #[error("{location}: the bucket does not exist; create it on the object store first")]
+    BucketMissing { location: String },
+
     #[error("{location} already holds a vault")]
     AlreadyAVault { location: String },
 
@@ -64,6 +67,15 @@ pub enum Error {
         key: String,
         #[source]
         source: object_store::Error,
+    },
+
+    #[error("vault location {location}: {reason}")]
+    InvalidLocation { location: String, reason: String },
+
+    #[error("S3 config file {path}: {reason}")]
+    Config {
+        path: std::path::PathBuf,
+        reason: String,
     },
 
     #[error("{path}: {source}")]

@@ -42,9 +42,13 @@ pub mod conformance;
 pub mod cpu;
 mod error;
 mod layout;
+mod location;
+mod s3;
 mod store;
 
 pub use crate::{
     error::{Error, Result},
+    location::VaultLocation,
+    s3::{S3Options, Secret},
     store::Store,
 };

@@ -119,6 +119,11 @@ impl Store {
         let key = layout::config();
         let bytes = match self.get(&key).await? {
             Some(bytes) => bytes,
+            None if self.bucket_missing().await => {
+                return Err(Error::BucketMissing {
+                    location: self.location.clone(),
+                });
+            }
             None => {
                 return Err(Error::NotAVault {
                     location: self.location.clone(),
@@ -130,6 +135,16 @@ impl Store {
             location: self.location.clone(),
             source,
         })
+    }
+
+    /// Whether listing says the bucket itself does not exist (an S3 `GET` of a missing object
+    /// and of an object in a missing bucket both answer 404).
+    async fn bucket_missing(&self) -> bool {
+        match self.objects.list_with_delimiter(None).await {
+            Err(object_store::Error::NotFound { .. }) => true,
+            Err(other) => other.to_string().contains("NoSuchBucket"),
+            Ok(_) => false,
+        }
     }
 
     // ---- chunks -----------------------------------------------------------------------------

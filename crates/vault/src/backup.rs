@@ -13,7 +13,7 @@ use blockvault_core::{
 use futures::{StreamExt, TryStreamExt};
 use jiff::Timestamp;
 
-use crate::{Error, Progress, Result, TransferOptions, Vault};
+use crate::{ChunkIndex, Error, Progress, Result, TransferOptions, Vault};
 
 /// An ad hoc backup of one VM's disks into the vault.
 #[derive(Clone, Debug)]
@@ -81,10 +81,16 @@ impl Vault {
     /// ```text
     /// read (pread, holes skipped) -> zero check -> BLAKE3          rayon workers
     ///   -> skip chunks the vault is known to hold                  (previous point's maps,
-    ///                                                               and this backup's own)
+    ///                                                               the local chunk index,
+    ///                                                               this backup's own)
     ///   -> zstd-1 -> bounded channel                               rayon workers
-    ///   -> skip chunks the store already has (HEAD) -> PUT         tokio, `concurrency` at once
+    ///   -> PUT                                                     tokio, `concurrency` at once
     /// ```
+    ///
+    /// With a state directory ([`Vault::with_state_dir`]) the vault's chunks are known from the
+    /// local [`ChunkIndex`], so no chunk costs a round trip before its upload. Without one, each
+    /// new chunk is checked with a `HEAD` first. Chunks that landed are added to the index even
+    /// when the backup fails, so a retry sends only what is still missing.
     ///
     /// Then the block maps and, last, the point record (the commit). A failure at any step
     /// before the record leaves no point; chunks already uploaded are reused by the next
@@ -109,11 +115,18 @@ impl Vault {
             .sum();
         progress.begin("backup", total);
 
-        let known: HashSet<ChunkId> = previous
-            .values()
-            .flat_map(|m| m.ids().iter().copied())
-            .filter(|id| !id.is_zero())
-            .collect();
+        let known = Known {
+            claimed: Mutex::new(
+                previous
+                    .values()
+                    .flat_map(|m| m.ids().iter().copied())
+                    .filter(|id| !id.is_zero())
+                    .collect(),
+            ),
+            index: self.chunk_index().await?.map(Arc::new),
+        };
+        let index = known.index.clone();
+        let landed = Mutex::new(Vec::new());
         let concurrency = request.options.concurrency.max(1);
         let (tx, mut rx) = tokio::sync::mpsc::channel::<NewChunk>(concurrency);
         let scanned = Arc::new(AtomicU64::new(0));
@@ -129,14 +142,19 @@ impl Vault {
         // dropped, so a scan blocked on a full channel wakes up with an error instead of
         // waiting forever.
         let store = self.store();
+        let (ask_store, landed_ref) = (index.is_none(), &landed);
         let upload = async move {
             futures::stream::poll_fn(|cx| rx.poll_recv(cx))
                 .map(|chunk: NewChunk| async move {
-                    if store.has_chunk(&chunk.id).await? {
+                    if ask_store && store.has_chunk(&chunk.id).await? {
                         return Ok::<u64, Error>(0);
                     }
                     let len = chunk.encoded.len() as u64;
                     store.put_chunk(&chunk.id, chunk.encoded.into()).await?;
+                    landed_ref
+                        .lock()
+                        .unwrap_or_else(PoisonError::into_inner)
+                        .push(chunk.id);
                     Ok(len)
                 })
                 .buffer_unordered(concurrency)
@@ -147,6 +165,11 @@ impl Vault {
         };
         let (scan, upload) = tokio::join!(scan, upload);
         let scan = scan.unwrap_or_else(|join| std::panic::resume_unwind(join.into_panic()));
+        if let Some(index) = index {
+            // Whatever landed is in the vault now, whether or not this backup commits.
+            let landed = landed.into_inner().unwrap_or_else(PoisonError::into_inner);
+            Arc::unwrap_or_clone(index).add_and_save(landed)?;
+        }
         // An upload failure stops the scan too; report the cause, not the echo.
         let (bytes_stored, chunks_stored) = upload?;
         let scanned_disks = scan?;
@@ -280,16 +303,34 @@ fn open_sources(
 
 /// The scan stage: runs on a blocking thread, fans out on the rayon pool, and hands new chunks
 /// to the upload stage through `tx` (blocking when it is full: back-pressure).
+/// What the scan may skip: ids claimed by this backup (seeded with the previous point's), and
+/// the vault's chunk index when there is one.
+struct Known {
+    claimed: Mutex<HashSet<ChunkId>>,
+    index: Option<Arc<ChunkIndex>>,
+}
+
+impl Known {
+    /// True the first time a new id is seen: the caller must send it.
+    fn claim(&self, id: ChunkId) -> bool {
+        if self.index.as_ref().is_some_and(|i| i.contains(&id)) {
+            return false;
+        }
+        self.claimed
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(id)
+    }
+}
+
 fn scan_all(
     sources: Vec<Source>,
-    known: HashSet<ChunkId>,
+    known: Known,
     time: Timestamp,
     tx: &tokio::sync::mpsc::Sender<NewChunk>,
     scanned: &AtomicU64,
     progress: &dyn Progress,
 ) -> Result<Vec<(Source, BlockMap)>> {
-    // Ids the vault holds or that this backup already sent: each is compressed at most once.
-    let claimed = Mutex::new(known);
     let mut maps = Vec::with_capacity(sources.len());
     for source in sources {
         let chunker = Chunker::new(source.block_size);
@@ -297,12 +338,8 @@ fn scan_all(
             let len = block.data.len() as u64;
             scanned.fetch_add(len, Ordering::Relaxed);
             progress.advance(len);
-            if block.id.is_zero()
-                || !claimed
-                    .lock()
-                    .unwrap_or_else(PoisonError::into_inner)
-                    .insert(block.id)
-            {
+            // Each new id is compressed and sent at most once.
+            if block.id.is_zero() || !known.claim(block.id) {
                 return Ok(());
             }
             let encoded = encode(block.data)?;

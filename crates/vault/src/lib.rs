@@ -28,6 +28,7 @@
 
 mod backup;
 mod error;
+mod index;
 mod progress;
 mod restore;
 mod vault;
@@ -35,6 +36,7 @@ mod vault;
 pub use crate::{
     backup::{BackupReport, BackupRequest},
     error::{Error, Result},
+    index::ChunkIndex,
     progress::{NoProgress, Progress},
     restore::{RestoreReport, RestoreRequest, RestoredDisk},
     vault::{PointSelector, Vault},

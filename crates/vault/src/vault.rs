@@ -1,10 +1,10 @@
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use blockvault_core::{BlockSize, PointId, RecoveryPoint, VaultConfig, VmName};
 use blockvault_store::Store;
 use jiff::Timestamp;
 
-use crate::{Error, Result};
+use crate::{ChunkIndex, Error, Result};
 
 /// Which point of a VM to restore.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -22,6 +22,8 @@ pub enum PointSelector {
 pub struct Vault {
     store: Store,
     config: VaultConfig,
+    /// This host's state directory, for the chunk index; none for a stateless caller.
+    state_dir: Option<PathBuf>,
 }
 
 impl Vault {
@@ -52,7 +54,11 @@ impl Vault {
             default_block_size: BlockSize::DEFAULT,
         };
         store.init(&config).await?;
-        Ok(Vault { store, config })
+        Ok(Vault {
+            store,
+            config,
+            state_dir: None,
+        })
     }
 
     /// Opens the vault in directory `dir`.
@@ -63,7 +69,27 @@ impl Vault {
     /// Opens the vault in `store`; fails with a "not a vault" error when it holds none.
     pub async fn open(store: Store) -> Result<Vault> {
         let config = store.config().await?;
-        Ok(Vault { store, config })
+        Ok(Vault {
+            store,
+            config,
+            state_dir: None,
+        })
+    }
+
+    /// Keeps this host's knowledge of the vault (its [`ChunkIndex`]) under `dir`, in
+    /// `vaults/<vault id>/`.
+    pub fn with_state_dir(mut self, dir: impl Into<PathBuf>) -> Vault {
+        self.state_dir = Some(dir.into());
+        self
+    }
+
+    /// The vault's chunk index, loaded or rebuilt, when there is a state directory.
+    pub async fn chunk_index(&self) -> Result<Option<ChunkIndex>> {
+        let Some(dir) = &self.state_dir else {
+            return Ok(None);
+        };
+        let path = dir.join("vaults").join(&self.config.id).join("chunks.idx");
+        Ok(Some(ChunkIndex::load_or_rebuild(&self.store, &path).await?))
     }
 
     pub fn store(&self) -> &Store {

@@ -1,7 +1,8 @@
+use std::path::Path;
 use std::sync::Arc;
 
 use anyhow::Result;
-use blockvault_vault::{BackupRequest, TransferOptions, Vault};
+use blockvault_vault::BackupRequest;
 use serde_json::json;
 
 use super::Report;
@@ -9,15 +10,13 @@ use crate::args::BackupArgs;
 use crate::format;
 use crate::progress::Bar;
 
-pub async fn run(args: BackupArgs, bar: Arc<Bar>) -> Result<Report> {
-    let vault = Vault::open_local(&args.vault.vault).await?;
+pub async fn run(args: BackupArgs, state: &Path, bar: Arc<Bar>) -> Result<Report> {
+    let vault = crate::open::vault(&args.vault.vault, state).await?;
     let request = BackupRequest {
         vm: args.vm,
         disks: args.disks,
         block_size: args.block_size,
-        options: TransferOptions {
-            concurrency: usize::from(args.transfer.concurrency),
-        },
+        options: crate::open::transfer(&args.vault.vault, args.transfer.concurrency),
     };
     let report = vault.backup(&request, bar.clone()).await;
     bar.finish();

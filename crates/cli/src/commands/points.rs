@@ -1,14 +1,14 @@
 use anyhow::Result;
 use blockvault_core::RecoveryPoint;
-use blockvault_vault::Vault;
 use serde_json::json;
+use std::path::Path;
 
 use super::Report;
 use crate::args::PointsArgs;
 use crate::format;
 
-pub async fn run(args: PointsArgs) -> Result<Report> {
-    let vault = Vault::open_local(&args.vault.vault).await?;
+pub async fn run(args: PointsArgs, state: &Path) -> Result<Report> {
+    let vault = crate::open::vault(&args.vault.vault, state).await?;
     let vms = match args.vm {
         Some(vm) => vec![vm],
         None => vault.vms().await?,

@@ -1,7 +1,8 @@
+use std::path::Path;
 use std::sync::Arc;
 
 use anyhow::Result;
-use blockvault_vault::{PointSelector, RestoreRequest, TransferOptions, Vault};
+use blockvault_vault::{PointSelector, RestoreRequest};
 use jiff::Timestamp;
 use jiff::tz::TimeZone;
 use serde_json::json;
@@ -12,21 +13,19 @@ use crate::exit::UsageError;
 use crate::format;
 use crate::progress::Bar;
 
-pub async fn run(args: RestoreArgs, bar: Arc<Bar>) -> Result<Report> {
+pub async fn run(args: RestoreArgs, state: &Path, bar: Arc<Bar>) -> Result<Report> {
     let point = match (&args.at, &args.point) {
         (Some(at), _) => PointSelector::At(parse_time(at)?),
         (None, Some(id)) => PointSelector::Id(id.clone()),
         (None, None) => PointSelector::Latest,
     };
-    let vault = Vault::open_local(&args.vault.vault).await?;
+    let vault = crate::open::vault(&args.vault.vault, state).await?;
     let request = RestoreRequest {
         vm: args.vm,
         point,
         target: args.to,
         overwrite: args.force,
-        options: TransferOptions {
-            concurrency: usize::from(args.transfer.concurrency),
-        },
+        options: crate::open::transfer(&args.vault.vault, args.transfer.concurrency),
     };
     let report = vault.restore(&request, bar.clone()).await;
     bar.finish();

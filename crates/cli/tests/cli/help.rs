@@ -87,7 +87,11 @@ fn command_help_shows_examples() {
         ),
         (
             &["vault", "init", "--help"],
-            &["Example:", "blockvault vault init /srv/vault"],
+            &[
+                "Examples:",
+                "blockvault vault init /srv/vault",
+                "blockvault vault init s3://backups/site-a",
+            ],
         ),
     ];
     for (args, needles) in cases {

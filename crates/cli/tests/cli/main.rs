@@ -9,6 +9,7 @@
 //! - `restore_target`: what a restore does to files already in its target directory.
 //! - `json_errors`: the `--json` error document.
 //! - `help`: help texts teach the examples and the exit codes.
+//! - `s3`: the same commands with the vault on a real S3 server (Garage).
 
 mod corruption;
 mod help;
@@ -18,4 +19,5 @@ mod json_errors;
 mod layouts;
 mod restore_target;
 mod roundtrip;
+mod s3;
 mod support;

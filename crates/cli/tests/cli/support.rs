@@ -62,6 +62,11 @@ where
     command
         .args(&args)
         .env("TZ", "UTC")
+        // Nothing of the user's own state (such as an s3.toml) may leak into a test.
+        .env(
+            "BLOCKVAULT_STATE_DIR",
+            std::env::temp_dir().join("blockvault-cli-tests-no-state"),
+        )
         .env_remove("BLOCKVAULT_VAULT");
     for (key, value) in env {
         command.env(key, value);

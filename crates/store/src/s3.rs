@@ -1,0 +1,266 @@
+//! S3-compatible object storage: MinIO, Garage, Ceph RGW, AWS S3, through
+//! `object_store::aws` with the same code.
+
+use std::fmt;
+use std::path::Path as FsPath;
+use std::sync::Arc;
+use std::time::Duration;
+
+use object_store::aws::AmazonS3Builder;
+use object_store::prefix::PrefixStore;
+use object_store::{BackoffConfig, ClientOptions, RetryConfig};
+use serde::Deserialize;
+
+use crate::{Error, Result, Store};
+
+/// A secret that never shows itself in `Debug`, `Display` or logs.
+#[derive(Clone, Default, Deserialize, PartialEq, Eq)]
+#[serde(transparent)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(value: impl Into<String>) -> Secret {
+        Secret(value.into())
+    }
+
+    /// The secret itself, for the one place that must send it.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Secret(***)")
+    }
+}
+
+/// How to reach an S3-compatible store. Read from `AWS_*` environment variables
+/// ([`S3Options::from_env`]) and/or a TOML file ([`S3Options::load`]); the environment wins.
+///
+/// ```toml
+/// endpoint = "https://minio.example.net:9000"
+/// region = "us-east-1"
+/// access-key-id = "..."
+/// secret-access-key = "..."
+/// allow-http = false
+/// ```
+#[derive(Clone, Debug, Default, Deserialize, PartialEq, Eq)]
+#[serde(default, deny_unknown_fields, rename_all = "kebab-case")]
+pub struct S3Options {
+    /// The endpoint URL; AWS S3 when absent.
+    pub endpoint: Option<String>,
+    pub region: Option<String>,
+    pub access_key_id: Option<String>,
+    pub secret_access_key: Option<Secret>,
+    /// Plain HTTP, for loopback test servers only.
+    pub allow_http: bool,
+    /// Timeout of one request, in seconds (default 60).
+    pub request_timeout_secs: Option<u64>,
+    /// Timeout to connect, in seconds (default 5).
+    pub connect_timeout_secs: Option<u64>,
+    /// Retries of a failed request, with exponential backoff (default 5).
+    pub max_retries: Option<usize>,
+}
+
+impl S3Options {
+    /// Options from `AWS_ENDPOINT_URL` (or `AWS_ENDPOINT`), `AWS_REGION` (or
+    /// `AWS_DEFAULT_REGION`), `AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY` and
+    /// `AWS_ALLOW_HTTP` (`true`).
+    pub fn from_env() -> S3Options {
+        let var = |names: &[&str]| {
+            names
+                .iter()
+                .find_map(|n| std::env::var(n).ok().filter(|v| !v.is_empty()))
+        };
+        S3Options {
+            endpoint: var(&["AWS_ENDPOINT_URL", "AWS_ENDPOINT"]),
+            region: var(&["AWS_REGION", "AWS_DEFAULT_REGION"]),
+            access_key_id: var(&["AWS_ACCESS_KEY_ID"]),
+            secret_access_key: var(&["AWS_SECRET_ACCESS_KEY"]).map(Secret),
+            allow_http: var(&["AWS_ALLOW_HTTP"]).is_some_and(|v| v.eq_ignore_ascii_case("true")),
+            ..S3Options::default()
+        }
+    }
+
+    /// Options from a TOML file, which must not be readable by group or others (it holds a
+    /// secret). A missing file gives empty options.
+    pub fn load(path: &FsPath) -> Result<S3Options> {
+        use std::os::unix::fs::PermissionsExt;
+        let text = match std::fs::read_to_string(path) {
+            Ok(text) => text,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(S3Options::default()),
+            Err(source) => {
+                return Err(Error::Io {
+                    path: path.to_owned(),
+                    source,
+                });
+            }
+        };
+        let mode = std::fs::metadata(path)
+            .map_err(|source| Error::Io {
+                path: path.to_owned(),
+                source,
+            })?
+            .permissions()
+            .mode();
+        if mode & 0o077 != 0 {
+            return Err(Error::Config {
+                path: path.to_owned(),
+                reason: format!(
+                    "it is readable by others (mode {:o}); it holds a secret: chmod 600 it",
+                    mode & 0o777
+                ),
+            });
+        }
+        toml::from_str(&text).map_err(|e| Error::Config {
+            path: path.to_owned(),
+            reason: e.message().to_owned(),
+        })
+    }
+
+    /// These options with every field that `over` sets taken from `over`.
+    pub fn overridden_by(self, over: S3Options) -> S3Options {
+        S3Options {
+            endpoint: over.endpoint.or(self.endpoint),
+            region: over.region.or(self.region),
+            access_key_id: over.access_key_id.or(self.access_key_id),
+            secret_access_key: over.secret_access_key.or(self.secret_access_key),
+            allow_http: over.allow_http || self.allow_http,
+            request_timeout_secs: over.request_timeout_secs.or(self.request_timeout_secs),
+            connect_timeout_secs: over.connect_timeout_secs.or(self.connect_timeout_secs),
+            max_retries: over.max_retries.or(self.max_retries),
+        }
+    }
+}
+
+impl Store {
+    /// A store on bucket `bucket` under `prefix`, reached with `options`.
+    pub fn s3(bucket: &str, prefix: &str, options: &S3Options) -> Result<Store> {
+        let location = if prefix.is_empty() {
+            format!("s3://{bucket}")
+        } else {
+            format!("s3://{bucket}/{prefix}")
+        };
+        let invalid = |reason: String| Error::InvalidLocation {
+            location: location.clone(),
+            reason,
+        };
+        let (Some(key), Some(secret)) = (&options.access_key_id, &options.secret_access_key) else {
+            return Err(invalid(
+                "no credentials: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or write \
+                 access-key-id and secret-access-key to the S3 config file"
+                    .to_owned(),
+            ));
+        };
+        if let Some(endpoint) = &options.endpoint
+            && endpoint.starts_with("http://")
+            && !options.allow_http
+        {
+            return Err(invalid(format!(
+                "endpoint {endpoint} is plain HTTP; allow it explicitly (AWS_ALLOW_HTTP=true \
+                 or allow-http = true), for loopback or trusted networks only"
+            )));
+        }
+        let client = ClientOptions::new()
+            .with_timeout(Duration::from_secs(
+                options.request_timeout_secs.unwrap_or(60),
+            ))
+            .with_connect_timeout(Duration::from_secs(
+                options.connect_timeout_secs.unwrap_or(5),
+            ))
+            .with_allow_http(options.allow_http);
+        let retry = RetryConfig {
+            backoff: BackoffConfig {
+                init_backoff: Duration::from_millis(100),
+                max_backoff: Duration::from_secs(10),
+                base: 2.0,
+            },
+            max_retries: options.max_retries.unwrap_or(5),
+            retry_timeout: Duration::from_secs(180),
+        };
+        let mut builder = AmazonS3Builder::new()
+            .with_bucket_name(bucket)
+            .with_region(options.region.as_deref().unwrap_or("us-east-1"))
+            .with_access_key_id(key)
+            .with_secret_access_key(secret.expose())
+            .with_client_options(client)
+            .with_retry(retry);
+        if let Some(endpoint) = &options.endpoint {
+            builder = builder
+                .with_endpoint(endpoint)
+                .with_virtual_hosted_style_request(false);
+        }
+        let s3 = builder.build().map_err(|e| invalid(e.to_string()))?;
+        let objects: Arc<dyn object_store::ObjectStore> = if prefix.is_empty() {
+            Arc::new(s3)
+        } else {
+            Arc::new(PrefixStore::new(s3, prefix))
+        };
+        Ok(Store::new(objects, location))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn secrets_never_print() {
+        let options = S3Options {
+            secret_access_key: Some(Secret::new("hunter2-very-secret")),
+            ..S3Options::default()
+        };
+        assert!(!format!("{options:?}").contains("hunter2"));
+    }
+
+    #[test]
+    fn plain_http_needs_consent_and_credentials_are_required() {
+        let mut options = S3Options {
+            endpoint: Some("http://127.0.0.1:1".into()),
+            access_key_id: Some("GK1".into()),
+            secret_access_key: Some(Secret::new("s3cr3t")),
+            ..S3Options::default()
+        };
+        let err = Store::s3("bucket", "", &options).expect_err("http");
+        assert!(err.to_string().contains("plain HTTP"), "{err}");
+        options.allow_http = true;
+        assert!(Store::s3("bucket", "p", &options).is_ok());
+        options.secret_access_key = None;
+        let err = Store::s3("bucket", "", &options).expect_err("no secret");
+        assert!(err.to_string().contains("AWS_SECRET_ACCESS_KEY"), "{err}");
+    }
+
+    #[test]
+    fn config_files_must_be_private_and_well_formed() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("s3.toml");
+        assert_eq!(
+            S3Options::load(&path).expect("missing is empty"),
+            S3Options::default()
+        );
+        std::fs::write(
+            &path,
+            "endpoint = \"http://127.0.0.1:3900\"\nsecret-access-key = \"zz-top\"\n",
+        )
+        .expect("write");
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).expect("chmod");
+        let err = S3Options::load(&path).expect_err("world readable");
+        assert!(
+            err.to_string().contains("chmod 600") && !err.to_string().contains("zz-top"),
+            "{err}"
+        );
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).expect("chmod");
+        let options = S3Options::load(&path).expect("load");
+        assert_eq!(options.endpoint.as_deref(), Some("http://127.0.0.1:3900"));
+        std::fs::write(&path, "endpoint = 1\nbogus = true\n").expect("write");
+        assert!(matches!(S3Options::load(&path), Err(Error::Config { .. })));
+        let env = S3Options {
+            region: Some("garage".into()),
+            ..S3Options::default()
+        };
+        let merged = options.overridden_by(env);
+        assert_eq!(merged.region.as_deref(), Some("garage"));
+    }
+}

@@ -1,0 +1,159 @@
+use std::collections::HashSet;
+use std::path::{Path, PathBuf};
+
+use blockvault_core::ChunkId;
+use blockvault_store::Store;
+use futures::TryStreamExt;
+
+use crate::{Error, Result};
+
+/// What a vault is known to hold, kept on this host so that a backup decides what to upload
+/// without asking the store about every chunk (no `HEAD` per chunk: on S3 that is a round trip
+/// each, and Garage ignores conditional writes, so asking is all a `HEAD` could do).
+///
+/// The index is a cache of the vault, never the truth: when its file is missing or unreadable
+/// it is rebuilt by listing `chunks/`. It only errs on the side of uploading too much: another
+/// host's uploads are missing from it (a duplicate PUT of content-addressed data is harmless),
+/// and chunks are only ever removed by garbage collection, which must invalidate it.
+///
+/// File format: magic `BVINDEX\0`, u16 version (1), 6 reserved bytes, u64 count, the sorted
+/// 32-byte ids, then BLAKE3 of everything before it.
+#[derive(Clone, Debug)]
+pub struct ChunkIndex {
+    path: PathBuf,
+    ids: HashSet<ChunkId>,
+}
+
+const MAGIC: &[u8; 8] = b"BVINDEX\0";
+const HEADER: usize = 24;
+
+impl ChunkIndex {
+    /// The index at `path`, or one rebuilt from the store's listing when the file is missing
+    /// or does not decode (and then saved).
+    pub async fn load_or_rebuild(store: &Store, path: &Path) -> Result<ChunkIndex> {
+        if let Some(ids) = std::fs::read(path).ok().and_then(|b| decode(&b)) {
+            return Ok(ChunkIndex {
+                path: path.to_owned(),
+                ids,
+            });
+        }
+        let ids: HashSet<ChunkId> = store.list_chunks().try_collect().await?;
+        let index = ChunkIndex {
+            path: path.to_owned(),
+            ids,
+        };
+        index.save()?;
+        Ok(index)
+    }
+
+    pub fn contains(&self, id: &ChunkId) -> bool {
+        self.ids.contains(id)
+    }
+
+    pub fn len(&self) -> usize {
+        self.ids.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.ids.is_empty()
+    }
+
+    pub fn ids(&self) -> impl Iterator<Item = &ChunkId> {
+        self.ids.iter()
+    }
+
+    /// Records chunks now known to be in the vault and saves the file.
+    pub fn add_and_save(&mut self, ids: impl IntoIterator<Item = ChunkId>) -> Result<()> {
+        let before = self.ids.len();
+        self.ids.extend(ids);
+        if self.ids.len() == before && self.path.exists() {
+            return Ok(());
+        }
+        self.save()
+    }
+
+    /// Writes the file atomically: a temp file, fsync, rename.
+    fn save(&self) -> Result<()> {
+        let io = |e| Error::io(&self.path, e);
+        if let Some(dir) = self.path.parent() {
+            std::fs::create_dir_all(dir).map_err(io)?;
+        }
+        let mut sorted: Vec<&ChunkId> = self.ids.iter().collect();
+        sorted.sort_unstable();
+        let mut out = Vec::with_capacity(HEADER + sorted.len() * 32 + 32);
+        out.extend_from_slice(MAGIC);
+        out.extend_from_slice(&1u16.to_le_bytes());
+        out.extend_from_slice(&[0u8; 6]);
+        out.extend_from_slice(&(sorted.len() as u64).to_le_bytes());
+        for id in sorted {
+            out.extend_from_slice(id.as_bytes());
+        }
+        let digest = blake3::hash(&out);
+        out.extend_from_slice(digest.as_bytes());
+        let tmp = self.path.with_extension("tmp");
+        std::fs::write(&tmp, &out).map_err(io)?;
+        std::fs::File::open(&tmp)
+            .and_then(|f| f.sync_all())
+            .map_err(io)?;
+        std::fs::rename(&tmp, &self.path).map_err(io)
+    }
+}
+
+fn decode(bytes: &[u8]) -> Option<HashSet<ChunkId>> {
+    if bytes.len() < HEADER + 32 || &bytes[..8] != MAGIC || bytes[8..10] != 1u16.to_le_bytes() {
+        return None;
+    }
+    let (body, digest) = bytes.split_at(bytes.len() - 32);
+    if blake3::hash(body).as_bytes() != digest {
+        return None;
+    }
+    let count = u64::from_le_bytes(body[16..24].try_into().ok()?) as usize;
+    let ids = &body[HEADER..];
+    if ids.len() != count.checked_mul(32)? {
+        return None;
+    }
+    Some(
+        ids.chunks_exact(32)
+            .filter_map(|c| c.try_into().ok().map(ChunkId::from_bytes))
+            .collect(),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn the_index_rebuilds_from_the_store_and_survives_a_reload() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = Store::in_memory();
+        let a = ChunkId::of(b"a");
+        store
+            .put_chunk(&a, b"x".to_vec().into())
+            .await
+            .expect("put");
+        let path = dir.path().join("v/chunks.idx");
+        let mut index = ChunkIndex::load_or_rebuild(&store, &path)
+            .await
+            .expect("rebuild");
+        assert!(index.contains(&a) && index.len() == 1);
+        let b = ChunkId::of(b"b");
+        index.add_and_save([b]).expect("save");
+        let again = ChunkIndex::load_or_rebuild(&Store::in_memory(), &path)
+            .await
+            .expect("load");
+        assert!(
+            again.contains(&a) && again.contains(&b),
+            "loaded from the file, not the store"
+        );
+
+        // A damaged file is a cache miss: rebuilt from the store.
+        let mut bytes = std::fs::read(&path).expect("read");
+        bytes[30] ^= 1;
+        std::fs::write(&path, bytes).expect("write");
+        let rebuilt = ChunkIndex::load_or_rebuild(&store, &path)
+            .await
+            .expect("rebuild");
+        assert!(rebuilt.contains(&a) && !rebuilt.contains(&b));
+    }
+}
