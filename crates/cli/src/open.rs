@@ -1,6 +1,6 @@
 //! Opening a vault from what the user gave: a location, the state directory, the environment.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use blockvault_store::{S3Options, Store, VaultLocation};
 use blockvault_vault::{TransferOptions, Vault};
@@ -16,23 +16,52 @@ pub fn state_dir(given: Option<PathBuf>) -> PathBuf {
         .unwrap_or_else(|| PathBuf::from("/var/lib/blockvault"))
 }
 
-/// The store at `location`. S3 settings come from `STATE/s3.toml`, overridden by `AWS_*`.
-pub fn store(location: &VaultLocation, state: &std::path::Path) -> anyhow::Result<Store> {
+/// The vault at `location`, keeping this host's knowledge of it (the chunk index) in `state`.
+pub async fn vault(location: &VaultLocation, state: &Path) -> anyhow::Result<Vault> {
+    probe(location, state).await?;
+    Ok(Vault::open(store(location, state)?)
+        .await?
+        .with_state_dir(state))
+}
+
+/// A new vault at `location`.
+pub async fn init_vault(location: &VaultLocation, state: &Path) -> anyhow::Result<Vault> {
     Ok(match location {
-        VaultLocation::Local(dir) => Store::local(dir)?,
-        VaultLocation::S3 { bucket, prefix } => {
-            let options =
-                S3Options::load(&state.join("s3.toml"))?.overridden_by(S3Options::from_env());
-            Store::s3(bucket, prefix, &options)?
+        VaultLocation::Local(dir) => Vault::init_local(dir).await?,
+        VaultLocation::S3 { .. } => {
+            probe(location, state).await?;
+            Vault::init(store(location, state)?).await?
         }
     })
 }
 
-/// The vault at `location`, keeping this host's knowledge of it (the chunk index) in `state`.
-pub async fn vault(location: &VaultLocation, state: &std::path::Path) -> anyhow::Result<Vault> {
-    Ok(Vault::open(store(location, state)?)
-        .await?
-        .with_state_dir(state))
+/// The store at `location`. S3 settings come from `STATE/s3.toml`, overridden by `AWS_*`.
+fn store(location: &VaultLocation, state: &Path) -> anyhow::Result<Store> {
+    Ok(match location {
+        VaultLocation::Local(dir) => Store::local(dir)?,
+        VaultLocation::S3 { bucket, prefix } => Store::s3(bucket, prefix, &s3_options(state)?)?,
+    })
+}
+
+fn s3_options(state: &Path) -> anyhow::Result<S3Options> {
+    Ok(S3Options::load(&state.join("s3.toml"))?.overridden_by(S3Options::from_env()))
+}
+
+/// Fails fast when an S3 location is misconfigured (wrong endpoint, credentials, bucket): one
+/// request with a single retry, before the store with the patient retry policy takes over.
+/// A transfer rides out a server restart; a typo should not take minutes to report.
+async fn probe(location: &VaultLocation, state: &Path) -> anyhow::Result<()> {
+    if let VaultLocation::S3 { bucket, prefix } = location {
+        let quick = S3Options {
+            max_retries: Some(1),
+            ..s3_options(state)?
+        };
+        match Store::s3(bucket, prefix, &quick)?.config().await {
+            Ok(_) | Err(blockvault_store::Error::NotAVault { .. }) => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Ok(())
 }
 
 /// Transfer settings: `--concurrency`, else 8 for a directory and 16 for S3 (round trips to an

@@ -59,7 +59,8 @@ pub struct S3Options {
     pub request_timeout_secs: Option<u64>,
     /// Timeout to connect, in seconds (default 5).
     pub connect_timeout_secs: Option<u64>,
-    /// Retries of a failed request, with exponential backoff (default 5).
+    /// Retries of a failed request, with exponential backoff from 250 ms to 15 s (default 10:
+    /// enough to ride out a server restart; all retries of one request stop after 180 s).
     pub max_retries: Option<usize>,
 }
 
@@ -172,11 +173,11 @@ impl Store {
             .with_allow_http(options.allow_http);
         let retry = RetryConfig {
             backoff: BackoffConfig {
-                init_backoff: Duration::from_millis(100),
-                max_backoff: Duration::from_secs(10),
+                init_backoff: Duration::from_millis(250),
+                max_backoff: Duration::from_secs(15),
                 base: 2.0,
             },
-            max_retries: options.max_retries.unwrap_or(5),
+            max_retries: options.max_retries.unwrap_or(10),
             retry_timeout: Duration::from_secs(180),
         };
         let mut builder = AmazonS3Builder::new()

@@ -9,12 +9,19 @@ use futures::{StreamExt, TryStreamExt, stream};
 use object_store::local::LocalFileSystem;
 use object_store::memory::InMemory;
 use object_store::path::Path;
-use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
+use object_store::{ObjectStore, ObjectStoreExt, PutPayload, WriteMultipart};
 
 use crate::{Error, Result, cpu, layout};
 
 /// How many point records `list_points` fetches at once.
 const LIST_CONCURRENCY: usize = 16;
+
+/// Objects larger than this go up in parts (S3 caps a single PUT at 5 GB and retries a failed
+/// part, not the whole object). Block maps pass it for disks of about 8 TiB and more.
+const MULTIPART_THRESHOLD: usize = 64 << 20;
+
+/// Size of each part of a multipart upload (S3 wants at least 5 MiB but for the last).
+const PART_SIZE: usize = 16 << 20;
 
 /// Vault objects (chunks, block maps, recovery points, the vault config) over any
 /// [`ObjectStore`]: a local directory, S3, or memory for tests.
@@ -27,6 +34,7 @@ const LIST_CONCURRENCY: usize = 16;
 pub struct Store {
     objects: Arc<dyn ObjectStore>,
     location: String,
+    multipart_threshold: usize,
 }
 
 impl Store {
@@ -62,10 +70,7 @@ impl Store {
                 key: location.clone(),
                 source,
             })?;
-        Ok(Store {
-            objects: Arc::new(objects),
-            location,
-        })
+        Ok(Store::new(Arc::new(objects), location))
     }
 
     /// An empty store in memory (unit tests).
@@ -78,7 +83,14 @@ impl Store {
         Store {
             objects,
             location: location.into(),
+            multipart_threshold: MULTIPART_THRESHOLD,
         }
+    }
+
+    /// Uploads objects larger than `bytes` in parts (tests lower it to exercise multipart).
+    pub fn with_multipart_threshold(mut self, bytes: usize) -> Store {
+        self.multipart_threshold = bytes;
+        self
     }
 
     /// Where the store lives, for messages.
@@ -330,11 +342,30 @@ impl Store {
     // ---- plumbing ---------------------------------------------------------------------------
 
     async fn put(&self, key: &Path, bytes: Bytes) -> Result<()> {
+        if bytes.len() > self.multipart_threshold {
+            return self.put_in_parts(key, bytes).await;
+        }
         self.objects
             .put(key, PutPayload::from(bytes))
             .await
             .map(|_| ())
             .map_err(|source| backend("put", key, source))
+    }
+
+    /// A multipart upload: the object appears whole when it completes, or not at all (a failed
+    /// upload is aborted so no parts linger).
+    async fn put_in_parts(&self, key: &Path, bytes: Bytes) -> Result<()> {
+        let upload = self
+            .objects
+            .put_multipart(key)
+            .await
+            .map_err(|source| backend("put", key, source))?;
+        let mut writer = WriteMultipart::new_with_chunk_size(upload, PART_SIZE);
+        writer.put(bytes);
+        match writer.finish().await {
+            Ok(_) => Ok(()),
+            Err(source) => Err(backend("put", key, source)),
+        }
     }
 
     async fn get(&self, key: &Path) -> Result<Option<Bytes>> {

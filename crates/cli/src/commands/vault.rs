@@ -1,8 +1,6 @@
 use std::path::Path;
 
 use anyhow::Result;
-use blockvault_store::VaultLocation;
-use blockvault_vault::Vault;
 use serde_json::json;
 
 use super::Report;
@@ -11,12 +9,7 @@ use crate::args::VaultCommand;
 pub async fn run(command: VaultCommand, state: &Path) -> Result<Report> {
     match command {
         VaultCommand::Init { vault: location } => {
-            let vault = match &location {
-                VaultLocation::Local(dir) => Vault::init_local(dir).await?,
-                VaultLocation::S3 { .. } => {
-                    Vault::init(crate::open::store(&location, state)?).await?
-                }
-            };
+            let vault = crate::open::init_vault(&location, state).await?;
             let config = vault.config();
             Ok(Report {
                 text: format!(
