@@ -23,8 +23,9 @@
 # after the other (the tool that goes first alternates between runs), so both
 # see the same machine state.
 #
-# Page cache is warm for both tools alike: before every timed step, untimed,
-# everything the step reads is read into the page cache with `bench_image.py
+# Same memory state for both tools: before every timed step, untimed, the
+# page cache is dropped (so no step pays for reclaiming another's cache) and
+# everything the step reads is read back into it with `bench_image.py
 # warm` (which reads only the data extents of sparse files): for a backup the
 # tool's directory (repository, and borg's cache and config under its
 # BORG_BASE_DIR) and the data extents of disk.img; for a restore the tool's
@@ -182,8 +183,15 @@ timed() {
   (($# >= 2 && ${#reads[@]})) || die "timed: usage: RUN TOOL OP DIR READS... -- CMD..."
   shift
   local logf=$WORK/logs/run$run-$tool-$op.log
-  # Untimed: same cache state for both tools (see the header), then flush
-  # earlier writes so they don't land in this measurement.
+  # Untimed: the same memory and cache state before every step of every tool.
+  # Flush earlier writes, drop the page cache, then read back exactly what this
+  # step reads. Without the drop, whichever tool wrote 1.5 GB first in a run
+  # paid for reclaiming a full page cache and the second reused the pages freed
+  # by deleting the first one's output: the first restore of every run was
+  # 2-3x slower, whatever the tool (measured: blockvault 5.0-6.2 s first vs
+  # 1.9 s second; borg 13.5-13.9 s first vs 9.3-11.8 s second).
+  sync
+  drop_caches
   python3 "$SCRIPT_DIR/bench_image.py" warm "${reads[@]}" 2>"$logf.warm" ||
     die "warming ${reads[*]} failed (log: $logf.warm)"
   sync
@@ -208,6 +216,16 @@ timed() {
 record() { # RUN TOOL OP REPO_BYTES RESTORED_ALLOC_BYTES
   printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$1" "$2" "$3" "$LAST_WALL" "$LAST_RSS_KIB" "$4" "$5" \
     "$LAST_FS_IN_MIB" >>"$TSV"
+}
+
+# Drops clean pages from the page cache (needs root; warns once and goes on
+# without when the kernel refuses, e.g. in an unprivileged container).
+DROP_WARNED=0
+drop_caches() {
+  if ! { echo 1 >/proc/sys/vm/drop_caches; } 2>/dev/null; then
+    ((DROP_WARNED)) || log "WARNING: cannot drop the page cache; steps may see different memory pressure"
+    DROP_WARNED=1
+  fi
 }
 
 # untimed: make DATA_DIR/vm/disk.img a sparse copy of the given generation.
@@ -365,7 +383,7 @@ report() {
     echo "Repository size after the incremental (du -sb, median): blockvault $(fmt_mb "$(median blockvault incremental 6)"), borg $(fmt_mb "$(median borg incremental 6)")."
     echo "Image: gen0 allocated $(du -B1 "$GEN0" | cut -f1) bytes of $(stat -c %s "$GEN0") apparent; churn: $(tail -n 1 "$DATA_DIR/churn-stats.txt" 2>/dev/null || echo n/a)."
     echo "restore: borg extract alone; borg does not fsync what it extracts, so the image may still be only in the page cache when it exits. restore (durable): borg extract followed by \`sync disk.img\` (fsync), timed together in the same step (one extract per run). blockvault's restore fsyncs the image before it exits, so its figure is the same in both rows."
-    echo "Page cache warm for both tools alike: before every timed step, untimed, everything the step reads is read into the page cache (backup: the tool's repository and cache, then the data extents of disk.img; restore: every file of the tool's repository and cache), then sync. Needed because borg drops what it reads from the cache (posix_fadvise DONTNEED). Largest disk read in a timed step (GNU time \"File system inputs\"): $max_in (a few MiB in a full backup are ext4 allocation metadata for the new repository); per step in column fs_inputs_mib of the TSV."
+    echo "Same memory state for both tools: before every timed step, untimed: sync, drop the page cache, then read everything the step reads back into it (backup: the tool's repository and cache, then the data extents of disk.img; restore: every file of the tool's repository and cache), then sync. Needed because borg drops what it reads from the cache (posix_fadvise DONTNEED). Largest disk read in a timed step (GNU time \"File system inputs\"): $max_in (a few MiB in a full backup are ext4 allocation metadata for the new repository); per step in column fs_inputs_mib of the TSV."
     echo "Runs interleaved, first tool alternating."
     echo "Tools: ${BORG_VERSION:-borg not run}; borg create --chunker-params fixed,4194304 --compression zstd,1${BORG_CREATE_EXTRA:+ $BORG_CREATE_EXTRA}, no encryption, local repo; blockvault: ${BV:-not run}."
     echo "Machine: nproc $(nproc), CPU $cpu, kernel $(uname -r), RAM $(awk '/MemTotal/ { printf "%.0f GiB", $2 / 1048576 }' /proc/meminfo)."

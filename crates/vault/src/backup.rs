@@ -89,8 +89,9 @@ impl Vault {
     ///
     /// With a state directory ([`Vault::with_state_dir`]) the vault's chunks are known from the
     /// local [`ChunkIndex`], so no chunk costs a round trip before its upload. Without one, each
-    /// new chunk is checked with a `HEAD` first. Chunks that landed are added to the index even
-    /// when the backup fails, so a retry sends only what is still missing.
+    /// new chunk is checked with a `HEAD` first. Chunks that landed are journaled as they land
+    /// and added to the index even when the backup fails or the process is killed, so a retry
+    /// sends only what is still missing.
     ///
     /// Then the block maps and, last, the point record (the commit). A failure at any step
     /// before the record leaves no point; chunks already uploaded are reused by the next
@@ -126,6 +127,7 @@ impl Vault {
             index: self.chunk_index().await?.map(Arc::new),
         };
         let index = known.index.clone();
+        let journal = index.as_ref().map(|i| i.journal()).transpose()?;
         let landed = Mutex::new(Vec::new());
         let concurrency = request.options.concurrency.max(1);
         let (tx, mut rx) = tokio::sync::mpsc::channel::<NewChunk>(concurrency);
@@ -142,7 +144,7 @@ impl Vault {
         // dropped, so a scan blocked on a full channel wakes up with an error instead of
         // waiting forever.
         let store = self.store();
-        let (ask_store, landed_ref) = (index.is_none(), &landed);
+        let (ask_store, landed_ref, journal_ref) = (index.is_none(), &landed, journal.as_ref());
         let upload = async move {
             futures::stream::poll_fn(|cx| rx.poll_recv(cx))
                 .map(|chunk: NewChunk| async move {
@@ -151,6 +153,9 @@ impl Vault {
                     }
                     let len = chunk.encoded.len() as u64;
                     store.put_chunk(&chunk.id, chunk.encoded.into()).await?;
+                    if let Some(journal) = journal_ref {
+                        journal.record(&chunk.id)?;
+                    }
                     landed_ref
                         .lock()
                         .unwrap_or_else(PoisonError::into_inner)

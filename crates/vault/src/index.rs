@@ -18,10 +18,36 @@ use crate::{Error, Result};
 ///
 /// File format: magic `BVINDEX\0`, u16 version (1), 6 reserved bytes, u64 count, the sorted
 /// 32-byte ids, then BLAKE3 of everything before it.
+///
+/// Beside it, `chunks.log` is a journal of ids that landed since the index was last saved,
+/// appended one by one during a backup ([`ChunkIndex::journal`]). A backup that is killed
+/// mid-transfer loses none of them: the next load folds the journal in, so the next backup
+/// sends only what is still missing.
 #[derive(Clone, Debug)]
 pub struct ChunkIndex {
     path: PathBuf,
     ids: HashSet<ChunkId>,
+}
+
+/// Appends ids to the index's journal as chunks land (shared by the upload tasks).
+#[derive(Debug)]
+pub struct Journal {
+    path: PathBuf,
+    file: std::sync::Mutex<std::fs::File>,
+}
+
+impl Journal {
+    /// Records that chunk `id` is in the vault. One small append, no fsync: it must survive the
+    /// process being killed, and a host crash only costs re-sending some chunks.
+    pub fn record(&self, id: &ChunkId) -> Result<()> {
+        use std::io::Write;
+        let mut file = self
+            .file
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        file.write_all(id.as_bytes())
+            .map_err(|e| Error::io(&self.path, e))
+    }
 }
 
 const MAGIC: &[u8; 8] = b"BVINDEX\0";
@@ -31,12 +57,18 @@ impl ChunkIndex {
     /// The index at `path`, or one rebuilt from the store's listing when the file is missing
     /// or does not decode (and then saved).
     pub async fn load_or_rebuild(store: &Store, path: &Path) -> Result<ChunkIndex> {
+        let journaled = read_journal(&journal_path(path));
         if let Some(ids) = std::fs::read(path).ok().and_then(|b| decode(&b)) {
-            return Ok(ChunkIndex {
+            let mut index = ChunkIndex {
                 path: path.to_owned(),
                 ids,
-            });
+            };
+            if !journaled.is_empty() {
+                index.add_and_save(journaled)?;
+            }
+            return Ok(index);
         }
+        // The listing includes whatever the journal recorded.
         let ids: HashSet<ChunkId> = store.list_chunks().try_collect().await?;
         let index = ChunkIndex {
             path: path.to_owned(),
@@ -44,6 +76,20 @@ impl ChunkIndex {
         };
         index.save()?;
         Ok(index)
+    }
+
+    /// A journal to record chunks as they land.
+    pub fn journal(&self) -> Result<Journal> {
+        let path = journal_path(&self.path);
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&path)
+            .map_err(|e| Error::io(&path, e))?;
+        Ok(Journal {
+            path,
+            file: std::sync::Mutex::new(file),
+        })
     }
 
     pub fn contains(&self, id: &ChunkId) -> bool {
@@ -62,13 +108,9 @@ impl ChunkIndex {
         self.ids.iter()
     }
 
-    /// Records chunks now known to be in the vault and saves the file.
+    /// Records chunks now known to be in the vault, saves the file and empties the journal.
     pub fn add_and_save(&mut self, ids: impl IntoIterator<Item = ChunkId>) -> Result<()> {
-        let before = self.ids.len();
         self.ids.extend(ids);
-        if self.ids.len() == before && self.path.exists() {
-            return Ok(());
-        }
         self.save()
     }
 
@@ -95,8 +137,29 @@ impl ChunkIndex {
         std::fs::File::open(&tmp)
             .and_then(|f| f.sync_all())
             .map_err(io)?;
-        std::fs::rename(&tmp, &self.path).map_err(io)
+        std::fs::rename(&tmp, &self.path).map_err(io)?;
+        // Everything journaled is in the saved index now.
+        match std::fs::remove_file(journal_path(&self.path)) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(io(e)),
+            _ => Ok(()),
+        }
     }
+}
+
+fn journal_path(index: &Path) -> PathBuf {
+    index.with_extension("log")
+}
+
+/// The ids in a journal; a torn last record (the process died mid-append) is ignored.
+fn read_journal(path: &Path) -> Vec<ChunkId> {
+    std::fs::read(path)
+        .map(|bytes| {
+            bytes
+                .chunks_exact(32)
+                .filter_map(|c| c.try_into().ok().map(ChunkId::from_bytes))
+                .collect()
+        })
+        .unwrap_or_default()
 }
 
 fn decode(bytes: &[u8]) -> Option<HashSet<ChunkId>> {
@@ -145,6 +208,31 @@ mod tests {
         assert!(
             again.contains(&a) && again.contains(&b),
             "loaded from the file, not the store"
+        );
+
+        // Ids journaled by a backup that was killed are folded in at the next load.
+        let c = ChunkId::of(b"c");
+        index
+            .journal()
+            .expect("journal")
+            .record(&c)
+            .expect("record");
+        drop(index);
+        let mut torn = std::fs::OpenOptions::new()
+            .append(true)
+            .open(path.with_extension("log"))
+            .expect("log");
+        std::io::Write::write_all(&mut torn, &[1, 2, 3]).expect("torn record");
+        let loaded = ChunkIndex::load_or_rebuild(&Store::in_memory(), &path)
+            .await
+            .expect("load");
+        assert!(
+            loaded.contains(&c) && loaded.len() == 3,
+            "journal folded in, torn tail ignored"
+        );
+        assert!(
+            !path.with_extension("log").exists(),
+            "journal emptied once saved"
         );
 
         // A damaged file is a cache miss: rebuilt from the store.

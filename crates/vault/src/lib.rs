@@ -36,7 +36,7 @@ mod vault;
 pub use crate::{
     backup::{BackupReport, BackupRequest},
     error::{Error, Result},
-    index::ChunkIndex,
+    index::{ChunkIndex, Journal},
     progress::{NoProgress, Progress},
     restore::{RestoreReport, RestoreRequest, RestoredDisk},
     vault::{PointSelector, Vault},

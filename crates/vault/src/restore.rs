@@ -304,36 +304,22 @@ fn decode_and_write(
     encoded: &Bytes,
     file: &File,
 ) -> Result<(u64, u64)> {
+    let corrupt = |source| {
+        let source = blockvault_store::Error::ChunkCorrupt {
+            id: block.id,
+            source,
+        };
+        block_error(disk, block, source)
+    };
     DECODER.with(|cell| {
         let mut slot = cell.borrow_mut();
         let (mut decoder, mut buf) = match slot.take() {
             Some(state) => state,
-            None => {
-                let decoder = ChunkDecoder::new().map_err(|source| {
-                    block_error(
-                        disk,
-                        block,
-                        blockvault_store::Error::ChunkCorrupt {
-                            id: block.id,
-                            source,
-                        },
-                    )
-                })?;
-                (decoder, Vec::new())
-            }
+            None => (ChunkDecoder::new().map_err(corrupt)?, Vec::new()),
         };
         let result = decoder
             .decode_verified(encoded, block.id, &mut buf)
-            .map_err(|source| {
-                block_error(
-                    disk,
-                    block,
-                    blockvault_store::Error::ChunkCorrupt {
-                        id: block.id,
-                        source,
-                    },
-                )
-            })
+            .map_err(corrupt)
             .and_then(|()| {
                 if buf.len() != block.len {
                     return Err(Error::BlockLength {

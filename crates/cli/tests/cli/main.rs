@@ -5,6 +5,7 @@
 //! - `incremental`: exact changed/stored counts of incremental backups.
 //! - `layouts`: several disks, all-hole and all-zero images, sizes that are not whole blocks.
 //! - `input_errors`: bad disks, block sizes, vaults, VMs, points and times.
+//! - `interrupted`: a backup killed mid-transfer, and the one after it.
 //! - `corruption`: damaged chunks, block maps and point records fail with exit 4.
 //! - `restore_target`: what a restore does to files already in its target directory.
 //! - `json_errors`: the `--json` error document.
@@ -15,6 +16,7 @@ mod corruption;
 mod help;
 mod incremental;
 mod input_errors;
+mod interrupted;
 mod json_errors;
 mod layouts;
 mod restore_target;
