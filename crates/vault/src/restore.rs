@@ -69,6 +69,13 @@ fn check_target(path: &Path, overwrite: bool) -> Result<()> {
     }
 }
 
+/// A restored image being written: its hidden partial file, open, and its path for messages.
+#[derive(Debug)]
+struct Partial {
+    file: File,
+    path: PathBuf,
+}
+
 /// Where one block goes and what it must be.
 #[derive(Clone, Copy)]
 struct BlockTarget {
@@ -180,18 +187,20 @@ impl Vault {
             partials.push(partial.clone());
             file.set_len(map.disk_size())
                 .map_err(|e| Error::io(&partial, e))?;
-            let file = Arc::new(file);
+            let image = Arc::new(Partial {
+                file,
+                path: partial.clone(),
+            });
             let bytes = self
                 .write_disk(
                     &disk.name,
                     map,
-                    &file,
+                    &image,
                     request.options.concurrency,
                     progress,
                 )
                 .await?;
-            let sync_file = Arc::clone(&file);
-            tokio::task::spawn_blocking(move || sync_file.sync_all())
+            tokio::task::spawn_blocking(move || image.file.sync_all())
                 .await
                 .unwrap_or_else(|join| std::panic::resume_unwind(join.into_panic()))
                 .map_err(|e| Error::io(&partial, e))?;
@@ -205,7 +214,7 @@ impl Vault {
         &self,
         disk: &DiskName,
         map: &BlockMap,
-        file: &Arc<File>,
+        image: &Arc<Partial>,
         concurrency: usize,
         progress: &Arc<dyn Progress>,
     ) -> Result<u64> {
@@ -221,16 +230,16 @@ impl Vault {
                 id,
             });
         let store = self.store();
-        let mut flusher = Flusher::new(file);
+        let mut flusher = Flusher::new(image);
         let written = futures::stream::iter(blocks)
             .map(|block| async move {
                 let encoded = store
                     .get_chunk(&block.id)
                     .await
                     .map_err(|source| block_error(disk, block, source))?;
-                let file = Arc::clone(file);
+                let image = Arc::clone(image);
                 let disk = disk.clone();
-                cpu::run(move || decode_and_write(&disk, block, &encoded, &file)).await
+                cpu::run(move || decode_and_write(&disk, block, &encoded, &image)).await
             })
             .buffer_unordered(concurrency.max(1))
             .try_fold(0u64, |total, (len, written)| {
@@ -250,7 +259,7 @@ impl Vault {
 /// decoding goes on. Without it the kernel starts writeback only at its dirty thresholds
 /// (gigabytes on a large host) and a restore idles through one long final fsync.
 struct Flusher {
-    file: Arc<File>,
+    image: Arc<Partial>,
     since_last: u64,
     running: Option<tokio::task::JoinHandle<()>>,
 }
@@ -258,9 +267,9 @@ struct Flusher {
 impl Flusher {
     const EVERY: u64 = 128 << 20;
 
-    fn new(file: &Arc<File>) -> Flusher {
+    fn new(image: &Arc<Partial>) -> Flusher {
         Flusher {
-            file: Arc::clone(file),
+            image: Arc::clone(image),
             since_last: 0,
             running: None,
         }
@@ -271,10 +280,10 @@ impl Flusher {
         let idle = self.running.as_ref().is_none_or(|r| r.is_finished());
         if self.since_last >= Self::EVERY && idle {
             self.since_last = 0;
-            let file = Arc::clone(&self.file);
+            let image = Arc::clone(&self.image);
             // Errors surface in the final, awaited fsync; this one only starts the writeback.
             self.running = Some(tokio::task::spawn_blocking(move || {
-                let _ = file.sync_data();
+                let _ = image.file.sync_data();
             }));
         }
     }
@@ -302,7 +311,7 @@ fn decode_and_write(
     disk: &DiskName,
     block: BlockTarget,
     encoded: &Bytes,
-    file: &File,
+    image: &Partial,
 ) -> Result<(u64, u64)> {
     let corrupt = |source| {
         let source = blockvault_store::Error::ChunkCorrupt {
@@ -330,10 +339,7 @@ fn decode_and_write(
                         actual: buf.len(),
                     });
                 }
-                write_sparse(file, &buf, block.offset).map_err(|e| Error::Io {
-                    path: PathBuf::from(format!("restored disk {disk}")),
-                    source: e,
-                })
+                write_sparse(&image.file, &buf, block.offset).map_err(|e| Error::io(&image.path, e))
             });
         *slot = Some((decoder, buf));
         result.map(|written| (block.len as u64, written))
