@@ -33,17 +33,16 @@ fn generation_strategy() -> impl Strategy<Value = Generation> {
         .prop_map(|(writes, resize)| Generation { writes, resize })
 }
 
-/// Bytes and distinct non-zero contents of the blocks of `after` that differ from `before`
-/// (compared position by position, as the block map diff does).
+/// Bytes and distinct non-zero contents of the blocks of `after` that differ from the block at
+/// the same position of `before` (as the block map diff compares them). A block whose length
+/// changed with a resize is a different block, even when it is a prefix of the old one.
 fn churn(before: &[u8], after: &[u8], bs: BlockSize) -> (u64, HashSet<ChunkId>) {
-    let bs = bs.as_usize();
+    let old: Vec<&[u8]> = before.chunks(bs.as_usize()).collect();
     let mut bytes = 0;
     let mut ids = HashSet::new();
-    for (i, block) in after.chunks(bs).enumerate() {
-        let start = i * bs;
-        let old = before.get(start..(start + block.len()).min(before.len()));
+    for (i, block) in after.chunks(bs.as_usize()).enumerate() {
         let id = ChunkId::of(block);
-        if !id.is_zero() && old != Some(block) {
+        if !id.is_zero() && old.get(i).copied() != Some(block) {
             bytes += block.len() as u64;
             ids.insert(id);
         }
