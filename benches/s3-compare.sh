@@ -7,8 +7,11 @@
 # benches/make-image.sh (8 GiB sparse ext4 VM disk with a Debian root, gen1 =
 # gen0 + ~1% churn), in the same run and under the same conditions:
 #
-#   full         gen0.img copied to DATA_DIR/vm/disk.img (untimed), backed up
-#                into a fresh repository (its own prefix in the bucket)
+#   full         gen0.img copied to DATA_DIR/s3/vm/disk.img (untimed), backed
+#                up into a fresh repository (its own prefix in the bucket).
+#                (Not DATA_DIR/vm as benches/peer-compare.sh: the two scripts
+#                must not overwrite or delete each other's disk.img. Running
+#                both at once still spoils both measurements.)
 #   incremental  gen1.img copied over the same disk path (untimed), backed up
 #                again into the same repository, with the same local cache
 #   restore      newest point (gen1) restored into an empty directory; the
@@ -90,18 +93,18 @@
 #
 # blockvault runs as: blockvault --state-dir STATE vault init s3://B/P;
 # blockvault --state-dir STATE backup --vault s3://B/P --vm bench --disk
-# DATA_DIR/vm/disk.img --json; blockvault --state-dir STATE restore --vault
+# DATA_DIR/s3/vm/disk.img --json; blockvault --state-dir STATE restore --vault
 # s3://B/P --vm bench --to OUT --json (STATE fresh per run, kept from the
 # full backup to the restore: its chunk index starts empty).
 # restic runs as (RESTIC_PASSWORD set, RESTIC_CACHE_DIR fresh per run,
 # options -o s3.region=REGION -o s3.bucket-lookup=path): restic -r
-# s3:ENDPOINT/B/P init; restic backup disk.img (from DATA_DIR/vm; default
+# s3:ENDPOINT/B/P init; restic backup disk.img (from DATA_DIR/s3/vm; default
 # --compression auto); restic restore latest --target OUT [--sparse when this
 # restic has it] && sync disk.img (in OUT).
 # rustic runs as (RUSTIC_PASSWORD set, --cache-dir fresh per run, repository
 # opendal:s3 with root, bucket, endpoint, region and keys as repository
 # options in a profile file rustic-s3.toml): rustic init; rustic backup
-# disk.img (from DATA_DIR/vm); rustic restore latest OUT && sync disk.img.
+# disk.img (from DATA_DIR/s3/vm); rustic restore latest OUT && sync disk.img.
 # restic and rustic always encrypt their repositories; blockvault does not
 # encrypt (yet).
 
@@ -444,7 +447,7 @@ record() { # RUN TOOL OP OBJECTS_STORED BYTES_STORED RESTORED_ALLOC_BYTES
     "$LAST_FS_IN_MIB" "$LAST_PUTS" "$LAST_REQS" "$4" "$5" "$6" >>"$TSV"
 }
 
-# untimed: make DATA_DIR/vm/disk.img a sparse copy of the given generation.
+# untimed: make DATA_DIR/s3/vm/disk.img a sparse copy of the given generation.
 put_disk() {
   cp --sparse=always "$1" "$DISK"
   sync
@@ -670,7 +673,7 @@ main() {
   mkdir -p "$DATA_DIR"
   DATA_DIR=$(cd "$DATA_DIR" && pwd)
   WORK=$DATA_DIR/s3
-  VM_DIR=$DATA_DIR/vm
+  VM_DIR=$WORK/vm
   DISK=$VM_DIR/disk.img
   GEN0=$DATA_DIR/gen0.img
   GEN1=$DATA_DIR/gen1.img
@@ -690,6 +693,11 @@ main() {
   mkdir -p "$WORK/logs" "$VM_DIR"
   trap cleanup EXIT
   warm_programs
+  local load
+  load=$(cut -d' ' -f1 /proc/loadavg)
+  if awk -v l="$load" -v n="$(nproc)" 'BEGIN { exit !(l > n / 4) }'; then
+    log "WARNING: load average $load before the first run: something else is running, the figures will be noisy"
+  fi
   printf 'run\ttool\top\twall_s\tmax_rss_kib\tfs_inputs_mib\ts3_puts\ts3_requests\tobjects_stored\tbytes_stored\trestored_alloc_bytes\n' >"$TSV"
   local run
   for ((run = 1; run <= RUNS; run++)); do one_run "$run"; done

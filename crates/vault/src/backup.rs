@@ -1,7 +1,7 @@
 use std::cell::RefCell;
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
@@ -10,7 +10,7 @@ use blockvault_core::{
     BlockMap, BlockSize, ChunkEncoder, ChunkId, Consistency, DiskName, DiskRecord, PointId,
     PointStats, RecoveryPoint, VmName,
 };
-use futures::{StreamExt, TryStreamExt};
+use futures::StreamExt;
 use jiff::Timestamp;
 
 use crate::{ChunkIndex, Error, Progress, Result, TransferOptions, Vault};
@@ -146,27 +146,47 @@ impl Vault {
         let store = self.store();
         let (ask_store, landed_ref, journal_ref) = (index.is_none(), &landed, journal.as_ref());
         let upload = async move {
-            futures::stream::poll_fn(|cx| rx.poll_recv(cx))
-                .map(|chunk: NewChunk| async move {
-                    if ask_store && store.has_chunk(&chunk.id).await? {
-                        return Ok::<u64, Error>(0);
+            // On the first failure the stage stops taking chunks (closing the channel wakes a
+            // blocked scan with an error) but lets the uploads in flight finish: when backup()
+            // returns, nothing of it is still writing to the vault.
+            let stop = AtomicBool::new(false);
+            let mut uploads = futures::stream::poll_fn(|cx| {
+                if stop.load(Ordering::Relaxed) {
+                    rx.close();
+                    return std::task::Poll::Ready(None);
+                }
+                rx.poll_recv(cx)
+            })
+            .map(|chunk: NewChunk| async move {
+                if ask_store && store.has_chunk(&chunk.id).await? {
+                    return Ok::<u64, Error>(0);
+                }
+                let len = chunk.encoded.len() as u64;
+                store.put_chunk(&chunk.id, chunk.encoded.into()).await?;
+                if let Some(journal) = journal_ref {
+                    journal.record(&chunk.id)?;
+                }
+                landed_ref
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .push(chunk.id);
+                Ok(len)
+            })
+            .buffer_unordered(concurrency);
+            let (mut bytes, mut count, mut first_error) = (0u64, 0u64, None);
+            while let Some(result) = uploads.next().await {
+                match result {
+                    Ok(len) => {
+                        bytes += len;
+                        count += u64::from(len > 0);
                     }
-                    let len = chunk.encoded.len() as u64;
-                    store.put_chunk(&chunk.id, chunk.encoded.into()).await?;
-                    if let Some(journal) = journal_ref {
-                        journal.record(&chunk.id)?;
+                    Err(e) => {
+                        stop.store(true, Ordering::Relaxed);
+                        first_error.get_or_insert(e);
                     }
-                    landed_ref
-                        .lock()
-                        .unwrap_or_else(PoisonError::into_inner)
-                        .push(chunk.id);
-                    Ok(len)
-                })
-                .buffer_unordered(concurrency)
-                .try_fold((0u64, 0u64), |(bytes, count), len| async move {
-                    Ok((bytes + len, count + u64::from(len > 0)))
-                })
-                .await
+                }
+            }
+            first_error.map_or(Ok((bytes, count)), Err)
         };
         let (scan, upload) = tokio::join!(scan, upload);
         let scan = scan.unwrap_or_else(|join| std::panic::resume_unwind(join.into_panic()));
