@@ -73,7 +73,17 @@ TOML
     done
     [ -n "$node" ] || die "garage did not come up within 30 s; see $dir/server.log"
 
-    "${g[@]}" layout assign -z dc1 -c 1G "$node" >/dev/null
+    # `node id` can answer before the server's RPC listener is up (seen on a busy machine):
+    # retry the first admin command until the node takes it (bounded: 30 s), and never leave
+    # a half-started server behind.
+    for i in $(seq 1 60); do
+        "${g[@]}" layout assign -z dc1 -c 1G "$node" >/dev/null 2>&1 && break
+        if [ "$i" -eq 60 ]; then
+            stop "$dir"
+            die "garage did not accept its layout within 30 s; see $dir/server.log"
+        fi
+        sleep 0.5
+    done
     "${g[@]}" layout apply --version 1 >/dev/null
     "${g[@]}" bucket create "$BUCKET" >/dev/null
     local key_info key_id secret
