@@ -34,6 +34,8 @@
 set -euo pipefail
 
 SCRIPT_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+# shellcheck source=benches/lib.sh
+source "$SCRIPT_DIR/lib.sh"
 REPO_ROOT=$(cd "$SCRIPT_DIR/.." && pwd)
 
 usage() { sed -n '2,/^$/{s/^# \{0,1\}//;p}' "${BASH_SOURCE[0]}"; }
@@ -77,15 +79,6 @@ die() { printf '[make-image] ERROR: %s\n' "$*" >&2; exit 1; }
 
 # --- tools -------------------------------------------------------------------
 
-APT_UPDATED=0
-apt_install() {
-  export DEBIAN_FRONTEND=noninteractive
-  if [[ $APT_UPDATED == 0 ]]; then
-    apt-get update -q >/dev/null
-    APT_UPDATED=1
-  fi
-  apt-get install -y -q --no-install-recommends "$@" >/dev/null
-}
 
 ensure_tools() {
   [[ $EUID == 0 ]] || die "must run as root (debootstrap needs chroot)"

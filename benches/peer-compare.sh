@@ -82,6 +82,8 @@ set -euo pipefail
 export LC_ALL=C # EPOCHREALTIME and printf %f must use '.' as decimal point
 
 SCRIPT_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+# shellcheck source=benches/lib.sh
+source "$SCRIPT_DIR/lib.sh"
 REPO_ROOT=$(cd "$SCRIPT_DIR/.." && pwd)
 COMMAND_LINE="benches/peer-compare.sh${*:+ $*}"
 
@@ -115,15 +117,6 @@ has_tool() { [[ " ${TOOLS[*]} " == *" $1 "* ]]; }
 
 # --- setup ---------------------------------------------------------------------
 
-APT_UPDATED=0
-apt_install() {
-  export DEBIAN_FRONTEND=noninteractive
-  if [[ $APT_UPDATED == 0 ]]; then
-    apt-get update -q >/dev/null
-    APT_UPDATED=1
-  fi
-  apt-get install -y -q --no-install-recommends "$@" >/dev/null
-}
 
 ensure_tools() {
   local missing=()
@@ -341,14 +334,6 @@ one_run() { # RUN
 }
 
 # --- report ----------------------------------------------------------------------
-
-# median TOOL OP COLUMN(4=wall_s 5=rss_kib 6=repo_bytes): prints "-" if no data.
-median() {
-  awk -F'\t' -v t="$1" -v o="$2" -v c="$3" 'NR > 1 && $2 == t && $3 == o { print $c }' "$TSV" |
-    sort -g | awk '{ v[NR] = $1 } END {
-      if (NR == 0) { print "-"; exit }
-      if (NR % 2) print v[(NR + 1) / 2]; else print (v[NR / 2] + v[NR / 2 + 1]) / 2 }'
-}
 
 peak() { # TOOL OP -> max RSS over runs, in MiB
   awk -F'\t' -v t="$1" -v o="$2" 'NR > 1 && $2 == t && $3 == o && $5 > m { m = $5 }

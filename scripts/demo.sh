@@ -34,7 +34,9 @@ echo "== making a sample VM disk: 4 GiB sparse ext4 with /usr/share and /usr/lib
 staging=$work/rootfs
 mkdir -p "$staging/usr"
 cp -a /usr/share "$staging/usr/" 2>/dev/null || true
-for d in /usr/lib/python3*; do [ -d "$d" ] && cp -a "$d" "$staging/usr/" 2>/dev/null || true; done
+for d in /usr/lib/python3*; do
+    if [ -d "$d" ]; then cp -a "$d" "$staging/usr/" 2>/dev/null || true; fi
+done
 mkfs.ext4 -q -F -d "$staging" "$disk" 4G
 rm -rf "$staging"
 cp --sparse=always "$disk" "$work/gen0.img"

@@ -90,7 +90,9 @@ TOML
     key_info=$("${g[@]}" key create blockvault-test-key)
     key_id=$(awk '/Key ID:/ {print $3}' <<<"$key_info")
     secret=$(awk '/Secret key:/ {print $3}' <<<"$key_info")
-    [ -n "$key_id" ] && [ -n "$secret" ] || die "could not read the new key from: $key_info"
+    if [ -z "$key_id" ] || [ -z "$secret" ]; then
+        die "could not read the new key from: $key_info"
+    fi
     "${g[@]}" bucket allow --read --write --owner "$BUCKET" --key blockvault-test-key >/dev/null
 
     cat >"$dir/env" <<ENV
