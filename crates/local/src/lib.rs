@@ -1,0 +1,1 @@
+//! The local snapshot tier (work in progress).
