@@ -22,6 +22,7 @@ pub async fn run(store: &Store) {
     maps_round_trip_and_are_checked(store).await;
     large_objects_go_up_in_parts(store).await;
     points_commit_list_and_fail_by_name(store).await;
+    deletes_remove_points_maps_and_chunks(store).await;
 }
 
 fn vm() -> VmName {
@@ -205,6 +206,58 @@ async fn points_commit_list_and_fail_by_name(store: &Store) {
         matches!(err, Error::PointCorrupt { .. }) && err.is_corrupt(),
         "{err}"
     );
+}
+
+async fn deletes_remove_points_maps_and_chunks(store: &Store) {
+    let time: Timestamp = "2026-03-01T00:00:00Z".parse().expect("ts");
+    let vm = VmName::new("deleted-vm").expect("name");
+    let disk = DiskName::new("d.img").expect("name");
+    let block = vec![9u8; 4096];
+    let id = ChunkId::hash(&block);
+    let encoded = ChunkEncoder::new().expect("encoder").encode(&block);
+    store.put_chunk(&id, encoded.into()).await.expect("put chunk");
+    let bs = BlockSize::new(64 << 10).expect("bs");
+    let mut map = BlockMap::zeroed(4096, bs, time);
+    map.set(0, id);
+    let point = PointId::generate(time, b"deleted");
+    let orphan = PointId::generate(time, b"orphan");
+    let digest = store.put_map(&vm, &point, &disk, &map).await.expect("map");
+    store.put_map(&vm, &orphan, &disk, &map).await.expect("map");
+    store
+        .put_point(&RecoveryPoint {
+            vm: vm.clone(),
+            id: point.clone(),
+            time,
+            consistency: Consistency::CrashConsistent,
+            parent: None,
+            disks: vec![DiskRecord {
+                name: disk.clone(),
+                source: "/dev/null".into(),
+                size: 4096,
+                block_size: bs,
+                map_digest: digest,
+                blocks: 1,
+                data_blocks: 1,
+            }],
+            stats: PointStats::default(),
+        })
+        .await
+        .expect("put point");
+    let mut both = vec![point.clone(), orphan.clone()];
+    both.sort();
+    assert_eq!(store.list_map_point_ids(&vm).await.expect("maps"), both);
+
+    store.delete_point(&vm, &point).await.expect("delete point");
+    assert!(store.list_point_ids(&vm).await.expect("ids").is_empty());
+    assert_eq!(store.list_map_point_ids(&vm).await.expect("maps"), vec![orphan.clone()]);
+    store.delete_maps(&vm, &orphan).await.expect("delete maps");
+    assert!(store.list_map_point_ids(&vm).await.expect("maps").is_empty());
+    // Deleting what is already gone is not an error.
+    store.delete_point(&vm, &point).await.expect("delete again");
+
+    store.delete_chunk(&id).await.expect("delete chunk");
+    assert!(!store.has_chunk(&id).await.expect("head"));
+    store.delete_chunk(&id).await.expect("delete again");
 }
 
 async fn raw_put(store: &Store, key: &object_store::path::Path, bytes: Vec<u8>) {

@@ -27,6 +27,14 @@ pub(crate) fn map(vm: &VmName, point: &PointId, disk: &DiskName) -> Path {
     Path::from(format!("maps/{vm}/{point}/{disk}.map"))
 }
 
+pub(crate) fn maps_of_vm(vm: &VmName) -> Path {
+    Path::from(format!("maps/{vm}"))
+}
+
+pub(crate) fn maps_of(vm: &VmName, point: &PointId) -> Path {
+    Path::from(format!("maps/{vm}/{point}"))
+}
+
 pub(crate) fn points_root() -> Path {
     Path::from("points")
 }
