@@ -139,6 +139,7 @@ async fn an_image_that_changes_size_while_read_commits_nothing() {
             vm: vm("vm1"),
             disks: vec![image.path.clone()],
             block_size: Some(block_size(BS)),
+            consistency: Consistency::CrashConsistent,
             options: TransferOptions::default(),
         };
         let saboteur = Arc::new(Saboteur {
@@ -250,6 +251,7 @@ async fn truncated_and_missing_chunks_fail_the_restore_and_keep_the_old_image() 
         point: PointSelector::Latest,
         target: out.clone(),
         overwrite: true,
+        in_place: false,
         options: TransferOptions::default(),
     };
     let err = vault

@@ -4,6 +4,7 @@
 
 mod faults;
 mod fixtures;
+mod in_place;
 mod roundtrip;
 mod s3;
 mod support;

@@ -352,6 +352,7 @@ async fn a_server_killed_mid_transfer_and_restarted_still_gets_a_whole_point() {
         vm: vm("vm1"),
         disks: vec![image.path.clone()],
         block_size: Some(block_size(1 << 20)),
+        consistency: blockvault_core::Consistency::CrashConsistent,
         options: TransferOptions { concurrency: 4 },
     };
     let report = vault

@@ -120,6 +120,7 @@ pub async fn backup(
         vm: vm(vm_name),
         disks: disks.iter().map(|d| d.path.clone()).collect(),
         block_size: Some(bs),
+        consistency: blockvault_core::Consistency::CrashConsistent,
         options: TransferOptions::default(),
     };
     vault.backup(&request, Arc::new(NoProgress)).await
@@ -136,6 +137,7 @@ pub async fn restore(
         point,
         target: target.to_owned(),
         overwrite: false,
+        in_place: false,
         options: TransferOptions::default(),
     };
     vault.restore(&request, Arc::new(NoProgress)).await

@@ -1,1 +1,43 @@
-//! The local snapshot tier (work in progress).
+//! The local snapshot tier: point-in-time copies of a VM's disks on the host, for instant
+//! restore and as the source of the transfer to the vault.
+//!
+//! # Layout
+//!
+//! One directory per VM under the tier's root (by default `STATE_DIR/snapshots`):
+//!
+//! ```text
+//! <root>/<vm>/vault.config                 the same self-describing format as a vault
+//! <root>/<vm>/chunks/<2 hex>/<64 hex>      blocks, stored as chunk objects (zstd-1 when smaller)
+//! <root>/<vm>/maps/<point>/<disk>.map      one block map per disk per point
+//! <root>/<vm>/points/<point>               the point record, written last (the commit)
+//! ```
+//!
+//! Each VM's snapshots are a [`Vault`] over a local directory: a Snapshot is a backup into it
+//! (its parent is the VM's previous snapshot, so only changed blocks are written), a restore
+//! from it is a vault restore, and the Transfer subtask copies a point from it into the real
+//! vault without compressing anything twice ([`Vault::transfer`]). Chunks are compressed once,
+//! here, while the disk is read.
+//!
+//! # Invariant and expiry
+//!
+//! Every chunk that a live snapshot point's maps name is in the VM's directory, so each point
+//! restores from the tier alone. Points expire after the instant-restore days of the backup
+//! that made them: [`SnapshotTier::expire`] deletes their records and maps, then
+//! [`SnapshotTier::sweep`] deletes the chunks no remaining point names. Vault copies are not
+//! touched.
+//!
+//! # Locking
+//!
+//! The sweep deletes every chunk that no committed point names, so it must not run while a
+//! Snapshot of the same VM is writing one: callers hold the VM's snapshot lock (the job engine
+//! does) around [`SnapshotTier::expire`] and [`SnapshotTier::sweep`]. A Transfer reads only
+//! the chunks of its own, live point, so it may run alongside. Per-VM directories keep the
+//! rule local: one VM's sweep never races another VM's snapshot.
+
+mod error;
+mod tier;
+
+pub use crate::{
+    error::{Error, Result},
+    tier::{SnapshotTier, SweepReport},
+};

@@ -24,6 +24,9 @@ pub struct BackupRequest {
     /// Block size for the disks; by default a disk keeps the block size of its previous point,
     /// and new disks get the vault's default.
     pub block_size: Option<BlockSize>,
+    /// What the caller guarantees about the instant of the read: crash-consistent unless
+    /// pre-snapshot hooks quiesced the VM.
+    pub consistency: Consistency,
     pub options: TransferOptions,
 }
 
@@ -106,8 +109,13 @@ impl Vault {
         let vm = &request.vm;
         let parent = self.latest_point(vm).await?;
         let mut warnings = Vec::new();
+        let names: HashSet<DiskName> = request
+            .disks
+            .iter()
+            .filter_map(|p| disk_name(p).ok())
+            .collect();
         let previous = self
-            .previous_maps(parent.as_ref(), &request.disks, &mut warnings)
+            .previous_maps(parent.as_ref(), &names, &mut warnings)
             .await;
         let sources = open_sources(request, parent.as_ref(), self.config().default_block_size)?;
         let total = sources
@@ -220,7 +228,7 @@ impl Vault {
             vm: vm.clone(),
             id,
             time,
-            consistency: Consistency::CrashConsistent,
+            consistency: request.consistency,
             parent: parent.map(|p| p.id),
             disks: records,
             stats: PointStats {
@@ -241,17 +249,16 @@ impl Vault {
 
     /// The block maps of the parent point for the disks being backed up again. A map that
     /// cannot be read only costs a full scan of that disk, so it is a warning, not an error.
-    async fn previous_maps(
+    pub(crate) async fn previous_maps(
         &self,
         parent: Option<&RecoveryPoint>,
-        disks: &[PathBuf],
+        names: &HashSet<DiskName>,
         warnings: &mut Vec<String>,
     ) -> HashMap<DiskName, BlockMap> {
         let mut maps = HashMap::new();
         let Some(parent) = parent else {
             return maps;
         };
-        let names: HashSet<DiskName> = disks.iter().filter_map(|p| disk_name(p).ok()).collect();
         for disk in parent.disks.iter().filter(|d| names.contains(&d.name)) {
             match self
                 .store()

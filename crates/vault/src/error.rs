@@ -82,6 +82,13 @@ pub enum Error {
     #[error("{path} exists and is not a file; a restore writes each disk as an image file")]
     TargetNotAFile { path: PathBuf },
 
+    /// An in-place restore needs every disk of the point to exist in the target directory.
+    #[error(
+        "cannot restore in place: {path} does not exist (an in-place restore writes over an \
+         existing image of every disk of the point); nothing was written"
+    )]
+    TargetMissing { path: PathBuf },
+
     #[error("{path}: {source}")]
     Io {
         path: PathBuf,

@@ -8,7 +8,11 @@
 //!   recovery point record. The previous point's maps make the next backup incremental: only
 //!   changed, non-zero blocks are stored.
 //! - [`Vault::restore`] writes each disk of a point to a sparse partial file, verifying every
-//!   block against its id, and renames the files into place only once all are complete.
+//!   block against its id, and renames the files into place only once all are complete. In
+//!   place, it hashes the existing disks and rewrites only the blocks that differ from the
+//!   point (a rollback costs a read of the disks plus the churn).
+//! - [`Vault::transfer`] copies a point from another vault-format store (the local snapshot
+//!   tier) without recompressing: the Transfer subtask of a backup job.
 //! - [`Vault::points`] and [`Vault::resolve`] list points and pick one by id, id prefix or time.
 //!
 //! # Crash semantics
@@ -17,7 +21,9 @@
 //! durable. A backup killed at any moment leaves the previous points intact and restorable; the
 //! chunks it uploaded are reused by the next backup. A restore killed at any moment leaves only
 //! hidden `.NAME.blockvault-partial` files, never a file under a disk's name that looks complete
-//! and is not.
+//! and is not. An in-place restore killed at any moment leaves each disk a mix of old and
+//! restored blocks; running it again finishes it (it is idempotent: blocks already right are
+//! neither fetched nor written).
 //!
 //! # Concurrency
 //!
@@ -28,9 +34,11 @@
 
 mod backup;
 mod error;
+mod in_place;
 mod index;
 mod progress;
 mod restore;
+mod transfer;
 mod vault;
 
 pub use crate::{
@@ -39,6 +47,7 @@ pub use crate::{
     index::{ChunkIndex, Journal},
     progress::{NoProgress, Progress},
     restore::{RestoreReport, RestoreRequest, RestoredDisk},
+    transfer::TransferReport,
     vault::{PointSelector, Vault},
 };
 

@@ -1,28 +1,34 @@
 use std::cell::RefCell;
 use std::fs::{File, OpenOptions};
-use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use blockvault_core::{BlockMap, ChunkDecoder, ChunkId, DiskName, RecoveryPoint, VmName, is_zero};
+use blockvault_core::{BlockMap, ChunkDecoder, ChunkId, DiskName, RecoveryPoint, VmName};
 use blockvault_store::cpu;
 use bytes::Bytes;
-use futures::{StreamExt, TryStreamExt};
+use futures::StreamExt;
 
+use crate::in_place::{self, Before};
 use crate::{Error, PointSelector, Progress, Result, TransferOptions, Vault};
 
-/// Restore one point of a VM into a directory, one file per disk.
+/// Restore one point of a VM, into new image files or in place over the existing disks.
 #[derive(Clone, Debug)]
 pub struct RestoreRequest {
     pub vm: VmName,
     pub point: PointSelector,
-    /// The directory to write the disks into (created if missing). Each disk becomes a file
-    /// named after the disk.
+    /// The directory the disks are in: each disk is the file named after the disk. A restore
+    /// into new files creates the directory if missing; an in-place restore needs every disk's
+    /// file to exist there.
     pub target: PathBuf,
     /// Replace existing files of the same names (they stay untouched until the new images are
-    /// complete).
+    /// complete). Ignored in place: asking for an in-place restore is itself the consent to
+    /// overwrite the disks.
     pub overwrite: bool,
+    /// Restore over the existing disk images, writing only the blocks that differ from the
+    /// point (see [`Vault::restore`]).
+    pub in_place: bool,
     pub options: TransferOptions,
 }
 
@@ -40,8 +46,14 @@ pub struct RestoredDisk {
     pub name: DiskName,
     pub path: PathBuf,
     pub size: u64,
-    /// Bytes of block data written; the rest of the image is holes.
+    /// Bytes of block data written; the rest of the image is holes (new files) or was already
+    /// right (in place).
     pub bytes_written: u64,
+    /// Blocks in the disk.
+    pub blocks: u64,
+    /// Blocks written: into a new file, every non-zero block; in place, the blocks that differed
+    /// from the point (rewritten, or punched back to a hole where the point has zeros).
+    pub blocks_changed: u64,
 }
 
 /// The file a disk is restored into before it is complete and renamed into place.
@@ -69,31 +81,86 @@ fn check_target(path: &Path, overwrite: bool) -> Result<()> {
     }
 }
 
-/// A restored image being written: its hidden partial file, open, and its path for messages.
+/// An image being written, open, with its path for messages.
 #[derive(Debug)]
-struct Partial {
-    file: File,
-    path: PathBuf,
+pub(crate) struct ImageFile {
+    pub(crate) file: File,
+    pub(crate) path: PathBuf,
+    /// Cleared the first time the file system refuses to punch a hole; zeros are written then.
+    pub(crate) can_punch: AtomicBool,
 }
 
-/// Where one block goes and what it must be.
-#[derive(Clone, Copy)]
-struct BlockTarget {
-    index: usize,
-    offset: u64,
-    len: usize,
-    id: ChunkId,
+impl ImageFile {
+    pub(crate) fn new(file: File, path: PathBuf) -> ImageFile {
+        ImageFile {
+            file,
+            path,
+            can_punch: AtomicBool::new(true),
+        }
+    }
+}
+
+/// Where one block goes and what it must be. A zero `id` (in place only) clears the range.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct BlockTarget {
+    pub(crate) index: usize,
+    pub(crate) offset: u64,
+    pub(crate) len: usize,
+    pub(crate) id: ChunkId,
+    pub(crate) before: Before,
+}
+
+impl BlockTarget {
+    pub(crate) fn new(map: &BlockMap, index: usize, before: Before) -> BlockTarget {
+        BlockTarget {
+            index,
+            offset: map.offset_of(index),
+            len: map.len_of(index),
+            id: map.ids()[index],
+            before,
+        }
+    }
+}
+
+/// Every non-zero block of `map`, to be written into a file of zeros.
+fn data_blocks(map: &BlockMap) -> impl Iterator<Item = BlockTarget> + '_ {
+    (0..map.len())
+        .filter(|&i| !map.ids()[i].is_zero())
+        .map(|i| BlockTarget::new(map, i, Before::Zeros))
+}
+
+/// Bytes and blocks [`Vault::write_blocks`] wrote.
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct Written {
+    pub(crate) bytes: u64,
+    pub(crate) blocks: u64,
 }
 
 impl Vault {
     /// Restores the point `request.point` of `request.vm` into `request.target`.
     ///
-    /// Every disk is written to a hidden partial file first: created sparse at the disk's size,
-    /// then each non-zero block is fetched, decoded and verified against its id on the rayon
-    /// pool, and written at its offset (all-zero 4 KiB pages inside a block are skipped, so the
-    /// image stays as sparse as the original). Only when every disk is complete and synced are
-    /// the partial files renamed to the disk names. On any failure the partial files are
-    /// removed and existing files are untouched.
+    /// Into new files (the default): every disk is written to a hidden partial file first:
+    /// created sparse at the disk's size, then each non-zero block is fetched, decoded and
+    /// verified against its id on the rayon pool, and written at its offset (all-zero 4 KiB
+    /// pages inside a block are skipped, so the image stays as sparse as the original). Only
+    /// when every disk is complete and synced are the partial files renamed to the disk names.
+    /// On any failure the partial files are removed and existing files are untouched.
+    ///
+    /// In place (`request.in_place`): every disk of the point must already exist in
+    /// `request.target` as a regular file, and all are checked and opened before any is
+    /// touched. Each is then set to the point's size, read and hashed like a backup reads it
+    /// (holes skipped), and only the blocks whose content differs from the point are fetched,
+    /// verified and written straight into the disk; a block that is zero in the point but holds
+    /// data on disk is punched back to a hole. The cost is one read of the disk plus the churn,
+    /// not the disk size.
+    ///
+    /// # Crash semantics in place
+    ///
+    /// There is no partial file to throw away: a restore that fails or is killed leaves each
+    /// disk a mix of old and restored blocks (and possibly already at the point's size). Running
+    /// the same restore again finishes the job: it is idempotent, blocks already right are
+    /// neither fetched nor rewritten. Do not start the VM on a disk whose in-place restore did
+    /// not complete.
     pub async fn restore(
         &self,
         request: &RestoreRequest,
@@ -101,10 +168,27 @@ impl Vault {
     ) -> Result<RestoreReport> {
         let started = Instant::now();
         let point = self.resolve(&request.vm, &request.point).await?;
-        let target = &request.target;
-        for disk in &point.disks {
-            check_target(&target.join(disk.name.as_str()), request.overwrite)?;
-        }
+        let disks = if request.in_place {
+            let targets = in_place::open_targets(&point, &request.target)?;
+            let maps = self.point_maps(&point).await?;
+            self.restore_in_place(&point, &maps, targets, request, &progress)
+                .await?
+        } else {
+            for disk in &point.disks {
+                check_target(&request.target.join(disk.name.as_str()), request.overwrite)?;
+            }
+            let maps = self.point_maps(&point).await?;
+            self.restore_new(&point, &maps, request, &progress).await?
+        };
+        Ok(RestoreReport {
+            point,
+            disks,
+            elapsed: started.elapsed(),
+        })
+    }
+
+    /// The block map of every disk of `point`, in order.
+    async fn point_maps(&self, point: &RecoveryPoint) -> Result<Vec<BlockMap>> {
         let mut maps = Vec::with_capacity(point.disks.len());
         for disk in &point.disks {
             let map = self
@@ -113,21 +197,29 @@ impl Vault {
                 .await?;
             maps.push(map);
         }
+        Ok(maps)
+    }
+
+    /// A restore into new files: partial files, renamed into place once all are complete.
+    async fn restore_new(
+        &self,
+        point: &RecoveryPoint,
+        maps: &[BlockMap],
+        request: &RestoreRequest,
+        progress: &Arc<dyn Progress>,
+    ) -> Result<Vec<RestoredDisk>> {
+        let target = &request.target;
         let total = maps
             .iter()
-            .map(|m| {
-                (0..m.len())
-                    .filter(|&i| !m.ids()[i].is_zero())
-                    .map(|i| m.len_of(i) as u64)
-                    .sum::<u64>()
-            })
+            .flat_map(data_blocks)
+            .map(|b| b.len as u64)
             .sum();
         progress.begin("restore", total);
         std::fs::create_dir_all(target).map_err(|e| Error::io(target, e))?;
 
         let mut partials = Vec::with_capacity(maps.len());
         let written = self
-            .write_all_disks(&point, &maps, target, request, &progress, &mut partials)
+            .write_all_disks(point, maps, target, request, progress, &mut partials)
             .await;
         let written = match written {
             Ok(written) => written,
@@ -139,7 +231,7 @@ impl Vault {
             }
         };
         let mut disks = Vec::with_capacity(maps.len());
-        for (n, ((disk, partial), bytes_written)) in
+        for (n, ((disk, partial), written)) in
             point.disks.iter().zip(&partials).zip(written).enumerate()
         {
             let path = target.join(disk.name.as_str());
@@ -153,19 +245,17 @@ impl Vault {
                 name: disk.name.clone(),
                 path,
                 size: disk.size,
-                bytes_written,
+                bytes_written: written.bytes,
+                blocks: maps[n].len() as u64,
+                blocks_changed: written.blocks,
             });
         }
         sync_dir(target)?;
-        Ok(RestoreReport {
-            point,
-            disks,
-            elapsed: started.elapsed(),
-        })
+        Ok(disks)
     }
 
     /// Writes every disk of `point` to its partial file (pushed to `partials` as it is
-    /// created, so the caller can clean up); returns the bytes written per disk.
+    /// created, so the caller can clean up); returns what was written per disk.
     async fn write_all_disks(
         &self,
         point: &RecoveryPoint,
@@ -174,7 +264,7 @@ impl Vault {
         request: &RestoreRequest,
         progress: &Arc<dyn Progress>,
         partials: &mut Vec<PathBuf>,
-    ) -> Result<Vec<u64>> {
+    ) -> Result<Vec<Written>> {
         let mut written = Vec::with_capacity(maps.len());
         for (disk, map) in point.disks.iter().zip(maps) {
             let partial = partial_path(target, &disk.name);
@@ -187,70 +277,94 @@ impl Vault {
             partials.push(partial.clone());
             file.set_len(map.disk_size())
                 .map_err(|e| Error::io(&partial, e))?;
-            let image = Arc::new(Partial {
-                file,
-                path: partial.clone(),
-            });
-            let bytes = self
-                .write_disk(
+            let image = Arc::new(ImageFile::new(file, partial));
+            let done = self
+                .write_blocks(
                     &disk.name,
-                    map,
+                    data_blocks(map),
                     &image,
                     request.options.concurrency,
                     progress,
                 )
                 .await?;
-            tokio::task::spawn_blocking(move || image.file.sync_all())
-                .await
-                .unwrap_or_else(|join| std::panic::resume_unwind(join.into_panic()))
-                .map_err(|e| Error::io(&partial, e))?;
-            written.push(bytes);
+            sync(image, SyncKind::All).await?;
+            written.push(done);
         }
         Ok(written)
     }
 
-    /// Fetches, verifies and writes every non-zero block of one disk; returns bytes written.
-    async fn write_disk(
+    /// The data path shared by both kinds of restore: fetches, verifies and writes `blocks` of
+    /// one disk, at most `concurrency` at once, starting writeback as it goes. A block with a
+    /// zero id is not fetched: its range is cleared.
+    ///
+    /// On the first failure no further block is started, but the blocks in flight finish: when
+    /// this returns, nothing of it is still writing to the image.
+    pub(crate) async fn write_blocks(
         &self,
         disk: &DiskName,
-        map: &BlockMap,
-        image: &Arc<Partial>,
+        blocks: impl Iterator<Item = BlockTarget>,
+        image: &Arc<ImageFile>,
         concurrency: usize,
         progress: &Arc<dyn Progress>,
-    ) -> Result<u64> {
-        let blocks = map
-            .ids()
-            .iter()
-            .enumerate()
-            .filter(|(_, id)| !id.is_zero())
-            .map(|(index, &id)| BlockTarget {
-                index,
-                offset: map.offset_of(index),
-                len: map.len_of(index),
-                id,
-            });
+    ) -> Result<Written> {
         let store = self.store();
-        let mut flusher = Flusher::new(image);
-        let written = futures::stream::iter(blocks)
+        let stop = AtomicBool::new(false);
+        let mut writes = futures::stream::iter(blocks)
+            .take_while(|_| std::future::ready(!stop.load(Ordering::Relaxed)))
             .map(|block| async move {
+                let image = Arc::clone(image);
+                if block.id.is_zero() {
+                    return in_place::clear_block(image, block).await;
+                }
                 let encoded = store
                     .get_chunk(&block.id)
                     .await
                     .map_err(|source| block_error(disk, block, source))?;
-                let image = Arc::clone(image);
                 let disk = disk.clone();
                 cpu::run(move || decode_and_write(&disk, block, &encoded, &image)).await
             })
-            .buffer_unordered(concurrency.max(1))
-            .try_fold(0u64, |total, (len, written)| {
-                progress.advance(len);
-                flusher.wrote(written);
-                async move { Ok(total + written) }
-            })
-            .await;
+            .buffer_unordered(concurrency.max(1));
+        let mut flusher = Flusher::new(image);
+        let (mut total, mut first_error) = (Written::default(), None);
+        while let Some(result) = writes.next().await {
+            match result {
+                Ok((len, written)) => {
+                    progress.advance(len);
+                    flusher.wrote(written);
+                    total.bytes += written;
+                    total.blocks += 1;
+                }
+                Err(e) => {
+                    stop.store(true, Ordering::Relaxed);
+                    first_error.get_or_insert(e);
+                }
+            }
+        }
         flusher.finish().await;
-        written
+        first_error.map_or(Ok(total), Err)
     }
+}
+
+/// How much of a file [`sync`] makes durable.
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum SyncKind {
+    /// `fsync`: data and all metadata.
+    All,
+    /// `fdatasync`: data and the metadata needed to read it (size, extents).
+    Data,
+}
+
+/// Syncs an image on a blocking thread.
+pub(crate) async fn sync(image: Arc<ImageFile>, kind: SyncKind) -> Result<()> {
+    tokio::task::spawn_blocking(move || {
+        match kind {
+            SyncKind::All => image.file.sync_all(),
+            SyncKind::Data => image.file.sync_data(),
+        }
+        .map_err(|e| Error::io(&image.path, e))
+    })
+    .await
+    .unwrap_or_else(|join| std::panic::resume_unwind(join.into_panic()))
 }
 
 /// Starts writeback of a restored image while it is still being written, so the fsync at the
@@ -259,7 +373,7 @@ impl Vault {
 /// decoding goes on. Without it the kernel starts writeback only at its dirty thresholds
 /// (gigabytes on a large host) and a restore idles through one long final fsync.
 struct Flusher {
-    image: Arc<Partial>,
+    image: Arc<ImageFile>,
     since_last: u64,
     running: Option<tokio::task::JoinHandle<()>>,
 }
@@ -267,7 +381,7 @@ struct Flusher {
 impl Flusher {
     const EVERY: u64 = 128 << 20;
 
-    fn new(image: &Arc<Partial>) -> Flusher {
+    fn new(image: &Arc<ImageFile>) -> Flusher {
         Flusher {
             image: Arc::clone(image),
             since_last: 0,
@@ -311,7 +425,7 @@ fn decode_and_write(
     disk: &DiskName,
     block: BlockTarget,
     encoded: &Bytes,
-    image: &Partial,
+    image: &ImageFile,
 ) -> Result<(u64, u64)> {
     let corrupt = |source| {
         let source = blockvault_store::Error::ChunkCorrupt {
@@ -339,63 +453,16 @@ fn decode_and_write(
                         actual: buf.len(),
                     });
                 }
-                write_sparse(&image.file, &buf, block.offset).map_err(|e| Error::io(&image.path, e))
+                in_place::write_block(image, &buf, block.offset, block.before)
+                    .map_err(|e| Error::io(&image.path, e))
             });
         *slot = Some((decoder, buf));
         result.map(|written| (block.len as u64, written))
     })
 }
 
-/// Page size for sparse writes: runs of all-zero 4 KiB pages are left as holes.
-const PAGE: usize = 4096;
-
-/// Writes `data` at `offset` of a file whose range there is a hole, skipping all-zero pages.
-/// Returns the bytes written.
-fn write_sparse(file: &File, data: &[u8], offset: u64) -> std::io::Result<u64> {
-    let mut written = 0u64;
-    let mut run_start: Option<usize> = None;
-    for (i, page) in data.chunks(PAGE).enumerate() {
-        let at = i * PAGE;
-        match (is_zero(page), run_start) {
-            (false, None) => run_start = Some(at),
-            (true, Some(start)) => {
-                file.write_all_at(&data[start..at], offset + start as u64)?;
-                written += (at - start) as u64;
-                run_start = None;
-            }
-            _ => {}
-        }
-    }
-    if let Some(start) = run_start {
-        file.write_all_at(&data[start..], offset + start as u64)?;
-        written += (data.len() - start) as u64;
-    }
-    Ok(written)
-}
-
 fn sync_dir(dir: &Path) -> Result<()> {
     File::open(dir)
         .and_then(|d| d.sync_all())
         .map_err(|e| Error::io(dir, e))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn sparse_writes_skip_zero_pages_and_keep_content() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let path = dir.path().join("f");
-        let file = File::create(&path).expect("create");
-        file.set_len(1 << 20).expect("len");
-        let mut data = vec![0u8; 64 << 10];
-        data[5000] = 1; // page 1
-        data[(64 << 10) - 1] = 2; // last page
-        let written = write_sparse(&file, &data, 128 << 10).expect("write");
-        assert_eq!(written, 2 * PAGE as u64);
-        let content = std::fs::read(&path).expect("read");
-        assert_eq!(&content[128 << 10..(128 << 10) + (64 << 10)], &data[..]);
-        assert!(content[..128 << 10].iter().all(|&b| b == 0));
-    }
 }

@@ -1,0 +1,324 @@
+use std::collections::HashSet;
+use std::path::{Path, PathBuf};
+
+use blockvault_core::{ChunkId, PointId, RecoveryPoint, VmName};
+use blockvault_vault::Vault;
+
+use crate::{Error, Result};
+
+/// The snapshot tier on this host: one vault-format directory per VM under `root`.
+#[derive(Clone, Debug)]
+pub struct SnapshotTier {
+    root: PathBuf,
+}
+
+/// What an expiry or sweep freed.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
+pub struct SweepReport {
+    /// Point records (with their maps) deleted.
+    pub points_removed: usize,
+    /// Block maps of backups that never committed, deleted.
+    pub orphan_maps_removed: usize,
+    /// Chunks that no remaining point names, deleted.
+    pub chunks_removed: u64,
+    /// Half-written files a killed process left behind, deleted.
+    pub leftovers_removed: u64,
+    /// Bytes of files deleted.
+    pub bytes_freed: u64,
+}
+
+impl SnapshotTier {
+    pub fn new(root: impl Into<PathBuf>) -> SnapshotTier {
+        SnapshotTier { root: root.into() }
+    }
+
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// The directory that holds `vm`'s snapshots.
+    pub fn dir(&self, vm: &VmName) -> PathBuf {
+        self.root.join(vm.as_str())
+    }
+
+    /// `vm`'s snapshots, or `None` when this host never took one.
+    pub async fn open(&self, vm: &VmName) -> Result<Option<Vault>> {
+        let dir = self.dir(vm);
+        if !dir.join("vault.config").is_file() {
+            return Ok(None);
+        }
+        Ok(Some(Vault::open_local(&dir).await?))
+    }
+
+    /// `vm`'s snapshots, created empty on first use. Call with the VM's snapshot lock held.
+    pub async fn open_or_init(&self, vm: &VmName) -> Result<Vault> {
+        if let Some(vault) = self.open(vm).await? {
+            return Ok(vault);
+        }
+        let dir = self.dir(vm);
+        // A directory without a config is what an interrupted first use leaves: start over.
+        if dir.exists() {
+            std::fs::remove_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
+        }
+        Ok(Vault::init_local(&dir).await?)
+    }
+
+    /// The VMs that have a snapshot directory on this host.
+    pub fn vms(&self) -> Result<Vec<VmName>> {
+        let entries = match std::fs::read_dir(&self.root) {
+            Ok(entries) => entries,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) => return Err(Error::io(&self.root, e)),
+        };
+        let mut vms = Vec::new();
+        for entry in entries {
+            let entry = entry.map_err(|e| Error::io(&self.root, e))?;
+            if let Ok(vm) = VmName::new(entry.file_name().to_string_lossy().as_ref())
+                && entry.path().join("vault.config").is_file()
+            {
+                vms.push(vm);
+            }
+        }
+        vms.sort();
+        Ok(vms)
+    }
+
+    /// The committed snapshot points of `vm`, oldest first (none when it has no snapshots).
+    pub async fn points(&self, vm: &VmName) -> Result<Vec<RecoveryPoint>> {
+        match self.open(vm).await? {
+            Some(vault) => Ok(vault.store().list_points(vm).await?),
+            None => Ok(Vec::new()),
+        }
+    }
+
+    /// Deletes the points `expired` of `vm` (their records, then their maps), then sweeps.
+    /// Call with the VM's snapshot lock held.
+    pub async fn expire(&self, vm: &VmName, expired: &[PointId]) -> Result<SweepReport> {
+        let Some(vault) = self.open(vm).await? else {
+            return Ok(SweepReport::default());
+        };
+        for id in expired {
+            vault.store().delete_point(vm, id).await?;
+        }
+        let mut report = self.sweep(vm).await?;
+        report.points_removed = expired.len();
+        Ok(report)
+    }
+
+    /// Deletes what no committed point of `vm` needs: maps of backups that never committed,
+    /// chunks no point's maps name, and staging files a killed writer left. Call with the VM's
+    /// snapshot lock held (a running Snapshot's chunks are not named by any point yet).
+    ///
+    /// A map that cannot be read stops the sweep before anything is deleted: a chunk is only
+    /// deleted when every live map was read and none names it.
+    pub async fn sweep(&self, vm: &VmName) -> Result<SweepReport> {
+        let Some(vault) = self.open(vm).await? else {
+            return Ok(SweepReport::default());
+        };
+        let store = vault.store();
+        let points = store.list_points(vm).await?;
+        let mut live: HashSet<ChunkId> = HashSet::new();
+        for point in &points {
+            for disk in &point.disks {
+                let map = store
+                    .get_map(vm, &point.id, &disk.name, Some(&disk.map_digest))
+                    .await?;
+                live.extend(map.ids().iter().copied());
+            }
+        }
+        let mut report = SweepReport::default();
+        let committed: HashSet<&PointId> = points.iter().map(|p| &p.id).collect();
+        for id in store.list_map_point_ids(vm).await? {
+            if !committed.contains(&id) {
+                store.delete_maps(vm, &id).await?;
+                report.orphan_maps_removed += 1;
+            }
+        }
+        let chunks = self.dir(vm).join("chunks");
+        tokio::task::spawn_blocking(move || {
+            sweep_chunks(&chunks, &live, &mut report).map(|()| report)
+        })
+        .await
+        .unwrap_or_else(|join| std::panic::resume_unwind(join.into_panic()))
+    }
+
+    /// Bytes of files in `vm`'s snapshot directory.
+    pub fn usage(&self, vm: &VmName) -> Result<u64> {
+        dir_size(&self.dir(vm))
+    }
+}
+
+/// Deletes chunk files not in `live` and staging leftovers (object_store names a file it is
+/// writing `<name>#<n>` until it renames it into place).
+fn sweep_chunks(chunks: &Path, live: &HashSet<ChunkId>, report: &mut SweepReport) -> Result<()> {
+    for fan in read_dir_or_empty(chunks)? {
+        for file in read_dir_or_empty(&fan)? {
+            let name = file
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            let leftover = name.contains('#');
+            let dead = match name.parse::<ChunkId>() {
+                Ok(id) => !live.contains(&id),
+                Err(_) => leftover,
+            };
+            if !dead {
+                continue;
+            }
+            let size = std::fs::symlink_metadata(&file).map_or(0, |m| m.len());
+            match std::fs::remove_file(&file) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+                Err(e) => return Err(Error::io(&file, e)),
+            }
+            report.bytes_freed += size;
+            if leftover {
+                report.leftovers_removed += 1;
+            } else {
+                report.chunks_removed += 1;
+            }
+        }
+    }
+    Ok(())
+}
+
+fn read_dir_or_empty(dir: &Path) -> Result<Vec<PathBuf>> {
+    match std::fs::read_dir(dir) {
+        Ok(entries) => entries
+            .map(|e| e.map(|e| e.path()).map_err(|err| Error::io(dir, err)))
+            .collect(),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Vec::new()),
+        Err(e) => Err(Error::io(dir, e)),
+    }
+}
+
+fn dir_size(dir: &Path) -> Result<u64> {
+    let mut total = 0;
+    for path in read_dir_or_empty(dir)? {
+        let meta = std::fs::symlink_metadata(&path).map_err(|e| Error::io(&path, e))?;
+        total += if meta.is_dir() {
+            dir_size(&path)?
+        } else {
+            meta.len()
+        };
+    }
+    Ok(total)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use blockvault_core::{BlockSize, Consistency};
+    use blockvault_vault::{BackupRequest, NoProgress, TransferOptions};
+
+    use super::*;
+
+    fn image(dir: &Path, name: &str, fill: &[(usize, u8)]) -> PathBuf {
+        let path = dir.join(name);
+        let mut data = vec![0u8; 1 << 20];
+        for &(block, byte) in fill {
+            data[block * (64 << 10)..(block + 1) * (64 << 10)].fill(byte);
+        }
+        std::fs::write(&path, data).expect("write image");
+        path
+    }
+
+    async fn snapshot(vault: &Vault, vm: &VmName, disk: &Path) -> RecoveryPoint {
+        let request = BackupRequest {
+            vm: vm.clone(),
+            disks: vec![disk.to_owned()],
+            block_size: Some(BlockSize::new(64 << 10).expect("bs")),
+            consistency: Consistency::CrashConsistent,
+            options: TransferOptions::default(),
+        };
+        vault
+            .backup(&request, Arc::new(NoProgress))
+            .await
+            .expect("snapshot")
+            .point
+    }
+
+    #[tokio::test]
+    async fn expiry_frees_only_chunks_no_live_point_names() {
+        let tmp = tempfile::tempdir().expect("tmp");
+        let tier = SnapshotTier::new(tmp.path().join("snapshots"));
+        let vm = VmName::new("vm1").expect("vm");
+        assert!(tier.open(&vm).await.expect("open").is_none());
+        let vault = tier.open_or_init(&vm).await.expect("init");
+        let disk = image(tmp.path(), "d.img", &[(0, 1), (1, 2)]);
+        let first = snapshot(&vault, &vm, &disk).await;
+        image(tmp.path(), "d.img", &[(0, 1), (1, 3)]);
+        let second = snapshot(&vault, &vm, &disk).await;
+        assert_eq!(tier.vms().expect("vms"), vec![vm.clone()]);
+
+        let report = tier.expire(&vm, std::slice::from_ref(&first.id)).await.expect("expire");
+        assert_eq!(report.points_removed, 1);
+        // Block 1's old content (2s) was only in the first point; block 0 is still named.
+        assert_eq!(report.chunks_removed, 1);
+        assert!(report.bytes_freed > 0);
+        let points = tier.points(&vm).await.expect("points");
+        assert_eq!(
+            points.iter().map(|p| &p.id).collect::<Vec<_>>(),
+            vec![&second.id]
+        );
+
+        // The remaining point restores from the tier alone.
+        let out = tmp.path().join("out");
+        let request = blockvault_vault::RestoreRequest {
+            vm: vm.clone(),
+            point: blockvault_vault::PointSelector::Latest,
+            target: out.clone(),
+            overwrite: false,
+            in_place: false,
+            options: TransferOptions::default(),
+        };
+        vault
+            .restore(&request, Arc::new(NoProgress))
+            .await
+            .expect("restore");
+        assert_eq!(
+            std::fs::read(out.join("d.img")).expect("read"),
+            std::fs::read(&disk).expect("read")
+        );
+    }
+
+    #[tokio::test]
+    async fn sweep_removes_orphans_and_staging_leftovers() {
+        let tmp = tempfile::tempdir().expect("tmp");
+        let tier = SnapshotTier::new(tmp.path().join("snapshots"));
+        let vm = VmName::new("vm1").expect("vm");
+        let vault = tier.open_or_init(&vm).await.expect("init");
+        let disk = image(tmp.path(), "d.img", &[(0, 1)]);
+        let point = snapshot(&vault, &vm, &disk).await;
+        // What a killed snapshot leaves: an uncommitted point's maps, a chunk, a staging file.
+        let orphan = PointId::generate(jiff::Timestamp::now(), b"orphan");
+        let map = vault
+            .store()
+            .get_map(&vm, &point.id, &point.disks[0].name, None)
+            .await
+            .expect("map");
+        vault
+            .store()
+            .put_map(&vm, &orphan, &point.disks[0].name, &map)
+            .await
+            .expect("orphan map");
+        let block = vec![7u8; 64 << 10];
+        let stray = ChunkId::hash(&block);
+        vault
+            .store()
+            .put_chunk(&stray, block.into())
+            .await
+            .expect("stray chunk");
+        let fan = tier.dir(&vm).join("chunks").join("00");
+        std::fs::create_dir_all(&fan).expect("fan");
+        std::fs::write(fan.join(format!("{}#3", "0".repeat(64))), b"half").expect("leftover");
+
+        let report = tier.sweep(&vm).await.expect("sweep");
+        assert_eq!(report.orphan_maps_removed, 1);
+        assert_eq!(report.chunks_removed, 1);
+        assert_eq!(report.leftovers_removed, 1);
+        assert!(!vault.store().has_chunk(&stray).await.expect("head"));
+        assert_eq!(tier.points(&vm).await.expect("points").len(), 1);
+    }
+}
