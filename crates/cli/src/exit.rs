@@ -9,6 +9,8 @@ pub enum ExitCode {
     Usage = 2,
     NotFound = 3,
     Integrity = 4,
+    /// A backup job completed with warning: the snapshot was taken, the transfer failed.
+    CompletedWithWarning = 5,
 }
 
 impl ExitCode {
@@ -19,6 +21,7 @@ impl ExitCode {
             ExitCode::Usage => "usage",
             ExitCode::NotFound => "not-found",
             ExitCode::Integrity => "integrity",
+            ExitCode::CompletedWithWarning => "completed-with-warning",
         }
     }
 }
@@ -26,6 +29,23 @@ impl ExitCode {
 /// Classifies an error by the first blockvault error in its chain.
 pub fn classify(err: &anyhow::Error) -> ExitCode {
     for cause in err.chain() {
+        if let Some(e) = cause.downcast_ref::<blockvault_jobs::Error>() {
+            match e {
+                blockvault_jobs::Error::Vault(e) => return classify_vault(e),
+                blockvault_jobs::Error::Snapshots(e) => {
+                    return match e.as_ref() {
+                        blockvault_local::Error::Vault(e) => classify_vault(e),
+                        blockvault_local::Error::Store(e) => classify_store(e),
+                        _ => ExitCode::Failure,
+                    };
+                }
+                blockvault_jobs::Error::UnknownJob { .. }
+                | blockvault_jobs::Error::NoPointsInTier { .. } => return ExitCode::NotFound,
+                blockvault_jobs::Error::Hook { .. }
+                | blockvault_jobs::Error::InstantRestoreDays { .. } => return ExitCode::Failure,
+                _ => return ExitCode::Failure,
+            }
+        }
         if let Some(e) = cause.downcast_ref::<VaultError>() {
             return classify_vault(e);
         }
@@ -91,3 +111,13 @@ fn classify_disk(e: &blockvault_chunker::Error) -> ExitCode {
 #[derive(Debug, thiserror::Error)]
 #[error("{0}")]
 pub struct UsageError(pub String);
+
+/// A job that ran and failed: its error is in the job record too (`blockvault jobs show`).
+#[derive(Debug, thiserror::Error)]
+#[error("job {job} failed: {error}")]
+pub struct JobFailed {
+    pub job: blockvault_jobs::JobId,
+    pub error: String,
+    #[source]
+    pub cause: Option<blockvault_jobs::Error>,
+}

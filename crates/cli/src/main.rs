@@ -7,6 +7,7 @@ mod exit;
 mod format;
 mod open;
 mod progress;
+mod when;
 
 use std::io::Write;
 use std::sync::Arc;
@@ -41,7 +42,10 @@ fn main() -> std::process::ExitCode {
             };
             // A closed pipe (`| head`) is not a failure of the command.
             let _ = printed.and_then(|()| out.flush());
-            std::process::ExitCode::SUCCESS
+            match report.exit_code {
+                Some(code) => std::process::ExitCode::from(code as u8),
+                None => std::process::ExitCode::SUCCESS,
+            }
         }
         Err(err) => {
             let code = exit::classify(&err);
@@ -89,11 +93,15 @@ fn argument_error(err: clap::Error) -> std::process::ExitCode {
 
 async fn run(cli: Cli) -> anyhow::Result<Report> {
     let bar = Arc::new(Bar::new(cli.quiet));
-    let state = open::state_dir(cli.state_dir);
+    let host = open::Host {
+        state: open::state_dir(cli.state_dir),
+        snapshot_dir: cli.snapshot_dir,
+    };
     match cli.command {
-        Command::Vault(command) => commands::vault::run(command, &state).await,
-        Command::Backup(args) => commands::backup::run(args, &state, bar).await,
-        Command::Points(args) => commands::points::run(args, &state).await,
-        Command::Restore(args) => commands::restore::run(args, &state, bar).await,
+        Command::Vault(command) => commands::vault::run(command, &host.state).await,
+        Command::Backup(args) => commands::backup::run(args, &host, bar).await,
+        Command::Points(args) => commands::points::run(args, &host).await,
+        Command::Restore(args) => commands::restore::run(args, &host, bar).await,
+        Command::Jobs(args) => commands::jobs::run(args, &host).await,
     }
 }

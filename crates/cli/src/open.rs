@@ -2,6 +2,7 @@
 
 use std::path::{Path, PathBuf};
 
+use blockvault_jobs::Engine;
 use blockvault_store::{S3Options, Store, VaultLocation};
 use blockvault_vault::{TransferOptions, Vault};
 
@@ -14,6 +15,40 @@ pub fn state_dir(given: Option<PathBuf>) -> PathBuf {
             std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".local/state/blockvault"))
         })
         .unwrap_or_else(|| PathBuf::from("/var/lib/blockvault"))
+}
+
+/// This host's state: where it lives, and the engine and vaults opened from it.
+#[derive(Debug)]
+pub struct Host {
+    pub state: PathBuf,
+    pub snapshot_dir: Option<PathBuf>,
+}
+
+impl Host {
+    /// The job engine. Opening it marks jobs that a crash interrupted as Failed; what it
+    /// repaired comes back as warnings.
+    pub async fn engine(&self) -> anyhow::Result<(Engine, Vec<String>)> {
+        let (engine, recovered) = Engine::open(&self.state, self.snapshot_dir.clone()).await?;
+        let mut warnings = recovered.warnings;
+        if !recovered.failed_jobs.is_empty() {
+            let ids: Vec<String> = recovered
+                .failed_jobs
+                .iter()
+                .map(|j| j.to_string())
+                .collect();
+            warnings.push(format!(
+                "marked interrupted job(s) {} as Failed (their process stopped before they \
+                 finished); freed {} of leftovers",
+                ids.join(", "),
+                crate::format::bytes(recovered.bytes_freed)
+            ));
+        }
+        Ok((engine, warnings))
+    }
+
+    pub async fn vault(&self, location: &VaultLocation) -> anyhow::Result<Vault> {
+        vault(location, &self.state).await
+    }
 }
 
 /// The vault at `location`, keeping this host's knowledge of it (the chunk index) in `state`.

@@ -1,1 +1,78 @@
-//! Jobs and the catalog (work in progress).
+//! Jobs and the catalog: what blockvault did, is doing, and knows about on this host.
+//!
+//! # Jobs
+//!
+//! A [`Job`] is one [`Operation`] on one VM (`Backup`, `Backup (on demand)`, `Restore`, ...),
+//! recorded from the moment it starts: id, VM, status, start and end, the process that runs it,
+//! the recovery point it made, and the error if any. A backup job has two [`Subtask`]s that run
+//! in order, **Snapshot** (every disk into the local snapshot tier) then **Transfer data to
+//! vault** (the churn since the last vault point); each records its status, timings and bytes
+//! scanned / changed / uploaded. Transfer starts only after Snapshot completes, and is
+//! **Skipped** when an earlier job's transfer of the same VM is still running.
+//!
+//! The status of a backup job follows its subtasks ([`job_status`], the Azure table):
+//!
+//! | Snapshot | Transfer | Job |
+//! |---|---|---|
+//! | Completed | In progress | In progress |
+//! | Completed | Skipped | Completed |
+//! | Completed | Completed | Completed |
+//! | Completed | Failed | Completed with warning |
+//! | Failed | (any) | Failed |
+//!
+//! (and In progress while either subtask is Pending or In progress; see [`job_status`] for the
+//! states the table leaves out). A job without the two backup subtasks is Failed if one of its
+//! subtasks failed, else Completed. A job ends in one of two ways: [`Catalog::finish_job`] once
+//! every subtask has ended, computing the status; or [`Catalog::fail_job`], which fails the job
+//! and every subtask still pending or running with one error.
+//!
+//! # The catalog
+//!
+//! [`Catalog`] is one SQLite file, `STATE_DIR/catalog.sqlite`, holding the job history, the
+//! VMs this host protects and the recovery points it knows with their tiers. Its schema version
+//! is `PRAGMA user_version` ([`SCHEMA_VERSION`]); a file with a newer version is refused, never
+//! guessed at. Timestamps are stored as integer microseconds since the Unix epoch; enums as
+//! their stable kebab-case keys ([`Operation::key`], ...); VM names, point ids and consistency
+//! as they display.
+//!
+//! Several processes use the file at once (two `blockvault backup` commands started together,
+//! a `blockvault jobs` reading while they run). The file is in WAL mode, so readers never block
+//! the writer; every method is one short transaction, writes take the write lock up front
+//! (`BEGIN IMMEDIATE`) and wait up to 10 s for another process's. Job ids come from an
+//! `AUTOINCREMENT` key: unique across processes and never reused. Within a process a `Catalog`
+//! is `Send + Sync` (one connection behind a mutex) and is shared by reference.
+//!
+//! # Crash semantics
+//!
+//! Each method commits or does nothing. A process killed mid-job leaves its job In progress
+//! with the pid that ran it; [`Catalog::unfinished_jobs`] lists such jobs so that the next
+//! engine start can tell them from running ones and mark them failed with
+//! [`Catalog::fail_job`].
+//!
+//! # The stores are the truth
+//!
+//! Recovery points live in the stores: the local snapshot tier on the host and the vault. The
+//! catalog's [`PointEntry`] rows are a view for listing (which tiers hold a point, when it
+//! leaves the snapshot tier), updated as jobs add and retention removes points
+//! ([`Catalog::add_point_tier`], [`Catalog::remove_point_tier`]). When they disagree the store
+//! wins: [`Catalog::sync_tier`] rebuilds a tier's view from a listing of that store, so a lost
+//! or stale catalog costs nothing but a rebuild. Jobs, on the other hand, exist only here.
+
+mod catalog;
+mod engine;
+mod error;
+mod inventory;
+mod job;
+mod model;
+
+pub use crate::{
+    catalog::{Catalog, SCHEMA_VERSION},
+    engine::{
+        BackupOutcome, BackupSpec, Engine, Hooks, INSTANT_RESTORE_DAYS, ListedPoint, Recovered,
+        RestoreOutcome,
+    },
+    error::{Error, Result},
+    inventory::{PointEntry, PointSummary, VmEntry},
+    job::{Job, JobFilter, Subtask, SubtaskOutcome},
+    model::{JobId, JobStatus, Operation, SubtaskKind, SubtaskStatus, Tier, Tiers, job_status},
+};

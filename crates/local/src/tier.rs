@@ -252,7 +252,10 @@ mod tests {
         let second = snapshot(&vault, &vm, &disk).await;
         assert_eq!(tier.vms().expect("vms"), vec![vm.clone()]);
 
-        let report = tier.expire(&vm, std::slice::from_ref(&first.id)).await.expect("expire");
+        let report = tier
+            .expire(&vm, std::slice::from_ref(&first.id))
+            .await
+            .expect("expire");
         assert_eq!(report.points_removed, 1);
         // Block 1's old content (2s) was only in the first point; block 0 is still named.
         assert_eq!(report.chunks_removed, 1);

@@ -215,7 +215,10 @@ async fn deletes_remove_points_maps_and_chunks(store: &Store) {
     let block = vec![9u8; 4096];
     let id = ChunkId::hash(&block);
     let encoded = ChunkEncoder::new().expect("encoder").encode(&block);
-    store.put_chunk(&id, encoded.into()).await.expect("put chunk");
+    store
+        .put_chunk(&id, encoded.into())
+        .await
+        .expect("put chunk");
     let bs = BlockSize::new(64 << 10).expect("bs");
     let mut map = BlockMap::zeroed(4096, bs, time);
     map.set(0, id);
@@ -249,9 +252,18 @@ async fn deletes_remove_points_maps_and_chunks(store: &Store) {
 
     store.delete_point(&vm, &point).await.expect("delete point");
     assert!(store.list_point_ids(&vm).await.expect("ids").is_empty());
-    assert_eq!(store.list_map_point_ids(&vm).await.expect("maps"), vec![orphan.clone()]);
+    assert_eq!(
+        store.list_map_point_ids(&vm).await.expect("maps"),
+        vec![orphan.clone()]
+    );
     store.delete_maps(&vm, &orphan).await.expect("delete maps");
-    assert!(store.list_map_point_ids(&vm).await.expect("maps").is_empty());
+    assert!(
+        store
+            .list_map_point_ids(&vm)
+            .await
+            .expect("maps")
+            .is_empty()
+    );
     // Deleting what is already gone is not an error.
     store.delete_point(&vm, &point).await.expect("delete again");
 

@@ -1,48 +1,118 @@
-use std::path::Path;
 use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::Result;
-use blockvault_vault::BackupRequest;
+use blockvault_jobs::{BackupSpec, Hooks, JobStatus, Operation, SubtaskKind};
 use serde_json::json;
 
 use super::Report;
 use crate::args::BackupArgs;
+use crate::exit::{ExitCode, JobFailed};
 use crate::format;
+use crate::open::Host;
 use crate::progress::Bar;
 
-pub async fn run(args: BackupArgs, state: &Path, bar: Arc<Bar>) -> Result<Report> {
-    let vault = crate::open::vault(&args.vault.vault, state).await?;
-    let request = BackupRequest {
+pub async fn run(args: BackupArgs, host: &Host, bar: Arc<Bar>) -> Result<Report> {
+    let (engine, mut warnings) = host.engine().await?;
+    let vault = host.vault(&args.vault.vault).await?;
+    let spec = BackupSpec {
         vm: args.vm,
         disks: args.disks,
         block_size: args.block_size,
+        instant_restore_days: args.instant_restore_days,
+        hooks: Hooks {
+            pre: args.pre_hook,
+            post: args.post_hook,
+            timeout: Some(Duration::from_secs(args.hook_timeout)),
+        },
+        operation: Operation::Backup,
         options: crate::open::transfer(&args.vault.vault, args.transfer.concurrency),
     };
-    let report = vault.backup(&request, bar.clone()).await;
+    let outcome = engine.backup(&vault, &spec, bar.clone()).await;
     bar.finish();
-    let report = report?;
-    let point = &report.point;
-    let stats = &point.stats;
+    let outcome = outcome?;
+    warnings.extend(outcome.warnings.iter().cloned());
+    let job = &outcome.job;
+    let subtask_line = |kind: SubtaskKind| {
+        let Some(task) = job.subtask(kind) else {
+            return String::new();
+        };
+        let took = task.duration().map(format::duration).unwrap_or_default();
+        match kind {
+            SubtaskKind::Snapshot => format!(
+                "snapshot {} ({} scanned, {} changed, {} written locally{})",
+                task.status,
+                format::bytes(task.bytes_scanned),
+                format::bytes(task.bytes_changed),
+                format::bytes(task.bytes_uploaded),
+                if took.is_empty() {
+                    took
+                } else {
+                    format!(", {took}")
+                }
+            ),
+            SubtaskKind::Transfer => format!(
+                "transfer {} ({} uploaded{})",
+                task.status,
+                format::bytes(task.bytes_uploaded),
+                if took.is_empty() {
+                    took
+                } else {
+                    format!(", {took}")
+                }
+            ),
+        }
+    };
+    let point = outcome
+        .point
+        .as_ref()
+        .map(|p| format!("point {} of {}", p.id, p.vm))
+        .unwrap_or_else(|| format!("no point of {}", job.vm));
     let text = format!(
-        "point {} of {}: {} scanned, {} changed, {} stored in {} new chunks; {} ({})",
-        point.id,
-        point.vm,
-        format::bytes(stats.bytes_scanned),
-        format::bytes(stats.bytes_changed),
-        format::bytes(stats.bytes_stored),
-        stats.chunks_stored,
-        format::duration(report.elapsed),
-        format::rate(stats.bytes_scanned, report.elapsed),
+        "job {} {}: {}; {}; {}",
+        job.id,
+        job.status,
+        point,
+        subtask_line(SubtaskKind::Snapshot),
+        subtask_line(SubtaskKind::Transfer),
     );
-    let secs = report.elapsed.as_secs_f64();
-    Ok(Report {
-        text,
-        json: json!({
-            "point": point,
-            "elapsed_seconds": secs,
-            "scanned_bytes_per_second": stats.bytes_scanned as f64 / secs.max(1e-9),
-            "warnings": report.warnings,
-        }),
-        warnings: report.warnings.clone(),
-    })
+    let json = json!({
+        "job": job,
+        "point": outcome.point,
+        "warnings": warnings,
+    });
+    match job.status {
+        JobStatus::Failed => Err(JobFailed {
+            job: job.id,
+            error: job
+                .error
+                .clone()
+                .unwrap_or_else(|| "no error recorded".to_owned()),
+            // The typed cause, so the exit code says what kind of failure it was.
+            cause: outcome.failure,
+        }
+        .into()),
+        status => {
+            let mut exit_code = None;
+            if status == JobStatus::CompletedWithWarning {
+                let why = job
+                    .subtask(SubtaskKind::Transfer)
+                    .and_then(|t| t.error.clone())
+                    .unwrap_or_default();
+                warnings.push(format!(
+                    "the transfer to the vault failed: {why}; the point is in the snapshot tier \
+                     only, and the next backup's transfer will carry its changes"
+                ));
+                exit_code = Some(ExitCode::CompletedWithWarning);
+            }
+            let mut json = json;
+            json["warnings"] = json!(warnings);
+            Ok(Report {
+                text,
+                json,
+                warnings,
+                exit_code,
+            })
+        }
+    }
 }

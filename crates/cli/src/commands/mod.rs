@@ -2,6 +2,7 @@
 //! facts as JSON for scripts.
 
 pub mod backup;
+pub mod jobs;
 pub mod points;
 pub mod restore;
 pub mod vault;
@@ -16,4 +17,7 @@ pub struct Report {
     /// Things the user should know that did not fail the command (stderr in text mode; part of
     /// the JSON document otherwise).
     pub warnings: Vec<String>,
+    /// A non-zero exit code for a command that did its work with a caveat scripts must see
+    /// (a backup whose transfer failed).
+    pub exit_code: Option<crate::exit::ExitCode>,
 }

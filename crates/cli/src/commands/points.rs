@@ -1,39 +1,52 @@
 use anyhow::Result;
-use blockvault_core::RecoveryPoint;
+use blockvault_jobs::ListedPoint;
 use serde_json::json;
-use std::path::Path;
 
 use super::Report;
 use crate::args::PointsArgs;
 use crate::format;
+use crate::open::Host;
 
-pub async fn run(args: PointsArgs, state: &Path) -> Result<Report> {
-    let vault = crate::open::vault(&args.vault.vault, state).await?;
+pub async fn run(args: PointsArgs, host: &Host) -> Result<Report> {
+    let (engine, mut warnings) = host.engine().await?;
+    let vault = match host.vault(&args.vault.vault).await {
+        Ok(vault) => Some(vault),
+        // The snapshot tier can still answer.
+        Err(e) if !engine.snapshots().vms()?.is_empty() => {
+            warnings.push(format!(
+                "the vault cannot be opened ({e:#}); listing snapshots only"
+            ));
+            None
+        }
+        Err(e) => return Err(e),
+    };
     let vms = match args.vm {
         Some(vm) => vec![vm],
-        None => vault.vms().await?,
+        None => {
+            let mut vms = engine.snapshots().vms()?;
+            if let Some(vault) = &vault {
+                vms.extend(vault.vms().await?);
+            }
+            vms.sort();
+            vms.dedup();
+            vms
+        }
     };
     let mut points = Vec::new();
     for vm in &vms {
-        points.extend(vault.points(vm).await?);
+        let (listed, listing_warnings) = engine.list_points(vault.as_ref(), vm).await?;
+        points.extend(listed);
+        warnings.extend(listing_warnings);
     }
-    let json_points: Vec<serde_json::Value> = points
-        .iter()
-        .map(|p| {
-            let mut value = json!(p);
-            // Every point lives in the vault tier until the snapshot tier exists.
-            value["tiers"] = json!(["vault"]);
-            value
-        })
-        .collect();
     Ok(Report {
         text: table(&points),
-        json: json!({ "points": json_points }),
-        warnings: Vec::new(),
+        json: json!({ "points": points, "warnings": warnings }),
+        warnings,
+        exit_code: None,
     })
 }
 
-fn table(points: &[RecoveryPoint]) -> String {
+fn table(points: &[ListedPoint]) -> String {
     if points.is_empty() {
         return "no recovery points".to_owned();
     }
@@ -47,10 +60,12 @@ fn table(points: &[RecoveryPoint]) -> String {
         "CHANGED",
         "STORED",
         "TIERS",
+        "SNAPSHOT UNTIL",
     ];
-    let rows: Vec<[String; 9]> = points
+    let rows: Vec<[String; 10]> = points
         .iter()
-        .map(|p| {
+        .map(|listed| {
+            let p = &listed.point;
             [
                 p.vm.to_string(),
                 p.id.to_string(),
@@ -60,7 +75,11 @@ fn table(points: &[RecoveryPoint]) -> String {
                 format::bytes(p.total_size()),
                 format::bytes(p.stats.bytes_changed),
                 format::bytes(p.stats.bytes_stored),
-                "vault".to_owned(),
+                listed.tiers.to_string(),
+                listed
+                    .snapshot_expires
+                    .map(format::time)
+                    .unwrap_or_else(|| "-".to_owned()),
             ]
         })
         .collect();

@@ -23,6 +23,7 @@ pub async fn run(command: VaultCommand, state: &Path) -> Result<Report> {
                     "default_block_size": config.default_block_size,
                 }),
                 warnings: Vec::new(),
+                exit_code: None,
             })
         }
     }

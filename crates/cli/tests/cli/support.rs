@@ -62,12 +62,11 @@ where
     command
         .args(&args)
         .env("TZ", "UTC")
-        // Nothing of the user's own state (such as an s3.toml) may leak into a test.
-        .env(
-            "BLOCKVAULT_STATE_DIR",
-            std::env::temp_dir().join("blockvault-cli-tests-no-state"),
-        )
-        .env_remove("BLOCKVAULT_VAULT");
+        // Nothing of the user's own state (such as an s3.toml) may leak into a test, and no
+        // test sees another's catalog or snapshot tier.
+        .env("BLOCKVAULT_STATE_DIR", state_dir_for(&args, env))
+        .env_remove("BLOCKVAULT_VAULT")
+        .env_remove("BLOCKVAULT_SNAPSHOT_DIR");
     for (key, value) in env {
         command.env(key, value);
     }
@@ -81,6 +80,46 @@ where
         code: output.status.code().unwrap_or(-1),
         stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
         stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+    }
+}
+
+/// The host state directory a run gets: one per vault, beside a directory vault (inside the
+/// test's temp dir), or one per S3 location under the system temp dir, so tests that run in
+/// parallel never share a catalog or a snapshot tier. A test that passes `--state-dir` itself
+/// overrides this.
+pub fn state_dir_for(args: &[std::ffi::OsString], env: &[(&str, &OsStr)]) -> PathBuf {
+    let given = args
+        .iter()
+        .position(|a| a == "--vault")
+        .and_then(|i| args.get(i + 1))
+        .or_else(|| {
+            args.iter()
+                .position(|a| a == "init")
+                .and_then(|i| args.get(i + 1))
+        })
+        .map(|a| a.to_string_lossy().into_owned())
+        .or_else(|| {
+            env.iter()
+                .find(|(k, _)| *k == "BLOCKVAULT_VAULT")
+                .map(|(_, v)| v.to_string_lossy().into_owned())
+        });
+    match given {
+        Some(location) if !location.starts_with("s3://") => {
+            let vault = Path::new(&location);
+            let name = vault
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            vault
+                .parent()
+                .unwrap_or(Path::new("."))
+                .join(format!(".{name}.host-state"))
+        }
+        Some(location) => std::env::temp_dir().join(format!(
+            "blockvault-cli-tests-state-{}",
+            &blake3::hash(location.as_bytes()).to_hex()[..16]
+        )),
+        None => std::env::temp_dir().join("blockvault-cli-tests-no-state"),
     }
 }
 

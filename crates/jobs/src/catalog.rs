@@ -1,0 +1,345 @@
+//! The catalog: one SQLite file shared by every blockvault process on the host.
+
+mod history;
+mod jobs;
+mod points;
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::time::{Duration, Instant};
+
+use jiff::Timestamp;
+use rusqlite::{Connection, Transaction, TransactionBehavior};
+
+use crate::{Error, Result};
+
+/// The schema version this build writes, kept in `PRAGMA user_version`. A catalog with a newer
+/// version is refused; an older one (none yet) would be migrated in [`Catalog::open`].
+pub const SCHEMA_VERSION: i64 = 1;
+
+/// How long a statement waits for another process's write transaction before failing.
+const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
+
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS vms (
+    name    TEXT PRIMARY KEY NOT NULL,
+    vault   TEXT NOT NULL,
+    disks   TEXT NOT NULL,                -- JSON array of paths
+    updated INTEGER NOT NULL              -- microseconds since the Unix epoch
+);
+
+CREATE TABLE IF NOT EXISTS jobs (
+    id        INTEGER PRIMARY KEY AUTOINCREMENT,
+    vm        TEXT NOT NULL,
+    operation TEXT NOT NULL,              -- Operation::key
+    status    TEXT NOT NULL,              -- JobStatus::key
+    started   INTEGER NOT NULL,
+    ended     INTEGER,
+    point     TEXT,
+    error     TEXT,
+    pid       INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS jobs_by_started ON jobs (started);
+CREATE INDEX IF NOT EXISTS jobs_by_vm ON jobs (vm, started);
+
+CREATE TABLE IF NOT EXISTS subtasks (
+    job            INTEGER NOT NULL REFERENCES jobs (id) ON DELETE CASCADE,
+    kind           TEXT NOT NULL,         -- SubtaskKind::key
+    status         TEXT NOT NULL,         -- SubtaskStatus::key
+    started        INTEGER,
+    ended          INTEGER,
+    bytes_scanned  INTEGER NOT NULL DEFAULT 0,
+    bytes_changed  INTEGER NOT NULL DEFAULT 0,
+    bytes_uploaded INTEGER NOT NULL DEFAULT 0,
+    error          TEXT,
+    PRIMARY KEY (job, kind)
+);
+
+CREATE TABLE IF NOT EXISTS points (
+    vm               TEXT NOT NULL,
+    id               TEXT NOT NULL,
+    time             INTEGER NOT NULL,
+    consistency      TEXT NOT NULL,       -- Consistency as displayed
+    in_snapshot      INTEGER NOT NULL DEFAULT 0,
+    in_vault         INTEGER NOT NULL DEFAULT 0,
+    snapshot_expires INTEGER,
+    PRIMARY KEY (vm, id)
+);
+";
+
+/// The job history and the inventory of VMs and recovery points of this host, in one SQLite
+/// file (see the [crate documentation](crate) for its design).
+///
+/// Every method is one short transaction: writes take the write lock up front
+/// (`BEGIN IMMEDIATE`) so that two processes never deadlock upgrading a read, and wait up to
+/// 10 s for each other.
+pub struct Catalog {
+    path: PathBuf,
+    conn: Mutex<Connection>,
+}
+
+impl fmt::Debug for Catalog {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Catalog").field("path", &self.path).finish()
+    }
+}
+
+impl Catalog {
+    /// Opens the catalog at `path`, creating the file, its parent directories and the schema
+    /// when missing. Refuses a catalog written with a newer schema ([`Error::SchemaTooNew`]).
+    pub fn open(path: impl AsRef<Path>) -> Result<Catalog> {
+        let path = path.as_ref().to_owned();
+        if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+            std::fs::create_dir_all(parent).map_err(|source| Error::Io {
+                path: parent.to_owned(),
+                source,
+            })?;
+        }
+        let conn = Connection::open(&path).map_err(|source| Error::Sqlite {
+            path: path.clone(),
+            source,
+        })?;
+        init(&conn).map_err(|f| f.at(&path))?;
+        Ok(Catalog {
+            path,
+            conn: Mutex::new(conn),
+        })
+    }
+
+    /// The catalog file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Runs `f` in a write transaction (`BEGIN IMMEDIATE`), committed when `f` succeeds.
+    fn write<T>(&self, f: impl FnOnce(&Transaction<'_>) -> Result<T, Failure>) -> Result<T> {
+        self.transaction(TransactionBehavior::Immediate, f)
+    }
+
+    /// Runs `f` in a read transaction, so that what it reads is one consistent state.
+    fn read<T>(&self, f: impl FnOnce(&Transaction<'_>) -> Result<T, Failure>) -> Result<T> {
+        self.transaction(TransactionBehavior::Deferred, f)
+    }
+
+    fn transaction<T>(
+        &self,
+        behavior: TransactionBehavior,
+        f: impl FnOnce(&Transaction<'_>) -> Result<T, Failure>,
+    ) -> Result<T> {
+        let mut conn = self.lock();
+        let run = || {
+            let tx = conn.transaction_with_behavior(behavior)?;
+            let value = f(&tx)?;
+            tx.commit()?;
+            Ok(value)
+        };
+        run().map_err(|f: Failure| f.at(&self.path))
+    }
+
+    /// The connection. A panic while it was held rolled back the transaction it was in (the
+    /// `Transaction` guard does that on drop), so a poisoned lock is still a usable connection.
+    fn lock(&self) -> MutexGuard<'_, Connection> {
+        self.conn.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+/// Sets up a new connection: busy timeout, WAL, foreign keys, then the schema.
+///
+/// Switching a new file to WAL needs an exclusive lock, and SQLite answers "busy" at once,
+/// without waiting, when two connections race for it (waiting could deadlock). Setup is
+/// idempotent, so it is simply retried until the busy timeout.
+fn init(conn: &Connection) -> Result<(), Failure> {
+    conn.busy_timeout(BUSY_TIMEOUT)?;
+    let deadline = Instant::now() + BUSY_TIMEOUT;
+    loop {
+        match setup(conn) {
+            Err(Failure::Sql(e)) if is_busy(&e) && Instant::now() < deadline => {
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            done => return done,
+        }
+    }
+}
+
+fn setup(conn: &Connection) -> Result<(), Failure> {
+    let found = user_version(conn)?;
+    if found > SCHEMA_VERSION {
+        return Err(Failure::TooNew(found));
+    }
+    let mode: String =
+        conn.pragma_update_and_check(None, "journal_mode", "wal", |row| row.get(0))?;
+    if !mode.eq_ignore_ascii_case("wal") {
+        return Err(Failure::Corrupt(format!(
+            "cannot switch to WAL journal mode (it stays {mode:?})"
+        )));
+    }
+    conn.pragma_update(None, "foreign_keys", true)?;
+    if found < SCHEMA_VERSION {
+        // Another process may be creating the schema right now: decide again under the write
+        // lock.
+        let tx = Transaction::new_unchecked(conn, TransactionBehavior::Immediate)?;
+        match user_version(&tx)? {
+            0 => {
+                tx.execute_batch(SCHEMA)?;
+                tx.pragma_update(None, "user_version", SCHEMA_VERSION)?;
+            }
+            SCHEMA_VERSION => {}
+            found if found > SCHEMA_VERSION => return Err(Failure::TooNew(found)),
+            found => return Err(Failure::Corrupt(format!("unknown schema version {found}"))),
+        }
+        tx.commit()?;
+    }
+    Ok(())
+}
+
+fn is_busy(e: &rusqlite::Error) -> bool {
+    matches!(
+        e.sqlite_error_code(),
+        Some(rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked)
+    )
+}
+
+fn user_version(conn: &Connection) -> rusqlite::Result<i64> {
+    conn.pragma_query_value(None, "user_version", |row| row.get(0))
+}
+
+/// An error inside a transaction, before the catalog's path is attached to it.
+#[derive(Debug)]
+enum Failure {
+    Sql(rusqlite::Error),
+    Corrupt(String),
+    TooNew(i64),
+    Other(Error),
+}
+
+impl Failure {
+    fn at(self, path: &Path) -> Error {
+        let path = path.to_owned();
+        match self {
+            Failure::Sql(source) => Error::Sqlite { path, source },
+            Failure::Corrupt(what) => Error::Corrupt { path, what },
+            Failure::TooNew(found) => Error::SchemaTooNew {
+                path,
+                found,
+                supported: SCHEMA_VERSION,
+            },
+            Failure::Other(e) => e,
+        }
+    }
+}
+
+impl From<rusqlite::Error> for Failure {
+    fn from(e: rusqlite::Error) -> Failure {
+        Failure::Sql(e)
+    }
+}
+
+impl From<Error> for Failure {
+    fn from(e: Error) -> Failure {
+        Failure::Other(e)
+    }
+}
+
+/// A timestamp as stored: microseconds since the Unix epoch (finer precision is dropped).
+fn micros(t: Timestamp) -> i64 {
+    t.as_microsecond()
+}
+
+/// A stored timestamp back; `what` names the column for the error.
+fn timestamp(what: impl fmt::Display, value: i64) -> Result<Timestamp, Failure> {
+    Timestamp::from_microsecond(value)
+        .map_err(|e| Failure::Corrupt(format!("{what}: {value} is not a timestamp ({e})")))
+}
+
+fn optional_timestamp(
+    what: impl fmt::Display,
+    value: Option<i64>,
+) -> Result<Option<Timestamp>, Failure> {
+    value.map(|v| timestamp(what, v)).transpose()
+}
+
+/// A byte count as stored (SQLite integers are signed; no count comes near 2^63).
+fn count_to_sql(n: u64) -> i64 {
+    i64::try_from(n).unwrap_or(i64::MAX)
+}
+
+fn count(what: impl fmt::Display, value: i64) -> Result<u64, Failure> {
+    u64::try_from(value).map_err(|_| Failure::Corrupt(format!("{what}: negative count {value}")))
+}
+
+/// A stored text value parsed back into its type; `what` names the column for the error.
+fn parse<T>(what: impl fmt::Display, value: &str) -> Result<T, Failure>
+where
+    T: std::str::FromStr,
+    T::Err: fmt::Display,
+{
+    value
+        .parse()
+        .map_err(|e| Failure::Corrupt(format!("{what}: {value:?} does not parse ({e})")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn catalog_is_send_sync_and_debug() {
+        fn assert_traits<T: Send + Sync + fmt::Debug>() {}
+        assert_traits::<Catalog>();
+    }
+
+    #[test]
+    fn open_creates_parent_dirs_schema_and_wal() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("state/nested/catalog.sqlite");
+        let catalog = Catalog::open(&path).expect("open");
+        assert_eq!(catalog.path(), path);
+        assert!(format!("{catalog:?}").contains("catalog.sqlite"));
+        let conn = catalog.lock();
+        assert_eq!(user_version(&conn).expect("version"), SCHEMA_VERSION);
+        let mode: String = conn
+            .pragma_query_value(None, "journal_mode", |r| r.get(0))
+            .expect("mode");
+        assert_eq!(mode, "wal");
+        drop(conn);
+        drop(catalog);
+        Catalog::open(&path).expect("reopen");
+    }
+
+    #[test]
+    fn newer_schema_is_refused_naming_the_file_and_versions() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("catalog.sqlite");
+        {
+            let conn = Connection::open(&path).expect("sqlite");
+            conn.pragma_update(None, "user_version", 2)
+                .expect("version");
+        }
+        let err = Catalog::open(&path).expect_err("too new");
+        assert!(
+            matches!(
+                &err,
+                Error::SchemaTooNew { path: p, found: 2, supported: 1 } if *p == path
+            ),
+            "{err:?}"
+        );
+        let message = err.to_string();
+        assert!(
+            message.contains("catalog.sqlite") && message.contains("version 2"),
+            "{message}"
+        );
+    }
+
+    #[test]
+    fn a_file_that_is_not_sqlite_is_an_error_naming_it() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("catalog.sqlite");
+        std::fs::write(&path, vec![0x42; 4096]).expect("write");
+        let err = Catalog::open(&path).expect_err("garbage");
+        assert!(
+            matches!(&err, Error::Sqlite { path: p, .. } if *p == path),
+            "{err:?}"
+        );
+    }
+}

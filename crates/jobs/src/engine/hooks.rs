@@ -1,0 +1,162 @@
+//! Pre- and post-snapshot hook commands: what makes a snapshot application-consistent.
+//!
+//! The pre-snapshot hook runs before the first disk is read (for example `fsfreeze --freeze`
+//! through the guest agent, or `virsh suspend`), the post-snapshot hook after the last one is
+//! read, whether or not the read succeeded, so a frozen VM is always thawed. Each runs as
+//! `sh -c COMMAND` with `BLOCKVAULT_VM`, `BLOCKVAULT_HOOK` (`pre` or `post`) and
+//! `BLOCKVAULT_DISKS` (the disk paths, one per line) in its environment, and must exit 0
+//! within the timeout.
+
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::time::Duration;
+
+use blockvault_core::VmName;
+use tokio::io::AsyncReadExt;
+
+/// The hook commands of a VM.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Hooks {
+    pub pre: Option<String>,
+    pub post: Option<String>,
+    /// How long each hook may run (default 5 minutes).
+    pub timeout: Option<Duration>,
+}
+
+impl Hooks {
+    const DEFAULT_TIMEOUT: Duration = Duration::from_secs(300);
+
+    /// Whether a successful run makes the point application-consistent.
+    pub fn quiesce(&self) -> bool {
+        self.pre.is_some()
+    }
+}
+
+/// Which hook.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Hook {
+    Pre,
+    Post,
+}
+
+impl Hook {
+    fn name(self) -> &'static str {
+        match self {
+            Hook::Pre => "pre",
+            Hook::Post => "post",
+        }
+    }
+}
+
+/// Runs one hook; `Ok(())` when it is not configured. The error is one line: which hook,
+/// the command, how it failed and the last line it printed on stderr.
+pub(crate) async fn run(
+    hooks: &Hooks,
+    hook: Hook,
+    vm: &VmName,
+    disks: &[PathBuf],
+) -> Result<(), String> {
+    let command = match hook {
+        Hook::Pre => &hooks.pre,
+        Hook::Post => &hooks.post,
+    };
+    let Some(command) = command else {
+        return Ok(());
+    };
+    let fail = |what: String| format!("{}-snapshot hook `{command}` {what}", hook.name());
+    let disks: Vec<String> = disks.iter().map(|d| d.display().to_string()).collect();
+    let mut child = tokio::process::Command::new("sh")
+        .arg("-c")
+        .arg(command)
+        .env("BLOCKVAULT_VM", vm.as_str())
+        .env("BLOCKVAULT_HOOK", hook.name())
+        .env("BLOCKVAULT_DISKS", disks.join("\n"))
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .map_err(|e| fail(format!("could not start: {e}")))?;
+    let mut stderr = child.stderr.take();
+    let timeout = hooks.timeout.unwrap_or(Hooks::DEFAULT_TIMEOUT);
+    let waited = tokio::time::timeout(timeout, async {
+        let mut text = String::new();
+        if let Some(stderr) = stderr.as_mut() {
+            let _ = stderr.read_to_string(&mut text).await;
+        }
+        (child.wait().await, text)
+    })
+    .await;
+    let (status, text) = match waited {
+        Ok(result) => result,
+        Err(_) => {
+            return Err(fail(format!(
+                "did not finish within {}s",
+                timeout.as_secs()
+            )));
+        }
+    };
+    let status = status.map_err(|e| fail(format!("failed: {e}")))?;
+    if status.success() {
+        return Ok(());
+    }
+    let said = text
+        .lines()
+        .rev()
+        .find(|l| !l.trim().is_empty())
+        .map(|l| format!(": {}", l.trim()))
+        .unwrap_or_default();
+    Err(fail(format!("exited with {status}{said}")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn vm() -> VmName {
+        VmName::new("vm1").expect("vm")
+    }
+
+    #[tokio::test]
+    async fn hooks_see_the_vm_and_their_failure_is_explained() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let out = dir.path().join("env");
+        let hooks = Hooks {
+            pre: Some(format!(
+                "echo \"$BLOCKVAULT_HOOK $BLOCKVAULT_VM $BLOCKVAULT_DISKS\" > {}",
+                out.display()
+            )),
+            post: Some("echo 'cannot thaw' >&2; exit 3".into()),
+            timeout: None,
+        };
+        run(&hooks, Hook::Pre, &vm(), &[PathBuf::from("/d/a.img")])
+            .await
+            .expect("pre");
+        assert_eq!(
+            std::fs::read_to_string(&out).expect("env"),
+            "pre vm1 /d/a.img\n"
+        );
+        let err = run(&hooks, Hook::Post, &vm(), &[])
+            .await
+            .expect_err("post fails");
+        assert!(err.contains("post-snapshot hook"), "{err}");
+        assert!(err.contains("cannot thaw"), "{err}");
+        assert!(err.contains("3"), "{err}");
+    }
+
+    #[tokio::test]
+    async fn a_hook_that_hangs_is_stopped_at_its_timeout() {
+        let hooks = Hooks {
+            pre: Some("sleep 30".into()),
+            post: None,
+            timeout: Some(Duration::from_millis(200)),
+        };
+        let started = std::time::Instant::now();
+        let err = run(&hooks, Hook::Pre, &vm(), &[])
+            .await
+            .expect_err("timeout");
+        assert!(err.contains("did not finish"), "{err}");
+        assert!(started.elapsed() < Duration::from_secs(10));
+        assert!(run(&hooks, Hook::Post, &vm(), &[]).await.is_ok());
+    }
+}

@@ -1,0 +1,388 @@
+//! The job engine: runs backups as Snapshot + Transfer jobs, restores from the best tier, and
+//! keeps the catalog telling the truth after crashes.
+
+mod hooks;
+mod lock;
+mod recovery;
+mod restore;
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use blockvault_core::{BlockSize, Consistency, RecoveryPoint, VmName};
+use blockvault_local::SnapshotTier;
+use blockvault_vault::{BackupRequest, Progress, TransferOptions, Vault};
+use jiff::{SignedDuration, Timestamp};
+
+pub use self::hooks::Hooks;
+pub use self::recovery::Recovered;
+pub use self::restore::{ListedPoint, RestoreOutcome};
+
+use self::hooks::Hook;
+use self::lock::Lock;
+use crate::{
+    Catalog, Job, JobId, Operation, PointSummary, Result, SubtaskKind, SubtaskOutcome, Tier,
+};
+
+/// Instant-restore days a backup may ask for (the widest policy range, Enhanced's).
+pub const INSTANT_RESTORE_DAYS: std::ops::RangeInclusive<u32> = 1..=30;
+
+/// One backup to run as a job.
+#[derive(Clone, Debug)]
+pub struct BackupSpec {
+    pub vm: VmName,
+    /// The VM's disks, in order; one point covers all of them.
+    pub disks: Vec<PathBuf>,
+    pub block_size: Option<BlockSize>,
+    /// Days the point stays in the snapshot tier (instant restore); the vault copy stays.
+    pub instant_restore_days: u32,
+    pub hooks: Hooks,
+    /// `Backup` or `Backup (on demand)`.
+    pub operation: Operation,
+    pub options: TransferOptions,
+}
+
+/// How a backup job ended. The job itself says whether each subtask completed; the point is
+/// there when the Snapshot completed.
+#[derive(Debug)]
+pub struct BackupOutcome {
+    pub job: Job,
+    /// Why the job failed, when it did (the job record holds the same as text).
+    pub failure: Option<crate::Error>,
+    /// The point the Snapshot made (in the snapshot tier, and in the vault when the Transfer
+    /// completed).
+    pub point: Option<RecoveryPoint>,
+    /// Things the user should know that did not fail the job.
+    pub warnings: Vec<String>,
+}
+
+/// Progress of one subtask (labels the phases "snapshot" and "transfer").
+struct Phase(&'static str, Arc<dyn Progress>);
+
+impl Progress for Phase {
+    fn begin(&self, _phase: &str, total_bytes: u64) {
+        self.1.begin(self.0, total_bytes);
+    }
+
+    fn advance(&self, bytes: u64) {
+        self.1.advance(bytes);
+    }
+}
+
+/// This host's job engine: the catalog, the snapshot tier and the locks, all under the state
+/// directory.
+///
+/// | path | what |
+/// |---|---|
+/// | `STATE/catalog.sqlite` | the [`Catalog`] |
+/// | `STATE/snapshots/<vm>/` | the snapshot tier (or wherever `snapshot_dir` says) |
+/// | `STATE/locks/<vm>.snapshot`, `.transfer` | per-VM subtask exclusivity |
+/// | `STATE/locks/job-<id>` | held by the process running the job, so others can tell it is alive |
+#[derive(Debug)]
+pub struct Engine {
+    state_dir: PathBuf,
+    catalog: Catalog,
+    snapshots: SnapshotTier,
+}
+
+impl Engine {
+    /// Opens the engine on `state_dir` (created if missing), with the snapshot tier in
+    /// `snapshot_dir` (default `STATE/snapshots`). Jobs that a crash or kill interrupted are
+    /// marked Failed and their leftovers cleaned before anything else runs.
+    pub async fn open(
+        state_dir: impl Into<PathBuf>,
+        snapshot_dir: Option<PathBuf>,
+    ) -> Result<(Engine, Recovered)> {
+        let state_dir = state_dir.into();
+        std::fs::create_dir_all(&state_dir).map_err(|e| crate::Error::lock(&state_dir, e))?;
+        let catalog = Catalog::open(state_dir.join("catalog.sqlite"))?;
+        let snapshots =
+            SnapshotTier::new(snapshot_dir.unwrap_or_else(|| state_dir.join("snapshots")));
+        let engine = Engine {
+            state_dir,
+            catalog,
+            snapshots,
+        };
+        let recovered = engine.recover().await?;
+        Ok((engine, recovered))
+    }
+
+    pub fn catalog(&self) -> &Catalog {
+        &self.catalog
+    }
+
+    pub fn snapshots(&self) -> &SnapshotTier {
+        &self.snapshots
+    }
+
+    pub fn state_dir(&self) -> &Path {
+        &self.state_dir
+    }
+
+    fn vm_lock(&self, vm: &VmName, kind: SubtaskKind) -> PathBuf {
+        let suffix = match kind {
+            SubtaskKind::Snapshot => "snapshot",
+            SubtaskKind::Transfer => "transfer",
+        };
+        self.state_dir.join("locks").join(format!("{vm}.{suffix}"))
+    }
+
+    /// Runs one backup job: the Snapshot subtask into the snapshot tier (hooks around it, all
+    /// disks read while the VM is quiesced), then the Transfer subtask from that snapshot to
+    /// `vault`.
+    ///
+    /// At most one Snapshot and one Transfer of a VM run at a time, across processes: a second
+    /// Snapshot waits for the first; a Transfer that finds another Transfer of the VM running
+    /// is Skipped (the next one carries this point's churn). A failed Snapshot fails the job; a
+    /// failed Transfer leaves the job "Completed with warning" and the point in the snapshot
+    /// tier. Errors of the job are in the returned job record, not in `Err`: `Err` means the
+    /// catalog itself could not be written.
+    pub async fn backup(
+        &self,
+        vault: &Vault,
+        spec: &BackupSpec,
+        progress: Arc<dyn Progress>,
+    ) -> Result<BackupOutcome> {
+        let now = Timestamp::now();
+        let (job, job_lock) = self.begin_job(
+            &spec.vm,
+            spec.operation,
+            &[SubtaskKind::Snapshot, SubtaskKind::Transfer],
+        )?;
+        let disks: Vec<PathBuf> = spec
+            .disks
+            .iter()
+            .map(|d| std::path::absolute(d).unwrap_or_else(|_| d.clone()))
+            .collect();
+        self.catalog
+            .upsert_vm(&spec.vm, vault.store().location(), &disks, now)?;
+        let mut warnings = Vec::new();
+
+        let snapshot = match self.snapshot(job, spec, &progress, &mut warnings).await {
+            Ok(point) => point,
+            Err(error) => {
+                self.catalog
+                    .fail_job(job, &error.to_string(), Timestamp::now())?;
+                job_lock.remove();
+                return Ok(BackupOutcome {
+                    job: self.catalog.job(job)?,
+                    failure: Some(error),
+                    point: None,
+                    warnings,
+                });
+            }
+        };
+        self.transfer(
+            job,
+            vault,
+            &snapshot,
+            spec.options,
+            &progress,
+            &mut warnings,
+        )
+        .await?;
+        self.catalog
+            .finish_job(job, Some(&snapshot.id), Timestamp::now())?;
+        job_lock.remove();
+        Ok(BackupOutcome {
+            job: self.catalog.job(job)?,
+            failure: None,
+            point: Some(snapshot),
+            warnings,
+        })
+    }
+
+    /// The Snapshot subtask; on failure, the error for the job record (the subtask is then
+    /// marked by `fail_job`).
+    async fn snapshot(
+        &self,
+        job: JobId,
+        spec: &BackupSpec,
+        progress: &Arc<dyn Progress>,
+        warnings: &mut Vec<String>,
+    ) -> Result<RecoveryPoint> {
+        let vm = &spec.vm;
+        if !INSTANT_RESTORE_DAYS.contains(&spec.instant_restore_days) {
+            return Err(crate::Error::InstantRestoreDays {
+                days: spec.instant_restore_days,
+                min: *INSTANT_RESTORE_DAYS.start(),
+                max: *INSTANT_RESTORE_DAYS.end(),
+            });
+        }
+        let path = self.vm_lock(vm, SubtaskKind::Snapshot);
+        let held = tokio::task::spawn_blocking(move || Lock::acquire(&path))
+            .await
+            .unwrap_or_else(|join| std::panic::resume_unwind(join.into_panic()))?;
+        let started = Timestamp::now();
+        self.catalog
+            .start_subtask(job, SubtaskKind::Snapshot, started)?;
+
+        let tier = self.snapshots.open_or_init(vm).await?;
+        hooks::run(&spec.hooks, Hook::Pre, vm, &spec.disks)
+            .await
+            .map_err(|message| crate::Error::Hook { message })?;
+        let request = BackupRequest {
+            vm: vm.clone(),
+            disks: spec.disks.clone(),
+            block_size: spec.block_size,
+            consistency: if spec.hooks.quiesce() {
+                Consistency::ApplicationConsistent
+            } else {
+                Consistency::CrashConsistent
+            },
+            options: spec.options,
+        };
+        let taken = tier
+            .backup(&request, Arc::new(Phase("snapshot", Arc::clone(progress))))
+            .await;
+        // The VM is thawed whatever happened to the read.
+        if let Err(e) = hooks::run(&spec.hooks, Hook::Post, vm, &spec.disks).await {
+            warnings.push(e);
+        }
+        let report = match taken {
+            Ok(report) => report,
+            Err(e) => {
+                // Free what the failed snapshot wrote (a full disk must not stay full).
+                if let Err(sweep) = self.snapshots.sweep(vm).await {
+                    warnings.push(format!("could not clean the failed snapshot: {sweep}"));
+                }
+                return Err(e.into());
+            }
+        };
+        warnings.extend(report.warnings.iter().cloned());
+        let point = report.point;
+        let expires =
+            point.time + SignedDuration::from_hours(24 * i64::from(spec.instant_restore_days));
+        let summary = PointSummary::from(&point);
+        self.catalog
+            .add_point_tier(vm, &summary, Tier::Snapshot, Some(expires))?;
+        if let Err(e) = self.expire_snapshots(vm, Timestamp::now()).await {
+            warnings.push(format!("could not expire old snapshots of {vm}: {e}"));
+        }
+        drop(held);
+        let stats = &point.stats;
+        self.catalog.finish_subtask(
+            job,
+            SubtaskKind::Snapshot,
+            &SubtaskOutcome::completed(
+                stats.bytes_scanned,
+                stats.bytes_changed,
+                stats.bytes_stored,
+            ),
+            Timestamp::now(),
+        )?;
+        Ok(point)
+    }
+
+    /// The Transfer subtask. Its failure is recorded on the subtask (the job then completes
+    /// with a warning), so only catalog errors come out as `Err`.
+    async fn transfer(
+        &self,
+        job: JobId,
+        vault: &Vault,
+        point: &RecoveryPoint,
+        options: TransferOptions,
+        progress: &Arc<dyn Progress>,
+        warnings: &mut Vec<String>,
+    ) -> Result<()> {
+        let kind = SubtaskKind::Transfer;
+        let Some(_held) = Lock::try_acquire(&self.vm_lock(&point.vm, kind))? else {
+            let running = self
+                .catalog
+                .unfinished_jobs()?
+                .into_iter()
+                .filter(|j| j.id != job && j.vm == point.vm)
+                .find(|j| j.subtask(kind).is_some_and(|s| !s.status.is_done()))
+                .map(|j| format!(" (job {})", j.id))
+                .unwrap_or_default();
+            let reason = format!(
+                "an earlier transfer of {} is still running{running}; the next transfer \
+                 carries this point's changes",
+                point.vm
+            );
+            self.catalog.finish_subtask(
+                job,
+                kind,
+                &SubtaskOutcome::skipped(reason),
+                Timestamp::now(),
+            )?;
+            return Ok(());
+        };
+        self.catalog.start_subtask(job, kind, Timestamp::now())?;
+        let outcome = match self.snapshots.open(&point.vm).await {
+            Ok(Some(tier)) => vault
+                .transfer(
+                    &tier,
+                    point,
+                    options,
+                    Arc::new(Phase("transfer", Arc::clone(progress))),
+                )
+                .await
+                .map_err(|e| e.to_string()),
+            Ok(None) => Err(format!("the snapshot tier of {} is gone", point.vm)),
+            Err(e) => Err(e.to_string()),
+        };
+        let outcome = match outcome {
+            Ok(report) => {
+                warnings.extend(report.warnings);
+                let summary = PointSummary::from(&report.point);
+                self.catalog
+                    .add_point_tier(&point.vm, &summary, Tier::Vault, None)?;
+                let stats = &report.point.stats;
+                SubtaskOutcome::completed(
+                    stats.bytes_scanned,
+                    stats.bytes_changed,
+                    stats.bytes_stored,
+                )
+            }
+            Err(error) => SubtaskOutcome::failed(error),
+        };
+        self.catalog
+            .finish_subtask(job, kind, &outcome, Timestamp::now())?;
+        Ok(())
+    }
+
+    /// Deletes the snapshot points of `vm` whose instant-restore days are over at `now` (their
+    /// vault copies stay) and frees the chunks no remaining snapshot names. Waits for a running
+    /// Snapshot of the VM to end first. Every Snapshot subtask also does this when it ends.
+    pub async fn expire(&self, vm: &VmName, now: Timestamp) -> Result<()> {
+        let path = self.vm_lock(vm, SubtaskKind::Snapshot);
+        let _held = tokio::task::spawn_blocking(move || Lock::acquire(&path))
+            .await
+            .unwrap_or_else(|join| std::panic::resume_unwind(join.into_panic()))?;
+        self.expire_snapshots(vm, now).await
+    }
+
+    /// [`Engine::expire`] with the VM's snapshot lock held by the caller.
+    async fn expire_snapshots(&self, vm: &VmName, now: Timestamp) -> Result<()> {
+        let expires: std::collections::HashMap<_, _> = self
+            .catalog
+            .points(vm)?
+            .into_iter()
+            .map(|p| (p.id, p.snapshot_expires))
+            .collect();
+        let expired: Vec<_> = self
+            .snapshots
+            .points(vm)
+            .await?
+            .into_iter()
+            .filter(|p| {
+                // A point the catalog lost track of expires after the shortest allowed stay.
+                let until = expires.get(&p.id).copied().flatten().unwrap_or_else(|| {
+                    p.time
+                        + SignedDuration::from_hours(24 * i64::from(*INSTANT_RESTORE_DAYS.start()))
+                });
+                until <= now
+            })
+            .map(|p| p.id)
+            .collect();
+        if expired.is_empty() {
+            return Ok(());
+        }
+        self.snapshots.expire(vm, &expired).await?;
+        for id in &expired {
+            self.catalog.remove_point_tier(vm, id, Tier::Snapshot)?;
+        }
+        Ok(())
+    }
+}

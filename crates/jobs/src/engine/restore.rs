@@ -1,0 +1,250 @@
+//! Restores through the engine: the point is chosen among both tiers, read from the snapshot
+//! tier when it is there (instant restore: nothing read from the vault), else from the vault,
+//! and every restore is a `Restore` job.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use blockvault_core::{PointId, RecoveryPoint, VmName};
+use blockvault_vault::{PointSelector, Progress, RestoreReport, RestoreRequest, Vault};
+use jiff::Timestamp;
+
+use super::Engine;
+use crate::{Error, Job, Operation, PointSummary, Result, Tier, Tiers};
+
+/// How a restore went.
+#[derive(Clone, Debug)]
+pub struct RestoreOutcome {
+    pub job: Job,
+    pub report: RestoreReport,
+    /// The tier the blocks were read from.
+    pub tier: Tier,
+    pub warnings: Vec<String>,
+}
+
+/// A recovery point and the tiers it lives in.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct ListedPoint {
+    /// The vault's record when the point is in the vault (its byte counts say what the vault
+    /// stored), else the snapshot tier's.
+    #[serde(flatten)]
+    pub point: RecoveryPoint,
+    pub tiers: Tiers,
+    /// When the point leaves the snapshot tier, if it is there.
+    pub snapshot_expires: Option<Timestamp>,
+}
+
+/// The points of a VM in both tiers, oldest first.
+#[derive(Clone, Debug, Default)]
+struct TieredPoints {
+    points: Vec<RecoveryPoint>,
+    tiers: BTreeMap<PointId, Tiers>,
+}
+
+impl TieredPoints {
+    /// Adds the points of one tier; a point already known keeps the record added first.
+    fn add(&mut self, points: Vec<RecoveryPoint>, tier: Tier) {
+        for point in points {
+            let tiers = self.tiers.entry(point.id.clone()).or_default();
+            if tiers.is_empty() {
+                self.points.push(point);
+            }
+            *tiers = tiers.with(tier, true);
+        }
+    }
+
+    fn sort(&mut self) {
+        self.points
+            .sort_by(|a, b| a.time.cmp(&b.time).then_with(|| a.id.cmp(&b.id)));
+    }
+
+    fn tiers(&self, id: &PointId) -> Tiers {
+        self.tiers.get(id).copied().unwrap_or_default()
+    }
+}
+
+impl Engine {
+    /// The points of `vm` in the snapshot tier and, when given, in `vault`, oldest first, with
+    /// their tiers; the catalog's view of both tiers is rebuilt from them on the way (the
+    /// stores are the truth). Also returns warnings (an unreadable tier).
+    pub async fn list_points(
+        &self,
+        vault: Option<&Vault>,
+        vm: &VmName,
+    ) -> Result<(Vec<ListedPoint>, Vec<String>)> {
+        let (found, warnings) = self.find_points(vault, vm).await?;
+        let expiry: BTreeMap<PointId, Option<Timestamp>> = self
+            .catalog
+            .points(vm)?
+            .into_iter()
+            .map(|p| (p.id, p.snapshot_expires))
+            .collect();
+        let listed = found
+            .points
+            .iter()
+            .map(|point| {
+                let tiers = found.tiers(&point.id);
+                ListedPoint {
+                    point: point.clone(),
+                    tiers,
+                    snapshot_expires: tiers
+                        .has(Tier::Snapshot)
+                        .then(|| expiry.get(&point.id).copied().flatten())
+                        .flatten(),
+                }
+            })
+            .collect();
+        Ok((listed, warnings))
+    }
+
+    async fn find_points(
+        &self,
+        vault: Option<&Vault>,
+        vm: &VmName,
+    ) -> Result<(TieredPoints, Vec<String>)> {
+        let mut found = TieredPoints::default();
+        let mut warnings = Vec::new();
+        let local = match self.snapshots.points(vm).await {
+            Ok(local) => {
+                let summaries: Vec<PointSummary> = local.iter().map(PointSummary::from).collect();
+                self.catalog.sync_tier(vm, Tier::Snapshot, &summaries)?;
+                local
+            }
+            Err(e) => {
+                warnings.push(format!("the snapshot tier of {vm} is unreadable: {e}"));
+                Vec::new()
+            }
+        };
+        if let Some(vault) = vault {
+            match vault.store().list_points(vm).await {
+                Ok(remote) => {
+                    let summaries: Vec<PointSummary> =
+                        remote.iter().map(PointSummary::from).collect();
+                    self.catalog.sync_tier(vm, Tier::Vault, &summaries)?;
+                    found.add(remote, Tier::Vault);
+                }
+                // Without the vault, the snapshot tier alone can still answer.
+                Err(e) if !local.is_empty() => {
+                    warnings.push(format!(
+                        "the vault is unreadable, using snapshots only: {e}"
+                    ));
+                }
+                Err(e) => return Err(blockvault_vault::Error::from(e).into()),
+            }
+        }
+        found.add(local, Tier::Snapshot);
+        if found.points.is_empty() {
+            return Err(Error::from(blockvault_vault::Error::UnknownVm {
+                vm: vm.clone(),
+            }));
+        }
+        found.sort();
+        Ok((found, warnings))
+    }
+
+    /// Restores `request.point` of `request.vm` as a `Restore` job: from the snapshot tier when
+    /// the point lives there, else from `vault` (`None` when the vault could not be opened:
+    /// snapshot points still restore). If reading the snapshot tier fails and the vault has
+    /// the point, the restore is retried from the vault, with a warning.
+    ///
+    /// `from` limits the choice to one tier (for example to prove the vault copy restores):
+    /// the point is then selected among that tier's points and read only from it.
+    pub async fn restore(
+        &self,
+        vault: Option<&Vault>,
+        request: &RestoreRequest,
+        from: Option<Tier>,
+        progress: Arc<dyn Progress>,
+    ) -> Result<RestoreOutcome> {
+        let vm = &request.vm;
+        let (job, job_lock) = self.begin_job(vm, Operation::Restore, &[])?;
+        let result = self.restore_job(vault, request, from, progress).await;
+        match &result {
+            Ok((report, _, _)) => {
+                self.catalog
+                    .finish_job(job, Some(&report.point.id), Timestamp::now())?;
+            }
+            Err(e) => self
+                .catalog
+                .fail_job(job, &e.to_string(), Timestamp::now())?,
+        }
+        job_lock.remove();
+        let (report, tier, warnings) = result?;
+        Ok(RestoreOutcome {
+            job: self.catalog.job(job)?,
+            report,
+            tier,
+            warnings,
+        })
+    }
+
+    async fn restore_job(
+        &self,
+        vault: Option<&Vault>,
+        request: &RestoreRequest,
+        from: Option<Tier>,
+        progress: Arc<dyn Progress>,
+    ) -> Result<(RestoreReport, Tier, Vec<String>)> {
+        let vm = &request.vm;
+        let (mut found, mut warnings) = self.find_points(vault, vm).await?;
+        if let Some(only) = from {
+            let tiers = found.tiers.clone();
+            found
+                .points
+                .retain(|p| tiers.get(&p.id).is_some_and(|t| t.has(only)));
+            for tiers in found.tiers.values_mut() {
+                *tiers = Tiers::default().with(only, tiers.has(only));
+            }
+            if found.points.is_empty() {
+                return Err(Error::NoPointsInTier {
+                    vm: vm.clone(),
+                    tier: only,
+                });
+            }
+        }
+        let point = request
+            .point
+            .select(vm, &found.points)
+            .map_err(Error::from)?;
+        let tiers = found.tiers(&point.id);
+        let exact = RestoreRequest {
+            point: PointSelector::Id(point.id.to_string()),
+            ..request.clone()
+        };
+        if tiers.has(Tier::Snapshot)
+            && let Some(local) = self.snapshots.open(vm).await?
+        {
+            match local.restore(&exact, Arc::clone(&progress)).await {
+                Ok(report) => return Ok((report, Tier::Snapshot, warnings)),
+                Err(e) if tiers.has(Tier::Vault) && vault.is_some() && !is_target_error(&e) => {
+                    warnings.push(format!(
+                        "the snapshot tier could not restore point {}: {e}; restored from the \
+                         vault instead",
+                        point.id
+                    ));
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+        let Some(vault) = vault else {
+            return Err(Error::from(blockvault_vault::Error::UnknownPoint {
+                vm: vm.clone(),
+                point: format!(
+                    "{} (only in the vault, which could not be opened)",
+                    point.id
+                ),
+            }));
+        };
+        let report = vault.restore(&exact, progress).await.map_err(Error::from)?;
+        Ok((report, Tier::Vault, warnings))
+    }
+}
+
+/// Errors about the restore target: another tier would fail the same way.
+fn is_target_error(e: &blockvault_vault::Error) -> bool {
+    use blockvault_vault::Error as E;
+    matches!(
+        e,
+        E::TargetExists { .. } | E::TargetNotAFile { .. } | E::TargetMissing { .. } | E::Io { .. }
+    )
+}

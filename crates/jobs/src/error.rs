@@ -1,0 +1,117 @@
+use std::path::PathBuf;
+
+use crate::{JobId, JobStatus, SubtaskKind, SubtaskStatus};
+
+/// What can go wrong with jobs and the catalog.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    #[error("catalog {path}: {source}")]
+    Sqlite {
+        path: PathBuf,
+        #[source]
+        source: rusqlite::Error,
+    },
+
+    #[error("{path}: {source}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+
+    #[error(
+        "catalog {path} has schema version {found}; this build reads versions up to {supported} \
+         (was it written by a newer blockvault?)"
+    )]
+    SchemaTooNew {
+        path: PathBuf,
+        found: i64,
+        supported: i64,
+    },
+
+    #[error("catalog {path} is corrupt: {what}")]
+    Corrupt { path: PathBuf, what: String },
+
+    #[error("no job {id}")]
+    UnknownJob { id: JobId },
+
+    #[error("job {job} has no {kind} subtask")]
+    UnknownSubtask { job: JobId, kind: SubtaskKind },
+
+    #[error("job {id} has already ended ({status})")]
+    JobEnded { id: JobId, status: JobStatus },
+
+    #[error("job {job}: the {kind} subtask cannot go from {from} to {to}")]
+    InvalidTransition {
+        job: JobId,
+        kind: SubtaskKind,
+        from: SubtaskStatus,
+        to: SubtaskStatus,
+    },
+
+    #[error("job {job} cannot end while its {kind} subtask is {status}")]
+    SubtaskNotDone {
+        job: JobId,
+        kind: SubtaskKind,
+        status: SubtaskStatus,
+    },
+
+    #[error("invalid {what} {value:?}: expected {expected}")]
+    InvalidValue {
+        what: &'static str,
+        value: String,
+        expected: String,
+    },
+
+    #[error(transparent)]
+    Vault(Box<blockvault_vault::Error>),
+
+    #[error(transparent)]
+    Snapshots(Box<blockvault_local::Error>),
+
+    #[error("lock {path}: {source}")]
+    Lock {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+
+    #[error("{message}")]
+    Hook { message: String },
+
+    #[error("VM {vm} has no points in the {tier} tier")]
+    NoPointsInTier {
+        vm: blockvault_core::VmName,
+        tier: crate::Tier,
+    },
+
+    #[error("instant restore days {days} is out of range {min}..={max}")]
+    InstantRestoreDays { days: u32, min: u32, max: u32 },
+
+    #[error("disk path {path:?} is not UTF-8; the catalog stores paths as text")]
+    NonUtf8Path { path: PathBuf },
+}
+
+impl From<blockvault_vault::Error> for Error {
+    fn from(e: blockvault_vault::Error) -> Error {
+        Error::Vault(Box::new(e))
+    }
+}
+
+impl From<blockvault_local::Error> for Error {
+    fn from(e: blockvault_local::Error) -> Error {
+        Error::Snapshots(Box::new(e))
+    }
+}
+
+impl Error {
+    pub(crate) fn lock(path: &std::path::Path, source: std::io::Error) -> Error {
+        Error::Lock {
+            path: path.to_owned(),
+            source,
+        }
+    }
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
