@@ -27,6 +27,8 @@ bv=$PWD/target/release/blockvault
 
 rm -rf "$work"
 mkdir -p "$work"
+# The demo's own catalog and snapshot tier, not the user's.
+export BLOCKVAULT_STATE_DIR=$work/state
 disk=$work/vm/web01.img
 mkdir -p "$work/vm"
 
@@ -45,7 +47,7 @@ printf '   apparent %s, allocated %s\n' "$(du -h --apparent-size "$disk" | cut -
 echo "== vault init"
 "$bv" vault init "$work/vault"
 
-echo "== first backup (full)"
+echo "== first backup (full): a job with a Snapshot and a Transfer subtask"
 "$bv" backup --vault "$work/vault" --vm web01 --disk "$disk"
 
 echo "== the VM writes: a new 20 MiB file and a log"
@@ -63,13 +65,21 @@ echo "== points"
 first=$("$bv" points --vault "$work/vault" --vm web01 --json |
     python3 -c 'import json,sys; print(json.load(sys.stdin)["points"][0]["id"])')
 
-echo "== restore the newest point, and the first one by id"
+echo "== jobs"
+"$bv" jobs
+
+echo "== restore the newest point (instant: from the snapshot tier), and the first one by id from the vault"
 "$bv" restore --vault "$work/vault" --vm web01 --to "$work/restore-latest"
-"$bv" restore --vault "$work/vault" --vm web01 --point "$first" --to "$work/restore-first"
+"$bv" restore --vault "$work/vault" --vm web01 --point "$first" --from vault --to "$work/restore-first"
 
 cmp "$work/restore-latest/web01.img" "$work/gen1.img"
 cmp "$work/restore-first/web01.img" "$work/gen0.img"
 echo "== both restored images are byte-identical to the disk at their point"
+
+echo "== roll the live disk back to the first point in place (only the changed blocks are written)"
+"$bv" restore --vault "$work/vault" --vm web01 --point "$first" --in-place --to "$work/vm"
+cmp "$disk" "$work/gen0.img"
+echo "== the disk is byte-identical to the first point again"
 printf '   restored image allocates %s of %s\n' \
     "$(du -h "$work/restore-latest/web01.img" | cut -f1)" \
     "$(du -h --apparent-size "$work/restore-latest/web01.img" | cut -f1)"

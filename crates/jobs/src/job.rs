@@ -60,7 +60,7 @@ pub struct Subtask {
     pub bytes_scanned: u64,
     /// Bytes of blocks that differ from the previous point.
     pub bytes_changed: u64,
-    /// Bytes written to the vault.
+    /// Bytes written: to the snapshot tier by a Snapshot, to the vault by a Transfer.
     pub bytes_uploaded: u64,
     /// Why it failed, or why it was skipped.
     pub error: Option<String>,
@@ -72,14 +72,13 @@ impl Subtask {
         span(self.started, self.ended)
     }
 
-    /// Bytes per second: uploaded bytes, or scanned bytes when nothing was uploaded. `None`
-    /// unless the subtask ran for a measurable time.
+    /// Bytes per second of what bounds the subtask: disk data read for a Snapshot, bytes
+    /// uploaded for a Transfer. `None` unless the subtask ran for a measurable time.
     pub fn throughput(&self) -> Option<f64> {
         let secs = self.duration()?.as_secs_f64();
-        let bytes = if self.bytes_uploaded > 0 {
-            self.bytes_uploaded
-        } else {
-            self.bytes_scanned
+        let bytes = match self.kind {
+            SubtaskKind::Snapshot => self.bytes_scanned,
+            SubtaskKind::Transfer => self.bytes_uploaded,
         };
         (secs > 0.0).then(|| bytes as f64 / secs)
     }
@@ -161,9 +160,15 @@ mod tests {
         s.parse().expect("timestamp")
     }
 
-    fn subtask(started: Option<&str>, ended: Option<&str>, scanned: u64, uploaded: u64) -> Subtask {
+    fn subtask(
+        kind: SubtaskKind,
+        started: Option<&str>,
+        ended: Option<&str>,
+        scanned: u64,
+        uploaded: u64,
+    ) -> Subtask {
         Subtask {
-            kind: SubtaskKind::Transfer,
+            kind,
             status: SubtaskStatus::Completed,
             started: started.map(ts),
             ended: ended.map(ts),
@@ -175,16 +180,18 @@ mod tests {
     }
 
     #[test]
-    fn throughput_prefers_uploaded_bytes_and_needs_a_duration() {
+    fn throughput_is_what_bounds_each_subtask_and_needs_a_duration() {
+        use SubtaskKind::{Snapshot, Transfer};
         let t0 = Some("2026-11-23T10:00:00Z");
         let t2 = Some("2026-11-23T10:00:02Z");
-        assert_eq!(subtask(t0, t2, 1000, 400).throughput(), Some(200.0));
-        assert_eq!(subtask(t0, t2, 1000, 0).throughput(), Some(500.0));
-        assert_eq!(subtask(t0, t0, 1000, 0).throughput(), None);
-        assert_eq!(subtask(None, t2, 1000, 0).throughput(), None);
-        assert_eq!(subtask(t0, None, 1000, 0).duration(), None);
+        assert_eq!(subtask(Transfer, t0, t2, 1000, 400).throughput(), Some(200.0));
+        assert_eq!(subtask(Snapshot, t0, t2, 1000, 400).throughput(), Some(500.0));
+        assert_eq!(subtask(Transfer, t0, t2, 0, 0).throughput(), Some(0.0));
+        assert_eq!(subtask(Snapshot, t0, t0, 1000, 0).throughput(), None);
+        assert_eq!(subtask(Snapshot, None, t2, 1000, 0).throughput(), None);
+        assert_eq!(subtask(Snapshot, t0, None, 1000, 0).duration(), None);
         assert_eq!(
-            subtask(t2, t0, 1, 1).duration(),
+            subtask(Snapshot, t2, t0, 1, 1).duration(),
             Some(Duration::ZERO),
             "a clock that went back"
         );
@@ -202,7 +209,13 @@ mod tests {
             point: None,
             error: Some("vault unreachable".to_owned()),
             pid: 77,
-            subtasks: vec![subtask(Some("2026-11-23T10:00:00Z"), None, 5, 0)],
+            subtasks: vec![subtask(
+                SubtaskKind::Transfer,
+                Some("2026-11-23T10:00:00Z"),
+                None,
+                5,
+                0,
+            )],
         };
         let json = serde_json::to_value(&job).expect("json");
         assert_eq!(json["id"], 3);

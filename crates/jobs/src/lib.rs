@@ -42,12 +42,28 @@
 //! `AUTOINCREMENT` key: unique across processes and never reused. Within a process a `Catalog`
 //! is `Send + Sync` (one connection behind a mutex) and is shared by reference.
 //!
+//! # The engine
+//!
+//! [`Engine`] runs jobs on this host. [`Engine::backup`] runs the Snapshot subtask (pre-snapshot
+//! hook, every disk read once into the VM's directory of the snapshot tier, post-snapshot hook;
+//! see `blockvault-local`) and then the Transfer subtask ([`blockvault_vault::Vault::transfer`]
+//! from that snapshot, never from the live disks). [`Engine::restore`] picks the point among
+//! both tiers and reads it from the snapshot tier when it is there. [`Engine::list_points`]
+//! rebuilds the catalog's view of both tiers from the stores as it lists.
+//!
+//! Exclusivity is enforced with `flock` on files in `STATE_DIR/locks/`, so it holds across
+//! processes and within one: `<vm>.snapshot` is held for the whole Snapshot subtask (a second
+//! Snapshot of the VM waits for it) and around snapshot expiry and sweeps; `<vm>.transfer` is
+//! tried when a Transfer would start, and when another job holds it the Transfer is Skipped.
+//!
 //! # Crash semantics
 //!
-//! Each method commits or does nothing. A process killed mid-job leaves its job In progress
-//! with the pid that ran it; [`Catalog::unfinished_jobs`] lists such jobs so that the next
-//! engine start can tell them from running ones and mark them failed with
-//! [`Catalog::fail_job`].
+//! Each catalog method commits or does nothing. Every running job holds the lock
+//! `STATE_DIR/locks/job-<id>`, which the kernel releases when its process dies. When an engine
+//! opens ([`Engine::open`]), an In-progress job whose lock it can take has no process behind it:
+//! it is marked Failed ([`Catalog::fail_job`]) and what it left in the snapshot tier (chunks and
+//! maps of an uncommitted snapshot) is swept. Points that were committed are untouched: the
+//! stores commit a point by writing its record last.
 //!
 //! # The stores are the truth
 //!

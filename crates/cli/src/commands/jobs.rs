@@ -151,13 +151,25 @@ fn subtask_lines(s: &Subtask, now: Timestamp) -> Vec<String> {
         (None, Some(started)) => field("duration", so_far(started, now)),
         (None, None) => {}
     }
-    if s.status != SubtaskStatus::Pending {
-        field("scanned", format::bytes(s.bytes_scanned));
-        field("changed", format::bytes(s.bytes_changed));
-        field("uploaded", format::bytes(s.bytes_uploaded));
+    if s.status != SubtaskStatus::Pending && s.status != SubtaskStatus::Skipped {
+        match s.kind {
+            SubtaskKind::Snapshot => {
+                field("scanned", format::bytes(s.bytes_scanned));
+                field("changed", format::bytes(s.bytes_changed));
+                field("written", format!("{} (snapshot tier)", format::bytes(s.bytes_uploaded)));
+            }
+            SubtaskKind::Transfer => {
+                field("changed", format!("{} (since the newest vault point)", format::bytes(s.bytes_changed)));
+                field("uploaded", format::bytes(s.bytes_uploaded));
+            }
+        }
     }
     if let Some(rate) = s.throughput() {
-        field("throughput", format!("{}/s", format::bytes(rate as u64)));
+        let what = match s.kind {
+            SubtaskKind::Snapshot => "read",
+            SubtaskKind::Transfer => "uploaded",
+        };
+        field("throughput", format!("{}/s {what}", format::bytes(rate as u64)));
     }
     if let Some(error) = &s.error {
         let label = if s.status == SubtaskStatus::Skipped {

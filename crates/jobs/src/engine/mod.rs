@@ -218,9 +218,14 @@ impl Engine {
             .start_subtask(job, SubtaskKind::Snapshot, started)?;
 
         let tier = self.snapshots.open_or_init(vm).await?;
-        hooks::run(&spec.hooks, Hook::Pre, vm, &spec.disks)
-            .await
-            .map_err(|message| crate::Error::Hook { message })?;
+        if let Err(message) = hooks::run(&spec.hooks, Hook::Pre, vm, &spec.disks).await {
+            // A pre-hook that failed may have quiesced part of the VM (one file system frozen
+            // of two): the post-hook runs all the same, so the VM is always thawed.
+            if let Err(e) = hooks::run(&spec.hooks, Hook::Post, vm, &spec.disks).await {
+                warnings.push(e);
+            }
+            return Err(crate::Error::Hook { message });
+        }
         let request = BackupRequest {
             vm: vm.clone(),
             disks: spec.disks.clone(),
@@ -259,7 +264,6 @@ impl Engine {
         if let Err(e) = self.expire_snapshots(vm, Timestamp::now()).await {
             warnings.push(format!("could not expire old snapshots of {vm}: {e}"));
         }
-        drop(held);
         let stats = &point.stats;
         self.catalog.finish_subtask(
             job,
@@ -271,6 +275,9 @@ impl Engine {
             ),
             Timestamp::now(),
         )?;
+        // Released only once the subtask is recorded as ended, so that the catalog never
+        // shows two Snapshots of one VM in progress at once.
+        drop(held);
         Ok(point)
     }
 
@@ -329,11 +336,9 @@ impl Engine {
                 self.catalog
                     .add_point_tier(&point.vm, &summary, Tier::Vault, None)?;
                 let stats = &report.point.stats;
-                SubtaskOutcome::completed(
-                    stats.bytes_scanned,
-                    stats.bytes_changed,
-                    stats.bytes_stored,
-                )
+                // A transfer reads no disk: nothing scanned; changed is since the newest
+                // vault point.
+                SubtaskOutcome::completed(0, stats.bytes_changed, stats.bytes_stored)
             }
             Err(error) => SubtaskOutcome::failed(error),
         };
