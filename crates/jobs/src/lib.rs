@@ -85,7 +85,7 @@ pub use crate::{
     catalog::{Catalog, SCHEMA_VERSION},
     engine::{
         BackupOutcome, BackupSpec, Engine, Hooks, INSTANT_RESTORE_DAYS, ListedPoint, Recovered,
-        RestoreOutcome,
+        RestoreOutcome, VaultUnavailable,
     },
     error::{Error, Result},
     inventory::{PointEntry, PointSummary, VmEntry},

@@ -2,7 +2,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Result;
-use blockvault_jobs::{BackupSpec, Hooks, JobStatus, Operation, SubtaskKind};
+use blockvault_jobs::{BackupSpec, Hooks, JobStatus, Operation, SubtaskKind, VaultUnavailable};
 use serde_json::json;
 
 use super::Report;
@@ -14,7 +14,18 @@ use crate::progress::Bar;
 
 pub async fn run(args: BackupArgs, host: &Host, bar: Arc<Bar>) -> Result<Report> {
     let (engine, mut warnings) = host.engine().await?;
-    let vault = host.vault(&args.vault.vault).await?;
+    // A vault that does not answer must not cost the snapshot (the instant-restore copy):
+    // the job runs, its Transfer fails, and the next backup's transfer catches up. A vault
+    // that is missing or misconfigured is an error before anything runs.
+    let location = args.vault.vault.clone();
+    let vault = match host.vault(&location).await {
+        Ok(vault) => Ok(vault),
+        Err(e) if crate::exit::classify(&e) == ExitCode::Failure => Err(VaultUnavailable {
+            location: location.to_string(),
+            reason: format!("{e:#}"),
+        }),
+        Err(e) => return Err(e),
+    };
     let spec = BackupSpec {
         vm: args.vm,
         disks: args.disks,
@@ -28,7 +39,7 @@ pub async fn run(args: BackupArgs, host: &Host, bar: Arc<Bar>) -> Result<Report>
         operation: Operation::Backup,
         options: crate::open::transfer(&args.vault.vault, args.transfer.concurrency),
     };
-    let outcome = engine.backup(&vault, &spec, bar.clone()).await;
+    let outcome = engine.backup(vault.as_ref(), &spec, bar.clone()).await;
     bar.finish();
     let outcome = outcome?;
     warnings.extend(outcome.warnings.iter().cloned());

@@ -42,6 +42,15 @@ pub struct BackupSpec {
     pub options: TransferOptions,
 }
 
+/// A vault the engine could not open (unreachable, timing out). A backup still takes its
+/// snapshot; its Transfer fails with `reason` and the job completes with a warning.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct VaultUnavailable {
+    /// The location as the user gave it (never with credentials).
+    pub location: String,
+    pub reason: String,
+}
+
 /// How a backup job ended. The job itself says whether each subtask completed; the point is
 /// there when the Snapshot completed.
 #[derive(Debug)]
@@ -139,7 +148,7 @@ impl Engine {
     /// catalog itself could not be written.
     pub async fn backup(
         &self,
-        vault: &Vault,
+        vault: std::result::Result<&Vault, &VaultUnavailable>,
         spec: &BackupSpec,
         progress: Arc<dyn Progress>,
     ) -> Result<BackupOutcome> {
@@ -155,7 +164,7 @@ impl Engine {
             .map(|d| std::path::absolute(d).unwrap_or_else(|_| d.clone()))
             .collect();
         self.catalog
-            .upsert_vm(&spec.vm, vault.store().location(), &disks, now)?;
+            .upsert_vm(&spec.vm, &location(vault), &disks, now)?;
         let mut warnings = Vec::new();
 
         let snapshot = match self.snapshot(job, spec, &progress, &mut warnings).await {
@@ -286,7 +295,7 @@ impl Engine {
     async fn transfer(
         &self,
         job: JobId,
-        vault: &Vault,
+        vault: std::result::Result<&Vault, &VaultUnavailable>,
         point: &RecoveryPoint,
         options: TransferOptions,
         progress: &Arc<dyn Progress>,
@@ -316,8 +325,12 @@ impl Engine {
             return Ok(());
         };
         self.catalog.start_subtask(job, kind, Timestamp::now())?;
-        let outcome = match self.snapshots.open(&point.vm).await {
-            Ok(Some(tier)) => vault
+        let outcome = match (vault, self.snapshots.open(&point.vm).await) {
+            (Err(unavailable), _) => Err(format!(
+                "the vault {} is unavailable: {}",
+                unavailable.location, unavailable.reason
+            )),
+            (Ok(vault), Ok(Some(tier))) => vault
                 .transfer(
                     &tier,
                     point,
@@ -326,8 +339,8 @@ impl Engine {
                 )
                 .await
                 .map_err(|e| e.to_string()),
-            Ok(None) => Err(format!("the snapshot tier of {} is gone", point.vm)),
-            Err(e) => Err(e.to_string()),
+            (Ok(_), Ok(None)) => Err(format!("the snapshot tier of {} is gone", point.vm)),
+            (Ok(_), Err(e)) => Err(e.to_string()),
         };
         let outcome = match outcome {
             Ok(report) => {
@@ -389,5 +402,12 @@ impl Engine {
             self.catalog.remove_point_tier(vm, id, Tier::Snapshot)?;
         }
         Ok(())
+    }
+}
+
+fn location(vault: std::result::Result<&Vault, &VaultUnavailable>) -> String {
+    match vault {
+        Ok(vault) => vault.store().location().to_owned(),
+        Err(unavailable) => unavailable.location.clone(),
     }
 }
