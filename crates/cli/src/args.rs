@@ -15,7 +15,7 @@ macro_rules! exit_codes {
   1  the operation failed (I/O error, unreachable storage, disk changed during the read, ...)
   2  invalid arguments (unknown flag, bad block size, bad name or time, ...)
   3  not found (no such disk, vault, VM or point; no point at or before --at)
-  4  integrity failure (a chunk, block map or record in the vault is corrupt)
+  4  integrity failure (a chunk, block map or record in the vault or snapshot tier is corrupt)
   5  backup completed with warning: the snapshot was taken, the transfer to the vault failed"
     };
 }
@@ -84,10 +84,12 @@ macro_rules! init_example {
     version,
     about,
     long_about = "Block-level backup of VM disk images into a vault, with point-in-time restore.\n\n\
-        A backup reads each raw disk image in fixed blocks (holes are skipped), stores only the \
-        blocks the vault does not hold yet (zstd-compressed, addressed by their BLAKE3 hash), and \
-        commits a recovery point that describes every disk in full. Restore writes any point back \
-        as sparse image files, byte for byte, verifying every block.",
+        A backup is a job: it reads each raw disk image in fixed blocks (holes are skipped), keeps \
+        the changed blocks in a local snapshot tier (zstd-compressed, addressed by their BLAKE3 \
+        hash), then transfers the blocks the vault does not hold yet and commits there a \
+        recovery point that describes every disk in full. Restore writes any point back as \
+        sparse image files (or in place), byte for byte, verifying every block, from the \
+        snapshot tier while the point is still there, else from the vault.",
     after_help = quick_start!(),
     after_long_help = concat!(quick_start!(), exit_codes!())
 )]
@@ -100,8 +102,9 @@ pub struct Cli {
     #[arg(long, short, global = true)]
     pub quiet: bool,
 
-    /// Directory for blockvault's own state, such as `s3.toml` (S3 endpoint and credentials,
-    /// mode 0600). Default: $XDG_STATE_HOME/blockvault, else ~/.local/state/blockvault.
+    /// Directory for this host's state: the job catalog (catalog.sqlite), the locks, the
+    /// snapshot tier (unless --snapshot-dir) and `s3.toml` (S3 endpoint and credentials, mode
+    /// 0600). Default: $XDG_STATE_HOME/blockvault, else ~/.local/state/blockvault.
     #[arg(long, global = true, env = "BLOCKVAULT_STATE_DIR", value_name = "DIR")]
     pub state_dir: Option<PathBuf>,
 

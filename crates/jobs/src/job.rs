@@ -184,8 +184,14 @@ mod tests {
         use SubtaskKind::{Snapshot, Transfer};
         let t0 = Some("2026-11-23T10:00:00Z");
         let t2 = Some("2026-11-23T10:00:02Z");
-        assert_eq!(subtask(Transfer, t0, t2, 1000, 400).throughput(), Some(200.0));
-        assert_eq!(subtask(Snapshot, t0, t2, 1000, 400).throughput(), Some(500.0));
+        assert_eq!(
+            subtask(Transfer, t0, t2, 1000, 400).throughput(),
+            Some(200.0)
+        );
+        assert_eq!(
+            subtask(Snapshot, t0, t2, 1000, 400).throughput(),
+            Some(500.0)
+        );
         assert_eq!(subtask(Transfer, t0, t2, 0, 0).throughput(), Some(0.0));
         assert_eq!(subtask(Snapshot, t0, t0, 1000, 0).throughput(), None);
         assert_eq!(subtask(Snapshot, None, t2, 1000, 0).throughput(), None);

@@ -156,10 +156,19 @@ fn subtask_lines(s: &Subtask, now: Timestamp) -> Vec<String> {
             SubtaskKind::Snapshot => {
                 field("scanned", format::bytes(s.bytes_scanned));
                 field("changed", format::bytes(s.bytes_changed));
-                field("written", format!("{} (snapshot tier)", format::bytes(s.bytes_uploaded)));
+                field(
+                    "written",
+                    format!("{} (snapshot tier)", format::bytes(s.bytes_uploaded)),
+                );
             }
             SubtaskKind::Transfer => {
-                field("changed", format!("{} (since the newest vault point)", format::bytes(s.bytes_changed)));
+                field(
+                    "changed",
+                    format!(
+                        "{} (since the newest vault point)",
+                        format::bytes(s.bytes_changed)
+                    ),
+                );
                 field("uploaded", format::bytes(s.bytes_uploaded));
             }
         }
@@ -169,7 +178,10 @@ fn subtask_lines(s: &Subtask, now: Timestamp) -> Vec<String> {
             SubtaskKind::Snapshot => "read",
             SubtaskKind::Transfer => "uploaded",
         };
-        field("throughput", format!("{}/s {what}", format::bytes(rate as u64)));
+        field(
+            "throughput",
+            format!("{}/s {what}", format::bytes(rate as u64)),
+        );
     }
     if let Some(error) = &s.error {
         let label = if s.status == SubtaskStatus::Skipped {

@@ -2,19 +2,21 @@
 
 use crate::support::*;
 
-const EXIT_CODES: [&str; 6] = [
+const EXIT_CODES: [&str; 7] = [
     "Exit codes:",
     "0  success",
     "1  the operation failed",
     "2  invalid arguments",
     "3  not found",
     "4  integrity failure",
+    "5  backup completed with warning",
 ];
 
-const QUICK_START: [&str; 4] = [
+const QUICK_START: [&str; 5] = [
     "Quick start:",
     "blockvault vault init /srv/vault",
     "blockvault backup  --vault /srv/vault --vm web01 --disk",
+    "blockvault points  --vault /srv/vault --vm web01",
     "blockvault restore --vault /srv/vault --vm web01 --at",
 ];
 
@@ -27,10 +29,13 @@ fn help(args: &[&str]) -> String {
 #[test]
 fn long_help_lists_the_commands_and_the_exit_codes() {
     let text = help(&["--help"]);
-    for needle in ["--json", "--quiet"].iter().chain(&EXIT_CODES) {
+    for needle in ["--json", "--quiet", "--state-dir", "--snapshot-dir"]
+        .iter()
+        .chain(&EXIT_CODES)
+    {
         assert!(text.contains(needle), "--help lacks {needle:?}:\n{text}");
     }
-    for command in ["vault", "backup", "points", "restore"] {
+    for command in ["vault", "backup", "points", "restore", "jobs"] {
         assert!(text.contains(command), "{command}\n{text}");
     }
 }
@@ -55,19 +60,27 @@ fn long_help_shows_the_quick_start_too() {
 
 #[test]
 fn command_help_shows_examples() {
-    let cases: [(&[&str], &[&str]); 5] = [
+    let cases: [(&[&str], &[&str]); 6] = [
         (
             &["help", "backup"],
             &[
-                "Example:",
+                "Examples:",
                 "blockvault backup --vault /srv/vault --vm db01",
+                "--pre-hook 'virsh domfsfreeze db01' --post-hook 'virsh domfsthaw db01'",
+                "--instant-restore-days 5",
                 "--block-size",
                 "power of two from 64KiB to 16MiB",
+                "Snapshot:",
+                "Transfer data to vault:",
+                "Completed with warning",
             ],
         ),
         (
             &["backup", "--help"],
-            &["Example:", "blockvault backup --vault /srv/vault --vm db01"],
+            &[
+                "Examples:",
+                "blockvault backup --vault /srv/vault --vm db01",
+            ],
         ),
         (
             &["restore", "--help"],
@@ -75,7 +88,10 @@ fn command_help_shows_examples() {
                 "Examples:",
                 "--at 2026-11-23T09:00:00Z --to /tmp/web01",
                 "--point 20261123-0815",
+                "--to /var/lib/vms --in-place",
                 "--force",
+                "--from <TIER>",
+                "snapshot tier",
             ],
         ),
         (
@@ -83,6 +99,15 @@ fn command_help_shows_examples() {
             &[
                 "Example:",
                 "blockvault points --vault /srv/vault --vm web01 --json",
+            ],
+        ),
+        (
+            &["jobs", "--help"],
+            &[
+                "Examples:",
+                "blockvault jobs --status failed --since 2026-11-20",
+                "blockvault jobs --vm web01 --operation backup --json",
+                "blockvault jobs show 42",
             ],
         ),
         (
@@ -104,7 +129,11 @@ fn command_help_shows_examples() {
 
 #[test]
 fn command_help_lists_the_exit_codes() {
-    for args in [&["help", "backup"][..], &["restore", "--help"][..]] {
+    for args in [
+        &["help", "backup"][..],
+        &["restore", "--help"][..],
+        &["jobs", "--help"][..],
+    ] {
         let text = help(args);
         for needle in EXIT_CODES {
             assert!(text.contains(needle), "{args:?} lacks {needle:?}:\n{text}");

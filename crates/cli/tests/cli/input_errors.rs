@@ -25,15 +25,21 @@ fn one_point() -> OnePoint {
     OnePoint { sb, vault, point }
 }
 
-/// Everything in the vault, with sizes: to show a failed command wrote nothing.
+/// Everything in the vault and in the VM's snapshot tier, with sizes: to show a failed command
+/// wrote nothing in either.
 fn vault_state(vault: &Path) -> Vec<(String, u64)> {
-    tree(vault)
-        .into_iter()
-        .map(|rel| {
-            let len = fs::metadata(vault.join(&rel)).expect("stat").len();
-            (rel, len)
-        })
-        .collect()
+    let files = |dir: &Path, tier: &str| -> Vec<(String, u64)> {
+        tree(dir)
+            .into_iter()
+            .map(|rel| {
+                let len = fs::metadata(dir.join(&rel)).expect("stat").len();
+                (format!("{tier}: {rel}"), len)
+            })
+            .collect()
+    };
+    let mut state = files(vault, "vault");
+    state.extend(files(&snapshot_tier(vault, VM), "snapshot tier"));
+    state
 }
 
 #[test]

@@ -1,13 +1,18 @@
-//! A backup killed in the middle of its transfer: no point appears, the earlier state of the
-//! vault stays usable, and the next backup sends only the chunks that had not landed.
+//! A backup killed in the middle of its transfer to the vault: the next command marks the job
+//! Failed and says so, no vault point appears, the earlier state stays usable, and the next
+//! backup sends only the chunks that had not landed.
 
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::support::{Image, Sandbox, arg, blockvault, chunk_files, noise, points, restore};
+use serde_json::{Value, json};
+
+use crate::support::{Image, Run, Sandbox, arg, blockvault, chunk_files, noise, tree, u64_of};
 
 const VM: &str = "killed";
 const BLOCKS: u64 = 96;
+/// Chunks that must have landed in the vault before the kill: the transfer is under way.
+const LANDED_BEFORE_KILL: usize = 8;
 
 /// Chunk objects in the vault (not staging files of a write in progress).
 fn landed(vault: &std::path::Path) -> usize {
@@ -17,75 +22,152 @@ fn landed(vault: &std::path::Path) -> usize {
         .count()
 }
 
+/// `blockvault ARGS --state-dir STATE`: every run of the test on one host.
+fn on_host(state: &std::path::Path, args: &[&str]) -> Run {
+    let mut all = args.to_vec();
+    all.extend(["--state-dir", arg(state)]);
+    blockvault(&all)
+}
+
 #[test]
 fn a_backup_killed_mid_transfer_commits_nothing_and_the_next_sends_only_the_rest() {
     let sb = Sandbox::new();
     let vault = sb.init_vault();
     let state = sb.path("state");
-    // 96 incompressible 1 MiB blocks: 96 chunks, sent one at a time, each fsynced.
+    // 96 incompressible 1 MiB blocks: 96 chunks, snapshotted, then sent one at a time, each
+    // fsynced.
     let mut disk = Image::create(&sb.path("disk.img"), BLOCKS << 20);
     for i in 0..BLOCKS {
         disk.write(i << 20, &noise(1 << 20, i + 1));
     }
-    let mut child = Command::new(env!("CARGO_BIN_EXE_blockvault"))
-        .args([
-            "backup",
-            "-q",
-            "--vault",
-            arg(&vault),
-            "--vm",
-            VM,
-            "--disk",
-            arg(&disk.path),
-        ])
-        .args([
-            "--block-size",
-            "1MiB",
-            "--concurrency",
-            "1",
-            "--state-dir",
-            arg(&state),
-        ])
-        .env("TZ", "UTC")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("start the backup");
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while landed(&vault) < 8 && Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(1));
-    }
-    child.kill().expect("SIGKILL the backup");
-    child.wait().expect("reap");
-    let before = landed(&vault);
-    assert!(before >= 8, "the backup never got going");
-    assert!(
-        (before as u64) < BLOCKS,
-        "the backup finished before it could be killed; the test needs a bigger disk"
-    );
-    assert!(
-        points(&vault, VM).is_empty(),
-        "a killed backup must not leave a point"
-    );
-
-    let run = blockvault([
-        "backup",
-        "--json",
+    let backup_args = [
         "--vault",
         arg(&vault),
         "--vm",
         VM,
         "--disk",
         arg(&disk.path),
-        "--state-dir",
-        arg(&state),
         "--block-size",
         "1MiB",
-    ])
-    .success();
-    let stored = run.json()["point"]["stats"]["chunks_stored"]
-        .as_u64()
-        .expect("chunks_stored");
+    ];
+    let mut child = Command::new(env!("CARGO_BIN_EXE_blockvault"))
+        .args(["backup", "-q"])
+        .args(backup_args)
+        .args(["--concurrency", "1", "--state-dir", arg(&state)])
+        .env("TZ", "UTC")
+        .env_remove("BLOCKVAULT_VAULT")
+        .env_remove("BLOCKVAULT_SNAPSHOT_DIR")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start the backup");
+    // Chunks reach the vault only in the Transfer subtask, after the Snapshot completed. The
+    // deadline is generous for a loaded machine; the poll is tight so the kill lands early.
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let mut exited = None;
+    while landed(&vault) < LANDED_BEFORE_KILL && Instant::now() < deadline {
+        exited = child.try_wait().expect("poll the backup");
+        if exited.is_some() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    child.kill().expect("SIGKILL the backup");
+    child.wait().expect("reap");
+    assert!(exited.is_none(), "the backup exited by itself: {exited:?}");
+    let before = landed(&vault);
+    assert!(
+        before >= LANDED_BEFORE_KILL,
+        "the transfer never got going within the deadline"
+    );
+    assert!(
+        (before as u64) < BLOCKS,
+        "the backup finished before it could be killed; the test needs a bigger disk"
+    );
+    assert!(
+        tree(&vault.join("points")).is_empty() && tree(&vault.join("maps")).is_empty(),
+        "a killed transfer must not leave a point or a map in the vault: {:?}",
+        tree(&vault)
+    );
+
+    // The next command to open the engine finds the job's process gone: it marks the job
+    // Failed and says so, once.
+    let run = on_host(&state, &["jobs", "--vm", VM]);
+    let warning = run.success_with_warning().to_owned();
+    let run = on_host(&state, &["jobs", "--json", "--vm", VM]).success();
+    let doc = run.json();
+    assert_eq!(doc["warnings"], json!([]), "recovery happens once\n{run}");
+    let jobs = doc["jobs"].as_array().expect("jobs");
+    assert_eq!(jobs.len(), 1, "{run}");
+    let job = &jobs[0];
+    let id = u64_of(job, "/id");
+    assert!(
+        warning.starts_with(&format!("marked interrupted job(s) {id} as Failed")),
+        "{warning}"
+    );
+    assert_eq!(job["operation"], json!("backup"), "{run}");
+    assert_eq!(job["status"], json!("failed"), "{run}");
+    assert_eq!(job["point"], Value::Null, "{run}");
+    assert!(job["ended"].is_string(), "{run}");
+    let interrupted = |v: &Value| v.as_str().is_some_and(|e| e.starts_with("interrupted: "));
+    assert!(interrupted(&job["error"]), "{run}");
+    let subtasks = job["subtasks"].as_array().expect("subtasks");
+    assert_eq!(subtasks.len(), 2, "{run}");
+    assert_eq!(subtasks[0]["kind"], json!("snapshot"), "{run}");
+    assert_eq!(subtasks[0]["status"], json!("completed"), "{run}");
+    assert_eq!(subtasks[1]["kind"], json!("transfer"), "{run}");
+    assert_eq!(subtasks[1]["status"], json!("failed"), "{run}");
+    assert!(interrupted(&subtasks[1]["error"]), "{run}");
+
+    // No vault point: the killed job's snapshot, committed before its transfer began, is the
+    // only point, and only in the snapshot tier.
+    let run = on_host(&state, &["points", "--json", "--vault", arg(&vault)]).success();
+    let doc = run.json();
+    assert_eq!(doc["warnings"], json!([]), "{run}");
+    let listed = doc["points"].as_array().expect("points");
+    assert_eq!(listed.len(), 1, "{run}");
+    assert_eq!(listed[0]["tiers"], json!(["snapshot"]), "{run}");
+    let run = on_host(
+        &state,
+        &[
+            "restore",
+            "--vault",
+            arg(&vault),
+            "--vm",
+            VM,
+            "--to",
+            arg(&sb.path("none")),
+            "--from",
+            "vault",
+        ],
+    );
+    assert!(run.failure(3).contains("vault"), "{run}");
+
+    // The next backup: its Snapshot finds nothing changed since the killed job's snapshot, its
+    // Transfer sends only what had not landed.
+    let mut args = vec!["backup", "--json"];
+    args.extend(backup_args);
+    let run = on_host(&state, &args).success();
+    let doc = run.json();
+    assert_eq!(doc["warnings"], json!([]), "{run}");
+    assert_eq!(doc["job"]["status"], json!("completed"), "{run}");
+    let snapshot = &doc["job"]["subtasks"][0];
+    assert_eq!(u64_of(snapshot, "/bytes_changed"), 0, "{run}");
+    assert_eq!(u64_of(snapshot, "/bytes_uploaded"), 0, "{run}");
+    let id = doc["point"]["id"].clone();
+    let run = on_host(&state, &["points", "--json", "--vault", arg(&vault)]).success();
+    let listed = run.json()["points"].clone();
+    let vaulted = listed
+        .as_array()
+        .and_then(|all| all.iter().find(|p| p["id"] == id))
+        .unwrap_or_else(|| panic!("{id} is not listed\n{run}"));
+    assert_eq!(vaulted["tiers"], json!(["snapshot", "vault"]), "{run}");
+    assert_eq!(
+        vaulted["parent"],
+        Value::Null,
+        "the first vault point\n{run}"
+    );
+    let stored = u64_of(vaulted, "/stats/chunks_stored");
     // One upload was in flight at the kill: it may have landed after its journal entry was
     // due, so at most one chunk is sent twice.
     let missing = BLOCKS - before as u64;
@@ -93,8 +175,31 @@ fn a_backup_killed_mid_transfer_commits_nothing_and_the_next_sends_only_the_rest
         stored == missing || stored == missing + 1,
         "{before} chunks had landed, yet the retry stored {stored} of {BLOCKS}"
     );
+    assert_eq!(
+        u64_of(&doc, "/job/subtasks/1/bytes_uploaded"),
+        u64_of(vaulted, "/stats/bytes_stored"),
+        "the transfer uploaded what the vault stored"
+    );
     assert_eq!(landed(&vault) as u64, BLOCKS);
+
+    // The vault copy restores byte for byte.
     let out = sb.path("out");
-    restore(&vault, VM, &out, &[]);
+    let run = on_host(
+        &state,
+        &[
+            "restore",
+            "--json",
+            "--vault",
+            arg(&vault),
+            "--vm",
+            VM,
+            "--to",
+            arg(&out),
+            "--from",
+            "vault",
+        ],
+    )
+    .success();
+    assert_eq!(run.json()["point"], id, "{run}");
     assert!(std::fs::read(out.join("disk.img")).expect("read") == disk.content());
 }

@@ -54,11 +54,37 @@ fn every_kind_of_failure_is_one_json_object_on_stderr() {
             "blockvault vault init",
         ),
     ];
-    // An integrity failure: a chunk of the point is damaged.
+    // An integrity failure: a chunk of the point is damaged in the vault, and the restore is
+    // asked to read the vault (by default it reads the intact snapshot tier).
     let block = &disk.content()[20 * MIB as usize..(20 * MIB + 64 * KIB) as usize];
     flip_middle(&chunk_file(&vault, block), 8);
     let out = sb.path("o2");
-    cases.push((restore_args(v, arg(&out)), 4, "offset"));
+    cases.push((
+        [restore_args(v, arg(&out)), vec!["--from", "vault"]].concat(),
+        4,
+        "offset",
+    ));
+    // A tier that does not have the point is "not found".
+    let o3 = sb.path("o3");
+    let no_snapshots = sb.path("no-snapshots");
+    cases.push((
+        vec![
+            "restore",
+            "--json",
+            "--vault",
+            v,
+            "--vm",
+            VM,
+            "--to",
+            arg(&o3),
+            "--from",
+            "snapshot",
+            "--snapshot-dir",
+            arg(&no_snapshots),
+        ],
+        3,
+        "snapshot",
+    ));
 
     for (args, code, needle) in cases {
         let run = blockvault(&args);
@@ -66,8 +92,10 @@ fn every_kind_of_failure_is_one_json_object_on_stderr() {
         assert!(message.contains(needle), "{needle:?}\n{run}");
     }
     assert!(entries(&out).is_empty());
+    assert!(entries(&o3).is_empty());
 
-    // Success with --json is one document on stdout and nothing on stderr.
+    // Success with --json is one document on stdout and nothing on stderr: the job with both
+    // subtasks, and the point.
     disk.write(0, &noise(4 * KIB, 60));
     let run = blockvault([
         "backup",
@@ -82,7 +110,28 @@ fn every_kind_of_failure_is_one_json_object_on_stderr() {
     .success();
     let doc = run.json();
     assert!(doc["point"]["id"].is_string(), "{run}");
-    assert!(doc["elapsed_seconds"].is_number(), "{run}");
+    assert_eq!(doc["warnings"], serde_json::json!([]), "{run}");
+    let job = &doc["job"];
+    assert!(job["id"].is_u64(), "{run}");
+    assert_eq!(job["vm"], VM, "{run}");
+    assert_eq!(job["operation"], "backup", "{run}");
+    assert_eq!(job["status"], "completed", "{run}");
+    assert_eq!(job["point"], doc["point"]["id"], "{run}");
+    assert_eq!(job["error"], serde_json::Value::Null, "{run}");
+    for field in ["started", "ended"] {
+        let time = job[field].as_str().unwrap_or_default();
+        assert!(time.parse::<jiff::Timestamp>().is_ok(), "{field}\n{run}");
+    }
+    let subtasks = job["subtasks"].as_array().expect("subtasks");
+    assert_eq!(subtasks.len(), 2, "{run}");
+    for (subtask, kind) in subtasks.iter().zip(["snapshot", "transfer"]) {
+        assert_eq!(subtask["kind"], kind, "{run}");
+        assert_eq!(subtask["status"], "completed", "{run}");
+        assert_eq!(subtask["error"], serde_json::Value::Null, "{run}");
+        for field in ["bytes_scanned", "bytes_changed", "bytes_uploaded"] {
+            assert!(subtask[field].is_u64(), "{kind} {field}\n{run}");
+        }
+    }
 }
 
 #[test]

@@ -27,15 +27,19 @@ fn a_vm_with_two_disks_restores_both_at_the_default_block_size() {
         nonzero_bytes(root.content(), 4 * MIB) + nonzero_bytes(data.content(), 4 * MIB)
     );
 
-    let to = sb.path("restored");
-    let report = restore(&vault, "db01", &to, &[]);
-    assert_eq!(report["disks"][0]["name"], json!("root.img"));
-    assert_eq!(report["disks"][1]["name"], json!("data.img"));
-    assert_eq!(entries(&to), ["data.img", "root.img"]);
-    assert_image(&to.join("root.img"), root.content());
-    assert_image(&to.join("data.img"), data.content());
-    assert_sparse(&to.join("root.img"), nonzero_bytes(root.content(), 4 * MIB));
-    assert_sparse(&to.join("data.img"), nonzero_bytes(data.content(), 4 * MIB));
+    // From each tier: the transfer carried both disks' maps to the vault.
+    for from in ["snapshot", "vault"] {
+        let to = sb.path(&format!("restored-from-{from}"));
+        let report = restore(&vault, "db01", &to, &["--from", from]);
+        assert_eq!(report["tier"], json!(from));
+        assert_eq!(report["disks"][0]["name"], json!("root.img"));
+        assert_eq!(report["disks"][1]["name"], json!("data.img"));
+        assert_eq!(entries(&to), ["data.img", "root.img"]);
+        assert_image(&to.join("root.img"), root.content());
+        assert_image(&to.join("data.img"), data.content());
+        assert_sparse(&to.join("root.img"), nonzero_bytes(root.content(), 4 * MIB));
+        assert_sparse(&to.join("data.img"), nonzero_bytes(data.content(), 4 * MIB));
+    }
 }
 
 #[test]

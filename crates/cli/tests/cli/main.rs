@@ -17,6 +17,7 @@ mod help;
 mod incremental;
 mod input_errors;
 mod interrupted;
+mod jobs;
 mod json_errors;
 mod layouts;
 mod restore_target;

@@ -39,7 +39,17 @@ fn every_point_restores_byte_identical_by_latest_id_prefix_and_time() {
         assert_eq!(point["disks"][0]["size"], json!(64 * MIB));
         assert_eq!(point["disks"][0]["block_size"], json!(BS));
         assert_eq!(point["stats"], reported["stats"]);
-        assert_eq!(point["tiers"], json!(["vault"]));
+        assert_eq!(point["tiers"], json!(["snapshot", "vault"]));
+        // The default two instant-restore days, as the catalog keeps it (to the microsecond).
+        let time: Timestamp = str_of(point, "/time").parse().expect("point time");
+        let until: Timestamp = str_of(point, "/snapshot_expires")
+            .parse()
+            .expect("snapshot expiry");
+        let due = time + jiff::SignedDuration::from_hours(48);
+        assert!(
+            until <= due && due.duration_since(until) < jiff::SignedDuration::from_micros(1),
+            "{until} is two days after {time}"
+        );
     }
     assert_eq!(listed[0]["parent"], Value::Null);
     assert_eq!(listed[1]["parent"], p1["id"]);
@@ -55,17 +65,24 @@ fn every_point_restores_byte_identical_by_latest_id_prefix_and_time() {
     assert!(u64_of(&listed[0], "/stats/bytes_stored") > 0);
     assert!(u64_of(&listed[1], "/stats/bytes_stored") > 0);
 
-    // The newest point by default.
-    let to = sb.path("latest");
-    let report = restore(&vault, VM, &to, &[]);
-    assert_eq!(report["point"], p2["id"]);
-    assert_eq!(report["vm"], json!(VM));
-    assert_eq!(report["disks"][0]["name"], json!("disk.img"));
-    assert_eq!(report["disks"][0]["size"], json!(64 * MIB));
-    assert!(u64_of(&report, "/disks/0/bytes_written") <= nonzero_bytes(&gen2, BS));
-    assert_eq!(entries(&to), ["disk.img"]);
-    assert_image(&to.join("disk.img"), &gen2);
-    assert_sparse(&to.join("disk.img"), nonzero_bytes(&gen2, BS));
+    // The newest point by default, from the snapshot tier (instant restore); and the same
+    // from the vault when asked.
+    for (name, from) in [("latest", "auto"), ("latest-vault", "vault")] {
+        let to = sb.path(name);
+        let report = restore(&vault, VM, &to, &["--from", from]);
+        assert_eq!(report["point"], p2["id"]);
+        assert_eq!(report["vm"], json!(VM));
+        let tier = if from == "auto" { "snapshot" } else { from };
+        assert_eq!(report["tier"], json!(tier), "{name}");
+        assert_eq!(report["in_place"], json!(false), "{name}");
+        assert!(report["job"].is_u64(), "{name}: {report}");
+        assert_eq!(report["disks"][0]["name"], json!("disk.img"));
+        assert_eq!(report["disks"][0]["size"], json!(64 * MIB));
+        assert!(u64_of(&report, "/disks/0/bytes_written") <= nonzero_bytes(&gen2, BS));
+        assert_eq!(entries(&to), ["disk.img"]);
+        assert_image(&to.join("disk.img"), &gen2);
+        assert_sparse(&to.join("disk.img"), nonzero_bytes(&gen2, BS));
+    }
 
     // The first point, named every way.
     let id1 = str_of(&p1, "/id");
@@ -90,12 +107,21 @@ fn every_point_restores_byte_identical_by_latest_id_prefix_and_time() {
         ("at-offset", ["--at", &mid_plus_two]),
     ];
     for (name, selector) in ways {
-        let to = sb.path(name);
-        let report = restore(&vault, VM, &to, &selector);
-        assert_eq!(report["point"], p1["id"], "{name}");
-        assert_eq!(entries(&to), ["disk.img"], "{name}");
-        assert_image(&to.join("disk.img"), &gen1);
-        assert_sparse(&to.join("disk.img"), nonzero_bytes(&gen1, BS));
+        // Each selector chooses among the points of either tier.
+        for from in ["snapshot", "vault"] {
+            let to = sb.path(&format!("{name}-{from}"));
+            let report = restore(
+                &vault,
+                VM,
+                &to,
+                &[&selector[..], &["--from", from]].concat(),
+            );
+            assert_eq!(report["point"], p1["id"], "{name} {from}");
+            assert_eq!(report["tier"], json!(from), "{name}");
+            assert_eq!(entries(&to), ["disk.img"], "{name} {from}");
+            assert_image(&to.join("disk.img"), &gen1);
+            assert_sparse(&to.join("disk.img"), nonzero_bytes(&gen1, BS));
+        }
     }
 
     // --at the second point's exact time, or a local time far ahead, is the second point.
@@ -123,16 +149,30 @@ fn points_text_lists_each_point_in_local_time() {
     let run = blockvault(["points", "--vault", arg(&vault)]).success();
     let lines: Vec<&str> = run.stdout.lines().collect();
     assert_eq!(lines.len(), 3, "header and two rows\n{run}");
-    for header in ["VM", "POINT", "TIME", "CONSISTENCY", "STORED", "TIERS"] {
+    for header in [
+        "VM",
+        "POINT",
+        "TIME",
+        "CONSISTENCY",
+        "STORED",
+        "TIERS",
+        "SNAPSHOT UNTIL",
+    ] {
         assert!(lines[0].contains(header), "{header}\n{run}");
     }
     for (line, vm, point) in [(lines[1], "alpha", &pa), (lines[2], "beta", &pb)] {
         assert!(line.starts_with(vm), "{run}");
         assert!(line.contains(str_of(point, "/id")), "{run}");
-        // TZ=UTC: local time is printed with its +00:00 offset.
-        assert!(line.contains("+00:00"), "{run}");
+        // TZ=UTC: local times are printed with their +00:00 offset.
+        let time: Timestamp = str_of(point, "/time").parse().expect("point time");
+        assert!(line.contains(&local(time)), "{run}");
+        let listed = &points(&vault, vm)[0];
+        let until: Timestamp = str_of(listed, "/snapshot_expires")
+            .parse()
+            .expect("snapshot expiry");
         assert!(
-            line.contains("crash-consistent") && line.ends_with("vault"),
+            line.contains("crash-consistent")
+                && line.ends_with(&format!("snapshot+vault  {}", local(until))),
             "{run}"
         );
     }
@@ -169,5 +209,12 @@ fn an_empty_vault_lists_no_points() {
     let run = blockvault(["points", "--vault", arg(&vault)]).success();
     assert_eq!(run.stdout.trim(), "no recovery points", "{run}");
     let run = blockvault(["points", "--json", "--vault", arg(&vault)]).success();
-    assert_eq!(run.json(), json!({ "points": [] }), "{run}");
+    assert_eq!(run.json(), json!({ "points": [], "warnings": [] }), "{run}");
+}
+
+/// A time as the text output prints it (here TZ=UTC).
+fn local(time: Timestamp) -> String {
+    time.to_zoned(jiff::tz::TimeZone::UTC)
+        .strftime("%Y-%m-%d %H:%M:%S %:z")
+        .to_string()
 }

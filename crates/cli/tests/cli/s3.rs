@@ -4,6 +4,8 @@
 use std::ffi::OsStr;
 use std::path::Path;
 
+use serde_json::json;
+
 use crate::support::{
     Sandbox, backup, blockvault, blockvault_with_env, points, restore, standard_disk,
 };
@@ -48,14 +50,26 @@ fn init_backup_list_and_restore_on_s3() {
     let listed = points(vault, VM);
     assert_eq!(listed.len(), 2);
     assert_eq!(listed[1]["id"], second["id"]);
+    for point in &listed {
+        assert_eq!(point["tiers"], json!(["snapshot", "vault"]), "{point}");
+    }
+    // The vault's record: the transfer to S3 also stored only the changed block.
+    assert_eq!(listed[1]["stats"]["chunks_stored"], 1, "{}", listed[1]);
 
+    // Both points from the S3 vault, and the latest from the snapshot tier as well.
     let latest = sb.path("latest");
-    restore(vault, VM, &latest, &[]);
+    let report = restore(vault, VM, &latest, &["--from", "vault"]);
+    assert_eq!(report["tier"], json!("vault"), "{report}");
     assert!(std::fs::read(latest.join("disk.img")).expect("read") == disk.content());
     let older = sb.path("older");
     let id = first["id"].as_str().expect("id");
-    restore(vault, VM, &older, &["--point", id]);
+    let report = restore(vault, VM, &older, &["--point", id, "--from", "vault"]);
+    assert_eq!(report["tier"], json!("vault"), "{report}");
     assert!(std::fs::read(older.join("disk.img")).expect("read") == gen0);
+    let instant = sb.path("instant");
+    let report = restore(vault, VM, &instant, &[]);
+    assert_eq!(report["tier"], json!("snapshot"), "{report}");
+    assert!(std::fs::read(instant.join("disk.img")).expect("read") == disk.content());
     // The second init of the same location is refused.
     let run = blockvault(["vault", "init", &location]);
     assert_eq!(run.code, 2, "{run}");

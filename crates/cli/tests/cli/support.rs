@@ -93,9 +93,11 @@ pub fn state_dir_for(args: &[std::ffi::OsString], env: &[(&str, &OsStr)]) -> Pat
         .position(|a| a == "--vault")
         .and_then(|i| args.get(i + 1))
         .or_else(|| {
+            // `vault init [FLAGS] LOCATION`: the first argument after `init` that is no flag.
             args.iter()
-                .position(|a| a == "init")
-                .and_then(|i| args.get(i + 1))
+                .skip_while(|a| *a != "init")
+                .skip(1)
+                .find(|a| !a.to_string_lossy().starts_with('-'))
         })
         .map(|a| a.to_string_lossy().into_owned())
         .or_else(|| {
@@ -232,7 +234,9 @@ impl Sandbox {
     }
 }
 
-/// `backup --json` of `disks` into `vault` as `vm`, checked; returns the committed point.
+/// `backup --json` of `disks` into `vault` as `vm`, checked: a Completed job without warnings.
+/// Returns the point as the Snapshot made it (its stats are the snapshot's; the vault's record,
+/// which `points` lists, counts what the transfer stored).
 pub fn backup(vault: &Path, vm: &str, disks: &[&Path], block_size: Option<&str>) -> Value {
     let mut args = vec!["backup", "--json", "--vault", arg(vault), "--vm", vm];
     for disk in disks {
@@ -244,10 +248,13 @@ pub fn backup(vault: &Path, vm: &str, disks: &[&Path], block_size: Option<&str>)
     let run = blockvault(&args).success();
     let doc = run.json();
     assert_eq!(doc["warnings"], serde_json::json!([]), "{run}");
+    assert_eq!(doc["job"]["status"], "completed", "{run}");
+    assert_eq!(doc["job"]["point"], doc["point"]["id"], "{run}");
     doc["point"].clone()
 }
 
-/// `restore --json` of `vm` into `to` with extra selector `args`, checked; returns the report.
+/// `restore --json` of `vm` into `to` with extra `args`, checked (no warning); returns the
+/// report.
 pub fn restore(vault: &Path, vm: &str, to: &Path, args: &[&str]) -> Value {
     let mut all = vec![
         "restore",
@@ -260,13 +267,17 @@ pub fn restore(vault: &Path, vm: &str, to: &Path, args: &[&str]) -> Value {
         arg(to),
     ];
     all.extend_from_slice(args);
-    blockvault(&all).success().json()
+    let run = blockvault(&all).success();
+    let doc = run.json();
+    assert_eq!(doc["warnings"], serde_json::json!([]), "{run}");
+    doc
 }
 
-/// The points of `vm` as `points --json` (all VMs) lists them, in its order.
+/// The points of `vm` as `points --json` (all VMs, no warning) lists them, in its order.
 pub fn points(vault: &Path, vm: &str) -> Vec<Value> {
     let run = blockvault(["points", "--json", "--vault", arg(vault)]).success();
     let doc = run.json();
+    assert_eq!(doc["warnings"], serde_json::json!([]), "{run}");
     let all = doc["points"]
         .as_array()
         .unwrap_or_else(|| panic!("no points array\n{run}"));
@@ -564,4 +575,32 @@ pub fn small_disk(path: &Path, seed: u64) -> Image {
     image.write(MIB, &noise(256 * KIB, seed));
     image.write(5 * MIB + 3, &text(64 * KIB, seed));
     image
+}
+
+// ---- the host: state directory and snapshot tier ---------------------------------------------
+
+/// The host state directory that [`blockvault`] gives runs on `vault` (see [`state_dir_for`]):
+/// the catalog, the locks and the snapshot tier of the vault's VMs.
+pub fn host_state(vault: &Path) -> PathBuf {
+    state_dir_for(&["--vault".into(), vault.as_os_str().to_owned()], &[])
+}
+
+/// The snapshot tier of `vm` on the host of `vault`: `STATE/snapshots/<vm>`, a directory in the
+/// vault format, so [`chunk_file`], [`map_file`] and [`chunk_files`] work on it.
+pub fn snapshot_tier(vault: &Path, vm: &str) -> PathBuf {
+    host_state(vault).join("snapshots").join(vm)
+}
+
+impl Run {
+    /// Asserts exit 0 with exactly one `warning: ` line on stderr (text output prints each
+    /// warning so; `--json` puts them in the document instead). Returns the warning, without
+    /// its `warning: ` prefix.
+    pub fn success_with_warning(&self) -> &str {
+        assert_eq!(self.code, 0, "expected success\n{self}");
+        let lines: Vec<&str> = self.stderr.lines().collect();
+        assert_eq!(lines.len(), 1, "expected one warning on stderr\n{self}");
+        lines[0]
+            .strip_prefix("warning: ")
+            .unwrap_or_else(|| panic!("not a warning line\n{self}"))
+    }
 }

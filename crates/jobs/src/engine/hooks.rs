@@ -4,7 +4,7 @@
 //! through the guest agent, or `virsh suspend`), the post-snapshot hook after the last one is
 //! read, whether or not the read succeeded, so a frozen VM is always thawed. Each runs as
 //! `sh -c COMMAND` with `BLOCKVAULT_VM`, `BLOCKVAULT_HOOK` (`pre` or `post`) and
-//! `BLOCKVAULT_DISKS` (the disk paths, one per line) in its environment, and must exit 0
+//! `BLOCKVAULT_DISKS` (the absolute disk paths, one per line) in its environment, and must exit 0
 //! within the timeout.
 
 use std::path::PathBuf;
@@ -64,7 +64,15 @@ pub(crate) async fn run(
         return Ok(());
     };
     let fail = |what: String| format!("{}-snapshot hook `{command}` {what}", hook.name());
-    let disks: Vec<String> = disks.iter().map(|d| d.display().to_string()).collect();
+    let disks: Vec<String> = disks
+        .iter()
+        .map(|d| {
+            std::path::absolute(d)
+                .unwrap_or_else(|_| d.clone())
+                .display()
+                .to_string()
+        })
+        .collect();
     let mut child = tokio::process::Command::new("sh")
         .arg("-c")
         .arg(command)

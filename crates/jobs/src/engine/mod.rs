@@ -167,11 +167,9 @@ impl Engine {
             .upsert_vm(&spec.vm, &location(vault), &disks, now)?;
         let mut warnings = Vec::new();
 
-        let snapshot = match self.snapshot(job, spec, &progress, &mut warnings).await {
+        let snapshot = match self.snapshot(job, spec, &progress, &mut warnings).await? {
             Ok(point) => point,
             Err(error) => {
-                self.catalog
-                    .fail_job(job, &error.to_string(), Timestamp::now())?;
                 job_lock.remove();
                 return Ok(BackupOutcome {
                     job: self.catalog.job(job)?,
@@ -201,9 +199,51 @@ impl Engine {
         })
     }
 
-    /// The Snapshot subtask; on failure, the error for the job record (the subtask is then
-    /// marked by `fail_job`).
+    /// The Snapshot subtask, holding the VM's snapshot lock until the subtask is recorded as
+    /// ended (so the catalog never shows two Snapshots of one VM in progress at once). On
+    /// failure the job is failed, still under the lock, and the inner result is the error.
+    /// The outer `Err` is for catalog failures only.
     async fn snapshot(
+        &self,
+        job: JobId,
+        spec: &BackupSpec,
+        progress: &Arc<dyn Progress>,
+        warnings: &mut Vec<String>,
+    ) -> Result<Result<RecoveryPoint>> {
+        let path = self.vm_lock(&spec.vm, SubtaskKind::Snapshot);
+        let held = tokio::task::spawn_blocking(move || Lock::acquire(&path))
+            .await
+            .unwrap_or_else(|join| std::panic::resume_unwind(join.into_panic()));
+        let taken = match held {
+            Ok(_) => self.take_snapshot(job, spec, progress, warnings).await,
+            Err(e) => Err(e),
+        };
+        match taken {
+            Ok(point) => {
+                let stats = &point.stats;
+                self.catalog.finish_subtask(
+                    job,
+                    SubtaskKind::Snapshot,
+                    &SubtaskOutcome::completed(
+                        stats.bytes_scanned,
+                        stats.bytes_changed,
+                        stats.bytes_stored,
+                    ),
+                    Timestamp::now(),
+                )?;
+                Ok(Ok(point))
+            }
+            Err(error) => {
+                self.catalog
+                    .fail_job(job, &error.to_string(), Timestamp::now())?;
+                Ok(Err(error))
+            }
+        }
+        // `held` is released here.
+    }
+
+    /// The work of the Snapshot subtask, with the VM's snapshot lock held by the caller.
+    async fn take_snapshot(
         &self,
         job: JobId,
         spec: &BackupSpec,
@@ -218,10 +258,6 @@ impl Engine {
                 max: *INSTANT_RESTORE_DAYS.end(),
             });
         }
-        let path = self.vm_lock(vm, SubtaskKind::Snapshot);
-        let held = tokio::task::spawn_blocking(move || Lock::acquire(&path))
-            .await
-            .unwrap_or_else(|join| std::panic::resume_unwind(join.into_panic()))?;
         let started = Timestamp::now();
         self.catalog
             .start_subtask(job, SubtaskKind::Snapshot, started)?;
@@ -273,20 +309,6 @@ impl Engine {
         if let Err(e) = self.expire_snapshots(vm, Timestamp::now()).await {
             warnings.push(format!("could not expire old snapshots of {vm}: {e}"));
         }
-        let stats = &point.stats;
-        self.catalog.finish_subtask(
-            job,
-            SubtaskKind::Snapshot,
-            &SubtaskOutcome::completed(
-                stats.bytes_scanned,
-                stats.bytes_changed,
-                stats.bytes_stored,
-            ),
-            Timestamp::now(),
-        )?;
-        // Released only once the subtask is recorded as ended, so that the catalog never
-        // shows two Snapshots of one VM in progress at once.
-        drop(held);
         Ok(point)
     }
 
@@ -308,7 +330,11 @@ impl Engine {
                 .unfinished_jobs()?
                 .into_iter()
                 .filter(|j| j.id != job && j.vm == point.vm)
-                .find(|j| j.subtask(kind).is_some_and(|s| !s.status.is_done()))
+                // The holder: its transfer started (it may have just ended; the job has not).
+                .find(|j| {
+                    j.subtask(kind)
+                        .is_some_and(|s| s.status != crate::SubtaskStatus::Pending)
+                })
                 .map(|j| format!(" (job {})", j.id))
                 .unwrap_or_default();
             let reason = format!(

@@ -72,7 +72,7 @@ impl Engine {
         vault: Option<&Vault>,
         vm: &VmName,
     ) -> Result<(Vec<ListedPoint>, Vec<String>)> {
-        let (found, warnings) = self.find_points(vault, vm).await?;
+        let (found, warnings) = self.find_points(vault, vm, None).await?;
         let expiry: BTreeMap<PointId, Option<Timestamp>> = self
             .catalog
             .points(vm)?
@@ -101,6 +101,7 @@ impl Engine {
         &self,
         vault: Option<&Vault>,
         vm: &VmName,
+        from: Option<Tier>,
     ) -> Result<(TieredPoints, Vec<String>)> {
         let mut found = TieredPoints::default();
         let mut warnings = Vec::new();
@@ -123,8 +124,9 @@ impl Engine {
                     self.catalog.sync_tier(vm, Tier::Vault, &summaries)?;
                     found.add(remote, Tier::Vault);
                 }
-                // Without the vault, the snapshot tier alone can still answer.
-                Err(e) if !local.is_empty() => {
+                // Without the vault, the snapshot tier alone can still answer, unless the
+                // vault was asked for.
+                Err(e) if !local.is_empty() && from != Some(Tier::Vault) => {
                     warnings.push(format!(
                         "the vault is unreadable, using snapshots only: {e}"
                     ));
@@ -186,7 +188,7 @@ impl Engine {
         progress: Arc<dyn Progress>,
     ) -> Result<(RestoreReport, Tier, Vec<String>)> {
         let vm = &request.vm;
-        let (mut found, mut warnings) = self.find_points(vault, vm).await?;
+        let (mut found, mut warnings) = self.find_points(vault, vm, from).await?;
         if let Some(only) = from {
             let tiers = found.tiers.clone();
             found
