@@ -19,6 +19,12 @@
 #                followed by `sync disk.img` (an fsync of that file), timed
 #                together. blockvault's figure is its one restore figure.
 #
+# blockvault's backup is a job, as users run it: a Snapshot into its local
+# snapshot tier (under --state-dir WORK/blockvault/state), then a Transfer of
+# the new chunks from there to the repository; its restore reads the snapshot
+# tier (instant restore), as it does by default. Both live in the tool's
+# directory, which every step warms and fresh_repo deletes.
+#
 # Each of the N runs (default 3) does every operation for both tools one
 # after the other (the tool that goes first alternates between runs), so both
 # see the same machine state.
@@ -232,7 +238,7 @@ repo_dir() { echo "$WORK/$1/repo"; }
 fresh_repo() { # TOOL
   local repo
   repo=$(repo_dir "$1")
-  rm -rf "$repo" "$WORK/$1/base"
+  rm -rf "$repo" "$WORK/$1/base" "$WORK/$1/state"
   mkdir -p "$(dirname "$repo")"
   case $1 in
     blockvault) "$BV" vault init "$repo" >"$WORK/logs/$1-init.log" 2>&1 ||
@@ -250,7 +256,7 @@ backup() { # RUN TOOL OP(full|incremental) ARCHIVE_NAME
   case $tool in
     blockvault)
       timed "$run" "$tool" "$op" "$VM_DIR" "$WORK/$tool" "$DISK" -- \
-        "$BV" backup --vault "$repo" --vm bench --disk "$DISK" --json ;;
+        "$BV" --state-dir "$WORK/$tool/state" backup --vault "$repo" --vm bench --disk "$DISK" --json ;;
     borg)
       # shellcheck disable=SC2086  # BORG_CREATE_EXTRA is a word list on purpose
       timed "$run" "$tool" "$op" "$VM_DIR" "$WORK/$tool" "$DISK" -- \
@@ -285,7 +291,7 @@ restore() { # RUN TOOL
   case $tool in
     blockvault)
       timed "$run" "$tool" restore "$out" "$WORK/$tool" -- \
-        "$BV" restore --vault "$repo" --vm bench --to "$out" --json ;;
+        "$BV" --state-dir "$WORK/$tool/state" restore --vault "$repo" --vm bench --to "$out" --json ;;
     borg)
       timed "$run" "$tool" restore "$out" "$WORK/$tool" -- \
         bash -c "$BORG_RESTORE_SCRIPT" borg-restore "$repo::gen1" "$stamps" ;;
@@ -326,7 +332,7 @@ one_run() { # RUN
   for tool in "${order[@]}"; do backup "$run" "$tool" incremental gen1; done
   if has_tool blockvault; then
     # Sanity check (untimed): the vault lists its points; only the exit code counts.
-    "$BV" points --vault "$(repo_dir blockvault)" --vm bench --json >"$WORK/logs/run$run-blockvault-points.log" 2>&1 ||
+    "$BV" --state-dir "$WORK/blockvault/state" points --vault "$(repo_dir blockvault)" --vm bench --json >"$WORK/logs/run$run-blockvault-points.log" 2>&1 ||
       die "blockvault points failed (log: $WORK/logs/run$run-blockvault-points.log)"
   fi
 

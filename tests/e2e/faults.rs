@@ -252,6 +252,7 @@ async fn truncated_and_missing_chunks_fail_the_restore_and_keep_the_old_image() 
         target: out.clone(),
         overwrite: true,
         in_place: false,
+        known_content: Default::default(),
         options: TransferOptions::default(),
     };
     let err = vault

@@ -27,6 +27,7 @@ async fn restore_in_place(
         // Irrelevant in place.
         overwrite: false,
         in_place: true,
+        known_content: Default::default(),
         options: TransferOptions::default(),
     };
     vault.restore(&request, Arc::new(NoProgress)).await

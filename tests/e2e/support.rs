@@ -138,6 +138,7 @@ pub async fn restore(
         target: target.to_owned(),
         overwrite: false,
         in_place: false,
+        known_content: Default::default(),
         options: TransferOptions::default(),
     };
     vault.restore(&request, Arc::new(NoProgress)).await

@@ -274,6 +274,7 @@ mod tests {
             target: out.clone(),
             overwrite: false,
             in_place: false,
+            known_content: Default::default(),
             options: TransferOptions::default(),
         };
         vault

@@ -67,6 +67,21 @@ impl Vault {
         progress: &Arc<dyn Progress>,
     ) -> Result<Vec<RestoredDisk>> {
         let images: Vec<Arc<ImageFile>> = targets.into_iter().map(Arc::new).collect();
+        // A disk whose content the caller knows, in the point's shape, is not scanned.
+        let known: Vec<Option<BlockMap>> = point
+            .disks
+            .iter()
+            .zip(maps)
+            .map(|(disk, map)| {
+                request
+                    .known_content
+                    .get(&disk.name)
+                    .filter(|k| {
+                        k.disk_size() == map.disk_size() && k.block_size() == map.block_size()
+                    })
+                    .cloned()
+            })
+            .collect();
         let shapes: Vec<(u64, BlockSize)> = maps
             .iter()
             .map(|m| (m.disk_size(), m.block_size()))
@@ -74,20 +89,30 @@ impl Vault {
         let current = {
             let images = images.clone();
             let progress = Arc::clone(progress);
-            tokio::task::spawn_blocking(move || scan_all(&images, &shapes, progress.as_ref()))
-                .await
-                .unwrap_or_else(|join| std::panic::resume_unwind(join.into_panic()))?
+            tokio::task::spawn_blocking(move || {
+                scan_all(&images, &shapes, known, progress.as_ref())
+            })
+            .await
+            .unwrap_or_else(|join| std::panic::resume_unwind(join.into_panic()))?
         };
         let plans: Vec<Vec<BlockTarget>> = current
             .iter()
             .zip(maps)
-            .map(|(current, map)| changes(current, map))
+            .map(|((current, _), map)| changes(current, map))
             .collect();
         let total = plans.iter().flatten().map(|b| b.len as u64).sum();
         progress.begin("restore", total);
 
         let mut disks = Vec::with_capacity(maps.len());
-        for (((disk, map), image), plan) in point.disks.iter().zip(maps).zip(&images).zip(plans) {
+        let scanned = current.iter().map(|(_, bytes)| *bytes);
+        for ((((disk, map), image), plan), scanned) in point
+            .disks
+            .iter()
+            .zip(maps)
+            .zip(&images)
+            .zip(plans)
+            .zip(scanned)
+        {
             let written = self
                 .write_blocks(
                     &disk.name,
@@ -105,44 +130,66 @@ impl Vault {
                 bytes_written: written.bytes,
                 blocks: map.len() as u64,
                 blocks_changed: written.blocks,
+                bytes_scanned: scanned,
             });
         }
         Ok(disks)
     }
 }
 
+/// What a disk holds now: known from the caller, or to be found by scanning these blocks.
+enum Current {
+    Known(BlockMap),
+    Scan(DiskImage, Chunker, Vec<usize>),
+}
+
 /// Sets every disk to its point's size (`shapes`: disk size and block size, in disk order),
-/// then reads and hashes each one as a backup would: the current block maps.
+/// then reads and hashes each one as a backup would, unless its content is `known` (same
+/// shape, vouched for by the caller): the current block maps, with the bytes read for each.
 fn scan_all(
     images: &[Arc<ImageFile>],
     shapes: &[(u64, BlockSize)],
+    known: Vec<Option<BlockMap>>,
     progress: &dyn Progress,
-) -> Result<Vec<BlockMap>> {
+) -> Result<Vec<(BlockMap, u64)>> {
     let mut scans = Vec::with_capacity(images.len());
-    for (image, &(size, block_size)) in images.iter().zip(shapes) {
+    for ((image, &(size, block_size)), known) in images.iter().zip(shapes).zip(known) {
         let io = |e| Error::io(&image.path, e);
+        let len = image.file.metadata().map_err(io)?.len();
+        if let Some(map) = known.filter(|_| len == size) {
+            scans.push(Current::Known(map));
+            continue;
+        }
         // Only when it differs: a disk already right is not touched at all, not even its mtime.
-        if image.file.metadata().map_err(io)?.len() != size {
+        if len != size {
             image.file.set_len(size).map_err(io)?;
         }
         let disk = DiskImage::open(&image.path)?;
         let chunker = Chunker::new(block_size);
         let blocks = chunker.data_blocks(&disk)?;
-        scans.push((disk, chunker, blocks));
+        scans.push(Current::Scan(disk, chunker, blocks));
     }
     let total = scans
         .iter()
-        .map(|(disk, chunker, blocks)| chunker.bytes_of(disk, blocks))
+        .map(|scan| match scan {
+            Current::Known(_) => 0,
+            Current::Scan(disk, chunker, blocks) => chunker.bytes_of(disk, blocks),
+        })
         .sum();
     progress.begin("scan", total);
     let now = Timestamp::now();
     scans
-        .iter()
-        .map(|(disk, chunker, blocks)| {
-            chunker.scan_blocks(disk, blocks, now, |block| {
-                progress.advance(block.data.len() as u64);
-                Ok::<(), Error>(())
-            })
+        .into_iter()
+        .map(|scan| match scan {
+            Current::Known(map) => Ok((map, 0)),
+            Current::Scan(disk, chunker, blocks) => {
+                let bytes = chunker.bytes_of(&disk, &blocks);
+                let map = chunker.scan_blocks(&disk, &blocks, now, |block| {
+                    progress.advance(block.data.len() as u64);
+                    Ok::<(), Error>(())
+                })?;
+                Ok((map, bytes))
+            }
         })
         .collect()
 }

@@ -1,4 +1,5 @@
 use std::cell::RefCell;
+use std::collections::HashMap;
 use std::fs::{File, OpenOptions};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -29,6 +30,10 @@ pub struct RestoreRequest {
     /// Restore over the existing disk images, writing only the blocks that differ from the
     /// point (see [`Vault::restore`]).
     pub in_place: bool,
+    /// In place: the block maps the target disks are known to hold, by disk name (the caller
+    /// vouches for them, for example because it wrote the disk and nothing wrote to it since).
+    /// A disk found here is not scanned; the others are. Ignored unless in place.
+    pub known_content: HashMap<DiskName, BlockMap>,
     pub options: TransferOptions,
 }
 
@@ -54,6 +59,9 @@ pub struct RestoredDisk {
     /// Blocks written: into a new file, every non-zero block; in place, the blocks that differed
     /// from the point (rewritten, or punched back to a hole where the point has zeros).
     pub blocks_changed: u64,
+    /// In place: bytes of the existing disk read and hashed to find the blocks that differ (0
+    /// when its content was known, see [`RestoreRequest::known_content`]).
+    pub bytes_scanned: u64,
 }
 
 /// The file a disk is restored into before it is complete and renamed into place.
@@ -248,6 +256,7 @@ impl Vault {
                 bytes_written: written.bytes,
                 blocks: maps[n].len() as u64,
                 blocks_changed: written.blocks,
+                bytes_scanned: 0,
             });
         }
         sync_dir(target)?;

@@ -38,6 +38,7 @@ pub async fn run(args: RestoreArgs, host: &Host, bar: Arc<Bar>) -> Result<Report
         target: args.to,
         overwrite: args.force,
         in_place: args.in_place,
+        known_content: Default::default(),
         options: crate::open::transfer(&args.vault.vault, args.transfer.concurrency),
     };
     let outcome = engine
@@ -52,7 +53,13 @@ pub async fn run(args: RestoreArgs, host: &Host, bar: Arc<Bar>) -> Result<Report
     let how = if request.in_place {
         let changed: u64 = report.disks.iter().map(|d| d.blocks_changed).sum();
         let blocks: u64 = report.disks.iter().map(|d| d.blocks).sum();
-        format!("rolled back in place ({changed} of {blocks} blocks rewritten)")
+        let scanned: u64 = report.disks.iter().map(|d| d.bytes_scanned).sum();
+        let how = if scanned == 0 {
+            "disks as blockvault last left them, no scan".to_owned()
+        } else {
+            format!("{} of the disks scanned", format::bytes(scanned))
+        };
+        format!("rolled back in place ({changed} of {blocks} blocks rewritten; {how})")
     } else {
         "restored".to_owned()
     };
@@ -83,6 +90,7 @@ pub async fn run(args: RestoreArgs, host: &Host, bar: Arc<Bar>) -> Result<Report
                 "bytes_written": d.bytes_written,
                 "blocks": d.blocks,
                 "blocks_changed": d.blocks_changed,
+                "bytes_scanned": d.bytes_scanned,
             })
         })
         .collect();

@@ -1,6 +1,7 @@
 //! The job engine: runs backups as Snapshot + Transfer jobs, restores from the best tier, and
 //! keeps the catalog telling the truth after crashes.
 
+mod disk_state;
 mod hooks;
 mod lock;
 mod recovery;
@@ -18,6 +19,7 @@ pub use self::hooks::Hooks;
 pub use self::recovery::Recovered;
 pub use self::restore::{ListedPoint, RestoreOutcome};
 
+use self::disk_state::{DiskState, DiskStates, FileStat};
 use self::hooks::Hook;
 use self::lock::Lock;
 use crate::{
@@ -282,6 +284,11 @@ impl Engine {
             },
             options: spec.options,
         };
+        // The disks' stats around the read: a disk nothing wrote to meanwhile is on record
+        // as holding this point (see `disk_state`), so a later in-place rollback skips its scan.
+        let read_at = Timestamp::now();
+        let before: Vec<Option<FileStat>> =
+            spec.disks.iter().map(|d| FileStat::of(d).ok()).collect();
         let taken = tier
             .backup(&request, Arc::new(Phase("snapshot", Arc::clone(progress))))
             .await;
@@ -301,6 +308,25 @@ impl Engine {
         };
         warnings.extend(report.warnings.iter().cloned());
         let point = report.point;
+        let states = DiskStates::new(&self.state_dir);
+        for ((path, before), disk) in spec.disks.iter().zip(before).zip(&point.disks) {
+            let after = FileStat::of(path).ok();
+            if let (Some(stat), Some(after)) = (before, after)
+                && stat == after
+                && stat.settled_at(read_at)
+                && let Ok(canonical) = std::fs::canonicalize(path)
+            {
+                states.record(&DiskState {
+                    path: canonical,
+                    stat,
+                    taken: read_at,
+                    vm: vm.clone(),
+                    point: point.id.clone(),
+                    disk: disk.name.clone(),
+                    map_digest: disk.map_digest.clone(),
+                });
+            }
+        }
         let expires =
             point.time + SignedDuration::from_hours(24 * i64::from(spec.instant_restore_days));
         let summary = PointSummary::from(&point);

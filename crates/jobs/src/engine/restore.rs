@@ -5,11 +5,14 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use blockvault_core::{PointId, RecoveryPoint, VmName};
+use std::path::Path;
+
+use blockvault_core::{BlockMap, DiskRecord, PointId, RecoveryPoint, VmName};
 use blockvault_vault::{PointSelector, Progress, RestoreReport, RestoreRequest, Vault};
 use jiff::Timestamp;
 
 use super::Engine;
+use super::disk_state::{DiskState, DiskStates, FileStat};
 use crate::{Error, Job, Operation, PointSummary, Result, Tier, Tiers};
 
 /// How a restore went.
@@ -209,20 +212,56 @@ impl Engine {
             .select(vm, &found.points)
             .map_err(Error::from)?;
         let tiers = found.tiers(&point.id);
-        let exact = RestoreRequest {
+        let mut exact = RestoreRequest {
             point: PointSelector::Id(point.id.to_string()),
             ..request.clone()
         };
+        let states = DiskStates::new(&self.state_dir);
+        if request.in_place {
+            // Disks whose content is on record need no scan. Every record of a target goes
+            // before anything is written: a restore that stops halfway leaves none behind.
+            for disk in &point.disks {
+                let path = request.target.join(disk.name.as_str());
+                if let Some(state) = states.lookup(&path)
+                    && let Some(map) = self.recorded_map(vault, &state).await
+                {
+                    exact.known_content.insert(disk.name.clone(), map);
+                }
+                states.forget(&path).map_err(|e| Error::lock(&path, e))?;
+            }
+        }
+        let (report, tier) = self
+            .read_point(vault, &exact, &point.id, tiers, progress, &mut warnings)
+            .await?;
+        if request.in_place {
+            for (disk, restored) in report.point.disks.iter().zip(&report.disks) {
+                record_written(&states, &report.point, disk, &restored.path).await;
+            }
+        }
+        Ok((report, tier, warnings))
+    }
+
+    /// Restores the point `exact` names from the snapshot tier when it is there (falling back
+    /// to the vault if that fails and the vault has it), else from the vault.
+    async fn read_point(
+        &self,
+        vault: Option<&Vault>,
+        exact: &RestoreRequest,
+        id: &PointId,
+        tiers: Tiers,
+        progress: Arc<dyn Progress>,
+        warnings: &mut Vec<String>,
+    ) -> Result<(RestoreReport, Tier)> {
+        let vm = &exact.vm;
         if tiers.has(Tier::Snapshot)
             && let Some(local) = self.snapshots.open(vm).await?
         {
-            match local.restore(&exact, Arc::clone(&progress)).await {
-                Ok(report) => return Ok((report, Tier::Snapshot, warnings)),
+            match local.restore(exact, Arc::clone(&progress)).await {
+                Ok(report) => return Ok((report, Tier::Snapshot)),
                 Err(e) if tiers.has(Tier::Vault) && vault.is_some() && !is_target_error(&e) => {
                     warnings.push(format!(
-                        "the snapshot tier could not restore point {}: {e}; restored from the \
-                         vault instead",
-                        point.id
+                        "the snapshot tier could not restore point {id}: {e}; restored from the \
+                         vault instead"
                     ));
                 }
                 Err(e) => return Err(e.into()),
@@ -231,14 +270,32 @@ impl Engine {
         let Some(vault) = vault else {
             return Err(Error::from(blockvault_vault::Error::UnknownPoint {
                 vm: vm.clone(),
-                point: format!(
-                    "{} (only in the vault, which could not be opened)",
-                    point.id
-                ),
+                point: format!("{id} (only in the vault, which could not be opened)"),
             }));
         };
-        let report = vault.restore(&exact, progress).await.map_err(Error::from)?;
-        Ok((report, Tier::Vault, warnings))
+        let report = vault.restore(exact, progress).await.map_err(Error::from)?;
+        Ok((report, Tier::Vault))
+    }
+
+    /// The block map a disk record names, from the snapshot tier or else the vault, checked
+    /// against the record's digest; `None` when neither has it intact (then the disk is
+    /// scanned).
+    async fn recorded_map(&self, vault: Option<&Vault>, state: &DiskState) -> Option<BlockMap> {
+        let local = self.snapshots.open(&state.vm).await.ok().flatten();
+        for store in local.iter().chain(vault).map(Vault::store) {
+            if let Ok(map) = store
+                .get_map(
+                    &state.vm,
+                    &state.point,
+                    &state.disk,
+                    Some(&state.map_digest),
+                )
+                .await
+            {
+                return Some(map);
+            }
+        }
+        None
     }
 }
 
@@ -249,4 +306,34 @@ fn is_target_error(e: &blockvault_vault::Error) -> bool {
         e,
         E::TargetExists { .. } | E::TargetNotAFile { .. } | E::TargetMissing { .. } | E::Io { .. }
     )
+}
+
+/// Records that the disk file at `path`, just written by an in-place restore of `point`, holds
+/// `disk`'s map: once its last change is [`MARGIN`](super::disk_state::MARGIN) old (waiting
+/// out the rest, a few tens of ms) and if nothing touched it meanwhile.
+async fn record_written(
+    states: &DiskStates,
+    point: &RecoveryPoint,
+    disk: &DiskRecord,
+    path: &Path,
+) {
+    let Ok(before) = FileStat::of(path) else {
+        return;
+    };
+    tokio::time::sleep(before.settles_in()).await;
+    let taken = Timestamp::now();
+    let (Ok(stat), Ok(canonical)) = (FileStat::of(path), std::fs::canonicalize(path)) else {
+        return;
+    };
+    if stat == before && stat.settled_at(taken) {
+        states.record(&DiskState {
+            path: canonical,
+            stat,
+            taken,
+            vm: point.vm.clone(),
+            point: point.id.clone(),
+            disk: disk.name.clone(),
+            map_digest: disk.map_digest.clone(),
+        });
+    }
 }

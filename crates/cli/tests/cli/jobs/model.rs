@@ -452,7 +452,7 @@ fn an_in_place_restore_rewrites_only_the_changed_blocks() {
     assert!(
         text_run
             .stdout
-            .contains("rolled back in place (0 of 1024 blocks rewritten)"),
+            .contains("rolled back in place (0 of 1024 blocks rewritten;"),
         "{text_run}"
     );
 }
@@ -477,4 +477,86 @@ fn points_of_all_vms_still_list_after_a_vms_first_backup_failed() {
     let doc = run.json();
     assert_eq!(doc["points"].as_array().map(Vec::len), Some(1), "{run}");
     assert_eq!(doc["points"][0]["id"], good["id"], "{run}");
+}
+
+/// Waits until a file written just now is old enough for its timestamps to vouch for it
+/// (blockvault trusts a disk's recorded content only once its change time is 50 ms old).
+fn settle() {
+    std::thread::sleep(std::time::Duration::from_millis(120));
+}
+
+#[test]
+fn rolling_back_between_points_skips_the_scan_only_while_the_disk_is_as_blockvault_left_it() {
+    const VM: &str = "bisect";
+    const BS: u64 = 64 * KIB;
+    let sb = Sandbox::new();
+    let vault = sb.init_vault();
+    let live = sb.path("live");
+    fs::create_dir(&live).expect("mkdir");
+    let mut disk = standard_disk(&live.join("disk.img"));
+    let gen0 = disk.snapshot();
+    settle();
+    backup_job(&vault, VM, &[&disk.path], &["--block-size", "64KiB"]);
+    disk.write(20 * MIB + 3 * BS, &noise(BS, 91));
+    disk.write(50 * MIB, b"new file in a hole");
+    let gen1 = disk.snapshot();
+    settle();
+    backup_job(&vault, VM, &[&disk.path], &["--block-size", "64KiB"]);
+    let ids: Vec<String> = points(&vault, VM)
+        .iter()
+        .map(|p| str_of(p, "/id").to_owned())
+        .collect();
+    assert_eq!(ids.len(), 2);
+    let roll = |point: &str| {
+        let report = restore(&vault, VM, &live, &["--in-place", "--point", point]);
+        let disk = report["disks"][0].clone();
+        (
+            u64_of(&disk, "/bytes_scanned"),
+            u64_of(&disk, "/blocks_changed"),
+        )
+    };
+
+    // The snapshot read the disk while nothing wrote to it: it is on record as gen1, so the
+    // rollback to gen0 reads nothing and writes the two blocks.
+    assert_eq!(roll(&ids[0]), (0, 2));
+    assert_image(&disk.path, &gen0);
+    // The rollback recorded what it wrote: forward again, still no scan.
+    assert_eq!(roll(&ids[1]), (0, 2));
+    assert_image(&disk.path, &gen1);
+
+    // A write that keeps the size and puts the mtime back still moves the change time: the
+    // record no longer holds, the disk is scanned, and the stray block is repaired too.
+    let mtime = fs::metadata(&disk.path)
+        .expect("meta")
+        .modified()
+        .expect("mtime");
+    {
+        let file = fs::OpenOptions::new()
+            .write(true)
+            .open(&disk.path)
+            .expect("open");
+        std::os::unix::fs::FileExt::write_all_at(&file, b"stray", 30 * MIB).expect("write");
+        file.set_modified(mtime).expect("mtime back");
+    }
+    settle();
+    let (scanned, changed) = roll(&ids[0]);
+    assert!(
+        scanned > 0,
+        "a disk changed behind blockvault's back must be scanned"
+    );
+    assert_eq!(changed, 3);
+    assert_image(&disk.path, &gen0);
+
+    // A record whose map cannot be read (snapshot and vault copies of that point gone) falls
+    // back to a scan as well.
+    let tier = snapshot_tier(&vault, VM);
+    fs::remove_dir_all(tier.join("maps").join(VM).join(&ids[0])).expect("rm snapshot maps");
+    fs::remove_dir_all(vault.join("maps").join(VM).join(&ids[0])).expect("rm vault maps");
+    let (scanned, changed) = roll(&ids[1]);
+    assert!(
+        scanned > 0,
+        "an unreadable record must cost a scan, not a guess"
+    );
+    assert_eq!(changed, 2);
+    assert_image(&disk.path, &gen1);
 }
