@@ -94,8 +94,11 @@
 # blockvault runs as: blockvault --state-dir STATE vault init s3://B/P;
 # blockvault --state-dir STATE backup --vault s3://B/P --vm bench --disk
 # DATA_DIR/s3/vm/disk.img --json; blockvault --state-dir STATE restore --vault
-# s3://B/P --vm bench --to OUT --json (STATE fresh per run, kept from the
-# full backup to the restore: its chunk index starts empty).
+# s3://B/P --vm bench --from vault --to OUT --json (STATE fresh per run, kept
+# from the full backup to the restore: its chunk index starts empty). The
+# backup is a job: a Snapshot into the local snapshot tier under STATE, then a
+# Transfer of the new chunks to S3. The restore reads S3 (--from vault), like
+# the peers' restores; by default it would read the local snapshot tier.
 # restic runs as (RESTIC_PASSWORD set, RESTIC_CACHE_DIR fresh per run,
 # options -o s3.region=REGION -o s3.bucket-lookup=path): restic -r
 # s3:ENDPOINT/B/P init; restic backup disk.img (from DATA_DIR/s3/vm; default
@@ -506,7 +509,7 @@ restore() { # RUN TOOL
     blockvault)
       timed "$run" "$tool" restore "$out" "$dir" -- \
         "$BV" --state-dir "$dir/state" restore --vault "s3://$BUCKET/$PREFIX" --vm bench \
-        --to "$out" --json ;;
+        --from vault --to "$out" --json ;;
     restic)
       timed "$run" "$tool" restore "$out" "$dir" -- \
         bash -c "$RESTORE_SCRIPT" restic-restore "$stamps" \

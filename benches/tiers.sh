@@ -13,12 +13,16 @@
 #                of the disk (bench_image.py warm: pread of 4 MiB, no hashing)
 #                plus writing the changed blocks' bytes (dd of the same size
 #                with conv=fsync), timed separately and added.
-#   rollback     `restore --in-place` of the other generation's point over the
-#                disk (rewrites only the blocks that differ), against a full
-#                `restore` of the same point into an empty directory, both from
-#                the snapshot tier (the default), and a full restore from the
-#                vault (`--from vault`). Every restored image is checked with
-#                cmp (untimed).
+#   rollback     `restore --in-place` of one generation's point over the disk
+#                holding the other (rewrites only the blocks that differ), in
+#                two cases: the disk as blockvault left it (after its own
+#                in-place restore: no scan, the diff of two block maps), and a
+#                disk changed outside blockvault (a fresh copy of the other
+#                image: every data block read and hashed to find the churn);
+#                against a full `restore` of the same point into an empty
+#                directory from the snapshot tier (the default) and from the
+#                vault (`--from vault`). Every result is checked with cmp
+#                (untimed).
 #
 # Before every timed step, untimed: sync, drop the page cache, then read back
 # what the step reads (the disk's data extents, the snapshot tier and the
@@ -149,12 +153,25 @@ if [[ $last_gen == gen0 ]]; then P0=$p_last P1=$p_prev; else P0=$p_prev P1=$p_la
 if [[ $last_gen == gen0 ]]; then targets=(gen1 gen0); else targets=(gen0 gen1); fi
 for run in $(seq 1 "$RUNS"); do
   for target in "${targets[@]}"; do
-    if [[ $target == gen0 ]]; then point=$P0 image=$GEN0; else point=$P1 image=$GEN1; fi
-    log "run $run: roll back to $target in place, then restore it in full"
+    if [[ $target == gen0 ]]; then
+      point=$P0 image=$GEN0 other=$P1 other_image=$GEN1
+    else
+      point=$P1 image=$GEN1 other=$P0 other_image=$GEN0
+    fi
+    log "run $run: roll back to $target in place (scan, then as recorded), then restore it in full"
+    # A disk changed outside blockvault (a fresh copy): the rollback scans it.
+    cp --sparse=always "$other_image" "$DISK"
     prepare "$DISK" "$WORK/state"
     wall "$BV" -q restore --vm vm --point "$point" --in-place --to "$WORK/vm" >/dev/null
-    record "$run" blockvault rollback-in-place "$WALL"
+    record "$run" blockvault rollback-scan "$WALL"
     cmp "$DISK" "$image" || die "in-place restore of $target differs from $image"
+    # The disk as blockvault left it: forth and back between the points without a scan.
+    for step in "$other:$other_image" "$point:$image"; do
+      prepare "$DISK" "$WORK/state"
+      wall "$BV" -q restore --vm vm --point "${step%%:*}" --in-place --to "$WORK/vm" >/dev/null
+      record "$run" blockvault rollback-recorded "$WALL"
+      cmp "$DISK" "${step#*:}" || die "in-place restore differs from ${step#*:}"
+    done
 
     rm -rf "$WORK/out"
     prepare "$WORK/state"
@@ -174,15 +191,16 @@ done
 m() { median "$1" "$2" 4; }
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", a / b }'; }
 snap=$(m blockvault snapshot) floor=$(m floor snapshot)
-inplace=$(m blockvault rollback-in-place)
+scan=$(m blockvault rollback-scan) recorded=$(m blockvault rollback-recorded)
 full_snap=$(m blockvault restore-full-snapshot) full_vault=$(m blockvault restore-full-vault)
 {
   echo "| step | median (s) | reference | median (s) | ratio |"
   echo "| --- | ---: | --- | ---: | ---: |"
   echo "| Snapshot subtask, incremental (~1% churn) | $snap | read of the allocated data ($(m floor snapshot-read) s) + write of the changed blocks ($(m floor snapshot-write) s) | $floor | $(ratio "$snap" "$floor") of the floor |"
-  echo "| in-place rollback of the churn | $inplace | full restore from the snapshot tier | $full_snap | $(ratio "$full_snap" "$inplace")x faster |"
-  echo "| in-place rollback of the churn | $inplace | full restore from the vault | $full_vault | $(ratio "$full_vault" "$inplace")x faster |"
+  echo "| in-place rollback, disk as blockvault left it (no scan) | $recorded | full restore from the snapshot tier | $full_snap | $(ratio "$full_snap" "$recorded")x faster |"
+  echo "| in-place rollback, disk as blockvault left it (no scan) | $recorded | full restore from the vault | $full_vault | $(ratio "$full_vault" "$recorded")x faster |"
+  echo "| in-place rollback, disk changed outside blockvault (scan) | $scan | full restore from the snapshot tier | $full_snap | $(ratio "$full_snap" "$scan")x faster |"
   echo
-  echo "$RUNS runs, $((2 * RUNS)) samples per line; $(nproc) cores, $(uname -sr), $(df -T "$WORK" | awk 'NR == 2 { print $2 }');"
+  echo "$RUNS runs, $((2 * RUNS)) samples per line ($((4 * RUNS)) for the rollback without a scan); $(nproc) cores, $(uname -sr), $(df -T "$WORK" | awk 'NR == 2 { print $2 }');"
   echo "command: benches/tiers.sh --runs $RUNS"
 } | tee "$OUT"

@@ -38,6 +38,8 @@ pub struct BackupReport {
     pub elapsed: Duration,
     /// Things the user should know that did not stop the backup.
     pub warnings: Vec<String>,
+    /// The chunks this backup wrote (encoded from blocks it had just hashed).
+    pub new_chunks: Vec<ChunkId>,
 }
 
 /// A chunk on its way from the scan to the upload stage.
@@ -198,10 +200,10 @@ impl Vault {
         };
         let (scan, upload) = tokio::join!(scan, upload);
         let scan = scan.unwrap_or_else(|join| std::panic::resume_unwind(join.into_panic()));
+        let landed = landed.into_inner().unwrap_or_else(PoisonError::into_inner);
         if let Some(index) = index {
             // Whatever landed is in the vault now, whether or not this backup commits.
-            let landed = landed.into_inner().unwrap_or_else(PoisonError::into_inner);
-            Arc::unwrap_or_clone(index).add_and_save(landed)?;
+            Arc::unwrap_or_clone(index).add_and_save(landed.iter().copied())?;
         }
         // An upload failure stops the scan too; report the cause, not the echo.
         let (bytes_stored, chunks_stored) = upload?;
@@ -244,6 +246,7 @@ impl Vault {
             point,
             elapsed: started.elapsed(),
             warnings,
+            new_chunks: landed,
         })
     }
 

@@ -51,6 +51,12 @@ impl Vault {
     /// Copies `point` of `source` (the local snapshot tier) into this vault: the Transfer
     /// subtask of a backup job.
     ///
+    /// Every chunk read from `source` is decoded and checked against its id before it is
+    /// uploaded, except those in `fresh`: chunks the caller wrote into `source` itself moments
+    /// before (the Snapshot of the same job, [`BackupReport::new_chunks`](crate::BackupReport)),
+    /// encoded from blocks it had just hashed. Chunks that sat in the snapshot tier since an
+    /// earlier snapshot are always checked, so local damage never reaches the vault.
+    ///
     /// The point's maps are complete descriptions of its disks, so the copy captures all churn
     /// since this vault's newest point of the VM, whatever snapshots were taken (and not
     /// transferred) in between. Only chunks this vault is not known to hold are copied (known:
@@ -65,6 +71,7 @@ impl Vault {
         &self,
         source: &Vault,
         point: &RecoveryPoint,
+        fresh: &HashSet<ChunkId>,
         options: TransferOptions,
         progress: Arc<dyn Progress>,
     ) -> Result<TransferReport> {
@@ -116,7 +123,15 @@ impl Vault {
         let journal = index.as_ref().map(|i| i.journal()).transpose()?;
         let landed = Mutex::new(Vec::new());
         let copied = self
-            .copy_chunks(source, todo, options, &journal, &landed, progress.as_ref())
+            .copy_chunks(
+                source,
+                todo,
+                fresh,
+                options,
+                &journal,
+                &landed,
+                progress.as_ref(),
+            )
             .await;
         if let Some(mut index) = index {
             // Whatever landed is in the vault now, whether or not this transfer commits.
@@ -155,6 +170,7 @@ impl Vault {
         &self,
         source: &Vault,
         todo: Vec<(ChunkId, u64)>,
+        fresh: &HashSet<ChunkId>,
         options: TransferOptions,
         journal: &Option<crate::Journal>,
         landed: &Mutex<Vec<ChunkId>>,
@@ -173,8 +189,10 @@ impl Vault {
                     return Ok(None);
                 }
                 let encoded: Bytes = source.store().get_chunk(&id).await?;
-                let checked = encoded.clone();
-                cpu::run(move || check_chunk(&checked, id)).await?;
+                if !fresh.contains(&id) {
+                    let checked = encoded.clone();
+                    cpu::run(move || check_chunk(&checked, id)).await?;
+                }
                 let size = encoded.len() as u64;
                 self.store().put_chunk(&id, encoded).await?;
                 if let Some(journal) = journal {

@@ -7,10 +7,11 @@ mod lock;
 mod recovery;
 mod restore;
 
+use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use blockvault_core::{BlockSize, Consistency, RecoveryPoint, VmName};
+use blockvault_core::{BlockSize, ChunkId, Consistency, RecoveryPoint, VmName};
 use blockvault_local::SnapshotTier;
 use blockvault_vault::{BackupRequest, Progress, TransferOptions, Vault};
 use jiff::{SignedDuration, Timestamp};
@@ -169,8 +170,8 @@ impl Engine {
             .upsert_vm(&spec.vm, &location(vault), &disks, now)?;
         let mut warnings = Vec::new();
 
-        let snapshot = match self.snapshot(job, spec, &progress, &mut warnings).await? {
-            Ok(point) => point,
+        let (snapshot, fresh) = match self.snapshot(job, spec, &progress, &mut warnings).await? {
+            Ok(taken) => taken,
             Err(error) => {
                 job_lock.remove();
                 return Ok(BackupOutcome {
@@ -185,6 +186,7 @@ impl Engine {
             job,
             vault,
             &snapshot,
+            &fresh,
             spec.options,
             &progress,
             &mut warnings,
@@ -211,7 +213,7 @@ impl Engine {
         spec: &BackupSpec,
         progress: &Arc<dyn Progress>,
         warnings: &mut Vec<String>,
-    ) -> Result<Result<RecoveryPoint>> {
+    ) -> Result<Result<(RecoveryPoint, HashSet<ChunkId>)>> {
         let path = self.vm_lock(&spec.vm, SubtaskKind::Snapshot);
         let held = tokio::task::spawn_blocking(move || Lock::acquire(&path))
             .await
@@ -221,7 +223,7 @@ impl Engine {
             Err(e) => Err(e),
         };
         match taken {
-            Ok(point) => {
+            Ok((point, fresh)) => {
                 let stats = &point.stats;
                 self.catalog.finish_subtask(
                     job,
@@ -233,7 +235,7 @@ impl Engine {
                     ),
                     Timestamp::now(),
                 )?;
-                Ok(Ok(point))
+                Ok(Ok((point, fresh)))
             }
             Err(error) => {
                 self.catalog
@@ -244,14 +246,15 @@ impl Engine {
         // `held` is released here.
     }
 
-    /// The work of the Snapshot subtask, with the VM's snapshot lock held by the caller.
+    /// The work of the Snapshot subtask, with the VM's snapshot lock held by the caller: the
+    /// point, and the chunks it wrote to the snapshot tier.
     async fn take_snapshot(
         &self,
         job: JobId,
         spec: &BackupSpec,
         progress: &Arc<dyn Progress>,
         warnings: &mut Vec<String>,
-    ) -> Result<RecoveryPoint> {
+    ) -> Result<(RecoveryPoint, HashSet<ChunkId>)> {
         let vm = &spec.vm;
         if !INSTANT_RESTORE_DAYS.contains(&spec.instant_restore_days) {
             return Err(crate::Error::InstantRestoreDays {
@@ -307,6 +310,7 @@ impl Engine {
             }
         };
         warnings.extend(report.warnings.iter().cloned());
+        let fresh: HashSet<ChunkId> = report.new_chunks.into_iter().collect();
         let point = report.point;
         let states = DiskStates::new(&self.state_dir);
         for ((path, before), disk) in spec.disks.iter().zip(before).zip(&point.disks) {
@@ -335,7 +339,7 @@ impl Engine {
         if let Err(e) = self.expire_snapshots(vm, Timestamp::now()).await {
             warnings.push(format!("could not expire old snapshots of {vm}: {e}"));
         }
-        Ok(point)
+        Ok((point, fresh))
     }
 
     /// The Transfer subtask. Its failure is recorded on the subtask (the job then completes
@@ -345,6 +349,7 @@ impl Engine {
         job: JobId,
         vault: std::result::Result<&Vault, &VaultUnavailable>,
         point: &RecoveryPoint,
+        fresh: &HashSet<ChunkId>,
         options: TransferOptions,
         progress: &Arc<dyn Progress>,
         warnings: &mut Vec<String>,
@@ -386,6 +391,7 @@ impl Engine {
                 .transfer(
                     &tier,
                     point,
+                    fresh,
                     options,
                     Arc::new(Phase("transfer", Arc::clone(progress))),
                 )

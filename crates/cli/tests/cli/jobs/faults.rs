@@ -541,3 +541,50 @@ fn two_backups_of_one_vm_started_together_never_run_two_transfers_at_once() {
     restore(&vault, VM, &out, &["--from", "vault"]);
     assert_image(&out.join("disk.img"), disk.content());
 }
+
+/// A transfer copies chunks as the snapshot tier stored them, but one that sat there since an
+/// earlier snapshot is decoded and checked first: local damage fails the transfer (the job
+/// completes with warning) and never reaches the vault.
+#[test]
+fn a_damaged_older_snapshot_chunk_is_not_uploaded() {
+    const VM: &str = "rotten";
+    let sb = Sandbox::new();
+    let vault = sb.init_vault();
+    let mut disk = small_disk(&sb.path("disk.img"), 12);
+    backup(&vault, VM, &[&disk.path], Some("64KiB"));
+    disk.write(2 * MIB, &noise(128 * KIB, 83));
+    let churned = disk.snapshot();
+
+    // The churn reaches only the snapshot tier: the vault cannot take chunks.
+    let chunks = vault.join("chunks");
+    let away = sb.path("chunks.away");
+    fs::rename(&chunks, &away).expect("move chunks away");
+    fs::write(&chunks, b"not a directory").expect("a file in its place");
+    let mut args = backup_args(&vault, VM, &[&disk.path], &[]);
+    args.push("--json".to_owned());
+    assert_eq!(blockvault(&args).code, 5);
+    fs::remove_file(&chunks).expect("remove the file");
+    fs::rename(&away, &chunks).expect("chunks back");
+
+    // One of the churned blocks rots in the snapshot tier.
+    let block = &churned[(2 * MIB) as usize..(2 * MIB + 64 * KIB) as usize];
+    let rotten = chunk_file(&snapshot_tier(&vault, VM), block);
+    flip_middle(&rotten, 16);
+
+    // The next backup sees no change (its snapshot writes nothing new), so its transfer must
+    // copy the older snapshot's chunks, and finds the damage.
+    let run = blockvault(&args);
+    assert_eq!(run.code, 5, "completed with warning\n{run}");
+    let doc = run.json();
+    let transfer = subtask(&doc["job"], "transfer");
+    assert_eq!(transfer["status"], "failed", "{run}");
+    assert!(str_of(transfer, "/error").contains("corrupt"), "{run}");
+    assert!(
+        !vault_holds(&vault, block),
+        "the damaged chunk must not reach the vault"
+    );
+}
+
+fn vault_holds(vault: &std::path::Path, block: &[u8]) -> bool {
+    chunk_file(vault, block).exists()
+}
