@@ -25,6 +25,26 @@ pub struct TransferReport {
     pub warnings: Vec<String>,
 }
 
+/// The chunks a transfer put in the vault, as they land: journaled (when the vault has a
+/// chunk index on this host) and collected for the index.
+struct Landed {
+    journal: Option<crate::Journal>,
+    ids: Mutex<Vec<ChunkId>>,
+}
+
+impl Landed {
+    fn record(&self, id: ChunkId) -> Result<()> {
+        if let Some(journal) = &self.journal {
+            journal.record(&id)?;
+        }
+        self.ids
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .push(id);
+        Ok(())
+    }
+}
+
 thread_local! {
     /// One zstd context and one block buffer per rayon worker, reused for every check.
     static CHECKER: RefCell<Option<(ChunkDecoder, Vec<u8>)>> = const { RefCell::new(None) };
@@ -120,23 +140,20 @@ impl Vault {
         }
         progress.begin("transfer", todo.iter().map(|(_, len)| len).sum());
 
-        let journal = index.as_ref().map(|i| i.journal()).transpose()?;
-        let landed = Mutex::new(Vec::new());
+        let landed = Landed {
+            journal: index.as_ref().map(|i| i.journal()).transpose()?,
+            ids: Mutex::new(Vec::new()),
+        };
         let copied = self
-            .copy_chunks(
-                source,
-                todo,
-                fresh,
-                options,
-                &journal,
-                &landed,
-                progress.as_ref(),
-            )
+            .copy_chunks(source, todo, fresh, options, &landed, progress.as_ref())
             .await;
         if let Some(mut index) = index {
             // Whatever landed is in the vault now, whether or not this transfer commits.
-            let landed = landed.into_inner().unwrap_or_else(PoisonError::into_inner);
-            index.add_and_save(landed)?;
+            let ids = landed
+                .ids
+                .into_inner()
+                .unwrap_or_else(PoisonError::into_inner);
+            index.add_and_save(ids)?;
         }
         let (bytes_stored, chunks_stored) = copied?;
 
@@ -172,11 +189,10 @@ impl Vault {
         todo: Vec<(ChunkId, u64)>,
         fresh: &HashSet<ChunkId>,
         options: TransferOptions,
-        journal: &Option<crate::Journal>,
-        landed: &Mutex<Vec<ChunkId>>,
+        landed: &Landed,
         progress: &dyn Progress,
     ) -> Result<(u64, u64)> {
-        let ask_store = journal.is_none();
+        let ask_store = landed.journal.is_none();
         let stop = AtomicBool::new(false);
         let stop = &stop;
         let mut copies = futures::stream::iter(todo)
@@ -195,13 +211,7 @@ impl Vault {
                 }
                 let size = encoded.len() as u64;
                 self.store().put_chunk(&id, encoded).await?;
-                if let Some(journal) = journal {
-                    journal.record(&id)?;
-                }
-                landed
-                    .lock()
-                    .unwrap_or_else(PoisonError::into_inner)
-                    .push(id);
+                landed.record(id)?;
                 progress.advance(len);
                 Ok::<_, Error>(Some(size))
             })

@@ -68,6 +68,14 @@ pub struct BackupOutcome {
     pub warnings: Vec<String>,
 }
 
+/// What a Snapshot subtask made: the point, and the chunks it wrote to the snapshot tier
+/// (which the Transfer copies without decoding them again).
+#[derive(Debug)]
+struct Taken {
+    point: RecoveryPoint,
+    fresh: HashSet<ChunkId>,
+}
+
 /// Progress of one subtask (labels the phases "snapshot" and "transfer").
 struct Phase(&'static str, Arc<dyn Progress>);
 
@@ -170,7 +178,7 @@ impl Engine {
             .upsert_vm(&spec.vm, &location(vault), &disks, now)?;
         let mut warnings = Vec::new();
 
-        let (snapshot, fresh) = match self.snapshot(job, spec, &progress, &mut warnings).await? {
+        let taken = match self.snapshot(job, spec, &progress, &mut warnings).await? {
             Ok(taken) => taken,
             Err(error) => {
                 job_lock.remove();
@@ -182,16 +190,9 @@ impl Engine {
                 });
             }
         };
-        self.transfer(
-            job,
-            vault,
-            &snapshot,
-            &fresh,
-            spec.options,
-            &progress,
-            &mut warnings,
-        )
-        .await?;
+        self.transfer(job, vault, &taken, spec.options, &progress, &mut warnings)
+            .await?;
+        let snapshot = taken.point;
         self.catalog
             .finish_job(job, Some(&snapshot.id), Timestamp::now())?;
         job_lock.remove();
@@ -213,7 +214,7 @@ impl Engine {
         spec: &BackupSpec,
         progress: &Arc<dyn Progress>,
         warnings: &mut Vec<String>,
-    ) -> Result<Result<(RecoveryPoint, HashSet<ChunkId>)>> {
+    ) -> Result<Result<Taken>> {
         let path = self.vm_lock(&spec.vm, SubtaskKind::Snapshot);
         let held = tokio::task::spawn_blocking(move || Lock::acquire(&path))
             .await
@@ -223,8 +224,8 @@ impl Engine {
             Err(e) => Err(e),
         };
         match taken {
-            Ok((point, fresh)) => {
-                let stats = &point.stats;
+            Ok(taken) => {
+                let stats = &taken.point.stats;
                 self.catalog.finish_subtask(
                     job,
                     SubtaskKind::Snapshot,
@@ -235,7 +236,7 @@ impl Engine {
                     ),
                     Timestamp::now(),
                 )?;
-                Ok(Ok((point, fresh)))
+                Ok(Ok(taken))
             }
             Err(error) => {
                 self.catalog
@@ -254,7 +255,7 @@ impl Engine {
         spec: &BackupSpec,
         progress: &Arc<dyn Progress>,
         warnings: &mut Vec<String>,
-    ) -> Result<(RecoveryPoint, HashSet<ChunkId>)> {
+    ) -> Result<Taken> {
         let vm = &spec.vm;
         if !INSTANT_RESTORE_DAYS.contains(&spec.instant_restore_days) {
             return Err(crate::Error::InstantRestoreDays {
@@ -339,7 +340,7 @@ impl Engine {
         if let Err(e) = self.expire_snapshots(vm, Timestamp::now()).await {
             warnings.push(format!("could not expire old snapshots of {vm}: {e}"));
         }
-        Ok((point, fresh))
+        Ok(Taken { point, fresh })
     }
 
     /// The Transfer subtask. Its failure is recorded on the subtask (the job then completes
@@ -348,12 +349,12 @@ impl Engine {
         &self,
         job: JobId,
         vault: std::result::Result<&Vault, &VaultUnavailable>,
-        point: &RecoveryPoint,
-        fresh: &HashSet<ChunkId>,
+        taken: &Taken,
         options: TransferOptions,
         progress: &Arc<dyn Progress>,
         warnings: &mut Vec<String>,
     ) -> Result<()> {
+        let point = &taken.point;
         let kind = SubtaskKind::Transfer;
         let Some(_held) = Lock::try_acquire(&self.vm_lock(&point.vm, kind))? else {
             let running = self
@@ -391,7 +392,7 @@ impl Engine {
                 .transfer(
                     &tier,
                     point,
-                    fresh,
+                    &taken.fresh,
                     options,
                     Arc::new(Phase("transfer", Arc::clone(progress))),
                 )

@@ -585,6 +585,6 @@ fn a_damaged_older_snapshot_chunk_is_not_uploaded() {
     );
 }
 
-fn vault_holds(vault: &std::path::Path, block: &[u8]) -> bool {
+fn vault_holds(vault: &Path, block: &[u8]) -> bool {
     chunk_file(vault, block).exists()
 }
