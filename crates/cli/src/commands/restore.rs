@@ -59,7 +59,7 @@ pub async fn run(args: RestoreArgs, host: &Host, bar: Arc<Bar>) -> Result<Report
         } else {
             format!("{} of the disks scanned", format::bytes(scanned))
         };
-        format!("rolled back in place ({changed} of {blocks} blocks rewritten; {how})")
+        format!("rolled back in place ({changed} of {blocks} blocks rewritten; {how}) to")
     } else {
         "restored".to_owned()
     };
