@@ -296,36 +296,14 @@ impl Store {
 
     /// The VMs that have at least one point.
     pub async fn list_vms(&self) -> Result<Vec<VmName>> {
-        let root = layout::points_root();
-        let listing = self
-            .objects
-            .list_with_delimiter(Some(&root))
+        self.list_names(&layout::points_root(), Entries::Prefixes)
             .await
-            .map_err(|source| backend("list", &root, source))?;
-        let mut vms: Vec<VmName> = listing
-            .common_prefixes
-            .iter()
-            .filter_map(|p| p.filename().and_then(|n| VmName::new(n).ok()))
-            .collect();
-        vms.sort();
-        Ok(vms)
     }
 
     /// The ids of the committed points of `vm`, oldest first.
     pub async fn list_point_ids(&self, vm: &VmName) -> Result<Vec<PointId>> {
-        let prefix = layout::points_of(vm);
-        let listing = self
-            .objects
-            .list_with_delimiter(Some(&prefix))
+        self.list_names(&layout::points_of(vm), Entries::Objects)
             .await
-            .map_err(|source| backend("list", &prefix, source))?;
-        let mut ids: Vec<PointId> = listing
-            .objects
-            .iter()
-            .filter_map(|o| o.location.filename().and_then(|n| n.parse().ok()))
-            .collect();
-        ids.sort();
-        Ok(ids)
     }
 
     /// The committed points of `vm`, oldest first.
@@ -369,19 +347,8 @@ impl Store {
     /// The ids under which `vm` has block maps: its points, and backups that wrote maps but
     /// never committed.
     pub async fn list_map_point_ids(&self, vm: &VmName) -> Result<Vec<PointId>> {
-        let prefix = layout::maps_of_vm(vm);
-        let listing = self
-            .objects
-            .list_with_delimiter(Some(&prefix))
+        self.list_names(&layout::maps_of_vm(vm), Entries::Prefixes)
             .await
-            .map_err(|source| backend("list", &prefix, source))?;
-        let mut ids: Vec<PointId> = listing
-            .common_prefixes
-            .iter()
-            .filter_map(|p| p.filename().and_then(|n| n.parse().ok()))
-            .collect();
-        ids.sort();
-        Ok(ids)
     }
 
     /// Removes chunk `id`. Only garbage collection may call this, and only for a chunk no live
@@ -391,6 +358,30 @@ impl Store {
     }
 
     // ---- plumbing ---------------------------------------------------------------------------
+
+    /// The last path segments of the objects or of the sub-prefixes right under `prefix` that
+    /// parse as `T`, sorted (others are skipped).
+    async fn list_names<T: std::str::FromStr + Ord>(
+        &self,
+        prefix: &Path,
+        entries: Entries,
+    ) -> Result<Vec<T>> {
+        let listing = self
+            .objects
+            .list_with_delimiter(Some(prefix))
+            .await
+            .map_err(|source| backend("list", prefix, source))?;
+        let paths: Vec<&Path> = match entries {
+            Entries::Objects => listing.objects.iter().map(|o| &o.location).collect(),
+            Entries::Prefixes => listing.common_prefixes.iter().collect(),
+        };
+        let mut names: Vec<T> = paths
+            .into_iter()
+            .filter_map(|p| p.filename().and_then(|n| n.parse().ok()))
+            .collect();
+        names.sort();
+        Ok(names)
+    }
 
     async fn put(&self, key: &Path, bytes: Bytes) -> Result<()> {
         if bytes.len() > self.multipart_threshold {
@@ -447,4 +438,10 @@ fn backend(op: &'static str, key: &Path, source: object_store::Error) -> Error {
         key: key.to_string(),
         source,
     }
+}
+
+/// What [`Store::list_names`] lists under a prefix.
+enum Entries {
+    Objects,
+    Prefixes,
 }

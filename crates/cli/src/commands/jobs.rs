@@ -91,25 +91,7 @@ fn table(jobs: &[Job], now: Timestamp) -> String {
             ]
         })
         .collect();
-    let mut widths = header.map(str::len);
-    for row in &rows {
-        for (w, cell) in widths.iter_mut().zip(row) {
-            *w = (*w).max(cell.len());
-        }
-    }
-    let line = |cells: &[String]| {
-        cells
-            .iter()
-            .zip(widths)
-            .map(|(c, w)| format!("{c:<w$}"))
-            .collect::<Vec<_>>()
-            .join("  ")
-            .trim_end()
-            .to_owned()
-    };
-    let mut out = vec![line(&header.map(str::to_owned))];
-    out.extend(rows.iter().map(|r| line(r)));
-    out.join("\n")
+    format::table(&header, &rows)
 }
 
 fn detail(job: &Job, now: Timestamp) -> String {
