@@ -46,26 +46,6 @@ pub fn time(t: Timestamp) -> String {
         .to_string()
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn sizes_read_naturally() {
-        assert_eq!(bytes(17), "17 B");
-        assert_eq!(bytes(1536), "1.50 KiB");
-        assert_eq!(bytes(8 << 30), "8.00 GiB");
-        assert_eq!(bytes(600 << 20), "600 MiB");
-    }
-
-    #[test]
-    fn durations_and_rates() {
-        assert_eq!(duration(Duration::from_millis(140)), "140 ms");
-        assert_eq!(duration(Duration::from_millis(2310)), "2.31 s");
-        assert_eq!(rate(2 << 30, Duration::from_secs(2)), "1.00 GiB/s");
-    }
-}
-
 /// A table with a header: columns as wide as their widest cell, two spaces apart, no trailing
 /// blanks.
 pub fn table<const N: usize>(header: &[&str; N], rows: &[[String; N]]) -> String {
@@ -87,4 +67,36 @@ pub fn table<const N: usize>(header: &[&str; N], rows: &[[String; N]]) -> String
     let mut out = vec![line(&mut header.iter().copied())];
     out.extend(rows.iter().map(|r| line(&mut r.iter().map(String::as_str))));
     out.join("\n")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes_read_naturally() {
+        assert_eq!(bytes(17), "17 B");
+        assert_eq!(bytes(1536), "1.50 KiB");
+        assert_eq!(bytes(8 << 30), "8.00 GiB");
+        assert_eq!(bytes(600 << 20), "600 MiB");
+    }
+
+    #[test]
+    fn durations_and_rates() {
+        assert_eq!(duration(Duration::from_millis(140)), "140 ms");
+        assert_eq!(duration(Duration::from_millis(2310)), "2.31 s");
+        assert_eq!(rate(2 << 30, Duration::from_secs(2)), "1.00 GiB/s");
+    }
+
+    #[test]
+    fn tables_align_columns_and_trim_line_ends() {
+        let rows = [
+            ["1".to_owned(), "web01".to_owned(), "".to_owned()],
+            ["12".to_owned(), "db".to_owned(), "x".to_owned()],
+        ];
+        assert_eq!(
+            table(&["ID", "VM", "NOTE"], &rows),
+            "ID  VM     NOTE\n1   web01\n12  db     x"
+        );
+    }
 }
