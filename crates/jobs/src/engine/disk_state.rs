@@ -15,7 +15,10 @@
 //! a restore, blockvault waits for that); any later write then lands in a later tick and moves
 //! ctime. A Snapshot records a disk only when its stat was the same before and after the read
 //! (nothing wrote during the read). Anything in doubt (no record, a mismatch, a map that cannot
-//! be read, a different disk shape) means a full scan, never a skipped block. Not covered: a
+//! be read, a different disk shape, a record from before the last boot, a file system with
+//! whole-second timestamps) means a full scan, never a skipped block. A Snapshot takes a
+//! record only when a pre-snapshot hook quiesced the VM (a write the kernel has stamped may
+//! still be in flight with asynchronous direct I/O). Not covered: a
 //! writer that keeps the image mapped with `mmap` across the restore (the VM must be stopped,
 //! as for any in-place restore), and a host whose clock is set back by more than the margin.
 //!
@@ -55,8 +58,13 @@ impl FileStat {
         })
     }
 
-    /// Whether the file's last change is at least [`MARGIN`] before `at`.
+    /// Whether the file's last change is at least [`MARGIN`] before `at`. Never on a file
+    /// system whose timestamps have whole seconds only (a change time without nanoseconds):
+    /// there a later write in the same second would not move it.
     pub(crate) fn settled_at(&self, at: Timestamp) -> bool {
+        if self.ctime.1 == 0 {
+            return false;
+        }
         let Ok(ctime) = Timestamp::new(self.ctime.0, self.ctime.1 as i32) else {
             return false;
         };
@@ -75,9 +83,19 @@ impl FileStat {
     }
 }
 
+/// This boot of the host: a record from another boot is never trusted (after a crash, data
+/// that reached the disk may have outlived a timestamp update that did not).
+pub(crate) fn boot_id() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/random/boot_id")
+        .map(|id| id.trim().to_owned())
+        .unwrap_or_default()
+}
+
 /// "The file at `path`, as `stat` says, holds disk `disk` of point `point` of `vm`."
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub(crate) struct DiskState {
+    /// The boot the record was taken in ([`boot_id`]).
+    pub boot: String,
     pub path: PathBuf,
     pub stat: FileStat,
     /// When `stat` was taken.
@@ -113,8 +131,12 @@ impl DiskStates {
         let state: DiskState = serde_json::from_slice(&bytes).ok()?;
         let now = FileStat::of(path).ok()?;
         let canonical = std::fs::canonicalize(path).ok()?;
-        (state.path == canonical && state.stat == now && state.stat.settled_at(state.taken))
-            .then_some(state)
+        let holds = !state.boot.is_empty()
+            && state.boot == boot_id()
+            && state.path == canonical
+            && state.stat == now
+            && state.stat.settled_at(state.taken);
+        holds.then_some(state)
     }
 
     /// Records `state` (best effort: a record that cannot be written only costs a scan).
@@ -152,6 +174,7 @@ mod tests {
 
     fn state_of(path: &Path, taken: Timestamp) -> DiskState {
         DiskState {
+            boot: boot_id(),
             path: std::fs::canonicalize(path).expect("canonical"),
             stat: FileStat::of(path).expect("stat"),
             taken,

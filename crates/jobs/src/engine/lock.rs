@@ -29,6 +29,17 @@ impl Lock {
         })
     }
 
+    /// Waits until no one holds the lock at `path` exclusively, then holds it shared (readers
+    /// share; an exclusive holder waits for all of them). Blocks the calling thread.
+    pub(crate) fn acquire_shared(path: &Path) -> Result<Lock> {
+        let file = open(path)?;
+        flock(&file, FlockOperation::LockShared).map_err(|e| Error::lock(path, e.into()))?;
+        Ok(Lock {
+            _file: file,
+            path: path.to_owned(),
+        })
+    }
+
     /// Holds the lock at `path` if it is free, or returns `None` at once.
     pub(crate) fn try_acquire(path: &Path) -> Result<Option<Lock>> {
         let file = open(path)?;

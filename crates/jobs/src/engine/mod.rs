@@ -139,6 +139,22 @@ impl Engine {
         &self.state_dir
     }
 
+    /// Takes `vm`'s snapshot lock, waiting on a blocking thread: exclusive for what writes or
+    /// deletes in the VM's snapshot tier (a Snapshot, expiry, an in-place restore), shared for
+    /// what only reads it (listing, restoring from it).
+    async fn lock_snapshots(&self, vm: &VmName, exclusive: bool) -> Result<Lock> {
+        let path = self.vm_lock(vm, SubtaskKind::Snapshot);
+        tokio::task::spawn_blocking(move || {
+            if exclusive {
+                Lock::acquire(&path)
+            } else {
+                Lock::acquire_shared(&path)
+            }
+        })
+        .await
+        .unwrap_or_else(|join| std::panic::resume_unwind(join.into_panic()))
+    }
+
     fn vm_lock(&self, vm: &VmName, kind: SubtaskKind) -> PathBuf {
         let suffix = match kind {
             SubtaskKind::Snapshot => "snapshot",
@@ -164,18 +180,19 @@ impl Engine {
         progress: Arc<dyn Progress>,
     ) -> Result<BackupOutcome> {
         let now = Timestamp::now();
-        let (job, job_lock) = self.begin_job(
-            &spec.vm,
-            spec.operation,
-            &[SubtaskKind::Snapshot, SubtaskKind::Transfer],
-        )?;
         let disks: Vec<PathBuf> = spec
             .disks
             .iter()
             .map(|d| std::path::absolute(d).unwrap_or_else(|_| d.clone()))
             .collect();
+        // Before the job exists: an error here leaves no job behind.
         self.catalog
             .upsert_vm(&spec.vm, &location(vault), &disks, now)?;
+        let (job, job_lock) = self.begin_job(
+            &spec.vm,
+            spec.operation,
+            &[SubtaskKind::Snapshot, SubtaskKind::Transfer],
+        )?;
         let mut warnings = Vec::new();
 
         let taken = match self.snapshot(job, spec, &progress, &mut warnings).await? {
@@ -215,10 +232,7 @@ impl Engine {
         progress: &Arc<dyn Progress>,
         warnings: &mut Vec<String>,
     ) -> Result<Result<Taken>> {
-        let path = self.vm_lock(&spec.vm, SubtaskKind::Snapshot);
-        let held = tokio::task::spawn_blocking(move || Lock::acquire(&path))
-            .await
-            .unwrap_or_else(|join| std::panic::resume_unwind(join.into_panic()));
+        let held = self.lock_snapshots(&spec.vm, true).await;
         let taken = match held {
             Ok(_) => self.take_snapshot(job, spec, progress, warnings).await,
             Err(e) => Err(e),
@@ -290,6 +304,8 @@ impl Engine {
         };
         // The disks' stats around the read: a disk nothing wrote to meanwhile is on record
         // as holding this point (see `disk_state`), so a later in-place rollback skips its scan.
+        // Only when a pre-hook quiesced the VM: a write the kernel has stamped may still be in
+        // flight (asynchronous direct I/O) while the disk is read.
         let read_at = Timestamp::now();
         let before: Vec<Option<FileStat>> =
             spec.disks.iter().map(|d| FileStat::of(d).ok()).collect();
@@ -316,12 +332,13 @@ impl Engine {
         let states = DiskStates::new(&self.state_dir);
         for ((path, before), disk) in spec.disks.iter().zip(before).zip(&point.disks) {
             let after = FileStat::of(path).ok();
-            if let (Some(stat), Some(after)) = (before, after)
+            if let (true, Some(stat), Some(after)) = (spec.hooks.quiesce(), before, after)
                 && stat == after
                 && stat.settled_at(read_at)
                 && let Ok(canonical) = std::fs::canonicalize(path)
             {
                 states.record(&DiskState {
+                    boot: disk_state::boot_id(),
                     path: canonical,
                     stat,
                     taken: read_at,
@@ -337,7 +354,10 @@ impl Engine {
         let summary = PointSummary::from(&point);
         self.catalog
             .add_point_tier(vm, &summary, Tier::Snapshot, Some(expires))?;
-        if let Err(e) = self.expire_snapshots(vm, Timestamp::now()).await {
+        if let Err(e) = self
+            .expire_snapshots(vm, Timestamp::now(), Some(&point.id))
+            .await
+        {
             warnings.push(format!("could not expire old snapshots of {vm}: {e}"));
         }
         Ok(Taken { point, fresh })
@@ -356,7 +376,16 @@ impl Engine {
     ) -> Result<()> {
         let point = &taken.point;
         let kind = SubtaskKind::Transfer;
-        let Some(_held) = Lock::try_acquire(&self.vm_lock(&point.vm, kind))? else {
+        let held = match Lock::try_acquire(&self.vm_lock(&point.vm, kind)) {
+            Ok(held) => held,
+            Err(e) => {
+                let outcome = SubtaskOutcome::failed(e.to_string());
+                self.catalog
+                    .finish_subtask(job, kind, &outcome, Timestamp::now())?;
+                return Ok(());
+            }
+        };
+        let Some(_held) = held else {
             let running = self
                 .catalog
                 .unfinished_jobs()?
@@ -423,15 +452,19 @@ impl Engine {
     /// vault copies stay) and frees the chunks no remaining snapshot names. Waits for a running
     /// Snapshot of the VM to end first. Every Snapshot subtask also does this when it ends.
     pub async fn expire(&self, vm: &VmName, now: Timestamp) -> Result<()> {
-        let path = self.vm_lock(vm, SubtaskKind::Snapshot);
-        let _held = tokio::task::spawn_blocking(move || Lock::acquire(&path))
-            .await
-            .unwrap_or_else(|join| std::panic::resume_unwind(join.into_panic()))?;
-        self.expire_snapshots(vm, now).await
+        let _held = self.lock_snapshots(vm, true).await?;
+        self.expire_snapshots(vm, now, None).await
     }
 
-    /// [`Engine::expire`] with the VM's snapshot lock held by the caller.
-    async fn expire_snapshots(&self, vm: &VmName, now: Timestamp) -> Result<()> {
+    /// [`Engine::expire`] with the VM's snapshot lock held by the caller; `keep` is never
+    /// expired (the point a Snapshot just made, which its Transfer is about to read, however
+    /// long the Snapshot took).
+    async fn expire_snapshots(
+        &self,
+        vm: &VmName,
+        now: Timestamp,
+        keep: Option<&blockvault_core::PointId>,
+    ) -> Result<()> {
         let expires: std::collections::HashMap<_, _> = self
             .catalog
             .points(vm)?
@@ -449,7 +482,7 @@ impl Engine {
                     p.time
                         + SignedDuration::from_hours(24 * i64::from(*INSTANT_RESTORE_DAYS.start()))
                 });
-                until <= now
+                until <= now && Some(&p.id) != keep
             })
             .map(|p| p.id)
             .collect();

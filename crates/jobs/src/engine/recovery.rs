@@ -80,8 +80,15 @@ impl Engine {
             let Some(held) = Lock::try_acquire(&path)? else {
                 continue; // its process is alive
             };
-            self.catalog.fail_job(job.id, INTERRUPTED, now)?;
-            recovered.failed_jobs.push(job.id);
+            match self.catalog.fail_job(job.id, INTERRUPTED, now) {
+                Ok(()) => recovered.failed_jobs.push(job.id),
+                // Its process finished it between the listing and the lock: not ours to fail.
+                Err(crate::Error::JobEnded { .. }) => {
+                    held.remove();
+                    continue;
+                }
+                Err(e) => return Err(e),
+            }
             if job.subtask(SubtaskKind::Snapshot).is_some() {
                 let snapshot = self.vm_lock(&job.vm, SubtaskKind::Snapshot);
                 // A snapshot of the VM running now will sweep after itself; skip if busy.
@@ -100,7 +107,13 @@ impl Engine {
         if let Ok(entries) = std::fs::read_dir(self.state_dir.join("locks")) {
             for entry in entries.flatten() {
                 let name = entry.file_name().to_string_lossy().into_owned();
+                // Old enough that its creator is not between creating and locking it.
+                let old = entry
+                    .metadata()
+                    .and_then(|m| m.modified())
+                    .is_ok_and(|t| t.elapsed().is_ok_and(|age| age > GRACE.unsigned_abs()));
                 if name.starts_with("job-new-")
+                    && old
                     && let Ok(Some(held)) = Lock::try_acquire(&entry.path())
                 {
                     held.remove();

@@ -75,7 +75,13 @@ impl Engine {
         vault: Option<&Vault>,
         vm: &VmName,
     ) -> Result<(Vec<ListedPoint>, Vec<String>)> {
-        let (found, warnings) = self.find_points(vault, vm, None).await?;
+        let listed = {
+            // Listing and syncing the catalog under the shared snapshot lock: a Snapshot that
+            // commits meanwhile cannot have its catalog row wiped by a stale listing.
+            let _shared = self.lock_snapshots(vm, false).await?;
+            self.find_points(vault, vm, None).await
+        };
+        let (found, warnings) = listed?;
         let expiry: BTreeMap<PointId, Option<Timestamp>> = self
             .catalog
             .points(vm)?
@@ -100,6 +106,7 @@ impl Engine {
         Ok((listed, warnings))
     }
 
+    /// The points of `vm` in both tiers; call with the VM's snapshot lock held (shared).
     async fn find_points(
         &self,
         vault: Option<&Vault>,
@@ -191,6 +198,10 @@ impl Engine {
         progress: Arc<dyn Progress>,
     ) -> Result<(RestoreReport, Tier, Vec<String>)> {
         let vm = &request.vm;
+        // Shared with other readers of the VM's snapshot tier, so no expiry or sweep deletes
+        // what this restore reads; exclusive in place, so no Snapshot reads a half-restored
+        // disk and no two in-place restores of the VM interleave.
+        let _held = self.lock_snapshots(vm, request.in_place).await?;
         let (mut found, mut warnings) = self.find_points(vault, vm, from).await?;
         if let Some(only) = from {
             let tiers = found.tiers.clone();
@@ -327,6 +338,7 @@ async fn record_written(
     };
     if stat == before && stat.settled_at(taken) {
         states.record(&DiskState {
+            boot: super::disk_state::boot_id(),
             path: canonical,
             stat,
             taken,

@@ -495,13 +495,15 @@ fn rolling_back_between_points_skips_the_scan_only_while_the_disk_is_as_blockvau
     fs::create_dir(&live).expect("mkdir");
     let mut disk = standard_disk(&live.join("disk.img"));
     let gen0 = disk.snapshot();
+    // A Snapshot vouches for a disk's content only when a pre-hook quiesced the VM.
+    let quiesced = ["--block-size", "64KiB", "--pre-hook", "true"];
     settle();
-    backup_job(&vault, VM, &[&disk.path], &["--block-size", "64KiB"]);
+    backup_job(&vault, VM, &[&disk.path], &quiesced);
     disk.write(20 * MIB + 3 * BS, &noise(BS, 91));
     disk.write(50 * MIB, b"new file in a hole");
     let gen1 = disk.snapshot();
     settle();
-    backup_job(&vault, VM, &[&disk.path], &["--block-size", "64KiB"]);
+    backup_job(&vault, VM, &[&disk.path], &quiesced);
     let ids: Vec<String> = points(&vault, VM)
         .iter()
         .map(|p| str_of(p, "/id").to_owned())
