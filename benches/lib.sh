@@ -21,3 +21,14 @@ median() {
       if (v[1] == "n/a") { print "n/a"; exit }
       if (NR % 2) print v[(NR + 1) / 2]; else print (v[NR / 2] + v[NR / 2 + 1]) / 2 }'
 }
+
+# Drops the page cache (needs root), so that no timed step pays for reclaiming the cache
+# another step filled; warns once when it cannot.
+DROP_WARNED=0
+drop_caches() {
+  if ! { echo 1 >/proc/sys/vm/drop_caches; } 2>/dev/null; then
+    ((DROP_WARNED)) || echo "WARNING: cannot drop the page cache; steps may see different memory pressure" >&2
+    DROP_WARNED=1
+  fi
+}
+

@@ -217,15 +217,6 @@ record() { # RUN TOOL OP REPO_BYTES RESTORED_ALLOC_BYTES
     "$LAST_FS_IN_MIB" >>"$TSV"
 }
 
-# Drops clean pages from the page cache (needs root; warns once and goes on
-# without when the kernel refuses, e.g. in an unprivileged container).
-DROP_WARNED=0
-drop_caches() {
-  if ! { echo 1 >/proc/sys/vm/drop_caches; } 2>/dev/null; then
-    ((DROP_WARNED)) || log "WARNING: cannot drop the page cache; steps may see different memory pressure"
-    DROP_WARNED=1
-  fi
-}
 
 # untimed: make DATA_DIR/vm/disk.img a sparse copy of the given generation.
 put_disk() {

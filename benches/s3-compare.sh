@@ -401,6 +401,10 @@ timed() {
   # for every tool (see the header); then flush earlier writes so they don't
   # land in this measurement.
   if [[ $OWN_GARAGE == 1 ]]; then reads=("$GARAGE_DIR/meta" "$GARAGE_DIR/data" "${reads[@]}"); fi
+  # Flush and drop the page cache first (as peer-compare.sh does): otherwise whichever tool
+  # writes 1.5 GB first in a run pays for reclaiming a full cache.
+  sync
+  drop_caches
   local r
   for r in "${reads[@]}"; do
     # disk.img whole, holes included: restic and rustic read the holes too,

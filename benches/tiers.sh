@@ -58,7 +58,6 @@ done
 log() { printf '[tiers %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
 die() { log "ERROR: $*"; exit 1; }
 
-drop_caches() { echo 1 >/proc/sys/vm/drop_caches 2>/dev/null || true; }
 
 WORK=$DATA_DIR/tiers
 TSV=$DATA_DIR/tiers-results.tsv
