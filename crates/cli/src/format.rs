@@ -23,13 +23,14 @@ pub fn bytes(n: u64) -> String {
     }
 }
 
-/// `2.31 s`, `140 ms`.
+/// `140 ms`, `2.31 s`, `4m 05s`, `2h 03m 10s`.
 pub fn duration(d: Duration) -> String {
-    let secs = d.as_secs_f64();
-    if secs < 1.0 {
-        format!("{:.0} ms", secs * 1000.0)
-    } else {
-        format!("{secs:.2} s")
+    let secs = d.as_secs();
+    match secs {
+        0 => format!("{:.0} ms", d.as_secs_f64() * 1000.0),
+        1..60 => format!("{:.2} s", d.as_secs_f64()),
+        60..3600 => format!("{}m {:02}s", secs / 60, secs % 60),
+        _ => format!("{}h {:02}m {:02}s", secs / 3600, secs / 60 % 60, secs % 60),
     }
 }
 
@@ -85,6 +86,8 @@ mod tests {
     fn durations_and_rates() {
         assert_eq!(duration(Duration::from_millis(140)), "140 ms");
         assert_eq!(duration(Duration::from_millis(2310)), "2.31 s");
+        assert_eq!(duration(Duration::from_secs(245)), "4m 05s");
+        assert_eq!(duration(Duration::from_secs(7390)), "2h 03m 10s");
         assert_eq!(rate(2 << 30, Duration::from_secs(2)), "1.00 GiB/s");
     }
 

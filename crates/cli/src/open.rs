@@ -49,6 +49,26 @@ impl Host {
     pub async fn vault(&self, location: &VaultLocation) -> anyhow::Result<Vault> {
         vault(location, &self.state).await
     }
+
+    /// The vault at `location`; or, when it cannot be opened but the snapshot tier can answer
+    /// (`snapshots_can_answer`), none, with a warning: reading snapshots needs no vault.
+    pub async fn vault_or_snapshots(
+        &self,
+        location: &VaultLocation,
+        snapshots_can_answer: bool,
+        warnings: &mut Vec<String>,
+    ) -> anyhow::Result<Option<Vault>> {
+        match self.vault(location).await {
+            Ok(vault) => Ok(Some(vault)),
+            Err(e) if snapshots_can_answer => {
+                warnings.push(format!(
+                    "the vault cannot be opened ({e:#}); using the snapshot tier only"
+                ));
+                Ok(None)
+            }
+            Err(e) => Err(e),
+        }
+    }
 }
 
 /// The vault at `location`, keeping this host's knowledge of it (the chunk index) in `state`.

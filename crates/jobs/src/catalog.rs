@@ -1,5 +1,7 @@
 //! The catalog: one SQLite file shared by every blockvault process on the host.
 
+#[cfg(test)]
+mod fixtures;
 mod history;
 mod jobs;
 mod points;

@@ -33,6 +33,7 @@
 //! uploads keeps memory flat whatever the disk size.
 
 mod backup;
+mod decode;
 mod error;
 mod in_place;
 mod index;

@@ -1,4 +1,3 @@
-use std::cell::RefCell;
 use std::collections::HashMap;
 use std::fs::{File, OpenOptions};
 use std::path::{Path, PathBuf};
@@ -6,7 +5,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use blockvault_core::{BlockMap, ChunkDecoder, ChunkId, DiskName, RecoveryPoint, VmName};
+use blockvault_core::{BlockMap, ChunkId, DiskName, RecoveryPoint, VmName};
 use blockvault_store::cpu;
 use bytes::Bytes;
 use futures::StreamExt;
@@ -67,11 +66,6 @@ pub struct RestoredDisk {
 /// The file a disk is restored into before it is complete and renamed into place.
 fn partial_path(target: &Path, disk: &DiskName) -> PathBuf {
     target.join(format!(".{disk}.blockvault-partial"))
-}
-
-thread_local! {
-    /// One zstd context and one block buffer per rayon worker, reused for every block.
-    static DECODER: RefCell<Option<(ChunkDecoder, Vec<u8>)>> = const { RefCell::new(None) };
 }
 
 /// Refuses a restore target that exists, unless `overwrite`, and one that is not a file.
@@ -443,30 +437,19 @@ fn decode_and_write(
         };
         block_error(disk, block, source)
     };
-    DECODER.with(|cell| {
-        let mut slot = cell.borrow_mut();
-        let (mut decoder, mut buf) = match slot.take() {
-            Some(state) => state,
-            None => (ChunkDecoder::new().map_err(corrupt)?, Vec::new()),
-        };
-        let result = decoder
-            .decode_verified(encoded, block.id, &mut buf)
-            .map_err(corrupt)
-            .and_then(|()| {
-                if buf.len() != block.len {
-                    return Err(Error::BlockLength {
-                        disk: disk.clone(),
-                        index: block.index,
-                        offset: block.offset,
-                        expected: block.len,
-                        actual: buf.len(),
-                    });
-                }
-                in_place::write_block(image, &buf, block.offset, block.before)
-                    .map_err(|e| Error::io(&image.path, e))
+    crate::decode::verified(encoded, block.id, corrupt, |buf| {
+        if buf.len() != block.len {
+            return Err(Error::BlockLength {
+                disk: disk.clone(),
+                index: block.index,
+                offset: block.offset,
+                expected: block.len,
+                actual: buf.len(),
             });
-        *slot = Some((decoder, buf));
-        result.map(|written| (block.len as u64, written))
+        }
+        let written = in_place::write_block(image, buf, block.offset, block.before)
+            .map_err(|e| Error::io(&image.path, e))?;
+        Ok((block.len as u64, written))
     })
 }
 

@@ -1,11 +1,10 @@
-use std::cell::RefCell;
 use std::collections::HashSet;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use blockvault_chunker::changed_blocks;
-use blockvault_core::{ChunkDecoder, ChunkId, DiskName, PointStats, RecoveryPoint};
+use blockvault_core::{ChunkId, DiskName, PointStats, RecoveryPoint};
 use blockvault_store::cpu;
 use bytes::Bytes;
 use futures::StreamExt;
@@ -45,26 +44,10 @@ impl Landed {
     }
 }
 
-thread_local! {
-    /// One zstd context and one block buffer per rayon worker, reused for every check.
-    static CHECKER: RefCell<Option<(ChunkDecoder, Vec<u8>)>> = const { RefCell::new(None) };
-}
-
 /// Decodes `encoded` and checks it hashes to `id`, on the calling (rayon) thread.
 fn check_chunk(encoded: &[u8], id: ChunkId) -> blockvault_store::Result<()> {
     let corrupt = |source| blockvault_store::Error::ChunkCorrupt { id, source };
-    CHECKER.with(|cell| {
-        let mut slot = cell.borrow_mut();
-        let (mut decoder, mut buf) = match slot.take() {
-            Some(state) => state,
-            None => (ChunkDecoder::new().map_err(corrupt)?, Vec::new()),
-        };
-        let result = decoder
-            .decode_verified(encoded, id, &mut buf)
-            .map_err(corrupt);
-        *slot = Some((decoder, buf));
-        result
-    })
+    crate::decode::verified(encoded, id, corrupt, |_| Ok(()))
 }
 
 impl Vault {

@@ -129,7 +129,7 @@ fn subtask_lines(s: &Subtask, now: Timestamp) -> Vec<String> {
         field("ended", format::time(ended));
     }
     match (s.duration(), s.started) {
-        (Some(d), _) => field("duration", human_duration(d)),
+        (Some(d), _) => field("duration", format::duration(d)),
         (None, Some(started)) => field("duration", so_far(started, now)),
         (None, None) => {}
     }
@@ -201,7 +201,7 @@ fn short(status: SubtaskStatus) -> &'static str {
 
 fn job_duration(job: &Job, now: Timestamp) -> String {
     match job.duration() {
-        Some(d) => human_duration(d),
+        Some(d) => format::duration(d),
         None => so_far(job.started, now),
     }
 }
@@ -209,17 +209,7 @@ fn job_duration(job: &Job, now: Timestamp) -> String {
 /// Time since `started` of something still running.
 fn so_far(started: Timestamp, now: Timestamp) -> String {
     let elapsed = Duration::try_from(now.duration_since(started)).unwrap_or_default();
-    format!("{} so far", human_duration(elapsed))
-}
-
-/// `140 ms`, `2.31 s`, `4m 05s`, `2h 03m 10s`.
-fn human_duration(d: Duration) -> String {
-    let secs = d.as_secs();
-    match secs {
-        0..60 => format::duration(d),
-        60..3600 => format!("{}m {:02}s", secs / 60, secs % 60),
-        _ => format!("{}h {:02}m {:02}s", secs / 3600, secs / 60 % 60, secs % 60),
-    }
+    format!("{} so far", format::duration(elapsed))
 }
 
 #[cfg(test)]
@@ -301,12 +291,5 @@ mod tests {
         assert!(text.contains("1.00 GiB/s"), "{text}");
         assert!(text.contains("error       vault unreachable"), "{text}");
         assert_eq!(show(&backup_job()).json["operation"], "backup");
-    }
-
-    #[test]
-    fn durations_read_naturally() {
-        assert_eq!(human_duration(Duration::from_millis(140)), "140 ms");
-        assert_eq!(human_duration(Duration::from_secs(245)), "4m 05s");
-        assert_eq!(human_duration(Duration::from_secs(7390)), "2h 03m 10s");
     }
 }

@@ -9,17 +9,10 @@ use crate::open::Host;
 
 pub async fn run(args: PointsArgs, host: &Host) -> Result<Report> {
     let (engine, mut warnings) = host.engine().await?;
-    let vault = match host.vault(&args.vault.vault).await {
-        Ok(vault) => Some(vault),
-        // The snapshot tier can still answer.
-        Err(e) if !engine.snapshots().vms()?.is_empty() => {
-            warnings.push(format!(
-                "the vault cannot be opened ({e:#}); listing snapshots only"
-            ));
-            None
-        }
-        Err(e) => return Err(e),
-    };
+    let snapshots_can_answer = !engine.snapshots().vms()?.is_empty();
+    let vault = host
+        .vault_or_snapshots(&args.vault.vault, snapshots_can_answer, &mut warnings)
+        .await?;
     let all = args.vm.is_none();
     let vms = match args.vm {
         Some(vm) => vec![vm],

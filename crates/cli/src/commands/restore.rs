@@ -19,19 +19,11 @@ pub async fn run(args: RestoreArgs, host: &Host, bar: Arc<Bar>) -> Result<Report
     let (engine, mut warnings) = host.engine().await?;
     // The snapshot tier restores without the vault: an unreachable vault is only fatal when
     // the point lives nowhere else (the engine says so).
-    let vault = match host.vault(&args.vault.vault).await {
-        Ok(vault) => Some(vault),
-        Err(e)
-            if args.from != TierChoice::Vault
-                && engine.snapshots().open(&args.vm).await?.is_some() =>
-        {
-            warnings.push(format!(
-                "the vault cannot be opened ({e:#}); using the snapshot tier"
-            ));
-            None
-        }
-        Err(e) => return Err(e),
-    };
+    let snapshots_can_answer =
+        args.from != TierChoice::Vault && engine.snapshots().open(&args.vm).await?.is_some();
+    let vault = host
+        .vault_or_snapshots(&args.vault.vault, snapshots_can_answer, &mut warnings)
+        .await?;
     let request = RestoreRequest {
         vm: args.vm,
         point,

@@ -170,27 +170,12 @@ impl JobRow {
 
 #[cfg(test)]
 mod tests {
-    use blockvault_core::VmName;
-    use jiff::Timestamp;
-
     use super::*;
     use crate::Operation;
 
     const BACKUP: [SubtaskKind; 2] = [SubtaskKind::Snapshot, SubtaskKind::Transfer];
 
-    fn ts(s: &str) -> Timestamp {
-        s.parse().expect("timestamp")
-    }
-
-    fn vm(name: &str) -> VmName {
-        name.parse().expect("vm")
-    }
-
-    fn catalog() -> (tempfile::TempDir, Catalog) {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let catalog = Catalog::open(dir.path().join("catalog.sqlite")).expect("open");
-        (dir, catalog)
-    }
+    use super::super::fixtures::{catalog, ts, vm};
 
     #[test]
     fn filters_select_by_status_vm_operation_time_and_limit() {

@@ -243,19 +243,7 @@ mod tests {
     use super::*;
     use crate::{JobFilter, SubtaskStatus as S};
 
-    fn ts(s: &str) -> Timestamp {
-        s.parse().expect("timestamp")
-    }
-
-    fn vm(name: &str) -> VmName {
-        name.parse().expect("vm")
-    }
-
-    fn catalog() -> (tempfile::TempDir, Catalog) {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let catalog = Catalog::open(dir.path().join("catalog.sqlite")).expect("open");
-        (dir, catalog)
-    }
+    use super::super::fixtures::{catalog, ts, vm};
 
     const BACKUP: [SubtaskKind; 2] = [SubtaskKind::Snapshot, SubtaskKind::Transfer];
 

@@ -240,19 +240,7 @@ fn consistency_from(what: &str, value: &str) -> Result<Consistency, Failure> {
 mod tests {
     use super::*;
 
-    fn ts(s: &str) -> Timestamp {
-        s.parse().expect("timestamp")
-    }
-
-    fn vm(name: &str) -> VmName {
-        name.parse().expect("vm")
-    }
-
-    fn catalog() -> (tempfile::TempDir, Catalog) {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let catalog = Catalog::open(dir.path().join("catalog.sqlite")).expect("open");
-        (dir, catalog)
-    }
+    use super::super::fixtures::{catalog, ts, vm};
 
     fn point(minute: u32) -> PointSummary {
         let time = ts(&format!("2026-11-23T10:{minute:02}:00Z"));
