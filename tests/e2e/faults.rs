@@ -141,6 +141,8 @@ async fn an_image_that_changes_size_while_read_commits_nothing() {
             block_size: Some(block_size(BS)),
             consistency: Consistency::CrashConsistent,
             options: TransferOptions::default(),
+            time: None,
+            retain_until: None,
         };
         let saboteur = Arc::new(Saboteur {
             path: image.path.clone(),
@@ -348,6 +350,7 @@ async fn an_image_shorter_than_its_recorded_size_is_refused_at_restore() {
                 data_blocks: 1,
             }],
             stats: PointStats::default(),
+            retain_until: None,
         })
         .await
         .expect("point");

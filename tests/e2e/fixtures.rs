@@ -74,6 +74,7 @@ fn point_v1() -> RecoveryPoint {
             bytes_stored: 812,
             chunks_stored: 2,
         },
+        retain_until: None,
     }
 }
 

@@ -2,6 +2,7 @@
 //! directory, the real codec. (The CLI has its own end-to-end tests next to it, in
 //! `crates/cli/tests/`, because only there does cargo hand a test the built binary.)
 
+mod daemon;
 mod faults;
 mod fixtures;
 mod in_place;

@@ -354,6 +354,8 @@ async fn a_server_killed_mid_transfer_and_restarted_still_gets_a_whole_point() {
         block_size: Some(block_size(1 << 20)),
         consistency: blockvault_core::Consistency::CrashConsistent,
         options: TransferOptions { concurrency: 4 },
+        time: None,
+        retain_until: None,
     };
     let report = vault
         .backup(&request, outage.clone())

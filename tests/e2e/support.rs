@@ -122,6 +122,8 @@ pub async fn backup(
         block_size: Some(bs),
         consistency: blockvault_core::Consistency::CrashConsistent,
         options: TransferOptions::default(),
+        time: None,
+        retain_until: None,
     };
     vault.backup(&request, Arc::new(NoProgress)).await
 }

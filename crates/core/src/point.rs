@@ -71,6 +71,11 @@ pub struct RecoveryPoint {
     pub disks: Vec<DiskRecord>,
     #[serde(default)]
     pub stats: PointStats,
+    /// An on-demand backup's `retain until`: retention keeps the point at least until then,
+    /// whatever the policy says. Absent on scheduled points (and written only when set, so
+    /// records without it read as before).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retain_until: Option<Timestamp>,
 }
 
 impl RecoveryPoint {
@@ -148,6 +153,7 @@ mod tests {
                 bytes_stored: 3,
                 chunks_stored: 4,
             },
+            retain_until: None,
         }
     }
 

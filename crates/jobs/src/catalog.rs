@@ -5,6 +5,10 @@ mod fixtures;
 mod history;
 mod jobs;
 mod points;
+mod policies;
+mod protection;
+
+pub use self::policies::{PolicyEntry, Put};
 
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -17,13 +21,18 @@ use rusqlite::{Connection, Transaction, TransactionBehavior};
 use crate::{Error, Result};
 
 /// The schema version this build writes, kept in `PRAGMA user_version`. A catalog with a newer
-/// version is refused; an older one (none yet) would be migrated in [`Catalog::open`].
-pub const SCHEMA_VERSION: i64 = 1;
+/// version is refused; an older one is migrated in [`Catalog::open`], one step of
+/// [`MIGRATIONS`] at a time, in one transaction.
+pub const SCHEMA_VERSION: i64 = 2;
 
 /// How long a statement waits for another process's write transaction before failing.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
 
-const SCHEMA: &str = "
+/// `MIGRATIONS[n]` takes a catalog from version n to n + 1 (version 0 is an empty file).
+const MIGRATIONS: [&str; 2] = [SCHEMA_1, SCHEMA_2];
+
+/// Version 1: jobs, their subtasks, VMs and points.
+const SCHEMA_1: &str = "
 CREATE TABLE IF NOT EXISTS vms (
     name    TEXT PRIMARY KEY NOT NULL,
     vault   TEXT NOT NULL,
@@ -67,6 +76,28 @@ CREATE TABLE IF NOT EXISTS points (
     in_vault         INTEGER NOT NULL DEFAULT 0,
     snapshot_expires INTEGER,
     PRIMARY KEY (vm, id)
+);
+";
+
+/// Version 2: policies and protected items (the default policy is added with it, see
+/// [`migrate`]).
+const SCHEMA_2: &str = "
+CREATE TABLE policies (
+    name    TEXT PRIMARY KEY NOT NULL,
+    type    TEXT NOT NULL,                -- PolicyType::key
+    body    TEXT NOT NULL,                -- the policy file (Policy::to_toml)
+    created INTEGER NOT NULL,
+    updated INTEGER NOT NULL
+);
+
+CREATE TABLE protected (
+    vm      TEXT PRIMARY KEY NOT NULL,
+    vault   TEXT NOT NULL,
+    disks   TEXT NOT NULL,                -- JSON array of paths
+    policy  TEXT NOT NULL REFERENCES policies (name),
+    hooks   TEXT NOT NULL,                -- JSON: pre, post, timeout_secs
+    since   INTEGER NOT NULL,
+    handled INTEGER                       -- the last schedule slot the scheduler handled
 );
 ";
 
@@ -178,19 +209,28 @@ fn setup(conn: &Connection) -> Result<(), Failure> {
     }
     conn.pragma_update(None, "foreign_keys", true)?;
     if found < SCHEMA_VERSION {
-        // Another process may be creating the schema right now: decide again under the write
-        // lock.
+        // Another process may be migrating right now: decide again under the write lock.
         let tx = Transaction::new_unchecked(conn, TransactionBehavior::Immediate)?;
-        match user_version(&tx)? {
-            0 => {
-                tx.execute_batch(SCHEMA)?;
-                tx.pragma_update(None, "user_version", SCHEMA_VERSION)?;
-            }
-            SCHEMA_VERSION => {}
-            found if found > SCHEMA_VERSION => return Err(Failure::TooNew(found)),
-            found => return Err(Failure::Corrupt(format!("unknown schema version {found}"))),
+        let found = user_version(&tx)?;
+        if found > SCHEMA_VERSION {
+            return Err(Failure::TooNew(found));
         }
+        let start = usize::try_from(found)
+            .map_err(|_| Failure::Corrupt(format!("unknown schema version {found}")))?;
+        for (from, step) in MIGRATIONS.iter().enumerate().skip(start) {
+            tx.execute_batch(step)?;
+            migrate(&tx, from + 1)?;
+        }
+        tx.pragma_update(None, "user_version", SCHEMA_VERSION)?;
         tx.commit()?;
+    }
+    Ok(())
+}
+
+/// Data that comes with a schema version: version 2 starts with the default policy.
+fn migrate(tx: &Transaction<'_>, to: usize) -> Result<(), Failure> {
+    if to == 2 {
+        policies::insert(tx, &crate::Policy::default_policy(), Timestamp::now())?;
     }
     Ok(())
 }
@@ -315,20 +355,20 @@ mod tests {
         let path = dir.path().join("catalog.sqlite");
         {
             let conn = Connection::open(&path).expect("sqlite");
-            conn.pragma_update(None, "user_version", 2)
+            conn.pragma_update(None, "user_version", SCHEMA_VERSION + 1)
                 .expect("version");
         }
         let err = Catalog::open(&path).expect_err("too new");
         assert!(
             matches!(
                 &err,
-                Error::SchemaTooNew { path: p, found: 2, supported: 1 } if *p == path
+                Error::SchemaTooNew { path: p, found: 3, supported: 2 } if *p == path
             ),
             "{err:?}"
         );
         let message = err.to_string();
         assert!(
-            message.contains("catalog.sqlite") && message.contains("version 2"),
+            message.contains("catalog.sqlite") && message.contains("version 3"),
             "{message}"
         );
     }

@@ -89,6 +89,69 @@ pub enum Error {
     #[error("instant restore days {days} is out of range {min}..={max}")]
     InstantRestoreDays { days: u32, min: u32, max: u32 },
 
+    #[error("policy: {0}")]
+    Policy(#[from] crate::PolicyError),
+
+    #[error("policy file: {message}")]
+    PolicyFile { message: String },
+
+    #[error("no policy {name} (see `blockvault policy list`)")]
+    UnknownPolicy { name: crate::PolicyName },
+
+    #[error("policy {name} already exists (use `blockvault policy edit` to change it)")]
+    PolicyExists { name: crate::PolicyName },
+
+    #[error(
+        "policy {name} protects {}: move them to another policy before deleting it",
+        vms.join(", ")
+    )]
+    PolicyInUse {
+        name: crate::PolicyName,
+        vms: Vec<String>,
+    },
+
+    #[error(
+        "policy {name} is {from}; a policy's type cannot change (create an {to} policy and \
+         move the VMs to it: a Standard VM moving to Enhanced is migrated)"
+    )]
+    PolicyTypeChange {
+        name: crate::PolicyName,
+        from: crate::PolicyType,
+        to: crate::PolicyType,
+    },
+
+    #[error("VM {vm} is not protected (see `blockvault protect --help`)")]
+    NotProtected { vm: blockvault_core::VmName },
+
+    #[error(
+        "VM {vm} is protected by the vault {protected_by}; a VM is protected by one vault only \
+         (stop its protection first)"
+    )]
+    ProtectedElsewhere {
+        vm: blockvault_core::VmName,
+        protected_by: String,
+    },
+
+    #[error(
+        "VM {vm} uses the Enhanced policy {from}; moving back to a Standard policy ({to}) is \
+         not possible: migration to Enhanced is irreversible"
+    )]
+    MigrationIrreversible {
+        vm: blockvault_core::VmName,
+        from: crate::PolicyName,
+        to: crate::PolicyName,
+    },
+
+    #[error(
+        "VM {vm} cannot migrate to the Enhanced policy {to} while its backup job {job} is in \
+         progress; wait for it to end (`blockvault jobs show {job}`)"
+    )]
+    MigrationWhileBackup {
+        vm: blockvault_core::VmName,
+        to: crate::PolicyName,
+        job: JobId,
+    },
+
     #[error("disk path {path:?} is not UTF-8; the catalog stores paths as text")]
     NonUtf8Path { path: PathBuf },
 }

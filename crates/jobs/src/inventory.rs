@@ -51,3 +51,21 @@ pub struct VmEntry {
     /// When this entry was last written.
     pub updated: Timestamp,
 }
+
+/// A VM under protection: the vault it is backed up to, its disks, its policy and hooks, and
+/// where the scheduler stands with it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct ProtectedItem {
+    pub vm: VmName,
+    /// The vault location, as the user gave it (never with credentials).
+    pub vault: String,
+    pub disks: Vec<PathBuf>,
+    pub policy: crate::PolicyName,
+    #[serde(skip)]
+    pub hooks: crate::Hooks,
+    /// When protection was configured (the schedule's first slot comes after it).
+    pub since: Timestamp,
+    /// The scheduled instant of the last slot the scheduler handled (ran, or folded into a
+    /// later run after downtime); none before the first.
+    pub handled: Option<Timestamp>,
+}

@@ -75,20 +75,34 @@
 //! or stale catalog costs nothing but a rebuild. Jobs, on the other hand, exist only here.
 
 mod catalog;
+mod clock;
+mod daemon;
 mod engine;
 mod error;
 mod inventory;
 mod job;
 mod model;
+mod policy;
 
 pub use crate::{
     catalog::{Catalog, SCHEMA_VERSION},
+    catalog::{PolicyEntry, Put},
+    clock::{Clock, SimulatedClock, Sleep, SystemClock},
+    daemon::{Daemon, DaemonOptions, DaemonReport, Level, Log, Vaults},
     engine::{
-        BackupOutcome, BackupSpec, Engine, Hooks, INSTANT_RESTORE_DAYS, ListedPoint, Recovered,
-        RestoreOutcome, VaultUnavailable,
+        BackupOutcome, BackupSpec, Engine, Hooks, INSTANT_RESTORE_DAYS, ListedPoint,
+        ProtectOutcome, ProtectRequest, Recovered, RestoreOutcome, VaultUnavailable,
     },
     error::{Error, Result},
-    inventory::{PointEntry, PointSummary, VmEntry},
+    inventory::{PointEntry, PointSummary, ProtectedItem, VmEntry},
     job::{Job, JobFilter, Subtask, SubtaskOutcome},
-    model::{JobId, JobStatus, Operation, SubtaskKind, SubtaskStatus, Tier, Tiers, job_status},
+    model::{
+        JobId, JobStatus, Operation, PolicyType, SubtaskKind, SubtaskStatus, Tier, Tiers,
+        job_status,
+    },
+    policy::{
+        DEFAULT_POLICY, MonthDay, MonthlyRetention, Policy, PolicyDoc, PolicyError, PolicyName,
+        Retention, RetentionDoc, Schedule, ScheduleDoc, Slot, WeeklyRetention, YearlyRetention,
+        parse_timezone, schedule::transfers,
+    },
 };

@@ -128,6 +128,16 @@ vocabulary!(
 );
 
 vocabulary!(
+    /// The two kinds of backup policy (SPEC "Policies"). Enhanced adds hourly schedules, up to
+    /// 30 days of instant restore and multi-disk crash consistency; a VM can move from Standard
+    /// to Enhanced, never back.
+    PolicyType, "policy type" {
+        Standard => "standard", "Standard";
+        Enhanced => "enhanced", "Enhanced";
+    }
+);
+
+vocabulary!(
     /// Where a job stands. A job is `InProgress` until it ends in one of the other three.
     JobStatus, "job status" {
         InProgress => "in-progress", "In progress";

@@ -231,6 +231,8 @@ mod tests {
             block_size: Some(BlockSize::new(64 << 10).expect("bs")),
             consistency: Consistency::CrashConsistent,
             options: TransferOptions::default(),
+            time: None,
+            retain_until: None,
         };
         vault
             .backup(&request, Arc::new(NoProgress))

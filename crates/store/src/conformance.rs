@@ -179,6 +179,7 @@ async fn points_commit_list_and_fail_by_name(store: &Store) {
             data_blocks: 0,
         }],
         stats: PointStats::default(),
+        retain_until: None,
     };
     let (a, b) = (make(early), make(late));
     let err = store.get_point(&vm(), &a.id).await.expect_err("missing");
@@ -243,6 +244,7 @@ async fn deletes_remove_points_maps_and_chunks(store: &Store) {
                 data_blocks: 1,
             }],
             stats: PointStats::default(),
+            retain_until: None,
         })
         .await
         .expect("put point");

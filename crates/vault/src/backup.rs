@@ -28,6 +28,11 @@ pub struct BackupRequest {
     /// pre-snapshot hooks quiesced the VM.
     pub consistency: Consistency,
     pub options: TransferOptions,
+    /// The instant the point is recorded at; default: when the backup starts. A scheduler on
+    /// a simulated clock passes its own.
+    pub time: Option<Timestamp>,
+    /// Recorded on the point: an on-demand backup's `retain until`.
+    pub retain_until: Option<Timestamp>,
 }
 
 /// What a backup did.
@@ -107,7 +112,7 @@ impl Vault {
         progress: Arc<dyn Progress>,
     ) -> Result<BackupReport> {
         let started = Instant::now();
-        let time = Timestamp::now();
+        let time = request.time.unwrap_or_else(Timestamp::now);
         let vm = &request.vm;
         let parent = self.latest_point(vm).await?;
         let mut warnings = Vec::new();
@@ -239,6 +244,7 @@ impl Vault {
                 bytes_stored,
                 chunks_stored,
             },
+            retain_until: request.retain_until,
         };
         // Every chunk and map is durable (puts are, when they return): now the commit.
         self.store().put_point(&point).await?;

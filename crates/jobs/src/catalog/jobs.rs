@@ -121,50 +121,18 @@ impl Catalog {
         point: Option<&PointId>,
         now: Timestamp,
     ) -> Result<JobStatus> {
+        self.write(|tx| finish(tx, job, point, now))
+    }
+
+    /// Ends an in-progress job whose process is giving up on it (shutting down): every subtask
+    /// still Pending or In progress fails with `error`, and the job's status follows from its
+    /// subtasks as in [`Catalog::finish_job`], so a backup whose Snapshot completed ends
+    /// Completed with warning (its point is in the snapshot tier), not Failed.
+    pub fn interrupt_job(&self, job: JobId, error: &str, now: Timestamp) -> Result<JobStatus> {
         self.write(|tx| {
             running(tx, job)?;
-            let subtasks = subtasks(tx, job)?;
-            if let Some(s) = subtasks.iter().find(|s| !s.status.is_done()) {
-                return Err(Error::SubtaskNotDone {
-                    job,
-                    kind: s.kind,
-                    status: s.status,
-                }
-                .into());
-            }
-            let status_of = |kind| subtasks.iter().find(|s| s.kind == kind).map(|s| s.status);
-            let status = match (
-                status_of(SubtaskKind::Snapshot),
-                status_of(SubtaskKind::Transfer),
-            ) {
-                (Some(snapshot), Some(transfer)) => job_status(snapshot, transfer),
-                _ if subtasks.iter().any(|s| s.status == SubtaskStatus::Failed) => {
-                    JobStatus::Failed
-                }
-                _ => JobStatus::Completed,
-            };
-            let first_with = |status| {
-                subtasks
-                    .iter()
-                    .find(|s| s.status == status)
-                    .and_then(|s| s.error.clone())
-            };
-            let error = first_with(SubtaskStatus::Failed).or_else(|| {
-                (status == JobStatus::CompletedWithWarning)
-                    .then(|| first_with(SubtaskStatus::Skipped))
-                    .flatten()
-            });
-            tx.execute(
-                "UPDATE jobs SET status = ?2, ended = ?3, point = ?4, error = ?5 WHERE id = ?1",
-                params![
-                    job.0,
-                    status.key(),
-                    micros(now),
-                    point.map(PointId::as_str),
-                    error
-                ],
-            )?;
-            Ok(status)
+            fail_unfinished_subtasks(tx, job, error, now)?;
+            finish(tx, job, None, now)
         })
     }
 
@@ -186,21 +154,81 @@ impl Catalog {
             if changed == 0 {
                 running(tx, job)?;
             }
-            tx.execute(
-                "UPDATE subtasks SET status = ?2, ended = ?3, error = ?4
-                 WHERE job = ?1 AND status IN (?5, ?6)",
-                params![
-                    job.0,
-                    SubtaskStatus::Failed.key(),
-                    micros(now),
-                    error,
-                    SubtaskStatus::Pending.key(),
-                    SubtaskStatus::InProgress.key()
-                ],
-            )?;
-            Ok(())
+            fail_unfinished_subtasks(tx, job, error, now)
         })
     }
+}
+
+/// Ends a job at `now` once all its subtasks have ended (see [`Catalog::finish_job`]).
+fn finish(
+    tx: &Transaction<'_>,
+    job: JobId,
+    point: Option<&PointId>,
+    now: Timestamp,
+) -> Result<JobStatus, Failure> {
+    running(tx, job)?;
+    let subtasks = subtasks(tx, job)?;
+    if let Some(s) = subtasks.iter().find(|s| !s.status.is_done()) {
+        return Err(Error::SubtaskNotDone {
+            job,
+            kind: s.kind,
+            status: s.status,
+        }
+        .into());
+    }
+    let status_of = |kind| subtasks.iter().find(|s| s.kind == kind).map(|s| s.status);
+    let status = match (
+        status_of(SubtaskKind::Snapshot),
+        status_of(SubtaskKind::Transfer),
+    ) {
+        (Some(snapshot), Some(transfer)) => job_status(snapshot, transfer),
+        _ if subtasks.iter().any(|s| s.status == SubtaskStatus::Failed) => JobStatus::Failed,
+        _ => JobStatus::Completed,
+    };
+    let first_with = |status| {
+        subtasks
+            .iter()
+            .find(|s| s.status == status)
+            .and_then(|s| s.error.clone())
+    };
+    let error = first_with(SubtaskStatus::Failed).or_else(|| {
+        (status == JobStatus::CompletedWithWarning)
+            .then(|| first_with(SubtaskStatus::Skipped))
+            .flatten()
+    });
+    tx.execute(
+        "UPDATE jobs SET status = ?2, ended = ?3, point = ?4, error = ?5 WHERE id = ?1",
+        params![
+            job.0,
+            status.key(),
+            micros(now),
+            point.map(PointId::as_str),
+            error
+        ],
+    )?;
+    Ok(status)
+}
+
+/// Fails every subtask of `job` that is Pending or In progress, with `error`.
+fn fail_unfinished_subtasks(
+    tx: &Transaction<'_>,
+    job: JobId,
+    error: &str,
+    now: Timestamp,
+) -> Result<(), Failure> {
+    tx.execute(
+        "UPDATE subtasks SET status = ?2, ended = ?3, error = ?4
+         WHERE job = ?1 AND status IN (?5, ?6)",
+        params![
+            job.0,
+            SubtaskStatus::Failed.key(),
+            micros(now),
+            error,
+            SubtaskStatus::Pending.key(),
+            SubtaskStatus::InProgress.key()
+        ],
+    )?;
+    Ok(())
 }
 
 /// Fails unless `job` exists and is in progress.

@@ -8,7 +8,7 @@ use jiff::Timestamp;
 use rusqlite::{Transaction, params};
 
 use super::{Failure, micros, optional_timestamp, parse, timestamp};
-use crate::{Catalog, Error, PointEntry, PointSummary, Result, Tier, Tiers, VmEntry};
+use crate::{Catalog, PointEntry, PointSummary, Result, Tier, Tiers, VmEntry};
 
 /// The `points` column that holds a tier's flag.
 fn column(tier: Tier) -> &'static str {
@@ -89,15 +89,7 @@ impl Catalog {
         disks: &[PathBuf],
         now: Timestamp,
     ) -> Result<()> {
-        let paths = disks
-            .iter()
-            .map(|d| {
-                d.to_str()
-                    .ok_or_else(|| Error::NonUtf8Path { path: d.clone() })
-            })
-            .collect::<Result<Vec<&str>>>()?;
-        // A list of strings always serializes.
-        let disks_json = serde_json::to_string(&paths).unwrap_or_default();
+        let disks_json = super::protection::paths_json(disks)?;
         self.write(|tx| {
             tx.execute(
                 "INSERT INTO vms (name, vault, disks, updated) VALUES (?1, ?2, ?3, ?4)
@@ -239,6 +231,7 @@ fn consistency_from(what: &str, value: &str) -> Result<Consistency, Failure> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::Error;
 
     use super::super::fixtures::{catalog, ts, vm};
 

@@ -4,6 +4,7 @@
 mod disk_state;
 mod hooks;
 mod lock;
+mod protection;
 mod recovery;
 mod restore;
 
@@ -15,8 +16,10 @@ use blockvault_core::{BlockSize, ChunkId, Consistency, RecoveryPoint, VmName};
 use blockvault_local::SnapshotTier;
 use blockvault_vault::{BackupRequest, Progress, TransferOptions, Vault};
 use jiff::{SignedDuration, Timestamp};
+use tokio::sync::watch;
 
 pub use self::hooks::Hooks;
+pub use self::protection::{ProtectOutcome, ProtectRequest};
 pub use self::recovery::Recovered;
 pub use self::restore::{ListedPoint, RestoreOutcome};
 
@@ -24,7 +27,8 @@ use self::disk_state::{DiskState, DiskStates, FileStat};
 use self::hooks::Hook;
 use self::lock::Lock;
 use crate::{
-    Catalog, Job, JobId, Operation, PointSummary, Result, SubtaskKind, SubtaskOutcome, Tier,
+    Catalog, Clock, Job, JobId, Operation, PointSummary, Result, SubtaskKind, SubtaskOutcome,
+    SystemClock, Tier,
 };
 
 /// Instant-restore days a backup may ask for (the widest policy range, Enhanced's).
@@ -40,9 +44,38 @@ pub struct BackupSpec {
     /// Days the point stays in the snapshot tier (instant restore); the vault copy stays.
     pub instant_restore_days: u32,
     pub hooks: Hooks,
-    /// `Backup` or `Backup (on demand)`.
+    /// `Backup`, `Backup (on demand)` or `Configure backup (Migrate policy)`.
     pub operation: Operation,
     pub options: TransferOptions,
+    /// Why this backup stays in the snapshot tier, when its policy says so (an Enhanced hourly
+    /// backup that is not the last of its day): its Transfer subtask is Skipped with this
+    /// reason. `None` transfers.
+    pub skip_transfer: Option<String>,
+    /// An on-demand backup's `retain until`, recorded on the point.
+    pub retain_until: Option<Timestamp>,
+    /// The caller's shutdown signal: once it reads `true`, a job whose Snapshot has ended does
+    /// not start its Transfer (the Transfer fails saying why, the job completes with a
+    /// warning, and the next transfer carries the point's changes).
+    pub stop: Option<watch::Receiver<bool>>,
+}
+
+impl BackupSpec {
+    /// A plain backup of `disks` (Backup operation, no hooks, default block size and
+    /// transfer options, 2 days of instant restore).
+    pub fn new(vm: VmName, disks: Vec<PathBuf>) -> BackupSpec {
+        BackupSpec {
+            vm,
+            disks,
+            block_size: None,
+            instant_restore_days: 2,
+            hooks: Hooks::default(),
+            operation: Operation::Backup,
+            options: TransferOptions::default(),
+            skip_transfer: None,
+            retain_until: None,
+            stop: None,
+        }
+    }
 }
 
 /// A vault the engine could not open (unreachable, timing out). A backup still takes its
@@ -103,6 +136,7 @@ pub struct Engine {
     state_dir: PathBuf,
     catalog: Catalog,
     snapshots: SnapshotTier,
+    clock: Arc<dyn Clock>,
 }
 
 impl Engine {
@@ -122,9 +156,27 @@ impl Engine {
             state_dir,
             catalog,
             snapshots,
+            clock: Arc::new(SystemClock),
         };
         let recovered = engine.recover().await?;
         Ok((engine, recovered))
+    }
+
+    /// The engine with another clock: job times, point times and snapshot expiry follow it
+    /// (a [`SimulatedClock`](crate::SimulatedClock) runs weeks of schedule in seconds). What
+    /// is compared with files' timestamps stays on the system clock.
+    pub fn with_clock(mut self, clock: Arc<dyn Clock>) -> Engine {
+        self.clock = clock;
+        self
+    }
+
+    /// The engine's time.
+    pub fn now(&self) -> Timestamp {
+        self.clock.now()
+    }
+
+    pub fn clock(&self) -> &Arc<dyn Clock> {
+        &self.clock
     }
 
     pub fn catalog(&self) -> &Catalog {
@@ -179,7 +231,7 @@ impl Engine {
         spec: &BackupSpec,
         progress: Arc<dyn Progress>,
     ) -> Result<BackupOutcome> {
-        let now = Timestamp::now();
+        let now = self.now();
         let disks: Vec<PathBuf> = spec
             .disks
             .iter()
@@ -207,11 +259,11 @@ impl Engine {
                 });
             }
         };
-        self.transfer(job, vault, &taken, spec.options, &progress, &mut warnings)
+        self.transfer(job, vault, &taken, spec, &progress, &mut warnings)
             .await?;
         let snapshot = taken.point;
         self.catalog
-            .finish_job(job, Some(&snapshot.id), Timestamp::now())?;
+            .finish_job(job, Some(&snapshot.id), self.now())?;
         job_lock.remove();
         Ok(BackupOutcome {
             job: self.catalog.job(job)?,
@@ -248,13 +300,12 @@ impl Engine {
                         stats.bytes_changed,
                         stats.bytes_stored,
                     ),
-                    Timestamp::now(),
+                    self.now(),
                 )?;
                 Ok(Ok(taken))
             }
             Err(error) => {
-                self.catalog
-                    .fail_job(job, &error.to_string(), Timestamp::now())?;
+                self.catalog.fail_job(job, &error.to_string(), self.now())?;
                 Ok(Err(error))
             }
         }
@@ -278,9 +329,8 @@ impl Engine {
                 max: *INSTANT_RESTORE_DAYS.end(),
             });
         }
-        let started = Timestamp::now();
         self.catalog
-            .start_subtask(job, SubtaskKind::Snapshot, started)?;
+            .start_subtask(job, SubtaskKind::Snapshot, self.now())?;
 
         let tier = self.snapshots.open_or_init(vm).await?;
         if let Err(message) = hooks::run(&spec.hooks, Hook::Pre, vm, &spec.disks).await {
@@ -301,6 +351,8 @@ impl Engine {
                 Consistency::CrashConsistent
             },
             options: spec.options,
+            time: Some(self.now()),
+            retain_until: spec.retain_until,
         };
         // The disks' stats around the read: a disk nothing wrote to meanwhile is on record
         // as holding this point (see `disk_state`), so a later in-place rollback skips its scan.
@@ -354,10 +406,7 @@ impl Engine {
         let summary = PointSummary::from(&point);
         self.catalog
             .add_point_tier(vm, &summary, Tier::Snapshot, Some(expires))?;
-        if let Err(e) = self
-            .expire_snapshots(vm, Timestamp::now(), Some(&point.id))
-            .await
-        {
+        if let Err(e) = self.expire_snapshots(vm, self.now(), Some(&point.id)).await {
             warnings.push(format!("could not expire old snapshots of {vm}: {e}"));
         }
         Ok(Taken { point, fresh })
@@ -370,18 +419,34 @@ impl Engine {
         job: JobId,
         vault: std::result::Result<&Vault, &VaultUnavailable>,
         taken: &Taken,
-        options: TransferOptions,
+        spec: &BackupSpec,
         progress: &Arc<dyn Progress>,
         warnings: &mut Vec<String>,
     ) -> Result<()> {
         let point = &taken.point;
         let kind = SubtaskKind::Transfer;
+        if let Some(reason) = &spec.skip_transfer {
+            let outcome = SubtaskOutcome::skipped(reason.clone());
+            self.catalog
+                .finish_subtask(job, kind, &outcome, self.now())?;
+            return Ok(());
+        }
+        if spec.stop.as_ref().is_some_and(|stop| *stop.borrow()) {
+            let outcome = SubtaskOutcome::failed(format!(
+                "blockvault was stopping, so the transfer did not start; the point is in the \
+                 snapshot tier and the next transfer of {} carries its changes",
+                point.vm
+            ));
+            self.catalog
+                .finish_subtask(job, kind, &outcome, self.now())?;
+            return Ok(());
+        }
         let held = match Lock::try_acquire(&self.vm_lock(&point.vm, kind)) {
             Ok(held) => held,
             Err(e) => {
                 let outcome = SubtaskOutcome::failed(e.to_string());
                 self.catalog
-                    .finish_subtask(job, kind, &outcome, Timestamp::now())?;
+                    .finish_subtask(job, kind, &outcome, self.now())?;
                 return Ok(());
             }
         };
@@ -403,15 +468,11 @@ impl Engine {
                  carries this point's changes",
                 point.vm
             );
-            self.catalog.finish_subtask(
-                job,
-                kind,
-                &SubtaskOutcome::skipped(reason),
-                Timestamp::now(),
-            )?;
+            self.catalog
+                .finish_subtask(job, kind, &SubtaskOutcome::skipped(reason), self.now())?;
             return Ok(());
         };
-        self.catalog.start_subtask(job, kind, Timestamp::now())?;
+        self.catalog.start_subtask(job, kind, self.now())?;
         let outcome = match (vault, self.snapshots.open(&point.vm).await) {
             (Err(unavailable), _) => Err(format!(
                 "the vault {} is unavailable: {}",
@@ -422,7 +483,7 @@ impl Engine {
                     &tier,
                     point,
                     &taken.fresh,
-                    options,
+                    spec.options,
                     Arc::new(Phase("transfer", Arc::clone(progress))),
                 )
                 .await
@@ -444,7 +505,7 @@ impl Engine {
             Err(error) => SubtaskOutcome::failed(error),
         };
         self.catalog
-            .finish_subtask(job, kind, &outcome, Timestamp::now())?;
+            .finish_subtask(job, kind, &outcome, self.now())?;
         Ok(())
     }
 
@@ -454,6 +515,13 @@ impl Engine {
     pub async fn expire(&self, vm: &VmName, now: Timestamp) -> Result<()> {
         let _held = self.lock_snapshots(vm, true).await?;
         self.expire_snapshots(vm, now, None).await
+    }
+
+    /// Deletes what no committed snapshot point of `vm` needs (what an interrupted Snapshot
+    /// left), under the VM's snapshot lock.
+    pub async fn sweep_snapshots(&self, vm: &VmName) -> Result<u64> {
+        let _held = self.lock_snapshots(vm, true).await?;
+        Ok(self.snapshots.sweep(vm).await?.bytes_freed)
     }
 
     /// [`Engine::expire`] with the VM's snapshot lock held by the caller; `keep` is never

@@ -64,7 +64,7 @@ impl Engine {
         let mut lock = new_job_lock(&self.state_dir)?;
         let job = self
             .catalog
-            .create_job(vm, operation, subtasks, Timestamp::now())?;
+            .create_job(vm, operation, subtasks, self.now())?;
         lock.rename(&job_lock(&self.state_dir, job))?;
         Ok((job, lock))
     }

@@ -174,11 +174,9 @@ impl Engine {
         match &result {
             Ok((report, _, _)) => {
                 self.catalog
-                    .finish_job(job, Some(&report.point.id), Timestamp::now())?;
+                    .finish_job(job, Some(&report.point.id), self.now())?;
             }
-            Err(e) => self
-                .catalog
-                .fail_job(job, &e.to_string(), Timestamp::now())?,
+            Err(e) => self.catalog.fail_job(job, &e.to_string(), self.now())?,
         }
         job_lock.remove();
         let (report, tier, warnings) = result?;

@@ -1,0 +1,438 @@
+//! The scheduler: runs every protected VM's policy through the job engine.
+//!
+//! # The loop
+//!
+//! Each time it wakes, the daemon reads the protected items and their policies from the
+//! catalog (so `protect` and `policy edit` take effect without a restart), starts a backup job
+//! for each VM with a slot due, expires snapshot points whose instant-restore days are over,
+//! and sleeps until the next slot of any VM, or at most [`DaemonOptions::poll`].
+//!
+//! A slot is **claimed** in the catalog ([`Catalog::claim_slot`](crate::Catalog::claim_slot))
+//! before its job starts, in one transaction that only succeeds for a slot later than the last
+//! one handled. So:
+//!
+//! - **nothing runs twice**: a slot once claimed is never run again, by this daemon after a
+//!   restart or by a second daemon on the same catalog;
+//! - **nothing missed is dropped silently**: slots that passed while no daemon ran (the host
+//!   was down, the daemon stopped) are all due at the next wake. They are caught up by **one**
+//!   backup, started at once, and logged as a warning that lists the missed slots. One backup
+//!   covers them because a backup captures the disks as they are now: several back to back would
+//!   capture the same state. When any missed slot would have gone to the vault (the Enhanced
+//!   hourly rule), the catch-up backup goes to the vault.
+//!
+//! A job interrupted by a stop or a crash is not re-run: it is in the job list as it ended
+//! (see below), and the next slot runs as scheduled.
+//!
+//! # What goes to the vault
+//!
+//! Every backup of a daily or weekly schedule is transferred. For an Enhanced hourly schedule
+//! only the last backup of each local day is, or the first of the next day when that one did
+//! not reach the vault ([`transfers`](crate::policy::schedule::transfers)); the others' Transfer
+//! subtask is Skipped with the reason, and their points live in the snapshot tier only.
+//!
+//! # Stopping
+//!
+//! The caller passes a stop signal (SIGTERM, SIGINT). The daemon starts nothing more; running
+//! jobs finish the step they are in (a job whose Snapshot ends does not start its Transfer: the
+//! Transfer fails saying why and the job completes with a warning). Jobs still running after
+//! [`DaemonOptions::grace`] are cancelled and ended in the catalog as they stand
+//! ([`Catalog::interrupt_job`](crate::Catalog::interrupt_job)): a Snapshot cut short fails the
+//! job and its leftovers are swept; a Transfer cut short leaves the job Completed with warning
+//! with its point in the snapshot tier. Nothing stays In progress.
+
+use std::collections::{HashMap, HashSet};
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
+
+use blockvault_core::VmName;
+use blockvault_vault::{NoProgress, TransferOptions, Vault};
+use jiff::{SignedDuration, Timestamp};
+use tokio::sync::watch;
+use tokio::task::JoinSet;
+
+use crate::policy::schedule::transfers;
+use crate::{
+    BackupSpec, Engine, JobStatus, Operation, Policy, ProtectedItem, Result, Slot, SubtaskKind,
+    VaultUnavailable,
+};
+
+/// Opens the vault a protected VM names (the daemon reopens it for every job, so a vault that
+/// was down comes back by itself).
+pub trait Vaults: Send + Sync + fmt::Debug {
+    fn open<'a>(
+        &'a self,
+        location: &'a str,
+    ) -> Pin<Box<dyn Future<Output = std::result::Result<Vault, VaultUnavailable>> + Send + 'a>>;
+
+    /// Transfer settings for the vault at `location`.
+    fn transfer_options(&self, _location: &str) -> TransferOptions {
+        TransferOptions::default()
+    }
+}
+
+/// How bad a log line is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Level {
+    Info,
+    Warning,
+    Error,
+}
+
+/// Where the daemon reports what it does.
+pub trait Log: Send + Sync {
+    fn log(&self, level: Level, message: &str);
+}
+
+/// Tunables of the daemon.
+#[derive(Clone, Copy, Debug)]
+pub struct DaemonOptions {
+    /// Longest sleep between two looks at the catalog (new protections, policy edits).
+    pub poll: Duration,
+    /// How long running jobs may take to finish their step after a stop.
+    pub grace: Duration,
+    /// How often each VM's expired snapshot points are deleted when no backup does it.
+    pub expiry_every: Duration,
+}
+
+impl Default for DaemonOptions {
+    fn default() -> DaemonOptions {
+        DaemonOptions {
+            poll: Duration::from_secs(60),
+            grace: Duration::from_secs(60),
+            expiry_every: Duration::from_secs(3600),
+        }
+    }
+}
+
+/// What a daemon run did, for its caller's last log line.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct DaemonReport {
+    pub jobs_started: u64,
+    /// Slots folded into a catch-up backup (missed while no daemon ran).
+    pub slots_missed: u64,
+    /// Jobs still running at the end of the grace period, ended as they stood.
+    pub jobs_interrupted: u64,
+}
+
+/// The scheduler over one engine.
+pub struct Daemon {
+    engine: Arc<Engine>,
+    vaults: Arc<dyn Vaults>,
+    log: Arc<dyn Log>,
+    options: DaemonOptions,
+}
+
+impl fmt::Debug for Daemon {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Daemon")
+            .field("engine", &self.engine)
+            .field("options", &self.options)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A job the daemon started, as its task reports back.
+struct Finished {
+    vm: VmName,
+    summary: String,
+    level: Level,
+}
+
+impl Daemon {
+    pub fn new(
+        engine: Arc<Engine>,
+        vaults: Arc<dyn Vaults>,
+        log: Arc<dyn Log>,
+        options: DaemonOptions,
+    ) -> Daemon {
+        Daemon {
+            engine,
+            vaults,
+            log,
+            options,
+        }
+    }
+
+    /// Runs the schedules until `stop` reads `true` (see the [module docs](self)).
+    pub async fn run(&self, mut stop: watch::Receiver<bool>) -> Result<DaemonReport> {
+        let mut report = DaemonReport::default();
+        let mut running: JoinSet<Finished> = JoinSet::new();
+        let mut busy: HashMap<VmName, usize> = HashMap::new();
+        let mut expired_at: HashMap<VmName, Timestamp> = HashMap::new();
+        let clock = Arc::clone(self.engine.clock());
+        self.log.log(Level::Info, "blockvault daemon started");
+        while !*stop.borrow() {
+            let now = clock.now();
+            let mut wake = now + signed(self.options.poll);
+            match self.engine.catalog().protected_items() {
+                Ok(items) => {
+                    let live: HashSet<&VmName> = items.iter().map(|i| &i.vm).collect();
+                    expired_at.retain(|vm, _| live.contains(vm));
+                    for item in &items {
+                        match self.tend(item, now, &stop, &mut running, &mut busy, &mut report) {
+                            Ok(Some(next)) => wake = wake.min(next),
+                            Ok(None) => {}
+                            Err(e) => self.log.log(Level::Error, &format!("{}: {e}", item.vm)),
+                        }
+                        let due = expired_at
+                            .get(&item.vm)
+                            .is_none_or(|last| *last + signed(self.options.expiry_every) <= now);
+                        if due && busy.get(&item.vm).copied().unwrap_or(0) == 0 {
+                            if let Err(e) = self.engine.expire(&item.vm, now).await {
+                                self.log.log(
+                                    Level::Warning,
+                                    &format!("{}: could not expire snapshots: {e}", item.vm),
+                                );
+                            }
+                            expired_at.insert(item.vm.clone(), now);
+                        }
+                        if let Some(last) = expired_at.get(&item.vm) {
+                            wake = wake.min(*last + signed(self.options.expiry_every));
+                        }
+                    }
+                }
+                Err(e) => self
+                    .log
+                    .log(Level::Error, &format!("cannot read the catalog: {e}")),
+            }
+            tokio::select! {
+                () = clock.sleep_until(wake, !running.is_empty()) => {}
+                Some(done) = running.join_next(), if !running.is_empty() => {
+                    self.finished(done, &mut busy);
+                }
+                _ = stop.changed() => {}
+            }
+        }
+        self.shut_down(running, &mut busy, &mut report).await?;
+        self.log.log(
+            Level::Info,
+            &format!(
+                "blockvault daemon stopped ({} job(s) started, {} missed slot(s) caught up, {} \
+                 job(s) interrupted)",
+                report.jobs_started, report.slots_missed, report.jobs_interrupted
+            ),
+        );
+        Ok(report)
+    }
+
+    /// Starts `item`'s backup if a slot is due, and returns when its next slot is.
+    fn tend(
+        &self,
+        item: &ProtectedItem,
+        now: Timestamp,
+        stop: &watch::Receiver<bool>,
+        running: &mut JoinSet<Finished>,
+        busy: &mut HashMap<VmName, usize>,
+        report: &mut DaemonReport,
+    ) -> Result<Option<Timestamp>> {
+        let catalog = self.engine.catalog();
+        let policy = catalog.policy(&item.policy)?;
+        let tz = &policy.timezone;
+        let after = item.handled.unwrap_or(item.since).max(item.since);
+        let due = policy.schedule.slots(tz, after, now);
+        if let Some(slot) = due.last()
+            && catalog.claim_slot(&item.vm, slot.at)?
+        {
+            let missed = &due[..due.len() - 1];
+            if !missed.is_empty() {
+                report.slots_missed += missed.len() as u64;
+                self.log.log(
+                    Level::Warning,
+                    &format!(
+                        "{}: {} scheduled backup(s) were missed while no daemon ran ({}); one \
+                         backup now stands for them and the slot of {}",
+                        item.vm,
+                        missed.len(),
+                        missed
+                            .iter()
+                            .map(|s| local(s, &policy))
+                            .collect::<Vec<_>>()
+                            .join(", "),
+                        local(slot, &policy),
+                    ),
+                );
+            }
+            let newest_vault_point = catalog
+                .points(&item.vm)?
+                .into_iter()
+                .filter(|p| p.tiers.vault)
+                .map(|p| p.time)
+                .max();
+            let to_vault = due
+                .iter()
+                .any(|s| transfers(&policy.schedule, tz, s, newest_vault_point));
+            let skip_transfer = (!to_vault).then(|| {
+                format!(
+                    "policy {} transfers only the last backup of each day to the vault; this \
+                     point stays in the snapshot tier ({} days)",
+                    policy.name, policy.instant_restore_days
+                )
+            });
+            self.log.log(
+                Level::Info,
+                &format!(
+                    "{}: starting the backup scheduled for {}{}",
+                    item.vm,
+                    local(slot, &policy),
+                    if to_vault {
+                        ""
+                    } else {
+                        " (snapshot tier only)"
+                    }
+                ),
+            );
+            report.jobs_started += 1;
+            *busy.entry(item.vm.clone()).or_default() += 1;
+            self.start(item, &policy, skip_transfer, stop.clone(), running);
+        }
+        Ok(Some(policy.schedule.next(tz, now.max(after)).at))
+    }
+
+    fn start(
+        &self,
+        item: &ProtectedItem,
+        policy: &Policy,
+        skip_transfer: Option<String>,
+        stop: watch::Receiver<bool>,
+        running: &mut JoinSet<Finished>,
+    ) {
+        let engine = Arc::clone(&self.engine);
+        let vaults = Arc::clone(&self.vaults);
+        let spec = BackupSpec {
+            instant_restore_days: policy.instant_restore_days,
+            hooks: item.hooks.clone(),
+            operation: Operation::Backup,
+            options: vaults.transfer_options(&item.vault),
+            skip_transfer,
+            stop: Some(stop),
+            ..BackupSpec::new(item.vm.clone(), item.disks.clone())
+        };
+        let location = item.vault.clone();
+        running.spawn(async move {
+            let vault = vaults.open(&location).await;
+            let outcome = engine
+                .backup(vault.as_ref(), &spec, Arc::new(NoProgress))
+                .await;
+            let (summary, level) = match outcome {
+                Err(e) => (format!("the backup could not run: {e}"), Level::Error),
+                Ok(outcome) => {
+                    let job = &outcome.job;
+                    let level = match job.status {
+                        JobStatus::Failed => Level::Error,
+                        JobStatus::CompletedWithWarning => Level::Warning,
+                        _ => Level::Info,
+                    };
+                    let point = outcome
+                        .point
+                        .as_ref()
+                        .map(|p| format!(", point {}", p.id))
+                        .unwrap_or_default();
+                    let error = job
+                        .error
+                        .as_ref()
+                        .map(|e| format!(": {e}"))
+                        .unwrap_or_default();
+                    (
+                        format!("job {} {}{point}{error}", job.id, job.status),
+                        level,
+                    )
+                }
+            };
+            Finished {
+                vm: spec.vm,
+                summary,
+                level,
+            }
+        });
+    }
+
+    fn finished(
+        &self,
+        done: std::result::Result<Finished, tokio::task::JoinError>,
+        busy: &mut HashMap<VmName, usize>,
+    ) {
+        match done {
+            Ok(done) => {
+                if let Some(n) = busy.get_mut(&done.vm) {
+                    *n = n.saturating_sub(1);
+                }
+                self.log
+                    .log(done.level, &format!("{}: {}", done.vm, done.summary));
+            }
+            Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
+            Err(_) => {}
+        }
+    }
+
+    /// Lets running jobs finish their step for up to the grace period, then ends the rest in
+    /// the catalog as they stand.
+    async fn shut_down(
+        &self,
+        mut running: JoinSet<Finished>,
+        busy: &mut HashMap<VmName, usize>,
+        report: &mut DaemonReport,
+    ) -> Result<()> {
+        if running.is_empty() {
+            return Ok(());
+        }
+        self.log.log(
+            Level::Info,
+            &format!(
+                "stopping: waiting up to {} s for {} running job(s) to finish their step",
+                self.options.grace.as_secs(),
+                running.len()
+            ),
+        );
+        let drained = tokio::time::timeout(self.options.grace, async {
+            while let Some(done) = running.join_next().await {
+                self.finished(done, busy);
+            }
+        })
+        .await;
+        if drained.is_ok() {
+            return Ok(());
+        }
+        running.abort_all();
+        while running.join_next().await.is_some() {}
+        let pid = std::process::id();
+        let reason = "blockvault stopped before the job finished (the daemon was shut down)";
+        for job in self.engine.catalog().unfinished_jobs()? {
+            if job.pid != pid {
+                continue;
+            }
+            let snapshot_cut = job
+                .subtask(SubtaskKind::Snapshot)
+                .is_some_and(|s| !s.status.is_done());
+            let status = self
+                .engine
+                .catalog()
+                .interrupt_job(job.id, reason, self.engine.now())?;
+            report.jobs_interrupted += 1;
+            if snapshot_cut {
+                // What the cut snapshot wrote is swept; committed points are untouched.
+                self.engine.sweep_snapshots(&job.vm).await?;
+            }
+            self.log.log(
+                Level::Warning,
+                &format!("{}: job {} ended {status}: {reason}", job.vm, job.id),
+            );
+        }
+        Ok(())
+    }
+}
+
+fn signed(d: Duration) -> SignedDuration {
+    SignedDuration::try_from(d).unwrap_or(SignedDuration::MAX)
+}
+
+/// A slot as people read it: the local time it was scheduled for, with the zone.
+fn local(slot: &Slot, policy: &Policy) -> String {
+    format!(
+        "{} {}",
+        slot.scheduled.strftime("%Y-%m-%d %H:%M"),
+        policy.timezone_name()
+    )
+}

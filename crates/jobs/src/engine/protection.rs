@@ -1,0 +1,244 @@
+//! The protection lifecycle (SPEC "Protection lifecycle"): protecting a VM with a vault and a
+//! policy, moving it to another policy (a migration when it goes from Standard to Enhanced),
+//! and on-demand backups of protected VMs.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use blockvault_core::VmName;
+use blockvault_vault::{Progress, TransferOptions, Vault};
+use jiff::{SignedDuration, Timestamp};
+
+use super::{BackupOutcome, BackupSpec, Engine, Hooks, VaultUnavailable};
+use crate::{
+    Error, Job, JobStatus, Operation, Policy, PolicyName, PolicyType, ProtectedItem, Result,
+};
+
+/// Longest an on-demand backup's `retain until` may reach (Azure: 99 years).
+const MAX_RETAIN_YEARS: i64 = 99;
+
+/// A VM to protect: its disks, the vault and the policy.
+#[derive(Clone, Debug)]
+pub struct ProtectRequest {
+    pub vm: VmName,
+    /// The vault location as the user gave it (never with credentials).
+    pub vault: String,
+    pub disks: Vec<PathBuf>,
+    pub policy: PolicyName,
+    pub hooks: Hooks,
+}
+
+/// How a protect request ended.
+#[derive(Debug)]
+pub struct ProtectOutcome {
+    /// The `Configure backup` job, or the `Configure backup (Migrate policy)` job for a
+    /// migration.
+    pub job: Job,
+    /// The protection as it now stands (none when the job failed before writing it).
+    pub item: Option<ProtectedItem>,
+    /// A migration's backup.
+    pub backup: Option<BackupOutcome>,
+    /// Why the job failed, when it did.
+    pub failure: Option<Error>,
+}
+
+/// What a protect request does to a VM's protection.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Change {
+    /// Not protected yet, or protected with a policy of the same type.
+    Configure,
+    /// Standard -> Enhanced.
+    Migrate,
+}
+
+impl Engine {
+    /// Protects `request.vm` with `request.policy` in `request.vault`, or changes the disks,
+    /// hooks or policy of a VM already protected there.
+    ///
+    /// Refused before any job runs: an unknown policy; a VM protected by another vault (a VM
+    /// is protected by one vault only); an Enhanced VM moving to a Standard policy (migration
+    /// is irreversible); a Standard VM moving to Enhanced while a backup job of it is in
+    /// progress (the error names the job).
+    ///
+    /// Otherwise a `Configure backup` job checks every disk (it exists and is a readable disk
+    /// image) and records the protection; the first backup runs at the next scheduled time
+    /// (or with `backup now`). A move from Standard to Enhanced is a `Configure backup (Migrate
+    /// policy)` job instead: a backup job (Snapshot, Transfer) whose success switches the VM to
+    /// the Enhanced policy. Existing points are kept either way.
+    pub async fn protect(
+        &self,
+        vault: std::result::Result<&Vault, &VaultUnavailable>,
+        request: &ProtectRequest,
+        options: TransferOptions,
+        progress: Arc<dyn Progress>,
+    ) -> Result<ProtectOutcome> {
+        let policy = self.catalog.policy(&request.policy)?;
+        let existing = self.catalog.protected_item(&request.vm)?;
+        let change = self.check_change(request, &policy, existing.as_ref())?;
+        let disks: Vec<PathBuf> = request
+            .disks
+            .iter()
+            .map(|d| std::path::absolute(d).unwrap_or_else(|_| d.clone()))
+            .collect();
+        let item = ProtectedItem {
+            vm: request.vm.clone(),
+            vault: request.vault.clone(),
+            disks: disks.clone(),
+            policy: policy.name.clone(),
+            hooks: request.hooks.clone(),
+            since: existing.as_ref().map_or_else(|| self.now(), |e| e.since),
+            handled: existing.as_ref().and_then(|e| e.handled),
+        };
+        if change == Change::Migrate {
+            return self.migrate(vault, item, &policy, options, progress).await;
+        }
+        self.catalog
+            .upsert_vm(&request.vm, &request.vault, &disks, self.now())?;
+        let (job, job_lock) = self.begin_job(&request.vm, Operation::ConfigureBackup, &[])?;
+        let outcome = match check_disks(&disks) {
+            Err(error) => {
+                self.catalog.fail_job(job, &error.to_string(), self.now())?;
+                ProtectOutcome {
+                    job: self.catalog.job(job)?,
+                    item: None,
+                    backup: None,
+                    failure: Some(error),
+                }
+            }
+            Ok(()) => {
+                self.catalog.protect(&item)?;
+                self.catalog.finish_job(job, None, self.now())?;
+                ProtectOutcome {
+                    job: self.catalog.job(job)?,
+                    item: self.catalog.protected_item(&request.vm)?,
+                    backup: None,
+                    failure: None,
+                }
+            }
+        };
+        job_lock.remove();
+        Ok(outcome)
+    }
+
+    fn check_change(
+        &self,
+        request: &ProtectRequest,
+        policy: &Policy,
+        existing: Option<&ProtectedItem>,
+    ) -> Result<Change> {
+        let Some(existing) = existing else {
+            return Ok(Change::Configure);
+        };
+        if existing.vault != request.vault {
+            return Err(Error::ProtectedElsewhere {
+                vm: request.vm.clone(),
+                protected_by: existing.vault.clone(),
+            });
+        }
+        let current = self.catalog.policy(&existing.policy)?;
+        match (current.kind, policy.kind) {
+            (PolicyType::Enhanced, PolicyType::Standard) => Err(Error::MigrationIrreversible {
+                vm: request.vm.clone(),
+                from: current.name,
+                to: policy.name.clone(),
+            }),
+            (PolicyType::Standard, PolicyType::Enhanced) => {
+                let backing_up = self.catalog.unfinished_jobs()?.into_iter().find(|j| {
+                    j.vm == request.vm
+                        && matches!(
+                            j.operation,
+                            Operation::Backup
+                                | Operation::BackupOnDemand
+                                | Operation::ConfigureBackupMigrate
+                        )
+                });
+                match backing_up {
+                    Some(job) => Err(Error::MigrationWhileBackup {
+                        vm: request.vm.clone(),
+                        to: policy.name.clone(),
+                        job: job.id,
+                    }),
+                    None => Ok(Change::Migrate),
+                }
+            }
+            _ => Ok(Change::Configure),
+        }
+    }
+
+    /// The migration job: a backup with the Enhanced policy's instant-restore days; when its
+    /// Snapshot succeeded, the VM moves to the Enhanced policy.
+    async fn migrate(
+        &self,
+        vault: std::result::Result<&Vault, &VaultUnavailable>,
+        item: ProtectedItem,
+        policy: &Policy,
+        options: TransferOptions,
+        progress: Arc<dyn Progress>,
+    ) -> Result<ProtectOutcome> {
+        let spec = BackupSpec {
+            instant_restore_days: policy.instant_restore_days,
+            hooks: item.hooks.clone(),
+            operation: Operation::ConfigureBackupMigrate,
+            options,
+            ..BackupSpec::new(item.vm.clone(), item.disks.clone())
+        };
+        let backup = self.backup(vault, &spec, progress).await?;
+        let migrated = backup.job.status != JobStatus::Failed;
+        if migrated {
+            self.catalog.protect(&item)?;
+        }
+        Ok(ProtectOutcome {
+            job: backup.job.clone(),
+            item: self.catalog.protected_item(&item.vm)?,
+            failure: None,
+            backup: Some(backup),
+        })
+    }
+
+    /// A `Backup (on demand)` job of the protected VM `vm`, with its policy's instant-restore
+    /// days; the point is kept at least until `retain_until` (which must be in the future and
+    /// within 99 years), whatever the policy's retention says.
+    pub async fn backup_now(
+        &self,
+        vault: std::result::Result<&Vault, &VaultUnavailable>,
+        vm: &VmName,
+        retain_until: Timestamp,
+        options: TransferOptions,
+        progress: Arc<dyn Progress>,
+    ) -> Result<BackupOutcome> {
+        let item = self
+            .catalog
+            .protected_item(vm)?
+            .ok_or_else(|| Error::NotProtected { vm: vm.clone() })?;
+        let now = self.now();
+        let latest = now + SignedDuration::from_hours(24 * 366 * MAX_RETAIN_YEARS);
+        if retain_until <= now || retain_until > latest {
+            return Err(Error::InvalidValue {
+                what: "retain until",
+                value: retain_until.to_string(),
+                expected: format!("a time after now ({now}) and within {MAX_RETAIN_YEARS} years"),
+            });
+        }
+        let policy = self.catalog.policy(&item.policy)?;
+        let spec = BackupSpec {
+            instant_restore_days: policy.instant_restore_days,
+            hooks: item.hooks.clone(),
+            operation: Operation::BackupOnDemand,
+            options,
+            retain_until: Some(retain_until),
+            ..BackupSpec::new(item.vm.clone(), item.disks.clone())
+        };
+        self.backup(vault, &spec, progress).await
+    }
+}
+
+/// Every disk exists and opens as a disk image.
+fn check_disks(disks: &[PathBuf]) -> Result<()> {
+    if disks.is_empty() {
+        return Err(blockvault_vault::Error::NoDisks.into());
+    }
+    for disk in disks {
+        blockvault_chunker::DiskImage::open(disk).map_err(blockvault_vault::Error::from)?;
+    }
+    Ok(())
+}
