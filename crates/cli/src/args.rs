@@ -77,6 +77,30 @@ macro_rules! init_example {
     };
 }
 
+macro_rules! policy_examples {
+    () => {
+        "Examples:
+  blockvault policy create web-4h --type enhanced --hourly 4 --start 08:00 \\
+      --timezone Europe/Paris --instant-restore-days 7 --daily-retention 180
+  blockvault policy create nightly --at 02:30 --weekly-retention 12 --weekly-on sun
+  blockvault policy edit nightly --instant-restore-days 5 --monthly-retention 24
+  blockvault policy show web-4h --toml > web-4h.toml
+  blockvault policy apply web-4h.toml
+  blockvault policy list
+  blockvault policy delete nightly"
+    };
+}
+
+macro_rules! protect_examples {
+    () => {
+        "Examples:
+  blockvault protect --vault /srv/vault --vm web01 --disk /var/lib/vms/web01.raw
+  blockvault protect --vault /srv/vault --vm db01 --policy web-4h \\
+      --disk /var/lib/vms/db01-root.raw --disk /var/lib/vms/db01-data.raw \\
+      --pre-hook 'virsh domfsfreeze db01' --post-hook 'virsh domfsthaw db01'"
+    };
+}
+
 /// Block-level backup of VM disk images into a vault, with point-in-time restore.
 #[derive(Debug, Parser)]
 #[command(
@@ -187,6 +211,69 @@ pub enum Command {
         after_long_help = concat!(jobs_examples!(), exit_codes!())
     )]
     Jobs(JobsArgs),
+
+    /// Create, show, list, edit, delete and apply backup policies.
+    #[command(
+        subcommand,
+        long_about = "Backup policies: when a protected VM is backed up, how long its points stay \
+            in the snapshot tier (instant restore) and how long retention keeps its vault points.\n\n\
+            Standard: daily or weekly at HH:MM; instant restore 1-5 days (default 2); daily \
+            points kept 30 days by default.\n\
+            Enhanced: also hourly, every 4, 6, 8 or 12 hours from a start time (default 08:00) \
+            over a window (default 24 h); instant restore 1-30 days (default 7); daily points \
+            kept 180 days by default. Of an hourly schedule only the last backup of each day goes \
+            to the vault (the first of the next day when that one failed); the others live in \
+            the snapshot tier.\n\n\
+            Times are local to the policy's IANA time zone and follow daylight saving: a time \
+            the clock skips runs once at the first valid instant after it, a time that happens \
+            twice runs once. Every catalog has DefaultPolicy (Standard, daily 23:00 UTC).",
+        after_help = policy_examples!(),
+        after_long_help = concat!(policy_examples!(), exit_codes!())
+    )]
+    Policy(PolicyCommand),
+
+    /// Protect a VM with a vault and a policy (a Configure backup job), or change its policy.
+    #[command(
+        long_about = "Protect a VM: its disks are backed up to the vault on its policy's schedule \
+            by `blockvault daemon`, and on demand with `blockvault backup-now`.\n\n\
+            Every disk is checked first (it exists and is a readable disk image). A VM is \
+            protected by one vault only. Run it again to change the disks, hooks or policy: \
+            moving a VM from a Standard to an Enhanced policy is a migration, a Configure backup \
+            (Migrate policy) job that takes a backup; it is refused while a backup job of the \
+            VM is in progress, and it cannot be undone (Enhanced to Standard is refused). \
+            Existing recovery points are kept.",
+        after_help = protect_examples!(),
+        after_long_help = concat!(protect_examples!(), exit_codes!())
+    )]
+    Protect(ProtectArgs),
+
+    /// List protected VMs: policy, last backup, latest point and its tiers.
+    Items(ItemsArgs),
+
+    /// Back up a protected VM now, keeping the point until a date (Backup (on demand)).
+    #[command(
+        long_about = "Run an on-demand backup job of a protected VM, with its disks, hooks and \
+            policy's instant-restore days. The point is kept at least until --retain-until, \
+            whatever the policy's retention says, and always goes to the vault.",
+        after_help = "Example:\n  blockvault backup-now --vm web01 --retain-until 2027-01-31"
+    )]
+    BackupNow(BackupNowArgs),
+
+    /// Run protected VMs' schedules (stop with SIGTERM or Ctrl-C).
+    #[command(
+        long_about = "Run every protected VM's policy: start each scheduled backup job, expire \
+            snapshot points past their instant-restore days, and pick up new protections and \
+            policy edits as they are made. Logs go to stderr (with journald priorities under \
+            systemd) and to --log.\n\n\
+            Restarts: a slot that ran never runs again. Slots that passed while no daemon ran are \
+            caught up at start by one backup, which the log lists them for; if any of them would \
+            have gone to the vault, that backup does. Stopping (SIGTERM, SIGINT): no new job \
+            starts; running jobs finish their current step (a finished snapshot does not start \
+            its transfer) within --grace seconds, else they are ended as they stand: a cut \
+            snapshot fails its job, a cut transfer leaves the job Completed with warning.",
+        after_help = "Example (systemd):\n  ExecStart=/usr/local/bin/blockvault daemon\n  KillSignal=SIGTERM"
+    )]
+    Daemon(DaemonArgs),
 }
 
 #[derive(Debug, Args)]
@@ -376,4 +463,189 @@ impl TierChoice {
             TierChoice::Vault => Some(blockvault_jobs::Tier::Vault),
         }
     }
+}
+
+#[derive(Debug, Subcommand)]
+pub enum PolicyCommand {
+    /// Create a policy (values not given take the type's defaults).
+    Create {
+        /// The policy's name (letters, digits, '.', '_', '-').
+        #[arg(value_name = "NAME")]
+        name: String,
+        /// standard or enhanced.
+        #[arg(long = "type", value_name = "TYPE", default_value = "standard")]
+        kind: String,
+        #[command(flatten)]
+        settings: PolicySettings,
+    },
+    /// Change some values of a policy (the VMs it protects follow from their next backup).
+    Edit {
+        #[arg(value_name = "NAME")]
+        name: String,
+        #[command(flatten)]
+        settings: PolicySettings,
+    },
+    /// Show one policy (--toml: as a policy file `policy apply` reads).
+    Show {
+        #[arg(value_name = "NAME")]
+        name: String,
+        /// Print the policy file instead of a summary.
+        #[arg(long)]
+        toml: bool,
+    },
+    /// List the policies and the VMs each protects.
+    List,
+    /// Delete a policy (refused while it protects a VM).
+    Delete {
+        #[arg(value_name = "NAME")]
+        name: String,
+    },
+    /// Create or replace policies from TOML files (see `policy show --toml` for the format).
+    Apply {
+        /// Policy files, one policy each.
+        #[arg(value_name = "FILE", required = true)]
+        files: Vec<PathBuf>,
+    },
+}
+
+/// Policy values, each optional: `create` fills the rest with the type's defaults, `edit`
+/// keeps the policy's.
+#[derive(Debug, Default, Args)]
+pub struct PolicySettings {
+    /// IANA time zone of the schedule (Europe/Paris, America/New_York, UTC). Default for a new
+    /// policy: this host's zone.
+    #[arg(long, value_name = "ZONE")]
+    pub timezone: Option<String>,
+
+    /// Back up daily at HH:MM (default 23:00 for daily and weekly schedules).
+    #[arg(long, value_name = "HH:MM", conflicts_with = "hourly")]
+    pub at: Option<String>,
+
+    /// Back up weekly on these days (mon,tue,...,sun) at --at, instead of daily.
+    #[arg(
+        long,
+        value_name = "DAYS",
+        value_delimiter = ',',
+        conflicts_with = "hourly"
+    )]
+    pub weekly: Option<Vec<String>>,
+
+    /// Back up every N hours (4, 6, 8 or 12; Enhanced only) from --start over --window.
+    #[arg(long, value_name = "HOURS")]
+    pub hourly: Option<i64>,
+
+    /// First backup of the day of an hourly schedule (default 08:00).
+    #[arg(long, value_name = "HH:MM", requires = "hourly")]
+    pub start: Option<String>,
+
+    /// Hours the hourly backups go on after --start (1-24, default 24).
+    #[arg(long, value_name = "HOURS", requires = "hourly")]
+    pub window: Option<i64>,
+
+    /// Days a point stays in the snapshot tier (Standard 1-5, Enhanced 1-30).
+    #[arg(long, value_name = "DAYS", allow_negative_numbers = true)]
+    pub instant_restore_days: Option<i64>,
+
+    /// Days daily points are kept (7-9999).
+    #[arg(long, value_name = "DAYS", allow_negative_numbers = true)]
+    pub daily_retention: Option<i64>,
+
+    /// Weeks weekly points are kept (1-5163), or `off`.
+    #[arg(long, value_name = "WEEKS|off")]
+    pub weekly_retention: Option<String>,
+
+    /// Days whose point is the weekly point (default sun, or the weekly schedule's days).
+    #[arg(long, value_name = "DAYS", value_delimiter = ',')]
+    pub weekly_on: Option<Vec<String>>,
+
+    /// Months monthly points are kept (1-1188), or `off`.
+    #[arg(long, value_name = "MONTHS|off")]
+    pub monthly_retention: Option<String>,
+
+    /// Which day is the monthly point: 1-28, last, or first|second|third|fourth|last-WEEKDAY
+    /// (default first-sunday).
+    #[arg(long, value_name = "DAY")]
+    pub monthly_on: Option<String>,
+
+    /// Years yearly points are kept (1-99), or `off`.
+    #[arg(long, value_name = "YEARS|off")]
+    pub yearly_retention: Option<String>,
+
+    /// Which day is the yearly point: MONTH-DAY, for example jan-1, dec-last,
+    /// mar-first-sunday (default jan-first-sunday).
+    #[arg(long, value_name = "MONTH-DAY")]
+    pub yearly_on: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct ProtectArgs {
+    #[command(flatten)]
+    pub vault: VaultArg,
+
+    #[arg(long, value_name = "NAME")]
+    pub vm: VmName,
+
+    /// A disk image of the VM; repeat for each disk, in order. Default when the VM is already
+    /// protected: its disks.
+    #[arg(long = "disk", value_name = "PATH")]
+    pub disks: Vec<PathBuf>,
+
+    /// The policy (see `blockvault policy list`). Default: DefaultPolicy for a new protection,
+    /// the current policy otherwise.
+    #[arg(long, value_name = "NAME")]
+    pub policy: Option<String>,
+
+    /// Command run before each backup reads the disks (see `backup --help`).
+    #[arg(long, value_name = "COMMAND")]
+    pub pre_hook: Option<String>,
+
+    /// Command run after each backup read the disks.
+    #[arg(long, value_name = "COMMAND")]
+    pub post_hook: Option<String>,
+
+    /// Seconds each hook may run.
+    #[arg(long, value_name = "SECONDS", default_value_t = 300,
+          value_parser = clap::value_parser!(u64).range(1..=86400))]
+    pub hook_timeout: u64,
+
+    #[command(flatten)]
+    pub transfer: TransferArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct ItemsArgs {
+    /// Only this VM.
+    #[arg(long, value_name = "NAME")]
+    pub vm: Option<VmName>,
+}
+
+#[derive(Debug, Args)]
+pub struct BackupNowArgs {
+    #[arg(long, value_name = "NAME")]
+    pub vm: VmName,
+
+    /// Keep the point at least until then (a date, or RFC 3339; default 30 days from now; at
+    /// most 99 years).
+    #[arg(long, value_name = "DATE")]
+    pub retain_until: Option<String>,
+
+    #[command(flatten)]
+    pub transfer: TransferArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct DaemonArgs {
+    /// Log file (appended to). Default: STATE_DIR/daemon.log.
+    #[arg(long, value_name = "FILE")]
+    pub log: Option<PathBuf>,
+
+    /// Seconds running jobs get to finish their step after SIGTERM or SIGINT.
+    #[arg(long, value_name = "SECONDS", default_value_t = 60,
+          value_parser = clap::value_parser!(u64).range(0..=86400))]
+    pub grace: u64,
+
+    /// Longest sleep, in seconds, between two looks at the catalog.
+    #[arg(long, value_name = "SECONDS", default_value_t = 60,
+          value_parser = clap::value_parser!(u64).range(1..=3600))]
+    pub poll: u64,
 }

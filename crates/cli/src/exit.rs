@@ -40,7 +40,12 @@ pub fn classify(err: &anyhow::Error) -> ExitCode {
                     };
                 }
                 blockvault_jobs::Error::UnknownJob { .. }
-                | blockvault_jobs::Error::NoPointsInTier { .. } => return ExitCode::NotFound,
+                | blockvault_jobs::Error::NoPointsInTier { .. }
+                | blockvault_jobs::Error::UnknownPolicy { .. }
+                | blockvault_jobs::Error::NotProtected { .. } => return ExitCode::NotFound,
+                blockvault_jobs::Error::Policy(_)
+                | blockvault_jobs::Error::PolicyFile { .. }
+                | blockvault_jobs::Error::InvalidValue { .. } => return ExitCode::Usage,
                 blockvault_jobs::Error::Hook { .. }
                 | blockvault_jobs::Error::InstantRestoreDays { .. } => return ExitCode::Failure,
                 _ => return ExitCode::Failure,
@@ -56,6 +61,12 @@ pub fn classify(err: &anyhow::Error) -> ExitCode {
             return classify_disk(e);
         }
         if cause.downcast_ref::<blockvault_core::Error>().is_some() {
+            return ExitCode::Usage;
+        }
+        if cause
+            .downcast_ref::<blockvault_jobs::PolicyError>()
+            .is_some()
+        {
             return ExitCode::Usage;
         }
         if cause.downcast_ref::<UsageError>().is_some() {

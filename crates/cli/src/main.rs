@@ -103,5 +103,10 @@ async fn run(cli: Cli) -> anyhow::Result<Report> {
         Command::Points(args) => commands::points::run(args, &host).await,
         Command::Restore(args) => commands::restore::run(args, &host, bar).await,
         Command::Jobs(args) => commands::jobs::run(args, &host).await,
+        Command::Policy(command) => commands::policy::run(command, &host).await,
+        Command::Protect(args) => commands::protect::protect(args, &host, bar).await,
+        Command::Items(args) => commands::protect::items(args, &host).await,
+        Command::BackupNow(args) => commands::protect::backup_now(args, &host, bar).await,
+        Command::Daemon(args) => commands::daemon::run(args, &host).await,
     }
 }

@@ -2,7 +2,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Result;
-use blockvault_jobs::{BackupSpec, Hooks, JobStatus, Operation, SubtaskKind, VaultUnavailable};
+use blockvault_jobs::{BackupOutcome, BackupSpec, Hooks, JobStatus, SubtaskKind, VaultUnavailable};
+use blockvault_store::VaultLocation;
+use blockvault_vault::Vault;
 use serde_json::json;
 
 use super::Report;
@@ -13,22 +15,19 @@ use crate::open::Host;
 use crate::progress::Bar;
 
 pub async fn run(args: BackupArgs, host: &Host, bar: Arc<Bar>) -> Result<Report> {
-    let (engine, mut warnings) = host.engine().await?;
-    // A vault that does not answer must not cost the snapshot (the instant-restore copy):
-    // the job runs, its Transfer fails, and the next backup's transfer catches up. A vault
-    // that is missing or misconfigured is an error before anything runs.
+    let (engine, warnings) = host.engine().await?;
     let location = args.vault.vault.clone();
-    let vault = match host.vault(&location).await {
-        Ok(vault) => Ok(vault),
-        Err(e) if crate::exit::classify(&e) == ExitCode::Failure => Err(VaultUnavailable {
-            location: location.to_string(),
-            reason: format!("{e:#}"),
-        }),
-        Err(e) => return Err(e),
-    };
+    if let Some(item) = engine.catalog().protected_item(&args.vm)?
+        && item.vault != location.to_string()
+    {
+        return Err(blockvault_jobs::Error::ProtectedElsewhere {
+            vm: args.vm,
+            protected_by: item.vault,
+        }
+        .into());
+    }
+    let vault = job_vault(host, &location).await?;
     let spec = BackupSpec {
-        vm: args.vm,
-        disks: args.disks,
         block_size: args.block_size,
         instant_restore_days: args.instant_restore_days,
         hooks: Hooks {
@@ -36,12 +35,35 @@ pub async fn run(args: BackupArgs, host: &Host, bar: Arc<Bar>) -> Result<Report>
             post: args.post_hook,
             timeout: Some(Duration::from_secs(args.hook_timeout)),
         },
-        operation: Operation::Backup,
-        options: crate::open::transfer(&args.vault.vault, args.transfer.concurrency),
+        options: crate::open::transfer(&location, args.transfer.concurrency),
+        ..BackupSpec::new(args.vm, args.disks)
     };
     let outcome = engine.backup(vault.as_ref(), &spec, bar.clone()).await;
     bar.finish();
-    let outcome = outcome?;
+    report(outcome?, warnings)
+}
+
+/// The vault a backup job transfers to. A vault that does not answer must not cost the
+/// snapshot (the instant-restore copy): the job runs, its Transfer fails, and the next
+/// backup's transfer catches up. A vault that is missing or misconfigured is an error before
+/// anything runs.
+pub async fn job_vault(
+    host: &Host,
+    location: &VaultLocation,
+) -> Result<std::result::Result<Vault, VaultUnavailable>> {
+    match host.vault(location).await {
+        Ok(vault) => Ok(Ok(vault)),
+        Err(e) if crate::exit::classify(&e) == ExitCode::Failure => Ok(Err(VaultUnavailable {
+            location: location.to_string(),
+            reason: format!("{e:#}"),
+        })),
+        Err(e) => Err(e),
+    }
+}
+
+/// What a backup job did, as a report; a failed job is an error (exit code by its cause), one
+/// completed with warning exits 5.
+pub fn report(outcome: BackupOutcome, mut warnings: Vec<String>) -> Result<Report> {
     warnings.extend(outcome.warnings.iter().cloned());
     let job = &outcome.job;
     let subtask_line = |kind: SubtaskKind| {

@@ -2,8 +2,11 @@
 //! facts as JSON for scripts.
 
 pub mod backup;
+pub mod daemon;
 pub mod jobs;
 pub mod points;
+pub mod policy;
+pub mod protect;
 pub mod restore;
 pub mod vault;
 

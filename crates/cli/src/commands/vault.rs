@@ -11,6 +11,12 @@ pub async fn run(command: VaultCommand, state: &Path) -> Result<Report> {
         VaultCommand::Init { vault: location } => {
             let vault = crate::open::init_vault(&location, state).await?;
             let config = vault.config();
+            // Every vault starts with the default policy (a new catalog already has it; this
+            // brings it back if it was deleted).
+            blockvault_jobs::Catalog::open(state.join("catalog.sqlite"))?.ensure_policy(
+                &blockvault_jobs::Policy::default_policy(),
+                jiff::Timestamp::now(),
+            )?;
             Ok(Report {
                 text: format!(
                     "created vault {} at {} (default block size {})",

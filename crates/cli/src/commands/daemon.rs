@@ -1,0 +1,148 @@
+//! `blockvault daemon`: runs the protected VMs' schedules until SIGTERM or SIGINT.
+
+use std::fs::File;
+use std::io::Write;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use blockvault_jobs::{Daemon, DaemonOptions, Level, Log, VaultUnavailable, Vaults};
+use blockvault_store::VaultLocation;
+use blockvault_vault::{TransferOptions, Vault};
+use jiff::Timestamp;
+use serde_json::json;
+use tokio::signal::unix::{SignalKind, signal};
+use tokio::sync::watch;
+
+use super::Report;
+use crate::args::DaemonArgs;
+use crate::open::Host;
+
+pub async fn run(args: DaemonArgs, host: &Host) -> Result<Report> {
+    let path = args.log.unwrap_or_else(|| host.state.join("daemon.log"));
+    let log = Arc::new(DaemonLog::open(path)?);
+    let (engine, warnings) = host.engine().await?;
+    for warning in &warnings {
+        log.log(Level::Warning, warning);
+    }
+    let (stop_tx, stop) = watch::channel(false);
+    let mut term = signal(SignalKind::terminate()).context("cannot listen for SIGTERM")?;
+    let mut int = signal(SignalKind::interrupt()).context("cannot listen for SIGINT")?;
+    let signals = Arc::clone(&log);
+    tokio::spawn(async move {
+        let name = tokio::select! {
+            _ = term.recv() => "SIGTERM",
+            _ = int.recv() => "SIGINT",
+        };
+        signals.log(Level::Info, &format!("{name}: stopping"));
+        stop_tx.send_replace(true);
+    });
+    let daemon = Daemon::new(
+        Arc::new(engine),
+        Arc::new(HostVaults {
+            state: host.state.clone(),
+        }),
+        log.clone(),
+        DaemonOptions {
+            poll: Duration::from_secs(args.poll),
+            grace: Duration::from_secs(args.grace),
+            ..DaemonOptions::default()
+        },
+    );
+    let report = daemon.run(stop).await?;
+    Ok(Report {
+        text: format!(
+            "daemon stopped: {} job(s) started, {} missed slot(s) caught up, {} job(s) \
+             interrupted",
+            report.jobs_started, report.slots_missed, report.jobs_interrupted
+        ),
+        json: json!({
+            "jobs_started": report.jobs_started,
+            "slots_missed": report.slots_missed,
+            "jobs_interrupted": report.jobs_interrupted,
+        }),
+        warnings: Vec::new(),
+        exit_code: None,
+    })
+}
+
+/// Opens protected VMs' vaults the way the other commands do (S3 settings from the state
+/// directory and the environment).
+#[derive(Debug)]
+struct HostVaults {
+    state: PathBuf,
+}
+
+impl Vaults for HostVaults {
+    fn open<'a>(
+        &'a self,
+        location: &'a str,
+    ) -> std::pin::Pin<
+        Box<dyn Future<Output = std::result::Result<Vault, VaultUnavailable>> + Send + 'a>,
+    > {
+        Box::pin(async move {
+            let opened = match location.parse::<VaultLocation>() {
+                Ok(parsed) => crate::open::vault(&parsed, &self.state).await,
+                Err(e) => Err(e.into()),
+            };
+            opened.map_err(|e| VaultUnavailable {
+                location: location.to_owned(),
+                reason: format!("{e:#}"),
+            })
+        })
+    }
+
+    fn transfer_options(&self, location: &str) -> TransferOptions {
+        location
+            .parse::<VaultLocation>()
+            .map(|l| crate::open::transfer(&l, None))
+            .unwrap_or_default()
+    }
+}
+
+/// The daemon's log: one line per event to the log file (with the time) and to stderr (with a
+/// journald priority prefix when stderr goes to the journal, which adds the time itself).
+struct DaemonLog {
+    file: Mutex<File>,
+    journal: bool,
+}
+
+impl DaemonLog {
+    fn open(path: PathBuf) -> Result<DaemonLog> {
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir)
+                .with_context(|| format!("cannot create log directory {}", dir.display()))?;
+        }
+        let file = File::options()
+            .create(true)
+            .append(true)
+            .open(&path)
+            .with_context(|| format!("cannot open log file {}", path.display()))?;
+        Ok(DaemonLog {
+            file: Mutex::new(file),
+            journal: std::env::var_os("JOURNAL_STREAM").is_some(),
+        })
+    }
+}
+
+impl Log for DaemonLog {
+    fn log(&self, level: Level, message: &str) {
+        let (priority, name) = match level {
+            Level::Info => (6, "info"),
+            Level::Warning => (4, "warning"),
+            Level::Error => (3, "error"),
+        };
+        let now = Timestamp::now()
+            .round(jiff::Unit::Millisecond)
+            .unwrap_or_default();
+        if self.journal {
+            eprintln!("<{priority}>{message}");
+        } else {
+            eprintln!("{now} {name}: {message}");
+        }
+        let mut file = self.file.lock().unwrap_or_else(PoisonError::into_inner);
+        // A log line that cannot be written must not stop the backups.
+        let _ = writeln!(file, "{now} {name}: {message}");
+    }
+}
