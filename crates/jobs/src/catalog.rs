@@ -22,7 +22,7 @@ use crate::{Error, Result};
 
 /// The schema version this build writes, kept in `PRAGMA user_version`. A catalog with a newer
 /// version is refused; an older one is migrated in [`Catalog::open`], one step of
-/// [`MIGRATIONS`] at a time, in one transaction.
+/// `MIGRATIONS` at a time, in one transaction.
 pub const SCHEMA_VERSION: i64 = 2;
 
 /// How long a statement waits for another process's write transaction before failing.

@@ -1,44 +1,4 @@
-//! The scheduler: runs every protected VM's policy through the job engine.
-//!
-//! # The loop
-//!
-//! Each time it wakes, the daemon reads the protected items and their policies from the
-//! catalog (so `protect` and `policy edit` take effect without a restart), starts a backup job
-//! for each VM with a slot due, expires snapshot points whose instant-restore days are over,
-//! and sleeps until the next slot of any VM, or at most [`DaemonOptions::poll`].
-//!
-//! A slot is **claimed** in the catalog ([`Catalog::claim_slot`](crate::Catalog::claim_slot))
-//! before its job starts, in one transaction that only succeeds for a slot later than the last
-//! one handled. So:
-//!
-//! - **nothing runs twice**: a slot once claimed is never run again, by this daemon after a
-//!   restart or by a second daemon on the same catalog;
-//! - **nothing missed is dropped silently**: slots that passed while no daemon ran (the host
-//!   was down, the daemon stopped) are all due at the next wake. They are caught up by **one**
-//!   backup, started at once, and logged as a warning that lists the missed slots. One backup
-//!   covers them because a backup captures the disks as they are now: several back to back would
-//!   capture the same state. When any missed slot would have gone to the vault (the Enhanced
-//!   hourly rule), the catch-up backup goes to the vault.
-//!
-//! A job interrupted by a stop or a crash is not re-run: it is in the job list as it ended
-//! (see below), and the next slot runs as scheduled.
-//!
-//! # What goes to the vault
-//!
-//! Every backup of a daily or weekly schedule is transferred. For an Enhanced hourly schedule
-//! only the last backup of each local day is, or the first of the next day when that one did
-//! not reach the vault ([`transfers`](crate::policy::schedule::transfers)); the others' Transfer
-//! subtask is Skipped with the reason, and their points live in the snapshot tier only.
-//!
-//! # Stopping
-//!
-//! The caller passes a stop signal (SIGTERM, SIGINT). The daemon starts nothing more; running
-//! jobs finish the step they are in (a job whose Snapshot ends does not start its Transfer: the
-//! Transfer fails saying why and the job completes with a warning). Jobs still running after
-//! [`DaemonOptions::grace`] are cancelled and ended in the catalog as they stand
-//! ([`Catalog::interrupt_job`](crate::Catalog::interrupt_job)): a Snapshot cut short fails the
-//! job and its leftovers are swept; a Transfer cut short leaves the job Completed with warning
-//! with its point in the snapshot tier. Nothing stays In progress.
+//! The scheduler daemon (see [`Daemon`] for how it runs schedules, restarts and stops).
 
 use std::collections::{HashMap, HashSet};
 use std::fmt;
@@ -117,7 +77,47 @@ pub struct DaemonReport {
     pub jobs_interrupted: u64,
 }
 
-/// The scheduler over one engine.
+/// The scheduler over one engine: runs every protected VM's policy through the job engine.
+///
+/// # The loop
+///
+/// Each time it wakes, the daemon reads the protected items and their policies from the
+/// catalog (so `protect` and `policy edit` take effect without a restart), starts a backup job
+/// for each VM with a slot due, expires snapshot points whose instant-restore days are over,
+/// and sleeps until the next slot of any VM, or at most [`DaemonOptions::poll`].
+///
+/// A slot is **claimed** in the catalog ([`Catalog::claim_slot`](crate::Catalog::claim_slot))
+/// before its job starts, in one transaction that only succeeds for a slot later than the last
+/// one handled. So:
+///
+/// - **nothing runs twice**: a slot once claimed is never run again, by this daemon after a
+///   restart or by a second daemon on the same catalog;
+/// - **nothing missed is dropped silently**: slots that passed while no daemon ran (the host
+///   was down, the daemon stopped) are all due at the next wake. They are caught up by **one**
+///   backup, started at once, and logged as a warning that lists the missed slots. One backup
+///   covers them because a backup captures the disks as they are now: several back to back would
+///   capture the same state. When any missed slot would have gone to the vault (the Enhanced
+///   hourly rule), the catch-up backup goes to the vault.
+///
+/// A job interrupted by a stop or a crash is not re-run: it is in the job list as it ended
+/// (see below), and the next slot runs as scheduled.
+///
+/// # What goes to the vault
+///
+/// Every backup of a daily or weekly schedule is transferred. For an Enhanced hourly schedule
+/// only the last backup of each local day is, or the first of the next day when that one did
+/// not reach the vault ([`transfers`](crate::policy::schedule::transfers)); the others' Transfer
+/// subtask is Skipped with the reason, and their points live in the snapshot tier only.
+///
+/// # Stopping
+///
+/// The caller passes a stop signal (SIGTERM, SIGINT). The daemon starts nothing more; running
+/// jobs finish the step they are in (a job whose Snapshot ends does not start its Transfer: the
+/// Transfer fails saying why and the job completes with a warning). Jobs still running after
+/// [`DaemonOptions::grace`] are cancelled and ended in the catalog as they stand
+/// ([`Catalog::interrupt_job`](crate::Catalog::interrupt_job)): a Snapshot cut short fails the
+/// job and its leftovers are swept; a Transfer cut short leaves the job Completed with warning
+/// with its point in the snapshot tier. Nothing stays In progress.
 pub struct Daemon {
     engine: Arc<Engine>,
     vaults: Arc<dyn Vaults>,
@@ -156,7 +156,7 @@ impl Daemon {
         }
     }
 
-    /// Runs the schedules until `stop` reads `true` (see the [module docs](self)).
+    /// Runs the schedules until `stop` reads `true` (see [`Daemon`]).
     pub async fn run(&self, mut stop: watch::Receiver<bool>) -> Result<DaemonReport> {
         let mut report = DaemonReport::default();
         let mut running: JoinSet<Finished> = JoinSet::new();

@@ -56,6 +56,24 @@
 //! Snapshot of the VM waits for it) and around snapshot expiry and sweeps; `<vm>.transfer` is
 //! tried when a Transfer would start, and when another job holds it the Transfer is Skipped.
 //!
+//! # Policies, protection and the daemon
+//!
+//! A [`Policy`] (Standard or Enhanced; SPEC "Policies") is built only through
+//! [`Policy::from_doc`] / [`Policy::from_toml`], which apply its type's defaults and refuse any
+//! value out of range with a [`PolicyError`] naming the field, the value and the range. The
+//! catalog stores each policy as its TOML file and starts with [`DEFAULT_POLICY`]. Its
+//! [`Schedule`] is a pure function of (schedule, time zone, instants): [`Schedule::slots`],
+//! [`Schedule::next`], and [`transfers`] (the Enhanced hourly rule: the last backup of each
+//! local day goes to the vault, or the next day's first when that one did not). Daylight
+//! saving: a skipped local time runs once at the transition, a repeated one once, first.
+//!
+//! [`Engine::protect`] records a [`ProtectedItem`] (VM, vault, disks, policy, hooks) in a
+//! `Configure backup` job, or migrates a Standard VM to Enhanced in a `Configure backup
+//! (Migrate policy)` backup job; [`Engine::backup_now`] runs an on-demand backup whose point
+//! carries `retain until`. The [`Daemon`] runs every protected VM's schedule through the
+//! engine (its module documents the restart and shutdown rules). Time comes from a [`Clock`]:
+//! the system's, or a [`SimulatedClock`] that drives weeks of schedule in seconds in tests.
+//!
 //! # Crash semantics
 //!
 //! Each catalog method commits or does nothing. Every running job holds the lock

@@ -9,5 +9,5 @@
 //!   views, in-place restore.
 
 mod faults;
-mod fixture;
+pub mod fixture;
 mod model;

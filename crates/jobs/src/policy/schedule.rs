@@ -28,7 +28,7 @@ pub enum Schedule {
     /// Every day, at `start` and every `every` hours after it for as long as the window lasts:
     /// the runs of date D are at D `start` + k·`every` hours (civil arithmetic, so a run can
     /// fall on D+1) for every k with k·`every` < `window_hours`. `every` is one of
-    /// [`HOURLY_INTERVALS`]; `window_hours` is 1 to 24.
+    /// `HOURLY_INTERVALS` (4, 6, 8 or 12); `window_hours` is 1 to 24.
     Hourly {
         every: u8,
         start: Time,
