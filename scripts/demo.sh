@@ -2,7 +2,8 @@
 # The five-minute tour, end to end: builds blockvault, makes a sample VM disk (a 4 GiB sparse
 # ext4 image holding real files from this machine), backs it up into a local vault, changes
 # it, backs it up again (incremental), lists the points, restores both points, and checks
-# each restored image byte for byte.
+# each restored image byte for byte, then protects the VM with an Enhanced policy and takes an
+# on-demand backup.
 #
 # Usage: scripts/demo.sh [WORK_DIR]      (default: target/demo; removed and recreated)
 #
@@ -83,3 +84,10 @@ echo "== the disk is byte-identical to the first point again"
 printf '   restored image allocates %s of %s\n' \
     "$(du -h "$work/restore-latest/web01.img" | cut -f1)" \
     "$(du -h --apparent-size "$work/restore-latest/web01.img" | cut -f1)"
+
+echo "== protect the VM with an Enhanced policy (every 4 h from 08:00), see it, back it up on demand"
+"$bv" policy create every-4h --type enhanced --hourly 4 --start 08:00 --timezone UTC
+"$bv" protect --vault "$work/vault" --vm web01 --disk "$disk" --policy every-4h
+"$bv" backup-now --vm web01 --retain-until "$(date -u -d '+90 days' +%Y-%m-%d)"
+"$bv" items
+echo "   ('blockvault daemon' runs the schedule; 'blockvault policy --help' explains policies)"

@@ -375,22 +375,8 @@ pub struct BackupArgs {
           value_parser = clap::value_parser!(u32).range(1..=30))]
     pub instant_restore_days: u32,
 
-    /// Command run (with `sh -c`) just before the disks are read, to quiesce the VM, for
-    /// example `virsh domfsfreeze web01`. When it succeeds the point is application-consistent;
-    /// when it fails the job fails and nothing is read. Its environment has BLOCKVAULT_VM,
-    /// BLOCKVAULT_HOOK=pre and BLOCKVAULT_DISKS (one path per line).
-    #[arg(long, value_name = "COMMAND")]
-    pub pre_hook: Option<String>,
-
-    /// Command run just after the disks were read, whether or not the read succeeded, for
-    /// example `virsh domfsthaw web01`. Its failure is a warning: the data was already read.
-    #[arg(long, value_name = "COMMAND")]
-    pub post_hook: Option<String>,
-
-    /// Seconds each hook may run before it is killed and counts as failed.
-    #[arg(long, value_name = "SECONDS", default_value_t = 300,
-          value_parser = clap::value_parser!(u64).range(1..=86400))]
-    pub hook_timeout: u64,
+    #[command(flatten)]
+    pub hooks: HookArgs,
 
     #[command(flatten)]
     pub transfer: TransferArgs,
@@ -595,18 +581,8 @@ pub struct ProtectArgs {
     #[arg(long, value_name = "NAME")]
     pub policy: Option<String>,
 
-    /// Command run before each backup reads the disks (see `backup --help`).
-    #[arg(long, value_name = "COMMAND")]
-    pub pre_hook: Option<String>,
-
-    /// Command run after each backup read the disks.
-    #[arg(long, value_name = "COMMAND")]
-    pub post_hook: Option<String>,
-
-    /// Seconds each hook may run.
-    #[arg(long, value_name = "SECONDS", default_value_t = 300,
-          value_parser = clap::value_parser!(u64).range(1..=86400))]
-    pub hook_timeout: u64,
+    #[command(flatten)]
+    pub hooks: HookArgs,
 
     #[command(flatten)]
     pub transfer: TransferArgs,
@@ -648,4 +624,35 @@ pub struct DaemonArgs {
     #[arg(long, value_name = "SECONDS", default_value_t = 60,
           value_parser = clap::value_parser!(u64).range(1..=3600))]
     pub poll: u64,
+}
+
+/// The pre- and post-snapshot hooks of a VM.
+#[derive(Debug, Args)]
+pub struct HookArgs {
+    /// Command run (with `sh -c`) just before the disks are read, to quiesce the VM, for
+    /// example `virsh domfsfreeze web01`. When it succeeds the point is application-consistent;
+    /// when it fails the job fails and nothing is read. Its environment has BLOCKVAULT_VM,
+    /// BLOCKVAULT_HOOK=pre and BLOCKVAULT_DISKS (one path per line).
+    #[arg(long, value_name = "COMMAND")]
+    pub pre_hook: Option<String>,
+
+    /// Command run just after the disks were read, whether or not the read succeeded, for
+    /// example `virsh domfsthaw web01`. Its failure is a warning: the data was already read.
+    #[arg(long, value_name = "COMMAND")]
+    pub post_hook: Option<String>,
+
+    /// Seconds each hook may run before it is killed and counts as failed.
+    #[arg(long, value_name = "SECONDS", default_value_t = 300,
+          value_parser = clap::value_parser!(u64).range(1..=86400))]
+    pub hook_timeout: u64,
+}
+
+impl HookArgs {
+    pub fn hooks(&self) -> blockvault_jobs::Hooks {
+        blockvault_jobs::Hooks {
+            pre: self.pre_hook.clone(),
+            post: self.post_hook.clone(),
+            timeout: Some(std::time::Duration::from_secs(self.hook_timeout)),
+        }
+    }
 }

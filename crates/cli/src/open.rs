@@ -71,6 +71,21 @@ impl Host {
     }
 }
 
+/// `location` spelled one way, so records compare equal however the user wrote it: a
+/// directory absolute, without `.`, `..` or a trailing slash, and with symlinks resolved when
+/// it exists; an S3 location as parsed.
+pub fn canonical(location: &VaultLocation) -> VaultLocation {
+    match location {
+        VaultLocation::Local(dir) => {
+            let absolute = std::path::absolute(dir).unwrap_or_else(|_| dir.clone());
+            let clean = std::fs::canonicalize(&absolute)
+                .unwrap_or_else(|_| absolute.components().collect());
+            VaultLocation::Local(clean)
+        }
+        s3 => s3.clone(),
+    }
+}
+
 /// The vault at `location`, keeping this host's knowledge of it (the chunk index) in `state`.
 pub async fn vault(location: &VaultLocation, state: &Path) -> anyhow::Result<Vault> {
     probe(location, state).await?;

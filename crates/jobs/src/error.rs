@@ -111,8 +111,8 @@ pub enum Error {
     },
 
     #[error(
-        "policy {name} is {from}; a policy's type cannot change (create an {to} policy and \
-         move the VMs to it: a Standard VM moving to Enhanced is migrated)"
+        "policy {name} is {from}; a policy's type cannot change (create another policy of type {to} \
+         and move the VMs to it: a Standard VM moving to Enhanced is migrated)"
     )]
     PolicyTypeChange {
         name: crate::PolicyName,

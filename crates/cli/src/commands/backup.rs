@@ -1,8 +1,7 @@
 use std::sync::Arc;
-use std::time::Duration;
 
 use anyhow::Result;
-use blockvault_jobs::{BackupOutcome, BackupSpec, Hooks, JobStatus, SubtaskKind, VaultUnavailable};
+use blockvault_jobs::{BackupOutcome, BackupSpec, JobStatus, SubtaskKind, VaultUnavailable};
 use blockvault_store::VaultLocation;
 use blockvault_vault::Vault;
 use serde_json::json;
@@ -18,7 +17,7 @@ pub async fn run(args: BackupArgs, host: &Host, bar: Arc<Bar>) -> Result<Report>
     let (engine, warnings) = host.engine().await?;
     let location = args.vault.vault.clone();
     if let Some(item) = engine.catalog().protected_item(&args.vm)?
-        && item.vault != location.to_string()
+        && item.vault != crate::open::canonical(&location).to_string()
     {
         return Err(blockvault_jobs::Error::ProtectedElsewhere {
             vm: args.vm,
@@ -30,11 +29,7 @@ pub async fn run(args: BackupArgs, host: &Host, bar: Arc<Bar>) -> Result<Report>
     let spec = BackupSpec {
         block_size: args.block_size,
         instant_restore_days: args.instant_restore_days,
-        hooks: Hooks {
-            pre: args.pre_hook,
-            post: args.post_hook,
-            timeout: Some(Duration::from_secs(args.hook_timeout)),
-        },
+        hooks: args.hooks.hooks(),
         options: crate::open::transfer(&location, args.transfer.concurrency),
         ..BackupSpec::new(args.vm, args.disks)
     };

@@ -1,7 +1,7 @@
 //! `blockvault policy ...`: backup policies in the host's catalog. Flags and policy files both
 //! become a [`PolicyDoc`], which the jobs crate checks and completes with defaults.
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 use blockvault_jobs::{
     Catalog, Policy, PolicyDoc, PolicyEntry, PolicyName, Put, RetentionDoc, Schedule, ScheduleDoc,
 };
@@ -73,19 +73,29 @@ pub async fn run(command: PolicyCommand, host: &Host) -> Result<Report> {
             }
         }
         PolicyCommand::Apply { files } => {
-            // Every file is read and checked before any is applied: all or nothing.
+            // Every file is read and checked, then all are applied in one transaction: all
+            // or nothing.
             let mut policies = Vec::new();
             for file in &files {
-                let text = std::fs::read_to_string(file)
-                    .with_context(|| format!("cannot read policy file {}", file.display()))?;
-                let policy = Policy::from_toml(&text)
-                    .with_context(|| format!("policy file {}", file.display()))?;
+                let text = std::fs::read_to_string(file).map_err(|e| {
+                    anyhow::anyhow!("cannot read policy file {}: {e}", file.display())
+                })?;
+                let policy = Policy::from_toml(&text).map_err(|e| {
+                    let message = match e {
+                        blockvault_jobs::Error::PolicyFile { message } => message,
+                        blockvault_jobs::Error::Policy(invalid) => invalid.to_string(),
+                        other => other.to_string(),
+                    };
+                    blockvault_jobs::Error::PolicyFile {
+                        message: format!("{}: {message}", file.display()),
+                    }
+                })?;
                 policies.push(policy);
             }
+            let puts = catalog.put_policies(&policies, now)?;
             let mut lines = Vec::new();
             let mut applied = Vec::new();
-            for policy in &policies {
-                let put = catalog.put_policy(policy, now)?;
+            for (policy, put) in policies.iter().zip(puts) {
                 let verb = match put {
                     Put::Created => "created",
                     Put::Updated => "updated",

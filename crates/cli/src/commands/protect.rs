@@ -1,13 +1,11 @@
 //! `blockvault protect`, `items` and `backup-now`: the protection lifecycle.
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use anyhow::Result;
 use blockvault_jobs::{
-    DEFAULT_POLICY, Engine, Hooks, JobFilter, JobStatus, Operation, ProtectRequest, ProtectedItem,
+    DEFAULT_POLICY, Engine, JobFilter, JobStatus, Operation, ProtectRequest, ProtectedItem,
 };
-use blockvault_store::VaultLocation;
 use jiff::{SignedDuration, Timestamp};
 use serde_json::json;
 
@@ -27,11 +25,9 @@ const BACKUPS: [Operation; 3] = [
 
 pub async fn protect(args: ProtectArgs, host: &Host, bar: Arc<Bar>) -> Result<Report> {
     let (engine, mut warnings) = host.engine().await?;
-    // The daemon opens the vault from another directory: keep a directory absolute.
-    let location = match args.vault.vault.clone() {
-        VaultLocation::Local(dir) => VaultLocation::Local(std::path::absolute(&dir).unwrap_or(dir)),
-        s3 => s3,
-    };
+    // The daemon opens the vault from another directory, and a VM is protected by one vault
+    // however its path is written.
+    let location = crate::open::canonical(&args.vault.vault);
     let existing = engine.catalog().protected_item(&args.vm)?;
     if let Some(item) = &existing
         && item.vault != location.to_string()
@@ -58,13 +54,9 @@ pub async fn protect(args: ProtectArgs, host: &Host, bar: Arc<Bar>) -> Result<Re
         (None, Some(item)) => item.policy.clone(),
         (None, None) => DEFAULT_POLICY.parse()?,
     };
-    let hooks = match (&args.pre_hook, &args.post_hook, &existing) {
+    let hooks = match (&args.hooks.pre_hook, &args.hooks.post_hook, &existing) {
         (None, None, Some(item)) => item.hooks.clone(),
-        _ => Hooks {
-            pre: args.pre_hook.clone(),
-            post: args.post_hook.clone(),
-            timeout: Some(Duration::from_secs(args.hook_timeout)),
-        },
+        _ => args.hooks.hooks(),
     };
     let request = ProtectRequest {
         vm: args.vm.clone(),

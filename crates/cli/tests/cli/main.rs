@@ -13,6 +13,7 @@
 //! - `s3`: the same commands with the vault on a real S3 server (Garage).
 
 mod corruption;
+mod daemon;
 mod help;
 mod incremental;
 mod input_errors;
@@ -20,6 +21,7 @@ mod interrupted;
 mod jobs;
 mod json_errors;
 mod layouts;
+mod protection;
 mod restore_target;
 mod roundtrip;
 mod s3;

@@ -43,21 +43,33 @@ impl Catalog {
     /// ([`Error::PolicyTypeChange`]): VMs move between types by changing policy, which for
     /// Standard -> Enhanced is a migration.
     pub fn put_policy(&self, policy: &Policy, now: Timestamp) -> Result<Put> {
-        self.write(|tx| match stored(tx, &policy.name)? {
-            None => insert(tx, policy, now).map(|()| Put::Created),
-            Some(old) if old.kind != policy.kind => Err(Error::PolicyTypeChange {
-                name: policy.name.clone(),
-                from: old.kind,
-                to: policy.kind,
-            }
-            .into()),
-            Some(_) => {
-                tx.execute(
-                    "UPDATE policies SET body = ?2, updated = ?3 WHERE name = ?1",
-                    params![policy.name.as_str(), policy.to_toml(), micros(now)],
-                )?;
-                Ok(Put::Updated)
-            }
+        let puts = self.put_policies(std::slice::from_ref(policy), now)?;
+        Ok(puts.first().copied().unwrap_or(Put::Created))
+    }
+
+    /// [`Catalog::put_policy`] for several policies in one transaction: all are applied, or
+    /// none (one that would change a policy's type stops them all).
+    pub fn put_policies(&self, policies: &[Policy], now: Timestamp) -> Result<Vec<Put>> {
+        self.write(|tx| {
+            policies
+                .iter()
+                .map(|policy| match stored(tx, &policy.name)? {
+                    None => insert(tx, policy, now).map(|()| Put::Created),
+                    Some(old) if old.kind != policy.kind => Err(Error::PolicyTypeChange {
+                        name: policy.name.clone(),
+                        from: old.kind,
+                        to: policy.kind,
+                    }
+                    .into()),
+                    Some(_) => {
+                        tx.execute(
+                            "UPDATE policies SET body = ?2, updated = ?3 WHERE name = ?1",
+                            params![policy.name.as_str(), policy.to_toml(), micros(now)],
+                        )?;
+                        Ok(Put::Updated)
+                    }
+                })
+                .collect()
         })
     }
 

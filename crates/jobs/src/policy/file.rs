@@ -142,7 +142,7 @@ impl Policy {
                         "instant-restore-days",
                         days,
                         format!(
-                            "a {kind} policy keeps snapshots {}-{} days",
+                            "{kind} policies keep snapshots {}-{} days",
                             range.start(),
                             range.end()
                         ),
@@ -562,7 +562,7 @@ mod tests {
                 "instant-restore-days = 6",
                 "instant-restore-days",
                 "6",
-                "Standard policy keeps snapshots 1-5",
+                "Standard policies keep snapshots 1-5",
             ),
             (
                 "instant-restore-days = 0",
