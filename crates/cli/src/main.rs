@@ -28,7 +28,13 @@ fn main() -> std::process::ExitCode {
         .enable_all()
         .build()
         .map_err(anyhow::Error::from)
-        .and_then(|runtime| runtime.block_on(run(cli)));
+        .and_then(|runtime| {
+            let result = runtime.block_on(run(cli));
+            // A blocking task still waiting (a cancelled job's lock wait) must not hold the
+            // exit.
+            runtime.shutdown_timeout(std::time::Duration::from_secs(5));
+            result
+        });
     match result {
         Ok(report) => {
             let mut out = std::io::stdout().lock();

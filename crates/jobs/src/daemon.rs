@@ -172,25 +172,40 @@ impl Daemon {
                     let live: HashSet<&VmName> = items.iter().map(|i| &i.vm).collect();
                     expired_at.retain(|vm, _| live.contains(vm));
                     for item in &items {
+                        if *stop.borrow() {
+                            break;
+                        }
                         match self.tend(item, now, &stop, &mut running, &mut busy, &mut report) {
                             Ok(Some(next)) => wake = wake.min(next),
                             Ok(None) => {}
                             Err(e) => self.log.log(Level::Error, &format!("{}: {e}", item.vm)),
                         }
+                        // Expiry of VMs with no job of this daemon running (a job's Snapshot
+                        // expires when it ends), never waiting for another process's lock.
+                        if busy.get(&item.vm).copied().unwrap_or(0) > 0 {
+                            continue;
+                        }
                         let due = expired_at
                             .get(&item.vm)
                             .is_none_or(|last| *last + signed(self.options.expiry_every) <= now);
-                        if due && busy.get(&item.vm).copied().unwrap_or(0) == 0 {
-                            if let Err(e) = self.engine.expire(&item.vm, now).await {
-                                self.log.log(
-                                    Level::Warning,
-                                    &format!("{}: could not expire snapshots: {e}", item.vm),
-                                );
+                        if due {
+                            match self.engine.expire_if_idle(&item.vm, now).await {
+                                Ok(true) => {
+                                    expired_at.insert(item.vm.clone(), now);
+                                }
+                                // Held elsewhere: tried again at the next poll.
+                                Ok(false) => {}
+                                Err(e) => {
+                                    self.log.log(
+                                        Level::Warning,
+                                        &format!("{}: could not expire snapshots: {e}", item.vm),
+                                    );
+                                    expired_at.insert(item.vm.clone(), now);
+                                }
                             }
-                            expired_at.insert(item.vm.clone(), now);
                         }
                         if let Some(last) = expired_at.get(&item.vm) {
-                            wake = wake.min(*last + signed(self.options.expiry_every));
+                            wake = wake.min((*last + signed(self.options.expiry_every)).max(now));
                         }
                     }
                 }
@@ -236,6 +251,26 @@ impl Daemon {
         if let Some(slot) = due.last()
             && catalog.claim_slot(&item.vm, slot.at)?
         {
+            // A Snapshot of the VM that is still running (a slow or hung disk) would make this
+            // job wait behind it, and the next one too: the slot is handled, with a warning.
+            let snapshotting = catalog.unfinished_jobs()?.into_iter().find(|j| {
+                j.vm == item.vm
+                    && j.subtask(SubtaskKind::Snapshot)
+                        .is_some_and(|s| !s.status.is_done())
+            });
+            if let Some(job) = snapshotting {
+                self.log.log(
+                    Level::Warning,
+                    &format!(
+                        "{}: skipped the backup scheduled for {}: the snapshot of job {} is \
+                         still running",
+                        item.vm,
+                        local(slot, &policy),
+                        job.id
+                    ),
+                );
+                return Ok(Some(policy.schedule.next(tz, now.max(after)).at));
+            }
             let missed = &due[..due.len() - 1];
             if !missed.is_empty() {
                 report.slots_missed += missed.len() as u64;
@@ -406,14 +441,32 @@ impl Daemon {
             let snapshot_cut = job
                 .subtask(SubtaskKind::Snapshot)
                 .is_some_and(|s| !s.status.is_done());
-            let status = self
+            let ended = self
                 .engine
                 .catalog()
-                .interrupt_job(job.id, reason, self.engine.now())?;
+                .interrupt_job(job.id, reason, self.engine.now());
+            let status = match ended {
+                Ok(status) => status,
+                // Another process's recovery ended it first: it is not In progress.
+                Err(crate::Error::JobEnded { .. }) => continue,
+                Err(e) => {
+                    self.log.log(
+                        Level::Error,
+                        &format!("{}: could not end job {}: {e}", job.vm, job.id),
+                    );
+                    continue;
+                }
+            };
             report.jobs_interrupted += 1;
             if snapshot_cut {
-                // What the cut snapshot wrote is swept; committed points are untouched.
-                self.engine.sweep_snapshots(&job.vm).await?;
+                // What the cut snapshot wrote is swept (committed points are untouched); if
+                // another process holds the VM's lock, its own end or the next start does it.
+                if let Err(e) = self.engine.sweep_snapshots_if_idle(&job.vm).await {
+                    self.log.log(
+                        Level::Warning,
+                        &format!("{}: could not clean after job {}: {e}", job.vm, job.id),
+                    );
+                }
             }
             self.log.log(
                 Level::Warning,

@@ -13,7 +13,13 @@ use crate::support::{Sandbox, arg, blockvault, standard_disk};
 
 /// Protects `vm` with the default policy (daily 23:00 UTC) and a pre-hook of `hook_secs`
 /// seconds, then moves its protection two days into the past: two daily slots are due.
-fn protected_two_days_ago(sandbox: &Sandbox, vault: &Path, vm: &str, hook_secs: u32) {
+fn protected_two_days_ago(
+    sandbox: &Sandbox,
+    vault: &Path,
+    vm: &str,
+    hook_secs: u32,
+    post_hook: &str,
+) {
     let disk = sandbox.path(&format!("{vm}.raw"));
     standard_disk(&disk);
     blockvault([
@@ -26,6 +32,8 @@ fn protected_two_days_ago(sandbox: &Sandbox, vault: &Path, vm: &str, hook_secs: 
         arg(&disk),
         "--pre-hook",
         &format!("sleep {hook_secs}"),
+        "--post-hook",
+        post_hook,
     ])
     .success();
     let conn = rusqlite::Connection::open(state_of(vault).join("catalog.sqlite")).expect("open");
@@ -110,7 +118,7 @@ fn status_of(job: &Job, kind: SubtaskKind) -> Option<SubtaskStatus> {
 fn sigterm_lets_the_snapshot_finish_and_fails_the_transfer_truthfully() {
     let sandbox = Sandbox::new();
     let vault = sandbox.init_vault();
-    protected_two_days_ago(&sandbox, &vault, "web01", 2);
+    protected_two_days_ago(&sandbox, &vault, "web01", 2, "true");
 
     let mut daemon = start_daemon(&vault, "60");
     // The two missed slots are caught up by one backup, at once.
@@ -159,7 +167,14 @@ fn sigterm_lets_the_snapshot_finish_and_fails_the_transfer_truthfully() {
 fn a_job_still_running_after_the_grace_period_is_ended_as_it_stands() {
     let sandbox = Sandbox::new();
     let vault = sandbox.init_vault();
-    protected_two_days_ago(&sandbox, &vault, "db01", 30);
+    let thawed = sandbox.path("thawed");
+    protected_two_days_ago(
+        &sandbox,
+        &vault,
+        "db01",
+        30,
+        &format!("echo \"$BLOCKVAULT_HOOK\" > '{}'", thawed.display()),
+    );
 
     let mut daemon = start_daemon(&vault, "0");
     wait_for(&vault, "the backup's snapshot", |jobs| {

@@ -38,8 +38,8 @@ impl Catalog {
         })
     }
 
-    /// Creates `policy`, or replaces the policy of that name (the VMs it protects follow the
-    /// new version from their next scheduled backup). A policy's type never changes
+    /// Creates `policy`, or replaces the policy of that name. The VMs it protects follow the
+    /// new version from now on: a changed schedule's first slot is its next one after `now`. A policy's type never changes
     /// ([`Error::PolicyTypeChange`]): VMs move between types by changing policy, which for
     /// Standard -> Enhanced is a migration.
     pub fn put_policy(&self, policy: &Policy, now: Timestamp) -> Result<Put> {
@@ -61,11 +61,22 @@ impl Catalog {
                         to: policy.kind,
                     }
                     .into()),
-                    Some(_) => {
+                    Some(old) => {
                         tx.execute(
                             "UPDATE policies SET body = ?2, updated = ?3 WHERE name = ?1",
                             params![policy.name.as_str(), policy.to_toml(), micros(now)],
                         )?;
+                        if old.schedule != policy.schedule
+                            || old.timezone_name() != policy.timezone_name()
+                        {
+                            // The new schedule starts now: its slots before the edit were never
+                            // planned, so they are neither run nor reported as missed.
+                            tx.execute(
+                                "UPDATE protected SET handled = MAX(COALESCE(handled, since), ?2)
+                                 WHERE policy = ?1",
+                                params![policy.name.as_str(), micros(now)],
+                            )?;
+                        }
                         Ok(Put::Updated)
                     }
                 })
@@ -181,7 +192,7 @@ fn decode(name: &str, body: &str) -> Result<Policy, Failure> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::{DEFAULT_POLICY, PolicyType};
+    use crate::{DEFAULT_POLICY, PolicyType, Schedule};
 
     fn catalog() -> (tempfile::TempDir, Catalog) {
         let dir = tempfile::tempdir().expect("tempdir");
@@ -263,5 +274,47 @@ mod tests {
         assert_eq!(job.vm.as_str(), "web01");
         drop(catalog);
         Catalog::open(&path).expect("reopen at version 2");
+    }
+
+    #[test]
+    fn a_changed_schedule_starts_at_the_edit_for_the_vms_it_protects() {
+        let (_dir, catalog) = catalog();
+        let mut nightly = Policy::standard(name("nightly"), jiff::tz::TimeZone::UTC);
+        catalog.create_policy(&nightly, now()).expect("create");
+        let vm: blockvault_core::VmName = "web01".parse().expect("vm");
+        let since = now() - jiff::SignedDuration::from_hours(48);
+        catalog
+            .protect(&crate::ProtectedItem {
+                vm: vm.clone(),
+                vault: "/srv/vault".into(),
+                disks: vec!["/vms/web01.raw".into()],
+                policy: nightly.name.clone(),
+                hooks: crate::Hooks::default(),
+                since,
+                handled: None,
+            })
+            .expect("protect");
+        let handled = |c: &Catalog| {
+            c.protected_item(&vm)
+                .expect("read")
+                .expect("protected")
+                .handled
+        };
+        // Retention only: the schedule's place is kept.
+        nightly.retention.daily_days = Some(60);
+        catalog.put_policy(&nightly, now()).expect("edit retention");
+        assert_eq!(handled(&catalog), None);
+        // A new time: slots before the edit were never planned.
+        nightly.schedule = Schedule::Daily {
+            at: jiff::civil::Time::constant(8, 0, 0, 0),
+        };
+        let edit = now() + jiff::SignedDuration::from_hours(1);
+        catalog.put_policy(&nightly, edit).expect("edit schedule");
+        assert_eq!(handled(&catalog), Some(edit));
+        // Protecting again with an older `handled` never moves it back.
+        let mut item = catalog.protected_item(&vm).expect("read").expect("item");
+        item.handled = Some(since);
+        catalog.protect(&item).expect("re-protect");
+        assert_eq!(handled(&catalog), Some(edit));
     }
 }

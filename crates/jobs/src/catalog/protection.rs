@@ -24,8 +24,8 @@ const COLUMNS: &str = "vm, vault, disks, policy, hooks, since, handled";
 
 impl Catalog {
     /// Protects `item.vm` (or updates its protection): vault, disks, policy, hooks. The policy
-    /// must exist. `handled` is kept for a VM already protected, so changing its policy or disks
-    /// neither re-runs nor skips a slot.
+    /// must exist. A VM already protected keeps the later of its `handled` and `item.handled`,
+    /// so no slot runs twice.
     pub fn protect(&self, item: &ProtectedItem) -> Result<()> {
         let disks = paths_json(&item.disks)?;
         let hooks = serde_json::to_string(&StoredHooks {
@@ -45,7 +45,11 @@ impl Catalog {
                 "INSERT INTO protected (vm, vault, disks, policy, hooks, since, handled)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
                  ON CONFLICT (vm) DO UPDATE SET vault = excluded.vault, disks = excluded.disks,
-                     policy = excluded.policy, hooks = excluded.hooks",
+                     policy = excluded.policy, hooks = excluded.hooks,
+                     handled = CASE
+                         WHEN excluded.handled IS NULL THEN protected.handled
+                         WHEN protected.handled IS NULL THEN excluded.handled
+                         ELSE MAX(protected.handled, excluded.handled) END",
                 params![
                     item.vm.as_str(),
                     item.vault,

@@ -117,6 +117,65 @@ pub(crate) async fn run(
     Err(fail(format!("exited with {status}{said}")))
 }
 
+/// Makes sure the post-snapshot hook runs once the pre-snapshot hook may have quiesced the VM,
+/// even when the job is cancelled (a daemon stopping past its grace period drops the job's
+/// future): dropped while armed, it runs the post-hook synchronously, within the hook timeout.
+/// The normal path runs the post-hook itself and then disarms it.
+pub(crate) struct Thaw<'a> {
+    hooks: &'a Hooks,
+    vm: &'a VmName,
+    disks: &'a [PathBuf],
+    armed: bool,
+}
+
+impl<'a> Thaw<'a> {
+    pub(crate) fn new(hooks: &'a Hooks, vm: &'a VmName, disks: &'a [PathBuf]) -> Thaw<'a> {
+        Thaw {
+            hooks,
+            vm,
+            disks,
+            armed: hooks.post.is_some(),
+        }
+    }
+
+    /// The post-hook ran (or was deliberately not run).
+    pub(crate) fn disarm(&mut self) {
+        self.armed = false;
+    }
+}
+
+impl Drop for Thaw<'_> {
+    fn drop(&mut self) {
+        let Some(command) = self.hooks.post.as_deref().filter(|_| self.armed) else {
+            return;
+        };
+        let disks: Vec<String> = self.disks.iter().map(|d| d.display().to_string()).collect();
+        let child = std::process::Command::new("sh")
+            .arg("-c")
+            .arg(command)
+            .env("BLOCKVAULT_VM", self.vm.as_str())
+            .env("BLOCKVAULT_HOOK", Hook::Post.name())
+            .env("BLOCKVAULT_DISKS", disks.join("\n"))
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn();
+        let Ok(mut child) = child else {
+            return;
+        };
+        let deadline =
+            std::time::Instant::now() + self.hooks.timeout.unwrap_or(Hooks::DEFAULT_TIMEOUT);
+        while matches!(child.try_wait(), Ok(None)) {
+            if std::time::Instant::now() >= deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -166,5 +225,26 @@ mod tests {
         assert!(err.contains("did not finish"), "{err}");
         assert!(started.elapsed() < Duration::from_secs(10));
         assert!(run(&hooks, Hook::Post, &vm(), &[]).await.is_ok());
+    }
+
+    #[test]
+    fn a_dropped_thaw_guard_runs_the_post_hook_and_a_disarmed_one_does_not() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let out = dir.path().join("thawed");
+        let hooks = Hooks {
+            pre: None,
+            post: Some(format!(
+                "echo \"$BLOCKVAULT_HOOK $BLOCKVAULT_VM\" >> {}",
+                out.display()
+            )),
+            timeout: None,
+        };
+        let vm = vm();
+        drop(Thaw::new(&hooks, &vm, &[]));
+        assert_eq!(std::fs::read_to_string(&out).expect("ran"), "post vm1\n");
+        let mut thaw = Thaw::new(&hooks, &vm, &[]);
+        thaw.disarm();
+        drop(thaw);
+        assert_eq!(std::fs::read_to_string(&out).expect("once"), "post vm1\n");
     }
 }

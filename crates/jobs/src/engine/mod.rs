@@ -302,6 +302,17 @@ impl Engine {
                     ),
                     self.now(),
                 )?;
+                // Expiry after the subtask is on record (a cancelled sweep must not fail a job
+                // whose point is committed), still under the lock.
+                if let Err(e) = self
+                    .expire_snapshots(&spec.vm, self.now(), Some(&taken.point.id))
+                    .await
+                {
+                    warnings.push(format!(
+                        "could not expire old snapshots of {}: {e}",
+                        spec.vm
+                    ));
+                }
                 Ok(Ok(taken))
             }
             Err(error) => {
@@ -333,12 +344,16 @@ impl Engine {
             .start_subtask(job, SubtaskKind::Snapshot, self.now())?;
 
         let tier = self.snapshots.open_or_init(vm).await?;
+        // From the pre-hook on, the VM may be quiesced: it is thawed on every path, even if
+        // this job is cancelled.
+        let mut thaw = hooks::Thaw::new(&spec.hooks, vm, &spec.disks);
         if let Err(message) = hooks::run(&spec.hooks, Hook::Pre, vm, &spec.disks).await {
             // A pre-hook that failed may have quiesced part of the VM (one file system frozen
             // of two): the post-hook runs all the same, so the VM is always thawed.
             if let Err(e) = hooks::run(&spec.hooks, Hook::Post, vm, &spec.disks).await {
                 warnings.push(e);
             }
+            thaw.disarm();
             return Err(crate::Error::Hook { message });
         }
         let request = BackupRequest {
@@ -368,6 +383,7 @@ impl Engine {
         if let Err(e) = hooks::run(&spec.hooks, Hook::Post, vm, &spec.disks).await {
             warnings.push(e);
         }
+        thaw.disarm();
         let report = match taken {
             Ok(report) => report,
             Err(e) => {
@@ -406,9 +422,6 @@ impl Engine {
         let summary = PointSummary::from(&point);
         self.catalog
             .add_point_tier(vm, &summary, Tier::Snapshot, Some(expires))?;
-        if let Err(e) = self.expire_snapshots(vm, self.now(), Some(&point.id)).await {
-            warnings.push(format!("could not expire old snapshots of {vm}: {e}"));
-        }
         Ok(Taken { point, fresh })
     }
 
@@ -518,10 +531,23 @@ impl Engine {
     }
 
     /// Deletes what no committed snapshot point of `vm` needs (what an interrupted Snapshot
-    /// left), under the VM's snapshot lock.
-    pub async fn sweep_snapshots(&self, vm: &VmName) -> Result<u64> {
-        let _held = self.lock_snapshots(vm, true).await?;
-        Ok(self.snapshots.sweep(vm).await?.bytes_freed)
+    /// left), if the VM's snapshot lock is free; `None` when something holds it (that holder
+    /// sweeps after itself, or the next one does).
+    pub async fn sweep_snapshots_if_idle(&self, vm: &VmName) -> Result<Option<u64>> {
+        let Some(_held) = Lock::try_acquire(&self.vm_lock(vm, SubtaskKind::Snapshot))? else {
+            return Ok(None);
+        };
+        Ok(Some(self.snapshots.sweep(vm).await?.bytes_freed))
+    }
+
+    /// [`Engine::expire`] if the VM's snapshot lock is free right now; whether it ran. A
+    /// scheduler must not wait: a Snapshot holding the lock expires on its own when it ends.
+    pub async fn expire_if_idle(&self, vm: &VmName, now: Timestamp) -> Result<bool> {
+        let Some(_held) = Lock::try_acquire(&self.vm_lock(vm, SubtaskKind::Snapshot))? else {
+            return Ok(false);
+        };
+        self.expire_snapshots(vm, now, None).await?;
+        Ok(true)
     }
 
     /// [`Engine::expire`] with the VM's snapshot lock held by the caller; `keep` is never

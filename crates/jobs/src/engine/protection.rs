@@ -87,7 +87,14 @@ impl Engine {
             policy: policy.name.clone(),
             hooks: request.hooks.clone(),
             since: existing.as_ref().map_or_else(|| self.now(), |e| e.since),
-            handled: existing.as_ref().and_then(|e| e.handled),
+            // A new policy's schedule starts now: its earlier slots were never planned.
+            handled: match &existing {
+                Some(e) if e.policy != policy.name => {
+                    Some(e.handled.unwrap_or(e.since).max(self.now()))
+                }
+                Some(e) => e.handled,
+                None => None,
+            },
         };
         if change == Change::Migrate {
             return self.migrate(vault, item, &policy, options, progress).await;
@@ -106,7 +113,12 @@ impl Engine {
                 }
             }
             Ok(()) => {
-                self.catalog.protect(&item)?;
+                if let Err(error) = self.catalog.protect(&item) {
+                    // For example, the policy was deleted meanwhile: the job says so.
+                    self.catalog.fail_job(job, &error.to_string(), self.now())?;
+                    job_lock.remove();
+                    return Err(error);
+                }
                 self.catalog.finish_job(job, None, self.now())?;
                 ProtectOutcome {
                     job: self.catalog.job(job)?,
