@@ -8,7 +8,7 @@
 //! state directory ([`host_state`]).
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
 use jiff::Timestamp;
@@ -634,25 +634,22 @@ fn migrating_to_enhanced_waits_for_backups_keeps_every_point_and_cannot_be_undon
     let first = str_of(&host.backup_now("web01"), "/point/id").to_owned();
 
     // (a) A backup of the VM in progress: the migration is refused, naming its job.
-    let child = Command::new(env!("CARGO_BIN_EXE_blockvault"))
-        .args([
-            "backup",
-            "--json",
-            "--vault",
-            arg(&host.vault),
-            "--vm",
-            "web01",
-        ])
-        .args(["--disk", arg(&disk), "--pre-hook", "sleep 3"])
-        .args(["--state-dir", arg(&host.state)])
-        .env("TZ", "UTC")
-        .env_remove("BLOCKVAULT_VAULT")
-        .env_remove("BLOCKVAULT_SNAPSHOT_DIR")
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("start the background backup");
+    // Run the way `blockvault()` runs it: on the vault's host state (`host.state`).
+    let args: Vec<String> = [
+        "backup",
+        "--json",
+        "--vault",
+        arg(&host.vault),
+        "--vm",
+        "web01",
+        "--disk",
+        arg(&disk),
+        "--pre-hook",
+        "sleep 3",
+    ]
+    .map(str::to_owned)
+    .to_vec();
+    let child = crate::jobs::fixture::spawn(&host.vault, &args);
     let mut background = Background(Some(child));
     let deadline = Instant::now() + Duration::from_secs(30);
     let running = loop {
