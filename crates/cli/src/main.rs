@@ -114,5 +114,6 @@ async fn run(cli: Cli) -> anyhow::Result<Report> {
         Command::Items(args) => commands::protect::items(args, &host).await,
         Command::BackupNow(args) => commands::protect::backup_now(args, &host, bar).await,
         Command::Daemon(args) => commands::daemon::run(args, &host).await,
+        Command::Verify(args) => commands::verify::run(args, &host, bar).await,
     }
 }

@@ -109,7 +109,8 @@ pub use crate::{
     daemon::{Daemon, DaemonOptions, DaemonReport, Level, Log, Vaults},
     engine::{
         BackupOutcome, BackupSpec, Engine, Hooks, INSTANT_RESTORE_DAYS, ListedPoint,
-        ProtectOutcome, ProtectRequest, Recovered, RestoreOutcome, VaultUnavailable,
+        ProtectOutcome, ProtectRequest, Recovered, RestoreOutcome, VaultUnavailable, VerifyOutcome,
+        VerifyScope,
     },
     error::{Error, Result},
     inventory::{PointEntry, PointSummary, ProtectedItem, VmEntry},

@@ -41,6 +41,7 @@ mod progress;
 mod restore;
 mod transfer;
 mod vault;
+mod verify;
 
 pub use crate::{
     backup::{BackupReport, BackupRequest},
@@ -50,6 +51,7 @@ pub use crate::{
     restore::{RestoreReport, RestoreRequest, RestoredDisk},
     transfer::TransferReport,
     vault::{PointSelector, Vault},
+    verify::{Affected, BadChunk, BadMap, VerifyReport},
 };
 
 /// How much a transfer does at once.

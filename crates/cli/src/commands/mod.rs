@@ -9,6 +9,7 @@ pub mod policy;
 pub mod protect;
 pub mod restore;
 pub mod vault;
+pub mod verify;
 
 /// What a command prints when it succeeds.
 #[derive(Debug)]

@@ -26,3 +26,4 @@ mod restore_target;
 mod roundtrip;
 mod s3;
 mod support;
+mod verify;

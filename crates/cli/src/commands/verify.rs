@@ -1,0 +1,85 @@
+//! `blockvault verify`: re-read and re-hash vault points, naming what any damage affects.
+
+use std::sync::Arc;
+
+use anyhow::Result;
+use blockvault_jobs::VerifyScope;
+use blockvault_vault::PointSelector;
+use serde_json::json;
+
+use super::Report;
+use crate::args::VerifyArgs;
+use crate::exit::ExitCode;
+use crate::format;
+use crate::open::Host;
+use crate::progress::Bar;
+
+/// Affected blocks listed per bad chunk in text (all of them are in the JSON).
+const SHOWN: usize = 5;
+
+pub async fn run(args: VerifyArgs, host: &Host, bar: Arc<Bar>) -> Result<Report> {
+    let (engine, warnings) = host.engine().await?;
+    let vault = host.vault(&args.vault.vault).await?;
+    let scope = match args.vm {
+        Some(vm) => VerifyScope::Vm {
+            vm,
+            point: args.point.map(PointSelector::Id),
+        },
+        None => VerifyScope::All,
+    };
+    let options = crate::open::transfer(&args.vault.vault, args.transfer.concurrency);
+    let started = std::time::Instant::now();
+    let outcome = engine.verify(&vault, &scope, options, bar.clone()).await;
+    bar.finish();
+    let outcome = outcome?;
+    let report = &outcome.report;
+    let elapsed = started.elapsed();
+    let mut text = format!(
+        "verified {} point(s): {} chunk(s), {} read in {} ({}); {}",
+        report.points,
+        report.chunks_checked,
+        format::bytes(report.bytes_read),
+        format::duration(elapsed),
+        format::rate(report.bytes_read, elapsed),
+        if report.is_clean() {
+            "all intact".to_owned()
+        } else {
+            format!(
+                "{} bad chunk(s), {} bad block map(s)",
+                report.bad_chunks.len(),
+                report.bad_maps.len()
+            )
+        }
+    );
+    for map in &report.bad_maps {
+        text.push_str(&format!(
+            "\nblock map of {} point {} disk {}: {}",
+            map.vm, map.point, map.disk, map.problem
+        ));
+    }
+    for bad in &report.bad_chunks {
+        text.push_str(&format!(
+            "\nchunk {} ({}) affects {} block(s):",
+            bad.id,
+            bad.problem,
+            bad.affects.len()
+        ));
+        for a in bad.affects.iter().take(SHOWN) {
+            text.push_str(&format!(
+                "\n  {} point {} disk {} at offset {}",
+                a.vm, a.point, a.disk, a.offset
+            ));
+        }
+        if bad.affects.len() > SHOWN {
+            text.push_str(&format!("\n  ... and {} more", bad.affects.len() - SHOWN));
+        }
+    }
+    let jobs: Vec<String> = outcome.jobs.iter().map(|j| j.id.to_string()).collect();
+    text.push_str(&format!("\njob(s) {}", jobs.join(", ")));
+    Ok(Report {
+        text,
+        json: json!({ "report": report, "jobs": outcome.jobs, "warnings": warnings }),
+        warnings,
+        exit_code: (!report.is_clean()).then_some(ExitCode::Integrity),
+    })
+}

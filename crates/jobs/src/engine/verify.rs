@@ -1,0 +1,94 @@
+//! `Verify` jobs: re-read and re-hash the chunks of a VM's points (or of the whole vault) and
+//! record, per VM, whether its points are intact.
+
+use std::sync::Arc;
+
+use blockvault_core::{RecoveryPoint, VmName};
+use blockvault_vault::{PointSelector, Progress, TransferOptions, Vault, VerifyReport};
+
+use super::Engine;
+use crate::{Job, Operation, Result};
+
+/// What to verify.
+#[derive(Clone, Debug)]
+pub enum VerifyScope {
+    /// One VM: every point, or the one a selector names.
+    Vm {
+        vm: VmName,
+        point: Option<PointSelector>,
+    },
+    /// Every point of every VM in the vault.
+    All,
+}
+
+/// How a verification ended: one `Verify` job per VM verified (Failed when a bad chunk or map
+/// touches that VM), and the report of the whole run.
+#[derive(Debug)]
+pub struct VerifyOutcome {
+    pub jobs: Vec<Job>,
+    pub report: VerifyReport,
+}
+
+impl Engine {
+    /// Verifies the vault points `scope` names (see [`Vault::verify`]): each distinct chunk is
+    /// read once however many points name it. Errors are for a verification that could not
+    /// run (an unknown VM or point, the vault unreachable); damage is in the report and fails
+    /// the jobs of the VMs it touches.
+    pub async fn verify(
+        &self,
+        vault: &Vault,
+        scope: &VerifyScope,
+        options: TransferOptions,
+        progress: Arc<dyn Progress>,
+    ) -> Result<VerifyOutcome> {
+        let mut points: Vec<RecoveryPoint> = Vec::new();
+        match scope {
+            VerifyScope::Vm { vm, point: None } => points.extend(vault.points(vm).await?),
+            VerifyScope::Vm {
+                vm,
+                point: Some(selector),
+            } => points.push(vault.resolve(vm, selector).await?),
+            VerifyScope::All => {
+                for vm in vault.vms().await? {
+                    points.extend(vault.points(&vm).await?);
+                }
+            }
+        }
+        let vms: std::collections::BTreeSet<VmName> = points.iter().map(|p| p.vm.clone()).collect();
+        let mut started = Vec::new();
+        for vm in &vms {
+            started.push((vm.clone(), self.begin_job(vm, Operation::Verify, &[])?));
+        }
+        let verified = vault.verify(&points, options, progress).await;
+        let mut jobs = Vec::new();
+        for (vm, (job, lock)) in started {
+            let ended = match &verified {
+                Err(e) => self.catalog.fail_job(job, &e.to_string(), self.now()),
+                Ok(report) => {
+                    let bad_chunks = report
+                        .bad_chunks
+                        .iter()
+                        .filter(|b| b.affects.iter().any(|a| a.vm == vm))
+                        .count();
+                    let bad_maps = report.bad_maps.iter().filter(|m| m.vm == vm).count();
+                    if bad_chunks + bad_maps == 0 {
+                        self.catalog.finish_job(job, None, self.now()).map(|_| ())
+                    } else {
+                        let error = format!(
+                            "{bad_chunks} bad chunk(s) and {bad_maps} bad block map(s) damage \
+                             points of {vm} (see `blockvault verify` for the offsets)"
+                        );
+                        self.catalog.fail_job(job, &error, self.now())
+                    }
+                }
+            };
+            ended?;
+            lock.remove();
+            jobs.push(self.catalog.job(job)?);
+        }
+        Ok(VerifyOutcome {
+            jobs,
+            report: verified?,
+        })
+    }
+}
