@@ -47,6 +47,13 @@ pub fn time(t: Timestamp) -> String {
         .to_string()
 }
 
+/// A date in the local time zone (for retention: "kept until 2026-12-23").
+pub fn date(t: Timestamp) -> String {
+    t.to_zoned(TimeZone::system())
+        .strftime("%Y-%m-%d")
+        .to_string()
+}
+
 /// A table with a header: columns as wide as their widest cell, two spaces apart, no trailing
 /// blanks.
 pub fn table<const N: usize>(header: &[&str; N], rows: &[[String; N]]) -> String {

@@ -122,6 +122,8 @@ pub use crate::{
     policy::{
         DEFAULT_POLICY, MonthDay, MonthlyRetention, Policy, PolicyDoc, PolicyError, PolicyName,
         Retention, RetentionDoc, Schedule, ScheduleDoc, Slot, WeeklyRetention, YearlyRetention,
-        parse_timezone, schedule::transfers,
+        parse_timezone,
+        retention::{KeepReason, RetainedPoint, Verdict, retention},
+        schedule::transfers,
     },
 };

@@ -1,5 +1,9 @@
 use anyhow::Result;
-use blockvault_jobs::ListedPoint;
+use std::collections::HashMap;
+
+use blockvault_core::{PointId, VmName};
+use blockvault_jobs::{Engine, KeepReason, ListedPoint, RetainedPoint, Verdict, retention};
+use jiff::Timestamp;
 use serde_json::json;
 
 use super::Report;
@@ -27,6 +31,7 @@ pub async fn run(args: PointsArgs, host: &Host) -> Result<Report> {
         }
     };
     let mut points = Vec::new();
+    let mut verdicts: HashMap<PointId, Verdict> = HashMap::new();
     for vm in &vms {
         let listing = engine.list_points(vault.as_ref(), vm).await;
         // Listing every VM skips one that has no points (its first snapshot failed).
@@ -37,18 +42,66 @@ pub async fn run(args: PointsArgs, host: &Host) -> Result<Report> {
             continue;
         }
         let (listed, listing_warnings) = listing?;
+        verdicts.extend(retention_of(&engine, vm, &listed)?);
         points.extend(listed);
         warnings.extend(listing_warnings);
     }
+    let docs: Vec<serde_json::Value> = points
+        .iter()
+        .map(|listed| {
+            let mut doc = json!(listed);
+            if let Some(v) = verdicts.get(&listed.point.id) {
+                doc["retention"] = json!({
+                    "kept_by": v.kept_by.iter().map(|(r, until)| json!({
+                        "reason": r.as_str(), "until": until_json(*until),
+                    })).collect::<Vec<_>>(),
+                    "until": v.until().and_then(until_json),
+                    "expires": !v.keep(),
+                });
+            }
+            doc
+        })
+        .collect();
     Ok(Report {
-        text: table(&points),
-        json: json!({ "points": points, "warnings": warnings }),
+        text: table(&points, &verdicts),
+        json: json!({ "points": docs, "warnings": warnings }),
         warnings,
         exit_code: None,
     })
 }
 
-fn table(points: &[ListedPoint]) -> String {
+/// What the policy's retention says of `vm`'s vault points, if the VM is protected (a point
+/// that is not protected is kept until deleted).
+fn retention_of(
+    engine: &Engine,
+    vm: &VmName,
+    listed: &[ListedPoint],
+) -> Result<Vec<(PointId, Verdict)>> {
+    let Some(item) = engine.catalog().protected_item(vm)? else {
+        return Ok(Vec::new());
+    };
+    let policy = engine.catalog().policy(&item.policy)?;
+    let in_vault: Vec<RetainedPoint> = listed
+        .iter()
+        .filter(|l| l.tiers.vault)
+        .map(|l| RetainedPoint {
+            id: l.point.id.clone(),
+            time: l.point.time,
+            retain_until: l.point.retain_until,
+        })
+        .collect();
+    Ok(retention(&in_vault, &policy, engine.now(), true)
+        .into_iter()
+        .map(|v| (v.id.clone(), v))
+        .collect())
+}
+
+/// "Forever" (the newest point while protected) has no date.
+fn until_json(until: Timestamp) -> Option<Timestamp> {
+    (until != Timestamp::MAX).then_some(until)
+}
+
+fn table(points: &[ListedPoint], verdicts: &HashMap<PointId, Verdict>) -> String {
     if points.is_empty() {
         return "no recovery points".to_owned();
     }
@@ -63,8 +116,9 @@ fn table(points: &[ListedPoint]) -> String {
         "STORED",
         "TIERS",
         "SNAPSHOT UNTIL",
+        "VAULT RETENTION",
     ];
-    let rows: Vec<[String; 10]> = points
+    let rows: Vec<[String; 11]> = points
         .iter()
         .map(|listed| {
             let p = &listed.point;
@@ -82,6 +136,27 @@ fn table(points: &[ListedPoint]) -> String {
                     .snapshot_expires
                     .map(format::time)
                     .unwrap_or_else(|| "-".to_owned()),
+                match verdicts.get(&p.id) {
+                    None => "-".to_owned(),
+                    Some(v) if !v.keep() => "expires (no rule keeps it)".to_owned(),
+                    Some(v) => {
+                        // "retain until until DATE" reads badly: an on-demand point's reason.
+                        let reasons: Vec<&str> = v
+                            .kept_by
+                            .iter()
+                            .map(|(r, _)| match r {
+                                KeepReason::RetainUntil => "on-demand",
+                                r => r.as_str(),
+                            })
+                            .collect();
+                        match v.until().and_then(until_json) {
+                            Some(until) => {
+                                format!("{} until {}", reasons.join("+"), format::date(until))
+                            }
+                            None => format!("{} (while protected)", reasons.join("+")),
+                        }
+                    }
+                },
             ]
         })
         .collect();

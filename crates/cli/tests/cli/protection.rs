@@ -773,3 +773,49 @@ fn migrating_to_enhanced_waits_for_backups_keeps_every_point_and_cannot_be_undon
     assert_eq!(host.item("web01")["policy"], "enh");
     assert_eq!(host.point_ids("web01"), after);
 }
+
+#[test]
+fn points_show_what_the_policy_keeps_each_vault_point_for() {
+    let host = Host::with_vault();
+    let disk = host.disk("web01.raw", 1);
+    host.protect("web01", &disk, &[]);
+    let until = days_from_now(400);
+    let kept = host
+        .run(&[
+            "backup-now",
+            "--vm",
+            "web01",
+            "--retain-until",
+            &until,
+            "--json",
+        ])
+        .success()
+        .json();
+    let older = str_of(&kept, "/point/id").to_owned();
+    let newest = str_of(&host.backup_now("web01"), "/point/id").to_owned();
+
+    let listed = points(&host.vault, "web01");
+    let reasons = |id: &str| -> Vec<String> {
+        let point = listed.iter().find(|p| p["id"] == id).expect("listed");
+        point["retention"]["kept_by"]
+            .as_array()
+            .expect("retention of a protected VM's vault point")
+            .iter()
+            .map(|r| r["reason"].as_str().unwrap_or("").to_owned())
+            .collect()
+    };
+    // Two points on one day: only the later is the day's daily point; the earlier stays for
+    // its retain-until date alone.
+    assert_eq!(reasons(&older), ["retain until"]);
+    assert_eq!(reasons(&newest), ["newest", "daily", "retain until"]);
+    let text = host
+        .run(&["points", "--vault", arg(&host.vault), "--vm", "web01"])
+        .success()
+        .stdout;
+    assert!(text.contains("VAULT RETENTION"), "{text}");
+    assert!(
+        text.contains("newest+daily+on-demand (while protected)"),
+        "{text}"
+    );
+    assert!(text.contains("on-demand until "), "{text}");
+}

@@ -17,6 +17,7 @@
 //! scheduled days).
 
 mod file;
+pub mod retention;
 pub mod schedule;
 
 use std::fmt;
