@@ -160,5 +160,14 @@ fn table(points: &[ListedPoint], verdicts: &HashMap<PointId, Verdict>) -> String
             ]
         })
         .collect();
+    if verdicts.is_empty() {
+        // No protected VM listed: no retention column.
+        let short: [&str; 10] = std::array::from_fn(|i| header[i]);
+        let rows: Vec<[String; 10]> = rows
+            .iter()
+            .map(|r| std::array::from_fn(|i| r[i].clone()))
+            .collect();
+        return format::table(&short, &rows);
+    }
     format::table(&header, &rows)
 }
