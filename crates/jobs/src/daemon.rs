@@ -176,8 +176,7 @@ impl Daemon {
                             break;
                         }
                         match self.tend(item, now, &stop, &mut running, &mut busy, &mut report) {
-                            Ok(Some(next)) => wake = wake.min(next),
-                            Ok(None) => {}
+                            Ok(next) => wake = wake.min(next),
                             Err(e) => self.log.log(Level::Error, &format!("{}: {e}", item.vm)),
                         }
                         // Expiry of VMs with no job of this daemon running (a job's Snapshot
@@ -233,7 +232,7 @@ impl Daemon {
         Ok(report)
     }
 
-    /// Starts `item`'s backup if a slot is due, and returns when its next slot is.
+    /// Starts `item`'s backup if a slot is due; returns when its next slot is.
     fn tend(
         &self,
         item: &ProtectedItem,
@@ -242,12 +241,13 @@ impl Daemon {
         running: &mut JoinSet<Finished>,
         busy: &mut HashMap<VmName, usize>,
         report: &mut DaemonReport,
-    ) -> Result<Option<Timestamp>> {
+    ) -> Result<Timestamp> {
         let catalog = self.engine.catalog();
         let policy = catalog.policy(&item.policy)?;
         let tz = &policy.timezone;
         let after = item.handled.unwrap_or(item.since).max(item.since);
         let due = policy.schedule.slots(tz, after, now);
+        let next = policy.schedule.next(tz, now.max(after)).at;
         if let Some(slot) = due.last()
             && catalog.claim_slot(&item.vm, slot.at)?
         {
@@ -269,7 +269,7 @@ impl Daemon {
                         job.id
                     ),
                 );
-                return Ok(Some(policy.schedule.next(tz, now.max(after)).at));
+                return Ok(next);
             }
             let missed = &due[..due.len() - 1];
             if !missed.is_empty() {
@@ -323,7 +323,7 @@ impl Daemon {
             *busy.entry(item.vm.clone()).or_default() += 1;
             self.start(item, &policy, skip_transfer, stop.clone(), running);
         }
-        Ok(Some(policy.schedule.next(tz, now.max(after)).at))
+        Ok(next)
     }
 
     fn start(
@@ -337,13 +337,13 @@ impl Daemon {
         let engine = Arc::clone(&self.engine);
         let vaults = Arc::clone(&self.vaults);
         let spec = BackupSpec {
-            instant_restore_days: policy.instant_restore_days,
-            hooks: item.hooks.clone(),
-            operation: Operation::Backup,
-            options: vaults.transfer_options(&item.vault),
             skip_transfer,
             stop: Some(stop),
-            ..BackupSpec::new(item.vm.clone(), item.disks.clone())
+            ..item.backup_spec(
+                policy,
+                Operation::Backup,
+                vaults.transfer_options(&item.vault),
+            )
         };
         let location = item.vault.clone();
         running.spawn(async move {

@@ -16,15 +16,9 @@ use crate::progress::Bar;
 pub async fn run(args: BackupArgs, host: &Host, bar: Arc<Bar>) -> Result<Report> {
     let (engine, warnings) = host.engine().await?;
     let location = args.vault.vault.clone();
-    if let Some(item) = engine.catalog().protected_item(&args.vm)?
-        && item.vault != crate::open::canonical(&location).to_string()
-    {
-        return Err(blockvault_jobs::Error::ProtectedElsewhere {
-            vm: args.vm,
-            protected_by: item.vault,
-        }
-        .into());
-    }
+    engine
+        .catalog()
+        .protection_in(&args.vm, &crate::open::canonical(&location).to_string())?;
     let vault = job_vault(host, &location).await?;
     let spec = BackupSpec {
         block_size: args.block_size,

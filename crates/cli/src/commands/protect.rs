@@ -28,16 +28,10 @@ pub async fn protect(args: ProtectArgs, host: &Host, bar: Arc<Bar>) -> Result<Re
     // The daemon opens the vault from another directory, and a VM is protected by one vault
     // however its path is written.
     let location = crate::open::canonical(&args.vault.vault);
-    let existing = engine.catalog().protected_item(&args.vm)?;
-    if let Some(item) = &existing
-        && item.vault != location.to_string()
-    {
-        return Err(blockvault_jobs::Error::ProtectedElsewhere {
-            vm: args.vm,
-            protected_by: item.vault.clone(),
-        }
-        .into());
-    }
+    // Before the vault is opened: a VM protected elsewhere is refused whatever this vault is.
+    let existing = engine
+        .catalog()
+        .protection_in(&args.vm, &location.to_string())?;
     let disks = match (&existing, args.disks.is_empty()) {
         (_, false) => args.disks.clone(),
         (Some(item), true) => item.disks.clone(),

@@ -78,6 +78,19 @@ impl Catalog {
         })
     }
 
+    /// The protection of `vm` when it is protected by `vault` (or by nothing);
+    /// [`Error::ProtectedElsewhere`] when another vault protects it (a VM is protected by one
+    /// vault only). `vault` must be spelled as protections record it (canonically).
+    pub fn protection_in(&self, vm: &VmName, vault: &str) -> Result<Option<ProtectedItem>> {
+        match self.protected_item(vm)? {
+            Some(item) if item.vault != vault => Err(Error::ProtectedElsewhere {
+                vm: vm.clone(),
+                protected_by: item.vault,
+            }),
+            found => Ok(found),
+        }
+    }
+
     /// Every protected VM, by name.
     pub fn protected_items(&self) -> Result<Vec<ProtectedItem>> {
         self.read(select)

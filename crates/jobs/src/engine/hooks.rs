@@ -48,6 +48,30 @@ impl Hook {
     }
 }
 
+/// `sh -c COMMAND` with the hook's environment (`BLOCKVAULT_VM`, `BLOCKVAULT_HOOK`, and
+/// `BLOCKVAULT_DISKS`: absolute paths, one per line), stdin and stdout closed.
+fn shell(command: &str, hook: Hook, vm: &VmName, disks: &[PathBuf]) -> std::process::Command {
+    let disks: Vec<String> = disks
+        .iter()
+        .map(|d| {
+            std::path::absolute(d)
+                .unwrap_or_else(|_| d.clone())
+                .display()
+                .to_string()
+        })
+        .collect();
+    let mut shell = std::process::Command::new("sh");
+    shell
+        .arg("-c")
+        .arg(command)
+        .env("BLOCKVAULT_VM", vm.as_str())
+        .env("BLOCKVAULT_HOOK", hook.name())
+        .env("BLOCKVAULT_DISKS", disks.join("\n"))
+        .stdin(Stdio::null())
+        .stdout(Stdio::null());
+    shell
+}
+
 /// Runs one hook; `Ok(())` when it is not configured. The error is one line: which hook,
 /// the command, how it failed and the last line it printed on stderr.
 pub(crate) async fn run(
@@ -64,23 +88,7 @@ pub(crate) async fn run(
         return Ok(());
     };
     let fail = |what: String| format!("{}-snapshot hook `{command}` {what}", hook.name());
-    let disks: Vec<String> = disks
-        .iter()
-        .map(|d| {
-            std::path::absolute(d)
-                .unwrap_or_else(|_| d.clone())
-                .display()
-                .to_string()
-        })
-        .collect();
-    let mut child = tokio::process::Command::new("sh")
-        .arg("-c")
-        .arg(command)
-        .env("BLOCKVAULT_VM", vm.as_str())
-        .env("BLOCKVAULT_HOOK", hook.name())
-        .env("BLOCKVAULT_DISKS", disks.join("\n"))
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
+    let mut child = tokio::process::Command::from(shell(command, hook, vm, disks))
         .stderr(Stdio::piped())
         .kill_on_drop(true)
         .spawn()
@@ -149,15 +157,7 @@ impl Drop for Thaw<'_> {
         let Some(command) = self.hooks.post.as_deref().filter(|_| self.armed) else {
             return;
         };
-        let disks: Vec<String> = self.disks.iter().map(|d| d.display().to_string()).collect();
-        let child = std::process::Command::new("sh")
-            .arg("-c")
-            .arg(command)
-            .env("BLOCKVAULT_VM", self.vm.as_str())
-            .env("BLOCKVAULT_HOOK", Hook::Post.name())
-            .env("BLOCKVAULT_DISKS", disks.join("\n"))
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
+        let child = shell(command, Hook::Post, self.vm, self.disks)
             .stderr(Stdio::null())
             .spawn();
         let Ok(mut child) = child else {

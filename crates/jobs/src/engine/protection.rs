@@ -73,7 +73,7 @@ impl Engine {
         progress: Arc<dyn Progress>,
     ) -> Result<ProtectOutcome> {
         let policy = self.catalog.policy(&request.policy)?;
-        let existing = self.catalog.protected_item(&request.vm)?;
+        let existing = self.catalog.protection_in(&request.vm, &request.vault)?;
         let change = self.check_change(request, &policy, existing.as_ref())?;
         let disks: Vec<PathBuf> = request
             .disks
@@ -141,12 +141,6 @@ impl Engine {
         let Some(existing) = existing else {
             return Ok(Change::Configure);
         };
-        if existing.vault != request.vault {
-            return Err(Error::ProtectedElsewhere {
-                vm: request.vm.clone(),
-                protected_by: existing.vault.clone(),
-            });
-        }
         let current = self.catalog.policy(&existing.policy)?;
         match (current.kind, policy.kind) {
             (PolicyType::Enhanced, PolicyType::Standard) => Err(Error::MigrationIrreversible {
@@ -187,13 +181,7 @@ impl Engine {
         options: TransferOptions,
         progress: Arc<dyn Progress>,
     ) -> Result<ProtectOutcome> {
-        let spec = BackupSpec {
-            instant_restore_days: policy.instant_restore_days,
-            hooks: item.hooks.clone(),
-            operation: Operation::ConfigureBackupMigrate,
-            options,
-            ..BackupSpec::new(item.vm.clone(), item.disks.clone())
-        };
+        let spec = item.backup_spec(policy, Operation::ConfigureBackupMigrate, options);
         let backup = self.backup(vault, &spec, progress).await?;
         let migrated = backup.job.status != JobStatus::Failed;
         if migrated {
@@ -233,14 +221,29 @@ impl Engine {
         }
         let policy = self.catalog.policy(&item.policy)?;
         let spec = BackupSpec {
-            instant_restore_days: policy.instant_restore_days,
-            hooks: item.hooks.clone(),
-            operation: Operation::BackupOnDemand,
-            options,
             retain_until: Some(retain_until),
-            ..BackupSpec::new(item.vm.clone(), item.disks.clone())
+            ..item.backup_spec(&policy, Operation::BackupOnDemand, options)
         };
         self.backup(vault, &spec, progress).await
+    }
+}
+
+impl ProtectedItem {
+    /// A backup of this VM under `policy`: its disks and hooks, the policy's instant-restore
+    /// days.
+    pub fn backup_spec(
+        &self,
+        policy: &Policy,
+        operation: Operation,
+        options: TransferOptions,
+    ) -> BackupSpec {
+        BackupSpec {
+            instant_restore_days: policy.instant_restore_days,
+            hooks: self.hooks.clone(),
+            operation,
+            options,
+            ..BackupSpec::new(self.vm.clone(), self.disks.clone())
+        }
     }
 }
 
