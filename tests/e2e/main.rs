@@ -5,6 +5,7 @@
 mod daemon;
 mod faults;
 mod fixtures;
+mod gc;
 mod in_place;
 mod roundtrip;
 mod s3;

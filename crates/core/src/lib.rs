@@ -6,7 +6,7 @@
 //!
 //! # Formats
 //!
-//! Four objects are stored, each versioned from day one with a magic number that never changes,
+//! Six objects are stored, each versioned from day one with a magic number that never changes,
 //! a format version, and a byte reserved for an encryption scheme (0 = none; keyed BLAKE3 ids and
 //! AEAD per chunk will use it):
 //!
@@ -16,6 +16,8 @@
 //! | block map | `BVBLKMAP` | 96-byte header + one 32-byte id per block ([`BlockMap`]) | BLAKE3 of header and body |
 //! | recovery point | `BVPOINT\0` | 48-byte header + JSON body ([`RecoveryPoint`]) | BLAKE3 of header and body |
 //! | vault config | `BVVAULT\0` | 48-byte header + JSON body ([`VaultConfig`]) | BLAKE3 of header and body |
+//! | lease | `BVLEASE\0` | 48-byte header + JSON body ([`LeaseRecord`]) | BLAKE3 of header and body |
+//! | GC epoch | `BVGCEPOC` | 48-byte header + JSON body ([`GcEpoch`]) | BLAKE3 of header and body |
 //!
 //! Decoding checks, in order: magic, length of the header, version (newer than this build reads
 //! is refused, never guessed at), encryption scheme, length of the body, checksum, then the
@@ -33,6 +35,7 @@ mod chunk;
 mod error;
 mod framed;
 mod id;
+mod lease;
 mod names;
 mod point;
 mod wire;
@@ -43,6 +46,7 @@ pub use crate::{
     chunk::{ChunkDecoder, ChunkEncoder, ChunkObject, Codec},
     error::{Error, Result},
     id::{ChunkId, is_zero},
+    lease::{GcEpoch, LeaseKind, LeaseRecord},
     names::{DiskName, MAX_NAME_LEN, PointId, VmName},
     point::{Consistency, DiskRecord, PointStats, RecoveryPoint, VaultConfig},
 };

@@ -54,6 +54,13 @@ pub enum Error {
         source: blockvault_core::Error,
     },
 
+    #[error("vault object {key} is corrupt: {source}")]
+    ObjectCorrupt {
+        key: String,
+        #[source]
+        source: blockvault_core::Error,
+    },
+
     #[error("vault config at {location} is corrupt: {source}")]
     ConfigCorrupt {
         location: String,

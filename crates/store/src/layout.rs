@@ -7,7 +7,7 @@
 //! | `maps/<vm>/<point>/<disk>.map` | the block map of one disk at one point |
 //! | `points/<vm>/<point>` | the recovery point record, written last: the commit |
 
-use blockvault_core::{ChunkId, DiskName, PointId, VmName};
+use blockvault_core::{ChunkId, DiskName, LeaseKind, PointId, VmName};
 use object_store::path::Path;
 
 pub(crate) fn config() -> Path {
@@ -45,4 +45,28 @@ pub(crate) fn points_of(vm: &VmName) -> Path {
 
 pub(crate) fn point(vm: &VmName, point: &PointId) -> Path {
     Path::from(format!("points/{vm}/{point}"))
+}
+
+pub(crate) fn leases_root() -> Path {
+    Path::from("leases")
+}
+
+pub(crate) fn lease(kind: LeaseKind, id: &str) -> Path {
+    Path::from(format!("leases/{}-{id}", kind.as_str()))
+}
+
+pub(crate) fn gc_epoch() -> Path {
+    Path::from("gc/epoch")
+}
+
+pub(crate) fn damaged_root() -> Path {
+    Path::from("damaged")
+}
+
+pub(crate) fn damaged(id: &ChunkId) -> Path {
+    Path::from(format!("damaged/{}", id.to_hex()))
+}
+
+pub(crate) fn maps_root() -> Path {
+    Path::from("maps")
 }

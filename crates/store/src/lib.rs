@@ -8,6 +8,9 @@
 //! | `chunks/<2 hex>/<64 hex>` | one chunk object, keyed by its full id (256 fan-out prefixes) |
 //! | `maps/<vm>/<point>/<disk>.map` | the block map of one disk at one point |
 //! | `points/<vm>/<point>` | the recovery point record |
+//! | `leases/<kind>-<id>` | a writer's (backup, transfer) or a sweeping collector's lease |
+//! | `gc/epoch` | the last sweep's epoch: chunk caches built under another are stale |
+//! | `damaged/<64 hex>` | a chunk verify found bad, to be sent again by the next backup |
 //!
 //! The vault describes itself: listing `points/` gives the VMs and their points, a point names
 //! its maps (with their digests), a map names its chunks. A new host can restore from the
@@ -25,6 +28,57 @@
 //! Nothing depends on conditional writes (Garage ignores `If-None-Match`): chunks are content
 //! addressed, so a duplicate `PUT` stores the same bytes again.
 //!
+//! # Garbage collection without compare-and-swap
+//!
+//! A backup may commit a point that names chunks it never uploaded: those its parent point
+//! names, and those this host's chunk index says the vault holds. So "mark the chunks live
+//! points name, then delete the others once they are old" is not enough on its own: a backup
+//! that started before the mark may name an old chunk whose last point was deleted meanwhile,
+//! and commit after the sweep deleted it. Garage ignores conditional writes, so the collector
+//! cannot delete "only if nobody references it" atomically either. The collector
+//! (`blockvault_vault::Vault::collect_garbage`) uses leases instead, written and listed the way
+//! restic and borg lock repositories, but held exclusively only for the short sweep:
+//!
+//! 1. **Writers hold a lease.** A backup or transfer writes `leases/writer-<id>` before it
+//!    reads anything that decides what it may skip (the parent's maps, the chunk index, the
+//!    GC epoch), rewrites it every 20 s, and removes it after its commit. Then it lists the
+//!    leases: if a live sweeper's lease is there, it withdraws its own, waits for the sweep to
+//!    end and starts over. A writer always yields to a sweep.
+//! 2. **Mark** (no lease, blocks nothing; the long part): read every committed point's maps and
+//!    collect the chunk ids they name; list `chunks/`. Candidates are the chunks no map names
+//!    and older than a grace period.
+//! 3. **Sweep** (exclusive, short): wait, holding no lease, until no live writer lease is
+//!    listed (so backups that start meanwhile are not held up), then write
+//!    `leases/sweeper-<id>` and list again. A writer that slipped in between makes the sweeper
+//!    withdraw and wait again. Each side writes before it lists, so either the writer's
+//!    listing sees the sweeper's lease or the sweeper's sees the writer's: no writer runs
+//!    unseen during a sweep. Then list the points again and drop from the candidates every
+//!    chunk named by a point committed during the mark. Write a new `gc/epoch`, delete the
+//!    candidates and the block maps of backups that never committed, and remove the lease.
+//!    Backups wait at most for this, never for the mark or the wait.
+//! 4. **Caches follow the epoch.** A host's chunk index records the epoch it was built under;
+//!    a writer that finds another epoch in the vault rebuilds it from a listing, so no host
+//!    trusts a cache that predates a sweep. The epoch is written before the first delete, so a
+//!    collector killed mid-sweep leaves every cache stale, never wrong; the next collection
+//!    deletes what the killed one left.
+//!
+//! While the sweep holds its lease no writer runs, so the only chunks anything can name are
+//! those of committed points, and those were all read. Leases expire: one not rewritten for
+//! five minutes is dead (its holder crashed) and is removed by the next sweep. A writer whose
+//! lease could not be rewritten for half of that (the process was paused, the store was
+//! unreachable) refuses to commit, and a sweeper checks its own lease before each delete, so
+//! a holder that was judged dead never acts on stale knowledge. The grace period (one hour by
+//! default) is a second line of defence that spares freshly uploaded chunks even if clocks
+//! misjudge a lease. Collectors do not run two sweeps at once: of two sweeper leases, the one
+//! written first goes.
+//!
+//! Readers (restore, verify) take no lease: the collector only deletes chunks that no
+//! committed point names, so a restore of a live point is never affected. A restore of a
+//! point that retention deletes while it runs may fail halfway, as the point is going anyway.
+//!
+//! `damaged/<id>` marks a chunk verify found bad: writers take no chunk in that list as
+//! present, so the next backup that holds its data uploads it again and clears the mark.
+//!
 //! # Integrity
 //!
 //! Every read checks what it read: chunks are decoded and re-hashed against their id
@@ -39,6 +93,7 @@
 
 #[cfg(any(test, feature = "conformance"))]
 pub mod conformance;
+mod coordination;
 pub mod cpu;
 mod error;
 mod layout;
@@ -47,6 +102,7 @@ mod s3;
 mod store;
 
 pub use crate::{
+    coordination::{ListedChunk, ListedLease},
     error::{Error, Result},
     location::VaultLocation,
     s3::{S3Options, Secret},

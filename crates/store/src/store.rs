@@ -383,7 +383,7 @@ impl Store {
         Ok(names)
     }
 
-    async fn put(&self, key: &Path, bytes: Bytes) -> Result<()> {
+    pub(crate) async fn put(&self, key: &Path, bytes: Bytes) -> Result<()> {
         if bytes.len() > self.multipart_threshold {
             return self.put_in_parts(key, bytes).await;
         }
@@ -411,14 +411,14 @@ impl Store {
     }
 
     /// Deletes one object; an object that is already gone is not an error.
-    async fn delete(&self, key: &Path) -> Result<()> {
+    pub(crate) async fn delete(&self, key: &Path) -> Result<()> {
         match self.objects.delete(key).await {
             Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
             Err(source) => Err(backend("delete", key, source)),
         }
     }
 
-    async fn get(&self, key: &Path) -> Result<Option<Bytes>> {
+    pub(crate) async fn get(&self, key: &Path) -> Result<Option<Bytes>> {
         let result = match self.objects.get(key).await {
             Ok(result) => result,
             Err(object_store::Error::NotFound { .. }) => return Ok(None),
@@ -432,7 +432,7 @@ impl Store {
     }
 }
 
-fn backend(op: &'static str, key: &Path, source: object_store::Error) -> Error {
+pub(crate) fn backend(op: &'static str, key: &Path, source: object_store::Error) -> Error {
     Error::Backend {
         op,
         key: key.to_string(),

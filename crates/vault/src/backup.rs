@@ -13,7 +13,7 @@ use blockvault_core::{
 use futures::StreamExt;
 use jiff::Timestamp;
 
-use crate::{ChunkIndex, Error, Progress, Result, TransferOptions, Vault};
+use crate::{ChunkIndex, Error, Lease, Progress, Result, TransferOptions, Vault};
 
 /// An ad hoc backup of one VM's disks into the vault.
 #[derive(Clone, Debug)]
@@ -114,8 +114,12 @@ impl Vault {
         let started = Instant::now();
         let time = request.time.unwrap_or_else(Timestamp::now);
         let vm = &request.vm;
-        let parent = self.latest_point(vm).await?;
         let mut warnings = Vec::new();
+        // Before anything is read that decides what to skip (see the store crate's docs).
+        let (lease, damaged) = self
+            .begin_write(&format!("backup of {vm}"), &mut warnings)
+            .await?;
+        let parent = self.latest_point(vm).await?;
         let names: HashSet<DiskName> = request
             .disks
             .iter()
@@ -136,10 +140,11 @@ impl Vault {
                 previous
                     .values()
                     .flat_map(|m| m.ids().iter().copied())
-                    .filter(|id| !id.is_zero())
+                    .filter(|id| !id.is_zero() && !damaged.contains(id))
                     .collect(),
             ),
             index: self.chunk_index().await?.map(Arc::new),
+            damaged: damaged.clone(),
         };
         let index = known.index.clone();
         let journal = index.as_ref().map(|i| i.journal()).transpose()?;
@@ -160,6 +165,7 @@ impl Vault {
         // waiting forever.
         let store = self.store();
         let (ask_store, landed_ref, journal_ref) = (index.is_none(), &landed, journal.as_ref());
+        let damaged_ref = &damaged;
         let upload = async move {
             // On the first failure the stage stops taking chunks (closing the channel wakes a
             // blocked scan with an error) but lets the uploads in flight finish: when backup()
@@ -173,7 +179,10 @@ impl Vault {
                 rx.poll_recv(cx)
             })
             .map(|chunk: NewChunk| async move {
-                if ask_store && store.has_chunk(&chunk.id).await? {
+                if ask_store
+                    && !damaged_ref.contains(&chunk.id)
+                    && store.has_chunk(&chunk.id).await?
+                {
                     return Ok::<u64, Error>(0);
                 }
                 let len = chunk.encoded.len() as u64;
@@ -247,13 +256,58 @@ impl Vault {
             retain_until: request.retain_until,
         };
         // Every chunk and map is durable (puts are, when they return): now the commit.
+        lease.check().await?;
         self.store().put_point(&point).await?;
+        self.end_write(lease, &damaged, &landed, &mut warnings)
+            .await;
         Ok(BackupReport {
             point,
             elapsed: started.elapsed(),
             warnings,
             new_chunks: landed,
         })
+    }
+
+    /// What a writer (backup, transfer) does first: take a writer's lease (waiting out a
+    /// sweep), and learn which chunks verify found damaged, so they are sent again rather than
+    /// trusted. The lease must be held before the writer reads anything that decides which
+    /// chunks it may skip: the parent's maps and the chunk index.
+    pub(crate) async fn begin_write(
+        &self,
+        holder: &str,
+        warnings: &mut Vec<String>,
+    ) -> Result<(Lease, HashSet<ChunkId>)> {
+        let (lease, waited) = Lease::writer(self.store(), holder).await?;
+        if waited >= Duration::from_secs(1) {
+            warnings.push(format!(
+                "waited {:.1} s for a garbage collection's sweep to finish",
+                waited.as_secs_f64()
+            ));
+        }
+        let damaged = self.store().damaged_chunks().await?.into_iter().collect();
+        Ok((lease, damaged))
+    }
+
+    /// What a writer does once its point is committed: clear the damage marks of chunks it
+    /// sent again, and release its lease. Neither undoes the commit, so failures are warnings.
+    pub(crate) async fn end_write(
+        &self,
+        lease: Lease,
+        damaged: &HashSet<ChunkId>,
+        landed: &[ChunkId],
+        warnings: &mut Vec<String>,
+    ) {
+        for id in landed.iter().filter(|id| damaged.contains(id)) {
+            match self.store().clear_damaged(id).await {
+                Ok(()) => warnings.push(format!("chunk {id}, found damaged, was sent again")),
+                Err(e) => warnings.push(format!("could not clear the damage mark of {id}: {e}")),
+            }
+        }
+        if let Err(e) = lease.release().await {
+            warnings.push(format!(
+                "could not release the vault lease (it expires by itself): {e}"
+            ));
+        }
     }
 
     /// The block maps of the parent point for the disks being backed up again. A map that
@@ -349,12 +403,14 @@ fn open_sources(
 struct Known {
     claimed: Mutex<HashSet<ChunkId>>,
     index: Option<Arc<ChunkIndex>>,
+    /// Chunks verify found bad: never taken as present.
+    damaged: HashSet<ChunkId>,
 }
 
 impl Known {
     /// True the first time a new id is seen: the caller must send it.
     fn claim(&self, id: ChunkId) -> bool {
-        if self.index.as_ref().is_some_and(|i| i.contains(&id)) {
+        if !self.damaged.contains(&id) && self.index.as_ref().is_some_and(|i| i.contains(&id)) {
             return false;
         }
         self.claimed

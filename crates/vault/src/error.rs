@@ -13,6 +13,35 @@ pub enum Error {
     #[error(transparent)]
     Disk(#[from] blockvault_chunker::Error),
 
+    #[error(
+        "{holder} lost its lease on the vault (last renewed {since:?} ago: the process was \
+         paused or the store unreachable), so a garbage collection may have run; nothing was \
+         committed, run it again"
+    )]
+    LeaseLost {
+        holder: String,
+        since: std::time::Duration,
+    },
+
+    #[error("garbage collection stopped before deleting anything: {source}")]
+    GcMark {
+        #[source]
+        source: Box<Error>,
+    },
+
+    #[error(
+        "garbage collection deleted nothing: after {waited:?} these still held the vault: {}; \
+         run it again later or with a longer --wait",
+        holders.join("; ")
+    )]
+    GcBlocked {
+        waited: std::time::Duration,
+        holders: Vec<String>,
+    },
+
+    #[error("grace period {grace:?} is too long")]
+    GcGrace { grace: std::time::Duration },
+
     #[error("a backup needs at least one disk")]
     NoDisks,
 

@@ -56,9 +56,21 @@ const HEADER: usize = 24;
 impl ChunkIndex {
     /// The index at `path`, or one rebuilt from the store's listing when the file is missing
     /// or does not decode (and then saved).
-    pub async fn load_or_rebuild(store: &Store, path: &Path) -> Result<ChunkIndex> {
+    ///
+    /// `epoch` is the vault's GC epoch ([`Store::gc_epoch`]): an index saved under another
+    /// epoch may name chunks a sweep deleted since, so it is rebuilt too.
+    pub async fn load_or_rebuild(
+        store: &Store,
+        path: &Path,
+        epoch: Option<&str>,
+    ) -> Result<ChunkIndex> {
         let journaled = read_journal(&journal_path(path));
-        if let Some(ids) = std::fs::read(path).ok().and_then(|b| decode(&b)) {
+        let current = read_epoch(path).as_deref() == epoch;
+        if let Some(ids) = std::fs::read(path)
+            .ok()
+            .filter(|_| current)
+            .and_then(|b| decode(&b))
+        {
             let mut index = ChunkIndex {
                 path: path.to_owned(),
                 ids,
@@ -75,7 +87,45 @@ impl ChunkIndex {
             ids,
         };
         index.save()?;
+        write_epoch(path, epoch)?;
         Ok(index)
+    }
+
+    /// The index on file at `path` if it is consistent with GC epoch `epoch`, with its journal
+    /// folded in; never rebuilt.
+    pub fn load_current(path: &Path, epoch: Option<&str>) -> Option<ChunkIndex> {
+        if read_epoch(path).as_deref() != epoch {
+            return None;
+        }
+        let ids = std::fs::read(path).ok().and_then(|b| decode(&b))?;
+        let mut ids = ids;
+        ids.extend(read_journal(&journal_path(path)));
+        Some(ChunkIndex {
+            path: path.to_owned(),
+            ids,
+        })
+    }
+
+    /// Drops chunks a sweep on this host just deleted and records the sweep's epoch, so this
+    /// host's next backup need not rebuild the index from a listing.
+    pub fn forget(
+        &mut self,
+        deleted: impl IntoIterator<Item = ChunkId>,
+        epoch: &str,
+    ) -> Result<()> {
+        for id in deleted {
+            self.ids.remove(&id);
+        }
+        self.save()?;
+        write_epoch(&self.path, Some(epoch))
+    }
+
+    /// Drops chunks found bad (they must be sent again), keeping the epoch.
+    pub fn remove(&mut self, bad: impl IntoIterator<Item = ChunkId>) -> Result<()> {
+        for id in bad {
+            self.ids.remove(&id);
+        }
+        self.save()
     }
 
     /// A journal to record chunks as they land.
@@ -150,6 +200,25 @@ fn journal_path(index: &Path) -> PathBuf {
     index.with_extension("log")
 }
 
+/// The GC epoch the index at `index` was last made consistent with, in `chunks.epoch`.
+fn read_epoch(index: &Path) -> Option<String> {
+    std::fs::read_to_string(index.with_extension("epoch"))
+        .ok()
+        .map(|s| s.trim().to_owned())
+        .filter(|s| !s.is_empty())
+}
+
+fn write_epoch(index: &Path, epoch: Option<&str>) -> Result<()> {
+    let path = index.with_extension("epoch");
+    match epoch {
+        Some(epoch) => std::fs::write(&path, epoch).map_err(|e| Error::io(&path, e)),
+        None => match std::fs::remove_file(&path) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(Error::io(&path, e)),
+            _ => Ok(()),
+        },
+    }
+}
+
 /// The ids in a journal; a torn last record (the process died mid-append) is ignored.
 fn read_journal(path: &Path) -> Vec<ChunkId> {
     std::fs::read(path)
@@ -196,13 +265,13 @@ mod tests {
             .await
             .expect("put");
         let path = dir.path().join("v/chunks.idx");
-        let mut index = ChunkIndex::load_or_rebuild(&store, &path)
+        let mut index = ChunkIndex::load_or_rebuild(&store, &path, None)
             .await
             .expect("rebuild");
         assert!(index.contains(&a) && index.len() == 1);
         let b = ChunkId::of(b"b");
         index.add_and_save([b]).expect("save");
-        let again = ChunkIndex::load_or_rebuild(&Store::in_memory(), &path)
+        let again = ChunkIndex::load_or_rebuild(&Store::in_memory(), &path, None)
             .await
             .expect("load");
         assert!(
@@ -223,7 +292,7 @@ mod tests {
             .open(path.with_extension("log"))
             .expect("log");
         std::io::Write::write_all(&mut torn, &[1, 2, 3]).expect("torn record");
-        let loaded = ChunkIndex::load_or_rebuild(&Store::in_memory(), &path)
+        let loaded = ChunkIndex::load_or_rebuild(&Store::in_memory(), &path, None)
             .await
             .expect("load");
         assert!(
@@ -239,9 +308,33 @@ mod tests {
         let mut bytes = std::fs::read(&path).expect("read");
         bytes[30] ^= 1;
         std::fs::write(&path, bytes).expect("write");
-        let rebuilt = ChunkIndex::load_or_rebuild(&store, &path)
+        let rebuilt = ChunkIndex::load_or_rebuild(&store, &path, None)
             .await
             .expect("rebuild");
         assert!(rebuilt.contains(&a) && !rebuilt.contains(&b));
+
+        // A sweep elsewhere (a new epoch) makes the saved index stale: rebuilt from the store.
+        let mut index = rebuilt;
+        index.add_and_save([b]).expect("save");
+        let after_gc = ChunkIndex::load_or_rebuild(&store, &path, Some("e1"))
+            .await
+            .expect("rebuild");
+        assert!(
+            !after_gc.contains(&b),
+            "b is not in the store: the stale index was dropped"
+        );
+        let mut same = ChunkIndex::load_or_rebuild(&Store::in_memory(), &path, Some("e1"))
+            .await
+            .expect("load");
+        assert!(same.contains(&a), "same epoch: loaded from the file");
+        // A sweep on this host updates the index in place.
+        same.forget([a], "e2").expect("forget");
+        let swept = ChunkIndex::load_or_rebuild(&store, &path, Some("e2"))
+            .await
+            .expect("load");
+        assert!(
+            !swept.contains(&a),
+            "loaded from the file, without the swept chunk"
+        );
     }
 }

@@ -35,8 +35,10 @@
 mod backup;
 mod decode;
 mod error;
+mod gc;
 mod in_place;
 mod index;
+mod lease;
 mod progress;
 mod restore;
 mod transfer;
@@ -46,7 +48,9 @@ mod verify;
 pub use crate::{
     backup::{BackupReport, BackupRequest},
     error::{Error, Result},
+    gc::{GcOptions, GcReport},
     index::{ChunkIndex, Journal},
+    lease::{LEASE_TTL, Lease},
     progress::{NoProgress, Progress},
     restore::{RestoreReport, RestoreRequest, RestoredDisk},
     transfer::TransferReport,

@@ -92,8 +92,14 @@ impl Vault {
             Err(blockvault_store::Error::PointMissing { .. }) => {}
             Err(e) => return Err(e.into()),
         }
-        let parent = self.latest_point(vm).await?;
         let mut warnings = Vec::new();
+        let (lease, damaged) = self
+            .begin_write(
+                &format!("transfer of {vm} point {}", point.id),
+                &mut warnings,
+            )
+            .await?;
+        let parent = self.latest_point(vm).await?;
         let names: HashSet<DiskName> = point.disks.iter().map(|d| d.name.clone()).collect();
         let previous = self
             .previous_maps(parent.as_ref(), &names, &mut warnings)
@@ -111,17 +117,21 @@ impl Vault {
         let mut claimed: HashSet<ChunkId> = previous
             .values()
             .flat_map(|m| m.ids().iter().copied())
+            .filter(|id| !damaged.contains(id))
             .collect();
         let mut todo = Vec::new();
         for map in &maps {
             for (i, id) in map.ids().iter().enumerate() {
-                let known = id.is_zero() || index.as_ref().is_some_and(|x| x.contains(id));
+                let known = id.is_zero()
+                    || (!damaged.contains(id) && index.as_ref().is_some_and(|x| x.contains(id)));
                 if !known && claimed.insert(*id) {
-                    todo.push((*id, map.len_of(i) as u64));
+                    // Without an index, ask the store first, unless verify found it bad.
+                    let ask = index.is_none() && !damaged.contains(id);
+                    todo.push((*id, map.len_of(i) as u64, ask));
                 }
             }
         }
-        progress.begin("transfer", todo.iter().map(|(_, len)| len).sum());
+        progress.begin("transfer", todo.iter().map(|(_, len, _)| len).sum());
 
         let landed = Landed {
             journal: index.as_ref().map(|i| i.journal()).transpose()?,
@@ -130,13 +140,13 @@ impl Vault {
         let copied = self
             .copy_chunks(source, todo, fresh, options, &landed, progress.as_ref())
             .await;
+        let landed = landed
+            .ids
+            .into_inner()
+            .unwrap_or_else(PoisonError::into_inner);
         if let Some(mut index) = index {
             // Whatever landed is in the vault now, whether or not this transfer commits.
-            let ids = landed
-                .ids
-                .into_inner()
-                .unwrap_or_else(PoisonError::into_inner);
-            index.add_and_save(ids)?;
+            index.add_and_save(landed.iter().copied())?;
         }
         let (bytes_stored, chunks_stored) = copied?;
 
@@ -154,7 +164,10 @@ impl Vault {
             bytes_stored,
             chunks_stored,
         };
+        lease.check().await?;
         self.store().put_point(&record).await?;
+        self.end_write(lease, &damaged, &landed, &mut warnings)
+            .await;
         Ok(TransferReport {
             point: record,
             already_present: false,
@@ -163,27 +176,27 @@ impl Vault {
         })
     }
 
-    /// Copies the chunks `todo` from `source`, checking each; returns (bytes, objects) stored.
+    /// Copies the chunks `todo` (id, length, whether to ask the store first) from `source`,
+    /// checking each; returns (bytes, objects) stored.
     /// On the first failure no new copy starts, the ones in flight finish (so nothing of the
     /// transfer is still writing when this returns), and the first error is returned.
     async fn copy_chunks(
         &self,
         source: &Vault,
-        todo: Vec<(ChunkId, u64)>,
+        todo: Vec<(ChunkId, u64, bool)>,
         fresh: &HashSet<ChunkId>,
         options: TransferOptions,
         landed: &Landed,
         progress: &dyn Progress,
     ) -> Result<(u64, u64)> {
-        let ask_store = landed.journal.is_none();
         let stop = AtomicBool::new(false);
         let stop = &stop;
         let mut copies = futures::stream::iter(todo)
-            .map(|(id, len)| async move {
+            .map(|(id, len, ask)| async move {
                 if stop.load(Ordering::Relaxed) {
                     return Ok(None);
                 }
-                if ask_store && self.store().has_chunk(&id).await? {
+                if ask && self.store().has_chunk(&id).await? {
                     progress.advance(len);
                     return Ok(None);
                 }

@@ -88,8 +88,26 @@ impl Vault {
         let Some(dir) = &self.state_dir else {
             return Ok(None);
         };
-        let path = dir.join("vaults").join(&self.config.id).join("chunks.idx");
-        Ok(Some(ChunkIndex::load_or_rebuild(&self.store, &path).await?))
+        let epoch = self.store.gc_epoch().await?.map(|e| e.id);
+        Ok(Some(
+            ChunkIndex::load_or_rebuild(&self.store, &self.index_path(dir), epoch.as_deref())
+                .await?,
+        ))
+    }
+
+    fn index_path(&self, state_dir: &Path) -> PathBuf {
+        state_dir
+            .join("vaults")
+            .join(&self.config.id)
+            .join("chunks.idx")
+    }
+
+    /// This host's chunk index if it is on file and consistent with GC epoch `epoch`, without
+    /// rebuilding it (the collector updates it after a sweep; otherwise the next backup
+    /// rebuilds it).
+    pub(crate) fn saved_chunk_index(&self, epoch: Option<&str>) -> Option<ChunkIndex> {
+        let dir = self.state_dir.as_ref()?;
+        ChunkIndex::load_current(&self.index_path(dir), epoch)
     }
 
     pub fn store(&self) -> &Store {

@@ -1,0 +1,170 @@
+//! The objects through which writers and the garbage collector coordinate (leases, the GC
+//! epoch) and through which verify hands damaged chunks to the next backup. The protocol that
+//! uses them is in the crate docs, "Garbage collection without compare-and-swap".
+
+use blockvault_core::{ChunkId, GcEpoch, LeaseRecord, VmName};
+use futures::{Stream, StreamExt, TryStreamExt};
+use jiff::Timestamp;
+
+use crate::store::backend;
+use crate::{Error, Result, Store, layout};
+
+/// A lease as a listing finds it.
+#[derive(Clone, Debug)]
+pub struct ListedLease {
+    /// The record, or `None` when it does not decode (a torn or foreign object: treated as
+    /// alive until it is as old as a lease).
+    pub record: Option<LeaseRecord>,
+    /// The object's key, for messages and removal.
+    pub key: String,
+    /// When the store last wrote it (the store's clock).
+    pub last_modified: Timestamp,
+}
+
+/// A chunk object as a listing finds it.
+#[derive(Clone, Copy, Debug)]
+pub struct ListedChunk {
+    pub id: ChunkId,
+    /// When the store last wrote it (the store's clock).
+    pub last_modified: Timestamp,
+    pub size: u64,
+}
+
+impl Store {
+    // ---- leases -----------------------------------------------------------------------------
+
+    /// Writes (or rewrites, to refresh it) a lease.
+    pub async fn put_lease(&self, lease: &LeaseRecord) -> Result<()> {
+        self.put(&layout::lease(lease.kind, &lease.id), lease.encode().into())
+            .await
+    }
+
+    /// Removes a lease; one already gone is not an error.
+    pub async fn delete_lease(&self, lease: &LeaseRecord) -> Result<()> {
+        self.delete(&layout::lease(lease.kind, &lease.id)).await
+    }
+
+    /// Removes a lease by key (a dead holder's, found by [`Store::list_leases`]).
+    pub async fn delete_lease_key(&self, key: &str) -> Result<()> {
+        self.delete(&object_store::path::Path::from(key)).await
+    }
+
+    /// Every lease in the vault, read one by one (there are a handful).
+    pub async fn list_leases(&self) -> Result<Vec<ListedLease>> {
+        let root = layout::leases_root();
+        let metas: Vec<object_store::ObjectMeta> = self
+            .objects()
+            .list(Some(&root))
+            .try_collect()
+            .await
+            .map_err(|source| backend("list", &root, source))?;
+        let mut leases = Vec::with_capacity(metas.len());
+        for meta in metas {
+            // A lease released between the listing and the read is simply gone.
+            let Some(bytes) = self.get(&meta.location).await? else {
+                continue;
+            };
+            leases.push(ListedLease {
+                record: LeaseRecord::decode(&bytes).ok(),
+                key: meta.location.to_string(),
+                last_modified: timestamp(&meta),
+            });
+        }
+        Ok(leases)
+    }
+
+    // ---- the GC epoch -----------------------------------------------------------------------
+
+    /// The epoch of the last sweep, or `None` when no sweep ever ran.
+    pub async fn gc_epoch(&self) -> Result<Option<GcEpoch>> {
+        let key = layout::gc_epoch();
+        match self.get(&key).await? {
+            None => Ok(None),
+            Some(bytes) => {
+                GcEpoch::decode(&bytes)
+                    .map(Some)
+                    .map_err(|source| Error::ObjectCorrupt {
+                        key: key.to_string(),
+                        source,
+                    })
+            }
+        }
+    }
+
+    pub async fn put_gc_epoch(&self, epoch: &GcEpoch) -> Result<()> {
+        self.put(&layout::gc_epoch(), epoch.encode().into()).await
+    }
+
+    // ---- damaged chunks ---------------------------------------------------------------------
+
+    /// Records that chunk `id` is bad (missing, unreadable or not matching its id), so that the
+    /// next backup that holds its data uploads it again instead of trusting the vault has it.
+    pub async fn mark_damaged(&self, id: &ChunkId) -> Result<()> {
+        self.put(&layout::damaged(id), bytes::Bytes::new()).await
+    }
+
+    /// The chunks marked damaged (usually none: one `LIST`).
+    pub async fn damaged_chunks(&self) -> Result<Vec<ChunkId>> {
+        let root = layout::damaged_root();
+        self.objects()
+            .list(Some(&root))
+            .map_err(|source| backend("list", &layout::damaged_root(), source))
+            .try_filter_map(|meta| async move {
+                Ok(meta
+                    .location
+                    .filename()
+                    .and_then(|n| n.parse::<ChunkId>().ok()))
+            })
+            .try_collect()
+            .await
+    }
+
+    /// Clears the mark once a good copy of `id` was written.
+    pub async fn clear_damaged(&self, id: &ChunkId) -> Result<()> {
+        self.delete(&layout::damaged(id)).await
+    }
+
+    // ---- listings for the collector ---------------------------------------------------------
+
+    /// Every chunk object with its age and size, streamed from a listing.
+    pub fn list_chunk_objects(&self) -> impl Stream<Item = Result<ListedChunk>> + '_ {
+        let root = layout::chunks_root();
+        self.objects()
+            .list(Some(&root))
+            .map_err(move |source| backend("list", &layout::chunks_root(), source))
+            .try_filter_map(|meta| async move {
+                Ok(meta
+                    .location
+                    .filename()
+                    .and_then(|name| name.parse::<ChunkId>().ok())
+                    .map(|id| ListedChunk {
+                        id,
+                        last_modified: timestamp(&meta),
+                        size: meta.size,
+                    }))
+            })
+            .boxed()
+    }
+
+    /// The VMs that have block maps (of points, or of backups that never committed).
+    pub async fn list_map_vms(&self) -> Result<Vec<VmName>> {
+        let root = layout::maps_root();
+        let listing = self
+            .objects()
+            .list_with_delimiter(Some(&root))
+            .await
+            .map_err(|source| backend("list", &root, source))?;
+        let mut vms: Vec<VmName> = listing
+            .common_prefixes
+            .iter()
+            .filter_map(|p| p.filename().and_then(|n| n.parse().ok()))
+            .collect();
+        vms.sort();
+        Ok(vms)
+    }
+}
+
+fn timestamp(meta: &object_store::ObjectMeta) -> Timestamp {
+    Timestamp::from_millisecond(meta.last_modified.timestamp_millis())
+        .unwrap_or(Timestamp::UNIX_EPOCH)
+}

@@ -1,0 +1,321 @@
+//! Garbage collection of a vault: delete the chunks no committed point names, and the block
+//! maps of backups that never committed, without ever deleting what a running or later backup
+//! needs. The protocol (mark, then a sweep under a lease that running writers hold off) is
+//! described in the store crate's docs, "Garbage collection without compare-and-swap".
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use blockvault_core::{ChunkId, GcEpoch, PointId, RecoveryPoint, VmName};
+use futures::{StreamExt, TryStreamExt, stream};
+use jiff::{SignedDuration, Timestamp};
+use serde::Serialize;
+
+use crate::{Error, Lease, Progress, Result, Vault};
+
+/// How a collection runs.
+#[derive(Clone, Copy, Debug)]
+pub struct GcOptions {
+    /// Unreferenced chunks younger than this are kept. The lease protocol alone keeps running
+    /// backups safe; the grace period is a second line of defence (it spares the chunks of a
+    /// writer whose lease was misjudged, for example across badly skewed clocks).
+    pub grace: Duration,
+    /// How long the sweep waits for running backups and transfers to commit before it gives
+    /// up (it deletes nothing then, and says who held it up).
+    pub wait: Duration,
+    /// How often the sweep looks again while it waits.
+    pub poll: Duration,
+    /// Mark and count, delete nothing.
+    pub dry_run: bool,
+    /// Map reads and deletes in flight at once.
+    pub concurrency: usize,
+}
+
+impl Default for GcOptions {
+    fn default() -> Self {
+        GcOptions {
+            grace: Duration::from_secs(3600),
+            wait: Duration::from_secs(3600),
+            poll: Duration::from_secs(1),
+            dry_run: false,
+            concurrency: 16,
+        }
+    }
+}
+
+/// What a collection found and freed.
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+pub struct GcReport {
+    pub dry_run: bool,
+    /// Committed points whose maps were read (in the mark, and in the sweep's second look).
+    pub points: u64,
+    pub maps_read: u64,
+    /// Chunk objects listed.
+    pub chunks: u64,
+    /// Of those, named by a live map.
+    pub chunks_live: u64,
+    /// Unreferenced, but younger than the grace period: kept.
+    pub chunks_young: u64,
+    /// Unreferenced at the mark, then named by a point committed while the mark ran: kept.
+    pub chunks_rescued: u64,
+    /// Unreferenced and old enough: deleted (or, in a dry run, would be).
+    pub chunks_deleted: u64,
+    pub bytes_freed: u64,
+    /// Block maps of backups that never committed, deleted.
+    pub orphan_maps_deleted: u64,
+    /// Leases of writers that died, removed.
+    pub dead_leases_removed: u64,
+    pub mark_seconds: f64,
+    /// Time the sweep waited for running backups to commit.
+    pub waited_seconds: f64,
+    pub sweep_seconds: f64,
+}
+
+/// A chunk that may go.
+struct Candidate {
+    id: ChunkId,
+    size: u64,
+}
+
+impl Vault {
+    /// Collects the vault's garbage: marks every chunk the committed points' maps name, then
+    /// (unless `options.dry_run`) takes the sweeper's lease, waits until no backup or transfer
+    /// runs, looks at the points committed meanwhile, and deletes what is still unreferenced.
+    ///
+    /// A map that cannot be read stops the collection before anything is deleted: a chunk goes
+    /// only when every live map was read and none names it. Backups are never blocked by the
+    /// mark (the long part); one that starts during the sweep waits for the sweep to end.
+    pub async fn collect_garbage(
+        &self,
+        options: GcOptions,
+        progress: Arc<dyn Progress>,
+    ) -> Result<GcReport> {
+        let started = Instant::now();
+        let mut report = GcReport {
+            dry_run: options.dry_run,
+            ..GcReport::default()
+        };
+        let now = Timestamp::now();
+        let old_enough = now
+            - SignedDuration::try_from(options.grace).map_err(|_| Error::GcGrace {
+                grace: options.grace,
+            })?;
+
+        // Mark.
+        let points = self.all_points().await?;
+        let mut live = HashSet::new();
+        self.mark(&points, &mut live, &mut report, options, progress.as_ref())
+            .await?;
+        let mut candidates = Vec::new();
+        let mut chunks = self.store().list_chunk_objects();
+        while let Some(chunk) = chunks.try_next().await? {
+            report.chunks += 1;
+            if live.contains(&chunk.id) {
+                report.chunks_live += 1;
+            } else if chunk.last_modified > old_enough {
+                report.chunks_young += 1;
+            } else {
+                candidates.push(Candidate {
+                    id: chunk.id,
+                    size: chunk.size,
+                });
+            }
+        }
+        drop(chunks);
+        report.mark_seconds = started.elapsed().as_secs_f64();
+        if options.dry_run {
+            report.chunks_deleted = candidates.len() as u64;
+            report.bytes_freed = candidates.iter().map(|c| c.size).sum();
+            report.orphan_maps_deleted = self.orphan_maps(&points).await?.len() as u64;
+            return Ok(report);
+        }
+
+        // Sweep, under the sweeper's lease, once no writer runs.
+        let (lease, waited, dead) = Lease::sweeper(
+            self.store(),
+            "garbage collection",
+            options.wait,
+            options.poll,
+        )
+        .await?;
+        report.waited_seconds = waited.as_secs_f64();
+        report.dead_leases_removed = dead;
+        let sweeping = Instant::now();
+
+        // Points committed while the mark ran may name candidates: look at them too.
+        let marked: HashSet<(VmName, PointId)> = points
+            .iter()
+            .map(|p| (p.vm.clone(), p.id.clone()))
+            .collect();
+        let now_points = self.all_points().await?;
+        let newer: Vec<RecoveryPoint> = now_points
+            .iter()
+            .filter(|p| !marked.contains(&(p.vm.clone(), p.id.clone())))
+            .cloned()
+            .collect();
+        let mut rescued = HashSet::new();
+        self.mark(
+            &newer,
+            &mut rescued,
+            &mut report,
+            options,
+            progress.as_ref(),
+        )
+        .await?;
+        let before = candidates.len();
+        candidates.retain(|c| !rescued.contains(&c.id));
+        report.chunks_rescued = (before - candidates.len()) as u64;
+        let orphans = self.orphan_maps(&now_points).await?;
+
+        // Every host's cache of what the vault holds is stale from here on.
+        let previous_epoch = self.store().gc_epoch().await?.map(|e| e.id);
+        let epoch = GcEpoch {
+            id: blake3::hash(format!("gc:{}:{}", now, std::process::id()).as_bytes()).to_hex()
+                [..16]
+                .to_owned(),
+            time: now,
+        };
+        self.store().put_gc_epoch(&epoch).await?;
+
+        progress.begin("sweep", candidates.iter().map(|c| c.size).sum());
+        let deleted = self
+            .delete_chunks(&candidates, &lease, options, progress.as_ref())
+            .await;
+        let freed: HashSet<ChunkId> = deleted.ids.into_iter().collect();
+        report.chunks_deleted = freed.len() as u64;
+        report.bytes_freed = deleted.bytes;
+        if let Some(mut index) = self.saved_chunk_index(previous_epoch.as_deref()) {
+            index.forget(freed.iter().copied(), &epoch.id)?;
+        }
+        deleted.error.map_or(Ok(()), Err)?;
+        for (vm, id) in &orphans {
+            lease.check().await?;
+            self.store().delete_maps(vm, id).await?;
+            report.orphan_maps_deleted += 1;
+        }
+        lease.release().await?;
+        report.sweep_seconds = sweeping.elapsed().as_secs_f64();
+        Ok(report)
+    }
+
+    /// Every committed point of every VM in the vault.
+    async fn all_points(&self) -> Result<Vec<RecoveryPoint>> {
+        let mut points = Vec::new();
+        for vm in self.store().list_vms().await? {
+            points.extend(self.store().list_points(&vm).await?);
+        }
+        Ok(points)
+    }
+
+    /// Adds every chunk the maps of `points` name to `live`. Fails on the first map that
+    /// cannot be read.
+    async fn mark(
+        &self,
+        points: &[RecoveryPoint],
+        live: &mut HashSet<ChunkId>,
+        report: &mut GcReport,
+        options: GcOptions,
+        progress: &dyn Progress,
+    ) -> Result<()> {
+        // Owned items: a stream over borrowed ones makes the future's Send-ness unprovable.
+        let maps: Vec<_> = points
+            .iter()
+            .flat_map(|p| {
+                p.disks.iter().map(|d| {
+                    (
+                        p.vm.clone(),
+                        p.id.clone(),
+                        d.name.clone(),
+                        d.map_digest.clone(),
+                    )
+                })
+            })
+            .collect();
+        progress.begin("mark", maps.len() as u64);
+        let store = self.store();
+        let mut reads = stream::iter(maps)
+            .map(|(vm, id, disk, digest)| async move {
+                store
+                    .get_map(&vm, &id, &disk, Some(&digest))
+                    .await
+                    .map_err(|source| Error::GcMark {
+                        source: Box::new(source.into()),
+                    })
+            })
+            .buffer_unordered(options.concurrency.max(1));
+        while let Some(map) = reads.try_next().await? {
+            live.extend(map.ids().iter().copied().filter(|id| !id.is_zero()));
+            report.maps_read += 1;
+            progress.advance(1);
+        }
+        report.points += points.len() as u64;
+        Ok(())
+    }
+
+    /// The map directories with no point record: backups that never committed (or points
+    /// whose deletion was cut short).
+    async fn orphan_maps(&self, points: &[RecoveryPoint]) -> Result<Vec<(VmName, PointId)>> {
+        let mut committed: HashMap<&VmName, HashSet<&PointId>> = HashMap::new();
+        for point in points {
+            committed.entry(&point.vm).or_default().insert(&point.id);
+        }
+        let mut orphans = Vec::new();
+        for vm in self.store().list_map_vms().await? {
+            for id in self.store().list_map_point_ids(&vm).await? {
+                if !committed.get(&vm).is_some_and(|ids| ids.contains(&id)) {
+                    orphans.push((vm.clone(), id));
+                }
+            }
+        }
+        Ok(orphans)
+    }
+
+    /// Deletes `candidates` with bounded concurrency, checking the lease as it goes. Returns
+    /// what was deleted even when it stops on an error, so the caller can account for it.
+    async fn delete_chunks(
+        &self,
+        candidates: &[Candidate],
+        lease: &Lease,
+        options: GcOptions,
+        progress: &dyn Progress,
+    ) -> Deleted {
+        let bytes = AtomicU64::new(0);
+        let bytes = &bytes;
+        let store = self.store();
+        let owned: Vec<(ChunkId, u64)> = candidates.iter().map(|c| (c.id, c.size)).collect();
+        let mut deletes = stream::iter(owned)
+            .map(|(id, size)| async move {
+                // A sweeper that was paused past its lease must stop: writers may be running.
+                lease.check().await?;
+                store.delete_chunk(&id).await?;
+                bytes.fetch_add(size, Ordering::Relaxed);
+                progress.advance(size);
+                Ok::<_, Error>(id)
+            })
+            .buffer_unordered(options.concurrency.max(1));
+        let mut deleted = Deleted::default();
+        while let Some(result) = deletes.next().await {
+            match result {
+                Ok(id) => deleted.ids.push(id),
+                Err(e) => {
+                    deleted.error.get_or_insert(e);
+                }
+            }
+            if deleted.error.is_some() {
+                break;
+            }
+        }
+        drop(deletes);
+        deleted.bytes = bytes.load(Ordering::Relaxed);
+        deleted
+    }
+}
+
+#[derive(Default)]
+struct Deleted {
+    ids: Vec<ChunkId>,
+    bytes: u64,
+    error: Option<Error>,
+}

@@ -1,0 +1,370 @@
+//! Leases: how backups and the garbage collector's sweep stay out of each other's way on a
+//! store without compare-and-swap. The protocol is described in the store crate's docs
+//! ("Garbage collection without compare-and-swap"); this is its implementation.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use blockvault_core::{LeaseKind, LeaseRecord};
+use blockvault_store::{ListedLease, Store};
+use jiff::Timestamp;
+use tokio::sync::Mutex;
+
+use crate::{Error, Result};
+
+/// A lease that has not been rewritten for this long is dead: its holder crashed, hangs, or
+/// lost the store. Others may then ignore it.
+pub const LEASE_TTL: Duration = Duration::from_secs(300);
+
+/// How often a holder rewrites its lease.
+const REFRESH_EVERY: Duration = Duration::from_secs(20);
+
+/// A writer refuses to commit when its lease was last rewritten longer ago than this: the
+/// process was paused or the store unreachable long enough that a sweep may have judged it
+/// dead. Half the lease time leaves the other half for the commit itself.
+const COMMIT_WITHIN: Duration = Duration::from_secs(150);
+
+/// A lease held in a vault, rewritten in the background until [`Lease::release`].
+#[derive(Debug)]
+pub struct Lease {
+    store: Store,
+    record: LeaseRecord,
+    state: Arc<Mutex<State>>,
+    refresher: Option<tokio::task::JoinHandle<()>>,
+    /// Dead leases this holder removed (see [`Lease::blockers`]).
+    dead_removed: std::sync::atomic::AtomicU64,
+}
+
+#[derive(Debug)]
+struct State {
+    last_written: Instant,
+    released: bool,
+}
+
+impl Lease {
+    /// Writes a new lease of `kind` for `holder` (a description for messages). The caller must
+    /// then list the leases and decide whether it may go on (see [`Lease::writer`]).
+    async fn write(store: &Store, kind: LeaseKind, holder: &str) -> Result<Lease> {
+        let now = Timestamp::now();
+        let record = LeaseRecord {
+            id: random_id(holder),
+            kind,
+            holder: format!("{holder} ({})", whoami()),
+            started: now,
+            refreshed: now,
+        };
+        store.put_lease(&record).await?;
+        let state = Arc::new(Mutex::new(State {
+            last_written: Instant::now(),
+            released: false,
+        }));
+        let refresher = tokio::spawn(refresh(store.clone(), record.clone(), Arc::clone(&state)));
+        Ok(Lease {
+            store: store.clone(),
+            record,
+            state,
+            refresher: Some(refresher),
+            dead_removed: std::sync::atomic::AtomicU64::new(0),
+        })
+    }
+
+    /// A writer's lease (backup, transfer), taken before the writer reads anything it will
+    /// trust about which chunks the vault holds. A writer always yields to a sweep: if one is
+    /// running, it withdraws its lease, waits until the sweep ends, and tries again. Returns
+    /// the lease and how long it waited.
+    pub async fn writer(store: &Store, holder: &str) -> Result<(Lease, Duration)> {
+        let started = Instant::now();
+        loop {
+            let lease = Lease::write(store, LeaseKind::Writer, holder).await?;
+            let leases = store.list_leases().await?;
+            if live(&leases, LeaseKind::Sweeper, Timestamp::now()).is_empty() {
+                return Ok((lease, started.elapsed()));
+            }
+            lease.release().await?;
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+    }
+
+    /// A sweeper's lease, held alone: waits (without a lease, so writers that start meanwhile
+    /// are not held up) until no live writer is left, then writes the lease and lists again; a
+    /// writer that slipped in between makes it withdraw and wait again. So backups wait at
+    /// most for the sweep itself, never for the wait. Gives up after `wait`, naming who held
+    /// the vault. Returns the lease, how long it waited, and how many dead leases it removed.
+    pub async fn sweeper(
+        store: &Store,
+        holder: &str,
+        wait: Duration,
+        poll: Duration,
+    ) -> Result<(Lease, Duration, u64)> {
+        let started = Instant::now();
+        let mut dead_removed = 0;
+        loop {
+            let now = Timestamp::now();
+            let leases = store.list_leases().await?;
+            for dead in leases.iter().filter(|l| !is_live(l, now)) {
+                store.delete_lease_key(&dead.key).await?;
+                dead_removed += 1;
+            }
+            let mut holders: Vec<String> = leases
+                .iter()
+                .filter(|l| is_live(l, now))
+                .map(describe)
+                .collect();
+            if holders.is_empty() {
+                let lease = Lease::write(store, LeaseKind::Sweeper, holder).await?;
+                let blockers = lease.blockers().await?;
+                dead_removed += lease.dead_removed();
+                if blockers.is_empty() {
+                    return Ok((lease, started.elapsed(), dead_removed));
+                }
+                lease.release().await?;
+                holders = blockers.into_iter().map(|b| b.holder).collect();
+            }
+            if started.elapsed() >= wait {
+                return Err(Error::GcBlocked {
+                    waited: started.elapsed(),
+                    holders,
+                });
+            }
+            tokio::time::sleep(poll).await;
+        }
+    }
+
+    /// The live leases that keep this sweeper from deleting: every writer, and every other
+    /// sweeper that wrote its lease first (two collectors never sweep at once). Dead leases
+    /// met on the way are removed.
+    pub async fn blockers(&self) -> Result<Vec<LeaseRecord>> {
+        let now = Timestamp::now();
+        let leases = self.store.list_leases().await?;
+        for dead in leases.iter().filter(|l| !is_live(l, now)) {
+            self.store.delete_lease_key(&dead.key).await?;
+            self.dead_removed
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        }
+        let mine = (self.record.started, &self.record.id);
+        Ok(leases
+            .iter()
+            .filter(|l| is_live(l, now))
+            .map(|l| {
+                // An unreadable lease is taken for a writer: waiting is the safe side.
+                l.record.clone().unwrap_or_else(|| LeaseRecord {
+                    id: l.key.clone(),
+                    kind: LeaseKind::Writer,
+                    holder: format!("the unreadable lease {}", l.key),
+                    started: l.last_modified,
+                    refreshed: l.last_modified,
+                })
+            })
+            .filter(|r| match r.kind {
+                LeaseKind::Writer => true,
+                LeaseKind::Sweeper => r.id != self.record.id && (r.started, &r.id) < mine,
+            })
+            .collect())
+    }
+
+    /// Fails unless the lease was rewritten recently enough that no sweep can have taken its
+    /// holder for dead. A writer calls it right before its commit.
+    pub async fn check(&self) -> Result<()> {
+        let state = self.state.lock().await;
+        let since = state.last_written.elapsed();
+        if since > COMMIT_WITHIN {
+            return Err(Error::LeaseLost {
+                holder: self.record.holder.clone(),
+                since,
+            });
+        }
+        Ok(())
+    }
+
+    /// Stops refreshing and removes the lease.
+    pub async fn release(mut self) -> Result<()> {
+        {
+            // Waits for a rewrite in flight, so none lands after the delete.
+            let mut state = self.state.lock().await;
+            state.released = true;
+        }
+        if let Some(task) = self.refresher.take() {
+            task.abort();
+        }
+        self.store.delete_lease(&self.record).await?;
+        Ok(())
+    }
+
+    /// How many dead leases [`Lease::blockers`] removed so far.
+    pub fn dead_removed(&self) -> u64 {
+        self.dead_removed.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    pub fn record(&self) -> &LeaseRecord {
+        &self.record
+    }
+}
+
+impl Drop for Lease {
+    /// A lease dropped without [`Lease::release`] (an error path, a cancelled task) stops
+    /// refreshing and is removed in the background when a runtime is there; otherwise it dies
+    /// of old age after [`LEASE_TTL`].
+    fn drop(&mut self) {
+        let Some(task) = self.refresher.take() else {
+            return;
+        };
+        task.abort();
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            let (store, record, state) = (
+                self.store.clone(),
+                self.record.clone(),
+                Arc::clone(&self.state),
+            );
+            runtime.spawn(async move {
+                state.lock().await.released = true;
+                let _ = store.delete_lease(&record).await;
+            });
+        }
+    }
+}
+
+async fn refresh(store: Store, mut record: LeaseRecord, state: Arc<Mutex<State>>) {
+    loop {
+        tokio::time::sleep(REFRESH_EVERY).await;
+        let mut state = state.lock().await;
+        if state.released {
+            return;
+        }
+        record.refreshed = Timestamp::now();
+        // A failed rewrite is retried at the next tick; `check` notices if they keep failing.
+        if store.put_lease(&record).await.is_ok() {
+            state.last_written = Instant::now();
+        }
+    }
+}
+
+/// Whether a lease is alive at `now`: rewritten within the lease time by the store's clock or
+/// by its holder's (the later of the two, so clock skew errs on the side of waiting).
+pub(crate) fn is_live(lease: &ListedLease, now: Timestamp) -> bool {
+    let written = match &lease.record {
+        Some(record) => record.refreshed.max(lease.last_modified),
+        None => lease.last_modified,
+    };
+    now.duration_since(written).unsigned_abs() <= LEASE_TTL || written > now
+}
+
+fn live(leases: &[ListedLease], kind: LeaseKind, now: Timestamp) -> Vec<&ListedLease> {
+    leases
+        .iter()
+        .filter(|l| is_live(l, now))
+        .filter(|l| l.record.as_ref().is_none_or(|r| r.kind == kind))
+        .collect()
+}
+
+/// Who holds a listed lease, for messages.
+fn describe(lease: &ListedLease) -> String {
+    match &lease.record {
+        Some(record) => record.holder.clone(),
+        None => format!("the unreadable lease {}", lease.key),
+    }
+}
+
+fn random_id(holder: &str) -> String {
+    let seed = format!(
+        "{holder}:{}:{}:{:?}",
+        std::process::id(),
+        Timestamp::now().as_nanosecond(),
+        std::thread::current().id()
+    );
+    blake3::hash(seed.as_bytes()).to_hex()[..16].to_owned()
+}
+
+/// "host NAME, pid N", for lease holders.
+fn whoami() -> String {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_owned())
+        .unwrap_or_else(|_| "unknown host".to_owned());
+    format!("host {host}, pid {}", std::process::id())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const POLL: Duration = Duration::from_millis(20);
+
+    #[tokio::test]
+    async fn a_writer_yields_to_a_sweep_and_a_sweep_waits_for_writers() {
+        let store = Store::in_memory();
+        let (writer, waited) = Lease::writer(&store, "backup of a").await.expect("writer");
+        assert!(waited < Duration::from_secs(1), "no sweep: no wait");
+
+        // While a writer runs, the sweep waits (holding no lease) and gives up in time.
+        let blocked = Lease::sweeper(&store, "gc", Duration::from_millis(200), POLL).await;
+        match blocked {
+            Err(Error::GcBlocked { holders, .. }) => {
+                assert_eq!(holders, vec![writer.record().holder.clone()]);
+            }
+            other => panic!("expected GcBlocked, got {other:?}"),
+        }
+        let listed = store.list_leases().await.expect("list");
+        assert_eq!(listed.len(), 1, "the waiting sweep holds no lease");
+
+        // A sweep whose lease is written while a writer runs sees it and lets it finish.
+        let sweeper = Lease::write(&store, LeaseKind::Sweeper, "gc")
+            .await
+            .expect("sweeper");
+        let blockers = sweeper.blockers().await.expect("blockers");
+        assert_eq!(blockers.len(), 1, "the running writer blocks the sweep");
+        assert_eq!(blockers[0].id, writer.record().id);
+
+        // A writer arriving during the sweep waits for it.
+        let late = tokio::spawn({
+            let store = store.clone();
+            async move { Lease::writer(&store, "backup of b").await }
+        });
+        tokio::time::sleep(Duration::from_millis(700)).await;
+        assert!(!late.is_finished(), "the late writer waits for the sweep");
+        writer.release().await.expect("release");
+        assert!(sweeper.blockers().await.expect("blockers").is_empty());
+        sweeper.release().await.expect("release");
+        let (late, waited) = late.await.expect("join").expect("writer");
+        assert!(
+            waited >= Duration::from_millis(500),
+            "it waited: {waited:?}"
+        );
+        late.check().await.expect("fresh lease");
+        late.release().await.expect("release");
+        assert!(store.list_leases().await.expect("list").is_empty());
+    }
+
+    #[tokio::test]
+    async fn of_two_sweepers_the_first_goes_and_dead_leases_are_ignored_and_removed() {
+        let store = Store::in_memory();
+        let (first, _, _) = Lease::sweeper(&store, "gc 1", POLL, POLL)
+            .await
+            .expect("first");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+        let second = Lease::write(&store, LeaseKind::Sweeper, "gc 2")
+            .await
+            .expect("second");
+        assert!(first.blockers().await.expect("blockers").is_empty());
+        assert_eq!(second.blockers().await.expect("blockers").len(), 1);
+        first.release().await.expect("release");
+        second.release().await.expect("release");
+
+        // A writer that died an hour ago.
+        let old = Timestamp::now() - jiff::SignedDuration::from_hours(1);
+        let dead = LeaseRecord {
+            id: "dead".into(),
+            kind: LeaseKind::Writer,
+            holder: "a killed backup".into(),
+            started: old,
+            refreshed: old,
+        };
+        store.put_lease(&dead).await.expect("put");
+        let listed = store.list_leases().await.expect("list");
+        // The in-memory store stamps the write with now: judge it at a later "now".
+        let later = Timestamp::now() + jiff::SignedDuration::from_secs(400);
+        assert!(!is_live(&listed[0], later), "dead after the lease time");
+        assert!(
+            is_live(&listed[0], Timestamp::now()),
+            "alive by the store's clock"
+        );
+    }
+}

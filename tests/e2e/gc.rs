@@ -1,0 +1,336 @@
+//! Garbage collection of a vault: what it frees, and what it must never free (chunks of a
+//! backup committing while it runs, chunks of live points after a collection was killed).
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use blockvault_core::{BlockMap, PointId};
+use blockvault_vault::{GcOptions, GcReport, PointSelector, Progress, Vault};
+
+use crate::support::{Image, Write, backup, block_size, chunk_files, new_vault, restore, vm};
+
+const BS: u64 = 64 << 10;
+
+fn options() -> GcOptions {
+    GcOptions {
+        grace: Duration::ZERO,
+        wait: Duration::from_secs(60),
+        poll: Duration::from_millis(50),
+        dry_run: false,
+        concurrency: 4,
+    }
+}
+
+async fn gc(vault: &Vault, options: GcOptions) -> GcReport {
+    vault
+        .collect_garbage(options, Arc::new(blockvault_vault::NoProgress))
+        .await
+        .expect("gc")
+}
+
+/// An image of 64 blocks of noise, each distinct.
+fn image(dir: &std::path::Path) -> Image {
+    let mut image = Image::create(dir.join("disk.img"), 64 * BS);
+    image.apply(Write {
+        offset: 0,
+        len: (64 * BS) as usize,
+        kind: 2,
+    });
+    image
+}
+
+/// Rewrites `blocks` blocks from block `first` with fresh noise.
+fn churn(image: &mut Image, first: u64, blocks: u64, kind: u8) {
+    image.apply(Write {
+        offset: first * BS,
+        len: (blocks * BS) as usize,
+        kind,
+    });
+}
+
+#[tokio::test]
+async fn gc_frees_exactly_what_no_point_names_and_the_rest_restores() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let vault = new_vault(dir.path()).await;
+    let vault_dir = dir.path().join("vault");
+    let mut disk = image(dir.path());
+    let first = backup(&vault, "web", &[&disk], block_size(BS))
+        .await
+        .expect("1");
+    churn(&mut disk, 0, 8, 4);
+    backup(&vault, "web", &[&disk], block_size(BS))
+        .await
+        .expect("2");
+    churn(&mut disk, 8, 8, 6);
+    let third = backup(&vault, "web", &[&disk], block_size(BS))
+        .await
+        .expect("3");
+    let all = chunk_files(&vault_dir).len();
+    assert_eq!(all, 64 + 8 + 8, "every distinct block stored once");
+
+    // Nothing is garbage while every point lives.
+    let report = gc(&vault, options()).await;
+    assert_eq!(
+        (report.chunks, report.chunks_live, report.chunks_deleted),
+        (80, 80, 0)
+    );
+
+    // A backup that wrote maps and never committed leaves an orphan map directory.
+    let orphan = PointId::generate(jiff::Timestamp::now(), b"killed");
+    let map = BlockMap::from_ids(
+        BS,
+        block_size(BS),
+        jiff::Timestamp::now(),
+        vec![blockvault_core::ChunkId::ZERO],
+    )
+    .expect("map");
+    vault
+        .store()
+        .put_map(
+            &vm("web"),
+            &orphan,
+            &"disk.img".parse().expect("name"),
+            &map,
+        )
+        .await
+        .expect("put map");
+
+    // The first point goes (retention): its 8 blocks that the others replaced are garbage.
+    vault
+        .store()
+        .delete_point(&vm("web"), &first.point.id)
+        .await
+        .expect("delete");
+    let dry = gc(
+        &vault,
+        GcOptions {
+            dry_run: true,
+            ..options()
+        },
+    )
+    .await;
+    assert_eq!(dry.chunks_deleted, 8, "the dry run counts the garbage");
+    assert_eq!(chunk_files(&vault_dir).len(), all, "and deletes nothing");
+
+    let report = gc(&vault, options()).await;
+    assert_eq!(report.chunks_deleted, 8);
+    assert_eq!(report.chunks_live, 72);
+    assert!(report.bytes_freed > 0);
+    assert_eq!(chunk_files(&vault_dir).len(), 72);
+    assert!(
+        vault
+            .store()
+            .list_map_point_ids(&vm("web"))
+            .await
+            .expect("list")
+            .iter()
+            .all(|id| *id != orphan),
+        "the orphan map is gone"
+    );
+
+    // Every remaining point restores byte for byte; the newest is the disk as it is.
+    let target = dir.path().join("out");
+    restore(
+        &vault,
+        "web",
+        PointSelector::Id(third.point.id.to_string()),
+        &target,
+    )
+    .await
+    .expect("restore");
+    assert_eq!(
+        std::fs::read(target.join("disk.img")).expect("read"),
+        disk.content
+    );
+    let again = gc(&vault, options()).await;
+    assert_eq!(again.chunks_deleted, 0, "a second collection finds nothing");
+}
+
+/// Sleeps in the first `advance` of a backup's scan, so the backup is still running when the
+/// collection starts.
+struct Slow {
+    slept: AtomicU64,
+    /// Set when the scan begins: the backup has read its parent's maps.
+    scanning: Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl Progress for Slow {
+    fn begin(&self, _phase: &str, _total: u64) {
+        self.scanning.store(true, Ordering::SeqCst);
+    }
+    fn advance(&self, _bytes: u64) {
+        if self.slept.fetch_add(1, Ordering::Relaxed) == 0 {
+            std::thread::sleep(Duration::from_millis(1500));
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn gc_during_a_backup_that_reuses_old_chunks_keeps_them() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let vault = new_vault(dir.path()).await;
+    let mut disk = image(dir.path());
+    let first = backup(&vault, "db", &[&disk], block_size(BS))
+        .await
+        .expect("1");
+    churn(&mut disk, 0, 4, 8);
+
+    // The next backup starts: it will name the first point's chunks without uploading them.
+    let scanning = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let running = tokio::spawn({
+        let scanning = Arc::clone(&scanning);
+        let vault = vault.clone();
+        let request = blockvault_vault::BackupRequest {
+            vm: vm("db"),
+            disks: vec![disk.path.clone()],
+            block_size: Some(block_size(BS)),
+            consistency: blockvault_core::Consistency::CrashConsistent,
+            options: Default::default(),
+            time: None,
+            retain_until: None,
+        };
+        async move {
+            vault
+                .backup(
+                    &request,
+                    Arc::new(Slow {
+                        slept: AtomicU64::new(0),
+                        scanning,
+                    }),
+                )
+                .await
+        }
+    });
+    while !scanning.load(Ordering::SeqCst) {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    // Meanwhile retention deletes the first point: at the mark, none of its chunks is live.
+    vault
+        .store()
+        .delete_point(&vm("db"), &first.point.id)
+        .await
+        .expect("delete");
+    let report = gc(&vault, options()).await;
+    let second = running.await.expect("join").expect("backup");
+
+    assert!(
+        report.waited_seconds > 0.1,
+        "the sweep waited for the backup"
+    );
+    assert_eq!(report.chunks_live, 0, "no point was live at the mark");
+    // The 60 reused chunks, plus the backup's 4 new ones if they landed before the listing.
+    assert!(
+        report.chunks_rescued == 60 || report.chunks_rescued == 64,
+        "the reused chunks were kept: {report:?}"
+    );
+    assert_eq!(report.chunks_deleted, 4, "only the 4 replaced blocks went");
+    let target = dir.path().join("out");
+    restore(&vault, "db", PointSelector::Latest, &target)
+        .await
+        .expect("the point committed during the collection restores");
+    assert_eq!(second.point.parent, Some(first.point.id));
+    assert_eq!(
+        std::fs::read(target.join("disk.img")).expect("read"),
+        disk.content
+    );
+}
+
+/// Panics at the `n`-th chunk the sweep deletes: a collector killed halfway.
+struct DieAfter {
+    n: u64,
+    seen: AtomicU64,
+}
+
+impl Progress for DieAfter {
+    fn begin(&self, phase: &str, _total: u64) {
+        if phase == "sweep" {
+            self.seen.store(0, Ordering::Relaxed);
+        }
+    }
+    fn advance(&self, bytes: u64) {
+        // The mark advances by maps (1 each); the sweep by chunk sizes.
+        if bytes > 1 && self.seen.fetch_add(1, Ordering::Relaxed) + 1 == self.n {
+            panic!("collector killed");
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_collection_killed_halfway_loses_nothing_live_and_the_next_one_finishes() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let state = dir.path().join("state");
+    let vault = new_vault(dir.path()).await.with_state_dir(&state);
+    let vault_dir = dir.path().join("vault");
+    let mut disk = image(dir.path());
+    let original = disk.content.clone();
+    let first = backup(&vault, "app", &[&disk], block_size(BS))
+        .await
+        .expect("1");
+    churn(&mut disk, 0, 40, 10);
+    backup(&vault, "app", &[&disk], block_size(BS))
+        .await
+        .expect("2");
+    vault
+        .store()
+        .delete_point(&vm("app"), &first.point.id)
+        .await
+        .expect("delete");
+
+    let killed = tokio::spawn({
+        let vault = vault.clone();
+        async move {
+            vault
+                .collect_garbage(
+                    GcOptions {
+                        concurrency: 1,
+                        ..options()
+                    },
+                    Arc::new(DieAfter {
+                        n: 10,
+                        seen: AtomicU64::new(0),
+                    }),
+                )
+                .await
+        }
+    });
+    assert!(killed.await.expect_err("killed").is_panic());
+    let left = chunk_files(&vault_dir).len();
+    assert_eq!(left, 64 + 40 - 10, "killed after 10 of the 40 deletions");
+    let check = dir.path().join("after-kill");
+    restore(&vault, "app", PointSelector::Latest, &check)
+        .await
+        .expect("nothing live was lost");
+    assert_eq!(
+        std::fs::read(check.join("disk.img")).expect("read"),
+        disk.content
+    );
+
+    // The next collection finishes the job.
+    let report = gc(&vault, options()).await;
+    assert_eq!(
+        report.chunks_deleted, 30,
+        "the 30 the killed run left behind"
+    );
+    assert_eq!(gc(&vault, options()).await.chunks_deleted, 0);
+
+    // This host's chunk index was saved before either sweep and still lists the first point's
+    // chunks; the vault's new GC epoch makes the next backup distrust it. Put the first
+    // point's content back: its 40 deleted chunks must be sent again, not taken as present.
+    std::fs::write(&disk.path, &original).expect("rewrite");
+    let third = backup(&vault, "app", &[&disk], block_size(BS))
+        .await
+        .expect("3");
+    assert_eq!(
+        third.point.stats.chunks_stored, 40,
+        "the deleted chunks went up again"
+    );
+    let target = dir.path().join("out");
+    restore(&vault, "app", PointSelector::Latest, &target)
+        .await
+        .expect("restore");
+    assert_eq!(
+        std::fs::read(target.join("disk.img")).expect("read"),
+        original
+    );
+}
