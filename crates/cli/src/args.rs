@@ -264,14 +264,41 @@ pub enum Command {
         long_about = "Verify vault points: every block map is checked against its point record, \
             and every chunk the points name is read, decompressed and re-hashed (each chunk once, \
             however many points share it). Each bad chunk is reported with the points, disks and \
-            offsets it damages. Nothing is written; the next backup of the same data uploads an \
-            intact copy of any chunk the vault lacks. Each VM verified gets a Verify job. Exit \
+            offsets it damages, and marked damaged in the vault: the next backup of the same \
+            data (on any host) uploads an intact copy. Each VM verified gets a Verify job. Exit \
             code 4 when anything is damaged.",
         after_help = "Examples:\n  blockvault verify --vault /srv/vault --vm web01\n  \
             blockvault verify --vault /srv/vault --vm web01 --point 20261123-0815\n  \
             blockvault verify --vault /srv/vault --all --json"
     )]
     Verify(VerifyArgs),
+
+    /// Delete vault points that protected VMs' retention no longer keeps (--dry-run to see).
+    #[command(
+        long_about = "Apply each protected VM's policy retention to its points in the vault: a \
+            point that no rule keeps (daily, weekly, monthly, yearly, an on-demand backup's \
+            retain-until) is deleted, record first, then block maps. The newest point is always \
+            kept. Points of VMs that are not protected are never pruned. `blockvault points` \
+            shows what keeps each point and until when. The chunks of deleted points are freed \
+            by `blockvault gc`. The daemon prunes and collects garbage by itself once a day.",
+        after_help = "Examples:\n  blockvault prune --vault /srv/vault --dry-run\n  \
+            blockvault prune --vault /srv/vault --vm web01"
+    )]
+    Prune(PruneArgs),
+
+    /// Delete chunks no recovery point names (safe while backups run).
+    #[command(
+        long_about = "Collect the vault's garbage: read every point's block maps, then delete \
+            the chunks none of them names (and block maps of backups that never committed). \
+            Backups keep running during the long part; the deletion waits until running \
+            backups have committed (at most --wait), and backups that start meanwhile wait \
+            only for the deletion. Chunks younger than --grace are kept. Works the same on S3 \
+            stores without conditional writes (Garage): see the store crate's docs for why it \
+            is safe. A collection that is killed loses nothing; the next one finishes it.",
+        after_help = "Examples:\n  blockvault gc --vault /srv/vault --dry-run\n  \
+            blockvault gc --vault s3://backups/vault --grace 2h --json"
+    )]
+    Gc(GcArgs),
 
     /// Run protected VMs' schedules (stop with SIGTERM or Ctrl-C).
     #[command(
@@ -691,4 +718,47 @@ pub struct VerifyArgs {
 
     #[command(flatten)]
     pub transfer: TransferArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct PruneArgs {
+    #[command(flatten)]
+    pub vault: VaultArg,
+
+    /// Only this protected VM (default: every VM protected in the vault).
+    #[arg(long, value_name = "NAME")]
+    pub vm: Option<VmName>,
+
+    /// Show what would be deleted, delete nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct GcArgs {
+    #[command(flatten)]
+    pub vault: VaultArg,
+
+    /// Count what would be deleted, delete nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+
+    /// Keep unreferenced chunks younger than this (e.g. 30m, 2h, 0s).
+    #[arg(long, value_name = "DURATION", default_value = "1h", value_parser = parse_duration)]
+    pub grace: jiff::SignedDuration,
+
+    /// Give up (deleting nothing) if running backups still hold the vault after this long.
+    #[arg(long, value_name = "DURATION", default_value = "1h", value_parser = parse_duration)]
+    pub wait: jiff::SignedDuration,
+}
+
+/// A duration like `90s`, `30m`, `2h` or `1h30m`; not negative.
+fn parse_duration(text: &str) -> Result<jiff::SignedDuration, String> {
+    let duration: jiff::SignedDuration = text
+        .parse()
+        .map_err(|_| format!("{text:?} is not a duration like 30s, 15m or 2h"))?;
+    if duration.is_negative() {
+        return Err(format!("{text} is negative"));
+    }
+    Ok(duration)
 }

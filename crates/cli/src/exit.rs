@@ -82,6 +82,7 @@ fn classify_vault(e: &VaultError) -> ExitCode {
         VaultError::Disk(e) => classify_disk(e),
         VaultError::Block { source, .. } => classify_store(source),
         VaultError::BlockLength { .. } => ExitCode::Integrity,
+        VaultError::GcMark { source } => classify_vault(source),
         VaultError::UnknownVm { .. }
         | VaultError::UnknownPoint { .. }
         | VaultError::NoPointAtOrBefore { .. } => ExitCode::NotFound,

@@ -115,5 +115,7 @@ async fn run(cli: Cli) -> anyhow::Result<Report> {
         Command::BackupNow(args) => commands::protect::backup_now(args, &host, bar).await,
         Command::Daemon(args) => commands::daemon::run(args, &host).await,
         Command::Verify(args) => commands::verify::run(args, &host, bar).await,
+        Command::Prune(args) => commands::prune::run(args, &host).await,
+        Command::Gc(args) => commands::gc::run(args, &host, bar).await,
     }
 }

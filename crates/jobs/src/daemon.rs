@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use blockvault_core::VmName;
-use blockvault_vault::{NoProgress, TransferOptions, Vault};
+use blockvault_vault::{GcOptions, NoProgress, TransferOptions, Vault};
 use jiff::{SignedDuration, Timestamp};
 use tokio::sync::watch;
 use tokio::task::JoinSet;
@@ -55,6 +55,11 @@ pub struct DaemonOptions {
     pub grace: Duration,
     /// How often each VM's expired snapshot points are deleted when no backup does it.
     pub expiry_every: Duration,
+    /// How often retention is applied to the vault points of protected VMs, followed by a
+    /// garbage collection of each vault that protects them (see [`Daemon`]).
+    pub maintenance_every: Duration,
+    /// The collection's settings (its grace period, how long it waits for running backups).
+    pub gc: GcOptions,
 }
 
 impl Default for DaemonOptions {
@@ -63,6 +68,8 @@ impl Default for DaemonOptions {
             poll: Duration::from_secs(60),
             grace: Duration::from_secs(60),
             expiry_every: Duration::from_secs(3600),
+            maintenance_every: Duration::from_secs(24 * 3600),
+            gc: GcOptions::default(),
         }
     }
 }
@@ -108,6 +115,15 @@ pub struct DaemonReport {
 /// only the last backup of each local day is, or the first of the next day when that one did
 /// not reach the vault ([`transfers`](crate::policy::schedule::transfers)); the others' Transfer
 /// subtask is Skipped with the reason, and their points live in the snapshot tier only.
+///
+/// # Retention and garbage collection
+///
+/// Once at start and then every [`DaemonOptions::maintenance_every`] (a day by default), in
+/// the background, the daemon applies each protected VM's retention to its vault points
+/// ([`Engine::apply_retention`]) and then collects the garbage of each vault involved
+/// ([`Vault::collect_garbage`]). Backups keep running meanwhile: the collection only holds
+/// off backups for its short sweep. A stop cancels it wherever it is, which is safe (the next
+/// one finishes the job).
 ///
 /// # Stopping
 ///
@@ -163,12 +179,23 @@ impl Daemon {
         let mut busy: HashMap<VmName, usize> = HashMap::new();
         let mut expired_at: HashMap<VmName, Timestamp> = HashMap::new();
         let clock = Arc::clone(self.engine.clock());
+        let mut maintenance: Option<tokio::task::JoinHandle<()>> = None;
+        let mut maintained_at: Option<Timestamp> = None;
         self.log.log(Level::Info, "blockvault daemon started");
         while !*stop.borrow() {
             let now = clock.now();
             let mut wake = now + signed(self.options.poll);
             match self.engine.catalog().protected_items() {
                 Ok(items) => {
+                    let every = signed(self.options.maintenance_every);
+                    let idle = maintenance.as_ref().is_none_or(|m| m.is_finished());
+                    if idle && maintained_at.is_none_or(|last| last + every <= now) {
+                        maintenance = Some(self.maintain(&items));
+                        maintained_at = Some(now);
+                    }
+                    if let Some(last) = maintained_at {
+                        wake = wake.min((last + every).max(now));
+                    }
                     let live: HashSet<&VmName> = items.iter().map(|i| &i.vm).collect();
                     expired_at.retain(|vm, _| live.contains(vm));
                     for item in &items {
@@ -219,6 +246,9 @@ impl Daemon {
                 }
                 _ = stop.changed() => {}
             }
+        }
+        if let Some(maintenance) = maintenance {
+            maintenance.abort();
         }
         self.shut_down(running, &mut busy, &mut report).await?;
         self.log.log(
@@ -324,6 +354,88 @@ impl Daemon {
             self.start(item, &policy, skip_transfer, stop.clone(), running);
         }
         Ok(next)
+    }
+
+    /// Applies retention to the vault points of `items` and collects the garbage of their
+    /// vaults, in a background task that logs what it did.
+    fn maintain(&self, items: &[ProtectedItem]) -> tokio::task::JoinHandle<()> {
+        let mut by_vault: HashMap<String, Vec<ProtectedItem>> = HashMap::new();
+        for item in items {
+            by_vault
+                .entry(item.vault.clone())
+                .or_default()
+                .push(item.clone());
+        }
+        let (engine, vaults, log, gc) = (
+            Arc::clone(&self.engine),
+            Arc::clone(&self.vaults),
+            Arc::clone(&self.log),
+            self.options.gc,
+        );
+        tokio::spawn(async move {
+            for (location, items) in by_vault {
+                let vault = match vaults.open(&location).await {
+                    Ok(vault) => vault,
+                    Err(e) => {
+                        log.log(
+                            Level::Warning,
+                            &format!(
+                                "retention and garbage collection of {} skipped: {}",
+                                e.location, e.reason
+                            ),
+                        );
+                        continue;
+                    }
+                };
+                let mut expired = 0;
+                for item in &items {
+                    match engine.apply_retention(&vault, item, false).await {
+                        Ok(pruned) if !pruned.expired.is_empty() => {
+                            expired += pruned.expired.len();
+                            let ids: Vec<String> =
+                                pruned.expired.iter().map(|p| p.id.to_string()).collect();
+                            log.log(
+                                Level::Info,
+                                &format!(
+                                    "{}: retention of policy {} deleted {} vault point(s): {}",
+                                    item.vm,
+                                    item.policy,
+                                    ids.len(),
+                                    ids.join(", ")
+                                ),
+                            );
+                        }
+                        Ok(_) => {}
+                        Err(e) => log.log(
+                            Level::Error,
+                            &format!("{}: could not apply retention: {e}", item.vm),
+                        ),
+                    }
+                }
+                match vault.collect_garbage(gc, Arc::new(NoProgress)).await {
+                    Ok(report) if report.chunks_deleted + report.orphan_maps_deleted > 0 => {
+                        log.log(
+                            Level::Info,
+                            &format!(
+                                "garbage collection of {location}: deleted {} chunk(s) ({}                                  bytes) and {} orphan block map(s)",
+                                report.chunks_deleted,
+                                report.bytes_freed,
+                                report.orphan_maps_deleted
+                            ),
+                        );
+                    }
+                    Ok(_) => {}
+                    Err(e) => log.log(
+                        if expired > 0 {
+                            Level::Warning
+                        } else {
+                            Level::Info
+                        },
+                        &format!("garbage collection of {location} did not run: {e}"),
+                    ),
+                }
+            }
+        })
     }
 
     fn start(

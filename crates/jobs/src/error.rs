@@ -162,6 +162,12 @@ impl From<blockvault_vault::Error> for Error {
     }
 }
 
+impl From<blockvault_store::Error> for Error {
+    fn from(e: blockvault_store::Error) -> Error {
+        Error::Vault(Box::new(e.into()))
+    }
+}
+
 impl From<blockvault_local::Error> for Error {
     fn from(e: blockvault_local::Error) -> Error {
         Error::Snapshots(Box::new(e))

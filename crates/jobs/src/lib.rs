@@ -108,9 +108,9 @@ pub use crate::{
     clock::{Clock, SimulatedClock, Sleep, SystemClock},
     daemon::{Daemon, DaemonOptions, DaemonReport, Level, Log, Vaults},
     engine::{
-        BackupOutcome, BackupSpec, Engine, Hooks, INSTANT_RESTORE_DAYS, ListedPoint,
-        ProtectOutcome, ProtectRequest, Recovered, RestoreOutcome, VaultUnavailable, VerifyOutcome,
-        VerifyScope,
+        BackupOutcome, BackupSpec, Engine, ExpiredPoint, Hooks, INSTANT_RESTORE_DAYS, ListedPoint,
+        ProtectOutcome, ProtectRequest, Pruned, Recovered, RestoreOutcome, VaultUnavailable,
+        VerifyOutcome, VerifyScope,
     },
     error::{Error, Result},
     inventory::{PointEntry, PointSummary, ProtectedItem, VmEntry},

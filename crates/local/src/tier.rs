@@ -47,7 +47,7 @@ impl SnapshotTier {
         if !dir.join("vault.config").is_file() {
             return Ok(None);
         }
-        Ok(Some(Vault::open_local(&dir).await?))
+        Ok(Some(Vault::open_local(&dir).await?.private()))
     }
 
     /// `vm`'s snapshots, created empty on first use. Call with the VM's snapshot lock held.
@@ -60,7 +60,7 @@ impl SnapshotTier {
         if dir.exists() {
             std::fs::remove_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
         }
-        Ok(Vault::init_local(&dir).await?)
+        Ok(Vault::init_local(&dir).await?.private())
     }
 
     /// The VMs that have a snapshot directory on this host.

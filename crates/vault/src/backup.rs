@@ -256,7 +256,9 @@ impl Vault {
             retain_until: request.retain_until,
         };
         // Every chunk and map is durable (puts are, when they return): now the commit.
-        lease.check().await?;
+        if let Some(lease) = &lease {
+            lease.check().await?;
+        }
         self.store().put_point(&point).await?;
         self.end_write(lease, &damaged, &landed, &mut warnings)
             .await;
@@ -276,7 +278,10 @@ impl Vault {
         &self,
         holder: &str,
         warnings: &mut Vec<String>,
-    ) -> Result<(Lease, HashSet<ChunkId>)> {
+    ) -> Result<(Option<Lease>, HashSet<ChunkId>)> {
+        if !self.is_shared() {
+            return Ok((None, HashSet::new()));
+        }
         let (lease, waited) = Lease::writer(self.store(), holder).await?;
         if waited >= Duration::from_secs(1) {
             warnings.push(format!(
@@ -285,14 +290,14 @@ impl Vault {
             ));
         }
         let damaged = self.store().damaged_chunks().await?.into_iter().collect();
-        Ok((lease, damaged))
+        Ok((Some(lease), damaged))
     }
 
     /// What a writer does once its point is committed: clear the damage marks of chunks it
     /// sent again, and release its lease. Neither undoes the commit, so failures are warnings.
     pub(crate) async fn end_write(
         &self,
-        lease: Lease,
+        lease: Option<Lease>,
         damaged: &HashSet<ChunkId>,
         landed: &[ChunkId],
         warnings: &mut Vec<String>,
@@ -303,7 +308,9 @@ impl Vault {
                 Err(e) => warnings.push(format!("could not clear the damage mark of {id}: {e}")),
             }
         }
-        if let Err(e) = lease.release().await {
+        if let Some(lease) = lease
+            && let Err(e) = lease.release().await
+        {
             warnings.push(format!(
                 "could not release the vault lease (it expires by itself): {e}"
             ));

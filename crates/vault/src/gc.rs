@@ -132,6 +132,11 @@ impl Vault {
             return Ok(report);
         }
 
+        // Nothing to delete: no sweep, and no new epoch to make hosts rebuild their indexes.
+        if candidates.is_empty() && self.orphan_maps(&points).await?.is_empty() {
+            return Ok(report);
+        }
+
         // Sweep, under the sweeper's lease, once no writer runs.
         let (lease, waited, dead) = Lease::sweeper(
             self.store(),

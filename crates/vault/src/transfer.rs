@@ -164,7 +164,9 @@ impl Vault {
             bytes_stored,
             chunks_stored,
         };
-        lease.check().await?;
+        if let Some(lease) = &lease {
+            lease.check().await?;
+        }
         self.store().put_point(&record).await?;
         self.end_write(lease, &damaged, &landed, &mut warnings)
             .await;

@@ -24,6 +24,9 @@ pub struct Vault {
     config: VaultConfig,
     /// This host's state directory, for the chunk index; none for a stateless caller.
     state_dir: Option<PathBuf>,
+    /// Whether writers coordinate with garbage collection through leases (see
+    /// [`Vault::private`]).
+    shared: bool,
 }
 
 impl Vault {
@@ -58,6 +61,7 @@ impl Vault {
             store,
             config,
             state_dir: None,
+            shared: true,
         })
     }
 
@@ -73,7 +77,20 @@ impl Vault {
             store,
             config,
             state_dir: None,
+            shared: true,
         })
+    }
+
+    /// A vault that only this host's engine writes and cleans, under its own locks (the
+    /// snapshot tier, swept under the VM's snapshot lock): its writers take no lease and look
+    /// for no damage marks, which saves a few small writes per backup.
+    pub fn private(mut self) -> Vault {
+        self.shared = false;
+        self
+    }
+
+    pub(crate) fn is_shared(&self) -> bool {
+        self.shared
     }
 
     /// Keeps this host's knowledge of the vault (its [`ChunkIndex`]) under `dir`, in

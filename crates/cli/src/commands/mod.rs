@@ -3,10 +3,12 @@
 
 pub mod backup;
 pub mod daemon;
+pub mod gc;
 pub mod jobs;
 pub mod points;
 pub mod policy;
 pub mod protect;
+pub mod prune;
 pub mod restore;
 pub mod vault;
 pub mod verify;

@@ -432,16 +432,65 @@ fn a_damaged_previous_map_keeps_the_block_size() {
 /// chunk lost from the vault is never stored again and every later point is unrestorable from
 /// the vault too.
 #[test]
-#[ignore = "limitation: backups trust the parent map that a chunk exists; verify and repair come with the retention and verification issue"]
-fn a_backup_after_chunk_loss_stores_the_chunk_again() {
+fn a_lost_chunk_found_by_verify_is_stored_again_by_the_next_backup() {
     let b = backed();
     fs::remove_file(b.chunk_at(RAW_BLOCK)).expect("delete chunk");
+    assert_repaired_by_next_backup(&b, RAW_BLOCK);
+}
+
+#[test]
+fn a_flipped_chunk_found_by_verify_is_stored_again_by_the_next_backup() {
+    let b = backed();
+    flip_middle(&b.chunk_at(ZSTD_BLOCK), 64);
+    assert_repaired_by_next_backup(&b, ZSTD_BLOCK);
+}
+
+/// Verify finds the damaged chunk at `offset` (exit 4) and marks it; the next backup of the
+/// same, unchanged disk sends it again, so verify is clean and the vault restores again.
+fn assert_repaired_by_next_backup(b: &Backed, offset: u64) {
+    let verify =
+        |b: &Backed| blockvault(["verify", "--vault", arg(&b.vault), "--vm", VM, "--json"]);
+    let found = verify(b);
+    let report = found.json();
+    assert_eq!(found.code, 4, "{found}");
+    assert_eq!(
+        report["report"]["bad_chunks"].as_array().map(Vec::len),
+        Some(1)
+    );
+    let marks = b.vault.join("damaged");
+    assert_eq!(entries(&marks).len(), 1, "verify marked the chunk damaged");
+
     let disk = b.sb.path("disk.img");
-    backup(&b.vault, VM, &[&disk], None);
-    let to = b.sb.path("out");
+    let run = blockvault([
+        "backup",
+        "--json",
+        "--vault",
+        arg(&b.vault),
+        "--vm",
+        VM,
+        "--disk",
+        arg(&disk),
+    ]);
+    assert_eq!(run.code, 0, "{run}");
+    let again = run.json();
+    assert_eq!(again["job"]["status"], "completed", "{run}");
+    assert_eq!(again["job"]["subtasks"][1]["kind"], "transfer", "{run}");
+    assert!(
+        u64_of(&again["job"]["subtasks"][1], "/bytes_uploaded") > 0,
+        "the transfer sent the chunk again: {run}"
+    );
+    let warnings = again["warnings"].to_string();
+    assert!(warnings.contains("found damaged, was sent again"), "{run}");
+    assert!(
+        entries(&marks).is_empty(),
+        "the mark is cleared once repaired"
+    );
+    let clean = verify(b);
+    assert_eq!(clean.code, 0, "{clean}");
+    assert!(b.chunk_at(offset).is_file());
     let run = b.restore("out", &["--from", "vault"]);
     assert_eq!(run.code, 0, "{run}");
-    assert_image(&to.join("disk.img"), &b.content);
+    assert_image(&b.sb.path("out").join("disk.img"), &b.content);
 }
 
 /// `backup --json` of the disk with extra `args`, allowing warnings (still exit 0 and nothing on

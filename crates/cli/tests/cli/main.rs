@@ -14,6 +14,7 @@
 
 mod corruption;
 mod daemon;
+mod gc;
 mod help;
 mod incremental;
 mod input_errors;

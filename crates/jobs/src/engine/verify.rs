@@ -1,5 +1,6 @@
 //! `Verify` jobs: re-read and re-hash the chunks of a VM's points (or of the whole vault) and
-//! record, per VM, whether its points are intact.
+//! record, per VM, whether its points are intact. Bad chunks are marked damaged in the vault,
+//! so the next backup of the same data repairs them.
 
 use std::sync::Arc;
 
@@ -86,9 +87,24 @@ impl Engine {
             lock.remove();
             jobs.push(self.catalog.job(job)?);
         }
-        Ok(VerifyOutcome {
-            jobs,
-            report: verified?,
-        })
+        let report = verified?;
+        self.mark_damaged(vault, &report).await?;
+        Ok(VerifyOutcome { jobs, report })
+    }
+
+    /// Hands the bad chunks of `report` to the next backups: marked damaged in the vault (so
+    /// no writer on any host takes them as present) and dropped from this host's chunk index.
+    /// The next backup that reads the same data uploads them again and clears the marks.
+    async fn mark_damaged(&self, vault: &Vault, report: &VerifyReport) -> Result<()> {
+        if report.bad_chunks.is_empty() {
+            return Ok(());
+        }
+        for bad in &report.bad_chunks {
+            vault.store().mark_damaged(&bad.id).await?;
+        }
+        if let Some(mut index) = vault.chunk_index().await? {
+            index.remove(report.bad_chunks.iter().map(|b| b.id))?;
+        }
+        Ok(())
     }
 }

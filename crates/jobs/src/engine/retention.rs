@@ -1,0 +1,111 @@
+//! Applying a policy's retention to a protected VM's vault points.
+
+use blockvault_core::{PointId, VmName};
+use blockvault_vault::Vault;
+use jiff::Timestamp;
+use serde::Serialize;
+
+use super::Engine;
+use crate::policy::retention::{RetainedPoint, retention};
+use crate::{Error, PolicyName, ProtectedItem, Result, Tier};
+
+/// What applying retention to one VM did (or, in a dry run, would do).
+#[derive(Clone, Debug, Serialize)]
+pub struct Pruned {
+    pub vm: VmName,
+    pub policy: PolicyName,
+    pub dry_run: bool,
+    /// Vault points kept.
+    pub kept: usize,
+    /// Vault points expired: deleted, or in a dry run, to be deleted.
+    pub expired: Vec<ExpiredPoint>,
+}
+
+/// A vault point retention let go.
+#[derive(Clone, Debug, Serialize)]
+pub struct ExpiredPoint {
+    pub id: PointId,
+    pub time: Timestamp,
+}
+
+impl Engine {
+    /// Applies `item`'s policy to its points in `vault` (which must be the item's vault): every
+    /// point no rule keeps ([`retention`]) is deleted, its record first (the point stops
+    /// existing at once) and then its block maps. Its chunks become garbage for
+    /// [`Vault::collect_garbage`]. The newest point is always kept. The snapshot tier is not
+    /// touched: its points expire by the instant-restore days.
+    ///
+    /// Points are read from the vault, the source of truth, not from the catalog.
+    pub async fn apply_retention(
+        &self,
+        vault: &Vault,
+        item: &ProtectedItem,
+        dry_run: bool,
+    ) -> Result<Pruned> {
+        let vm = &item.vm;
+        let policy = self.catalog().policy(&item.policy)?;
+        let points = vault.store().list_points(vm).await?;
+        let retained: Vec<RetainedPoint> = points
+            .iter()
+            .map(|p| RetainedPoint {
+                id: p.id.clone(),
+                time: p.time,
+                retain_until: p.retain_until,
+            })
+            .collect();
+        let verdicts = retention(&retained, &policy, self.now(), true);
+        let mut pruned = Pruned {
+            vm: vm.clone(),
+            policy: item.policy.clone(),
+            dry_run,
+            kept: 0,
+            expired: Vec::new(),
+        };
+        for verdict in verdicts {
+            if verdict.keep() {
+                pruned.kept += 1;
+                continue;
+            }
+            if !dry_run {
+                vault.store().delete_point(vm, &verdict.id).await?;
+                self.catalog()
+                    .remove_point_tier(vm, &verdict.id, Tier::Vault)?;
+            }
+            pruned.expired.push(ExpiredPoint {
+                id: verdict.id,
+                time: verdict.time,
+            });
+        }
+        Ok(pruned)
+    }
+
+    /// Applies retention to every VM protected in `vault` (`location` as the catalog records
+    /// it), or to `only` that VM. A VM named but not protected in this vault is an error: its
+    /// points are kept until deleted by hand.
+    pub async fn apply_retention_in(
+        &self,
+        vault: &Vault,
+        location: &str,
+        only: Option<&VmName>,
+        dry_run: bool,
+    ) -> Result<Vec<Pruned>> {
+        let items: Vec<ProtectedItem> = match only {
+            Some(vm) => vec![
+                self.catalog()
+                    .protection_in(vm, location)?
+                    .ok_or_else(|| Error::NotProtected { vm: vm.clone() })?,
+            ],
+            None => self
+                .catalog()
+                .protected_items()?
+                .into_iter()
+                .filter(|item| item.vault == location)
+                .collect(),
+        };
+        let mut all = Vec::with_capacity(items.len());
+        for item in &items {
+            all.push(self.apply_retention(vault, item, dry_run).await?);
+        }
+        Ok(all)
+    }
+}
