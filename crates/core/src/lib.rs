@@ -6,7 +6,7 @@
 //!
 //! # Formats
 //!
-//! Four objects are stored, each versioned from day one with a magic number that never changes,
+//! Five objects are stored, each versioned from day one with a magic number that never changes,
 //! a format version, and a byte reserved for an encryption scheme (0 = none; keyed BLAKE3 ids and
 //! AEAD per chunk will use it):
 //!
@@ -16,6 +16,7 @@
 //! | block map | `BVBLKMAP` | 96-byte header + one 32-byte id per block ([`BlockMap`]) | BLAKE3 of header and body |
 //! | recovery point | `BVPOINT\0` | 48-byte header + JSON body ([`RecoveryPoint`]) | BLAKE3 of header and body |
 //! | vault config | `BVVAULT\0` | 48-byte header + JSON body ([`VaultConfig`]) | BLAKE3 of header and body |
+//! | soft-delete marker | `BVDELETE` | 48-byte header + JSON body ([`SoftDeleteMarker`]) | BLAKE3 of header and body |
 //!
 //! Decoding checks, in order: magic, length of the header, version (newer than this build reads
 //! is refused, never guessed at), encryption scheme, length of the body, checksum, then the
@@ -30,6 +31,7 @@
 mod block_map;
 mod block_size;
 mod chunk;
+mod deleted;
 mod error;
 mod framed;
 mod id;
@@ -41,6 +43,7 @@ pub use crate::{
     block_map::BlockMap,
     block_size::BlockSize,
     chunk::{ChunkDecoder, ChunkEncoder, ChunkObject, Codec},
+    deleted::{SOFT_DELETE_DAYS, SoftDeleteMarker},
     error::{Error, Result},
     id::{ChunkId, is_zero},
     names::{DiskName, MAX_NAME_LEN, PointId, VmName},

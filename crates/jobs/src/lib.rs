@@ -109,11 +109,11 @@ pub use crate::{
     daemon::{Daemon, DaemonOptions, DaemonReport, Level, Log, Vaults},
     engine::{
         BackupOutcome, BackupSpec, Engine, Hooks, INSTANT_RESTORE_DAYS, ListedPoint,
-        ProtectOutcome, ProtectRequest, Recovered, RestoreOutcome, VaultUnavailable, VerifyOutcome,
-        VerifyScope,
+        ProtectOutcome, ProtectRequest, PurgeOutcome, Recovered, RestoreOutcome, StopMode,
+        StopOutcome, VaultUnavailable, VerifyOutcome, VerifyScope,
     },
     error::{Error, Result},
-    inventory::{PointEntry, PointSummary, ProtectedItem, VmEntry},
+    inventory::{PointEntry, PointSummary, ProtectedItem, ProtectionState, VmEntry},
     job::{Job, JobFilter, Subtask, SubtaskOutcome},
     model::{
         JobId, JobStatus, Operation, PolicyType, SubtaskKind, SubtaskStatus, Tier, Tiers,

@@ -54,6 +54,13 @@ pub enum Error {
         source: blockvault_core::Error,
     },
 
+    #[error("soft-delete marker of VM {vm} is corrupt: {source}")]
+    SoftDeleteCorrupt {
+        vm: VmName,
+        #[source]
+        source: blockvault_core::Error,
+    },
+
     #[error("vault config at {location} is corrupt: {source}")]
     ConfigCorrupt {
         location: String,
@@ -102,6 +109,7 @@ impl Error {
             Error::ChunkCorrupt { .. }
                 | Error::MapCorrupt { .. }
                 | Error::PointCorrupt { .. }
+                | Error::SoftDeleteCorrupt { .. }
                 | Error::ConfigCorrupt { .. }
         )
     }

@@ -6,6 +6,7 @@
 //! | `chunks/<2 hex>/<64 hex>` | a chunk, keyed by its full id; 256 fan-out prefixes |
 //! | `maps/<vm>/<point>/<disk>.map` | the block map of one disk at one point |
 //! | `points/<vm>/<point>` | the recovery point record, written last: the commit |
+//! | `deleted/<vm>` | [`SoftDeleteMarker`](blockvault_core::SoftDeleteMarker): the VM's points are soft-deleted |
 
 use blockvault_core::{ChunkId, DiskName, PointId, VmName};
 use object_store::path::Path;
@@ -45,4 +46,8 @@ pub(crate) fn points_of(vm: &VmName) -> Path {
 
 pub(crate) fn point(vm: &VmName, point: &PointId) -> Path {
     Path::from(format!("points/{vm}/{point}"))
+}
+
+pub(crate) fn soft_delete(vm: &VmName) -> Path {
+    Path::from(format!("deleted/{vm}"))
 }

@@ -8,10 +8,13 @@
 //! | `chunks/<2 hex>/<64 hex>` | one chunk object, keyed by its full id (256 fan-out prefixes) |
 //! | `maps/<vm>/<point>/<disk>.map` | the block map of one disk at one point |
 //! | `points/<vm>/<point>` | the recovery point record |
+//! | `deleted/<vm>` | the [`SoftDeleteMarker`](blockvault_core::SoftDeleteMarker) of a VM whose points are soft-deleted (protection stopped with *delete data*): when they were deleted and when they are purged |
 //!
 //! The vault describes itself: listing `points/` gives the VMs and their points, a point names
 //! its maps (with their digests), a map names its chunks. A new host can restore from the
-//! objects alone.
+//! objects alone, and sees from `deleted/` which VMs' points are soft-deleted (listed as such,
+//! not restorable until undeleted). A soft-deleted VM's points stay whole until the purge,
+//! which deletes each point (record first, then maps) and then the marker.
 //!
 //! # Crash semantics
 //!

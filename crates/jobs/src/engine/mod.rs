@@ -7,6 +7,7 @@ mod lock;
 mod protection;
 mod recovery;
 mod restore;
+mod soft_delete;
 mod verify;
 
 use std::collections::HashSet;
@@ -23,6 +24,7 @@ pub use self::hooks::Hooks;
 pub use self::protection::{ProtectOutcome, ProtectRequest};
 pub use self::recovery::Recovered;
 pub use self::restore::{ListedPoint, RestoreOutcome};
+pub use self::soft_delete::{PurgeOutcome, StopMode, StopOutcome};
 pub use self::verify::{VerifyOutcome, VerifyScope};
 
 use self::disk_state::{DiskState, DiskStates, FileStat};
