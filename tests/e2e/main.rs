@@ -8,4 +8,5 @@ mod fixtures;
 mod in_place;
 mod roundtrip;
 mod s3;
+mod soft_delete;
 mod support;
