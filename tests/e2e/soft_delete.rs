@@ -138,7 +138,10 @@ impl World {
 
     async fn vault_points(&self) -> Vec<PointId> {
         let store = self.vault.store();
-        store.list_point_ids(&vm("web01")).await.expect("vault points")
+        store
+            .list_point_ids(&vm("web01"))
+            .await
+            .expect("vault points")
     }
 
     async fn snapshot_points(&self) -> Vec<PointId> {
@@ -471,8 +474,8 @@ async fn retain_data_keeps_every_point_and_the_daemon_backs_up_only_once_protect
     let now = world.engine.now();
     let (engine, lines) = world.run_daemon(now, now + days(5)).await;
     assert_eq!(world.jobs(&engine, Operation::Backup).len(), 0, "{lines:?}");
-    assert_eq!(world.vault_points().await, [point.clone()]);
-    assert_eq!(world.snapshot_points().await, [point.clone()]);
+    assert_eq!(world.vault_points().await, std::slice::from_ref(&point));
+    assert_eq!(world.snapshot_points().await, std::slice::from_ref(&point));
     let restored = world.restore(&engine, &point).await.expect("restore");
     assert!(read(&restored) == content, "the retained point restores");
     let err = engine

@@ -8,6 +8,7 @@ pub mod points;
 pub mod policy;
 pub mod protect;
 pub mod restore;
+pub mod soft_delete;
 pub mod vault;
 pub mod verify;
 
