@@ -1,7 +1,7 @@
 //! `blockvault stop-protection` and `undelete`: the end of the protection lifecycle.
 
 use anyhow::Result;
-use blockvault_jobs::{ProtectedItem, ProtectionState, StopMode};
+use blockvault_jobs::{ProtectionState, StopMode};
 use serde_json::json;
 
 use super::Report;
@@ -60,7 +60,7 @@ pub async fn stop(args: StopProtectionArgs, host: &Host) -> Result<Report> {
         json: json!({
             "mode": mode,
             "job": outcome.job,
-            "item": item_json(item),
+            "item": item,
             "snapshot_points_removed": outcome.snapshot_points_removed,
             "warnings": warnings,
         }),
@@ -87,16 +87,10 @@ pub async fn undelete(args: UndeleteArgs, host: &Host) -> Result<Report> {
     );
     Ok(Report {
         text,
-        json: json!({ "item": item_json(&item), "warnings": warnings }),
+        json: json!({ "item": item, "warnings": warnings }),
         warnings,
         exit_code: None,
     })
-}
-
-/// An item for `--json`: its fields, with its state flattened in (`state`, and `stopped`,
-/// `deleted`, `purge_after` when they apply).
-pub fn item_json(item: &ProtectedItem) -> serde_json::Value {
-    json!(item)
 }
 
 /// The state as `items` shows it.

@@ -64,10 +64,15 @@ pub struct PurgeOutcome {
 }
 
 impl Engine {
-    /// Stops the protection of `vm`: with [`StopMode::RetainData`] it only stops scheduling
-    /// (no job; stopping a stopped VM again changes nothing); with [`StopMode::DeleteData`] a
-    /// `Delete backup data` job soft-deletes its data (see the [module docs](self)), which
-    /// needs `vault` (the item's vault) to be reachable.
+    /// Stops the protection of `vm`. [`StopMode::RetainData`] only stops scheduling (no job;
+    /// stopping a stopped VM again changes nothing): every point stays, in the vault and the
+    /// snapshot tier, until protection resumes or the data is deleted.
+    /// [`StopMode::DeleteData`] runs a `Delete backup data` job, which needs `vault` (the
+    /// item's vault) to be reachable: it writes the vault's soft-delete marker (every reader of
+    /// the vault then sees the points deleted), marks the item soft-deleted, and removes the
+    /// VM's snapshot-tier points at once (they are this host's instant-restore copies of the
+    /// vault points, and a soft-deleted point must not restore). The vault points stay until
+    /// [`Engine::undelete`] or [`Engine::purge`].
     ///
     /// Refused: a VM that is not protected ([`Error::NotProtected`]); data already
     /// soft-deleted ([`Error::SoftDeleted`]); deleting data while a backup job of the VM runs
