@@ -35,8 +35,9 @@ const POLICY: &str = "
     window-hours = 24
 ";
 
+/// The one vault of a test, whatever location an item names (shared with `soft_delete`).
 #[derive(Debug)]
-struct OneVault(Vault);
+pub(crate) struct OneVault(pub(crate) Vault);
 
 impl Vaults for OneVault {
     fn open<'a>(
@@ -47,8 +48,9 @@ impl Vaults for OneVault {
     }
 }
 
+/// The daemon's log lines, kept for the test to read (shared with `soft_delete`).
 #[derive(Default)]
-struct Lines(Mutex<Vec<(Level, String)>>);
+pub(crate) struct Lines(pub(crate) Mutex<Vec<(Level, String)>>);
 
 impl Log for Lines {
     fn log(&self, level: Level, message: &str) {

@@ -9,4 +9,5 @@ mod gc;
 mod in_place;
 mod roundtrip;
 mod s3;
+mod soft_delete;
 mod support;

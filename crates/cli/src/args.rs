@@ -247,7 +247,13 @@ pub enum Command {
     )]
     Protect(ProtectArgs),
 
-    /// List protected VMs: policy, last backup, latest point and its tiers.
+    /// List protected VMs: state, policy, last backup, latest point and its tiers.
+    #[command(
+        long_about = "List the protected items: each VM with its state (Protected, Stopped (data \
+            retained), or Soft-deleted (purged DATE), see `blockvault stop-protection --help`), \
+            its policy, its last backup job, its latest point and its tiers, and when the daemon \
+            backs it up next (protected VMs only)."
+    )]
     Items(ItemsArgs),
 
     /// Back up a protected VM now, keeping the point until a date (Backup (on demand)).
@@ -299,6 +305,46 @@ pub enum Command {
             blockvault gc --vault s3://backups/vault --grace 2h --json"
     )]
     Gc(GcArgs),
+    /// Stop protecting a VM, keeping its backup data or soft-deleting it.
+    #[command(
+        long_about = "Stop the protection of a VM: no more scheduled or on-demand backups. \
+            Exactly one of --retain-data or --delete-data says what happens to its recovery \
+            points.\n\n\
+            --retain-data: every point is kept as it is, in the vault and in the snapshot tier, \
+            for as long as protection stays stopped (retention does not expire them). `points` \
+            lists them and `restore` restores them. `blockvault protect --vault VAULT --vm NAME` \
+            resumes protection (its schedule starts then; missed slots are not caught up). The \
+            VM may also be protected in another vault: its points here stay, unmanaged.\n\n\
+            --delete-data: a Delete backup data job soft-deletes the points for 14 days. The \
+            vault records the deletion, so every host sees it; the points are still listed (as \
+            soft-deleted, with the date they are purged) but cannot be restored, and the VM \
+            cannot be protected in any vault. The VM's points in this host's snapshot tier are \
+            removed at once (they are local copies of the vault points). Within the 14 days, \
+            `blockvault undelete --vm NAME` brings every point back, with protection stopped \
+            and data retained. After them, `blockvault daemon` purges the points from the vault \
+            (another Delete backup data job); that cannot be undone.",
+        after_help = "Examples:\n  blockvault stop-protection --vm web01 --retain-data\n  \
+            blockvault stop-protection --vm web01 --delete-data\n  \
+            blockvault undelete --vm web01",
+        after_long_help = concat!(
+            "Examples:\n  blockvault stop-protection --vm web01 --retain-data\n  \
+            blockvault stop-protection --vm web01 --delete-data\n  \
+            blockvault undelete --vm web01",
+            exit_codes!()
+        )
+    )]
+    StopProtection(StopProtectionArgs),
+
+    /// Bring back a VM's soft-deleted backup data (within 14 days of its deletion).
+    #[command(
+        long_about = "Undelete the backup data of a VM whose protection was stopped with \
+            --delete-data, before its 14 days are over: the vault's soft-delete record is \
+            removed and every point can be restored again. Protection stays stopped with the \
+            data retained; `blockvault protect --vault VAULT --vm NAME` resumes it. Refused \
+            once the 14 days are over (the data is purged).",
+        after_help = "Example:\n  blockvault undelete --vm web01"
+    )]
+    Undelete(UndeleteArgs),
 
     /// Run protected VMs' schedules (stop with SIGTERM or Ctrl-C).
     #[command(
@@ -648,6 +694,30 @@ pub struct BackupNowArgs {
 
     #[command(flatten)]
     pub transfer: TransferArgs,
+}
+
+#[derive(Debug, Args)]
+#[command(group = clap::ArgGroup::new("data").required(true).args(["retain_data", "delete_data"]))]
+pub struct StopProtectionArgs {
+    /// The protected VM.
+    #[arg(long, value_name = "NAME")]
+    pub vm: VmName,
+
+    /// Keep every recovery point until protection resumes or the data is deleted.
+    #[arg(long)]
+    pub retain_data: bool,
+
+    /// Soft-delete the recovery points: restorable only after `undelete` for 14 days, then
+    /// purged from the vault.
+    #[arg(long)]
+    pub delete_data: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct UndeleteArgs {
+    /// The VM whose soft-deleted backup data to bring back.
+    #[arg(long, value_name = "NAME")]
+    pub vm: VmName,
 }
 
 #[derive(Debug, Args)]

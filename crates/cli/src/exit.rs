@@ -42,7 +42,17 @@ pub fn classify(err: &anyhow::Error) -> ExitCode {
                 blockvault_jobs::Error::UnknownJob { .. }
                 | blockvault_jobs::Error::NoPointsInTier { .. }
                 | blockvault_jobs::Error::UnknownPolicy { .. }
-                | blockvault_jobs::Error::NotProtected { .. } => return ExitCode::NotFound,
+                | blockvault_jobs::Error::NotProtected { .. }
+                | blockvault_jobs::Error::NotSoftDeleted { .. } => return ExitCode::NotFound,
+                // Refused because of where the VM stands in the protection lifecycle, like a
+                // VM protected by another vault: the operation cannot be done now.
+                blockvault_jobs::Error::SoftDeleted { .. }
+                | blockvault_jobs::Error::SoftDeletedElsewhere { .. }
+                | blockvault_jobs::Error::SoftDeletePeriodOver { .. }
+                | blockvault_jobs::Error::PurgeNotDue { .. }
+                | blockvault_jobs::Error::ProtectionStopped { .. }
+                | blockvault_jobs::Error::DeleteWhileBackup { .. }
+                | blockvault_jobs::Error::VaultUnreachable { .. } => return ExitCode::Failure,
                 blockvault_jobs::Error::Policy(_)
                 | blockvault_jobs::Error::PolicyFile { .. }
                 | blockvault_jobs::Error::InvalidValue { .. } => return ExitCode::Usage,

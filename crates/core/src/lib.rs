@@ -6,7 +6,7 @@
 //!
 //! # Formats
 //!
-//! Six objects are stored, each versioned from day one with a magic number that never changes,
+//! Seven objects are stored, each versioned from day one with a magic number that never changes,
 //! a format version, and a byte reserved for an encryption scheme (0 = none; keyed BLAKE3 ids and
 //! AEAD per chunk will use it):
 //!
@@ -18,6 +18,7 @@
 //! | vault config | `BVVAULT\0` | 48-byte header + JSON body ([`VaultConfig`]) | BLAKE3 of header and body |
 //! | lease | `BVLEASE\0` | 48-byte header + JSON body ([`LeaseRecord`]) | BLAKE3 of header and body |
 //! | GC epoch | `BVGCEPOC` | 48-byte header + JSON body ([`GcEpoch`]) | BLAKE3 of header and body |
+//! | soft-delete marker | `BVDELETE` | 48-byte header + JSON body ([`SoftDeleteMarker`]) | BLAKE3 of header and body |
 //!
 //! Decoding checks, in order: magic, length of the header, version (newer than this build reads
 //! is refused, never guessed at), encryption scheme, length of the body, checksum, then the
@@ -32,6 +33,7 @@
 mod block_map;
 mod block_size;
 mod chunk;
+mod deleted;
 mod error;
 mod framed;
 mod id;
@@ -44,6 +46,7 @@ pub use crate::{
     block_map::BlockMap,
     block_size::BlockSize,
     chunk::{ChunkDecoder, ChunkEncoder, ChunkObject, Codec},
+    deleted::{SOFT_DELETE_DAYS, SoftDeleteMarker},
     error::{Error, Result},
     id::{ChunkId, is_zero},
     lease::{GcEpoch, LeaseKind, LeaseRecord},

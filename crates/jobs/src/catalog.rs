@@ -23,13 +23,13 @@ use crate::{Error, Result};
 /// The schema version this build writes, kept in `PRAGMA user_version`. A catalog with a newer
 /// version is refused; an older one is migrated in [`Catalog::open`], one step of
 /// `MIGRATIONS` at a time, in one transaction.
-pub const SCHEMA_VERSION: i64 = 2;
+pub const SCHEMA_VERSION: i64 = 3;
 
 /// How long a statement waits for another process's write transaction before failing.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// `MIGRATIONS[n]` takes a catalog from version n to n + 1 (version 0 is an empty file).
-const MIGRATIONS: [&str; 2] = [SCHEMA_1, SCHEMA_2];
+const MIGRATIONS: [&str; 3] = [SCHEMA_1, SCHEMA_2, SCHEMA_3];
 
 /// Version 1: jobs, their subtasks, VMs and points.
 const SCHEMA_1: &str = "
@@ -99,6 +99,16 @@ CREATE TABLE protected (
     since   INTEGER NOT NULL,
     handled INTEGER                       -- the last schedule slot the scheduler handled
 );
+";
+
+/// Version 3: the protection state of each item (SPEC "Protection lifecycle"): `protected`,
+/// `stopped` (data retained) or `soft-deleted` (`ProtectionState::key`), when protection was
+/// stopped, and when the data was deleted (purged 14 days later). Existing items stay
+/// protected.
+const SCHEMA_3: &str = "
+ALTER TABLE protected ADD COLUMN state TEXT NOT NULL DEFAULT 'protected';
+ALTER TABLE protected ADD COLUMN stopped INTEGER;   -- when protection was stopped
+ALTER TABLE protected ADD COLUMN deleted INTEGER;   -- when the data was soft-deleted
 ";
 
 /// The job history and the inventory of VMs and recovery points of this host, in one SQLite
@@ -362,13 +372,13 @@ mod tests {
         assert!(
             matches!(
                 &err,
-                Error::SchemaTooNew { path: p, found: 3, supported: 2 } if *p == path
+                Error::SchemaTooNew { path: p, found: 4, supported: 3 } if *p == path
             ),
             "{err:?}"
         );
         let message = err.to_string();
         assert!(
-            message.contains("catalog.sqlite") && message.contains("version 3"),
+            message.contains("catalog.sqlite") && message.contains("version 4"),
             "{message}"
         );
     }

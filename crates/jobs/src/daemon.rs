@@ -93,6 +93,12 @@ pub struct DaemonReport {
 /// for each VM with a slot due, expires snapshot points whose instant-restore days are over,
 /// and sleeps until the next slot of any VM, or at most [`DaemonOptions::poll`].
 ///
+/// Only items whose protection is on are scheduled: a VM whose protection is stopped (data
+/// retained) or whose data is soft-deleted gets no backup and no snapshot expiry. Soft-deleted
+/// data whose 14 days are over is purged at each wake ([`Engine::purge_due`]), and the daemon
+/// wakes when the next purge is due; each purge is a `Delete backup data` job and a log line
+/// listing the points deleted.
+///
 /// A slot is **claimed** in the catalog ([`Catalog::claim_slot`](crate::Catalog::claim_slot))
 /// before its job starts, in one transaction that only succeeds for a slot later than the last
 /// one handled. So:
@@ -185,8 +191,21 @@ impl Daemon {
         while !*stop.borrow() {
             let now = clock.now();
             let mut wake = now + signed(self.options.poll);
+            self.purge_due().await;
             match self.engine.catalog().protected_items() {
                 Ok(items) => {
+                    // Soft-deleted data is purged when its period ends: wake for it.
+                    if let Some(purge) = items
+                        .iter()
+                        .filter_map(|i| i.state.purge_after())
+                        .filter(|at| *at > now)
+                        .min()
+                    {
+                        wake = wake.min(purge);
+                    }
+                    // Stopped and soft-deleted VMs are left alone: no backups, no expiry.
+                    let items: Vec<&ProtectedItem> =
+                        items.iter().filter(|i| i.is_protected()).collect();
                     let every = signed(self.options.maintenance_every);
                     let idle = maintenance.as_ref().is_none_or(|m| m.is_finished());
                     if idle && maintained_at.is_none_or(|last| last + every <= now) {
@@ -198,7 +217,7 @@ impl Daemon {
                     }
                     let live: HashSet<&VmName> = items.iter().map(|i| &i.vm).collect();
                     expired_at.retain(|vm, _| live.contains(vm));
-                    for item in &items {
+                    for &item in &items {
                         if *stop.borrow() {
                             break;
                         }
@@ -260,6 +279,51 @@ impl Daemon {
             ),
         );
         Ok(report)
+    }
+
+    /// Purges the soft-deleted data whose period is over ([`Engine::purge_due`]), logging
+    /// what each purge deleted.
+    async fn purge_due(&self) {
+        let purged = match self.engine.purge_due(self.vaults.as_ref()).await {
+            Ok(purged) => purged,
+            Err(e) => {
+                let message = format!("cannot look for soft-deleted data to purge: {e}");
+                return self.log.log(Level::Error, &message);
+            }
+        };
+        for (vm, outcome) in purged {
+            let (level, message) = match outcome {
+                Ok(p) if p.failure.is_none() => (
+                    Level::Info,
+                    format!(
+                        "{vm}: purged its soft-deleted backup data (job {}): {} vault point(s) \
+                         deleted{}",
+                        p.job.id,
+                        p.points_deleted.len(),
+                        if p.points_deleted.is_empty() {
+                            String::new()
+                        } else {
+                            let ids: Vec<String> =
+                                p.points_deleted.iter().map(ToString::to_string).collect();
+                            format!(" ({})", ids.join(", "))
+                        }
+                    ),
+                ),
+                Ok(p) => (
+                    Level::Error,
+                    format!(
+                        "{vm}: the purge of its soft-deleted backup data failed (job {}): {}",
+                        p.job.id,
+                        p.job.error.as_deref().unwrap_or("unknown error")
+                    ),
+                ),
+                Err(e) => (
+                    Level::Error,
+                    format!("{vm}: cannot purge its soft-deleted backup data: {e}"),
+                ),
+            };
+            self.log.log(level, &message);
+        }
     }
 
     /// Starts `item`'s backup if a slot is due; returns when its next slot is.
@@ -358,13 +422,13 @@ impl Daemon {
 
     /// Applies retention to the vault points of `items` and collects the garbage of their
     /// vaults, in a background task that logs what it did.
-    fn maintain(&self, items: &[ProtectedItem]) -> tokio::task::JoinHandle<()> {
+    fn maintain(&self, items: &[&ProtectedItem]) -> tokio::task::JoinHandle<()> {
         let mut by_vault: HashMap<String, Vec<ProtectedItem>> = HashMap::new();
         for item in items {
             by_vault
                 .entry(item.vault.clone())
                 .or_default()
-                .push(item.clone());
+                .push((*item).clone());
         }
         let (engine, vaults, log, gc) = (
             Arc::clone(&self.engine),

@@ -152,6 +152,76 @@ pub enum Error {
         job: JobId,
     },
 
+    #[error(
+        "VM {vm} has backup data soft-deleted in the vault {vault} until {}: it cannot be \
+         protected in another vault until it is undeleted (`blockvault undelete --vm {vm}`) \
+         or purged then",
+        utc(*purge_after)
+    )]
+    SoftDeletedElsewhere {
+        vm: blockvault_core::VmName,
+        vault: String,
+        purge_after: jiff::Timestamp,
+    },
+
+    #[error(
+        "the backup data of VM {vm} in the vault {vault} is soft-deleted (purged after {}): \
+         undelete it first with `blockvault undelete --vm {vm}`",
+        utc(*purge_after)
+    )]
+    SoftDeleted {
+        vm: blockvault_core::VmName,
+        vault: String,
+        purge_after: jiff::Timestamp,
+    },
+
+    #[error(
+        "protection of VM {vm} is stopped (its data is retained in the vault {vault}); \
+         `blockvault protect --vault {vault} --vm {vm}` resumes it"
+    )]
+    ProtectionStopped {
+        vm: blockvault_core::VmName,
+        vault: String,
+    },
+
+    #[error(
+        "VM {vm} has no soft-deleted backup data to undelete (data deleted more than {} days \
+         ago is purged; see `blockvault items` and `blockvault jobs --vm {vm}`)",
+        blockvault_core::SOFT_DELETE_DAYS
+    )]
+    NotSoftDeleted { vm: blockvault_core::VmName },
+
+    #[error(
+        "the soft-delete period of VM {vm} ended at {}: its backup data is purged and can no \
+         longer be undeleted",
+        utc(*purge_after)
+    )]
+    SoftDeletePeriodOver {
+        vm: blockvault_core::VmName,
+        purge_after: jiff::Timestamp,
+    },
+
+    #[error(
+        "the backup data of VM {vm} is soft-deleted until {}; it is purged only after that",
+        utc(*purge_after)
+    )]
+    PurgeNotDue {
+        vm: blockvault_core::VmName,
+        purge_after: jiff::Timestamp,
+    },
+
+    #[error(
+        "cannot delete the backup data of VM {vm} while its backup job {job} is in progress; \
+         wait for it to end (`blockvault jobs show {job}`)"
+    )]
+    DeleteWhileBackup {
+        vm: blockvault_core::VmName,
+        job: JobId,
+    },
+
+    #[error("the vault {location} is unavailable: {reason}")]
+    VaultUnreachable { location: String, reason: String },
+
     #[error("disk path {path:?} is not UTF-8; the catalog stores paths as text")]
     NonUtf8Path { path: PathBuf },
 }
@@ -181,6 +251,11 @@ impl Error {
             source,
         }
     }
+}
+
+/// A time in messages: minutes, in UTC, said so.
+fn utc(t: jiff::Timestamp) -> String {
+    t.strftime("%Y-%m-%d %H:%M UTC").to_string()
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -71,7 +71,16 @@
 //! `Configure backup` job, or migrates a Standard VM to Enhanced in a `Configure backup
 //! (Migrate policy)` backup job; [`Engine::backup_now`] runs an on-demand backup whose point
 //! carries `retain until`. The [`Daemon`] runs every protected VM's schedule through the
-//! engine (its module documents the restart and shutdown rules). Time comes from a [`Clock`]:
+//! engine (its module documents the restart and shutdown rules).
+//!
+//! Protection ends with [`Engine::stop_protection`]: *retain data* leaves the item
+//! [`ProtectionState::Stopped`] (no backups; its points are kept as they are), *delete data*
+//! soft-deletes them for 14 days ([`ProtectionState::SoftDeleted`], and a
+//! [`SoftDeleteMarker`](blockvault_core::SoftDeleteMarker) in the vault for every other
+//! host), after which [`Engine::purge`] (run by the daemon) deletes them; [`Engine::undelete`]
+//! brings them back before that. [`ProtectedItem::is_protected`] tells whether protection is
+//! on: only then does the daemon schedule the VM, or may retention expire its points. Time
+//! comes from a [`Clock`]:
 //! the system's, or a [`SimulatedClock`] that drives weeks of schedule in seconds in tests.
 //!
 //! # Crash semantics
@@ -109,11 +118,11 @@ pub use crate::{
     daemon::{Daemon, DaemonOptions, DaemonReport, Level, Log, Vaults},
     engine::{
         BackupOutcome, BackupSpec, Engine, ExpiredPoint, Hooks, INSTANT_RESTORE_DAYS, ListedPoint,
-        ProtectOutcome, ProtectRequest, Pruned, Recovered, RestoreOutcome, VaultUnavailable,
-        VerifyOutcome, VerifyScope,
+        ProtectOutcome, ProtectRequest, Pruned, PurgeOutcome, Recovered, RestoreOutcome, StopMode,
+        StopOutcome, VaultUnavailable, VerifyOutcome, VerifyScope,
     },
     error::{Error, Result},
-    inventory::{PointEntry, PointSummary, ProtectedItem, VmEntry},
+    inventory::{PointEntry, PointSummary, ProtectedItem, ProtectionState, VmEntry},
     job::{Job, JobFilter, Subtask, SubtaskOutcome},
     model::{
         JobId, JobStatus, Operation, PolicyType, SubtaskKind, SubtaskStatus, Tier, Tiers,

@@ -23,6 +23,7 @@ pub async fn run(store: &Store) {
     large_objects_go_up_in_parts(store).await;
     points_commit_list_and_fail_by_name(store).await;
     deletes_remove_points_maps_and_chunks(store).await;
+    soft_delete_markers_round_trip_and_fail_by_name(store).await;
 }
 
 fn vm() -> VmName {
@@ -272,6 +273,35 @@ async fn deletes_remove_points_maps_and_chunks(store: &Store) {
     store.delete_chunk(&id).await.expect("delete chunk");
     assert!(!store.has_chunk(&id).await.expect("head"));
     store.delete_chunk(&id).await.expect("delete again");
+}
+
+async fn soft_delete_markers_round_trip_and_fail_by_name(store: &Store) {
+    let vm = VmName::new("soft-deleted-vm").expect("name");
+    assert_eq!(store.soft_delete(&vm).await.expect("none yet"), None);
+    let deleted: Timestamp = "2026-11-23T10:00:00Z".parse().expect("ts");
+    let marker = blockvault_core::SoftDeleteMarker::new(vm.clone(), deleted);
+    store.put_soft_delete(&marker).await.expect("put marker");
+    assert_eq!(
+        store.soft_delete(&vm).await.expect("read"),
+        Some(marker.clone())
+    );
+    // The marker is not a VM with points.
+    assert!(!store.list_vms().await.expect("vms").contains(&vm));
+    store.remove_soft_delete(&vm).await.expect("remove");
+    assert_eq!(store.soft_delete(&vm).await.expect("gone"), None);
+    store.remove_soft_delete(&vm).await.expect("remove again");
+
+    let mut bytes = marker.encode();
+    let last = bytes.len() - 2;
+    bytes[last] ^= 1;
+    raw_put(store, &layout::soft_delete(&vm), bytes).await;
+    let err = store.soft_delete(&vm).await.expect_err("corrupt");
+    assert!(
+        matches!(&err, Error::SoftDeleteCorrupt { vm: v, .. } if *v == vm) && err.is_corrupt(),
+        "{err}"
+    );
+    assert!(err.to_string().contains("soft-deleted-vm"), "{err}");
+    store.remove_soft_delete(&vm).await.expect("clean up");
 }
 
 async fn raw_put(store: &Store, key: &object_store::path::Path, bytes: Vec<u8>) {

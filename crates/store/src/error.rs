@@ -61,6 +61,13 @@ pub enum Error {
         source: blockvault_core::Error,
     },
 
+    #[error("soft-delete marker of VM {vm} is corrupt: {source}")]
+    SoftDeleteCorrupt {
+        vm: VmName,
+        #[source]
+        source: blockvault_core::Error,
+    },
+
     #[error("vault config at {location} is corrupt: {source}")]
     ConfigCorrupt {
         location: String,
@@ -109,6 +116,7 @@ impl Error {
             Error::ChunkCorrupt { .. }
                 | Error::MapCorrupt { .. }
                 | Error::PointCorrupt { .. }
+                | Error::SoftDeleteCorrupt { .. }
                 | Error::ConfigCorrupt { .. }
         )
     }

@@ -6,6 +6,10 @@
 //! | `chunks/<2 hex>/<64 hex>` | a chunk, keyed by its full id; 256 fan-out prefixes |
 //! | `maps/<vm>/<point>/<disk>.map` | the block map of one disk at one point |
 //! | `points/<vm>/<point>` | the recovery point record, written last: the commit |
+//! | `leases/<kind>-<id>` | a lease of a writer (backup, transfer) or of a GC sweep |
+//! | `gc/epoch` | the epoch of the last GC sweep: hosts' chunk caches older than it are stale |
+//! | `damaged/<64 hex>` | a chunk verify found bad: the next backup holding its data re-uploads it |
+//! | `deleted/<vm>` | [`SoftDeleteMarker`](blockvault_core::SoftDeleteMarker): the VM's points are soft-deleted |
 
 use blockvault_core::{ChunkId, DiskName, LeaseKind, PointId, VmName};
 use object_store::path::Path;
@@ -69,4 +73,8 @@ pub(crate) fn damaged(id: &ChunkId) -> Path {
 
 pub(crate) fn maps_root() -> Path {
     Path::from("maps")
+}
+
+pub(crate) fn soft_delete(vm: &VmName) -> Path {
+    Path::from(format!("deleted/{vm}"))
 }

@@ -11,10 +11,13 @@
 //! | `leases/<kind>-<id>` | a writer's (backup, transfer) or a sweeping collector's lease |
 //! | `gc/epoch` | the last sweep's epoch: chunk caches built under another are stale |
 //! | `damaged/<64 hex>` | a chunk verify found bad, to be sent again by the next backup |
+//! | `deleted/<vm>` | the [`SoftDeleteMarker`](blockvault_core::SoftDeleteMarker) of a VM whose points are soft-deleted (protection stopped with *delete data*): when they were deleted and when they are purged |
 //!
 //! The vault describes itself: listing `points/` gives the VMs and their points, a point names
 //! its maps (with their digests), a map names its chunks. A new host can restore from the
-//! objects alone.
+//! objects alone, and sees from `deleted/` which VMs' points are soft-deleted (listed as such,
+//! not restorable until undeleted). A soft-deleted VM's points stay whole until the purge,
+//! which deletes each point (record first, then maps) and then the marker.
 //!
 //! # Crash semantics
 //!

@@ -2,7 +2,8 @@ use std::path::Path as FsPath;
 use std::sync::Arc;
 
 use blockvault_core::{
-    BlockMap, ChunkDecoder, ChunkId, DiskName, PointId, RecoveryPoint, VaultConfig, VmName,
+    BlockMap, ChunkDecoder, ChunkId, DiskName, PointId, RecoveryPoint, SoftDeleteMarker,
+    VaultConfig, VmName,
 };
 use bytes::Bytes;
 use futures::{StreamExt, TryStreamExt, stream};
@@ -316,6 +317,33 @@ impl Store {
             .await?;
         points.sort_by(|a, b| a.time.cmp(&b.time).then_with(|| a.id.cmp(&b.id)));
         Ok(points)
+    }
+
+    // ---- soft delete ------------------------------------------------------------------------
+
+    /// Marks the points of `marker.vm` as soft-deleted (`deleted/<vm>`), replacing any marker.
+    pub async fn put_soft_delete(&self, marker: &SoftDeleteMarker) -> Result<()> {
+        self.put(&layout::soft_delete(&marker.vm), marker.encode().into())
+            .await
+    }
+
+    /// The soft-delete marker of `vm`: `None` when its points are not soft-deleted.
+    pub async fn soft_delete(&self, vm: &VmName) -> Result<Option<SoftDeleteMarker>> {
+        let Some(bytes) = self.get(&layout::soft_delete(vm)).await? else {
+            return Ok(None);
+        };
+        SoftDeleteMarker::decode(&bytes)
+            .map(Some)
+            .map_err(|source| Error::SoftDeleteCorrupt {
+                vm: vm.clone(),
+                source,
+            })
+    }
+
+    /// Removes the soft-delete marker of `vm` (undelete, or the end of a purge); no marker is
+    /// not an error.
+    pub async fn remove_soft_delete(&self, vm: &VmName) -> Result<()> {
+        self.delete(&layout::soft_delete(vm)).await
     }
 
     // ---- deletion ---------------------------------------------------------------------------

@@ -10,6 +10,7 @@ pub mod policy;
 pub mod protect;
 pub mod prune;
 pub mod restore;
+pub mod soft_delete;
 pub mod vault;
 pub mod verify;
 

@@ -32,6 +32,7 @@ pub async fn run(args: PointsArgs, host: &Host) -> Result<Report> {
     };
     let mut points = Vec::new();
     let mut verdicts: HashMap<PointId, Verdict> = HashMap::new();
+    let mut held: HashMap<VmName, Held> = HashMap::new();
     for vm in &vms {
         let listing = engine.list_points(vault.as_ref(), vm).await;
         // Listing every VM skips one that has no points (its first snapshot failed).
@@ -42,7 +43,19 @@ pub async fn run(args: PointsArgs, host: &Host) -> Result<Report> {
             continue;
         }
         let (listed, listing_warnings) = listing?;
-        verdicts.extend(retention_of(&engine, vm, &listed)?);
+        // Soft-deleted (by this host, or by any host: the vault's marker says) or stopped:
+        // what holds the points is not the policy's retention.
+        if let Some((vault, marker)) = engine.soft_deleted(vault.as_ref(), vm).await? {
+            held.insert(vm.clone(), Held::SoftDeleted { vault, marker });
+        } else if engine
+            .catalog()
+            .protected_item(vm)?
+            .is_some_and(|item| !item.is_protected())
+        {
+            held.insert(vm.clone(), Held::Stopped);
+        } else {
+            verdicts.extend(retention_of(&engine, vm, &listed)?);
+        }
         points.extend(listed);
         warnings.extend(listing_warnings);
     }
@@ -50,6 +63,17 @@ pub async fn run(args: PointsArgs, host: &Host) -> Result<Report> {
         .iter()
         .map(|listed| {
             let mut doc = json!(listed);
+            match held.get(&listed.point.vm) {
+                Some(Held::SoftDeleted { vault, marker }) => {
+                    doc["soft_deleted"] = json!({
+                        "vault": vault,
+                        "deleted": marker.deleted,
+                        "purge_after": marker.purge_after,
+                    });
+                }
+                Some(Held::Stopped) => doc["protection_stopped"] = json!(true),
+                None => {}
+            }
             if let Some(v) = verdicts.get(&listed.point.id) {
                 doc["retention"] = json!({
                     "kept_by": v.kept_by.iter().map(|(r, until)| json!({
@@ -63,7 +87,7 @@ pub async fn run(args: PointsArgs, host: &Host) -> Result<Report> {
         })
         .collect();
     Ok(Report {
-        text: table(&points, &verdicts),
+        text: table(&points, &verdicts, &held),
         json: json!({ "points": docs, "warnings": warnings }),
         warnings,
         exit_code: None,
@@ -71,13 +95,17 @@ pub async fn run(args: PointsArgs, host: &Host) -> Result<Report> {
 }
 
 /// What the policy's retention says of `vm`'s vault points, if the VM is protected (a point
-/// that is not protected is kept until deleted).
+/// that is not protected is kept until deleted; so are those of a stopped VM).
 fn retention_of(
     engine: &Engine,
     vm: &VmName,
     listed: &[ListedPoint],
 ) -> Result<Vec<(PointId, Verdict)>> {
-    let Some(item) = engine.catalog().protected_item(vm)? else {
+    let Some(item) = engine
+        .catalog()
+        .protected_item(vm)?
+        .filter(|item| item.is_protected())
+    else {
         return Ok(Vec::new());
     };
     let policy = engine.catalog().policy(&item.policy)?;
@@ -101,7 +129,22 @@ fn until_json(until: Timestamp) -> Option<Timestamp> {
     (until != Timestamp::MAX).then_some(until)
 }
 
-fn table(points: &[ListedPoint], verdicts: &HashMap<PointId, Verdict>) -> String {
+/// What keeps a VM's points when it is not its policy's retention.
+enum Held {
+    /// Protection stopped with data retained: every point is kept.
+    Stopped,
+    /// Soft-deleted in `vault`: listed, not restorable, purged after the marker's date.
+    SoftDeleted {
+        vault: String,
+        marker: blockvault_core::SoftDeleteMarker,
+    },
+}
+
+fn table(
+    points: &[ListedPoint],
+    verdicts: &HashMap<PointId, Verdict>,
+    held: &HashMap<VmName, Held>,
+) -> String {
     if points.is_empty() {
         return "no recovery points".to_owned();
     }
@@ -136,10 +179,15 @@ fn table(points: &[ListedPoint], verdicts: &HashMap<PointId, Verdict>) -> String
                     .snapshot_expires
                     .map(format::time)
                     .unwrap_or_else(|| "-".to_owned()),
-                match verdicts.get(&p.id) {
-                    None => "-".to_owned(),
-                    Some(v) if !v.keep() => "expires (no rule keeps it)".to_owned(),
-                    Some(v) => {
+                match (held.get(&p.vm), verdicts.get(&p.id)) {
+                    (Some(Held::SoftDeleted { marker, .. }), _) => format!(
+                        "SOFT-DELETED (purged {}; undelete to restore)",
+                        format::date(marker.purge_after)
+                    ),
+                    (Some(Held::Stopped), _) => "retained (protection stopped)".to_owned(),
+                    (None, None) => "-".to_owned(),
+                    (None, Some(v)) if !v.keep() => "expires (no rule keeps it)".to_owned(),
+                    (None, Some(v)) => {
                         // "retain until until DATE" reads badly: an on-demand point's reason.
                         let reasons: Vec<&str> = v
                             .kept_by
@@ -160,8 +208,8 @@ fn table(points: &[ListedPoint], verdicts: &HashMap<PointId, Verdict>) -> String
             ]
         })
         .collect();
-    if verdicts.is_empty() {
-        // No protected VM listed: no retention column.
+    if verdicts.is_empty() && held.is_empty() {
+        // No protected, stopped or soft-deleted VM listed: no retention column.
         let short: [&str; 10] = std::array::from_fn(|i| header[i]);
         let rows: Vec<[String; 10]> = rows
             .iter()

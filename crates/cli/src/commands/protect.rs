@@ -134,9 +134,14 @@ pub async fn items(args: ItemsArgs, host: &Host) -> Result<Report> {
             .into_iter()
             .find(|j| BACKUPS.contains(&j.operation));
         let latest = catalog.points(&item.vm)?.into_iter().max_by_key(|p| p.time);
-        let next = next_backup(&engine, &item).ok();
+        // Stopped and soft-deleted items are not scheduled.
+        let next = item
+            .is_protected()
+            .then(|| next_backup(&engine, &item).ok())
+            .flatten();
         rows.push([
             item.vm.to_string(),
+            super::soft_delete::state_text(&item.state),
             item.policy.to_string(),
             last.as_ref()
                 .map(|j| j.status.to_string())
@@ -154,7 +159,7 @@ pub async fn items(args: ItemsArgs, host: &Host) -> Result<Report> {
                 .unwrap_or_else(|| "-".into()),
             next.map(format::time).unwrap_or_else(|| "-".into()),
         ]);
-        docs.push(json!({
+        let mut doc = json!({
             "vm": item.vm,
             "vault": item.vault,
             "disks": item.disks,
@@ -165,7 +170,14 @@ pub async fn items(args: ItemsArgs, host: &Host) -> Result<Report> {
             })),
             "latest_point": latest,
             "next_backup": next,
-        }));
+        });
+        // `state`, and `stopped`, `deleted`, `purge_after` when they apply.
+        if let (Some(doc), serde_json::Value::Object(state)) =
+            (doc.as_object_mut(), json!(item.state))
+        {
+            doc.extend(state);
+        }
+        docs.push(doc);
     }
     let text = if rows.is_empty() {
         "no protected VMs (see `blockvault protect --help`)".to_owned()
@@ -173,6 +185,7 @@ pub async fn items(args: ItemsArgs, host: &Host) -> Result<Report> {
         format::table(
             &[
                 "VM",
+                "STATE",
                 "POLICY",
                 "LAST BACKUP",
                 "STARTED",

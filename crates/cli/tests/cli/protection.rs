@@ -1,11 +1,13 @@
 //! Policies and the protection lifecycle through the binary (SPEC "Policies" and "Protection
 //! lifecycle"): `policy create/show/list/apply/delete`, `protect`, `items`, `backup-now`, and
-//! the Standard -> Enhanced migration.
+//! the Standard -> Enhanced migration; `stop-protection` and `undelete` in `soft_delete`.
 //!
 //! `policy`, `items`, `backup-now` and `jobs` take no `--vault`, so every command here runs with
 //! the test's host state directory given explicitly (`--state-dir` beats the
 //! `BLOCKVAULT_STATE_DIR` that [`blockvault`] sets), and the one vault of a test has that same
 //! state directory ([`host_state`]).
+
+mod soft_delete;
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command};

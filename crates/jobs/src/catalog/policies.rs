@@ -292,6 +292,7 @@ mod tests {
                 hooks: crate::Hooks::default(),
                 since,
                 handled: None,
+                state: crate::ProtectionState::Protected,
             })
             .expect("protect");
         let handled = |c: &Catalog| {

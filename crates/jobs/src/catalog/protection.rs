@@ -1,5 +1,6 @@
-//! Protected items in the catalog: which VM is protected by which vault and policy, and the
-//! scheduler's progress through each VM's schedule.
+//! Protected items in the catalog: which VM is protected by which vault and policy, where it
+//! stands in the protection lifecycle (protected, stopped, soft-deleted), and the scheduler's
+//! progress through each VM's schedule.
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -10,7 +11,7 @@ use rusqlite::{OptionalExtension, Row, Transaction, params};
 use serde::{Deserialize, Serialize};
 
 use super::{Failure, micros, optional_timestamp, parse, policies, timestamp};
-use crate::{Catalog, Error, Hooks, PolicyName, ProtectedItem, Result};
+use crate::{Catalog, Error, Hooks, PolicyName, ProtectedItem, ProtectionState, Result};
 
 /// Hooks as stored (JSON).
 #[derive(Serialize, Deserialize)]
@@ -20,12 +21,15 @@ struct StoredHooks {
     timeout_secs: Option<u64>,
 }
 
-const COLUMNS: &str = "vm, vault, disks, policy, hooks, since, handled";
+const COLUMNS: &str = "vm, vault, disks, policy, hooks, since, handled, state, stopped, deleted";
 
 impl Catalog {
-    /// Protects `item.vm` (or updates its protection): vault, disks, policy, hooks. The policy
-    /// must exist. A VM already protected keeps the later of its `handled` and `item.handled`,
-    /// so no slot runs twice.
+    /// Protects `item.vm` (or updates its protection): vault, disks, policy, hooks, state. The
+    /// policy must exist. A VM already protected keeps the later of its `handled` and
+    /// `item.handled`, so no slot runs twice; one that moves to another vault (allowed once its
+    /// protection is stopped, see [`Catalog::protection_in`]) starts over with `item.since` and
+    /// `item.handled`. A soft-deleted item is never overwritten ([`Error::SoftDeleted`]):
+    /// `undelete` first.
     pub fn protect(&self, item: &ProtectedItem) -> Result<()> {
         let disks = paths_json(&item.disks)?;
         let hooks = serde_json::to_string(&StoredHooks {
@@ -34,6 +38,7 @@ impl Catalog {
             timeout_secs: item.hooks.timeout.map(|t| t.as_secs()),
         })
         .unwrap_or_default();
+        let (stopped, deleted) = state_times(&item.state);
         self.write(|tx| {
             if policies::stored(tx, &item.policy)?.is_none() {
                 return Err(Error::UnknownPolicy {
@@ -41,15 +46,31 @@ impl Catalog {
                 }
                 .into());
             }
+            if let Some(existing) = read_item(tx, &item.vm)?
+                && let Some(purge_after) = existing.state.purge_after()
+            {
+                return Err(Error::SoftDeleted {
+                    vm: item.vm.clone(),
+                    vault: existing.vault,
+                    purge_after,
+                }
+                .into());
+            }
             tx.execute(
-                "INSERT INTO protected (vm, vault, disks, policy, hooks, since, handled)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
-                 ON CONFLICT (vm) DO UPDATE SET vault = excluded.vault, disks = excluded.disks,
-                     policy = excluded.policy, hooks = excluded.hooks,
+                "INSERT INTO protected (vm, vault, disks, policy, hooks, since, handled, state,
+                                        stopped, deleted)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)
+                 ON CONFLICT (vm) DO UPDATE SET
+                     since = CASE WHEN protected.vault = excluded.vault THEN protected.since
+                                  ELSE excluded.since END,
                      handled = CASE
+                         WHEN protected.vault != excluded.vault THEN excluded.handled
                          WHEN excluded.handled IS NULL THEN protected.handled
                          WHEN protected.handled IS NULL THEN excluded.handled
-                         ELSE MAX(protected.handled, excluded.handled) END",
+                         ELSE MAX(protected.handled, excluded.handled) END,
+                     vault = excluded.vault, disks = excluded.disks,
+                     policy = excluded.policy, hooks = excluded.hooks, state = excluded.state,
+                     stopped = excluded.stopped, deleted = excluded.deleted",
                 params![
                     item.vm.as_str(),
                     item.vault,
@@ -57,41 +78,94 @@ impl Catalog {
                     item.policy.as_str(),
                     hooks,
                     micros(item.since),
-                    item.handled.map(micros)
+                    item.handled.map(micros),
+                    item.state.key(),
+                    stopped,
+                    deleted
                 ],
             )?;
             Ok(())
         })
     }
 
-    /// The protection of `vm`, if it is protected.
-    pub fn protected_item(&self, vm: &VmName) -> Result<Option<ProtectedItem>> {
-        self.read(|tx| {
-            tx.query_row(
-                &format!("SELECT {COLUMNS} FROM protected WHERE vm = ?1"),
-                [vm.as_str()],
-                raw,
-            )
-            .optional()?
-            .map(item)
-            .transpose()
+    /// Moves `vm` to `state` (stop protection, soft-delete, undelete); [`Error::NotProtected`]
+    /// when the catalog has no item for it. The engine checks that the move is allowed.
+    pub fn set_protection_state(&self, vm: &VmName, state: ProtectionState) -> Result<()> {
+        let (stopped, deleted) = state_times(&state);
+        self.write(|tx| {
+            let changed = tx.execute(
+                "UPDATE protected SET state = ?2, stopped = ?3, deleted = ?4 WHERE vm = ?1",
+                params![vm.as_str(), state.key(), stopped, deleted],
+            )?;
+            if changed == 0 {
+                return Err(Error::NotProtected { vm: vm.clone() }.into());
+            }
+            Ok(())
         })
     }
 
-    /// The protection of `vm` when it is protected by `vault` (or by nothing);
-    /// [`Error::ProtectedElsewhere`] when another vault protects it (a VM is protected by one
-    /// vault only). `vault` must be spelled as protections record it (canonically).
+    /// Forgets the protected item of `vm` (its soft-deleted data was purged); whether there was
+    /// one.
+    pub fn remove_protected_item(&self, vm: &VmName) -> Result<bool> {
+        self.write(|tx| {
+            let changed = tx.execute("DELETE FROM protected WHERE vm = ?1", [vm.as_str()])?;
+            Ok(changed == 1)
+        })
+    }
+
+    /// The protected item of `vm` in any state (protected, stopped, soft-deleted), if the
+    /// catalog has one.
+    pub fn protected_item(&self, vm: &VmName) -> Result<Option<ProtectedItem>> {
+        self.read(|tx| read_item(tx, vm))
+    }
+
+    /// The protected item of `vm` in `vault`, if any: the one check of "may `vm` be backed up
+    /// or protected in `vault`" (backup, protect and the engine use it). `vault` must be
+    /// spelled as protections record it (canonically). Refused:
+    ///
+    /// - [`Error::ProtectedElsewhere`]: another vault protects the VM (a VM is protected by one
+    ///   vault only);
+    /// - [`Error::SoftDeletedElsewhere`]: the VM's data is soft-deleted in another vault
+    ///   (naming that vault and the purge date): refused until it is undeleted or purged;
+    /// - [`Error::SoftDeleted`]: the VM's data is soft-deleted in `vault` itself: undelete
+    ///   first (a new point would be purged with the others).
+    ///
+    /// An item **stopped with its data retained** in another vault does not refuse: the SPEC
+    /// says a VM is *protected* by one vault only, and a stopped VM is protected by none; and
+    /// undeleting a soft-deleted VM (which leaves it stopped with data retained) is what ends
+    /// the soft-delete block, so a stopped VM must be protectable elsewhere. It is then `None`
+    /// (nothing in `vault`): protecting it replaces the item, and the retained points stay in
+    /// the old vault as unprotected points (listed and restored with `--vault OLD`, never
+    /// expired by a policy). Azure Backup is stricter here (it wants the data deleted first);
+    /// the SPEC's wording is followed.
     pub fn protection_in(&self, vm: &VmName, vault: &str) -> Result<Option<ProtectedItem>> {
-        match self.protected_item(vm)? {
-            Some(item) if item.vault != vault => Err(Error::ProtectedElsewhere {
+        let Some(item) = self.protected_item(vm)? else {
+            return Ok(None);
+        };
+        match (item.state, item.vault == vault) {
+            (ProtectionState::SoftDeleted { purge_after, .. }, false) => {
+                Err(Error::SoftDeletedElsewhere {
+                    vm: vm.clone(),
+                    vault: item.vault,
+                    purge_after,
+                })
+            }
+            (ProtectionState::SoftDeleted { purge_after, .. }, true) => Err(Error::SoftDeleted {
+                vm: vm.clone(),
+                vault: item.vault,
+                purge_after,
+            }),
+            (ProtectionState::Protected, false) => Err(Error::ProtectedElsewhere {
                 vm: vm.clone(),
                 protected_by: item.vault,
             }),
-            found => Ok(found),
+            (ProtectionState::Stopped { .. }, false) => Ok(None),
+            (_, true) => Ok(Some(item)),
         }
     }
 
-    /// Every protected VM, by name.
+    /// Every protected item (in any state), by name. What is scheduled is those whose
+    /// [`ProtectedItem::is_protected`] says protection is on.
     pub fn protected_items(&self) -> Result<Vec<ProtectedItem>> {
         self.read(select)
     }
@@ -140,21 +214,91 @@ fn select(tx: &Transaction<'_>) -> Result<Vec<ProtectedItem>, Failure> {
     rows.into_iter().map(item).collect()
 }
 
-type Raw = (String, String, String, String, String, i64, Option<i64>);
-
-fn raw(r: &Row<'_>) -> rusqlite::Result<Raw> {
-    Ok((
-        r.get(0)?,
-        r.get(1)?,
-        r.get(2)?,
-        r.get(3)?,
-        r.get(4)?,
-        r.get(5)?,
-        r.get(6)?,
-    ))
+fn read_item(tx: &Transaction<'_>, vm: &VmName) -> Result<Option<ProtectedItem>, Failure> {
+    tx.query_row(
+        &format!("SELECT {COLUMNS} FROM protected WHERE vm = ?1"),
+        [vm.as_str()],
+        raw,
+    )
+    .optional()?
+    .map(item)
+    .transpose()
 }
 
-fn item((vm, vault, disks, policy, hooks, since, handled): Raw) -> Result<ProtectedItem, Failure> {
+/// A state's `stopped` and `deleted` columns.
+fn state_times(state: &ProtectionState) -> (Option<i64>, Option<i64>) {
+    match *state {
+        ProtectionState::Protected => (None, None),
+        ProtectionState::Stopped { stopped } => (Some(micros(stopped)), None),
+        ProtectionState::SoftDeleted {
+            stopped, deleted, ..
+        } => (Some(micros(stopped)), Some(micros(deleted))),
+    }
+}
+
+/// A row of `protected`, as stored.
+struct Raw {
+    vm: String,
+    vault: String,
+    disks: String,
+    policy: String,
+    hooks: String,
+    since: i64,
+    handled: Option<i64>,
+    state: String,
+    stopped: Option<i64>,
+    deleted: Option<i64>,
+}
+
+fn raw(r: &Row<'_>) -> rusqlite::Result<Raw> {
+    Ok(Raw {
+        vm: r.get(0)?,
+        vault: r.get(1)?,
+        disks: r.get(2)?,
+        policy: r.get(3)?,
+        hooks: r.get(4)?,
+        since: r.get(5)?,
+        handled: r.get(6)?,
+        state: r.get(7)?,
+        stopped: r.get(8)?,
+        deleted: r.get(9)?,
+    })
+}
+
+fn state(vm: &str, raw: &Raw) -> Result<ProtectionState, Failure> {
+    let at = |column: &str, value: Option<i64>| {
+        let what = format!("protected VM {vm} {column}");
+        optional_timestamp(&what, value)?
+            .ok_or_else(|| Failure::Corrupt(format!("{what}: missing for state {:?}", raw.state)))
+    };
+    Ok(match raw.state.as_str() {
+        "protected" => ProtectionState::Protected,
+        "stopped" => ProtectionState::Stopped {
+            stopped: at("stopped", raw.stopped)?,
+        },
+        "soft-deleted" => {
+            ProtectionState::soft_deleted(at("stopped", raw.stopped)?, at("deleted", raw.deleted)?)
+        }
+        other => {
+            return Err(Failure::Corrupt(format!(
+                "protected VM {vm} state: {other:?} is not protected, stopped or soft-deleted"
+            )));
+        }
+    })
+}
+
+fn item(raw: Raw) -> Result<ProtectedItem, Failure> {
+    let state = state(&raw.vm, &raw)?;
+    let Raw {
+        vm,
+        vault,
+        disks,
+        policy,
+        hooks,
+        since,
+        handled,
+        ..
+    } = raw;
     let disks: Vec<PathBuf> = serde_json::from_str(&disks)
         .map_err(|e| Failure::Corrupt(format!("protected VM {vm} disks: {disks:?} ({e})")))?;
     let hooks: StoredHooks = serde_json::from_str(&hooks)
@@ -171,6 +315,7 @@ fn item((vm, vault, disks, policy, hooks, since, handled): Raw) -> Result<Protec
             post: hooks.post,
             timeout: hooks.timeout_secs.map(Duration::from_secs),
         },
+        state,
     })
 }
 
@@ -213,6 +358,7 @@ mod tests {
             },
             since: at("2026-11-23T10:00:00Z"),
             handled: None,
+            state: ProtectionState::Protected,
         }
     }
 
@@ -274,5 +420,158 @@ mod tests {
         catalog
             .delete_policy(&DEFAULT_POLICY.parse().expect("name"))
             .expect("unused default can go");
+    }
+
+    #[test]
+    fn a_vm_stopped_in_one_vault_may_be_protected_in_another_a_soft_deleted_one_not() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let catalog = Catalog::open(dir.path().join("c.sqlite")).expect("open");
+        let web = vm("web01");
+        catalog.protect(&web01()).expect("protect");
+        let err = catalog
+            .protection_in(&web, "/srv/other")
+            .expect_err("protected elsewhere");
+        assert!(matches!(err, Error::ProtectedElsewhere { .. }), "{err}");
+
+        let stopped = at("2026-11-24T10:00:00Z");
+        let deleted = at("2026-11-25T10:00:00Z");
+        catalog
+            .set_protection_state(&web, ProtectionState::soft_deleted(stopped, deleted))
+            .expect("soft-delete");
+        let err = catalog
+            .protection_in(&web, "/srv/other")
+            .expect_err("soft-deleted elsewhere");
+        assert!(
+            matches!(&err, Error::SoftDeletedElsewhere { vault, purge_after, .. }
+                if vault == "/srv/vault" && *purge_after == at("2026-12-09T10:00:00Z")),
+            "{err:?}"
+        );
+        let message = err.to_string();
+        assert!(
+            message.contains("/srv/vault") && message.contains("2026-12-09 10:00 UTC"),
+            "names the vault and the purge date: {message}"
+        );
+        let err = catalog
+            .protection_in(&web, "/srv/vault")
+            .expect_err("soft-deleted here");
+        assert!(matches!(err, Error::SoftDeleted { .. }), "{err}");
+        assert!(err.to_string().contains("undelete"), "{err}");
+        // The catalog itself never overwrites soft-deleted data's item.
+        let err = catalog
+            .protect(&web01())
+            .expect_err("not over soft-deleted");
+        assert!(matches!(err, Error::SoftDeleted { .. }), "{err}");
+        let read = catalog.protected_item(&web).expect("read").expect("item");
+        assert_eq!(read.state, ProtectionState::soft_deleted(stopped, deleted));
+        assert!(!read.is_protected());
+
+        // Undeleted: stopped with data retained, which blocks no other vault.
+        catalog
+            .set_protection_state(&web, ProtectionState::Stopped { stopped })
+            .expect("undelete");
+        assert_eq!(
+            catalog.protection_in(&web, "/srv/other").expect("free"),
+            None
+        );
+        let here = catalog.protection_in(&web, "/srv/vault").expect("here");
+        assert_eq!(
+            here.map(|i| i.state),
+            Some(ProtectionState::Stopped { stopped })
+        );
+        // Protecting it in the other vault starts that protection afresh.
+        let mut moved = web01();
+        moved.vault = "/srv/other".into();
+        moved.since = at("2026-11-26T10:00:00Z");
+        moved.handled = Some(moved.since);
+        catalog.protect(&moved).expect("protect elsewhere");
+        assert_eq!(
+            catalog.protected_item(&web).expect("read"),
+            Some(moved.clone())
+        );
+
+        assert!(catalog.remove_protected_item(&web).expect("remove"));
+        assert!(!catalog.remove_protected_item(&web).expect("gone"));
+        let err = catalog
+            .set_protection_state(&web, ProtectionState::Protected)
+            .expect_err("no item");
+        assert!(matches!(err, Error::NotProtected { .. }), "{err}");
+    }
+
+    #[test]
+    fn a_version_2_catalog_is_migrated_its_items_stay_protected() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("catalog.sqlite");
+        {
+            let conn = rusqlite::Connection::open(&path).expect("sqlite");
+            conn.execute_batch(super::super::SCHEMA_1).expect("v1");
+            conn.execute_batch(super::super::SCHEMA_2).expect("v2");
+            let policy = Policy::default_policy();
+            conn.execute(
+                "INSERT INTO policies (name, type, body, created, updated)
+                 VALUES (?1, 'standard', ?2, 1, 1)",
+                params![policy.name.as_str(), policy.to_toml()],
+            )
+            .expect("policy");
+            conn.execute(
+                "INSERT INTO protected (vm, vault, disks, policy, hooks, since, handled)
+                 VALUES ('web01', '/srv/vault', '[\"/vms/web01.raw\"]', ?1,
+                         '{\"pre\":null,\"post\":null,\"timeout_secs\":null}', ?2, NULL)",
+                params![policy.name.as_str(), micros(at("2026-11-23T10:00:00Z"))],
+            )
+            .expect("item");
+            conn.execute(
+                "INSERT INTO jobs (vm, operation, status, started, pid)
+                 VALUES ('web01', 'configure-backup', 'completed', 1, 1)",
+                [],
+            )
+            .expect("job");
+            conn.pragma_update(None, "user_version", 2)
+                .expect("version");
+        }
+        let catalog = Catalog::open(&path).expect("migrate");
+        let item = catalog
+            .protected_item(&vm("web01"))
+            .expect("read")
+            .expect("kept");
+        assert_eq!(item.state, ProtectionState::Protected);
+        assert!(item.is_protected());
+        assert_eq!(item.disks, [PathBuf::from("/vms/web01.raw")]);
+        assert_eq!(item.since, at("2026-11-23T10:00:00Z"));
+        assert_eq!(
+            catalog.job(crate::JobId(1)).expect("job").vm.as_str(),
+            "web01"
+        );
+        drop(catalog);
+        let conn = rusqlite::Connection::open(&path).expect("sqlite");
+        let version: i64 = conn
+            .pragma_query_value(None, "user_version", |r| r.get(0))
+            .expect("version");
+        assert_eq!(version, 3);
+        drop(conn);
+        let catalog = Catalog::open(&path).expect("reopen at version 3");
+        catalog
+            .set_protection_state(
+                &vm("web01"),
+                ProtectionState::Stopped {
+                    stopped: at("2026-11-24T10:00:00Z"),
+                },
+            )
+            .expect("the new columns are writable");
+    }
+
+    #[test]
+    fn an_unknown_state_is_corrupt_naming_the_vm() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let catalog = Catalog::open(dir.path().join("c.sqlite")).expect("open");
+        catalog.protect(&web01()).expect("protect");
+        catalog
+            .lock()
+            .execute("UPDATE protected SET state = 'paused'", [])
+            .expect("damage");
+        let err = catalog.protected_items().expect_err("corrupt");
+        assert!(
+            matches!(&err, Error::Corrupt { what, .. } if what.contains("web01") && what.contains("paused")),
+            "{err:?}"
+        );
     }
 }

@@ -8,6 +8,7 @@ mod protection;
 mod recovery;
 mod restore;
 mod retention;
+mod soft_delete;
 mod verify;
 
 use std::collections::HashSet;
@@ -25,6 +26,7 @@ pub use self::protection::{ProtectOutcome, ProtectRequest};
 pub use self::recovery::Recovered;
 pub use self::restore::{ListedPoint, RestoreOutcome};
 pub use self::retention::{ExpiredPoint, Pruned};
+pub use self::soft_delete::{PurgeOutcome, StopMode, StopOutcome};
 pub use self::verify::{VerifyOutcome, VerifyScope};
 
 use self::disk_state::{DiskState, DiskStates, FileStat};

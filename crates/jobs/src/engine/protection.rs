@@ -11,7 +11,8 @@ use jiff::{SignedDuration, Timestamp};
 
 use super::{BackupOutcome, BackupSpec, Engine, Hooks, VaultUnavailable};
 use crate::{
-    Error, Job, JobStatus, Operation, Policy, PolicyName, PolicyType, ProtectedItem, Result,
+    Error, Job, JobStatus, Operation, Policy, PolicyName, PolicyType, ProtectedItem,
+    ProtectionState, Result,
 };
 
 /// Longest an on-demand backup's `retain until` may reach (Azure: 99 years).
@@ -56,9 +57,14 @@ impl Engine {
     /// hooks or policy of a VM already protected there.
     ///
     /// Refused before any job runs: an unknown policy; a VM protected by another vault (a VM
-    /// is protected by one vault only); an Enhanced VM moving to a Standard policy (migration
-    /// is irreversible); a Standard VM moving to Enhanced while a backup job of it is in
-    /// progress (the error names the job).
+    /// is protected by one vault only); a VM whose data is soft-deleted, here or in another
+    /// vault (see [`Catalog::protection_in`](crate::Catalog::protection_in); `undelete`
+    /// first); an Enhanced VM moving to a Standard policy (migration is irreversible); a
+    /// Standard VM moving to Enhanced while a backup job of it is in progress (the error names
+    /// the job).
+    ///
+    /// A VM whose protection is stopped (data retained) in this vault resumes: its schedule
+    /// starts now. One stopped in another vault is protected here afresh.
     ///
     /// Otherwise a `Configure backup` job checks every disk (it exists and is a readable disk
     /// image) and records the protection; the first backup runs at the next scheduled time
@@ -74,6 +80,21 @@ impl Engine {
     ) -> Result<ProtectOutcome> {
         let policy = self.catalog.policy(&request.policy)?;
         let existing = self.catalog.protection_in(&request.vm, &request.vault)?;
+        // Soft-deleted in this vault by another host (this catalog may not know): the vault
+        // says so.
+        if let Ok(vault) = vault
+            && let Some(marker) = vault
+                .store()
+                .soft_delete(&request.vm)
+                .await
+                .map_err(blockvault_vault::Error::from)?
+        {
+            return Err(Error::SoftDeleted {
+                vm: request.vm.clone(),
+                vault: request.vault.clone(),
+                purge_after: marker.purge_after,
+            });
+        }
         let change = self.check_change(request, &policy, existing.as_ref())?;
         let disks: Vec<PathBuf> = request
             .disks
@@ -87,14 +108,16 @@ impl Engine {
             policy: policy.name.clone(),
             hooks: request.hooks.clone(),
             since: existing.as_ref().map_or_else(|| self.now(), |e| e.since),
-            // A new policy's schedule starts now: its earlier slots were never planned.
+            // A new policy's schedule starts now: its earlier slots were never planned. So does
+            // a stopped VM's when protection resumes: no catch-up of the slots it was stopped.
             handled: match &existing {
-                Some(e) if e.policy != policy.name => {
+                Some(e) if e.policy != policy.name || !e.is_protected() => {
                     Some(e.handled.unwrap_or(e.since).max(self.now()))
                 }
                 Some(e) => e.handled,
                 None => None,
             },
+            state: ProtectionState::Protected,
         };
         if change == Change::Migrate {
             return self.migrate(vault, item, &policy, options, progress).await;
@@ -195,7 +218,8 @@ impl Engine {
         })
     }
 
-    /// A `Backup (on demand)` job of the protected VM `vm`, with its policy's instant-restore
+    /// A `Backup (on demand)` job of the protected VM `vm` (refused while its protection is
+    /// stopped or its data soft-deleted), with its policy's instant-restore
     /// days; the point is kept at least until `retain_until` (which must be in the future and
     /// within 99 years), whatever the policy's retention says.
     pub async fn backup_now(
@@ -210,6 +234,22 @@ impl Engine {
             .catalog
             .protected_item(vm)?
             .ok_or_else(|| Error::NotProtected { vm: vm.clone() })?;
+        match item.state {
+            ProtectionState::Protected => {}
+            ProtectionState::Stopped { .. } => {
+                return Err(Error::ProtectionStopped {
+                    vm: vm.clone(),
+                    vault: item.vault,
+                });
+            }
+            ProtectionState::SoftDeleted { purge_after, .. } => {
+                return Err(Error::SoftDeleted {
+                    vm: vm.clone(),
+                    vault: item.vault,
+                    purge_after,
+                });
+            }
+        }
         let now = self.now();
         let latest = now + SignedDuration::from_hours(24 * 366 * MAX_RETAIN_YEARS);
         if retain_until <= now || retain_until > latest {

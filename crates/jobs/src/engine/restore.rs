@@ -169,6 +169,8 @@ impl Engine {
         progress: Arc<dyn Progress>,
     ) -> Result<RestoreOutcome> {
         let vm = &request.vm;
+        // Soft-deleted points are listed, not restored: undelete first.
+        self.refuse_soft_deleted(vault, vm).await?;
         let (job, job_lock) = self.begin_job(vm, Operation::Restore, &[])?;
         let result = self.restore_job(vault, request, from, progress).await;
         match &result {

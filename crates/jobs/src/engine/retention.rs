@@ -80,8 +80,8 @@ impl Engine {
     }
 
     /// Applies retention to every VM protected in `vault` (`location` as the catalog records
-    /// it), or to `only` that VM. A VM named but not protected in this vault is an error: its
-    /// points are kept until deleted by hand.
+    /// it), or to `only` that VM. A VM named but not protected in this vault (or with its
+    /// protection stopped) is an error: its points are kept.
     pub async fn apply_retention_in(
         &self,
         vault: &Vault,
@@ -89,17 +89,20 @@ impl Engine {
         only: Option<&VmName>,
         dry_run: bool,
     ) -> Result<Vec<Pruned>> {
+        // Stopped protection keeps every point (retain data), and soft-deleted points wait for
+        // their purge: retention applies only while protection is on.
         let items: Vec<ProtectedItem> = match only {
             Some(vm) => vec![
                 self.catalog()
                     .protection_in(vm, location)?
+                    .filter(ProtectedItem::is_protected)
                     .ok_or_else(|| Error::NotProtected { vm: vm.clone() })?,
             ],
             None => self
                 .catalog()
                 .protected_items()?
                 .into_iter()
-                .filter(|item| item.vault == location)
+                .filter(|item| item.vault == location && item.is_protected())
                 .collect(),
         };
         let mut all = Vec::with_capacity(items.len());
