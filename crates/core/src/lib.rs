@@ -15,7 +15,7 @@
 //! | chunk | `BVCHUNK\0` | 16-byte header + raw or zstd-1 payload ([`ChunkObject`]) | content re-hashed against its id on every read |
 //! | block map | `BVBLKMAP` | 96-byte header + one 32-byte id per block ([`BlockMap`]) | BLAKE3 of header and body |
 //! | recovery point | `BVPOINT\0` | 48-byte header + JSON body ([`RecoveryPoint`]) | BLAKE3 of header and body |
-//! | vault config | `BVVAULT\0` | 48-byte header + JSON body ([`VaultConfig`]) | BLAKE3 of header and body |
+//! | vault config | `BVVAULT\0` | 48-byte header + JSON body ([`VaultConfig`]; version 2 when replicated) | BLAKE3 of header and body |
 //!
 //! Decoding checks, in order: magic, length of the header, version (newer than this build reads
 //! is refused, never guessed at), encryption scheme, length of the body, checksum, then the
@@ -44,5 +44,7 @@ pub use crate::{
     error::{Error, Result},
     id::{ChunkId, is_zero},
     names::{DiskName, MAX_NAME_LEN, PointId, VmName},
-    point::{Consistency, DiskRecord, PointStats, RecoveryPoint, VaultConfig},
+    point::{
+        Consistency, DiskRecord, PointStats, RecoveryPoint, Redundancy, ReplicaOf, VaultConfig,
+    },
 };

@@ -1,6 +1,6 @@
 use std::path::{Path, PathBuf};
 
-use blockvault_core::{BlockSize, PointId, RecoveryPoint, VaultConfig, VmName};
+use blockvault_core::{BlockSize, PointId, RecoveryPoint, Redundancy, VaultConfig, VmName};
 use blockvault_store::Store;
 use jiff::Timestamp;
 
@@ -52,6 +52,8 @@ impl Vault {
             id,
             created,
             default_block_size: BlockSize::DEFAULT,
+            redundancy: Redundancy::Single,
+            replica_of: None,
         };
         store.init(&config).await?;
         Ok(Vault {
