@@ -119,7 +119,11 @@ pub struct VaultConfig {
     /// Set in the config a replicated vault writes into its secondary store: the vault this
     /// location is the replica of. Such a location opens on its own as a single vault (to
     /// restore when the primary is lost).
-    #[serde(default, rename = "replica-of", skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        rename = "replica-of",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub replica_of: Option<ReplicaOf>,
 }
 
