@@ -83,6 +83,8 @@ fn config_v1() -> VaultConfig {
         id: "0123456789abcdef".into(),
         created: created(),
         default_block_size: BlockSize::DEFAULT,
+        redundancy: Default::default(),
+        replica_of: None,
     }
 }
 

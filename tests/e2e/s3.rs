@@ -240,6 +240,80 @@ async fn a_chunk_deleted_or_corrupted_in_the_bucket_is_named_at_restore() {
     assert!(files_in(&out).is_empty());
 }
 
+/// A replicated vault with its primary on Garage and its secondary in a local directory: a
+/// chunk corrupted, then deleted, in the bucket restores from the directory, and the bucket
+/// gets the good copy back.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_garage_primary_heals_from_a_local_secondary() {
+    let Some(s3) = s3() else { return };
+    let _server = SERVER.lock().await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let replica = dir.path().join("replica");
+    std::fs::create_dir(&replica).expect("replica dir");
+    let secondary = Store::local(&replica).expect("local secondary");
+    let vault = Vault::init_replicated(s3.store("replicated"), secondary)
+        .await
+        .expect("init");
+    let bs = block_size(64 << 10);
+    let mut image = Image::create(dir.path().join("disk.img"), 1 << 20);
+    for (i, kind) in [(0u64, 1u8), (5, 2), (9, 3)] {
+        image.apply(Write {
+            offset: i * (64 << 10),
+            len: 64 << 10,
+            kind,
+        });
+    }
+    let point = crate::support::backup(&vault, "vm1", &[&image], bs)
+        .await
+        .expect("backup")
+        .point;
+    let map = vault
+        .store()
+        .get_map(&point.vm, &point.id, &point.disks[0].name, None)
+        .await
+        .expect("map");
+    let hex = map.ids()[5].to_hex();
+    let key = object_store::path::Path::from(format!("chunks/{}/{hex}", &hex[..2]));
+    let local = replica.join("chunks").join(&hex[..2]).join(&hex);
+    let good = std::fs::read(&local).expect("the secondary has the chunk");
+    let objects = vault.store().objects();
+
+    objects
+        .put(&key, b"garbage".to_vec().into())
+        .await
+        .expect("corrupt");
+    let out = dir.path().join("out");
+    let report = restore(&vault, "vm1", PointSelector::Latest, &out)
+        .await
+        .expect("restore from the replica");
+    assert_eq!(report.repairs.chunks, 1);
+    assert_eq!(report.repairs.unhealed, 0);
+    assert_eq!(
+        std::fs::read(out.join("disk.img")).expect("image"),
+        image.content
+    );
+    let healed = objects
+        .get(&key)
+        .await
+        .expect("get")
+        .bytes()
+        .await
+        .expect("bytes");
+    assert_eq!(
+        healed.as_ref(),
+        good.as_slice(),
+        "the bucket has the good copy back"
+    );
+
+    objects.delete(&key).await.expect("delete");
+    let out = dir.path().join("out2");
+    let report = restore(&vault, "vm1", PointSelector::Latest, &out)
+        .await
+        .expect("restore from the replica");
+    assert_eq!(report.repairs.chunks, 1);
+    assert!(objects.head(&key).await.is_ok(), "healed");
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn a_server_that_never_answers_is_bounded_by_timeouts() {
     let Some(s3) = s3() else { return };

@@ -16,7 +16,9 @@ macro_rules! exit_codes {
   2  invalid arguments (unknown flag, bad block size, bad name or time, ...)
   3  not found (no such disk, vault, VM or point; no point at or before --at)
   4  integrity failure (a chunk, block map or record in the vault or snapshot tier is corrupt)
-  5  backup completed with warning: the snapshot was taken, the transfer to the vault failed"
+  5  backup completed with warning: the snapshot was taken, the transfer to the vault failed
+  6  refused: the vault's state does not allow it (changing the redundancy of a vault that
+     holds backup items)"
     };
 }
 
@@ -73,7 +75,8 @@ macro_rules! init_example {
         "Examples:
   blockvault vault init /srv/vault
   AWS_ENDPOINT_URL=https://minio.example.net:9000 AWS_REGION=us-east-1 \\
-  AWS_ACCESS_KEY_ID=... AWS_SECRET_ACCESS_KEY=... blockvault vault init s3://backups/site-a"
+  AWS_ACCESS_KEY_ID=... AWS_SECRET_ACCESS_KEY=... blockvault vault init s3://backups/site-a
+  blockvault vault init --vault /srv/vault --redundancy replicated --secondary /mnt/replica"
     };
 }
 
@@ -414,9 +417,70 @@ pub enum VaultCommand {
     Init {
         /// Where: a directory (created if missing; must be empty if it exists), or
         /// s3://BUCKET/PREFIX (the bucket must exist; the prefix must be empty).
-        #[arg(value_name = "DIR|s3://BUCKET/PREFIX")]
-        vault: VaultLocation,
+        #[arg(
+            value_name = "DIR|s3://BUCKET/PREFIX",
+            required_unless_present = "vault_flag",
+            conflicts_with = "vault_flag"
+        )]
+        vault: Option<VaultLocation>,
+
+        /// The same as the positional location.
+        #[arg(
+            long = "vault",
+            id = "vault_flag",
+            value_name = "DIR|s3://BUCKET/PREFIX"
+        )]
+        vault_flag: Option<VaultLocation>,
+
+        /// single: one store. replicated: every object is also written to --secondary, and a
+        /// read falls back to it when the primary's copy is missing or corrupt. Chosen here;
+        /// changeable only while the vault holds no backup items (`vault set-redundancy`).
+        #[arg(long, value_enum, value_name = "KIND")]
+        redundancy: Option<RedundancyKind>,
+
+        /// The secondary store of a replicated vault: another directory (created if missing;
+        /// must be empty) or s3://BUCKET/PREFIX (same S3 settings as the vault).
+        #[arg(long, value_name = "DIR|s3://BUCKET/PREFIX")]
+        secondary: Option<VaultLocation>,
     },
+
+    /// Show a vault: id, creation time, block size, redundancy and secondary, backup items.
+    #[command(after_help = "Example:\n  blockvault vault show --vault /srv/vault --json")]
+    Show {
+        #[command(flatten)]
+        vault: VaultArg,
+    },
+
+    /// Change a vault's redundancy; only while it holds no backup items.
+    #[command(
+        long_about = "Change a vault's redundancy: single, or replicated to --secondary. \
+            Redundancy is chosen before the first backup: this is refused (exit 6, nothing \
+            changed) once any VM has a backup in the vault or is protected by it. Going \
+            replicated copies what the vault already holds to the secondary (which must be new \
+            or empty) and writes the secondary's own config; going single leaves the secondary \
+            as it is and stops writing to it.",
+        after_help = "Examples:\n  blockvault vault set-redundancy --vault /srv/vault replicated \
+            --secondary /mnt/replica\n  blockvault vault set-redundancy --vault /srv/vault single"
+    )]
+    SetRedundancy {
+        #[command(flatten)]
+        vault: VaultArg,
+
+        #[arg(value_enum, value_name = "KIND")]
+        redundancy: RedundancyKind,
+
+        /// The secondary store (required with `replicated`): a new or empty directory, or
+        /// s3://BUCKET/PREFIX.
+        #[arg(long, value_name = "DIR|s3://BUCKET/PREFIX")]
+        secondary: Option<VaultLocation>,
+    },
+}
+
+/// A vault's redundancy, as the command line names it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum RedundancyKind {
+    Single,
+    Replicated,
 }
 
 /// Where the vault is.

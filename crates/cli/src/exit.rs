@@ -11,6 +11,9 @@ pub enum ExitCode {
     Integrity = 4,
     /// A backup job completed with warning: the snapshot was taken, the transfer failed.
     CompletedWithWarning = 5,
+    /// The vault's state does not allow the operation (the redundancy of a vault that holds
+    /// backup items).
+    Refused = 6,
 }
 
 impl ExitCode {
@@ -22,6 +25,7 @@ impl ExitCode {
             ExitCode::NotFound => "not-found",
             ExitCode::Integrity => "integrity",
             ExitCode::CompletedWithWarning => "completed-with-warning",
+            ExitCode::Refused => "refused",
         }
     }
 }
@@ -93,6 +97,7 @@ fn classify_vault(e: &VaultError) -> ExitCode {
         VaultError::Block { source, .. } => classify_store(source),
         VaultError::BlockLength { .. } => ExitCode::Integrity,
         VaultError::GcMark { source } => classify_vault(source),
+        VaultError::RedundancyFixed { .. } => ExitCode::Refused,
         VaultError::UnknownVm { .. }
         | VaultError::UnknownPoint { .. }
         | VaultError::NoPointAtOrBefore { .. } => ExitCode::NotFound,
@@ -116,6 +121,7 @@ fn classify_store(e: &blockvault_store::Error) -> ExitCode {
         // damage to the vault, not a lookup miss.
         S::ChunkMissing { .. } | S::MapMissing { .. } => ExitCode::Integrity,
         S::PointMissing { .. } => ExitCode::NotFound,
+        S::ReplicaAlsoBad { primary, .. } => classify_store(primary),
         _ if e.is_corrupt() => ExitCode::Integrity,
         _ => ExitCode::Failure,
     }

@@ -2,6 +2,7 @@
 
 use std::path::{Path, PathBuf};
 
+use blockvault_core::VaultConfig;
 use blockvault_jobs::Engine;
 use blockvault_store::{S3Options, Store, VaultLocation};
 use blockvault_vault::{TransferOptions, Vault};
@@ -87,22 +88,90 @@ pub fn canonical(location: &VaultLocation) -> VaultLocation {
 }
 
 /// The vault at `location`, keeping this host's knowledge of it (the chunk index) in `state`.
+/// A replicated vault comes with its secondary store (S3 settings as for the primary); when
+/// the secondary cannot be opened, reads use the primary alone and every write fails naming
+/// the secondary ([`secondary_warning`] says so).
 pub async fn vault(location: &VaultLocation, state: &Path) -> anyhow::Result<Vault> {
     probe(location, state).await?;
-    Ok(Vault::open(store(location, state)?)
-        .await?
-        .with_state_dir(state))
+    let primary = store(location, state)?;
+    let config = primary.config().await?;
+    let store = match config.redundancy.secondary() {
+        None => primary,
+        Some(secondary) => match open_secondary(secondary, &config, state).await {
+            Ok(store) => primary.replicated(store),
+            Err(e) => primary.with_secondary_unavailable(secondary, format!("{e:#}")),
+        },
+    };
+    Ok(Vault::from_config(store, config).with_state_dir(state))
 }
 
-/// A new vault at `location`.
-pub async fn init_vault(location: &VaultLocation, state: &Path) -> anyhow::Result<Vault> {
-    Ok(match location {
-        VaultLocation::Local(dir) => Vault::init_local(dir).await?,
-        VaultLocation::S3 { .. } => {
-            probe(location, state).await?;
-            Vault::init(store(location, state)?).await?
-        }
-    })
+/// The secondary store of the vault `config` describes, checked: it must hold the config of
+/// this vault's replica.
+async fn open_secondary(
+    secondary: &str,
+    config: &VaultConfig,
+    state: &Path,
+) -> anyhow::Result<Store> {
+    let location: VaultLocation = secondary.parse()?;
+    probe(&location, state).await?;
+    let store = store(&location, state)?;
+    let replica = store.config().await?;
+    match replica.replica_of {
+        Some(of) if of.vault == config.id => Ok(store),
+        Some(of) => anyhow::bail!("it holds the replica of another vault ({})", of.vault),
+        None => anyhow::bail!(
+            "it holds vault {} of its own, not the replica of vault {}",
+            replica.id,
+            config.id
+        ),
+    }
+}
+
+/// A warning for a replicated vault whose secondary could not be opened.
+pub fn secondary_warning(vault: &Vault) -> Option<String> {
+    vault
+        .store()
+        .secondary_unavailable()
+        .map(|(location, reason)| {
+            format!(
+                "the secondary store {location} of this replicated vault cannot be opened \
+                 ({reason}); reading from the primary only, and nothing can be written to the \
+                 vault until the secondary is back"
+            )
+        })
+}
+
+/// A new vault at `location`, replicated to `secondary` when given (a directory is created if
+/// missing; it must be empty, like the primary).
+pub async fn init_vault(
+    location: &VaultLocation,
+    secondary: Option<&VaultLocation>,
+    state: &Path,
+) -> anyhow::Result<Vault> {
+    let Some(secondary) = secondary else {
+        return Ok(match location {
+            VaultLocation::Local(dir) => Vault::init_local(dir).await?,
+            VaultLocation::S3 { .. } => {
+                probe(location, state).await?;
+                Vault::init(store(location, state)?).await?
+            }
+        });
+    };
+    let primary = new_store(location, state).await?;
+    let secondary = new_store(secondary, state).await?;
+    Ok(Vault::init_replicated(primary, secondary).await?)
+}
+
+/// The store at `location` for a new vault or replica: a directory is created if missing and
+/// named by its canonical path (so the config that records it works from any directory).
+pub async fn new_store(location: &VaultLocation, state: &Path) -> anyhow::Result<Store> {
+    if let VaultLocation::Local(dir) = location {
+        std::fs::create_dir_all(dir)
+            .map_err(|e| anyhow::anyhow!("cannot create {}: {e}", dir.display()))?;
+    }
+    let location = canonical(location);
+    probe(&location, state).await?;
+    store(&location, state)
 }
 
 /// The store at `location`. S3 settings come from `STATE/s3.toml`, overridden by `AWS_*`.

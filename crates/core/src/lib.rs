@@ -15,7 +15,7 @@
 //! | chunk | `BVCHUNK\0` | 16-byte header + raw or zstd-1 payload ([`ChunkObject`]) | content re-hashed against its id on every read |
 //! | block map | `BVBLKMAP` | 96-byte header + one 32-byte id per block ([`BlockMap`]) | BLAKE3 of header and body |
 //! | recovery point | `BVPOINT\0` | 48-byte header + JSON body ([`RecoveryPoint`]) | BLAKE3 of header and body |
-//! | vault config | `BVVAULT\0` | 48-byte header + JSON body ([`VaultConfig`]) | BLAKE3 of header and body |
+//! | vault config | `BVVAULT\0` | 48-byte header + JSON body ([`VaultConfig`]; version 2 when replicated) | BLAKE3 of header and body |
 //! | lease | `BVLEASE\0` | 48-byte header + JSON body ([`LeaseRecord`]) | BLAKE3 of header and body |
 //! | GC epoch | `BVGCEPOC` | 48-byte header + JSON body ([`GcEpoch`]) | BLAKE3 of header and body |
 //! | soft-delete marker | `BVDELETE` | 48-byte header + JSON body ([`SoftDeleteMarker`]) | BLAKE3 of header and body |
@@ -51,5 +51,7 @@ pub use crate::{
     id::{ChunkId, is_zero},
     lease::{GcEpoch, LeaseKind, LeaseRecord},
     names::{DiskName, MAX_NAME_LEN, PointId, VmName},
-    point::{Consistency, DiskRecord, PointStats, RecoveryPoint, VaultConfig},
+    point::{
+        Consistency, DiskRecord, PointStats, RecoveryPoint, Redundancy, ReplicaOf, VaultConfig,
+    },
 };

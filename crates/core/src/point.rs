@@ -99,7 +99,12 @@ impl RecoveryPoint {
 
 /// The marker object at the root of every vault. Its presence is what makes a location a vault.
 ///
-/// Encoding: the framed JSON envelope (magic `BVVAULT\0`, version 1).
+/// Encoding: the framed JSON envelope (magic `BVVAULT\0`). A single vault that is no replica
+/// is written exactly as before redundancy existed: version 1, without the `redundancy` and
+/// `replica-of` fields, so older builds keep reading it. A replicated vault, or the replica of
+/// one, is written as version 2: older builds refuse it as a newer version instead of opening
+/// it and writing to one store only. Both versions decode; a version 1 body reads as
+/// [`Redundancy::Single`].
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct VaultConfig {
@@ -108,20 +113,103 @@ pub struct VaultConfig {
     pub created: Timestamp,
     /// Block size for disks backed up without an explicit one.
     pub default_block_size: BlockSize,
+    /// Whether every object is also written to a secondary store.
+    #[serde(default, skip_serializing_if = "Redundancy::is_single")]
+    pub redundancy: Redundancy,
+    /// Set in the config a replicated vault writes into its secondary store: the vault this
+    /// location is the replica of. Such a location opens on its own as a single vault (to
+    /// restore when the primary is lost).
+    #[serde(
+        default,
+        rename = "replica-of",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub replica_of: Option<ReplicaOf>,
+}
+
+/// How many stores hold a vault's objects (Azure's storage replication, in our words).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "kebab-case", deny_unknown_fields)]
+pub enum Redundancy {
+    /// One store.
+    #[default]
+    Single,
+    /// Every object is also written to a secondary store, and reads fall back to it.
+    Replicated {
+        /// Where the secondary store is, as a vault location (a directory or
+        /// `s3://BUCKET/PREFIX`).
+        secondary: String,
+    },
+}
+
+impl Redundancy {
+    pub fn is_single(&self) -> bool {
+        matches!(self, Redundancy::Single)
+    }
+
+    /// The secondary's location, when replicated.
+    pub fn secondary(&self) -> Option<&str> {
+        match self {
+            Redundancy::Single => None,
+            Redundancy::Replicated { secondary } => Some(secondary),
+        }
+    }
+}
+
+impl std::fmt::Display for Redundancy {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Redundancy::Single => f.write_str("single"),
+            Redundancy::Replicated { secondary } => write!(f, "replicated to {secondary}"),
+        }
+    }
+}
+
+/// The vault a replica belongs to: in the config of a replicated vault's secondary store.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReplicaOf {
+    /// The id of the primary's config.
+    pub vault: String,
+    /// The primary's location, as the user gave it when replication was set up.
+    pub primary: String,
 }
 
 impl VaultConfig {
     pub const MAGIC: [u8; 8] = *b"BVVAULT\0";
-    pub const VERSION: u16 = 1;
+    /// The newest version this build writes and reads (version 1 is still read, and still
+    /// written for single vaults).
+    pub const VERSION: u16 = 2;
 
     pub fn encode(&self) -> Vec<u8> {
-        framed::encode(&Self::MAGIC, Self::VERSION, self)
+        let version = if self.redundancy.is_single() && self.replica_of.is_none() {
+            1
+        } else {
+            Self::VERSION
+        };
+        framed::encode(&Self::MAGIC, version, self)
     }
 
     pub fn decode(bytes: &[u8]) -> Result<VaultConfig> {
         let (_version, config) =
             framed::decode("vault config", &Self::MAGIC, Self::VERSION, bytes)?;
         Ok(config)
+    }
+
+    /// The config a replicated vault writes into its secondary store: a vault of its own
+    /// (single, with an id derived from this one, so this host's state of the two never mixes)
+    /// that says whose replica it is.
+    pub fn for_replica(&self, primary: &str) -> VaultConfig {
+        VaultConfig {
+            id: blake3::hash(format!("{}:replica", self.id).as_bytes()).to_hex()[..16].to_owned(),
+            created: self.created,
+            default_block_size: self.default_block_size,
+            redundancy: Redundancy::Single,
+            replica_of: Some(ReplicaOf {
+                vault: self.id.clone(),
+                primary: primary.to_owned(),
+            }),
+        }
     }
 }
 
@@ -182,11 +270,77 @@ mod tests {
                 &VaultConfig {
                     id: "x".into(),
                     created: Timestamp::UNIX_EPOCH,
-                    default_block_size: BlockSize::DEFAULT
+                    default_block_size: BlockSize::DEFAULT,
+                    redundancy: Redundancy::Single,
+                    replica_of: None,
                 }
                 .encode()
             ),
             Err(Error::BadMagic { .. })
+        ));
+    }
+
+    /// A config written before redundancy existed: version 1, no redundancy field. Built by
+    /// hand so it stays the old encoding whatever this build writes.
+    fn old_single_config() -> Vec<u8> {
+        let body = br#"{
+  "id": "0123456789abcdef",
+  "created": "2026-11-20T08:00:00Z",
+  "default_block_size": 4194304
+}"#;
+        let mut out = Vec::new();
+        out.extend_from_slice(&VaultConfig::MAGIC);
+        out.extend_from_slice(&1u16.to_le_bytes());
+        out.extend_from_slice(&[0, 0]);
+        out.extend_from_slice(&(body.len() as u32).to_le_bytes());
+        let mut hasher = blake3::Hasher::new();
+        hasher.update(&out);
+        hasher.update(body);
+        out.extend_from_slice(hasher.finalize().as_bytes());
+        out.extend_from_slice(body);
+        out
+    }
+
+    #[test]
+    fn configs_from_before_redundancy_read_as_single() {
+        let old = old_single_config();
+        let config = VaultConfig::decode(&old).expect("old config decodes");
+        assert_eq!(config.redundancy, Redundancy::Single);
+        assert_eq!(config.replica_of, None);
+        assert_eq!(config.id, "0123456789abcdef");
+        // A single vault is still written as version 1, readable by older builds.
+        let again = config.encode();
+        assert_eq!(u16::from_le_bytes([again[8], again[9]]), 1);
+        assert!(!String::from_utf8_lossy(&again[48..]).contains("redundancy"));
+    }
+
+    #[test]
+    fn replicated_configs_round_trip_as_version_2() {
+        let config = VaultConfig {
+            redundancy: Redundancy::Replicated {
+                secondary: "s3://backups/replica".into(),
+            },
+            ..VaultConfig::decode(&old_single_config()).expect("old")
+        };
+        let bytes = config.encode();
+        assert_eq!(u16::from_le_bytes([bytes[8], bytes[9]]), 2);
+        assert_eq!(VaultConfig::decode(&bytes).expect("decode"), config);
+        let replica = config.for_replica("/srv/vault");
+        assert_eq!(replica.redundancy, Redundancy::Single);
+        assert_ne!(replica.id, config.id);
+        assert_eq!(
+            replica.replica_of.as_ref().map(|r| r.vault.as_str()),
+            Some("0123456789abcdef")
+        );
+        let bytes = replica.encode();
+        assert_eq!(u16::from_le_bytes([bytes[8], bytes[9]]), 2);
+        assert_eq!(VaultConfig::decode(&bytes).expect("decode"), replica);
+        // A version this build does not know is refused, not guessed at.
+        let mut future = bytes.clone();
+        future[8] = 3;
+        assert!(matches!(
+            VaultConfig::decode(&future),
+            Err(Error::UnsupportedVersion { .. })
         ));
     }
 }

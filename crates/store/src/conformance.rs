@@ -40,6 +40,8 @@ async fn config_marks_a_vault(store: &Store) {
         id: "conformance".into(),
         created: Timestamp::UNIX_EPOCH,
         default_block_size: BlockSize::DEFAULT,
+        redundancy: Default::default(),
+        replica_of: None,
     };
     store.init(&config).await.expect("init");
     assert_eq!(store.config().await.expect("config"), config);
@@ -338,6 +340,8 @@ mod tests {
             id: "x".into(),
             created: jiff::Timestamp::UNIX_EPOCH,
             default_block_size: blockvault_core::BlockSize::DEFAULT,
+            redundancy: Default::default(),
+            replica_of: None,
         };
         let err = store.init(&config).await.expect_err("not empty");
         assert!(matches!(err, crate::Error::NotEmpty { .. }), "{err}");

@@ -1,6 +1,9 @@
 //! The objects through which writers and the garbage collector coordinate (leases, the GC
 //! epoch) and through which verify hands damaged chunks to the next backup. The protocol that
 //! uses them is in the crate docs, "Garbage collection without compare-and-swap".
+//!
+//! They live on the primary store only: it is where writers and collectors meet, and where
+//! listings come from. A replicated vault's secondary holds only data.
 
 use blockvault_core::{ChunkId, GcEpoch, LeaseRecord, VmName};
 use futures::{Stream, StreamExt, TryStreamExt};
@@ -35,18 +38,19 @@ impl Store {
 
     /// Writes (or rewrites, to refresh it) a lease.
     pub async fn put_lease(&self, lease: &LeaseRecord) -> Result<()> {
-        self.put(&layout::lease(lease.kind, &lease.id), lease.encode().into())
+        self.put_here(&layout::lease(lease.kind, &lease.id), lease.encode().into())
             .await
     }
 
     /// Removes a lease; one already gone is not an error.
     pub async fn delete_lease(&self, lease: &LeaseRecord) -> Result<()> {
-        self.delete(&layout::lease(lease.kind, &lease.id)).await
+        self.delete_here(&layout::lease(lease.kind, &lease.id))
+            .await
     }
 
     /// Removes a lease by key (a dead holder's, found by [`Store::list_leases`]).
     pub async fn delete_lease_key(&self, key: &str) -> Result<()> {
-        self.delete(&object_store::path::Path::from(key)).await
+        self.delete_here(&object_store::path::Path::from(key)).await
     }
 
     /// Every lease in the vault, read one by one (there are a handful).
@@ -92,7 +96,8 @@ impl Store {
     }
 
     pub async fn put_gc_epoch(&self, epoch: &GcEpoch) -> Result<()> {
-        self.put(&layout::gc_epoch(), epoch.encode().into()).await
+        self.put_here(&layout::gc_epoch(), epoch.encode().into())
+            .await
     }
 
     // ---- damaged chunks ---------------------------------------------------------------------
@@ -100,7 +105,8 @@ impl Store {
     /// Records that chunk `id` is bad (missing, unreadable or not matching its id), so that the
     /// next backup that holds its data uploads it again instead of trusting the vault has it.
     pub async fn mark_damaged(&self, id: &ChunkId) -> Result<()> {
-        self.put(&layout::damaged(id), bytes::Bytes::new()).await
+        self.put_here(&layout::damaged(id), bytes::Bytes::new())
+            .await
     }
 
     /// The chunks marked damaged (usually none: one `LIST`).
@@ -121,7 +127,7 @@ impl Store {
 
     /// Clears the mark once a good copy of `id` was written.
     pub async fn clear_damaged(&self, id: &ChunkId) -> Result<()> {
-        self.delete(&layout::damaged(id)).await
+        self.delete_here(&layout::damaged(id)).await
     }
 
     // ---- listings for the collector ---------------------------------------------------------

@@ -83,6 +83,30 @@ pub enum Error {
         source: object_store::Error,
     },
 
+    /// A write to one store of a replicated vault failed; `role` is `primary` or `secondary`.
+    #[error("{role} store {location}: {source}")]
+    InStore {
+        role: &'static str,
+        location: String,
+        #[source]
+        source: Box<Error>,
+    },
+
+    #[error(
+        "secondary store {location} is unavailable ({reason}); a replicated vault writes every \
+         object to both stores, so nothing can be written until it is back (restores still \
+         read the primary)"
+    )]
+    SecondaryUnavailable { location: String, reason: String },
+
+    /// The primary's copy of an object is missing or corrupt, and so is the secondary's.
+    #[error("{primary}; the replica in secondary store {location} is no better: {secondary}")]
+    ReplicaAlsoBad {
+        primary: Box<Error>,
+        location: String,
+        secondary: Box<Error>,
+    },
+
     #[error("vault location {location}: {reason}")]
     InvalidLocation { location: String, reason: String },
 
@@ -103,6 +127,9 @@ pub enum Error {
 impl Error {
     /// Whether the error means "the object is not there" (as opposed to unreadable or corrupt).
     pub fn is_missing(&self) -> bool {
+        if let Error::ReplicaAlsoBad { primary, .. } = self {
+            return primary.is_missing();
+        }
         matches!(
             self,
             Error::ChunkMissing { .. } | Error::MapMissing { .. } | Error::PointMissing { .. }
@@ -111,6 +138,9 @@ impl Error {
 
     /// Whether the error means stored data failed its integrity checks.
     pub fn is_corrupt(&self) -> bool {
+        if let Error::ReplicaAlsoBad { primary, .. } = self {
+            return primary.is_corrupt();
+        }
         matches!(
             self,
             Error::ChunkCorrupt { .. }

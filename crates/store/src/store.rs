@@ -12,6 +12,7 @@ use object_store::memory::InMemory;
 use object_store::path::Path;
 use object_store::{ObjectStore, ObjectStoreExt, PutPayload, WriteMultipart};
 
+use crate::replica::Replica;
 use crate::{Error, Result, cpu, layout};
 
 /// How many point records `list_points` fetches at once.
@@ -31,11 +32,16 @@ const PART_SIZE: usize = 16 << 20;
 /// object, the new one, or none, never a partial one) and durable before they return (object
 /// stores acknowledge a PUT once it is stored; a local directory fsyncs the file and its
 /// directory). Nothing relies on conditional writes.
+///
+/// A store may be *replicated* ([`Store::replicated`]): every write then goes to a secondary
+/// store too, and reads fall back to it (see the crate docs).
 #[derive(Clone, Debug)]
 pub struct Store {
     objects: Arc<dyn ObjectStore>,
     location: String,
     multipart_threshold: usize,
+    /// The secondary of a replicated vault; `None` for a single store (the fast path).
+    pub(crate) replica: Option<Arc<Replica>>,
 }
 
 impl Store {
@@ -86,6 +92,7 @@ impl Store {
             objects,
             location: location.into(),
             multipart_threshold: MULTIPART_THRESHOLD,
+            replica: None,
         }
     }
 
@@ -109,7 +116,17 @@ impl Store {
 
     /// Makes this location a vault by writing its config. Refuses a location that already holds
     /// a vault or any other object.
+    ///
+    /// On a replicated store the config goes to the primary only: the secondary holds its own
+    /// (see [`Store::init_replicated`]).
     pub async fn init(&self, config: &VaultConfig) -> Result<()> {
+        self.check_empty().await?;
+        self.write_config(config).await
+    }
+
+    /// Refuses a location that already holds a vault or any other object: what [`Store::init`]
+    /// checks before it writes.
+    pub async fn check_empty(&self) -> Result<()> {
         match self.config().await {
             Ok(_) => {
                 return Err(Error::AlreadyAVault {
@@ -125,7 +142,14 @@ impl Store {
                 location: self.location.clone(),
             });
         }
-        self.put(&layout::config(), config.encode().into()).await
+        Ok(())
+    }
+
+    /// Replaces the vault config of this store (the primary only, on a replicated store). For
+    /// changes the caller has checked are allowed, such as the redundancy of an empty vault.
+    pub async fn write_config(&self, config: &VaultConfig) -> Result<()> {
+        self.put_here(&layout::config(), config.encode().into())
+            .await
     }
 
     /// The vault config; [`Error::NotAVault`] when this location is not a vault.
@@ -164,7 +188,17 @@ impl Store {
     // ---- chunks -----------------------------------------------------------------------------
 
     /// Whether the vault holds chunk `id` (one `HEAD`).
+    ///
+    /// On a replicated store, whether both stores hold it (one `HEAD` each): a chunk only the
+    /// primary holds is uploaded again, so the secondary gets it too.
     pub async fn has_chunk(&self, id: &ChunkId) -> Result<bool> {
+        if let Some(replica) = &self.replica {
+            return replica.has_chunk(self, id).await;
+        }
+        self.has_chunk_here(id).await
+    }
+
+    pub(crate) async fn has_chunk_here(&self, id: &ChunkId) -> Result<bool> {
         let key = layout::chunk(id);
         match self.objects.head(&key).await {
             Ok(_) => Ok(true),
@@ -179,26 +213,35 @@ impl Store {
         self.put(&layout::chunk(id), encoded).await
     }
 
-    /// The encoded bytes of chunk `id`, unverified; see [`Store::read_chunk`].
+    /// The encoded bytes of chunk `id`, unverified; see [`Store::read_chunk`]. On a replicated
+    /// store a chunk missing from the primary is read from the secondary, verified, and put
+    /// back on the primary; a caller that finds the bytes corrupt asks
+    /// [`Store::chunk_from_replica`].
     pub async fn get_chunk(&self, id: &ChunkId) -> Result<Bytes> {
-        self.get(&layout::chunk(id))
-            .await?
-            .ok_or(Error::ChunkMissing { id: *id })
+        match self.get(&layout::chunk(id)).await? {
+            Some(bytes) => Ok(bytes),
+            None if self.replica.is_some() => {
+                self.chunk_from_replica(id, Error::ChunkMissing { id: *id })
+                    .await
+            }
+            None => Err(Error::ChunkMissing { id: *id }),
+        }
     }
 
     /// Chunk `id` decoded and verified against its id (decompressed and re-hashed on the rayon
     /// pool).
+    ///
+    /// On a replicated store a chunk missing or corrupt on the primary is read from the
+    /// secondary (and healed on the primary).
     pub async fn read_chunk(&self, id: &ChunkId) -> Result<Vec<u8>> {
         let encoded = self.get_chunk(id).await?;
-        let id = *id;
-        cpu::run(move || {
-            let mut out = Vec::new();
-            ChunkDecoder::new()
-                .and_then(|mut d| d.decode_verified(&encoded, id, &mut out))
-                .map_err(|source| Error::ChunkCorrupt { id, source })?;
-            Ok(out)
-        })
-        .await
+        match decode_chunk(encoded, *id).await {
+            Err(problem @ Error::ChunkCorrupt { .. }) if self.replica.is_some() => {
+                let good = self.chunk_from_replica(id, problem).await?;
+                decode_chunk(good, *id).await
+            }
+            other => other,
+        }
     }
 
     /// Every chunk id in the vault (streamed from a listing; objects that are not chunks are
@@ -236,6 +279,9 @@ impl Store {
 
     /// The block map of `disk` in `point`, checked against `digest` (from the point record) when
     /// one is given.
+    ///
+    /// On a replicated store a map missing or failing these checks on the primary is read from
+    /// the secondary, checked the same way, and healed on the primary.
     pub async fn get_map(
         &self,
         vm: &VmName,
@@ -243,6 +289,39 @@ impl Store {
         disk: &DiskName,
         digest: Option<&str>,
     ) -> Result<BlockMap> {
+        Ok(self.get_map_reporting(vm, point, disk, digest).await?.0)
+    }
+
+    /// [`Store::get_map`], also saying whether the map came from the secondary (true) because
+    /// the primary's copy was missing or bad.
+    pub async fn get_map_reporting(
+        &self,
+        vm: &VmName,
+        point: &PointId,
+        disk: &DiskName,
+        digest: Option<&str>,
+    ) -> Result<(BlockMap, bool)> {
+        match self.get_map_here(vm, point, disk, digest).await {
+            Ok((map, _)) => Ok((map, false)),
+            Err(problem)
+                if self.replica.is_some() && (problem.is_missing() || problem.is_corrupt()) =>
+            {
+                let map = crate::replica::map_from_replica(self, vm, point, disk, digest, problem)
+                    .await?;
+                Ok((map, true))
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// The block map as this store (not its secondary) holds it, checked, with its bytes.
+    pub(crate) async fn get_map_here(
+        &self,
+        vm: &VmName,
+        point: &PointId,
+        disk: &DiskName,
+        digest: Option<&str>,
+    ) -> Result<(BlockMap, Bytes)> {
         let corrupt = |reason: String| Error::MapCorrupt {
             vm: vm.clone(),
             point: point.clone(),
@@ -267,7 +346,8 @@ impl Store {
                 )));
             }
         }
-        BlockMap::decode(&bytes).map_err(|e| corrupt(e.to_string()))
+        let map = BlockMap::decode(&bytes).map_err(|e| corrupt(e.to_string()))?;
+        Ok((map, bytes))
     }
 
     // ---- recovery points --------------------------------------------------------------------
@@ -275,12 +355,39 @@ impl Store {
     /// Writes a point record: the commit of a backup. Write it only after every chunk and map it
     /// names has been put: puts are durable when they return, so the record never names
     /// something a crash could lose.
+    ///
+    /// On a replicated store the record goes to the secondary first, then to the primary
+    /// (whose listing is what says a point exists); if the primary refuses it, the secondary's
+    /// copy is removed again, so a failed commit commits nowhere.
     pub async fn put_point(&self, point: &RecoveryPoint) -> Result<()> {
-        self.put(&layout::point(&point.vm, &point.id), point.encode().into())
-            .await
+        let key = layout::point(&point.vm, &point.id);
+        let bytes: Bytes = point.encode().into();
+        match &self.replica {
+            None => self.put_here(&key, bytes).await,
+            Some(replica) => replica.put_commit(self, &key, bytes).await,
+        }
     }
 
+    /// A point record; on a replicated store one corrupt on the primary is read from the
+    /// secondary and healed on the primary. A record missing from the primary is
+    /// [`Error::PointMissing`] whatever the secondary holds: the primary says which points
+    /// exist (a commit lands on the secondary first).
     pub async fn get_point(&self, vm: &VmName, id: &PointId) -> Result<RecoveryPoint> {
+        match self.get_point_here(vm, id).await {
+            Ok((point, _)) => Ok(point),
+            Err(problem) if self.replica.is_some() && problem.is_corrupt() => {
+                crate::replica::point_from_replica(self, vm, id, problem).await
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// The point record as this store (not its secondary) holds it, with its bytes.
+    pub(crate) async fn get_point_here(
+        &self,
+        vm: &VmName,
+        id: &PointId,
+    ) -> Result<(RecoveryPoint, Bytes)> {
         let bytes = self
             .get(&layout::point(vm, id))
             .await?
@@ -288,11 +395,12 @@ impl Store {
                 vm: vm.clone(),
                 point: id.clone(),
             })?;
-        RecoveryPoint::decode(&bytes).map_err(|source| Error::PointCorrupt {
+        let point = RecoveryPoint::decode(&bytes).map_err(|source| Error::PointCorrupt {
             vm: vm.clone(),
             point: id.clone(),
             source,
-        })
+        })?;
+        Ok((point, bytes))
     }
 
     /// The VMs that have at least one point.
@@ -411,7 +519,16 @@ impl Store {
         Ok(names)
     }
 
+    /// Puts an object: into this store, and into the secondary too when replicated.
     pub(crate) async fn put(&self, key: &Path, bytes: Bytes) -> Result<()> {
+        match &self.replica {
+            None => self.put_here(key, bytes).await,
+            Some(replica) => replica.put(self, key, bytes).await,
+        }
+    }
+
+    /// Puts an object into this store only.
+    pub(crate) async fn put_here(&self, key: &Path, bytes: Bytes) -> Result<()> {
         if bytes.len() > self.multipart_threshold {
             return self.put_in_parts(key, bytes).await;
         }
@@ -438,8 +555,16 @@ impl Store {
         }
     }
 
-    /// Deletes one object; an object that is already gone is not an error.
+    /// Deletes one object, from the secondary too when replicated; an object that is already
+    /// gone is not an error.
     pub(crate) async fn delete(&self, key: &Path) -> Result<()> {
+        match &self.replica {
+            None => self.delete_here(key).await,
+            Some(replica) => replica.delete(self, key).await,
+        }
+    }
+
+    pub(crate) async fn delete_here(&self, key: &Path) -> Result<()> {
         match self.objects.delete(key).await {
             Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
             Err(source) => Err(backend("delete", key, source)),
@@ -458,6 +583,18 @@ impl Store {
             .map(Some)
             .map_err(|source| backend("get", key, source))
     }
+}
+
+/// Decodes chunk `id` and checks it against its id, on the rayon pool.
+pub(crate) async fn decode_chunk(encoded: Bytes, id: ChunkId) -> Result<Vec<u8>> {
+    cpu::run(move || {
+        let mut out = Vec::new();
+        ChunkDecoder::new()
+            .and_then(|mut d| d.decode_verified(&encoded, id, &mut out))
+            .map_err(|source| Error::ChunkCorrupt { id, source })?;
+        Ok(out)
+    })
+    .await
 }
 
 pub(crate) fn backend(op: &'static str, key: &Path, source: object_store::Error) -> Error {

@@ -105,6 +105,19 @@ pub enum Error {
         actual: usize,
     },
 
+    /// The redundancy of a vault that holds backup items cannot change.
+    #[error(
+        "redundancy is chosen before the first backup: vault {location} holds backup items for \
+         VM(s) {}; it stays {redundancy}. Nothing was changed; to use another redundancy, \
+         create a new vault with it and back the VMs up there",
+        vm_list(vms)
+    )]
+    RedundancyFixed {
+        location: String,
+        redundancy: blockvault_core::Redundancy,
+        vms: Vec<VmName>,
+    },
+
     #[error("{path} already exists; pass --force to replace it")]
     TargetExists { path: PathBuf },
 
@@ -127,6 +140,13 @@ pub enum Error {
 
     #[error("the upload stage stopped; see the error that stopped it")]
     UploadStopped,
+}
+
+fn vm_list(vms: &[VmName]) -> String {
+    vms.iter()
+        .map(VmName::as_str)
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 impl Error {

@@ -55,7 +55,7 @@ pub use crate::{
     restore::{RestoreReport, RestoreRequest, RestoredDisk},
     transfer::TransferReport,
     vault::{PointSelector, Vault},
-    verify::{Affected, BadChunk, BadMap, VerifyReport},
+    verify::{Affected, BadChunk, BadMap, Repaired, VerifyReport},
 };
 
 /// How much a transfer does at once.

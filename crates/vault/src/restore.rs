@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use blockvault_core::{BlockMap, ChunkId, DiskName, RecoveryPoint, VmName};
-use blockvault_store::cpu;
+use blockvault_store::{Repairs, cpu};
 use bytes::Bytes;
 use futures::StreamExt;
 
@@ -42,6 +42,9 @@ pub struct RestoreReport {
     pub point: RecoveryPoint,
     pub disks: Vec<RestoredDisk>,
     pub elapsed: Duration,
+    /// On a replicated vault: the objects read from the secondary because the primary's copy
+    /// was missing or corrupt (and healed on the primary). Zero otherwise.
+    pub repairs: Repairs,
 }
 
 /// One restored disk image.
@@ -169,6 +172,7 @@ impl Vault {
         progress: Arc<dyn Progress>,
     ) -> Result<RestoreReport> {
         let started = Instant::now();
+        let repaired_before = self.store().repairs();
         let point = self.resolve(&request.vm, &request.point).await?;
         let disks = if request.in_place {
             let targets = in_place::open_targets(&point, &request.target)?;
@@ -186,6 +190,7 @@ impl Vault {
             point,
             disks,
             elapsed: started.elapsed(),
+            repairs: self.store().repairs().since(&repaired_before),
         })
     }
 
@@ -324,7 +329,25 @@ impl Vault {
                     .await
                     .map_err(|source| block_error(disk, block, source))?;
                 let disk = disk.clone();
-                cpu::run(move || decode_and_write(&disk, block, &encoded, &image)).await
+                let (written, disk, image) = cpu::run(move || {
+                    let written = decode_and_write(&disk, block, &encoded, &image);
+                    (written, disk, image)
+                })
+                .await;
+                match written {
+                    // A replicated vault has another copy: verified, used, healed.
+                    Err(Error::Block { source, .. })
+                        if store.is_replicated()
+                            && matches!(*source, blockvault_store::Error::ChunkCorrupt { .. }) =>
+                    {
+                        let good = store
+                            .chunk_from_replica(&block.id, *source)
+                            .await
+                            .map_err(|source| block_error(&disk, block, source))?;
+                        cpu::run(move || decode_and_write(&disk, block, &good, &image)).await
+                    }
+                    other => other,
+                }
             })
             .buffer_unordered(concurrency.max(1));
         let mut flusher = Flusher::new(image);

@@ -1,6 +1,6 @@
 use std::path::{Path, PathBuf};
 
-use blockvault_core::{BlockSize, PointId, RecoveryPoint, VaultConfig, VmName};
+use blockvault_core::{BlockSize, PointId, RecoveryPoint, Redundancy, VaultConfig, VmName};
 use blockvault_store::Store;
 use jiff::Timestamp;
 
@@ -39,23 +39,7 @@ impl Vault {
 
     /// Makes `store` a vault with a new config.
     pub async fn init(store: Store) -> Result<Vault> {
-        let created = Timestamp::now();
-        let id = blake3::hash(
-            format!(
-                "{}:{}:{}",
-                store.location(),
-                created.as_nanosecond(),
-                std::process::id()
-            )
-            .as_bytes(),
-        )
-        .to_hex()[..16]
-            .to_owned();
-        let config = VaultConfig {
-            id,
-            created,
-            default_block_size: BlockSize::DEFAULT,
-        };
+        let config = new_config(&store, Redundancy::Single);
         store.init(&config).await?;
         Ok(Vault {
             store,
@@ -65,6 +49,104 @@ impl Vault {
         })
     }
 
+    /// Makes `store` a replicated vault whose secondary is `secondary` (both must be empty):
+    /// the secondary gets its own config naming this vault, then `store` gets the config. The
+    /// config records the secondary as `secondary.location()`: open the secondary there.
+    pub async fn init_replicated(store: Store, secondary: Store) -> Result<Vault> {
+        let redundancy = Redundancy::Replicated {
+            secondary: secondary.location().to_owned(),
+        };
+        let config = new_config(&store, redundancy);
+        let store = store.init_replicated(secondary, &config).await?;
+        Ok(Vault {
+            store,
+            config,
+            state_dir: None,
+            shared: true,
+        })
+    }
+
+    /// A vault over `store` whose config the caller has just read from it (to build the
+    /// secondary it names, for example).
+    pub fn from_config(store: Store, config: VaultConfig) -> Vault {
+        Vault {
+            store,
+            config,
+            state_dir: None,
+            shared: true,
+        }
+    }
+
+    /// Changes the redundancy of this vault, which is allowed only while it holds no backup
+    /// items (no VM has a point in it): redundancy is chosen before the first backup. To
+    /// replicate, `secondary` must be given and empty: every object already in the vault (left
+    /// by backups that never committed) is copied to it, it gets its own config naming this
+    /// vault, then this vault's config changes. To go single, the secondary is left as it is
+    /// and no longer written. Returns the vault as it now is.
+    pub async fn set_redundancy(&self, secondary: Option<Store>) -> Result<Vault> {
+        let vms = self.vms().await?;
+        if !vms.is_empty() {
+            return Err(Error::RedundancyFixed {
+                location: self.store.location().to_owned(),
+                redundancy: self.config.redundancy.clone(),
+                vms,
+            });
+        }
+        let primary = self.store.primary();
+        let (redundancy, store) = match secondary {
+            None => (Redundancy::Single, primary.clone()),
+            Some(secondary) => {
+                secondary.check_empty().await?;
+                primary.copy_objects_to(&secondary).await?;
+                let redundancy = Redundancy::Replicated {
+                    secondary: secondary.location().to_owned(),
+                };
+                (redundancy, primary.clone().replicated(secondary))
+            }
+        };
+        let config = VaultConfig {
+            redundancy,
+            ..self.config.clone()
+        };
+        if let Some(secondary) = store.secondary() {
+            secondary
+                .write_config(&config.for_replica(primary.location()))
+                .await?;
+        }
+        primary.write_config(&config).await?;
+        Ok(Vault {
+            store,
+            config,
+            state_dir: self.state_dir.clone(),
+            shared: self.shared,
+        })
+    }
+}
+
+/// A new vault config for `store`: a fresh id, now, the default block size.
+fn new_config(store: &Store, redundancy: Redundancy) -> VaultConfig {
+    let created = Timestamp::now();
+    let id = blake3::hash(
+        format!(
+            "{}:{}:{}",
+            store.location(),
+            created.as_nanosecond(),
+            std::process::id()
+        )
+        .as_bytes(),
+    )
+    .to_hex()[..16]
+        .to_owned();
+    VaultConfig {
+        id,
+        created,
+        default_block_size: BlockSize::DEFAULT,
+        redundancy,
+        replica_of: None,
+    }
+}
+
+impl Vault {
     /// Opens the vault in directory `dir`.
     pub async fn open_local(dir: impl AsRef<Path>) -> Result<Vault> {
         Vault::open(Store::local(dir)?).await

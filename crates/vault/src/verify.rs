@@ -4,14 +4,21 @@
 //! The points' block maps are read first (each checked against its point record's digest), and
 //! every distinct chunk they name is then fetched once, with bounded concurrency, and decoded on
 //! the rayon pool against its id. A chunk that is missing or does not decode to its id is bad;
-//! every block that names it is listed as affected. Nothing is written: a bad chunk is repaired
-//! by the next backup that reads the same data (it uploads any chunk the vault does not hold
-//! intact) or, in a replicated vault, from the replica.
+//! every block that names it is listed as affected. On a single vault nothing is written: a bad
+//! chunk is repaired by the next backup that reads the same data (it uploads any chunk the
+//! vault does not hold intact).
+//!
+//! On a replicated vault both copies of every map and chunk are checked. One bad copy next to
+//! a good one is no damage: the good copy is put back over the bad one, and the object is
+//! listed as [`Repaired`] (with the store it was rewritten in and what was wrong). Only an
+//! object bad in both stores is damage.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use blockvault_core::{ChunkId, DiskName, PointId, RecoveryPoint, VmName};
+use blockvault_core::{BlockMap, ChunkId, DiskName, PointId, RecoveryPoint, VmName};
+use blockvault_store::Store;
+use bytes::Bytes;
 use futures::{StreamExt, TryStreamExt};
 use serde::{Serialize, Serializer};
 
@@ -48,6 +55,21 @@ pub struct BadMap {
     pub problem: String,
 }
 
+/// An object bad in one store of a replicated vault and rewritten there from the other's
+/// good copy.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Repaired {
+    /// `chunk` or `block map`.
+    pub object: &'static str,
+    /// The chunk id (full hex), or `VM/POINT/DISK` of a map.
+    pub name: String,
+    /// `primary` or `secondary`: the store whose copy was bad and is now rewritten.
+    pub store: &'static str,
+    pub location: String,
+    /// What was wrong with the bad copy.
+    pub problem: String,
+}
+
 /// What a verification found.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
 pub struct VerifyReport {
@@ -57,6 +79,9 @@ pub struct VerifyReport {
     pub bytes_read: u64,
     pub bad_chunks: Vec<BadChunk>,
     pub bad_maps: Vec<BadMap>,
+    /// Replicated vaults: objects one store had bad and the other good, now repaired. Not
+    /// damage.
+    pub repaired: Vec<Repaired>,
 }
 
 impl VerifyReport {
@@ -84,8 +109,7 @@ impl Vault {
         for point in points {
             for disk in &point.disks {
                 let map = self
-                    .store()
-                    .get_map(&point.vm, &point.id, &disk.name, Some(&disk.map_digest))
+                    .verify_map(point, &disk.name, &disk.map_digest, &mut report)
                     .await;
                 let map = match map {
                     Ok(map) => map,
@@ -113,51 +137,165 @@ impl Vault {
             }
         }
         progress.begin("verify", users.len() as u64);
-        let store = self.store().clone();
-        let checked: Vec<(ChunkId, u64, Option<String>)> =
-            futures::stream::iter(users.keys().copied())
-                .map(|id| {
-                    let store = store.clone();
-                    let progress = Arc::clone(&progress);
-                    async move {
-                        let outcome = match store.get_chunk(&id).await {
-                            Err(e) if e.is_missing() => (0, Some("missing".to_owned())),
-                            Err(e) => (0, Some(format!("unreadable: {e}"))),
-                            Ok(encoded) => {
-                                let len = encoded.len() as u64;
-                                let corrupt = blockvault_store::cpu::run(move || {
-                                    crate::decode::verified(
-                                        &encoded,
-                                        id,
-                                        |e| e.to_string(),
-                                        |_| Ok(()),
-                                    )
-                                    .err()
-                                })
-                                .await;
-                                (len, corrupt)
-                            }
-                        };
-                        progress.advance(1);
-                        Ok::<_, crate::Error>((id, outcome.0, outcome.1))
-                    }
-                })
-                .buffer_unordered(options.concurrency.max(1))
-                .try_collect()
-                .await?;
-        for (id, bytes, problem) in checked {
+        let primary = self.store().primary();
+        let secondary = self.store().secondary().cloned();
+        let checked: Vec<(ChunkId, u64, Outcome)> = futures::stream::iter(users.keys().copied())
+            .map(|id| {
+                let (primary, secondary) = (&primary, secondary.as_ref());
+                let progress = Arc::clone(&progress);
+                async move {
+                    let (bytes, outcome) = check_chunk_copies(primary, secondary, id).await;
+                    progress.advance(1);
+                    Ok::<_, crate::Error>((id, bytes, outcome))
+                }
+            })
+            .buffer_unordered(options.concurrency.max(1))
+            .try_collect()
+            .await?;
+        for (id, bytes, outcome) in checked {
             report.chunks_checked += 1;
             report.bytes_read += bytes;
-            if let Some(problem) = problem {
-                report.bad_chunks.push(BadChunk {
+            match outcome {
+                Outcome::Intact => {}
+                Outcome::Bad(problem) => report.bad_chunks.push(BadChunk {
                     id,
                     problem,
                     affects: users.remove(&id).unwrap_or_default(),
-                });
+                }),
+                Outcome::Repaired(repaired) => report.repaired.push(repaired),
             }
         }
         report.bad_chunks.sort_by_key(|b| b.id);
+        report.repaired.sort_by(|a, b| a.name.cmp(&b.name));
         Ok(report)
+    }
+
+    /// The block map of `disk` in `point`, checked against `digest` in the primary and, when
+    /// replicated, in the secondary; a copy bad next to a good one is rewritten and reported.
+    async fn verify_map(
+        &self,
+        point: &RecoveryPoint,
+        disk: &DiskName,
+        digest: &str,
+        report: &mut VerifyReport,
+    ) -> blockvault_store::Result<BlockMap> {
+        let primary = self.store().primary();
+        let read = |store: Store| async move {
+            store
+                .get_map(&point.vm, &point.id, disk, Some(digest))
+                .await
+        };
+        let here = read(primary.clone()).await;
+        let Some(secondary) = self.store().secondary().cloned() else {
+            return here;
+        };
+        let there = read(secondary.clone()).await;
+        let name = format!("{}/{}/{}", point.vm, point.id, disk);
+        let (map, bad_store, bad_role, problem) = match (here, there) {
+            (Ok(map), Ok(_)) => return Ok(map),
+            (Err(p), Err(s)) => {
+                return Err(blockvault_store::Error::ReplicaAlsoBad {
+                    primary: Box::new(p),
+                    location: secondary.location().to_owned(),
+                    secondary: Box::new(s),
+                });
+            }
+            (Err(p), Ok(map)) => (map, primary, "primary", p),
+            (Ok(map), Err(s)) => (map, secondary, "secondary", s),
+        };
+        // The encoding is deterministic: rewriting the map gives the bytes the digest names.
+        let rewritten = bad_store.put_map(&point.vm, &point.id, disk, &map).await;
+        match rewritten {
+            Ok(written) if written == digest => report.repaired.push(Repaired {
+                object: "block map",
+                name,
+                store: bad_role,
+                location: bad_store.location().to_owned(),
+                problem: problem.to_string(),
+            }),
+            Ok(_) | Err(_) => {
+                report.bad_maps.push(BadMap {
+                    vm: point.vm.clone(),
+                    point: point.id.clone(),
+                    disk: disk.clone(),
+                    problem: format!(
+                        "{problem} (in the {bad_role} store; rewriting it from the other \
+                         store failed)"
+                    ),
+                });
+            }
+        }
+        Ok(map)
+    }
+}
+
+/// What checking both copies of a chunk found.
+enum Outcome {
+    Intact,
+    Bad(String),
+    Repaired(Repaired),
+}
+
+/// Reads and checks chunk `id` in `primary` and, when given, in `secondary`; rewrites a bad
+/// copy from a good one. Returns the encoded bytes read and the outcome.
+async fn check_chunk_copies(
+    primary: &Store,
+    secondary: Option<&Store>,
+    id: ChunkId,
+) -> (u64, Outcome) {
+    let here = check_copy(primary, id).await;
+    let Some(secondary) = secondary else {
+        return match here {
+            Ok(bytes) => (bytes.len() as u64, Outcome::Intact),
+            Err(problem) => (0, Outcome::Bad(problem)),
+        };
+    };
+    let there = check_copy(secondary, id).await;
+    let read = [&here, &there]
+        .iter()
+        .map(|r| r.as_ref().map_or(0, |b| b.len() as u64))
+        .sum();
+    let (good, bad_store, bad_role, problem) = match (here, there) {
+        (Ok(_), Ok(_)) => return (read, Outcome::Intact),
+        (Err(p), Err(s)) => {
+            let both = format!("{p} (and in secondary store {}: {s})", secondary.location());
+            return (read, Outcome::Bad(both));
+        }
+        (Err(p), Ok(good)) => (good, primary, "primary", p),
+        (Ok(good), Err(s)) => (good, secondary, "secondary", s),
+    };
+    let outcome = match bad_store.put_chunk(&id, good).await {
+        Ok(()) => Outcome::Repaired(Repaired {
+            object: "chunk",
+            name: id.to_hex(),
+            store: bad_role,
+            location: bad_store.location().to_owned(),
+            problem,
+        }),
+        Err(e) => Outcome::Bad(format!(
+            "{problem} in the {bad_role} store, and rewriting it from the other store failed: \
+             {e}"
+        )),
+    };
+    (read, outcome)
+}
+
+/// The encoded bytes of chunk `id` in `store` when they decode to `id`; else what is wrong:
+/// `missing`, `unreadable: ...`, or the decoding failure.
+async fn check_copy(store: &Store, id: ChunkId) -> std::result::Result<Bytes, String> {
+    let encoded = match store.get_chunk(&id).await {
+        Err(e) if e.is_missing() => return Err("missing".to_owned()),
+        Err(e) => return Err(format!("unreadable: {e}")),
+        Ok(encoded) => encoded,
+    };
+    let checked = encoded.clone();
+    let corrupt = blockvault_store::cpu::run(move || {
+        crate::decode::verified(&checked, id, |e| e.to_string(), |_| Ok(())).err()
+    })
+    .await;
+    match corrupt {
+        None => Ok(encoded),
+        Some(problem) => Err(problem),
     }
 }
 

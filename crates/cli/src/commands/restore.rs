@@ -24,6 +24,7 @@ pub async fn run(args: RestoreArgs, host: &Host, bar: Arc<Bar>) -> Result<Report
     let vault = host
         .vault_or_snapshots(&args.vault.vault, snapshots_can_answer, &mut warnings)
         .await?;
+    warnings.extend(vault.as_ref().and_then(crate::open::secondary_warning));
     let request = RestoreRequest {
         vm: args.vm,
         point,
@@ -40,6 +41,9 @@ pub async fn run(args: RestoreArgs, host: &Host, bar: Arc<Bar>) -> Result<Report
     let outcome = outcome?;
     warnings.extend(outcome.warnings.iter().cloned());
     let report = &outcome.report;
+    if report.repairs.total() > 0 {
+        warnings.push(report.repairs.to_string());
+    }
     let size: u64 = report.disks.iter().map(|d| d.size).sum();
     let written: u64 = report.disks.iter().map(|d| d.bytes_written).sum();
     let how = if request.in_place {
@@ -96,6 +100,7 @@ pub async fn run(args: RestoreArgs, host: &Host, bar: Arc<Bar>) -> Result<Report
             "tier": outcome.tier,
             "in_place": request.in_place,
             "disks": disks,
+            "repaired": report.repairs,
             "elapsed_seconds": secs,
             "written_bytes_per_second": written as f64 / secs.max(1e-9),
             "warnings": warnings,

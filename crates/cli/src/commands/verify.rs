@@ -18,8 +18,9 @@ use crate::progress::Bar;
 const SHOWN: usize = 5;
 
 pub async fn run(args: VerifyArgs, host: &Host, bar: Arc<Bar>) -> Result<Report> {
-    let (engine, warnings) = host.engine().await?;
+    let (engine, mut warnings) = host.engine().await?;
     let vault = host.vault(&args.vault.vault).await?;
+    warnings.extend(crate::open::secondary_warning(&vault));
     let scope = match args.vm {
         Some(vm) => VerifyScope::Vm {
             vm,
@@ -41,8 +42,13 @@ pub async fn run(args: VerifyArgs, host: &Host, bar: Arc<Bar>) -> Result<Report>
         format::bytes(report.bytes_read),
         format::duration(elapsed),
         format::rate(report.bytes_read, elapsed),
-        if report.is_clean() {
+        if report.is_clean() && report.repaired.is_empty() {
             "all intact".to_owned()
+        } else if report.is_clean() {
+            format!(
+                "all intact after {} repair(s) from the other store",
+                report.repaired.len()
+            )
         } else {
             format!(
                 "{} bad chunk(s), {} bad block map(s)",
@@ -55,6 +61,12 @@ pub async fn run(args: VerifyArgs, host: &Host, bar: Arc<Bar>) -> Result<Report>
         text.push_str(&format!(
             "\nblock map of {} point {} disk {}: {}",
             map.vm, map.point, map.disk, map.problem
+        ));
+    }
+    for fixed in &report.repaired {
+        text.push_str(&format!(
+            "\nrepaired {} {} in the {} store {} from the other store's good copy (it was: {})",
+            fixed.object, fixed.name, fixed.store, fixed.location, fixed.problem
         ));
     }
     for bad in &report.bad_chunks {
@@ -73,6 +85,13 @@ pub async fn run(args: VerifyArgs, host: &Host, bar: Arc<Bar>) -> Result<Report>
         if bad.affects.len() > SHOWN {
             text.push_str(&format!("\n  ... and {} more", bad.affects.len() - SHOWN));
         }
+    }
+    if !report.repaired.is_empty() {
+        warnings.push(format!(
+            "{} object(s) were bad in one store of the replicated vault and were repaired from \
+             the other's good copy",
+            report.repaired.len()
+        ));
     }
     let jobs: Vec<String> = outcome.jobs.iter().map(|j| j.id.to_string()).collect();
     text.push_str(&format!("\njob(s) {}", jobs.join(", ")));

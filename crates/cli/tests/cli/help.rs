@@ -2,7 +2,7 @@
 
 use crate::support::*;
 
-const EXIT_CODES: [&str; 7] = [
+const EXIT_CODES: [&str; 8] = [
     "Exit codes:",
     "0  success",
     "1  the operation failed",
@@ -10,6 +10,7 @@ const EXIT_CODES: [&str; 7] = [
     "3  not found",
     "4  integrity failure",
     "5  backup completed with warning",
+    "6  refused",
 ];
 
 const QUICK_START: [&str; 5] = [

@@ -7,6 +7,7 @@
 //! - `input_errors`: bad disks, block sizes, vaults, VMs, points and times.
 //! - `interrupted`: a backup killed mid-transfer, and the one after it.
 //! - `corruption`: damaged chunks, block maps and point records fail with exit 4.
+//! - `replication`: replicated vaults: fallback, healing, repair by verify, redundancy changes.
 //! - `restore_target`: what a restore does to files already in its target directory.
 //! - `json_errors`: the `--json` error document.
 //! - `help`: help texts teach the examples and the exit codes.
@@ -23,6 +24,7 @@ mod jobs;
 mod json_errors;
 mod layouts;
 mod protection;
+mod replication;
 mod restore_target;
 mod roundtrip;
 mod s3;

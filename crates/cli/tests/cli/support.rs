@@ -184,6 +184,7 @@ impl Run {
             2 => "usage",
             3 => "not-found",
             4 => "integrity",
+            6 => "refused",
             other => panic!("no kind for exit code {other}"),
         };
         assert_eq!(error["kind"], Value::from(kind), "{self}");

@@ -78,7 +78,22 @@ fn verify_reports_each_damaged_chunk_with_the_points_and_offsets_it_affects() {
         assert_eq!(affects[0]["disk"], "disk.img");
     }
     assert_eq!(doc["jobs"][0]["status"], "failed", "{run}");
-    assert_eq!(tree(&vault), before, "verify writes nothing");
+    // Verify writes nothing but a damage mark per bad chunk, for the next backup to repair.
+    let (marks, rest): (Vec<String>, Vec<String>) = tree(&vault)
+        .into_iter()
+        .partition(|p| p.starts_with("damaged/"));
+    assert_eq!(rest, before, "verify changes nothing else");
+    let mut marked: Vec<String> = marks
+        .iter()
+        .map(|m| m["damaged/".len()..].to_owned())
+        .collect();
+    let mut expected: Vec<String> = bad
+        .iter()
+        .map(|b| b["id"].as_str().unwrap_or("").to_owned())
+        .collect();
+    marked.sort();
+    expected.sort();
+    assert_eq!(marked, expected, "each bad chunk is marked");
 
     // One point only: the same damage, one affected block per bad chunk.
     let one = verify(&vault, &["--vm", VM, "--point", ids[0]]);
