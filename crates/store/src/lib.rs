@@ -72,8 +72,9 @@
 //! unreachable) refuses to commit, and a sweeper checks its own lease before each delete, so
 //! a holder that was judged dead never acts on stale knowledge. The grace period (one hour by
 //! default) is a second line of defence that spares freshly uploaded chunks even if clocks
-//! misjudge a lease. Collectors do not run two sweeps at once: of two sweeper leases, the one
-//! written first goes.
+//! misjudge a lease. Collectors do not run two sweeps at once: a sweeper that lists another live
+//! sweeper's lease withdraws (of two that write at once, at least one sees the other), and
+//! they try again at jittered times.
 //!
 //! Readers (restore, verify) take no lease: the collector only deletes chunks that no
 //! committed point names, so a restore of a live point is never affected. A restore of a

@@ -5,6 +5,8 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use tokio::time::Instant as LeaseClock;
+
 use blockvault_core::{LeaseKind, LeaseRecord};
 use blockvault_store::{ListedLease, Store};
 use jiff::Timestamp;
@@ -37,7 +39,12 @@ pub struct Lease {
 
 #[derive(Debug)]
 struct State {
-    last_written: Instant,
+    /// When the last successful write of the lease started (the store stamps it no earlier).
+    last_written: LeaseClock,
+    /// Set for good when two successful writes were further apart than [`COMMIT_WITHIN`]: the
+    /// lease may have looked dead to a sweep in between (the process was paused, the store
+    /// unreachable), so a later rewrite cannot make it trustworthy again.
+    lapsed: Option<Duration>,
     released: bool,
 }
 
@@ -53,9 +60,11 @@ impl Lease {
             started: now,
             refreshed: now,
         };
+        let attempt = LeaseClock::now();
         store.put_lease(&record).await?;
         let state = Arc::new(Mutex::new(State {
-            last_written: Instant::now(),
+            last_written: attempt,
+            lapsed: None,
             released: false,
         }));
         let refresher = tokio::spawn(refresh(store.clone(), record.clone(), Arc::clone(&state)));
@@ -126,13 +135,17 @@ impl Lease {
                     holders,
                 });
             }
-            tokio::time::sleep(poll).await;
+            // Jittered, so two collectors that withdrew together do not meet again.
+            tokio::time::sleep(poll + poll.mul_f64(jitter())).await;
         }
     }
 
     /// The live leases that keep this sweeper from deleting: every writer, and every other
-    /// sweeper that wrote its lease first (two collectors never sweep at once). Dead leases
-    /// met on the way are removed.
+    /// sweeper. Two collectors never sweep at once: each writes its lease before it lists, so
+    /// at least one of them sees the other, and whichever sees the other withdraws (both may;
+    /// they then try again at different times). An order such as "the older lease goes" would
+    /// not do: the older one's write may land after the younger one listed, and then neither
+    /// yields. Dead leases met on the way are removed.
     pub async fn blockers(&self) -> Result<Vec<LeaseRecord>> {
         let now = Timestamp::now();
         let leases = self.store.list_leases().await?;
@@ -141,7 +154,6 @@ impl Lease {
             self.dead_removed
                 .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         }
-        let mine = (self.record.started, &self.record.id);
         Ok(leases
             .iter()
             .filter(|l| is_live(l, now))
@@ -157,15 +169,22 @@ impl Lease {
             })
             .filter(|r| match r.kind {
                 LeaseKind::Writer => true,
-                LeaseKind::Sweeper => r.id != self.record.id && (r.started, &r.id) < mine,
+                LeaseKind::Sweeper => r.id != self.record.id,
             })
             .collect())
     }
 
-    /// Fails unless the lease was rewritten recently enough that no sweep can have taken its
-    /// holder for dead. A writer calls it right before its commit.
+    /// Fails unless the lease was rewritten recently enough, and every time often enough,
+    /// that no sweep can have taken its holder for dead. A writer calls it right before its
+    /// commit, a sweeper before each delete.
     pub async fn check(&self) -> Result<()> {
         let state = self.state.lock().await;
+        if let Some(gap) = state.lapsed {
+            return Err(Error::LeaseLost {
+                holder: self.record.holder.clone(),
+                since: gap,
+            });
+        }
         let since = state.last_written.elapsed();
         if since > COMMIT_WITHIN {
             return Err(Error::LeaseLost {
@@ -231,9 +250,17 @@ async fn refresh(store: Store, mut record: LeaseRecord, state: Arc<Mutex<State>>
             return;
         }
         record.refreshed = Timestamp::now();
+        let attempt = LeaseClock::now();
         // A failed rewrite is retried at the next tick; `check` notices if they keep failing.
         if store.put_lease(&record).await.is_ok() {
-            state.last_written = Instant::now();
+            // After a pause (SIGSTOP, a suspended VM, a store outage) this rewrite succeeds
+            // and would look fresh, but the lease may have been judged dead, removed and
+            // swept past meanwhile: the gap is remembered, and the lease stays lost.
+            let gap = attempt.duration_since(state.last_written) + attempt.elapsed();
+            if gap > COMMIT_WITHIN {
+                state.lapsed.get_or_insert(gap);
+            }
+            state.last_written = attempt;
         }
     }
 }
@@ -272,6 +299,12 @@ fn random_id(holder: &str) -> String {
         std::thread::current().id()
     );
     blake3::hash(seed.as_bytes()).to_hex()[..16].to_owned()
+}
+
+/// A number in [0, 1) that differs between processes and calls.
+fn jitter() -> f64 {
+    let seed = random_id("jitter");
+    f64::from(u8::from_str_radix(&seed[..2], 16).unwrap_or(0)) / 256.0
 }
 
 /// "host NAME, pid N", for lease holders.
@@ -333,8 +366,37 @@ mod tests {
         assert!(store.list_leases().await.expect("list").is_empty());
     }
 
+    /// A holder stopped (SIGSTOP, a suspended VM) for longer than the lease time: a sweep may
+    /// have judged it dead and run meanwhile. When it resumes, its refresher fires at once and
+    /// rewrites the lease, but the lease must stay lost: committing now could name chunks the
+    /// sweep deleted.
+    #[tokio::test(start_paused = true)]
+    async fn a_lease_that_lapsed_stays_lost_after_the_refresher_rewrites_it() {
+        let store = Store::in_memory();
+        let (lease, _) = Lease::writer(&store, "backup of a").await.expect("writer");
+        // Refreshed on time, it holds for as long as the writer runs.
+        tokio::time::sleep(LEASE_TTL * 2).await;
+        lease.check().await.expect("refreshed every 20 s");
+
+        // The process is stopped past the lease time; on resume every timer is overdue.
+        tokio::time::advance(LEASE_TTL + Duration::from_secs(60)).await;
+        tokio::time::sleep(Duration::from_millis(1)).await;
+        let since = lease.state.lock().await.last_written.elapsed();
+        assert!(
+            since < REFRESH_EVERY,
+            "the refresher rewrote the lease on resume"
+        );
+        match lease.check().await {
+            Err(Error::LeaseLost { since, .. }) => {
+                assert!(since > LEASE_TTL, "the gap is reported: {since:?}");
+            }
+            other => panic!("a lease that lapsed must stay lost, got {other:?}"),
+        }
+        lease.release().await.expect("release");
+    }
+
     #[tokio::test]
-    async fn of_two_sweepers_the_first_goes_and_dead_leases_are_ignored_and_removed() {
+    async fn two_sweepers_never_both_go_and_dead_leases_are_ignored_and_removed() {
         let store = Store::in_memory();
         let (first, _, _) = Lease::sweeper(&store, "gc 1", POLL, POLL)
             .await
@@ -343,10 +405,46 @@ mod tests {
         let second = Lease::write(&store, LeaseKind::Sweeper, "gc 2")
             .await
             .expect("second");
-        assert!(first.blockers().await.expect("blockers").is_empty());
+        // The first one goes on (it listed before the second wrote); the second sees it.
         assert_eq!(second.blockers().await.expect("blockers").len(), 1);
         first.release().await.expect("release");
         second.release().await.expect("release");
+
+        // Two collectors race: B writes and lists first and sees nobody, so B sweeps. A's
+        // lease says it started earlier (its clock is behind, or its write was slow) but
+        // lands after B listed: A must still see B and withdraw.
+        let b = Lease::write(&store, LeaseKind::Sweeper, "gc b")
+            .await
+            .expect("b");
+        assert!(b.blockers().await.expect("blockers").is_empty(), "b sweeps");
+        let earlier = Timestamp::now() - jiff::SignedDuration::from_secs(10);
+        let a_record = LeaseRecord {
+            id: "a".into(),
+            kind: LeaseKind::Sweeper,
+            holder: "gc a".into(),
+            started: earlier,
+            refreshed: earlier,
+        };
+        store.put_lease(&a_record).await.expect("put a");
+        let a = Lease {
+            store: store.clone(),
+            record: a_record,
+            state: Arc::new(Mutex::new(State {
+                last_written: LeaseClock::now(),
+                lapsed: None,
+                released: false,
+            })),
+            refresher: None,
+            dead_removed: std::sync::atomic::AtomicU64::new(0),
+        };
+        let blockers = a.blockers().await.expect("blockers");
+        assert_eq!(
+            blockers.iter().map(|r| r.id.clone()).collect::<Vec<_>>(),
+            vec![b.record().id.clone()],
+            "a sweeps only if b does not: two sweeps at once"
+        );
+        a.release().await.expect("release");
+        b.release().await.expect("release");
 
         // A writer that died an hour ago.
         let old = Timestamp::now() - jiff::SignedDuration::from_hours(1);
