@@ -9,5 +9,6 @@ mod gc;
 mod in_place;
 mod roundtrip;
 mod s3;
+mod s3_gc;
 mod soft_delete;
 mod support;

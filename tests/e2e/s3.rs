@@ -16,14 +16,14 @@ use object_store::ObjectStoreExt;
 use crate::support::{Image, Write, block_size, files_in, restore, vm};
 
 /// One test at a time talks to the server: the kill-and-restart test takes it down.
-static SERVER: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+pub(crate) static SERVER: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
-struct S3 {
+pub(crate) struct S3 {
     bucket: String,
     options: S3Options,
 }
 
-fn s3() -> Option<S3> {
+pub(crate) fn s3() -> Option<S3> {
     match std::env::var("BLOCKVAULT_TEST_S3_BUCKET") {
         Ok(bucket) => Some(S3 {
             bucket,
@@ -47,7 +47,7 @@ fn unique(name: &str) -> String {
 }
 
 impl S3 {
-    fn store(&self, name: &str) -> Store {
+    pub(crate) fn store(&self, name: &str) -> Store {
         Store::s3(&self.bucket, &unique(name), &self.options).expect("s3 store")
     }
 }
