@@ -91,3 +91,12 @@ echo "== protect the VM with an Enhanced policy (every 4 h from 08:00), see it, 
 "$bv" backup-now --vm web01 --retain-until "$(date -u -d '+90 days' +%Y-%m-%d)"
 "$bv" items
 echo "   ('blockvault daemon' runs the schedule; 'blockvault policy --help' explains policies)"
+
+echo "== retention keeps the day's last point (and the on-demand one until its date); gc frees the rest"
+"$bv" verify --vault "$work/vault" --vm web01
+"$bv" prune --vault "$work/vault" --dry-run
+"$bv" prune --vault "$work/vault"
+"$bv" gc --vault "$work/vault" --grace 0s
+"$bv" restore --vault "$work/vault" --vm web01 --from vault --to "$work/restore-after-gc"
+cmp "$work/restore-after-gc/web01.img" "$disk"
+echo "== after pruning and garbage collection the newest point still restores byte for byte"

@@ -28,10 +28,11 @@ pub async fn run(args: GcArgs, host: &Host, bar: Arc<Bar>) -> Result<Report> {
     } else {
         "deleted"
     };
-    let text = format!(
+    let seconds = |s: f64| format::duration(std::time::Duration::from_secs_f64(s));
+    let mut text = format!(
         "{} chunk(s) listed, {} live; {verb} {} chunk(s) ({}) and {} orphan block map(s); kept {} \
-         younger than {} and {} named by points committed during the collection\n\
-         mark {}, waited {} for running backups, sweep {}{}",
+         younger than {:#} and {} named by points committed during the collection\n\
+         mark {}, sweep {}",
         report.chunks,
         report.chunks_live,
         report.chunks_deleted,
@@ -40,15 +41,18 @@ pub async fn run(args: GcArgs, host: &Host, bar: Arc<Bar>) -> Result<Report> {
         report.chunks_young,
         args.grace,
         report.chunks_rescued,
-        format::duration(std::time::Duration::from_secs_f64(report.mark_seconds)),
-        format::duration(std::time::Duration::from_secs_f64(report.waited_seconds)),
-        format::duration(std::time::Duration::from_secs_f64(report.sweep_seconds)),
-        if report.dry_run {
-            "\ndry run: nothing was deleted"
-        } else {
-            ""
-        }
+        seconds(report.mark_seconds),
+        seconds(report.sweep_seconds),
     );
+    if report.waited_seconds >= 0.1 {
+        text.push_str(&format!(
+            ", after waiting {} for running backups to commit",
+            seconds(report.waited_seconds)
+        ));
+    }
+    if report.dry_run {
+        text.push_str("\ndry run: nothing was deleted");
+    }
     Ok(Report {
         text,
         json: json!({ "gc": report, "warnings": [] }),
