@@ -334,3 +334,98 @@ async fn a_collection_killed_halfway_loses_nothing_live_and_the_next_one_finishe
         original
     );
 }
+
+/// A sweep whose delete fails after it removed the object (here: a replicated vault whose
+/// secondary refuses one delete after the primary's went through) must not leave this host's
+/// chunk index claiming the chunk under the new GC epoch: the next backup would skip it and
+/// commit a point naming a chunk the vault lacks.
+#[tokio::test]
+async fn a_sweep_that_fails_halfway_leaves_no_deleted_chunk_in_this_hosts_index() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (primary, secondary) = (dir.path().join("primary"), dir.path().join("secondary"));
+    std::fs::create_dir(&primary).expect("primary");
+    std::fs::create_dir(&secondary).expect("secondary");
+    let vault = Vault::init_replicated(
+        blockvault_store::Store::local(&primary).expect("store"),
+        blockvault_store::Store::local(&secondary).expect("store"),
+    )
+    .await
+    .expect("init")
+    .with_state_dir(dir.path().join("state"));
+    let mut disk = image(dir.path());
+    let original = disk.content.clone();
+    let first = backup(&vault, "app", &[&disk], block_size(BS))
+        .await
+        .expect("1");
+    churn(&mut disk, 0, 4, 10);
+    backup(&vault, "app", &[&disk], block_size(BS))
+        .await
+        .expect("2");
+    vault
+        .store()
+        .delete_point(&vm("app"), &first.point.id)
+        .await
+        .expect("delete");
+
+    // The secondary will refuse to delete every garbage chunk (a directory where its file
+    // was), after the primary deleted it.
+    let second_map = {
+        let point = vault
+            .latest_point(&vm("app"))
+            .await
+            .expect("latest")
+            .expect("one");
+        vault
+            .store()
+            .get_map(&point.vm, &point.id, &point.disks[0].name, None)
+            .await
+            .expect("map")
+    };
+    let live: std::collections::HashSet<String> = second_map
+        .ids()
+        .iter()
+        .map(|id| id.to_hex().to_string())
+        .collect();
+    let doomed: Vec<_> = chunk_files(&secondary)
+        .into_iter()
+        .filter(|p| !live.contains(&p.file_name().expect("name").to_string_lossy().to_string()))
+        .collect();
+    assert_eq!(doomed.len(), 4, "the 4 replaced blocks are garbage");
+    for path in &doomed {
+        std::fs::remove_file(path).expect("remove");
+        std::fs::create_dir_all(path.join("x")).expect("a directory instead");
+    }
+    let failed = vault
+        .collect_garbage(
+            GcOptions {
+                concurrency: 1,
+                ..options()
+            },
+            Arc::new(blockvault_vault::NoProgress),
+        )
+        .await;
+    assert!(failed.is_err(), "the secondary refused: {failed:?}");
+    // The secondary's trouble passes (and its copies are gone: the primary deleted its own).
+    for path in &doomed {
+        std::fs::remove_dir_all(path).expect("clear");
+    }
+
+    // The first point's content again: its deleted chunks must go up again, not be taken as
+    // present from this host's index.
+    std::fs::write(&disk.path, &original).expect("rewrite");
+    let third = backup(&vault, "app", &[&disk], block_size(BS))
+        .await
+        .expect("3");
+    assert_eq!(
+        third.point.stats.chunks_stored, 4,
+        "the deleted chunks went up again"
+    );
+    let target = dir.path().join("out");
+    restore(&vault, "app", PointSelector::Latest, &target)
+        .await
+        .expect("the new point restores");
+    assert_eq!(
+        std::fs::read(target.join("disk.img")).expect("read"),
+        original
+    );
+}

@@ -191,8 +191,13 @@ impl Vault {
         let freed: HashSet<ChunkId> = deleted.ids.into_iter().collect();
         report.chunks_deleted = freed.len() as u64;
         report.bytes_freed = deleted.bytes;
+        // This host's index moves to the new epoch without every candidate, not only those
+        // known deleted: a delete that failed (on either store of a replicated vault, or
+        // whose answer was lost) or was cut short by another's failure may still have
+        // removed the object, and an entry for a chunk the vault lacks would make this host's
+        // next backup skip it. Forgetting a chunk that is still there costs one upload.
         if let Some(mut index) = self.saved_chunk_index(previous_epoch.as_deref()) {
-            index.forget(freed.iter().copied(), &epoch.id)?;
+            index.forget(candidates.iter().map(|c| c.id), &epoch.id)?;
         }
         deleted.error.map_or(Ok(()), Err)?;
         for (vm, id) in &orphans {
