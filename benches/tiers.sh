@@ -64,7 +64,7 @@ TSV=$DATA_DIR/tiers-results.tsv
 OUT=$DATA_DIR/tiers-results.md
 GEN0=$DATA_DIR/gen0.img
 GEN1=$DATA_DIR/gen1.img
-[[ -f $GEN0 && -f $GEN1 ]] || "$SCRIPT_DIR/make-image.sh" --data "$DATA_DIR"
+[[ -f $GEN0 && -f $GEN1 ]] || "$SCRIPT_DIR/make-image.sh" "$DATA_DIR"
 
 log "building blockvault (release)"
 (cd "$REPO" && cargo build --release --locked -q -p blockvault-cli)
