@@ -267,7 +267,10 @@ impl Daemon {
             }
         }
         if let Some(maintenance) = maintenance {
+            // Cut wherever it is (safe: the next collection finishes it), and waited for, so
+            // nothing of it outlives the run.
             maintenance.abort();
+            let _ = maintenance.await;
         }
         self.shut_down(running, &mut busy, &mut report).await?;
         self.log.log(
@@ -481,7 +484,8 @@ impl Daemon {
                         log.log(
                             Level::Info,
                             &format!(
-                                "garbage collection of {location}: deleted {} chunk(s) ({}                                  bytes) and {} orphan block map(s)",
+                                "garbage collection of {location}: deleted {} chunk(s) ({} \
+                                 bytes) and {} orphan block map(s)",
                                 report.chunks_deleted,
                                 report.bytes_freed,
                                 report.orphan_maps_deleted

@@ -66,15 +66,28 @@
 //!    deletes what the killed one left.
 //!
 //! While the sweep holds its lease no writer runs, so the only chunks anything can name are
-//! those of committed points, and those were all read. Leases expire: one not rewritten for
-//! five minutes is dead (its holder crashed) and is removed by the next sweep. A writer whose
-//! lease could not be rewritten for half of that (the process was paused, the store was
-//! unreachable) refuses to commit, and a sweeper checks its own lease before each delete, so
-//! a holder that was judged dead never acts on stale knowledge. The grace period (one hour by
-//! default) is a second line of defence that spares freshly uploaded chunks even if clocks
-//! misjudge a lease. Collectors do not run two sweeps at once: a sweeper that lists another live
-//! sweeper's lease withdraws (of two that write at once, at least one sees the other), and
-//! they try again at jittered times.
+//! those of committed points, and those were all read.
+//!
+//! **Leases expire by the store's clock.** A lease not rewritten for five minutes is dead (its
+//! holder crashed) and is removed by the next sweep. "Rewritten" and "now" are both the
+//! store's times: the object's last-modified time, against the last-modified time of the
+//! judge's own lease, written just before it lists. So host clocks play no part: a collector
+//! whose clock runs fast cannot take a live writer for dead, and a crashed sweeper whose
+//! clock ran ahead blocks nobody past its five minutes. A holder that could not rewrite its
+//! lease for half of that, or whose rewrites were ever that far apart (the process was
+//! paused, the store unreachable), has lost it for good: a writer refuses to commit and a
+//! sweeper stops deleting, so a holder judged dead never acts on stale knowledge. The one gap
+//! no lease can close without fencing tokens: a pause of more than five minutes between that
+//! last check and the commit's single `PUT`. Leases are removed on every path, error or not.
+//! The grace period (one hour by default) is a second line of defence that spares freshly
+//! uploaded chunks. Collectors do not run two sweeps at once: a sweeper that lists another
+//! live sweeper's lease withdraws (of two that write at once, at least one sees the other),
+//! and they try again at jittered times.
+//!
+//! **Limits.** The sweep waits for a moment with no writer at all; a vault where backups
+//! overlap without pause for the whole `--wait` (one hour by default) is not collected that
+//! day (`gc` says who held it up). Garbage that exists only on a replicated vault's
+//! secondary (a put that failed on the primary) is not collected: listings read the primary.
 //!
 //! Readers (restore, verify) take no lease: the collector only deletes chunks that no
 //! committed point names, so a restore of a live point is never affected. A restore of a

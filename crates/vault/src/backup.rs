@@ -112,13 +112,40 @@ impl Vault {
         progress: Arc<dyn Progress>,
     ) -> Result<BackupReport> {
         let started = Instant::now();
-        let time = request.time.unwrap_or_else(Timestamp::now);
-        let vm = &request.vm;
         let mut warnings = Vec::new();
         // Before anything is read that decides what to skip (see the store crate's docs).
         let (lease, damaged) = self
-            .begin_write(&format!("backup of {vm}"), &mut warnings)
+            .begin_write(&format!("backup of {}", request.vm), &mut warnings)
             .await?;
+        let writing = Writing {
+            lease: lease.as_ref(),
+            damaged: &damaged,
+            warnings,
+        };
+        let outcome = self.backup_leased(request, progress, writing).await;
+        // Released on every path: a lease left behind would hold off collections.
+        let released = release(lease).await;
+        let mut report = outcome?;
+        report.warnings.extend(released);
+        report.elapsed = started.elapsed();
+        Ok(report)
+    }
+
+    /// The backup itself, once the writer's lease is held.
+    async fn backup_leased(
+        &self,
+        request: &BackupRequest,
+        progress: Arc<dyn Progress>,
+        writing: Writing<'_>,
+    ) -> Result<BackupReport> {
+        let Writing {
+            lease,
+            damaged,
+            mut warnings,
+        } = writing;
+        let started = Instant::now();
+        let time = request.time.unwrap_or_else(Timestamp::now);
+        let vm = &request.vm;
         let parent = self.latest_point(vm).await?;
         let names: HashSet<DiskName> = request
             .disks
@@ -256,11 +283,11 @@ impl Vault {
             retain_until: request.retain_until,
         };
         // Every chunk and map is durable (puts are, when they return): now the commit.
-        if let Some(lease) = &lease {
+        if let Some(lease) = lease {
             lease.check().await?;
         }
         self.store().put_point(&point).await?;
-        self.end_write(lease, &damaged, &landed, &mut warnings)
+        self.clear_damage_marks(damaged, &landed, &mut warnings)
             .await;
         Ok(BackupReport {
             point,
@@ -293,11 +320,10 @@ impl Vault {
         Ok((Some(lease), damaged))
     }
 
-    /// What a writer does once its point is committed: clear the damage marks of chunks it
-    /// sent again, and release its lease. Neither undoes the commit, so failures are warnings.
-    pub(crate) async fn end_write(
+    /// What a writer does once its point is committed: clear the damage marks of the chunks
+    /// it sent again. That does not undo the commit, so a failure is a warning.
+    pub(crate) async fn clear_damage_marks(
         &self,
-        lease: Option<Lease>,
         damaged: &HashSet<ChunkId>,
         landed: &[ChunkId],
         warnings: &mut Vec<String>,
@@ -307,13 +333,6 @@ impl Vault {
                 Ok(()) => warnings.push(format!("chunk {id}, found damaged, was sent again")),
                 Err(e) => warnings.push(format!("could not clear the damage mark of {id}: {e}")),
             }
-        }
-        if let Some(lease) = lease
-            && let Err(e) = lease.release().await
-        {
-            warnings.push(format!(
-                "could not release the vault lease (it expires by itself): {e}"
-            ));
         }
     }
 
@@ -346,6 +365,25 @@ impl Vault {
             }
         }
         maps
+    }
+}
+
+/// What a writer holds while it writes, from [`Vault::begin_write`]: its lease (none in a
+/// private vault), the chunks verify found damaged, and the warnings so far.
+pub(crate) struct Writing<'a> {
+    pub(crate) lease: Option<&'a Lease>,
+    pub(crate) damaged: &'a HashSet<ChunkId>,
+    pub(crate) warnings: Vec<String>,
+}
+
+/// Releases a writer's lease, on success and failure alike; a failure to remove it is a
+/// warning (the lease dies by itself after [`LEASE_TTL`](crate::LEASE_TTL)).
+pub(crate) async fn release(lease: Option<Lease>) -> Option<String> {
+    match lease?.release().await {
+        Ok(()) => None,
+        Err(e) => Some(format!(
+            "could not release the vault lease (it expires by itself): {e}"
+        )),
     }
 }
 

@@ -14,9 +14,10 @@ pub enum Error {
     Disk(#[from] blockvault_chunker::Error),
 
     #[error(
-        "{holder} lost its lease on the vault (last renewed {since:?} ago: the process was \
-         paused or the store unreachable), so a garbage collection may have run; nothing was \
-         committed, run it again"
+        "{holder} lost its lease on the vault (not renewed for {since:?}: the process was \
+         paused or the store unreachable), so others may have acted meanwhile; it stopped \
+         before acting on what it knew (a backup commits nothing, a collection deletes no \
+         more); run it again"
     )]
     LeaseLost {
         holder: String,

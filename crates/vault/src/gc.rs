@@ -105,7 +105,7 @@ impl Vault {
 
         // Mark.
         let points = self.all_points().await?;
-        let mut live = HashSet::new();
+        let mut live = Marks::default();
         self.mark(&points, &mut live, &mut report, options, progress.as_ref())
             .await?;
         let mut candidates = Vec::new();
@@ -124,6 +124,7 @@ impl Vault {
             }
         }
         drop(chunks);
+        drop(live);
         report.mark_seconds = started.elapsed().as_secs_f64();
         if options.dry_run {
             report.chunks_deleted = candidates.len() as u64;
@@ -148,27 +149,40 @@ impl Vault {
         report.waited_seconds = waited.as_secs_f64();
         report.dead_leases_removed = dead;
         let sweeping = Instant::now();
+        let swept = self
+            .sweep(&lease, &points, candidates, &mut report, options, progress)
+            .await;
+        // Released on every path: a sweeper's lease left behind would hold off every backup
+        // until it expires.
+        let released = lease.release().await;
+        swept?;
+        released?;
+        report.sweep_seconds = sweeping.elapsed().as_secs_f64();
+        Ok(report)
+    }
 
+    /// The sweep, under the sweeper's lease: look at the points committed since the mark,
+    /// move to a new epoch, delete what is still garbage.
+    async fn sweep(
+        &self,
+        lease: &Lease,
+        points: &[RecoveryPoint],
+        mut candidates: Vec<Candidate>,
+        report: &mut GcReport,
+        options: GcOptions,
+        progress: Arc<dyn Progress>,
+    ) -> Result<()> {
         // Points committed while the mark ran may name candidates: look at them too.
-        let marked: HashSet<(VmName, PointId)> = points
-            .iter()
-            .map(|p| (p.vm.clone(), p.id.clone()))
-            .collect();
+        let marked: HashSet<(&VmName, &PointId)> = points.iter().map(|p| (&p.vm, &p.id)).collect();
         let now_points = self.all_points().await?;
         let newer: Vec<RecoveryPoint> = now_points
             .iter()
-            .filter(|p| !marked.contains(&(p.vm.clone(), p.id.clone())))
+            .filter(|p| !marked.contains(&(&p.vm, &p.id)))
             .cloned()
             .collect();
-        let mut rescued = HashSet::new();
-        self.mark(
-            &newer,
-            &mut rescued,
-            &mut report,
-            options,
-            progress.as_ref(),
-        )
-        .await?;
+        let mut rescued = Marks::default();
+        self.mark(&newer, &mut rescued, report, options, progress.as_ref())
+            .await?;
         let before = candidates.len();
         candidates.retain(|c| !rescued.contains(&c.id));
         report.chunks_rescued = (before - candidates.len()) as u64;
@@ -176,6 +190,7 @@ impl Vault {
 
         // Every host's cache of what the vault holds is stale from here on.
         let previous_epoch = self.store().gc_epoch().await?.map(|e| e.id);
+        let now = Timestamp::now();
         let epoch = GcEpoch {
             id: blake3::hash(format!("gc:{}:{}", now, std::process::id()).as_bytes()).to_hex()
                 [..16]
@@ -186,10 +201,9 @@ impl Vault {
 
         progress.begin("sweep", candidates.iter().map(|c| c.size).sum());
         let deleted = self
-            .delete_chunks(&candidates, &lease, options, progress.as_ref())
+            .delete_chunks(&candidates, lease, options, progress.as_ref())
             .await;
-        let freed: HashSet<ChunkId> = deleted.ids.into_iter().collect();
-        report.chunks_deleted = freed.len() as u64;
+        report.chunks_deleted = deleted.ids.len() as u64;
         report.bytes_freed = deleted.bytes;
         // This host's index moves to the new epoch without every candidate, not only those
         // known deleted: a delete that failed (on either store of a replicated vault, or
@@ -200,31 +214,43 @@ impl Vault {
             index.forget(candidates.iter().map(|c| c.id), &epoch.id)?;
         }
         deleted.error.map_or(Ok(()), Err)?;
+        // A damage mark of a chunk that is gone has nothing left to repair.
+        let gone: HashSet<ChunkId> = deleted.ids.into_iter().collect();
+        for id in self.store().damaged_chunks().await? {
+            if gone.contains(&id) {
+                self.store().clear_damaged(&id).await?;
+            }
+        }
         for (vm, id) in &orphans {
             lease.check().await?;
             self.store().delete_maps(vm, id).await?;
             report.orphan_maps_deleted += 1;
         }
-        lease.release().await?;
-        report.sweep_seconds = sweeping.elapsed().as_secs_f64();
-        Ok(report)
+        Ok(())
     }
 
-    /// Every committed point of every VM in the vault.
+    /// Every committed point of every VM in the vault. A point deleted between the listing
+    /// and the read (retention or a purge on another host) is simply not there.
     async fn all_points(&self) -> Result<Vec<RecoveryPoint>> {
         let mut points = Vec::new();
         for vm in self.store().list_vms().await? {
-            points.extend(self.store().list_points(&vm).await?);
+            for id in self.store().list_point_ids(&vm).await? {
+                match self.store().get_point(&vm, &id).await {
+                    Ok(point) => points.push(point),
+                    Err(blockvault_store::Error::PointMissing { .. }) => {}
+                    Err(e) => return Err(e.into()),
+                }
+            }
         }
         Ok(points)
     }
 
     /// Adds every chunk the maps of `points` name to `live`. Fails on the first map that
-    /// cannot be read.
+    /// cannot be read, unless its point was deleted meanwhile (its chunks then need no mark).
     async fn mark(
         &self,
         points: &[RecoveryPoint],
-        live: &mut HashSet<ChunkId>,
+        live: &mut Marks,
         report: &mut GcReport,
         options: GcOptions,
         progress: &dyn Progress,
@@ -247,17 +273,27 @@ impl Vault {
         let store = self.store();
         let mut reads = stream::iter(maps)
             .map(|(vm, id, disk, digest)| async move {
-                store
-                    .get_map(&vm, &id, &disk, Some(&digest))
-                    .await
-                    .map_err(|source| Error::GcMark {
+                match store.get_map(&vm, &id, &disk, Some(&digest)).await {
+                    Ok(map) => Ok(Some(map)),
+                    Err(blockvault_store::Error::MapMissing { .. })
+                        if matches!(
+                            store.get_point(&vm, &id).await,
+                            Err(blockvault_store::Error::PointMissing { .. })
+                        ) =>
+                    {
+                        Ok(None)
+                    }
+                    Err(source) => Err(Error::GcMark {
                         source: Box::new(source.into()),
-                    })
+                    }),
+                }
             })
             .buffer_unordered(options.concurrency.max(1));
         while let Some(map) = reads.try_next().await? {
-            live.extend(map.ids().iter().copied().filter(|id| !id.is_zero()));
-            report.maps_read += 1;
+            if let Some(map) = map {
+                live.extend(map.ids());
+                report.maps_read += 1;
+            }
             progress.advance(1);
         }
         report.points += points.len() as u64;
@@ -328,4 +364,28 @@ struct Deleted {
     ids: Vec<ChunkId>,
     bytes: u64,
     error: Option<Error>,
+}
+
+/// The chunk ids live maps name, kept as their first 8 bytes: 8 bytes a chunk instead of 32
+/// (a million live chunks in about 16 MB). Two ids that share a prefix only make garbage look
+/// live, which keeps it: safe, and for random ids about one chance in 2^64 / live chunks.
+#[derive(Default)]
+struct Marks(HashSet<u64>);
+
+impl Marks {
+    fn key(id: &ChunkId) -> u64 {
+        let bytes = id.as_bytes();
+        u64::from_le_bytes([
+            bytes[0], bytes[1], bytes[2], bytes[3], bytes[4], bytes[5], bytes[6], bytes[7],
+        ])
+    }
+
+    fn extend(&mut self, ids: &[ChunkId]) {
+        self.0
+            .extend(ids.iter().filter(|id| !id.is_zero()).map(Marks::key));
+    }
+
+    fn contains(&self, id: &ChunkId) -> bool {
+        self.0.contains(&Marks::key(id))
+    }
 }

@@ -86,7 +86,8 @@ impl Lease {
         loop {
             let lease = Lease::write(store, LeaseKind::Writer, holder).await?;
             let leases = store.list_leases().await?;
-            if live(&leases, LeaseKind::Sweeper, Timestamp::now()).is_empty() {
+            let now = store_now(&leases, &lease.record);
+            if live(&leases, LeaseKind::Sweeper, now).is_empty() {
                 return Ok((lease, started.elapsed()));
             }
             lease.release().await?;
@@ -108,12 +109,10 @@ impl Lease {
         let started = Instant::now();
         let mut dead_removed = 0;
         loop {
+            // A guess by this host's clock, only to decide whether to try: the decision that
+            // matters (and the removal of dead leases) is `blockers`, by the store's clock.
             let now = Timestamp::now();
             let leases = store.list_leases().await?;
-            for dead in leases.iter().filter(|l| !is_live(l, now)) {
-                store.delete_lease_key(&dead.key).await?;
-                dead_removed += 1;
-            }
             let mut holders: Vec<String> = leases
                 .iter()
                 .filter(|l| is_live(l, now))
@@ -147,8 +146,8 @@ impl Lease {
     /// not do: the older one's write may land after the younger one listed, and then neither
     /// yields. Dead leases met on the way are removed.
     pub async fn blockers(&self) -> Result<Vec<LeaseRecord>> {
-        let now = Timestamp::now();
         let leases = self.store.list_leases().await?;
+        let now = store_now(&leases, &self.record);
         for dead in leases.iter().filter(|l| !is_live(l, now)) {
             self.store.delete_lease_key(&dead.key).await?;
             self.dead_removed
@@ -265,14 +264,24 @@ async fn refresh(store: Store, mut record: LeaseRecord, state: Arc<Mutex<State>>
     }
 }
 
-/// Whether a lease is alive at `now`: rewritten within the lease time by the store's clock or
-/// by its holder's (the later of the two, so clock skew errs on the side of waiting).
+/// Whether a lease is alive at `now`: rewritten within the lease time. Both times are the
+/// store's (`now` is when the store wrote the judge's own lease, see [`store_now`]), so the
+/// hosts' clocks play no part: a host whose clock runs fast cannot take a live lease for dead,
+/// and a crashed holder whose clock ran ahead cannot block others past the lease time.
 pub(crate) fn is_live(lease: &ListedLease, now: Timestamp) -> bool {
-    let written = match &lease.record {
-        Some(record) => record.refreshed.max(lease.last_modified),
-        None => lease.last_modified,
-    };
-    now.duration_since(written).unsigned_abs() <= LEASE_TTL || written > now
+    let written = lease.last_modified;
+    written > now || now.duration_since(written).unsigned_abs() <= LEASE_TTL
+}
+
+/// "Now" by the store's clock: when it last wrote `own` lease, as the listing that follows
+/// the write reports it (this host's clock if the listing misses it).
+fn store_now(leases: &[ListedLease], own: &LeaseRecord) -> Timestamp {
+    leases
+        .iter()
+        .filter(|l| l.record.as_ref().is_some_and(|r| r.id == own.id))
+        .map(|l| l.last_modified)
+        .max()
+        .unwrap_or_else(Timestamp::now)
 }
 
 fn live(leases: &[ListedLease], kind: LeaseKind, now: Timestamp) -> Vec<&ListedLease> {

@@ -99,6 +99,45 @@ impl Vault {
                 &mut warnings,
             )
             .await?;
+        let outcome = self
+            .transfer_leased(
+                source,
+                point,
+                fresh,
+                options,
+                progress,
+                crate::backup::Writing {
+                    lease: lease.as_ref(),
+                    damaged: &damaged,
+                    warnings,
+                },
+            )
+            .await;
+        // Released on every path: a lease left behind would hold off collections.
+        let released = crate::backup::release(lease).await;
+        let mut report = outcome?;
+        report.warnings.extend(released);
+        report.elapsed = started.elapsed();
+        Ok(report)
+    }
+
+    /// The transfer itself, once the writer's lease is held.
+    async fn transfer_leased(
+        &self,
+        source: &Vault,
+        point: &RecoveryPoint,
+        fresh: &HashSet<ChunkId>,
+        options: TransferOptions,
+        progress: Arc<dyn Progress>,
+        writing: crate::backup::Writing<'_>,
+    ) -> Result<TransferReport> {
+        let crate::backup::Writing {
+            lease,
+            damaged,
+            mut warnings,
+        } = writing;
+        let started = Instant::now();
+        let vm = &point.vm;
         let parent = self.latest_point(vm).await?;
         let names: HashSet<DiskName> = point.disks.iter().map(|d| d.name.clone()).collect();
         let previous = self
@@ -164,11 +203,11 @@ impl Vault {
             bytes_stored,
             chunks_stored,
         };
-        if let Some(lease) = &lease {
+        if let Some(lease) = lease {
             lease.check().await?;
         }
         self.store().put_point(&record).await?;
-        self.end_write(lease, &damaged, &landed, &mut warnings)
+        self.clear_damage_marks(damaged, &landed, &mut warnings)
             .await;
         Ok(TransferReport {
             point: record,

@@ -1,6 +1,8 @@
 use std::path::{Path, PathBuf};
 
-use blockvault_core::{BlockSize, PointId, RecoveryPoint, Redundancy, VaultConfig, VmName};
+use blockvault_core::{
+    BlockSize, ChunkId, PointId, RecoveryPoint, Redundancy, VaultConfig, VmName,
+};
 use blockvault_store::Store;
 use jiff::Timestamp;
 
@@ -199,6 +201,18 @@ impl Vault {
             .join("vaults")
             .join(&self.config.id)
             .join("chunks.idx")
+    }
+
+    /// Drops `ids` from this host's chunk index when it has one consistent with the vault's
+    /// GC epoch (never rebuilding it: a rebuild lists the store, and only a writer holding a
+    /// lease may trust a listing). The damage marks in the vault are what makes every host
+    /// send these chunks again; this only spares this host a wasted lookup.
+    pub async fn drop_from_index(&self, ids: impl IntoIterator<Item = ChunkId>) -> Result<()> {
+        let epoch = self.store.gc_epoch().await?.map(|e| e.id);
+        if let Some(mut index) = self.saved_chunk_index(epoch.as_deref()) {
+            index.remove(ids)?;
+        }
+        Ok(())
     }
 
     /// This host's chunk index if it is on file and consistent with GC epoch `epoch`, without

@@ -102,9 +102,9 @@ impl Engine {
         for bad in &report.bad_chunks {
             vault.store().mark_damaged(&bad.id).await?;
         }
-        if let Some(mut index) = vault.chunk_index().await? {
-            index.remove(report.bad_chunks.iter().map(|b| b.id))?;
-        }
+        vault
+            .drop_from_index(report.bad_chunks.iter().map(|b| b.id))
+            .await?;
         Ok(())
     }
 }
