@@ -429,3 +429,123 @@ async fn a_sweep_that_fails_halfway_leaves_no_deleted_chunk_in_this_hosts_index(
         original
     );
 }
+
+#[tokio::test]
+async fn a_failed_backup_leaves_no_lease_to_hold_off_a_collection() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let vault = new_vault(dir.path()).await;
+    let missing = Image {
+        path: dir.path().join("missing.img"),
+        content: Vec::new(),
+    };
+    backup(&vault, "gone", &[&missing], block_size(BS))
+        .await
+        .expect_err("the disk is missing");
+    assert!(
+        vault
+            .store()
+            .list_leases()
+            .await
+            .expect("leases")
+            .is_empty(),
+        "the failed backup released its lease"
+    );
+    let report = vault
+        .collect_garbage(
+            GcOptions {
+                wait: Duration::from_millis(300),
+                ..options()
+            },
+            Arc::new(blockvault_vault::NoProgress),
+        )
+        .await
+        .expect("nothing holds the vault");
+    assert_eq!(report.chunks_deleted, 0);
+}
+
+#[tokio::test]
+async fn leases_expire_by_the_stores_clock_not_the_holders() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let vault = new_vault(dir.path()).await;
+    let vault_dir = dir.path().join("vault");
+    let mut disk = image(dir.path());
+    let first = backup(&vault, "web", &[&disk], block_size(BS))
+        .await
+        .expect("1");
+    churn(&mut disk, 0, 2, 4);
+    backup(&vault, "web", &[&disk], block_size(BS))
+        .await
+        .expect("2");
+    vault
+        .store()
+        .delete_point(&vm("web"), &first.point.id)
+        .await
+        .expect("delete");
+
+    // A writer that crashed an hour ago on a host whose clock ran a day ahead: its record
+    // claims a refresh tomorrow, the store wrote it an hour ago.
+    let tomorrow = jiff::Timestamp::now() + jiff::SignedDuration::from_hours(24);
+    let crashed = blockvault_core::LeaseRecord {
+        id: "crashed".into(),
+        kind: blockvault_core::LeaseKind::Writer,
+        holder: "a backup on a host with a fast clock".into(),
+        started: tomorrow,
+        refreshed: tomorrow,
+    };
+    vault.store().put_lease(&crashed).await.expect("put");
+    let file = vault_dir.join("leases/writer-crashed");
+    std::fs::File::options()
+        .write(true)
+        .open(&file)
+        .and_then(|f| f.set_modified(std::time::SystemTime::now() - Duration::from_secs(3600)))
+        .expect("age the lease");
+
+    let report = gc(
+        &vault,
+        GcOptions {
+            wait: Duration::from_secs(5),
+            ..options()
+        },
+    )
+    .await;
+    assert_eq!(report.dead_leases_removed, 1, "{report:?}");
+    assert_eq!(report.chunks_deleted, 2, "{report:?}");
+    assert!(!file.exists());
+
+    // A live writer's lease, however old its holder's clock says it is, holds the sweep off.
+    let yesterday = jiff::Timestamp::now() - jiff::SignedDuration::from_hours(24);
+    let live = blockvault_core::LeaseRecord {
+        id: "running".into(),
+        kind: blockvault_core::LeaseKind::Writer,
+        holder: "a backup on a host with a slow clock".into(),
+        started: yesterday,
+        refreshed: yesterday,
+    };
+    vault.store().put_lease(&live).await.expect("put");
+    churn(&mut disk, 8, 2, 6);
+    let third = backup(&vault, "web", &[&disk], block_size(BS))
+        .await
+        .expect("3");
+    let second_points = vault.points(&vm("web")).await.expect("points");
+    vault
+        .store()
+        .delete_point(&vm("web"), &second_points[0].id)
+        .await
+        .expect("delete");
+    let blocked = vault
+        .collect_garbage(
+            GcOptions {
+                wait: Duration::from_millis(300),
+                ..options()
+            },
+            Arc::new(blockvault_vault::NoProgress),
+        )
+        .await;
+    match blocked {
+        Err(blockvault_vault::Error::GcBlocked { holders, .. }) => {
+            assert!(holders[0].contains("slow clock"), "{holders:?}");
+        }
+        other => panic!("expected the live lease to hold the sweep off, got {other:?}"),
+    }
+    assert!(third.point.parent.is_some());
+}
