@@ -1,12 +1,16 @@
 //! Garbage collection of a vault: what it frees, and what it must never free (chunks of a
 //! backup committing while it runs, chunks of live points after a collection was killed).
 
+use std::collections::HashSet;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
-use blockvault_core::{BlockMap, PointId};
-use blockvault_vault::{GcOptions, GcReport, PointSelector, Progress, Vault};
+use blockvault_core::{BlockMap, ChunkId, PointId};
+use blockvault_vault::{
+    BackupRequest, GcOptions, GcReport, NoProgress, PointSelector, Progress, Vault,
+};
+use futures::TryStreamExt;
 
 use crate::support::{Image, Write, backup, block_size, chunk_files, new_vault, restore, vm};
 
@@ -24,7 +28,7 @@ fn options() -> GcOptions {
 
 async fn gc(vault: &Vault, options: GcOptions) -> GcReport {
     vault
-        .collect_garbage(options, Arc::new(blockvault_vault::NoProgress))
+        .collect_garbage(options, Arc::new(NoProgress))
         .await
         .expect("gc")
 }
@@ -82,7 +86,7 @@ async fn gc_frees_exactly_what_no_point_names_and_the_rest_restores() {
         BS,
         block_size(BS),
         jiff::Timestamp::now(),
-        vec![blockvault_core::ChunkId::ZERO],
+        vec![ChunkId::ZERO],
     )
     .expect("map");
     vault
@@ -147,12 +151,11 @@ async fn gc_frees_exactly_what_no_point_names_and_the_rest_restores() {
     assert_eq!(again.chunks_deleted, 0, "a second collection finds nothing");
 }
 
-/// Sleeps in the first `advance` of a backup's scan, so the backup is still running when the
-/// collection starts.
+/// Sleeps in the first `advance` of a backup's scan, so the backup is still running (holding
+/// its writer lease, its parent's maps read) while the collection marks and waits.
 struct Slow {
     slept: AtomicU64,
-    /// Set when the scan begins: the backup has read its parent's maps.
-    scanning: Arc<std::sync::atomic::AtomicBool>,
+    scanning: Arc<AtomicBool>,
 }
 
 impl Progress for Slow {
@@ -166,22 +169,52 @@ impl Progress for Slow {
     }
 }
 
+async fn chunks_in(vault: &Vault) -> HashSet<ChunkId> {
+    vault
+        .store()
+        .list_chunks()
+        .try_collect()
+        .await
+        .expect("list chunks")
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn gc_during_a_backup_that_reuses_old_chunks_keeps_them() {
     let dir = tempfile::tempdir().expect("tempdir");
     let vault = new_vault(dir.path()).await;
-    let mut disk = image(dir.path());
+    gc_during_a_backup_reusing_a_deleted_points_chunks(&vault, dir.path()).await;
+}
+
+/// The scenario the lease protocol exists for, on any store (`s3_gc.rs` runs it on Garage):
+/// a backup that takes a point's chunks as present is running; the point is deleted; the
+/// collection marks (no point names a chunk), waits for the backup, sees its point, and
+/// deletes exactly the chunks nothing names. The point restores byte for byte.
+pub(crate) async fn gc_during_a_backup_reusing_a_deleted_points_chunks(
+    vault: &Vault,
+    dir: &std::path::Path,
+) {
+    let mut disk = Image::create(dir.join("disk.img"), 64 * BS);
+    disk.apply(Write {
+        offset: 0,
+        len: (64 * BS) as usize,
+        kind: 2,
+    });
     let first = backup(&vault, "db", &[&disk], block_size(BS))
         .await
-        .expect("1");
-    churn(&mut disk, 0, 4, 8);
+        .expect("first backup");
+    assert_eq!(chunks_in(&vault).await.len(), 64, "64 distinct blocks");
+    disk.apply(Write {
+        offset: 0,
+        len: (4 * BS) as usize,
+        kind: 8,
+    });
 
-    // The next backup starts: it will name the first point's chunks without uploading them.
-    let scanning = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    // The next backup starts: it takes the first point's chunks as present (from its maps)
+    // and will name them without uploading them.
+    let scanning = Arc::new(AtomicBool::new(false));
     let running = tokio::spawn({
-        let scanning = Arc::clone(&scanning);
-        let vault = vault.clone();
-        let request = blockvault_vault::BackupRequest {
+        let (vault, scanning) = (vault.clone(), Arc::clone(&scanning));
+        let request = BackupRequest {
             vm: vm("db"),
             disks: vec![disk.path.clone()],
             block_size: Some(block_size(BS)),
@@ -191,49 +224,96 @@ async fn gc_during_a_backup_that_reuses_old_chunks_keeps_them() {
             retain_until: None,
         };
         async move {
-            vault
-                .backup(
-                    &request,
-                    Arc::new(Slow {
-                        slept: AtomicU64::new(0),
-                        scanning,
-                    }),
-                )
-                .await
+            let slow = Slow {
+                slept: AtomicU64::new(0),
+                scanning,
+            };
+            vault.backup(&request, Arc::new(slow)).await
         }
     });
     while !scanning.load(Ordering::SeqCst) {
+        assert!(!running.is_finished(), "the backup ended before its scan");
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
-    // Meanwhile retention deletes the first point: at the mark, none of its chunks is live.
+    // Meanwhile the first point is deleted (retention): at the mark no point names a chunk.
     vault
         .store()
         .delete_point(&vm("db"), &first.point.id)
         .await
-        .expect("delete");
-    let report = gc(&vault, options()).await;
-    let second = running.await.expect("join").expect("backup");
+        .expect("delete the first point");
+    let options = GcOptions {
+        grace: Duration::ZERO,
+        wait: Duration::from_secs(120),
+        poll: Duration::from_millis(50),
+        dry_run: false,
+        concurrency: 4,
+    };
+    let report = vault
+        .collect_garbage(options, Arc::new(NoProgress))
+        .await
+        .expect("gc");
+    let second = running.await.expect("join").expect("the backup commits");
 
     assert!(
         report.waited_seconds > 0.1,
-        "the sweep waited for the backup"
+        "the sweep waited for the backup: {report:?}"
     );
     assert_eq!(report.chunks_live, 0, "no point was live at the mark");
-    // The 60 reused chunks, plus the backup's 4 new ones if they landed before the listing.
     assert!(
         report.chunks_rescued == 60 || report.chunks_rescued == 64,
         "the reused chunks were kept: {report:?}"
     );
     assert_eq!(report.chunks_deleted, 4, "only the 4 replaced blocks went");
-    let target = dir.path().join("out");
-    restore(&vault, "db", PointSelector::Latest, &target)
+    assert_eq!(second.point.parent, Some(first.point.id.clone()));
+    assert!(
+        vault
+            .store()
+            .list_leases()
+            .await
+            .expect("leases")
+            .is_empty(),
+        "no lease is left behind"
+    );
+
+    // What is left in the bucket is exactly what the committed point names.
+    let map = vault
+        .store()
+        .get_map(
+            &vm("db"),
+            &second.point.id,
+            &second.point.disks[0].name,
+            Some(&second.point.disks[0].map_digest),
+        )
+        .await
+        .expect("map");
+    let named: HashSet<ChunkId> = map
+        .ids()
+        .iter()
+        .copied()
+        .filter(|id| !id.is_zero())
+        .collect();
+    assert_eq!(named.len(), 64);
+    assert_eq!(
+        chunks_in(&vault).await,
+        named,
+        "exactly the unreferenced chunks went"
+    );
+
+    // The point committed during the collection restores byte for byte, from a fresh handle.
+    let reopened = Vault::open(vault.store().clone()).await.expect("open");
+    let out = dir.join("out");
+    restore(&reopened, "db", PointSelector::Latest, &out)
         .await
         .expect("the point committed during the collection restores");
-    assert_eq!(second.point.parent, Some(first.point.id));
-    assert_eq!(
-        std::fs::read(target.join("disk.img")).expect("read"),
-        disk.content
+    assert!(
+        std::fs::read(out.join("disk.img")).expect("read") == disk.content,
+        "restored byte for byte"
     );
+    let again = vault
+        .collect_garbage(options, Arc::new(NoProgress))
+        .await
+        .expect("gc again");
+    assert_eq!(again.chunks_deleted, 0, "a second collection finds nothing");
 }
 
 /// Panics at the `n`-th chunk the sweep deletes: a collector killed halfway.
@@ -381,7 +461,7 @@ async fn a_sweep_that_fails_halfway_leaves_no_deleted_chunk_in_this_hosts_index(
             .await
             .expect("map")
     };
-    let live: std::collections::HashSet<String> = second_map
+    let live: HashSet<String> = second_map
         .ids()
         .iter()
         .map(|id| id.to_hex().to_string())
@@ -401,7 +481,7 @@ async fn a_sweep_that_fails_halfway_leaves_no_deleted_chunk_in_this_hosts_index(
                 concurrency: 1,
                 ..options()
             },
-            Arc::new(blockvault_vault::NoProgress),
+            Arc::new(NoProgress),
         )
         .await;
     assert!(failed.is_err(), "the secondary refused: {failed:?}");
@@ -456,7 +536,7 @@ async fn a_failed_backup_leaves_no_lease_to_hold_off_a_collection() {
                 wait: Duration::from_millis(300),
                 ..options()
             },
-            Arc::new(blockvault_vault::NoProgress),
+            Arc::new(NoProgress),
         )
         .await
         .expect("nothing holds the vault");
@@ -538,7 +618,7 @@ async fn leases_expire_by_the_stores_clock_not_the_holders() {
                 wait: Duration::from_millis(300),
                 ..options()
             },
-            Arc::new(blockvault_vault::NoProgress),
+            Arc::new(NoProgress),
         )
         .await;
     match blocked {
