@@ -199,10 +199,10 @@ pub(crate) async fn gc_during_a_backup_reusing_a_deleted_points_chunks(
         len: (64 * BS) as usize,
         kind: 2,
     });
-    let first = backup(&vault, "db", &[&disk], block_size(BS))
+    let first = backup(vault, "db", &[&disk], block_size(BS))
         .await
         .expect("first backup");
-    assert_eq!(chunks_in(&vault).await.len(), 64, "64 distinct blocks");
+    assert_eq!(chunks_in(vault).await.len(), 64, "64 distinct blocks");
     disk.apply(Write {
         offset: 0,
         len: (4 * BS) as usize,
@@ -294,7 +294,7 @@ pub(crate) async fn gc_during_a_backup_reusing_a_deleted_points_chunks(
         .collect();
     assert_eq!(named.len(), 64);
     assert_eq!(
-        chunks_in(&vault).await,
+        chunks_in(vault).await,
         named,
         "exactly the unreferenced chunks went"
     );
