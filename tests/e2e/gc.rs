@@ -397,22 +397,7 @@ async fn a_collection_killed_halfway_loses_nothing_live_and_the_next_one_finishe
     // This host's chunk index was saved before either sweep and still lists the first point's
     // chunks; the vault's new GC epoch makes the next backup distrust it. Put the first
     // point's content back: its 40 deleted chunks must be sent again, not taken as present.
-    std::fs::write(&disk.path, &original).expect("rewrite");
-    let third = backup(&vault, "app", &[&disk], block_size(BS))
-        .await
-        .expect("3");
-    assert_eq!(
-        third.point.stats.chunks_stored, 40,
-        "the deleted chunks went up again"
-    );
-    let target = dir.path().join("out");
-    restore(&vault, "app", PointSelector::Latest, &target)
-        .await
-        .expect("restore");
-    assert_eq!(
-        std::fs::read(target.join("disk.img")).expect("read"),
-        original
-    );
+    assert_sent_again(&vault, &mut disk, &original, 40, dir.path()).await;
 }
 
 /// A sweep whose delete fails after it removed the object (here: a replicated vault whose
@@ -492,16 +477,29 @@ async fn a_sweep_that_fails_halfway_leaves_no_deleted_chunk_in_this_hosts_index(
 
     // The first point's content again: its deleted chunks must go up again, not be taken as
     // present from this host's index.
-    std::fs::write(&disk.path, &original).expect("rewrite");
-    let third = backup(&vault, "app", &[&disk], block_size(BS))
+    assert_sent_again(&vault, &mut disk, &original, 4, dir.path()).await;
+}
+
+/// Puts `original` back on `disk` and backs it up: exactly `deleted` chunks must go up again
+/// (a sweep removed them; a stale chunk index would skip them), and the point restores.
+async fn assert_sent_again(
+    vault: &Vault,
+    disk: &mut Image,
+    original: &[u8],
+    deleted: u64,
+    dir: &std::path::Path,
+) {
+    std::fs::write(&disk.path, original).expect("rewrite");
+    disk.content = original.to_vec();
+    let again = backup(vault, "app", &[disk], block_size(BS))
         .await
-        .expect("3");
+        .expect("backup");
     assert_eq!(
-        third.point.stats.chunks_stored, 4,
+        again.point.stats.chunks_stored, deleted,
         "the deleted chunks went up again"
     );
-    let target = dir.path().join("out");
-    restore(&vault, "app", PointSelector::Latest, &target)
+    let target = dir.join("sent-again");
+    restore(vault, "app", PointSelector::Latest, &target)
         .await
         .expect("the new point restores");
     assert_eq!(

@@ -154,19 +154,8 @@ impl Store {
 
     /// The VMs that have block maps (of points, or of backups that never committed).
     pub async fn list_map_vms(&self) -> Result<Vec<VmName>> {
-        let root = layout::maps_root();
-        let listing = self
-            .objects()
-            .list_with_delimiter(Some(&root))
+        self.list_names(&layout::maps_root(), crate::store::Entries::Prefixes)
             .await
-            .map_err(|source| backend("list", &root, source))?;
-        let mut vms: Vec<VmName> = listing
-            .common_prefixes
-            .iter()
-            .filter_map(|p| p.filename().and_then(|n| n.parse().ok()))
-            .collect();
-        vms.sort();
-        Ok(vms)
     }
 }
 

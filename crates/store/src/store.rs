@@ -497,7 +497,7 @@ impl Store {
 
     /// The last path segments of the objects or of the sub-prefixes right under `prefix` that
     /// parse as `T`, sorted (others are skipped).
-    async fn list_names<T: std::str::FromStr + Ord>(
+    pub(crate) async fn list_names<T: std::str::FromStr + Ord>(
         &self,
         prefix: &Path,
         entries: Entries,
@@ -606,7 +606,7 @@ pub(crate) fn backend(op: &'static str, key: &Path, source: object_store::Error)
 }
 
 /// What [`Store::list_names`] lists under a prefix.
-enum Entries {
+pub(crate) enum Entries {
     Objects,
     Prefixes,
 }
