@@ -873,7 +873,8 @@ pub struct GcArgs {
     #[command(flatten)]
     pub vault: VaultArg,
 
-    /// Count what would be deleted, delete nothing.
+    /// Count what would be deleted, delete nothing (an upper bound: a backup that commits
+    /// during a real collection keeps the chunks it names).
     #[arg(long)]
     pub dry_run: bool,
 
