@@ -10,7 +10,7 @@
 #   day d  the image of day d-1 plus benches/daily_churn.py --day d (the same
 #          churn model as a steady state: logs appended and rotated, a new
 #          download, project edits, the app's database rewritten, the binary
-#          upgraded weekly; ~7-11 MB written per day), applied with debugfs -w
+#          upgraded weekly; 7-24 MB written per day), applied with debugfs -w
 #
 # Each point is a whole backup job (snapshot tier, then transfer to the
 # vault). Then, every timed step with /usr/bin/time -v (wall time, peak RSS),
@@ -36,7 +36,7 @@
 # DATA_DIR/gc-verify-results.md. The work directory (DATA_DIR/gc-verify:
 # vaults, state, the churned disk; ~5 GB at 100 points) is removed at the end
 # unless --keep; the images make-image.sh built are kept for the other
-# scripts. Takes ~10 minutes at 100 points on 2 cores (every blockvault
+# scripts. Takes ~6 minutes at 100 points on 2 cores (every blockvault
 # command is killed after 10 minutes).
 #
 # Options:
