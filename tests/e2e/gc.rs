@@ -627,3 +627,60 @@ async fn leases_expire_by_the_stores_clock_not_the_holders() {
     }
     assert!(third.point.parent.is_some());
 }
+
+#[tokio::test]
+async fn the_mark_reads_each_map_once_per_host_then_its_cached_chunks() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let state = dir.path().join("state");
+    let vault = new_vault(dir.path()).await.with_state_dir(&state);
+    let mut disk = image(dir.path());
+    let first = backup(&vault, "web", &[&disk], block_size(BS))
+        .await
+        .expect("1");
+    churn(&mut disk, 0, 8, 4);
+    backup(&vault, "web", &[&disk], block_size(BS))
+        .await
+        .expect("2");
+    churn(&mut disk, 8, 8, 6);
+    backup(&vault, "web", &[&disk], block_size(BS))
+        .await
+        .expect("3");
+    let cached = state.join("vaults").join(&vault.config().id).join("marks");
+    let dry = GcOptions {
+        dry_run: true,
+        ..options()
+    };
+
+    let cold = gc(&vault, dry).await;
+    assert_eq!((cold.maps_read, cold.maps_cached), (3, 0));
+    assert_eq!(std::fs::read_dir(&cached).expect("cache").count(), 3);
+    let warm = gc(&vault, dry).await;
+    assert_eq!((warm.maps_read, warm.maps_cached), (0, 3), "{warm:?}");
+    assert_eq!(warm.chunks_live, cold.chunks_live);
+
+    // A damaged entry is read from the vault again.
+    let entry = cached.join(&first.point.disks[0].map_digest);
+    std::fs::write(&entry, b"garbage").expect("damage");
+    let mended = gc(&vault, dry).await;
+    assert_eq!((mended.maps_read, mended.maps_cached), (1, 2));
+
+    // The first point goes: the collection deletes its 8 replaced blocks, from the cache, and
+    // drops its entry.
+    vault
+        .store()
+        .delete_point(&vm("web"), &first.point.id)
+        .await
+        .expect("delete");
+    let report = gc(&vault, options()).await;
+    assert_eq!((report.maps_read, report.maps_cached), (0, 2));
+    assert_eq!(report.chunks_deleted, 8);
+    assert!(!entry.exists(), "the deleted point's entry is dropped");
+    let target = dir.path().join("out");
+    restore(&vault, "web", PointSelector::Latest, &target)
+        .await
+        .expect("restore");
+    assert_eq!(
+        std::fs::read(target.join("disk.img")).expect("read"),
+        disk.content
+    );
+}

@@ -13,6 +13,7 @@ use futures::{StreamExt, TryStreamExt, stream};
 use jiff::{SignedDuration, Timestamp};
 use serde::Serialize;
 
+use crate::marks::{MarkCache, Marks};
 use crate::{Error, Lease, Progress, Result, Vault};
 
 /// How a collection runs.
@@ -51,7 +52,10 @@ pub struct GcReport {
     pub dry_run: bool,
     /// Committed points whose maps were read (in the mark, and in the sweep's second look).
     pub points: u64,
+    /// Block maps read from the vault.
     pub maps_read: u64,
+    /// Block maps whose chunks came from this host's mark cache instead (see `marks.rs`).
+    pub maps_cached: u64,
     /// Chunk objects listed.
     pub chunks: u64,
     /// Of those, named by a live map.
@@ -72,6 +76,9 @@ pub struct GcReport {
     pub waited_seconds: f64,
     pub sweep_seconds: f64,
 }
+
+/// Bytes of block maps the mark holds at once.
+const MARK_BYTES_IN_FLIGHT: u64 = 32 << 20;
 
 /// A chunk that may go.
 struct Candidate {
@@ -108,6 +115,13 @@ impl Vault {
         let mut live = Marks::default();
         self.mark(&points, &mut live, &mut report, options, progress.as_ref())
             .await?;
+        if let Some(cache) = self.mark_cache() {
+            let digests: HashSet<&str> = points
+                .iter()
+                .flat_map(|p| p.disks.iter().map(|d| d.map_digest.as_str()))
+                .collect();
+            cache.retain(&digests)?;
+        }
         let mut candidates = Vec::new();
         let mut chunks = self.store().list_chunk_objects();
         while let Some(chunk) = chunks.try_next().await? {
@@ -269,12 +283,32 @@ impl Vault {
                 })
             })
             .collect();
+        // Each read holds a whole map (32 bytes a block) until it is reduced to its chunks:
+        // bound the bytes in flight, not only the count (a 1 TiB disk's map is 8 MiB).
+        let largest = points
+            .iter()
+            .flat_map(|p| p.disks.iter().map(|d| d.blocks.saturating_mul(32)))
+            .max()
+            .unwrap_or(0)
+            .max(1);
+        let in_flight =
+            ((MARK_BYTES_IN_FLIGHT / largest) as usize).clamp(1, options.concurrency.max(1));
         progress.begin("mark", maps.len() as u64);
-        let store = self.store();
+        let (store, cache) = (self.store(), self.mark_cache());
+        let cache = &cache;
         let mut reads = stream::iter(maps)
             .map(|(vm, id, disk, digest)| async move {
+                if let Some(keys) = cache.as_ref().and_then(|c| c.get(&digest)) {
+                    return Ok(Some((keys, true)));
+                }
                 match store.get_map(&vm, &id, &disk, Some(&digest)).await {
-                    Ok(map) => Ok(Some(map)),
+                    Ok(map) => {
+                        let keys = Marks::keys_of(map.ids());
+                        if let Some(cache) = cache {
+                            cache.put(&digest, &keys)?;
+                        }
+                        Ok(Some((keys, false)))
+                    }
                     Err(blockvault_store::Error::MapMissing { .. })
                         if matches!(
                             store.get_point(&vm, &id).await,
@@ -288,16 +322,25 @@ impl Vault {
                     }),
                 }
             })
-            .buffer_unordered(options.concurrency.max(1));
-        while let Some(map) = reads.try_next().await? {
-            if let Some(map) = map {
-                live.extend(map.ids());
-                report.maps_read += 1;
+            .buffer_unordered(in_flight);
+        while let Some(read) = reads.try_next().await? {
+            if let Some((keys, cached)) = read {
+                live.extend(&keys);
+                if cached {
+                    report.maps_cached += 1;
+                } else {
+                    report.maps_read += 1;
+                }
             }
             progress.advance(1);
         }
         report.points += points.len() as u64;
         Ok(())
+    }
+
+    /// This host's cache of what each map names, when the vault has a state directory.
+    fn mark_cache(&self) -> Option<MarkCache> {
+        self.state_path("marks").map(MarkCache::new)
     }
 
     /// The map directories with no point record: backups that never committed (or points
@@ -364,28 +407,4 @@ struct Deleted {
     ids: Vec<ChunkId>,
     bytes: u64,
     error: Option<Error>,
-}
-
-/// The chunk ids live maps name, kept as their first 8 bytes: 8 bytes a chunk instead of 32
-/// (a million live chunks in about 16 MB). Two ids that share a prefix only make garbage look
-/// live, which keeps it: safe, and for random ids about one chance in 2^64 / live chunks.
-#[derive(Default)]
-struct Marks(HashSet<u64>);
-
-impl Marks {
-    fn key(id: &ChunkId) -> u64 {
-        let bytes = id.as_bytes();
-        u64::from_le_bytes([
-            bytes[0], bytes[1], bytes[2], bytes[3], bytes[4], bytes[5], bytes[6], bytes[7],
-        ])
-    }
-
-    fn extend(&mut self, ids: &[ChunkId]) {
-        self.0
-            .extend(ids.iter().filter(|id| !id.is_zero()).map(Marks::key));
-    }
-
-    fn contains(&self, id: &ChunkId) -> bool {
-        self.0.contains(&Marks::key(id))
-    }
 }

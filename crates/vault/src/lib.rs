@@ -39,6 +39,7 @@ mod gc;
 mod in_place;
 mod index;
 mod lease;
+mod marks;
 mod progress;
 mod restore;
 mod transfer;

@@ -196,6 +196,13 @@ impl Vault {
         ))
     }
 
+    /// `name` in this host's state for this vault (`STATE/vaults/<vault id>/<name>`), when
+    /// there is a state directory.
+    pub(crate) fn state_path(&self, name: &str) -> Option<PathBuf> {
+        let dir = self.state_dir.as_ref()?;
+        Some(dir.join("vaults").join(&self.config.id).join(name))
+    }
+
     fn index_path(&self, state_dir: &Path) -> PathBuf {
         state_dir
             .join("vaults")

@@ -32,7 +32,7 @@ pub async fn run(args: GcArgs, host: &Host, bar: Arc<Bar>) -> Result<Report> {
     let mut text = format!(
         "{} chunk(s) listed, {} live; {verb} {} chunk(s) ({}) and {} orphan block map(s); kept {} \
          younger than {:#} and {} named by points committed during the collection\n\
-         mark {}, sweep {}",
+         mark {} ({} block map(s) read, {} from this host's cache), sweep {}",
         report.chunks,
         report.chunks_live,
         report.chunks_deleted,
@@ -42,6 +42,8 @@ pub async fn run(args: GcArgs, host: &Host, bar: Arc<Bar>) -> Result<Report> {
         args.grace,
         report.chunks_rescued,
         seconds(report.mark_seconds),
+        report.maps_read,
+        report.maps_cached,
         seconds(report.sweep_seconds),
     );
     if report.waited_seconds >= 0.1 {
