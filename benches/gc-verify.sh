@@ -17,8 +17,9 @@
 # after sync, a page-cache drop and a read-back of the vault (as
 # benches/tiers.sh does):
 #
-#   gc --dry-run --grace 0s   at N/4, N/2 and N points of the lineage (R runs
-#                             each); also on a second vault whose disk is the
+#   gc --dry-run --grace 0s   at N/4, N/2 and N points of the lineage: one
+#                             cold run (this host's mark cache emptied: every
+#                             map read), then R warm runs (cached chunk lists); also on a second vault whose disk is the
 #                             same gen0 made 256 GiB (truncate: 32x the block
 #                             map, the same chunks) backed up N times unchanged:
 #                             more points x disk size, far fewer chunks;
@@ -115,7 +116,7 @@ BIG_DISK=$WORK/big/disk.img
 # bv ARGS...: blockvault, never for more than 10 minutes.
 bv() { timeout 600 "$BV" "$@"; }
 
-COLS='run\tcase\top\twall_s\trss_mib\tpoints\tmaps_read\tchunks\tmark_s\tsweep_s\tchunks_deleted\tbytes_freed\tbytes_read'
+COLS='run\tcase\top\twall_s\trss_mib\tpoints\tmaps_read\tchunks\tmark_s\tsweep_s\tchunks_deleted\tbytes_freed\tbytes_read\tmaps_cached'
 printf '%b\n' "$COLS" >"$TSV"
 
 # measure RUN CASE OP CMD...: runs CMD (a blockvault --json command) under GNU time after
@@ -143,17 +144,23 @@ doc = json.load(open(path))
 gc, rep = doc.get("gc"), doc.get("report")
 if gc:
     row = [gc["points"], gc["maps_read"], gc["chunks"], "%.4f" % gc["mark_seconds"],
-           "%.4f" % gc["sweep_seconds"], gc["chunks_deleted"], gc["bytes_freed"], "n/a"]
+           "%.4f" % gc["sweep_seconds"], gc["chunks_deleted"], gc["bytes_freed"], "n/a",
+           gc.get("maps_cached", 0)]
 else:
     assert not rep["bad_chunks"] and not rep["bad_maps"], rep
-    row = [rep["points"], "n/a", rep["chunks_checked"], "n/a", "n/a", "n/a", "n/a", rep["bytes_read"]]
+    row = [rep["points"], "n/a", rep["chunks_checked"], "n/a", "n/a", "n/a", "n/a", rep["bytes_read"],
+           "n/a"]
 print("\t".join(str(x) for x in [run, case, op, wall, rss] + row))
 EOF
 }
 
-# gc_dry CASE OP: RUNS timed dry runs.
+# gc_dry CASE OP VAULT: one cold dry run (this host's mark cache emptied: every block map is
+# read from the vault; op OP-cold), then RUNS timed dry runs with the cache as the cold run
+# left it (maps read once per host, then their cached chunk lists; op OP).
 gc_dry() {
   local run
+  rm -rf "$WORK"/state/vaults/*/marks
+  measure 1 "$1" "$2-cold" gc --vault "$3" --dry-run --grace 0s
   for run in $(seq 1 "$RUNS"); do
     measure "$run" "$1" "$2" gc --vault "$3" --dry-run --grace 0s
   done
@@ -169,7 +176,7 @@ import json, sys
 d = json.loads(sys.argv[1]); p = d["point"]
 assert d["job"]["status"] == "completed", d["job"]
 print("\t".join(map(str, [sys.argv[2], sys.argv[3], "backup", sys.argv[4], "n/a", "n/a", "n/a",
-      p["stats"]["chunks_stored"], "n/a", "n/a", "n/a", p["stats"]["bytes_stored"], p["stats"]["bytes_scanned"]])))' \
+      p["stats"]["chunks_stored"], "n/a", "n/a", "n/a", p["stats"]["bytes_stored"], p["stats"]["bytes_scanned"], "n/a"])))' \
     "$json" "$4" "$5" "$(awk -v a="$t0" -v b="$EPOCHREALTIME" 'BEGIN { printf "%.3f", b - a }')" >>"$TSV"
 }
 
@@ -257,7 +264,7 @@ m() { median "$1" "$2" "$3"; }
 mib() { awk -v b="$1" 'BEGIN { printf "%.0f", b / 1048576 }'; }
 ms() { awk -v s="$1" 'BEGIN { printf "%.0f", s * 1000 }'; }
 row() { # CASE LABEL
-  echo "| $2 | $(m "$1" gc-dry 6) | $(m "$1" gc-dry 7) | $(m "$1" gc-dry 8) | $(m "$1" gc-dry 11) | $(ms "$(m "$1" gc-dry 9)") | $(ms "$(m "$1" gc-dry 4)") | $(m "$1" gc-dry 5) |"
+  echo "| $2 | $(m "$1" gc-dry 6) | $(m "$1" gc-dry 8) | $(m "$1" gc-dry 11) | $(m "$1" gc-dry-cold 7) | $(ms "$(m "$1" gc-dry-cold 9)") | $(ms "$(m "$1" gc-dry-cold 4)") | $(m "$1" gc-dry-cold 5) | $(m "$1" gc-dry 14) | $(ms "$(m "$1" gc-dry 9)") | $(ms "$(m "$1" gc-dry 4)") | $(m "$1" gc-dry 5) |"
 }
 backups_8g=$(awk -F'\t' '$3 == "backup" && $2 == "8g"' "$TSV")
 new_chunks=$(awk -F'\t' '$3 == "backup" && $2 == "8g" && $1 != "day0" { s += $8; n++ } END { printf "%.1f", s / n }' "$TSV")
@@ -269,8 +276,8 @@ vbytes=$(m "8g-$POINTS" verify 13) vwall=$(m "8g-$POINTS" verify 4)
 {
   echo "Lineage: $POINTS points, one per day of churn; $new_chunks new chunks ($stored_mb MB stored) per daily point on average; median incremental backup job $backup_s s."
   echo
-  echo "| gc --dry-run --grace 0s | points | maps read | chunks listed | unreferenced | mark ms | wall ms | peak RSS MiB |"
-  echo "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"
+  echo "| gc --dry-run --grace 0s | points | chunks listed | unreferenced | cold: maps read | mark ms | wall ms | peak RSS MiB | warm: maps cached | mark ms | wall ms | peak RSS MiB |"
+  echo "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"
   for c in "${checkpoints[@]}"; do row "8g-$c" "8 GiB disk, lineage at $c points"; done
   row 8g-drop "8 GiB, oldest $((POINTS / 2)) dropped, before the sweep"
   row "8g-$KEPT-after-gc" "8 GiB, $KEPT points after the sweep"
