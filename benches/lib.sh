@@ -32,3 +32,63 @@ drop_caches() {
   fi
 }
 
+
+# --- floors (issue 7) ----------------------------------------------------------------
+# The floor tool, benches/src/bin/floor.rs (its header defines every floor): FLOOR is set to
+# BLOCKVAULT_FLOOR_BIN, else to a release build of it. Needs REPO_ROOT.
+ensure_floor() {
+  if [[ -n ${BLOCKVAULT_FLOOR_BIN:-} ]]; then
+    FLOOR=$BLOCKVAULT_FLOOR_BIN
+  else
+    (cd "$REPO_ROOT" && cargo build --release -p blockvault-benches --bin blockvault-floor) >&2
+    FLOOR=${CARGO_TARGET_DIR:-$REPO_ROOT/target}/release/blockvault-floor
+  fi
+  [[ -x $FLOOR ]] || { echo "floor tool not found or not executable: $FLOOR" >&2; exit 1; }
+}
+
+# floor_field LOG KEY: a number from the JSON line the floor tool printed into LOG.
+floor_field() {
+  grep -o "\"$2\":[0-9.]*" "$1" | tail -n 1 | cut -d: -f2
+}
+
+# floor_row LABEL FLOOR_OP WHAT: one row of the floor table (median of the floor's wall time,
+# TSV column 4, and the spread over runs).
+floor_row() {
+  local m lo hi
+  m=$(median floor "$2" 4)
+  read -r lo hi < <(awk -F'\t' -v o="$2" 'NR > 1 && $2 == "floor" && $3 == o {
+      if (lo == "" || $4 < lo) lo = $4; if (hi == "" || $4 > hi) hi = $4 }
+    END { if (lo == "") print "- -"; else print lo, hi }' "$TSV")
+  if [[ $m == - ]]; then echo "| $1 | - | - | $3 |"; return; fi
+  printf '| %s | %.2f | %.2f-%.2f | %s |\n' "$1" "$m" "$lo" "$hi" "$3"
+}
+
+# vs_floor_row LABEL BV_OP FLOOR_OP TARGET PEER_OP PEER...: one row of the table "blockvault
+# against its floor and the best peer": blockvault's median, the floor's, their ratio, the
+# target (blockvault / floor at most TARGET, "" for none), the fastest peer on PEER_OP and
+# how many times blockvault is faster than it.
+vs_floor_row() {
+  local label=$1 bv_op=$2 fl_op=$3 tmax=$4 peer_op=$5 bv fl best=- who=- p v r verdict
+  shift 5
+  bv=$(median blockvault "$bv_op" 4)
+  fl=$(median floor "$fl_op" 4)
+  for p in "$@"; do
+    v=$(median "$p" "$peer_op" 4)
+    [[ $v == - || $v == n/a ]] && continue
+    if [[ $best == - ]] || awk -v a="$v" -v b="$best" 'BEGIN { exit !(a < b) }'; then best=$v; who=$p; fi
+  done
+  r=-
+  verdict=""
+  if [[ $bv != - && $fl != - ]]; then
+    r=$(awk -v a="$bv" -v b="$fl" 'BEGIN { printf "%.2fx", a / b }')
+    if [[ -n $tmax ]]; then
+      if awk -v a="$bv" -v b="$fl" -v m="$tmax" 'BEGIN { exit !(a / b <= m) }'; then verdict="<= ${tmax}x: met"
+      else verdict="<= ${tmax}x: **not met**"; fi
+    fi
+  fi
+  printf '| %s | %s | %s | %s | %s | %s | %s |\n' "$label" \
+    "$([[ $bv == - ]] && echo - || printf '%.2f' "$bv")" \
+    "$([[ $fl == - ]] && echo - || printf '%.2f' "$fl")" "**$r**" "${verdict:-}" \
+    "$([[ $best == - ]] && echo - || printf '%s %.2f' "$who" "$best")" \
+    "$([[ $best == - || $bv == - ]] && echo - || awk -v a="$best" -v b="$bv" 'BEGIN { printf "%.2fx", a / b }')"
+}

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Usage: benches/peer-compare.sh [--runs N] [--data DIR] [--only blockvault|borg] [-h|--help]
+# Usage: benches/peer-compare.sh [--runs N] [--data DIR] [--only blockvault|borg] [--no-floor]
+#                                [-h|--help]
 #
 # Times blockvault against borg 1.2 (Debian package) on the benchmark images
 # from benches/make-image.sh (8 GiB sparse ext4 VM disk with a Debian root,
@@ -25,9 +26,32 @@
 # tier (instant restore), as it does by default. Both live in the tool's
 # directory, which every step warms and fresh_repo deletes.
 #
-# Each of the N runs (default 3) does every operation for both tools one
-# after the other (the tool that goes first alternates between runs), so both
-# see the same machine state.
+# Floors (issue 7): in the same runs, on the same images, under the same
+# page-cache discipline, a third participant, "floor", runs
+# target/release/blockvault-floor (benches/src/bin/floor.rs, whose header
+# defines each floor precisely; 4 MiB blocks, data extents only, rayon on all
+# cores, the blake3 and zstd crates of the workspace):
+#   full         floor backup-dir: read + zstd -1 of the allocated blocks of
+#                gen0, overlapped with writing each compressed block to its
+#                own file (8 writers, each file fsynced): one copy of the
+#                data, compressed, durable. The floor of a full backup.
+#   compress     floor compress: read + zstd -1 of the same, output dropped
+#                (the CPU part of the full floor).
+#   read         floor read: read the allocated blocks of gen1.
+#   incremental  floor hash: read + BLAKE3 of the allocated blocks of gen1.
+#                The floor of an incremental backup without changed-block
+#                tracking.
+#   restore      floor restore-dir: read gen1's compressed blocks (written by
+#                an untimed backup-dir of gen1 after the incremental step),
+#                zstd -d, write the non-zero 4 KiB pages into a new sparse
+#                image, fdatasync (writeback started every 128 MiB). The
+#                floor of a restore; checked with cmp against gen1.img.
+# The report then gives each blockvault figure as a ratio to its floor and
+# to borg. --no-floor leaves the floors out.
+#
+# Each of the N runs (default 3) does every operation for every participant
+# one after the other (the order rotates from one run to the next: with two
+# tools, the first alternates), so all see the same machine state.
 #
 # Same memory state for both tools: before every timed step, untimed, the
 # page cache is dropped (so no step pays for reclaiming another's cache) and
@@ -67,11 +91,15 @@
 #   --runs N        runs per tool (default 3)
 #   --data DIR      data directory (default $BLOCKVAULT_BENCH_DATA, else
 #                   <repo>/target/bench-data); passed to make-image.sh
-#   --only TOOL     run only blockvault or only borg
+#   --only TOOL     run only blockvault or only borg (floors still run)
+#   --no-floor      do not measure the floors
 #
 # Environment:
 #   BLOCKVAULT_BIN     use this blockvault binary instead of building
 #                      `cargo build --release -p blockvault-cli`
+#   BLOCKVAULT_FLOOR_BIN
+#                      use this floor tool instead of building `cargo build
+#                      --release -p blockvault-benches --bin blockvault-floor`
 #   BORG_CREATE_EXTRA  extra arguments for `borg create` (default none), e.g.
 #                      "--sparse" to try borg's hole detection
 #
@@ -100,6 +128,7 @@ die() { printf '[peer-compare] ERROR: %s\n' "$*" >&2; exit 1; }
 RUNS=3
 DATA_DIR=${BLOCKVAULT_BENCH_DATA:-$REPO_ROOT/target/bench-data}
 TOOLS=(blockvault borg)
+WITH_FLOOR=1
 
 parse_args() {
   while (($#)); do
@@ -112,11 +141,13 @@ parse_args() {
           *) die "--only takes blockvault or borg" ;;
         esac
         shift 2 ;;
+      --no-floor) WITH_FLOOR=0; shift ;;
       -h|--help) usage; exit 0 ;;
       *) usage >&2; exit 2 ;;
     esac
   done
   [[ $RUNS =~ ^[1-9][0-9]*$ ]] || die "--runs must be a positive integer"
+  if ((WITH_FLOOR)); then TOOLS+=(floor); fi
 }
 
 has_tool() { [[ " ${TOOLS[*]} " == *" $1 "* ]]; }
@@ -236,6 +267,7 @@ fresh_repo() { # TOOL
                   die "blockvault vault init failed (log: $WORK/logs/$1-init.log)" ;;
     borg) borg init --encryption=none "$repo" >"$WORK/logs/$1-init.log" 2>&1 ||
             die "borg init failed (log: $WORK/logs/$1-init.log)" ;;
+    floor) mkdir -p "$repo" ;;
   esac
 }
 
@@ -253,8 +285,32 @@ backup() { # RUN TOOL OP(full|incremental) ARCHIVE_NAME
       timed "$run" "$tool" "$op" "$VM_DIR" "$WORK/$tool" "$DISK" -- \
         borg create --chunker-params fixed,4194304 \
         --compression zstd,1 ${BORG_CREATE_EXTRA:-} "$repo::$name" disk.img ;;
+    floor) floor_backup "$run" "$op"; return ;;
   esac
   record "$run" "$tool" "$op" "$(du -sb "$repo" | cut -f1)" ""
+}
+
+# The floors of a backup step (see the header). Full: compress, then backup-dir into a fresh
+# store (repo_bytes = the compressed bytes). Incremental: read, hash, then (untimed) gen1's
+# compressed blocks for the restore floor.
+floor_backup() { # RUN OP
+  local run=$1 op=$2 repo
+  repo=$(repo_dir floor)
+  if [[ $op == full ]]; then
+    timed "$run" floor compress "$VM_DIR" "$DISK" -- "$FLOOR" compress "$DISK"
+    record "$run" floor compress "$(floor_field "$WORK/logs/run$run-floor-compress.log" bytes_out)" ""
+    rm -rf "$repo/store"
+    timed "$run" floor full "$VM_DIR" "$DISK" -- "$FLOOR" backup-dir "$DISK" "$repo/store"
+    record "$run" floor full "$(du -sb "$repo/store" | cut -f1)" ""
+  else
+    timed "$run" floor read "$VM_DIR" "$DISK" -- "$FLOOR" read "$DISK"
+    record "$run" floor read "$(floor_field "$WORK/logs/run$run-floor-read.log" bytes_read)" ""
+    timed "$run" floor incremental "$VM_DIR" "$DISK" -- "$FLOOR" hash "$DISK"
+    record "$run" floor incremental "$(floor_field "$WORK/logs/run$run-floor-incremental.log" bytes_read)" ""
+    rm -rf "$repo/store"
+    "$FLOOR" backup-dir "$DISK" "$repo/store" >"$WORK/logs/run$run-floor-store-gen1.log" 2>&1 ||
+      die "floor backup-dir of gen1 failed (log: $WORK/logs/run$run-floor-store-gen1.log)"
+  fi
 }
 
 # borg's restore step: borg extract, then `sync disk.img` (coreutils sync with
@@ -286,6 +342,9 @@ restore() { # RUN TOOL
     borg)
       timed "$run" "$tool" restore "$out" "$WORK/$tool" -- \
         bash -c "$BORG_RESTORE_SCRIPT" borg-restore "$repo::gen1" "$stamps" ;;
+    floor)
+      timed "$run" "$tool" restore "$out" "$repo/store" -- \
+        "$FLOOR" restore-dir "$repo/store" "$out/disk.img" --size "$(stat -c %s "$GEN1")" ;;
   esac
   [[ -f $out/disk.img ]] || die "$tool restore produced no $out/disk.img"
   if ! cmp -- "$out/disk.img" "$GEN1"; then
@@ -310,9 +369,10 @@ restore() { # RUN TOOL
 }
 
 one_run() { # RUN
-  local run=$1 order=("${TOOLS[@]}") tool
-  # Alternate which tool goes first, so neither always gets the fresher state.
-  if ((run % 2 == 0 && ${#order[@]} == 2)); then order=("${order[1]}" "${order[0]}"); fi
+  local run=$1 order=() tool i n=${#TOOLS[@]}
+  # Rotate the order (with two tools: alternate which goes first), so none always gets the
+  # fresher state.
+  for ((i = 0; i < n; i++)); do order+=("${TOOLS[(i + run - 1) % n]}"); done
   log "run $run of $RUNS (order: ${order[*]})"
   for tool in "${order[@]}"; do fresh_repo "$tool"; done
 
@@ -362,6 +422,27 @@ report() {
       echo "| ${op/-durable/ (durable)} | $(fmt_s "$bv") | $(fmt_s "$bo") | $(ratio "$bo" "$bv") | $(peak blockvault "$bv_op") | $(peak borg "$op") |"
     done
     echo
+    if has_tool floor; then
+      echo "Floors (issue 7; benches/src/bin/floor.rs, same images, same runs; wall time of the floor tool's process):"
+      echo
+      echo "| floor | median s | range s | what |"
+      echo "| --- | ---: | ---: | --- |"
+      floor_row "read (gen1)" read "read the allocated 4 MiB blocks (data extents only), rayon on $(nproc) cores; $(fmt_mb "$(median floor read 6)") read"
+      floor_row "incremental: read + BLAKE3 (gen1)" incremental "BLAKE3 of each allocated block"
+      floor_row "compress: read + zstd -1 (gen0)" compress "output dropped; $(fmt_mb "$(median floor compress 6)") compressed"
+      floor_row "full: read + zstd -1 + write (gen0)" full "overlapped with 8 writers, one file per block, each fsynced; $(fmt_mb "$(median floor full 6)") written"
+      floor_row "restore: read + zstd -d + sparse write (gen1)" restore "non-zero 4 KiB pages written, fdatasync (writeback every 128 MiB)"
+      echo
+      echo "| operation | blockvault s | floor s | blockvault / floor | target (issue 7) | best peer s | best peer / blockvault |"
+      echo "| --- | ---: | ---: | ---: | --- | ---: | ---: |"
+      vs_floor_row "full backup (job) vs read + zstd -1 + write" full full 1.2 full borg
+      vs_floor_row "full backup (job) vs read + zstd -1 alone" full compress "" full borg
+      vs_floor_row "incremental backup (job) vs read + BLAKE3" incremental incremental 1.5 incremental borg
+      vs_floor_row "restore vs read + zstd -d + sparse write" restore restore 1.5 restore-durable borg
+      echo
+      echo "Best peer: borg's durable restore (extract + fsync) for the restore row, as blockvault's restore is durable."
+      echo
+    fi
     echo "Repository size after the incremental (du -sb, median): blockvault $(fmt_mb "$(median blockvault incremental 6)"), borg $(fmt_mb "$(median borg incremental 6)")."
     echo "Image: gen0 allocated $(du -B1 "$GEN0" | cut -f1) bytes of $(stat -c %s "$GEN0") apparent; churn: $(tail -n 1 "$DATA_DIR/churn-stats.txt" 2>/dev/null || echo n/a)."
     echo "restore: borg extract alone; borg does not fsync what it extracts, so the image may still be only in the page cache when it exits. restore (durable): borg extract followed by \`sync disk.img\` (fsync), timed together in the same step (one extract per run). blockvault's restore fsyncs the image before it exits, so its figure is the same in both rows."
@@ -388,6 +469,10 @@ main() {
   ensure_tools
   if has_tool blockvault; then ensure_blockvault; fi
   if has_tool borg; then borg_env; fi
+  if has_tool floor; then
+    ensure_floor
+    python3 "$SCRIPT_DIR/bench_image.py" warm "$FLOOR" 2>/dev/null || die "cannot read $FLOOR"
+  fi
   "$SCRIPT_DIR/make-image.sh" "$DATA_DIR" >&2
 
   rm -rf "$WORK"
