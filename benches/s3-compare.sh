@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Usage: benches/s3-compare.sh [--runs N] [--data DIR] [--only TOOL]...
+# Usage: benches/s3-compare.sh [--runs N] [--data DIR] [--only TOOL]... [--no-floor]
 #                              [--endpoint URL --bucket NAME] [-h|--help]
 #
 # Times blockvault against restic (Debian package) and rustic (crates.io),
@@ -34,6 +34,33 @@
 # set for an http:// endpoint. The bucket must exist. Every tool in every run
 # writes under its own fresh prefix, bench/RUNID/rN/TOOL; on an external
 # endpoint nothing is deleted afterwards (remove bench/RUNID/ yourself).
+#
+# Floors (issue 7): in the same runs, on the same images, against the same
+# server and bucket, under the same page-cache discipline, a fourth
+# participant, "floor", runs target/release/blockvault-floor
+# (benches/src/bin/floor.rs, whose header defines each floor precisely; 4 MiB
+# blocks, data extents only, rayon on all cores, the blake3 and zstd crates of
+# the workspace, object_store built by blockvault's own Store::s3, 16 requests
+# in flight as blockvault):
+#   full         floor backup-s3: read + zstd -1 of the allocated blocks of
+#                gen0, overlapped with a PUT of each compressed block (one
+#                object per block, 16 in flight). The floor of a full backup.
+#   compress     floor compress: read + zstd -1 of the same, output dropped.
+#   read         floor read: read the allocated blocks of gen1.
+#   incremental  floor hash: read + BLAKE3 of the allocated blocks of gen1.
+#                The floor of an incremental backup without changed-block
+#                tracking.
+#   upload       floor put: then (untimed) gen1's blocks are compressed into
+#                local files, and this PUTs them (files in the page cache), 16
+#                in flight: the raw upload alone.
+#   download     floor get: GET those objects into memory, 16 in flight: the
+#                raw download alone.
+#   restore      floor restore-s3: GET them, zstd -d, write the non-zero 4 KiB
+#                pages into a new sparse image, fdatasync (writeback started
+#                every 128 MiB). The floor of a restore; checked with cmp
+#                against gen1.img.
+# The report then gives each blockvault figure as a ratio to its floor and
+# to the best of restic and rustic. --no-floor leaves the floors out.
 #
 # Each of the N runs (default 3) does every operation for every tool one
 # after the other; the tool order rotates from one run to the next, so each
@@ -78,12 +105,16 @@
 #                    <repo>/target/bench-data); passed to make-image.sh
 #   --only TOOL      run only this tool (blockvault, restic or rustic);
 #                    repeat to pick several
+#   --no-floor       do not measure the floors
 #   --endpoint URL   use this S3 endpoint instead of starting Garage
 #   --bucket NAME    the bucket on --endpoint (required with it)
 #
 # Environment:
 #   BLOCKVAULT_BIN   use this blockvault binary instead of building
 #                    `cargo build --release -p blockvault-cli`
+#   BLOCKVAULT_FLOOR_BIN
+#                    use this floor tool instead of building `cargo build
+#                    --release -p blockvault-benches --bin blockvault-floor`
 #   RESTIC_BACKUP_EXTRA, RUSTIC_BACKUP_EXTRA
 #                    extra arguments for `restic backup` / `rustic backup`
 #
@@ -132,6 +163,7 @@ TOOLS=()
 ENDPOINT=""
 BUCKET=""
 OWN_GARAGE=1
+WITH_FLOOR=1
 BENCH_PASSWORD=s3-compare-benchmark # restic's and rustic's repository password
 
 parse_args() {
@@ -147,12 +179,14 @@ parse_args() {
         shift 2 ;;
       --endpoint) ENDPOINT=${2:?--endpoint needs a URL}; shift 2 ;;
       --bucket) BUCKET=${2:?--bucket needs a name}; shift 2 ;;
+      --no-floor) WITH_FLOOR=0; shift ;;
       -h|--help) usage; exit 0 ;;
       *) usage >&2; exit 2 ;;
     esac
   done
   [[ $RUNS =~ ^[1-9][0-9]*$ ]] || die "--runs must be a positive integer"
   ((${#TOOLS[@]})) || TOOLS=("${ALL_TOOLS[@]}")
+  if ((WITH_FLOOR)); then TOOLS+=(floor); fi
   if [[ -n $ENDPOINT || -n $BUCKET ]]; then
     [[ -n $ENDPOINT && -n $BUCKET ]] || die "--endpoint and --bucket go together"
     [[ $ENDPOINT =~ ^https?://[^/]+/?$ ]] || die "--endpoint must be http(s)://HOST[:PORT], got: $ENDPOINT"
@@ -207,6 +241,7 @@ ensure_blockvault() {
 warm_programs() {
   local progs=() t
   if has_tool blockvault; then progs+=("$BV"); fi
+  if has_tool floor; then progs+=("$FLOOR"); fi
   for t in restic rustic; do
     if has_tool "$t"; then progs+=("$(command -v "$t")"); fi
   done
@@ -368,6 +403,7 @@ TOML
       fi
       chmod 600 "$dir/rustic-s3.toml"
       rustic "${RUSTIC_OPTS[@]}" init >"$logf" 2>&1 || die "rustic init failed (log: $logf)" ;;
+    floor) ;; # objects under PREFIX/full and PREFIX/gen1; local files under $dir/store
   esac
   eval "PREFIX_$tool=\$PREFIX"
 }
@@ -472,6 +508,7 @@ backup() { # RUN TOOL OP(full|incremental)
       # shellcheck disable=SC2086  # RUSTIC_BACKUP_EXTRA is a word list on purpose
       timed "$run" "$tool" "$op" "$VM_DIR" "$dir" "$DISK" -- \
         rustic "${RUSTIC_OPTS[@]}" backup ${RUSTIC_BACKUP_EXTRA:-} disk.img ;;
+    floor) floor_backup "$run" "$op"; return ;;
   esac
   if [[ $op == incremental ]]; then
     local usage objects bytes
@@ -481,6 +518,31 @@ backup() { # RUN TOOL OP(full|incremental)
     record "$run" "$tool" "$op" "$objects" "$bytes" ""
   else
     record "$run" "$tool" "$op" "" "" ""
+  fi
+}
+
+# The floors of a backup step (see the header). Full: compress, then backup-s3 to PREFIX/full.
+# Incremental: read, hash, then (untimed) gen1's compressed blocks into local files, and the
+# timed PUT of those files to PREFIX/gen1 (the raw upload).
+floor_backup() { # RUN OP
+  local run=$1 op=$2 dir
+  dir=$(tool_dir floor)
+  if [[ $op == full ]]; then
+    timed "$run" floor compress "$VM_DIR" "$DISK" -- "$FLOOR" compress "$DISK"
+    LAST_BYTES=$(floor_field "$WORK/logs/run$run-floor-compress.log" bytes_out)
+    record "$run" floor compress "" "$LAST_BYTES" ""
+    timed "$run" floor full "$VM_DIR" "$DISK" -- "$FLOOR" backup-s3 "$DISK" "s3://$BUCKET/$PREFIX/full"
+    record "$run" floor full "" "$(floor_field "$WORK/logs/run$run-floor-full.log" bytes_out)" ""
+  else
+    timed "$run" floor read "$VM_DIR" "$DISK" -- "$FLOOR" read "$DISK"
+    record "$run" floor read "" "$(floor_field "$WORK/logs/run$run-floor-read.log" bytes_read)" ""
+    timed "$run" floor incremental "$VM_DIR" "$DISK" -- "$FLOOR" hash "$DISK"
+    record "$run" floor incremental "" "$(floor_field "$WORK/logs/run$run-floor-incremental.log" bytes_read)" ""
+    rm -rf "$dir/store"
+    "$FLOOR" backup-dir "$DISK" "$dir/store" >"$WORK/logs/run$run-floor-store-gen1.log" 2>&1 ||
+      die "floor backup-dir of gen1 failed (log: $WORK/logs/run$run-floor-store-gen1.log)"
+    timed "$run" floor upload "$dir" "$dir/store" -- "$FLOOR" put "$dir/store" "s3://$BUCKET/$PREFIX/gen1"
+    record "$run" floor upload "" "$(floor_field "$WORK/logs/run$run-floor-upload.log" bytes)" ""
   fi
 }
 
@@ -522,6 +584,15 @@ restore() { # RUN TOOL
       timed "$run" "$tool" restore "$out" "$dir" -- \
         bash -c "$RESTORE_SCRIPT" rustic-restore "$stamps" \
         rustic "${RUSTIC_OPTS[@]}" restore latest "$out" ;;
+    floor)
+      # The raw download first (the block list comes from the local file names), then the
+      # restore floor.
+      timed "$run" "$tool" download "$out" "$dir/store" -- \
+        "$FLOOR" get "$dir/store" "s3://$BUCKET/$PREFIX/gen1"
+      record "$run" floor download "" "$(floor_field "$WORK/logs/run$run-floor-download.log" bytes)" ""
+      timed "$run" "$tool" restore "$out" "$dir/store" -- \
+        "$FLOOR" restore-s3 "$dir/store" "s3://$BUCKET/$PREFIX/gen1" "$out/disk.img" \
+        --size "$(stat -c %s "$GEN1")" ;;
   esac
   [[ -f $out/disk.img ]] || die "$tool restore produced no $out/disk.img"
   if ! cmp -- "$out/disk.img" "$GEN1"; then
@@ -529,7 +600,7 @@ restore() { # RUN TOOL
   fi
   local alloc_bytes
   alloc_bytes=$(du -B1 "$out/disk.img" | cut -f1)
-  if [[ $tool != blockvault ]]; then
+  if [[ $tool != blockvault && $tool != floor ]]; then
     local plain_s durable_s
     read -r plain_s durable_s < <(awk 'NF == 3 { printf "%.3f %.3f\n", $2 - $1, $3 - $1 }' "$stamps")
     [[ -n ${durable_s:-} ]] || die "$tool restore: no timestamps in $stamps"
@@ -641,6 +712,31 @@ report() {
       echo
     done
     echo
+    if has_tool floor; then
+      echo "Floors (issue 7; benches/src/bin/floor.rs, same images, same runs, same server; wall time of the floor tool's process):"
+      echo
+      echo "| floor | median s | range s | what |"
+      echo "| --- | ---: | ---: | --- |"
+      floor_row "read (gen1)" read "read the allocated 4 MiB blocks (data extents only), rayon on $(nproc) cores; $(fmt_mb "$(median floor read 10)") read"
+      floor_row "incremental: read + BLAKE3 (gen1)" incremental "BLAKE3 of each allocated block"
+      floor_row "compress: read + zstd -1 (gen0)" compress "output dropped; $(fmt_mb "$(median floor compress 10)") compressed"
+      floor_row "full: read + zstd -1 + PUT (gen0)" full "overlapped, one object per block, 16 in flight; $(fmt_n "$(median floor full 7)") objects, $(fmt_n "$(median floor full 8)") requests"
+      floor_row "upload: PUT of the compressed blocks (gen1)" upload "from local files in the page cache, 16 in flight; $(fmt_mb "$(median floor upload 10)")"
+      floor_row "download: GET of the same" download "into memory, 16 in flight"
+      floor_row "restore: GET + zstd -d + sparse write (gen1)" restore "non-zero 4 KiB pages written, fdatasync (writeback every 128 MiB)"
+      echo
+      echo "| operation | blockvault s | floor s | blockvault / floor | target (issue 7) | best peer s | best peer / blockvault |"
+      echo "| --- | ---: | ---: | ---: | --- | ---: | ---: |"
+      vs_floor_row "full backup (job) vs read + zstd -1 + PUT" full full 1.2 full restic rustic
+      vs_floor_row "full backup (job) vs read + zstd -1 alone" full compress "" full restic rustic
+      vs_floor_row "full backup (job) vs PUT alone" full upload "" full restic rustic
+      vs_floor_row "incremental backup (job) vs read + BLAKE3" incremental incremental 1.5 incremental restic rustic
+      vs_floor_row "restore vs GET + zstd -d + sparse write" restore restore 1.5 restore-durable restic rustic
+      vs_floor_row "restore vs GET alone" restore download "" restore-durable restic rustic
+      echo
+      echo "Best peer: the faster of restic and rustic; for the restore rows their durable restore (+ fsync), as blockvault's restore is durable."
+      echo
+    fi
     echo "Targets (issue; restic/blockvault): $(target full 3); $(target incremental 4); $(target restore 3)."
     echo "Image: gen0 allocated $(du -B1 "$GEN0" | cut -f1) bytes of $(stat -c %s "$GEN0") apparent; churn: $(tail -n 1 "$DATA_DIR/churn-stats.txt" 2>/dev/null || echo n/a)."
     echo "S3 server: $server. Each tool and run in its own prefix bench/$RUN_ID/rN/TOOL of one bucket."
@@ -675,6 +771,7 @@ main() {
 
   ensure_tools
   if has_tool blockvault; then ensure_blockvault; fi
+  if has_tool floor; then ensure_floor; fi
   if [[ $OWN_GARAGE == 1 ]]; then
     bash "$REPO_ROOT/scripts/garage.sh" install
   else
