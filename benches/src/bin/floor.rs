@@ -55,8 +55,8 @@ use std::time::Instant;
 use anyhow::{Context, Result, bail};
 use bytes::Bytes;
 use futures::{StreamExt, TryStreamExt};
-use object_store::{ObjectStore, ObjectStoreExt};
 use object_store::path::Path as ObjPath;
+use object_store::{ObjectStore, ObjectStoreExt};
 use rayon::prelude::*;
 
 const BLOCK: u64 = 4 << 20;
@@ -67,9 +67,9 @@ const DIR_WRITERS: usize = 8;
 fn main() -> Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let arg = |i: usize| -> Result<&str> {
-        args.get(i)
-            .map(String::as_str)
-            .with_context(|| format!("missing argument {i}; see the header of benches/src/bin/floor.rs"))
+        args.get(i).map(String::as_str).with_context(|| {
+            format!("missing argument {i}; see the header of benches/src/bin/floor.rs")
+        })
     };
     let size_opt = || -> Result<u64> {
         let i = args
@@ -180,7 +180,8 @@ impl Image {
 
 /// Whether `buf` is all zero (an OR over 64-byte chunks, which vectorises).
 fn is_zero(buf: &[u8]) -> bool {
-    buf.chunks(64).all(|c| c.iter().fold(0u8, |a, &b| a | b) == 0)
+    buf.chunks(64)
+        .all(|c| c.iter().fold(0u8, |a, &b| a | b) == 0)
 }
 
 /// zstd -1 of `block` when smaller, else the block itself: (bytes, is_zstd).
@@ -233,7 +234,12 @@ where
     F: Fn(u64, &[u8], &mut zstd::bulk::Compressor<'static>) -> Result<()> + Sync,
 {
     (0..image.blocks.len()).into_par_iter().try_for_each_init(
-        || (Vec::with_capacity(BLOCK as usize), zstd::bulk::Compressor::new(1).ok()),
+        || {
+            (
+                Vec::with_capacity(BLOCK as usize),
+                zstd::bulk::Compressor::new(1).ok(),
+            )
+        },
         |(buf, c), n| -> Result<()> {
             let read = image.read(n, buf)?;
             counts.read.fetch_add(read, Ordering::Relaxed);
@@ -286,7 +292,9 @@ fn backup_dir(path: &Path, dir: &Path) -> Result<()> {
             writers.push(s.spawn(move || -> Result<()> {
                 loop {
                     let item = rx.lock().map_err(|_| anyhow::anyhow!("poisoned"))?.recv();
-                    let Ok((file_name, bytes)) = item else { return Ok(()) };
+                    let Ok((file_name, bytes)) = item else {
+                        return Ok(());
+                    };
                     let p = dir.join::<String>(file_name);
                     let mut f = File::create(&p)?;
                     f.write_all(&bytes)?;
@@ -297,7 +305,8 @@ fn backup_dir(path: &Path, dir: &Path) -> Result<()> {
         let produced = for_each_block(&image, &counts, |idx, block, c| {
             let (out, zstd) = compress(c, block)?;
             counts.out.fetch_add(out.len() as u64, Ordering::Relaxed);
-            tx.send((name(idx, zstd), out)).map_err(|_| anyhow::anyhow!("writers gone"))
+            tx.send((name(idx, zstd), out))
+                .map_err(|_| anyhow::anyhow!("writers gone"))
         });
         drop(tx);
         for w in writers {
@@ -321,7 +330,9 @@ fn crossbeam_like_channel() -> (std::sync::mpsc::SyncSender<(String, Vec<u8>)>, 
 /// The object store under `s3://BUCKET/PREFIX`, built by blockvault's own constructor (same
 /// client, timeouts, retries, path-style requests).
 fn s3(url: &str) -> Result<Arc<dyn ObjectStore>> {
-    let rest = url.strip_prefix("s3://").context("expected s3://BUCKET/PREFIX")?;
+    let rest = url
+        .strip_prefix("s3://")
+        .context("expected s3://BUCKET/PREFIX")?;
     let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
     let options = blockvault_store::S3Options::from_env();
     let store = blockvault_store::Store::s3(bucket, prefix.trim_end_matches('/'), &options)?;
@@ -374,7 +385,10 @@ fn tokio_stream_of<T: Send + 'static>(
 fn listing(dir: &Path) -> Result<Vec<(String, u64, bool)>> {
     let mut out = Vec::new();
     for e in std::fs::read_dir(dir).with_context(|| format!("read {}", dir.display()))? {
-        let n = e?.file_name().into_string().map_err(|_| anyhow::anyhow!("bad name"))?;
+        let n = e?
+            .file_name()
+            .into_string()
+            .map_err(|_| anyhow::anyhow!("bad name"))?;
         if let Some((idx, zstd)) = parse_name(&n) {
             out.push((n, idx, zstd));
         }
@@ -398,7 +412,9 @@ async fn put(dir: &Path, url: &str) -> Result<()> {
             async move {
                 let data = tokio::fs::read(&p).await?;
                 bytes.fetch_add(data.len() as u64, Ordering::Relaxed);
-                objects.put(&ObjPath::from(n.as_str()), Bytes::from(data).into()).await?;
+                objects
+                    .put(&ObjPath::from(n.as_str()), Bytes::from(data).into())
+                    .await?;
                 anyhow::Ok(())
             }
         })
@@ -408,7 +424,10 @@ async fn put(dir: &Path, url: &str) -> Result<()> {
     report(
         "put",
         start,
-        &[("objects", names.len() as u64), ("bytes", bytes.into_inner())],
+        &[
+            ("objects", names.len() as u64),
+            ("bytes", bytes.into_inner()),
+        ],
     );
     Ok(())
 }
@@ -422,7 +441,11 @@ async fn get(dir: &Path, url: &str) -> Result<()> {
         .map(|(n, _, _)| {
             let (objects, bytes) = (Arc::clone(&objects), &bytes);
             async move {
-                let data = objects.get(&ObjPath::from(n.as_str())).await?.bytes().await?;
+                let data = objects
+                    .get(&ObjPath::from(n.as_str()))
+                    .await?
+                    .bytes()
+                    .await?;
                 bytes.fetch_add(data.len() as u64, Ordering::Relaxed);
                 anyhow::Ok(())
             }
@@ -433,7 +456,10 @@ async fn get(dir: &Path, url: &str) -> Result<()> {
     report(
         "get",
         start,
-        &[("objects", names.len() as u64), ("bytes", bytes.into_inner())],
+        &[
+            ("objects", names.len() as u64),
+            ("bytes", bytes.into_inner()),
+        ],
     );
     Ok(())
 }
@@ -574,7 +600,11 @@ async fn restore_s3(dir: &Path, url: &str, out: &Path, size: u64) -> Result<()> 
             );
             let (idx, zstd) = (*idx, *zstd);
             async move {
-                let data = objects.get(&ObjPath::from(n.as_str())).await?.bytes().await?;
+                let data = objects
+                    .get(&ObjPath::from(n.as_str()))
+                    .await?
+                    .bytes()
+                    .await?;
                 read.fetch_add(data.len() as u64, Ordering::Relaxed);
                 let (tx, rx) = tokio::sync::oneshot::channel();
                 rayon::spawn(move || {
