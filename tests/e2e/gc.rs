@@ -316,6 +316,30 @@ pub(crate) async fn gc_during_a_backup_reusing_a_deleted_points_chunks(
     assert_eq!(again.chunks_deleted, 0, "a second collection finds nothing");
 }
 
+/// Two points of VM "app" (64 noise blocks, then `churned` of them rewritten), the first
+/// deleted: its `churned` replaced blocks are garbage. Returns the disk and its first content.
+async fn first_point_garbage(
+    vault: &Vault,
+    dir: &std::path::Path,
+    churned: u64,
+) -> (Image, Vec<u8>) {
+    let mut disk = image(dir);
+    let original = disk.content.clone();
+    let first = backup(vault, "app", &[&disk], block_size(BS))
+        .await
+        .expect("1");
+    churn(&mut disk, 0, churned, 10);
+    backup(vault, "app", &[&disk], block_size(BS))
+        .await
+        .expect("2");
+    vault
+        .store()
+        .delete_point(&vm("app"), &first.point.id)
+        .await
+        .expect("delete");
+    (disk, original)
+}
+
 /// Panics at the `n`-th chunk the sweep deletes: a collector killed halfway.
 struct DieAfter {
     n: u64,
@@ -342,20 +366,7 @@ async fn a_collection_killed_halfway_loses_nothing_live_and_the_next_one_finishe
     let state = dir.path().join("state");
     let vault = new_vault(dir.path()).await.with_state_dir(&state);
     let vault_dir = dir.path().join("vault");
-    let mut disk = image(dir.path());
-    let original = disk.content.clone();
-    let first = backup(&vault, "app", &[&disk], block_size(BS))
-        .await
-        .expect("1");
-    churn(&mut disk, 0, 40, 10);
-    backup(&vault, "app", &[&disk], block_size(BS))
-        .await
-        .expect("2");
-    vault
-        .store()
-        .delete_point(&vm("app"), &first.point.id)
-        .await
-        .expect("delete");
+    let (mut disk, original) = first_point_garbage(&vault, dir.path(), 40).await;
 
     let killed = tokio::spawn({
         let vault = vault.clone();
@@ -417,20 +428,7 @@ async fn a_sweep_that_fails_halfway_leaves_no_deleted_chunk_in_this_hosts_index(
     .await
     .expect("init")
     .with_state_dir(dir.path().join("state"));
-    let mut disk = image(dir.path());
-    let original = disk.content.clone();
-    let first = backup(&vault, "app", &[&disk], block_size(BS))
-        .await
-        .expect("1");
-    churn(&mut disk, 0, 4, 10);
-    backup(&vault, "app", &[&disk], block_size(BS))
-        .await
-        .expect("2");
-    vault
-        .store()
-        .delete_point(&vm("app"), &first.point.id)
-        .await
-        .expect("delete");
+    let (mut disk, original) = first_point_garbage(&vault, dir.path(), 4).await;
 
     // The secondary will refuse to delete every garbage chunk (a directory where its file
     // was), after the primary deleted it.
