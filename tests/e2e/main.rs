@@ -3,6 +3,7 @@
 //! `crates/cli/tests/`, because only there does cargo hand a test the built binary.)
 
 mod daemon;
+mod early_send;
 mod faults;
 mod fixtures;
 mod gc;

@@ -531,6 +531,13 @@ pub struct BackupArgs {
 
     #[command(flatten)]
     pub transfer: TransferArgs,
+
+    /// Leave the vault untouched until the Snapshot completes. By default each chunk the
+    /// Snapshot stores is also sent to the vault at once, overlapping the vault's writes with
+    /// the scan (the Transfer then copies only what did not go early, and commits the point
+    /// as always; a slow vault never slows the Snapshot).
+    #[arg(long)]
+    pub no_early_send: bool,
 }
 
 #[derive(Debug, Args)]

@@ -10,10 +10,11 @@ use blockvault_core::{
     BlockMap, BlockSize, ChunkEncoder, ChunkId, Consistency, DiskName, DiskRecord, PointId,
     PointStats, RecoveryPoint, VmName,
 };
+use bytes::Bytes;
 use futures::StreamExt;
 use jiff::Timestamp;
 
-use crate::{ChunkIndex, Error, Lease, Progress, Result, TransferOptions, Vault};
+use crate::{ChunkIndex, EarlySend, Error, Lease, Progress, Result, TransferOptions, Vault};
 
 /// An ad hoc backup of one VM's disks into the vault.
 #[derive(Clone, Debug)]
@@ -111,6 +112,17 @@ impl Vault {
         request: &BackupRequest,
         progress: Arc<dyn Progress>,
     ) -> Result<BackupReport> {
+        self.backup_teeing(request, progress, None).await
+    }
+
+    /// [`Vault::backup`] that also offers each chunk it stores to `tee`: the Snapshot of a
+    /// backup job (into the snapshot tier) feeding the early send of its Transfer.
+    pub async fn backup_teeing(
+        &self,
+        request: &BackupRequest,
+        progress: Arc<dyn Progress>,
+        tee: Option<&EarlySend>,
+    ) -> Result<BackupReport> {
         let started = Instant::now();
         let mut warnings = Vec::new();
         // Before anything is read that decides what to skip (see the store crate's docs).
@@ -122,7 +134,7 @@ impl Vault {
             damaged: &damaged,
             warnings,
         };
-        let outcome = self.backup_leased(request, progress, writing).await;
+        let outcome = self.backup_leased(request, progress, writing, tee).await;
         // Released on every path: a lease left behind would hold off collections.
         let released = release(lease).await;
         let mut report = outcome?;
@@ -137,6 +149,7 @@ impl Vault {
         request: &BackupRequest,
         progress: Arc<dyn Progress>,
         writing: Writing<'_>,
+        tee: Option<&EarlySend>,
     ) -> Result<BackupReport> {
         let Writing {
             lease,
@@ -213,7 +226,11 @@ impl Vault {
                     return Ok::<u64, Error>(0);
                 }
                 let len = chunk.encoded.len() as u64;
-                store.put_chunk(&chunk.id, chunk.encoded.into()).await?;
+                let encoded = Bytes::from(chunk.encoded);
+                store.put_chunk(&chunk.id, encoded.clone()).await?;
+                if let Some(tee) = tee {
+                    tee.offer(chunk.id, &encoded);
+                }
                 if let Some(journal) = journal_ref {
                     journal.record(&chunk.id)?;
                 }

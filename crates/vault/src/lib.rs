@@ -34,6 +34,7 @@
 
 mod backup;
 mod decode;
+mod early;
 mod error;
 mod gc;
 mod in_place;
@@ -48,6 +49,7 @@ mod verify;
 
 pub use crate::{
     backup::{BackupReport, BackupRequest},
+    early::{EarlySend, HELD_BYTES, Sent},
     error::{Error, Result},
     gc::{GcOptions, GcReport},
     index::{ChunkIndex, Journal},

@@ -1,15 +1,16 @@
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use blockvault_chunker::changed_blocks;
-use blockvault_core::{ChunkId, DiskName, PointStats, RecoveryPoint};
+use blockvault_core::{BlockMap, ChunkId, DiskName, PointStats, RecoveryPoint, VmName};
 use blockvault_store::cpu;
 use bytes::Bytes;
 use futures::StreamExt;
 
-use crate::{Error, Progress, Result, TransferOptions, Vault};
+use crate::early::Sent;
+use crate::{ChunkIndex, Error, Lease, Progress, Result, TransferOptions, Vault};
 
 /// What a transfer did.
 #[derive(Clone, Debug)]
@@ -19,9 +20,89 @@ pub struct TransferReport {
     pub point: RecoveryPoint,
     /// True when this vault already held the point and nothing was copied.
     pub already_present: bool,
+    /// Chunks an [`EarlySend`](crate::EarlySend) stored while the Snapshot ran (counted in the
+    /// point's `chunks_stored` too).
+    pub sent_early: u64,
     pub elapsed: Duration,
     /// Things the user should know that did not stop the transfer.
     pub warnings: Vec<String>,
+}
+
+/// What a writer into this vault holds and has read before it copies anything: its lease
+/// (none in a private vault), the chunks verify found damaged, the newest point of the VM and
+/// its maps, and this host's chunk index; and what an early send already stored.
+#[derive(Debug)]
+pub(crate) struct Prepared {
+    pub(crate) lease: Option<Lease>,
+    pub(crate) damaged: HashSet<ChunkId>,
+    pub(crate) warnings: Vec<String>,
+    pub(crate) parent: Option<RecoveryPoint>,
+    pub(crate) previous: HashMap<DiskName, BlockMap>,
+    pub(crate) index: Option<ChunkIndex>,
+    /// Chunks an early send stored, with their stored sizes.
+    pub(crate) landed: Vec<(ChunkId, u64)>,
+}
+
+impl Prepared {
+    /// The chunks the newest point's maps name, but for the damaged: the vault holds them.
+    pub(crate) fn claimed(&self) -> HashSet<ChunkId> {
+        self.previous
+            .values()
+            .flat_map(|m| m.ids().iter().copied())
+            .filter(|id| !self.damaged.contains(id))
+            .collect()
+    }
+
+    /// Whether the vault is known to hold `id` (`claimed` is [`Prepared::claimed`]).
+    pub(crate) fn knows(&self, claimed: &HashSet<ChunkId>, id: &ChunkId) -> bool {
+        id.is_zero()
+            || (!self.damaged.contains(id)
+                && (claimed.contains(id) || self.index.as_ref().is_some_and(|x| x.contains(id))))
+    }
+
+    /// Releases the lease; a failure to remove it is returned as a warning.
+    pub(crate) async fn release(self) -> Option<String> {
+        crate::backup::release(self.lease).await
+    }
+}
+
+impl Vault {
+    /// What a transfer of `vm`'s disks `disks` does first: the writer's lease, then, under it,
+    /// the newest point, its maps and the chunk index. The lease is released on failure.
+    pub(crate) async fn prepare_write(
+        &self,
+        vm: &VmName,
+        disks: &HashSet<DiskName>,
+    ) -> Result<Prepared> {
+        let mut warnings = Vec::new();
+        let (lease, damaged) = self
+            .begin_write(&format!("transfer of {vm}"), &mut warnings)
+            .await?;
+        let read = async {
+            let parent = self.latest_point(vm).await?;
+            let previous = self
+                .previous_maps(parent.as_ref(), disks, &mut warnings)
+                .await;
+            let index = self.chunk_index().await?;
+            Ok::<_, Error>((parent, previous, index))
+        }
+        .await;
+        match read {
+            Ok((parent, previous, index)) => Ok(Prepared {
+                lease,
+                damaged,
+                warnings,
+                parent,
+                previous,
+                index,
+                landed: Vec::new(),
+            }),
+            Err(e) => {
+                crate::backup::release(lease).await;
+                Err(e)
+            }
+        }
+    }
 }
 
 /// The chunks a transfer put in the vault, as they land: journaled (when the vault has a
@@ -85,6 +166,7 @@ impl Vault {
                 return Ok(TransferReport {
                     point: present,
                     already_present: true,
+                    sent_early: 0,
                     elapsed: started.elapsed(),
                     warnings: Vec::new(),
                 });
@@ -92,57 +174,65 @@ impl Vault {
             Err(blockvault_store::Error::PointMissing { .. }) => {}
             Err(e) => return Err(e.into()),
         }
-        let mut warnings = Vec::new();
-        let (lease, damaged) = self
-            .begin_write(
-                &format!("transfer of {vm} point {}", point.id),
-                &mut warnings,
-            )
-            .await?;
-        let outcome = self
-            .transfer_leased(
-                source,
-                point,
-                fresh,
-                options,
-                progress,
-                crate::backup::Writing {
-                    lease: lease.as_ref(),
-                    damaged: &damaged,
-                    warnings,
-                },
-            )
-            .await;
-        // Released on every path: a lease left behind would hold off collections.
-        let released = crate::backup::release(lease).await;
-        let mut report = outcome?;
-        report.warnings.extend(released);
-        report.elapsed = started.elapsed();
-        Ok(report)
+        let names = point.disks.iter().map(|d| d.name.clone()).collect();
+        let prepared = self.prepare_write(vm, &names).await?;
+        self.transfer_prepared(source, point, fresh, options, progress, prepared)
+            .await
     }
 
-    /// The transfer itself, once the writer's lease is held.
-    async fn transfer_leased(
+    /// [`Vault::transfer`] after an [`EarlySend`](crate::EarlySend) of the same job: its lease,
+    /// what it read under it and the chunks it stored carry over, so only the rest is copied.
+    /// When the early send could not take the lease or read the vault, that is this transfer's
+    /// error. The point is the one the Snapshot has just made, so the vault cannot hold it yet.
+    pub async fn transfer_early(
         &self,
         source: &Vault,
         point: &RecoveryPoint,
         fresh: &HashSet<ChunkId>,
         options: TransferOptions,
         progress: Arc<dyn Progress>,
-        writing: crate::backup::Writing<'_>,
+        sent: Sent,
     ) -> Result<TransferReport> {
-        let crate::backup::Writing {
-            lease,
-            damaged,
-            mut warnings,
-        } = writing;
+        let prepared = sent.prepared?;
+        self.transfer_prepared(source, point, fresh, options, progress, prepared)
+            .await
+    }
+
+    /// The transfer itself, once the writer's lease is held and the vault's state is read;
+    /// releases the lease on every path (a lease left behind would hold off collections).
+    async fn transfer_prepared(
+        &self,
+        source: &Vault,
+        point: &RecoveryPoint,
+        fresh: &HashSet<ChunkId>,
+        options: TransferOptions,
+        progress: Arc<dyn Progress>,
+        mut prepared: Prepared,
+    ) -> Result<TransferReport> {
         let started = Instant::now();
-        let vm = &point.vm;
-        let parent = self.latest_point(vm).await?;
-        let names: HashSet<DiskName> = point.disks.iter().map(|d| d.name.clone()).collect();
-        let previous = self
-            .previous_maps(parent.as_ref(), &names, &mut warnings)
+        let outcome = self
+            .copy_and_commit(source, point, fresh, options, progress, &mut prepared)
             .await;
+        let released = prepared.release().await;
+        let mut report = outcome?;
+        report.warnings.extend(released);
+        report.elapsed = started.elapsed();
+        Ok(report)
+    }
+
+    /// Copies what the vault lacks of `point`, then its maps and, last, its record.
+    async fn copy_and_commit(
+        &self,
+        source: &Vault,
+        point: &RecoveryPoint,
+        fresh: &HashSet<ChunkId>,
+        options: TransferOptions,
+        progress: Arc<dyn Progress>,
+        prepared: &mut Prepared,
+    ) -> Result<TransferReport> {
+        let started = Instant::now();
+        let mut warnings = std::mem::take(&mut prepared.warnings);
+        let vm = &point.vm;
         let mut maps = Vec::with_capacity(point.disks.len());
         for disk in &point.disks {
             let map = source
@@ -152,12 +242,11 @@ impl Vault {
             maps.push(map);
         }
 
-        let index = self.chunk_index().await?;
-        let mut claimed: HashSet<ChunkId> = previous
-            .values()
-            .flat_map(|m| m.ids().iter().copied())
-            .filter(|id| !damaged.contains(id))
-            .collect();
+        let early = std::mem::take(&mut prepared.landed);
+        let mut claimed = prepared.claimed();
+        claimed.extend(early.iter().map(|(id, _)| *id));
+        let damaged = &prepared.damaged;
+        let index = prepared.index.take();
         let mut todo = Vec::new();
         for map in &maps {
             for (i, id) in map.ids().iter().enumerate() {
@@ -174,7 +263,7 @@ impl Vault {
 
         let landed = Landed {
             journal: index.as_ref().map(|i| i.journal()).transpose()?,
-            ids: Mutex::new(Vec::new()),
+            ids: Mutex::new(early.iter().map(|(id, _)| *id).collect()),
         };
         let copied = self
             .copy_chunks(source, todo, fresh, options, &landed, progress.as_ref())
@@ -187,23 +276,24 @@ impl Vault {
             // Whatever landed is in the vault now, whether or not this transfer commits.
             index.add_and_save(landed.iter().copied())?;
         }
-        let (bytes_stored, chunks_stored) = copied?;
+        let (bytes_copied, chunks_copied) = copied?;
+        let bytes_early: u64 = early.iter().map(|(_, size)| size).sum();
 
         let mut record = point.clone();
         let mut bytes_changed = 0u64;
         for (disk, map) in record.disks.iter_mut().zip(&maps) {
-            let changed = changed_blocks(previous.get(&disk.name), map);
+            let changed = changed_blocks(prepared.previous.get(&disk.name), map);
             bytes_changed += changed.iter().map(|&i| map.len_of(i) as u64).sum::<u64>();
             disk.map_digest = self.store().put_map(vm, &point.id, &disk.name, map).await?;
         }
-        record.parent = parent.map(|p| p.id);
+        record.parent = prepared.parent.as_ref().map(|p| p.id.clone());
         record.stats = PointStats {
             bytes_scanned: point.stats.bytes_scanned,
             bytes_changed,
-            bytes_stored,
-            chunks_stored,
+            bytes_stored: bytes_copied + bytes_early,
+            chunks_stored: chunks_copied + early.len() as u64,
         };
-        if let Some(lease) = lease {
+        if let Some(lease) = &prepared.lease {
             lease.check().await?;
         }
         self.store().put_point(&record).await?;
@@ -212,6 +302,7 @@ impl Vault {
         Ok(TransferReport {
             point: record,
             already_present: false,
+            sent_early: early.len() as u64,
             elapsed: started.elapsed(),
             warnings,
         })

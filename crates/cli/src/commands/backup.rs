@@ -25,6 +25,7 @@ pub async fn run(args: BackupArgs, host: &Host, bar: Arc<Bar>) -> Result<Report>
         instant_restore_days: args.instant_restore_days,
         hooks: args.hooks.hooks(),
         options: crate::open::transfer(&location, args.transfer.concurrency),
+        early_send: !args.no_early_send,
         ..BackupSpec::new(args.vm, args.disks)
     };
     let outcome = engine.backup(vault.as_ref(), &spec, bar.clone()).await;

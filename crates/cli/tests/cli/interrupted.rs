@@ -53,7 +53,14 @@ fn a_backup_killed_mid_transfer_commits_nothing_and_the_next_sends_only_the_rest
     let mut child = Command::new(env!("CARGO_BIN_EXE_blockvault"))
         .args(["backup", "-q"])
         .args(backup_args)
-        .args(["--concurrency", "1", "--state-dir", arg(&state)])
+        // Without the early send, chunks reach the vault only in the Transfer.
+        .args([
+            "--concurrency",
+            "1",
+            "--no-early-send",
+            "--state-dir",
+            arg(&state),
+        ])
         .env("TZ", "UTC")
         .env_remove("BLOCKVAULT_VAULT")
         .env_remove("BLOCKVAULT_SNAPSHOT_DIR")

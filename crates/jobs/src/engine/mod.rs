@@ -17,7 +17,7 @@ use std::sync::Arc;
 
 use blockvault_core::{BlockSize, ChunkId, Consistency, RecoveryPoint, VmName};
 use blockvault_local::SnapshotTier;
-use blockvault_vault::{BackupRequest, Progress, TransferOptions, Vault};
+use blockvault_vault::{BackupRequest, EarlySend, Progress, TransferOptions, Vault};
 use jiff::{SignedDuration, Timestamp};
 use tokio::sync::watch;
 
@@ -63,6 +63,9 @@ pub struct BackupSpec {
     /// not start its Transfer (the Transfer fails saying why, the job completes with a
     /// warning, and the next transfer carries the point's changes).
     pub stop: Option<watch::Receiver<bool>>,
+    /// Whether the Transfer's uploads may begin while the Snapshot runs (see
+    /// [`EarlySend`]); `false` leaves the vault untouched until the Snapshot completes.
+    pub early_send: bool,
 }
 
 impl BackupSpec {
@@ -80,6 +83,7 @@ impl BackupSpec {
             skip_transfer: None,
             retain_until: None,
             stop: None,
+            early_send: true,
         }
     }
 }
@@ -107,12 +111,14 @@ pub struct BackupOutcome {
     pub warnings: Vec<String>,
 }
 
-/// What a Snapshot subtask made: the point, and the chunks it wrote to the snapshot tier
-/// (which the Transfer copies without decoding them again).
+/// What a Snapshot subtask made: the point, the chunks it wrote to the snapshot tier (which
+/// the Transfer copies without decoding them again), and the early send it fed, which the
+/// Transfer takes over.
 #[derive(Debug)]
 struct Taken {
     point: RecoveryPoint,
     fresh: HashSet<ChunkId>,
+    early: Option<EarlySend>,
 }
 
 /// Progress of one subtask (labels the phases "snapshot" and "transfer").
@@ -253,7 +259,11 @@ impl Engine {
         )?;
         let mut warnings = Vec::new();
 
-        let taken = match self.snapshot(job, spec, &progress, &mut warnings).await? {
+        let early = early_send(vault, spec);
+        let mut taken = match self
+            .snapshot(job, spec, &progress, &mut warnings, early)
+            .await?
+        {
             Ok(taken) => taken,
             Err(error) => {
                 job_lock.remove();
@@ -265,7 +275,7 @@ impl Engine {
                 });
             }
         };
-        self.transfer(job, vault, &taken, spec, &progress, &mut warnings)
+        self.transfer(job, vault, &mut taken, spec, &progress, &mut warnings)
             .await?;
         let snapshot = taken.point;
         self.catalog
@@ -280,20 +290,33 @@ impl Engine {
     }
 
     /// The Snapshot subtask, holding the VM's snapshot lock until the subtask is recorded as
-    /// ended (so the catalog never shows two Snapshots of one VM in progress at once). On
-    /// failure the job is failed, still under the lock, and the inner result is the error.
-    /// The outer `Err` is for catalog failures only.
+    /// ended (so the catalog never shows two Snapshots of one VM in progress at once). It feeds
+    /// `early` and hands it over in [`Taken`]; on failure it ends it. On failure the job is
+    /// failed, still under the lock, and the inner result is the error. The outer `Err` is
+    /// for catalog failures only.
     async fn snapshot(
         &self,
         job: JobId,
         spec: &BackupSpec,
         progress: &Arc<dyn Progress>,
         warnings: &mut Vec<String>,
+        early: Option<EarlySend>,
     ) -> Result<Result<Taken>> {
         let held = self.lock_snapshots(&spec.vm, true).await;
         let taken = match held {
-            Ok(_) => self.take_snapshot(job, spec, progress, warnings).await,
+            Ok(_) => {
+                self.take_snapshot(job, spec, progress, warnings, early.as_ref())
+                    .await
+            }
             Err(e) => Err(e),
+        };
+        let taken = match (taken, early) {
+            (Ok(taken), early) => Ok(Taken { early, ..taken }),
+            (Err(e), Some(early)) => {
+                warnings.extend(early.abandon().await);
+                Err(e)
+            }
+            (Err(e), None) => Err(e),
         };
         match taken {
             Ok(taken) => {
@@ -337,6 +360,7 @@ impl Engine {
         spec: &BackupSpec,
         progress: &Arc<dyn Progress>,
         warnings: &mut Vec<String>,
+        early: Option<&EarlySend>,
     ) -> Result<Taken> {
         let vm = &spec.vm;
         if !INSTANT_RESTORE_DAYS.contains(&spec.instant_restore_days) {
@@ -383,7 +407,11 @@ impl Engine {
         let before: Vec<Option<FileStat>> =
             spec.disks.iter().map(|d| FileStat::of(d).ok()).collect();
         let taken = tier
-            .backup(&request, Arc::new(Phase("snapshot", Arc::clone(progress))))
+            .backup_teeing(
+                &request,
+                Arc::new(Phase("snapshot", Arc::clone(progress))),
+                early,
+            )
             .await;
         // The VM is thawed whatever happened to the read.
         if let Err(e) = hooks::run(&spec.hooks, Hook::Post, vm, &spec.disks).await {
@@ -428,7 +456,11 @@ impl Engine {
         let summary = PointSummary::from(&point);
         self.catalog
             .add_point_tier(vm, &summary, Tier::Snapshot, Some(expires))?;
-        Ok(Taken { point, fresh })
+        Ok(Taken {
+            point,
+            fresh,
+            early: None,
+        })
     }
 
     /// The Transfer subtask. Its failure is recorded on the subtask (the job then completes
@@ -437,7 +469,29 @@ impl Engine {
         &self,
         job: JobId,
         vault: std::result::Result<&Vault, &VaultUnavailable>,
-        taken: &Taken,
+        taken: &mut Taken,
+        spec: &BackupSpec,
+        progress: &Arc<dyn Progress>,
+        warnings: &mut Vec<String>,
+    ) -> Result<()> {
+        let ran = self
+            .run_transfer(job, vault, taken, spec, progress, warnings)
+            .await;
+        // Where the Transfer did not run (skipped, stopping, failed to start), the early send
+        // ends here: its uploads stay for the next transfer, its lease goes.
+        if let Some(early) = taken.early.take() {
+            warnings.extend(early.abandon().await);
+        }
+        ran
+    }
+
+    /// The body of [`Engine::transfer`]; takes over the early send when it runs the vault's
+    /// transfer.
+    async fn run_transfer(
+        &self,
+        job: JobId,
+        vault: std::result::Result<&Vault, &VaultUnavailable>,
+        taken: &mut Taken,
         spec: &BackupSpec,
         progress: &Arc<dyn Progress>,
         warnings: &mut Vec<String>,
@@ -497,16 +551,30 @@ impl Engine {
                 "the vault {} is unavailable: {}",
                 unavailable.location, unavailable.reason
             )),
-            (Ok(vault), Ok(Some(tier))) => vault
-                .transfer(
-                    &tier,
-                    point,
-                    &taken.fresh,
-                    spec.options,
-                    Arc::new(Phase("transfer", Arc::clone(progress))),
-                )
-                .await
-                .map_err(|e| e.to_string()),
+            (Ok(vault), Ok(Some(tier))) => {
+                let progress = Arc::new(Phase("transfer", Arc::clone(progress)));
+                let copied = match taken.early.take() {
+                    Some(early) => {
+                        let sent = early.finish().await;
+                        vault
+                            .transfer_early(
+                                &tier,
+                                point,
+                                &taken.fresh,
+                                spec.options,
+                                progress,
+                                sent,
+                            )
+                            .await
+                    }
+                    None => {
+                        vault
+                            .transfer(&tier, point, &taken.fresh, spec.options, progress)
+                            .await
+                    }
+                };
+                copied.map_err(|e| e.to_string())
+            }
             (Ok(_), Ok(None)) => Err(format!("the snapshot tier of {} is gone", point.vm)),
             (Ok(_), Err(e)) => Err(e.to_string()),
         };
@@ -595,6 +663,29 @@ impl Engine {
         }
         Ok(())
     }
+}
+
+/// The early send of a backup's Transfer (see [`blockvault_vault::EarlySend`]), when the job
+/// will transfer: not when its policy keeps it in the snapshot tier, not when blockvault is
+/// stopping, not without a vault.
+fn early_send(
+    vault: std::result::Result<&Vault, &VaultUnavailable>,
+    spec: &BackupSpec,
+) -> Option<EarlySend> {
+    let vault = vault.ok()?;
+    if !spec.early_send
+        || spec.skip_transfer.is_some()
+        || spec.stop.as_ref().is_some_and(|stop| *stop.borrow())
+    {
+        return None;
+    }
+    let disks = spec
+        .disks
+        .iter()
+        .filter_map(|path| path.file_name())
+        .filter_map(|name| blockvault_core::DiskName::new(name.to_string_lossy()).ok())
+        .collect();
+    Some(vault.early_send(&spec.vm, disks, spec.options))
 }
 
 fn location(vault: std::result::Result<&Vault, &VaultUnavailable>) -> String {

@@ -165,6 +165,9 @@ fn a_host_killed_during_snapshot_fails_the_job_and_leaves_no_snapshot_leftovers(
     );
     assert_eq!(committed(&tier, VM), vec![first.clone()]);
     assert!(chunk_names(&tier).len() > live.len(), "leftovers to clean");
+    // Chunks may have gone to the vault early, but nothing there is committed.
+    assert_eq!(committed(&vault, VM), vec![first.clone()], "no vault point");
+    assert_eq!(entries(&vault.join("maps").join(VM)), vec![first.clone()]);
 
     let job = next_start_marks_interrupted(&vault, killed.id.0 as u64);
     assert_eq!(subtask(&job, "snapshot")["status"], "failed", "{job}");
@@ -200,7 +203,13 @@ fn a_host_killed_during_transfer_keeps_the_snapshot_point_and_the_next_transfer_
     let gen1 = disk.snapshot();
     let base = chunk_names(&vault).len();
 
-    let args = backup_args(&vault, VM, &[&disk.path], &["-q", "--concurrency", "1"]);
+    // Without the early send, chunks reach the vault only in the Transfer: the kill lands in it.
+    let args = backup_args(
+        &vault,
+        VM,
+        &[&disk.path],
+        &["-q", "--concurrency", "1", "--no-early-send"],
+    );
     let mut child = spawn(&vault, &args);
     catch(&mut child, "the transfer sent 4 chunks", || {
         chunk_names(&vault).len() >= base + 4
