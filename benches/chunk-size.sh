@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Usage: benches/chunk-size.sh [--sizes "256KiB 1MiB 4MiB"] [--days N] [--runs R] [--data DIR]
-#                              [--work DIR] [--bin PATH] [--no-s3] [--keep] [-h|--help]
+#                              [--work DIR] [--bin PATH] [--no-tib] [--no-s3] [--keep] [-h|--help]
 #
 # Which block size should be the default (issue 7)? One block is one chunk is
 # one object in the vault, so the block size trades three things against each
@@ -39,6 +39,12 @@
 # times per size (the first restore is checked page by page against the day's
 # image).
 #
+# A 1 TiB disk (unless --no-tib): gen1's data on a disk truncated to 1 TiB
+# (sparse), per block size a full backup into a fresh vault and an unchanged
+# incremental: the block map is 32 bytes a block of the whole disk, held in
+# memory and written with every point, so small blocks cost memory and a map
+# upload per point that grow with the disk size, not the data.
+#
 # S3 (unless --no-s3): a fresh single-node Garage per run (scripts/garage.sh,
 # on the same cores), and per block size a fresh prefix and state directory:
 # full backup of gen0, the incremental of gen1, restore --from vault of gen1's
@@ -71,6 +77,7 @@
 #   --work DIR     the work directory (default DATA_DIR/chunk-size)
 #   --bin PATH     the blockvault binary to measure (default: build the repo's
 #                  with cargo build --release and use target/release/blockvault)
+#   --no-tib       skip the 1 TiB disk
 #   --no-s3        skip the S3 part (needs garage: scripts/garage.sh install)
 #   --keep         keep the work directory
 
@@ -89,6 +96,7 @@ DATA_DIR=$REPO/target/bench-data
 WORK=
 BV=
 S3=1
+TIB=1
 KEEP=0
 ARGS="$*"
 while (($#)); do
@@ -100,6 +108,7 @@ while (($#)); do
     --work) WORK=$2; shift 2 ;;
     --bin) BV=$2; shift 2 ;;
     --no-s3) S3=0; shift ;;
+    --no-tib) TIB=0; shift ;;
     --keep) KEEP=1; shift ;;
     -h | --help) sed -n '2,/^$/p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "unknown option $1 (see --help)" >&2; exit 2 ;;
@@ -247,11 +256,11 @@ order() {
 }
 
 # backup_step RUN SIZE OP DAY VAULT STATE DISK PAGES TOUCHED: one timed backup job and its row
-# (SIZE may carry an "s3-" prefix: the label of the S3 rows).
+# (SIZE may carry a prefix, "s3-" or "tib-": the label of those rows).
 backup_step() {
   local run=$1 size=$2 op=$3 day=$4 vault=$5 state=$6 disk=$7 chunks bytes changed vobj=n/a vbytes=n/a map=n/a
   timed "run$run-$size-$op-day$day" "$disk" "$state/catalog.sqlite" "$state/vaults" -- \
-    backup --vault "$vault" --vm vm --disk "$disk" --state-dir "$state" --block-size "${size#s3-}"
+    backup --vault "$vault" --vm vm --disk "$disk" --state-dir "$state" --block-size "${size#*-}"
   read -r chunks bytes changed < <(json_stats)
   if [[ $vault != s3://* ]]; then read -r vobj vbytes map < <(vault_usage "$vault"); fi
   record "$run" "$size" "$op" "$day" "$chunks" "$bytes" "$vobj" "$vbytes" "$map" "$8" "$9" "$changed"
@@ -326,6 +335,21 @@ for run in $(seq 1 "$RUNS"); do
   done
 done
 for s in "${SIZES[@]}"; do rm -rf "${WORK:?}/state-$s/snapshots"; done
+
+# --- a 1 TiB sparse disk: what the block map costs ------------------------------------------
+if ((TIB)); then
+  BIG=$WORK/big/disk.img
+  mkdir -p "$WORK/big"
+  cp --sparse=always "$GEN1" "$BIG"
+  truncate -s 1T "$BIG"
+  for s in "${SIZES[@]}"; do
+    rm -rf "$WORK/vault-tib" "$WORK/state-tib"
+    "$BV" -q vault init "$WORK/vault-tib" >/dev/null
+    backup_step 1 "tib-$s" full 0 "$WORK/vault-tib" "$WORK/state-tib" "$BIG" n/a n/a
+    backup_step 1 "tib-$s" incr 1 "$WORK/vault-tib" "$WORK/state-tib" "$BIG" 0 0
+  done
+  rm -rf "$WORK/vault-tib" "$WORK/state-tib" "$WORK/big"
+fi
 
 # --- S3 on Garage: full backup, incremental, restore ----------------------------------------
 if ((S3)); then
@@ -417,6 +441,19 @@ alloc=$((alloc * 512))
     done
     echo "$line"
   done
+  if ((TIB)); then
+    echo
+    echo "1 TiB sparse disk holding gen1's data (truncate), once per size: full backup into a fresh vault, then an incremental with nothing changed (its vault growth is the block map and the point record)."
+    echo
+    echo "| block size | map per point MiB | full s | full RSS MiB | unchanged incremental s | its RSS MiB | its vault growth MB |"
+    echo "| --- | ---: | ---: | ---: | ---: | ---: | ---: |"
+    for s in "${SIZES[@]}"; do
+      t="tib-$s"
+      read -r fw fr mp vb0 < <(awk -F'\t' -v t="$t" 'NR > 1 && $2 == t && $3 == "full" { print $5, $6, $11, $10 }' "$TSV")
+      read -r iw ir vb1 < <(awk -F'\t' -v t="$t" 'NR > 1 && $2 == t && $3 == "incr" { print $5, $6, $10 }' "$TSV")
+      echo "| $s | $(div "$mp" 1048576 1) | $(f "$fw" 2) | $(f "$fr" 0) | $(f "$iw" 2) | $(f "$ir" 0) | $(div $((vb1 - vb0)) $MB 1) |"
+    done
+  fi
   if ((S3)); then
     echo
     echo "S3 (${GARAGE_VERSION:-garage}, one node on the same 2 cores, a fresh server per run): full backup of gen0, incremental of gen1, restore --from vault of gen1's point; medians of $RUNS runs. PUTs: PutObject + CompleteMultipartUpload; requests: every S3 call, counted by Garage."
