@@ -27,7 +27,7 @@ use crate::transfer::Prepared;
 use crate::{Result, TransferOptions, Vault};
 
 /// The most bytes of encoded chunks an early send holds (queued or uploading) at once.
-pub const HELD_BYTES: usize = 64 << 20;
+pub const HELD_BYTES: usize = 32 << 20;
 
 /// A chunk offered to the vault, with its share of [`HELD_BYTES`] (freed when it is done).
 struct Offer {
