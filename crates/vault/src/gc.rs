@@ -229,21 +229,31 @@ impl Vault {
             .await;
         report.chunks_deleted = deleted.count;
         report.bytes_freed = deleted.bytes;
+        // The damage marks of candidates, looked up while the candidates are at hand (cleared
+        // below, once every candidate is known deleted).
+        let damaged = self.store().damaged_chunks().await.map(|marks| {
+            marks
+                .into_iter()
+                .filter(|id| candidates.binary_search_by_key(id, |c| c.id).is_ok())
+                .collect::<Vec<_>>()
+        });
+        // The candidates' ids alone (32 bytes each, sorted): the candidates go before the index
+        // is loaded, so a sweep of a million chunks never holds both and a copy.
+        let ids: Vec<ChunkId> = candidates.iter().map(|c| c.id).collect();
+        drop(candidates);
         // This host's index moves to the new epoch without every candidate, not only those
         // known deleted: a delete that failed (on either store of a replicated vault, or
         // whose answer was lost) or was cut short by another's failure may still have
         // removed the object, and an entry for a chunk the vault lacks would make this host's
         // next backup skip it. Forgetting a chunk that is still there costs one upload.
         if let Some(mut index) = self.saved_chunk_index(previous_epoch.as_deref()) {
-            index.forget(candidates.iter().map(|c| c.id), &epoch.id)?;
+            index.forget(ids, &epoch.id)?;
         }
         deleted.error.map_or(Ok(()), Err)?;
         // Past the error check every candidate was deleted. A damage mark of a chunk that is
         // gone has nothing left to repair.
-        for id in self.store().damaged_chunks().await? {
-            if candidates.binary_search_by_key(&id, |c| c.id).is_ok() {
-                self.store().clear_damaged(&id).await?;
-            }
+        for id in damaged? {
+            self.store().clear_damaged(&id).await?;
         }
         for (vm, id) in &orphans {
             lease.check().await?;

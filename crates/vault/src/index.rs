@@ -128,6 +128,7 @@ impl ChunkIndex {
         self.save()
     }
 
+    /// Drops `ids` (in any order; a `Vec` is sorted in place, not copied).
     fn drop_ids(&mut self, ids: impl IntoIterator<Item = ChunkId>) {
         let gone = sorted(ids.into_iter().collect());
         if !gone.is_empty() {
