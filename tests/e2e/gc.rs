@@ -100,6 +100,23 @@ async fn gc_frees_exactly_what_no_point_names_and_the_rest_restores() {
         .await
         .expect("put map");
 
+    // Damage marks (from verify) on a chunk that becomes garbage and on one that stays live:
+    // the sweep clears the first only.
+    let first_map = vault
+        .store()
+        .get_map(
+            &vm("web"),
+            &first.point.id,
+            &"disk.img".parse().expect("name"),
+            None,
+        )
+        .await
+        .expect("map");
+    let (doomed, kept) = (first_map.ids()[3], first_map.ids()[40]);
+    for id in [doomed, kept] {
+        vault.store().mark_damaged(&id).await.expect("mark");
+    }
+
     // The first point goes (retention): its 8 blocks that the others replaced are garbage.
     vault
         .store()
@@ -122,6 +139,11 @@ async fn gc_frees_exactly_what_no_point_names_and_the_rest_restores() {
     assert_eq!(report.chunks_live, 72);
     assert!(report.bytes_freed > 0);
     assert_eq!(chunk_files(&vault_dir).len(), 72);
+    assert_eq!(
+        vault.store().damaged_chunks().await.expect("damaged"),
+        vec![kept],
+        "the mark of the deleted chunk is cleared, the live one's kept"
+    );
     assert!(
         vault
             .store()

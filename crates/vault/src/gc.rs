@@ -122,7 +122,10 @@ impl Vault {
                 .collect();
             cache.retain(&digests)?;
         }
+        // The listing is streamed against the marks. A dry run only counts what could go; a
+        // real one keeps the candidates (40 bytes each) for the sweep.
         let mut candidates = Vec::new();
+        let (mut garbage, mut garbage_bytes) = (0u64, 0u64);
         let mut chunks = self.store().list_chunk_objects();
         while let Some(chunk) = chunks.try_next().await? {
             report.chunks += 1;
@@ -131,18 +134,22 @@ impl Vault {
             } else if chunk.last_modified > old_enough {
                 report.chunks_young += 1;
             } else {
-                candidates.push(Candidate {
-                    id: chunk.id,
-                    size: chunk.size,
-                });
+                garbage += 1;
+                garbage_bytes += chunk.size;
+                if !options.dry_run {
+                    candidates.push(Candidate {
+                        id: chunk.id,
+                        size: chunk.size,
+                    });
+                }
             }
         }
         drop(chunks);
         drop(live);
         report.mark_seconds = started.elapsed().as_secs_f64();
         if options.dry_run {
-            report.chunks_deleted = candidates.len() as u64;
-            report.bytes_freed = candidates.iter().map(|c| c.size).sum();
+            report.chunks_deleted = garbage;
+            report.bytes_freed = garbage_bytes;
             report.orphan_maps_deleted = self.orphan_maps(&points).await?.len() as u64;
             return Ok(report);
         }
@@ -199,6 +206,9 @@ impl Vault {
             .await?;
         let before = candidates.len();
         candidates.retain(|c| !rescued.contains(&c.id));
+        candidates.shrink_to_fit();
+        // Sorted by id: the damage marks below are looked up in it.
+        candidates.sort_unstable_by_key(|c| c.id);
         report.chunks_rescued = (before - candidates.len()) as u64;
         let orphans = self.orphan_maps(&now_points).await?;
 
@@ -217,23 +227,33 @@ impl Vault {
         let deleted = self
             .delete_chunks(&candidates, lease, options, progress.as_ref())
             .await;
-        report.chunks_deleted = deleted.ids.len() as u64;
+        report.chunks_deleted = deleted.count;
         report.bytes_freed = deleted.bytes;
+        // The damage marks of candidates, looked up while the candidates are at hand (cleared
+        // below, once every candidate is known deleted).
+        let damaged = self.store().damaged_chunks().await.map(|marks| {
+            marks
+                .into_iter()
+                .filter(|id| candidates.binary_search_by_key(id, |c| c.id).is_ok())
+                .collect::<Vec<_>>()
+        });
+        // The candidates' ids alone (32 bytes each, sorted): the candidates go before the index
+        // is loaded, so a sweep of a million chunks never holds both and a copy.
+        let ids: Vec<ChunkId> = candidates.iter().map(|c| c.id).collect();
+        drop(candidates);
         // This host's index moves to the new epoch without every candidate, not only those
         // known deleted: a delete that failed (on either store of a replicated vault, or
         // whose answer was lost) or was cut short by another's failure may still have
         // removed the object, and an entry for a chunk the vault lacks would make this host's
         // next backup skip it. Forgetting a chunk that is still there costs one upload.
         if let Some(mut index) = self.saved_chunk_index(previous_epoch.as_deref()) {
-            index.forget(candidates.iter().map(|c| c.id), &epoch.id)?;
+            index.forget(ids, &epoch.id)?;
         }
         deleted.error.map_or(Ok(()), Err)?;
-        // A damage mark of a chunk that is gone has nothing left to repair.
-        let gone: HashSet<ChunkId> = deleted.ids.into_iter().collect();
-        for id in self.store().damaged_chunks().await? {
-            if gone.contains(&id) {
-                self.store().clear_damaged(&id).await?;
-            }
+        // Past the error check every candidate was deleted. A damage mark of a chunk that is
+        // gone has nothing left to repair.
+        for id in damaged? {
+            self.store().clear_damaged(&id).await?;
         }
         for (vm, id) in &orphans {
             lease.check().await?;
@@ -362,7 +382,7 @@ impl Vault {
     }
 
     /// Deletes `candidates` with bounded concurrency, checking the lease as it goes. Returns
-    /// what was deleted even when it stops on an error, so the caller can account for it.
+    /// how much was deleted even when it stops on an error, so the caller can account for it.
     async fn delete_chunks(
         &self,
         candidates: &[Candidate],
@@ -373,21 +393,23 @@ impl Vault {
         let bytes = AtomicU64::new(0);
         let bytes = &bytes;
         let store = self.store();
-        let owned: Vec<(ChunkId, u64)> = candidates.iter().map(|c| (c.id, c.size)).collect();
-        let mut deletes = stream::iter(owned)
+        // Indices, not borrowed items: a stream over `&Candidate` makes the future's Send-ness
+        // unprovable, and a copy of every candidate would double the sweep's memory.
+        let mut deletes = stream::iter(0..candidates.len())
+            .map(|i| (candidates[i].id, candidates[i].size))
             .map(|(id, size)| async move {
                 // A sweeper that was paused past its lease must stop: writers may be running.
                 lease.check().await?;
                 store.delete_chunk(&id).await?;
                 bytes.fetch_add(size, Ordering::Relaxed);
                 progress.advance(size);
-                Ok::<_, Error>(id)
+                Ok::<_, Error>(())
             })
             .buffer_unordered(options.concurrency.max(1));
         let mut deleted = Deleted::default();
         while let Some(result) = deletes.next().await {
             match result {
-                Ok(id) => deleted.ids.push(id),
+                Ok(()) => deleted.count += 1,
                 Err(e) => {
                     deleted.error.get_or_insert(e);
                 }
@@ -404,7 +426,7 @@ impl Vault {
 
 #[derive(Default)]
 struct Deleted {
-    ids: Vec<ChunkId>,
+    count: u64,
     bytes: u64,
     error: Option<Error>,
 }

@@ -13,13 +13,12 @@
 //! listed as [`Repaired`] (with the store it was rewritten in and what was wrong). Only an
 //! object bad in both stores is damage.
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use blockvault_core::{BlockMap, ChunkId, DiskName, PointId, RecoveryPoint, VmName};
+use blockvault_core::{BlockMap, ChunkId, DiskName, DiskRecord, PointId, RecoveryPoint, VmName};
 use blockvault_store::Store;
 use bytes::Bytes;
-use futures::{StreamExt, TryStreamExt};
+use futures::StreamExt;
 use serde::{Serialize, Serializer};
 
 use crate::{Progress, Result, TransferOptions, Vault};
@@ -104,9 +103,12 @@ impl Vault {
             points: points.len() as u64,
             ..VerifyReport::default()
         };
-        // chunk -> the blocks naming it.
-        let mut users: BTreeMap<ChunkId, Vec<Affected>> = BTreeMap::new();
-        for point in points {
+        // Every distinct chunk the maps name, as a sorted list (32 bytes a chunk): the maps
+        // are not kept, and which blocks a chunk feeds is worked out only for bad chunks.
+        let mut ids: Vec<ChunkId> = Vec::new();
+        let mut distinct = 0;
+        let mut readable = Vec::new();
+        for (n, point) in points.iter().enumerate() {
             for disk in &point.disks {
                 let map = self
                     .verify_map(point, &disk.name, &disk.map_digest, &mut report)
@@ -123,11 +125,75 @@ impl Vault {
                         continue;
                     }
                 };
-                for (index, id) in map.ids().iter().enumerate() {
-                    if *id == ChunkId::ZERO {
-                        continue;
-                    }
-                    users.entry(*id).or_default().push(Affected {
+                ids.extend(map.ids().iter().filter(|id| !id.is_zero()));
+                // Deduplicate whenever the list doubles: points share most of their chunks.
+                if ids.len() >= 2 * distinct.max(1 << 16) {
+                    ids.sort_unstable();
+                    ids.dedup();
+                    distinct = ids.len();
+                }
+                readable.push((n, disk));
+            }
+        }
+        ids.sort_unstable();
+        ids.dedup();
+        ids.shrink_to_fit();
+        progress.begin("verify", ids.len() as u64);
+        let primary = self.store().primary();
+        let secondary = self.store().secondary().cloned();
+        let mut checks = futures::stream::iter(ids.iter().copied())
+            .map(|id| {
+                let (primary, secondary) = (&primary, secondary.as_ref());
+                let progress = Arc::clone(&progress);
+                async move {
+                    let (bytes, outcome) = check_chunk_copies(primary, secondary, id).await;
+                    progress.advance(1);
+                    (id, bytes, outcome)
+                }
+            })
+            .buffer_unordered(options.concurrency.max(1));
+        while let Some((id, bytes, outcome)) = checks.next().await {
+            report.chunks_checked += 1;
+            report.bytes_read += bytes;
+            match outcome {
+                Outcome::Intact => {}
+                Outcome::Bad(problem) => report.bad_chunks.push(BadChunk {
+                    id,
+                    problem,
+                    affects: Vec::new(),
+                }),
+                Outcome::Repaired(repaired) => report.repaired.push(repaired),
+            }
+        }
+        drop(checks);
+        drop(ids);
+        report.bad_chunks.sort_by_key(|b| b.id);
+        report.repaired.sort_by(|a, b| a.name.cmp(&b.name));
+        if !report.bad_chunks.is_empty() {
+            self.find_affected(points, &readable, &mut report.bad_chunks)
+                .await?;
+        }
+        Ok(report)
+    }
+
+    /// Fills in the blocks each of `bad` (sorted by id) feeds, in point order, by reading the
+    /// maps that read well in the first pass again (a map is verified already: a damaged one
+    /// would be in the report's bad maps, not here).
+    async fn find_affected(
+        &self,
+        points: &[RecoveryPoint],
+        readable: &[(usize, &DiskRecord)],
+        bad: &mut [BadChunk],
+    ) -> Result<()> {
+        for &(n, disk) in readable {
+            let point = &points[n];
+            let map = self
+                .store()
+                .get_map(&point.vm, &point.id, &disk.name, Some(&disk.map_digest))
+                .await?;
+            for (index, id) in map.ids().iter().enumerate() {
+                if let Ok(b) = bad.binary_search_by_key(id, |b| b.id) {
+                    bad[b].affects.push(Affected {
                         vm: point.vm.clone(),
                         point: point.id.clone(),
                         disk: disk.name.clone(),
@@ -136,38 +202,7 @@ impl Vault {
                 }
             }
         }
-        progress.begin("verify", users.len() as u64);
-        let primary = self.store().primary();
-        let secondary = self.store().secondary().cloned();
-        let checked: Vec<(ChunkId, u64, Outcome)> = futures::stream::iter(users.keys().copied())
-            .map(|id| {
-                let (primary, secondary) = (&primary, secondary.as_ref());
-                let progress = Arc::clone(&progress);
-                async move {
-                    let (bytes, outcome) = check_chunk_copies(primary, secondary, id).await;
-                    progress.advance(1);
-                    Ok::<_, crate::Error>((id, bytes, outcome))
-                }
-            })
-            .buffer_unordered(options.concurrency.max(1))
-            .try_collect()
-            .await?;
-        for (id, bytes, outcome) in checked {
-            report.chunks_checked += 1;
-            report.bytes_read += bytes;
-            match outcome {
-                Outcome::Intact => {}
-                Outcome::Bad(problem) => report.bad_chunks.push(BadChunk {
-                    id,
-                    problem,
-                    affects: users.remove(&id).unwrap_or_default(),
-                }),
-                Outcome::Repaired(repaired) => report.repaired.push(repaired),
-            }
-        }
-        report.bad_chunks.sort_by_key(|b| b.id);
-        report.repaired.sort_by(|a, b| a.name.cmp(&b.name));
-        Ok(report)
+        Ok(())
     }
 
     /// The block map of `disk` in `point`, checked against `digest` in the primary and, when
