@@ -180,14 +180,16 @@ impl ChunkIndex {
         self.save()
     }
 
-    /// Writes the file atomically: a temp file (written through a small buffer and hashed as
-    /// it goes), fsync, rename.
+    /// Writes the file atomically: a temp file of this save's own (written through a small
+    /// buffer and hashed as it goes), fsync, rename.
     fn save(&self) -> Result<()> {
         let io = |e| Error::io(&self.path, e);
         if let Some(dir) = self.path.parent() {
             std::fs::create_dir_all(dir).map_err(io)?;
         }
-        let tmp = self.path.with_extension("tmp");
+        // Two processes of this host may save at once (two backup jobs): the last rename wins
+        // (the index only errs towards uploading too much).
+        let tmp = private_tmp(&self.path);
         let file = std::fs::File::create(&tmp).map_err(io)?;
         let mut out = HashingWriter {
             inner: std::io::BufWriter::with_capacity(1 << 20, file),
@@ -243,6 +245,14 @@ fn sorted(mut ids: Vec<ChunkId>) -> Vec<ChunkId> {
 
 fn journal_path(index: &Path) -> PathBuf {
     index.with_extension("log")
+}
+
+/// A temporary name beside `path` that no other write uses, this process's or another's:
+/// write it, then rename it over `path`.
+pub(crate) fn private_tmp(path: &Path) -> PathBuf {
+    static WRITES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let n = WRITES.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    path.with_extension(format!("tmp-{}-{n}", std::process::id()))
 }
 
 /// The GC epoch the index at `index` was last made consistent with, in `chunks.epoch`.
@@ -397,6 +407,46 @@ mod tests {
             !swept.contains(&a),
             "loaded from the file, without the swept chunk"
         );
+    }
+
+    #[tokio::test]
+    async fn writers_saving_one_index_at_once_never_fail_and_leave_a_whole_file() {
+        // Two backup jobs of one host save the same index: each write has its own temp file,
+        // so no rename finds its temp file taken by the other.
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("v/chunks.idx");
+        let writers: Vec<_> = (0..4u8)
+            .map(|w| {
+                let path = path.clone();
+                std::thread::spawn(move || {
+                    let rt = tokio::runtime::Builder::new_current_thread()
+                        .build()
+                        .expect("runtime");
+                    let mut index = rt
+                        .block_on(ChunkIndex::load_or_rebuild(
+                            &Store::in_memory(),
+                            &path,
+                            None,
+                        ))
+                        .expect("load");
+                    for n in 0..40u8 {
+                        index.add_and_save([ChunkId::of(&[w, n])])?;
+                    }
+                    Ok::<_, Error>(())
+                })
+            })
+            .collect();
+        for writer in writers {
+            writer.join().expect("writer").expect("every save succeeds");
+        }
+        let last = ChunkIndex::load_current(&path, None).expect("a whole, sound file");
+        assert!(last.len() >= 40, "one writer's whole index: {}", last.len());
+        let strays: Vec<_> = std::fs::read_dir(path.parent().expect("dir"))
+            .expect("list")
+            .filter_map(|e| e.ok()?.file_name().into_string().ok())
+            .filter(|n| n.contains("tmp"))
+            .collect();
+        assert!(strays.is_empty(), "no temp file left: {strays:?}");
     }
 
     #[tokio::test]

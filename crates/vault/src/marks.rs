@@ -86,7 +86,7 @@ impl MarkCache {
         };
         let io = |e| Error::io(&path, e);
         std::fs::create_dir_all(&self.dir).map_err(io)?;
-        let tmp = path.with_extension("tmp");
+        let tmp = crate::index::private_tmp(&path);
         std::fs::write(&tmp, encode(keys)).map_err(io)?;
         std::fs::rename(&tmp, &path).map_err(io)
     }
