@@ -328,6 +328,43 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_local_store_reads_chunks_from_their_files_through_reused_buffers() {
+        use blockvault_core::{ChunkEncoder, ChunkId};
+
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = crate::Store::local(dir.path()).expect("store");
+        let mut encoder = ChunkEncoder::new().expect("encoder");
+        let blocks: Vec<Vec<u8>> = (0..5u8).map(|n| vec![n + 1; 64 << 10]).collect();
+        for block in &blocks {
+            let encoded = encoder.encode(block);
+            store
+                .put_chunk(&ChunkId::of(block), encoded.into())
+                .await
+                .expect("put");
+        }
+        for block in &blocks {
+            let got = store.get_chunk(&ChunkId::of(block)).await.expect("get");
+            assert_eq!(got, encoder.encode(block), "the stored bytes, whole");
+        }
+        assert_eq!(
+            store.read_buffers.free_buffers(),
+            1,
+            "one buffer carried all five reads, one after the other"
+        );
+
+        // A chunk file that cannot be read is an error, not a missing chunk.
+        let id = ChunkId::of(&blocks[0]);
+        let hex = id.to_hex();
+        let path = dir.path().join("chunks").join(&hex[..2]).join(&hex);
+        std::fs::remove_file(&path).expect("remove");
+        let err = store.get_chunk(&id).await.expect_err("missing");
+        assert!(err.is_missing(), "{err}");
+        std::fs::create_dir(&path).expect("a directory in its place");
+        let err = store.get_chunk(&id).await.expect_err("unreadable");
+        assert!(!err.is_missing(), "{err}");
+    }
+
+    #[tokio::test]
     async fn local_store_refuses_missing_dirs_files_and_non_empty_dirs() {
         let dir = tempfile::tempdir().expect("tempdir");
         let err = crate::Store::local(dir.path().join("nope")).expect_err("missing");

@@ -143,6 +143,7 @@ pub mod cpu;
 mod error;
 mod layout;
 mod location;
+mod pool;
 mod replica;
 mod s3;
 mod store;

@@ -1,4 +1,5 @@
-use std::path::Path as FsPath;
+use std::io::Read;
+use std::path::{Path as FsPath, PathBuf};
 use std::sync::Arc;
 
 use blockvault_core::{
@@ -12,6 +13,7 @@ use object_store::memory::InMemory;
 use object_store::path::Path;
 use object_store::{ObjectStore, ObjectStoreExt, PutPayload, WriteMultipart};
 
+use crate::pool::BufferPool;
 use crate::replica::Replica;
 use crate::{Error, Result, cpu, layout};
 
@@ -24,6 +26,10 @@ const MULTIPART_THRESHOLD: usize = 64 << 20;
 
 /// Size of each part of a multipart upload (S3 wants at least 5 MiB but for the last).
 const PART_SIZE: usize = 16 << 20;
+
+/// Free chunk read buffers a local store keeps for reuse: more than the reads a restore or
+/// verify has in flight at once by default (8).
+const READ_BUFFERS: usize = 16;
 
 /// Vault objects (chunks, block maps, recovery points, the vault config) over any
 /// [`ObjectStore`]: a local directory, S3, or memory for tests.
@@ -42,6 +48,10 @@ pub struct Store {
     multipart_threshold: usize,
     /// The secondary of a replicated vault; `None` for a single store (the fast path).
     pub(crate) replica: Option<Arc<Replica>>,
+    /// The directory of a local store ([`Store::local`]): chunks are read from their files
+    /// straight into reused buffers.
+    dir: Option<PathBuf>,
+    pub(crate) read_buffers: Arc<BufferPool>,
 }
 
 impl Store {
@@ -78,7 +88,10 @@ impl Store {
                 key: location.clone(),
                 source,
             })?;
-        Ok(Store::new(Arc::new(objects), location))
+        Ok(Store {
+            dir: Some(root),
+            ..Store::new(Arc::new(objects), location)
+        })
     }
 
     /// An empty store in memory (unit tests).
@@ -93,6 +106,8 @@ impl Store {
             location: location.into(),
             multipart_threshold: MULTIPART_THRESHOLD,
             replica: None,
+            dir: None,
+            read_buffers: BufferPool::new(READ_BUFFERS),
         }
     }
 
@@ -218,7 +233,12 @@ impl Store {
     /// back on the primary; a caller that finds the bytes corrupt asks
     /// [`Store::chunk_from_replica`].
     pub async fn get_chunk(&self, id: &ChunkId) -> Result<Bytes> {
-        match self.get(&layout::chunk(id)).await? {
+        let key = layout::chunk(id);
+        let found = match &self.dir {
+            Some(dir) => self.read_file(dir, &key).await?,
+            None => self.get(&key).await?,
+        };
+        match found {
             Some(bytes) => Ok(bytes),
             None if self.replica.is_some() => {
                 self.chunk_from_replica(id, Error::ChunkMissing { id: *id })
@@ -569,6 +589,31 @@ impl Store {
             Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
             Err(source) => Err(backend("delete", key, source)),
         }
+    }
+
+    /// Object `key` of a local store, read from its file into a pooled buffer on a blocking
+    /// thread (what `LocalFileSystem` does, less a new buffer for every object).
+    async fn read_file(&self, dir: &FsPath, key: &Path) -> Result<Option<Bytes>> {
+        let path = dir.join(key.as_ref());
+        let pool = Arc::clone(&self.read_buffers);
+        tokio::task::spawn_blocking(move || {
+            let io = |source| Error::Io {
+                path: path.clone(),
+                source,
+            };
+            let mut file = match std::fs::File::open(&path) {
+                Ok(file) => file,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+                Err(e) => return Err(io(e)),
+            };
+            let len = file.metadata().map_err(io)?.len();
+            let mut buf = pool.take();
+            buf.reserve(usize::try_from(len).unwrap_or(0));
+            file.read_to_end(&mut buf).map_err(io)?;
+            Ok(Some(pool.freeze(buf)))
+        })
+        .await
+        .unwrap_or_else(|join| std::panic::resume_unwind(join.into_panic()))
     }
 
     pub(crate) async fn get(&self, key: &Path) -> Result<Option<Bytes>> {
