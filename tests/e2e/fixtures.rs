@@ -64,7 +64,7 @@ fn point_v1() -> RecoveryPoint {
             source: "/var/lib/vms/web01/root.img".into(),
             size: 5 * (64 << 10) + 100,
             block_size: BlockSize::new(64 << 10).expect("bs"),
-            map_digest: blake3::hash(&map_v1().encode()).to_hex().to_string(),
+            map_digest: blake3::hash(&map_v1().encode_v1()).to_hex().to_string(),
             blocks: 6,
             data_blocks: 2,
         }],
@@ -90,7 +90,8 @@ fn config_v1() -> VaultConfig {
 
 /// Every fixture: its path under `testdata/formats/` and its bytes as this build makes them.
 fn expected_files() -> Vec<(&'static str, Vec<u8>)> {
-    let map = map_v1().encode();
+    let map = map_v1().encode_v1();
+    let map_v2 = map_v1().encode();
     let mut encoder = ChunkEncoder::new().expect("encoder");
     let zstd_chunk = encoder.encode(&text_block());
     let raw_chunk = encoder.encode(&noise_block());
@@ -112,6 +113,11 @@ fn expected_files() -> Vec<(&'static str, Vec<u8>)> {
         ("v1/chunk-raw.bvchunk", raw_chunk),
         ("v1/point.bvpoint", point.clone()),
         ("v1/vault.config", config_v1().encode()),
+        ("v2/block-map.bvmap", map_v2.clone()),
+        (
+            "corrupt/block-map-v2-truncated.bvmap",
+            map_v2[..map_v2.len() - 1].to_vec(),
+        ),
         ("corrupt/block-map-bad-magic.bvmap", map_magic),
         ("corrupt/block-map-bad-checksum.bvmap", map_flipped),
         (
@@ -151,9 +157,14 @@ fn fixtures_exist_or_are_written_on_request() {
 }
 
 #[test]
-fn v1_fixtures_decode_to_their_values() {
+fn fixtures_of_every_version_decode_to_their_values() {
     assert_eq!(
         BlockMap::decode(&read("v1/block-map.bvmap")).expect("map"),
+        map_v1()
+    );
+    // Version 2 (zero runs) of the same map.
+    assert_eq!(
+        BlockMap::decode(&read("v2/block-map.bvmap")).expect("map v2"),
         map_v1()
     );
     assert_eq!(
@@ -181,10 +192,10 @@ fn v1_fixtures_decode_to_their_values() {
 }
 
 #[test]
-fn v1_encodings_are_stable() {
+fn versioned_encodings_are_stable() {
     // zstd's output may change between library versions, so the zstd chunk is only decoded.
     for (name, bytes) in expected_files() {
-        if name.starts_with("v1/") && name != "v1/chunk-zstd.bvchunk" {
+        if !name.starts_with("corrupt/") && name != "v1/chunk-zstd.bvchunk" {
             assert!(
                 read(name) == bytes,
                 "{name}: this build encodes it differently"
@@ -209,10 +220,14 @@ fn corrupt_fixtures_fail_with_their_own_error() {
         Error::Truncated { .. }
     ));
     assert!(matches!(
+        map("corrupt/block-map-v2-truncated.bvmap"),
+        Error::Truncated { .. }
+    ));
+    assert!(matches!(
         map("corrupt/block-map-future-version.bvmap"),
         Error::UnsupportedVersion {
             version: 99,
-            supported: 1,
+            supported: 2,
             ..
         }
     ));

@@ -9,23 +9,28 @@ const WHAT: &str = "block map";
 /// block in order ([`ChunkId::ZERO`] for all-zero blocks). Like a PBS fixed index, a block map
 /// stands alone: restoring a point never walks a chain of incrementals.
 ///
-/// Encoding, version 1 (little endian, 96-byte header, then `block_count` × 32-byte ids):
+/// Encoding (little endian): a 96-byte header, then the body.
 ///
 /// | offset | size | field |
 /// |---|---|---|
 /// | 0 | 8 | magic `BVBLKMAP` |
-/// | 8 | 2 | format version (1) |
+/// | 8 | 2 | format version (2; 1 is still read) |
 /// | 10 | 1 | encryption scheme (0 = none; reserved for keyed ids + AEAD) |
 /// | 11 | 1 | reserved, 0 |
 /// | 12 | 4 | block size in bytes |
 /// | 16 | 8 | disk size in bytes |
 /// | 24 | 8 | creation time, Unix milliseconds (signed) |
 /// | 32 | 8 | block count (= ceil(disk size / block size)) |
-/// | 40 | 24 | reserved, 0 |
+/// | 40 | 8 | version 2: number of runs in the body; version 1: reserved, 0 |
+/// | 48 | 16 | reserved, 0 |
 /// | 64 | 32 | BLAKE3 of bytes 0..64 followed by the body |
-/// | 96 | 32·n | block ids |
+/// | 96 | | the body |
 ///
-/// At 4 MiB blocks a map costs 8 MiB per TiB of disk.
+/// Version 2's body is a sequence of runs, each a u64 count of zero blocks, a u64 count `n`
+/// of non-zero blocks, and those `n` ids (32 bytes each); the runs cover every block in order.
+/// Zero blocks cost nothing, so a 1 TiB disk holding 4 GiB costs what 4 GiB costs (at 4 MiB
+/// blocks, about 32 KiB instead of 8 MiB). Version 1's body is every id in order, `block
+/// count` × 32 bytes (8 MiB per TiB of disk at 4 MiB blocks, holes included).
 #[derive(Clone, PartialEq, Eq)]
 pub struct BlockMap {
     disk_size: u64,
@@ -36,7 +41,8 @@ pub struct BlockMap {
 
 impl BlockMap {
     pub const MAGIC: [u8; 8] = *b"BVBLKMAP";
-    pub const VERSION: u16 = 1;
+    /// The format version written; every version up to it is read.
+    pub const VERSION: u16 = 2;
     pub const HEADER_LEN: usize = 96;
 
     /// A map whose every block is zero (an empty, fully sparse disk).
@@ -120,32 +126,79 @@ impl BlockMap {
         self.ids.iter().filter(|id| !id.is_zero()).count()
     }
 
+    /// The map in the current format (version 2): zero ids as run lengths, so a sparse disk's
+    /// map costs what its data blocks cost, not its size.
     pub fn encode(&self) -> Vec<u8> {
+        let runs = self.runs();
+        let literals: usize = runs.iter().map(|r| r.literals).sum();
+        let mut out =
+            Vec::with_capacity(Self::HEADER_LEN + runs.len() * 16 + literals * ChunkId::LEN);
+        self.header(&mut out, 2, runs.len() as u64);
+        for run in &runs {
+            out.extend_from_slice(&(run.zeros as u64).to_le_bytes());
+            out.extend_from_slice(&(run.literals as u64).to_le_bytes());
+            for id in &self.ids[run.start..run.start + run.literals] {
+                out.extend_from_slice(id.as_bytes());
+            }
+        }
+        seal(&mut out);
+        out
+    }
+
+    /// The map in format version 1 (every id written out), which builds before version 2
+    /// read. Nothing writes it any more; it stays for the format fixtures.
+    pub fn encode_v1(&self) -> Vec<u8> {
         let mut out = Vec::with_capacity(Self::HEADER_LEN + self.ids.len() * ChunkId::LEN);
+        self.header(&mut out, 1, 0);
+        for id in &self.ids {
+            out.extend_from_slice(id.as_bytes());
+        }
+        seal(&mut out);
+        out
+    }
+
+    /// Bytes 0..96 with the checksum left zero (see [`seal`]). `runs` goes at 40 (version 2;
+    /// reserved and zero in version 1).
+    fn header(&self, out: &mut Vec<u8>, version: u16, runs: u64) {
         out.extend_from_slice(&Self::MAGIC);
-        out.extend_from_slice(&Self::VERSION.to_le_bytes());
+        out.extend_from_slice(&version.to_le_bytes());
         out.push(0); // encryption: none
         out.push(0); // reserved
         out.extend_from_slice(&self.block_size.get().to_le_bytes());
         out.extend_from_slice(&self.disk_size.to_le_bytes());
         out.extend_from_slice(&(self.created.as_millisecond()).to_le_bytes());
         out.extend_from_slice(&(self.ids.len() as u64).to_le_bytes());
-        out.extend_from_slice(&[0u8; 24]);
-        debug_assert_eq!(out.len(), 64);
-        let mut hasher = blake3::Hasher::new();
-        hasher.update(&out);
-        for id in &self.ids {
-            hasher.update(id.as_bytes());
-        }
-        out.extend_from_slice(hasher.finalize().as_bytes());
-        for id in &self.ids {
-            out.extend_from_slice(id.as_bytes());
-        }
-        out
+        out.extend_from_slice(&runs.to_le_bytes());
+        out.extend_from_slice(&[0u8; 16]);
+        out.extend_from_slice(&[0u8; 32]);
+        debug_assert_eq!(out.len(), Self::HEADER_LEN);
     }
 
+    /// The ids as alternating runs: zeros, then non-zero ids, until the end.
+    fn runs(&self) -> Vec<Run> {
+        let mut runs = Vec::new();
+        let mut at = 0;
+        while at < self.ids.len() {
+            let zeros = self.ids[at..].iter().take_while(|id| id.is_zero()).count();
+            let start = at + zeros;
+            let literals = self.ids[start..]
+                .iter()
+                .take_while(|id| !id.is_zero())
+                .count();
+            runs.push(Run {
+                zeros,
+                start,
+                literals,
+            });
+            at = start + literals;
+        }
+        runs
+    }
+
+    /// Decodes a map of either format version, after checking its length, structure and
+    /// checksum (before anything is allocated for its ids).
     pub fn decode(bytes: &[u8]) -> Result<BlockMap> {
-        check_header(
+        let version = check_header(
             WHAT,
             bytes,
             &Self::MAGIC,
@@ -164,10 +217,14 @@ impl BlockMap {
                 "block count {count} does not cover a {disk_size}-byte disk of {block_size} blocks"
             )));
         }
-        let body_len = count
-            .checked_mul(ChunkId::LEN as u64)
-            .ok_or_else(|| malformed("block count overflows".to_owned()))?;
-        let expected = Self::HEADER_LEN as u64 + body_len;
+        let body = &bytes[Self::HEADER_LEN..];
+        let reserved = if version == 1 { 40 } else { 48 };
+        let expected = match version {
+            1 => count.checked_mul(ChunkId::LEN as u64),
+            _ => runs_length(body, u64_at(bytes, 40), count)?,
+        }
+        .and_then(|len| len.checked_add(Self::HEADER_LEN as u64))
+        .ok_or_else(|| malformed("block count overflows".to_owned()))?;
         if (bytes.len() as u64) < expected {
             return Err(Error::Truncated {
                 what: WHAT,
@@ -181,26 +238,21 @@ impl BlockMap {
                 bytes.len() as u64 - expected
             )));
         }
-        let body = &bytes[Self::HEADER_LEN..];
         let mut hasher = blake3::Hasher::new();
         hasher.update(&bytes[..64]);
         hasher.update(body);
         if hasher.finalize().as_bytes() != &bytes[64..96] {
             return Err(Error::ChecksumMismatch { what: WHAT });
         }
-        if bytes[40..64].iter().any(|&b| b != 0) || bytes[11] != 0 {
+        if bytes[reserved..64].iter().any(|&b| b != 0) || bytes[11] != 0 {
             return Err(malformed("reserved header bytes are not zero".to_owned()));
         }
         let created = Timestamp::from_millisecond(created_ms)
             .map_err(|e| malformed(format!("creation time: {e}")))?;
-        let ids = body
-            .chunks_exact(ChunkId::LEN)
-            .map(|c| {
-                let mut id = [0u8; 32];
-                id.copy_from_slice(c);
-                ChunkId::from_bytes(id)
-            })
-            .collect();
+        let ids = match version {
+            1 => body.chunks_exact(ChunkId::LEN).map(id_at).collect(),
+            _ => expand_runs(body, count as usize),
+        };
         Ok(BlockMap {
             disk_size,
             block_size,
@@ -208,6 +260,83 @@ impl BlockMap {
             ids,
         })
     }
+}
+
+/// One run of a version-2 map: `zeros` zero ids, then the `literals` ids from `start` on.
+struct Run {
+    zeros: usize,
+    start: usize,
+    literals: usize,
+}
+
+/// Fills in the checksum at 64..96: BLAKE3 of bytes 0..64 followed by the body.
+fn seal(out: &mut [u8]) {
+    let mut hasher = blake3::Hasher::new();
+    hasher.update(&out[..64]);
+    hasher.update(&out[BlockMap::HEADER_LEN..]);
+    out[64..96].copy_from_slice(hasher.finalize().as_bytes());
+}
+
+fn id_at(bytes: &[u8]) -> ChunkId {
+    let mut id = [0u8; ChunkId::LEN];
+    id.copy_from_slice(&bytes[..ChunkId::LEN]);
+    ChunkId::from_bytes(id)
+}
+
+/// The length a version-2 body of `runs` runs must have, walking the run headers that are
+/// there; `None` on overflow. The runs must cover exactly `count` blocks. A body that ends
+/// early yields the length it should have had (the caller reports it truncated).
+fn runs_length(body: &[u8], runs: u64, count: u64) -> Result<Option<u64>> {
+    let malformed = |reason: String| Error::Malformed { what: WHAT, reason };
+    let (mut at, mut blocks) = (0u64, 0u64);
+    for _ in 0..runs {
+        let Some(next) = at.checked_add(16) else {
+            return Ok(None);
+        };
+        if next > body.len() as u64 {
+            // Truncated inside the run headers: at least this much was due.
+            return Ok(Some(next));
+        }
+        let zeros = u64_at(body, at as usize);
+        let literals = u64_at(body, at as usize + 8);
+        blocks = match blocks
+            .checked_add(zeros)
+            .and_then(|b| b.checked_add(literals))
+        {
+            Some(b) if b <= count => b,
+            _ => return Err(malformed(format!("runs cover more than {count} blocks"))),
+        };
+        let Some(end) = literals
+            .checked_mul(ChunkId::LEN as u64)
+            .and_then(|len| next.checked_add(len))
+        else {
+            return Ok(None);
+        };
+        at = end;
+    }
+    if blocks != count && at <= body.len() as u64 {
+        return Err(malformed(format!("runs cover {blocks} blocks of {count}")));
+    }
+    Ok(Some(at))
+}
+
+/// The ids of a version-2 body that [`runs_length`] accepted.
+fn expand_runs(body: &[u8], count: usize) -> Vec<ChunkId> {
+    let mut ids = Vec::with_capacity(count);
+    let mut at = 0;
+    while ids.len() < count {
+        let zeros = u64_at(body, at) as usize;
+        let literals = u64_at(body, at + 8) as usize;
+        at += 16;
+        ids.resize(ids.len() + zeros, ChunkId::ZERO);
+        ids.extend(
+            body[at..at + literals * ChunkId::LEN]
+                .chunks_exact(ChunkId::LEN)
+                .map(id_at),
+        );
+        at += literals * ChunkId::LEN;
+    }
+    ids
 }
 
 impl std::fmt::Debug for BlockMap {
@@ -248,16 +377,61 @@ mod tests {
     }
 
     #[test]
-    fn any_flipped_bit_is_caught() {
-        let bytes = sample().encode();
-        for at in (0..bytes.len()).step_by(7) {
-            let mut bad = bytes.clone();
-            bad[at] ^= 0x10;
-            assert!(
-                BlockMap::decode(&bad).is_err(),
-                "flip at {at} went unnoticed"
-            );
+    fn any_flipped_bit_is_caught_in_either_version() {
+        for bytes in [sample().encode(), sample().encode_v1()] {
+            for at in (0..bytes.len()).step_by(3) {
+                let mut bad = bytes.clone();
+                bad[at] ^= 0x10;
+                assert!(
+                    BlockMap::decode(&bad).is_err(),
+                    "flip at {at} of version {} went unnoticed",
+                    bytes[8]
+                );
+            }
         }
+    }
+
+    #[test]
+    fn version_1_still_decodes_and_holes_cost_nothing_in_version_2() {
+        let map = sample();
+        assert_eq!(BlockMap::decode(&map.encode_v1()).expect("v1"), map);
+        assert_eq!(map.encode_v1()[8], 1);
+        assert_eq!(map.encode()[8], 2);
+
+        // A 1 TiB disk at 4 MiB blocks with data in three places.
+        let mut big = BlockMap::zeroed(1 << 40, BlockSize::DEFAULT, Timestamp::UNIX_EPOCH);
+        for at in [0, 1, 2, 100_000, 262_143] {
+            big.set(at, ChunkId::of(&(at + 1).to_le_bytes()));
+        }
+        let v2 = big.encode();
+        assert_eq!(v2.len(), 96 + 3 * 16 + 5 * 32, "three runs, five ids");
+        assert_eq!(big.encode_v1().len(), 96 + 262_144 * 32);
+        assert_eq!(BlockMap::decode(&v2).expect("v2"), big);
+        let empty = BlockMap::zeroed(0, BlockSize::DEFAULT, Timestamp::UNIX_EPOCH);
+        assert_eq!(BlockMap::decode(&empty.encode()).expect("empty"), empty);
+    }
+
+    #[test]
+    fn version_2_runs_must_cover_the_disk_exactly() {
+        // Re-sealed so that only the structure is wrong, not the checksum.
+        let reseal = |mut bytes: Vec<u8>| {
+            seal(&mut bytes);
+            bytes
+        };
+        let good = sample().encode();
+        let mut short = good.clone();
+        let last_zeros = good.len() - 32 - 16;
+        short[last_zeros..last_zeros + 8].copy_from_slice(&2u64.to_le_bytes());
+        let err = BlockMap::decode(&reseal(short)).expect_err("runs past the end");
+        assert!(matches!(err, Error::Malformed { .. }), "{err}");
+        let mut fewer = good.clone();
+        fewer[last_zeros..last_zeros + 8].copy_from_slice(&0u64.to_le_bytes());
+        let err = BlockMap::decode(&reseal(fewer)).expect_err("runs short of the end");
+        assert!(matches!(err, Error::Malformed { .. }), "{err}");
+        let mut more_runs = good;
+        more_runs[40] += 1;
+        let err = BlockMap::decode(&reseal(more_runs)).expect_err("a run missing");
+        assert!(matches!(err, Error::Truncated { .. }), "{err}");
     }
 
     #[test]
@@ -269,11 +443,11 @@ mod tests {
         assert!(matches!(err, Error::Truncated { .. }), "{err}");
         let err = BlockMap::decode(b"GIF89a..........").expect_err("magic");
         assert!(matches!(err, Error::BadMagic { .. }), "{err}");
-        let mut v2 = bytes.clone();
-        v2[8] = 2;
-        let err = BlockMap::decode(&v2).expect_err("version");
+        let mut v3 = bytes.clone();
+        v3[8] = 3;
+        let err = BlockMap::decode(&v3).expect_err("version");
         assert!(
-            matches!(err, Error::UnsupportedVersion { version: 2, .. }),
+            matches!(err, Error::UnsupportedVersion { version: 3, .. }),
             "{err}"
         );
         let mut enc = bytes;

@@ -13,7 +13,7 @@
 //! | object | magic | layout | integrity |
 //! |---|---|---|---|
 //! | chunk | `BVCHUNK\0` | 16-byte header + raw or zstd-1 payload ([`ChunkObject`]) | content re-hashed against its id on every read |
-//! | block map | `BVBLKMAP` | 96-byte header + one 32-byte id per block ([`BlockMap`]) | BLAKE3 of header and body |
+//! | block map | `BVBLKMAP` | 96-byte header + the ids as runs: zero blocks counted, the others one 32-byte id each ([`BlockMap`]; version 1, every id written out, is still read) | BLAKE3 of header and body |
 //! | recovery point | `BVPOINT\0` | 48-byte header + JSON body ([`RecoveryPoint`]) | BLAKE3 of header and body |
 //! | vault config | `BVVAULT\0` | 48-byte header + JSON body ([`VaultConfig`]; version 2 when replicated) | BLAKE3 of header and body |
 //! | lease | `BVLEASE\0` | 48-byte header + JSON body ([`LeaseRecord`]) | BLAKE3 of header and body |
