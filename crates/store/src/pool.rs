@@ -4,8 +4,8 @@
 //! files of up to 4 MiB each, on tokio's blocking threads, and frees each buffer on a rayon
 //! worker once decoded. glibc serves such buffers from per-thread arenas and keeps what is
 //! freed there: with a dozen threads the resident set grew by tens of MiB over what was ever
-//! in use at once (a 1.47 GB restore peaked at 90-96 MiB; 52-56 MiB with big buffers forced
-//! to `mmap`). A buffer taken from here goes back here when the last [`Bytes`] of it is
+//! in use at once (a 1.46 GB restore peaked at 90-105 MiB; 52-56 MiB with big buffers
+//! forced to `mmap`, 60 MiB with this pool). A buffer taken from here goes back here when the last [`Bytes`] of it is
 //! dropped, so the same few buffers carry every chunk.
 
 use std::sync::{Arc, Mutex, PoisonError};

@@ -69,6 +69,7 @@ impl ChunkIndex {
         path: &Path,
         epoch: Option<&str>,
     ) -> Result<ChunkIndex> {
+        crate::tmp::sweep_stale(path);
         let journaled = read_journal(&journal_path(path));
         let current = read_epoch(path).as_deref() == epoch;
         if let Some(ids) = current.then(|| read_index(path)).flatten() {
@@ -180,8 +181,8 @@ impl ChunkIndex {
         self.save()
     }
 
-    /// Writes the file atomically: a temp file of this save's own (written through a small
-    /// buffer and hashed as it goes), fsync, rename.
+    /// Writes the file atomically: a temp file of this save's own (see [`crate::tmp`]),
+    /// written through a small buffer and hashed as it goes, fsynced, then renamed.
     fn save(&self) -> Result<()> {
         let io = |e| Error::io(&self.path, e);
         if let Some(dir) = self.path.parent() {
@@ -189,8 +190,18 @@ impl ChunkIndex {
         }
         // Two processes of this host may save at once (two backup jobs): the last rename wins
         // (the index only errs towards uploading too much).
-        let tmp = private_tmp(&self.path);
-        let file = std::fs::File::create(&tmp).map_err(io)?;
+        crate::tmp::replace(&self.path, |tmp| self.write_to(tmp), io)?;
+        // Everything journaled is in the saved index now.
+        match std::fs::remove_file(journal_path(&self.path)) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(io(e)),
+            _ => Ok(()),
+        }
+    }
+
+    /// The index file's bytes, written to `tmp` and fsynced.
+    fn write_to(&self, tmp: &Path) -> Result<()> {
+        let io = |e| Error::io(&self.path, e);
+        let file = std::fs::File::create(tmp).map_err(io)?;
         let mut out = HashingWriter {
             inner: std::io::BufWriter::with_capacity(1 << 20, file),
             hasher: blake3::Hasher::new(),
@@ -207,14 +218,7 @@ impl ChunkIndex {
         let mut file = out.inner;
         file.write_all(digest.as_bytes()).map_err(io)?;
         let file = file.into_inner().map_err(|e| io(e.into_error()))?;
-        file.sync_all().map_err(io)?;
-        drop(file);
-        std::fs::rename(&tmp, &self.path).map_err(io)?;
-        // Everything journaled is in the saved index now.
-        match std::fs::remove_file(journal_path(&self.path)) {
-            Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(io(e)),
-            _ => Ok(()),
-        }
+        file.sync_all().map_err(io)
     }
 }
 
@@ -245,14 +249,6 @@ fn sorted(mut ids: Vec<ChunkId>) -> Vec<ChunkId> {
 
 fn journal_path(index: &Path) -> PathBuf {
     index.with_extension("log")
-}
-
-/// A temporary name beside `path` that no other write uses, this process's or another's:
-/// write it, then rename it over `path`.
-pub(crate) fn private_tmp(path: &Path) -> PathBuf {
-    static WRITES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
-    let n = WRITES.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    path.with_extension(format!("tmp-{}-{n}", std::process::id()))
 }
 
 /// The GC epoch the index at `index` was last made consistent with, in `chunks.epoch`.

@@ -43,6 +43,7 @@ mod lease;
 mod marks;
 mod progress;
 mod restore;
+mod tmp;
 mod transfer;
 mod vault;
 mod verify;

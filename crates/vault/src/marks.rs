@@ -86,9 +86,11 @@ impl MarkCache {
         };
         let io = |e| Error::io(&path, e);
         std::fs::create_dir_all(&self.dir).map_err(io)?;
-        let tmp = crate::index::private_tmp(&path);
-        std::fs::write(&tmp, encode(keys)).map_err(io)?;
-        std::fs::rename(&tmp, &path).map_err(io)
+        crate::tmp::replace(
+            &path,
+            |tmp| std::fs::write(tmp, encode(keys)).map_err(io),
+            io,
+        )
     }
 
     /// Drops the entries of maps not in `live` (their points were deleted).
