@@ -104,6 +104,10 @@ impl ChunkEncoder {
                 out.extend_from_slice(block);
             }
         }
+        // The buffer was sized for the worst case: a well-compressed chunk would otherwise
+        // hold a whole block's allocation for its few bytes while it waits to be written (the
+        // early send bounds what it holds by length, and may hold thousands).
+        out.shrink_to_fit();
         out
     }
 }
@@ -220,6 +224,9 @@ mod tests {
         let enc = ChunkEncoder::new().expect("enc").encode(&block);
         assert_eq!(ChunkObject::codec(&enc).expect("codec"), Codec::Zstd);
         assert!(enc.len() < block.len() / 10);
+        // It holds no more memory than its bytes: not the block-sized worst case it was
+        // compressed into.
+        assert!(enc.capacity() < block.len() / 10, "{}", enc.capacity());
         let mut out = Vec::new();
         ChunkDecoder::new()
             .expect("dec")
