@@ -4,6 +4,9 @@ use rayon::prelude::*;
 
 use crate::{DiskImage, Error, Result};
 
+/// Blocks hashed per batch of a scan (see [`Chunker::scan_blocks`]).
+const SCAN_BATCH: usize = 4096;
+
 /// One block read from a disk image, as the scan hands it to its visitor.
 #[derive(Debug)]
 pub struct Block<'a> {
@@ -84,28 +87,33 @@ impl Chunker {
     {
         let bs = self.block_size.bytes();
         let size = image.size();
-        let found = blocks
-            .par_iter()
-            .map_init(Vec::new, |buf: &mut Vec<u8>, &index| {
-                let offset = index as u64 * bs;
-                let len = (size - offset).min(bs) as usize;
-                buf.resize(len, 0);
-                image.read_exact_at(buf, offset)?;
-                let id = ChunkId::of(buf);
-                visit(Block {
-                    index,
-                    offset,
-                    id,
-                    data: buf,
-                })?;
-                Ok((index, id))
-            })
-            .collect::<Result<Vec<(usize, ChunkId)>, E>>()?;
-        image.check_size_unchanged()?;
         let mut map = BlockMap::zeroed(size, self.block_size, created);
-        for (index, id) in found {
-            map.set(index, id);
+        // In batches, each hashed in parallel and then written into the map: a disk of a
+        // million blocks holds no list of a million (index, id) pairs beside its map. The
+        // batches are large enough that the workers seldom wait at their ends.
+        for batch in blocks.chunks(SCAN_BATCH) {
+            let ids = batch
+                .par_iter()
+                .map_init(Vec::new, |buf: &mut Vec<u8>, &index| {
+                    let offset = index as u64 * bs;
+                    let len = (size - offset).min(bs) as usize;
+                    buf.resize(len, 0);
+                    image.read_exact_at(buf, offset)?;
+                    let id = ChunkId::of(buf);
+                    visit(Block {
+                        index,
+                        offset,
+                        id,
+                        data: buf,
+                    })?;
+                    Ok(id)
+                })
+                .collect::<Result<Vec<ChunkId>, E>>()?;
+            for (&index, id) in batch.iter().zip(ids) {
+                map.set(index, id);
+            }
         }
+        image.check_size_unchanged()?;
         Ok(map)
     }
 
@@ -189,6 +197,30 @@ mod tests {
             })
             .expect_err("visitor error");
         assert!(matches!(err, Error::NotFound { .. }), "{err}");
+    }
+
+    #[test]
+    fn blocks_on_either_side_of_a_batch_boundary_land_in_their_own_slots() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let bs = BlockSize::new(64 << 10).expect("bs");
+        let blocks = [0u64, 4095, 4096, 4097, 2 * 4096 + 7];
+        let writes: Vec<(u64, usize, u8)> = blocks
+            .iter()
+            .enumerate()
+            .map(|(k, &b)| (b * (64 << 10) + 10, 1000, k as u8 + 1))
+            .collect();
+        let size = (2 * 4096 + 9) * (64 << 10);
+        let content = image(dir.path(), "wide.img", size, &writes);
+        let img = DiskImage::open(dir.path().join("wide.img")).expect("open");
+        let map = Chunker::new(bs)
+            .map(&img, Timestamp::UNIX_EPOCH)
+            .expect("map");
+        for &b in &blocks {
+            let b = b as usize;
+            let block = &content[b * (64 << 10)..(b + 1) * (64 << 10)];
+            assert_eq!(map.ids()[b], ChunkId::of(block), "block {b}");
+        }
+        assert_eq!(map.data_blocks(), blocks.len());
     }
 
     proptest! {
