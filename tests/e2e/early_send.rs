@@ -5,7 +5,7 @@ use std::collections::HashSet;
 use std::path::Path;
 use std::sync::Arc;
 
-use blockvault_core::{ChunkId, DiskName};
+use blockvault_core::DiskName;
 use blockvault_vault::{
     BackupReport, BackupRequest, EarlySend, NoProgress, PointSelector, TransferOptions,
     TransferReport, Vault,
@@ -83,13 +83,12 @@ impl Tiers {
         taken: &BackupReport,
         early: EarlySend,
     ) -> blockvault_vault::Result<TransferReport> {
-        let fresh: HashSet<ChunkId> = taken.new_chunks.iter().copied().collect();
         let sent = early.finish().await;
         self.vault
             .transfer_early(
                 &self.tier,
                 &taken.point,
-                &fresh,
+                &taken.new_chunks,
                 TransferOptions::default(),
                 Arc::new(NoProgress),
                 sent,
@@ -184,6 +183,27 @@ async fn chunks_the_vault_already_holds_are_not_sent_again() {
     t.assert_restores("restored").await;
 }
 
+/// An early send keeps no set of the ids offered (a Snapshot offers each new chunk once): one
+/// offered again is uploaded again, and the Transfer still counts it once.
+#[tokio::test]
+async fn a_chunk_offered_twice_is_counted_once() {
+    let t = Tiers::new().await;
+    let early = t.early(blockvault_vault::HELD_BYTES);
+    let taken = t.snapshot(Some(&early)).await;
+    let again = *taken.new_chunks.iter().next().expect("a new chunk");
+    let encoded = t.tier.store().get_chunk(&again).await.expect("in the tier");
+    early.offer(again, &encoded);
+    let report = t.transfer(&taken, early).await.expect("transfer");
+    assert_eq!(report.sent_early, 5);
+    assert_eq!(report.point.stats.chunks_stored, 5);
+    assert_eq!(
+        report.point.stats.bytes_stored,
+        taken.point.stats.bytes_stored
+    );
+    assert_eq!(t.vault_chunks(), 5);
+    t.assert_restores("restored").await;
+}
+
 /// With no room to hold chunks every offer is declined: the Transfer copies them all from the
 /// snapshot tier, and the result is the same.
 #[tokio::test]
@@ -219,13 +239,12 @@ async fn an_abandoned_early_send_leaves_no_lease_and_its_chunks_serve_the_next_t
         "an early send commits nothing"
     );
 
-    let fresh: HashSet<ChunkId> = taken.new_chunks.iter().copied().collect();
     let report = t
         .vault
         .transfer(
             &t.tier,
             &taken.point,
-            &fresh,
+            &taken.new_chunks,
             TransferOptions::default(),
             Arc::new(NoProgress),
         )

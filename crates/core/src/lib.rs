@@ -33,6 +33,7 @@
 mod block_map;
 mod block_size;
 mod chunk;
+mod chunk_set;
 mod deleted;
 mod error;
 mod framed;
@@ -46,6 +47,7 @@ pub use crate::{
     block_map::BlockMap,
     block_size::BlockSize,
     chunk::{ChunkDecoder, ChunkEncoder, ChunkObject, Codec},
+    chunk_set::ChunkSet,
     deleted::{SOFT_DELETE_DAYS, SoftDeleteMarker},
     error::{Error, Result},
     id::{ChunkId, is_zero},

@@ -7,8 +7,8 @@ use std::time::{Duration, Instant};
 
 use blockvault_chunker::{Chunker, DiskImage, changed_blocks};
 use blockvault_core::{
-    BlockMap, BlockSize, ChunkEncoder, ChunkId, Consistency, DiskName, DiskRecord, PointId,
-    PointStats, RecoveryPoint, VmName,
+    BlockMap, BlockSize, ChunkEncoder, ChunkId, ChunkSet, Consistency, DiskName, DiskRecord,
+    PointId, PointStats, RecoveryPoint, VmName,
 };
 use bytes::Bytes;
 use futures::StreamExt;
@@ -45,7 +45,7 @@ pub struct BackupReport {
     /// Things the user should know that did not stop the backup.
     pub warnings: Vec<String>,
     /// The chunks this backup wrote (encoded from blocks it had just hashed).
-    pub new_chunks: Vec<ChunkId>,
+    pub new_chunks: ChunkSet,
 }
 
 /// A chunk on its way from the scan to the upload stage.
@@ -175,14 +175,10 @@ impl Vault {
             .sum();
         progress.begin("backup", total);
 
+        let previous = Arc::new(previous);
         let known = Known {
-            claimed: Mutex::new(
-                previous
-                    .values()
-                    .flat_map(|m| m.ids().iter().copied())
-                    .filter(|id| !id.is_zero() && !damaged.contains(id))
-                    .collect(),
-            ),
+            previous: Arc::clone(&previous),
+            claimed: Claimed::default(),
             index: self.chunk_index().await?.map(Arc::new),
             damaged: damaged.clone(),
         };
@@ -258,7 +254,8 @@ impl Vault {
         };
         let (scan, upload) = tokio::join!(scan, upload);
         let scan = scan.unwrap_or_else(|join| std::panic::resume_unwind(join.into_panic()));
-        let landed = landed.into_inner().unwrap_or_else(PoisonError::into_inner);
+        let landed =
+            ChunkSet::from_vec(landed.into_inner().unwrap_or_else(PoisonError::into_inner));
         if let Some(index) = index {
             // Whatever landed is in the vault now, whether or not this backup commits.
             Arc::unwrap_or_clone(index).add_and_save(landed.iter().copied())?;
@@ -304,7 +301,7 @@ impl Vault {
             lease.check().await?;
         }
         self.store().put_point(&point).await?;
-        self.clear_damage_marks(damaged, &landed, &mut warnings)
+        self.clear_damage_marks(damaged, landed.as_slice(), &mut warnings)
             .await;
         Ok(BackupReport {
             point,
@@ -458,30 +455,62 @@ fn open_sources(
     Ok(sources)
 }
 
-/// The scan stage: runs on a blocking thread, fans out on the rayon pool, and hands new chunks
-/// to the upload stage through `tx` (blocking when it is full: back-pressure).
-/// What the scan may skip: ids claimed by this backup (seeded with the previous point's), and
-/// the vault's chunk index when there is one.
+/// What the scan may skip: a block whose id the previous point's map has at the same place,
+/// a chunk the vault's chunk index holds (when there is one), and an id this backup has
+/// already claimed. Chunks verify found bad are never taken as present.
+///
+/// The previous point's chunks are found by position, not in a set of them: a block that did
+/// not change is where it was, and one that moved is in the index. Without an index a moved
+/// block costs a `HEAD` before its upload, never a second copy.
 struct Known {
-    claimed: Mutex<HashSet<ChunkId>>,
+    previous: Arc<HashMap<DiskName, BlockMap>>,
+    claimed: Claimed,
     index: Option<Arc<ChunkIndex>>,
-    /// Chunks verify found bad: never taken as present.
     damaged: HashSet<ChunkId>,
 }
 
 impl Known {
-    /// True the first time a new id is seen: the caller must send it.
-    fn claim(&self, id: ChunkId) -> bool {
-        if !self.damaged.contains(&id) && self.index.as_ref().is_some_and(|i| i.contains(&id)) {
+    /// True the first time a new id is seen: the caller must send it. `previous` is the
+    /// previous point's map of the disk block `index` belongs to.
+    fn claim(&self, previous: Option<&BlockMap>, index: usize, id: ChunkId) -> bool {
+        if self.damaged.contains(&id) {
+            return self.claimed.insert(id);
+        }
+        let in_place = previous.is_some_and(|map| map.ids().get(index) == Some(&id));
+        if in_place || self.index.as_ref().is_some_and(|i| i.contains(&id)) {
             return false;
         }
-        self.claimed
+        self.claimed.insert(id)
+    }
+}
+
+/// The new ids a backup has claimed, in shards by the ids' first byte: the scan's workers
+/// seldom wait on one another, and a shard that grows copies only itself.
+struct Claimed {
+    shards: Vec<Mutex<HashSet<ChunkId>>>,
+}
+
+impl Default for Claimed {
+    fn default() -> Claimed {
+        Claimed {
+            shards: (0..64).map(|_| Mutex::default()).collect(),
+        }
+    }
+}
+
+impl Claimed {
+    /// True if `id` was not claimed before.
+    fn insert(&self, id: ChunkId) -> bool {
+        let shard = usize::from(id.as_bytes()[0]) % self.shards.len();
+        self.shards[shard]
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .insert(id)
     }
 }
 
+/// The scan stage: runs on a blocking thread, fans out on the rayon pool, and hands new chunks
+/// to the upload stage through `tx` (blocking when it is full: back-pressure).
 fn scan_all(
     sources: Vec<Source>,
     known: Known,
@@ -493,12 +522,13 @@ fn scan_all(
     let mut maps = Vec::with_capacity(sources.len());
     for source in sources {
         let chunker = Chunker::new(source.block_size);
+        let previous = known.previous.get(&source.name);
         let map = chunker.scan_blocks(&source.image, &source.blocks, time, |block| {
             let len = block.data.len() as u64;
             scanned.fetch_add(len, Ordering::Relaxed);
             progress.advance(len);
             // Each new id is compressed and sent at most once.
-            if block.id.is_zero() || !known.claim(block.id) {
+            if block.id.is_zero() || !known.claim(previous, block.index, block.id) {
                 return Ok(());
             }
             let encoded = encode(block.data)?;

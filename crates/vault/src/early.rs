@@ -43,8 +43,6 @@ pub struct EarlySend {
     offers: mpsc::UnboundedSender<Offer>,
     /// [`HELD_BYTES`] in KiB permits.
     room: Arc<Semaphore>,
-    /// Ids offered so far: each chunk is queued once.
-    offered: Mutex<HashSet<ChunkId>>,
     declined: AtomicU64,
     task: tokio::task::JoinHandle<Sent>,
 }
@@ -85,7 +83,6 @@ impl Vault {
         EarlySend {
             offers,
             room: Arc::new(Semaphore::new(held >> 10)),
-            offered: Mutex::new(HashSet::new()),
             declined: AtomicU64::new(0),
             task,
         }
@@ -94,17 +91,15 @@ impl Vault {
 
 impl EarlySend {
     /// Offers chunk `id`, just stored in the snapshot tier as `encoded`. Never waits.
+    ///
+    /// Each chunk is meant to be offered once (a Snapshot stores each new chunk once), so no
+    /// set of the ids offered is kept: a million-chunk disk would need one. An id offered
+    /// again is uploaded again, harmlessly, and counted once by the Transfer.
     pub fn offer(&self, id: ChunkId, encoded: &Bytes) {
         let kib = u32::try_from(encoded.len().div_ceil(1024)).unwrap_or(u32::MAX);
         let queued = Arc::clone(&self.room)
             .try_acquire_many_owned(kib)
             .ok()
-            .filter(|_| {
-                self.offered
-                    .lock()
-                    .unwrap_or_else(PoisonError::into_inner)
-                    .insert(id)
-            })
             .is_some_and(|held| {
                 self.offers
                     .send(Offer {
@@ -164,7 +159,6 @@ async fn run(
         }
     };
     // Offers that arrived meanwhile wait in the queue: they were held within HELD_BYTES.
-    let claimed = prepared.claimed();
     let journal = match prepared.index.as_ref().map(|i| i.journal()).transpose() {
         Ok(journal) => journal,
         Err(_) => {
@@ -179,11 +173,11 @@ async fn run(
     let stopped = AtomicBool::new(false);
     let store = vault.store();
     {
-        let (claimed, landed, journal) = (&claimed, &landed, journal.as_ref());
+        let (landed, journal) = (&landed, journal.as_ref());
         let (stopped, prepared) = (&stopped, &prepared);
         futures::stream::poll_fn(|cx| queue.poll_recv(cx))
             .map(|offer: Offer| async move {
-                if stopped.load(Ordering::Relaxed) || prepared.knows(claimed, &offer.id) {
+                if stopped.load(Ordering::Relaxed) || prepared.knows(&offer.id) {
                     return;
                 }
                 let size = offer.encoded.len() as u64;

@@ -4,7 +4,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use blockvault_chunker::changed_blocks;
-use blockvault_core::{BlockMap, ChunkId, DiskName, PointStats, RecoveryPoint, VmName};
+use blockvault_core::{BlockMap, ChunkId, ChunkSet, DiskName, PointStats, RecoveryPoint, VmName};
 use blockvault_store::cpu;
 use bytes::Bytes;
 use futures::StreamExt;
@@ -38,26 +38,21 @@ pub(crate) struct Prepared {
     pub(crate) warnings: Vec<String>,
     pub(crate) parent: Option<RecoveryPoint>,
     pub(crate) previous: HashMap<DiskName, BlockMap>,
+    /// The chunks the previous maps name, but for the damaged: the vault holds them.
+    pub(crate) claimed: ChunkSet,
     pub(crate) index: Option<ChunkIndex>,
     /// Chunks an early send stored, with their stored sizes.
     pub(crate) landed: Vec<(ChunkId, u64)>,
 }
 
 impl Prepared {
-    /// The chunks the newest point's maps name, but for the damaged: the vault holds them.
-    pub(crate) fn claimed(&self) -> HashSet<ChunkId> {
-        self.previous
-            .values()
-            .flat_map(|m| m.ids().iter().copied())
-            .filter(|id| !self.damaged.contains(id))
-            .collect()
-    }
-
-    /// Whether the vault is known to hold `id` (`claimed` is [`Prepared::claimed`]).
-    pub(crate) fn knows(&self, claimed: &HashSet<ChunkId>, id: &ChunkId) -> bool {
+    /// Whether the vault is known to hold `id`: named by its newest point or in the index,
+    /// and not found damaged.
+    pub(crate) fn knows(&self, id: &ChunkId) -> bool {
         id.is_zero()
             || (!self.damaged.contains(id)
-                && (claimed.contains(id) || self.index.as_ref().is_some_and(|x| x.contains(id))))
+                && (self.claimed.contains(id)
+                    || self.index.as_ref().is_some_and(|x| x.contains(id))))
     }
 
     /// Releases the lease; a failure to remove it is returned as a warning.
@@ -88,15 +83,23 @@ impl Vault {
         }
         .await;
         match read {
-            Ok((parent, previous, index)) => Ok(Prepared {
-                lease,
-                damaged,
-                warnings,
-                parent,
-                previous,
-                index,
-                landed: Vec::new(),
-            }),
+            Ok((parent, previous, index)) => {
+                let claimed = previous
+                    .values()
+                    .flat_map(|m| m.ids().iter().copied())
+                    .filter(|id| !id.is_zero() && !damaged.contains(id))
+                    .collect();
+                Ok(Prepared {
+                    lease,
+                    damaged,
+                    warnings,
+                    parent,
+                    previous,
+                    claimed,
+                    index,
+                    landed: Vec::new(),
+                })
+            }
             Err(e) => {
                 crate::backup::release(lease).await;
                 Err(e)
@@ -155,7 +158,7 @@ impl Vault {
         &self,
         source: &Vault,
         point: &RecoveryPoint,
-        fresh: &HashSet<ChunkId>,
+        fresh: &ChunkSet,
         options: TransferOptions,
         progress: Arc<dyn Progress>,
     ) -> Result<TransferReport> {
@@ -188,7 +191,7 @@ impl Vault {
         &self,
         source: &Vault,
         point: &RecoveryPoint,
-        fresh: &HashSet<ChunkId>,
+        fresh: &ChunkSet,
         options: TransferOptions,
         progress: Arc<dyn Progress>,
         sent: Sent,
@@ -204,7 +207,7 @@ impl Vault {
         &self,
         source: &Vault,
         point: &RecoveryPoint,
-        fresh: &HashSet<ChunkId>,
+        fresh: &ChunkSet,
         options: TransferOptions,
         progress: Arc<dyn Progress>,
         mut prepared: Prepared,
@@ -225,7 +228,7 @@ impl Vault {
         &self,
         source: &Vault,
         point: &RecoveryPoint,
-        fresh: &HashSet<ChunkId>,
+        fresh: &ChunkSet,
         options: TransferOptions,
         progress: Arc<dyn Progress>,
         prepared: &mut Prepared,
@@ -242,23 +245,29 @@ impl Vault {
             maps.push(map);
         }
 
-        let early = std::mem::take(&mut prepared.landed);
-        let mut claimed = prepared.claimed();
-        claimed.extend(early.iter().map(|(id, _)| *id));
-        let damaged = &prepared.damaged;
-        let index = prepared.index.take();
+        let mut early = std::mem::take(&mut prepared.landed);
+        // Sorted to be searched; an id offered twice landed twice but counts once.
+        early.sort_unstable_by_key(|(id, _)| *id);
+        early.dedup_by_key(|(id, _)| *id);
         let mut todo = Vec::new();
         for map in &maps {
             for (i, id) in map.ids().iter().enumerate() {
-                let known = id.is_zero()
-                    || (!damaged.contains(id) && index.as_ref().is_some_and(|x| x.contains(id)));
-                if !known && claimed.insert(*id) {
+                let again = todo.last().is_some_and(|(last, _, _)| last == id);
+                if !again
+                    && !prepared.knows(id)
+                    && early.binary_search_by_key(id, |(e, _)| *e).is_err()
+                {
                     // Without an index, ask the store first, unless verify found it bad.
-                    let ask = index.is_none() && !damaged.contains(id);
+                    let ask = prepared.index.is_none() && !prepared.damaged.contains(id);
                     todo.push((*id, map.len_of(i) as u64, ask));
                 }
             }
         }
+        // One copy of each chunk, however many blocks hold it.
+        todo.sort_unstable_by_key(|(id, _, _)| *id);
+        todo.dedup_by_key(|(id, _, _)| *id);
+        let damaged = &prepared.damaged;
+        let index = prepared.index.take();
         progress.begin("transfer", todo.iter().map(|(_, len, _)| len).sum());
 
         let landed = Landed {
@@ -316,7 +325,7 @@ impl Vault {
         &self,
         source: &Vault,
         todo: Vec<(ChunkId, u64, bool)>,
-        fresh: &HashSet<ChunkId>,
+        fresh: &ChunkSet,
         options: TransferOptions,
         landed: &Landed,
         progress: &dyn Progress,

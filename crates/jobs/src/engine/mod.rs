@@ -11,11 +11,10 @@ mod retention;
 mod soft_delete;
 mod verify;
 
-use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use blockvault_core::{BlockSize, ChunkId, Consistency, RecoveryPoint, VmName};
+use blockvault_core::{BlockSize, ChunkSet, Consistency, RecoveryPoint, VmName};
 use blockvault_local::SnapshotTier;
 use blockvault_vault::{BackupRequest, EarlySend, Progress, TransferOptions, Vault};
 use jiff::{SignedDuration, Timestamp};
@@ -117,7 +116,7 @@ pub struct BackupOutcome {
 #[derive(Debug)]
 struct Taken {
     point: RecoveryPoint,
-    fresh: HashSet<ChunkId>,
+    fresh: ChunkSet,
     early: Option<EarlySend>,
 }
 
@@ -429,7 +428,6 @@ impl Engine {
             }
         };
         warnings.extend(report.warnings.iter().cloned());
-        let fresh: HashSet<ChunkId> = report.new_chunks.into_iter().collect();
         let point = report.point;
         let states = DiskStates::new(&self.state_dir);
         for ((path, before), disk) in spec.disks.iter().zip(before).zip(&point.disks) {
@@ -458,7 +456,7 @@ impl Engine {
             .add_point_tier(vm, &summary, Tier::Snapshot, Some(expires))?;
         Ok(Taken {
             point,
-            fresh,
+            fresh: report.new_chunks,
             early: None,
         })
     }
