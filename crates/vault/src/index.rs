@@ -1,7 +1,7 @@
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 
-use blockvault_core::ChunkId;
+use blockvault_core::{ChunkId, ChunkSet};
 use blockvault_store::Store;
 use futures::TryStreamExt;
 
@@ -170,14 +170,8 @@ impl ChunkIndex {
 
     /// Records chunks now known to be in the vault, saves the file and empties the journal.
     pub fn add_and_save(&mut self, ids: impl IntoIterator<Item = ChunkId>) -> Result<()> {
-        let before = self.ids.len();
-        self.ids.extend(ids);
-        if self.ids.len() > before {
-            // The old ids are sorted: a stable sort merges the new run into them in about
-            // linear time.
-            self.ids.sort();
-            self.ids.dedup();
-        }
+        let new = ChunkSet::from_iter(ids);
+        merge_into(&mut self.ids, new.as_slice());
         self.save()
     }
 
@@ -241,10 +235,39 @@ impl<W: Write> Write for HashingWriter<W> {
 }
 
 /// `ids` sorted, without duplicates.
-fn sorted(mut ids: Vec<ChunkId>) -> Vec<ChunkId> {
-    ids.sort_unstable();
-    ids.dedup();
-    ids
+fn sorted(ids: Vec<ChunkId>) -> Vec<ChunkId> {
+    ChunkSet::from_vec(ids).into_vec()
+}
+
+/// Merges the sorted, distinct `new` into the sorted, distinct `ids`, in place: the list grows
+/// once, by exactly what is added (the allocator can often do that without a copy), and the
+/// two runs are merged from the back, with no scratch list the size of the index.
+fn merge_into(ids: &mut Vec<ChunkId>, new: &[ChunkId]) {
+    let added = new
+        .iter()
+        .filter(|id| ids.binary_search(id).is_err())
+        .count();
+    if added == 0 {
+        return;
+    }
+    let old = ids.len();
+    ids.reserve_exact(added);
+    ids.resize(old + added, ChunkId::ZERO);
+    let (mut i, mut k) = (old, old + added);
+    for id in new.iter().rev() {
+        // The old ids above `id` move up to make its place.
+        while i > 0 && ids[i - 1] > *id {
+            ids[k - 1] = ids[i - 1];
+            i -= 1;
+            k -= 1;
+        }
+        if i > 0 && ids[i - 1] == *id {
+            continue;
+        }
+        ids[k - 1] = *id;
+        k -= 1;
+    }
+    debug_assert_eq!(i, k, "every id found its place");
 }
 
 fn journal_path(index: &Path) -> PathBuf {
@@ -320,7 +343,25 @@ fn read_index(path: &Path) -> Option<Vec<ChunkId>> {
 
 #[cfg(test)]
 mod tests {
+    use std::collections::BTreeSet;
+
+    use proptest::prelude::*;
+
     use super::*;
+
+    proptest! {
+        #[test]
+        fn a_merge_in_place_is_the_sorted_union(
+            old in proptest::collection::vec(0u8..40, 0..40),
+            new in proptest::collection::vec(0u8..40, 0..40),
+        ) {
+            let id = |n: &u8| ChunkId::from_bytes([*n; 32]);
+            let mut ids = sorted(old.iter().map(id).collect());
+            merge_into(&mut ids, ChunkSet::from_iter(new.iter().map(id)).as_slice());
+            let union: Vec<ChunkId> = old.iter().chain(&new).map(id).collect::<BTreeSet<_>>().into_iter().collect();
+            prop_assert_eq!(ids, union);
+        }
+    }
 
     #[tokio::test]
     async fn the_index_rebuilds_from_the_store_and_survives_a_reload() {
