@@ -186,7 +186,7 @@ async fn chunk_file_of_block(vault: &Vault, dir: &Path, index: usize) -> std::pa
         .get_map(&point.vm, &point.id, &disk.name, Some(&disk.map_digest))
         .await
         .expect("map");
-    let hex = map.ids()[index].to_hex();
+    let hex = map.get(index).expect("a block of the map").to_hex();
     dir.join("vault/chunks").join(&hex[..2]).join(hex)
 }
 

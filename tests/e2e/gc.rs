@@ -112,7 +112,10 @@ async fn gc_frees_exactly_what_no_point_names_and_the_rest_restores() {
         )
         .await
         .expect("map");
-    let (doomed, kept) = (first_map.ids()[3], first_map.ids()[40]);
+    let (doomed, kept) = (
+        first_map.get(3).expect("a block of the map"),
+        first_map.get(40).expect("a block of the map"),
+    );
     for id in [doomed, kept] {
         vault.store().mark_damaged(&id).await.expect("mark");
     }
@@ -309,7 +312,7 @@ pub(crate) async fn gc_during_a_backup_reusing_a_deleted_points_chunks(
         .await
         .expect("map");
     let named: HashSet<ChunkId> = map
-        .ids()
+        .data_ids()
         .iter()
         .copied()
         .filter(|id| !id.is_zero())
@@ -467,7 +470,7 @@ async fn a_sweep_that_fails_halfway_leaves_no_deleted_chunk_in_this_hosts_index(
             .expect("map")
     };
     let live: HashSet<String> = second_map
-        .ids()
+        .data_ids()
         .iter()
         .map(|id| id.to_hex().to_string())
         .collect();

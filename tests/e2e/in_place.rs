@@ -71,7 +71,7 @@ async fn chunk_file(
         .get_map(&point.vm, &point.id, &disk.name, Some(&disk.map_digest))
         .await
         .expect("map");
-    let hex = map.ids()[index].to_hex();
+    let hex = map.get(index).expect("a block of the map").to_hex();
     dir.join("vault/chunks").join(&hex[..2]).join(hex)
 }
 

@@ -210,7 +210,7 @@ async fn a_chunk_deleted_or_corrupted_in_the_bucket_is_named_at_restore() {
         .expect("map");
     let objects = vault.store().objects();
     let key = |i: usize| {
-        let hex = map.ids()[i].to_hex();
+        let hex = map.get(i).expect("a block of the map").to_hex();
         object_store::path::Path::from(format!("chunks/{}/{hex}", &hex[..2]))
     };
     objects
@@ -272,7 +272,7 @@ async fn a_garage_primary_heals_from_a_local_secondary() {
         .get_map(&point.vm, &point.id, &point.disks[0].name, None)
         .await
         .expect("map");
-    let hex = map.ids()[5].to_hex();
+    let hex = map.get(5).expect("a block of the map").to_hex();
     let key = object_store::path::Path::from(format!("chunks/{}/{hex}", &hex[..2]));
     let local = replica.join("chunks").join(&hex[..2]).join(&hex);
     let good = std::fs::read(&local).expect("the secondary has the chunk");

@@ -8,19 +8,10 @@ use blockvault_core::BlockMap;
 /// storing. A block whose length changed (the tail of a resized disk) counts as changed.
 pub fn changed_blocks(old: Option<&BlockMap>, new: &BlockMap) -> Vec<usize> {
     let comparable = old.filter(|o| o.block_size() == new.block_size());
-    new.ids()
-        .iter()
-        .enumerate()
-        .filter(|(i, id)| {
-            if id.is_zero() {
-                return false;
-            }
-            match comparable {
-                Some(old) if *i < old.len() => {
-                    old.ids()[*i] != **id || old.len_of(*i) != new.len_of(*i)
-                }
-                _ => true,
-            }
+    new.data()
+        .filter(|&(i, id)| match comparable {
+            Some(old) if i < old.len() => old.get(i) != Some(id) || old.len_of(i) != new.len_of(i),
+            _ => true,
         })
         .map(|(i, _)| i)
         .collect()

@@ -31,12 +31,30 @@ const WHAT: &str = "block map";
 /// Zero blocks cost nothing, so a 1 TiB disk holding 4 GiB costs what 4 GiB costs (at 4 MiB
 /// blocks, about 32 KiB instead of 8 MiB). Version 1's body is every id in order, `block
 /// count` × 32 bytes (8 MiB per TiB of disk at 4 MiB blocks, holes included).
+///
+/// In memory a map holds only its data blocks: the runs of non-zero blocks (where each starts)
+/// and their ids, so a 1 TiB disk holding a few GiB costs what those GiB cost, whatever the
+/// block size.
 #[derive(Clone, PartialEq, Eq)]
 pub struct BlockMap {
     disk_size: u64,
     block_size: BlockSize,
     created: Timestamp,
+    /// Blocks in the disk.
+    len: usize,
+    /// The runs of non-zero blocks, in block order, each as long as it can be (a zero block
+    /// or more between two), so that equal maps are equal field by field.
+    extents: Vec<Extent>,
+    /// The non-zero ids, in block order: extent `k` owns `ids[extents[k].at..]` up to where
+    /// the next extent's start.
     ids: Vec<ChunkId>,
+}
+
+/// A run of non-zero blocks: its first block, and where its ids start in [`BlockMap::ids`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Extent {
+    first: usize,
+    at: usize,
 }
 
 impl BlockMap {
@@ -47,16 +65,18 @@ impl BlockMap {
 
     /// A map whose every block is zero (an empty, fully sparse disk).
     pub fn zeroed(disk_size: u64, block_size: BlockSize, created: Timestamp) -> BlockMap {
-        let n = block_size.blocks_for(disk_size) as usize;
         BlockMap {
             disk_size,
             block_size,
             created,
-            ids: vec![ChunkId::ZERO; n],
+            len: block_size.blocks_for(disk_size) as usize,
+            extents: Vec::new(),
+            ids: Vec::new(),
         }
     }
 
-    /// A map from its ids; `ids.len()` must equal the block count for `disk_size`.
+    /// A map from the id of every block; `ids.len()` must equal the block count for
+    /// `disk_size`.
     pub fn from_ids(
         disk_size: u64,
         block_size: BlockSize,
@@ -73,12 +93,11 @@ impl BlockMap {
                 ),
             });
         }
-        Ok(BlockMap {
-            disk_size,
-            block_size,
-            created,
-            ids,
-        })
+        let mut map = BlockMap::zeroed(disk_size, block_size, created);
+        for (index, id) in ids.into_iter().enumerate() {
+            map.push(index, id);
+        }
+        Ok(map)
     }
 
     pub fn disk_size(&self) -> u64 {
@@ -93,20 +112,124 @@ impl BlockMap {
         self.created
     }
 
-    pub fn ids(&self) -> &[ChunkId] {
-        &self.ids
-    }
-
+    /// Blocks in the disk, zero or not.
     pub fn len(&self) -> usize {
-        self.ids.len()
+        self.len
     }
 
     pub fn is_empty(&self) -> bool {
-        self.ids.is_empty()
+        self.len == 0
     }
 
+    /// The id of block `index` ([`ChunkId::ZERO`] for a zero block), or `None` past the end.
+    pub fn get(&self, index: usize) -> Option<ChunkId> {
+        if index >= self.len {
+            return None;
+        }
+        Some(self.slot(index).map_or(ChunkId::ZERO, |at| self.ids[at]))
+    }
+
+    /// The id of every block in order, zeros included.
+    pub fn iter(&self) -> impl Iterator<Item = ChunkId> + '_ {
+        let mut data = self.data().peekable();
+        (0..self.len).map(move |index| match data.peek() {
+            Some(&(at, id)) if at == index => {
+                data.next();
+                id
+            }
+            _ => ChunkId::ZERO,
+        })
+    }
+
+    /// The blocks that hold data, in order: (index, id).
+    pub fn data(&self) -> impl Iterator<Item = (usize, ChunkId)> + '_ {
+        (0..self.extents.len()).flat_map(move |k| {
+            let first = self.extents[k].first;
+            self.extent_ids(k)
+                .iter()
+                .enumerate()
+                .map(move |(j, id)| (first + j, *id))
+        })
+    }
+
+    /// The ids of the blocks that hold data, in block order (repeats included).
+    pub fn data_ids(&self) -> &[ChunkId] {
+        &self.ids
+    }
+
+    /// Blocks that are not all-zero.
+    pub fn data_blocks(&self) -> usize {
+        self.ids.len()
+    }
+
+    /// Sets block `index` to `id`. Setting blocks in ascending order (as a scan does) costs
+    /// nothing more than storing the id; setting an earlier block rebuilds the map's lists.
+    ///
+    /// # Panics
+    /// When `index` is past the end of the disk.
     pub fn set(&mut self, index: usize, id: ChunkId) {
-        self.ids[index] = id;
+        assert!(
+            index < self.len,
+            "block {index} of a {}-block map",
+            self.len
+        );
+        if index >= self.end() {
+            self.push(index, id);
+            return;
+        }
+        match self.slot(index) {
+            Some(at) if !id.is_zero() => self.ids[at] = id,
+            None if id.is_zero() => {}
+            _ => {
+                let mut data: Vec<(usize, ChunkId)> =
+                    self.data().filter(|&(at, _)| at != index).collect();
+                let at = data.partition_point(|&(at, _)| at < index);
+                data.insert(at, (index, id));
+                self.extents.clear();
+                self.ids.clear();
+                for (at, id) in data {
+                    self.push(at, id);
+                }
+            }
+        }
+    }
+
+    /// Records block `index` (at or after [`BlockMap::end`]) as `id`; zero ids cost nothing.
+    fn push(&mut self, index: usize, id: ChunkId) {
+        if id.is_zero() {
+            return;
+        }
+        debug_assert!(index >= self.end(), "blocks are pushed in order");
+        if self.extents.is_empty() || index != self.end() {
+            self.extents.push(Extent {
+                first: index,
+                at: self.ids.len(),
+            });
+        }
+        self.ids.push(id);
+    }
+
+    /// The block after the last data block (0 for a map without data).
+    fn end(&self) -> usize {
+        self.extents
+            .last()
+            .map_or(0, |e| e.first + (self.ids.len() - e.at))
+    }
+
+    /// Where block `index`'s id is in `ids`, if it holds data.
+    fn slot(&self, index: usize) -> Option<usize> {
+        let k = self
+            .extents
+            .partition_point(|e| e.first <= index)
+            .checked_sub(1)?;
+        let offset = index - self.extents[k].first;
+        (offset < self.extent_ids(k).len()).then(|| self.extents[k].at + offset)
+    }
+
+    /// The ids of extent `k`.
+    fn extent_ids(&self, k: usize) -> &[ChunkId] {
+        let end = self.extents.get(k + 1).map_or(self.ids.len(), |e| e.at);
+        &self.ids[self.extents[k].at..end]
     }
 
     /// Byte offset of block `index` in the disk.
@@ -121,23 +244,17 @@ impl BlockMap {
         (self.disk_size - start).min(self.block_size.bytes()) as usize
     }
 
-    /// Blocks that are not all-zero.
-    pub fn data_blocks(&self) -> usize {
-        self.ids.iter().filter(|id| !id.is_zero()).count()
-    }
-
     /// The map in the current format (version 2): zero ids as run lengths, so a sparse disk's
     /// map costs what its data blocks cost, not its size.
     pub fn encode(&self) -> Vec<u8> {
         let runs = self.runs();
-        let literals: usize = runs.iter().map(|r| r.literals).sum();
         let mut out =
-            Vec::with_capacity(Self::HEADER_LEN + runs.len() * 16 + literals * ChunkId::LEN);
+            Vec::with_capacity(Self::HEADER_LEN + runs.len() * 16 + self.ids.len() * ChunkId::LEN);
         self.header(&mut out, 2, runs.len() as u64);
-        for run in &runs {
-            out.extend_from_slice(&(run.zeros as u64).to_le_bytes());
-            out.extend_from_slice(&(run.literals as u64).to_le_bytes());
-            for id in &self.ids[run.start..run.start + run.literals] {
+        for (zeros, ids) in &runs {
+            out.extend_from_slice(&(*zeros as u64).to_le_bytes());
+            out.extend_from_slice(&(ids.len() as u64).to_le_bytes());
+            for id in *ids {
                 out.extend_from_slice(id.as_bytes());
             }
         }
@@ -148,9 +265,9 @@ impl BlockMap {
     /// The map in format version 1 (every id written out), which builds before version 2
     /// read. Nothing writes it any more; it stays for the format fixtures.
     pub fn encode_v1(&self) -> Vec<u8> {
-        let mut out = Vec::with_capacity(Self::HEADER_LEN + self.ids.len() * ChunkId::LEN);
+        let mut out = Vec::with_capacity(Self::HEADER_LEN + self.len * ChunkId::LEN);
         self.header(&mut out, 1, 0);
-        for id in &self.ids {
+        for id in self.iter() {
             out.extend_from_slice(id.as_bytes());
         }
         seal(&mut out);
@@ -167,30 +284,25 @@ impl BlockMap {
         out.extend_from_slice(&self.block_size.get().to_le_bytes());
         out.extend_from_slice(&self.disk_size.to_le_bytes());
         out.extend_from_slice(&(self.created.as_millisecond()).to_le_bytes());
-        out.extend_from_slice(&(self.ids.len() as u64).to_le_bytes());
+        out.extend_from_slice(&(self.len as u64).to_le_bytes());
         out.extend_from_slice(&runs.to_le_bytes());
         out.extend_from_slice(&[0u8; 16]);
         out.extend_from_slice(&[0u8; 32]);
         debug_assert_eq!(out.len(), Self::HEADER_LEN);
     }
 
-    /// The ids as alternating runs: zeros, then non-zero ids, until the end.
-    fn runs(&self) -> Vec<Run> {
-        let mut runs = Vec::new();
+    /// The blocks as alternating runs, (zero blocks, then the ids of non-zero blocks), until
+    /// the end; only the last run may have no ids.
+    fn runs(&self) -> Vec<(usize, &[ChunkId])> {
+        let mut runs = Vec::with_capacity(self.extents.len() + 1);
         let mut at = 0;
-        while at < self.ids.len() {
-            let zeros = self.ids[at..].iter().take_while(|id| id.is_zero()).count();
-            let start = at + zeros;
-            let literals = self.ids[start..]
-                .iter()
-                .take_while(|id| !id.is_zero())
-                .count();
-            runs.push(Run {
-                zeros,
-                start,
-                literals,
-            });
-            at = start + literals;
+        for (k, extent) in self.extents.iter().enumerate() {
+            let ids = self.extent_ids(k);
+            runs.push((extent.first - at, ids));
+            at = extent.first + ids.len();
+        }
+        if at < self.len {
+            runs.push((self.len - at, &[][..]));
         }
         runs
     }
@@ -249,24 +361,17 @@ impl BlockMap {
         }
         let created = Timestamp::from_millisecond(created_ms)
             .map_err(|e| malformed(format!("creation time: {e}")))?;
-        let ids = match version {
-            1 => body.chunks_exact(ChunkId::LEN).map(id_at).collect(),
-            _ => expand_runs(body, count as usize),
-        };
-        Ok(BlockMap {
-            disk_size,
-            block_size,
-            created,
-            ids,
-        })
+        let mut map = BlockMap::zeroed(disk_size, block_size, created);
+        match version {
+            1 => {
+                for (index, bytes) in body.chunks_exact(ChunkId::LEN).enumerate() {
+                    map.push(index, id_at(bytes));
+                }
+            }
+            _ => map.push_runs(body),
+        }
+        Ok(map)
     }
-}
-
-/// One run of a version-2 map: `zeros` zero ids, then the `literals` ids from `start` on.
-struct Run {
-    zeros: usize,
-    start: usize,
-    literals: usize,
 }
 
 /// Fills in the checksum at 64..96: BLAKE3 of bytes 0..64 followed by the body.
@@ -320,23 +425,22 @@ fn runs_length(body: &[u8], runs: u64, count: u64) -> Result<Option<u64>> {
     Ok(Some(at))
 }
 
-/// The ids of a version-2 body that [`runs_length`] accepted.
-fn expand_runs(body: &[u8], count: usize) -> Vec<ChunkId> {
-    let mut ids = Vec::with_capacity(count);
-    let mut at = 0;
-    while ids.len() < count {
-        let zeros = u64_at(body, at) as usize;
-        let literals = u64_at(body, at + 8) as usize;
-        at += 16;
-        ids.resize(ids.len() + zeros, ChunkId::ZERO);
-        ids.extend(
-            body[at..at + literals * ChunkId::LEN]
-                .chunks_exact(ChunkId::LEN)
-                .map(id_at),
-        );
-        at += literals * ChunkId::LEN;
+impl BlockMap {
+    /// Records the runs of a version-2 body that [`runs_length`] accepted.
+    fn push_runs(&mut self, body: &[u8]) {
+        let (mut at, mut index) = (0, 0);
+        while index < self.len {
+            let zeros = u64_at(body, at) as usize;
+            let literals = u64_at(body, at + 8) as usize;
+            at += 16;
+            index += zeros;
+            for bytes in body[at..at + literals * ChunkId::LEN].chunks_exact(ChunkId::LEN) {
+                self.push(index, id_at(bytes));
+                index += 1;
+            }
+            at += literals * ChunkId::LEN;
+        }
     }
-    ids
 }
 
 impl std::fmt::Debug for BlockMap {
@@ -345,7 +449,7 @@ impl std::fmt::Debug for BlockMap {
             .field("disk_size", &self.disk_size)
             .field("block_size", &self.block_size)
             .field("created", &self.created)
-            .field("blocks", &self.ids.len())
+            .field("blocks", &self.len)
             .field("data_blocks", &self.data_blocks())
             .finish()
     }
@@ -468,6 +572,42 @@ mod tests {
     }
 
     proptest! {
+        #[test]
+        fn the_map_answers_as_a_list_of_every_id_does(
+            len in 0usize..80,
+            sets in proptest::collection::vec((any::<usize>(), 0u8..4), 0..60),
+        ) {
+            let bs = BlockSize::new(64 << 10).expect("bs");
+            let mut map = BlockMap::zeroed(len as u64 * bs.bytes(), bs, Timestamp::UNIX_EPOCH);
+            let mut model = vec![ChunkId::ZERO; len];
+            for (at, value) in sets {
+                if len == 0 {
+                    break;
+                }
+                // Value 0 sets a zero block, so runs split and merge again.
+                let id = if value == 0 { ChunkId::ZERO } else { ChunkId::from_bytes([value; 32]) };
+                map.set(at % len, id);
+                model[at % len] = id;
+            }
+            prop_assert_eq!(map.iter().collect::<Vec<_>>(), model.clone());
+            for (index, id) in model.iter().enumerate() {
+                prop_assert_eq!(map.get(index), Some(*id));
+            }
+            prop_assert_eq!(map.get(len), None);
+            let data: Vec<(usize, ChunkId)> = model
+                .iter()
+                .enumerate()
+                .filter(|(_, id)| !id.is_zero())
+                .map(|(i, id)| (i, *id))
+                .collect();
+            prop_assert_eq!(map.data().collect::<Vec<_>>(), data.clone());
+            prop_assert_eq!(map.data_blocks(), data.len());
+            // Built in order from the same ids, it is the same map, field for field.
+            let rebuilt = BlockMap::from_ids(map.disk_size(), bs, map.created(), model).expect("ids");
+            prop_assert_eq!(&rebuilt, &map);
+            prop_assert_eq!(BlockMap::decode(&map.encode_v1()).expect("v1"), map);
+        }
+
         #[test]
         fn round_trip_any_map(
             shift in 16u32..=24,

@@ -123,7 +123,7 @@ impl SnapshotTier {
                 let map = store
                     .get_map(vm, &point.id, &disk.name, Some(&disk.map_digest))
                     .await?;
-                live.extend(map.ids().iter().copied());
+                live.extend(map.data_ids().iter().copied());
             }
         }
         let mut report = SweepReport::default();

@@ -476,7 +476,7 @@ impl Known {
         if self.damaged.contains(&id) {
             return self.claimed.insert(id);
         }
-        let in_place = previous.is_some_and(|map| map.ids().get(index) == Some(&id));
+        let in_place = previous.is_some_and(|map| map.get(index) == Some(id));
         if in_place || self.index.as_ref().is_some_and(|i| i.contains(&id)) {
             return false;
         }

@@ -323,7 +323,7 @@ impl Vault {
                 }
                 match store.get_map(&vm, &id, &disk, Some(&digest)).await {
                     Ok(map) => {
-                        let keys = Marks::keys_of(map.ids());
+                        let keys = Marks::keys_of(map.data_ids());
                         if let Some(cache) = cache {
                             cache.put(&digest, &keys)?;
                         }

@@ -200,9 +200,8 @@ fn scan_all(
 fn changes(current: &BlockMap, point: &BlockMap) -> Vec<BlockTarget> {
     debug_assert_eq!(current.len(), point.len());
     current
-        .ids()
         .iter()
-        .zip(point.ids())
+        .zip(point.iter())
         .enumerate()
         .filter(|(_, (now, then))| now != then)
         .map(|(index, (now, _))| {

@@ -121,7 +121,7 @@ impl BlockTarget {
             index,
             offset: map.offset_of(index),
             len: map.len_of(index),
-            id: map.ids()[index],
+            id: map.get(index).unwrap_or(ChunkId::ZERO),
             before,
         }
     }
@@ -129,9 +129,13 @@ impl BlockTarget {
 
 /// Every non-zero block of `map`, to be written into a file of zeros.
 fn data_blocks(map: &BlockMap) -> impl Iterator<Item = BlockTarget> + '_ {
-    (0..map.len())
-        .filter(|&i| !map.ids()[i].is_zero())
-        .map(|i| BlockTarget::new(map, i, Before::Zeros))
+    map.data().map(|(index, id)| BlockTarget {
+        index,
+        offset: map.offset_of(index),
+        len: map.len_of(index),
+        id,
+        before: Before::Zeros,
+    })
 }
 
 /// Bytes and blocks [`Vault::write_blocks`] wrote.

@@ -86,8 +86,8 @@ impl Vault {
             Ok((parent, previous, index)) => {
                 let claimed = previous
                     .values()
-                    .flat_map(|m| m.ids().iter().copied())
-                    .filter(|id| !id.is_zero() && !damaged.contains(id))
+                    .flat_map(|m| m.data_ids().iter().copied())
+                    .filter(|id| !damaged.contains(id))
                     .collect();
                 Ok(Prepared {
                     lease,
@@ -251,15 +251,15 @@ impl Vault {
         early.dedup_by_key(|(id, _)| *id);
         let mut todo = Vec::new();
         for map in &maps {
-            for (i, id) in map.ids().iter().enumerate() {
-                let again = todo.last().is_some_and(|(last, _, _)| last == id);
+            for (i, id) in map.data() {
+                let again = todo.last().is_some_and(|(last, _, _)| *last == id);
                 if !again
-                    && !prepared.knows(id)
-                    && early.binary_search_by_key(id, |(e, _)| *e).is_err()
+                    && !prepared.knows(&id)
+                    && early.binary_search_by_key(&id, |(e, _)| *e).is_err()
                 {
                     // Without an index, ask the store first, unless verify found it bad.
-                    let ask = prepared.index.is_none() && !prepared.damaged.contains(id);
-                    todo.push((*id, map.len_of(i) as u64, ask));
+                    let ask = prepared.index.is_none() && !prepared.damaged.contains(&id);
+                    todo.push((id, map.len_of(i) as u64, ask));
                 }
             }
         }

@@ -125,7 +125,7 @@ impl Vault {
                         continue;
                     }
                 };
-                ids.extend(map.ids().iter().filter(|id| !id.is_zero()));
+                ids.extend(map.data_ids());
                 // Deduplicate whenever the list doubles: points share most of their chunks.
                 if ids.len() >= 2 * distinct.max(1 << 16) {
                     ids.sort_unstable();
@@ -191,8 +191,8 @@ impl Vault {
                 .store()
                 .get_map(&point.vm, &point.id, &disk.name, Some(&disk.map_digest))
                 .await?;
-            for (index, id) in map.ids().iter().enumerate() {
-                if let Ok(b) = bad.binary_search_by_key(id, |b| b.id) {
+            for (index, id) in map.data() {
+                if let Ok(b) = bad.binary_search_by_key(&id, |b| b.id) {
                     bad[b].affects.push(Affected {
                         vm: point.vm.clone(),
                         point: point.id.clone(),
