@@ -29,8 +29,8 @@
 # Floors (issue 7): in the same runs, on the same images, under the same
 # page-cache discipline, a third participant, "floor", runs
 # target/release/blockvault-floor (benches/src/bin/floor.rs, whose header
-# defines each floor precisely; 4 MiB blocks, data extents only, rayon on all
-# cores, the blake3 and zstd crates of the workspace):
+# defines each floor precisely; blockvault's default 1 MiB blocks, data extents
+# only, rayon on all cores, the blake3 and zstd crates of the workspace):
 #   full         floor backup-dir: read + zstd -1 of the allocated blocks of
 #                gen0, overlapped with writing each compressed block to its
 #                own file (8 writers, each file fsynced): one copy of the
@@ -427,7 +427,7 @@ report() {
       echo
       echo "| floor | median s | range s | what |"
       echo "| --- | ---: | ---: | --- |"
-      floor_row "read (gen1)" read "read the allocated 4 MiB blocks (data extents only), rayon on $(nproc) cores; $(fmt_mb "$(median floor read 6)") read"
+      floor_row "read (gen1)" read "read the allocated blocks (1 MiB, the default; data extents only), rayon on $(nproc) cores; $(fmt_mb "$(median floor read 6)") read"
       floor_row "incremental: read + BLAKE3 (gen1)" incremental "BLAKE3 of each allocated block"
       floor_row "compress: read + zstd -1 (gen0)" compress "output dropped; $(fmt_mb "$(median floor compress 6)") compressed"
       floor_row "full: read + zstd -1 + write (gen0)" full "overlapped with 8 writers, one file per block, each fsynced; $(fmt_mb "$(median floor full 6)") written"

@@ -38,8 +38,8 @@
 # Floors (issue 7): in the same runs, on the same images, against the same
 # server and bucket, under the same page-cache discipline, a fourth
 # participant, "floor", runs target/release/blockvault-floor
-# (benches/src/bin/floor.rs, whose header defines each floor precisely; 4 MiB
-# blocks, data extents only, rayon on all cores, the blake3 and zstd crates of
+# (benches/src/bin/floor.rs, whose header defines each floor precisely; blockvault's
+# default 1 MiB blocks, data extents only, rayon on all cores, the blake3 and zstd crates of
 # the workspace, object_store built by blockvault's own Store::s3, 16 requests
 # in flight as blockvault):
 #   full         floor backup-s3: read + zstd -1 of the allocated blocks of
@@ -717,7 +717,7 @@ report() {
       echo
       echo "| floor | median s | range s | what |"
       echo "| --- | ---: | ---: | --- |"
-      floor_row "read (gen1)" read "read the allocated 4 MiB blocks (data extents only), rayon on $(nproc) cores; $(fmt_mb "$(median floor read 10)") read"
+      floor_row "read (gen1)" read "read the allocated blocks (1 MiB, the default; data extents only), rayon on $(nproc) cores; $(fmt_mb "$(median floor read 10)") read"
       floor_row "incremental: read + BLAKE3 (gen1)" incremental "BLAKE3 of each allocated block"
       floor_row "compress: read + zstd -1 (gen0)" compress "output dropped; $(fmt_mb "$(median floor compress 10)") compressed"
       floor_row "full: read + zstd -1 + PUT (gen0)" full "overlapped, one object per block, 16 in flight; $(fmt_n "$(median floor full 7)") objects, $(fmt_n "$(median floor full 8)") requests"

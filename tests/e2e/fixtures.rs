@@ -82,7 +82,8 @@ fn config_v1() -> VaultConfig {
     VaultConfig {
         id: "0123456789abcdef".into(),
         created: created(),
-        default_block_size: BlockSize::DEFAULT,
+        default_block_size: BlockSize::new(4 << 20)
+            .expect("4 MiB, the default when the fixture was made"),
         redundancy: Default::default(),
         replica_of: None,
     }

@@ -5,8 +5,9 @@
 //! settings), with none of blockvault's bookkeeping (no block map, no index, no catalog, no
 //! chunk headers, no verification).
 //!
-//! The image is cut into 4 MiB blocks (blockvault's default block size) aligned on 4 MiB. A
-//! block is *allocated* when `SEEK_DATA`/`SEEK_HOLE` find data in it; only the data extents of
+//! The image is cut into blocks of blockvault's default block size (1 MiB; another with
+//! `BLOCKVAULT_FLOOR_BLOCK_SIZE=BYTES`, to match a blockvault run at `--block-size`), aligned
+//! on their size. A block is *allocated* when `SEEK_DATA`/`SEEK_HOLE` find data in it; only the data extents of
 //! an allocated block are read (`pread` into a buffer whose hole parts are zero); holes are
 //! never read. An allocated block that reads as all zero is skipped after that check, as
 //! blockvault skips it (no hash, no compression, no object). Blocks go to rayon's pool (one
@@ -59,7 +60,13 @@ use object_store::path::Path as ObjPath;
 use object_store::{ObjectStore, ObjectStoreExt};
 use rayon::prelude::*;
 
-const BLOCK: u64 = 4 << 20;
+/// The block size: blockvault's default unless `BLOCKVAULT_FLOOR_BLOCK_SIZE` sets one.
+static BLOCK: std::sync::LazyLock<u64> = std::sync::LazyLock::new(|| {
+    std::env::var("BLOCKVAULT_FLOOR_BLOCK_SIZE")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(blockvault_core::BlockSize::DEFAULT.bytes())
+});
 const PAGE: usize = 4096;
 const S3_IN_FLIGHT: usize = 16;
 const DIR_WRITERS: usize = 8;
@@ -133,7 +140,7 @@ fn data_extents(file: &File) -> Result<Vec<(u64, u64)>> {
     Ok(out)
 }
 
-/// Each allocated 4 MiB block: its index and the data ranges inside it (absolute offsets).
+/// Each allocated block: its index and the data ranges inside it (absolute offsets).
 struct Image {
     file: File,
     size: u64,
@@ -148,8 +155,8 @@ impl Image {
         for (start, end) in data_extents(&file)? {
             let mut s = start;
             while s < end {
-                let idx = s / BLOCK;
-                let e = end.min((idx + 1) * BLOCK);
+                let idx = s / *BLOCK;
+                let e = end.min((idx + 1) * *BLOCK);
                 match blocks.last_mut() {
                     Some((i, ranges)) if *i == idx => ranges.push((s, e)),
                     _ => blocks.push((idx, vec![(s, e)])),
@@ -164,8 +171,8 @@ impl Image {
     /// the bytes read from the file.
     fn read(&self, n: usize, buf: &mut Vec<u8>) -> Result<u64> {
         let (idx, ranges) = &self.blocks[n];
-        let base = idx * BLOCK;
-        let len = BLOCK.min(self.size - base) as usize;
+        let base = idx * *BLOCK;
+        let len = (*BLOCK).min(self.size - base) as usize;
         buf.clear();
         buf.resize(len, 0);
         let mut read = 0;
@@ -236,7 +243,7 @@ where
     (0..image.blocks.len()).into_par_iter().try_for_each_init(
         || {
             (
-                Vec::with_capacity(BLOCK as usize),
+                Vec::with_capacity(*BLOCK as usize),
                 zstd::bulk::Compressor::new(1).ok(),
             )
         },
@@ -478,13 +485,13 @@ fn write_block(
 ) -> Result<()> {
     let block: &[u8] = if zstd {
         buf.clear();
-        buf.reserve(BLOCK as usize);
+        buf.reserve(*BLOCK as usize);
         d.decompress_to_buffer(stored, buf)?;
         buf
     } else {
         stored
     };
-    let base = idx * BLOCK;
+    let base = idx * *BLOCK;
     let mut i = 0;
     while i < block.len() {
         // A run of non-zero pages, written with one pwrite.

@@ -516,7 +516,9 @@ pub struct BackupArgs {
     pub disks: Vec<PathBuf>,
 
     /// Block size: a power of two from 64KiB to 16MiB. Defaults to the disk's previous block
-    /// size, or 4MiB for a new disk. Changing it makes the next backup a full one.
+    /// size, or the vault's default block size for a new disk (shown by `vault show`: 1MiB,
+    /// or 4MiB in vaults made before 1MiB became the default). Changing it makes the next
+    /// backup a full one.
     #[arg(long, value_name = "SIZE")]
     pub block_size: Option<BlockSize>,
 

@@ -503,7 +503,8 @@ mod tests {
         assert_eq!(map.encode()[8], 2);
 
         // A 1 TiB disk at 4 MiB blocks with data in three places.
-        let mut big = BlockMap::zeroed(1 << 40, BlockSize::DEFAULT, Timestamp::UNIX_EPOCH);
+        let bs = BlockSize::new(4 << 20).expect("4 MiB");
+        let mut big = BlockMap::zeroed(1 << 40, bs, Timestamp::UNIX_EPOCH);
         for at in [0, 1, 2, 100_000, 262_143] {
             big.set(at, ChunkId::of(&(at + 1).to_le_bytes()));
         }

@@ -143,15 +143,17 @@ async fn maps_round_trip_and_are_checked(store: &Store) {
 }
 
 /// A block map big enough to go up in parts (the threshold lowered to 1 MiB): a 2 TiB disk at
-/// 4 MiB blocks, 16 MiB of ids, three parts.
+/// 4 MiB blocks, every block holding data (maps store only data blocks), 16 MiB of ids.
 async fn large_objects_go_up_in_parts(store: &Store) {
     let store = store.clone().with_multipart_threshold(1 << 20);
     let point = PointId::generate(Timestamp::UNIX_EPOCH, b"multipart");
     let disk = DiskName::new("huge.img").expect("name");
-    let mut map = BlockMap::zeroed(2 << 40, BlockSize::DEFAULT, Timestamp::UNIX_EPOCH);
-    for i in (0..map.len()).step_by(997) {
+    let bs = BlockSize::new(4 << 20).expect("4 MiB");
+    let mut map = BlockMap::zeroed(2 << 40, bs, Timestamp::UNIX_EPOCH);
+    for i in 0..map.len() {
         map.set(i, ChunkId::of(&(i as u64).to_le_bytes()));
     }
+    assert!(map.encode().len() > 3 << 20, "at least three parts");
     let digest = store
         .put_map(&vm(), &point, &disk, &map)
         .await

@@ -19,12 +19,12 @@ fn a_vm_with_two_disks_restores_both_at_the_default_block_size() {
     assert_eq!(point["disks"][1]["name"], json!("data.img"));
     for (i, image) in [&root, &data].into_iter().enumerate() {
         let disk = &point["disks"][i];
-        assert_eq!(disk["block_size"], json!(4 * MIB), "the default");
+        assert_eq!(disk["block_size"], json!(MIB), "the default");
         assert_eq!(u64_of(disk, "/size"), image.content().len() as u64);
     }
     assert_eq!(
         u64_of(&point, "/stats/bytes_changed"),
-        nonzero_bytes(root.content(), 4 * MIB) + nonzero_bytes(data.content(), 4 * MIB)
+        nonzero_bytes(root.content(), MIB) + nonzero_bytes(data.content(), MIB)
     );
 
     // From each tier: the transfer carried both disks' maps to the vault.
@@ -37,8 +37,8 @@ fn a_vm_with_two_disks_restores_both_at_the_default_block_size() {
         assert_eq!(entries(&to), ["data.img", "root.img"]);
         assert_image(&to.join("root.img"), root.content());
         assert_image(&to.join("data.img"), data.content());
-        assert_sparse(&to.join("root.img"), nonzero_bytes(root.content(), 4 * MIB));
-        assert_sparse(&to.join("data.img"), nonzero_bytes(data.content(), 4 * MIB));
+        assert_sparse(&to.join("root.img"), nonzero_bytes(root.content(), MIB));
+        assert_sparse(&to.join("data.img"), nonzero_bytes(data.content(), MIB));
     }
 }
 

@@ -203,7 +203,7 @@ fn an_empty_vault_lists_no_points() {
     let vault = sb.path("vault");
     let run = blockvault(["vault", "init", "--json", arg(&vault)]).success();
     let doc = run.json();
-    assert_eq!(doc["default_block_size"], json!(4 * MIB), "{run}");
+    assert_eq!(doc["default_block_size"], json!(MIB), "{run}");
     assert_eq!(str_of(&doc, "/id").len(), 16, "{run}");
     assert_eq!(entries(&vault), ["vault.config"]);
     let run = blockvault(["points", "--vault", arg(&vault)]).success();
