@@ -1,12 +1,13 @@
 //! Read buffers for the chunks of a local directory vault, reused instead of freed.
 //!
 //! Why: a restore (or verify, or a transfer from the snapshot tier) reads thousands of chunk
-//! files of up to 4 MiB each, on tokio's blocking threads, and frees each buffer on a rayon
-//! worker once decoded. glibc serves such buffers from per-thread arenas and keeps what is
-//! freed there: with a dozen threads the resident set grew by tens of MiB over what was ever
-//! in use at once (a 1.46 GB restore peaked at 90-105 MiB; 52-56 MiB with big buffers
-//! forced to `mmap`, 60 MiB with this pool). A buffer taken from here goes back here when the last [`Bytes`] of it is
-//! dropped, so the same few buffers carry every chunk.
+//! files of up to a block each (1 MiB by default), on tokio's blocking threads, and frees each
+//! buffer on a rayon worker once decoded. glibc serves such buffers from per-thread arenas and
+//! keeps what is freed there: with a dozen threads the resident set grew by tens of MiB over
+//! what was ever in use at once (a 1.46 GB restore at 4 MiB blocks peaked at 90-105 MiB;
+//! 52-56 MiB with big buffers forced to `mmap`, 60 MiB with this pool). A buffer taken from
+//! here goes back here when the last [`Bytes`] of it is dropped, so the same few buffers carry
+//! every chunk.
 
 use std::sync::{Arc, Mutex, PoisonError};
 
