@@ -46,7 +46,7 @@ pub struct BlockMap {
     /// or more between two), so that equal maps are equal field by field.
     extents: Vec<Extent>,
     /// The non-zero ids, in block order: extent `k` owns `ids[extents[k].at..]` up to where
-    /// the next extent's start.
+    /// the next extent's ids start.
     ids: Vec<ChunkId>,
 }
 

@@ -51,6 +51,45 @@ impl ChunkSet {
     pub fn into_vec(self) -> Vec<ChunkId> {
         self.ids
     }
+
+    /// Adds every id of `other`, in place: the list grows once, by exactly what is added (the
+    /// allocator can often do that without a copy), and the two runs are merged from the back,
+    /// with no scratch list the size of the set.
+    pub fn merge(&mut self, other: &ChunkSet) {
+        let ids = &mut self.ids;
+        let added = other
+            .iter()
+            .filter(|id| ids.binary_search(id).is_err())
+            .count();
+        if added == 0 {
+            return;
+        }
+        let old = ids.len();
+        ids.reserve_exact(added);
+        ids.resize(old + added, ChunkId::ZERO);
+        let (mut i, mut k) = (old, old + added);
+        for id in other.iter().rev() {
+            // The old ids above `id` move up to make its place.
+            while i > 0 && ids[i - 1] > *id {
+                ids[k - 1] = ids[i - 1];
+                i -= 1;
+                k -= 1;
+            }
+            if i > 0 && ids[i - 1] == *id {
+                continue;
+            }
+            ids[k - 1] = *id;
+            k -= 1;
+        }
+        debug_assert_eq!(i, k, "every id found its place");
+    }
+
+    /// Removes every id of `other`.
+    pub fn remove_all(&mut self, other: &ChunkSet) {
+        if !other.is_empty() {
+            self.ids.retain(|id| !other.contains(id));
+        }
+    }
 }
 
 impl FromIterator<ChunkId> for ChunkSet {
@@ -94,6 +133,23 @@ mod tests {
             for n in probes {
                 prop_assert_eq!(set.contains(&id(n)), truth.contains(&id(n)));
             }
+        }
+
+        #[test]
+        fn merge_and_remove_all_are_the_union_and_the_difference(
+            old in proptest::collection::vec(0u8..40, 0..40),
+            new in proptest::collection::vec(0u8..40, 0..40),
+        ) {
+            let set = |ns: &[u8]| -> ChunkSet { ns.iter().map(|&n| id(n)).collect() };
+            let truth = |ns: &[u8]| -> BTreeSet<ChunkId> { ns.iter().map(|&n| id(n)).collect() };
+            let mut merged = set(&old);
+            merged.merge(&set(&new));
+            let union: Vec<ChunkId> = truth(&old).union(&truth(&new)).copied().collect();
+            prop_assert_eq!(merged.as_slice(), &union[..]);
+            let mut removed = set(&old);
+            removed.remove_all(&set(&new));
+            let difference: Vec<ChunkId> = truth(&old).difference(&truth(&new)).copied().collect();
+            prop_assert_eq!(removed.as_slice(), &difference[..]);
         }
     }
 

@@ -31,8 +31,7 @@ use crate::{Error, Result};
 #[derive(Clone, Debug)]
 pub struct ChunkIndex {
     path: PathBuf,
-    /// Sorted, no duplicates.
-    ids: Vec<ChunkId>,
+    ids: ChunkSet,
 }
 
 /// Appends ids to the index's journal as chunks land (shared by the upload tasks).
@@ -75,7 +74,7 @@ impl ChunkIndex {
         if let Some(ids) = current.then(|| read_index(path)).flatten() {
             let mut index = ChunkIndex {
                 path: path.to_owned(),
-                ids,
+                ids: ChunkSet::from_vec(ids),
             };
             if !journaled.is_empty() {
                 index.add_and_save(journaled)?;
@@ -86,7 +85,7 @@ impl ChunkIndex {
         let ids: Vec<ChunkId> = store.list_chunks().try_collect().await?;
         let index = ChunkIndex {
             path: path.to_owned(),
-            ids: sorted(ids),
+            ids: ChunkSet::from_vec(ids),
         };
         index.save()?;
         write_epoch(path, epoch)?;
@@ -99,12 +98,8 @@ impl ChunkIndex {
         if read_epoch(path).as_deref() != epoch {
             return None;
         }
-        let mut ids = read_index(path)?;
-        let journaled = read_journal(&journal_path(path));
-        if !journaled.is_empty() {
-            ids.extend(journaled);
-            ids = sorted(ids);
-        }
+        let mut ids = ChunkSet::from_vec(read_index(path)?);
+        ids.merge(&ChunkSet::from_vec(read_journal(&journal_path(path))));
         Some(ChunkIndex {
             path: path.to_owned(),
             ids,
@@ -129,12 +124,9 @@ impl ChunkIndex {
         self.save()
     }
 
-    /// Drops `ids` (in any order; a `Vec` is sorted in place, not copied).
+    /// Drops `ids` (in any order).
     fn drop_ids(&mut self, ids: impl IntoIterator<Item = ChunkId>) {
-        let gone = sorted(ids.into_iter().collect());
-        if !gone.is_empty() {
-            self.ids.retain(|id| gone.binary_search(id).is_err());
-        }
+        self.ids.remove_all(&ChunkSet::from_iter(ids));
     }
 
     /// A journal to record chunks as they land.
@@ -152,7 +144,7 @@ impl ChunkIndex {
     }
 
     pub fn contains(&self, id: &ChunkId) -> bool {
-        self.ids.binary_search(id).is_ok()
+        self.ids.contains(id)
     }
 
     pub fn len(&self) -> usize {
@@ -170,8 +162,7 @@ impl ChunkIndex {
 
     /// Records chunks now known to be in the vault, saves the file and empties the journal.
     pub fn add_and_save(&mut self, ids: impl IntoIterator<Item = ChunkId>) -> Result<()> {
-        let new = ChunkSet::from_iter(ids);
-        merge_into(&mut self.ids, new.as_slice());
+        self.ids.merge(&ChunkSet::from_iter(ids));
         self.save()
     }
 
@@ -235,41 +226,6 @@ impl<W: Write> Write for HashingWriter<W> {
 }
 
 /// `ids` sorted, without duplicates.
-fn sorted(ids: Vec<ChunkId>) -> Vec<ChunkId> {
-    ChunkSet::from_vec(ids).into_vec()
-}
-
-/// Merges the sorted, distinct `new` into the sorted, distinct `ids`, in place: the list grows
-/// once, by exactly what is added (the allocator can often do that without a copy), and the
-/// two runs are merged from the back, with no scratch list the size of the index.
-fn merge_into(ids: &mut Vec<ChunkId>, new: &[ChunkId]) {
-    let added = new
-        .iter()
-        .filter(|id| ids.binary_search(id).is_err())
-        .count();
-    if added == 0 {
-        return;
-    }
-    let old = ids.len();
-    ids.reserve_exact(added);
-    ids.resize(old + added, ChunkId::ZERO);
-    let (mut i, mut k) = (old, old + added);
-    for id in new.iter().rev() {
-        // The old ids above `id` move up to make its place.
-        while i > 0 && ids[i - 1] > *id {
-            ids[k - 1] = ids[i - 1];
-            i -= 1;
-            k -= 1;
-        }
-        if i > 0 && ids[i - 1] == *id {
-            continue;
-        }
-        ids[k - 1] = *id;
-        k -= 1;
-    }
-    debug_assert_eq!(i, k, "every id found its place");
-}
-
 fn journal_path(index: &Path) -> PathBuf {
     index.with_extension("log")
 }
@@ -343,25 +299,7 @@ fn read_index(path: &Path) -> Option<Vec<ChunkId>> {
 
 #[cfg(test)]
 mod tests {
-    use std::collections::BTreeSet;
-
-    use proptest::prelude::*;
-
     use super::*;
-
-    proptest! {
-        #[test]
-        fn a_merge_in_place_is_the_sorted_union(
-            old in proptest::collection::vec(0u8..40, 0..40),
-            new in proptest::collection::vec(0u8..40, 0..40),
-        ) {
-            let id = |n: &u8| ChunkId::from_bytes([*n; 32]);
-            let mut ids = sorted(old.iter().map(id).collect());
-            merge_into(&mut ids, ChunkSet::from_iter(new.iter().map(id)).as_slice());
-            let union: Vec<ChunkId> = old.iter().chain(&new).map(id).collect::<BTreeSet<_>>().into_iter().collect();
-            prop_assert_eq!(ids, union);
-        }
-    }
 
     #[tokio::test]
     async fn the_index_rebuilds_from_the_store_and_survives_a_reload() {
