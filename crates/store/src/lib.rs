@@ -24,9 +24,13 @@
 //! A backup writes chunks, then block maps, then the point record. Every object is written
 //! whole with one `PUT`, atomic on every backend (`LocalFileSystem` writes a staging file and
 //! renames it) and durable before it returns (the local directory fsyncs file and directory).
-//! So a point exists exactly when its record does, and everything it names was durable first;
-//! a crash before the record leaves only unreferenced chunks and maps, which garbage collection
-//! removes and the next backup reuses.
+//! One exception: a local directory's chunk files are durable when they appear, but their
+//! names only at the next [`Store::sync_chunks`] (one fsync per directory for a batch of
+//! chunks instead of one per chunk; see `chunk_files.rs`), and the point record passes that
+//! barrier first. So a point exists
+//! exactly when its record does, and everything it names was durable first; a crash before
+//! the record leaves only unreferenced chunks and maps, which garbage collection removes and
+//! the next backup reuses.
 //!
 //! Nothing depends on conditional writes (Garage ignores `If-None-Match`): chunks are content
 //! addressed, so a duplicate `PUT` stores the same bytes again.
@@ -136,6 +140,7 @@
 //! Decompression and hashing never run on a tokio worker: [`cpu::run`] carries them to the
 //! rayon pool.
 
+mod chunk_files;
 #[cfg(any(test, feature = "conformance"))]
 pub mod conformance;
 mod coordination;

@@ -14,6 +14,7 @@ use bytes::Bytes;
 use futures::StreamExt;
 use jiff::Timestamp;
 
+use crate::landed::Landed;
 use crate::{ChunkIndex, EarlySend, Error, Lease, Progress, Result, TransferOptions, Vault};
 
 /// An ad hoc backup of one VM's disks into the vault.
@@ -184,7 +185,7 @@ impl Vault {
         };
         let index = known.index.clone();
         let journal = index.as_ref().map(|i| i.journal()).transpose()?;
-        let landed = Mutex::new(Vec::new());
+        let landed = Landed::new(self.store(), journal);
         let concurrency = request.options.concurrency.max(1);
         let (tx, mut rx) = tokio::sync::mpsc::channel::<NewChunk>(concurrency);
         let scanned = Arc::new(AtomicU64::new(0));
@@ -200,7 +201,10 @@ impl Vault {
         // dropped, so a scan blocked on a full channel wakes up with an error instead of
         // waiting forever.
         let store = self.store();
-        let (ask_store, landed_ref, journal_ref) = (index.is_none(), &landed, journal.as_ref());
+        // Without an index, or with one a killed writer may have left short, each new chunk is
+        // looked up first.
+        let ask_store = index.as_ref().is_none_or(|i| i.may_lack_landed());
+        let landed_ref = &landed;
         let damaged_ref = &damaged;
         let upload = async move {
             // On the first failure the stage stops taking chunks (closing the channel wakes a
@@ -227,13 +231,7 @@ impl Vault {
                 if let Some(tee) = tee {
                     tee.offer(chunk.id, &encoded);
                 }
-                if let Some(journal) = journal_ref {
-                    journal.record(&chunk.id)?;
-                }
-                landed_ref
-                    .lock()
-                    .unwrap_or_else(PoisonError::into_inner)
-                    .push(chunk.id);
+                landed_ref.put(chunk.id).await?;
                 Ok(len)
             })
             .buffer_unordered(concurrency);
@@ -254,8 +252,7 @@ impl Vault {
         };
         let (scan, upload) = tokio::join!(scan, upload);
         let scan = scan.unwrap_or_else(|join| std::panic::resume_unwind(join.into_panic()));
-        let landed =
-            ChunkSet::from_vec(landed.into_inner().unwrap_or_else(PoisonError::into_inner));
+        let (landed, synced) = landed.finish().await;
         if let Some(index) = index {
             // Whatever landed is in the vault now, whether or not this backup commits.
             Arc::unwrap_or_clone(index).add_and_save(landed.iter().copied())?;
@@ -263,6 +260,7 @@ impl Vault {
         // An upload failure stops the scan too; report the cause, not the echo.
         let (bytes_stored, chunks_stored) = upload?;
         let scanned_disks = scan?;
+        synced?;
 
         let id = PointId::generate(time, format!("{vm}:{}", std::process::id()).as_bytes());
         let mut records = Vec::with_capacity(scanned_disks.len());

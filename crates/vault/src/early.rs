@@ -23,6 +23,7 @@ use bytes::Bytes;
 use futures::StreamExt;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
 
+use crate::landed::Landed;
 use crate::transfer::Prepared;
 use crate::{Result, TransferOptions, Vault};
 
@@ -170,10 +171,11 @@ async fn run(
         }
     };
     let landed = Mutex::new(Vec::new());
+    let recorded = Landed::new(vault.store(), journal);
     let stopped = AtomicBool::new(false);
     let store = vault.store();
     {
-        let (landed, journal) = (&landed, journal.as_ref());
+        let (landed, recorded) = (&landed, &recorded);
         let (stopped, prepared) = (&stopped, &prepared);
         futures::stream::poll_fn(|cx| queue.poll_recv(cx))
             .map(|offer: Offer| async move {
@@ -181,11 +183,11 @@ async fn run(
                     return;
                 }
                 let size = offer.encoded.len() as u64;
-                let recorded: Result<()> = match store.put_chunk(&offer.id, offer.encoded).await {
-                    Ok(()) => journal.map_or(Ok(()), |journal| journal.record(&offer.id)),
+                let put: Result<()> = match store.put_chunk(&offer.id, offer.encoded).await {
+                    Ok(()) => recorded.put(offer.id).await,
                     Err(e) => Err(e.into()),
                 };
-                match recorded {
+                match put {
                     Ok(()) => landed
                         .lock()
                         .unwrap_or_else(PoisonError::into_inner)
@@ -198,6 +200,8 @@ async fn run(
             .collect::<()>()
             .await;
     }
+    // What the journal missed (a failed sync) the Transfer records after its own.
+    let _ = recorded.finish().await;
     let mut prepared = prepared;
     prepared.landed = landed.into_inner().unwrap_or_else(PoisonError::into_inner);
     Sent {

@@ -32,6 +32,8 @@ use crate::{Error, Result};
 pub struct ChunkIndex {
     path: PathBuf,
     ids: ChunkSet,
+    /// See [`ChunkIndex::may_lack_landed`].
+    may_lack_landed: bool,
 }
 
 /// Appends ids to the index's journal as chunks land (shared by the upload tasks).
@@ -45,12 +47,17 @@ impl Journal {
     /// Records that chunk `id` is in the vault. One small append, no fsync: it must survive the
     /// process being killed, and a host crash only costs re-sending some chunks.
     pub fn record(&self, id: &ChunkId) -> Result<()> {
+        self.record_all(std::slice::from_ref(id))
+    }
+
+    /// Records chunks `ids`, in one append.
+    pub fn record_all(&self, ids: &[ChunkId]) -> Result<()> {
+        let bytes: Vec<u8> = ids.iter().flat_map(|id| *id.as_bytes()).collect();
         let mut file = self
             .file
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
-        file.write_all(id.as_bytes())
-            .map_err(|e| Error::io(&self.path, e))
+        file.write_all(&bytes).map_err(|e| Error::io(&self.path, e))
     }
 }
 
@@ -69,23 +76,31 @@ impl ChunkIndex {
         epoch: Option<&str>,
     ) -> Result<ChunkIndex> {
         crate::tmp::sweep_stale(path);
-        let journaled = read_journal(&journal_path(path));
+        let journal = journal_path(path);
+        // A writer that stopped before saving (killed) left its journal, which in a local
+        // directory names only the chunks it had synced (see `landed.rs`).
+        let may_lack_landed = journal.exists() && store.syncs_chunks_in_batches();
+        let journaled = read_journal(&journal);
         let current = read_epoch(path).as_deref() == epoch;
         if let Some(ids) = current.then(|| read_index(path)).flatten() {
             let mut index = ChunkIndex {
                 path: path.to_owned(),
                 ids: ChunkSet::from_vec(ids),
+                may_lack_landed,
             };
             if !journaled.is_empty() {
                 index.add_and_save(journaled)?;
             }
             return Ok(index);
         }
-        // The listing includes whatever the journal recorded.
+        // The listing includes whatever the journal recorded, and chunks of a writer that
+        // has not synced them yet: they are synced before the index names them.
         let ids: Vec<ChunkId> = store.list_chunks().try_collect().await?;
+        store.sync_every_chunk().await?;
         let index = ChunkIndex {
             path: path.to_owned(),
             ids: ChunkSet::from_vec(ids),
+            may_lack_landed: false,
         };
         index.save()?;
         write_epoch(path, epoch)?;
@@ -103,6 +118,7 @@ impl ChunkIndex {
         Some(ChunkIndex {
             path: path.to_owned(),
             ids,
+            may_lack_landed: false,
         })
     }
 
@@ -141,6 +157,14 @@ impl ChunkIndex {
             path,
             file: std::sync::Mutex::new(file),
         })
+    }
+
+    /// Whether the store may hold chunks this index does not name, put by a writer of this
+    /// host that was killed before it recorded them (in a local directory, chunks are
+    /// recorded in batches). A writer then asks the store, a `stat` there, about each chunk
+    /// the index does not name, so a retry does not write them again.
+    pub fn may_lack_landed(&self) -> bool {
+        self.may_lack_landed
     }
 
     pub fn contains(&self, id: &ChunkId) -> bool {
@@ -300,6 +324,37 @@ fn read_index(path: &Path) -> Option<Vec<ChunkId>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn a_journal_left_in_a_directory_vault_makes_writers_ask_the_store() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let local = Store::local(dir.path()).expect("store");
+        let path = dir.path().join("state/chunks.idx");
+        let load = |store: Store| {
+            let path = path.clone();
+            async move {
+                ChunkIndex::load_or_rebuild(&store, &path, None)
+                    .await
+                    .expect("load")
+            }
+        };
+        let index = load(local.clone()).await;
+        assert!(!index.may_lack_landed(), "a fresh index lacks nothing");
+        // A writer opened the journal and was killed before its first sync recorded anything.
+        let journal = index.journal().expect("journal");
+        drop(journal);
+        assert!(load(local.clone()).await.may_lack_landed());
+        assert!(
+            !load(Store::in_memory()).await.may_lack_landed(),
+            "where every put is recorded as it lands, the journal is the whole story"
+        );
+        // A writer that finishes saves the index, which removes the journal.
+        load(local.clone())
+            .await
+            .add_and_save([ChunkId::of(b"a")])
+            .expect("save");
+        assert!(!load(local).await.may_lack_landed());
+    }
 
     #[tokio::test]
     async fn the_index_rebuilds_from_the_store_and_survives_a_reload() {

@@ -39,6 +39,7 @@ mod error;
 mod gc;
 mod in_place;
 mod index;
+mod landed;
 mod lease;
 mod marks;
 mod progress;

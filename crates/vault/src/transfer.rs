@@ -1,6 +1,6 @@
 use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use blockvault_chunker::changed_blocks;
@@ -10,6 +10,7 @@ use bytes::Bytes;
 use futures::StreamExt;
 
 use crate::early::Sent;
+use crate::landed::Landed;
 use crate::{ChunkIndex, Error, Lease, Progress, Result, TransferOptions, Vault};
 
 /// What a transfer did.
@@ -105,26 +106,6 @@ impl Vault {
                 Err(e)
             }
         }
-    }
-}
-
-/// The chunks a transfer put in the vault, as they land: journaled (when the vault has a
-/// chunk index on this host) and collected for the index.
-struct Landed {
-    journal: Option<crate::Journal>,
-    ids: Mutex<Vec<ChunkId>>,
-}
-
-impl Landed {
-    fn record(&self, id: ChunkId) -> Result<()> {
-        if let Some(journal) = &self.journal {
-            journal.record(&id)?;
-        }
-        self.ids
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .push(id);
-        Ok(())
     }
 }
 
@@ -257,8 +238,10 @@ impl Vault {
                     && !prepared.knows(&id)
                     && early.binary_search_by_key(&id, |(e, _)| *e).is_err()
                 {
-                    // Without an index, ask the store first, unless verify found it bad.
-                    let ask = prepared.index.is_none() && !prepared.damaged.contains(&id);
+                    // Without an index, or with one a killed writer may have left short, ask
+                    // the store first, unless verify found it bad.
+                    let ask = prepared.index.as_ref().is_none_or(|i| i.may_lack_landed())
+                        && !prepared.damaged.contains(&id);
                     todo.push((id, map.len_of(i) as u64, ask));
                 }
             }
@@ -270,22 +253,21 @@ impl Vault {
         let index = prepared.index.take();
         progress.begin("transfer", todo.iter().map(|(_, len, _)| len).sum());
 
-        let landed = Landed {
-            journal: index.as_ref().map(|i| i.journal()).transpose()?,
-            ids: Mutex::new(early.iter().map(|(id, _)| *id).collect()),
-        };
+        let landed = Landed::new(
+            self.store(),
+            index.as_ref().map(|i| i.journal()).transpose()?,
+        );
+        landed.extend(early.iter().map(|(id, _)| *id));
         let copied = self
             .copy_chunks(source, todo, fresh, options, &landed, progress.as_ref())
             .await;
-        let landed = landed
-            .ids
-            .into_inner()
-            .unwrap_or_else(PoisonError::into_inner);
+        let (landed, synced) = landed.finish().await;
         if let Some(mut index) = index {
             // Whatever landed is in the vault now, whether or not this transfer commits.
             index.add_and_save(landed.iter().copied())?;
         }
         let (bytes_copied, chunks_copied) = copied?;
+        synced?;
         let bytes_early: u64 = early.iter().map(|(_, size)| size).sum();
 
         let mut record = point.clone();
@@ -306,7 +288,7 @@ impl Vault {
             lease.check().await?;
         }
         self.store().put_point(&record).await?;
-        self.clear_damage_marks(damaged, &landed, &mut warnings)
+        self.clear_damage_marks(damaged, landed.as_slice(), &mut warnings)
             .await;
         Ok(TransferReport {
             point: record,
@@ -348,7 +330,7 @@ impl Vault {
                 }
                 let size = encoded.len() as u64;
                 self.store().put_chunk(&id, encoded).await?;
-                landed.record(id)?;
+                landed.put(id).await?;
                 progress.advance(len);
                 Ok::<_, Error>(Some(size))
             })
