@@ -24,7 +24,12 @@
 # snapshot tier (under --state-dir WORK/blockvault/state), then a Transfer of
 # the new chunks from there to the repository; its restore reads the snapshot
 # tier (instant restore), as it does by default. Both live in the tool's
-# directory, which every step warms and fresh_repo deletes.
+# directory, which every step warms and fresh_repo sets aside.
+#
+# Nothing is deleted between timed steps: a repository no longer needed is
+# moved into DATA_DIR/peer-trash and deleted after the last run (see
+# `discard` in lib.sh: on ext4 without a journal, creating files right after
+# thousands were deleted costs each tool by its file count).
 #
 # Floors (issue 7): in the same runs, on the same images, under the same
 # page-cache discipline, a third participant, "floor", runs
@@ -260,7 +265,7 @@ repo_dir() { echo "$WORK/$1/repo"; }
 fresh_repo() { # TOOL
   local repo
   repo=$(repo_dir "$1")
-  rm -rf "$repo" "$WORK/$1/base" "$WORK/$1/state"
+  discard "$repo" "$WORK/$1/base" "$WORK/$1/state"
   mkdir -p "$(dirname "$repo")"
   case $1 in
     blockvault) "$BV" vault init "$repo" >"$WORK/logs/$1-init.log" 2>&1 ||
@@ -299,7 +304,7 @@ floor_backup() { # RUN OP
   if [[ $op == full ]]; then
     timed "$run" floor compress "$VM_DIR" "$DISK" -- "$FLOOR" compress "$DISK"
     record "$run" floor compress "$(floor_field "$WORK/logs/run$run-floor-compress.log" bytes_out)" ""
-    rm -rf "$repo/store"
+    discard "$repo/store"
     timed "$run" floor full "$VM_DIR" "$DISK" -- "$FLOOR" backup-dir "$DISK" "$repo/store"
     record "$run" floor full "$(du -sb "$repo/store" | cut -f1)" ""
   else
@@ -307,7 +312,7 @@ floor_backup() { # RUN OP
     record "$run" floor read "$(floor_field "$WORK/logs/run$run-floor-read.log" bytes_read)" ""
     timed "$run" floor incremental "$VM_DIR" "$DISK" -- "$FLOOR" hash "$DISK"
     record "$run" floor incremental "$(floor_field "$WORK/logs/run$run-floor-incremental.log" bytes_read)" ""
-    rm -rf "$repo/store"
+    discard "$repo/store"
     "$FLOOR" backup-dir "$DISK" "$repo/store" >"$WORK/logs/run$run-floor-store-gen1.log" 2>&1 ||
       die "floor backup-dir of gen1 failed (log: $WORK/logs/run$run-floor-store-gen1.log)"
   fi
@@ -475,12 +480,18 @@ main() {
   fi
   "$SCRIPT_DIR/make-image.sh" "$DATA_DIR" >&2
 
+  TRASH=$DATA_DIR/peer-trash
+  empty_trash
   rm -rf "$WORK"
   mkdir -p "$WORK/logs" "$VM_DIR"
   printf 'run\ttool\top\twall_s\tmax_rss_kib\trepo_bytes\trestored_alloc_bytes\tfs_inputs_mib\n' >"$TSV"
   local run
   for ((run = 1; run <= RUNS; run++)); do one_run "$run"; done
   rm -f "$DISK"
+  # The last run's repositories too, so that the next invocation's start deletes only logs.
+  local tool
+  for tool in "${TOOLS[@]}"; do discard "$WORK/$tool"; done
+  empty_trash
   report
 }
 

@@ -278,7 +278,7 @@ start_garage() { # RUN: a fresh single-node Garage for this run
 stop_garage() {
   if [[ -n $GARAGE_DIR && -f $GARAGE_DIR/pid ]]; then
     bash "$REPO_ROOT/scripts/garage.sh" stop "$GARAGE_DIR" || true
-    rm -rf "$GARAGE_DIR"
+    discard "$GARAGE_DIR"
   fi
 }
 
@@ -372,7 +372,7 @@ fresh_repo() { # RUN TOOL
   local run=$1 tool=$2 dir logf
   dir=$(tool_dir "$tool")
   logf=$WORK/logs/run$run-$tool-init.log
-  rm -rf "$dir"
+  discard "$dir"
   mkdir -p "$dir/state" "$dir/cache"
   PREFIX=$(prefix_of "$run" "$tool")
   case $tool in
@@ -538,7 +538,7 @@ floor_backup() { # RUN OP
     record "$run" floor read "" "$(floor_field "$WORK/logs/run$run-floor-read.log" bytes_read)" ""
     timed "$run" floor incremental "$VM_DIR" "$DISK" -- "$FLOOR" hash "$DISK"
     record "$run" floor incremental "" "$(floor_field "$WORK/logs/run$run-floor-incremental.log" bytes_read)" ""
-    rm -rf "$dir/store"
+    discard "$dir/store"
     "$FLOOR" backup-dir "$DISK" "$dir/store" >"$WORK/logs/run$run-floor-store-gen1.log" 2>&1 ||
       die "floor backup-dir of gen1 failed (log: $WORK/logs/run$run-floor-store-gen1.log)"
     timed "$run" floor upload "$dir" "$dir/store" -- "$FLOOR" put "$dir/store" "s3://$BUCKET/$PREFIX/gen1"
@@ -755,6 +755,12 @@ report() {
 cleanup() {
   stop_garage
   rm -f "${DISK:-/nonexistent}"
+  if [[ -n ${TRASH:-} ]]; then
+    # The last run's local state too, so that the next invocation's start deletes only logs.
+    local tool
+    for tool in "${TOOLS[@]}"; do discard "$(tool_dir "$tool")"; done
+    empty_trash
+  fi
 }
 
 main() {
@@ -779,6 +785,8 @@ main() {
   fi
   "$SCRIPT_DIR/make-image.sh" "$DATA_DIR" >&2
 
+  TRASH=$DATA_DIR/s3-trash
+  empty_trash
   rm -rf "$WORK"
   mkdir -p "$WORK/logs" "$VM_DIR"
   trap cleanup EXIT
