@@ -26,6 +26,13 @@ fn options() -> GcOptions {
     }
 }
 
+fn dry_run() -> GcOptions {
+    GcOptions {
+        dry_run: true,
+        ..options()
+    }
+}
+
 async fn gc(vault: &Vault, options: GcOptions) -> GcReport {
     vault
         .collect_garbage(options, Arc::new(NoProgress))
@@ -126,14 +133,7 @@ async fn gc_frees_exactly_what_no_point_names_and_the_rest_restores() {
         .delete_point(&vm("web"), &first.point.id)
         .await
         .expect("delete");
-    let dry = gc(
-        &vault,
-        GcOptions {
-            dry_run: true,
-            ..options()
-        },
-    )
-    .await;
+    let dry = gc(&vault, dry_run()).await;
     assert_eq!(dry.chunks_deleted, 8, "the dry run counts the garbage");
     assert_eq!(chunk_files(&vault_dir).len(), all, "and deletes nothing");
 
@@ -443,16 +443,8 @@ async fn a_collection_killed_halfway_loses_nothing_live_and_the_next_one_finishe
 #[tokio::test]
 async fn a_sweep_that_fails_halfway_leaves_no_deleted_chunk_in_this_hosts_index() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let (primary, secondary) = (dir.path().join("primary"), dir.path().join("secondary"));
-    std::fs::create_dir(&primary).expect("primary");
-    std::fs::create_dir(&secondary).expect("secondary");
-    let vault = Vault::init_replicated(
-        blockvault_store::Store::local(&primary).expect("store"),
-        blockvault_store::Store::local(&secondary).expect("store"),
-    )
-    .await
-    .expect("init")
-    .with_state_dir(dir.path().join("state"));
+    let (vault, _, secondary) = replicated_vault(dir.path()).await;
+    let vault = vault.with_state_dir(dir.path().join("state"));
     let (mut disk, original) = first_point_garbage(&vault, dir.path(), 4).await;
 
     // The secondary will refuse to delete every garbage chunk (a directory where its file
@@ -501,6 +493,22 @@ async fn a_sweep_that_fails_halfway_leaves_no_deleted_chunk_in_this_hosts_index(
     // The first point's content again: its deleted chunks must go up again, not be taken as
     // present from this host's index.
     assert_sent_again(&vault, &mut disk, &original, 4, dir.path()).await;
+}
+
+/// A vault replicated from `dir/primary` to `dir/secondary`; returns both directories too.
+async fn replicated_vault(
+    dir: &std::path::Path,
+) -> (Vault, std::path::PathBuf, std::path::PathBuf) {
+    let (primary, secondary) = (dir.join("primary"), dir.join("secondary"));
+    std::fs::create_dir(&primary).expect("primary");
+    std::fs::create_dir(&secondary).expect("secondary");
+    let vault = Vault::init_replicated(
+        blockvault_store::Store::local(&primary).expect("store"),
+        blockvault_store::Store::local(&secondary).expect("store"),
+    )
+    .await
+    .expect("init");
+    (vault, primary, secondary)
 }
 
 /// Puts `original` back on `disk` and backs it up: exactly `deleted` chunks must go up again
@@ -700,6 +708,77 @@ async fn the_mark_reads_each_map_once_per_host_then_its_cached_chunks() {
     assert!(!entry.exists(), "the deleted point's entry is dropped");
     let target = dir.path().join("out");
     restore(&vault, "web", PointSelector::Latest, &target)
+        .await
+        .expect("restore");
+    assert_eq!(
+        std::fs::read(target.join("disk.img")).expect("read"),
+        disk.content
+    );
+}
+
+/// A replicated vault's secondary can hold chunks its primary never got (the primary's upload
+/// failed after the secondary's went through). The primary's listing never shows them, so
+/// only a collection that lists the secondary too can free them; a live chunk the primary
+/// lacks is verify's to heal, never garbage.
+#[tokio::test]
+async fn chunks_only_the_secondary_holds_are_collected_unless_a_point_names_them() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (vault, primary, secondary) = replicated_vault(dir.path()).await;
+    let disk = image(dir.path());
+    backup(&vault, "app", &[&disk], block_size(BS))
+        .await
+        .expect("backup");
+
+    // An orphan upload on the secondary alone, and a live chunk lost from the primary alone.
+    let orphan = blockvault_core::ChunkEncoder::new()
+        .expect("encoder")
+        .encode(b"an upload whose primary PUT failed");
+    let orphan_id = ChunkId::of(b"an upload whose primary PUT failed");
+    vault
+        .store()
+        .secondary()
+        .expect("replicated")
+        .put_chunk(&orphan_id, orphan.into())
+        .await
+        .expect("put on the secondary");
+    let lost = chunk_files(&primary)[0].clone();
+    std::fs::remove_file(&lost).expect("lose a live chunk from the primary");
+    let secondary_files = || -> HashSet<String> {
+        chunk_files(&secondary)
+            .iter()
+            .map(|p| p.file_name().expect("name").to_string_lossy().into_owned())
+            .collect()
+    };
+    let before = secondary_files();
+    assert!(before.contains(&orphan_id.to_hex().to_string()));
+
+    let dry = gc(&vault, dry_run()).await;
+    assert_eq!((dry.chunks_deleted, dry.chunks_secondary_only), (1, 1));
+    assert_eq!(secondary_files(), before, "a dry run deletes nothing");
+
+    let report = gc(&vault, options()).await;
+    assert_eq!(
+        (report.chunks_deleted, report.chunks_secondary_only),
+        (1, 1),
+        "{report:?}"
+    );
+    let after = secondary_files();
+    assert!(!after.contains(&orphan_id.to_hex().to_string()));
+    assert!(
+        after.contains(
+            &lost
+                .file_name()
+                .expect("name")
+                .to_string_lossy()
+                .into_owned()
+        ),
+        "the live chunk the primary lost stays on the secondary"
+    );
+    assert_eq!(after.len(), before.len() - 1);
+
+    // The point still restores: the lost chunk comes from the secondary.
+    let target = dir.path().join("restored");
+    restore(&vault, "app", PointSelector::Latest, &target)
         .await
         .expect("restore");
     assert_eq!(

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use blockvault_core::{ChunkId, GcEpoch, PointId, RecoveryPoint, VmName};
+use blockvault_core::{ChunkId, ChunkSet, GcEpoch, PointId, RecoveryPoint, VmName};
 use futures::{StreamExt, TryStreamExt, stream};
 use jiff::{SignedDuration, Timestamp};
 use serde::Serialize;
@@ -66,6 +66,9 @@ pub struct GcReport {
     pub chunks_rescued: u64,
     /// Unreferenced and old enough: deleted (or, in a dry run, would be).
     pub chunks_deleted: u64,
+    /// Of those, chunks only a replicated vault's secondary held (not listed in `chunks`):
+    /// uploads whose primary `PUT` failed after the secondary's went through.
+    pub chunks_secondary_only: u64,
     pub bytes_freed: u64,
     /// Block maps of backups that never committed, deleted.
     pub orphan_maps_deleted: u64,
@@ -84,6 +87,25 @@ const MARK_BYTES_IN_FLIGHT: u64 = 32 << 20;
 struct Candidate {
     id: ChunkId,
     size: u64,
+}
+
+/// What the mark found to go: counted, and kept for the sweep unless this is a dry run.
+#[derive(Default)]
+struct Garbage {
+    keep: bool,
+    count: u64,
+    bytes: u64,
+    candidates: Vec<Candidate>,
+}
+
+impl Garbage {
+    fn add(&mut self, id: ChunkId, size: u64) {
+        self.count += 1;
+        self.bytes += size;
+        if self.keep {
+            self.candidates.push(Candidate { id, size });
+        }
+    }
 }
 
 impl Vault {
@@ -124,27 +146,51 @@ impl Vault {
         }
         // The listing is streamed against the marks. A dry run only counts what could go; a
         // real one keeps the candidates (40 bytes each) for the sweep.
-        let mut candidates = Vec::new();
-        let (mut garbage, mut garbage_bytes) = (0u64, 0u64);
+        let mut garbage = Garbage {
+            keep: !options.dry_run,
+            ..Garbage::default()
+        };
+        let secondary = self.store().secondary();
+        // A replicated vault's primary listing, to tell the secondary's own chunks from it.
+        let mut on_primary = Vec::new();
         let mut chunks = self.store().list_chunk_objects();
         while let Some(chunk) = chunks.try_next().await? {
             report.chunks += 1;
+            if secondary.is_some() {
+                on_primary.push(chunk.id);
+            }
             if live.contains(&chunk.id) {
                 report.chunks_live += 1;
             } else if chunk.last_modified > old_enough {
                 report.chunks_young += 1;
             } else {
-                garbage += 1;
-                garbage_bytes += chunk.size;
-                if !options.dry_run {
-                    candidates.push(Candidate {
-                        id: chunk.id,
-                        size: chunk.size,
-                    });
-                }
+                garbage.add(chunk.id, chunk.size);
             }
         }
         drop(chunks);
+        // The secondary of a replicated vault may hold chunks the primary never got (the
+        // primary's PUT failed, the secondary's went through). Nothing else would ever delete
+        // them: those no point names and old enough go too (from both stores, as every delete).
+        // Live ones the primary lacks are verify's to heal, not garbage.
+        if let Some(secondary) = secondary {
+            let on_primary = ChunkSet::from_vec(on_primary);
+            let mut chunks = secondary.list_chunk_objects();
+            while let Some(chunk) = chunks.try_next().await? {
+                if !on_primary.contains(&chunk.id)
+                    && !live.contains(&chunk.id)
+                    && chunk.last_modified <= old_enough
+                {
+                    report.chunks_secondary_only += 1;
+                    garbage.add(chunk.id, chunk.size);
+                }
+            }
+        }
+        let Garbage {
+            count: garbage,
+            bytes: garbage_bytes,
+            candidates,
+            ..
+        } = garbage;
         drop(live);
         report.mark_seconds = started.elapsed().as_secs_f64();
         if options.dry_run {

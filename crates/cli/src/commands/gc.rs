@@ -52,6 +52,12 @@ pub async fn run(args: GcArgs, host: &Host, bar: Arc<Bar>) -> Result<Report> {
             seconds(report.waited_seconds)
         ));
     }
+    if report.chunks_secondary_only > 0 {
+        text.push_str(&format!(
+            "\n{} of those chunk(s) only the secondary held (a backup whose primary upload failed)",
+            report.chunks_secondary_only
+        ));
+    }
     if report.dry_run {
         text.push_str("\ndry run: nothing was deleted");
     }
