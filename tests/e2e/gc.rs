@@ -786,3 +786,49 @@ async fn chunks_only_the_secondary_holds_are_collected_unless_a_point_names_them
         disk.content
     );
 }
+
+/// Each sweep ships its candidates under its new epoch's name (for hosts one sweep behind)
+/// and leaves only its own list: older ones serve no host.
+#[tokio::test]
+async fn each_sweep_ships_its_candidates_and_keeps_only_its_own_list() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let vault = new_vault(dir.path()).await;
+    let forgotten_dir = dir.path().join("vault/gc/forgotten");
+    let (mut disk, _) = first_point_garbage(&vault, dir.path(), 4).await;
+    assert_eq!(gc(&vault, options()).await.chunks_deleted, 4);
+    let first = vault.store().gc_epoch().await.expect("epoch").expect("one");
+    let listed = crate::support::files_in(&forgotten_dir);
+    assert_eq!(listed, std::slice::from_ref(&first.id));
+    let shipped = vault
+        .store()
+        .forgotten(&first.id)
+        .await
+        .expect("read")
+        .expect("decodes");
+    assert_eq!((shipped.previous, shipped.ids.len()), (None, 4));
+
+    // More garbage, another sweep: its list follows the first epoch and replaces its list.
+    churn(&mut disk, 8, 2, 11);
+    backup(&vault, "app", &[&disk], block_size(BS))
+        .await
+        .expect("3");
+    let points = vault.points(&vm("app")).await.expect("points");
+    vault
+        .store()
+        .delete_point(&vm("app"), &points[0].id)
+        .await
+        .expect("delete");
+    assert!(gc(&vault, options()).await.chunks_deleted > 0);
+    let second = vault.store().gc_epoch().await.expect("epoch").expect("one");
+    assert_eq!(
+        crate::support::files_in(&forgotten_dir),
+        std::slice::from_ref(&second.id)
+    );
+    let shipped = vault
+        .store()
+        .forgotten(&second.id)
+        .await
+        .expect("read")
+        .expect("decodes");
+    assert_eq!(shipped.previous, Some(first.id));
+}

@@ -36,6 +36,7 @@ mod chunk;
 mod chunk_set;
 mod deleted;
 mod error;
+mod forgotten;
 mod framed;
 mod id;
 mod lease;
@@ -50,6 +51,7 @@ pub use crate::{
     chunk_set::ChunkSet,
     deleted::{SOFT_DELETE_DAYS, SoftDeleteMarker},
     error::{Error, Result},
+    forgotten::ForgottenChunks,
     id::{ChunkId, is_zero},
     lease::{GcEpoch, LeaseKind, LeaseRecord},
     names::{DiskName, MAX_NAME_LEN, PointId, VmName},

@@ -1,13 +1,14 @@
 //! The objects through which writers and the garbage collector coordinate (leases, the GC
-//! epoch) and through which verify hands damaged chunks to the next backup. The protocol that
+//! epoch and its forgotten chunks) and through which verify hands damaged chunks to the next backup. The protocol that
 //! uses them is in the crate docs, "Garbage collection without compare-and-swap".
 //!
 //! They live on the primary store only: it is where writers and collectors meet, and where
 //! listings come from. A replicated vault's secondary holds only data.
 
-use blockvault_core::{ChunkId, GcEpoch, LeaseRecord, VmName};
+use blockvault_core::{ChunkId, ForgottenChunks, GcEpoch, LeaseRecord, VmName};
 use futures::{Stream, StreamExt, TryStreamExt};
 use jiff::Timestamp;
+use object_store::path::Path;
 
 use crate::store::backend;
 use crate::{Error, Result, Store, layout};
@@ -50,7 +51,7 @@ impl Store {
 
     /// Removes a lease by key (a dead holder's, found by [`Store::list_leases`]).
     pub async fn delete_lease_key(&self, key: &str) -> Result<()> {
-        self.delete_here(&object_store::path::Path::from(key)).await
+        self.delete_here(&Path::from(key)).await
     }
 
     /// Every lease in the vault, read one by one (there are a handful).
@@ -98,6 +99,41 @@ impl Store {
     pub async fn put_gc_epoch(&self, epoch: &GcEpoch) -> Result<()> {
         self.put_here(&layout::gc_epoch(), epoch.encode().into())
             .await
+    }
+
+    /// Ships the candidates of the sweep that begins epoch `epoch` (written before the
+    /// epoch itself, so a host that sees the epoch finds them).
+    pub async fn put_forgotten(&self, epoch: &str, forgotten: &ForgottenChunks) -> Result<()> {
+        self.put_here(&layout::forgotten(epoch), forgotten.encode().into())
+            .await
+    }
+
+    /// What the sweep that began epoch `epoch` may have deleted; `None` when it is missing
+    /// or does not decode (a host then rebuilds its cache from a listing, as it always may).
+    pub async fn forgotten(&self, epoch: &str) -> Result<Option<ForgottenChunks>> {
+        Ok(self
+            .get(&layout::forgotten(epoch))
+            .await?
+            .and_then(|bytes| ForgottenChunks::decode(&bytes).ok()))
+    }
+
+    /// Deletes the candidate lists of every sweep but the one that began epoch `keep`: a
+    /// cache further behind rebuilds anyway.
+    pub async fn delete_forgotten_except(&self, keep: &str) -> Result<()> {
+        let root = layout::forgotten_root();
+        let old: Vec<Path> = self
+            .objects()
+            .list(Some(&root))
+            .map_err(|source| backend("list", &root, source))
+            .try_filter_map(|meta| async move {
+                Ok((meta.location.filename() != Some(keep)).then_some(meta.location))
+            })
+            .try_collect()
+            .await?;
+        for key in old {
+            self.delete_here(&key).await?;
+        }
+        Ok(())
     }
 
     // ---- damaged chunks ---------------------------------------------------------------------

@@ -8,6 +8,7 @@
 //! | `points/<vm>/<point>` | the recovery point record, written last: the commit |
 //! | `leases/<kind>-<id>` | a lease of a writer (backup, transfer) or of a GC sweep |
 //! | `gc/epoch` | the epoch of the last GC sweep: hosts' chunk caches older than it are stale |
+//! | `gc/forgotten/<epoch>` | [`ForgottenChunks`](blockvault_core::ForgottenChunks): that sweep's candidates, for caches one sweep behind |
 //! | `damaged/<64 hex>` | a chunk verify found bad: the next backup holding its data re-uploads it |
 //! | `deleted/<vm>` | [`SoftDeleteMarker`](blockvault_core::SoftDeleteMarker): the VM's points are soft-deleted |
 
@@ -61,6 +62,14 @@ pub(crate) fn lease(kind: LeaseKind, id: &str) -> Path {
 
 pub(crate) fn gc_epoch() -> Path {
     Path::from("gc/epoch")
+}
+
+pub(crate) fn forgotten_root() -> Path {
+    Path::from("gc/forgotten")
+}
+
+pub(crate) fn forgotten(epoch: &str) -> Path {
+    Path::from(format!("gc/forgotten/{epoch}"))
 }
 
 pub(crate) fn damaged_root() -> Path {

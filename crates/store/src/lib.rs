@@ -10,6 +10,7 @@
 //! | `points/<vm>/<point>` | the recovery point record |
 //! | `leases/<kind>-<id>` | a writer's (backup, transfer) or a sweeping collector's lease |
 //! | `gc/epoch` | the last sweep's epoch: chunk caches built under another are stale |
+//! | `gc/forgotten/<epoch>` | that sweep's candidates and the epoch before it: a cache one sweep behind drops them instead of listing every chunk |
 //! | `damaged/<64 hex>` | a chunk verify found bad, to be sent again by the next backup |
 //! | `deleted/<vm>` | the [`SoftDeleteMarker`](blockvault_core::SoftDeleteMarker) of a VM whose points are soft-deleted (protection stopped with *delete data*): when they were deleted and when they are purged |
 //!
@@ -67,7 +68,10 @@
 //!    a writer that finds another epoch in the vault rebuilds it from a listing, so no host
 //!    trusts a cache that predates a sweep. The epoch is written before the first delete, so a
 //!    collector killed mid-sweep leaves every cache stale, never wrong; the next collection
-//!    deletes what the killed one left.
+//!    deletes what the killed one left. Before the epoch, the sweep writes its candidates
+//!    (`gc/forgotten/<epoch>`, naming the epoch before): a cache of exactly that previous
+//!    epoch drops them and moves on instead of listing every chunk, which is as safe, since
+//!    the candidates are a superset of what the sweep deletes. Further behind, it rebuilds.
 //!
 //! While the sweep holds its lease no writer runs, so the only chunks anything can name are
 //! those of committed points, and those were all read.

@@ -8,7 +8,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use blockvault_core::{ChunkId, ChunkSet, GcEpoch, PointId, RecoveryPoint, VmName};
+use blockvault_core::{
+    ChunkId, ChunkSet, ForgottenChunks, GcEpoch, PointId, RecoveryPoint, VmName,
+};
 use futures::{StreamExt, TryStreamExt, stream};
 use jiff::{SignedDuration, Timestamp};
 use serde::Serialize;
@@ -258,7 +260,9 @@ impl Vault {
         report.chunks_rescued = (before - candidates.len()) as u64;
         let orphans = self.orphan_maps(&now_points).await?;
 
-        // Every host's cache of what the vault holds is stale from here on.
+        // Every host's cache of what the vault holds is stale from here on. The candidates go
+        // first, under the new epoch's name: a host one sweep behind drops them from its cache
+        // instead of listing every chunk again.
         let previous_epoch = self.store().gc_epoch().await?.map(|e| e.id);
         let now = Timestamp::now();
         let epoch = GcEpoch {
@@ -267,6 +271,12 @@ impl Vault {
                 .to_owned(),
             time: now,
         };
+        let forgotten = ForgottenChunks {
+            previous: previous_epoch.clone(),
+            ids: ChunkSet::from_vec(candidates.iter().map(|c| c.id).collect()),
+        };
+        self.store().put_forgotten(&epoch.id, &forgotten).await?;
+        drop(forgotten);
         self.store().put_gc_epoch(&epoch).await?;
 
         progress.begin("sweep", candidates.iter().map(|c| c.size).sum());
@@ -306,6 +316,7 @@ impl Vault {
             self.store().delete_maps(vm, id).await?;
             report.orphan_maps_deleted += 1;
         }
+        self.store().delete_forgotten_except(&epoch.id).await?;
         Ok(())
     }
 

@@ -81,7 +81,8 @@ impl ChunkIndex {
         // directory names only the chunks it had synced (see `landed.rs`).
         let may_lack_landed = journal.exists() && store.syncs_chunks_in_batches();
         let journaled = read_journal(&journal);
-        let current = read_epoch(path).as_deref() == epoch;
+        let saved_epoch = read_epoch(path);
+        let current = saved_epoch.as_deref() == epoch;
         if let Some(ids) = current.then(|| read_index(path)).flatten() {
             let mut index = ChunkIndex {
                 path: path.to_owned(),
@@ -91,6 +92,22 @@ impl ChunkIndex {
             if !journaled.is_empty() {
                 index.add_and_save(journaled)?;
             }
+            return Ok(index);
+        }
+        // One sweep behind: what that sweep may have deleted is all this index can wrongly
+        // name (journaled chunks included), so it drops those instead of listing everything.
+        if let Some(epoch) = epoch
+            && let Some(ids) = read_index(path)
+            && let Some(forgotten) = store.forgotten(epoch).await?
+            && forgotten.previous == saved_epoch
+        {
+            let mut index = ChunkIndex {
+                path: path.to_owned(),
+                ids: ChunkSet::from_vec(ids),
+                may_lack_landed,
+            };
+            index.ids.merge(&ChunkSet::from_vec(journaled));
+            index.forget(forgotten.ids.into_vec(), epoch)?;
             return Ok(index);
         }
         // The listing includes whatever the journal recorded, and chunks of a writer that
@@ -324,6 +341,72 @@ fn read_index(path: &Path) -> Option<Vec<ChunkId>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use blockvault_core::ForgottenChunks;
+
+    #[tokio::test]
+    async fn an_index_one_sweep_behind_drops_what_it_forgot_instead_of_listing() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = Store::in_memory();
+        let [a, b, c, late] = ["a", "b", "c", "late"].map(|n| ChunkId::of(n.as_bytes()));
+        for id in [a, b, c] {
+            store
+                .put_chunk(&id, b"x".to_vec().into())
+                .await
+                .expect("put");
+        }
+        let path = dir.path().join("v/chunks.idx");
+        ChunkIndex::load_or_rebuild(&store, &path, None)
+            .await
+            .expect("built before any sweep");
+        // A sweep elsewhere: it ships its candidates, moves the epoch, deletes b. Another host
+        // then uploads `late`: a listing would find it, the forgotten list does not name it.
+        let sweep = |epoch: &'static str, previous: Option<&'static str>| {
+            let store = store.clone();
+            async move {
+                let forgotten = ForgottenChunks {
+                    previous: previous.map(str::to_owned),
+                    ids: ChunkSet::from_vec(vec![b]),
+                };
+                store.put_forgotten(epoch, &forgotten).await.expect("ship");
+                store
+                    .put_gc_epoch(&blockvault_core::GcEpoch {
+                        id: epoch.to_owned(),
+                        time: jiff::Timestamp::now(),
+                    })
+                    .await
+                    .expect("epoch");
+            }
+        };
+        sweep("e1", None).await;
+        store.delete_chunk(&b).await.expect("delete");
+        store
+            .put_chunk(&late, b"x".to_vec().into())
+            .await
+            .expect("put");
+
+        let index = ChunkIndex::load_or_rebuild(&store, &path, Some("e1"))
+            .await
+            .expect("load");
+        assert_eq!(
+            index.ids.as_slice(),
+            ChunkSet::from_vec(vec![a, c]).as_slice()
+        );
+        assert_eq!(
+            read_epoch(&path).as_deref(),
+            Some("e1"),
+            "moved to the new epoch"
+        );
+
+        // Two sweeps behind (the list names another previous epoch): rebuilt from a listing.
+        sweep("e3", Some("e2")).await;
+        let index = ChunkIndex::load_or_rebuild(&store, &path, Some("e3"))
+            .await
+            .expect("load");
+        assert_eq!(
+            index.ids.as_slice(),
+            ChunkSet::from_vec(vec![a, c, late]).as_slice()
+        );
+    }
 
     #[tokio::test]
     async fn a_journal_left_in_a_directory_vault_makes_writers_ask_the_store() {
