@@ -9,8 +9,9 @@
 use std::path::PathBuf;
 
 use blockvault_core::{
-    BlockMap, BlockSize, ChunkDecoder, ChunkEncoder, ChunkId, ChunkObject, Codec, Consistency,
-    DiskName, DiskRecord, Error, PointId, PointStats, RecoveryPoint, VaultConfig, VmName,
+    BlockMap, BlockSize, ChunkDecoder, ChunkEncoder, ChunkId, ChunkObject, ChunkSet, Codec,
+    Consistency, DiskName, DiskRecord, Error, ForgottenChunks, PointId, PointStats, RecoveryPoint,
+    VaultConfig, VmName,
 };
 use jiff::Timestamp;
 
@@ -89,6 +90,14 @@ fn config_v1() -> VaultConfig {
     }
 }
 
+/// A GC sweep's candidates, shipped under its epoch.
+fn forgotten_v1() -> ForgottenChunks {
+    ForgottenChunks {
+        previous: Some("0123456789abcdef".to_owned()),
+        ids: ChunkSet::from_vec((0u8..3).map(|i| ChunkId::of(&[i])).collect()),
+    }
+}
+
 /// Every fixture: its path under `testdata/formats/` and its bytes as this build makes them.
 fn expected_files() -> Vec<(&'static str, Vec<u8>)> {
     let map = map_v1().encode_v1();
@@ -114,6 +123,7 @@ fn expected_files() -> Vec<(&'static str, Vec<u8>)> {
         ("v1/chunk-raw.bvchunk", raw_chunk),
         ("v1/point.bvpoint", point.clone()),
         ("v1/vault.config", config_v1().encode()),
+        ("v1/gc-forgotten.bvforgot", forgotten_v1().encode()),
         ("v2/block-map.bvmap", map_v2.clone()),
         (
             "corrupt/block-map-v2-truncated.bvmap",
@@ -175,6 +185,10 @@ fn fixtures_of_every_version_decode_to_their_values() {
     assert_eq!(
         VaultConfig::decode(&read("v1/vault.config")).expect("config"),
         config_v1()
+    );
+    assert_eq!(
+        ForgottenChunks::decode(&read("v1/gc-forgotten.bvforgot")).expect("forgotten"),
+        forgotten_v1()
     );
     let mut decoder = ChunkDecoder::new().expect("decoder");
     let mut out = Vec::new();

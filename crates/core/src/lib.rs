@@ -18,6 +18,7 @@
 //! | vault config | `BVVAULT\0` | 48-byte header + JSON body ([`VaultConfig`]; version 2 when replicated) | BLAKE3 of header and body |
 //! | lease | `BVLEASE\0` | 48-byte header + JSON body ([`LeaseRecord`]) | BLAKE3 of header and body |
 //! | GC epoch | `BVGCEPOC` | 48-byte header + JSON body ([`GcEpoch`]) | BLAKE3 of header and body |
+//! | GC candidates | `BVFORGOT` | 20-byte header, the previous epoch, sorted ids ([`ForgottenChunks`]) | BLAKE3 of everything before it |
 //! | soft-delete marker | `BVDELETE` | 48-byte header + JSON body ([`SoftDeleteMarker`]) | BLAKE3 of header and body |
 //!
 //! Decoding checks, in order: magic, length of the header, version (newer than this build reads
