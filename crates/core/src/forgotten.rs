@@ -36,18 +36,29 @@ impl ForgottenChunks {
     const HEADER_LEN: usize = 20;
 
     pub fn encode(&self) -> Vec<u8> {
-        let previous = self.previous.as_deref().unwrap_or("").as_bytes();
+        Self::encode_sorted(
+            self.previous.as_deref(),
+            self.ids.as_slice().iter().copied(),
+        )
+    }
+
+    /// The encoding of `ids` (sorted and distinct) after epoch `previous`, without a
+    /// [`ChunkSet`] of them: a sweep of a million candidates writes them from its own list.
+    pub fn encode_sorted(
+        previous: Option<&str>,
+        ids: impl ExactSizeIterator<Item = ChunkId>,
+    ) -> Vec<u8> {
+        let previous = previous.unwrap_or("").as_bytes();
         // Epoch ids are 16 hex digits; a longer one would not fit its length byte.
         let previous = &previous[..previous.len().min(255)];
-        let mut out =
-            Vec::with_capacity(Self::HEADER_LEN + previous.len() + 32 * self.ids.len() + 32);
+        let mut out = Vec::with_capacity(Self::HEADER_LEN + previous.len() + 32 * ids.len() + 32);
         out.extend_from_slice(&Self::MAGIC);
         out.extend_from_slice(&Self::VERSION.to_le_bytes());
         out.push(0); // encryption: none
         out.push(previous.len() as u8);
-        out.extend_from_slice(&(self.ids.len() as u64).to_le_bytes());
+        out.extend_from_slice(&(ids.len() as u64).to_le_bytes());
         out.extend_from_slice(previous);
-        for id in &self.ids {
+        for id in ids {
             out.extend_from_slice(id.as_bytes());
         }
         let digest = blake3::hash(&out);

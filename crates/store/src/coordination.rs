@@ -101,10 +101,11 @@ impl Store {
             .await
     }
 
-    /// Ships the candidates of the sweep that begins epoch `epoch` (written before the
-    /// epoch itself, so a host that sees the epoch finds them).
-    pub async fn put_forgotten(&self, epoch: &str, forgotten: &ForgottenChunks) -> Result<()> {
-        self.put_here(&layout::forgotten(epoch), forgotten.encode().into())
+    /// Ships the candidates of the sweep that begins epoch `epoch`, encoded
+    /// ([`ForgottenChunks`]); written before the epoch itself, so a host that sees the epoch
+    /// finds them.
+    pub async fn put_forgotten(&self, epoch: &str, encoded: Vec<u8>) -> Result<()> {
+        self.put_here(&layout::forgotten(epoch), encoded.into())
             .await
     }
 

@@ -271,12 +271,11 @@ impl Vault {
                 .to_owned(),
             time: now,
         };
-        let forgotten = ForgottenChunks {
-            previous: previous_epoch.clone(),
-            ids: ChunkSet::from_vec(candidates.iter().map(|c| c.id).collect()),
-        };
-        self.store().put_forgotten(&epoch.id, &forgotten).await?;
-        drop(forgotten);
+        let forgotten = ForgottenChunks::encode_sorted(
+            previous_epoch.as_deref(),
+            candidates.iter().map(|c| c.id),
+        );
+        self.store().put_forgotten(&epoch.id, forgotten).await?;
         self.store().put_gc_epoch(&epoch).await?;
 
         progress.begin("sweep", candidates.iter().map(|c| c.size).sum());

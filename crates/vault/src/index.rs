@@ -367,7 +367,10 @@ mod tests {
                     previous: previous.map(str::to_owned),
                     ids: ChunkSet::from_vec(vec![b]),
                 };
-                store.put_forgotten(epoch, &forgotten).await.expect("ship");
+                store
+                    .put_forgotten(epoch, forgotten.encode())
+                    .await
+                    .expect("ship");
                 store
                     .put_gc_epoch(&blockvault_core::GcEpoch {
                         id: epoch.to_owned(),
