@@ -511,6 +511,22 @@ async fn replicated_vault(
     (vault, primary, secondary)
 }
 
+/// The latest point of `vm_name` restores into `target` as `expected`, byte for byte.
+async fn assert_latest_restores(
+    vault: &Vault,
+    vm_name: &str,
+    target: &std::path::Path,
+    expected: &[u8],
+) {
+    restore(vault, vm_name, PointSelector::Latest, target)
+        .await
+        .expect("restore");
+    assert_eq!(
+        std::fs::read(target.join("disk.img")).expect("read"),
+        expected
+    );
+}
+
 /// Puts `original` back on `disk` and backs it up: exactly `deleted` chunks must go up again
 /// (a sweep removed them; a stale chunk index would skip them), and the point restores.
 async fn assert_sent_again(
@@ -706,14 +722,7 @@ async fn the_mark_reads_each_map_once_per_host_then_its_cached_chunks() {
     assert_eq!((report.maps_read, report.maps_cached), (0, 2));
     assert_eq!(report.chunks_deleted, 8);
     assert!(!entry.exists(), "the deleted point's entry is dropped");
-    let target = dir.path().join("out");
-    restore(&vault, "web", PointSelector::Latest, &target)
-        .await
-        .expect("restore");
-    assert_eq!(
-        std::fs::read(target.join("disk.img")).expect("read"),
-        disk.content
-    );
+    assert_latest_restores(&vault, "web", &dir.path().join("out"), &disk.content).await;
 }
 
 /// A replicated vault's secondary can hold chunks its primary never got (the primary's upload
@@ -777,14 +786,7 @@ async fn chunks_only_the_secondary_holds_are_collected_unless_a_point_names_them
     assert_eq!(after.len(), before.len() - 1);
 
     // The point still restores: the lost chunk comes from the secondary.
-    let target = dir.path().join("restored");
-    restore(&vault, "app", PointSelector::Latest, &target)
-        .await
-        .expect("restore");
-    assert_eq!(
-        std::fs::read(target.join("disk.img")).expect("read"),
-        disk.content
-    );
+    assert_latest_restores(&vault, "app", &dir.path().join("restored"), &disk.content).await;
 }
 
 /// Each sweep ships its candidates under its new epoch's name (for hosts one sweep behind)
