@@ -96,6 +96,22 @@ impl Tiers {
             .await
     }
 
+    /// A backup job: a Snapshot feeding an early send that holds `held` bytes, then its
+    /// Transfer.
+    async fn job(&self, held: usize) -> (BackupReport, TransferReport) {
+        let early = self.early(held);
+        let taken = self.snapshot(Some(&early)).await;
+        let report = self.transfer(&taken, early).await.expect("transfer");
+        (taken, report)
+    }
+
+    /// What the job's Transfer reported and what the vault holds after it.
+    fn assert_sent(&self, report: &TransferReport, early: u64, stored: u64, in_vault: usize) {
+        assert_eq!(report.sent_early, early, "sent early");
+        assert_eq!(report.point.stats.chunks_stored, stored, "stored");
+        assert_eq!(self.vault_chunks(), in_vault, "chunks in the vault");
+    }
+
     async fn assert_no_lease(&self) {
         let leases = self.vault.store().list_leases().await.expect("leases");
         assert!(leases.is_empty(), "leases left behind: {leases:?}");
@@ -120,17 +136,13 @@ impl Tiers {
 #[tokio::test]
 async fn the_snapshots_new_chunks_go_early_and_the_transfer_only_commits() {
     let mut t = Tiers::new().await;
-    let early = t.early(blockvault_vault::HELD_BYTES);
-    let taken = t.snapshot(Some(&early)).await;
+    let (taken, report) = t.job(blockvault_vault::HELD_BYTES).await;
     assert_eq!(taken.new_chunks.len(), 5);
-    let report = t.transfer(&taken, early).await.expect("transfer");
-    assert_eq!(report.sent_early, 5, "every new chunk went early");
-    assert_eq!(report.point.stats.chunks_stored, 5);
+    t.assert_sent(&report, 5, 5, 5);
     assert_eq!(
         report.point.stats.bytes_stored,
         taken.point.stats.bytes_stored
     );
-    assert_eq!(t.vault_chunks(), 5);
     t.assert_no_lease().await;
     t.assert_restores("full").await;
 
@@ -142,12 +154,8 @@ async fn the_snapshots_new_chunks_go_early_and_the_transfer_only_commits() {
             kind,
         });
     }
-    let early = t.early(blockvault_vault::HELD_BYTES);
-    let taken = t.snapshot(Some(&early)).await;
-    let report = t.transfer(&taken, early).await.expect("transfer");
-    assert_eq!(report.sent_early, 2);
-    assert_eq!(report.point.stats.chunks_stored, 2);
-    assert_eq!(t.vault_chunks(), 7);
+    let (_, report) = t.job(blockvault_vault::HELD_BYTES).await;
+    t.assert_sent(&report, 2, 2, 7);
     t.assert_no_lease().await;
     t.assert_restores("incremental").await;
 }
@@ -173,13 +181,9 @@ async fn chunks_the_vault_already_holds_are_not_sent_again() {
     std::fs::write(&kept, &content).expect("put the blocks back");
     t.disk.content = content;
 
-    let early = t.early(blockvault_vault::HELD_BYTES);
-    let taken = t.snapshot(Some(&early)).await;
+    let (taken, report) = t.job(blockvault_vault::HELD_BYTES).await;
     assert_eq!(taken.new_chunks.len(), 5);
-    let report = t.transfer(&taken, early).await.expect("transfer");
-    assert_eq!(report.sent_early, 2);
-    assert_eq!(report.point.stats.chunks_stored, 2);
-    assert_eq!(t.vault_chunks(), 5);
+    t.assert_sent(&report, 2, 2, 5);
     t.assert_restores("restored").await;
 }
 
@@ -194,13 +198,11 @@ async fn a_chunk_offered_twice_is_counted_once() {
     let encoded = t.tier.store().get_chunk(&again).await.expect("in the tier");
     early.offer(again, &encoded);
     let report = t.transfer(&taken, early).await.expect("transfer");
-    assert_eq!(report.sent_early, 5);
-    assert_eq!(report.point.stats.chunks_stored, 5);
+    t.assert_sent(&report, 5, 5, 5);
     assert_eq!(
         report.point.stats.bytes_stored,
         taken.point.stats.bytes_stored
     );
-    assert_eq!(t.vault_chunks(), 5);
     t.assert_restores("restored").await;
 }
 
@@ -209,12 +211,8 @@ async fn a_chunk_offered_twice_is_counted_once() {
 #[tokio::test]
 async fn declined_offers_are_copied_by_the_transfer() {
     let t = Tiers::new().await;
-    let early = t.early(0);
-    let taken = t.snapshot(Some(&early)).await;
-    let report = t.transfer(&taken, early).await.expect("transfer");
-    assert_eq!(report.sent_early, 0);
-    assert_eq!(report.point.stats.chunks_stored, 5);
-    assert_eq!(t.vault_chunks(), 5);
+    let (_, report) = t.job(0).await;
+    t.assert_sent(&report, 0, 5, 5);
     t.assert_no_lease().await;
     t.assert_restores("restored").await;
 }
