@@ -96,6 +96,23 @@ impl ChunkFiles {
         Ok(())
     }
 
+    /// Makes durable every entry under the directory `under` (relative to the root) and its
+    /// subdirectories, one level down: the fan-out directories of `chunks/` after a listing
+    /// that may have seen another process's chunks before their sync.
+    pub(crate) fn sync_every_entry(&self, under: &str) -> std::io::Result<()> {
+        let top = self.root.join(under);
+        if top.is_dir() {
+            self.unsynced(&top);
+            for entry in std::fs::read_dir(&top)? {
+                let path = entry?.path();
+                if path.is_dir() {
+                    self.unsynced(&path);
+                }
+            }
+        }
+        self.sync()
+    }
+
     /// Marks the directory of `key`, a chunk found in place, for the next sync: a chunk
     /// another process put moments ago may not be durable under its name yet, and whoever
     /// skips it on the strength of finding it must not commit before it is.
@@ -106,7 +123,7 @@ impl ChunkFiles {
     }
 
     /// Marks directory `dir` for the next sync.
-    pub(crate) fn unsynced(&self, dir: &Path) {
+    fn unsynced(&self, dir: &Path) {
         self.unsynced
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
@@ -162,13 +179,9 @@ impl ChunkFiles {
         match rustix::fs::linkat(CWD, &proc_path, CWD, path, AtFlags::SYMLINK_FOLLOW) {
             Ok(()) => Ok(Written::Linked),
             Err(Errno::EXIST) => Ok(Written::Exists),
-            // No /proc, or a sandbox that refuses the link.
-            Err(Errno::NOENT | Errno::XDEV | Errno::PERM | Errno::ACCESS)
-                if !Path::new("/proc/self/fd").is_dir() =>
-            {
-                Ok(Written::Unsupported)
-            }
+            // A sandbox that refuses the link, or no /proc.
             Err(Errno::XDEV | Errno::PERM | Errno::ACCESS) => Ok(Written::Unsupported),
+            Err(Errno::NOENT) if !Path::new("/proc/self/fd").is_dir() => Ok(Written::Unsupported),
             // The directory went away meanwhile: the staged path creates it again.
             Err(_) => Ok(Written::NotLinked),
         }
@@ -183,7 +196,9 @@ impl ChunkFiles {
     fn put_staged(&self, dir: &Path, path: &Path, bytes: &[u8]) -> std::io::Result<()> {
         let n = self.staging.fetch_add(1, Ordering::Relaxed);
         let mut staging = path.as_os_str().to_owned();
-        staging.push(format!("#{}{n}", std::process::id()));
+        // Digits only (listings skip `<name>#<digits>`), the process id at a fixed width so
+        // that two processes' names never meet.
+        staging.push(format!("#{:010}{n}", std::process::id()));
         let staging = PathBuf::from(staging);
         let create = || File::options().write(true).create_new(true).open(&staging);
         let mut file = match create() {

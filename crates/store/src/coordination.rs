@@ -1,6 +1,7 @@
 //! The objects through which writers and the garbage collector coordinate (leases, the GC
-//! epoch and its forgotten chunks) and through which verify hands damaged chunks to the next backup. The protocol that
-//! uses them is in the crate docs, "Garbage collection without compare-and-swap".
+//! epoch and the chunks its sweep may delete) and through which verify hands damaged chunks to
+//! the next backup. The protocol that uses them is in the crate docs, "Garbage collection
+//! without compare-and-swap".
 //!
 //! They live on the primary store only: it is where writers and collectors meet, and where
 //! listings come from. A replicated vault's secondary holds only data.

@@ -83,9 +83,10 @@ impl Store {
         })?;
         // Every put is fsynced (file and directory) before it returns, so a local put is as
         // durable as an acknowledged S3 PUT; chunk files batch their directory fsyncs (see
-        // `ChunkFiles`) and are durable at `sync_chunks`, which every commit passes. Measured against one syncfs per commit: as fast on
-        // an idle file system, faster when other writers share it (syncfs flushes their data
-        // too), and it never stalls the host's VMs. Deleting the last object of a directory
+        // `ChunkFiles`) and are durable at `sync_chunks`, which every commit passes. Measured
+        // against one syncfs per commit: as fast on an idle file system, faster when other
+        // writers share it (syncfs flushes their data too), and it never stalls the host's
+        // VMs. Deleting the last object of a directory
         // removes the directory, so listings never show prefixes of deleted points.
         let objects = LocalFileSystem::new_with_prefix(&root)
             .map(|fs| fs.with_fsync(true).with_automatic_cleanup(true))
@@ -247,20 +248,10 @@ impl Store {
     pub async fn put_chunk(&self, id: &ChunkId, encoded: Bytes) -> Result<()> {
         let key = layout::chunk(id);
         match (&self.chunk_files, &self.replica) {
-            (Some(files), None) => {
-                let files = Arc::clone(files);
+            (Some(_), None) => {
                 let path = key.to_string();
-                let written = tokio::task::spawn_blocking(move || files.put(&path, &encoded))
+                self.on_chunk_files(key.as_ref(), move |files| files.put(&path, &encoded))
                     .await
-                    .unwrap_or_else(|join| std::panic::resume_unwind(join.into_panic()));
-                written.map_err(|source| Error::Io {
-                    path: self
-                        .dir
-                        .as_deref()
-                        .unwrap_or(FsPath::new(""))
-                        .join(key.as_ref()),
-                    source,
-                })
             }
             _ => self.put(&key, encoded).await,
         }
@@ -269,45 +260,36 @@ impl Store {
     /// Makes every chunk put so far durable under its name (a local directory's batched
     /// directory fsyncs; nothing to do elsewhere).
     pub async fn sync_chunks(&self) -> Result<()> {
-        let Some(files) = &self.chunk_files else {
-            return Ok(());
-        };
-        let files = Arc::clone(files);
-        tokio::task::spawn_blocking(move || files.sync())
-            .await
-            .unwrap_or_else(|join| std::panic::resume_unwind(join.into_panic()))
-            .map_err(|source| Error::Io {
-                path: self.dir.clone().unwrap_or_default(),
-                source,
-            })
+        self.on_chunk_files("", ChunkFiles::sync).await
     }
 
     /// Makes every chunk in the store durable under its name (after a listing that may have
     /// seen chunks another process has not synced yet; nothing to do but in a directory).
     pub async fn sync_every_chunk(&self) -> Result<()> {
+        self.on_chunk_files("", |files| {
+            files.sync_every_entry(layout::chunks_root().as_ref())
+        })
+        .await
+    }
+
+    /// Runs `work` on this local store's chunk files on a blocking thread; an error names
+    /// `key` under the store's directory. Nothing to do for a store without chunk files.
+    async fn on_chunk_files(
+        &self,
+        key: &str,
+        work: impl FnOnce(&ChunkFiles) -> std::io::Result<()> + Send + 'static,
+    ) -> Result<()> {
         let (Some(files), Some(dir)) = (&self.chunk_files, &self.dir) else {
             return Ok(());
         };
-        let root = dir.join(layout::chunks_root().as_ref());
         let files = Arc::clone(files);
-        tokio::task::spawn_blocking(move || {
-            if root.is_dir() {
-                files.unsynced(&root);
-                for entry in std::fs::read_dir(&root)? {
-                    let path = entry?.path();
-                    if path.is_dir() {
-                        files.unsynced(&path);
-                    }
-                }
-            }
-            files.sync()
-        })
-        .await
-        .unwrap_or_else(|join| std::panic::resume_unwind(join.into_panic()))
-        .map_err(|source| Error::Io {
-            path: self.dir.clone().unwrap_or_default(),
-            source,
-        })
+        tokio::task::spawn_blocking(move || work(&files))
+            .await
+            .unwrap_or_else(|join| std::panic::resume_unwind(join.into_panic()))
+            .map_err(|source| Error::Io {
+                path: dir.join(key),
+                source,
+            })
     }
 
     /// Whether chunk puts become durable only at [`Store::sync_chunks`] (a local directory),

@@ -200,10 +200,13 @@ async fn run(
             .collect::<()>()
             .await;
     }
-    // What the journal missed (a failed sync) the Transfer records after its own.
-    let _ = recorded.finish().await;
+    // Only what is durable and journaled went early; a failed last sync leaves the rest for
+    // the Transfer to copy again.
+    let (recorded, _) = recorded.finish().await;
+    let mut landed = landed.into_inner().unwrap_or_else(PoisonError::into_inner);
+    landed.retain(|(id, _)| recorded.contains(id));
     let mut prepared = prepared;
-    prepared.landed = landed.into_inner().unwrap_or_else(PoisonError::into_inner);
+    prepared.landed = landed;
     Sent {
         prepared: Ok(prepared),
         declined: 0,

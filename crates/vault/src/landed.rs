@@ -72,9 +72,10 @@ impl Landed {
         if due { self.sync().await } else { Ok(()) }
     }
 
-    /// Chunks put earlier by someone else (the early send), recorded with the next batch.
-    pub(crate) fn extend(&self, ids: impl IntoIterator<Item = ChunkId>) {
-        self.lists().unsynced.extend(ids);
+    /// Chunks another writer of the same job recorded already (the early send): returned
+    /// with this one's, not synced or journaled again.
+    pub(crate) fn recorded_elsewhere(&self, ids: impl IntoIterator<Item = ChunkId>) {
+        self.lists().recorded.extend(ids);
     }
 
     /// Makes every chunk put so far durable, then records it.
@@ -184,19 +185,16 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn chunks_put_by_the_early_send_are_recorded_with_the_next_batch() {
+    async fn chunks_the_early_send_recorded_are_returned_but_not_journaled_again() {
         let dir = tempfile::tempdir().expect("tempdir");
         let store = Store::local(dir.path()).expect("store");
+        let (landed, path) = journaling(&store, dir.path()).await;
         let early = ChunkId::of(b"early");
-        store
-            .put_chunk(&early, b"early".to_vec().into())
-            .await
-            .expect("put");
-        let landed = Landed::new(&store, None);
-        landed.extend([early]);
+        landed.recorded_elsewhere([early]);
         let own = put(&store, &landed, b"own").await;
         let (recorded, synced) = landed.finish().await;
         synced.expect("sync");
         assert_eq!(recorded, ChunkSet::from_vec(vec![early, own]));
+        assert_eq!(journaled(&path), [own], "the early send journaled its own");
     }
 }

@@ -257,7 +257,7 @@ impl Vault {
             self.store(),
             index.as_ref().map(|i| i.journal()).transpose()?,
         );
-        landed.extend(early.iter().map(|(id, _)| *id));
+        landed.recorded_elsewhere(early.iter().map(|(id, _)| *id));
         let copied = self
             .copy_chunks(source, todo, fresh, options, &landed, progress.as_ref())
             .await;
