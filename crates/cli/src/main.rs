@@ -29,7 +29,14 @@ fn main() -> std::process::ExitCode {
         .build()
         .map_err(anyhow::Error::from)
         .and_then(|runtime| {
-            let result = runtime.block_on(run(cli));
+            // The command runs on a worker, not on this thread: its futures are then woken
+            // where the I/O that completes them runs, instead of across threads.
+            let result = runtime.block_on(async {
+                match tokio::spawn(run(cli)).await {
+                    Ok(result) => result,
+                    Err(join) => std::panic::resume_unwind(join.into_panic()),
+                }
+            });
             // A blocking task still waiting (a cancelled job's lock wait) must not hold the
             // exit.
             runtime.shutdown_timeout(std::time::Duration::from_secs(5));
