@@ -38,7 +38,9 @@
 //!   16 in flight, into memory, dropped. The raw download alone.
 //! - `restore-dir DIR OUT --size BYTES`: read each compressed file of DIR, decompress (rayon),
 //!   write the non-zero 4 KiB pages of each block at its offset in OUT (a new sparse file of
-//!   BYTES), `fdatasync` OUT (writeback started every 128 MiB written, as blockvault does). The floor of a restore from a directory (or the snapshot tier).
+//!   BYTES), `fdatasync` OUT (every 128 MiB written, writeback started and the pages already
+//!   written dropped from the page cache, as blockvault does). The floor of a restore from a
+//!   directory (or the snapshot tier).
 //! - `restore-s3 DIR s3://BUCKET/PREFIX OUT --size BYTES`: the same, GETting the objects (16
 //!   in flight) instead of reading files. The floor of a restore from S3.
 //!
@@ -514,8 +516,9 @@ fn write_block(
 
 /// The restored image, a new sparse file of the image's size. Writeback starts as it is
 /// written, as blockvault's restore does it (so the floor is not slower than it for want of
-/// this): every 128 MiB written, one `fdatasync` on a side thread, never two at once; the
-/// last `fdatasync` is waited for.
+/// this): every 128 MiB written, one `posix_fadvise(DONTNEED)` on a side thread, never two at
+/// once, which starts writeback of the dirty pages and drops those already written; the last
+/// `fdatasync` is waited for.
 struct Output {
     file: Arc<File>,
     since_last: AtomicU64,
@@ -546,8 +549,8 @@ impl Output {
             self.since_last.store(0, Ordering::Relaxed);
             let (file, running) = (Arc::clone(&self.file), Arc::clone(&self.running));
             std::thread::spawn(move || {
-                // Errors surface in the final fdatasync; this one only starts writeback.
-                let _ = file.sync_data();
+                // Errors surface in the final fdatasync; this only starts writeback.
+                let _ = rustix::fs::fadvise(&*file, 0, None, rustix::fs::Advice::DontNeed);
                 running.store(false, Ordering::Release);
             });
         }

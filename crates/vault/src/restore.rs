@@ -397,11 +397,15 @@ pub(crate) async fn sync(image: Arc<ImageFile>, kind: SyncKind) -> Result<()> {
     .unwrap_or_else(|join| std::panic::resume_unwind(join.into_panic()))
 }
 
-/// Starts writeback of a restored image while it is still being written, so the fsync at the
-/// end waits for the last stretch only, not the whole image: every [`Flusher::EVERY`] bytes
-/// written, one `fdatasync` runs on a blocking thread (never more than one at a time) while
-/// decoding goes on. Without it the kernel starts writeback only at its dirty thresholds
-/// (gigabytes on a large host) and a restore idles through one long final fsync.
+/// Starts writeback of a restored image while it is still being written, and keeps the image
+/// out of the page cache: every [`Flusher::EVERY`] bytes written, [`release_written`] runs on a
+/// blocking thread (never more than one at a time) while decoding goes on.
+///
+/// Without it the kernel starts writeback only at its dirty thresholds (gigabytes on a large
+/// host) and a restore idles through one long final fsync. And a restored image is not read
+/// back soon: left in the page cache it would push out what the host's running VMs use, a
+/// gigabyte per gigabyte restored. Each round drops what the round before wrote, so the image
+/// holds at most about two rounds of the cache.
 struct Flusher {
     image: Arc<ImageFile>,
     since_last: u64,
@@ -425,9 +429,8 @@ impl Flusher {
         if self.since_last >= Self::EVERY && idle {
             self.since_last = 0;
             let image = Arc::clone(&self.image);
-            // Errors surface in the final, awaited fsync; this one only starts the writeback.
             self.running = Some(tokio::task::spawn_blocking(move || {
-                let _ = image.file.sync_data();
+                release_written(&image.file);
             }));
         }
     }
@@ -437,6 +440,21 @@ impl Flusher {
             let _ = running.await;
         }
     }
+}
+
+/// Starts writeback of every dirty page of `file` without waiting for it, and drops the pages
+/// already written back from the page cache (`POSIX_FADV_DONTNEED`, which does both on Linux).
+///
+/// It makes nothing durable: the final fsync does, and reports any error this writeback met
+/// (the kernel keeps it for the next fsync). A `fdatasync` here instead waits for the writeback
+/// and leaves every page cached; measured on the benchmark VM, restores then took 25-30% longer
+/// in the runs after the first, the kernel's copies into fresh page-cache pages costing two to
+/// three times the system time (BENCHMARKS.md, "Restores out of the page cache").
+fn release_written(file: &File) {
+    #[cfg(target_os = "linux")]
+    let _ = rustix::fs::fadvise(file, 0, None, rustix::fs::Advice::DontNeed);
+    #[cfg(not(target_os = "linux"))]
+    let _ = file.sync_data();
 }
 
 fn block_error(disk: &DiskName, block: BlockTarget, source: blockvault_store::Error) -> Error {
