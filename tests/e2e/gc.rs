@@ -23,6 +23,7 @@ fn options() -> GcOptions {
         poll: Duration::from_millis(50),
         dry_run: false,
         concurrency: 4,
+        ..GcOptions::default()
     }
 }
 
@@ -267,11 +268,8 @@ pub(crate) async fn gc_during_a_backup_reusing_a_deleted_points_chunks(
         .await
         .expect("delete the first point");
     let options = GcOptions {
-        grace: Duration::ZERO,
         wait: Duration::from_secs(120),
-        poll: Duration::from_millis(50),
-        dry_run: false,
-        concurrency: 4,
+        ..options()
     };
     let report = vault
         .collect_garbage(options, Arc::new(NoProgress))

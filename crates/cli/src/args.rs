@@ -894,6 +894,17 @@ pub struct GcArgs {
     /// Give up (deleting nothing) if running backups still hold the vault after this long.
     #[arg(long, value_name = "DURATION", default_value = "1h", value_parser = parse_duration)]
     pub wait: jiff::SignedDuration,
+
+    /// If backups overlap without a pause for this long, hold new backups and transfers back
+    /// (they wait, as for the sweep itself) until the running ones finish and the sweep has
+    /// run. At least --wait: never.
+    #[arg(long, value_name = "DURATION", default_value = "5m", value_parser = parse_duration)]
+    pub hold_after: jiff::SignedDuration,
+
+    /// Hold new backups back for at most this long, then let them in again for the rest of
+    /// --wait.
+    #[arg(long, value_name = "DURATION", default_value = "15m", value_parser = parse_duration)]
+    pub hold_for: jiff::SignedDuration,
 }
 
 /// A duration like `90s`, `30m`, `2h` or `1h30m`; not negative.

@@ -14,6 +14,10 @@ pub enum LeaseKind {
     Writer,
     /// The sweep of a garbage collection: it deletes chunks.
     Sweeper,
+    /// A sweep that found no pause between writers for a while: new writers wait while it is
+    /// held, so that the running ones can finish and the sweep get its turn. It deletes
+    /// nothing and does not keep running writers from committing.
+    SweepPending,
 }
 
 impl LeaseKind {
@@ -21,6 +25,7 @@ impl LeaseKind {
         match self {
             LeaseKind::Writer => "writer",
             LeaseKind::Sweeper => "sweeper",
+            LeaseKind::SweepPending => "sweep-pending",
         }
     }
 }

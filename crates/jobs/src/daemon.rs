@@ -128,7 +128,8 @@ pub struct DaemonReport {
 /// the background, the daemon applies each protected VM's retention to its vault points
 /// ([`Engine::apply_retention`]) and then collects the garbage of each vault involved
 /// ([`Vault::collect_garbage`]). Backups keep running meanwhile: the collection only holds
-/// off backups for its short sweep. A stop cancels it wherever it is, which is safe (the next
+/// off backups for its short sweep (and, where backups never pause, holds new ones back for
+/// a while so that the running ones drain: [`GcOptions::hold_after`]). A stop cancels it wherever it is, which is safe (the next
 /// one finishes the job).
 ///
 /// # Stopping

@@ -6,7 +6,7 @@
 //! | `chunks/<2 hex>/<64 hex>` | a chunk, keyed by its full id; 256 fan-out prefixes |
 //! | `maps/<vm>/<point>/<disk>.map` | the block map of one disk at one point |
 //! | `points/<vm>/<point>` | the recovery point record, written last: the commit |
-//! | `leases/<kind>-<id>` | a lease of a writer (backup, transfer) or of a GC sweep |
+//! | `leases/<kind>-<id>` | a lease of a writer (backup, transfer), of a GC sweep, or a pending sweep's hold on new writers |
 //! | `gc/epoch` | the epoch of the last GC sweep: hosts' chunk caches older than it are stale |
 //! | `gc/forgotten/<epoch>` | [`ForgottenChunks`](blockvault_core::ForgottenChunks): that sweep's candidates, for caches one sweep behind |
 //! | `damaged/<64 hex>` | a chunk verify found bad: the next backup holding its data re-uploads it |

@@ -8,7 +8,7 @@
 //! | `chunks/<2 hex>/<64 hex>` | one chunk object, keyed by its full id (256 fan-out prefixes) |
 //! | `maps/<vm>/<point>/<disk>.map` | the block map of one disk at one point |
 //! | `points/<vm>/<point>` | the recovery point record |
-//! | `leases/<kind>-<id>` | a writer's (backup, transfer) or a sweeping collector's lease |
+//! | `leases/<kind>-<id>` | a writer's (backup, transfer) or a sweeping collector's lease, or a collector's hold on new writers (`sweep-pending`) |
 //! | `gc/epoch` | the last sweep's epoch: chunk caches built under another are stale |
 //! | `gc/forgotten/<epoch>` | that sweep's candidates and the epoch before it: a cache one sweep behind drops them instead of listing every chunk |
 //! | `damaged/<64 hex>` | a chunk verify found bad, to be sent again by the next backup |
@@ -92,10 +92,18 @@
 //! live sweeper's lease withdraws (of two that write at once, at least one sees the other),
 //! and they try again at jittered times.
 //!
-//! **Limits.** The sweep waits for a moment with no writer at all; a vault where backups
-//! overlap without pause for the whole `--wait` (one hour by default) is not collected that
-//! day (`gc` says who held it up). Garbage that exists only on a replicated vault's
-//! secondary (a put that failed on the primary) is not collected: listings read the primary.
+//! **Busy vaults.** The sweep waits for a moment with no writer at all. Where backups overlap
+//! without a pause it would wait in vain, so after `--hold-after` (five minutes by default)
+//! of waiting the collector writes `leases/sweep-pending-<id>`. Writers treat it like a
+//! sweeper's lease when they start (they wait); the writers already running go on and
+//! commit. Once they are done the sweeper takes its own lease and drops the hold. The hold
+//! lasts at most `--hold-for` (fifteen minutes), then new writers get in again; a vault that
+//! still finds no pause for the whole `--wait` (one hour) is not collected that day (`gc` says
+//! who held it up). A collector that dies while holding blocks new writers for the lease time.
+//!
+//! On a replicated vault the mark lists the secondary as well, so garbage only the secondary
+//! holds (a put that failed on the primary after the secondary's went through) is collected
+//! too; live chunks the primary lacks stay for verify to heal.
 //!
 //! Readers (restore, verify) take no lease: the collector only deletes chunks that no
 //! committed point names, so a restore of a live point is never affected. A restore of a

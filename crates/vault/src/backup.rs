@@ -324,7 +324,7 @@ impl Vault {
         let (lease, waited) = Lease::writer(self.store(), holder).await?;
         if waited >= Duration::from_secs(1) {
             warnings.push(format!(
-                "waited {:.1} s for a garbage collection's sweep to finish",
+                "waited {:.1} s for a garbage collection's sweep to run",
                 waited.as_secs_f64()
             ));
         }

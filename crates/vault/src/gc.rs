@@ -16,7 +16,7 @@ use jiff::{SignedDuration, Timestamp};
 use serde::Serialize;
 
 use crate::marks::{MarkCache, Marks};
-use crate::{Error, Lease, Progress, Result, Vault};
+use crate::{Error, Lease, Progress, Result, SweepWait, Vault};
 
 /// How a collection runs.
 #[derive(Clone, Copy, Debug)]
@@ -30,6 +30,13 @@ pub struct GcOptions {
     pub wait: Duration,
     /// How often the sweep looks again while it waits.
     pub poll: Duration,
+    /// When backups overlap without a pause for this long of the wait, the sweep holds new
+    /// backups and transfers back (they wait, as for a sweep) so that the running ones can
+    /// finish and the sweep run. `wait` or more: never.
+    pub hold_after: Duration,
+    /// Holds new backups back at most this long, then lets them in again for the rest of the
+    /// wait.
+    pub hold_for: Duration,
     /// Mark and count, delete nothing.
     pub dry_run: bool,
     /// Map reads and deletes in flight at once.
@@ -42,6 +49,8 @@ impl Default for GcOptions {
             grace: Duration::from_secs(3600),
             wait: Duration::from_secs(3600),
             poll: Duration::from_secs(1),
+            hold_after: Duration::from_secs(5 * 60),
+            hold_for: Duration::from_secs(15 * 60),
             dry_run: false,
             concurrency: 16,
         }
@@ -208,13 +217,14 @@ impl Vault {
         }
 
         // Sweep, under the sweeper's lease, once no writer runs.
-        let (lease, waited, dead) = Lease::sweeper(
-            self.store(),
-            "garbage collection",
-            options.wait,
-            options.poll,
-        )
-        .await?;
+        let patience = SweepWait {
+            wait: options.wait,
+            poll: options.poll,
+            hold_after: options.hold_after,
+            hold_for: options.hold_for,
+        };
+        let (lease, waited, dead) =
+            Lease::sweeper(self.store(), "garbage collection", patience).await?;
         report.waited_seconds = waited.as_secs_f64();
         report.dead_leases_removed = dead;
         let sweeping = Instant::now();

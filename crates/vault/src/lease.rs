@@ -79,15 +79,17 @@ impl Lease {
 
     /// A writer's lease (backup, transfer), taken before the writer reads anything it will
     /// trust about which chunks the vault holds. A writer always yields to a sweep: if one is
-    /// running, it withdraws its lease, waits until the sweep ends, and tries again. Returns
-    /// the lease and how long it waited.
+    /// running, or pending (see [`SweepWait::hold_after`]), it withdraws its lease, waits
+    /// until the sweep ends, and tries again. Returns the lease and how long it waited.
     pub async fn writer(store: &Store, holder: &str) -> Result<(Lease, Duration)> {
         let started = Instant::now();
         loop {
             let lease = Lease::write(store, LeaseKind::Writer, holder).await?;
             let leases = store.list_leases().await?;
             let now = store_now(&leases, &lease.record);
-            if live(&leases, LeaseKind::Sweeper, now).is_empty() {
+            if live(&leases, LeaseKind::Sweeper, now).is_empty()
+                && live(&leases, LeaseKind::SweepPending, now).is_empty()
+            {
                 return Ok((lease, started.elapsed()));
             }
             lease.release().await?;
@@ -98,45 +100,69 @@ impl Lease {
     /// A sweeper's lease, held alone: waits (without a lease, so writers that start meanwhile
     /// are not held up) until no live writer is left, then writes the lease and lists again; a
     /// writer that slipped in between makes it withdraw and wait again. So backups wait at
-    /// most for the sweep itself, never for the wait. Gives up after `wait`, naming who held
-    /// the vault. Returns the lease, how long it waited, and how many dead leases it removed.
+    /// most for the sweep itself, never for the wait, unless the wait finds no pause between
+    /// writers for [`SweepWait::hold_after`]: then the sweep holds new writers back with a
+    /// "sweep pending" lease, for at most [`SweepWait::hold_for`], while the running ones
+    /// finish. Gives up after [`SweepWait::wait`], naming who held the vault. Returns the
+    /// lease, how long it waited, and how many dead leases it removed.
     pub async fn sweeper(
         store: &Store,
         holder: &str,
-        wait: Duration,
-        poll: Duration,
+        patience: SweepWait,
     ) -> Result<(Lease, Duration, u64)> {
         let started = Instant::now();
         let mut dead_removed = 0;
-        loop {
+        let mut hold = Hold::NotYet;
+        let outcome = loop {
             // A guess by this host's clock, only to decide whether to try: the decision that
             // matters (and the removal of dead leases) is `blockers`, by the store's clock.
             let now = Timestamp::now();
-            let leases = store.list_leases().await?;
+            let leases = match store.list_leases().await {
+                Ok(leases) => leases,
+                Err(e) => break Err(e.into()),
+            };
             let mut holders: Vec<String> = leases
                 .iter()
-                .filter(|l| is_live(l, now))
+                .filter(|l| is_live(l, now) && !is_pending(l))
                 .map(describe)
                 .collect();
             if holders.is_empty() {
-                let lease = Lease::write(store, LeaseKind::Sweeper, holder).await?;
-                let blockers = lease.blockers().await?;
+                let lease = match Lease::write(store, LeaseKind::Sweeper, holder).await {
+                    Ok(lease) => lease,
+                    Err(e) => break Err(e),
+                };
+                let blockers = match lease.blockers().await {
+                    Ok(blockers) => blockers,
+                    Err(e) => break Err(e),
+                };
                 dead_removed += lease.dead_removed();
                 if blockers.is_empty() {
-                    return Ok((lease, started.elapsed(), dead_removed));
+                    break Ok((lease, started.elapsed(), dead_removed));
                 }
-                lease.release().await?;
+                if let Err(e) = lease.release().await {
+                    break Err(e);
+                }
                 holders = blockers.into_iter().map(|b| b.holder).collect();
             }
-            if started.elapsed() >= wait {
-                return Err(Error::GcBlocked {
+            if started.elapsed() >= patience.wait {
+                break Err(Error::GcBlocked {
                     waited: started.elapsed(),
                     holders,
                 });
             }
+            if let Err(e) = hold
+                .update(store, holder, started.elapsed(), &patience)
+                .await
+            {
+                break Err(e);
+            }
             // Jittered, so two collectors that withdrew together do not meet again.
-            tokio::time::sleep(poll + poll.mul_f64(jitter())).await;
-        }
+            tokio::time::sleep(patience.poll + patience.poll.mul_f64(jitter())).await;
+        };
+        // Once the sweeper's own lease is written, it holds writers back itself. A pending
+        // lease that cannot be removed now dies after the lease time.
+        let _ = hold.release().await;
+        outcome
     }
 
     /// The live leases that keep this sweeper from deleting: every writer, and every other
@@ -169,6 +195,9 @@ impl Lease {
             .filter(|r| match r.kind {
                 LeaseKind::Writer => true,
                 LeaseKind::Sweeper => r.id != self.record.id,
+                // Another collector's (or this one's) request to hold writers back: it stops
+                // no sweep.
+                LeaseKind::SweepPending => false,
             })
             .collect())
     }
@@ -241,6 +270,65 @@ impl Drop for Lease {
     }
 }
 
+/// How a sweep waits for the writers to let it in (see [`Lease::sweeper`]).
+#[derive(Clone, Copy, Debug)]
+pub struct SweepWait {
+    /// Gives up after this long, deleting nothing.
+    pub wait: Duration,
+    /// Looks again this often.
+    pub poll: Duration,
+    /// After waiting this long without finding a pause between writers, holds new writers
+    /// back (a `sweep-pending` lease) so that the running ones can finish. Writers that run
+    /// already are not affected. `wait` or more: never.
+    pub hold_after: Duration,
+    /// Holds new writers back at most this long, once; then lets them in again for the rest
+    /// of `wait`. A collector that dies while holding them blocks them for the lease time.
+    pub hold_for: Duration,
+}
+
+/// Where a waiting sweep stands with holding writers back.
+enum Hold {
+    NotYet,
+    Holding { lease: Box<Lease>, since: Duration },
+    Done,
+}
+
+impl Hold {
+    /// Starts holding new writers back once the sweep has waited `hold_after`, and stops
+    /// `hold_for` later.
+    async fn update(
+        &mut self,
+        store: &Store,
+        holder: &str,
+        waited: Duration,
+        patience: &SweepWait,
+    ) -> Result<()> {
+        let due = matches!(self, Hold::NotYet)
+            && waited >= patience.hold_after
+            && patience.hold_after < patience.wait;
+        let over =
+            matches!(self, Hold::Holding { since, .. } if waited >= *since + patience.hold_for);
+        if due {
+            let lease = Lease::write(store, LeaseKind::SweepPending, holder).await?;
+            *self = Hold::Holding {
+                lease: Box::new(lease),
+                since: waited,
+            };
+        } else if over {
+            self.release().await?;
+        }
+        Ok(())
+    }
+
+    /// Lets new writers in again.
+    async fn release(&mut self) -> Result<()> {
+        match std::mem::replace(self, Hold::Done) {
+            Hold::Holding { lease, .. } => lease.release().await,
+            Hold::NotYet | Hold::Done => Ok(()),
+        }
+    }
+}
+
 async fn refresh(store: Store, mut record: LeaseRecord, state: Arc<Mutex<State>>) {
     loop {
         tokio::time::sleep(REFRESH_EVERY).await;
@@ -292,6 +380,15 @@ fn live(leases: &[ListedLease], kind: LeaseKind, now: Timestamp) -> Vec<&ListedL
         .collect()
 }
 
+/// Whether a listed lease is a sweep's request to hold writers back (which keeps no sweep
+/// from running).
+fn is_pending(lease: &ListedLease) -> bool {
+    lease
+        .record
+        .as_ref()
+        .is_some_and(|r| r.kind == LeaseKind::SweepPending)
+}
+
 /// Who holds a listed lease, for messages.
 fn describe(lease: &ListedLease) -> String {
     match &lease.record {
@@ -330,6 +427,16 @@ mod tests {
 
     const POLL: Duration = Duration::from_millis(20);
 
+    /// Waits `wait`, never holding writers back.
+    fn patience(wait: Duration) -> SweepWait {
+        SweepWait {
+            wait,
+            poll: POLL,
+            hold_after: wait,
+            hold_for: Duration::ZERO,
+        }
+    }
+
     #[tokio::test]
     async fn a_writer_yields_to_a_sweep_and_a_sweep_waits_for_writers() {
         let store = Store::in_memory();
@@ -337,7 +444,7 @@ mod tests {
         assert!(waited < Duration::from_secs(1), "no sweep: no wait");
 
         // While a writer runs, the sweep waits (holding no lease) and gives up in time.
-        let blocked = Lease::sweeper(&store, "gc", Duration::from_millis(200), POLL).await;
+        let blocked = Lease::sweeper(&store, "gc", patience(Duration::from_millis(200))).await;
         match blocked {
             Err(Error::GcBlocked { holders, .. }) => {
                 assert_eq!(holders, vec![writer.record().holder.clone()]);
@@ -375,6 +482,119 @@ mod tests {
         assert!(store.list_leases().await.expect("list").is_empty());
     }
 
+    /// Whether the vault lists a live lease of `kind`.
+    async fn listed(store: &Store, kind: LeaseKind) -> bool {
+        let leases = store.list_leases().await.expect("list");
+        leases
+            .iter()
+            .any(|l| l.record.as_ref().is_some_and(|r| r.kind == kind))
+    }
+
+    /// Polls until the vault does (`true`) or does not (`false`) list a lease of `kind`.
+    async fn until_listed(store: &Store, kind: LeaseKind, present: bool) {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while listed(store, kind).await != present {
+            assert!(
+                Instant::now() < deadline,
+                "{kind:?} listed: {present} never came"
+            );
+            tokio::time::sleep(POLL).await;
+        }
+    }
+
+    #[tokio::test]
+    async fn a_sweep_that_finds_no_pause_holds_new_writers_back_until_it_has_run() {
+        let store = Store::in_memory();
+        let (running, _) = Lease::writer(&store, "backup of a").await.expect("writer");
+        let sweep = tokio::spawn({
+            let store = store.clone();
+            let patience = SweepWait {
+                wait: Duration::from_secs(30),
+                poll: POLL,
+                hold_after: Duration::from_millis(100),
+                hold_for: Duration::from_secs(30),
+            };
+            async move { Lease::sweeper(&store, "gc", patience).await }
+        });
+        until_listed(&store, LeaseKind::SweepPending, true).await;
+
+        // A writer that starts now waits; the running one goes on and may commit.
+        let late = tokio::spawn({
+            let store = store.clone();
+            async move { Lease::writer(&store, "backup of b").await }
+        });
+        tokio::time::sleep(Duration::from_millis(700)).await;
+        assert!(!late.is_finished(), "the new writer is held back");
+        assert!(
+            !sweep.is_finished(),
+            "the sweep waits for the running writer"
+        );
+        running
+            .check()
+            .await
+            .expect("the running writer keeps its lease");
+        running.release().await.expect("release");
+
+        // The running writer done, the sweep runs before the held writer.
+        let (sweeper, _, _) = sweep.await.expect("join").expect("the sweep gets its turn");
+        assert!(
+            !listed(&store, LeaseKind::SweepPending).await,
+            "the hold ends once the sweep holds its own lease"
+        );
+        tokio::time::sleep(Duration::from_millis(700)).await;
+        assert!(!late.is_finished(), "the held writer waits for the sweep");
+        sweeper.release().await.expect("release");
+        let (late, waited) = late.await.expect("join").expect("writer");
+        assert!(waited >= Duration::from_secs(1), "it waited: {waited:?}");
+        late.release().await.expect("release");
+        assert!(store.list_leases().await.expect("list").is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_sweep_holds_writers_back_for_hold_for_at_most_and_never_after_giving_up() {
+        let store = Store::in_memory();
+        let (running, _) = Lease::writer(&store, "backup of a").await.expect("writer");
+        let sweep = |hold_for| {
+            let store = store.clone();
+            let patience = SweepWait {
+                wait: Duration::from_secs(2),
+                poll: POLL,
+                hold_after: Duration::from_millis(50),
+                hold_for,
+            };
+            tokio::spawn(async move { Lease::sweeper(&store, "gc", patience).await })
+        };
+
+        // The hold ends after `hold_for`, well before the sweep gives up.
+        let short = sweep(Duration::from_millis(300));
+        until_listed(&store, LeaseKind::SweepPending, true).await;
+        until_listed(&store, LeaseKind::SweepPending, false).await;
+        assert!(!short.is_finished(), "the sweep still waits");
+        let (other, waited) = Lease::writer(&store, "backup of b").await.expect("writer");
+        assert!(
+            waited < Duration::from_millis(500),
+            "new writers get in again: {waited:?}"
+        );
+        other.release().await.expect("release");
+        assert!(matches!(
+            short.await.expect("join"),
+            Err(Error::GcBlocked { .. })
+        ));
+
+        // Giving up while holding, the sweep lets writers in again.
+        let long = sweep(Duration::from_secs(60));
+        until_listed(&store, LeaseKind::SweepPending, true).await;
+        match long.await.expect("join") {
+            Err(Error::GcBlocked { holders, .. }) => {
+                assert_eq!(holders, vec![running.record().holder.clone()]);
+            }
+            other => panic!("expected GcBlocked, got {other:?}"),
+        }
+        assert!(!listed(&store, LeaseKind::SweepPending).await);
+        running.release().await.expect("release");
+        assert!(store.list_leases().await.expect("list").is_empty());
+    }
+
     /// A holder stopped (SIGSTOP, a suspended VM) for longer than the lease time: a sweep may
     /// have judged it dead and run meanwhile. When it resumes, its refresher fires at once and
     /// rewrites the lease, but the lease must stay lost: committing now could name chunks the
@@ -407,7 +627,7 @@ mod tests {
     #[tokio::test]
     async fn two_sweepers_never_both_go_and_dead_leases_are_ignored_and_removed() {
         let store = Store::in_memory();
-        let (first, _, _) = Lease::sweeper(&store, "gc 1", POLL, POLL)
+        let (first, _, _) = Lease::sweeper(&store, "gc 1", patience(POLL))
             .await
             .expect("first");
         tokio::time::sleep(Duration::from_millis(5)).await;

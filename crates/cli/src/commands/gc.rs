@@ -17,6 +17,8 @@ pub async fn run(args: GcArgs, host: &Host, bar: Arc<Bar>) -> Result<Report> {
     let options = GcOptions {
         grace: args.grace.unsigned_abs(),
         wait: args.wait.unsigned_abs(),
+        hold_after: args.hold_after.unsigned_abs(),
+        hold_for: args.hold_for.unsigned_abs(),
         dry_run: args.dry_run,
         ..GcOptions::default()
     };
