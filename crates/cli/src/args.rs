@@ -497,7 +497,7 @@ pub struct VaultArg {
 #[derive(Debug, Args)]
 pub struct TransferArgs {
     /// Objects in flight at once; each holds at most one block in memory. Default: 8 for a
-    /// directory, 16 for S3.
+    /// directory; for S3, 16 uploads (backup) or 32 downloads (restore, verify).
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=256))]
     pub concurrency: Option<u16>,
 }

@@ -32,7 +32,7 @@ pub async fn run(args: RestoreArgs, host: &Host, bar: Arc<Bar>) -> Result<Report
         overwrite: args.force,
         in_place: args.in_place,
         known_content: Default::default(),
-        options: crate::open::transfer(&args.vault.vault, args.transfer.concurrency),
+        options: crate::open::reads(&args.vault.vault, args.transfer.concurrency),
     };
     let outcome = engine
         .restore(vault.as_ref(), &request, args.from.tier(), bar.clone())

@@ -28,7 +28,7 @@ pub async fn run(args: VerifyArgs, host: &Host, bar: Arc<Bar>) -> Result<Report>
         },
         None => VerifyScope::All,
     };
-    let options = crate::open::transfer(&args.vault.vault, args.transfer.concurrency);
+    let options = crate::open::reads(&args.vault.vault, args.transfer.concurrency);
     let started = std::time::Instant::now();
     let outcome = engine.verify(&vault, &scope, options, bar.clone()).await;
     bar.finish();
