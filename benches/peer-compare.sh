@@ -49,7 +49,7 @@
 #   restore      floor restore-dir: read gen1's compressed blocks (written by
 #                an untimed backup-dir of gen1 after the incremental step),
 #                zstd -d, write the non-zero 4 KiB pages into a new sparse
-#                image, fdatasync (writeback started every 128 MiB). The
+#                image, fdatasync (writeback started, written pages dropped, every 128 MiB). The
 #                floor of a restore; checked with cmp against gen1.img.
 # The report then gives each blockvault figure as a ratio to its floor and
 # to borg. --no-floor leaves the floors out.
@@ -436,7 +436,7 @@ report() {
       floor_row "incremental: read + BLAKE3 (gen1)" incremental "BLAKE3 of each allocated block"
       floor_row "compress: read + zstd -1 (gen0)" compress "output dropped; $(fmt_mb "$(median floor compress 6)") compressed"
       floor_row "full: read + zstd -1 + write (gen0)" full "overlapped with 8 writers, one file per block, each fsynced; $(fmt_mb "$(median floor full 6)") written"
-      floor_row "restore: read + zstd -d + sparse write (gen1)" restore "non-zero 4 KiB pages written, fdatasync (writeback every 128 MiB)"
+      floor_row "restore: read + zstd -d + sparse write (gen1)" restore "non-zero 4 KiB pages written, fdatasync (writeback every 128 MiB, written pages dropped)"
       echo
       echo "| operation | blockvault s | floor s | blockvault / floor | target (issue 7) | best peer s | best peer / blockvault |"
       echo "| --- | ---: | ---: | ---: | --- | ---: | ---: |"

@@ -40,8 +40,8 @@
 # participant, "floor", runs target/release/blockvault-floor
 # (benches/src/bin/floor.rs, whose header defines each floor precisely; blockvault's
 # default 1 MiB blocks, data extents only, rayon on all cores, the blake3 and zstd crates of
-# the workspace, object_store built by blockvault's own Store::s3, 16 requests
-# in flight as blockvault):
+# the workspace, object_store built by blockvault's own Store::s3, 16 PUTs or
+# 32 GETs in flight as blockvault):
 #   full         floor backup-s3: read + zstd -1 of the allocated blocks of
 #                gen0, overlapped with a PUT of each compressed block (one
 #                object per block, 16 in flight). The floor of a full backup.
@@ -53,11 +53,11 @@
 #   upload       floor put: then (untimed) gen1's blocks are compressed into
 #                local files, and this PUTs them (files in the page cache), 16
 #                in flight: the raw upload alone.
-#   download     floor get: GET those objects into memory, 16 in flight: the
+#   download     floor get: GET those objects into memory, 32 in flight: the
 #                raw download alone.
-#   restore      floor restore-s3: GET them, zstd -d, write the non-zero 4 KiB
-#                pages into a new sparse image, fdatasync (writeback started
-#                every 128 MiB). The floor of a restore; checked with cmp
+#   restore      floor restore-s3: GET them (32 in flight), zstd -d, write the
+#                non-zero 4 KiB pages into a new sparse image, fdatasync
+#                (writeback started every 128 MiB, written pages dropped). The floor of a restore; checked with cmp
 #                against gen1.img.
 # The report then gives each blockvault figure as a ratio to its floor and
 # to the best of restic and rustic. --no-floor leaves the floors out.
@@ -722,8 +722,8 @@ report() {
       floor_row "compress: read + zstd -1 (gen0)" compress "output dropped; $(fmt_mb "$(median floor compress 10)") compressed"
       floor_row "full: read + zstd -1 + PUT (gen0)" full "overlapped, one object per block, 16 in flight; $(fmt_n "$(median floor full 7)") objects, $(fmt_n "$(median floor full 8)") requests"
       floor_row "upload: PUT of the compressed blocks (gen1)" upload "from local files in the page cache, 16 in flight; $(fmt_mb "$(median floor upload 10)")"
-      floor_row "download: GET of the same" download "into memory, 16 in flight"
-      floor_row "restore: GET + zstd -d + sparse write (gen1)" restore "non-zero 4 KiB pages written, fdatasync (writeback every 128 MiB)"
+      floor_row "download: GET of the same" download "into memory, 32 in flight"
+      floor_row "restore: GET + zstd -d + sparse write (gen1)" restore "32 GETs in flight, non-zero 4 KiB pages written, fdatasync (writeback every 128 MiB, written pages dropped)"
       echo
       echo "| operation | blockvault s | floor s | blockvault / floor | target (issue 7) | best peer s | best peer / blockvault |"
       echo "| --- | ---: | ---: | ---: | --- | ---: | ---: |"

@@ -29,19 +29,20 @@
 //!   in DIR and fsync it; then one fsync of DIR. The floor of a full backup into a directory
 //!   (one copy; blockvault's job writes the snapshot tier and then the vault).
 //! - `backup-s3 IMAGE s3://BUCKET/PREFIX`: read + zstd -1 on rayon, overlapped with PUTs of each
-//!   compressed block, 16 in flight (blockvault's S3 concurrency). The floor of a full backup
+//!   compressed block, 16 in flight (blockvault's S3 upload concurrency). The floor of a full backup
 //!   to S3.
 //! - `put DIR s3://BUCKET/PREFIX`: PUT every file of DIR (already compressed, read from the page
 //!   cache), 16 in flight. The raw upload alone.
 //! - `get DIR s3://BUCKET/PREFIX`: GET every object named like the files of DIR (the names
 //!   only: the block list is known beforehand, as blockvault knows it from the block map),
-//!   16 in flight, into memory, dropped. The raw download alone.
+//!   32 in flight (blockvault's S3 download concurrency), into memory, dropped. The raw
+//!   download alone.
 //! - `restore-dir DIR OUT --size BYTES`: read each compressed file of DIR, decompress (rayon),
 //!   write the non-zero 4 KiB pages of each block at its offset in OUT (a new sparse file of
 //!   BYTES), `fdatasync` OUT (every 128 MiB written, writeback started and the pages already
 //!   written dropped from the page cache, as blockvault does). The floor of a restore from a
 //!   directory (or the snapshot tier).
-//! - `restore-s3 DIR s3://BUCKET/PREFIX OUT --size BYTES`: the same, GETting the objects (16
+//! - `restore-s3 DIR s3://BUCKET/PREFIX OUT --size BYTES`: the same, GETting the objects (32
 //!   in flight) instead of reading files. The floor of a restore from S3.
 //!
 //! S3 settings come from the environment as for blockvault (`AWS_ENDPOINT_URL`, `AWS_REGION`,
@@ -70,7 +71,10 @@ static BLOCK: std::sync::LazyLock<u64> = std::sync::LazyLock::new(|| {
         .unwrap_or(blockvault_core::BlockSize::DEFAULT.bytes())
 });
 const PAGE: usize = 4096;
-const S3_IN_FLIGHT: usize = 16;
+/// PUTs in flight, as blockvault's backups to S3.
+const S3_PUTS_IN_FLIGHT: usize = 16;
+/// GETs in flight, as blockvault's restores from S3.
+const S3_GETS_IN_FLIGHT: usize = 32;
 const DIR_WRITERS: usize = 8;
 
 fn main() -> Result<()> {
@@ -354,7 +358,7 @@ async fn backup_s3(path: &Path, url: &str) -> Result<()> {
     let counts = Arc::new(Counts::default());
     let start = Instant::now();
     // rayon compresses and sends into a bounded channel; the runtime PUTs 16 at a time.
-    let (tx, rx) = tokio::sync::mpsc::channel::<(String, Vec<u8>)>(S3_IN_FLIGHT);
+    let (tx, rx) = tokio::sync::mpsc::channel::<(String, Vec<u8>)>(S3_PUTS_IN_FLIGHT);
     let producer = {
         let (image, counts) = (Arc::clone(&image), Arc::clone(&counts));
         tokio::task::spawn_blocking(move || {
@@ -376,7 +380,7 @@ async fn backup_s3(path: &Path, url: &str) -> Result<()> {
                     .map(|_| ())
             }
         })
-        .buffer_unordered(S3_IN_FLIGHT)
+        .buffer_unordered(S3_PUTS_IN_FLIGHT)
         .try_collect::<Vec<()>>()
         .await?;
     producer.await??;
@@ -427,7 +431,7 @@ async fn put(dir: &Path, url: &str) -> Result<()> {
                 anyhow::Ok(())
             }
         })
-        .buffer_unordered(S3_IN_FLIGHT)
+        .buffer_unordered(S3_PUTS_IN_FLIGHT)
         .try_collect::<Vec<()>>()
         .await?;
     report(
@@ -459,7 +463,7 @@ async fn get(dir: &Path, url: &str) -> Result<()> {
                 anyhow::Ok(())
             }
         })
-        .buffer_unordered(S3_IN_FLIGHT)
+        .buffer_unordered(S3_GETS_IN_FLIGHT)
         .try_collect::<Vec<()>>()
         .await?;
     report(
@@ -599,7 +603,7 @@ async fn restore_s3(dir: &Path, url: &str, out: &Path, size: u64) -> Result<()> 
     let written = Arc::new(AtomicU64::new(0));
     let start = Instant::now();
     let f = Arc::new(Output::create(out, size)?);
-    // 16 GETs in flight; each downloaded object is decompressed and written on rayon.
+    // 32 GETs in flight; each downloaded object is decompressed and written on rayon.
     futures::stream::iter(names.iter())
         .map(|(n, idx, zstd)| {
             let (objects, read, written, f) = (
@@ -628,7 +632,7 @@ async fn restore_s3(dir: &Path, url: &str, out: &Path, size: u64) -> Result<()> 
                 rx.await?
             }
         })
-        .buffer_unordered(S3_IN_FLIGHT)
+        .buffer_unordered(S3_GETS_IN_FLIGHT)
         .try_collect::<Vec<()>>()
         .await?;
     f.finish()?;
