@@ -8,7 +8,7 @@ use std::sync::Arc;
 use blockvault_core::DiskName;
 use blockvault_vault::{
     BackupReport, BackupRequest, EarlySend, NoProgress, PointSelector, TransferOptions,
-    TransferReport, Vault,
+    TransferReport, TransferRequest, Vault,
 };
 
 use crate::support::{Image, Write, backup, block_size, restore, vm};
@@ -85,15 +85,19 @@ impl Tiers {
     ) -> blockvault_vault::Result<TransferReport> {
         let sent = early.finish().await;
         self.vault
-            .transfer_early(
-                &self.tier,
-                &taken.point,
-                &taken.new_chunks,
-                TransferOptions::default(),
-                Arc::new(NoProgress),
-                sent,
-            )
+            .transfer_early(&self.transfer_request(taken), sent)
             .await
+    }
+
+    /// The Transfer of `taken` into the vault, from the tier.
+    fn transfer_request<'a>(&'a self, taken: &'a BackupReport) -> TransferRequest<'a> {
+        TransferRequest {
+            source: &self.tier,
+            point: &taken.point,
+            fresh: &taken.new_chunks,
+            options: TransferOptions::default(),
+            progress: Arc::new(NoProgress),
+        }
     }
 
     /// A backup job: a Snapshot feeding an early send that holds `held` bytes, then its
@@ -239,13 +243,7 @@ async fn an_abandoned_early_send_leaves_no_lease_and_its_chunks_serve_the_next_t
 
     let report = t
         .vault
-        .transfer(
-            &t.tier,
-            &taken.point,
-            &taken.new_chunks,
-            TransferOptions::default(),
-            Arc::new(NoProgress),
-        )
+        .transfer(&t.transfer_request(&taken))
         .await
         .expect("transfer");
     assert_eq!(report.sent_early, 0);

@@ -58,7 +58,7 @@ pub use crate::{
     lease::{LEASE_TTL, Lease, SweepWait},
     progress::{NoProgress, Progress},
     restore::{RestoreReport, RestoreRequest, RestoredDisk},
-    transfer::TransferReport,
+    transfer::{TransferReport, TransferRequest},
     vault::{PointSelector, Vault},
     verify::{Affected, BadChunk, BadMap, Repaired, VerifyReport},
 };

@@ -13,6 +13,31 @@ use crate::early::Sent;
 use crate::landed::Landed;
 use crate::{ChunkIndex, Error, Lease, Progress, Result, TransferOptions, Vault};
 
+/// One point to copy into a vault (see [`Vault::transfer`]).
+#[derive(Clone)]
+pub struct TransferRequest<'a> {
+    /// Where the point is: the local snapshot tier.
+    pub source: &'a Vault,
+    pub point: &'a RecoveryPoint,
+    /// Chunks the caller wrote into `source` itself moments before, encoded from blocks it had
+    /// just hashed (the Snapshot of the same job,
+    /// [`BackupReport::new_chunks`](crate::BackupReport)): not decoded and checked again.
+    pub fresh: &'a ChunkSet,
+    pub options: TransferOptions,
+    pub progress: Arc<dyn Progress>,
+}
+
+impl std::fmt::Debug for TransferRequest<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TransferRequest")
+            .field("source", &self.source.config().id)
+            .field("point", &self.point.id)
+            .field("fresh", &self.fresh.len())
+            .field("options", &self.options)
+            .finish_non_exhaustive()
+    }
+}
+
 /// What a transfer did.
 #[derive(Clone, Debug)]
 pub struct TransferReport {
@@ -116,13 +141,11 @@ fn check_chunk(encoded: &[u8], id: ChunkId) -> blockvault_store::Result<()> {
 }
 
 impl Vault {
-    /// Copies `point` of `source` (the local snapshot tier) into this vault: the Transfer
-    /// subtask of a backup job.
+    /// Copies `request.point` of `request.source` (the local snapshot tier) into this vault:
+    /// the Transfer subtask of a backup job.
     ///
-    /// Every chunk read from `source` is decoded and checked against its id before it is
-    /// uploaded, except those in `fresh`: chunks the caller wrote into `source` itself moments
-    /// before (the Snapshot of the same job, [`BackupReport::new_chunks`](crate::BackupReport)),
-    /// encoded from blocks it had just hashed. Chunks that sat in the snapshot tier since an
+    /// Every chunk read from the source is decoded and checked against its id before it is
+    /// uploaded, except those in `request.fresh`. Chunks that sat in the snapshot tier since an
     /// earlier snapshot are always checked, so local damage never reaches the vault.
     ///
     /// The point's maps are complete descriptions of its disks, so the copy captures all churn
@@ -130,20 +153,14 @@ impl Vault {
     /// transferred) in between. Only chunks this vault is not known to hold are copied (known:
     /// the newest vault point's maps, the chunk index, the journal); each is read from the
     /// source as stored (already compressed: nothing is compressed twice), checked against its
-    /// id, and uploaded with at most `options.concurrency` in flight. Then the maps and, last,
+    /// id, and uploaded with at most `request.options.concurrency` in flight. Then the maps and, last,
     /// the point record, under the source point's id: the commit, as for a backup.
     ///
     /// Idempotent: a point the vault already holds is not copied again; a transfer that failed
     /// halfway resumes without re-sending what landed.
-    pub async fn transfer(
-        &self,
-        source: &Vault,
-        point: &RecoveryPoint,
-        fresh: &ChunkSet,
-        options: TransferOptions,
-        progress: Arc<dyn Progress>,
-    ) -> Result<TransferReport> {
+    pub async fn transfer(&self, request: &TransferRequest<'_>) -> Result<TransferReport> {
         let started = Instant::now();
+        let point = request.point;
         let vm = &point.vm;
         match self.store().get_point(vm, &point.id).await {
             Ok(present) => {
@@ -160,8 +177,7 @@ impl Vault {
         }
         let names = point.disks.iter().map(|d| d.name.clone()).collect();
         let prepared = self.prepare_write(vm, &names).await?;
-        self.transfer_prepared(source, point, fresh, options, progress, prepared)
-            .await
+        self.transfer_prepared(request, prepared).await
     }
 
     /// [`Vault::transfer`] after an [`EarlySend`](crate::EarlySend) of the same job: its lease,
@@ -170,33 +186,22 @@ impl Vault {
     /// error. The point is the one the Snapshot has just made, so the vault cannot hold it yet.
     pub async fn transfer_early(
         &self,
-        source: &Vault,
-        point: &RecoveryPoint,
-        fresh: &ChunkSet,
-        options: TransferOptions,
-        progress: Arc<dyn Progress>,
+        request: &TransferRequest<'_>,
         sent: Sent,
     ) -> Result<TransferReport> {
         let prepared = sent.prepared?;
-        self.transfer_prepared(source, point, fresh, options, progress, prepared)
-            .await
+        self.transfer_prepared(request, prepared).await
     }
 
     /// The transfer itself, once the writer's lease is held and the vault's state is read;
     /// releases the lease on every path (a lease left behind would hold off collections).
     async fn transfer_prepared(
         &self,
-        source: &Vault,
-        point: &RecoveryPoint,
-        fresh: &ChunkSet,
-        options: TransferOptions,
-        progress: Arc<dyn Progress>,
+        request: &TransferRequest<'_>,
         mut prepared: Prepared,
     ) -> Result<TransferReport> {
         let started = Instant::now();
-        let outcome = self
-            .copy_and_commit(source, point, fresh, options, progress, &mut prepared)
-            .await;
+        let outcome = self.copy_and_commit(request, &mut prepared).await;
         let released = prepared.release().await;
         let mut report = outcome?;
         report.warnings.extend(released);
@@ -207,19 +212,17 @@ impl Vault {
     /// Copies what the vault lacks of `point`, then its maps and, last, its record.
     async fn copy_and_commit(
         &self,
-        source: &Vault,
-        point: &RecoveryPoint,
-        fresh: &ChunkSet,
-        options: TransferOptions,
-        progress: Arc<dyn Progress>,
+        request: &TransferRequest<'_>,
         prepared: &mut Prepared,
     ) -> Result<TransferReport> {
         let started = Instant::now();
         let mut warnings = std::mem::take(&mut prepared.warnings);
+        let point = request.point;
         let vm = &point.vm;
         let mut maps = Vec::with_capacity(point.disks.len());
         for disk in &point.disks {
-            let map = source
+            let map = request
+                .source
                 .store()
                 .get_map(vm, &point.id, &disk.name, Some(&disk.map_digest))
                 .await?;
@@ -251,16 +254,15 @@ impl Vault {
         todo.dedup_by_key(|(id, _, _)| *id);
         let damaged = &prepared.damaged;
         let index = prepared.index.take();
-        progress.begin("transfer", todo.iter().map(|(_, len, _)| len).sum());
+        let total = todo.iter().map(|(_, len, _)| len).sum();
+        request.progress.begin("transfer", total);
 
         let landed = Landed::new(
             self.store(),
             index.as_ref().map(|i| i.journal()).transpose()?,
         );
         landed.recorded_elsewhere(early.iter().map(|(id, _)| *id));
-        let copied = self
-            .copy_chunks(source, todo, fresh, options, &landed, progress.as_ref())
-            .await;
+        let copied = self.copy_chunks(request, todo, &landed).await;
         let (landed, synced) = landed.finish().await;
         if let Some(mut index) = index {
             // Whatever landed is in the vault now, whether or not this transfer commits.
@@ -299,19 +301,23 @@ impl Vault {
         })
     }
 
-    /// Copies the chunks `todo` (id, length, whether to ask the store first) from `source`,
+    /// Copies the chunks `todo` (id, length, whether to ask the store first) from the source,
     /// checking each; returns (bytes, objects) stored.
     /// On the first failure no new copy starts, the ones in flight finish (so nothing of the
     /// transfer is still writing when this returns), and the first error is returned.
     async fn copy_chunks(
         &self,
-        source: &Vault,
+        request: &TransferRequest<'_>,
         todo: Vec<(ChunkId, u64, bool)>,
-        fresh: &ChunkSet,
-        options: TransferOptions,
         landed: &Landed,
-        progress: &dyn Progress,
     ) -> Result<(u64, u64)> {
+        let TransferRequest {
+            source,
+            fresh,
+            options,
+            ..
+        } = request;
+        let progress = request.progress.as_ref();
         let stop = AtomicBool::new(false);
         let stop = &stop;
         let mut copies = futures::stream::iter(todo)

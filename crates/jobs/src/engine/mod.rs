@@ -16,7 +16,9 @@ use std::sync::Arc;
 
 use blockvault_core::{BlockSize, ChunkSet, Consistency, RecoveryPoint, VmName};
 use blockvault_local::SnapshotTier;
-use blockvault_vault::{BackupRequest, EarlySend, Progress, TransferOptions, Vault};
+use blockvault_vault::{
+    BackupRequest, EarlySend, Progress, TransferOptions, TransferRequest, Vault,
+};
 use jiff::{SignedDuration, Timestamp};
 use tokio::sync::watch;
 
@@ -550,26 +552,16 @@ impl Engine {
                 unavailable.location, unavailable.reason
             )),
             (Ok(vault), Ok(Some(tier))) => {
-                let progress = Arc::new(Phase("transfer", Arc::clone(progress)));
+                let request = TransferRequest {
+                    source: &tier,
+                    point,
+                    fresh: &taken.fresh,
+                    options: spec.options,
+                    progress: Arc::new(Phase("transfer", Arc::clone(progress))),
+                };
                 let copied = match taken.early.take() {
-                    Some(early) => {
-                        let sent = early.finish().await;
-                        vault
-                            .transfer_early(
-                                &tier,
-                                point,
-                                &taken.fresh,
-                                spec.options,
-                                progress,
-                                sent,
-                            )
-                            .await
-                    }
-                    None => {
-                        vault
-                            .transfer(&tier, point, &taken.fresh, spec.options, progress)
-                            .await
-                    }
+                    Some(early) => vault.transfer_early(&request, early.finish().await).await,
+                    None => vault.transfer(&request).await,
                 };
                 copied.map_err(|e| e.to_string())
             }
