@@ -16,7 +16,7 @@ use jiff::{SignedDuration, Timestamp};
 use serde::Serialize;
 
 use crate::marks::{MarkCache, Marks};
-use crate::{Error, Lease, Progress, Result, SweepWait, Vault};
+use crate::{Error, Lease, Progress, Result, SweepWait, Sweeper, Vault};
 
 /// How a collection runs.
 #[derive(Clone, Copy, Debug)]
@@ -88,6 +88,9 @@ pub struct GcReport {
     pub mark_seconds: f64,
     /// Time the sweep waited for running backups to commit.
     pub waited_seconds: f64,
+    /// Of that, the time new backups were held back so that the running ones could drain
+    /// (see [`GcOptions::hold_after`]).
+    pub held_seconds: f64,
     pub sweep_seconds: f64,
 }
 
@@ -223,10 +226,15 @@ impl Vault {
             hold_after: options.hold_after,
             hold_for: options.hold_for,
         };
-        let (lease, waited, dead) =
-            Lease::sweeper(self.store(), "garbage collection", patience).await?;
+        let Sweeper {
+            lease,
+            waited,
+            held,
+            dead_removed,
+        } = Lease::sweeper(self.store(), "garbage collection", patience).await?;
         report.waited_seconds = waited.as_secs_f64();
-        report.dead_leases_removed = dead;
+        report.held_seconds = held.as_secs_f64();
+        report.dead_leases_removed = dead_removed;
         let sweeping = Instant::now();
         let swept = self
             .sweep(&lease, &points, candidates, &mut report, options, progress)

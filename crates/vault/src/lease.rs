@@ -103,13 +103,8 @@ impl Lease {
     /// most for the sweep itself, never for the wait, unless the wait finds no pause between
     /// writers for [`SweepWait::hold_after`]: then the sweep holds new writers back with a
     /// "sweep pending" lease, for at most [`SweepWait::hold_for`], while the running ones
-    /// finish. Gives up after [`SweepWait::wait`], naming who held the vault. Returns the
-    /// lease, how long it waited, and how many dead leases it removed.
-    pub async fn sweeper(
-        store: &Store,
-        holder: &str,
-        patience: SweepWait,
-    ) -> Result<(Lease, Duration, u64)> {
+    /// finish. Gives up after [`SweepWait::wait`], naming who held the vault.
+    pub async fn sweeper(store: &Store, holder: &str, patience: SweepWait) -> Result<Sweeper> {
         let started = Instant::now();
         let mut dead_removed = 0;
         let mut hold = Hold::NotYet;
@@ -161,8 +156,14 @@ impl Lease {
         };
         // Once the sweeper's own lease is written, it holds writers back itself. A pending
         // lease that cannot be removed now dies after the lease time.
-        let _ = hold.release().await;
-        outcome
+        let _ = hold.release(started.elapsed()).await;
+        let held = hold.held(started.elapsed());
+        outcome.map(|(lease, waited, dead_removed)| Sweeper {
+            lease,
+            waited,
+            held,
+            dead_removed,
+        })
     }
 
     /// The live leases that keep this sweeper from deleting: every writer, and every other
@@ -270,6 +271,18 @@ impl Drop for Lease {
     }
 }
 
+/// A sweeper's lease and how it got it (see [`Lease::sweeper`]).
+#[derive(Debug)]
+pub struct Sweeper {
+    pub lease: Lease,
+    /// How long the sweep waited for the writers.
+    pub waited: Duration,
+    /// Of that, how long it held new writers back (see [`SweepWait::hold_after`]).
+    pub held: Duration,
+    /// Dead leases removed on the way.
+    pub dead_removed: u64,
+}
+
 /// How a sweep waits for the writers to let it in (see [`Lease::sweeper`]).
 #[derive(Clone, Copy, Debug)]
 pub struct SweepWait {
@@ -286,11 +299,12 @@ pub struct SweepWait {
     pub hold_for: Duration,
 }
 
-/// Where a waiting sweep stands with holding writers back.
+/// Where a waiting sweep stands with holding writers back. `since` is how long the sweep had
+/// waited when the hold began.
 enum Hold {
     NotYet,
     Holding { lease: Box<Lease>, since: Duration },
-    Done,
+    Done { held: Duration },
 }
 
 impl Hold {
@@ -315,16 +329,26 @@ impl Hold {
                 since: waited,
             };
         } else if over {
-            self.release().await?;
+            self.release(waited).await?;
         }
         Ok(())
     }
 
-    /// Lets new writers in again.
-    async fn release(&mut self) -> Result<()> {
-        match std::mem::replace(self, Hold::Done) {
+    /// Lets new writers in again; `waited` is how long the sweep has waited now.
+    async fn release(&mut self, waited: Duration) -> Result<()> {
+        let held = self.held(waited);
+        match std::mem::replace(self, Hold::Done { held }) {
             Hold::Holding { lease, .. } => lease.release().await,
-            Hold::NotYet | Hold::Done => Ok(()),
+            Hold::NotYet | Hold::Done { .. } => Ok(()),
+        }
+    }
+
+    /// How long new writers were held back, by the time the sweep has waited `waited`.
+    fn held(&self, waited: Duration) -> Duration {
+        match self {
+            Hold::NotYet => Duration::ZERO,
+            Hold::Holding { since, .. } => waited.saturating_sub(*since),
+            Hold::Done { held } => *held,
         }
     }
 }
@@ -536,7 +560,16 @@ mod tests {
         running.release().await.expect("release");
 
         // The running writer done, the sweep runs before the held writer.
-        let (sweeper, _, _) = sweep.await.expect("join").expect("the sweep gets its turn");
+        let Sweeper {
+            lease: sweeper,
+            waited,
+            held,
+            ..
+        } = sweep.await.expect("join").expect("the sweep gets its turn");
+        assert!(
+            held >= Duration::from_millis(700) && held < waited,
+            "held {held:?} of {waited:?}"
+        );
         assert!(
             !listed(&store, LeaseKind::SweepPending).await,
             "the hold ends once the sweep holds its own lease"
@@ -627,9 +660,10 @@ mod tests {
     #[tokio::test]
     async fn two_sweepers_never_both_go_and_dead_leases_are_ignored_and_removed() {
         let store = Store::in_memory();
-        let (first, _, _) = Lease::sweeper(&store, "gc 1", patience(POLL))
+        let first = Lease::sweeper(&store, "gc 1", patience(POLL))
             .await
-            .expect("first");
+            .expect("first")
+            .lease;
         tokio::time::sleep(Duration::from_millis(5)).await;
         let second = Lease::write(&store, LeaseKind::Sweeper, "gc 2")
             .await

@@ -55,7 +55,7 @@ pub use crate::{
     error::{Error, Result},
     gc::{GcOptions, GcReport},
     index::{ChunkIndex, Journal},
-    lease::{LEASE_TTL, Lease, SweepWait},
+    lease::{LEASE_TTL, Lease, SweepWait, Sweeper},
     progress::{NoProgress, Progress},
     restore::{RestoreReport, RestoreRequest, RestoredDisk},
     transfer::{TransferReport, TransferRequest},

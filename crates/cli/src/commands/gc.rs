@@ -54,6 +54,12 @@ pub async fn run(args: GcArgs, host: &Host, bar: Arc<Bar>) -> Result<Report> {
             seconds(report.waited_seconds)
         ));
     }
+    if report.held_seconds >= 0.1 {
+        text.push_str(&format!(
+            " (new backups held back for {} of it)",
+            seconds(report.held_seconds)
+        ));
+    }
     if report.chunks_secondary_only > 0 {
         text.push_str(&format!(
             "\n{} of those chunk(s) only the secondary held (a backup whose primary upload failed)",
