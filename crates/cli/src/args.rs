@@ -895,9 +895,9 @@ pub struct GcArgs {
     #[arg(long, value_name = "DURATION", default_value = "1h", value_parser = parse_duration)]
     pub wait: jiff::SignedDuration,
 
-    /// If backups overlap without a pause for this long, hold new backups and transfers back
-    /// (they wait, as for the sweep itself) until the running ones finish and the sweep has
-    /// run. At least --wait: never.
+    /// Once the sweep has waited this long for running backups, hold new backups and
+    /// transfers back (they wait, as for the sweep itself) until the running ones finish and
+    /// the sweep has run. At least --wait: never.
     #[arg(long, value_name = "DURATION", default_value = "5m", value_parser = parse_duration)]
     pub hold_after: jiff::SignedDuration,
 

@@ -217,8 +217,10 @@ pub fn transfer(location: &VaultLocation, concurrency: Option<u16>) -> TransferO
 
 /// Transfer settings for reads (restore, verify): as [`transfer`], but 32 in flight on S3.
 /// A restore from Garage on the benchmark machine took 7% less time with 32 than with 16
-/// (faster in 8 interleaved pairs of 8; BENCHMARKS.md), for 10-15 MiB more memory. A full
-/// backup to S3 already runs at its floor with 16.
+/// (faster in 8 interleaved pairs of 8; BENCHMARKS.md), for 10-15 MiB more memory at 1 MiB
+/// blocks (each read in flight holds one compressed block: more at larger block sizes). A
+/// full backup to S3 already runs at its floor with 16. A restore from the snapshot tier of
+/// a VM whose vault is on S3 gets 32 too; local reads do not mind.
 pub fn reads(location: &VaultLocation, concurrency: Option<u16>) -> TransferOptions {
     match location {
         VaultLocation::S3 { .. } => TransferOptions {

@@ -50,8 +50,9 @@
 //! 1. **Writers hold a lease.** A backup or transfer writes `leases/writer-<id>` before it
 //!    reads anything that decides what it may skip (the parent's maps, the chunk index, the
 //!    GC epoch), rewrites it every 20 s, and removes it after its commit. Then it lists the
-//!    leases: if a live sweeper's lease is there, it withdraws its own, waits for the sweep to
-//!    end and starts over. A writer always yields to a sweep.
+//!    leases: if a live sweeper's lease is there (or a pending sweep's hold, see "Busy
+//!    vaults"), it withdraws its own, waits for the sweep to end, listing without a lease of
+//!    its own, and starts over. A writer always yields to a sweep.
 //! 2. **Mark** (no lease, blocks nothing; the long part): read every committed point's maps and
 //!    collect the chunk ids they name; list `chunks/`. Candidates are the chunks no map names
 //!    and older than a grace period.
@@ -63,7 +64,8 @@
 //!    unseen during a sweep. Then list the points again and drop from the candidates every
 //!    chunk named by a point committed during the mark. Write a new `gc/epoch`, delete the
 //!    candidates and the block maps of backups that never committed, and remove the lease.
-//!    Backups wait at most for this, never for the mark or the wait.
+//!    Backups wait at most for this, never for the mark or the wait (unless the wait turns
+//!    into a hold, see "Busy vaults").
 //! 4. **Caches follow the epoch.** A host's chunk index records the epoch it was built under;
 //!    a writer that finds another epoch in the vault rebuilds it from a listing, so no host
 //!    trusts a cache that predates a sweep. The epoch is written before the first delete, so a
@@ -93,13 +95,16 @@
 //! and they try again at jittered times.
 //!
 //! **Busy vaults.** The sweep waits for a moment with no writer at all. Where backups overlap
-//! without a pause it would wait in vain, so after `--hold-after` (five minutes by default)
-//! of waiting the collector writes `leases/sweep-pending-<id>`. Writers treat it like a
-//! sweeper's lease when they start (they wait); the writers already running go on and
-//! commit. Once they are done the sweeper takes its own lease and drops the hold. The hold
-//! lasts at most `--hold-for` (fifteen minutes), then new writers get in again; a vault that
-//! still finds no pause for the whole `--wait` (one hour) is not collected that day (`gc` says
-//! who held it up). A collector that dies while holding blocks new writers for the lease time.
+//! without a pause it would wait in vain, so once it has waited `--hold-after` (five minutes
+//! by default), whatever held it, the collector writes `leases/sweep-pending-<id>`. Writers
+//! treat it like a sweeper's lease when they start: they wait, and write no lease while they
+//! do (their retries would look like running writers to the sweep). The writers already
+//! running go on and commit. Once they are done the sweeper takes its own lease and drops the
+//! hold. The hold lasts at most `--hold-for` (fifteen minutes), then new writers get in again;
+//! a vault that still finds no pause for the whole `--wait` (one hour) is not collected that
+//! day (`gc` says who held it up). A collector killed while holding (`kill -9`, a daemon
+//! stopped mid-collection, Ctrl-C on `gc`) leaves its hold behind: new writers wait until it
+//! expires, for at most the lease time.
 //!
 //! On a replicated vault the mark lists the secondary as well, so garbage only the secondary
 //! holds (a put that failed on the primary after the secondary's went through) is collected

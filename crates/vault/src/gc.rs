@@ -30,9 +30,9 @@ pub struct GcOptions {
     pub wait: Duration,
     /// How often the sweep looks again while it waits.
     pub poll: Duration,
-    /// When backups overlap without a pause for this long of the wait, the sweep holds new
-    /// backups and transfers back (they wait, as for a sweep) so that the running ones can
-    /// finish and the sweep run. `wait` or more: never.
+    /// Once the sweep has waited this long for running backups, it holds new backups and
+    /// transfers back (they wait, as for a sweep) so that the running ones can finish and the
+    /// sweep run. `wait` or more: never.
     pub hold_after: Duration,
     /// Holds new backups back at most this long, then lets them in again for the rest of the
     /// wait.

@@ -79,21 +79,32 @@ impl Lease {
 
     /// A writer's lease (backup, transfer), taken before the writer reads anything it will
     /// trust about which chunks the vault holds. A writer always yields to a sweep: if one is
-    /// running, or pending (see [`SweepWait::hold_after`]), it withdraws its lease, waits
-    /// until the sweep ends, and tries again. Returns the lease and how long it waited.
+    /// running, or pending (see [`SweepWait::hold_after`]), it withdraws its lease and waits
+    /// until the sweep ends, then tries again. Returns the lease and how long it waited.
+    ///
+    /// While it waits it writes no lease: it lists until the sweep's leases are gone. Its
+    /// retries would otherwise show up as writers to a pending sweep, which waits for the
+    /// running writers to finish, and a dozen held backups would keep it waiting for good.
     pub async fn writer(store: &Store, holder: &str) -> Result<(Lease, Duration)> {
         let started = Instant::now();
         loop {
             let lease = Lease::write(store, LeaseKind::Writer, holder).await?;
             let leases = store.list_leases().await?;
             let now = store_now(&leases, &lease.record);
-            if live(&leases, LeaseKind::Sweeper, now).is_empty()
-                && live(&leases, LeaseKind::SweepPending, now).is_empty()
-            {
+            if !sweep_listed(&leases, now) {
                 return Ok((lease, started.elapsed()));
             }
             lease.release().await?;
-            tokio::time::sleep(Duration::from_millis(500)).await;
+            // Judged by the store's clock, as it stood at the write, and this host's
+            // monotonic time since: a host clock far off must not take a dead sweep for live.
+            let (store_then, then) = (now, Instant::now());
+            loop {
+                tokio::time::sleep(Duration::from_millis(500)).await;
+                let now = store_then.checked_add(then.elapsed()).unwrap_or(store_then);
+                if !sweep_listed(&store.list_leases().await?, now) {
+                    break;
+                }
+            }
         }
     }
 
@@ -404,6 +415,12 @@ fn live(leases: &[ListedLease], kind: LeaseKind, now: Timestamp) -> Vec<&ListedL
         .collect()
 }
 
+/// Whether a live sweep, running or pending, is listed: writers wait for it.
+fn sweep_listed(leases: &[ListedLease], now: Timestamp) -> bool {
+    !live(leases, LeaseKind::Sweeper, now).is_empty()
+        || !live(leases, LeaseKind::SweepPending, now).is_empty()
+}
+
 /// Whether a listed lease is a sweep's request to hold writers back (which keeps no sweep
 /// from running).
 fn is_pending(lease: &ListedLease) -> bool {
@@ -553,10 +570,14 @@ mod tests {
             !sweep.is_finished(),
             "the sweep waits for the running writer"
         );
-        running
-            .check()
-            .await
-            .expect("the running writer keeps its lease");
+        let leases = store.list_leases().await.expect("list");
+        assert!(
+            leases
+                .iter()
+                .any(|l| l.record.as_ref() == Some(running.record())),
+            "the running writer's lease stays"
+        );
+        running.check().await.expect("and it may commit");
         running.release().await.expect("release");
 
         // The running writer done, the sweep runs before the held writer.
@@ -626,6 +647,123 @@ mod tests {
         assert!(!listed(&store, LeaseKind::SweepPending).await);
         running.release().await.expect("release");
         assert!(store.list_leases().await.expect("list").is_empty());
+    }
+
+    /// An in-memory object store that counts the writer leases put into it.
+    #[derive(Debug, Default)]
+    struct CountingStore {
+        inner: object_store::memory::InMemory,
+        writer_leases: std::sync::atomic::AtomicU64,
+    }
+
+    impl std::fmt::Display for CountingStore {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            write!(f, "counting {}", self.inner)
+        }
+    }
+
+    #[async_trait::async_trait]
+    impl object_store::ObjectStore for CountingStore {
+        async fn put_opts(
+            &self,
+            location: &object_store::path::Path,
+            payload: object_store::PutPayload,
+            opts: object_store::PutOptions,
+        ) -> object_store::Result<object_store::PutResult> {
+            if location.as_ref().starts_with("leases/writer-") {
+                self.writer_leases
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            }
+            self.inner.put_opts(location, payload, opts).await
+        }
+
+        async fn put_multipart_opts(
+            &self,
+            location: &object_store::path::Path,
+            opts: object_store::PutMultipartOptions,
+        ) -> object_store::Result<Box<dyn object_store::MultipartUpload>> {
+            self.inner.put_multipart_opts(location, opts).await
+        }
+
+        async fn get_opts(
+            &self,
+            location: &object_store::path::Path,
+            options: object_store::GetOptions,
+        ) -> object_store::Result<object_store::GetResult> {
+            self.inner.get_opts(location, options).await
+        }
+
+        fn delete_stream(
+            &self,
+            locations: futures::stream::BoxStream<
+                'static,
+                object_store::Result<object_store::path::Path>,
+            >,
+        ) -> futures::stream::BoxStream<'static, object_store::Result<object_store::path::Path>>
+        {
+            self.inner.delete_stream(locations)
+        }
+
+        fn list(
+            &self,
+            prefix: Option<&object_store::path::Path>,
+        ) -> futures::stream::BoxStream<'static, object_store::Result<object_store::ObjectMeta>>
+        {
+            self.inner.list(prefix)
+        }
+
+        async fn list_with_delimiter(
+            &self,
+            prefix: Option<&object_store::path::Path>,
+        ) -> object_store::Result<object_store::ListResult> {
+            self.inner.list_with_delimiter(prefix).await
+        }
+
+        async fn copy_opts(
+            &self,
+            from: &object_store::path::Path,
+            to: &object_store::path::Path,
+            options: object_store::CopyOptions,
+        ) -> object_store::Result<()> {
+            self.inner.copy_opts(from, to, options).await
+        }
+    }
+
+    /// Writers held back by a pending sweep must not look like running writers to it: they
+    /// wait without a lease, or a dozen of them would keep the sweep from ever starting.
+    #[tokio::test]
+    async fn held_writers_wait_without_writing_leases() {
+        let counting = Arc::new(CountingStore::default());
+        let store = Store::new(counting.clone(), "counting");
+        let writes = || {
+            counting
+                .writer_leases
+                .load(std::sync::atomic::Ordering::Relaxed)
+        };
+        let hold = Lease::write(&store, LeaseKind::SweepPending, "gc")
+            .await
+            .expect("hold");
+        let held: Vec<_> = (0..10)
+            .map(|n| {
+                let store = store.clone();
+                tokio::spawn(async move { Lease::writer(&store, &format!("backup {n}")).await })
+            })
+            .collect();
+        // Three rounds of retries.
+        tokio::time::sleep(Duration::from_millis(1700)).await;
+        assert!(held.iter().all(|w| !w.is_finished()), "all are held back");
+        assert_eq!(writes(), 10, "one attempt each, then no lease while held");
+        assert!(
+            !listed(&store, LeaseKind::Writer).await,
+            "no writer lease listed while they wait"
+        );
+
+        hold.release().await.expect("release");
+        for writer in held {
+            let (lease, _) = writer.await.expect("join").expect("writer");
+            lease.release().await.expect("release");
+        }
+        assert_eq!(writes(), 20, "one more each once the hold is gone");
     }
 
     /// A holder stopped (SIGSTOP, a suspended VM) for longer than the lease time: a sweep may

@@ -404,8 +404,8 @@ pub(crate) async fn sync(image: Arc<ImageFile>, kind: SyncKind) -> Result<()> {
 /// Without it the kernel starts writeback only at its dirty thresholds (gigabytes on a large
 /// host) and a restore idles through one long final fsync. And a restored image is not read
 /// back soon: left in the page cache it would push out what the host's running VMs use, a
-/// gigabyte per gigabyte restored. Each round drops what the round before wrote, so the image
-/// holds at most about two rounds of the cache.
+/// gigabyte per gigabyte restored. Each round typically drops what the round before wrote
+/// (what its writeback has finished), so the image holds about two rounds of the cache.
 struct Flusher {
     image: Arc<ImageFile>,
     since_last: u64,
@@ -453,6 +453,8 @@ impl Flusher {
 fn release_written(file: &File) {
     #[cfg(target_os = "linux")]
     let _ = rustix::fs::fadvise(file, 0, None, rustix::fs::Advice::DontNeed);
+    // Elsewhere, a plain fdatasync (waits, keeps the pages; where a failed fsync clears the
+    // error, the final one may not see it again).
     #[cfg(not(target_os = "linux"))]
     let _ = file.sync_data();
 }

@@ -153,8 +153,8 @@ impl Vault {
     /// transferred) in between. Only chunks this vault is not known to hold are copied (known:
     /// the newest vault point's maps, the chunk index, the journal); each is read from the
     /// source as stored (already compressed: nothing is compressed twice), checked against its
-    /// id, and uploaded with at most `request.options.concurrency` in flight. Then the maps and, last,
-    /// the point record, under the source point's id: the commit, as for a backup.
+    /// id, and uploaded with at most `request.options.concurrency` in flight. Then the maps
+    /// and, last, the point record, under the source point's id: the commit, as for a backup.
     ///
     /// Idempotent: a point the vault already holds is not copied again; a transfer that failed
     /// halfway resumes without re-sending what landed.
