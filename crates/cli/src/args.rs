@@ -301,7 +301,9 @@ pub enum Command {
             the chunks none of them names (and block maps of backups that never committed). \
             Backups keep running during the long part; the deletion waits until running \
             backups have committed (at most --wait), and backups that start meanwhile wait \
-            only for the deletion. Chunks younger than --grace are kept. Works the same on S3 \
+            only for the deletion, unless the wait reaches --hold-after: then new backups are \
+            held back (at most --hold-for) until the running ones are done. Chunks younger \
+            than --grace are kept. Works the same on S3 \
             stores without conditional writes (Garage): see the store crate's docs for why it \
             is safe. A collection that is killed loses nothing; the next one finishes it.",
         after_help = "Examples:\n  blockvault gc --vault /srv/vault --dry-run\n  \
