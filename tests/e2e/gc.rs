@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use blockvault_core::{BlockMap, ChunkId, PointId};
 use blockvault_vault::{
-    BackupRequest, GcOptions, GcReport, NoProgress, PointSelector, Progress, Vault,
+    BackupReport, BackupRequest, GcOptions, GcReport, NoProgress, PointSelector, Progress, Vault,
 };
 use futures::TryStreamExt;
 
@@ -195,6 +195,47 @@ impl Progress for Slow {
     }
 }
 
+/// A crash-consistent backup of `vm_name` holding the one disk `disk`, at blocks of `BS`.
+fn backup_request(vm_name: &str, disk: &std::path::Path) -> BackupRequest {
+    BackupRequest {
+        vm: vm(vm_name),
+        disks: vec![disk.to_owned()],
+        block_size: Some(block_size(BS)),
+        consistency: blockvault_core::Consistency::CrashConsistent,
+        options: Default::default(),
+        time: None,
+        retain_until: None,
+    }
+}
+
+/// Starts a backup of `disk` whose scan stalls 1.5 s after its first block (holding its
+/// writer lease), and returns once the scan has begun.
+async fn slow_backup(
+    vault: &Vault,
+    vm_name: &str,
+    disk: &std::path::Path,
+) -> tokio::task::JoinHandle<blockvault_vault::Result<BackupReport>> {
+    let scanning = Arc::new(AtomicBool::new(false));
+    let running = tokio::spawn({
+        let (vault, request) = (vault.clone(), backup_request(vm_name, disk));
+        let slow = Slow {
+            slept: AtomicU64::new(0),
+            scanning: Arc::clone(&scanning),
+        };
+        async move { vault.backup(&request, Arc::new(slow)).await }
+    });
+    while !scanning.load(Ordering::SeqCst) {
+        assert!(!running.is_finished(), "the backup ended before its scan");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    running
+}
+
+async fn assert_no_lease_left(vault: &Vault) {
+    let leases = vault.store().list_leases().await.expect("leases");
+    assert!(leases.is_empty(), "no lease is left behind: {leases:?}");
+}
+
 async fn chunks_in(vault: &Vault) -> HashSet<ChunkId> {
     vault
         .store()
@@ -209,6 +250,88 @@ async fn gc_during_a_backup_that_reuses_old_chunks_keeps_them() {
     let dir = tempfile::tempdir().expect("tempdir");
     let vault = new_vault(dir.path()).await;
     gc_during_a_backup_reusing_a_deleted_points_chunks(&vault, dir.path()).await;
+}
+
+/// A sweep that waited `hold_after` for a running backup holds a backup that starts then:
+/// the running one commits, the sweep runs, and only then does the held one start; both
+/// commit and nothing is left behind.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sweep_kept_waiting_holds_new_backups_back_until_it_has_run() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let vault = new_vault(dir.path()).await;
+    let mut db = Image::create(dir.path().join("db.img"), 16 * BS);
+    db.apply(Write {
+        offset: 0,
+        len: (16 * BS) as usize,
+        kind: 2,
+    });
+    let mut web = Image::create(dir.path().join("web.img"), 16 * BS);
+    web.apply(Write {
+        offset: 0,
+        len: (16 * BS) as usize,
+        kind: 3,
+    });
+
+    // A backup whose scan stalls 1.5 s holds its writer lease meanwhile.
+    let running = slow_backup(&vault, "db", &db.path).await;
+    let collecting = tokio::spawn({
+        let vault = vault.clone();
+        let options = GcOptions {
+            hold_after: Duration::from_millis(100),
+            hold_for: Duration::from_secs(60),
+            ..options()
+        };
+        async move { vault.collect_garbage(options, Arc::new(NoProgress)).await }
+    });
+    // Once the hold is up, a second backup starts.
+    loop {
+        let leases = vault.store().list_leases().await.expect("leases");
+        let holding = leases.iter().any(|l| {
+            l.record
+                .as_ref()
+                .is_some_and(|r| r.kind == blockvault_core::LeaseKind::SweepPending)
+        });
+        if holding {
+            break;
+        }
+        assert!(!collecting.is_finished(), "the collection ended unheld");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let held = tokio::spawn({
+        let (vault, request) = (vault.clone(), backup_request("web", &web.path));
+        async move { vault.backup(&request, Arc::new(NoProgress)).await }
+    });
+
+    running
+        .await
+        .expect("join")
+        .expect("the running backup commits");
+    let report = collecting
+        .await
+        .expect("join")
+        .expect("the collection runs");
+    let second = held.await.expect("join").expect("the held backup commits");
+    assert!(
+        report.held_seconds > 0.3 && report.held_seconds < report.waited_seconds,
+        "held new backups back while it waited: {report:?}"
+    );
+    assert!(
+        second
+            .warnings
+            .iter()
+            .any(|w| w.contains("garbage collection")),
+        "the held backup says why it waited: {:?}",
+        second.warnings
+    );
+    assert_no_lease_left(&vault).await;
+    let out = dir.path().join("out");
+    restore(&vault, "web", PointSelector::Latest, &out)
+        .await
+        .expect("restore");
+    assert_eq!(
+        std::fs::read(out.join("web.img")).expect("read"),
+        web.content
+    );
 }
 
 /// The scenario the lease protocol exists for, on any store (`s3_gc.rs` runs it on Garage):
@@ -237,30 +360,7 @@ pub(crate) async fn gc_during_a_backup_reusing_a_deleted_points_chunks(
 
     // The next backup starts: it takes the first point's chunks as present (from its maps)
     // and will name them without uploading them.
-    let scanning = Arc::new(AtomicBool::new(false));
-    let running = tokio::spawn({
-        let (vault, scanning) = (vault.clone(), Arc::clone(&scanning));
-        let request = BackupRequest {
-            vm: vm("db"),
-            disks: vec![disk.path.clone()],
-            block_size: Some(block_size(BS)),
-            consistency: blockvault_core::Consistency::CrashConsistent,
-            options: Default::default(),
-            time: None,
-            retain_until: None,
-        };
-        async move {
-            let slow = Slow {
-                slept: AtomicU64::new(0),
-                scanning,
-            };
-            vault.backup(&request, Arc::new(slow)).await
-        }
-    });
-    while !scanning.load(Ordering::SeqCst) {
-        assert!(!running.is_finished(), "the backup ended before its scan");
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    let running = slow_backup(vault, "db", &disk.path).await;
     // Meanwhile the first point is deleted (retention): at the mark no point names a chunk.
     vault
         .store()
@@ -288,15 +388,7 @@ pub(crate) async fn gc_during_a_backup_reusing_a_deleted_points_chunks(
     );
     assert_eq!(report.chunks_deleted, 4, "only the 4 replaced blocks went");
     assert_eq!(second.point.parent, Some(first.point.id.clone()));
-    assert!(
-        vault
-            .store()
-            .list_leases()
-            .await
-            .expect("leases")
-            .is_empty(),
-        "no lease is left behind"
-    );
+    assert_no_lease_left(vault).await;
 
     // What is left in the bucket is exactly what the committed point names.
     let map = vault
