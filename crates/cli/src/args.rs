@@ -305,7 +305,8 @@ pub enum Command {
             held back (at most --hold-for) until the running ones are done. Chunks younger \
             than --grace are kept. Works the same on S3 \
             stores without conditional writes (Garage): see the store crate's docs for why it \
-            is safe. A collection that is killed loses nothing; the next one finishes it.",
+            is safe. A collection that is killed loses nothing; the next one finishes it. \
+            Stopped with Ctrl-C or SIGTERM, it removes its leases before it exits.",
         after_help = "Examples:\n  blockvault gc --vault /srv/vault --dry-run\n  \
             blockvault gc --vault s3://backups/vault --grace 2h --json"
     )]

@@ -130,8 +130,9 @@ pub struct DaemonReport {
 /// ([`Vault::collect_garbage`]). Backups keep running meanwhile: the collection only holds
 /// off backups for its short sweep (and, where backups never pause, holds new ones back for
 /// a while so that the running ones drain: [`GcOptions::hold_after`]). A stop cancels it
-/// wherever it is, which is safe (the next one finishes the job); a hold it had up is left
-/// to expire (new backups wait for it up to the lease time, five minutes).
+/// wherever it is, which is safe (the next one finishes the job); the leases it held are
+/// dropped, and removed in the background (`blockvault daemon` waits for that before it
+/// exits: [`Lease::dropped_removed`](blockvault_vault::Lease::dropped_removed)).
 ///
 /// # Stopping
 ///

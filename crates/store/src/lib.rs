@@ -102,9 +102,10 @@
 //! running go on and commit. Once they are done the sweeper takes its own lease and drops the
 //! hold. The hold lasts at most `--hold-for` (fifteen minutes), then new writers get in again;
 //! a vault that still finds no pause for the whole `--wait` (one hour) is not collected that
-//! day (`gc` says who held it up). A collector killed while holding (`kill -9`, a daemon
-//! stopped mid-collection, Ctrl-C on `gc`) leaves its hold behind: new writers wait until it
-//! expires, for at most the lease time.
+//! day (`gc` says who held it up). `gc` stopped by SIGINT or SIGTERM (Ctrl-C), and a daemon
+//! stopped mid-collection, remove their leases before they exit; a collector killed outright
+//! (`kill -9`, a crash) leaves its hold behind, and new writers wait until it expires, for at
+//! most the lease time.
 //!
 //! On a replicated vault the mark lists the secondary as well, so garbage only the secondary
 //! holds (a put that failed on the primary after the secondary's went through) is collected

@@ -18,6 +18,9 @@ use crate::{Error, Result};
 /// lost the store. Others may then ignore it.
 pub const LEASE_TTL: Duration = Duration::from_secs(300);
 
+/// Removals of leases dropped without [`Lease::release`], started and not yet done.
+static DROPPED_IN_FLIGHT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
 /// How often a holder rewrites its lease.
 const REFRESH_EVERY: Duration = Duration::from_secs(20);
 
@@ -249,6 +252,20 @@ impl Lease {
         Ok(())
     }
 
+    /// Waits, at most `timeout`, until the leases dropped without [`Lease::release`] are
+    /// removed: for a process that cancelled its work (an interrupted `gc`) and is about to
+    /// exit, which would otherwise leave them to expire. Returns whether all were removed.
+    pub async fn dropped_removed(timeout: Duration) -> bool {
+        let deadline = Instant::now() + timeout;
+        while DROPPED_IN_FLIGHT.load(std::sync::atomic::Ordering::Acquire) > 0 {
+            if Instant::now() >= deadline {
+                return false;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        true
+    }
+
     /// How many dead leases [`Lease::blockers`] removed so far.
     pub fn dead_removed(&self) -> u64 {
         self.dead_removed.load(std::sync::atomic::Ordering::Relaxed)
@@ -274,9 +291,11 @@ impl Drop for Lease {
                 self.record.clone(),
                 Arc::clone(&self.state),
             );
+            DROPPED_IN_FLIGHT.fetch_add(1, std::sync::atomic::Ordering::AcqRel);
             runtime.spawn(async move {
                 state.lock().await.released = true;
                 let _ = store.delete_lease(&record).await;
+                DROPPED_IN_FLIGHT.fetch_sub(1, std::sync::atomic::Ordering::AcqRel);
             });
         }
     }

@@ -51,6 +51,9 @@ pub async fn run(args: DaemonArgs, host: &Host) -> Result<Report> {
         },
     );
     let report = daemon.run(stop).await?;
+    // Work cancelled by the stop (a collection, jobs past the grace) dropped its leases:
+    // remove them before exiting rather than leave them to expire.
+    blockvault_vault::Lease::dropped_removed(Duration::from_secs(5)).await;
     Ok(Report {
         text: format!(
             "daemon stopped: {} job(s) started, {} missed slot(s) caught up, {} job(s) \

@@ -2,8 +2,10 @@
 
 use std::sync::Arc;
 
-use anyhow::Result;
-use blockvault_vault::GcOptions;
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use blockvault_vault::{GcOptions, Lease};
 use serde_json::json;
 
 use super::Report;
@@ -22,7 +24,24 @@ pub async fn run(args: GcArgs, host: &Host, bar: Arc<Bar>) -> Result<Report> {
         dry_run: args.dry_run,
         ..GcOptions::default()
     };
-    let report = vault.collect_garbage(options, bar.clone()).await;
+    let report = tokio::select! {
+        report = vault.collect_garbage(options, bar.clone()) => report,
+        signal = interrupted() => {
+            bar.finish();
+            // The collection is dropped: its leases (a sweep's, or its hold on new backups)
+            // are being removed in the background; give that a moment before exiting.
+            let removed = Lease::dropped_removed(Duration::from_secs(10)).await;
+            let leases = if removed {
+                "its leases are removed"
+            } else {
+                "its leases expire within 5 minutes"
+            };
+            anyhow::bail!(
+                "gc interrupted by {signal}: nothing more is deleted and {leases}; the next \
+                 gc finishes the job"
+            );
+        }
+    };
     bar.finish();
     let report = report?;
     let verb = if report.dry_run {
@@ -30,7 +49,7 @@ pub async fn run(args: GcArgs, host: &Host, bar: Arc<Bar>) -> Result<Report> {
     } else {
         "deleted"
     };
-    let seconds = |s: f64| format::duration(std::time::Duration::from_secs_f64(s));
+    let seconds = |s: f64| format::duration(Duration::from_secs_f64(s));
     let mut text = format!(
         "{} chunk(s) listed, {} live; {verb} {} chunk(s) ({}) and {} orphan block map(s); kept {} \
          younger than {:#} and {} named by points committed during the collection\n\
@@ -75,4 +94,23 @@ pub async fn run(args: GcArgs, host: &Host, bar: Arc<Bar>) -> Result<Report> {
         warnings: Vec::new(),
         exit_code: None,
     })
+}
+
+/// Resolves with the signal's name on SIGINT or SIGTERM. A collection stopped by a signal
+/// (Ctrl-C) removes its leases before it exits: left behind, a sweep's lease or its hold
+/// would keep new backups waiting until they expire.
+async fn interrupted() -> &'static str {
+    use tokio::signal::unix::{SignalKind, signal};
+    let listen = |kind| signal(kind).context("cannot listen for signals");
+    match (
+        listen(SignalKind::interrupt()),
+        listen(SignalKind::terminate()),
+    ) {
+        (Ok(mut int), Ok(mut term)) => tokio::select! {
+            _ = int.recv() => "SIGINT",
+            _ = term.recv() => "SIGTERM",
+        },
+        // Without the handlers the signals keep their default action (the process ends).
+        _ => std::future::pending().await,
+    }
 }

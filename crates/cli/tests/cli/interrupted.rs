@@ -1,6 +1,7 @@
 //! A backup killed in the middle of its transfer to the vault: the next command marks the job
 //! Failed and says so, no vault point appears, the earlier state stays usable, and the next
-//! backup sends only the chunks that had not landed.
+//! backup sends only the chunks that had not landed. And a `gc` stopped by SIGINT while it
+//! holds new backups back: it removes its hold before it exits.
 
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -209,4 +210,81 @@ fn a_backup_killed_mid_transfer_commits_nothing_and_the_next_sends_only_the_rest
     .success();
     assert_eq!(run.json()["point"], id, "{run}");
     assert!(std::fs::read(out.join("disk.img")).expect("read") == disk.content());
+}
+
+/// The lease files of kind `kind` in a directory vault.
+fn leases_of(vault: &std::path::Path, kind: &str) -> Vec<String> {
+    tree(&vault.join("leases"))
+        .into_iter()
+        .filter(|name| name.starts_with(&format!("{kind}-")))
+        .collect()
+}
+
+#[test]
+fn a_gc_interrupted_while_it_holds_new_backups_back_removes_its_hold() {
+    let sb = Sandbox::new();
+    let vault = sb.init_vault();
+    // Garbage to sweep: the chunks of a point whose record is gone.
+    let mut disk = Image::create(&sb.path("disk.img"), 4 << 20);
+    disk.write(0, &noise(4 << 20, 7));
+    crate::support::backup(&vault, VM, &[&disk.path], Some("1MiB"));
+    std::fs::remove_dir_all(vault.join("points")).expect("drop the point");
+    // A backup that runs (its lease is fresh): the sweep waits for it and, at once
+    // (--hold-after 0s), holds new backups back.
+    let now = jiff::Timestamp::now();
+    let running = blockvault_core::LeaseRecord {
+        id: "running".into(),
+        kind: blockvault_core::LeaseKind::Writer,
+        holder: "a backup on another host".into(),
+        started: now,
+        refreshed: now,
+    };
+    std::fs::create_dir_all(vault.join("leases")).expect("leases dir");
+    std::fs::write(vault.join("leases/writer-running"), running.encode()).expect("lease");
+
+    let mut child = Command::new(env!("CARGO_BIN_EXE_blockvault"))
+        .args(["gc", "-q", "--vault", arg(&vault)])
+        .args(["--grace", "0s", "--hold-after", "0s", "--wait", "10m"])
+        .args(["--state-dir", arg(&sb.path("state"))])
+        .env_remove("BLOCKVAULT_VAULT")
+        .env_remove("BLOCKVAULT_SNAPSHOT_DIR")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start gc");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while leases_of(&vault, "sweep-pending").is_empty() {
+        if let Some(status) = child.try_wait().expect("poll gc") {
+            let mut stderr = String::new();
+            if let Some(mut pipe) = child.stderr.take() {
+                let _ = std::io::Read::read_to_string(&mut pipe, &mut stderr);
+            }
+            panic!("gc exited ({status}) before it held backups back: {stderr}");
+        }
+        assert!(Instant::now() < deadline, "gc never held backups back");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+
+    let interrupt = Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .expect("kill -INT");
+    assert!(interrupt.success());
+    let out = child.wait_with_output().expect("gc exits");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("gc interrupted by SIGINT") && stderr.contains("its leases are removed"),
+        "{stderr}"
+    );
+    assert!(
+        leases_of(&vault, "sweep-pending").is_empty(),
+        "the hold is gone: {:?}",
+        tree(&vault.join("leases"))
+    );
+    assert_eq!(
+        leases_of(&vault, "writer").len(),
+        1,
+        "the running backup's lease is untouched"
+    );
 }
