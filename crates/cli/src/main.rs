@@ -7,6 +7,7 @@ mod exit;
 mod format;
 mod open;
 mod progress;
+mod stop;
 mod when;
 
 use std::io::Write;

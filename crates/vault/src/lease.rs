@@ -120,64 +120,61 @@ impl Lease {
     /// finish. Gives up after [`SweepWait::wait`], naming who held the vault.
     pub async fn sweeper(store: &Store, holder: &str, patience: SweepWait) -> Result<Sweeper> {
         let started = Instant::now();
-        let mut dead_removed = 0;
         let mut hold = Hold::NotYet;
-        let outcome = loop {
+        let outcome = Lease::sweeper_turn(store, holder, &patience, started, &mut hold).await;
+        // Once the sweeper's own lease is written, it holds writers back itself; on an error
+        // the hold must go too. One that cannot be removed now dies after the lease time.
+        let _ = hold.release(started.elapsed()).await;
+        let held = hold.held(started.elapsed());
+        outcome.map(|(lease, dead_removed)| Sweeper {
+            lease,
+            waited: started.elapsed(),
+            held,
+            dead_removed,
+        })
+    }
+
+    /// [`Lease::sweeper`]'s wait, with `hold` kept up to date; the lease and how many dead
+    /// leases it removed.
+    async fn sweeper_turn(
+        store: &Store,
+        holder: &str,
+        patience: &SweepWait,
+        started: Instant,
+        hold: &mut Hold,
+    ) -> Result<(Lease, u64)> {
+        let mut dead_removed = 0;
+        loop {
             // A guess by this host's clock, only to decide whether to try: the decision that
             // matters (and the removal of dead leases) is `blockers`, by the store's clock.
             let now = Timestamp::now();
-            let leases = match store.list_leases().await {
-                Ok(leases) => leases,
-                Err(e) => break Err(e.into()),
-            };
+            let leases = store.list_leases().await?;
             let mut holders: Vec<String> = leases
                 .iter()
                 .filter(|l| is_live(l, now) && !is_pending(l))
                 .map(describe)
                 .collect();
             if holders.is_empty() {
-                let lease = match Lease::write(store, LeaseKind::Sweeper, holder).await {
-                    Ok(lease) => lease,
-                    Err(e) => break Err(e),
-                };
-                let blockers = match lease.blockers().await {
-                    Ok(blockers) => blockers,
-                    Err(e) => break Err(e),
-                };
+                let lease = Lease::write(store, LeaseKind::Sweeper, holder).await?;
+                let blockers = lease.blockers().await?;
                 dead_removed += lease.dead_removed();
                 if blockers.is_empty() {
-                    break Ok((lease, started.elapsed(), dead_removed));
+                    return Ok((lease, dead_removed));
                 }
-                if let Err(e) = lease.release().await {
-                    break Err(e);
-                }
+                lease.release().await?;
                 holders = blockers.into_iter().map(|b| b.holder).collect();
             }
             if started.elapsed() >= patience.wait {
-                break Err(Error::GcBlocked {
+                return Err(Error::GcBlocked {
                     waited: started.elapsed(),
                     holders,
                 });
             }
-            if let Err(e) = hold
-                .update(store, holder, started.elapsed(), &patience)
-                .await
-            {
-                break Err(e);
-            }
+            hold.update(store, holder, started.elapsed(), patience)
+                .await?;
             // Jittered, so two collectors that withdrew together do not meet again.
             tokio::time::sleep(patience.poll + patience.poll.mul_f64(jitter())).await;
-        };
-        // Once the sweeper's own lease is written, it holds writers back itself. A pending
-        // lease that cannot be removed now dies after the lease time.
-        let _ = hold.release(started.elapsed()).await;
-        let held = hold.held(started.elapsed());
-        outcome.map(|(lease, waited, dead_removed)| Sweeper {
-            lease,
-            waited,
-            held,
-            dead_removed,
-        })
+        }
     }
 
     /// The live leases that keep this sweeper from deleting: every writer, and every other
@@ -426,18 +423,15 @@ fn store_now(leases: &[ListedLease], own: &LeaseRecord) -> Timestamp {
         .unwrap_or_else(Timestamp::now)
 }
 
-fn live(leases: &[ListedLease], kind: LeaseKind, now: Timestamp) -> Vec<&ListedLease> {
-    leases
-        .iter()
-        .filter(|l| is_live(l, now))
-        .filter(|l| l.record.as_ref().is_none_or(|r| r.kind == kind))
-        .collect()
-}
-
-/// Whether a live sweep, running or pending, is listed: writers wait for it.
+/// Whether a live sweep, running or pending, is listed: writers wait for it. An unreadable
+/// lease counts (waiting is the safe side).
 fn sweep_listed(leases: &[ListedLease], now: Timestamp) -> bool {
-    !live(leases, LeaseKind::Sweeper, now).is_empty()
-        || !live(leases, LeaseKind::SweepPending, now).is_empty()
+    leases.iter().any(|l| {
+        is_live(l, now)
+            && l.record
+                .as_ref()
+                .is_none_or(|r| matches!(r.kind, LeaseKind::Sweeper | LeaseKind::SweepPending))
+    })
 }
 
 /// Whether a listed lease is a sweep's request to hold writers back (which keeps no sweep

@@ -12,12 +12,12 @@ use blockvault_store::VaultLocation;
 use blockvault_vault::{TransferOptions, Vault};
 use jiff::Timestamp;
 use serde_json::json;
-use tokio::signal::unix::{SignalKind, signal};
 use tokio::sync::watch;
 
 use super::Report;
 use crate::args::DaemonArgs;
 use crate::open::Host;
+use crate::stop::StopSignals;
 
 pub async fn run(args: DaemonArgs, host: &Host) -> Result<Report> {
     let path = args.log.unwrap_or_else(|| host.state.join("daemon.log"));
@@ -27,15 +27,11 @@ pub async fn run(args: DaemonArgs, host: &Host) -> Result<Report> {
         log.log(Level::Warning, warning);
     }
     let (stop_tx, stop) = watch::channel(false);
-    let mut term = signal(SignalKind::terminate()).context("cannot listen for SIGTERM")?;
-    let mut int = signal(SignalKind::interrupt()).context("cannot listen for SIGINT")?;
-    let signals = Arc::clone(&log);
+    let mut signals = StopSignals::listen()?;
+    let signal_log = Arc::clone(&log);
     tokio::spawn(async move {
-        let name = tokio::select! {
-            _ = term.recv() => "SIGTERM",
-            _ = int.recv() => "SIGINT",
-        };
-        signals.log(Level::Info, &format!("{name}: stopping"));
+        let name = signals.recv().await;
+        signal_log.log(Level::Info, &format!("{name}: stopping"));
         stop_tx.send_replace(true);
     });
     let daemon = Daemon::new(

@@ -1,10 +1,9 @@
 //! `blockvault gc`: collect a vault's garbage.
 
 use std::sync::Arc;
-
 use std::time::Duration;
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 use blockvault_vault::{GcOptions, Lease};
 use serde_json::json;
 
@@ -13,6 +12,7 @@ use crate::args::GcArgs;
 use crate::format;
 use crate::open::Host;
 use crate::progress::Bar;
+use crate::stop::StopSignals;
 
 pub async fn run(args: GcArgs, host: &Host, bar: Arc<Bar>) -> Result<Report> {
     let vault = host.vault(&args.vault.vault).await?;
@@ -24,9 +24,12 @@ pub async fn run(args: GcArgs, host: &Host, bar: Arc<Bar>) -> Result<Report> {
         dry_run: args.dry_run,
         ..GcOptions::default()
     };
+    // Stopped by a signal, the collection removes its leases before it exits: left behind, a
+    // sweep's lease or its hold would keep new backups waiting until they expire.
+    let mut signals = StopSignals::listen()?;
     let report = tokio::select! {
         report = vault.collect_garbage(options, bar.clone()) => report,
-        signal = interrupted() => {
+        signal = signals.recv() => {
             bar.finish();
             // The collection is dropped: its leases (a sweep's, or its hold on new backups)
             // are being removed in the background; give that a moment before exiting.
@@ -94,23 +97,4 @@ pub async fn run(args: GcArgs, host: &Host, bar: Arc<Bar>) -> Result<Report> {
         warnings: Vec::new(),
         exit_code: None,
     })
-}
-
-/// Resolves with the signal's name on SIGINT or SIGTERM. A collection stopped by a signal
-/// (Ctrl-C) removes its leases before it exits: left behind, a sweep's lease or its hold
-/// would keep new backups waiting until they expire.
-async fn interrupted() -> &'static str {
-    use tokio::signal::unix::{SignalKind, signal};
-    let listen = |kind| signal(kind).context("cannot listen for signals");
-    match (
-        listen(SignalKind::interrupt()),
-        listen(SignalKind::terminate()),
-    ) {
-        (Ok(mut int), Ok(mut term)) => tokio::select! {
-            _ = int.recv() => "SIGINT",
-            _ = term.recv() => "SIGTERM",
-        },
-        // Without the handlers the signals keep their default action (the process ends).
-        _ => std::future::pending().await,
-    }
 }
