@@ -1,5 +1,8 @@
+use std::fs::File;
 use std::io::{Read, Write};
+use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use blockvault_core::{ChunkId, ChunkSet};
 use blockvault_store::Store;
@@ -19,10 +22,14 @@ use crate::{Error, Result};
 /// File format: magic `BVINDEX\0`, u16 version (1), 6 reserved bytes, u64 count, the sorted
 /// 32-byte ids, then BLAKE3 of everything before it.
 ///
-/// In memory the index is the same sorted, distinct list of ids, searched by bisection: 32
-/// bytes a chunk (a million chunks in 32 MB), where a hash set took about twice that and
-/// doubled again while it grew. It is read and written through small buffers, never as one
-/// more copy of the whole file.
+/// In memory the index keeps 8 bytes an id: the first 8 bytes of each id on file, in the
+/// file's order, searched by bisection. When one matches, the whole id is read from the file
+/// (one `pread`, from the page cache), which this index keeps open: another process saving
+/// the index renames a new file over the path, never changes this one. A million chunks cost
+/// 8 MB, where the whole ids cost 32 MB, and a backup job holds two indexes (the snapshot
+/// tier's and the vault's). Ids known beyond the file (a journal folded in without a save)
+/// are kept whole until the next save. Saves stream the file through small buffers, never
+/// holding a copy of it.
 ///
 /// Beside it, `chunks.log` is a journal of ids that landed since the index was last saved,
 /// appended one by one during a backup ([`ChunkIndex::journal`]). A backup that is killed
@@ -31,7 +38,10 @@ use crate::{Error, Result};
 #[derive(Clone, Debug)]
 pub struct ChunkIndex {
     path: PathBuf,
-    ids: ChunkSet,
+    /// The ids on file.
+    saved: Saved,
+    /// Ids known beyond `saved`, none of them in it; empty after a save.
+    extra: ChunkSet,
     /// See [`ChunkIndex::may_lack_landed`].
     may_lack_landed: bool,
 }
@@ -40,7 +50,7 @@ pub struct ChunkIndex {
 #[derive(Debug)]
 pub struct Journal {
     path: PathBuf,
-    file: std::sync::Mutex<std::fs::File>,
+    file: std::sync::Mutex<File>,
 }
 
 impl Journal {
@@ -80,46 +90,45 @@ impl ChunkIndex {
         // A writer that stopped before saving (killed) left its journal, which in a local
         // directory names only the chunks it had synced (see `landed.rs`).
         let may_lack_landed = journal.exists() && store.syncs_chunks_in_batches();
-        let journaled = read_journal(&journal);
+        let journaled = ChunkSet::from_vec(read_journal(&journal));
         let saved_epoch = read_epoch(path);
         let current = saved_epoch.as_deref() == epoch;
-        if let Some(ids) = current.then(|| read_index(path)).flatten() {
-            let mut index = ChunkIndex {
-                path: path.to_owned(),
-                ids: ChunkSet::from_vec(ids),
-                may_lack_landed,
-            };
+        let on_file = |saved| ChunkIndex {
+            path: path.to_owned(),
+            saved,
+            extra: ChunkSet::new(),
+            may_lack_landed,
+        };
+        if let Some(saved) = current.then(|| Saved::read(path)).flatten() {
+            let mut index = on_file(saved);
             if !journaled.is_empty() {
-                index.add_and_save(journaled)?;
+                index.rewrite(&journaled, &ChunkSet::new())?;
             }
             return Ok(index);
         }
         // One sweep behind: what that sweep may have deleted is all this index can wrongly
         // name (journaled chunks included), so it drops those instead of listing everything.
         if let Some(epoch) = epoch
-            && let Some(ids) = read_index(path)
+            && let Some(saved) = Saved::read(path)
             && let Some(forgotten) = store.forgotten(epoch).await?
             && forgotten.previous == saved_epoch
         {
-            let mut index = ChunkIndex {
-                path: path.to_owned(),
-                ids: ChunkSet::from_vec(ids),
-                may_lack_landed,
-            };
-            index.ids.merge(&ChunkSet::from_vec(journaled));
-            index.forget(forgotten.ids.into_vec(), epoch)?;
+            let mut index = on_file(saved);
+            index.rewrite(&journaled, &forgotten.ids)?;
+            write_epoch(path, Some(epoch))?;
             return Ok(index);
         }
         // The listing includes whatever the journal recorded, and chunks of a writer that
         // has not synced them yet: they are synced before the index names them.
         let ids: Vec<ChunkId> = store.list_chunks().try_collect().await?;
         store.sync_every_chunk().await?;
-        let index = ChunkIndex {
+        let mut index = ChunkIndex {
             path: path.to_owned(),
-            ids: ChunkSet::from_vec(ids),
+            saved: Saved::default(),
+            extra: ChunkSet::from_vec(ids),
             may_lack_landed: false,
         };
-        index.save()?;
+        index.rewrite(&ChunkSet::new(), &ChunkSet::new())?;
         write_epoch(path, epoch)?;
         Ok(index)
     }
@@ -130,11 +139,13 @@ impl ChunkIndex {
         if read_epoch(path).as_deref() != epoch {
             return None;
         }
-        let mut ids = ChunkSet::from_vec(read_index(path)?);
-        ids.merge(&ChunkSet::from_vec(read_journal(&journal_path(path))));
+        let saved = Saved::read(path)?;
+        let journaled = read_journal(&journal_path(path));
+        let extra = ChunkSet::from_iter(journaled.into_iter().filter(|id| !saved.contains(id)));
         Some(ChunkIndex {
             path: path.to_owned(),
-            ids,
+            saved,
+            extra,
             may_lack_landed: false,
         })
     }
@@ -146,20 +157,13 @@ impl ChunkIndex {
         deleted: impl IntoIterator<Item = ChunkId>,
         epoch: &str,
     ) -> Result<()> {
-        self.drop_ids(deleted);
-        self.save()?;
+        self.rewrite(&ChunkSet::new(), &ChunkSet::from_iter(deleted))?;
         write_epoch(&self.path, Some(epoch))
     }
 
     /// Drops chunks found bad (they must be sent again), keeping the epoch.
     pub fn remove(&mut self, bad: impl IntoIterator<Item = ChunkId>) -> Result<()> {
-        self.drop_ids(bad);
-        self.save()
-    }
-
-    /// Drops `ids` (in any order).
-    fn drop_ids(&mut self, ids: impl IntoIterator<Item = ChunkId>) {
-        self.ids.remove_all(&ChunkSet::from_iter(ids));
+        self.rewrite(&ChunkSet::new(), &ChunkSet::from_iter(bad))
     }
 
     /// A journal to record chunks as they land.
@@ -184,50 +188,229 @@ impl ChunkIndex {
         self.may_lack_landed
     }
 
+    /// Whether the index names `id`. Safe to call from many threads at once.
     pub fn contains(&self, id: &ChunkId) -> bool {
-        self.ids.contains(id)
+        self.extra.contains(id) || self.saved.contains(id)
     }
 
     pub fn len(&self) -> usize {
-        self.ids.len()
+        self.saved.len() + self.extra.len()
     }
 
     pub fn is_empty(&self) -> bool {
-        self.ids.is_empty()
-    }
-
-    /// The ids, in ascending order.
-    pub fn ids(&self) -> impl Iterator<Item = &ChunkId> {
-        self.ids.iter()
+        self.len() == 0
     }
 
     /// Records chunks now known to be in the vault, saves the file and empties the journal.
     pub fn add_and_save(&mut self, ids: impl IntoIterator<Item = ChunkId>) -> Result<()> {
-        self.ids.merge(&ChunkSet::from_iter(ids));
-        self.save()
+        self.rewrite(&ChunkSet::from_iter(ids), &ChunkSet::new())
     }
 
-    /// Writes the file atomically: a temp file of this save's own (see [`crate::tmp`]),
-    /// written through a small buffer and hashed as it goes, fsynced, then renamed.
-    fn save(&self) -> Result<()> {
+    /// Saves the index with `add` and without `remove`, then empties the journal (everything
+    /// journaled is in the index by then: the loads fold it in).
+    ///
+    /// The new file is the old one merged with the ids kept in memory, streamed from the file
+    /// this index holds open, so the index is never in memory whole. It is written atomically:
+    /// a temp file of this save's own (see [`crate::tmp`]), hashed as it goes, fsynced, then
+    /// renamed. Two processes of this host may save at once (two backup jobs): the last rename
+    /// wins (the index only errs towards uploading too much), and each keeps the file it wrote.
+    fn rewrite(&mut self, add: &ChunkSet, remove: &ChunkSet) -> Result<()> {
         let io = |e| Error::io(&self.path, e);
+        let mut side = self.extra.clone();
+        side.merge(add);
+        let side: Vec<ChunkId> = side
+            .iter()
+            .filter(|id| !self.saved.contains(id) && !remove.contains(id))
+            .copied()
+            .collect();
+        let gone = remove.iter().filter(|id| self.saved.contains(id)).count();
+        let count = self.saved.len() - gone + side.len();
         if let Some(dir) = self.path.parent() {
             std::fs::create_dir_all(dir).map_err(io)?;
         }
-        // Two processes of this host may save at once (two backup jobs): the last rename wins
-        // (the index only errs towards uploading too much).
-        crate::tmp::replace(&self.path, |tmp| self.write_to(tmp), io)?;
-        // Everything journaled is in the saved index now.
+        let mut written = None;
+        crate::tmp::replace(
+            &self.path,
+            |tmp| {
+                let kept = self.saved.ids(&self.path).filter(|id| match id {
+                    Ok(id) => !remove.contains(id),
+                    Err(_) => true,
+                });
+                written = Some(Saved::write(tmp, &self.path, count, kept, side)?);
+                Ok(())
+            },
+            io,
+        )?;
+        if let Some(saved) = written {
+            self.saved = saved;
+            self.extra = ChunkSet::new();
+        }
         match std::fs::remove_file(journal_path(&self.path)) {
             Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(io(e)),
             _ => Ok(()),
         }
     }
 
-    /// The index file's bytes, written to `tmp` and fsynced.
-    fn write_to(&self, tmp: &Path) -> Result<()> {
-        let io = |e| Error::io(&self.path, e);
-        let file = std::fs::File::create(tmp).map_err(io)?;
+    /// Every id, in ascending order (read from the file).
+    #[cfg(test)]
+    fn all_ids(&self) -> Vec<ChunkId> {
+        let mut ids: Vec<ChunkId> = self
+            .saved
+            .ids(&self.path)
+            .collect::<Result<_>>()
+            .expect("read");
+        ids.extend(self.extra.iter());
+        ids.sort_unstable();
+        ids
+    }
+}
+
+/// The ids of an index file, by the first 8 bytes of each (big endian, so they sort as the
+/// ids do); the whole id is read from the file, kept open, when its prefix matches.
+#[derive(Clone, Debug, Default)]
+struct Saved {
+    file: Option<Arc<File>>,
+    prefixes: Vec<u64>,
+}
+
+fn prefix(id: &ChunkId) -> u64 {
+    let mut first = [0u8; 8];
+    first.copy_from_slice(&id.as_bytes()[..8]);
+    u64::from_be_bytes(first)
+}
+
+impl Saved {
+    fn len(&self) -> usize {
+        self.prefixes.len()
+    }
+
+    /// Whether the file names `id`: bisection on the prefixes, then a read of each id on file
+    /// with the same prefix (nearly always one). A read that fails answers no: the index errs
+    /// towards uploading.
+    fn contains(&self, id: &ChunkId) -> bool {
+        let first = prefix(id);
+        let start = self.prefixes.partition_point(|&p| p < first);
+        self.prefixes[start..]
+            .iter()
+            .take_while(|&&p| p == first)
+            .enumerate()
+            .any(|(k, _)| self.id_at(start + k).is_some_and(|on_file| on_file == *id))
+    }
+
+    /// The id at position `k` of the file.
+    fn id_at(&self, k: usize) -> Option<ChunkId> {
+        let mut id = [0u8; 32];
+        let offset = (HEADER + 32 * k) as u64;
+        self.file.as_ref()?.read_exact_at(&mut id, offset).ok()?;
+        Some(ChunkId::from_bytes(id))
+    }
+
+    /// The ids on file, in order, read through a small buffer.
+    fn ids<'a>(&'a self, path: &'a Path) -> impl Iterator<Item = Result<ChunkId>> + 'a {
+        const BATCH: usize = 1 << 15;
+        let mut buf = Vec::new();
+        let mut next = 0usize;
+        let mut error = false;
+        std::iter::from_fn(move || {
+            if error || next >= self.len() {
+                return None;
+            }
+            let in_buf = next % BATCH;
+            if in_buf == 0 {
+                let n = BATCH.min(self.len() - next);
+                buf.resize(32 * n, 0);
+                let offset = (HEADER + 32 * next) as u64;
+                let read = match &self.file {
+                    Some(file) => file.read_exact_at(&mut buf, offset),
+                    None => Err(std::io::ErrorKind::NotFound.into()),
+                };
+                if let Err(e) = read {
+                    error = true;
+                    return Some(Err(Error::io(path, e)));
+                }
+            }
+            next += 1;
+            let mut id = [0u8; 32];
+            id.copy_from_slice(&buf[32 * in_buf..32 * in_buf + 32]);
+            Some(Ok(ChunkId::from_bytes(id)))
+        })
+    }
+
+    /// The file at `path`, if it is whole: read through a small buffer, hashed as it is
+    /// read, and checked to be sorted and distinct. A file that is missing, short, long,
+    /// damaged or out of order is `None`: a cache miss.
+    fn read(path: &Path) -> Option<Saved> {
+        let file = File::open(path).ok()?;
+        let len = file.metadata().ok()?.len();
+        let mut reader = std::io::BufReader::with_capacity(1 << 20, &file);
+        let mut hasher = blake3::Hasher::new();
+        let mut header = [0u8; HEADER];
+        reader.read_exact(&mut header).ok()?;
+        hasher.update(&header);
+        if &header[..8] != MAGIC || header[8..10] != 1u16.to_le_bytes() {
+            return None;
+        }
+        let count = u64::from_le_bytes(header[16..24].try_into().ok()?);
+        // The length must match before anything is allocated for `count`.
+        if Some(len) != count.checked_mul(32)?.checked_add((HEADER + 32) as u64) {
+            return None;
+        }
+        let mut prefixes = Vec::with_capacity(usize::try_from(count).ok()?);
+        let mut last: Option<ChunkId> = None;
+        let mut id = [0u8; 32];
+        for _ in 0..count {
+            reader.read_exact(&mut id).ok()?;
+            hasher.update(&id);
+            let id = ChunkId::from_bytes(id);
+            if last.is_some_and(|last| last >= id) {
+                return None;
+            }
+            prefixes.push(prefix(&id));
+            last = Some(id);
+        }
+        let mut digest = [0u8; 32];
+        reader.read_exact(&mut digest).ok()?;
+        drop(reader);
+        (hasher.finalize().as_bytes() == &digest).then(|| Saved {
+            file: Some(Arc::new(file)),
+            prefixes,
+        })
+    }
+
+    /// Writes a file of `count` ids at `tmp` (for the index at `path`, named in errors): the
+    /// ids of `kept` (sorted) merged with `side` (sorted, none of them in `kept`), fsynced.
+    /// Returns it open, with its prefixes.
+    fn write(
+        tmp: &Path,
+        path: &Path,
+        count: usize,
+        kept: impl Iterator<Item = Result<ChunkId>>,
+        side: Vec<ChunkId>,
+    ) -> Result<Saved> {
+        let io = |e| Error::io(path, e);
+        let file = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create_new(true)
+            .open(tmp)
+            .map_err(io)?;
+        let prefixes = Saved::write_ids(&file, path, count, kept, side)?;
+        file.sync_all().map_err(io)?;
+        Ok(Saved {
+            file: Some(Arc::new(file)),
+            prefixes,
+        })
+    }
+
+    /// The body of [`Saved::write`]: header, ids and digest into `file`; returns the prefixes.
+    fn write_ids(
+        file: &File,
+        path: &Path,
+        count: usize,
+        kept: impl Iterator<Item = Result<ChunkId>>,
+        side: Vec<ChunkId>,
+    ) -> Result<Vec<u64>> {
+        let io = |e| Error::io(path, e);
         let mut out = HashingWriter {
             inner: std::io::BufWriter::with_capacity(1 << 20, file),
             hasher: blake3::Hasher::new(),
@@ -235,16 +418,34 @@ impl ChunkIndex {
         out.write_all(MAGIC).map_err(io)?;
         out.write_all(&1u16.to_le_bytes()).map_err(io)?;
         out.write_all(&[0u8; 6]).map_err(io)?;
-        out.write_all(&(self.ids.len() as u64).to_le_bytes())
-            .map_err(io)?;
-        for id in &self.ids {
-            out.write_all(id.as_bytes()).map_err(io)?;
+        out.write_all(&(count as u64).to_le_bytes()).map_err(io)?;
+        let mut prefixes = Vec::with_capacity(count);
+        let mut side = side.into_iter().peekable();
+        let mut put = |id: ChunkId| -> Result<()> {
+            prefixes.push(prefix(&id));
+            out.write_all(id.as_bytes()).map_err(io)
+        };
+        for id in kept {
+            let id = id?;
+            while let Some(first) = side.next_if(|s| *s < id) {
+                put(first)?;
+            }
+            put(id)?;
+        }
+        for id in side {
+            put(id)?;
+        }
+        if prefixes.len() != count {
+            return Err(io(std::io::Error::other(format!(
+                "the index changed while it was saved: {} ids written, {count} expected",
+                prefixes.len()
+            ))));
         }
         let digest = out.hasher.finalize();
-        let mut file = out.inner;
-        file.write_all(digest.as_bytes()).map_err(io)?;
-        let file = file.into_inner().map_err(|e| io(e.into_error()))?;
-        file.sync_all().map_err(io)
+        let mut writer = out.inner;
+        writer.write_all(digest.as_bytes()).map_err(io)?;
+        writer.flush().map_err(io)?;
+        Ok(prefixes)
     }
 }
 
@@ -266,7 +467,6 @@ impl<W: Write> Write for HashingWriter<W> {
     }
 }
 
-/// `ids` sorted, without duplicates.
 fn journal_path(index: &Path) -> PathBuf {
     index.with_extension("log")
 }
@@ -300,42 +500,6 @@ fn read_journal(path: &Path) -> Vec<ChunkId> {
                 .collect()
         })
         .unwrap_or_default()
-}
-
-/// The ids of the index file at `path`, if it is whole: read through a small buffer into the
-/// list it describes (no copy of the file in memory), hashed as they are read, and checked
-/// to be sorted and distinct. A file that is missing, short, long, damaged or out of order
-/// is `None`: a cache miss.
-fn read_index(path: &Path) -> Option<Vec<ChunkId>> {
-    let file = std::fs::File::open(path).ok()?;
-    let len = file.metadata().ok()?.len();
-    let mut file = std::io::BufReader::with_capacity(1 << 20, file);
-    let mut hasher = blake3::Hasher::new();
-    let mut header = [0u8; HEADER];
-    file.read_exact(&mut header).ok()?;
-    hasher.update(&header);
-    if &header[..8] != MAGIC || header[8..10] != 1u16.to_le_bytes() {
-        return None;
-    }
-    let count = u64::from_le_bytes(header[16..24].try_into().ok()?);
-    // The length must match before anything is allocated for `count`.
-    if Some(len) != count.checked_mul(32)?.checked_add((HEADER + 32) as u64) {
-        return None;
-    }
-    let mut ids = Vec::with_capacity(usize::try_from(count).ok()?);
-    let mut id = [0u8; 32];
-    for _ in 0..count {
-        file.read_exact(&mut id).ok()?;
-        hasher.update(&id);
-        let id = ChunkId::from_bytes(id);
-        if ids.last().is_some_and(|last| *last >= id) {
-            return None;
-        }
-        ids.push(id);
-    }
-    let mut digest = [0u8; 32];
-    file.read_exact(&mut digest).ok()?;
-    (hasher.finalize().as_bytes() == &digest).then_some(ids)
 }
 
 #[cfg(test)]
@@ -390,10 +554,7 @@ mod tests {
         let index = ChunkIndex::load_or_rebuild(&store, &path, Some("e1"))
             .await
             .expect("load");
-        assert_eq!(
-            index.ids.as_slice(),
-            ChunkSet::from_vec(vec![a, c]).as_slice()
-        );
+        assert_eq!(index.all_ids(), ChunkSet::from_vec(vec![a, c]).as_slice());
         assert_eq!(
             read_epoch(&path).as_deref(),
             Some("e1"),
@@ -406,7 +567,7 @@ mod tests {
             .await
             .expect("load");
         assert_eq!(
-            index.ids.as_slice(),
+            index.all_ids(),
             ChunkSet::from_vec(vec![a, c, late]).as_slice()
         );
     }
@@ -566,6 +727,48 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn ids_sharing_their_first_bytes_are_told_apart_from_the_file_this_index_holds() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("v/chunks.idx");
+        // Three ids with one 8-byte prefix, and a probe with the same prefix that is absent.
+        let twin = |last: u8| {
+            let mut bytes = [7u8; 32];
+            bytes[31] = last;
+            ChunkId::from_bytes(bytes)
+        };
+        let (a, b, c, absent) = (twin(1), twin(2), twin(4), twin(3));
+        let mut index = ChunkIndex::load_or_rebuild(&Store::in_memory(), &path, None)
+            .await
+            .expect("empty");
+        index
+            .add_and_save([c, a, ChunkId::of(b"other"), b])
+            .expect("save");
+        assert!([a, b, c].iter().all(|id| index.contains(id)));
+        assert!(!index.contains(&absent) && !index.contains(&twin(0)) && !index.contains(&twin(9)));
+
+        // Another process saves a different index over the path: this one still answers from
+        // the file it wrote, and saves on top of it.
+        let mut other = ChunkIndex::load_current(&path, None).expect("load");
+        other.remove([a, b]).expect("save");
+        assert!(
+            index.contains(&a) && index.contains(&b),
+            "its own file, still open"
+        );
+        index.add_and_save([absent]).expect("save");
+        let last = ChunkIndex::load_current(&path, None).expect("load");
+        assert_eq!(last.all_ids().len(), 5);
+        assert!([a, b, c, absent].iter().all(|id| last.contains(id)));
+
+        // A journal folded in without a save is answered from memory.
+        last.journal()
+            .expect("journal")
+            .record(&twin(0))
+            .expect("record");
+        let loaded = ChunkIndex::load_current(&path, None).expect("load");
+        assert!(loaded.contains(&twin(0)) && loaded.len() == 6);
+    }
+
+    #[tokio::test]
     async fn a_large_index_keeps_every_id_sorted_on_file_and_refuses_a_file_out_of_order() {
         let dir = tempfile::tempdir().expect("tempdir");
         let path = dir.path().join("v/chunks.idx");
@@ -588,7 +791,7 @@ mod tests {
         let on_file = std::fs::read(&path).expect("read");
         assert_eq!(on_file.len(), HEADER + 32 * all.len() + 32);
         let loaded = ChunkIndex::load_current(&path, None).expect("loaded from the file");
-        let listed: Vec<ChunkId> = loaded.ids().copied().collect();
+        let listed = loaded.all_ids();
         let mut expected = all.clone();
         expected.sort_unstable();
         assert_eq!(listed, expected, "ascending, one each");
