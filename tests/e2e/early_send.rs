@@ -192,7 +192,8 @@ async fn chunks_the_vault_already_holds_are_not_sent_again() {
 }
 
 /// An early send keeps no set of the ids offered (a Snapshot offers each new chunk once): one
-/// offered again is uploaded again, and the Transfer still counts it once.
+/// offered again is uploaded again, and the Transfer counts the chunk once and its bytes each
+/// time they were sent.
 #[tokio::test]
 async fn a_chunk_offered_twice_is_counted_once() {
     let t = Tiers::new().await;
@@ -200,12 +201,13 @@ async fn a_chunk_offered_twice_is_counted_once() {
     let taken = t.snapshot(Some(&early)).await;
     let again = *taken.new_chunks.iter().next().expect("a new chunk");
     let encoded = t.tier.store().get_chunk(&again).await.expect("in the tier");
-    early.offer(again, &encoded);
+    early.offer(again, &encoded, None);
+    let resent = encoded.len() as u64;
     let report = t.transfer(&taken, early).await.expect("transfer");
     t.assert_sent(&report, 5, 5, 5);
     assert_eq!(
         report.point.stats.bytes_stored,
-        taken.point.stats.bytes_stored
+        taken.point.stats.bytes_stored + resent
     );
     t.assert_restores("restored").await;
 }

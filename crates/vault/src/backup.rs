@@ -49,10 +49,13 @@ pub struct BackupReport {
     pub new_chunks: ChunkSet,
 }
 
-/// A chunk on its way from the scan to the upload stage.
+/// A chunk on its way from the scan to the upload stage, with where it was found: the disk
+/// (its position in the request) and the block.
 struct NewChunk {
     id: ChunkId,
     encoded: Vec<u8>,
+    disk: usize,
+    block: usize,
 }
 
 /// One disk being backed up.
@@ -170,6 +173,7 @@ impl Vault {
             .previous_maps(parent.as_ref(), &names, &mut warnings)
             .await;
         let sources = open_sources(request, parent.as_ref(), self.config().default_block_size)?;
+        let disk_names: Vec<DiskName> = sources.iter().map(|s| s.name.clone()).collect();
         let total = sources
             .iter()
             .map(|s| Chunker::new(s.block_size).bytes_of(&s.image, &s.blocks))
@@ -206,6 +210,7 @@ impl Vault {
         let ask_store = index.as_ref().is_none_or(|i| i.may_lack_landed());
         let landed_ref = &landed;
         let damaged_ref = &damaged;
+        let disk_names = &disk_names;
         let upload = async move {
             // On the first failure the stage stops taking chunks (closing the channel wakes a
             // blocked scan with an error) but lets the uploads in flight finish: when backup()
@@ -229,9 +234,10 @@ impl Vault {
                 let encoded = Bytes::from(chunk.encoded);
                 store.put_chunk(&chunk.id, encoded.clone()).await?;
                 if let Some(tee) = tee {
-                    tee.offer(chunk.id, &encoded);
+                    let place = disk_names.get(chunk.disk).map(|name| (name, chunk.block));
+                    tee.offer(chunk.id, &encoded, place);
                 }
-                landed_ref.put(chunk.id).await?;
+                landed_ref.put(chunk.id, len).await?;
                 Ok(len)
             })
             .buffer_unordered(concurrency);
@@ -252,7 +258,8 @@ impl Vault {
         };
         let (scan, upload) = tokio::join!(scan, upload);
         let scan = scan.unwrap_or_else(|join| std::panic::resume_unwind(join.into_panic()));
-        let (landed, synced) = landed.finish().await;
+        let (recorded, synced) = landed.finish().await;
+        let landed = recorded.ids;
         if let Some(index) = index {
             // Whatever landed is in the vault now, whether or not this backup commits.
             Arc::unwrap_or_clone(index).add_and_save(landed.iter().copied())?;
@@ -518,7 +525,7 @@ fn scan_all(
     progress: &dyn Progress,
 ) -> Result<Vec<(Source, BlockMap)>> {
     let mut maps = Vec::with_capacity(sources.len());
-    for source in sources {
+    for (disk, source) in sources.into_iter().enumerate() {
         let chunker = Chunker::new(source.block_size);
         let previous = known.previous.get(&source.name);
         let map = chunker.scan_blocks(&source.image, &source.blocks, time, |block| {
@@ -533,6 +540,8 @@ fn scan_all(
             tx.blocking_send(NewChunk {
                 id: block.id,
                 encoded,
+                disk,
+                block: block.index,
             })
             .map_err(|_| Error::UploadStopped)
         })?;

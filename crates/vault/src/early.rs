@@ -15,8 +15,8 @@
 //! what it read and what landed to the Transfer (see [`Vault::transfer_early`]).
 
 use std::collections::HashSet;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, PoisonError};
 
 use blockvault_core::{ChunkId, DiskName, VmName};
 use bytes::Bytes;
@@ -30,10 +30,12 @@ use crate::{Result, TransferOptions, Vault};
 /// The most bytes of encoded chunks an early send holds (queued or uploading) at once.
 pub const HELD_BYTES: usize = 32 << 20;
 
-/// A chunk offered to the vault, with its share of [`HELD_BYTES`] (freed when it is done).
+/// A chunk offered to the vault, where the Snapshot found it, with its share of
+/// [`HELD_BYTES`] (freed when it is done).
 struct Offer {
     id: ChunkId,
     encoded: Bytes,
+    place: Option<(DiskName, usize)>,
     _held: OwnedSemaphorePermit,
 }
 
@@ -91,12 +93,15 @@ impl Vault {
 }
 
 impl EarlySend {
-    /// Offers chunk `id`, just stored in the snapshot tier as `encoded`. Never waits.
+    /// Offers chunk `id`, just stored in the snapshot tier as `encoded`, found at block
+    /// `place` (disk, index) when the caller knows where: a block the vault's newest point
+    /// has at the same place is not sent. Never waits.
     ///
     /// Each chunk is meant to be offered once (a Snapshot stores each new chunk once), so no
     /// set of the ids offered is kept: a million-chunk disk would need one. An id offered
-    /// again is uploaded again, harmlessly, and counted once by the Transfer.
-    pub fn offer(&self, id: ChunkId, encoded: &Bytes) {
+    /// again is uploaded again, harmlessly: the Transfer counts the chunk once and the bytes
+    /// sent twice.
+    pub fn offer(&self, id: ChunkId, encoded: &Bytes, place: Option<(&DiskName, usize)>) {
         let kib = u32::try_from(encoded.len().div_ceil(1024)).unwrap_or(u32::MAX);
         let queued = Arc::clone(&self.room)
             .try_acquire_many_owned(kib)
@@ -106,6 +111,7 @@ impl EarlySend {
                     .send(Offer {
                         id,
                         encoded: encoded.clone(),
+                        place: place.map(|(disk, block)| (disk.clone(), block)),
                         _held: held,
                     })
                     .is_ok()
@@ -170,30 +176,26 @@ async fn run(
             };
         }
     };
-    let landed = Mutex::new(Vec::new());
     let recorded = Landed::new(vault.store(), journal);
     let stopped = AtomicBool::new(false);
     let store = vault.store();
     {
-        let (landed, recorded) = (&landed, &recorded);
+        let recorded = &recorded;
         let (stopped, prepared) = (&stopped, &prepared);
         futures::stream::poll_fn(|cx| queue.poll_recv(cx))
             .map(|offer: Offer| async move {
-                if stopped.load(Ordering::Relaxed) || prepared.knows(&offer.id) {
+                let place = offer.place.as_ref().map(|(disk, block)| (disk, *block));
+                if stopped.load(Ordering::Relaxed) || prepared.knows(place, &offer.id) {
                     return;
                 }
                 let size = offer.encoded.len() as u64;
                 let put: Result<()> = match store.put_chunk(&offer.id, offer.encoded).await {
-                    Ok(()) => recorded.put(offer.id).await,
+                    Ok(()) => recorded.put(offer.id, size).await,
                     Err(e) => Err(e.into()),
                 };
-                match put {
-                    Ok(()) => landed
-                        .lock()
-                        .unwrap_or_else(PoisonError::into_inner)
-                        .push((offer.id, size)),
+                if put.is_err() {
                     // The Transfer copies the rest and reports what it meets.
-                    Err(_) => stopped.store(true, Ordering::Relaxed),
+                    stopped.store(true, Ordering::Relaxed);
                 }
             })
             .buffer_unordered(options.concurrency.max(1))
@@ -203,10 +205,9 @@ async fn run(
     // Only what is durable and journaled went early; a failed last sync leaves the rest for
     // the Transfer to copy again.
     let (recorded, _) = recorded.finish().await;
-    let mut landed = landed.into_inner().unwrap_or_else(PoisonError::into_inner);
-    landed.retain(|(id, _)| recorded.contains(id));
     let mut prepared = prepared;
-    prepared.landed = landed;
+    prepared.sent = recorded.ids;
+    prepared.sent_bytes = recorded.bytes;
     Sent {
         prepared: Ok(prepared),
         declined: 0,

@@ -39,9 +39,19 @@ pub(crate) struct Landed {
 
 #[derive(Debug)]
 struct Lists {
-    unsynced: Vec<ChunkId>,
+    /// Put, waiting for their sync: (id, stored size).
+    unsynced: Vec<(ChunkId, u64)>,
     recorded: Vec<ChunkId>,
+    /// The stored size of the chunks recorded, each time one was put.
+    bytes: u64,
     synced_at: Instant,
+}
+
+/// What a writer recorded: the chunks, and the bytes it stored (a chunk put twice, twice).
+#[derive(Debug)]
+pub(crate) struct Recorded {
+    pub(crate) ids: ChunkSet,
+    pub(crate) bytes: u64,
 }
 
 impl Landed {
@@ -53,29 +63,25 @@ impl Landed {
             lists: Mutex::new(Lists {
                 unsynced: Vec::new(),
                 recorded: Vec::new(),
+                bytes: 0,
                 synced_at: Instant::now(),
             }),
             syncing: tokio::sync::Mutex::new(()),
         }
     }
 
-    /// Chunk `id` was put: recorded now, or with its batch (see the module docs).
-    pub(crate) async fn put(&self, id: ChunkId) -> Result<()> {
+    /// Chunk `id` was put, `size` bytes: recorded now, or with its batch (see the module
+    /// docs).
+    pub(crate) async fn put(&self, id: ChunkId, size: u64) -> Result<()> {
         if !self.batches {
-            return self.record(vec![id]);
+            return self.record(vec![(id, size)]);
         }
         let due = {
             let mut lists = self.lists();
-            lists.unsynced.push(id);
+            lists.unsynced.push((id, size));
             lists.synced_at.elapsed() >= SYNC_EVERY
         };
         if due { self.sync().await } else { Ok(()) }
-    }
-
-    /// Chunks another writer of the same job recorded already (the early send): returned
-    /// with this one's, not synced or journaled again.
-    pub(crate) fn recorded_elsewhere(&self, ids: impl IntoIterator<Item = ChunkId>) {
-        self.lists().recorded.extend(ids);
     }
 
     /// Makes every chunk put so far durable, then records it.
@@ -97,20 +103,27 @@ impl Landed {
     }
 
     /// Syncs what is left; returns every chunk recorded, with the sync's outcome.
-    pub(crate) async fn finish(self) -> (ChunkSet, Result<()>) {
+    pub(crate) async fn finish(self) -> (Recorded, Result<()>) {
         let synced = self.sync().await;
         let lists = self
             .lists
             .into_inner()
             .unwrap_or_else(PoisonError::into_inner);
-        (ChunkSet::from_vec(lists.recorded), synced)
+        let recorded = Recorded {
+            ids: ChunkSet::from_vec(lists.recorded),
+            bytes: lists.bytes,
+        };
+        (recorded, synced)
     }
 
-    fn record(&self, ids: Vec<ChunkId>) -> Result<()> {
+    fn record(&self, batch: Vec<(ChunkId, u64)>) -> Result<()> {
+        let ids: Vec<ChunkId> = batch.iter().map(|(id, _)| *id).collect();
         if let Some(journal) = &self.journal {
             journal.record_all(&ids)?;
         }
-        self.lists().recorded.extend(ids);
+        let mut lists = self.lists();
+        lists.recorded.extend(ids);
+        lists.bytes += batch.iter().map(|(_, size)| size).sum::<u64>();
         Ok(())
     }
 
@@ -151,7 +164,7 @@ mod tests {
             .put_chunk(&id, name.to_vec().into())
             .await
             .expect("put");
-        landed.put(id).await.expect("landed");
+        landed.put(id, name.len() as u64).await.expect("landed");
         id
     }
 
@@ -166,10 +179,11 @@ mod tests {
         assert!(journaled(&path).is_empty());
         let (recorded, synced) = landed.finish().await;
         synced.expect("sync");
-        assert_eq!(recorded, ChunkSet::from_vec(vec![a, b]));
+        assert_eq!(recorded.ids, ChunkSet::from_vec(vec![a, b]));
+        assert_eq!(recorded.bytes, 2);
         let mut journal = journaled(&path);
         journal.sort();
-        assert_eq!(journal, recorded.as_slice());
+        assert_eq!(journal, recorded.ids.as_slice());
     }
 
     #[tokio::test]
@@ -181,20 +195,6 @@ mod tests {
         assert_eq!(journaled(&path), [a]);
         let (recorded, synced) = landed.finish().await;
         synced.expect("sync");
-        assert_eq!(recorded, ChunkSet::from_vec(vec![a]));
-    }
-
-    #[tokio::test]
-    async fn chunks_the_early_send_recorded_are_returned_but_not_journaled_again() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let store = Store::local(dir.path()).expect("store");
-        let (landed, path) = journaling(&store, dir.path()).await;
-        let early = ChunkId::of(b"early");
-        landed.recorded_elsewhere([early]);
-        let own = put(&store, &landed, b"own").await;
-        let (recorded, synced) = landed.finish().await;
-        synced.expect("sync");
-        assert_eq!(recorded, ChunkSet::from_vec(vec![early, own]));
-        assert_eq!(journaled(&path), [own], "the early send journaled its own");
+        assert_eq!(recorded.ids, ChunkSet::from_vec(vec![a]));
     }
 }

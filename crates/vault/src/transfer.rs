@@ -64,21 +64,34 @@ pub(crate) struct Prepared {
     pub(crate) warnings: Vec<String>,
     pub(crate) parent: Option<RecoveryPoint>,
     pub(crate) previous: HashMap<DiskName, BlockMap>,
-    /// The chunks the previous maps name, but for the damaged: the vault holds them.
-    pub(crate) claimed: ChunkSet,
     pub(crate) index: Option<ChunkIndex>,
-    /// Chunks an early send stored, with their stored sizes.
-    pub(crate) landed: Vec<(ChunkId, u64)>,
+    /// Chunks an early send stored, and the bytes it stored.
+    pub(crate) sent: ChunkSet,
+    pub(crate) sent_bytes: u64,
 }
 
 impl Prepared {
-    /// Whether the vault is known to hold `id`: named by its newest point or in the index,
-    /// and not found damaged.
-    pub(crate) fn knows(&self, id: &ChunkId) -> bool {
-        id.is_zero()
-            || (!self.damaged.contains(id)
-                && (self.claimed.contains(id)
-                    || self.index.as_ref().is_some_and(|x| x.contains(id))))
+    /// Whether the vault is known to hold `id`, found at block `place` (disk, index) when the
+    /// caller knows where: the newest point's map has it at the same place, or the index has
+    /// it, and verify did not find it damaged.
+    ///
+    /// The newest point's chunks are found by place, not in a set of them (a million ids
+    /// would cost 32 MB): a block that did not change is where it was, and one that moved is
+    /// in the index, which names every chunk this host stored or listed. A chunk another host
+    /// stored since is copied again, harmlessly, or asked about first when there is no index.
+    pub(crate) fn knows(&self, place: Option<(&DiskName, usize)>, id: &ChunkId) -> bool {
+        if id.is_zero() {
+            return true;
+        }
+        if self.damaged.contains(id) {
+            return false;
+        }
+        let in_place = place.is_some_and(|(disk, block)| {
+            self.previous
+                .get(disk)
+                .is_some_and(|map| map.get(block) == Some(*id))
+        });
+        in_place || self.index.as_ref().is_some_and(|x| x.contains(id))
     }
 
     /// Releases the lease; a failure to remove it is returned as a warning.
@@ -109,23 +122,16 @@ impl Vault {
         }
         .await;
         match read {
-            Ok((parent, previous, index)) => {
-                let claimed = previous
-                    .values()
-                    .flat_map(|m| m.data_ids().iter().copied())
-                    .filter(|id| !damaged.contains(id))
-                    .collect();
-                Ok(Prepared {
-                    lease,
-                    damaged,
-                    warnings,
-                    parent,
-                    previous,
-                    claimed,
-                    index,
-                    landed: Vec::new(),
-                })
-            }
+            Ok((parent, previous, index)) => Ok(Prepared {
+                lease,
+                damaged,
+                warnings,
+                parent,
+                previous,
+                index,
+                sent: ChunkSet::new(),
+                sent_bytes: 0,
+            }),
             Err(e) => {
                 crate::backup::release(lease).await;
                 Err(e)
@@ -229,18 +235,12 @@ impl Vault {
             maps.push(map);
         }
 
-        let mut early = std::mem::take(&mut prepared.landed);
-        // Sorted to be searched; an id offered twice landed twice but counts once.
-        early.sort_unstable_by_key(|(id, _)| *id);
-        early.dedup_by_key(|(id, _)| *id);
+        let early = std::mem::take(&mut prepared.sent);
         let mut todo = Vec::new();
-        for map in &maps {
+        for (disk, map) in point.disks.iter().zip(&maps) {
             for (i, id) in map.data() {
                 let again = todo.last().is_some_and(|(last, _, _)| *last == id);
-                if !again
-                    && !prepared.knows(&id)
-                    && early.binary_search_by_key(&id, |(e, _)| *e).is_err()
-                {
+                if !again && !early.contains(&id) && !prepared.knows(Some((&disk.name, i)), &id) {
                     // Without an index, or with one a killed writer may have left short, ask
                     // the store first, unless verify found it bad.
                     let ask = prepared.index.as_ref().is_none_or(|i| i.may_lack_landed())
@@ -261,16 +261,19 @@ impl Vault {
             self.store(),
             index.as_ref().map(|i| i.journal()).transpose()?,
         );
-        landed.recorded_elsewhere(early.iter().map(|(id, _)| *id));
         let copied = self.copy_chunks(request, todo, &landed).await;
-        let (landed, synced) = landed.finish().await;
+        let (recorded, synced) = landed.finish().await;
+        // What the early send stored counts as landed too: one list of both, grown in place.
+        let sent_early = early.len() as u64;
+        let mut landed = early;
+        landed.merge(&recorded.ids);
+        drop(recorded);
         if let Some(mut index) = index {
             // Whatever landed is in the vault now, whether or not this transfer commits.
             index.add_and_save(landed.iter().copied())?;
         }
         let (bytes_copied, chunks_copied) = copied?;
         synced?;
-        let bytes_early: u64 = early.iter().map(|(_, size)| size).sum();
 
         let mut record = point.clone();
         let mut bytes_changed = 0u64;
@@ -283,8 +286,8 @@ impl Vault {
         record.stats = PointStats {
             bytes_scanned: point.stats.bytes_scanned,
             bytes_changed,
-            bytes_stored: bytes_copied + bytes_early,
-            chunks_stored: chunks_copied + early.len() as u64,
+            bytes_stored: bytes_copied + prepared.sent_bytes,
+            chunks_stored: chunks_copied + sent_early,
         };
         if let Some(lease) = &prepared.lease {
             lease.check().await?;
@@ -295,7 +298,7 @@ impl Vault {
         Ok(TransferReport {
             point: record,
             already_present: false,
-            sent_early: early.len() as u64,
+            sent_early,
             elapsed: started.elapsed(),
             warnings,
         })
@@ -336,7 +339,7 @@ impl Vault {
                 }
                 let size = encoded.len() as u64;
                 self.store().put_chunk(&id, encoded).await?;
-                landed.put(id).await?;
+                landed.put(id, size).await?;
                 progress.advance(len);
                 Ok::<_, Error>(Some(size))
             })
