@@ -177,11 +177,14 @@ async fn gc_frees_exactly_what_no_point_names_and_the_rest_restores() {
     assert_eq!(again.chunks_deleted, 0, "a second collection finds nothing");
 }
 
-/// Sleeps in the first `advance` of a backup's scan, so the backup is still running (holding
-/// its writer lease, its parent's maps read) while the collection marks and waits.
+/// Stalls in the first `advance` of a backup's scan, so the backup is still running (holding
+/// its writer lease, its parent's maps read) while the collection marks and waits: until
+/// `release` is set, or `at_most` has passed.
 struct Slow {
     slept: AtomicU64,
     scanning: Arc<AtomicBool>,
+    release: Arc<AtomicBool>,
+    at_most: Duration,
 }
 
 impl Progress for Slow {
@@ -190,7 +193,10 @@ impl Progress for Slow {
     }
     fn advance(&self, _bytes: u64) {
         if self.slept.fetch_add(1, Ordering::Relaxed) == 0 {
-            std::thread::sleep(Duration::from_millis(1500));
+            let started = std::time::Instant::now();
+            while !self.release.load(Ordering::SeqCst) && started.elapsed() < self.at_most {
+                std::thread::sleep(Duration::from_millis(10));
+            }
         }
     }
 }
@@ -215,12 +221,26 @@ async fn slow_backup(
     vm_name: &str,
     disk: &std::path::Path,
 ) -> tokio::task::JoinHandle<blockvault_vault::Result<BackupReport>> {
+    let never = Arc::new(AtomicBool::new(false));
+    stalled_backup(vault, vm_name, disk, never, Duration::from_millis(1500)).await
+}
+
+/// [`slow_backup`] stalling until `release` is set (or `at_most` has passed).
+async fn stalled_backup(
+    vault: &Vault,
+    vm_name: &str,
+    disk: &std::path::Path,
+    release: Arc<AtomicBool>,
+    at_most: Duration,
+) -> tokio::task::JoinHandle<blockvault_vault::Result<BackupReport>> {
     let scanning = Arc::new(AtomicBool::new(false));
     let running = tokio::spawn({
         let (vault, request) = (vault.clone(), backup_request(vm_name, disk));
         let slow = Slow {
             slept: AtomicU64::new(0),
             scanning: Arc::clone(&scanning),
+            release,
+            at_most,
         };
         async move { vault.backup(&request, Arc::new(slow)).await }
     });
@@ -272,8 +292,17 @@ async fn a_sweep_kept_waiting_holds_new_backups_back_until_it_has_run() {
         kind: 3,
     });
 
-    // A backup whose scan stalls 1.5 s holds its writer lease meanwhile.
-    let running = slow_backup(&vault, "db", &db.path).await;
+    // A backup whose scan stalls until the held one is waiting holds its writer lease
+    // meanwhile (however slowly a busy machine runs the collection up to its hold).
+    let release = Arc::new(AtomicBool::new(false));
+    let running = stalled_backup(
+        &vault,
+        "db",
+        &db.path,
+        Arc::clone(&release),
+        Duration::from_secs(60),
+    )
+    .await;
     let collecting = tokio::spawn({
         let vault = vault.clone();
         let options = GcOptions {
@@ -301,6 +330,8 @@ async fn a_sweep_kept_waiting_holds_new_backups_back_until_it_has_run() {
         let (vault, request) = (vault.clone(), backup_request("web", &web.path));
         async move { vault.backup(&request, Arc::new(NoProgress)).await }
     });
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    release.store(true, Ordering::SeqCst);
 
     running
         .await
