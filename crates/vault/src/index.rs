@@ -203,7 +203,12 @@ impl ChunkIndex {
 
     /// Records chunks now known to be in the vault, saves the file and empties the journal.
     pub fn add_and_save(&mut self, ids: impl IntoIterator<Item = ChunkId>) -> Result<()> {
-        self.rewrite(&ChunkSet::from_iter(ids), &ChunkSet::new())
+        self.add_all_and_save(&ChunkSet::from_iter(ids))
+    }
+
+    /// [`ChunkIndex::add_and_save`] of a set the caller has (no copy of it is made).
+    pub fn add_all_and_save(&mut self, ids: &ChunkSet) -> Result<()> {
+        self.rewrite(ids, &ChunkSet::new())
     }
 
     /// Saves the index with `add` and without `remove`, then empties the journal (everything
@@ -216,15 +221,15 @@ impl ChunkIndex {
     /// wins (the index only errs towards uploading too much), and each keeps the file it wrote.
     fn rewrite(&mut self, add: &ChunkSet, remove: &ChunkSet) -> Result<()> {
         let io = |e| Error::io(&self.path, e);
-        let mut side = self.extra.clone();
-        side.merge(add);
-        let side: Vec<ChunkId> = side
-            .iter()
-            .filter(|id| !self.saved.contains(id) && !remove.contains(id))
-            .copied()
-            .collect();
+        // The ids to write beside the file's: the ones in memory that are new to it, merged
+        // as they are read (an `add` of a million ids is not copied).
+        let beside = || {
+            union(self.extra.as_slice(), add.as_slice())
+                .filter(|id| !self.saved.contains(id) && !remove.contains(id))
+        };
+        let side = beside().count();
         let gone = remove.iter().filter(|id| self.saved.contains(id)).count();
-        let count = self.saved.len() - gone + side.len();
+        let count = self.saved.len() - gone + side;
         if let Some(dir) = self.path.parent() {
             std::fs::create_dir_all(dir).map_err(io)?;
         }
@@ -236,7 +241,7 @@ impl ChunkIndex {
                     Ok(id) => !remove.contains(id),
                     Err(_) => true,
                 });
-                written = Some(Saved::write(tmp, &self.path, count, kept, side)?);
+                written = Some(Saved::write(tmp, &self.path, count, kept, beside())?);
                 Ok(())
             },
             io,
@@ -385,7 +390,7 @@ impl Saved {
         path: &Path,
         count: usize,
         kept: impl Iterator<Item = Result<ChunkId>>,
-        side: Vec<ChunkId>,
+        side: impl Iterator<Item = ChunkId>,
     ) -> Result<Saved> {
         let io = |e| Error::io(path, e);
         let file = std::fs::OpenOptions::new()
@@ -408,7 +413,7 @@ impl Saved {
         path: &Path,
         count: usize,
         kept: impl Iterator<Item = Result<ChunkId>>,
-        side: Vec<ChunkId>,
+        side: impl Iterator<Item = ChunkId>,
     ) -> Result<Vec<u64>> {
         let io = |e| Error::io(path, e);
         let mut out = HashingWriter {
@@ -420,7 +425,7 @@ impl Saved {
         out.write_all(&[0u8; 6]).map_err(io)?;
         out.write_all(&(count as u64).to_le_bytes()).map_err(io)?;
         let mut prefixes = Vec::with_capacity(count);
-        let mut side = side.into_iter().peekable();
+        let mut side = side.peekable();
         let mut put = |id: ChunkId| -> Result<()> {
             prefixes.push(prefix(&id));
             out.write_all(id.as_bytes()).map_err(io)
@@ -447,6 +452,21 @@ impl Saved {
         writer.flush().map_err(io)?;
         Ok(prefixes)
     }
+}
+
+/// The ids of two sorted, distinct lists, in order, each once.
+fn union<'a>(a: &'a [ChunkId], b: &'a [ChunkId]) -> impl Iterator<Item = ChunkId> + 'a {
+    let (mut a, mut b) = (a.iter().peekable(), b.iter().peekable());
+    std::iter::from_fn(move || match (a.peek(), b.peek()) {
+        (Some(x), Some(y)) if x < y => a.next().copied(),
+        (Some(x), Some(y)) if y < x => b.next().copied(),
+        (Some(_), Some(_)) => {
+            b.next();
+            a.next().copied()
+        }
+        (Some(_), None) => a.next().copied(),
+        (None, _) => b.next().copied(),
+    })
 }
 
 /// A writer that hashes what passes through it.

@@ -31,6 +31,8 @@ pub(crate) struct Landed {
     store: Store,
     journal: Option<Journal>,
     batches: bool,
+    /// Whether the ids recorded are kept for [`Landed::finish`] (see [`Landed::uncounted`]).
+    keep: bool,
     lists: Mutex<Lists>,
     /// One sync at a time: a sync that found its directories taken by another still running
     /// must not record its batch before that other one is done.
@@ -60,6 +62,7 @@ impl Landed {
             store: store.clone(),
             journal,
             batches: store.syncs_chunks_in_batches(),
+            keep: true,
             lists: Mutex::new(Lists {
                 unsynced: Vec::new(),
                 recorded: Vec::new(),
@@ -67,6 +70,15 @@ impl Landed {
                 synced_at: Instant::now(),
             }),
             syncing: tokio::sync::Mutex::new(()),
+        }
+    }
+
+    /// A `Landed` that syncs and journals but keeps no list of the ids: [`Landed::finish`]
+    /// returns none. For a writer that knows them otherwise (a backup: the ids it claimed).
+    pub(crate) fn uncounted(store: &Store, journal: Option<Journal>) -> Landed {
+        Landed {
+            keep: false,
+            ..Landed::new(store, journal)
         }
     }
 
@@ -122,7 +134,9 @@ impl Landed {
             journal.record_all(&ids)?;
         }
         let mut lists = self.lists();
-        lists.recorded.extend(ids);
+        if self.keep {
+            lists.recorded.extend(ids);
+        }
         lists.bytes += batch.iter().map(|(_, size)| size).sum::<u64>();
         Ok(())
     }
