@@ -289,7 +289,7 @@ impl Vault {
         let mut records = Vec::with_capacity(scanned_disks.len());
         let mut bytes_changed = 0u64;
         for (source, map) in &scanned_disks {
-            let changed = changed_blocks(previous.get(&source.name), map);
+            let changed = changed_blocks(previous.get(&source.name).map(Arc::as_ref), map);
             bytes_changed += changed.iter().map(|&i| map.len_of(i) as u64).sum::<u64>();
             let map_digest = self.store().put_map(vm, &id, &source.name, map).await?;
             records.push(DiskRecord {
@@ -373,24 +373,31 @@ impl Vault {
 
     /// The block maps of the parent point for the disks being backed up again. A map that
     /// cannot be read only costs a full scan of that disk, so it is a warning, not an error.
+    ///
+    /// A map another reader in this process holds is shared, not read again (see
+    /// [`SharedMaps`]).
     pub(crate) async fn previous_maps(
         &self,
         parent: Option<&RecoveryPoint>,
         names: &HashSet<DiskName>,
         warnings: &mut Vec<String>,
-    ) -> HashMap<DiskName, BlockMap> {
+    ) -> HashMap<DiskName, Arc<BlockMap>> {
         let mut maps = HashMap::new();
         let Some(parent) = parent else {
             return maps;
         };
         for disk in parent.disks.iter().filter(|d| names.contains(&d.name)) {
+            if let Some(map) = SharedMaps::get(&disk.map_digest) {
+                maps.insert(disk.name.clone(), map);
+                continue;
+            }
             match self
                 .store()
                 .get_map(&parent.vm, &parent.id, &disk.name, Some(&disk.map_digest))
                 .await
             {
                 Ok(map) => {
-                    maps.insert(disk.name.clone(), map);
+                    maps.insert(disk.name.clone(), SharedMaps::share(&disk.map_digest, map));
                 }
                 Err(e) => warnings.push(format!(
                     "the previous point's map of disk {} is unusable ({e}); the disk was backed \
@@ -405,6 +412,36 @@ impl Vault {
 
 fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// The block maps this process's writers hold, by digest. A backup job's Snapshot and its
+/// early send both read the newest map of each disk, from the snapshot tier and from the
+/// vault, and when the vault's newest point is the tier's (transfers keeping up) the two are
+/// the same map, with the same digest: 32 MB each for a disk of a million blocks. The digest
+/// is checked as a map is read, so a map found here is the one asked for. Only weak
+/// references are kept: a map lives as long as a writer holds it.
+struct SharedMaps;
+
+static SHARED_MAPS: Mutex<Vec<(String, std::sync::Weak<BlockMap>)>> = Mutex::new(Vec::new());
+
+impl SharedMaps {
+    fn get(digest: &str) -> Option<Arc<BlockMap>> {
+        let mut maps = lock(&SHARED_MAPS);
+        maps.retain(|(_, map)| map.strong_count() > 0);
+        maps.iter()
+            .find(|(d, _)| d == digest)
+            .and_then(|(_, map)| map.upgrade())
+    }
+
+    /// `map`, read with digest `digest`, shared; or the one another reader shared meanwhile.
+    fn share(digest: &str, map: BlockMap) -> Arc<BlockMap> {
+        if let Some(shared) = SharedMaps::get(digest) {
+            return shared;
+        }
+        let map = Arc::new(map);
+        lock(&SHARED_MAPS).push((digest.to_owned(), Arc::downgrade(&map)));
+        map
+    }
 }
 
 /// What a writer holds while it writes, from [`Vault::begin_write`]: its lease (none in a
@@ -488,7 +525,7 @@ fn open_sources(
 /// not change is where it was, and one that moved is in the index. Without an index a moved
 /// block costs a `HEAD` before its upload, never a second copy.
 struct Known {
-    previous: Arc<HashMap<DiskName, BlockMap>>,
+    previous: Arc<HashMap<DiskName, Arc<BlockMap>>>,
     claimed: Arc<Claimed>,
     index: Option<Arc<ChunkIndex>>,
     damaged: HashSet<ChunkId>,
@@ -597,7 +634,7 @@ fn scan_all(
     let mut maps = Vec::with_capacity(sources.len());
     for (disk, source) in sources.into_iter().enumerate() {
         let chunker = Chunker::new(source.block_size);
-        let previous = known.previous.get(&source.name);
+        let previous = known.previous.get(&source.name).map(Arc::as_ref);
         let map = chunker.scan_blocks(&source.image, &source.blocks, time, |block| {
             let len = block.data.len() as u64;
             scanned.fetch_add(len, Ordering::Relaxed);
@@ -623,6 +660,23 @@ fn scan_all(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_map_held_by_one_reader_is_shared_with_the_next_and_forgotten_when_dropped() {
+        let map = || {
+            let ids = vec![ChunkId::of(b"a"); 4];
+            BlockMap::from_ids(4 << 20, BlockSize::default(), Timestamp::UNIX_EPOCH, ids)
+                .expect("map")
+        };
+        let digest = "shared-map-test";
+        let first = SharedMaps::share(digest, map());
+        let second = SharedMaps::share(digest, map());
+        assert!(Arc::ptr_eq(&first, &second), "the second read is the first map");
+        let found = SharedMaps::get(digest).expect("held, so found");
+        assert!(Arc::ptr_eq(&first, &found));
+        drop((first, second, found));
+        assert!(SharedMaps::get(digest).is_none(), "no reader holds it any more");
+    }
 
     #[test]
     fn claimed_ids_are_claimed_once_and_come_out_sorted_without_the_exceptions() {

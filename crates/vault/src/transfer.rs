@@ -63,7 +63,7 @@ pub(crate) struct Prepared {
     pub(crate) damaged: HashSet<ChunkId>,
     pub(crate) warnings: Vec<String>,
     pub(crate) parent: Option<RecoveryPoint>,
-    pub(crate) previous: HashMap<DiskName, BlockMap>,
+    pub(crate) previous: HashMap<DiskName, Arc<BlockMap>>,
     pub(crate) index: Option<ChunkIndex>,
     /// Chunks an early send stored, and the bytes it stored.
     pub(crate) sent: ChunkSet,
@@ -278,7 +278,7 @@ impl Vault {
         let mut record = point.clone();
         let mut bytes_changed = 0u64;
         for (disk, map) in record.disks.iter_mut().zip(&maps) {
-            let changed = changed_blocks(prepared.previous.get(&disk.name), map);
+            let changed = changed_blocks(prepared.previous.get(&disk.name).map(Arc::as_ref), map);
             bytes_changed += changed.iter().map(|&i| map.len_of(i) as u64).sum::<u64>();
             disk.map_digest = self.store().put_map(vm, &point.id, &disk.name, map).await?;
         }
