@@ -267,7 +267,7 @@ impl Vault {
         let (_, synced) = landed.finish().await;
         // When every claimed chunk went through the upload stage and is synced, the claimed
         // ids are exactly what landed, but for those the store held already. Otherwise only
-        // the journal says what landed: it stays, and the next load of the index folds it in.
+        // the journal says what landed.
         let whole = scan.is_ok() && upload.is_ok() && synced.is_ok();
         let landed = match Arc::try_unwrap(claimed) {
             Ok(claimed) if whole => {
@@ -276,9 +276,15 @@ impl Vault {
             }
             _ => ChunkSet::new(),
         };
-        if whole && let Some(index) = index {
+        if let Some(index) = index {
             // Whatever landed is in the vault now, whether or not this backup commits.
-            Arc::unwrap_or_clone(index).add_all_and_save(&landed)?;
+            let mut index = Arc::unwrap_or_clone(index);
+            if whole {
+                index.add_all_and_save(&landed)?;
+            } else {
+                // Best effort: a journal left behind is folded in by the next load anyway.
+                let _ = index.save_journaled();
+            }
         }
         // An upload failure stops the scan too; report the cause, not the echo.
         let (bytes_stored, chunks_stored) = upload?;
@@ -671,11 +677,17 @@ mod tests {
         let digest = "shared-map-test";
         let first = SharedMaps::share(digest, map());
         let second = SharedMaps::share(digest, map());
-        assert!(Arc::ptr_eq(&first, &second), "the second read is the first map");
+        assert!(
+            Arc::ptr_eq(&first, &second),
+            "the second read is the first map"
+        );
         let found = SharedMaps::get(digest).expect("held, so found");
         assert!(Arc::ptr_eq(&first, &found));
         drop((first, second, found));
-        assert!(SharedMaps::get(digest).is_none(), "no reader holds it any more");
+        assert!(
+            SharedMaps::get(digest).is_none(),
+            "no reader holds it any more"
+        );
     }
 
     #[test]

@@ -206,6 +206,13 @@ impl ChunkIndex {
         self.add_all_and_save(&ChunkSet::from_iter(ids))
     }
 
+    /// Folds the journal into the index, saves the file and empties the journal: what a
+    /// writer that keeps no list of what landed does when it fails (it journaled them all).
+    pub fn save_journaled(&mut self) -> Result<()> {
+        let journaled = ChunkSet::from_vec(read_journal(&journal_path(&self.path)));
+        self.rewrite(&journaled, &ChunkSet::new())
+    }
+
     /// [`ChunkIndex::add_and_save`] of a set the caller has (no copy of it is made).
     pub fn add_all_and_save(&mut self, ids: &ChunkSet) -> Result<()> {
         self.rewrite(ids, &ChunkSet::new())
