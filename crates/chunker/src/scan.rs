@@ -88,6 +88,7 @@ impl Chunker {
         let bs = self.block_size.bytes();
         let size = image.size();
         let mut map = BlockMap::zeroed(size, self.block_size, created);
+        map.reserve(blocks.len());
         // In batches, each hashed in parallel and then written into the map: a disk of a
         // million blocks holds no list of a million (index, id) pairs beside its map. The
         // batches are large enough that the workers seldom wait at their ends.
@@ -114,6 +115,7 @@ impl Chunker {
             }
         }
         image.check_size_unchanged()?;
+        map.shrink_to_fit();
         Ok(map)
     }
 

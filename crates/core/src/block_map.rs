@@ -162,6 +162,18 @@ impl BlockMap {
         self.ids.len()
     }
 
+    /// Makes room for `blocks` more data blocks at once (a scan knows how many it will set),
+    /// instead of the list doubling as it grows.
+    pub fn reserve(&mut self, blocks: usize) {
+        self.ids.reserve_exact(blocks);
+    }
+
+    /// Gives back room reserved and not used (blocks found all-zero).
+    pub fn shrink_to_fit(&mut self) {
+        self.ids.shrink_to_fit();
+        self.extents.shrink_to_fit();
+    }
+
     /// Sets block `index` to `id`. Setting blocks in ascending order (as a scan does) costs
     /// nothing more than storing the id; setting an earlier block rebuilds the map's lists.
     ///
