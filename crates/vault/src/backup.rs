@@ -601,10 +601,7 @@ impl Claimed {
     /// True if `id` was not claimed before.
     fn insert(&self, id: ChunkId) -> bool {
         let shard = usize::from(id.as_bytes()[0]) * SHARDS / 256;
-        self.shards[shard]
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .insert(id)
+        lock(&self.shards[shard]).insert(id)
     }
 
     /// Every id claimed but those of `except`, as one set; the shards are freed one by one
