@@ -367,6 +367,22 @@ impl Store {
         Ok(digest)
     }
 
+    /// Whether this store's copy of the block map of `disk` in `point` is there and hashes to
+    /// `digest`: read and hashed, not decoded. For a reader that holds the map with that digest
+    /// already and only needs to know this copy is sound.
+    pub async fn map_matches(
+        &self,
+        vm: &VmName,
+        point: &PointId,
+        disk: &DiskName,
+        digest: &str,
+    ) -> Result<bool> {
+        let Some(bytes) = self.get(&layout::map(vm, point, disk)).await? else {
+            return Ok(false);
+        };
+        Ok(blake3::hash(&bytes).to_hex().as_str() == digest)
+    }
+
     /// The block map of `disk` in `point`, checked against `digest` (from the point record) when
     /// one is given.
     ///

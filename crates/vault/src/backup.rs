@@ -269,23 +269,28 @@ impl Vault {
         // ids are exactly what landed, but for those the store held already. Otherwise only
         // the journal says what landed.
         let whole = scan.is_ok() && upload.is_ok() && synced.is_ok();
-        let landed = match Arc::try_unwrap(claimed) {
-            Ok(claimed) if whole => {
+        // The scan dropped its handle on the claims when it ended.
+        let claimed = Arc::try_unwrap(claimed).ok();
+        debug_assert!(claimed.is_some(), "the scan still holds the claimed ids");
+        let landed = match claimed {
+            Some(claimed) if whole => {
                 let present = ChunkSet::from_vec(std::mem::take(&mut *lock(&present)));
-                claimed.into_set(&present)
+                Some(claimed.into_set(&present))
             }
-            _ => ChunkSet::new(),
+            _ => None,
         };
         if let Some(index) = index {
             // Whatever landed is in the vault now, whether or not this backup commits.
             let mut index = Arc::unwrap_or_clone(index);
-            if whole {
-                index.add_all_and_save(&landed)?;
-            } else {
+            match &landed {
+                Some(landed) => index.add_all_and_save(landed)?,
                 // Best effort: a journal left behind is folded in by the next load anyway.
-                let _ = index.save_journaled();
+                None => {
+                    let _ = index.save_journaled();
+                }
             }
         }
+        let landed = landed.unwrap_or_default();
         // An upload failure stops the scan too; report the cause, not the echo.
         let (bytes_stored, chunks_stored) = upload?;
         let scanned_disks = scan?;
@@ -393,7 +398,14 @@ impl Vault {
             return maps;
         };
         for disk in parent.disks.iter().filter(|d| names.contains(&d.name)) {
-            if let Some(map) = SharedMaps::get(&disk.map_digest) {
+            // This store's copy is still read and checked, so damage to it is noticed (and
+            // on a replicated store healed, by the read below) as when nothing is shared.
+            if let Some(map) = SharedMaps::get(&disk.map_digest)
+                && let Ok(true) = self
+                    .store()
+                    .map_matches(&parent.vm, &parent.id, &disk.name, &disk.map_digest)
+                    .await
+            {
                 maps.insert(disk.name.clone(), map);
                 continue;
             }
@@ -424,8 +436,10 @@ fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 /// early send both read the newest map of each disk, from the snapshot tier and from the
 /// vault, and when the vault's newest point is the tier's (transfers keeping up) the two are
 /// the same map, with the same digest: 32 MB each for a disk of a million blocks. The digest
-/// is checked as a map is read, so a map found here is the one asked for. Only weak
-/// references are kept: a map lives as long as a writer holds it.
+/// is checked as a map is read, so a map found here is the one asked for; the second reader
+/// still reads its own store's copy and checks its digest (the bytes, not a second decoded
+/// map), so a damaged copy warns as before. Only weak references are kept: a map lives as
+/// long as a writer holds it.
 struct SharedMaps;
 
 static SHARED_MAPS: Mutex<Vec<(String, std::sync::Weak<BlockMap>)>> = Mutex::new(Vec::new());
@@ -539,7 +553,9 @@ struct Known {
 
 impl Known {
     /// True the first time a new id is seen: the caller must send it. `previous` is the
-    /// previous point's map of the disk block `index` belongs to.
+    /// previous point's map of the disk block `index` belongs to. A block found only in the
+    /// index costs a `pread` there (see [`ChunkIndex`]): a disk that moved all its blocks, a
+    /// million of them, about a second on the scan's workers.
     fn claim(&self, previous: Option<&BlockMap>, index: usize, id: ChunkId) -> bool {
         if self.damaged.contains(&id) {
             return self.claimed.insert(id);
@@ -619,7 +635,7 @@ impl Claimed {
             let shard = std::mem::take(shard);
             ids.extend(shard.sorted.iter().filter(|id| !except.contains(id)));
         }
-        // Already sorted and distinct: this only checks it.
+        // Already sorted and distinct, so the sort in `from_vec` is one pass over them.
         ChunkSet::from_vec(ids)
     }
 }
