@@ -419,7 +419,37 @@ async fn a_directory_that_is_not_a_vault_is_refused() {
 async fn an_interrupted_upload_leaves_no_point_and_the_retry_sends_only_what_is_missing() {
     let dir = tempfile::tempdir().expect("tempdir");
     let vault = new_vault(dir.path()).await;
-    let mut image = Image::create(dir.path().join("disk.img"), 8 << 20);
+    interrupted_upload_then_retry(&vault, dir.path(), &|| {}).await;
+}
+
+/// The same with this host's chunk index: the failed backup folds what landed into it (its
+/// journal gone), so the retry knows those chunks without asking the store.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_interrupted_upload_with_a_chunk_index_records_what_landed() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let state = dir.path().join("state");
+    let vault = new_vault(dir.path()).await.with_state_dir(&state);
+    let index = state
+        .join("vaults")
+        .join(&vault.config().id)
+        .join("chunks.idx");
+    let vault_dir = dir.path().join("vault");
+    let names_every_chunk_stored = || {
+        assert!(
+            !index.with_extension("log").exists(),
+            "the journal is folded in"
+        );
+        let saved = blockvault_vault::ChunkIndex::load_current(&index, None).expect("index");
+        assert_eq!(saved.len(), chunk_files(&vault_dir).len());
+    };
+    interrupted_upload_then_retry(&vault, dir.path(), &names_every_chunk_stored).await;
+    names_every_chunk_stored();
+}
+
+/// A backup whose uploads of half the id space fail: no point, and a retry sends only what
+/// the failed one did not store. `after_failure` runs between the two.
+async fn interrupted_upload_then_retry(vault: &Vault, dir: &Path, after_failure: &dyn Fn()) {
+    let mut image = Image::create(dir.join("disk.img"), 8 << 20);
     for block in 0..64u64 {
         image.apply(Write {
             offset: block * 2 * BS,
@@ -429,29 +459,34 @@ async fn an_interrupted_upload_leaves_no_point_and_the_retry_sends_only_what_is_
     }
     // Files where the chunk fan-out directories of half the id space belong: every put of a
     // chunk whose id starts with 8..f fails, as a dying disk or endpoint would.
-    let chunks = dir.path().join("vault/chunks");
+    let chunks = dir.join("vault/chunks");
     std::fs::create_dir_all(&chunks).expect("mkdir");
     let blocked: Vec<String> = (0x80..=0xffu32).map(|b| format!("{b:02x}")).collect();
     for prefix in &blocked {
         std::fs::write(chunks.join(prefix), b"").expect("block");
     }
-    let err = backup(&vault, "vm1", &[&image], block_size(BS))
+    let err = backup(vault, "vm1", &[&image], block_size(BS))
         .await
         .expect_err("upload fails");
+    // Asked first (no index), the store's lookup fails; written at once, the chunk file.
     assert!(
-        matches!(err, Error::Store(StoreError::Backend { .. })),
+        matches!(
+            err,
+            Error::Store(StoreError::Backend { .. } | StoreError::Io { .. })
+        ),
         "{err}"
     );
     assert!(
         vault.vms().await.expect("vms").is_empty(),
         "no point is visible"
     );
-    let landed = chunk_files(&dir.path().join("vault")).len();
+    let landed = chunk_files(&dir.join("vault")).len();
+    after_failure();
 
     for prefix in &blocked {
         std::fs::remove_file(chunks.join(prefix)).expect("unblock");
     }
-    let report = backup(&vault, "vm1", &[&image], block_size(BS))
+    let report = backup(vault, "vm1", &[&image], block_size(BS))
         .await
         .expect("retry");
     let distinct: std::collections::HashSet<ChunkId> = image
@@ -464,9 +499,9 @@ async fn an_interrupted_upload_leaves_no_point_and_the_retry_sends_only_what_is_
         report.point.stats.chunks_stored as usize,
         distinct.len() - landed
     );
-    assert_eq!(chunk_files(&dir.path().join("vault")).len(), distinct.len());
-    let out = dir.path().join("out");
-    restore(&vault, "vm1", PointSelector::Latest, &out)
+    assert_eq!(chunk_files(&dir.join("vault")).len(), distinct.len());
+    let out = dir.join("out");
+    restore(vault, "vm1", PointSelector::Latest, &out)
         .await
         .expect("restore");
     assert!(std::fs::read(out.join("disk.img")).expect("read") == image.content);

@@ -330,7 +330,8 @@ async fn a_sweep_kept_waiting_holds_new_backups_back_until_it_has_run() {
         let (vault, request) = (vault.clone(), backup_request("web", &web.path));
         async move { vault.backup(&request, Arc::new(NoProgress)).await }
     });
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    // Long enough that the held backup has waited the second its warning needs.
+    tokio::time::sleep(Duration::from_millis(1200)).await;
     release.store(true, Ordering::SeqCst);
 
     running

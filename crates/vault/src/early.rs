@@ -95,7 +95,9 @@ impl Vault {
 impl EarlySend {
     /// Offers chunk `id`, just stored in the snapshot tier as `encoded`, found at block
     /// `place` (disk, index) when the caller knows where: a block the vault's newest point
-    /// has at the same place is not sent. Never waits.
+    /// has at the same place is not sent, nor one the vault's chunk index names. Without an
+    /// index (no state directory), a chunk the newest point holds at another place is sent
+    /// again, harmlessly. Never waits.
     ///
     /// Each chunk is meant to be offered once (a Snapshot stores each new chunk once), so no
     /// set of the ids offered is kept: a million-chunk disk would need one. An id offered

@@ -449,7 +449,7 @@ impl Saved {
         }
         if prefixes.len() != count {
             return Err(io(std::io::Error::other(format!(
-                "the index changed while it was saved: {} ids written, {count} expected",
+                "could not read the index back to save it: {} ids written, {count} expected",
                 prefixes.len()
             ))));
         }

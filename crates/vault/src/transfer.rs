@@ -157,7 +157,8 @@ impl Vault {
     /// The point's maps are complete descriptions of its disks, so the copy captures all churn
     /// since this vault's newest point of the VM, whatever snapshots were taken (and not
     /// transferred) in between. Only chunks this vault is not known to hold are copied (known:
-    /// the newest vault point's maps, the chunk index, the journal); each is read from the
+    /// at the same block in the newest vault point's maps, or in the chunk index, journal
+    /// included; see `Prepared::knows`); each is read from the
     /// source as stored (already compressed: nothing is compressed twice), checked against its
     /// id, and uploaded with at most `request.options.concurrency` in flight. Then the maps
     /// and, last, the point record, under the source point's id: the commit, as for a backup.
