@@ -283,7 +283,7 @@ impl Vault {
             // Whatever landed is in the vault now, whether or not this backup commits.
             let mut index = Arc::unwrap_or_clone(index);
             match &landed {
-                Some(landed) => index.add_all_and_save(landed)?,
+                Some(landed) => index.add_and_save(landed)?,
                 // Best effort: a journal left behind is folded in by the next load anyway.
                 None => {
                     let _ = index.save_journaled();

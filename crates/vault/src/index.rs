@@ -201,11 +201,6 @@ impl ChunkIndex {
         self.len() == 0
     }
 
-    /// Records chunks now known to be in the vault, saves the file and empties the journal.
-    pub fn add_and_save(&mut self, ids: impl IntoIterator<Item = ChunkId>) -> Result<()> {
-        self.add_all_and_save(&ChunkSet::from_iter(ids))
-    }
-
     /// Folds the journal into the index, saves the file and empties the journal: what a
     /// writer that keeps no list of what landed does when it fails (it journaled them all).
     pub fn save_journaled(&mut self) -> Result<()> {
@@ -213,8 +208,9 @@ impl ChunkIndex {
         self.rewrite(&journaled, &ChunkSet::new())
     }
 
-    /// [`ChunkIndex::add_and_save`] of a set the caller has (no copy of it is made).
-    pub fn add_all_and_save(&mut self, ids: &ChunkSet) -> Result<()> {
+    /// Records chunks now known to be in the vault, saves the file and empties the journal.
+    /// The set is merged as the file is written, not copied.
+    pub fn add_and_save(&mut self, ids: &ChunkSet) -> Result<()> {
         self.rewrite(ids, &ChunkSet::new())
     }
 
@@ -234,6 +230,7 @@ impl ChunkIndex {
             union(self.extra.as_slice(), add.as_slice())
                 .filter(|id| !self.saved.contains(id) && !remove.contains(id))
         };
+        // Counted first: the header, hashed before the body, holds the count.
         let side = beside().count();
         let gone = remove.iter().filter(|id| self.saved.contains(id)).count();
         let count = self.saved.len() - gone + side;
@@ -390,8 +387,8 @@ impl Saved {
     }
 
     /// Writes a file of `count` ids at `tmp` (for the index at `path`, named in errors): the
-    /// ids of `kept` (sorted) merged with `side` (sorted, none of them in `kept`), fsynced.
-    /// Returns it open, with its prefixes.
+    /// ids of `kept` (sorted) merged with `side` (sorted, none of them in `kept`), hashed as
+    /// they go, fsynced. Returns it open, with its prefixes.
     fn write(
         tmp: &Path,
         path: &Path,
@@ -406,58 +403,47 @@ impl Saved {
             .create_new(true)
             .open(tmp)
             .map_err(io)?;
-        let prefixes = Saved::write_ids(&file, path, count, kept, side)?;
+        let mut prefixes = Vec::with_capacity(count);
+        {
+            let mut out = HashingWriter {
+                inner: std::io::BufWriter::with_capacity(1 << 20, &file),
+                hasher: blake3::Hasher::new(),
+            };
+            out.write_all(MAGIC).map_err(io)?;
+            out.write_all(&1u16.to_le_bytes()).map_err(io)?;
+            out.write_all(&[0u8; 6]).map_err(io)?;
+            out.write_all(&(count as u64).to_le_bytes()).map_err(io)?;
+            let mut side = side.peekable();
+            let mut put = |id: ChunkId| -> Result<()> {
+                prefixes.push(prefix(&id));
+                out.write_all(id.as_bytes()).map_err(io)
+            };
+            for id in kept {
+                let id = id?;
+                while let Some(first) = side.next_if(|s| *s < id) {
+                    put(first)?;
+                }
+                put(id)?;
+            }
+            for id in side {
+                put(id)?;
+            }
+            if prefixes.len() != count {
+                return Err(io(std::io::Error::other(format!(
+                    "could not read the index back to save it: {} ids written, {count} expected",
+                    prefixes.len()
+                ))));
+            }
+            let digest = out.hasher.finalize();
+            let mut writer = out.inner;
+            writer.write_all(digest.as_bytes()).map_err(io)?;
+            writer.flush().map_err(io)?;
+        }
         file.sync_all().map_err(io)?;
         Ok(Saved {
             file: Some(Arc::new(file)),
             prefixes,
         })
-    }
-
-    /// The body of [`Saved::write`]: header, ids and digest into `file`; returns the prefixes.
-    fn write_ids(
-        file: &File,
-        path: &Path,
-        count: usize,
-        kept: impl Iterator<Item = Result<ChunkId>>,
-        side: impl Iterator<Item = ChunkId>,
-    ) -> Result<Vec<u64>> {
-        let io = |e| Error::io(path, e);
-        let mut out = HashingWriter {
-            inner: std::io::BufWriter::with_capacity(1 << 20, file),
-            hasher: blake3::Hasher::new(),
-        };
-        out.write_all(MAGIC).map_err(io)?;
-        out.write_all(&1u16.to_le_bytes()).map_err(io)?;
-        out.write_all(&[0u8; 6]).map_err(io)?;
-        out.write_all(&(count as u64).to_le_bytes()).map_err(io)?;
-        let mut prefixes = Vec::with_capacity(count);
-        let mut side = side.peekable();
-        let mut put = |id: ChunkId| -> Result<()> {
-            prefixes.push(prefix(&id));
-            out.write_all(id.as_bytes()).map_err(io)
-        };
-        for id in kept {
-            let id = id?;
-            while let Some(first) = side.next_if(|s| *s < id) {
-                put(first)?;
-            }
-            put(id)?;
-        }
-        for id in side {
-            put(id)?;
-        }
-        if prefixes.len() != count {
-            return Err(io(std::io::Error::other(format!(
-                "could not read the index back to save it: {} ids written, {count} expected",
-                prefixes.len()
-            ))));
-        }
-        let digest = out.hasher.finalize();
-        let mut writer = out.inner;
-        writer.write_all(digest.as_bytes()).map_err(io)?;
-        writer.flush().map_err(io)?;
-        Ok(prefixes)
     }
 }
 
@@ -625,7 +611,7 @@ mod tests {
         // A writer that finishes saves the index, which removes the journal.
         load(local.clone())
             .await
-            .add_and_save([ChunkId::of(b"a")])
+            .add_and_save(&ChunkSet::from_iter([ChunkId::of(b"a")]))
             .expect("save");
         assert!(!load(local).await.may_lack_landed());
     }
@@ -645,7 +631,7 @@ mod tests {
             .expect("rebuild");
         assert!(index.contains(&a) && index.len() == 1);
         let b = ChunkId::of(b"b");
-        index.add_and_save([b]).expect("save");
+        index.add_and_save(&ChunkSet::from_iter([b])).expect("save");
         let again = ChunkIndex::load_or_rebuild(&Store::in_memory(), &path, None)
             .await
             .expect("load");
@@ -690,7 +676,7 @@ mod tests {
 
         // A sweep elsewhere (a new epoch) makes the saved index stale: rebuilt from the store.
         let mut index = rebuilt;
-        index.add_and_save([b]).expect("save");
+        index.add_and_save(&ChunkSet::from_iter([b])).expect("save");
         let after_gc = ChunkIndex::load_or_rebuild(&store, &path, Some("e1"))
             .await
             .expect("rebuild");
@@ -734,7 +720,7 @@ mod tests {
                         ))
                         .expect("load");
                     for n in 0..40u8 {
-                        index.add_and_save([ChunkId::of(&[w, n])])?;
+                        index.add_and_save(&ChunkSet::from_iter([ChunkId::of(&[w, n])]))?;
                     }
                     Ok::<_, Error>(())
                 })
@@ -768,7 +754,7 @@ mod tests {
             .await
             .expect("empty");
         index
-            .add_and_save([c, a, ChunkId::of(b"other"), b])
+            .add_and_save(&ChunkSet::from_iter([c, a, ChunkId::of(b"other"), b]))
             .expect("save");
         assert!([a, b, c].iter().all(|id| index.contains(id)));
         assert!(!index.contains(&absent) && !index.contains(&twin(0)) && !index.contains(&twin(9)));
@@ -781,7 +767,9 @@ mod tests {
             index.contains(&a) && index.contains(&b),
             "its own file, still open"
         );
-        index.add_and_save([absent]).expect("save");
+        index
+            .add_and_save(&ChunkSet::from_iter([absent]))
+            .expect("save");
         let last = ChunkIndex::load_current(&path, None).expect("load");
         assert_eq!(last.all_ids().len(), 5);
         assert!([a, b, c, absent].iter().all(|id| last.contains(id)));
@@ -809,10 +797,10 @@ mod tests {
             .map(|n| ChunkId::of(&n.to_le_bytes()))
             .collect();
         index
-            .add_and_save(all[..12_000].iter().rev().copied())
+            .add_and_save(&all[..12_000].iter().rev().copied().collect())
             .expect("save");
         index
-            .add_and_save(all[8_000..].iter().chain(&all[..100]).copied())
+            .add_and_save(&all[8_000..].iter().chain(&all[..100]).copied().collect())
             .expect("save");
         assert_eq!(index.len(), all.len(), "duplicates dropped");
         let on_file = std::fs::read(&path).expect("read");

@@ -271,7 +271,7 @@ impl Vault {
         drop(recorded);
         if let Some(mut index) = index {
             // Whatever landed is in the vault now, whether or not this transfer commits.
-            index.add_all_and_save(&landed)?;
+            index.add_and_save(&landed)?;
         }
         let (bytes_copied, chunks_copied) = copied?;
         synced?;
