@@ -1,7 +1,10 @@
 use jiff::Timestamp;
 
-use crate::wire::{check_header, u32_at, u64_at};
 use crate::{BlockSize, ChunkId, Error, Result};
+
+mod decoder;
+
+pub use decoder::MapDecoder;
 
 const WHAT: &str = "block map";
 
@@ -319,70 +322,12 @@ impl BlockMap {
         runs
     }
 
-    /// Decodes a map of either format version, after checking its length, structure and
-    /// checksum (before anything is allocated for its ids).
+    /// Decodes a map of either format version, after checking its header, structure, length
+    /// and checksum. [`MapDecoder`] does the same with the bytes in pieces.
     pub fn decode(bytes: &[u8]) -> Result<BlockMap> {
-        let version = check_header(
-            WHAT,
-            bytes,
-            &Self::MAGIC,
-            Self::HEADER_LEN,
-            Self::VERSION,
-            10,
-        )?;
-        let malformed = |reason: String| Error::Malformed { what: WHAT, reason };
-        let block_size =
-            BlockSize::new(u64::from(u32_at(bytes, 12))).map_err(|e| malformed(e.to_string()))?;
-        let disk_size = u64_at(bytes, 16);
-        let created_ms = u64_at(bytes, 24) as i64;
-        let count = u64_at(bytes, 32);
-        if count != block_size.blocks_for(disk_size) {
-            return Err(malformed(format!(
-                "block count {count} does not cover a {disk_size}-byte disk of {block_size} blocks"
-            )));
-        }
-        let body = &bytes[Self::HEADER_LEN..];
-        let reserved = if version == 1 { 40 } else { 48 };
-        let expected = match version {
-            1 => count.checked_mul(ChunkId::LEN as u64),
-            _ => runs_length(body, u64_at(bytes, 40), count)?,
-        }
-        .and_then(|len| len.checked_add(Self::HEADER_LEN as u64))
-        .ok_or_else(|| malformed("block count overflows".to_owned()))?;
-        if (bytes.len() as u64) < expected {
-            return Err(Error::Truncated {
-                what: WHAT,
-                expected,
-                actual: bytes.len() as u64,
-            });
-        }
-        if (bytes.len() as u64) > expected {
-            return Err(malformed(format!(
-                "{} trailing bytes after the last block id",
-                bytes.len() as u64 - expected
-            )));
-        }
-        let mut hasher = blake3::Hasher::new();
-        hasher.update(&bytes[..64]);
-        hasher.update(body);
-        if hasher.finalize().as_bytes() != &bytes[64..96] {
-            return Err(Error::ChecksumMismatch { what: WHAT });
-        }
-        if bytes[reserved..64].iter().any(|&b| b != 0) || bytes[11] != 0 {
-            return Err(malformed("reserved header bytes are not zero".to_owned()));
-        }
-        let created = Timestamp::from_millisecond(created_ms)
-            .map_err(|e| malformed(format!("creation time: {e}")))?;
-        let mut map = BlockMap::zeroed(disk_size, block_size, created);
-        match version {
-            1 => {
-                for (index, bytes) in body.chunks_exact(ChunkId::LEN).enumerate() {
-                    map.push(index, id_at(bytes));
-                }
-            }
-            _ => map.push_runs(body),
-        }
-        Ok(map)
+        let mut decoder = MapDecoder::new(Some(bytes.len() as u64));
+        decoder.feed(bytes);
+        decoder.finish()
     }
 }
 
@@ -398,61 +343,6 @@ fn id_at(bytes: &[u8]) -> ChunkId {
     let mut id = [0u8; ChunkId::LEN];
     id.copy_from_slice(&bytes[..ChunkId::LEN]);
     ChunkId::from_bytes(id)
-}
-
-/// The length a version-2 body of `runs` runs must have, walking the run headers that are
-/// there; `None` on overflow. The runs must cover exactly `count` blocks. A body that ends
-/// early yields the length it should have had (the caller reports it truncated).
-fn runs_length(body: &[u8], runs: u64, count: u64) -> Result<Option<u64>> {
-    let malformed = |reason: String| Error::Malformed { what: WHAT, reason };
-    let (mut at, mut blocks) = (0u64, 0u64);
-    for _ in 0..runs {
-        let Some(next) = at.checked_add(16) else {
-            return Ok(None);
-        };
-        if next > body.len() as u64 {
-            // Truncated inside the run headers: at least this much was due.
-            return Ok(Some(next));
-        }
-        let zeros = u64_at(body, at as usize);
-        let literals = u64_at(body, at as usize + 8);
-        blocks = match blocks
-            .checked_add(zeros)
-            .and_then(|b| b.checked_add(literals))
-        {
-            Some(b) if b <= count => b,
-            _ => return Err(malformed(format!("runs cover more than {count} blocks"))),
-        };
-        let Some(end) = literals
-            .checked_mul(ChunkId::LEN as u64)
-            .and_then(|len| next.checked_add(len))
-        else {
-            return Ok(None);
-        };
-        at = end;
-    }
-    if blocks != count && at <= body.len() as u64 {
-        return Err(malformed(format!("runs cover {blocks} blocks of {count}")));
-    }
-    Ok(Some(at))
-}
-
-impl BlockMap {
-    /// Records the runs of a version-2 body that [`runs_length`] accepted.
-    fn push_runs(&mut self, body: &[u8]) {
-        let (mut at, mut index) = (0, 0);
-        while index < self.len {
-            let zeros = u64_at(body, at) as usize;
-            let literals = u64_at(body, at + 8) as usize;
-            at += 16;
-            index += zeros;
-            for bytes in body[at..at + literals * ChunkId::LEN].chunks_exact(ChunkId::LEN) {
-                self.push(index, id_at(bytes));
-                index += 1;
-            }
-            at += literals * ChunkId::LEN;
-        }
-    }
 }
 
 impl std::fmt::Debug for BlockMap {

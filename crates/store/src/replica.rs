@@ -306,7 +306,7 @@ pub(crate) async fn map_from_replica(
         return Err(problem);
     };
     let (map, bytes) = secondary
-        .get_map_here(vm, point, disk, digest)
+        .get_map_bytes_here(vm, point, disk, digest)
         .await
         .map_err(|e| also_bad(problem, secondary, e))?;
     replica

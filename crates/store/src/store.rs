@@ -3,10 +3,11 @@ use std::path::{Path as FsPath, PathBuf};
 use std::sync::Arc;
 
 use blockvault_core::{
-    BlockMap, ChunkDecoder, ChunkId, DiskName, PointId, RecoveryPoint, SoftDeleteMarker,
-    VaultConfig, VmName,
+    BlockMap, ChunkDecoder, ChunkId, DiskName, MapDecoder, PointId, RecoveryPoint,
+    SoftDeleteMarker, VaultConfig, VmName,
 };
 use bytes::Bytes;
+use futures::stream::BoxStream;
 use futures::{StreamExt, TryStreamExt, stream};
 use object_store::local::LocalFileSystem;
 use object_store::memory::InMemory;
@@ -368,7 +369,7 @@ impl Store {
     }
 
     /// Whether this store's copy of the block map of `disk` in `point` is there and hashes to
-    /// `digest`: read and hashed, not decoded. For a reader that holds the map with that digest
+    /// `digest`: hashed as it is read, not decoded nor held. For a reader that holds the map with that digest
     /// already and only needs to know this copy is sound.
     pub async fn map_matches(
         &self,
@@ -377,10 +378,14 @@ impl Store {
         disk: &DiskName,
         digest: &str,
     ) -> Result<bool> {
-        let Some(bytes) = self.get(&layout::map(vm, point, disk)).await? else {
+        let Some((_, mut pieces)) = self.get_pieces(&layout::map(vm, point, disk)).await? else {
             return Ok(false);
         };
-        Ok(blake3::hash(&bytes).to_hex().as_str() == digest)
+        let mut hasher = blake3::Hasher::new();
+        while let Some(piece) = pieces.try_next().await? {
+            hasher.update(&piece);
+        }
+        Ok(hasher.finalize().to_hex().as_str() == digest)
     }
 
     /// The block map of `disk` in `point`, checked against `digest` (from the point record) when
@@ -408,7 +413,7 @@ impl Store {
         digest: Option<&str>,
     ) -> Result<(BlockMap, bool)> {
         match self.get_map_here(vm, point, disk, digest).await {
-            Ok((map, _)) => Ok((map, false)),
+            Ok(map) => Ok((map, false)),
             Err(problem)
                 if self.replica.is_some() && (problem.is_missing() || problem.is_corrupt()) =>
             {
@@ -420,20 +425,39 @@ impl Store {
         }
     }
 
-    /// The block map as this store (not its secondary) holds it, checked, with its bytes.
+    /// The block map as this store (not its secondary) holds it, checked, decoded as its bytes
+    /// arrive: the encoding is never held whole beside the map (at a million blocks each is
+    /// 32 MB).
     pub(crate) async fn get_map_here(
         &self,
         vm: &VmName,
         point: &PointId,
         disk: &DiskName,
         digest: Option<&str>,
+    ) -> Result<BlockMap> {
+        let (size, mut pieces) = self
+            .get_pieces(&layout::map(vm, point, disk))
+            .await?
+            .ok_or_else(|| Error::MapMissing {
+                vm: vm.clone(),
+                point: point.clone(),
+                disk: disk.clone(),
+            })?;
+        let mut reader = MapReader::new(size);
+        while let Some(piece) = pieces.try_next().await? {
+            reader.feed(&piece);
+        }
+        reader.finish(vm, point, disk, digest)
+    }
+
+    /// [`Store::get_map_here`] with the map's bytes as well, to heal another copy with.
+    pub(crate) async fn get_map_bytes_here(
+        &self,
+        vm: &VmName,
+        point: &PointId,
+        disk: &DiskName,
+        digest: Option<&str>,
     ) -> Result<(BlockMap, Bytes)> {
-        let corrupt = |reason: String| Error::MapCorrupt {
-            vm: vm.clone(),
-            point: point.clone(),
-            disk: disk.clone(),
-            reason,
-        };
         let bytes = self
             .get(&layout::map(vm, point, disk))
             .await?
@@ -442,18 +466,9 @@ impl Store {
                 point: point.clone(),
                 disk: disk.clone(),
             })?;
-        if let Some(expected) = digest {
-            let actual = blake3::hash(&bytes).to_hex();
-            if actual.as_str() != expected {
-                return Err(corrupt(format!(
-                    "its digest {} does not match the point record's {}",
-                    &actual[..16],
-                    &expected[..expected.len().min(16)]
-                )));
-            }
-        }
-        let map = BlockMap::decode(&bytes).map_err(|e| corrupt(e.to_string()))?;
-        Ok((map, bytes))
+        let mut reader = MapReader::new(bytes.len() as u64);
+        reader.feed(&bytes);
+        Ok((reader.finish(vm, point, disk, digest)?, bytes))
     }
 
     // ---- recovery points --------------------------------------------------------------------
@@ -715,6 +730,75 @@ impl Store {
             .await
             .map(Some)
             .map_err(|source| backend("get", key, source))
+    }
+
+    /// Object `key` as the backend delivers it, piece by piece, with its size; `None` when
+    /// there is no such object. For objects read once and not kept whole.
+    pub(crate) async fn get_pieces(
+        &self,
+        key: &Path,
+    ) -> Result<Option<(u64, BoxStream<'static, Result<Bytes>>)>> {
+        let result = match self.objects.get(key).await {
+            Ok(result) => result,
+            Err(object_store::Error::NotFound { .. }) => return Ok(None),
+            Err(source) => return Err(backend("get", key, source)),
+        };
+        let size = result.meta.size;
+        let key = key.clone();
+        let pieces = result
+            .into_stream()
+            .map_err(move |source| backend("get", &key, source))
+            .boxed();
+        Ok(Some((size, pieces)))
+    }
+}
+
+/// A block map read as it arrives: decoded, and hashed for the point record's digest.
+struct MapReader {
+    decoder: MapDecoder,
+    digest: blake3::Hasher,
+}
+
+impl MapReader {
+    fn new(size: u64) -> MapReader {
+        MapReader {
+            decoder: MapDecoder::new(Some(size)),
+            digest: blake3::Hasher::new(),
+        }
+    }
+
+    fn feed(&mut self, bytes: &[u8]) {
+        self.digest.update(bytes);
+        self.decoder.feed(bytes);
+    }
+
+    /// The map, if it hashes to `digest` (when given) and decodes. A digest that does not
+    /// match is named before anything the decode found: it says the whole object is not the
+    /// one the point record wrote.
+    fn finish(
+        self,
+        vm: &VmName,
+        point: &PointId,
+        disk: &DiskName,
+        digest: Option<&str>,
+    ) -> Result<BlockMap> {
+        let corrupt = |reason: String| Error::MapCorrupt {
+            vm: vm.clone(),
+            point: point.clone(),
+            disk: disk.clone(),
+            reason,
+        };
+        if let Some(expected) = digest {
+            let actual = self.digest.finalize().to_hex();
+            if actual.as_str() != expected {
+                return Err(corrupt(format!(
+                    "its digest {} does not match the point record's {}",
+                    &actual[..16],
+                    &expected[..expected.len().min(16)]
+                )));
+            }
+        }
+        self.decoder.finish().map_err(|e| corrupt(e.to_string()))
     }
 }
 
