@@ -6,15 +6,20 @@ use blockvault_core::BlockMap;
 ///
 /// Blocks that became all-zero are not listed: the new map records them as zero and nothing needs
 /// storing. A block whose length changed (the tail of a resized disk) counts as changed.
-pub fn changed_blocks(old: Option<&BlockMap>, new: &BlockMap) -> Vec<usize> {
+///
+/// The blocks come in order, as they are found: a full backup of a million blocks need not
+/// hold a list of a million numbers.
+pub fn changed_blocks<'a>(
+    old: Option<&'a BlockMap>,
+    new: &'a BlockMap,
+) -> impl Iterator<Item = usize> + 'a {
     let comparable = old.filter(|o| o.block_size() == new.block_size());
     new.data()
-        .filter(|&(i, id)| match comparable {
+        .filter(move |&(i, id)| match comparable {
             Some(old) if i < old.len() => old.get(i) != Some(id) || old.len_of(i) != new.len_of(i),
             _ => true,
         })
         .map(|(i, _)| i)
-        .collect()
 }
 
 #[cfg(test)]
@@ -44,15 +49,24 @@ mod tests {
     fn only_new_non_zero_blocks_are_changed() {
         let old = map(&[1, 2, 0, 4, 5], 65536);
         let new = map(&[1, 9, 3, 0, 5], 65536);
-        assert_eq!(changed_blocks(Some(&old), &new), vec![1, 2]);
-        assert_eq!(changed_blocks(None, &new), vec![0, 1, 2, 4]);
+        assert_eq!(
+            changed_blocks(Some(&old), &new).collect::<Vec<_>>(),
+            vec![1, 2]
+        );
+        assert_eq!(
+            changed_blocks(None, &new).collect::<Vec<_>>(),
+            vec![0, 1, 2, 4]
+        );
     }
 
     #[test]
     fn growth_and_tail_changes_count() {
         let old = map(&[1, 2], 100);
         let new = map(&[1, 2, 3], 65536);
-        assert_eq!(changed_blocks(Some(&old), &new), vec![1, 2]);
+        assert_eq!(
+            changed_blocks(Some(&old), &new).collect::<Vec<_>>(),
+            vec![1, 2]
+        );
     }
 
     #[test]
@@ -66,6 +80,9 @@ mod tests {
             vec![ChunkId::of(&[1])],
         )
         .expect("map");
-        assert_eq!(changed_blocks(Some(&old), &new), vec![0, 1]);
+        assert_eq!(
+            changed_blocks(Some(&old), &new).collect::<Vec<_>>(),
+            vec![0, 1]
+        );
     }
 }

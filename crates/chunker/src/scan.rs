@@ -266,7 +266,7 @@ mod tests {
                 .filter(|(_, (a, b))| a != b && b.iter().any(|&x| x != 0))
                 .map(|(i, _)| i)
                 .collect();
-            prop_assert_eq!(changed_blocks(Some(&old), &new), truly);
+            prop_assert_eq!(changed_blocks(Some(&old), &new).collect::<Vec<_>>(), truly);
         }
     }
 }

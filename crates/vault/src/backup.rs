@@ -300,8 +300,9 @@ impl Vault {
         let mut records = Vec::with_capacity(scanned_disks.len());
         let mut bytes_changed = 0u64;
         for (source, map) in &scanned_disks {
-            let changed = changed_blocks(previous.get(&source.name).map(Arc::as_ref), map);
-            bytes_changed += changed.iter().map(|&i| map.len_of(i) as u64).sum::<u64>();
+            bytes_changed += changed_blocks(previous.get(&source.name).map(Arc::as_ref), map)
+                .map(|i| map.len_of(i) as u64)
+                .sum::<u64>();
             let map_digest = self.store().put_map(vm, &id, &source.name, map).await?;
             records.push(DiskRecord {
                 name: source.name.clone(),

@@ -279,8 +279,10 @@ impl Vault {
         let mut record = point.clone();
         let mut bytes_changed = 0u64;
         for (disk, map) in record.disks.iter_mut().zip(&maps) {
-            let changed = changed_blocks(prepared.previous.get(&disk.name).map(Arc::as_ref), map);
-            bytes_changed += changed.iter().map(|&i| map.len_of(i) as u64).sum::<u64>();
+            bytes_changed +=
+                changed_blocks(prepared.previous.get(&disk.name).map(Arc::as_ref), map)
+                    .map(|i| map.len_of(i) as u64)
+                    .sum::<u64>();
             disk.map_digest = self.store().put_map(vm, &point.id, &disk.name, map).await?;
         }
         record.parent = prepared.parent.as_ref().map(|p| p.id.clone());
