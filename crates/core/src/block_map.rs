@@ -3,8 +3,10 @@ use jiff::Timestamp;
 use crate::{BlockSize, ChunkId, Error, Result};
 
 mod decoder;
+mod encoder;
 
 pub use decoder::MapDecoder;
+pub use encoder::MapEncoder;
 
 const WHAT: &str = "block map";
 
@@ -262,18 +264,8 @@ impl BlockMap {
     /// The map in the current format (version 2): zero ids as run lengths, so a sparse disk's
     /// map costs what its data blocks cost, not its size.
     pub fn encode(&self) -> Vec<u8> {
-        let runs = self.runs();
-        let mut out =
-            Vec::with_capacity(Self::HEADER_LEN + runs.len() * 16 + self.ids.len() * ChunkId::LEN);
-        self.header(&mut out, 2, runs.len() as u64);
-        for (zeros, ids) in &runs {
-            out.extend_from_slice(&(*zeros as u64).to_le_bytes());
-            out.extend_from_slice(&(ids.len() as u64).to_le_bytes());
-            for id in *ids {
-                out.extend_from_slice(id.as_bytes());
-            }
-        }
-        seal(&mut out);
+        let mut out = Vec::with_capacity(self.encoded_len() as usize);
+        self.encoder().fill(&mut out, usize::MAX);
         out
     }
 

@@ -46,7 +46,7 @@ mod point;
 mod wire;
 
 pub use crate::{
-    block_map::{BlockMap, MapDecoder},
+    block_map::{BlockMap, MapDecoder, MapEncoder},
     block_size::BlockSize,
     chunk::{ChunkDecoder, ChunkEncoder, ChunkObject, Codec},
     chunk_set::ChunkSet,

@@ -142,27 +142,56 @@ async fn maps_round_trip_and_are_checked(store: &Store) {
     );
 }
 
-/// A block map big enough to go up in parts (the threshold lowered to 1 MiB): a 2 TiB disk at
-/// 4 MiB blocks, every block holding data (maps store only data blocks), 16 MiB of ids.
+/// Large objects go up in parts. A block map bigger than a part is sent in parts as it is
+/// encoded ([`large_map`], three parts). Any other object over the multipart threshold (lowered
+/// here to 1 MiB) is sent in parts whole.
 async fn large_objects_go_up_in_parts(store: &Store) {
-    let store = store.clone().with_multipart_threshold(1 << 20);
     let point = PointId::generate(Timestamp::UNIX_EPOCH, b"multipart");
     let disk = DiskName::new("huge.img").expect("name");
+    let map = large_map();
+    let whole = map.encode();
+    assert!(whole.len() > 2 * crate::store::MAP_PART_SIZE, "three parts");
+    let digest = store
+        .put_map(&vm(), &point, &disk, &map)
+        .await
+        .expect("map put in parts");
+    assert_eq!(
+        digest,
+        blake3::hash(&whole).to_hex().as_str(),
+        "the digest is the whole encoding's"
+    );
+    let back = store
+        .get_map(&vm(), &point, &disk, Some(&digest))
+        .await
+        .expect("get");
+    assert!(back == map, "the map put in parts reads back whole");
+    assert!(
+        store
+            .map_matches(&vm(), &point, &disk, &digest)
+            .await
+            .expect("matches"),
+        "and hashes to its digest as stored"
+    );
+
+    let lowered = store.clone().with_multipart_threshold(1 << 20);
+    let key = object_store::path::Path::from("conformance/large-object");
+    let bytes = bytes::Bytes::from(whole[..3 << 20].to_vec());
+    lowered
+        .put(&key, bytes.clone())
+        .await
+        .expect("put in parts");
+    assert!(lowered.get(&key).await.expect("get") == Some(bytes));
+    lowered.delete(&key).await.expect("delete");
+}
+
+/// A map too big to go up in one part: a 2 TiB disk at 4 MiB blocks, all data, 16 MiB of ids.
+pub(crate) fn large_map() -> BlockMap {
     let bs = BlockSize::new(4 << 20).expect("4 MiB");
     let mut map = BlockMap::zeroed(2 << 40, bs, Timestamp::UNIX_EPOCH);
     for i in 0..map.len() {
         map.set(i, ChunkId::of(&(i as u64).to_le_bytes()));
     }
-    assert!(map.encode().len() > 3 << 20, "at least three parts");
-    let digest = store
-        .put_map(&vm(), &point, &disk, &map)
-        .await
-        .expect("multipart put");
-    let back = store
-        .get_map(&vm(), &point, &disk, Some(&digest))
-        .await
-        .expect("get");
-    assert!(back == map, "the multipart map reads back whole");
+    map
 }
 
 async fn points_commit_list_and_fail_by_name(store: &Store) {

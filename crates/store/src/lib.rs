@@ -170,6 +170,8 @@ mod pool;
 mod replica;
 mod s3;
 mod store;
+#[cfg(any(test, feature = "conformance"))]
+pub mod testing;
 
 pub use crate::{
     coordination::{ListedChunk, ListedLease},

@@ -29,6 +29,11 @@ const MULTIPART_THRESHOLD: usize = 64 << 20;
 /// Size of each part of a multipart upload (S3 wants at least 5 MiB but for the last).
 const PART_SIZE: usize = 16 << 20;
 
+/// Block maps whose encoding is larger than this go up in parts of this size as they are
+/// encoded, never held whole (a map of a million blocks is 32 MB). S3 wants parts of at least
+/// 5 MiB.
+pub(crate) const MAP_PART_SIZE: usize = 8 << 20;
+
 /// Free chunk read buffers a local store keeps for reuse: more than the reads a restore or
 /// verify has in flight at once by default (8).
 const READ_BUFFERS: usize = 16;
@@ -353,7 +358,8 @@ impl Store {
     // ---- block maps -------------------------------------------------------------------------
 
     /// Stores the block map of `disk` in `point`; returns the BLAKE3 digest of its encoding, for
-    /// the point record.
+    /// the point record. A large map is put in parts as it is encoded: the object appears whole
+    /// when the upload completes, or not at all.
     pub async fn put_map(
         &self,
         vm: &VmName,
@@ -361,11 +367,37 @@ impl Store {
         disk: &DiskName,
         map: &BlockMap,
     ) -> Result<String> {
-        let encoded = map.encode();
-        let digest = blake3::hash(&encoded).to_hex().to_string();
-        self.put(&layout::map(vm, point, disk), encoded.into())
-            .await?;
-        Ok(digest)
+        let key = layout::map(vm, point, disk);
+        if map.encoded_len() <= MAP_PART_SIZE as u64 || self.replica.is_some() {
+            // A replicated store writes the same bytes twice: those maps are encoded whole.
+            let encoded = map.encode();
+            let digest = blake3::hash(&encoded).to_hex().to_string();
+            self.put(&key, encoded.into()).await?;
+            return Ok(digest);
+        }
+        let mut upload = self
+            .objects
+            .put_multipart(&key)
+            .await
+            .map_err(|source| backend("put", &key, source))?;
+        let mut encoder = map.encoder();
+        let mut digest = blake3::Hasher::new();
+        let sent = async {
+            while !encoder.is_done() {
+                let mut part = Vec::with_capacity(MAP_PART_SIZE);
+                encoder.fill(&mut part, MAP_PART_SIZE);
+                digest.update(&part);
+                upload.put_part(PutPayload::from(part)).await?;
+            }
+            upload.complete().await
+        }
+        .await;
+        if let Err(source) = sent {
+            // Best effort: a store that keeps parts of an unfinished upload drops them.
+            let _ = upload.abort().await;
+            return Err(backend("put", &key, source));
+        }
+        Ok(digest.finalize().to_hex().to_string())
     }
 
     /// Whether this store's copy of the block map of `disk` in `point` is there and hashes to
@@ -826,4 +858,37 @@ pub(crate) fn backend(op: &'static str, key: &Path, source: object_store::Error)
 pub(crate) enum Entries {
     Objects,
     Prefixes,
+}
+
+#[cfg(test)]
+mod tests {
+    use blockvault_core::VmName;
+    use jiff::Timestamp;
+
+    use super::*;
+    use crate::testing::ProbedStore;
+
+    /// A map going up in parts whose upload fails after its first part: the error names the
+    /// map, and no map, whole or partial, is left for a reader.
+    #[tokio::test]
+    async fn a_map_upload_failing_midway_leaves_no_map() {
+        let store = Store::new(Arc::new(ProbedStore::failing_parts_after(1)), "probed");
+        let vm = VmName::new("vm").expect("name");
+        let point = PointId::generate(Timestamp::UNIX_EPOCH, b"failing");
+        let disk = DiskName::new("disk.img").expect("name");
+        let err = store
+            .put_map(&vm, &point, &disk, &crate::conformance::large_map())
+            .await
+            .expect_err("the second part fails");
+        assert!(
+            matches!(&err, Error::Backend { op: "put", key, .. } if key.ends_with("disk.img.map")),
+            "{err}"
+        );
+        assert!(err.to_string().contains("refused the part"), "{err}");
+        let err = store
+            .get_map(&vm, &point, &disk, None)
+            .await
+            .expect_err("no map");
+        assert!(matches!(err, Error::MapMissing { .. }), "{err}");
+    }
 }

@@ -477,6 +477,8 @@ fn whoami() -> String {
 
 #[cfg(test)]
 mod tests {
+    use blockvault_store::testing::ProbedStore;
+
     use super::*;
 
     const POLL: Duration = Duration::from_millis(20);
@@ -662,97 +664,13 @@ mod tests {
         assert!(store.list_leases().await.expect("list").is_empty());
     }
 
-    /// An in-memory object store that counts the writer leases put into it.
-    #[derive(Debug, Default)]
-    struct CountingStore {
-        inner: object_store::memory::InMemory,
-        writer_leases: std::sync::atomic::AtomicU64,
-    }
-
-    impl std::fmt::Display for CountingStore {
-        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-            write!(f, "counting {}", self.inner)
-        }
-    }
-
-    #[async_trait::async_trait]
-    impl object_store::ObjectStore for CountingStore {
-        async fn put_opts(
-            &self,
-            location: &object_store::path::Path,
-            payload: object_store::PutPayload,
-            opts: object_store::PutOptions,
-        ) -> object_store::Result<object_store::PutResult> {
-            if location.as_ref().starts_with("leases/writer-") {
-                self.writer_leases
-                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-            }
-            self.inner.put_opts(location, payload, opts).await
-        }
-
-        async fn put_multipart_opts(
-            &self,
-            location: &object_store::path::Path,
-            opts: object_store::PutMultipartOptions,
-        ) -> object_store::Result<Box<dyn object_store::MultipartUpload>> {
-            self.inner.put_multipart_opts(location, opts).await
-        }
-
-        async fn get_opts(
-            &self,
-            location: &object_store::path::Path,
-            options: object_store::GetOptions,
-        ) -> object_store::Result<object_store::GetResult> {
-            self.inner.get_opts(location, options).await
-        }
-
-        fn delete_stream(
-            &self,
-            locations: futures::stream::BoxStream<
-                'static,
-                object_store::Result<object_store::path::Path>,
-            >,
-        ) -> futures::stream::BoxStream<'static, object_store::Result<object_store::path::Path>>
-        {
-            self.inner.delete_stream(locations)
-        }
-
-        fn list(
-            &self,
-            prefix: Option<&object_store::path::Path>,
-        ) -> futures::stream::BoxStream<'static, object_store::Result<object_store::ObjectMeta>>
-        {
-            self.inner.list(prefix)
-        }
-
-        async fn list_with_delimiter(
-            &self,
-            prefix: Option<&object_store::path::Path>,
-        ) -> object_store::Result<object_store::ListResult> {
-            self.inner.list_with_delimiter(prefix).await
-        }
-
-        async fn copy_opts(
-            &self,
-            from: &object_store::path::Path,
-            to: &object_store::path::Path,
-            options: object_store::CopyOptions,
-        ) -> object_store::Result<()> {
-            self.inner.copy_opts(from, to, options).await
-        }
-    }
-
     /// Writers held back by a pending sweep must not look like running writers to it: they
     /// wait without a lease, or a dozen of them would keep the sweep from ever starting.
     #[tokio::test]
     async fn held_writers_wait_without_writing_leases() {
-        let counting = Arc::new(CountingStore::default());
+        let counting = Arc::new(ProbedStore::counting("leases/writer-"));
         let store = Store::new(counting.clone(), "counting");
-        let writes = || {
-            counting
-                .writer_leases
-                .load(std::sync::atomic::Ordering::Relaxed)
-        };
+        let writes = || counting.puts();
         let hold = Lease::write(&store, LeaseKind::SweepPending, "gc")
             .await
             .expect("hold");

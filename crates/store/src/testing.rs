@@ -1,0 +1,144 @@
+//! A test double for the tests of this crate and others: an in-memory object store that
+//! counts puts and fails multipart uploads on request, as a dying endpoint would.
+
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+
+use futures::stream::BoxStream;
+use object_store::memory::InMemory;
+use object_store::path::Path;
+use object_store::{
+    CopyOptions, GetOptions, GetResult, ListResult, MultipartUpload, ObjectMeta, ObjectStore,
+    PutMultipartOptions, PutOptions, PutPayload, PutResult, UploadPart,
+};
+
+/// An [`InMemory`] object store that counts the puts of keys under a prefix
+/// ([`ProbedStore::puts`]) and, when told to, refuses every multipart part after the first
+/// few.
+#[derive(Debug, Default)]
+pub struct ProbedStore {
+    inner: InMemory,
+    counted_prefix: String,
+    puts: AtomicU64,
+    /// Parts every multipart upload may put before the rest fail; `usize::MAX` for no limit.
+    parts_allowed: AtomicUsize,
+}
+
+impl ProbedStore {
+    /// A store counting the puts of keys that start with `prefix`.
+    pub fn counting(prefix: impl Into<String>) -> ProbedStore {
+        ProbedStore {
+            counted_prefix: prefix.into(),
+            parts_allowed: AtomicUsize::new(usize::MAX),
+            ..ProbedStore::default()
+        }
+    }
+
+    /// A store whose multipart uploads fail from their part `parts + 1` on.
+    pub fn failing_parts_after(parts: usize) -> ProbedStore {
+        ProbedStore {
+            parts_allowed: AtomicUsize::new(parts),
+            ..ProbedStore::default()
+        }
+    }
+
+    /// Puts so far of keys under the counted prefix.
+    pub fn puts(&self) -> u64 {
+        self.puts.load(Ordering::Relaxed)
+    }
+}
+
+impl std::fmt::Display for ProbedStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "probed {}", self.inner)
+    }
+}
+
+/// A multipart upload whose parts fail once `left` reaches zero.
+#[derive(Debug)]
+struct FailingParts {
+    inner: Box<dyn MultipartUpload>,
+    left: usize,
+}
+
+#[async_trait::async_trait]
+impl MultipartUpload for FailingParts {
+    fn put_part(&mut self, data: PutPayload) -> UploadPart {
+        if self.left == 0 {
+            return Box::pin(async {
+                Err(object_store::Error::Generic {
+                    store: "probed",
+                    source: "the endpoint refused the part".into(),
+                })
+            });
+        }
+        self.left -= 1;
+        self.inner.put_part(data)
+    }
+
+    async fn complete(&mut self) -> object_store::Result<PutResult> {
+        self.inner.complete().await
+    }
+
+    async fn abort(&mut self) -> object_store::Result<()> {
+        self.inner.abort().await
+    }
+}
+
+#[async_trait::async_trait]
+impl ObjectStore for ProbedStore {
+    async fn put_opts(
+        &self,
+        location: &Path,
+        payload: PutPayload,
+        opts: PutOptions,
+    ) -> object_store::Result<PutResult> {
+        if !self.counted_prefix.is_empty() && location.as_ref().starts_with(&self.counted_prefix) {
+            self.puts.fetch_add(1, Ordering::Relaxed);
+        }
+        self.inner.put_opts(location, payload, opts).await
+    }
+
+    async fn put_multipart_opts(
+        &self,
+        location: &Path,
+        opts: PutMultipartOptions,
+    ) -> object_store::Result<Box<dyn MultipartUpload>> {
+        let inner = self.inner.put_multipart_opts(location, opts).await?;
+        Ok(match self.parts_allowed.load(Ordering::Relaxed) {
+            usize::MAX => inner,
+            left => Box::new(FailingParts { inner, left }),
+        })
+    }
+
+    async fn get_opts(
+        &self,
+        location: &Path,
+        options: GetOptions,
+    ) -> object_store::Result<GetResult> {
+        self.inner.get_opts(location, options).await
+    }
+
+    fn delete_stream(
+        &self,
+        locations: BoxStream<'static, object_store::Result<Path>>,
+    ) -> BoxStream<'static, object_store::Result<Path>> {
+        self.inner.delete_stream(locations)
+    }
+
+    fn list(&self, prefix: Option<&Path>) -> BoxStream<'static, object_store::Result<ObjectMeta>> {
+        self.inner.list(prefix)
+    }
+
+    async fn list_with_delimiter(&self, prefix: Option<&Path>) -> object_store::Result<ListResult> {
+        self.inner.list_with_delimiter(prefix).await
+    }
+
+    async fn copy_opts(
+        &self,
+        from: &Path,
+        to: &Path,
+        options: CopyOptions,
+    ) -> object_store::Result<()> {
+        self.inner.copy_opts(from, to, options).await
+    }
+}
