@@ -31,5 +31,5 @@ pub use crate::{
     diff::changed_blocks,
     error::{Error, Result},
     image::DiskImage,
-    scan::{Block, Chunker},
+    scan::{Block, Chunker, DataBlocks},
 };

@@ -1,3 +1,5 @@
+use std::ops::Range;
+
 use blockvault_core::{BlockMap, BlockSize, ChunkId};
 use jiff::Timestamp;
 use rayon::prelude::*;
@@ -6,6 +8,47 @@ use crate::{DiskImage, Error, Result};
 
 /// Blocks hashed per batch of a scan (see [`Chunker::scan_blocks`]).
 const SCAN_BATCH: usize = 4096;
+
+/// The blocks of a disk image that hold data, as ascending runs of block numbers: a disk whose
+/// million data blocks lie in a few extents costs a few runs, not a list of a million numbers.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct DataBlocks {
+    runs: Vec<Range<usize>>,
+    len: usize,
+}
+
+impl DataBlocks {
+    /// Blocks `first..=last`, after every block added so far but for those it already has
+    /// (neighbouring extents may share a block).
+    fn add(&mut self, first: usize, last: usize) {
+        let from = match self.runs.last() {
+            Some(run) => first.max(run.end),
+            None => first,
+        };
+        if from > last {
+            return;
+        }
+        self.len += last + 1 - from;
+        match self.runs.last_mut() {
+            Some(run) if run.end == from => run.end = last + 1,
+            _ => self.runs.push(from..last + 1),
+        }
+    }
+
+    /// Blocks in all.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// The block numbers, ascending.
+    pub fn iter(&self) -> impl Iterator<Item = usize> + '_ {
+        self.runs.iter().flat_map(Clone::clone)
+    }
+}
 
 /// One block read from a disk image, as the scan hands it to its visitor.
 #[derive(Debug)]
@@ -39,20 +82,16 @@ impl Chunker {
         self.block_size
     }
 
-    /// The indices of the blocks that overlap the image's data extents, ascending. All other
-    /// blocks lie in holes.
-    pub fn data_blocks(&self, image: &DiskImage) -> Result<Vec<usize>> {
+    /// The blocks that overlap the image's data extents, ascending. All other blocks lie in
+    /// holes.
+    pub fn data_blocks(&self, image: &DiskImage) -> Result<DataBlocks> {
         let bs = self.block_size.bytes();
-        let mut blocks: Vec<usize> = Vec::new();
+        let mut blocks = DataBlocks::default();
         for extent in image.data_extents()? {
-            let first = (extent.start / bs) as usize;
-            let last = ((extent.end - 1) / bs) as usize;
-            // Extents are ascending; neighbours may share a block.
-            let from = match blocks.last() {
-                Some(&prev) if prev >= first => prev + 1,
-                _ => first,
-            };
-            blocks.extend(from..=last);
+            blocks.add(
+                (extent.start / bs) as usize,
+                ((extent.end - 1) / bs) as usize,
+            );
         }
         Ok(blocks)
     }
@@ -77,7 +116,7 @@ impl Chunker {
     pub fn scan_blocks<E, F>(
         &self,
         image: &DiskImage,
-        blocks: &[usize],
+        blocks: &DataBlocks,
         created: Timestamp,
         visit: F,
     ) -> Result<BlockMap, E>
@@ -92,7 +131,14 @@ impl Chunker {
         // In batches, each hashed in parallel and then written into the map: a disk of a
         // million blocks holds no list of a million (index, id) pairs beside its map. The
         // batches are large enough that the workers seldom wait at their ends.
-        for batch in blocks.chunks(SCAN_BATCH) {
+        let mut indices = blocks.iter();
+        let mut batch = Vec::with_capacity(SCAN_BATCH.min(blocks.len()));
+        loop {
+            batch.clear();
+            batch.extend(indices.by_ref().take(SCAN_BATCH));
+            if batch.is_empty() {
+                break;
+            }
             let ids = batch
                 .par_iter()
                 .map_init(Vec::new, |buf: &mut Vec<u8>, &index| {
@@ -120,11 +166,11 @@ impl Chunker {
     }
 
     /// Bytes a scan of `blocks` reads: their lengths, the last one possibly short.
-    pub fn bytes_of(&self, image: &DiskImage, blocks: &[usize]) -> u64 {
+    pub fn bytes_of(&self, image: &DiskImage, blocks: &DataBlocks) -> u64 {
         let bs = self.block_size.bytes();
         blocks
             .iter()
-            .map(|&i| (image.size().saturating_sub(i as u64 * bs)).min(bs))
+            .map(|i| (image.size().saturating_sub(i as u64 * bs)).min(bs))
             .sum()
     }
 
@@ -163,6 +209,20 @@ mod tests {
 
     fn naive_ids(content: &[u8], bs: BlockSize) -> Vec<ChunkId> {
         content.chunks(bs.as_usize()).map(ChunkId::of).collect()
+    }
+
+    #[test]
+    fn data_blocks_join_neighbouring_extents_and_count_a_shared_block_once() {
+        let mut blocks = DataBlocks::default();
+        for (first, last) in [(0, 2), (2, 3), (5, 5), (5, 7), (6, 6), (9, 9)] {
+            blocks.add(first, last);
+        }
+        assert_eq!(
+            blocks.iter().collect::<Vec<_>>(),
+            vec![0, 1, 2, 3, 5, 6, 7, 9]
+        );
+        assert_eq!(blocks.len(), 8);
+        assert_eq!(blocks.runs, vec![0..4, 5..8, 9..10]);
     }
 
     #[test]

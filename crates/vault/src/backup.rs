@@ -5,7 +5,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
-use blockvault_chunker::{Chunker, DiskImage, changed_blocks};
+use blockvault_chunker::{Chunker, DataBlocks, DiskImage, changed_blocks};
 use blockvault_core::{
     BlockMap, BlockSize, ChunkEncoder, ChunkId, ChunkSet, Consistency, DiskName, DiskRecord,
     PointId, PointStats, RecoveryPoint, VmName,
@@ -67,7 +67,7 @@ struct Source {
     image: DiskImage,
     block_size: BlockSize,
     /// The blocks that overlap data; the others are holes.
-    blocks: Vec<usize>,
+    blocks: DataBlocks,
 }
 
 thread_local! {

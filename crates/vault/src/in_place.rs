@@ -20,7 +20,7 @@ use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
-use blockvault_chunker::{Chunker, DiskImage};
+use blockvault_chunker::{Chunker, DataBlocks, DiskImage};
 use blockvault_core::{BlockMap, BlockSize, RecoveryPoint, is_zero};
 use jiff::Timestamp;
 use rustix::fs::FallocateFlags;
@@ -140,7 +140,7 @@ impl Vault {
 /// What a disk holds now: known from the caller, or to be found by scanning these blocks.
 enum Current {
     Known(BlockMap),
-    Scan(DiskImage, Chunker, Vec<usize>),
+    Scan(DiskImage, Chunker, DataBlocks),
 }
 
 /// Sets every disk to its point's size (`shapes`: disk size and block size, in disk order),
