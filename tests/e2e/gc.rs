@@ -292,6 +292,20 @@ async fn a_sweep_kept_waiting_holds_new_backups_back_until_it_has_run() {
         kind: 3,
     });
 
+    // Garbage, so that the collection has something to sweep and a sweep to wait for: without
+    // it, the collection sweeps only if the running backup's first chunks have landed when it
+    // lists, and a loaded machine may not have stored any yet (it then ends at once).
+    let orphan = b"a chunk no point names";
+    let orphan_id = ChunkId::of(orphan);
+    let encoded = blockvault_core::ChunkEncoder::new()
+        .expect("encoder")
+        .encode(orphan);
+    vault
+        .store()
+        .put_chunk(&orphan_id, encoded.into())
+        .await
+        .expect("put the orphan");
+
     // A backup whose scan stalls until the held one is waiting holds its writer lease
     // meanwhile (however slowly a busy machine runs the collection up to its hold).
     let release = Arc::new(AtomicBool::new(false));
@@ -323,7 +337,10 @@ async fn a_sweep_kept_waiting_holds_new_backups_back_until_it_has_run() {
         if holding {
             break;
         }
-        assert!(!collecting.is_finished(), "the collection ended unheld");
+        if collecting.is_finished() {
+            let outcome = collecting.await.expect("join");
+            panic!("the collection ended unheld: {outcome:?}");
+        }
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     let held = tokio::spawn({
@@ -354,6 +371,10 @@ async fn a_sweep_kept_waiting_holds_new_backups_back_until_it_has_run() {
             .any(|w| w.contains("garbage collection")),
         "the held backup says why it waited: {:?}",
         second.warnings
+    );
+    assert!(
+        report.chunks_deleted >= 1 && !chunks_in(&vault).await.contains(&orphan_id),
+        "the sweep ran and took the orphan: {report:?}"
     );
     assert_no_lease_left(&vault).await;
     let out = dir.path().join("out");

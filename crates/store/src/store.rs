@@ -401,8 +401,8 @@ impl Store {
     }
 
     /// Whether this store's copy of the block map of `disk` in `point` is there and hashes to
-    /// `digest`: hashed as it is read, not decoded nor held. For a reader that holds the map with that digest
-    /// already and only needs to know this copy is sound.
+    /// `digest`: hashed as it is read, neither decoded nor held. For a reader that holds the map
+    /// with that digest already and only needs to know this copy is sound.
     pub async fn map_matches(
         &self,
         vm: &VmName,
