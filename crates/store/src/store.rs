@@ -34,6 +34,9 @@ const PART_SIZE: usize = 16 << 20;
 /// 5 MiB.
 pub(crate) const MAP_PART_SIZE: usize = 8 << 20;
 
+/// Bytes of a map's encoding made at a time while its parts fill.
+const MAP_PIECE: usize = 1 << 20;
+
 /// Free chunk read buffers a local store keeps for reuse: more than the reads a restore or
 /// verify has in flight at once by default (8).
 const READ_BUFFERS: usize = 16;
@@ -375,28 +378,33 @@ impl Store {
             self.put(&key, encoded.into()).await?;
             return Ok(digest);
         }
-        let mut upload = self
+        let upload = self
             .objects
             .put_multipart(&key)
             .await
             .map_err(|source| backend("put", &key, source))?;
+        // Parts of one size but the last (some S3-compatible stores require it), one at a
+        // time: the next is made once the last is up, so at most a part is held.
+        let mut parts = WriteMultipart::new_with_chunk_size(upload, MAP_PART_SIZE);
         let mut encoder = map.encoder();
         let mut digest = blake3::Hasher::new();
-        let sent = async {
-            while !encoder.is_done() {
-                let mut part = Vec::with_capacity(MAP_PART_SIZE);
-                encoder.fill(&mut part, MAP_PART_SIZE);
-                digest.update(&part);
-                upload.put_part(PutPayload::from(part)).await?;
+        let mut piece = Vec::with_capacity(MAP_PIECE);
+        while !encoder.is_done() {
+            if let Err(source) = parts.wait_for_capacity(1).await {
+                // Best effort: a store that keeps parts of an unfinished upload drops them.
+                let _ = parts.abort().await;
+                return Err(backend("put", &key, source));
             }
-            upload.complete().await
+            piece.clear();
+            encoder.fill(&mut piece, MAP_PIECE);
+            digest.update(&piece);
+            parts.write(&piece);
         }
-        .await;
-        if let Err(source) = sent {
-            // Best effort: a store that keeps parts of an unfinished upload drops them.
-            let _ = upload.abort().await;
-            return Err(backend("put", &key, source));
-        }
+        // Aborts the upload itself when it fails.
+        parts
+            .finish()
+            .await
+            .map_err(|source| backend("put", &key, source))?;
         Ok(digest.finalize().to_hex().to_string())
     }
 
@@ -868,11 +876,40 @@ mod tests {
     use super::*;
     use crate::testing::ProbedStore;
 
+    /// A large map goes up in parts of one size but the last (some S3-compatible stores
+    /// refuse others), and its digest is the whole encoding's.
+    #[tokio::test]
+    async fn a_large_map_goes_up_in_equal_parts() {
+        let probe = Arc::new(ProbedStore::counting("maps/"));
+        let store = Store::new(probe.clone(), "probed");
+        let vm = VmName::new("vm").expect("name");
+        let point = PointId::generate(Timestamp::UNIX_EPOCH, b"parts");
+        let disk = DiskName::new("disk.img").expect("name");
+        let map = crate::conformance::large_map();
+        let digest = store.put_map(&vm, &point, &disk, &map).await.expect("put");
+        let whole = map.encode();
+        assert_eq!(digest, blake3::hash(&whole).to_hex().as_str());
+        let parts = probe.part_sizes();
+        let (last, full) = parts.split_last().expect("parts");
+        assert!(full.len() >= 2, "{parts:?}");
+        assert!(full.iter().all(|&p| p == MAP_PART_SIZE), "{parts:?}");
+        assert!(*last <= MAP_PART_SIZE && parts.iter().sum::<usize>() == whole.len());
+        assert_eq!(probe.puts(), 0, "no whole-object put");
+        assert!(
+            store
+                .get_map(&vm, &point, &disk, Some(&digest))
+                .await
+                .expect("get")
+                == map
+        );
+    }
+
     /// A map going up in parts whose upload fails after its first part: the error names the
-    /// map, and no map, whole or partial, is left for a reader.
+    /// map, the upload is aborted, and no map, whole or partial, is left for a reader.
     #[tokio::test]
     async fn a_map_upload_failing_midway_leaves_no_map() {
-        let store = Store::new(Arc::new(ProbedStore::failing_parts_after(1)), "probed");
+        let probe = Arc::new(ProbedStore::failing_parts_after(1));
+        let store = Store::new(probe.clone(), "probed");
         let vm = VmName::new("vm").expect("name");
         let point = PointId::generate(Timestamp::UNIX_EPOCH, b"failing");
         let disk = DiskName::new("disk.img").expect("name");
@@ -885,6 +922,7 @@ mod tests {
             "{err}"
         );
         assert!(err.to_string().contains("refused the part"), "{err}");
+        assert!(probe.aborted(), "the upload is aborted");
         let err = store
             .get_map(&vm, &point, &disk, None)
             .await

@@ -1,7 +1,9 @@
 //! A test double for the tests of this crate and others: an in-memory object store that
-//! counts puts and fails multipart uploads on request, as a dying endpoint would.
+//! counts puts, records multipart uploads, and fails them on request, as a dying endpoint
+//! would.
 
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
 
 use futures::stream::BoxStream;
 use object_store::memory::InMemory;
@@ -12,8 +14,8 @@ use object_store::{
 };
 
 /// An [`InMemory`] object store that counts the puts of keys under a prefix
-/// ([`ProbedStore::puts`]) and, when told to, refuses every multipart part after the first
-/// few.
+/// ([`ProbedStore::puts`]), records the parts of multipart uploads and whether one was aborted,
+/// and, when told to, refuses every multipart part after the first few.
 #[derive(Debug, Default)]
 pub struct ProbedStore {
     inner: InMemory,
@@ -21,6 +23,14 @@ pub struct ProbedStore {
     puts: AtomicU64,
     /// Parts every multipart upload may put before the rest fail; `usize::MAX` for no limit.
     parts_allowed: AtomicUsize,
+    uploads: Arc<Uploads>,
+}
+
+/// What the multipart uploads did.
+#[derive(Debug, Default)]
+struct Uploads {
+    part_sizes: Mutex<Vec<usize>>,
+    aborted: AtomicBool,
 }
 
 impl ProbedStore {
@@ -28,12 +38,12 @@ impl ProbedStore {
     pub fn counting(prefix: impl Into<String>) -> ProbedStore {
         ProbedStore {
             counted_prefix: prefix.into(),
-            parts_allowed: AtomicUsize::new(usize::MAX),
-            ..ProbedStore::default()
+            ..ProbedStore::failing_parts_after(usize::MAX)
         }
     }
 
-    /// A store whose multipart uploads fail from their part `parts + 1` on.
+    /// A store whose multipart uploads fail from their part `parts + 1` on (never for
+    /// `usize::MAX`).
     pub fn failing_parts_after(parts: usize) -> ProbedStore {
         ProbedStore {
             parts_allowed: AtomicUsize::new(parts),
@@ -45,6 +55,20 @@ impl ProbedStore {
     pub fn puts(&self) -> u64 {
         self.puts.load(Ordering::Relaxed)
     }
+
+    /// The size of every multipart part put so far, in the order they were put.
+    pub fn part_sizes(&self) -> Vec<usize> {
+        self.uploads
+            .part_sizes
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
+    /// Whether a multipart upload was aborted.
+    pub fn aborted(&self) -> bool {
+        self.uploads.aborted.load(Ordering::Relaxed)
+    }
 }
 
 impl std::fmt::Display for ProbedStore {
@@ -53,16 +77,22 @@ impl std::fmt::Display for ProbedStore {
     }
 }
 
-/// A multipart upload whose parts fail once `left` reaches zero.
+/// A multipart upload, recorded, whose parts fail once `left` reaches zero.
 #[derive(Debug)]
-struct FailingParts {
+struct ProbedUpload {
     inner: Box<dyn MultipartUpload>,
     left: usize,
+    uploads: Arc<Uploads>,
 }
 
 #[async_trait::async_trait]
-impl MultipartUpload for FailingParts {
+impl MultipartUpload for ProbedUpload {
     fn put_part(&mut self, data: PutPayload) -> UploadPart {
+        self.uploads
+            .part_sizes
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .push(data.content_length());
         if self.left == 0 {
             return Box::pin(async {
                 Err(object_store::Error::Generic {
@@ -80,6 +110,7 @@ impl MultipartUpload for FailingParts {
     }
 
     async fn abort(&mut self) -> object_store::Result<()> {
+        self.uploads.aborted.store(true, Ordering::Relaxed);
         self.inner.abort().await
     }
 }
@@ -104,10 +135,11 @@ impl ObjectStore for ProbedStore {
         opts: PutMultipartOptions,
     ) -> object_store::Result<Box<dyn MultipartUpload>> {
         let inner = self.inner.put_multipart_opts(location, opts).await?;
-        Ok(match self.parts_allowed.load(Ordering::Relaxed) {
-            usize::MAX => inner,
-            left => Box::new(FailingParts { inner, left }),
-        })
+        Ok(Box::new(ProbedUpload {
+            inner,
+            left: self.parts_allowed.load(Ordering::Relaxed),
+            uploads: Arc::clone(&self.uploads),
+        }))
     }
 
     async fn get_opts(

@@ -14,6 +14,10 @@ use super::{BlockMap, WHAT, id_at};
 use crate::wire::{check_header, u32_at, u64_at};
 use crate::{BlockSize, ChunkId, Error, Result};
 
+/// The most bytes of ids reserved up front from a size hint (as many for the extents): a map
+/// of two million data blocks. A larger map's lists grow as its ids arrive.
+const MAX_RESERVED: u64 = 64 << 20;
+
 /// Decodes a block map from its encoding fed in pieces of any size; see the module docs.
 ///
 /// ```
@@ -29,8 +33,8 @@ use crate::{BlockSize, ChunkId, Error, Result};
 /// ```
 pub struct MapDecoder {
     /// The encoding's length if known beforehand (an object's size): room for the ids is
-    /// made once instead of the list doubling as it grows. Only ever an upper bound on what
-    /// is reserved, never trusted for the checks.
+    /// made once instead of the list doubling as it grows. Trusted for nothing else, and for
+    /// that only up to [`MAX_RESERVED`]: a store that misstates a size costs no more.
     size_hint: Option<u64>,
     /// Bytes fed so far.
     fed: u64,
@@ -199,10 +203,13 @@ impl Body {
                 // At most this many ids fit in the object, each at least 32 bytes, and each
                 // extent costs a run header besides.
                 let body = size.saturating_sub(BlockMap::HEADER_LEN as u64);
-                let ids =
-                    (body.saturating_sub(runs.saturating_mul(16)) / ChunkId::LEN as u64).min(count);
+                let ids = (body.saturating_sub(runs.saturating_mul(16)) / ChunkId::LEN as u64)
+                    .min(count)
+                    .min(MAX_RESERVED / ChunkId::LEN as u64);
                 map.reserve(usize::try_from(ids).unwrap_or(0));
-                let extents = runs.min(body / (16 + ChunkId::LEN as u64));
+                let extents = runs
+                    .min(body / (16 + ChunkId::LEN as u64))
+                    .min(MAX_RESERVED / 16);
                 map.extents
                     .reserve_exact(usize::try_from(extents).unwrap_or(0));
             }
@@ -456,24 +463,155 @@ mod tests {
     }
 
     #[test]
-    fn the_room_made_for_ids_never_exceeds_what_the_object_can_hold() {
-        // A header that claims a huge disk and size hint larger than the bytes: the ids
-        // reserved are bounded by the hint, and the decode fails cleanly as truncated.
+    fn the_room_made_for_ids_is_bounded_by_the_hint_and_a_cap() {
+        // A header that claims a huge disk, and size hints larger than the bytes: the ids
+        // reserved are bounded by the hint, and by the cap whatever the hint; the decode fails
+        // cleanly as truncated.
         let bs = BlockSize::new(64 << 10).expect("bs");
         let huge = BlockMap::zeroed(1 << 50, bs, Timestamp::UNIX_EPOCH).encode();
-        let mut decoder = MapDecoder::new(Some(1 << 20));
-        decoder.feed(&huge[..BlockMap::HEADER_LEN]);
-        let State::Body(body) = &decoder.state else {
-            panic!("the header is in");
-        };
-        assert!(body.map.ids.capacity() <= (1 << 20) / ChunkId::LEN);
-        assert!(matches!(decoder.finish(), Err(Error::Truncated { .. })));
+        for (hint, bound) in [(1 << 20, 1 << 20), (1 << 40, MAX_RESERVED as usize)] {
+            let mut decoder = MapDecoder::new(Some(hint));
+            decoder.feed(&huge[..BlockMap::HEADER_LEN]);
+            let State::Body(body) = &decoder.state else {
+                panic!("the header is in");
+            };
+            let reserved = body.map.ids.capacity();
+            assert!(
+                reserved > 0 && reserved <= bound / ChunkId::LEN,
+                "{reserved} ids"
+            );
+            assert!(matches!(decoder.finish(), Err(Error::Truncated { .. })));
+        }
+    }
+
+    /// The whole-buffer decode this decoder replaced (`7c64200`), kept as the reference the
+    /// decoder must agree with, error for error.
+    mod reference {
+        use jiff::Timestamp;
+
+        use super::super::super::{BlockMap, WHAT, id_at};
+        use crate::wire::{check_header, u32_at, u64_at};
+        use crate::{BlockSize, ChunkId, Error, Result};
+
+        pub(super) fn decode(bytes: &[u8]) -> Result<BlockMap> {
+            let version = check_header(
+                WHAT,
+                bytes,
+                &BlockMap::MAGIC,
+                BlockMap::HEADER_LEN,
+                BlockMap::VERSION,
+                10,
+            )?;
+            let malformed = |reason: String| Error::Malformed { what: WHAT, reason };
+            let block_size = BlockSize::new(u64::from(u32_at(bytes, 12)))
+                .map_err(|e| malformed(e.to_string()))?;
+            let disk_size = u64_at(bytes, 16);
+            let created_ms = u64_at(bytes, 24) as i64;
+            let count = u64_at(bytes, 32);
+            if count != block_size.blocks_for(disk_size) {
+                return Err(malformed(format!(
+                    "block count {count} does not cover a {disk_size}-byte disk of {block_size} blocks"
+                )));
+            }
+            let body = &bytes[BlockMap::HEADER_LEN..];
+            let reserved = if version == 1 { 40 } else { 48 };
+            let expected = match version {
+                1 => count.checked_mul(ChunkId::LEN as u64),
+                _ => runs_length(body, u64_at(bytes, 40), count)?,
+            }
+            .and_then(|len| len.checked_add(BlockMap::HEADER_LEN as u64))
+            .ok_or_else(|| malformed("block count overflows".to_owned()))?;
+            if (bytes.len() as u64) < expected {
+                return Err(Error::Truncated {
+                    what: WHAT,
+                    expected,
+                    actual: bytes.len() as u64,
+                });
+            }
+            if (bytes.len() as u64) > expected {
+                return Err(malformed(format!(
+                    "{} trailing bytes after the last block id",
+                    bytes.len() as u64 - expected
+                )));
+            }
+            let mut hasher = blake3::Hasher::new();
+            hasher.update(&bytes[..64]);
+            hasher.update(body);
+            if hasher.finalize().as_bytes() != &bytes[64..96] {
+                return Err(Error::ChecksumMismatch { what: WHAT });
+            }
+            if bytes[reserved..64].iter().any(|&b| b != 0) || bytes[11] != 0 {
+                return Err(malformed("reserved header bytes are not zero".to_owned()));
+            }
+            let created = Timestamp::from_millisecond(created_ms)
+                .map_err(|e| malformed(format!("creation time: {e}")))?;
+            let mut map = BlockMap::zeroed(disk_size, block_size, created);
+            match version {
+                1 => {
+                    for (index, bytes) in body.chunks_exact(ChunkId::LEN).enumerate() {
+                        map.push(index, id_at(bytes));
+                    }
+                }
+                _ => push_runs(&mut map, body),
+            }
+            Ok(map)
+        }
+
+        fn runs_length(body: &[u8], runs: u64, count: u64) -> Result<Option<u64>> {
+            let malformed = |reason: String| Error::Malformed { what: WHAT, reason };
+            let (mut at, mut blocks) = (0u64, 0u64);
+            for _ in 0..runs {
+                let Some(next) = at.checked_add(16) else {
+                    return Ok(None);
+                };
+                if next > body.len() as u64 {
+                    // Truncated inside the run headers: at least this much was due.
+                    return Ok(Some(next));
+                }
+                let zeros = u64_at(body, at as usize);
+                let literals = u64_at(body, at as usize + 8);
+                blocks = match blocks
+                    .checked_add(zeros)
+                    .and_then(|b| b.checked_add(literals))
+                {
+                    Some(b) if b <= count => b,
+                    _ => return Err(malformed(format!("runs cover more than {count} blocks"))),
+                };
+                let Some(end) = literals
+                    .checked_mul(ChunkId::LEN as u64)
+                    .and_then(|len| next.checked_add(len))
+                else {
+                    return Ok(None);
+                };
+                at = end;
+            }
+            if blocks != count && at <= body.len() as u64 {
+                return Err(malformed(format!("runs cover {blocks} blocks of {count}")));
+            }
+            Ok(Some(at))
+        }
+
+        fn push_runs(map: &mut BlockMap, body: &[u8]) {
+            let (mut at, mut index) = (0, 0);
+            while index < map.len {
+                let zeros = u64_at(body, at) as usize;
+                let literals = u64_at(body, at + 8) as usize;
+                at += 16;
+                index += zeros;
+                for bytes in body[at..at + literals * ChunkId::LEN].chunks_exact(ChunkId::LEN) {
+                    map.push(index, id_at(bytes));
+                    index += 1;
+                }
+                at += literals * ChunkId::LEN;
+            }
+        }
     }
 
     proptest! {
-        /// However the bytes are split, the decoder reaches what one whole feed reaches, for
-        /// sound maps and for maps damaged anywhere (re-sealed or not, so that checks past the
-        /// checksum are reached too).
+        /// However the bytes are split, the decoder reaches what one whole feed reaches, and
+        /// what the old whole-buffer decode reached, for sound maps of both versions and for
+        /// maps damaged anywhere (re-sealed or not, so that checks past the checksum are
+        /// reached too).
         #[test]
         fn any_split_decodes_as_the_whole(
             blocks in 0usize..40,
@@ -481,6 +619,7 @@ mod tests {
             damage in proptest::option::of((any::<usize>(), any::<u8>())),
             keep in proptest::option::of(any::<usize>()),
             reseal in any::<bool>(),
+            v1 in any::<bool>(),
             cuts in proptest::collection::vec(any::<usize>(), 0..6),
         ) {
             let bs = BlockSize::new(64 << 10).expect("bs");
@@ -490,7 +629,7 @@ mod tests {
                     map.set(at % blocks, ChunkId::from_bytes([value | 1; 32]));
                 }
             }
-            let mut bytes = map.encode();
+            let mut bytes = if v1 { map.encode_v1() } else { map.encode() };
             if let Some((at, xor)) = damage {
                 let at = at % bytes.len();
                 bytes[at] ^= xor;
@@ -506,6 +645,8 @@ mod tests {
             cuts.sort_unstable();
             let split = decode_split(&bytes, &cuts);
             prop_assert!(same(&whole, &split), "{:?} against {:?}", whole, split);
+            let before = reference::decode(&bytes);
+            prop_assert!(same(&whole, &before), "{:?} against the old decode's {:?}", whole, before);
             if damage.is_none() && keep.is_none() {
                 prop_assert_eq!(whole.expect("sound"), map);
             }
