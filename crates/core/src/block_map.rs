@@ -355,7 +355,8 @@ mod tests {
 
     use super::*;
 
-    fn sample() -> BlockMap {
+    /// Six blocks, data in blocks 1 and 5: runs (1 zero, 1 id) and (3 zeros, 1 id), 192 bytes.
+    pub(super) fn sample() -> BlockMap {
         let created: Timestamp = "2026-11-23T10:00:00Z".parse().expect("ts");
         let bs = BlockSize::new(64 << 10).expect("bs");
         let mut map = BlockMap::zeroed(5 * (64 << 10) + 100, bs, created);

@@ -478,11 +478,7 @@ impl Store {
         let (size, mut pieces) = self
             .get_pieces(&layout::map(vm, point, disk))
             .await?
-            .ok_or_else(|| Error::MapMissing {
-                vm: vm.clone(),
-                point: point.clone(),
-                disk: disk.clone(),
-            })?;
+            .ok_or_else(|| map_missing(vm, point, disk))?;
         let mut reader = MapReader::new(size);
         while let Some(piece) = pieces.try_next().await? {
             reader.feed(&piece);
@@ -501,11 +497,7 @@ impl Store {
         let bytes = self
             .get(&layout::map(vm, point, disk))
             .await?
-            .ok_or_else(|| Error::MapMissing {
-                vm: vm.clone(),
-                point: point.clone(),
-                disk: disk.clone(),
-            })?;
+            .ok_or_else(|| map_missing(vm, point, disk))?;
         let mut reader = MapReader::new(bytes.len() as u64);
         reader.feed(&bytes);
         Ok((reader.finish(vm, point, disk, digest)?, bytes))
@@ -790,6 +782,14 @@ impl Store {
             .map_err(move |source| backend("get", &key, source))
             .boxed();
         Ok(Some((size, pieces)))
+    }
+}
+
+fn map_missing(vm: &VmName, point: &PointId, disk: &DiskName) -> Error {
+    Error::MapMissing {
+        vm: vm.clone(),
+        point: point.clone(),
+        disk: disk.clone(),
     }
 }
 

@@ -394,17 +394,8 @@ mod tests {
     use proptest::prelude::*;
 
     use super::super::seal;
+    use super::super::tests::sample;
     use super::*;
-
-    /// Six blocks, data in blocks 1 and 5: runs (1 zero, 1 id) and (3 zeros, 1 id), 192 bytes.
-    fn sample() -> BlockMap {
-        let created: Timestamp = "2026-11-23T10:00:00Z".parse().expect("ts");
-        let bs = BlockSize::new(64 << 10).expect("bs");
-        let mut map = BlockMap::zeroed(5 * (64 << 10) + 100, bs, created);
-        map.set(1, ChunkId::of(b"one"));
-        map.set(5, ChunkId::of(b"tail"));
-        map
-    }
 
     /// Decodes `bytes` fed in pieces that end at each of `cuts`.
     fn decode_split(bytes: &[u8], cuts: &[usize]) -> Result<BlockMap> {
