@@ -483,15 +483,21 @@ impl Daemon {
                     }
                 }
                 match vault.collect_garbage(gc, Arc::new(NoProgress)).await {
-                    Ok(report) if report.chunks_deleted + report.orphan_maps_deleted > 0 => {
+                    Ok(report)
+                        if report.chunks_deleted
+                            + report.orphan_maps_deleted
+                            + report.leftovers_deleted
+                            > 0 =>
+                    {
                         log.log(
                             Level::Info,
                             &format!(
                                 "garbage collection of {location}: deleted {} chunk(s) ({} \
-                                 bytes) and {} orphan block map(s)",
+                                 bytes), {} orphan block map(s) and {} staging leftover(s)",
                                 report.chunks_deleted,
                                 report.bytes_freed,
-                                report.orphan_maps_deleted
+                                report.orphan_maps_deleted,
+                                report.leftovers_deleted
                             ),
                         );
                     }

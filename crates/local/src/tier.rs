@@ -116,6 +116,11 @@ impl SnapshotTier {
             return Ok(SweepReport::default());
         };
         let store = vault.store();
+        // First the staging files (of chunks, maps, records) a killed writer left: with the
+        // snapshot lock held no writer of this VM runs, so whatever their age.
+        let leftovers = store
+            .remove_staging_leftovers(std::time::Duration::ZERO, false)
+            .await?;
         let points = store.list_points(vm).await?;
         // Sorted and merged map by map: 32 bytes a live chunk, where a hash set took 50-70,
         // and points that share most of their chunks hold them once.
@@ -128,7 +133,11 @@ impl SnapshotTier {
                 live.merge(&ChunkSet::from_vec(map.data_ids().to_vec()));
             }
         }
-        let mut report = SweepReport::default();
+        let mut report = SweepReport {
+            leftovers_removed: leftovers.files,
+            bytes_freed: leftovers.bytes,
+            ..SweepReport::default()
+        };
         let committed: HashSet<&PointId> = points.iter().map(|p| &p.id).collect();
         for id in store.list_map_point_ids(vm).await? {
             if !committed.contains(&id) {
@@ -150,8 +159,8 @@ impl SnapshotTier {
     }
 }
 
-/// Deletes chunk files not in `live` and staging leftovers (a chunk file being written is
-/// named `<name>#<n>` until it is renamed into place, when it is not an unnamed file).
+/// Deletes chunk files not in `live` (other names are left alone: staging leftovers went
+/// before).
 fn sweep_chunks(chunks: &Path, live: &ChunkSet, report: &mut SweepReport) -> Result<()> {
     for fan in read_dir_or_empty(chunks)? {
         for file in read_dir_or_empty(&fan)? {
@@ -159,12 +168,10 @@ fn sweep_chunks(chunks: &Path, live: &ChunkSet, report: &mut SweepReport) -> Res
                 .file_name()
                 .map(|n| n.to_string_lossy().into_owned())
                 .unwrap_or_default();
-            let leftover = name.contains('#');
-            let dead = match name.parse::<ChunkId>() {
-                Ok(id) => !live.contains(&id),
-                Err(_) => leftover,
+            let Ok(id) = name.parse::<ChunkId>() else {
+                continue;
             };
-            if !dead {
+            if live.contains(&id) {
                 continue;
             }
             let size = std::fs::symlink_metadata(&file).map_or(0, |m| m.len());
@@ -174,11 +181,7 @@ fn sweep_chunks(chunks: &Path, live: &ChunkSet, report: &mut SweepReport) -> Res
                 Err(e) => return Err(Error::io(&file, e)),
             }
             report.bytes_freed += size;
-            if leftover {
-                report.leftovers_removed += 1;
-            } else {
-                report.chunks_removed += 1;
-            }
+            report.chunks_removed += 1;
         }
     }
     Ok(())
@@ -321,11 +324,25 @@ mod tests {
         let fan = tier.dir(&vm).join("chunks").join("00");
         std::fs::create_dir_all(&fan).expect("fan");
         std::fs::write(fan.join(format!("{}#3", "0".repeat(64))), b"half").expect("leftover");
+        // A map a killed snapshot was putting, alone in its point's directory.
+        let killed = PointId::generate(jiff::Timestamp::now(), b"killed");
+        let maps = tier
+            .dir(&vm)
+            .join("maps")
+            .join(vm.to_string())
+            .join(killed.to_string());
+        std::fs::create_dir_all(&maps).expect("maps dir");
+        std::fs::write(maps.join("d.map#1"), b"half a map").expect("map leftover");
 
         let report = tier.sweep(&vm).await.expect("sweep");
         assert_eq!(report.orphan_maps_removed, 1);
         assert_eq!(report.chunks_removed, 1);
-        assert_eq!(report.leftovers_removed, 1);
+        assert_eq!(report.leftovers_removed, 2);
+        assert!(
+            !maps.exists(),
+            "the point's directory went with its only file"
+        );
+        assert!(fan.exists(), "the chunk fan-out directory stays");
         assert!(!vault.store().has_chunk(&stray).await.expect("head"));
         assert_eq!(tier.points(&vm).await.expect("points").len(), 1);
     }

@@ -31,7 +31,9 @@
 //! barrier first. So a point exists
 //! exactly when its record does, and everything it names was durable first; a crash before
 //! the record leaves only unreferenced chunks and maps, which garbage collection removes and
-//! the next backup reuses.
+//! the next backup reuses. A crash mid-put can also leave a local directory's staging file,
+//! which no listing shows; garbage collection removes those once older than its grace period
+//! (`leftovers.rs`).
 //!
 //! Nothing depends on conditional writes (Garage ignores `If-None-Match`): chunks are content
 //! addressed, so a duplicate `PUT` stores the same bytes again.
@@ -165,6 +167,7 @@ mod coordination;
 pub mod cpu;
 mod error;
 mod layout;
+mod leftovers;
 mod location;
 mod pool;
 mod replica;
@@ -176,6 +179,7 @@ pub mod testing;
 pub use crate::{
     coordination::{ListedChunk, ListedLease},
     error::{Error, Result},
+    leftovers::Leftovers,
     location::VaultLocation,
     replica::Repairs,
     s3::{S3Options, Secret},

@@ -61,7 +61,7 @@ pub struct Store {
     pub(crate) replica: Option<Arc<Replica>>,
     /// The directory of a local store ([`Store::local`]): chunks are read from their files
     /// straight into reused buffers.
-    dir: Option<PathBuf>,
+    pub(crate) dir: Option<PathBuf>,
     /// The chunk files of a local store, written durably with their directories synced in
     /// batches ([`Store::sync_chunks`]).
     chunk_files: Option<Arc<ChunkFiles>>,

@@ -83,6 +83,11 @@ pub struct GcReport {
     pub bytes_freed: u64,
     /// Block maps of backups that never committed, deleted.
     pub orphan_maps_deleted: u64,
+    /// Staging files that writers killed mid-put left in a directory vault, older than the
+    /// grace period: deleted (or, in a dry run, would be).
+    pub leftovers_deleted: u64,
+    /// Their bytes (not in `bytes_freed`).
+    pub leftover_bytes: u64,
     /// Leases of writers that died, removed.
     pub dead_leases_removed: u64,
     pub mark_seconds: f64,
@@ -207,6 +212,14 @@ impl Vault {
         } = garbage;
         drop(live);
         report.mark_seconds = started.elapsed().as_secs_f64();
+        // Staging files of writers that died: no object names them and no running writer's is
+        // that old, so they go without the sweep (see the store's `leftovers.rs`).
+        let leftovers = self
+            .store()
+            .remove_staging_leftovers(options.grace, options.dry_run)
+            .await?;
+        report.leftovers_deleted = leftovers.files;
+        report.leftover_bytes = leftovers.bytes;
         if options.dry_run {
             report.chunks_deleted = garbage;
             report.bytes_freed = garbage_bytes;

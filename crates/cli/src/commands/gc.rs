@@ -88,6 +88,13 @@ pub async fn run(args: GcArgs, host: &Host, bar: Arc<Bar>) -> Result<Report> {
             report.chunks_secondary_only
         ));
     }
+    if report.leftovers_deleted > 0 {
+        text.push_str(&format!(
+            "\n{verb} {} staging file(s) ({}) that writers killed mid-write left",
+            report.leftovers_deleted,
+            format::bytes(report.leftover_bytes)
+        ));
+    }
     if report.dry_run {
         text.push_str("\ndry run: nothing was deleted");
     }

@@ -72,6 +72,86 @@ fn gc_frees_the_chunks_of_a_deleted_point_and_nothing_else() {
     assert_image(&sb.path("out").join("disk.img"), &disk.snapshot());
 }
 
+/// Writes `bytes` at `path` (parents created) as a staging file last written `age` ago.
+fn leftover(path: &std::path::Path, bytes: &[u8], age: std::time::Duration) {
+    fs::create_dir_all(path.parent().expect("parent")).expect("mkdir");
+    fs::write(path, bytes).expect("write leftover");
+    let file = fs::File::options().write(true).open(path).expect("open");
+    file.set_modified(std::time::SystemTime::now() - age)
+        .expect("set mtime");
+}
+
+#[test]
+fn gc_removes_the_staging_files_of_killed_writers_once_they_are_old() {
+    let sb = Sandbox::new();
+    let vault = sb.init_vault();
+    let disk = standard_disk(&sb.path("disk.img"));
+    let point = backup(&vault, VM, &[&disk.path], Some("64KiB"));
+    let point = str_of(&point, "/id");
+    let chunks = chunk_files(&vault).len();
+    let hours = std::time::Duration::from_secs(2 * 3600);
+
+    // What writers killed mid-put leave: a map of a backup that never got further (alone in
+    // its point's directory), a point record, a chunk; and one still young (a put under way).
+    let killed = vault
+        .join("maps")
+        .join(VM)
+        .join("20260101T000000Z-dead")
+        .join("disk.map#1");
+    leftover(&killed, &[1; 3000], hours);
+    let record = vault.join("points").join(VM).join(format!("{point}#4"));
+    leftover(&record, &[2; 200], hours);
+    let chunk = vault
+        .join("chunks")
+        .join("ab")
+        .join(format!("{}#2", "ab".repeat(32)));
+    leftover(&chunk, &[3; 100], hours);
+    let young = vault.join("maps").join(VM).join(point).join("disk.map#9");
+    leftover(&young, &[4; 50], std::time::Duration::from_secs(60));
+
+    let dry = gc(&vault, &["--dry-run"]);
+    assert_eq!(dry["leftovers_deleted"], 3, "{dry}");
+    assert_eq!(dry["leftover_bytes"], 3300, "{dry}");
+    for path in [&killed, &record, &chunk, &young] {
+        assert!(
+            path.exists(),
+            "a dry run deletes nothing: {}",
+            path.display()
+        );
+    }
+
+    let run = blockvault(["gc", "--vault", arg(&vault)]).success();
+    assert!(run.stdout.contains("deleted 3 staging file(s)"), "{run}");
+    assert!(
+        run.stdout.contains("and 0 orphan block map(s)"),
+        "the killed backup's directory is not taken for a point's maps: {run}"
+    );
+    for path in [&killed, &record, &chunk] {
+        assert!(!path.exists(), "{} is deleted", path.display());
+    }
+    assert!(
+        young.exists(),
+        "a staging file younger than the grace period stays"
+    );
+    assert!(
+        !killed.parent().expect("dir").exists(),
+        "the directory it was alone in goes too"
+    );
+    assert!(
+        chunk.parent().expect("fan").exists(),
+        "fan-out directories stay"
+    );
+    let again = gc(&vault, &[]);
+    assert_eq!(again["leftovers_deleted"], 0, "{again}");
+    assert_eq!(
+        again["orphan_maps_deleted"], 0,
+        "no map was taken for an orphan: {again}"
+    );
+    assert_eq!(chunk_files(&vault).len(), chunks, "no chunk was touched");
+    restore(&vault, VM, &sb.path("out"), &["--from", "vault"]);
+    assert_image(&sb.path("out").join("disk.img"), &disk.snapshot());
+}
+
 #[test]
 fn gc_refuses_bad_durations_and_missing_vaults() {
     let sb = Sandbox::new();
