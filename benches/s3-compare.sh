@@ -106,6 +106,10 @@
 #   --only TOOL      run only this tool (blockvault, restic or rustic);
 #                    repeat to pick several
 #   --no-floor       do not measure the floors
+#   --split-cores    run the Garage started here on the machine's last core and
+#                    every timed step on the others (taskset): a stand-in for
+#                    an S3 server on other hardware, with a client one core
+#                    smaller. Needs 2 cores or more; not with --endpoint.
 #   --endpoint URL   use this S3 endpoint instead of starting Garage
 #   --bucket NAME    the bucket on --endpoint (required with it)
 #
@@ -164,6 +168,9 @@ ENDPOINT=""
 BUCKET=""
 OWN_GARAGE=1
 WITH_FLOOR=1
+SPLIT_CORES=0
+SERVER_PIN=() # taskset prefix of the Garage server (--split-cores)
+CLIENT_PIN=() # taskset prefix of every timed step (--split-cores)
 BENCH_PASSWORD=s3-compare-benchmark # restic's and rustic's repository password
 
 parse_args() {
@@ -180,6 +187,7 @@ parse_args() {
       --endpoint) ENDPOINT=${2:?--endpoint needs a URL}; shift 2 ;;
       --bucket) BUCKET=${2:?--bucket needs a name}; shift 2 ;;
       --no-floor) WITH_FLOOR=0; shift ;;
+      --split-cores) SPLIT_CORES=1; shift ;;
       -h|--help) usage; exit 0 ;;
       *) usage >&2; exit 2 ;;
     esac
@@ -192,6 +200,14 @@ parse_args() {
     [[ $ENDPOINT =~ ^https?://[^/]+/?$ ]] || die "--endpoint must be http(s)://HOST[:PORT], got: $ENDPOINT"
     ENDPOINT=${ENDPOINT%/}
     OWN_GARAGE=0
+  fi
+  if ((SPLIT_CORES)); then
+    ((OWN_GARAGE)) || die "--split-cores pins the Garage this script starts: not with --endpoint"
+    local cores
+    cores=$(nproc)
+    ((cores >= 2)) || die "--split-cores needs 2 cores or more, this machine has $cores"
+    SERVER_PIN=(taskset -c "$((cores - 1))")
+    CLIENT_PIN=(taskset -c "0-$((cores - 2))")
   fi
 }
 
@@ -259,7 +275,8 @@ start_garage() { # RUN: a fresh single-node Garage for this run
   # command that follows gets "connection refused"); it leaves its server
   # running then, so stop that one before trying again.
   for attempt in 1 2 3; do
-    if bash "$REPO_ROOT/scripts/garage.sh" start "$GARAGE_DIR" >"$logf" 2>&1; then break; fi
+    # The server inherits the pin (--split-cores).
+    if "${SERVER_PIN[@]}" bash "$REPO_ROOT/scripts/garage.sh" start "$GARAGE_DIR" >"$logf" 2>&1; then break; fi
     bash "$REPO_ROOT/scripts/garage.sh" stop "$GARAGE_DIR" >/dev/null 2>&1 || true
     ((attempt < 3)) || die "scripts/garage.sh start failed 3 times (log: $logf)"
     log "scripts/garage.sh start failed (attempt $attempt): $(tail -n 1 "$logf"); retrying"
@@ -457,7 +474,7 @@ timed() {
   local c0 c1
   c0=$(s3_counters)
   local t0=$EPOCHREALTIME rc=0
-  (cd "$dir" && exec /usr/bin/time -v -o "$logf.time" "$@") >"$logf" 2>&1 || rc=$?
+  (cd "$dir" && exec "${CLIENT_PIN[@]}" /usr/bin/time -v -o "$logf.time" "$@") >"$logf" 2>&1 || rc=$?
   local t1=$EPOCHREALTIME
   c1=$(s3_counters)
   if ((rc != 0)); then
@@ -678,6 +695,7 @@ report() {
     END { if (m == "") print "-"; else print m " MiB (" w ")" }' "$TSV")
   if [[ $OWN_GARAGE == 1 ]]; then
     server="${GARAGE_VERSION:-garage} single node on 127.0.0.1 (scripts/garage.sh; a fresh server per run; default settings: zstd level 1 on its data blocks, no fsync of data), on the same machine"
+    if ((SPLIT_CORES)); then server="$server; --split-cores: Garage on CPU ${SERVER_PIN[2]}, every timed step on CPUs ${CLIENT_PIN[2]}"; fi
   else
     server="$ENDPOINT, bucket $BUCKET, region $REGION"
   fi
