@@ -890,7 +890,8 @@ pub struct GcArgs {
     #[arg(long)]
     pub dry_run: bool,
 
-    /// Keep unreferenced chunks younger than this (e.g. 30m, 2h, 0s).
+    /// Keep unreferenced chunks younger than this (e.g. 30m, 2h, 0s). Staging files that
+    /// writers killed mid-put left (directory vaults) are kept at least 1h whatever this is.
     #[arg(long, value_name = "DURATION", default_value = "1h", value_parser = parse_duration)]
     pub grace: jiff::SignedDuration,
 

@@ -21,7 +21,8 @@
 //! Where `O_TMPFILE` or the `/proc/self/fd` link is not available (another OS, a file system
 //! without it, no `/proc`), and when a chunk file already exists (a damaged chunk sent again
 //! must replace it), the chunk goes through a staging file `<name>#<n>` (the name
-//! `LocalFileSystem` uses, which listings skip and the snapshot tier's sweep removes) renamed
+//! `LocalFileSystem` uses, which listings skip and garbage collection removes when a writer
+//! died and left it; see `leftovers.rs`) renamed
 //! into place, with the same batched directory sync.
 //!
 //! A crash before the sync loses at most chunks nothing recorded yet: their names may be gone,

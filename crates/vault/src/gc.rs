@@ -88,6 +88,9 @@ pub struct GcReport {
     pub leftovers_deleted: u64,
     /// Their bytes (not in `bytes_freed`).
     pub leftover_bytes: u64,
+    /// Directories that could not be read, and leftovers that could not be deleted, while
+    /// looking for them: skipped (the collection goes on).
+    pub leftovers_skipped: u64,
     /// Leases of writers that died, removed.
     pub dead_leases_removed: u64,
     pub mark_seconds: f64,
@@ -98,6 +101,9 @@ pub struct GcReport {
     pub held_seconds: f64,
     pub sweep_seconds: f64,
 }
+
+/// The least age of a staging file a collection deletes (see [`GcReport::leftovers_deleted`]).
+pub const LEFTOVER_AGE: Duration = Duration::from_secs(3600);
 
 /// Bytes of block maps the mark holds at once.
 const MARK_BYTES_IN_FLIGHT: u64 = 32 << 20;
@@ -213,13 +219,16 @@ impl Vault {
         drop(live);
         report.mark_seconds = started.elapsed().as_secs_f64();
         // Staging files of writers that died: no object names them and no running writer's is
-        // that old, so they go without the sweep (see the store's `leftovers.rs`).
+        // that old, so they go without the sweep (see the store's `leftovers.rs`). Not younger
+        // than an hour whatever the grace: backups run meanwhile, and a grace of zero must not
+        // take the file a running put is about to rename.
         let leftovers = self
             .store()
-            .remove_staging_leftovers(options.grace, options.dry_run)
-            .await?;
+            .remove_staging_leftovers(options.grace.max(LEFTOVER_AGE), options.dry_run)
+            .await;
         report.leftovers_deleted = leftovers.files;
         report.leftover_bytes = leftovers.bytes;
+        report.leftovers_skipped = leftovers.skipped;
         if options.dry_run {
             report.chunks_deleted = garbage;
             report.bytes_freed = garbage_bytes;

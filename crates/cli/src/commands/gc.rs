@@ -98,10 +98,19 @@ pub async fn run(args: GcArgs, host: &Host, bar: Arc<Bar>) -> Result<Report> {
     if report.dry_run {
         text.push_str("\ndry run: nothing was deleted");
     }
+    let mut warnings = Vec::new();
+    if report.leftovers_skipped > 0 {
+        warnings.push(format!(
+            "{} directory(ies) or staging file(s) in the vault could not be read or deleted while \
+             looking for what killed writers left (check their permissions); the rest of the \
+             collection ran",
+            report.leftovers_skipped
+        ));
+    }
     Ok(Report {
         text,
-        json: json!({ "gc": report, "warnings": [] }),
-        warnings: Vec::new(),
+        json: json!({ "gc": report, "warnings": warnings }),
+        warnings,
         exit_code: None,
     })
 }
