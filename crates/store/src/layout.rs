@@ -24,6 +24,12 @@ pub(crate) fn chunk(id: &ChunkId) -> Path {
     Path::from(format!("chunks/{}/{hex}", &hex[..2]))
 }
 
+/// The top-level directories of the table above, each object's first key segment but for
+/// `vault.config`'s. Keep it in step with the table.
+pub(crate) const TOP_LEVEL: [&str; 7] = [
+    "chunks", "maps", "points", "leases", "gc", "damaged", "deleted",
+];
+
 pub(crate) fn chunks_root() -> Path {
     Path::from("chunks")
 }
@@ -86,4 +92,41 @@ pub(crate) fn maps_root() -> Path {
 
 pub(crate) fn soft_delete(vm: &VmName) -> Path {
     Path::from(format!("deleted/{vm}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_key_but_the_config_lies_under_a_top_level_directory() {
+        let vm = VmName::new("vm").expect("vm");
+        let point = PointId::generate(jiff::Timestamp::UNIX_EPOCH, b"p");
+        let disk = DiskName::new("d").expect("disk");
+        let id = ChunkId::of(b"x");
+        let keys = [
+            chunk(&id),
+            chunks_root(),
+            map(&vm, &point, &disk),
+            maps_of_vm(&vm),
+            maps_of(&vm, &point),
+            points_root(),
+            points_of(&vm),
+            self::point(&vm, &point),
+            leases_root(),
+            lease(LeaseKind::Writer, "1"),
+            gc_epoch(),
+            forgotten_root(),
+            forgotten("e"),
+            damaged_root(),
+            damaged(&id),
+            maps_root(),
+            soft_delete(&vm),
+        ];
+        for key in keys {
+            let first = key.parts().next().expect("a segment");
+            assert!(TOP_LEVEL.contains(&first.as_ref()), "{key}");
+        }
+        assert!(!TOP_LEVEL.contains(&config().as_ref()));
+    }
 }

@@ -23,11 +23,6 @@ use serde::Serialize;
 
 use crate::{Store, layout};
 
-/// The top-level directories of a vault (see the layout in the crate docs).
-const VAULT_DIRS: [&str; 7] = [
-    "chunks", "maps", "points", "leases", "gc", "damaged", "deleted",
-];
-
 /// Staging leftovers found (and, unless counted only, removed).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
 pub struct Leftovers {
@@ -100,14 +95,12 @@ fn sweep(root: &Path, cut_off: Option<SystemTime>, count_only: bool) -> Leftover
         cut_off,
         count_only,
         found: Leftovers::default(),
-        dirs: VAULT_DIRS.iter().map(|d| root.join(d)).collect(),
+        dirs: layout::TOP_LEVEL.iter().map(|d| root.join(d)).collect(),
     };
-    // The files at the root (`vault.config`'s staging file); not its other directories.
-    let vault_dirs = std::mem::take(&mut walk.dirs);
-    walk.consider(root);
-    walk.dirs = vault_dirs;
+    // The files at the root (`vault.config`'s staging file), not what else it holds.
+    walk.consider(root, false);
     while let Some(dir) = walk.dirs.pop() {
-        walk.consider(&dir);
+        walk.consider(&dir, true);
     }
     walk.found
 }
@@ -125,8 +118,8 @@ struct Walk {
 
 impl Walk {
     /// Looks at the entries of `dir`: leftovers are counted (and removed), subdirectories
-    /// queued.
-    fn consider(&mut self, dir: &Path) {
+    /// queued when `descend`.
+    fn consider(&mut self, dir: &Path, descend: bool) {
         let entries = match std::fs::read_dir(dir) {
             Ok(entries) => entries,
             // Not made yet, or removed meanwhile (its last object deleted).
@@ -146,7 +139,9 @@ impl Walk {
                 continue;
             };
             if kind.is_dir() {
-                self.dirs.push(entry.path());
+                if descend {
+                    self.dirs.push(entry.path());
+                }
                 continue;
             }
             if !is_staging_name(entry.file_name().as_encoded_bytes()) {
