@@ -60,6 +60,7 @@ impl Tiers {
             options: TransferOptions::default(),
             time: None,
             retain_until: None,
+            vault: None,
         }
     }
 

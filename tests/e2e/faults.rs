@@ -143,6 +143,7 @@ async fn an_image_that_changes_size_while_read_commits_nothing() {
             options: TransferOptions::default(),
             time: None,
             retain_until: None,
+            vault: None,
         };
         let saboteur = Arc::new(Saboteur {
             path: image.path.clone(),
@@ -351,6 +352,7 @@ async fn an_image_shorter_than_its_recorded_size_is_refused_at_restore() {
             }],
             stats: PointStats::default(),
             retain_until: None,
+            vault: None,
         })
         .await
         .expect("point");

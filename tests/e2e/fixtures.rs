@@ -76,6 +76,7 @@ fn point_v1() -> RecoveryPoint {
             chunks_stored: 2,
         },
         retain_until: None,
+        vault: None,
     }
 }
 

@@ -211,6 +211,7 @@ fn backup_request(vm_name: &str, disk: &std::path::Path) -> BackupRequest {
         options: Default::default(),
         time: None,
         retain_until: None,
+        vault: None,
     }
 }
 

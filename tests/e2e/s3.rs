@@ -430,6 +430,7 @@ async fn a_server_killed_mid_transfer_and_restarted_still_gets_a_whole_point() {
         options: TransferOptions { concurrency: 4 },
         time: None,
         retain_until: None,
+        vault: None,
     };
     let report = vault
         .backup(&request, outage.clone())

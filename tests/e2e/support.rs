@@ -124,6 +124,7 @@ pub async fn backup(
         options: TransferOptions::default(),
         time: None,
         retain_until: None,
+        vault: None,
     };
     vault.backup(&request, Arc::new(NoProgress)).await
 }

@@ -76,6 +76,12 @@ pub struct RecoveryPoint {
     /// records without it read as before).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub retain_until: Option<Timestamp>,
+    /// The id of the vault ([`VaultConfig::id`]) a snapshot-tier point was taken for. A VM
+    /// backed up to two vaults has one snapshot tier: a listing or restore against one vault
+    /// must not see the other's points there. Set in the snapshot tier's record only (absent
+    /// in the vault's copy, and in records written before it, which every vault sees).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub vault: Option<String>,
 }
 
 impl RecoveryPoint {
@@ -242,6 +248,7 @@ mod tests {
                 chunks_stored: 4,
             },
             retain_until: None,
+            vault: None,
         }
     }
 

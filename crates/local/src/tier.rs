@@ -239,6 +239,7 @@ mod tests {
             options: TransferOptions::default(),
             time: None,
             retain_until: None,
+            vault: None,
         };
         vault
             .backup(&request, Arc::new(NoProgress))

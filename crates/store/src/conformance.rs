@@ -214,6 +214,7 @@ async fn points_commit_list_and_fail_by_name(store: &Store) {
         }],
         stats: PointStats::default(),
         retain_until: None,
+        vault: None,
     };
     let (a, b) = (make(early), make(late));
     let err = store.get_point(&vm(), &a.id).await.expect_err("missing");
@@ -279,6 +280,7 @@ async fn deletes_remove_points_maps_and_chunks(store: &Store) {
             }],
             stats: PointStats::default(),
             retain_until: None,
+            vault: None,
         })
         .await
         .expect("put point");

@@ -518,6 +518,7 @@ mod tests {
             disks: Vec::new(),
             stats: Default::default(),
             retain_until: None,
+            vault: None,
         };
         // The primary cannot create points/: its commit fails.
         std::fs::write(dir.path().join("points"), b"in the way").expect("block points/");

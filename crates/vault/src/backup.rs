@@ -35,6 +35,9 @@ pub struct BackupRequest {
     pub time: Option<Timestamp>,
     /// Recorded on the point: an on-demand backup's `retain until`.
     pub retain_until: Option<Timestamp>,
+    /// Recorded on the point: the vault a snapshot-tier point is for
+    /// ([`RecoveryPoint::vault`]); `None` for a backup straight into a vault.
+    pub vault: Option<String>,
 }
 
 /// What a backup did.
@@ -328,6 +331,7 @@ impl Vault {
                 chunks_stored,
             },
             retain_until: request.retain_until,
+            vault: request.vault.clone(),
         };
         // Every chunk and map is durable (puts are, when they return): now the commit.
         if let Some(lease) = lease {

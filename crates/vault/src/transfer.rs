@@ -286,6 +286,8 @@ impl Vault {
             disk.map_digest = self.store().put_map(vm, &point.id, &disk.name, map).await?;
         }
         record.parent = prepared.parent.as_ref().map(|p| p.id.clone());
+        // Which vault the point is for is the snapshot tier's to know; in a vault it is plain.
+        record.vault = None;
         record.stats = PointStats {
             bytes_scanned: point.stats.bytes_scanned,
             bytes_changed,

@@ -101,3 +101,86 @@ fn a_directory_in_the_way_stops_the_restore_before_anything_is_written() {
     assert_eq!(entries(&to), ["a.img", "b.img"], "partial file left behind");
     assert_image(&to.join("a.img"), &gen1);
 }
+
+/// One host backs up a VM named `app` to two vaults (a VM moved, or two sites with the same
+/// names): the host's snapshot tier holds both points, yet each vault lists and restores only
+/// its own.
+#[test]
+fn each_vault_sees_only_its_own_points_of_a_shared_snapshot_tier() {
+    let sb = Sandbox::new();
+    let state = sb.path("host-state");
+    let bv = |args: &[&str]| {
+        let mut all = vec!["--state-dir", arg(&state)];
+        all.extend_from_slice(args);
+        blockvault(&all).success()
+    };
+    let (site_a, site_b) = (sb.path("site-a"), sb.path("site-b"));
+    bv(&["vault", "init", arg(&site_a)]);
+    bv(&["vault", "init", arg(&site_b)]);
+    let web = small_disk(&sb.path("web.raw"), 21);
+    let db = small_disk(&sb.path("db.raw"), 22);
+    let backup_to = |vault: &std::path::Path, disk: &std::path::Path| {
+        let run = bv(&[
+            "backup",
+            "--json",
+            "--vault",
+            arg(vault),
+            "--vm",
+            "app",
+            "--disk",
+            arg(disk),
+        ]);
+        str_of(&run.json(), "/point/id").to_owned()
+    };
+    let in_a = backup_to(&site_a, &web.path);
+    let in_b = backup_to(&site_b, &db.path);
+
+    for (vault, own, disk, other) in [(&site_a, &in_a, &web, &in_b), (&site_b, &in_b, &db, &in_a)] {
+        let listed = bv(&["points", "--json", "--vault", arg(vault), "--vm", "app"]).json();
+        let ids: Vec<&str> = listed["points"]
+            .as_array()
+            .expect("points")
+            .iter()
+            .filter_map(|p| p["id"].as_str())
+            .collect();
+        assert_eq!(ids, [own.as_str()], "{listed}");
+        assert_eq!(
+            listed["points"][0]["tiers"],
+            serde_json::json!(["snapshot", "vault"]),
+            "{listed}"
+        );
+
+        // The newest point, by default from the snapshot tier, is this vault's.
+        let to = sb.path(&format!("out-{own}"));
+        let run = bv(&[
+            "restore",
+            "--json",
+            "--vault",
+            arg(vault),
+            "--vm",
+            "app",
+            "--to",
+            arg(&to),
+        ]);
+        assert_eq!(str_of(&run.json(), "/point"), own.as_str(), "{run}");
+        let name = disk.path.file_name().expect("name");
+        assert_image(&to.join(name), &disk.snapshot());
+        let asked = blockvault([
+            "--state-dir",
+            arg(&state),
+            "restore",
+            "--vault",
+            arg(vault),
+            "--vm",
+            "app",
+            "--point",
+            other,
+            "--to",
+            arg(&sb.path("never")),
+        ]);
+        assert_eq!(
+            asked.code, 3,
+            "the other vault's point is not this vault's: {asked}"
+        );
+    }
+}

@@ -261,8 +261,10 @@ impl Engine {
         let mut warnings = Vec::new();
 
         let early = early_send(vault, spec);
+        // The snapshot tier's record names the vault the point is for (see `find_points`).
+        let vault_id = vault.ok().map(|v| v.config().id.clone());
         let mut taken = match self
-            .snapshot(job, spec, &progress, &mut warnings, early)
+            .snapshot(job, spec, vault_id, &progress, &mut warnings, early)
             .await?
         {
             Ok(taken) => taken,
@@ -299,6 +301,7 @@ impl Engine {
         &self,
         job: JobId,
         spec: &BackupSpec,
+        vault_id: Option<String>,
         progress: &Arc<dyn Progress>,
         warnings: &mut Vec<String>,
         early: Option<EarlySend>,
@@ -306,7 +309,7 @@ impl Engine {
         let held = self.lock_snapshots(&spec.vm, true).await;
         let taken = match held {
             Ok(_) => {
-                self.take_snapshot(job, spec, progress, warnings, early.as_ref())
+                self.take_snapshot(job, spec, vault_id, progress, warnings, early.as_ref())
                     .await
             }
             Err(e) => Err(e),
@@ -359,6 +362,7 @@ impl Engine {
         &self,
         job: JobId,
         spec: &BackupSpec,
+        vault_id: Option<String>,
         progress: &Arc<dyn Progress>,
         warnings: &mut Vec<String>,
         early: Option<&EarlySend>,
@@ -399,6 +403,7 @@ impl Engine {
             options: spec.options,
             time: Some(self.now()),
             retain_until: spec.retain_until,
+            vault: vault_id,
         };
         // The disks' stats around the read: a disk nothing wrote to meanwhile is on record
         // as holding this point (see `disk_state`), so a later in-place rollback skips its scan.

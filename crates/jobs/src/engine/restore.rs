@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use std::path::Path;
 
-use blockvault_core::{BlockMap, DiskRecord, PointId, RecoveryPoint, VmName};
+use blockvault_core::{BlockMap, DiskRecord, PointId, RecoveryPoint, VaultConfig, VmName};
 use blockvault_vault::{PointSelector, Progress, RestoreReport, RestoreRequest, Vault};
 use jiff::Timestamp;
 
@@ -66,6 +66,14 @@ impl TieredPoints {
     }
 }
 
+/// Whether snapshot-tier point `point` was taken for the vault `config` describes (or for the
+/// primary this location replicates), or names no vault.
+fn is_for(point: &RecoveryPoint, config: &VaultConfig) -> bool {
+    point.vault.as_ref().is_none_or(|id| {
+        *id == config.id || config.replica_of.as_ref().is_some_and(|r| *id == r.vault)
+    })
+}
+
 impl Engine {
     /// The points of `vm` in the snapshot tier and, when given, in `vault`, oldest first, with
     /// their tiers; the catalog's view of both tiers is rebuilt from them on the way (the
@@ -116,9 +124,15 @@ impl Engine {
         let mut found = TieredPoints::default();
         let mut warnings = Vec::new();
         let local = match self.snapshots.points(vm).await {
-            Ok(local) => {
+            Ok(mut local) => {
+                // The catalog's view of the tier is the whole tier's.
                 let summaries: Vec<PointSummary> = local.iter().map(PointSummary::from).collect();
                 self.catalog.sync_tier(vm, Tier::Snapshot, &summaries)?;
+                // The tier holds the VM's points for every vault it was backed up to: only
+                // this vault's (and those recorded before points named their vault).
+                if let Some(vault) = vault {
+                    local.retain(|p| is_for(p, vault.config()));
+                }
                 local
             }
             Err(e) => {
