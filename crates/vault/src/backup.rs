@@ -358,7 +358,10 @@ impl Vault {
         warnings: &mut Vec<String>,
     ) -> Result<(Option<Lease>, HashSet<ChunkId>)> {
         if !self.is_shared() {
-            return Ok((None, HashSet::new()));
+            // No lease in a private vault (the snapshot tier), but damage marks still: a chunk
+            // a transfer found bad there must be written again, not taken as present.
+            let damaged = self.store().damaged_chunks().await?.into_iter().collect();
+            return Ok((None, damaged));
         }
         let (lease, waited) = Lease::writer(self.store(), holder).await?;
         if waited >= Duration::from_secs(1) {

@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 
 use blockvault_chunker::changed_blocks;
 use blockvault_core::{BlockMap, ChunkId, ChunkSet, DiskName, PointStats, RecoveryPoint, VmName};
-use blockvault_store::cpu;
+use blockvault_store::{Store, cpu};
 use bytes::Bytes;
 use futures::StreamExt;
 
@@ -141,6 +141,18 @@ impl Vault {
 }
 
 /// Decodes `encoded` and checks it hashes to `id`, on the calling (rayon) thread.
+/// A chunk of the source (the snapshot tier) found missing or corrupt: marked damaged there,
+/// best effort, so that the next Snapshot does not take it as present but reads its block
+/// from the disk and writes it again. Unmarked, every later transfer would meet it, since an
+/// unchanged block is never read again.
+async fn mark_bad_source_chunk(source: &Store, error: &blockvault_store::Error) {
+    if let blockvault_store::Error::ChunkMissing { id }
+    | blockvault_store::Error::ChunkCorrupt { id, .. } = error
+    {
+        let _ = source.mark_damaged(id).await;
+    }
+}
+
 fn check_chunk(encoded: &[u8], id: ChunkId) -> blockvault_store::Result<()> {
     let corrupt = |source| blockvault_store::Error::ChunkCorrupt { id, source };
     crate::decode::verified(encoded, id, corrupt, |_| Ok(()))
@@ -337,11 +349,23 @@ impl Vault {
                     progress.advance(len);
                     return Ok(None);
                 }
-                let encoded: Bytes = source.store().get_chunk(&id).await?;
-                if !fresh.contains(&id) {
-                    let checked = encoded.clone();
-                    cpu::run(move || check_chunk(&checked, id)).await?;
-                }
+                let read = match source.store().get_chunk(&id).await {
+                    Ok(encoded) if fresh.contains(&id) => Ok(encoded),
+                    Ok(encoded) => {
+                        let checked = encoded.clone();
+                        cpu::run(move || check_chunk(&checked, id))
+                            .await
+                            .map(|()| encoded)
+                    }
+                    Err(e) => Err(e),
+                };
+                let encoded: Bytes = match read {
+                    Ok(encoded) => encoded,
+                    Err(e) => {
+                        mark_bad_source_chunk(source.store(), &e).await;
+                        return Err(e.into());
+                    }
+                };
                 let size = encoded.len() as u64;
                 self.store().put_chunk(&id, encoded).await?;
                 landed.put(id, size).await?;

@@ -525,3 +525,64 @@ fn vault_record(b: &Backed, id: &str) -> serde_json::Value {
     assert_eq!(point["tiers"], json!(["snapshot", "vault"]), "{point}");
     point.clone()
 }
+
+/// A snapshot-tier chunk that a transfer finds corrupt (here a transfer to a new vault, which
+/// lacks every chunk) is marked damaged in the tier: the next backup reads its block from the
+/// disk again and writes it, and its transfer goes through. Unmarked, an unchanged block is
+/// never read again, and every later transfer failed on the same chunk.
+#[test]
+fn a_corrupt_snapshot_chunk_a_transfer_meets_is_written_again_by_the_next_backup() {
+    let b = backed();
+    flip_middle(&b.snapshot_chunk_at(ZSTD_BLOCK), 64);
+    let state = host_state(&b.vault);
+    let new = b.sb.path("new-vault");
+    blockvault(["--state-dir", arg(&state), "vault", "init", arg(&new)]).success();
+    let disk = b.sb.path("disk.img");
+    let backup = || {
+        blockvault([
+            "--state-dir",
+            arg(&state),
+            "backup",
+            "--json",
+            "--vault",
+            arg(&new),
+            "--vm",
+            VM,
+            "--disk",
+            arg(&disk),
+        ])
+    };
+    let failed = backup();
+    assert_eq!(failed.code, 5, "the transfer meets the bad chunk: {failed}");
+    assert!(failed.stdout.contains("corrupt"), "{failed}");
+
+    let repaired = backup();
+    assert_eq!(repaired.code, 0, "{repaired}");
+    let doc = repaired.json();
+    assert!(
+        doc["warnings"]
+            .to_string()
+            .contains("found damaged, was sent again"),
+        "{repaired}"
+    );
+    let to = b.sb.path("out");
+    let restored = blockvault([
+        "--state-dir",
+        arg(&state),
+        "restore",
+        "--vault",
+        arg(&new),
+        "--vm",
+        VM,
+        "--from",
+        "vault",
+        "--to",
+        arg(&to),
+    ]);
+    assert_eq!(restored.code, 0, "{restored}");
+    assert_image(&to.join("disk.img"), &b.content);
+    assert!(
+        entries(&snapshot_tier(&b.vault, VM).join("damaged")).is_empty(),
+        "the tier's mark is cleared once the chunk is written again"
+    );
+}
