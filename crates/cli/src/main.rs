@@ -96,13 +96,24 @@ fn argument_error(err: clap::Error) -> std::process::ExitCode {
     {
         err.exit();
     }
+    // The first paragraph, on one line: clap puts what is missing or wrong on the lines after
+    // the first ("the following required arguments were not provided:" / "  --disk <PATH>"),
+    // then a blank line and the usage.
     let rendered = err.to_string();
     let message = rendered
-        .lines()
+        .split("\n\n")
         .next()
         .unwrap_or_default()
-        .trim_start_matches("error: ");
-    report_error(true, exit::ExitCode::Usage, message)
+        .lines()
+        .map(str::trim)
+        .filter(|line| !line.is_empty())
+        .collect::<Vec<_>>()
+        .join(" ");
+    report_error(
+        true,
+        exit::ExitCode::Usage,
+        message.trim_start_matches("error: "),
+    )
 }
 
 async fn run(cli: Cli) -> anyhow::Result<Report> {

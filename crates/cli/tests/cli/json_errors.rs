@@ -156,6 +156,15 @@ fn argument_errors_are_json_too() {
         message.contains("3MiB") && message.contains("power of two"),
         "{run}"
     );
+
+    // What is missing is named, not left after a colon.
+    let run = blockvault(["backup", "--json", "--vault", arg(&vault), "--vm", VM]);
+    let message = run.json_failure(2);
+    assert!(
+        message.contains("not provided") && message.contains("--disk <PATH>"),
+        "{run}"
+    );
+    assert!(!message.contains("Usage"), "{run}");
 }
 
 /// `restore --json` of `VM` from `vault` into `to`.
