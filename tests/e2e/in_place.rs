@@ -302,9 +302,13 @@ async fn a_corrupt_chunk_fails_naming_disk_and_offset_and_a_rerun_finishes_the_j
     let err = restore_in_place(&vault, &point, dir.path())
         .await
         .expect_err("corrupt chunk");
+    let Error::InPlacePartial { disk, source } = &err else {
+        panic!("the failure says the disk was partly rewritten: {err}");
+    };
+    assert_eq!(disk.as_str(), "disk.img");
     assert!(
         matches!(
-            &err,
+            &**source,
             Error::Block { disk, offset, source, .. }
                 if disk.as_str() == "disk.img"
                     && *offset == 3 * BS
@@ -315,6 +319,7 @@ async fn a_corrupt_chunk_fails_naming_disk_and_offset_and_a_rerun_finishes_the_j
     let message = err.to_string();
     assert!(message.contains("disk.img"), "{message}");
     assert!(message.contains(&format!("offset {}", 3 * BS)), "{message}");
+    assert!(message.contains("partly rewritten"), "{message}");
     // Block 3 was not written with anything unverified.
     let now = std::fs::read(&image.path).expect("read");
     let block3 = 3 * BS as usize..4 * BS as usize;

@@ -96,7 +96,9 @@ fn classify_vault(e: &VaultError) -> ExitCode {
         VaultError::Disk(e) => classify_disk(e),
         VaultError::Block { source, .. } => classify_store(source),
         VaultError::BlockLength { .. } => ExitCode::Integrity,
-        VaultError::GcMark { source } => classify_vault(source),
+        VaultError::GcMark { source } | VaultError::InPlacePartial { source, .. } => {
+            classify_vault(source)
+        }
         VaultError::RedundancyFixed { .. } => ExitCode::Refused,
         VaultError::UnknownVm { .. }
         | VaultError::UnknownPoint { .. }

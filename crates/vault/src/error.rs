@@ -30,6 +30,18 @@ pub enum Error {
         source: Box<Error>,
     },
 
+    /// An in-place restore that failed once it had begun rewriting a disk.
+    #[error(
+        "{source}; disk {disk} was already partly rewritten in place and now matches neither \
+         its content before nor the point: restore the point again once that block reads (from \
+         the other tier, or after a repair), or into another directory"
+    )]
+    InPlacePartial {
+        disk: DiskName,
+        #[source]
+        source: Box<Error>,
+    },
+
     #[error(
         "garbage collection deleted nothing: after {waited:?} these still held the vault: {}; \
          run it again later or with a longer --wait",

@@ -113,6 +113,8 @@ impl Vault {
             .zip(plans)
             .zip(scanned)
         {
+            // A failure here may come after some of the disk's blocks were written: say so.
+            let rewriting = !plan.is_empty();
             let written = self
                 .write_blocks(
                     &disk.name,
@@ -121,7 +123,17 @@ impl Vault {
                     request.options.concurrency,
                     progress,
                 )
-                .await?;
+                .await
+                .map_err(|source| {
+                    if rewriting {
+                        Error::InPlacePartial {
+                            disk: disk.name.clone(),
+                            source: Box::new(source),
+                        }
+                    } else {
+                        source
+                    }
+                })?;
             sync(Arc::clone(image), SyncKind::Data).await?;
             disks.push(RestoredDisk {
                 name: disk.name.clone(),
