@@ -469,6 +469,7 @@ pub enum VaultCommand {
         #[command(flatten)]
         vault: VaultArg,
 
+        /// single (one store) or replicated (every object also in --secondary).
         #[arg(value_enum, value_name = "KIND")]
         redundancy: RedundancyKind,
 
@@ -560,6 +561,7 @@ pub struct RestoreArgs {
     #[command(flatten)]
     pub vault: VaultArg,
 
+    /// The VM whose point to restore (see `blockvault points`).
     #[arg(long, value_name = "NAME")]
     pub vm: VmName,
 
@@ -629,6 +631,7 @@ pub enum PolicyCommand {
     },
     /// Change some values of a policy (the VMs it protects follow from their next backup).
     Edit {
+        /// The policy to change.
         #[arg(value_name = "NAME")]
         name: String,
         #[command(flatten)]
@@ -636,6 +639,7 @@ pub enum PolicyCommand {
     },
     /// Show one policy (--toml: as a policy file `policy apply` reads).
     Show {
+        /// The policy to show.
         #[arg(value_name = "NAME")]
         name: String,
         /// Print the policy file instead of a summary.
@@ -646,6 +650,7 @@ pub enum PolicyCommand {
     List,
     /// Delete a policy (refused while it protects a VM).
     Delete {
+        /// The policy to delete.
         #[arg(value_name = "NAME")]
         name: String,
     },
@@ -731,6 +736,7 @@ pub struct ProtectArgs {
     #[command(flatten)]
     pub vault: VaultArg,
 
+    /// Name of the VM to protect (letters, digits, '.', '_', '-').
     #[arg(long, value_name = "NAME")]
     pub vm: VmName,
 
@@ -760,6 +766,7 @@ pub struct ItemsArgs {
 
 #[derive(Debug, Args)]
 pub struct BackupNowArgs {
+    /// The protected VM to back up now.
     #[arg(long, value_name = "NAME")]
     pub vm: VmName,
 
@@ -920,4 +927,30 @@ fn parse_duration(text: &str) -> Result<jiff::SignedDuration, String> {
         return Err(format!("{text} is negative"));
     }
     Ok(duration)
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    use super::Cli;
+
+    /// `--help` teaches: every option and positional argument of every command says what it is.
+    #[test]
+    fn every_argument_of_every_command_has_help() {
+        fn walk(command: &clap::Command, path: &str, missing: &mut Vec<String>) {
+            for arg in command.get_arguments() {
+                let id = arg.get_id().as_str();
+                if id != "help" && id != "version" && arg.get_help().is_none() {
+                    missing.push(format!("{path} {id}"));
+                }
+            }
+            for sub in command.get_subcommands() {
+                walk(sub, &format!("{path} {}", sub.get_name()), missing);
+            }
+        }
+        let mut missing = Vec::new();
+        walk(&Cli::command(), "blockvault", &mut missing);
+        assert!(missing.is_empty(), "arguments without help: {missing:?}");
+    }
 }
