@@ -64,7 +64,25 @@ impl Lease {
             refreshed: now,
         };
         let attempt = LeaseClock::now();
-        store.put_lease(&record).await?;
+        // The put runs as its own task, so a caller dropped meanwhile (an interrupted gc)
+        // cannot leave a lease that landed after it and that nothing removes: the guard
+        // removes it once the put is done.
+        let mut pending = PendingWrite {
+            store: store.clone(),
+            record: Some(record.clone()),
+            put: Some(tokio::spawn({
+                let (store, record) = (store.clone(), record.clone());
+                async move { store.put_lease(&record).await }
+            })),
+        };
+        if let Some(put) = pending.put.as_mut() {
+            let put = put
+                .await
+                .unwrap_or_else(|join| std::panic::resume_unwind(join.into_panic()));
+            pending.put = None;
+            put?;
+        }
+        pending.record = None;
         let state = Arc::new(Mutex::new(State {
             last_written: attempt,
             lapsed: None,
@@ -270,6 +288,37 @@ impl Lease {
 
     pub fn record(&self) -> &LeaseRecord {
         &self.record
+    }
+}
+
+/// A lease being written by [`Lease::write`]: dropped before its [`Lease`] exists, it removes
+/// the lease in the background once the put in flight is done (counted as a dropped lease, see
+/// [`Lease::dropped_removed`]).
+struct PendingWrite {
+    store: Store,
+    /// `None` once the lease is made, or its put failed.
+    record: Option<LeaseRecord>,
+    /// The put, while in flight.
+    put: Option<tokio::task::JoinHandle<blockvault_store::Result<()>>>,
+}
+
+impl Drop for PendingWrite {
+    fn drop(&mut self) {
+        let Some(record) = self.record.take() else {
+            return;
+        };
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            return; // it dies of old age after LEASE_TTL
+        };
+        let (store, put) = (self.store.clone(), self.put.take());
+        DROPPED_IN_FLIGHT.fetch_add(1, std::sync::atomic::Ordering::AcqRel);
+        runtime.spawn(async move {
+            if let Some(put) = put {
+                let _ = put.await;
+            }
+            let _ = store.delete_lease(&record).await;
+            DROPPED_IN_FLIGHT.fetch_sub(1, std::sync::atomic::Ordering::AcqRel);
+        });
     }
 }
 
@@ -482,6 +531,26 @@ mod tests {
     use super::*;
 
     const POLL: Duration = Duration::from_millis(20);
+
+    /// A lease whose writer is dropped while the put is in flight (an interrupted `gc` taking
+    /// its hold on new backups) is removed once the put lands, and the process waiting for
+    /// dropped leases sees it removed. Before, the put landed after the drop and stayed.
+    #[tokio::test]
+    async fn a_lease_dropped_while_it_is_written_is_removed_once_written() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = Store::local(dir.path()).expect("store");
+        let mut write = Box::pin(Lease::write(&store, LeaseKind::SweepPending, "gc"));
+        assert!(
+            futures::poll!(&mut write).is_pending(),
+            "the put is in flight"
+        );
+        drop(write);
+        assert!(Lease::dropped_removed(Duration::from_secs(10)).await);
+        // Whatever a put still in flight would do, it has had the time to.
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let leases = store.list_leases().await.expect("list");
+        assert!(leases.is_empty(), "{leases:?}");
+    }
 
     /// Waits `wait`, never holding writers back.
     fn patience(wait: Duration) -> SweepWait {
