@@ -102,6 +102,12 @@ pub enum Error {
     PolicyExists { name: crate::PolicyName },
 
     #[error(
+        "policy {name} is the default every catalog keeps (`protect` without --policy uses it); \
+         change it with `blockvault policy edit {name}` instead"
+    )]
+    DefaultPolicyKept { name: crate::PolicyName },
+
+    #[error(
         "policy {name} protects {}: move them to another policy before deleting it",
         vms.join(", ")
     )]

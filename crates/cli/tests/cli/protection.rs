@@ -431,10 +431,15 @@ fn a_policy_that_protects_a_vm_cannot_be_deleted_and_an_unknown_one_is_not_found
         .to_owned();
     assert!(message.contains("nope"), "{message}");
 
-    // An unused policy goes.
+    // An unused policy goes, but for the default, which `protect` without --policy needs.
     host.run(&["policy", "create", "spare"]).success();
     let run = host.run(&["policy", "delete", "spare"]).success();
     assert_eq!(run.stdout.trim(), "deleted policy spare", "{run}");
+    let message = host
+        .run(&["policy", "delete", "DefaultPolicy"])
+        .failure(1)
+        .to_owned();
+    assert!(message.contains("policy edit DefaultPolicy"), "{message}");
     assert_eq!(host.policy_names(), ["DefaultPolicy", "nightly"]);
 }
 

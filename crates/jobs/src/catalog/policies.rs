@@ -5,7 +5,7 @@ use jiff::Timestamp;
 use rusqlite::{OptionalExtension, Transaction, params};
 
 use super::{Failure, micros, timestamp};
-use crate::{Catalog, Error, Policy, PolicyName, Result};
+use crate::{Catalog, DEFAULT_POLICY, Error, Policy, PolicyName, Result};
 
 /// A policy as the catalog lists it.
 #[derive(Clone, Debug, PartialEq)]
@@ -127,8 +127,12 @@ impl Catalog {
     }
 
     /// Deletes the policy `name`. Refused while it protects a VM ([`Error::PolicyInUse`],
-    /// naming them).
+    /// naming them), and for [`DEFAULT_POLICY`], which every catalog has (`protect` without a
+    /// policy uses it).
     pub fn delete_policy(&self, name: &PolicyName) -> Result<()> {
+        if name.as_str() == DEFAULT_POLICY {
+            return Err(Error::DefaultPolicyKept { name: name.clone() });
+        }
         self.write(|tx| {
             if stored(tx, name)?.is_none() {
                 return Err(Error::UnknownPolicy { name: name.clone() }.into());

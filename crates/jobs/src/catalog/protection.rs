@@ -417,9 +417,15 @@ mod tests {
         assert!(err.to_string().contains("web01"), "{err}");
         let listed = catalog.policies().expect("list");
         assert_eq!(listed[1].protects, ["web01"]);
-        catalog
+        let kept = catalog
             .delete_policy(&DEFAULT_POLICY.parse().expect("name"))
-            .expect("unused default can go");
+            .expect_err("the default stays, used or not");
+        assert!(matches!(kept, Error::DefaultPolicyKept { .. }), "{kept}");
+        assert!(
+            catalog
+                .policy(&DEFAULT_POLICY.parse().expect("name"))
+                .is_ok()
+        );
     }
 
     #[test]
