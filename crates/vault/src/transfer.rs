@@ -140,7 +140,6 @@ impl Vault {
     }
 }
 
-/// Decodes `encoded` and checks it hashes to `id`, on the calling (rayon) thread.
 /// A chunk of the source (the snapshot tier) found missing or corrupt: marked damaged there,
 /// best effort, so that the next Snapshot does not take it as present but reads its block
 /// from the disk and writes it again. Unmarked, every later transfer would meet it, since an
@@ -153,6 +152,7 @@ async fn mark_bad_source_chunk(source: &Store, error: &blockvault_store::Error) 
     }
 }
 
+/// Decodes `encoded` and checks it hashes to `id`, on the calling (rayon) thread.
 fn check_chunk(encoded: &[u8], id: ChunkId) -> blockvault_store::Result<()> {
     let corrupt = |source| blockvault_store::Error::ChunkCorrupt { id, source };
     crate::decode::verified(encoded, id, corrupt, |_| Ok(()))
@@ -349,17 +349,15 @@ impl Vault {
                     progress.advance(len);
                     return Ok(None);
                 }
-                let read = match source.store().get_chunk(&id).await {
-                    Ok(encoded) if fresh.contains(&id) => Ok(encoded),
-                    Ok(encoded) => {
+                let read = async {
+                    let encoded = source.store().get_chunk(&id).await?;
+                    if !fresh.contains(&id) {
                         let checked = encoded.clone();
-                        cpu::run(move || check_chunk(&checked, id))
-                            .await
-                            .map(|()| encoded)
+                        cpu::run(move || check_chunk(&checked, id)).await?;
                     }
-                    Err(e) => Err(e),
+                    Ok::<Bytes, blockvault_store::Error>(encoded)
                 };
-                let encoded: Bytes = match read {
+                let encoded = match read.await {
                     Ok(encoded) => encoded,
                     Err(e) => {
                         mark_bad_source_chunk(source.store(), &e).await;
