@@ -26,6 +26,13 @@
 //! [`SnapshotTier::sweep`] deletes the chunks no remaining point names. Vault copies are not
 //! touched.
 //!
+//! # Damage
+//!
+//! The tier is this host's rebuildable state: what is damaged is set aside under
+//! `<root>/<vm>/quarantine/` and everything else goes on (see `heal.rs`). A damaged point
+//! record or a point with a damaged map never hides the VM's other snapshot points or stops
+//! expiry, and a damaged `vault.config` is rebuilt.
+//!
 //! # Locking
 //!
 //! The sweep deletes every chunk that no committed point names, so it must not run while a
@@ -35,6 +42,7 @@
 //! rule local: one VM's sweep never races another VM's snapshot.
 
 mod error;
+mod heal;
 mod tier;
 
 pub use crate::{

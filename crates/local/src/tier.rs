@@ -41,13 +41,14 @@ impl SnapshotTier {
         self.root.join(vm.as_str())
     }
 
-    /// `vm`'s snapshots, or `None` when this host never took one.
+    /// `vm`'s snapshots, or `None` when this host never took one. A config that cannot be
+    /// read is set aside and rebuilt (see `heal.rs`).
     pub async fn open(&self, vm: &VmName) -> Result<Option<Vault>> {
         let dir = self.dir(vm);
         if !dir.join("vault.config").is_file() {
             return Ok(None);
         }
-        Ok(Some(Vault::open_local(&dir).await?.private()))
+        Ok(Some(self.open_healing(&dir).await?))
     }
 
     /// `vm`'s snapshots, created empty on first use. Call with the VM's snapshot lock held.
@@ -84,9 +85,10 @@ impl SnapshotTier {
     }
 
     /// The committed snapshot points of `vm`, oldest first (none when it has no snapshots).
+    /// Records that cannot be read are set aside (see `heal.rs`).
     pub async fn points(&self, vm: &VmName) -> Result<Vec<RecoveryPoint>> {
         match self.open(vm).await? {
-            Some(vault) => Ok(vault.store().list_points(vm).await?),
+            Some(vault) => Ok(self.healthy_points(vm, &vault).await?.points),
             None => Ok(Vec::new()),
         }
     }
@@ -109,9 +111,11 @@ impl SnapshotTier {
     /// chunks no point's maps name, and staging files a killed writer left. Call with the VM's
     /// snapshot lock held (a running Snapshot's chunks are not named by any point yet).
     ///
-    /// A map that cannot be read stops the sweep before any chunk or map is deleted (staging
-    /// leftovers go first): a chunk is only deleted when every live map was read and none
-    /// names it.
+    /// A point whose map is damaged or missing cannot restore from the tier: its record is set
+    /// aside (see `heal.rs`) and its maps and chunks are swept with the rest. A map that cannot
+    /// be read for another reason (an I/O error) stops the sweep before any chunk or map is
+    /// deleted (staging leftovers go first): a chunk is only deleted when every live map was
+    /// read and none names it.
     pub async fn sweep(&self, vm: &VmName) -> Result<SweepReport> {
         let Some(vault) = self.open(vm).await? else {
             return Ok(SweepReport::default());
@@ -122,18 +126,34 @@ impl SnapshotTier {
         let leftovers = store
             .remove_staging_leftovers(std::time::Duration::ZERO, false)
             .await;
-        let points = store.list_points(vm).await?;
+        let mut points = self.healthy_points(vm, &vault).await?.points;
         // Sorted and merged map by map: 32 bytes a live chunk, where a hash set took 50-70,
         // and points that share most of their chunks hold them once.
         let mut live = ChunkSet::new();
+        let mut unusable = Vec::new();
         for point in &points {
+            let mut named = ChunkSet::new();
             for disk in &point.disks {
-                let map = store
+                match store
                     .get_map(vm, &point.id, &disk.name, Some(&disk.map_digest))
-                    .await?;
-                live.merge(&ChunkSet::from_vec(map.data_ids().to_vec()));
+                    .await
+                {
+                    Ok(map) => named.merge(&ChunkSet::from_vec(map.data_ids().to_vec())),
+                    Err(e) if e.is_corrupt() || e.is_missing() => {
+                        unusable.push(point.id.clone());
+                        break;
+                    }
+                    Err(e) => return Err(e.into()),
+                }
+            }
+            if !unusable.contains(&point.id) {
+                live.merge(&named);
             }
         }
+        for id in &unusable {
+            crate::heal::set_aside(store, vm, id).await?;
+        }
+        points.retain(|p| !unusable.contains(&p.id));
         let mut report = SweepReport {
             leftovers_removed: leftovers.files,
             bytes_freed: leftovers.bytes,
@@ -352,5 +372,77 @@ mod tests {
         assert!(fan.exists(), "the chunk fan-out directory stays");
         assert!(!vault.store().has_chunk(&stray).await.expect("head"));
         assert_eq!(tier.points(&vm).await.expect("points").len(), 1);
+    }
+
+    /// Flips one byte in the middle of `path`.
+    fn flip(path: &Path) {
+        let mut bytes = std::fs::read(path).expect("read");
+        let at = bytes.len() / 2;
+        bytes[at] ^= 0x40;
+        std::fs::write(path, bytes).expect("write");
+    }
+
+    #[tokio::test]
+    async fn a_damaged_record_or_map_is_set_aside_and_expiry_goes_on() {
+        let tmp = tempfile::tempdir().expect("tmp");
+        let tier = SnapshotTier::new(tmp.path().join("snapshots"));
+        let vm = VmName::new("vm1").expect("vm");
+        let vault = tier.open_or_init(&vm).await.expect("init");
+        let disk = image(tmp.path(), "d.img", &[(0, 1)]);
+        let first = snapshot(&vault, &vm, &disk).await;
+        image(tmp.path(), "d.img", &[(0, 2)]);
+        let second = snapshot(&vault, &vm, &disk).await;
+        image(tmp.path(), "d.img", &[(0, 3)]);
+        let third = snapshot(&vault, &vm, &disk).await;
+        let dir = tier.dir(&vm);
+        flip(&dir.join("points").join("vm1").join(second.id.as_str()));
+        flip(
+            &dir.join("maps/vm1")
+                .join(third.id.as_str())
+                .join("d.img.map"),
+        );
+
+        // The damaged record is set aside when listed; the other points are all there.
+        let listed = tier.points(&vm).await.expect("points");
+        assert_eq!(
+            listed.iter().map(|p| &p.id).collect::<Vec<_>>(),
+            vec![&first.id, &third.id]
+        );
+        let aside = dir.join("quarantine/points/vm1").join(second.id.as_str());
+        assert!(aside.is_file(), "{}", aside.display());
+
+        // Expiry goes on; the point whose map is damaged is set aside by the sweep, and the
+        // chunks only the set-aside points named are freed.
+        let report = tier
+            .expire(&vm, std::slice::from_ref(&first.id))
+            .await
+            .expect("expire");
+        assert_eq!(report.chunks_removed, 3, "{report:?}");
+        assert!(tier.points(&vm).await.expect("points").is_empty());
+        assert!(
+            dir.join("quarantine/points/vm1")
+                .join(third.id.as_str())
+                .is_file()
+        );
+
+        // A damaged config is set aside and rebuilt; snapshots go on.
+        flip(&dir.join("vault.config"));
+        let vault = tier.open_or_init(&vm).await.expect("healed");
+        let fourth = snapshot(&vault, &vm, &disk).await;
+        assert_eq!(
+            tier.points(&vm)
+                .await
+                .expect("points")
+                .iter()
+                .map(|p| &p.id)
+                .collect::<Vec<_>>(),
+            vec![&fourth.id]
+        );
+        assert!(
+            std::fs::read_dir(dir.join("quarantine"))
+                .expect("quarantine")
+                .filter_map(|e| e.ok())
+                .any(|e| e.file_name().to_string_lossy().starts_with("vault.config."))
+        );
     }
 }
