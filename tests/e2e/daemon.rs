@@ -257,6 +257,7 @@ async fn thirty_days_of_an_enhanced_four_hourly_policy_leave_exactly_the_promise
         .points(&web01)
         .await
         .expect("vault points")
+        .points
         .iter()
         .map(|p| p.time)
         .collect();

@@ -272,6 +272,7 @@ async fn a_vault_that_refuses_the_lease_fails_the_transfer_not_the_snapshot() {
             .list_points(&vm(VM))
             .await
             .expect("points")
+            .points
             .len(),
         1,
         "the snapshot committed"

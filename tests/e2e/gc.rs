@@ -795,7 +795,7 @@ async fn leases_expire_by_the_stores_clock_not_the_holders() {
     let third = backup(&vault, "web", &[&disk], block_size(BS))
         .await
         .expect("3");
-    let second_points = vault.points(&vm("web")).await.expect("points");
+    let second_points = vault.points(&vm("web")).await.expect("points").points;
     vault
         .store()
         .delete_point(&vm("web"), &second_points[0].id)
@@ -958,7 +958,7 @@ async fn each_sweep_ships_its_candidates_and_keeps_only_its_own_list() {
     backup(&vault, "app", &[&disk], block_size(BS))
         .await
         .expect("3");
-    let points = vault.points(&vm("app")).await.expect("points");
+    let points = vault.points(&vm("app")).await.expect("points").points;
     vault
         .store()
         .delete_point(&vm("app"), &points[0].id)

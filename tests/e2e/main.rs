@@ -13,3 +13,4 @@ mod s3;
 mod s3_gc;
 mod soft_delete;
 mod support;
+mod verify_prune;

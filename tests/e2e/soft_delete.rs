@@ -244,11 +244,12 @@ async fn undelete_after_13_days_brings_every_point_back_restorable_with_protecti
     assert!(world.vault_dir().join("deleted/web01").is_file());
     assert_eq!(world.snapshot_points().await, Vec::<PointId>::new());
     assert_eq!(world.vault_points().await, both);
-    let (listed, _) = world
+    let listed = world
         .engine
         .list_points(Some(&world.vault), &vm("web01"))
         .await
-        .expect("still listed");
+        .expect("still listed")
+        .points;
     assert_eq!(listed.len(), 2);
     assert!(
         listed

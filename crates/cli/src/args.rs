@@ -869,6 +869,13 @@ pub struct VerifyArgs {
     #[arg(long)]
     pub all: bool,
 
+    /// Set aside the point records that cannot be read (moved to quarantine/points/VM/ in the
+    /// vault; copy one back to points/VM/ to undo), so that garbage collection frees what
+    /// only they named. Their points are lost: use it once no other copy (a replica, the
+    /// snapshot tier) can repair them.
+    #[arg(long)]
+    pub quarantine_damaged: bool,
+
     #[command(flatten)]
     pub transfer: TransferArgs,
 }

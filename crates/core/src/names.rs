@@ -127,6 +127,16 @@ impl PointId {
     pub fn as_str(&self) -> &str {
         &self.0
     }
+
+    /// The UTC time the id was made at, to the second (what is known of a point whose record
+    /// cannot be read).
+    pub fn time(&self) -> Option<Timestamp> {
+        jiff::civil::DateTime::strptime("%Y%m%d-%H%M%S", self.0.get(..15)?)
+            .ok()?
+            .to_zoned(jiff::tz::TimeZone::UTC)
+            .ok()
+            .map(|z| z.timestamp())
+    }
 }
 
 impl FromStr for PointId {

@@ -118,8 +118,8 @@ pub use crate::{
     daemon::{Daemon, DaemonOptions, DaemonReport, Level, Log, Vaults},
     engine::{
         BackupOutcome, BackupSpec, Engine, ExpiredPoint, Hooks, INSTANT_RESTORE_DAYS, ListedPoint,
-        ProtectOutcome, ProtectRequest, Pruned, PurgeOutcome, Recovered, RestoreOutcome, StopMode,
-        StopOutcome, VaultUnavailable, VerifyOutcome, VerifyScope,
+        PointList, ProtectOutcome, ProtectRequest, Pruned, PurgeOutcome, Recovered, RestoreOutcome,
+        StopMode, StopOutcome, VaultUnavailable, VerifyOutcome, VerifyScope,
     },
     error::{Error, Result},
     inventory::{PointEntry, PointSummary, ProtectedItem, ProtectionState, VmEntry},

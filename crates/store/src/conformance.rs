@@ -226,14 +226,14 @@ async fn points_commit_list_and_fail_by_name(store: &Store) {
         store.list_point_ids(&vm()).await.expect("ids"),
         vec![a.id.clone(), b.id.clone()]
     );
-    assert_eq!(
-        store.list_points(&vm()).await.expect("points"),
-        vec![a.clone(), b.clone()]
-    );
+    let listing = store.list_points(&vm()).await.expect("points");
+    assert_eq!(listing.points, vec![a.clone(), b.clone()]);
+    assert!(listing.damaged.is_empty());
     let other = VmName::new("nobody").expect("name");
     assert!(store.list_points(&other).await.expect("points").is_empty());
 
-    let mut bytes = a.encode();
+    let good = a.encode();
+    let mut bytes = good.clone();
     let at = bytes.len() - 3;
     bytes[at] ^= 0x20;
     raw_put(store, &layout::point(&vm(), &a.id), bytes).await;
@@ -242,6 +242,37 @@ async fn points_commit_list_and_fail_by_name(store: &Store) {
         matches!(err, Error::PointCorrupt { .. }) && err.is_corrupt(),
         "{err}"
     );
+    // A damaged record hides only itself.
+    let listing = store.list_points(&vm()).await.expect("points");
+    assert_eq!(listing.points, vec![b.clone()]);
+    assert_eq!(
+        listing.damaged.iter().map(|d| &d.id).collect::<Vec<_>>(),
+        vec![&a.id]
+    );
+    // A healthy record is never set aside; a damaged one is, bytes kept.
+    let err = store
+        .quarantine_point(&vm(), &b.id)
+        .await
+        .expect_err("healthy");
+    assert!(matches!(err, Error::PointNotDamaged { .. }), "{err}");
+    store
+        .quarantine_point(&vm(), &a.id)
+        .await
+        .expect("set aside");
+    let listing = store.list_points(&vm()).await.expect("points");
+    assert_eq!((listing.points, listing.damaged), (vec![b.clone()], vec![]));
+    let aside = store
+        .get(&layout::quarantined_point(&vm(), &a.id))
+        .await
+        .expect("get")
+        .expect("kept");
+    assert_ne!(&aside[..], &good[..]);
+    assert_eq!(aside.len(), good.len());
+    // A record under another point's key is not that point.
+    raw_put(store, &layout::point(&vm(), &a.id), b.encode()).await;
+    let err = store.get_point(&vm(), &a.id).await.expect_err("misplaced");
+    assert!(err.is_corrupt(), "{err}");
+    store.delete_point(&vm(), &a.id).await.expect("delete");
 }
 
 async fn deletes_remove_points_maps_and_chunks(store: &Store) {

@@ -46,6 +46,12 @@ pub enum Error {
     #[error("VM {vm} has no point {point} in this vault")]
     PointMissing { vm: VmName, point: PointId },
 
+    #[error(
+        "recovery point {point} of VM {vm} is not damaged; only a record that cannot be read \
+         is set aside (delete points with retention: `blockvault prune`)"
+    )]
+    PointNotDamaged { vm: VmName, point: PointId },
+
     #[error("recovery point {point} of VM {vm} is corrupt: {source}")]
     PointCorrupt {
         vm: VmName,

@@ -11,6 +11,7 @@
 //! | `gc/forgotten/<epoch>` | [`ForgottenChunks`](blockvault_core::ForgottenChunks): that sweep's candidates, for caches one sweep behind |
 //! | `damaged/<64 hex>` | a chunk verify found bad: the next backup holding its data re-uploads it |
 //! | `deleted/<vm>` | [`SoftDeleteMarker`](blockvault_core::SoftDeleteMarker): the VM's points are soft-deleted |
+//! | `quarantine/points/<vm>/<point>` | a damaged point record set aside (its bytes as they were); nothing reads it |
 
 use blockvault_core::{ChunkId, DiskName, LeaseKind, PointId, VmName};
 use object_store::path::Path;
@@ -26,9 +27,20 @@ pub(crate) fn chunk(id: &ChunkId) -> Path {
 
 /// The top-level directories of the table above, each object's first key segment but for
 /// `vault.config`'s. Keep it in step with the table.
-pub(crate) const TOP_LEVEL: [&str; 7] = [
-    "chunks", "maps", "points", "leases", "gc", "damaged", "deleted",
+pub(crate) const TOP_LEVEL: [&str; 8] = [
+    "chunks",
+    "maps",
+    "points",
+    "leases",
+    "gc",
+    "damaged",
+    "deleted",
+    "quarantine",
 ];
+
+pub(crate) fn quarantined_point(vm: &VmName, point: &PointId) -> Path {
+    Path::from(format!("quarantine/points/{vm}/{point}"))
+}
 
 pub(crate) fn chunks_root() -> Path {
     Path::from("chunks")
@@ -122,6 +134,7 @@ mod tests {
             damaged(&id),
             maps_root(),
             soft_delete(&vm),
+            quarantined_point(&vm, &point),
         ];
         for key in keys {
             let first = key.parts().next().expect("a segment");

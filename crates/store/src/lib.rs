@@ -57,7 +57,10 @@
 //!    its own, and starts over. A writer always yields to a sweep.
 //! 2. **Mark** (no lease, blocks nothing; the long part): read every committed point's maps and
 //!    collect the chunk ids they name; list `chunks/`. Candidates are the chunks no map names
-//!    and older than a grace period.
+//!    and older than a grace period. "Every committed point" includes the records a replicated
+//!    vault's secondary holds alone (commits cut short, see `commit.rs`), and for a record
+//!    that cannot be read, every map stored under its id ([`Store::list_map_disks`]): a
+//!    damaged record stops nothing and loses nothing it may name.
 //! 3. **Sweep** (exclusive, short): wait, holding no lease, until no live writer lease is
 //!    listed (so backups that start meanwhile are not held up), then write
 //!    `leases/sweeper-<id>` and list again. A writer that slipped in between makes the sweeper
@@ -145,7 +148,9 @@
 //!   them corrupt asks [`Store::chunk_from_replica`]. Bad on both stores is
 //!   [`Error::ReplicaAlsoBad`], which names both problems.
 //! - Listings (points, VMs, chunks), whether a point exists, and the vault config are the
-//!   primary's alone. The
+//!   primary's alone, with one exception: a record on the secondary alone is a commit cut
+//!   short (a point is deleted from the secondary first), a complete point there, and
+//!   garbage collection keeps what it names and finishes its commit (see `commit.rs`). The
 //!   secondary holds its own `vault.config`, a single vault that names the vault it replicates
 //!   ([`VaultConfig::for_replica`](blockvault_core::VaultConfig::for_replica)): it can be
 //!   opened alone to restore when the primary is lost.
@@ -161,6 +166,7 @@
 //! rayon pool.
 
 mod chunk_files;
+mod commit;
 #[cfg(any(test, feature = "conformance"))]
 pub mod conformance;
 mod coordination;
@@ -168,6 +174,7 @@ pub mod cpu;
 mod error;
 mod layout;
 mod leftovers;
+mod listing;
 mod location;
 mod pool;
 mod replica;
@@ -180,6 +187,7 @@ pub use crate::{
     coordination::{ListedChunk, ListedLease},
     error::{Error, Result},
     leftovers::Leftovers,
+    listing::{DamagedPoint, PointListing},
     location::VaultLocation,
     replica::Repairs,
     s3::{S3Options, Secret},

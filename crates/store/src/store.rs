@@ -8,7 +8,7 @@ use blockvault_core::{
 };
 use bytes::Bytes;
 use futures::stream::BoxStream;
-use futures::{StreamExt, TryStreamExt, stream};
+use futures::{StreamExt, TryStreamExt};
 use object_store::local::LocalFileSystem;
 use object_store::memory::InMemory;
 use object_store::path::Path;
@@ -18,9 +18,6 @@ use crate::chunk_files::ChunkFiles;
 use crate::pool::BufferPool;
 use crate::replica::Replica;
 use crate::{Error, Result, cpu, layout};
-
-/// How many point records `list_points` fetches at once.
-const LIST_CONCURRENCY: usize = 16;
 
 /// Objects larger than this go up in parts (S3 caps a single PUT at 5 GB and retries a failed
 /// part, not the whole object). Block maps pass it for disks of about 8 TiB and more.
@@ -550,11 +547,20 @@ impl Store {
                 vm: vm.clone(),
                 point: id.clone(),
             })?;
-        let point = RecoveryPoint::decode(&bytes).map_err(|source| Error::PointCorrupt {
+        let corrupt = |source| Error::PointCorrupt {
             vm: vm.clone(),
             point: id.clone(),
             source,
-        })?;
+        };
+        let point = RecoveryPoint::decode(&bytes).map_err(corrupt)?;
+        // A record under another point's key (copied or renamed by hand) would pass for that
+        // point: it names another point's maps.
+        if &point.vm != vm || &point.id != id {
+            return Err(corrupt(blockvault_core::Error::Malformed {
+                what: "recovery point",
+                reason: format!("the record is of point {} of VM {}", point.id, point.vm),
+            }));
+        }
         Ok((point, bytes))
     }
 
@@ -568,18 +574,6 @@ impl Store {
     pub async fn list_point_ids(&self, vm: &VmName) -> Result<Vec<PointId>> {
         self.list_names(&layout::points_of(vm), Entries::Objects)
             .await
-    }
-
-    /// The committed points of `vm`, oldest first.
-    pub async fn list_points(&self, vm: &VmName) -> Result<Vec<RecoveryPoint>> {
-        let ids = self.list_point_ids(vm).await?;
-        let mut points: Vec<RecoveryPoint> = stream::iter(ids)
-            .map(|id| async move { self.get_point(vm, &id).await })
-            .buffer_unordered(LIST_CONCURRENCY)
-            .try_collect()
-            .await?;
-        points.sort_by(|a, b| a.time.cmp(&b.time).then_with(|| a.id.cmp(&b.id)));
-        Ok(points)
     }
 
     // ---- soft delete ------------------------------------------------------------------------
@@ -613,8 +607,9 @@ impl Store {
 
     /// Removes a point: its record first (so the point stops existing at once), then its maps.
     /// A crash in between leaves orphan maps, which [`Store::list_map_point_ids`] finds.
+    /// On a replicated store the record goes from the secondary first (see `commit.rs`).
     pub async fn delete_point(&self, vm: &VmName, id: &PointId) -> Result<()> {
-        self.delete(&layout::point(vm, id)).await?;
+        self.delete_record(vm, id).await?;
         self.delete_maps(vm, id).await
     }
 

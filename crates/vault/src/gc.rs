@@ -11,10 +11,12 @@ use std::time::{Duration, Instant};
 use blockvault_core::{
     ChunkId, ChunkSet, ForgottenChunks, GcEpoch, PointId, RecoveryPoint, VmName,
 };
+use blockvault_store::DamagedPoint;
 use futures::{StreamExt, TryStreamExt, stream};
 use jiff::{SignedDuration, Timestamp};
 use serde::Serialize;
 
+use crate::live::{LivePoints, MapRef};
 use crate::marks::{MarkCache, Marks};
 use crate::{Error, Lease, Progress, Result, SweepWait, Sweeper, Vault};
 
@@ -91,6 +93,9 @@ pub struct GcReport {
     /// Directories that could not be read, and leftovers that could not be deleted, while
     /// looking for them: skipped (the collection goes on).
     pub leftovers_skipped: u64,
+    /// Records a replicated vault's secondary held alone (commits cut short), finished on the
+    /// primary.
+    pub commits_finished: u64,
     /// Leases of writers that died, removed.
     pub dead_leases_removed: u64,
     pub mark_seconds: f64,
@@ -157,11 +162,21 @@ impl Vault {
                 grace: options.grace,
             })?;
 
-        // Mark.
-        let points = self.all_points().await?;
+        // Mark: every point, the records a replicated vault's secondary holds alone, and what
+        // damaged records may name (see `live.rs`).
+        let marked = self.live_points().await?;
+        let points = &marked.points;
+        let maps = self.maps_to_mark(points, &marked.damaged).await?;
         let mut live = Marks::default();
-        self.mark(&points, &mut live, &mut report, options, progress.as_ref())
-            .await?;
+        self.mark(
+            maps,
+            points,
+            &mut live,
+            &mut report,
+            options,
+            progress.as_ref(),
+        )
+        .await?;
         if let Some(cache) = self.mark_cache() {
             let digests: HashSet<&str> = points
                 .iter()
@@ -232,12 +247,15 @@ impl Vault {
         if options.dry_run {
             report.chunks_deleted = garbage;
             report.bytes_freed = garbage_bytes;
-            report.orphan_maps_deleted = self.orphan_maps(&points).await?.len() as u64;
+            report.orphan_maps_deleted = self.orphan_maps(&marked).await?.len() as u64;
             return Ok(report);
         }
 
         // Nothing to delete: no sweep, and no new epoch to make hosts rebuild their indexes.
-        if candidates.is_empty() && self.orphan_maps(&points).await?.is_empty() {
+        if candidates.is_empty()
+            && marked.unfinished.is_empty()
+            && self.orphan_maps(&marked).await?.is_empty()
+        {
             return Ok(report);
         }
 
@@ -259,7 +277,7 @@ impl Vault {
         report.dead_leases_removed = dead_removed;
         let sweeping = Instant::now();
         let swept = self
-            .sweep(&lease, &points, candidates, &mut report, options, progress)
+            .sweep(&lease, &marked, candidates, &mut report, options, progress)
             .await;
         // Released on every path: a sweeper's lease left behind would hold off every backup
         // until it expires.
@@ -275,41 +293,64 @@ impl Vault {
     async fn sweep(
         &self,
         lease: &Lease,
-        points: &[RecoveryPoint],
+        marked: &LivePoints,
         mut candidates: Vec<Candidate>,
         report: &mut GcReport,
         options: GcOptions,
         progress: Arc<dyn Progress>,
     ) -> Result<()> {
-        // Points committed while the mark ran may name candidates: look at them too.
-        let marked: HashSet<(&VmName, &PointId)> = points.iter().map(|p| (&p.vm, &p.id)).collect();
-        let now_points = self.all_points().await?;
-        let newer: Vec<RecoveryPoint> = now_points
+        // Points committed (and records damaged) while the mark ran may name candidates: look
+        // at them too.
+        let seen = marked.names();
+        let now = self.live_points().await?;
+        let newer: Vec<RecoveryPoint> = now
+            .points
             .iter()
-            .filter(|p| !marked.contains(&(&p.vm, &p.id)))
+            .filter(|p| !seen.contains(&(p.vm.clone(), p.id.clone())))
             .cloned()
             .collect();
+        let newly_damaged: Vec<DamagedPoint> = now
+            .damaged
+            .iter()
+            .filter(|d| !seen.contains(&(d.vm.clone(), d.id.clone())))
+            .cloned()
+            .collect();
+        let maps = self.maps_to_mark(&newer, &newly_damaged).await?;
         let mut rescued = Marks::default();
-        self.mark(&newer, &mut rescued, report, options, progress.as_ref())
-            .await?;
+        self.mark(
+            maps,
+            &newer,
+            &mut rescued,
+            report,
+            options,
+            progress.as_ref(),
+        )
+        .await?;
+        // No writer runs now: a record the secondary holds alone is a commit cut short, and
+        // finishing it makes the two stores agree (see `live.rs`).
+        for (vm, id) in &now.unfinished {
+            lease.check().await?;
+            self.store().finish_commit(vm, id).await?;
+            report.commits_finished += 1;
+        }
         let before = candidates.len();
         candidates.retain(|c| !rescued.contains(&c.id));
         candidates.shrink_to_fit();
         // Sorted by id: the damage marks below are looked up in it.
         candidates.sort_unstable_by_key(|c| c.id);
         report.chunks_rescued = (before - candidates.len()) as u64;
-        let orphans = self.orphan_maps(&now_points).await?;
+        let orphans = self.orphan_maps(&now).await?;
 
         // Every host's cache of what the vault holds is stale from here on. The candidates go
         // first, under the new epoch's name: a host one sweep behind drops them from its cache
         // instead of listing every chunk again.
         let previous_epoch = self.store().gc_epoch().await?.map(|e| e.id);
-        let now = Timestamp::now();
+        let time = Timestamp::now();
         let epoch = GcEpoch {
-            id: blake3::hash(format!("gc:{}:{}", now, std::process::id()).as_bytes()).to_hex()
+            id: blake3::hash(format!("gc:{}:{}", time, std::process::id()).as_bytes()).to_hex()
                 [..16]
                 .to_owned(),
-            time: now,
+            time,
         };
         let forgotten = ForgottenChunks::encode_sorted(
             previous_epoch.as_deref(),
@@ -359,46 +400,18 @@ impl Vault {
         Ok(())
     }
 
-    /// Every committed point of every VM in the vault. A point deleted between the listing
-    /// and the read (retention or a purge on another host) is simply not there.
-    async fn all_points(&self) -> Result<Vec<RecoveryPoint>> {
-        let mut points = Vec::new();
-        for vm in self.store().list_vms().await? {
-            for id in self.store().list_point_ids(&vm).await? {
-                match self.store().get_point(&vm, &id).await {
-                    Ok(point) => points.push(point),
-                    Err(blockvault_store::Error::PointMissing { .. }) => {}
-                    Err(e) => return Err(e.into()),
-                }
-            }
-        }
-        Ok(points)
-    }
-
-    /// Adds every chunk the maps of `points` name to `live`. Fails on the first map that
-    /// cannot be read, unless its point was deleted meanwhile (its chunks then need no mark).
+    /// Adds every chunk `maps` name to `live` (`points`: their records, for sizing). Fails on
+    /// the first map that cannot be read, unless its point was deleted meanwhile (its chunks
+    /// then need no mark).
     async fn mark(
         &self,
+        maps: Vec<MapRef>,
         points: &[RecoveryPoint],
         live: &mut Marks,
         report: &mut GcReport,
         options: GcOptions,
         progress: &dyn Progress,
     ) -> Result<()> {
-        // Owned items: a stream over borrowed ones makes the future's Send-ness unprovable.
-        let maps: Vec<_> = points
-            .iter()
-            .flat_map(|p| {
-                p.disks.iter().map(|d| {
-                    (
-                        p.vm.clone(),
-                        p.id.clone(),
-                        d.name.clone(),
-                        d.map_digest.clone(),
-                    )
-                })
-            })
-            .collect();
         // Each read holds a whole map (32 bytes a block) until it is reduced to its chunks:
         // bound the bytes in flight, not only the count (a 1 TiB disk's map is 8 MiB).
         let largest = points
@@ -413,23 +426,33 @@ impl Vault {
         let (store, cache) = (self.store(), self.mark_cache());
         let cache = &cache;
         let mut reads = stream::iter(maps)
-            .map(|(vm, id, disk, digest)| async move {
-                if let Some(keys) = cache.as_ref().and_then(|c| c.get(&digest)) {
+            .map(|map: MapRef| async move {
+                let MapRef {
+                    vm,
+                    point: id,
+                    disk,
+                    digest,
+                } = map;
+                let cached = digest.as_ref().zip(cache.as_ref());
+                if let Some(keys) = cached.and_then(|(digest, c)| c.get(digest)) {
                     return Ok(Some((keys, true)));
                 }
-                match store.get_map(&vm, &id, &disk, Some(&digest)).await {
+                match store.get_map(&vm, &id, &disk, digest.as_deref()).await {
                     Ok(map) => {
                         let keys = Marks::keys_of(map.data_ids());
-                        if let Some(cache) = cache {
-                            cache.put(&digest, &keys)?;
+                        if let Some((digest, cache)) = cached {
+                            cache.put(digest, &keys)?;
                         }
                         Ok(Some((keys, false)))
                     }
+                    // Deleted meanwhile: a map under a damaged record (found by listing), or
+                    // the map of a point whose record is gone too.
                     Err(blockvault_store::Error::MapMissing { .. })
-                        if matches!(
-                            store.get_point(&vm, &id).await,
-                            Err(blockvault_store::Error::PointMissing { .. })
-                        ) =>
+                        if digest.is_none()
+                            || matches!(
+                                store.get_point(&vm, &id).await,
+                                Err(blockvault_store::Error::PointMissing { .. })
+                            ) =>
                     {
                         Ok(None)
                     }
@@ -461,10 +484,11 @@ impl Vault {
 
     /// The map directories with no point record: backups that never committed (or points
     /// whose deletion was cut short).
-    async fn orphan_maps(&self, points: &[RecoveryPoint]) -> Result<Vec<(VmName, PointId)>> {
-        let mut committed: HashMap<&VmName, HashSet<&PointId>> = HashMap::new();
-        for point in points {
-            committed.entry(&point.vm).or_default().insert(&point.id);
+    /// A map directory under a damaged record is not an orphan: the record may name it.
+    async fn orphan_maps(&self, live: &LivePoints) -> Result<Vec<(VmName, PointId)>> {
+        let mut committed: HashMap<VmName, HashSet<PointId>> = HashMap::new();
+        for (vm, id) in live.names() {
+            committed.entry(vm).or_default().insert(id);
         }
         let mut orphans = Vec::new();
         for vm in self.store().list_map_vms().await? {

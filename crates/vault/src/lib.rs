@@ -41,6 +41,7 @@ mod in_place;
 mod index;
 mod landed;
 mod lease;
+mod live;
 mod marks;
 mod progress;
 mod restore;

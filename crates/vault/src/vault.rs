@@ -3,7 +3,7 @@ use std::path::{Path, PathBuf};
 use blockvault_core::{
     BlockSize, ChunkId, PointId, RecoveryPoint, Redundancy, VaultConfig, VmName,
 };
-use blockvault_store::Store;
+use blockvault_store::{PointListing, Store};
 use jiff::Timestamp;
 
 use crate::{ChunkIndex, Error, Result};
@@ -243,31 +243,48 @@ impl Vault {
         Ok(self.store.list_vms().await?)
     }
 
-    /// The points of `vm`, oldest first; [`Error::UnknownVm`] when it has none.
-    pub async fn points(&self, vm: &VmName) -> Result<Vec<RecoveryPoint>> {
-        let points = self.store.list_points(vm).await?;
-        if points.is_empty() {
+    /// The points of `vm` (oldest first) and its damaged records; [`Error::UnknownVm`] when it
+    /// has no record at all. A damaged record damages only itself: the other points list.
+    pub async fn points(&self, vm: &VmName) -> Result<PointListing> {
+        let listing = self.store.list_points(vm).await?;
+        if listing.is_empty() {
             return Err(Error::UnknownVm { vm: vm.clone() });
         }
-        Ok(points)
+        Ok(listing)
     }
 
-    /// The newest point of `vm`, if it has any.
+    /// The newest point of `vm` whose record reads, if it has any: the parent of the next
+    /// backup or transfer. A newer damaged record is passed over (the next point is then
+    /// incremental from an older one, which costs uploads, never correctness).
     pub async fn latest_point(&self, vm: &VmName) -> Result<Option<RecoveryPoint>> {
         let ids = self.store.list_point_ids(vm).await?;
-        match ids.last() {
-            Some(id) => Ok(Some(self.store.get_point(vm, id).await?)),
-            None => Ok(None),
+        for id in ids.iter().rev() {
+            match self.store.get_point(vm, id).await {
+                Ok(point) => return Ok(Some(point)),
+                Err(blockvault_store::Error::PointMissing { .. }) => {}
+                Err(e) if e.is_corrupt() => {}
+                Err(e) => return Err(e.into()),
+            }
         }
+        Ok(None)
     }
 
     /// The point of `vm` that `selector` names.
     pub async fn resolve(&self, vm: &VmName, selector: &PointSelector) -> Result<RecoveryPoint> {
         match selector {
-            PointSelector::Latest => self
-                .latest_point(vm)
-                .await?
-                .ok_or_else(|| Error::UnknownVm { vm: vm.clone() }),
+            PointSelector::Latest => match self.latest_point(vm).await? {
+                Some(point) => Ok(point),
+                // Only damaged records (or none): name the newest, as the integrity failure
+                // it is.
+                None => match self.points(vm).await?.damaged.pop() {
+                    Some(damaged) => Err(self
+                        .store
+                        .get_point(vm, &damaged.id)
+                        .await
+                        .map_or_else(Error::from, |_| Error::UnknownVm { vm: vm.clone() })),
+                    None => Err(Error::UnknownVm { vm: vm.clone() }),
+                },
+            },
             PointSelector::Id(text) => {
                 if let Ok(id) = text.parse::<PointId>() {
                     return self.store.get_point(vm, &id).await.map_err(|e| match e {
@@ -283,8 +300,8 @@ impl Vault {
                 Ok(self.store.get_point(vm, &id).await?)
             }
             PointSelector::At(_) => {
-                let points = self.points(vm).await?;
-                Ok(selector.select(vm, &points)?.clone())
+                let listing = self.points(vm).await?;
+                Ok(selector.select(vm, &listing.points)?.clone())
             }
         }
     }

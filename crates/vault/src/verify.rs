@@ -13,10 +13,11 @@
 //! listed as [`Repaired`] (with the store it was rewritten in and what was wrong). Only an
 //! object bad in both stores is damage.
 
+use std::collections::HashSet;
 use std::sync::Arc;
 
 use blockvault_core::{BlockMap, ChunkId, DiskName, DiskRecord, PointId, RecoveryPoint, VmName};
-use blockvault_store::Store;
+use blockvault_store::{DamagedPoint, Store};
 use bytes::Bytes;
 use futures::StreamExt;
 use serde::{Serialize, Serializer};
@@ -78,6 +79,12 @@ pub struct VerifyReport {
     pub bytes_read: u64,
     pub bad_chunks: Vec<BadChunk>,
     pub bad_maps: Vec<BadMap>,
+    /// Point records that cannot be read (the caller lists them: see
+    /// [`Vault::points`](crate::Vault::points)): damage that hides a whole point.
+    pub bad_records: Vec<DamagedPoint>,
+    /// Points deleted (by retention on this or another host) while they were verified: their
+    /// missing maps and chunks are no damage, and are not reported.
+    pub points_gone: u64,
     /// Replicated vaults: objects one store had bad and the other good, now repaired. Not
     /// damage.
     pub repaired: Vec<Repaired>,
@@ -86,7 +93,7 @@ pub struct VerifyReport {
 impl VerifyReport {
     /// Whether everything verified.
     pub fn is_clean(&self) -> bool {
-        self.bad_chunks.is_empty() && self.bad_maps.is_empty()
+        self.bad_chunks.is_empty() && self.bad_maps.is_empty() && self.bad_records.is_empty()
     }
 }
 
@@ -173,7 +180,53 @@ impl Vault {
             self.find_affected(points, &readable, &mut report.bad_chunks)
                 .await?;
         }
+        self.forget_deleted_points(points, &mut report).await?;
         Ok(report)
+    }
+
+    /// Drops from `report` the damage of points whose records are gone now: a point pruned
+    /// while it was verified loses its maps and, after a collection, its chunks; that is no
+    /// damage. Only points with something reported are looked at again.
+    async fn forget_deleted_points(
+        &self,
+        points: &[RecoveryPoint],
+        report: &mut VerifyReport,
+    ) -> Result<()> {
+        let mut suspects: Vec<(&VmName, &PointId)> = report
+            .bad_maps
+            .iter()
+            .map(|m| (&m.vm, &m.point))
+            .chain(
+                report
+                    .bad_chunks
+                    .iter()
+                    .flat_map(|c| c.affects.iter().map(|a| (&a.vm, &a.point))),
+            )
+            .collect();
+        suspects.sort();
+        suspects.dedup();
+        let mut gone: HashSet<(VmName, PointId)> = HashSet::new();
+        for (vm, id) in suspects {
+            match self.store().get_point(vm, id).await {
+                Err(blockvault_store::Error::PointMissing { .. }) => {
+                    gone.insert((vm.clone(), id.clone()));
+                }
+                Ok(_) => {}
+                // Damaged since, or unreadable: the damage stands as found.
+                Err(_) => {}
+            }
+        }
+        if gone.is_empty() {
+            return Ok(());
+        }
+        let is_gone = |vm: &VmName, id: &PointId| gone.contains(&(vm.clone(), id.clone()));
+        report.bad_maps.retain(|m| !is_gone(&m.vm, &m.point));
+        for chunk in &mut report.bad_chunks {
+            chunk.affects.retain(|a| !is_gone(&a.vm, &a.point));
+        }
+        report.bad_chunks.retain(|c| !c.affects.is_empty());
+        report.points_gone = points.iter().filter(|p| is_gone(&p.vm, &p.id)).count() as u64;
+        Ok(())
     }
 
     /// Fills in the blocks each of `bad` (sorted by id) feeds, in point order, by reading the
@@ -187,10 +240,24 @@ impl Vault {
     ) -> Result<()> {
         for &(n, disk) in readable {
             let point = &points[n];
-            let map = self
+            let map = match self
                 .store()
                 .get_map(&point.vm, &point.id, &disk.name, Some(&disk.map_digest))
-                .await?;
+                .await
+            {
+                Ok(map) => map,
+                // Pruned since the first pass: its blocks are no damage (see
+                // `forget_deleted_points`).
+                Err(blockvault_store::Error::MapMissing { .. })
+                    if matches!(
+                        self.store().get_point(&point.vm, &point.id).await,
+                        Err(blockvault_store::Error::PointMissing { .. })
+                    ) =>
+                {
+                    continue;
+                }
+                Err(e) => return Err(e.into()),
+            };
             for (index, id) in map.data() {
                 if let Ok(b) = bad.binary_search_by_key(&id, |b| b.id) {
                     bad[b].affects.push(Affected {

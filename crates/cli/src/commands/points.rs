@@ -2,7 +2,9 @@ use anyhow::Result;
 use std::collections::HashMap;
 
 use blockvault_core::{PointId, VmName};
-use blockvault_jobs::{Engine, KeepReason, ListedPoint, RetainedPoint, Verdict, retention};
+use blockvault_jobs::{
+    Engine, KeepReason, ListedPoint, PointList, RetainedPoint, Verdict, retention,
+};
 use jiff::Timestamp;
 use serde_json::json;
 
@@ -31,6 +33,7 @@ pub async fn run(args: PointsArgs, host: &Host) -> Result<Report> {
         }
     };
     let mut points = Vec::new();
+    let mut damaged = Vec::new();
     let mut verdicts: HashMap<PointId, Verdict> = HashMap::new();
     let mut held: HashMap<VmName, Held> = HashMap::new();
     for vm in &vms {
@@ -42,7 +45,19 @@ pub async fn run(args: PointsArgs, host: &Host) -> Result<Report> {
         {
             continue;
         }
-        let (listed, listing_warnings) = listing?;
+        let PointList {
+            points: listed,
+            damaged: listed_damaged,
+            warnings: listing_warnings,
+        } = listing?;
+        for record in &listed_damaged {
+            warnings.push(format!(
+                "point {} of VM {} is damaged and cannot be restored: {}; `blockvault verify \
+                 --vm {} --quarantine-damaged` sets it aside (see README, \"Damage\")",
+                record.id, record.vm, record.problem, record.vm
+            ));
+        }
+        damaged.extend(listed_damaged);
         // Soft-deleted (by this host, or by any host: the vault's marker says) or stopped:
         // what holds the points is not the policy's retention.
         if let Some((vault, marker)) = engine.soft_deleted(vault.as_ref(), vm).await? {
@@ -86,9 +101,20 @@ pub async fn run(args: PointsArgs, host: &Host) -> Result<Report> {
             doc
         })
         .collect();
+    let mut text = table(&points, &verdicts, &held);
+    if !damaged.is_empty() {
+        let rows: Vec<[String; 3]> = damaged
+            .iter()
+            .map(|d| [d.vm.to_string(), d.id.to_string(), "DAMAGED".to_owned()])
+            .collect();
+        text = format!(
+            "{text}\n\n{}",
+            format::table(&["VM", "POINT", "RECORD"], &rows)
+        );
+    }
     Ok(Report {
-        text: table(&points, &verdicts, &held),
-        json: json!({ "points": docs, "warnings": warnings }),
+        text,
+        json: json!({ "points": docs, "damaged": damaged, "warnings": warnings }),
         warnings,
         exit_code: None,
     })

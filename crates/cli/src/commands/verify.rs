@@ -51,12 +51,36 @@ pub async fn run(args: VerifyArgs, host: &Host, bar: Arc<Bar>) -> Result<Report>
             )
         } else {
             format!(
-                "{} bad chunk(s), {} bad block map(s)",
+                "{} bad chunk(s), {} bad block map(s), {} unreadable point record(s)",
                 report.bad_chunks.len(),
-                report.bad_maps.len()
+                report.bad_maps.len(),
+                report.bad_records.len()
             )
         }
     );
+    let mut quarantined = Vec::new();
+    for record in &report.bad_records {
+        text.push_str(&format!(
+            "
+point record {} of VM {}: {}",
+            record.id, record.vm, record.problem
+        ));
+        if args.quarantine_damaged {
+            vault
+                .store()
+                .quarantine_point(&record.vm, &record.id)
+                .await?;
+            text.push_str(" (set aside in quarantine/)");
+            quarantined.push(record);
+        }
+    }
+    if !report.bad_records.is_empty() && !args.quarantine_damaged {
+        warnings.push(format!(
+            "{} point record(s) cannot be read: their points cannot be restored, the VMs' other \
+             points can; `--quarantine-damaged` sets them aside (see README, \"Damage\")",
+            report.bad_records.len()
+        ));
+    }
     for map in &report.bad_maps {
         text.push_str(&format!(
             "\nblock map of {} point {} disk {}: {}",
@@ -97,7 +121,12 @@ pub async fn run(args: VerifyArgs, host: &Host, bar: Arc<Bar>) -> Result<Report>
     text.push_str(&format!("\njob(s) {}", jobs.join(", ")));
     Ok(Report {
         text,
-        json: json!({ "report": report, "jobs": outcome.jobs, "warnings": warnings }),
+        json: json!({
+            "report": report,
+            "quarantined": quarantined,
+            "jobs": outcome.jobs,
+            "warnings": warnings,
+        }),
         warnings,
         exit_code: (!report.is_clean()).then_some(ExitCode::Integrity),
     })

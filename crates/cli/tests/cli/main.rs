@@ -7,14 +7,18 @@
 //! - `input_errors`: bad disks, block sizes, vaults, VMs, points and times.
 //! - `interrupted`: a backup killed mid-transfer, and the one after it.
 //! - `corruption`: damaged chunks, block maps and point records fail with exit 4.
+//! - `damage`: a damaged record or tier config damages only itself.
+//! - `commit_window`: a replicated vault's commit cut at each step loses no point.
 //! - `replication`: replicated vaults: fallback, healing, repair by verify, redundancy changes.
 //! - `restore_target`: what a restore does to files already in its target directory.
 //! - `json_errors`: the `--json` error document.
 //! - `help`: help texts teach the examples and the exit codes.
 //! - `s3`: the same commands with the vault on a real S3 server (Garage).
 
+mod commit_window;
 mod corruption;
 mod daemon;
+mod damage;
 mod gc;
 mod help;
 mod incremental;

@@ -25,7 +25,7 @@ use tokio::sync::watch;
 pub use self::hooks::Hooks;
 pub use self::protection::{ProtectOutcome, ProtectRequest};
 pub use self::recovery::Recovered;
-pub use self::restore::{ListedPoint, RestoreOutcome};
+pub use self::restore::{ListedPoint, PointList, RestoreOutcome};
 pub use self::retention::{ExpiredPoint, Pruned};
 pub use self::soft_delete::{PurgeOutcome, StopMode, StopOutcome};
 pub use self::verify::{VerifyOutcome, VerifyScope};

@@ -8,6 +8,7 @@ use std::sync::Arc;
 use std::path::Path;
 
 use blockvault_core::{BlockMap, DiskRecord, PointId, RecoveryPoint, VaultConfig, VmName};
+use blockvault_store::DamagedPoint;
 use blockvault_vault::{PointSelector, Progress, RestoreReport, RestoreRequest, Vault};
 use jiff::Timestamp;
 
@@ -37,11 +38,24 @@ pub struct ListedPoint {
     pub snapshot_expires: Option<Timestamp>,
 }
 
+/// What `points` shows of a VM: its points in both tiers, the vault's records that cannot be
+/// read, and what went wrong on the way.
+#[derive(Clone, Debug, Default)]
+pub struct PointList {
+    /// Oldest first.
+    pub points: Vec<ListedPoint>,
+    /// Vault records that cannot be read: each hides only its own point.
+    pub damaged: Vec<DamagedPoint>,
+    pub warnings: Vec<String>,
+}
+
 /// The points of a VM in both tiers, oldest first.
 #[derive(Clone, Debug, Default)]
 struct TieredPoints {
     points: Vec<RecoveryPoint>,
     tiers: BTreeMap<PointId, Tiers>,
+    /// The vault's damaged records.
+    damaged: Vec<DamagedPoint>,
 }
 
 impl TieredPoints {
@@ -77,12 +91,9 @@ fn is_for(point: &RecoveryPoint, config: &VaultConfig) -> bool {
 impl Engine {
     /// The points of `vm` in the snapshot tier and, when given, in `vault`, oldest first, with
     /// their tiers; the catalog's view of both tiers is rebuilt from them on the way (the
-    /// stores are the truth). Also returns warnings (an unreadable tier).
-    pub async fn list_points(
-        &self,
-        vault: Option<&Vault>,
-        vm: &VmName,
-    ) -> Result<(Vec<ListedPoint>, Vec<String>)> {
+    /// stores are the truth), with the vault's damaged records and warnings (an unreadable
+    /// tier).
+    pub async fn list_points(&self, vault: Option<&Vault>, vm: &VmName) -> Result<PointList> {
         let listed = {
             // Listing and syncing the catalog under the shared snapshot lock: a Snapshot that
             // commits meanwhile cannot have its catalog row wiped by a stale listing.
@@ -111,7 +122,11 @@ impl Engine {
                 }
             })
             .collect();
-        Ok((listed, warnings))
+        Ok(PointList {
+            points: listed,
+            damaged: found.damaged,
+            warnings,
+        })
     }
 
     /// The points of `vm` in both tiers; call with the VM's snapshot lock held (shared).
@@ -144,9 +159,10 @@ impl Engine {
             match vault.store().list_points(vm).await {
                 Ok(remote) => {
                     let summaries: Vec<PointSummary> =
-                        remote.iter().map(PointSummary::from).collect();
+                        remote.points.iter().map(PointSummary::from).collect();
                     self.catalog.sync_tier(vm, Tier::Vault, &summaries)?;
-                    found.add(remote, Tier::Vault);
+                    found.add(remote.points, Tier::Vault);
+                    found.damaged = remote.damaged;
                 }
                 // Without the vault, the snapshot tier alone can still answer, unless the
                 // vault was asked for.
@@ -159,7 +175,7 @@ impl Engine {
             }
         }
         found.add(local, Tier::Snapshot);
-        if found.points.is_empty() {
+        if found.points.is_empty() && found.damaged.is_empty() {
             return Err(Error::from(blockvault_vault::Error::UnknownVm {
                 vm: vm.clone(),
             }));
@@ -232,10 +248,40 @@ impl Engine {
                 });
             }
         }
+        // A point asked for by id whose vault record is damaged: say so, by its name.
+        if let PointSelector::Id(text) = &request.point
+            && !text.is_empty()
+            && !found.points.iter().any(|p| p.id.as_str().starts_with(text))
+            && let Some(damaged) = found
+                .damaged
+                .iter()
+                .find(|d| d.id.as_str().starts_with(text))
+            && let Some(vault) = vault
+        {
+            vault
+                .store()
+                .get_point(vm, &damaged.id)
+                .await
+                .map_err(|e| Error::from(blockvault_vault::Error::from(e)))?;
+        }
         let point = request
             .point
             .select(vm, &found.points)
             .map_err(Error::from)?;
+        // Passed over for an older point: a newer record that cannot be read.
+        for damaged in &found.damaged {
+            let asked_for = match &request.point {
+                PointSelector::Latest => true,
+                PointSelector::At(at) => damaged.id.time().is_some_and(|t| t <= *at),
+                PointSelector::Id(_) => false,
+            };
+            if asked_for && damaged.id > point.id {
+                warnings.push(format!(
+                    "point {} of VM {vm} is newer but damaged ({}); restored point {} instead",
+                    damaged.id, damaged.problem, point.id
+                ));
+            }
+        }
         let tiers = found.tiers(&point.id);
         let mut exact = RestoreRequest {
             point: PointSelector::Id(point.id.to_string()),

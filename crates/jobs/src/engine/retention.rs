@@ -44,7 +44,9 @@ impl Engine {
     ) -> Result<Pruned> {
         let vm = &item.vm;
         let policy = self.catalog().policy(&item.policy)?;
-        let points = vault.store().list_points(vm).await?;
+        // Damaged records are not retention's: they stay until set aside (`verify
+        // --quarantine-damaged`) or repaired, and never count as the newest point.
+        let points = vault.store().list_points(vm).await?.points;
         let retained: Vec<RetainedPoint> = points
             .iter()
             .map(|p| RetainedPoint {

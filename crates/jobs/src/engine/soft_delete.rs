@@ -349,7 +349,12 @@ impl Engine {
     ) -> Result<()> {
         let store = vault.store();
         let store_error = |e| Error::from(blockvault_vault::Error::from(e));
-        for id in store.list_point_ids(vm).await.map_err(store_error)? {
+        // The secondary's too: a commit cut short there must not come back after the purge.
+        for id in store
+            .list_point_ids_everywhere(vm)
+            .await
+            .map_err(store_error)?
+        {
             store.delete_point(vm, &id).await.map_err(store_error)?;
             self.catalog.remove_point_tier(vm, &id, Tier::Vault)?;
             deleted.push(id);

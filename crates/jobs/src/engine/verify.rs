@@ -5,6 +5,7 @@
 use std::sync::Arc;
 
 use blockvault_core::{RecoveryPoint, VmName};
+use blockvault_store::{DamagedPoint, PointListing};
 use blockvault_vault::{PointSelector, Progress, TransferOptions, Vault, VerifyReport};
 
 use super::Engine;
@@ -43,24 +44,39 @@ impl Engine {
         progress: Arc<dyn Progress>,
     ) -> Result<VerifyOutcome> {
         let mut points: Vec<RecoveryPoint> = Vec::new();
+        let mut damaged: Vec<DamagedPoint> = Vec::new();
+        let mut add = |listing: PointListing| {
+            points.extend(listing.points);
+            damaged.extend(listing.damaged);
+        };
         match scope {
-            VerifyScope::Vm { vm, point: None } => points.extend(vault.points(vm).await?),
+            VerifyScope::Vm { vm, point: None } => add(vault.points(vm).await?),
             VerifyScope::Vm {
                 vm,
                 point: Some(selector),
             } => points.push(vault.resolve(vm, selector).await?),
             VerifyScope::All => {
                 for vm in vault.vms().await? {
-                    points.extend(vault.points(&vm).await?);
+                    add(vault.points(&vm).await?);
                 }
             }
         }
-        let vms: std::collections::BTreeSet<VmName> = points.iter().map(|p| p.vm.clone()).collect();
+        let vms: std::collections::BTreeSet<VmName> = points
+            .iter()
+            .map(|p| p.vm.clone())
+            .chain(damaged.iter().map(|d| d.vm.clone()))
+            .collect();
         let mut started = Vec::new();
         for vm in &vms {
             started.push((vm.clone(), self.begin_job(vm, Operation::Verify, &[])?));
         }
-        let verified = vault.verify(&points, options, progress).await;
+        let verified = vault
+            .verify(&points, options, progress)
+            .await
+            .map(|mut report| {
+                report.bad_records = damaged;
+                report
+            });
         let mut jobs = Vec::new();
         for (vm, (job, lock)) in started {
             let ended = match &verified {
@@ -72,12 +88,14 @@ impl Engine {
                         .filter(|b| b.affects.iter().any(|a| a.vm == vm))
                         .count();
                     let bad_maps = report.bad_maps.iter().filter(|m| m.vm == vm).count();
-                    if bad_chunks + bad_maps == 0 {
+                    let bad_records = report.bad_records.iter().filter(|r| r.vm == vm).count();
+                    if bad_chunks + bad_maps + bad_records == 0 {
                         self.catalog.finish_job(job, None, self.now()).map(|_| ())
                     } else {
                         let error = format!(
-                            "{bad_chunks} bad chunk(s) and {bad_maps} bad block map(s) damage \
-                             points of {vm} (see `blockvault verify` for the offsets)"
+                            "{bad_chunks} bad chunk(s), {bad_maps} bad block map(s) and \
+                             {bad_records} unreadable point record(s) damage points of {vm} \
+                             (see `blockvault verify` for the offsets)"
                         );
                         self.catalog.fail_job(job, &error, self.now())
                     }
