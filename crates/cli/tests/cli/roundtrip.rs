@@ -209,7 +209,11 @@ fn an_empty_vault_lists_no_points() {
     let run = blockvault(["points", "--vault", arg(&vault)]).success();
     assert_eq!(run.stdout.trim(), "no recovery points", "{run}");
     let run = blockvault(["points", "--json", "--vault", arg(&vault)]).success();
-    assert_eq!(run.json(), json!({ "points": [], "warnings": [] }), "{run}");
+    assert_eq!(
+        run.json(),
+        json!({ "points": [], "damaged": [], "warnings": [] }),
+        "{run}"
+    );
 }
 
 /// A time as the text output prints it (here TZ=UTC).
