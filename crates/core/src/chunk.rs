@@ -1,5 +1,5 @@
 use crate::wire::{check_header, u32_at};
-use crate::{ChunkId, Error, Result};
+use crate::{BlockSize, ChunkId, Error, Result};
 
 const WHAT: &str = "chunk";
 
@@ -58,10 +58,21 @@ impl ChunkObject {
         }
     }
 
-    /// The length of the block an encoded chunk decodes to (after the header checks).
+    /// The length of the block an encoded chunk decodes to (after the header checks): at most
+    /// [`BlockSize::MAX`], since a chunk is one block.
     pub fn uncompressed_len(bytes: &[u8]) -> Result<usize> {
         Self::codec(bytes)?;
-        Ok(u32_at(bytes, 12) as usize)
+        let len = u32_at(bytes, 12);
+        if len > BlockSize::MAX {
+            return Err(Error::Malformed {
+                what: WHAT,
+                reason: format!(
+                    "its header says {len} bytes, more than a block holds ({})",
+                    BlockSize::MAX
+                ),
+            });
+        }
+        Ok(len as usize)
     }
 }
 
@@ -136,16 +147,23 @@ impl ChunkDecoder {
     /// Decodes `bytes` into `out` (cleared first), checking header and length.
     pub fn decode_into(&mut self, bytes: &[u8], out: &mut Vec<u8>) -> Result<()> {
         let codec = ChunkObject::codec(bytes)?;
-        let len = u32_at(bytes, 12) as usize;
+        // Checked before anything is reserved for it.
+        let len = ChunkObject::uncompressed_len(bytes)?;
         let payload = &bytes[ChunkObject::HEADER_LEN..];
         out.clear();
         match codec {
             Codec::None => {
-                if payload.len() != len {
+                if payload.len() < len {
                     return Err(Error::Truncated {
                         what: WHAT,
                         expected: (ChunkObject::HEADER_LEN + len) as u64,
                         actual: bytes.len() as u64,
+                    });
+                }
+                if payload.len() > len {
+                    return Err(Error::Malformed {
+                        what: WHAT,
+                        reason: format!("{} trailing bytes after the block", payload.len() - len),
                     });
                 }
                 out.extend_from_slice(payload);

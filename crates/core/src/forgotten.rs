@@ -84,11 +84,20 @@ impl ForgottenChunks {
                 what: WHAT,
                 reason: format!("{count} ids"),
             })?;
-        if bytes.len() as u64 != expected {
+        if (bytes.len() as u64) < expected {
             return Err(Error::Truncated {
                 what: WHAT,
                 expected,
                 actual: bytes.len() as u64,
+            });
+        }
+        if bytes.len() as u64 > expected {
+            return Err(Error::Malformed {
+                what: WHAT,
+                reason: format!(
+                    "{} bytes more than {count} ids and the checksum take",
+                    bytes.len() as u64 - expected
+                ),
             });
         }
         let (body, digest) = bytes.split_at(bytes.len() - 32);

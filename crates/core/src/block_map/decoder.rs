@@ -382,7 +382,9 @@ impl Body {
             return Err(malformed("reserved header bytes are not zero".to_owned()));
         }
         let created_ms = u64_at(&self.header, 24) as i64;
-        self.map.created = Timestamp::from_millisecond(created_ms)
+        // From nanoseconds: jiff's `from_millisecond` refuses the last second of its range,
+        // whose times `as_millisecond` gives (a map made then would not read back).
+        self.map.created = Timestamp::from_nanosecond(i128::from(created_ms) * 1_000_000)
             .map_err(|e| malformed(format!("creation time: {e}")))?;
         self.map.shrink_to_fit();
         Ok(self.map)
@@ -534,7 +536,8 @@ mod tests {
             if bytes[reserved..64].iter().any(|&b| b != 0) || bytes[11] != 0 {
                 return Err(malformed("reserved header bytes are not zero".to_owned()));
             }
-            let created = Timestamp::from_millisecond(created_ms)
+            // As the decoder reads it since (`from_millisecond` refuses the last second).
+            let created = Timestamp::from_nanosecond(i128::from(created_ms) * 1_000_000)
                 .map_err(|e| malformed(format!("creation time: {e}")))?;
             let mut map = BlockMap::zeroed(disk_size, block_size, created);
             match version {
