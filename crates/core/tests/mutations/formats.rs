@@ -8,11 +8,16 @@ use blockvault_core::{
 
 use crate::json;
 use crate::mutate::{Field, Rng, boundary, overwrite, read};
+use crate::values::{self, Seed};
 use crate::{oracle, seal};
 
 /// One format, as the mutation runner sees it.
 pub struct Format {
     pub name: &'static str,
+    /// Its fuzz target in `fuzz/`.
+    pub target: &'static str,
+    /// The encodings its cases start from.
+    pub values: fn(&mut Rng) -> Vec<Seed>,
     /// Where the fields of an encoding are (found in the encoding itself).
     pub fields: fn(&[u8]) -> Vec<Field>,
     /// Computes the checksum again (`fix` also repairs what stands before it: lengths).
@@ -44,6 +49,8 @@ const COMMON: [Field; 3] = [Field::new(8, 2), Field::new(10, 1), Field::new(11, 
 
 pub const CHUNK: Format = Format {
     name: "chunk",
+    target: "chunk",
+    values: values::chunks,
     fields: |bytes| {
         let mut fields = COMMON.to_vec();
         fields.push(Field::new(12, 4));
@@ -104,6 +111,8 @@ fn map_fields(bytes: &[u8]) -> Vec<Field> {
 
 pub const BLOCK_MAP: Format = Format {
     name: "block map",
+    target: "block_map",
+    values: values::block_maps,
     fields: map_fields,
     seal: |bytes, _| seal::block_map(bytes),
     structured: Some(|rng, bytes| {
@@ -151,9 +160,11 @@ fn framed_fields(_: &[u8]) -> Vec<Field> {
 }
 
 macro_rules! framed {
-    ($name:ident, $what:literal, $type:ty, $check:path) => {
+    ($name:ident, $what:literal, $target:literal, $values:path, $type:ty, $check:path) => {
         pub const $name: Format = Format {
             name: $what,
+            target: $target,
+            values: $values,
             fields: framed_fields,
             seal: |bytes, fix| seal::framed(bytes, fix),
             structured: Some(json::mutate),
@@ -163,18 +174,43 @@ macro_rules! framed {
     };
 }
 
-framed!(POINT, "recovery point", RecoveryPoint, oracle::point);
+framed!(
+    POINT,
+    "recovery point",
+    "point",
+    values::points,
+    RecoveryPoint,
+    oracle::point
+);
 framed!(
     VAULT_CONFIG,
     "vault config",
+    "vault_config",
+    values::vault_configs,
     VaultConfig,
     oracle::vault_config
 );
-framed!(LEASE, "lease", LeaseRecord, oracle::lease);
-framed!(GC_EPOCH, "gc epoch", GcEpoch, oracle::gc_epoch);
+framed!(
+    LEASE,
+    "lease",
+    "lease",
+    values::leases,
+    LeaseRecord,
+    oracle::lease
+);
+framed!(
+    GC_EPOCH,
+    "gc epoch",
+    "gc_epoch",
+    values::gc_epochs,
+    GcEpoch,
+    oracle::gc_epoch
+);
 framed!(
     SOFT_DELETE,
     "soft-delete marker",
+    "soft_delete",
+    values::soft_deletes,
     SoftDeleteMarker,
     oracle::soft_delete
 );
@@ -193,6 +229,8 @@ fn forgotten_fields(bytes: &[u8]) -> Vec<Field> {
 
 pub const FORGOTTEN: Format = Format {
     name: "forgotten chunks",
+    target: "forgotten",
+    values: values::forgotten,
     fields: forgotten_fields,
     seal: |bytes, _| seal::forgotten(bytes),
     structured: Some(|rng, bytes| {
@@ -217,3 +255,14 @@ pub const FORGOTTEN: Format = Format {
     check: oracle::forgotten,
     outcome: |bytes| kind(ForgottenChunks::decode(bytes)),
 };
+
+pub const ALL: [&Format; 8] = [
+    &CHUNK,
+    &BLOCK_MAP,
+    &POINT,
+    &VAULT_CONFIG,
+    &LEASE,
+    &GC_EPOCH,
+    &SOFT_DELETE,
+    &FORGOTTEN,
+];

@@ -44,11 +44,11 @@ fn cases() -> usize {
 
 /// Runs `format`'s cases over the encodings `seeds` makes; returns how many mutants ended in
 /// each outcome.
-fn run(format: &Format, seeds: fn(&mut Rng) -> Vec<Seed>) -> BTreeMap<&'static str, usize> {
+fn run(format: &Format) -> BTreeMap<&'static str, usize> {
     let mut tally = BTreeMap::new();
     for seed in SEEDS {
         let mut rng = Rng::new(seed);
-        let originals = seeds(&mut rng);
+        let originals = (format.values)(&mut rng);
         for original in &originals {
             check(format, seed, None, original, &[], &original.bytes);
         }
@@ -116,40 +116,63 @@ fn check(
 
 #[test]
 fn chunk_mutants_decode_or_fail_cleanly() {
-    run(&formats::CHUNK, values::chunks);
+    run(&formats::CHUNK);
 }
 
 #[test]
 fn block_map_mutants_decode_alike_whole_in_pieces_and_by_the_reference() {
-    run(&formats::BLOCK_MAP, values::block_maps);
+    run(&formats::BLOCK_MAP);
 }
 
 #[test]
 fn point_mutants_decode_or_fail_cleanly() {
-    run(&formats::POINT, values::points);
+    run(&formats::POINT);
 }
 
 #[test]
 fn vault_config_mutants_decode_or_fail_cleanly() {
-    run(&formats::VAULT_CONFIG, values::vault_configs);
+    run(&formats::VAULT_CONFIG);
 }
 
 #[test]
 fn lease_mutants_decode_or_fail_cleanly() {
-    run(&formats::LEASE, values::leases);
+    run(&formats::LEASE);
 }
 
 #[test]
 fn gc_epoch_mutants_decode_or_fail_cleanly() {
-    run(&formats::GC_EPOCH, values::gc_epochs);
+    run(&formats::GC_EPOCH);
 }
 
 #[test]
 fn soft_delete_mutants_decode_or_fail_cleanly() {
-    run(&formats::SOFT_DELETE, values::soft_deletes);
+    run(&formats::SOFT_DELETE);
 }
 
 #[test]
 fn forgotten_chunks_mutants_decode_or_fail_cleanly() {
-    run(&formats::FORGOTTEN, values::forgotten);
+    run(&formats::FORGOTTEN);
+}
+
+/// Not a test: writes the encodings the cases start from (fixtures and fresh values, every
+/// seed's) into `$BLOCKVAULT_FUZZ_SEEDS/<fuzz target>/`, as the seed corpora of the fuzz
+/// targets. `fuzz/run.sh` runs it.
+#[test]
+#[ignore = "run by fuzz/run.sh"]
+fn write_fuzz_seeds() {
+    let dir =
+        std::env::var_os("BLOCKVAULT_FUZZ_SEEDS").expect("BLOCKVAULT_FUZZ_SEEDS names a directory");
+    for format in formats::ALL {
+        let target = std::path::Path::new(&dir).join(format.target);
+        std::fs::create_dir_all(&target).expect("the seed directory");
+        let mut written = 0;
+        for seed in SEEDS {
+            for value in (format.values)(&mut Rng::new(seed)) {
+                let name = blake3::hash(&value.bytes).to_hex();
+                std::fs::write(target.join(&name[..16]), &value.bytes).expect("a seed written");
+                written += 1;
+            }
+        }
+        assert!(written > 0, "no seeds for {}", format.target);
+    }
 }
