@@ -67,6 +67,12 @@ pub(crate) fn decode<T: DeserializeOwned>(
     if hasher.finalize().as_bytes() != &bytes[16..48] {
         return Err(Error::ChecksumMismatch { what });
     }
+    if bytes[11] != 0 {
+        return Err(Error::Malformed {
+            what,
+            reason: "reserved header byte 11 is not zero".to_owned(),
+        });
+    }
     let value = serde_json::from_slice(body).map_err(|e| Error::Malformed {
         what,
         reason: e.to_string(),

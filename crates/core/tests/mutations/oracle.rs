@@ -233,6 +233,12 @@ record!(SoftDeleteMarker, "soft-delete marker");
 fn record<T: Record>(bytes: &[u8]) -> Option<T> {
     match T::decode(bytes) {
         Ok(value) => {
+            // The encryption scheme and the reserved byte are 0 in what this build reads.
+            assert_eq!(
+                bytes[10..12],
+                [0, 0],
+                "{value:?} read with header bytes 10..12 set"
+            );
             let encoded = value.encode();
             let again = T::decode(&encoded)
                 .unwrap_or_else(|e| panic!("{value:?} encoded again does not decode: {e}"));

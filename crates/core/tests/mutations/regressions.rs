@@ -2,7 +2,7 @@
 
 use blockvault_core::{
     BlockMap, BlockSize, ChunkDecoder, ChunkEncoder, ChunkId, ChunkObject, ChunkSet, Codec, Error,
-    ForgottenChunks,
+    ForgottenChunks, GcEpoch,
 };
 use jiff::Timestamp;
 
@@ -100,4 +100,34 @@ fn forgotten_chunks_longer_than_their_count_says_are_not_called_truncated() {
     let err = ForgottenChunks::decode(&bytes).expect_err("too long");
     assert!(matches!(err, Error::Malformed { .. }), "{err}");
     assert!(err.to_string().contains("1 bytes more than 2 ids"), "{err}");
+}
+
+/// The framed records (points, configs, leases, epochs, soft-delete markers) document header
+/// byte 11 as "reserved, 0", as the block map does; the block map refused a non-zero one, the
+/// framed records read it as if it were 0.
+#[test]
+fn a_record_with_its_reserved_header_byte_set_is_refused() {
+    let epoch = GcEpoch {
+        id: "e1".to_owned(),
+        time: Timestamp::UNIX_EPOCH,
+    };
+    let mut bytes = epoch.encode();
+    assert_eq!(GcEpoch::decode(&bytes).expect("sound"), epoch);
+    bytes[11] = 1;
+    let mut hasher = blake3::Hasher::new();
+    hasher.update(&bytes[..16]);
+    hasher.update(&bytes[48..]);
+    bytes[16..48].copy_from_slice(hasher.finalize().as_bytes());
+    let err = GcEpoch::decode(&bytes).expect_err("reserved byte set");
+    assert!(
+        matches!(
+            err,
+            Error::Malformed {
+                what: "gc epoch",
+                ..
+            }
+        ),
+        "{err}"
+    );
+    assert!(err.to_string().contains("reserved"), "{err}");
 }
