@@ -31,7 +31,7 @@ use crate::values::Seed;
 const SEEDS: [u64; 4] = [1, 0x5eed, 0xb10c_5a17, 21];
 
 /// Cases per format when `BLOCKVAULT_MUTATIONS` is not set.
-const DEFAULT_CASES: usize = 2000;
+const DEFAULT_CASES: usize = 4000;
 
 fn cases() -> usize {
     match std::env::var("BLOCKVAULT_MUTATIONS") {
