@@ -15,7 +15,7 @@ use blockvault_core::{
 
 /// Maps of at most this many blocks are also walked block by block, and written in format
 /// version 1 (32 bytes a block, holes included); larger ones only through their data blocks.
-const WALK_LIMIT: usize = 1 << 16;
+const WALK_LIMIT: usize = 1 << 12;
 
 /// An error must say what it was decoding, and "truncated" only of what is short.
 fn names(err: &Error, what: &str) {
@@ -85,7 +85,7 @@ pub fn block_map(bytes: &[u8]) -> Result<BlockMap, Error> {
         (0..len).step_by(7).collect(),
         (0..len).step_by(32).map(|at| at + 1).collect(),
     ];
-    if len <= 4096 {
+    if len <= 1024 {
         splits.push((0..len).collect());
     }
     let hints = [
