@@ -23,7 +23,7 @@ pub enum Codec {
 /// | 8 | 2 | format version (1) |
 /// | 10 | 1 | codec: 0 none, 1 zstd |
 /// | 11 | 1 | encryption scheme (0 = none; reserved) |
-/// | 12 | 4 | uncompressed length |
+/// | 12 | 4 | uncompressed length (at most [`BlockSize::MAX`]: a chunk is one block) |
 /// | 16 | … | payload |
 ///
 /// There is no checksum field: the object's key is the BLAKE3 of the uncompressed block, and

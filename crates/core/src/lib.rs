@@ -29,7 +29,9 @@
 //! never stored, and restored as holes.
 //!
 //! Old-version and corrupt fixtures of each format live in `testdata/formats/` at the root of
-//! the repository, with the tests that load them in `tests/`.
+//! the repository, with the tests that load them in `tests/`. Every decoder is also run on
+//! structurally mutated encodings, checksums re-sealed (`crates/core/tests/mutations`, in the
+//! suite), and has a coverage-guided fuzz target in `fuzz/` (cargo fuzz, nightly).
 
 mod block_map;
 mod block_size;
