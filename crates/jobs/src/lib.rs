@@ -85,12 +85,18 @@
 //!
 //! # Crash semantics
 //!
-//! Each catalog method commits or does nothing. Every running job holds the lock
-//! `STATE_DIR/locks/job-<id>`, which the kernel releases when its process dies. When an engine
-//! opens ([`Engine::open`]), an In-progress job whose lock it can take has no process behind it:
-//! it is marked Failed ([`Catalog::fail_job`]) and what it left in the snapshot tier (chunks and
-//! maps of an uncommitted snapshot) is swept. Points that were committed are untouched: the
-//! stores commit a point by writing its record last.
+//! Each catalog method commits or does nothing. Every job holds the lock
+//! `STATE_DIR/locks/job-<id>` from before its row is committed ([`Catalog::create_job_with`])
+//! until it has ended, when the file is removed; the kernel releases the lock when the process
+//! dies. So when an engine opens ([`Engine::open`]), an In-progress job whose lock it can take,
+//! or whose lock file is gone, has no process behind it, whatever moment the kill came: it is
+//! marked Failed at once ([`Catalog::fail_job`]), and what it left in the snapshot tier (chunks
+//! and maps of an uncommitted snapshot) is swept. Its end time is when its process was last
+//! known alive: a running job touches its lock file every 5 s, so that is at most 5 s before it
+//! died (never before the last step the job recorded). Lock files of ended jobs that are still
+//! there (their process died between ending the job and removing the file) are removed too.
+//! Points that were committed are untouched: the stores commit a point by writing its record
+//! last.
 //!
 //! # The stores are the truth
 //!

@@ -7,7 +7,10 @@
 //! - `model`: what the job model promises when all goes well: hooks and consistency, the two
 //!   tiers and their expiry, a fresh host rebuilding its view from the vault, the `jobs`
 //!   views, in-place restore.
+//! - `recovery`: a killed job is Failed at once by the next command, ends when it died, and
+//!   leaves no lock file (issue 21).
 
 mod faults;
 pub mod fixture;
 mod model;
+mod recovery;

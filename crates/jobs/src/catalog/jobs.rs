@@ -21,6 +21,22 @@ impl Catalog {
         subtasks: &[SubtaskKind],
         now: Timestamp,
     ) -> Result<JobId> {
+        let (id, ()) = self.create_job_with(vm, operation, subtasks, now, |_| Ok(()))?;
+        Ok(id)
+    }
+
+    /// [`Catalog::create_job`] that runs `before_commit` with the new job's id once its row is
+    /// written and before it is committed: what it returns exists before anyone can see the
+    /// job (the engine takes the job's lock there, so that a job in the catalog always has a
+    /// lock, held while its process lives). When it fails, the job is not created.
+    pub fn create_job_with<T>(
+        &self,
+        vm: &VmName,
+        operation: Operation,
+        subtasks: &[SubtaskKind],
+        now: Timestamp,
+        before_commit: impl FnOnce(JobId) -> Result<T>,
+    ) -> Result<(JobId, T)> {
         self.write(|tx| {
             tx.execute(
                 "INSERT INTO jobs (vm, operation, status, started, pid) VALUES (?1, ?2, ?3, ?4, ?5)",
@@ -39,7 +55,8 @@ impl Catalog {
                     params![id.0, kind.key(), SubtaskStatus::Pending.key()],
                 )?;
             }
-            Ok(id)
+            let value = before_commit(id)?;
+            Ok((id, value))
         })
     }
 

@@ -3,6 +3,7 @@
 
 mod disk_state;
 mod hooks;
+mod job_lock;
 mod lock;
 mod protection;
 mod recovery;
@@ -143,7 +144,7 @@ impl Progress for Phase {
 /// | `STATE/catalog.sqlite` | the [`Catalog`] |
 /// | `STATE/snapshots/<vm>/` | the snapshot tier (or wherever `snapshot_dir` says) |
 /// | `STATE/locks/<vm>.snapshot`, `.transfer` | per-VM subtask exclusivity |
-/// | `STATE/locks/job-<id>` | held by the process running the job, so others can tell it is alive |
+/// | `STATE/locks/job-<id>` | held by the process running the job, so others can tell it is alive (removed when the job ends) |
 #[derive(Debug)]
 pub struct Engine {
     state_dir: PathBuf,

@@ -1,22 +1,28 @@
 //! Telling the truth after a crash.
 //!
-//! Every running job holds a lock on `STATE/locks/job-<id>` for as long as it runs (taken
-//! under a temporary name before the job row exists, then renamed: the lock belongs to the
-//! file, not its name). The kernel drops the lock when the process dies, however it dies. So
-//! when an engine opens, an "In progress" job whose lock it can take has no live process
-//! behind it: it is marked Failed, and what it left in the snapshot tier (chunks and maps of a
-//! snapshot that never committed) is swept. Chunks it uploaded to the vault stay: the chunk
-//! journal lists them, so the next transfer does not send them again, and vault garbage
-//! collection owns everything else there.
+//! Every job holds its lock `STATE/locks/job-<id>` from before its row is committed until it
+//! has ended (see `job_lock`), and the kernel drops the lock when the process dies, however it
+//! dies. So when an engine opens, a job In progress whose lock it can take, or whose lock file
+//! is gone, has no live process behind it, whenever the kill came: it is marked Failed at once.
+//! Its end time is the last time its process was known alive: the lock file's modification
+//! time, which the running job sets every 5 s (so at most 5 s before it died), and never
+//! earlier than the last start or end the job recorded. What it left in the snapshot tier
+//! (chunks and maps of a snapshot that never committed) is swept. Chunks it uploaded to the
+//! vault stay: the chunk journal lists them, so the next transfer does not send them again, and
+//! vault garbage collection owns everything else there.
+//!
+//! Lock files do not pile up: a job removes its own when it ends; recovery removes those of the
+//! jobs it fails, and any other job lock file no process holds whose job is not In progress.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use jiff::{SignedDuration, Timestamp};
 use serde::Serialize;
 
 use super::Engine;
-use super::lock::Lock;
-use crate::{JobId, Result, SubtaskKind};
+use super::job_lock::{JobLock, job_lock, job_of};
+use super::lock::{Lock, Probe};
+use crate::{Job, JobId, Result, SubtaskKind};
 
 /// What opening the engine repaired.
 #[derive(Clone, Debug, Default, Serialize)]
@@ -33,58 +39,46 @@ pub struct Recovered {
 pub(crate) const INTERRUPTED: &str = "interrupted: the blockvault process running this job \
      stopped before it finished (killed, crashed, or the host went down)";
 
-/// A job younger than this whose lock file does not exist yet may be between its row and its
-/// lock; it is left alone.
-const GRACE: SignedDuration = SignedDuration::from_secs(60);
-
-pub(crate) fn job_lock(state: &Path, job: JobId) -> PathBuf {
-    state.join("locks").join(format!("job-{job}"))
-}
-
-/// A lock for a job about to be created, under a name no other job can have.
-fn new_job_lock(state: &Path) -> Result<Lock> {
-    use std::sync::atomic::{AtomicU64, Ordering};
-    static NEXT: AtomicU64 = AtomicU64::new(0);
-    let n = NEXT.fetch_add(1, Ordering::Relaxed);
-    let path = state
-        .join("locks")
-        .join(format!("job-new-{}-{n}", std::process::id()));
-    Lock::acquire(&path)
-}
+/// Temporary lock files of older versions (`job-new-<pid>-<n>`, taken before the job row and
+/// renamed after it) younger than this may still be between their creation and their lock.
+const LEGACY_GRACE: SignedDuration = SignedDuration::from_secs(60);
 
 impl Engine {
-    /// Creates a job in the catalog and holds its lock until the returned [`Lock`] is
-    /// dropped (release it with [`Lock::remove`] when the job has ended).
+    /// Creates a job in the catalog, its lock held before the row is committed; the lock is
+    /// released and its file removed when the returned [`JobLock`] is dropped, which must
+    /// happen only once the job has ended.
     pub(super) fn begin_job(
         &self,
         vm: &blockvault_core::VmName,
         operation: crate::Operation,
         subtasks: &[SubtaskKind],
-    ) -> Result<(JobId, Lock)> {
-        let mut lock = new_job_lock(&self.state_dir)?;
-        let job = self
-            .catalog
-            .create_job(vm, operation, subtasks, self.now())?;
-        lock.rename(&job_lock(&self.state_dir, job))?;
-        Ok((job, lock))
+    ) -> Result<(JobId, JobLock)> {
+        let state = &self.state_dir;
+        self.catalog
+            .create_job_with(vm, operation, subtasks, self.now(), |id| {
+                JobLock::take(state, id)
+            })
     }
 
     pub(super) async fn recover(&self) -> Result<Recovered> {
         let mut recovered = Recovered::default();
         let now = Timestamp::now();
         for job in self.catalog.unfinished_jobs()? {
-            let path = job_lock(&self.state_dir, job.id);
-            if !path.exists() && now.duration_since(job.started) < GRACE {
-                continue;
-            }
-            let Some(held) = Lock::try_acquire(&path)? else {
-                continue; // its process is alive
+            let held = match Lock::try_existing(&job_lock(&self.state_dir, job.id))? {
+                Probe::Held => continue, // its process is alive
+                Probe::Free(held) => Some(held),
+                // Only a holder removes the file: its process gave the job up, or died and
+                // another recovery found it first (then failing it again is refused below).
+                Probe::Missing => None,
             };
-            match self.catalog.fail_job(job.id, INTERRUPTED, now) {
+            let died = last_alive(&job, held.as_ref().map(Lock::file), now);
+            match self.catalog.fail_job(job.id, INTERRUPTED, died) {
                 Ok(()) => recovered.failed_jobs.push(job.id),
                 // Its process finished it between the listing and the lock: not ours to fail.
                 Err(crate::Error::JobEnded { .. }) => {
-                    held.remove();
+                    if let Some(held) = held {
+                        held.remove();
+                    }
                     continue;
                 }
                 Err(e) => return Err(e),
@@ -101,25 +95,172 @@ impl Engine {
                     }
                 }
             }
-            held.remove();
+            if let Some(held) = held {
+                held.remove();
+            }
         }
-        // Temporary lock files of processes that died between taking them and creating a job.
-        if let Ok(entries) = std::fs::read_dir(self.state_dir.join("locks")) {
-            for entry in entries.flatten() {
-                let name = entry.file_name().to_string_lossy().into_owned();
-                // Old enough that its creator is not between creating and locking it.
-                let old = entry
-                    .metadata()
-                    .and_then(|m| m.modified())
-                    .is_ok_and(|t| t.elapsed().is_ok_and(|age| age > GRACE.unsigned_abs()));
-                if name.starts_with("job-new-")
-                    && old
-                    && let Ok(Some(held)) = Lock::try_acquire(&entry.path())
-                {
+        self.sweep_job_locks(&self.state_dir.join("locks"))?;
+        Ok(recovered)
+    }
+
+    /// Removes the lock files no process holds whose job is not In progress (a job that ended
+    /// without removing its file, or one that was never committed), and older versions'
+    /// temporary ones. A dead job still In progress keeps its file for the next recovery.
+    fn sweep_job_locks(&self, dir: &Path) -> Result<()> {
+        let Ok(entries) = std::fs::read_dir(dir) else {
+            return Ok(());
+        };
+        for entry in entries.flatten() {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            let path = entry.path();
+            if let Some(id) = job_of(&name) {
+                let Probe::Free(held) = Lock::try_existing(&path)? else {
+                    continue;
+                };
+                let ended = match self.catalog.job(id) {
+                    Ok(job) => job.status.is_done(),
+                    Err(crate::Error::UnknownJob { .. }) => true,
+                    Err(e) => return Err(e),
+                };
+                if ended {
+                    held.remove();
+                }
+            } else if name.starts_with("job-new-") {
+                let old = entry.metadata().and_then(|m| m.modified()).is_ok_and(|t| {
+                    t.elapsed()
+                        .is_ok_and(|age| age > LEGACY_GRACE.unsigned_abs())
+                });
+                if old && let Probe::Free(held) = Lock::try_existing(&path)? {
                     held.remove();
                 }
             }
         }
-        Ok(recovered)
+        Ok(())
+    }
+}
+
+/// When the process of `job` was last known alive: its lock file's last heartbeat (`lock`,
+/// when the file is there), else `now`; never before the last time the job recorded, nor after
+/// `now`.
+fn last_alive(job: &Job, lock: Option<&std::fs::File>, now: Timestamp) -> Timestamp {
+    let recorded = job
+        .subtasks
+        .iter()
+        .flat_map(|s| [s.started, s.ended])
+        .flatten()
+        .fold(job.started, Timestamp::max);
+    let beat = lock
+        .and_then(|file| file.metadata().ok()?.modified().ok())
+        .and_then(|t| Timestamp::try_from(t).ok())
+        .unwrap_or(now);
+    beat.min(now).max(recorded)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{Operation, SubtaskOutcome};
+
+    /// Whatever moment another process looks (and so whatever moment a kill comes), a job In
+    /// progress in the catalog has its lock held: recovery never needs to wait and see.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_job_in_progress_always_has_its_lock_held_from_its_first_moment() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let (engine, _) = Engine::open(dir.path(), None).await.expect("engine");
+        let vm: blockvault_core::VmName = "web01".parse().expect("vm");
+        let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let watcher = {
+            let (state, done) = (dir.path().to_owned(), std::sync::Arc::clone(&done));
+            std::thread::spawn(move || {
+                let catalog = crate::Catalog::open(state.join("catalog.sqlite")).expect("open");
+                let (mut looked, mut unheld) = (0, std::collections::BTreeSet::new());
+                while !done.load(std::sync::atomic::Ordering::Relaxed) {
+                    for job in catalog.unfinished_jobs().expect("jobs") {
+                        looked += 1;
+                        let probe = Lock::try_existing(&job_lock(&state, job.id)).expect("probe");
+                        if matches!(probe, Probe::Held) {
+                            continue;
+                        }
+                        // A job removes its lock only once it has ended.
+                        drop(probe);
+                        if !catalog.job(job.id).expect("job").status.is_done() {
+                            unheld.insert(job.id);
+                        }
+                    }
+                }
+                (looked, unheld)
+            })
+        };
+        for _ in 0..300 {
+            let (id, lock) = engine
+                .begin_job(&vm, Operation::Restore, &[])
+                .expect("begin");
+            engine
+                .catalog()
+                .finish_job(id, None, engine.now())
+                .expect("finish");
+            lock.remove();
+        }
+        done.store(true, std::sync::atomic::Ordering::Relaxed);
+        let (looked, unheld) = watcher.join().expect("watcher");
+        assert!(looked > 0, "the watcher saw no job in progress");
+        assert!(
+            unheld.is_empty(),
+            "jobs in progress without their lock: {unheld:?}"
+        );
+        let locks: Vec<_> = std::fs::read_dir(dir.path().join("locks"))
+            .expect("locks")
+            .map(|e| e.expect("entry").file_name())
+            .collect();
+        assert!(
+            locks.is_empty(),
+            "lock files of ended jobs remain: {locks:?}"
+        );
+    }
+
+    fn ts(s: &str) -> Timestamp {
+        s.parse().expect("timestamp")
+    }
+
+    #[test]
+    fn a_dead_job_ends_at_its_last_heartbeat_never_before_what_it_recorded() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let catalog = crate::Catalog::open(dir.path().join("c.sqlite")).expect("catalog");
+        let vm: blockvault_core::VmName = "web01".parse().expect("vm");
+        let t0 = ts("2026-01-01T10:00:00Z");
+        let id = catalog
+            .create_job(
+                &vm,
+                Operation::Backup,
+                &[SubtaskKind::Snapshot, SubtaskKind::Transfer],
+                t0,
+            )
+            .expect("create");
+        catalog
+            .start_subtask(id, SubtaskKind::Snapshot, ts("2026-01-01T10:00:02Z"))
+            .expect("start");
+        catalog
+            .finish_subtask(
+                id,
+                SubtaskKind::Snapshot,
+                &SubtaskOutcome::completed(1, 1, 1),
+                ts("2026-01-01T10:00:09Z"),
+            )
+            .expect("finish");
+        let job = catalog.job(id).expect("job");
+        let file = std::fs::File::create(dir.path().join("job-1")).expect("file");
+        let now = ts("2026-01-03T00:00:00Z");
+        let cases = [
+            ("2026-01-01T10:05:00Z", "2026-01-01T10:05:00Z"),
+            // Before what the job recorded: it was alive then.
+            ("2026-01-01T10:00:05Z", "2026-01-01T10:00:09Z"),
+            // A clock that ran ahead: never after now.
+            ("2026-02-01T00:00:00Z", "2026-01-03T00:00:00Z"),
+        ];
+        for (beat, expected) in cases {
+            file.set_modified(ts(beat).into()).expect("set mtime");
+            assert_eq!(last_alive(&job, Some(&file), now), ts(expected), "{beat}");
+        }
+        assert_eq!(last_alive(&job, None, now), now, "no file: found dead now");
     }
 }
