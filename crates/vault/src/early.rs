@@ -25,7 +25,7 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
 
 use crate::landed::Landed;
 use crate::transfer::Prepared;
-use crate::{Result, TransferOptions, Vault};
+use crate::{Error, Result, TransferOptions, Vault};
 
 /// The most bytes of encoded chunks an early send holds (queued or uploading) at once.
 pub const HELD_BYTES: usize = 32 << 20;
@@ -93,6 +93,35 @@ impl Vault {
 }
 
 impl EarlySend {
+    /// [`Vault::early_send`] for a vault still being opened, which `vault` yields: offers wait
+    /// in the queue (within [`HELD_BYTES`], then are declined) until it is open, then go as
+    /// with [`Vault::early_send`]. If it yields `None` (the vault did not open), nothing is
+    /// sent and the Transfer, which does not run then, owes nothing to it.
+    pub fn when_open(
+        vault: impl Future<Output = Option<Vault>> + Send + 'static,
+        vm: &VmName,
+        disks: HashSet<DiskName>,
+        options: TransferOptions,
+    ) -> EarlySend {
+        let (offers, queue) = mpsc::unbounded_channel();
+        let vm = vm.clone();
+        let task = tokio::spawn(async move {
+            match vault.await {
+                Some(vault) => run(vault, vm, disks, options, queue).await,
+                None => Sent {
+                    prepared: Err(Error::NotOpened),
+                    declined: 0,
+                },
+            }
+        });
+        EarlySend {
+            offers,
+            room: Arc::new(Semaphore::new(HELD_BYTES >> 10)),
+            declined: AtomicU64::new(0),
+            task,
+        }
+    }
+
     /// Offers chunk `id`, just stored in the snapshot tier as `encoded`, found at block
     /// `place` (disk, index) when the caller knows where: a block the vault's newest point
     /// has at the same place is not sent, nor one the vault's chunk index names. Without an

@@ -153,6 +153,10 @@ pub enum Error {
 
     #[error("the upload stage stopped; see the error that stopped it")]
     UploadStopped,
+
+    /// An early send whose vault never opened (see `EarlySend::when_open`).
+    #[error("the vault did not open, so nothing was sent early")]
+    NotOpened,
 }
 
 fn vm_list(vms: &[VmName]) -> String {
