@@ -7,6 +7,7 @@ mod jobs;
 mod points;
 mod policies;
 mod protection;
+mod vaults;
 
 pub use self::policies::{PolicyEntry, Put};
 
@@ -23,13 +24,13 @@ use crate::{Error, Result};
 /// The schema version this build writes, kept in `PRAGMA user_version`. A catalog with a newer
 /// version is refused; an older one is migrated in [`Catalog::open`], one step of
 /// `MIGRATIONS` at a time, in one transaction.
-pub const SCHEMA_VERSION: i64 = 3;
+pub const SCHEMA_VERSION: i64 = 4;
 
 /// How long a statement waits for another process's write transaction before failing.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// `MIGRATIONS[n]` takes a catalog from version n to n + 1 (version 0 is an empty file).
-const MIGRATIONS: [&str; 3] = [SCHEMA_1, SCHEMA_2, SCHEMA_3];
+const MIGRATIONS: [&str; 4] = [SCHEMA_1, SCHEMA_2, SCHEMA_3, SCHEMA_4];
 
 /// Version 1: jobs, their subtasks, VMs and points.
 const SCHEMA_1: &str = "
@@ -109,6 +110,16 @@ const SCHEMA_3: &str = "
 ALTER TABLE protected ADD COLUMN state TEXT NOT NULL DEFAULT 'protected';
 ALTER TABLE protected ADD COLUMN stopped INTEGER;   -- when protection was stopped
 ALTER TABLE protected ADD COLUMN deleted INTEGER;   -- when the data was soft-deleted
+";
+
+/// Version 4: the id of the vault last seen at each location, so that a Snapshot names the
+/// vault its point is for without waiting for the vault to open (see `vaults`).
+const SCHEMA_4: &str = "
+CREATE TABLE vaults (
+    location TEXT PRIMARY KEY NOT NULL,   -- as the job was given it (never with credentials)
+    id       TEXT NOT NULL,               -- VaultConfig::id
+    seen     INTEGER NOT NULL             -- when it was last opened there
+);
 ";
 
 /// The job history and the inventory of VMs and recovery points of this host, in one SQLite
@@ -372,13 +383,13 @@ mod tests {
         assert!(
             matches!(
                 &err,
-                Error::SchemaTooNew { path: p, found: 4, supported: 3 } if *p == path
+                Error::SchemaTooNew { path: p, found: 5, supported: 4 } if *p == path
             ),
             "{err:?}"
         );
         let message = err.to_string();
         assert!(
-            message.contains("catalog.sqlite") && message.contains("version 4"),
+            message.contains("catalog.sqlite") && message.contains("version 5"),
             "{message}"
         );
     }

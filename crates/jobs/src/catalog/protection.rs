@@ -552,9 +552,9 @@ mod tests {
         let version: i64 = conn
             .pragma_query_value(None, "user_version", |r| r.get(0))
             .expect("version");
-        assert_eq!(version, 3);
+        assert_eq!(version, crate::SCHEMA_VERSION);
         drop(conn);
-        let catalog = Catalog::open(&path).expect("reopen at version 3");
+        let catalog = Catalog::open(&path).expect("reopen at the current version");
         catalog
             .set_protection_state(
                 &vm("web01"),
