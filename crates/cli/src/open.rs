@@ -3,7 +3,7 @@
 use std::path::{Path, PathBuf};
 
 use blockvault_core::VaultConfig;
-use blockvault_jobs::Engine;
+use blockvault_jobs::{Engine, JobVault, VaultUnavailable};
 use blockvault_store::{S3Options, Store, VaultLocation};
 use blockvault_vault::{TransferOptions, Vault};
 
@@ -51,6 +51,48 @@ impl Host {
         vault(location, &self.state).await
     }
 
+    /// The vault a backup job transfers to, opened alongside the job's Snapshot, which must
+    /// never wait for it (an S3 endpoint that does not answer costs minutes of timeouts). What
+    /// needs no network is checked now, and a mistake there is an error before anything runs:
+    /// a directory that is not a vault, S3 settings that are wrong. The rest (an S3 store's
+    /// requests, a replicated vault's secondary) is opened by the job; when it fails, the
+    /// job's Transfer fails with the error (the point stays in the snapshot tier).
+    pub async fn backup_vault(
+        &self,
+        location: &VaultLocation,
+    ) -> anyhow::Result<JobVault<'static>> {
+        let state = self.state.clone();
+        let named = canonical(location).to_string();
+        let unavailable = {
+            let named = named.clone();
+            move |e: anyhow::Error| VaultUnavailable {
+                location: named,
+                reason: format!("{e:#}"),
+            }
+        };
+        match location {
+            VaultLocation::Local(_) => {
+                // A directory's config is read now; a secondary behind a network is not.
+                let primary = store(location, &state)?;
+                let config = primary.config().await?;
+                if config.redundancy.secondary().is_none() {
+                    let vault = with_secondary(primary, config, &state).await;
+                    return Ok(JobVault::open(named, vault));
+                }
+                Ok(JobVault::opening(named, async move {
+                    Ok(with_secondary(primary, config, &state).await)
+                }))
+            }
+            VaultLocation::S3 { .. } => {
+                store(location, &state)?;
+                let location = location.clone();
+                Ok(JobVault::opening(named, async move {
+                    vault(&location, &state).await.map_err(unavailable)
+                }))
+            }
+        }
+    }
+
     /// The vault at `location`; or, when it cannot be opened but the snapshot tier can answer
     /// (`snapshots_can_answer`), none, with a warning: reading snapshots needs no vault.
     pub async fn vault_or_snapshots(
@@ -95,6 +137,12 @@ pub async fn vault(location: &VaultLocation, state: &Path) -> anyhow::Result<Vau
     probe(location, state).await?;
     let primary = store(location, state)?;
     let config = primary.config().await?;
+    Ok(with_secondary(primary, config, state).await)
+}
+
+/// The vault whose primary store is `primary`, holding `config`: with its secondary store
+/// when it is replicated (see [`vault`]).
+async fn with_secondary(primary: Store, config: VaultConfig, state: &Path) -> Vault {
     let store = match config.redundancy.secondary() {
         None => primary,
         Some(secondary) => match open_secondary(secondary, &config, state).await {
@@ -102,7 +150,7 @@ pub async fn vault(location: &VaultLocation, state: &Path) -> anyhow::Result<Vau
             Err(e) => primary.with_secondary_unavailable(secondary, format!("{e:#}")),
         },
     };
-    Ok(Vault::from_config(store, config).with_state_dir(state))
+    Vault::from_config(store, config).with_state_dir(state)
 }
 
 /// The secondary store of the vault `config` describes, checked: it must hold the config of

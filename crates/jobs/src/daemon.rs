@@ -536,10 +536,9 @@ impl Daemon {
         };
         let location = item.vault.clone();
         running.spawn(async move {
-            let vault = vaults.open(&location).await;
-            let outcome = engine
-                .backup(vault.as_ref(), &spec, Arc::new(NoProgress))
-                .await;
+            // The vault opens alongside the Snapshot, which never waits for it.
+            let vault = crate::JobVault::opening(location.clone(), vaults.open(&location));
+            let outcome = engine.backup(vault, &spec, Arc::new(NoProgress)).await;
             let (summary, level) = match outcome {
                 Err(e) => (format!("the backup could not run: {e}"), Level::Error),
                 Ok(outcome) => {

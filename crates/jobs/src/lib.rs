@@ -47,7 +47,13 @@
 //! [`Engine`] runs jobs on this host. [`Engine::backup`] runs the Snapshot subtask (pre-snapshot
 //! hook, every disk read once into the VM's directory of the snapshot tier, post-snapshot hook;
 //! see `blockvault-local`) and then the Transfer subtask ([`blockvault_vault::Vault::transfer`]
-//! from that snapshot, never from the live disks). [`Engine::restore`] picks the point among
+//! from that snapshot, never from the live disks). The Snapshot never waits for the vault: a
+//! [`JobVault`] may still be opening when the job starts (an S3 endpoint that does not answer
+//! costs its timeouts); it opens alongside the Snapshot, the early send starts when it is
+//! open, and only the Transfer waits for it (and fails with its error when it does not open).
+//! Each snapshot point names the vault it is for: the open vault's id, or while it is still
+//! opening the id this host last saw at that location (the catalog's `vaults`), corrected in
+//! the snapshot tier once the vault opens. [`Engine::restore`] picks the point among
 //! both tiers and reads it from the snapshot tier when it is there. [`Engine::list_points`]
 //! rebuilds the catalog's view of both tiers from the stores as it lists.
 //!
@@ -123,9 +129,9 @@ pub use crate::{
     clock::{Clock, SimulatedClock, Sleep, SystemClock},
     daemon::{Daemon, DaemonOptions, DaemonReport, Level, Log, Vaults},
     engine::{
-        BackupOutcome, BackupSpec, Engine, ExpiredPoint, Hooks, INSTANT_RESTORE_DAYS, ListedPoint,
-        PointList, ProtectOutcome, ProtectRequest, Pruned, PurgeOutcome, Recovered, RestoreOutcome,
-        StopMode, StopOutcome, VaultUnavailable, VerifyOutcome, VerifyScope,
+        BackupOutcome, BackupSpec, Engine, ExpiredPoint, Hooks, INSTANT_RESTORE_DAYS, JobVault,
+        ListedPoint, PointList, ProtectOutcome, ProtectRequest, Pruned, PurgeOutcome, Recovered,
+        RestoreOutcome, StopMode, StopOutcome, VaultUnavailable, VerifyOutcome, VerifyScope,
     },
     error::{Error, Result},
     inventory::{PointEntry, PointSummary, ProtectedItem, ProtectionState, VmEntry},

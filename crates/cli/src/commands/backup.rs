@@ -19,7 +19,8 @@ pub async fn run(args: BackupArgs, host: &Host, bar: Arc<Bar>) -> Result<Report>
     engine
         .catalog()
         .protection_in(&args.vm, &crate::open::canonical(&location).to_string())?;
-    let vault = job_vault(host, &location).await?;
+    // Opened by the job, alongside its Snapshot.
+    let vault = host.backup_vault(&location).await?;
     let spec = BackupSpec {
         block_size: args.block_size,
         instant_restore_days: args.instant_restore_days,
@@ -28,15 +29,16 @@ pub async fn run(args: BackupArgs, host: &Host, bar: Arc<Bar>) -> Result<Report>
         early_send: !args.no_early_send,
         ..BackupSpec::new(args.vm, args.disks)
     };
-    let outcome = engine.backup(vault.as_ref(), &spec, bar.clone()).await;
+    let outcome = engine.backup(vault, &spec, bar.clone()).await;
     bar.finish();
     report(outcome?, warnings)
 }
 
-/// The vault a backup job transfers to. A vault that does not answer must not cost the
-/// snapshot (the instant-restore copy): the job runs, its Transfer fails, and the next
-/// backup's transfer catches up. A vault that is missing or misconfigured is an error before
-/// anything runs.
+/// The vault a job other than a backup works with (protect, stop protection). A vault that
+/// does not answer leaves a migration's backup its snapshot: the job runs, its Transfer fails,
+/// and the next backup's transfer catches up. A vault that is missing or misconfigured is an
+/// error before anything runs. (A backup opens its vault alongside its Snapshot instead: see
+/// [`Host::backup_vault`].)
 pub async fn job_vault(
     host: &Host,
     location: &VaultLocation,

@@ -216,10 +216,11 @@ pub async fn backup_now(args: BackupNowArgs, host: &Host, bar: Arc<Bar>) -> Resu
         None => Timestamp::now() + SignedDuration::from_hours(24 * 30),
     };
     let location = item.vault.parse()?;
-    let vault = super::backup::job_vault(host, &location).await?;
+    // Opened by the job, alongside its Snapshot.
+    let vault = host.backup_vault(&location).await?;
     let options = crate::open::transfer(&location, args.transfer.concurrency);
     let outcome = engine
-        .backup_now(vault.as_ref(), &args.vm, retain_until, options, bar.clone())
+        .backup_now(vault, &args.vm, retain_until, options, bar.clone())
         .await;
     bar.finish();
     let mut report = super::backup::report(outcome?, warnings)?;

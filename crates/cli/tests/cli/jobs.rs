@@ -7,10 +7,12 @@
 //! - `model`: what the job model promises when all goes well: hooks and consistency, the two
 //!   tiers and their expiry, a fresh host rebuilding its view from the vault, the `jobs`
 //!   views, in-place restore.
+//! - `hung_vault`: an S3 endpoint that never answers does not delay the Snapshot (issue 21).
 //! - `recovery`: a killed job is Failed at once by the next command, ends when it died, and
 //!   leaves no lock file (issue 21).
 
 mod faults;
 pub mod fixture;
+mod hung_vault;
 mod model;
 mod recovery;

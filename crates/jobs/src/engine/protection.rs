@@ -222,9 +222,9 @@ impl Engine {
     /// stopped or its data soft-deleted), with its policy's instant-restore
     /// days; the point is kept at least until `retain_until` (which must be in the future and
     /// within 99 years), whatever the policy's retention says.
-    pub async fn backup_now(
+    pub async fn backup_now<'v>(
         &self,
-        vault: std::result::Result<&Vault, &VaultUnavailable>,
+        vault: impl Into<super::JobVault<'v>>,
         vm: &VmName,
         retain_until: Timestamp,
         options: TransferOptions,

@@ -1,0 +1,493 @@
+//! Backup jobs: the Snapshot subtask into the snapshot tier, then the Transfer subtask to the
+//! vault, which opens alongside the Snapshot (see `job_vault`).
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use blockvault_core::{Consistency, RecoveryPoint};
+use blockvault_vault::{BackupRequest, EarlySend, Progress, TransferRequest, Vault};
+use jiff::{SignedDuration, Timestamp};
+
+use super::disk_state::{self, DiskState, DiskStates, FileStat};
+use super::hooks::{self, Hook};
+use super::job_vault::{JobVault, Opening, Seen, when_open};
+use super::lock::Lock;
+use super::{BackupOutcome, BackupSpec, Engine, INSTANT_RESTORE_DAYS, Phase, Taken};
+use crate::{JobId, PointSummary, Result, SubtaskKind, SubtaskOutcome, Tier};
+
+/// One backup job, as its subtasks see it.
+struct Run<'j> {
+    job: JobId,
+    spec: &'j BackupSpec,
+    /// The vault's location, as the job was given it.
+    location: &'j str,
+    seen: &'j Seen,
+    progress: &'j Arc<dyn Progress>,
+}
+
+impl Engine {
+    /// Runs one backup job: the Snapshot subtask into the snapshot tier (hooks around it, all
+    /// disks read while the VM is quiesced), then the Transfer subtask from that snapshot to
+    /// `vault`.
+    ///
+    /// The Snapshot starts at once, whatever the vault does: a vault still opening (see
+    /// [`JobVault::opening`]) opens meanwhile, and only the Transfer waits for it, so neither
+    /// the freeze nor the point's time moves. A vault that does not open fails the Transfer
+    /// with its error.
+    ///
+    /// At most one Snapshot and one Transfer of a VM run at a time, across processes: a second
+    /// Snapshot waits for the first; a Transfer that finds another Transfer of the VM running
+    /// is Skipped (the next one carries this point's churn). A failed Snapshot fails the job; a
+    /// failed Transfer leaves the job "Completed with warning" and the point in the snapshot
+    /// tier. Errors of the job are in the returned job record, not in `Err`: `Err` means the
+    /// catalog itself could not be written.
+    pub async fn backup<'v>(
+        &self,
+        vault: impl Into<JobVault<'v>>,
+        spec: &BackupSpec,
+        progress: Arc<dyn Progress>,
+    ) -> Result<BackupOutcome> {
+        let now = self.now();
+        let (mut opening, seen) = Opening::new(vault.into());
+        let disks: Vec<PathBuf> = spec
+            .disks
+            .iter()
+            .map(|d| std::path::absolute(d).unwrap_or_else(|_| d.clone()))
+            .collect();
+        // Before the job exists: an error here leaves no job behind.
+        self.catalog
+            .upsert_vm(&spec.vm, opening.location(), &disks, now)?;
+        let (job, job_lock) = self.begin_job(
+            &spec.vm,
+            spec.operation,
+            &[SubtaskKind::Snapshot, SubtaskKind::Transfer],
+        )?;
+        let mut warnings = Vec::new();
+
+        let location = opening.location().to_owned();
+        let run = Run {
+            job,
+            spec,
+            location: &location,
+            seen: &seen,
+            progress: &progress,
+        };
+        let mut early = None;
+        let snapshot = self.snapshot(&run, &mut early, &mut warnings);
+        let taken = opening.alongside(snapshot).await?;
+        let mut taken = match taken {
+            Ok(taken) => taken,
+            Err(error) => {
+                // The vault is not needed any more: an early send still waiting for it ends.
+                drop(opening);
+                if let Some(early) = early {
+                    warnings.extend(early.abandon().await);
+                }
+                job_lock.remove();
+                return Ok(BackupOutcome {
+                    job: self.catalog.job(job)?,
+                    failure: Some(error),
+                    point: None,
+                    warnings,
+                });
+            }
+        };
+        if let Some(vault) = opening.open_now() {
+            self.vault_opened(&location, &vault, &mut taken.point, &mut warnings)
+                .await?;
+        }
+        self.transfer(&run, opening, &mut taken, early, &mut warnings)
+            .await?;
+        let snapshot = taken.point;
+        self.catalog
+            .finish_job(job, Some(&snapshot.id), self.now())?;
+        job_lock.remove();
+        Ok(BackupOutcome {
+            job: self.catalog.job(job)?,
+            failure: None,
+            point: Some(snapshot),
+            warnings,
+        })
+    }
+
+    /// The Snapshot subtask, holding the VM's snapshot lock until the subtask is recorded as
+    /// ended (so the catalog never shows two Snapshots of one VM in progress at once). The
+    /// early send it starts, if any, is left in `early`. On failure the job is failed, still
+    /// under the lock, and the inner result is the error. The outer `Err` is for catalog
+    /// failures only.
+    async fn snapshot(
+        &self,
+        run: &Run<'_>,
+        early: &mut Option<EarlySend>,
+        warnings: &mut Vec<String>,
+    ) -> Result<Result<Taken>> {
+        let (job, spec) = (run.job, run.spec);
+        let held = self.lock_snapshots(&spec.vm, true).await;
+        let taken = match held {
+            Ok(_) => self.take_snapshot(run, early, warnings).await,
+            Err(e) => Err(e),
+        };
+        match taken {
+            Ok(taken) => {
+                let stats = &taken.point.stats;
+                self.catalog.finish_subtask(
+                    job,
+                    SubtaskKind::Snapshot,
+                    &SubtaskOutcome::completed(
+                        stats.bytes_scanned,
+                        stats.bytes_changed,
+                        stats.bytes_stored,
+                    ),
+                    self.now(),
+                )?;
+                // Expiry after the subtask is on record (a cancelled sweep must not fail a job
+                // whose point is committed), still under the lock.
+                if let Err(e) = self
+                    .expire_snapshots(&spec.vm, self.now(), Some(&taken.point.id))
+                    .await
+                {
+                    warnings.push(format!(
+                        "could not expire old snapshots of {}: {e}",
+                        spec.vm
+                    ));
+                }
+                Ok(Ok(taken))
+            }
+            Err(error) => {
+                self.catalog.fail_job(job, &error.to_string(), self.now())?;
+                Ok(Err(error))
+            }
+        }
+        // `held` is released here.
+    }
+
+    /// The work of the Snapshot subtask, with the VM's snapshot lock held by the caller: the
+    /// point, and the chunks it wrote to the snapshot tier. Nothing here waits for the vault.
+    async fn take_snapshot(
+        &self,
+        run: &Run<'_>,
+        early: &mut Option<EarlySend>,
+        warnings: &mut Vec<String>,
+    ) -> Result<Taken> {
+        let (job, spec) = (run.job, run.spec);
+        let vm = &spec.vm;
+        if !INSTANT_RESTORE_DAYS.contains(&spec.instant_restore_days) {
+            return Err(crate::Error::InstantRestoreDays {
+                days: spec.instant_restore_days,
+                min: *INSTANT_RESTORE_DAYS.start(),
+                max: *INSTANT_RESTORE_DAYS.end(),
+            });
+        }
+        self.catalog
+            .start_subtask(job, SubtaskKind::Snapshot, self.now())?;
+
+        let tier = self.snapshots.open_or_init(vm).await?;
+        // From the pre-hook on, the VM may be quiesced: it is thawed on every path, even if
+        // this job is cancelled.
+        let mut thaw = hooks::Thaw::new(&spec.hooks, vm, &spec.disks);
+        if let Err(message) = hooks::run(&spec.hooks, Hook::Pre, vm, &spec.disks).await {
+            // A pre-hook that failed may have quiesced part of the VM (one file system frozen
+            // of two): the post-hook runs all the same, so the VM is always thawed.
+            if let Err(e) = hooks::run(&spec.hooks, Hook::Post, vm, &spec.disks).await {
+                warnings.push(e);
+            }
+            thaw.disarm();
+            return Err(crate::Error::Hook { message });
+        }
+        // What is known of the vault now, without waiting for it: the vault the point is for
+        // (the id last seen at its location while it is still opening; corrected once it
+        // opens, see `vault_opened`), and the early send.
+        let open_id = match &*run.seen.borrow() {
+            Some(Ok(vault)) => Some(vault.config().id.clone()),
+            _ => None,
+        };
+        let vault_id = match open_id {
+            Some(id) => Some(id),
+            None => self.catalog.vault_id(run.location)?,
+        };
+        *early = early_send(run.seen, spec);
+        let request = BackupRequest {
+            vm: vm.clone(),
+            disks: spec.disks.clone(),
+            block_size: spec.block_size,
+            consistency: if spec.hooks.quiesce() {
+                Consistency::ApplicationConsistent
+            } else {
+                Consistency::CrashConsistent
+            },
+            options: spec.options,
+            time: Some(self.now()),
+            retain_until: spec.retain_until,
+            vault: vault_id,
+        };
+        // The disks' stats around the read: a disk nothing wrote to meanwhile is on record
+        // as holding this point (see `disk_state`), so a later in-place rollback skips its scan.
+        // Only when a pre-hook quiesced the VM: a write the kernel has stamped may still be in
+        // flight (asynchronous direct I/O) while the disk is read.
+        let read_at = Timestamp::now();
+        let before: Vec<Option<FileStat>> =
+            spec.disks.iter().map(|d| FileStat::of(d).ok()).collect();
+        let taken = tier
+            .backup_teeing(
+                &request,
+                Arc::new(Phase("snapshot", Arc::clone(run.progress))),
+                early.as_ref(),
+            )
+            .await;
+        // The VM is thawed whatever happened to the read.
+        if let Err(e) = hooks::run(&spec.hooks, Hook::Post, vm, &spec.disks).await {
+            warnings.push(e);
+        }
+        thaw.disarm();
+        let report = match taken {
+            Ok(report) => report,
+            Err(e) => {
+                // Free what the failed snapshot wrote (a full disk must not stay full).
+                if let Err(sweep) = self.snapshots.sweep(vm).await {
+                    warnings.push(format!("could not clean the failed snapshot: {sweep}"));
+                }
+                return Err(e.into());
+            }
+        };
+        warnings.extend(report.warnings.iter().cloned());
+        let point = report.point;
+        let states = DiskStates::new(&self.state_dir);
+        for ((path, before), disk) in spec.disks.iter().zip(before).zip(&point.disks) {
+            let after = FileStat::of(path).ok();
+            if let (true, Some(stat), Some(after)) = (spec.hooks.quiesce(), before, after)
+                && stat == after
+                && stat.settled_at(read_at)
+                && let Ok(canonical) = std::fs::canonicalize(path)
+            {
+                states.record(&DiskState {
+                    boot: disk_state::boot_id(),
+                    path: canonical,
+                    stat,
+                    taken: read_at,
+                    vm: vm.clone(),
+                    point: point.id.clone(),
+                    disk: disk.name.clone(),
+                    map_digest: disk.map_digest.clone(),
+                });
+            }
+        }
+        let expires =
+            point.time + SignedDuration::from_hours(24 * i64::from(spec.instant_restore_days));
+        let summary = PointSummary::from(&point);
+        self.catalog
+            .add_point_tier(vm, &summary, Tier::Snapshot, Some(expires))?;
+        Ok(Taken {
+            point,
+            fresh: report.new_chunks,
+        })
+    }
+
+    /// The vault of a job is open: this host remembers its id at `location`, and the job's
+    /// snapshot point, if it names another vault (or none: the Snapshot did not know yet), is
+    /// made to name this one. A failure to rewrite the record is a warning: the point is
+    /// intact, only listings against this vault may miss it until it expires.
+    async fn vault_opened(
+        &self,
+        location: &str,
+        vault: &Vault,
+        point: &mut RecoveryPoint,
+        warnings: &mut Vec<String>,
+    ) -> Result<()> {
+        let id = &vault.config().id;
+        if self.catalog.vault_id(location)?.as_ref() != Some(id) {
+            self.catalog.remember_vault(location, id, self.now())?;
+        }
+        if point.vault.as_ref() == Some(id) {
+            return Ok(());
+        }
+        let renamed = RecoveryPoint {
+            vault: Some(id.clone()),
+            ..point.clone()
+        };
+        match self.rewrite_snapshot_record(&renamed).await {
+            Ok(()) => *point = renamed,
+            Err(e) => warnings.push(format!(
+                "could not record in snapshot point {} of {} that it is for vault {id}: {e}",
+                point.id, point.vm
+            )),
+        }
+        Ok(())
+    }
+
+    /// Replaces the snapshot tier's record of `point` (an atomic replace of one small file)
+    /// if the record is still there. Only the job that made the point calls this, before it
+    /// ends: expiry cannot have chosen so young a point.
+    async fn rewrite_snapshot_record(&self, point: &RecoveryPoint) -> Result<()> {
+        let Some(tier) = self.snapshots.open(&point.vm).await? else {
+            return Ok(());
+        };
+        let store = tier.store();
+        match store.get_point(&point.vm, &point.id).await {
+            Ok(_) => {}
+            Err(blockvault_store::Error::PointMissing { .. }) => return Ok(()),
+            Err(e) => return Err(blockvault_vault::Error::from(e).into()),
+        }
+        store
+            .put_point(point)
+            .await
+            .map_err(|e| blockvault_vault::Error::from(e).into())
+    }
+
+    /// The Transfer subtask. Its failure is recorded on the subtask (the job then completes
+    /// with a warning), so only catalog errors come out as `Err`. The vault is not needed
+    /// after it: `opening` ends here, then `early` (which may have waited for the vault).
+    async fn transfer(
+        &self,
+        run: &Run<'_>,
+        mut opening: Opening<'_>,
+        taken: &mut Taken,
+        mut early: Option<EarlySend>,
+        warnings: &mut Vec<String>,
+    ) -> Result<()> {
+        let ran = self
+            .run_transfer(run, &mut opening, taken, &mut early, warnings)
+            .await;
+        drop(opening);
+        // Where the Transfer did not run (skipped, stopping, failed to start), the early send
+        // ends here: its uploads stay for the next transfer, its lease goes.
+        if let Some(early) = early {
+            warnings.extend(early.abandon().await);
+        }
+        ran
+    }
+
+    /// The body of [`Engine::transfer`]; takes over the early send when it runs the vault's
+    /// transfer.
+    async fn run_transfer(
+        &self,
+        run: &Run<'_>,
+        opening: &mut Opening<'_>,
+        taken: &mut Taken,
+        early: &mut Option<EarlySend>,
+        warnings: &mut Vec<String>,
+    ) -> Result<()> {
+        let (job, spec) = (run.job, run.spec);
+        let vm = taken.point.vm.clone();
+        let kind = SubtaskKind::Transfer;
+        if let Some(reason) = &spec.skip_transfer {
+            let outcome = SubtaskOutcome::skipped(reason.clone());
+            self.catalog
+                .finish_subtask(job, kind, &outcome, self.now())?;
+            return Ok(());
+        }
+        if spec.stop.as_ref().is_some_and(|stop| *stop.borrow()) {
+            let outcome = SubtaskOutcome::failed(format!(
+                "blockvault was stopping, so the transfer did not start; the point is in the \
+                 snapshot tier and the next transfer of {vm} carries its changes"
+            ));
+            self.catalog
+                .finish_subtask(job, kind, &outcome, self.now())?;
+            return Ok(());
+        }
+        let held = match Lock::try_acquire(&self.vm_lock(&vm, kind)) {
+            Ok(held) => held,
+            Err(e) => {
+                let outcome = SubtaskOutcome::failed(e.to_string());
+                self.catalog
+                    .finish_subtask(job, kind, &outcome, self.now())?;
+                return Ok(());
+            }
+        };
+        let Some(_held) = held else {
+            let running = self
+                .catalog
+                .unfinished_jobs()?
+                .into_iter()
+                .filter(|j| j.id != job && j.vm == vm)
+                // The holder: its transfer started (it may have just ended; the job has not).
+                .find(|j| {
+                    j.subtask(kind)
+                        .is_some_and(|s| s.status != crate::SubtaskStatus::Pending)
+                })
+                .map(|j| format!(" (job {})", j.id))
+                .unwrap_or_default();
+            let reason = format!(
+                "an earlier transfer of {vm} is still running{running}; the next transfer \
+                 carries this point's changes"
+            );
+            self.catalog
+                .finish_subtask(job, kind, &SubtaskOutcome::skipped(reason), self.now())?;
+            return Ok(());
+        };
+        self.catalog.start_subtask(job, kind, self.now())?;
+        // The Transfer is where the job waits for its vault.
+        let vault = opening.wait().await;
+        if let Ok(vault) = &vault {
+            self.vault_opened(run.location, vault, &mut taken.point, warnings)
+                .await?;
+        }
+        let outcome = match (vault, self.snapshots.open(&vm).await) {
+            (Err(unavailable), _) => Err(format!(
+                "the vault {} is unavailable: {}",
+                unavailable.location, unavailable.reason
+            )),
+            (Ok(vault), Ok(Some(tier))) => {
+                let request = TransferRequest {
+                    source: &tier,
+                    point: &taken.point,
+                    fresh: &taken.fresh,
+                    options: spec.options,
+                    progress: Arc::new(Phase("transfer", Arc::clone(run.progress))),
+                };
+                let copied = match early.take() {
+                    Some(early) => vault.transfer_early(&request, early.finish().await).await,
+                    None => vault.transfer(&request).await,
+                };
+                copied.map_err(|e| e.to_string())
+            }
+            (Ok(_), Ok(None)) => Err(format!("the snapshot tier of {vm} is gone")),
+            (Ok(_), Err(e)) => Err(e.to_string()),
+        };
+        let outcome = match outcome {
+            Ok(report) => {
+                warnings.extend(report.warnings);
+                let summary = PointSummary::from(&report.point);
+                self.catalog
+                    .add_point_tier(&vm, &summary, Tier::Vault, None)?;
+                let stats = &report.point.stats;
+                // A transfer reads no disk: nothing scanned; changed is since the newest
+                // vault point.
+                SubtaskOutcome::completed(0, stats.bytes_changed, stats.bytes_stored)
+            }
+            Err(error) => SubtaskOutcome::failed(error),
+        };
+        self.catalog
+            .finish_subtask(job, kind, &outcome, self.now())?;
+        Ok(())
+    }
+}
+
+/// The early send of a backup's Transfer (see [`blockvault_vault::EarlySend`]), when the job
+/// will transfer: not when its policy keeps it in the snapshot tier, not when blockvault is
+/// stopping, not to a vault that failed to open. A vault still opening gets an early send that
+/// starts when it opens.
+fn early_send(seen: &Seen, spec: &BackupSpec) -> Option<EarlySend> {
+    if !spec.early_send
+        || spec.skip_transfer.is_some()
+        || spec.stop.as_ref().is_some_and(|stop| *stop.borrow())
+    {
+        return None;
+    }
+    let disks = spec
+        .disks
+        .iter()
+        .filter_map(|path| path.file_name())
+        .filter_map(|name| blockvault_core::DiskName::new(name.to_string_lossy()).ok())
+        .collect();
+    let opened = seen.borrow().clone();
+    match opened {
+        Some(Ok(vault)) => Some(vault.early_send(&spec.vm, disks, spec.options)),
+        Some(Err(_)) => None,
+        None => Some(EarlySend::when_open(
+            when_open(seen.clone()),
+            &spec.vm,
+            disks,
+            spec.options,
+        )),
+    }
+}
