@@ -13,7 +13,9 @@ use crate::{
 
 impl Catalog {
     /// Records a new job of `operation` on `vm`, In progress since `now`, run by this process,
-    /// with `subtasks` (in the order they will run) all Pending.
+    /// with `subtasks` (in the order they will run) all Pending. Nothing holds its lock: an
+    /// engine that opens takes it for a job whose process died (the engine's own jobs are
+    /// created with [`Catalog::create_job_with`], their lock held first).
     pub fn create_job(
         &self,
         vm: &VmName,
