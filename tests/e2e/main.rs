@@ -8,6 +8,7 @@ mod faults;
 mod fixtures;
 mod gc;
 mod in_place;
+mod late_vault;
 mod roundtrip;
 mod s3;
 mod s3_gc;
