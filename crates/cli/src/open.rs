@@ -63,13 +63,6 @@ impl Host {
     ) -> anyhow::Result<JobVault<'static>> {
         let state = self.state.clone();
         let named = canonical(location).to_string();
-        let unavailable = {
-            let named = named.clone();
-            move |e: anyhow::Error| VaultUnavailable {
-                location: named,
-                reason: format!("{e:#}"),
-            }
-        };
         match location {
             VaultLocation::Local(_) => {
                 // A directory's config is read now; a secondary behind a network is not.
@@ -86,8 +79,13 @@ impl Host {
             VaultLocation::S3 { .. } => {
                 store(location, &state)?;
                 let location = location.clone();
-                Ok(JobVault::opening(named, async move {
-                    vault(&location, &state).await.map_err(unavailable)
+                Ok(JobVault::opening(named.clone(), async move {
+                    vault(&location, &state)
+                        .await
+                        .map_err(|e| VaultUnavailable {
+                            location: named,
+                            reason: format!("{e:#}"),
+                        })
                 }))
             }
         }
