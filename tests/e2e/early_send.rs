@@ -300,3 +300,43 @@ async fn assert_restorable_from_tier(tier: &Vault, to: &Path, disk: &Image) {
         disk.content
     );
 }
+
+/// An early send started before its vault is open (a backup job's vault opens alongside its
+/// Snapshot): what the Snapshot offers meanwhile waits, and goes once the vault opens.
+#[tokio::test]
+async fn an_early_send_whose_vault_opens_late_sends_what_was_offered_meanwhile() {
+    let t = Tiers::new().await;
+    let (open, opened) = tokio::sync::oneshot::channel::<Vault>();
+    let disks = HashSet::from([DiskName::new("disk.img").expect("name")]);
+    let early = EarlySend::when_open(
+        async move { opened.await.ok() },
+        &vm(VM),
+        disks,
+        TransferOptions::default(),
+    );
+    let taken = t.snapshot(Some(&early)).await;
+    assert_eq!(taken.new_chunks.len(), 5);
+    assert_eq!(t.vault_chunks(), 0, "nothing can go before the vault opens");
+    open.send(t.vault.clone()).expect("open the vault");
+    let report = t.transfer(&taken, early).await.expect("transfer");
+    t.assert_sent(&report, 5, 5, 5);
+    t.assert_no_lease().await;
+    t.assert_restores("late").await;
+}
+
+/// A vault that never opens: the early send ends with nothing sent and no lease taken.
+#[tokio::test]
+async fn an_early_send_whose_vault_never_opens_sends_nothing() {
+    let t = Tiers::new().await;
+    let disks = HashSet::from([DiskName::new("disk.img").expect("name")]);
+    let early = EarlySend::when_open(
+        std::future::ready(None),
+        &vm(VM),
+        disks,
+        TransferOptions::default(),
+    );
+    t.snapshot(Some(&early)).await;
+    assert_eq!(early.abandon().await, None, "nothing to release");
+    assert_eq!(t.vault_chunks(), 0);
+    t.assert_no_lease().await;
+}
