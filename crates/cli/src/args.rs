@@ -18,7 +18,7 @@ macro_rules! exit_codes {
   4  integrity failure (a chunk, block map or record in the vault or snapshot tier is corrupt)
   5  backup completed with warning: the snapshot was taken, the transfer to the vault failed
   6  refused: the vault's state does not allow it (changing the redundancy of a vault that
-     holds backup items)"
+     holds backup items; promoting a replica whose primary still holds the vault)"
     };
 }
 
@@ -477,6 +477,70 @@ pub enum VaultCommand {
         /// s3://BUCKET/PREFIX.
         #[arg(long, value_name = "DIR|s3://BUCKET/PREFIX")]
         secondary: Option<VaultLocation>,
+    },
+
+    /// Give a vault a new secondary (one that replaces a lost one), copying everything to it.
+    #[command(
+        long_about = "Give a vault a new secondary store, whatever the vault holds: to replace \
+            a secondary that is lost (backups fail with exit 5 until then), or to move it \
+            elsewhere. Everything of the primary the new secondary lacks is copied (chunks, \
+            block maps, soft-delete markers, then point records last, each checked: a chunk \
+            against its id, a map against its point's digest), then the vault's config names \
+            it. The new secondary must be new or empty, or already this vault's replica: run \
+            the command again after an interruption and it copies only what is still missing. \
+            On a single vault (a promoted replica) this makes it replicated.",
+        after_help = "Examples:\n  blockvault vault replace-secondary --vault /srv/vault /mnt/replica2\n  \
+            blockvault vault replace-secondary --vault /srv/vault s3://backups/replica --json"
+    )]
+    ReplaceSecondary {
+        #[command(flatten)]
+        vault: VaultArg,
+
+        /// The new secondary: a new or empty directory (created if missing), or
+        /// s3://BUCKET/PREFIX; or this vault's replica, to resume an interrupted replacement.
+        #[arg(value_name = "DIR|s3://BUCKET/PREFIX")]
+        secondary: VaultLocation,
+
+        #[command(flatten)]
+        transfer: TransferArgs,
+    },
+
+    /// Copy to a vault's secondary whatever it lacks (rebuilds a lost one where it was).
+    #[command(
+        long_about = "Copy to the vault's secondary store everything of the primary it lacks, \
+            checked, point records last, and remove from it the points the primary no longer \
+            has: for a secondary that lost objects, or that was lost and is rebuilt where it \
+            was (a directory is created again). The same as `vault replace-secondary` with the \
+            secondary the vault already has.",
+        after_help = "Example:\n  blockvault vault resync --vault /srv/vault --json"
+    )]
+    Resync {
+        #[command(flatten)]
+        vault: VaultArg,
+
+        #[command(flatten)]
+        transfer: TransferArgs,
+    },
+
+    /// Make a replicated vault's secondary the vault itself, when its primary is lost.
+    #[command(
+        long_about = "Make the replica in --vault (a replicated vault's secondary) the vault \
+            itself: a single vault with the same vault id, so that points, restores, backups \
+            and the snapshot tier carry on against it. This host's protected items move to it. \
+            Refused while the primary still answers and holds the vault (two vaults with one \
+            id must not both take writes) unless --force. A primary that comes back later \
+            refuses every write. Afterwards `vault replace-secondary` gives it a new secondary.",
+        after_help = "Example:\n  blockvault vault promote --vault /mnt/replica\n  \
+            blockvault vault replace-secondary --vault /mnt/replica /mnt/replica2"
+    )]
+    Promote {
+        #[command(flatten)]
+        vault: VaultArg,
+
+        /// Promote even though the primary still answers and holds the vault: only when it is
+        /// lost for good (a damaged store) or will never be used again.
+        #[arg(long)]
+        force: bool,
     },
 }
 

@@ -99,7 +99,10 @@ fn classify_vault(e: &VaultError) -> ExitCode {
         VaultError::GcMark { source } | VaultError::InPlacePartial { source, .. } => {
             classify_vault(source)
         }
-        VaultError::RedundancyFixed { .. } => ExitCode::Refused,
+        VaultError::RedundancyFixed { .. }
+        | VaultError::NotAReplica { .. }
+        | VaultError::PrimaryStillThere { .. } => ExitCode::Refused,
+        VaultError::SecondaryTarget { .. } => ExitCode::Usage,
         VaultError::UnknownVm { .. }
         | VaultError::UnknownPoint { .. }
         | VaultError::NoPointAtOrBefore { .. } => ExitCode::NotFound,

@@ -123,7 +123,7 @@ async fn run(cli: Cli) -> anyhow::Result<Report> {
         snapshot_dir: cli.snapshot_dir,
     };
     match cli.command {
-        Command::Vault(command) => commands::vault::run(command, &host.state).await,
+        Command::Vault(command) => commands::vault::run(command, &host.state, bar).await,
         Command::Backup(args) => commands::backup::run(args, &host, bar).await,
         Command::Points(args) => commands::points::run(args, &host).await,
         Command::Restore(args) => commands::restore::run(args, &host, bar).await,

@@ -161,10 +161,22 @@ async fn open_secondary(
     let location: VaultLocation = secondary.parse()?;
     probe(&location, state).await?;
     let store = store(&location, state)?;
-    let replica = store.config().await?;
+    let replica = match store.config().await {
+        Ok(replica) => replica,
+        // Said without `NotAVault`'s hint to create a vault there: that would make an
+        // unrelated vault, not this one's replica (the unavailable error says what to do).
+        Err(blockvault_store::Error::NotAVault { reason, .. }) => anyhow::bail!("{reason}"),
+        Err(e) => return Err(e.into()),
+    };
     match replica.replica_of {
         Some(of) if of.vault == config.id => Ok(store),
         Some(of) => anyhow::bail!("it holds the replica of another vault ({})", of.vault),
+        None if replica.id == config.id => anyhow::bail!(
+            "it was promoted to be vault {} itself (`blockvault vault promote`), so this \
+             location is an old primary whose points stopped when it was lost: use the vault \
+             at {secondary}",
+            config.id
+        ),
         None => anyhow::bail!(
             "it holds vault {} of its own, not the replica of vault {}",
             replica.id,
@@ -218,6 +230,12 @@ pub async fn new_store(location: &VaultLocation, state: &Path) -> anyhow::Result
     let location = canonical(location);
     probe(&location, state).await?;
     store(&location, state)
+}
+
+/// The store at an existing `location` (nothing is created), its S3 settings checked.
+pub async fn existing_store(location: &VaultLocation, state: &Path) -> anyhow::Result<Store> {
+    probe(location, state).await?;
+    store(location, state)
 }
 
 /// The store at `location`. S3 settings come from `STATE/s3.toml`, overridden by `AWS_*`.

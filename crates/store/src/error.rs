@@ -101,9 +101,16 @@ pub enum Error {
     #[error(
         "secondary store {location} is unavailable ({reason}); a replicated vault writes every \
          object to both stores, so nothing can be written until it is back (restores still \
-         read the primary)"
+         read the primary). If it is lost, rebuild it where it was with `blockvault vault \
+         resync --vault {primary}`, or give the vault another one with `blockvault vault \
+         replace-secondary --vault {primary} NEW_SECONDARY`"
     )]
-    SecondaryUnavailable { location: String, reason: String },
+    SecondaryUnavailable {
+        location: String,
+        reason: String,
+        /// The primary's location, for the hint.
+        primary: String,
+    },
 
     /// The primary's copy of an object is missing or corrupt, and so is the secondary's.
     #[error("{primary}; the replica in secondary store {location} is no better: {secondary}")]
@@ -111,6 +118,14 @@ pub enum Error {
         primary: Box<Error>,
         location: String,
         secondary: Box<Error>,
+    },
+
+    /// A resync wrote an object that the target then did not list as written.
+    #[error("resync to {location}: {key} did not land ({reason}); run the resync again")]
+    ResyncMismatch {
+        location: String,
+        key: String,
+        reason: String,
     },
 
     #[error("vault location {location}: {reason}")]

@@ -102,6 +102,10 @@ pub(crate) fn maps_root() -> Path {
     Path::from("maps")
 }
 
+pub(crate) fn soft_delete_root() -> Path {
+    Path::from("deleted")
+}
+
 pub(crate) fn soft_delete(vm: &VmName) -> Path {
     Path::from(format!("deleted/{vm}"))
 }
@@ -135,6 +139,7 @@ mod tests {
             maps_root(),
             soft_delete(&vm),
             quarantined_point(&vm, &point),
+            soft_delete_root(),
         ];
         for key in keys {
             let first = key.parts().next().expect("a segment");

@@ -178,6 +178,7 @@ mod listing;
 mod location;
 mod pool;
 mod replica;
+mod resync;
 mod s3;
 mod store;
 #[cfg(any(test, feature = "conformance"))]
@@ -190,6 +191,7 @@ pub use crate::{
     listing::{DamagedPoint, PointListing},
     location::VaultLocation,
     replica::Repairs,
+    resync::{NoResyncProgress, ObjectCounts, ResyncOptions, ResyncProgress, ResyncReport},
     s3::{S3Options, Secret},
     store::Store,
 };

@@ -28,6 +28,8 @@ pub(crate) struct Replica {
 struct Unavailable {
     location: String,
     reason: String,
+    /// The primary's location, for the error's hint.
+    primary: String,
 }
 
 /// Objects a replicated store read from its secondary because the primary's copy was missing
@@ -100,9 +102,11 @@ impl Store {
         location: impl Into<String>,
         reason: impl Into<String>,
     ) -> Store {
+        let primary = self.location().to_owned();
         self.with_replica(Err(Unavailable {
             location: location.into(),
             reason: reason.into(),
+            primary,
         }))
     }
 
@@ -231,6 +235,7 @@ impl Replica {
             .map_err(|u| Error::SecondaryUnavailable {
                 location: u.location.clone(),
                 reason: u.reason.clone(),
+                primary: u.primary.clone(),
             })
     }
 

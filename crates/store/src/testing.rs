@@ -24,6 +24,8 @@ pub struct ProbedStore {
     /// Parts every multipart upload may put before the rest fail; `usize::MAX` for no limit.
     parts_allowed: AtomicUsize,
     uploads: Arc<Uploads>,
+    /// Whole-object puts left before every further one fails; `None` for no limit.
+    puts_left: Mutex<Option<u64>>,
 }
 
 /// What the multipart uploads did.
@@ -49,6 +51,20 @@ impl ProbedStore {
             parts_allowed: AtomicUsize::new(parts),
             ..ProbedStore::default()
         }
+    }
+
+    /// A store whose whole-object puts fail once `puts` have gone through, as an endpoint
+    /// that dies midway would.
+    pub fn failing_puts_after(puts: u64) -> ProbedStore {
+        ProbedStore {
+            puts_left: Mutex::new(Some(puts)),
+            ..ProbedStore::counting("")
+        }
+    }
+
+    /// Lets every put through again (the endpoint is back).
+    pub fn heal(&self) {
+        *self.puts_left.lock().unwrap_or_else(PoisonError::into_inner) = None;
     }
 
     /// Puts so far of keys under the counted prefix.
@@ -125,6 +141,20 @@ impl ObjectStore for ProbedStore {
     ) -> object_store::Result<PutResult> {
         if !self.counted_prefix.is_empty() && location.as_ref().starts_with(&self.counted_prefix) {
             self.puts.fetch_add(1, Ordering::Relaxed);
+        }
+        if let Some(left) = self
+            .puts_left
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .as_mut()
+        {
+            if *left == 0 {
+                return Err(object_store::Error::Generic {
+                    store: "probed",
+                    source: "the endpoint refused the put".into(),
+                });
+            }
+            *left -= 1;
         }
         self.inner.put_opts(location, payload, opts).await
     }

@@ -131,6 +131,48 @@ pub enum Error {
         vms: Vec<VmName>,
     },
 
+    /// A location that cannot become a vault's secondary.
+    #[error(
+        "{location} cannot become the secondary of vault {vault}: {reason}. A new secondary \
+         must be an empty or new location, or this vault's replica (to resume or mend it); \
+         nothing was changed"
+    )]
+    SecondaryTarget {
+        location: String,
+        vault: String,
+        reason: String,
+    },
+
+    /// `promote` of a location that is not a replica.
+    #[error(
+        "{location} holds vault {vault} ({redundancy}), not the replica of another vault: there \
+         is nothing to promote; nothing was changed"
+    )]
+    NotAReplica {
+        location: String,
+        vault: String,
+        redundancy: blockvault_core::Redundancy,
+    },
+
+    /// `promote` while the primary still holds the vault.
+    #[error(
+        "the primary of {location}, vault {vault} at {primary}, is still there{}: promoting the \
+         replica would make two vaults with one id. Restore from the replica as it is \
+         (`--vault {location}`) without promoting it; promote it (--force) only once the \
+         primary is lost for good or will never be used again. Nothing was changed",
+        match secondary {
+            Some(s) if s == location => format!(" and still replicates to it"),
+            Some(s) => format!(" (replicating to {s} now)"),
+            None => " (no longer replicated)".to_owned(),
+        }
+    )]
+    PrimaryStillThere {
+        location: String,
+        primary: String,
+        vault: String,
+        secondary: Option<String>,
+    },
+
     #[error("{path} already exists; pass --force to replace it")]
     TargetExists { path: PathBuf },
 

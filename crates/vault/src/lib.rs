@@ -14,6 +14,9 @@
 //! - [`Vault::transfer`] copies a point from another vault-format store (the local snapshot
 //!   tier) without recompressing: the Transfer subtask of a backup job.
 //! - [`Vault::points`] and [`Vault::resolve`] list points and pick one by id, id prefix or time.
+//! - [`Vault::replace_secondary`] gives a replicated vault a new secondary (or mends its own)
+//!   by a resync from the primary; [`Vault::promote`] makes a replica the vault itself when
+//!   the primary is lost (`secondary.rs` says what the vault id means for both).
 //!
 //! # Crash semantics
 //!
@@ -45,6 +48,7 @@ mod live;
 mod marks;
 mod progress;
 mod restore;
+mod secondary;
 mod tmp;
 mod transfer;
 mod vault;
@@ -59,6 +63,7 @@ pub use crate::{
     lease::{LEASE_TTL, Lease, SweepWait, Sweeper},
     progress::{NoProgress, Progress},
     restore::{RestoreReport, RestoreRequest, RestoredDisk},
+    secondary::SecondaryReplaced,
     transfer::{TransferReport, TransferRequest},
     vault::{PointSelector, Vault},
     verify::{Affected, BadChunk, BadMap, Repaired, VerifyReport},

@@ -173,6 +173,14 @@ impl Vault {
         self
     }
 
+    /// This vault's host state and lease behaviour, carried over from `from` (the same vault
+    /// before its config changed).
+    pub(crate) fn carried_over(mut self, from: &Vault) -> Vault {
+        self.state_dir = from.state_dir.clone();
+        self.shared = from.shared;
+        self
+    }
+
     pub(crate) fn is_shared(&self) -> bool {
         self.shared
     }

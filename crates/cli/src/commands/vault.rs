@@ -1,7 +1,10 @@
 //! `blockvault vault`: create a vault (single or replicated), show one, change its redundancy
-//! while it holds no backup items.
+//! while it holds no backup items; replace or resync a secondary, promote one (`secondary`).
+
+mod secondary;
 
 use std::path::Path;
+use std::sync::Arc;
 
 use anyhow::Result;
 use blockvault_core::{Redundancy, VmName};
@@ -12,8 +15,9 @@ use serde_json::json;
 use super::Report;
 use crate::args::{RedundancyKind, VaultCommand};
 use crate::exit::UsageError;
+use crate::progress::Bar;
 
-pub async fn run(command: VaultCommand, state: &Path) -> Result<Report> {
+pub async fn run(command: VaultCommand, state: &Path, bar: Arc<Bar>) -> Result<Report> {
     match command {
         VaultCommand::Init {
             vault,
@@ -60,6 +64,17 @@ pub async fn run(command: VaultCommand, state: &Path) -> Result<Report> {
             redundancy,
             secondary,
         } => set_redundancy(&location.vault, redundancy, secondary, state).await,
+        VaultCommand::ReplaceSecondary {
+            vault,
+            secondary: to,
+            transfer,
+        } => secondary::replace(&vault.vault, &to, transfer.concurrency, state, bar).await,
+        VaultCommand::Resync { vault, transfer } => {
+            secondary::resync(&vault.vault, transfer.concurrency, state, bar).await
+        }
+        VaultCommand::Promote { vault, force } => {
+            secondary::promote(&vault.vault, force, state).await
+        }
     }
 }
 

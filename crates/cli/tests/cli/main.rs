@@ -10,6 +10,8 @@
 //! - `damage`: a damaged record or tier config damages only itself.
 //! - `commit_window`: a replicated vault's commit cut at each step loses no point.
 //! - `replication`: replicated vaults: fallback, healing, repair by verify, redundancy changes.
+//! - `replica_recovery`: a lost secondary replaced or resynced, a lost primary's replica
+//!   promoted.
 //! - `restore_target`: what a restore does to files already in its target directory.
 //! - `json_errors`: the `--json` error document.
 //! - `help`: help texts teach the examples and the exit codes.
@@ -28,6 +30,7 @@ mod jobs;
 mod json_errors;
 mod layouts;
 mod protection;
+mod replica_recovery;
 mod replication;
 mod restore_target;
 mod roundtrip;
