@@ -158,16 +158,19 @@ async fn open_secondary(
     config: &VaultConfig,
     state: &Path,
 ) -> anyhow::Result<Store> {
+    // Said without `NotAVault`'s hint to create a vault there: that would make an unrelated
+    // vault, not this one's replica (the unavailable error says what to do instead).
+    let unhinted = |e: anyhow::Error| match e.downcast::<blockvault_store::Error>() {
+        Ok(blockvault_store::Error::NotAVault { location, reason }) => {
+            anyhow::anyhow!("{location}: {reason}")
+        }
+        Ok(other) => other.into(),
+        Err(other) => other,
+    };
     let location: VaultLocation = secondary.parse()?;
     probe(&location, state).await?;
-    let store = store(&location, state)?;
-    let replica = match store.config().await {
-        Ok(replica) => replica,
-        // Said without `NotAVault`'s hint to create a vault there: that would make an
-        // unrelated vault, not this one's replica (the unavailable error says what to do).
-        Err(blockvault_store::Error::NotAVault { reason, .. }) => anyhow::bail!("{reason}"),
-        Err(e) => return Err(e.into()),
-    };
+    let store = store(&location, state).map_err(unhinted)?;
+    let replica = store.config().await.map_err(|e| unhinted(e.into()))?;
     match replica.replica_of {
         Some(of) if of.vault == config.id => Ok(store),
         Some(of) => anyhow::bail!("it holds the replica of another vault ({})", of.vault),

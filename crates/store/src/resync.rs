@@ -604,10 +604,19 @@ mod tests {
         };
         assert_eq!(report.on_primary, expected);
         assert_eq!(report.copied, expected);
-        assert!(report.bad.is_empty() && report.removed.is_empty(), "{report:?}");
-        assert_eq!(replicated_keys(&target).await, replicated_keys(&primary).await);
+        assert!(
+            report.bad.is_empty() && report.removed.is_empty(),
+            "{report:?}"
+        );
+        assert_eq!(
+            replicated_keys(&target).await,
+            replicated_keys(&primary).await
+        );
         // Coordination objects and the config stay the primary's own.
-        assert!(matches!(target.config().await, Err(Error::NotAVault { .. })));
+        assert!(matches!(
+            target.config().await,
+            Err(Error::NotAVault { .. })
+        ));
         assert_eq!(target.damaged_chunks().await.expect("list"), []);
         assert_eq!(target.list_points(&vm()).await.expect("points").len(), 2);
 
@@ -646,7 +655,10 @@ mod tests {
             .expect("resync");
         assert_eq!(report.already.total(), 3);
         assert_eq!(report.copied.total(), 9 - 3);
-        assert_eq!(replicated_keys(&target).await, replicated_keys(&primary).await);
+        assert_eq!(
+            replicated_keys(&target).await,
+            replicated_keys(&primary).await
+        );
     }
 
     #[tokio::test]
@@ -654,7 +666,10 @@ mod tests {
         let primary = primary().await;
         let bad_chunk = chunk(&primary, 9).await;
         primary
-            .put_here(&layout::chunk(&bad_chunk), Bytes::from_static(b"not a chunk"))
+            .put_here(
+                &layout::chunk(&bad_chunk),
+                Bytes::from_static(b"not a chunk"),
+            )
             .await
             .expect("corrupt chunk");
         let record = point(&primary, 3).await;
@@ -707,6 +722,9 @@ mod tests {
                 .expect("marker"),
             None
         );
-        assert_eq!(target.list_map_point_ids(&vm()).await.expect("maps").len(), 1);
+        assert_eq!(
+            target.list_map_point_ids(&vm()).await.expect("maps").len(),
+            1
+        );
     }
 }

@@ -64,7 +64,10 @@ impl ProbedStore {
 
     /// Lets every put through again (the endpoint is back).
     pub fn heal(&self) {
-        *self.puts_left.lock().unwrap_or_else(PoisonError::into_inner) = None;
+        *self
+            .puts_left
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = None;
     }
 
     /// Puts so far of keys under the counted prefix.

@@ -93,13 +93,22 @@ impl Host {
         assert_image(&to.join("disk.img"), content);
     }
 
+    /// The points of the VM in the vault tier of `vault` (the host's snapshot tier lists
+    /// others beside them).
     fn point_ids(&self, vault: &Path) -> Vec<String> {
-        let run = self.run(&["points", "--json", "--vault", arg(vault)]).success();
+        let run = self
+            .run(&["points", "--json", "--vault", arg(vault)])
+            .success();
         run.json()["points"]
             .as_array()
             .expect("points")
             .iter()
             .filter(|p| p["vm"] == VM)
+            .filter(|p| {
+                p["tiers"]
+                    .as_array()
+                    .is_some_and(|t| t.contains(&"vault".into()))
+            })
             .map(|p| p["id"].as_str().expect("id").to_owned())
             .collect()
     }
@@ -117,7 +126,11 @@ fn replicated_objects(vault: &Path) -> Vec<String> {
     tree(vault)
         .into_iter()
         .filter(|f| f != "vault.config")
-        .filter(|f| !["leases/", "gc/", "damaged/"].iter().any(|p| f.starts_with(p)))
+        .filter(|f| {
+            !["leases/", "gc/", "damaged/"]
+                .iter()
+                .any(|p| f.starts_with(p))
+        })
         .collect()
 }
 
@@ -214,7 +227,12 @@ fn a_replacement_killed_midway_resumes_and_copies_only_what_is_missing() {
     // SIGKILL the real binary once the copy has begun.
     let new = sb.path("replica2");
     let mut child = Command::new(env!("CARGO_BIN_EXE_blockvault"))
-        .args(["--state-dir", arg(&host.state), "vault", "replace-secondary"])
+        .args([
+            "--state-dir",
+            arg(&host.state),
+            "vault",
+            "replace-secondary",
+        ])
         .args(["--concurrency", "1", "--vault", arg(&primary), arg(&new)])
         .env("TZ", "UTC")
         .spawn()
@@ -225,7 +243,10 @@ fn a_replacement_killed_midway_resumes_and_copies_only_what_is_missing() {
             child.try_wait().expect("wait").is_none(),
             "the resync ended before it could be killed"
         );
-        assert!(started.elapsed() < Duration::from_secs(60), "no chunk copied");
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "no chunk copied"
+        );
         std::thread::sleep(Duration::from_millis(2));
     }
     child.kill().expect("SIGKILL");
@@ -362,7 +383,11 @@ fn promote_after_the_primary_is_lost_lists_restores_and_backs_up() {
     assert_eq!(listed.len(), 2, "{run}");
     for (point, (id, _)) in listed.iter().zip(&points) {
         assert_eq!(point["id"], id.as_str());
-        assert_eq!(point["tiers"], serde_json::json!(["snapshot", "vault"]), "{run}");
+        assert_eq!(
+            point["tiers"],
+            serde_json::json!(["snapshot", "vault"]),
+            "{run}"
+        );
     }
     for (n, (id, content)) in points.iter().enumerate() {
         host.assert_restores(&secondary, id, content, &sb.path(&format!("out{n}")));
@@ -374,7 +399,9 @@ fn promote_after_the_primary_is_lost_lists_restores_and_backs_up() {
     host.assert_restores(&secondary, &third, &disk.snapshot(), &sb.path("out-third"));
     let items = host.run(&["items", "--json"]).success();
     assert!(
-        items.stdout.contains(arg(&fs::canonicalize(&secondary).expect("canonical"))),
+        items
+            .stdout
+            .contains(arg(&fs::canonicalize(&secondary).expect("canonical"))),
         "{items}"
     );
 
@@ -407,7 +434,11 @@ fn promote_after_the_primary_is_lost_lists_restores_and_backs_up() {
     ]);
     assert_eq!(run.code, 5, "{run}");
     assert!(run.stdout.contains("was promoted"), "{run}");
-    assert_eq!(host.point_ids(&primary).len(), 2, "no new point on the old primary");
+    assert_eq!(
+        host.point_ids(&primary).len(),
+        2,
+        "no new point on the old primary"
+    );
     // Nor can it take the promoted vault back as its secondary.
     let run = host.run(&["vault", "resync", "--vault", arg(&primary)]);
     assert!(run.failure(2).contains("itself"), "{run}");
@@ -453,7 +484,10 @@ fn bad_targets_and_promotions_are_refused_and_change_nothing() {
     let other_config = fs::read(other.join("vault.config")).expect("config");
     let run = replace(&other);
     assert!(run.failure(2).contains("of its own"), "{run}");
-    assert_eq!(fs::read(other.join("vault.config")).expect("same"), other_config);
+    assert_eq!(
+        fs::read(other.join("vault.config")).expect("same"),
+        other_config
+    );
     let (third, third_replica) = (sb.path("third"), sb.path("third-replica"));
     host.replicated(&third, &third_replica);
     let run = replace(&third_replica);
@@ -476,5 +510,8 @@ fn bad_targets_and_promotions_are_refused_and_change_nothing() {
     // Resync of a single vault: it has no secondary.
     let run = host.run(&["vault", "resync", "--vault", arg(&other)]);
     assert!(run.failure(2).contains("no secondary"), "{run}");
-    assert_eq!(fs::read(other.join("vault.config")).expect("same"), other_config);
+    assert_eq!(
+        fs::read(other.join("vault.config")).expect("same"),
+        other_config
+    );
 }

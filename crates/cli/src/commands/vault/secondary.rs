@@ -22,16 +22,18 @@ pub async fn replace(
     state: &Path,
     bar: Arc<Bar>,
 ) -> Result<Report> {
-    secondary_for(location, Some(RedundancyKind::Replicated), Some(secondary.clone()))?;
+    secondary_for(
+        location,
+        Some(RedundancyKind::Replicated),
+        Some(secondary.clone()),
+    )?;
     let location = crate::open::canonical(location);
     let vault = crate::open::vault(&location, state).await?;
     let target = crate::open::new_store(secondary, state).await?;
     let options = ResyncOptions {
         concurrency: crate::open::transfer(secondary, concurrency).concurrency,
     };
-    let done = vault
-        .replace_secondary(target, options, bar.as_ref())
-        .await;
+    let done = vault.replace_secondary(target, options, bar.as_ref()).await;
     bar.finish();
     let done = done?;
     let config = done.vault.config();
@@ -98,9 +100,7 @@ pub async fn promote(location: &VaultLocation, force: bool, state: &Path) -> Res
         .as_ref()
         .and_then(|of| of.primary.parse::<VaultLocation>().ok());
     let primary = match &primary_location {
-        Some(at) if !same_place(at, &location) => {
-            crate::open::existing_store(at, state).await.ok()
-        }
+        Some(at) if !same_place(at, &location) => crate::open::existing_store(at, state).await.ok(),
         _ => None,
     };
     let vault = Vault::promote(replica, primary, force).await?;
@@ -119,7 +119,10 @@ pub async fn promote(location: &VaultLocation, force: bool, state: &Path) -> Res
     let moved_text = if moved.is_empty() {
         String::new()
     } else {
-        format!("; this host's protected items moved to it: {}", moved.join(", "))
+        format!(
+            "; this host's protected items moved to it: {}",
+            moved.join(", ")
+        )
     };
     Ok(Report {
         text: format!(
@@ -194,9 +197,7 @@ fn resync_report(text: String, r: &ResyncReport) -> Report {
         .bad
         .iter()
         .map(|bad| {
-            format!(
-                "not copied, bad on the primary: {bad} (run `blockvault verify` on the vault)"
-            )
+            format!("not copied, bad on the primary: {bad} (run `blockvault verify` on the vault)")
         })
         .collect();
     Report {
