@@ -138,6 +138,12 @@ enum Kind {
 /// The objects under the replicated prefixes of a store, with their sizes.
 type Listing = BTreeMap<Path, u64>;
 
+/// A point, by VM and id.
+type PointKey = (VmName, PointId);
+
+/// Point records read from the primary: `None` for one that does not decode.
+type Records = BTreeMap<PointKey, Option<RecoveryPoint>>;
+
 impl Store {
     /// Copies to `target` every replicated object of this store (its primary, when
     /// replicated) that `target` lacks or holds at another size, checked, records last; see
@@ -252,7 +258,7 @@ impl Store {
 struct Copy<'a> {
     source: &'a Store,
     target: &'a Store,
-    records: &'a BTreeMap<(VmName, PointId), Option<RecoveryPoint>>,
+    records: &'a Records,
     options: ResyncOptions,
     progress: &'a dyn ResyncProgress,
 }
@@ -446,8 +452,8 @@ async fn read_records(
     points: BTreeSet<(VmName, PointId)>,
     options: ResyncOptions,
     report: &mut ResyncReport,
-) -> Result<BTreeMap<(VmName, PointId), Option<RecoveryPoint>>> {
-    let read: Vec<Option<((VmName, PointId), Option<RecoveryPoint>)>> = stream::iter(points)
+) -> Result<Records> {
+    let read: Vec<Option<(PointKey, Option<RecoveryPoint>)>> = stream::iter(points)
         .map(|(vm, id)| async move {
             match source.get_point_here(&vm, &id).await {
                 Ok((record, _)) => Ok(Some(((vm, id), Some(record)))),

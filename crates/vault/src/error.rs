@@ -161,7 +161,7 @@ pub enum Error {
          (`--vault {location}`) without promoting it; promote it (--force) only once the \
          primary is lost for good or will never be used again. Nothing was changed",
         match secondary {
-            Some(s) if s == location => format!(" and still replicates to it"),
+            Some(s) if s == location => " and still replicates to it".to_owned(),
             Some(s) => format!(" (replicating to {s} now)"),
             None => " (no longer replicated)".to_owned(),
         }
