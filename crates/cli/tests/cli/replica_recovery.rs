@@ -296,7 +296,7 @@ fn a_replacement_killed_midway_resumes_and_copies_only_what_is_missing() {
 }
 
 #[test]
-fn a_secondary_that_lost_objects_is_resynced_and_stale_points_leave_it() {
+fn a_secondary_that_lost_objects_is_resynced_and_a_lost_one_rebuilt_where_it_was() {
     let sb = Sandbox::new();
     let host = Host::new(&sb);
     let (primary, secondary) = (sb.path("vault"), sb.path("replica"));
@@ -539,8 +539,7 @@ fn s3_location(name: &str) -> Option<String> {
 
 #[test]
 fn a_lost_secondary_of_an_s3_vault_is_replaced_on_s3_and_restores_alone() {
-    let (Some(primary), Some(new)) = (s3_location("dr-primary"), s3_location("dr-replica"))
-    else {
+    let (Some(primary), Some(new)) = (s3_location("dr-primary"), s3_location("dr-replica")) else {
         return;
     };
     let sb = Sandbox::new();
@@ -578,7 +577,11 @@ fn a_lost_secondary_of_an_s3_vault_is_replaced_on_s3_and_restores_alone() {
 
     // The S3 replica alone restores every point, byte for byte.
     let show = host.show(new);
-    assert_eq!(show["replica_of"]["vault"], host.show(primary)["id"], "{show}");
+    assert_eq!(
+        show["replica_of"]["vault"],
+        host.show(primary)["id"],
+        "{show}"
+    );
     for (n, (id, content)) in points.iter().enumerate() {
         host.assert_restores(new, id, content, &sb.path(&format!("out{n}")));
     }

@@ -49,7 +49,7 @@ pub async fn replace(
     };
     let text = format!(
         "vault {} at {location} {how}: {to} holds all {} objects of the primary \
-         (copied {} in {}; {} were there already){}",
+         (copied {}, {}; {} were there already){}",
         config.id,
         r.on_primary.total().saturating_sub(bad_count(r)),
         r.copied.total(),
