@@ -624,7 +624,15 @@ mod tests {
             Err(Error::NotAVault { .. })
         ));
         assert_eq!(target.damaged_chunks().await.expect("list"), []);
-        assert_eq!(target.list_points(&vm()).await.expect("points").len(), 2);
+        assert_eq!(
+            target
+                .list_points(&vm())
+                .await
+                .expect("points")
+                .points
+                .len(),
+            2
+        );
 
         let again = primary
             .resync_to(&target, ResyncOptions::default(), &NoResyncProgress)
