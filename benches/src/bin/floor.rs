@@ -347,7 +347,7 @@ fn s3(url: &str) -> Result<Arc<dyn ObjectStore>> {
         .strip_prefix("s3://")
         .context("expected s3://BUCKET/PREFIX")?;
     let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
-    let options = blockvault_store::S3Options::from_env();
+    let options = blockvault_store::S3Options::from_env()?;
     let store = blockvault_store::Store::s3(bucket, prefix.trim_end_matches('/'), &options)?;
     Ok(Arc::clone(store.objects()))
 }

@@ -121,7 +121,8 @@ fn classify_store(e: &blockvault_store::Error) -> ExitCode {
         S::AlreadyAVault { .. }
         | S::NotEmpty { .. }
         | S::InvalidLocation { .. }
-        | S::Config { .. } => ExitCode::Usage,
+        | S::Config { .. }
+        | S::Setting { .. } => ExitCode::Usage,
         // A chunk or map that a committed point names is part of the point: its absence is
         // damage to the vault, not a lookup miss.
         S::ChunkMissing { .. } | S::MapMissing { .. } => ExitCode::Integrity,

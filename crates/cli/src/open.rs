@@ -250,7 +250,7 @@ fn store(location: &VaultLocation, state: &Path) -> anyhow::Result<Store> {
 }
 
 fn s3_options(state: &Path) -> anyhow::Result<S3Options> {
-    Ok(S3Options::load(&state.join("s3.toml"))?.overridden_by(S3Options::from_env()))
+    Ok(S3Options::load(&state.join("s3.toml"))?.overridden_by(S3Options::from_env()?))
 }
 
 /// Fails fast when an S3 location is misconfigured (wrong endpoint, credentials, bucket): one

@@ -137,6 +137,10 @@ pub enum Error {
         reason: String,
     },
 
+    /// A setting from the environment that does not parse.
+    #[error("S3 setting {name}: {reason}")]
+    Setting { name: String, reason: String },
+
     #[error("{path}: {source}")]
     Io {
         path: std::path::PathBuf,

@@ -179,6 +179,8 @@ mod location;
 mod pool;
 mod replica;
 mod resync;
+mod retry;
+mod retrying;
 mod s3;
 mod store;
 #[cfg(any(test, feature = "conformance"))]

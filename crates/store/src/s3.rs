@@ -6,11 +6,13 @@ use std::path::Path as FsPath;
 use std::sync::Arc;
 use std::time::Duration;
 
+use object_store::ClientOptions;
 use object_store::aws::AmazonS3Builder;
 use object_store::prefix::PrefixStore;
-use object_store::{BackoffConfig, ClientOptions, RetryConfig};
 use serde::Deserialize;
 
+use crate::retry::{DEFAULT_BUDGET, RetryBudget};
+use crate::retrying::Retrying;
 use crate::{Error, Result, Store};
 
 /// A secret that never shows itself in `Debug`, `Display` or logs.
@@ -44,6 +46,7 @@ impl fmt::Debug for Secret {
 /// access-key-id = "..."
 /// secret-access-key = "..."
 /// allow-http = false
+/// retry-budget-secs = 90
 /// ```
 #[derive(Clone, Debug, Default, Deserialize, PartialEq, Eq)]
 #[serde(default, deny_unknown_fields, rename_all = "kebab-case")]
@@ -59,28 +62,51 @@ pub struct S3Options {
     pub request_timeout_secs: Option<u64>,
     /// Timeout to connect, in seconds (default 5).
     pub connect_timeout_secs: Option<u64>,
-    /// Retries of a failed request, with exponential backoff from 250 ms to 15 s (default 10:
-    /// enough to ride out a server restart; all retries of one request stop after 180 s).
+    /// How long a request that fails in transit (no connection, a timeout, a dropped
+    /// connection) or with a 5xx answer is retried, in seconds (default 90: enough to ride out
+    /// a restart of the server). Retries back off exponentially with jitter, from 100 ms to
+    /// at most 5 s apart. Also `BLOCKVAULT_S3_RETRY_BUDGET_SECS`.
+    pub retry_budget_secs: Option<u64>,
+    /// At most this many retries of one request, whatever the budget leaves (no limit by
+    /// default: the budget is what stops them).
     pub max_retries: Option<usize>,
 }
+
+/// The environment variable that sets [`S3Options::retry_budget_secs`].
+const RETRY_BUDGET_VAR: &str = "BLOCKVAULT_S3_RETRY_BUDGET_SECS";
 
 impl S3Options {
     /// Options from `AWS_ENDPOINT_URL` (or `AWS_ENDPOINT`), `AWS_REGION` (or
     /// `AWS_DEFAULT_REGION`), `AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY` and
-    /// `AWS_ALLOW_HTTP` (`true`).
-    pub fn from_env() -> S3Options {
+    /// `AWS_ALLOW_HTTP` (`true`), and `BLOCKVAULT_S3_RETRY_BUDGET_SECS`. Fails on a budget
+    /// that is not a whole number of seconds.
+    pub fn from_env() -> Result<S3Options> {
         let var = |names: &[&str]| {
             names
                 .iter()
                 .find_map(|n| std::env::var(n).ok().filter(|v| !v.is_empty()))
         };
-        S3Options {
+        let retry_budget_secs = var(&[RETRY_BUDGET_VAR])
+            .map(|v| seconds(RETRY_BUDGET_VAR, &v))
+            .transpose()?;
+        Ok(S3Options {
             endpoint: var(&["AWS_ENDPOINT_URL", "AWS_ENDPOINT"]),
             region: var(&["AWS_REGION", "AWS_DEFAULT_REGION"]),
             access_key_id: var(&["AWS_ACCESS_KEY_ID"]),
             secret_access_key: var(&["AWS_SECRET_ACCESS_KEY"]).map(Secret),
             allow_http: var(&["AWS_ALLOW_HTTP"]).is_some_and(|v| v.eq_ignore_ascii_case("true")),
+            retry_budget_secs,
             ..S3Options::default()
+        })
+    }
+
+    /// How long and how often requests are retried.
+    fn retry_budget(&self) -> RetryBudget {
+        RetryBudget {
+            total: self
+                .retry_budget_secs
+                .map_or(DEFAULT_BUDGET, Duration::from_secs),
+            max_retries: self.max_retries,
         }
     }
 
@@ -130,9 +156,18 @@ impl S3Options {
             allow_http: over.allow_http || self.allow_http,
             request_timeout_secs: over.request_timeout_secs.or(self.request_timeout_secs),
             connect_timeout_secs: over.connect_timeout_secs.or(self.connect_timeout_secs),
+            retry_budget_secs: over.retry_budget_secs.or(self.retry_budget_secs),
             max_retries: over.max_retries.or(self.max_retries),
         }
     }
+}
+
+/// The value `value` of the setting `name`, a whole number of seconds.
+fn seconds(name: &str, value: &str) -> Result<u64> {
+    value.trim().parse::<u64>().map_err(|_| Error::Setting {
+        name: name.to_owned(),
+        reason: format!("{value:?} is not a whole number of seconds"),
+    })
 }
 
 impl Store {
@@ -171,22 +206,14 @@ impl Store {
                 options.connect_timeout_secs.unwrap_or(5),
             ))
             .with_allow_http(options.allow_http);
-        let retry = RetryConfig {
-            backoff: BackoffConfig {
-                init_backoff: Duration::from_millis(250),
-                max_backoff: Duration::from_secs(15),
-                base: 2.0,
-            },
-            max_retries: options.max_retries.unwrap_or(10),
-            retry_timeout: Duration::from_secs(180),
-        };
+        let budget = options.retry_budget();
         let mut builder = AmazonS3Builder::new()
             .with_bucket_name(bucket)
             .with_region(options.region.as_deref().unwrap_or("us-east-1"))
             .with_access_key_id(key)
             .with_secret_access_key(secret.expose())
             .with_client_options(client)
-            .with_retry(retry);
+            .with_retry(budget.object_store_config());
         if let Some(endpoint) = &options.endpoint {
             builder = builder
                 .with_endpoint(endpoint)
@@ -198,7 +225,10 @@ impl Store {
         } else {
             Arc::new(PrefixStore::new(s3, prefix))
         };
-        Ok(Store::new(objects, location))
+        Ok(Store::new(
+            Arc::new(Retrying::new(objects, budget)),
+            location,
+        ))
     }
 }
 
@@ -263,5 +293,34 @@ mod tests {
         };
         let merged = options.overridden_by(env);
         assert_eq!(merged.region.as_deref(), Some("garage"));
+    }
+
+    #[test]
+    fn the_retry_budget_is_a_setting_of_the_file_and_the_environment() {
+        use std::os::unix::fs::PermissionsExt;
+        assert_eq!(S3Options::default().retry_budget().total, DEFAULT_BUDGET);
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("s3.toml");
+        std::fs::write(&path, "retry-budget-secs = 300\n").expect("write");
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).expect("chmod");
+        let file = S3Options::load(&path).expect("load");
+        assert_eq!(file.retry_budget().total, Duration::from_secs(300));
+        assert_eq!(file.retry_budget().max_retries, None);
+        let env = S3Options {
+            retry_budget_secs: Some(seconds(RETRY_BUDGET_VAR, " 20 ").expect("20")),
+            ..S3Options::default()
+        };
+        assert_eq!(
+            file.overridden_by(env).retry_budget().total,
+            Duration::from_secs(20),
+            "the environment wins"
+        );
+        let err = seconds(RETRY_BUDGET_VAR, "2m").expect_err("not seconds");
+        assert_eq!(
+            err.to_string(),
+            "S3 setting BLOCKVAULT_S3_RETRY_BUDGET_SECS: \"2m\" is not a whole number of seconds"
+        );
+        std::fs::write(&path, "retry-budget-secs = -1\n").expect("write");
+        assert!(matches!(S3Options::load(&path), Err(Error::Config { .. })));
     }
 }
