@@ -122,6 +122,7 @@ impl RetryBudget {
                     source: Box::new(OutOfBudget {
                         budget: self.total,
                         elapsed,
+                        cause: root_cause(source.as_ref()),
                         source,
                     }),
                 }
@@ -134,15 +135,27 @@ impl RetryBudget {
 /// The last error of a request retried for the whole budget.
 #[derive(Debug, thiserror::Error)]
 #[error(
-    "no successful answer from the S3 server in {elapsed:.1?} of retries (the retry budget is \
-     {budget:?}: retry-budget-secs in s3.toml, or BLOCKVAULT_S3_RETRY_BUDGET_SECS); last error: \
-     {source}"
+    "no successful answer from the S3 server in {elapsed:.1?} of retries ({cause}; the retry \
+     budget is {budget:?}: retry-budget-secs in s3.toml, or BLOCKVAULT_S3_RETRY_BUDGET_SECS); \
+     last error: {source}"
 )]
 pub(crate) struct OutOfBudget {
     budget: Duration,
     elapsed: Duration,
+    /// What the last try met, in the plainest words the chain has ("Connection refused").
+    cause: String,
     #[source]
     source: Box<dyn std::error::Error + Send + Sync>,
+}
+
+/// The message of the innermost error of `error`'s chain: "Connection refused (os error
+/// 111)" where the outer ones say "error sending request".
+fn root_cause(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut innermost = error;
+    while let Some(next) = innermost.source() {
+        innermost = next;
+    }
+    innermost.to_string()
 }
 
 /// Whether `error` is a failure in transit that the same request may not meet again: no
@@ -288,6 +301,10 @@ mod tests {
         assert!(!early.to_string().contains("retry budget"), "{early}");
         let late = budget.give_up(transient(HttpErrorKind::Connect), Duration::from_secs(3));
         let text = late.to_string();
+        assert!(
+            text.contains("(connection refused; the retry budget"),
+            "{text}"
+        );
         assert!(
             text.contains("retry budget is 3s") && text.contains("BLOCKVAULT_S3_RETRY_BUDGET_SECS"),
             "{text}"
