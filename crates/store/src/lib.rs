@@ -160,6 +160,15 @@
 //! - A single store pays nothing for this: one branch on an `Option` per put, and the
 //!   fallback code runs only on a read that already failed.
 //!
+//! # Retries (S3)
+//!
+//! A request to S3 that fails in transit or with a 5xx answer is retried for a time budget
+//! ([`S3Options::retry_budget_secs`], 90 s by default), not a count, so that a restart of the
+//! server is ridden out however many tries it takes: `object_store` retries each HTTP request
+//! within it, and a wrapper retries, within the same budget, the operations it does not
+//! (deletes, listings cut off mid-body). Only operations that are safe to repeat are
+//! repeated. See `retry.rs`.
+//!
 //! # CPU work
 //!
 //! Decompression and hashing never run on a tokio worker: [`cpu::run`] carries them to the
