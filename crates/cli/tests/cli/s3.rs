@@ -103,7 +103,13 @@ fn s3_failures_are_one_clear_line_without_secrets() {
     }
     assert_eq!(run.stderr.lines().count(), 1, "{run}");
 
-    let run = blockvault(["points", "--vault", "s3://no-such-bucket-blockvault/x"]);
+    // A state directory of its own: the one derived from this fixed location is shared by
+    // every run on the machine, whatever build made its catalog.
+    let own = Sandbox::new();
+    let run = blockvault_with_env(
+        ["points", "--vault", "s3://no-such-bucket-blockvault/x"],
+        &[("BLOCKVAULT_STATE_DIR", own.path("state").as_os_str())],
+    );
     assert_eq!(run.code, 3, "{run}");
     assert!(run.stderr.contains("bucket does not exist"), "{run}");
 
@@ -323,8 +329,12 @@ fn a_garage_that_stays_down_fails_the_transfer_once_the_retry_budget_is_spent() 
         ],
         &[("BLOCKVAULT_S3_RETRY_BUDGET_SECS", OsStr::new("4"))],
     );
-    let killed = wait_for(&marker);
-    let waited = killed.elapsed();
+    let ended = std::time::SystemTime::now();
+    wait_for(&marker);
+    let killed = std::fs::metadata(&marker)
+        .and_then(|m| m.modified())
+        .expect("when the server was killed");
+    let waited = ended.duration_since(killed).unwrap_or_default();
     garage.restart();
     assert_eq!(run.code, 5, "{run}");
     let doc = run.json();
