@@ -1,0 +1,323 @@
+//! One world: a vault of one kind (a directory, a replicated pair of directories, or S3), the
+//! host that backs the VM up into it (its state directory: catalog, locks, snapshot tier), and
+//! the VM. Commands run as the real `blockvault` binary, each a process the test may SIGKILL
+//! at a chosen instant, or during which it may SIGKILL the S3 server.
+
+use std::collections::BTreeMap;
+use std::fs::{self, File};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant, SystemTime};
+
+use tempfile::TempDir;
+
+use crate::disks::{BLOCK_SIZE, VM, Vm};
+use crate::schedule::{Fault, Op};
+use crate::server::{S3Objects, Server};
+use crate::support::{Run, arg};
+
+/// A command still running after this long is hung: killed, and a failed trial. (gc is told
+/// to give up after 10 s; an S3 request retries for at most 180 s.)
+const HANG: Duration = Duration::from_secs(240);
+/// How far back dead leases are dated: past the 5 minutes after which a lease is dead.
+const LEASE_AGE: Duration = Duration::from_secs(600);
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Kind {
+    /// A vault in a local directory.
+    Dir,
+    /// A replicated vault: a primary and a secondary directory.
+    Replicated,
+    /// A vault on the S3 server of the environment (Garage).
+    S3,
+}
+
+impl Kind {
+    pub fn name(self) -> &'static str {
+        match self {
+            Kind::Dir => "directory",
+            Kind::Replicated => "replicated",
+            Kind::S3 => "s3",
+        }
+    }
+}
+
+/// What one command did.
+#[derive(Debug)]
+pub struct Outcome {
+    pub run: Run,
+    pub took: Duration,
+    /// SIGKILLed before it exited.
+    pub killed: bool,
+    /// Still running after [`HANG`] (then killed too).
+    pub hung: bool,
+    /// The S3 server was killed (and started again) while it ran.
+    pub server_fault: bool,
+    /// The duration its fault's times were fractions of.
+    pub measured: Option<Duration>,
+}
+
+impl Outcome {
+    /// It ran to its end, undisturbed.
+    pub fn clean(&self) -> bool {
+        !self.killed && !self.hung && !self.server_fault
+    }
+}
+
+#[derive(Debug)]
+pub struct World {
+    dir: PathBuf,
+    /// Removes `dir` when the world is dropped, unless `BLOCKVAULT_CRASH_KEEP` is set.
+    _cleanup: Option<TempDir>,
+    /// The vault's location as commands take it.
+    pub vault: String,
+    /// The replicated vault's secondary directory.
+    pub secondary: Option<PathBuf>,
+    /// The host's state directory.
+    pub state: PathBuf,
+    pub vm: Vm,
+    /// The last undisturbed duration of each command: what kill times are fractions of.
+    durations: BTreeMap<Op, Duration>,
+    server: Option<Server>,
+    s3: Option<S3Objects>,
+    commands: u64,
+}
+
+impl World {
+    /// A fresh world (vault initialised, nothing backed up), or None for S3 without a server.
+    pub fn create(kind: Kind, index: usize) -> Option<World> {
+        let temp = tempfile::tempdir().expect("temp dir");
+        let dir = temp.path().to_owned();
+        let cleanup = match std::env::var_os("BLOCKVAULT_CRASH_KEEP") {
+            Some(_) => {
+                let _kept = temp.keep();
+                None
+            }
+            None => Some(temp),
+        };
+        let (vault, secondary, s3) = match kind {
+            Kind::Dir => (arg(&dir.join("vault")).to_owned(), None, None),
+            Kind::Replicated => (
+                arg(&dir.join("vault")).to_owned(),
+                Some(dir.join("replica")),
+                None,
+            ),
+            Kind::S3 => {
+                let location = crate::server::s3_location(&format!("world{index}"))?;
+                let objects = S3Objects::open(&location);
+                (location, None, Some(objects))
+            }
+        };
+        let world = World {
+            state: dir.join("host-state"),
+            vm: Vm::create(&dir),
+            dir,
+            _cleanup: cleanup,
+            vault,
+            secondary,
+            durations: BTreeMap::new(),
+            server: (kind == Kind::S3).then(Server::from_env).flatten(),
+            s3,
+            commands: 0,
+        };
+        let mut init = vec!["vault", "init", "--vault", &world.vault];
+        if let Some(secondary) = &world.secondary {
+            init.extend(["--redundancy", "replicated", "--secondary", arg(secondary)]);
+        }
+        let run = world.exec(&init, &world.state, Fault::None, None).run;
+        assert_eq!(run.code, 0, "vault init\n{run}");
+        Some(world)
+    }
+
+    pub fn path(&self, name: &str) -> PathBuf {
+        self.dir.join(name)
+    }
+
+    /// The arguments of `op` in this world.
+    pub fn args(&self, op: Op) -> Vec<String> {
+        let vault = self.vault.as_str();
+        let mut args: Vec<&str> = match op {
+            Op::Backup | Op::BackupTransfer => {
+                vec!["backup", "--json", "--vault", vault, "--vm", VM]
+            }
+            Op::BackupNow => vec!["backup-now", "--json", "--vm", VM],
+            Op::Prune => vec!["prune", "--json", "--vault", vault],
+            Op::Gc => vec![
+                "gc", "--json", "--vault", vault, "--grace", "0s", "--wait", "10s",
+            ],
+            Op::Verify => vec!["verify", "--json", "--vault", vault, "--all"],
+        };
+        if matches!(op, Op::Backup | Op::BackupTransfer) {
+            for disk in self.vm.paths() {
+                args.extend(["--disk", arg(disk)]);
+            }
+            args.extend(["--block-size", BLOCK_SIZE]);
+        }
+        if op == Op::BackupTransfer {
+            args.push("--no-early-send");
+        }
+        args.into_iter().map(str::to_owned).collect()
+    }
+
+    /// Runs `op` under `fault` (kill times as fractions of its last undisturbed duration),
+    /// and remembers how long it took when nothing disturbed it.
+    pub fn run_op(&mut self, op: Op, fault: Fault) -> Outcome {
+        let args = self.args(op);
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let measured = self.durations.get(&op).copied();
+        let outcome = self.exec(&args, &self.state.clone(), fault, measured);
+        if outcome.clean() && outcome.run.code == 0 {
+            self.durations.insert(op, outcome.took);
+        }
+        outcome
+    }
+
+    /// Runs `blockvault ARGS` with `state` as the host's state directory (another than the
+    /// world's for a second host), and applies `fault` at fractions of `measured` (a fault
+    /// without a measured duration is applied at once).
+    pub fn exec(
+        &self,
+        args: &[&str],
+        state: &Path,
+        fault: Fault,
+        measured: Option<Duration>,
+    ) -> Outcome {
+        let out = self.dir.join("out");
+        let (stdout, stderr) = (out.with_extension("stdout"), out.with_extension("stderr"));
+        let at = |fraction: f64| measured.unwrap_or_default().mul_f64(fraction);
+        let (kill_at, server_at) = match fault {
+            Fault::None => (None, None),
+            Fault::Kill { at: f } => (Some(at(f)), None),
+            Fault::Server { at: f, pause_ms } => {
+                (None, Some((at(f), Duration::from_millis(pause_ms))))
+            }
+        };
+        let mut command = Command::new(env!("CARGO_BIN_EXE_blockvault"));
+        command
+            .args(args)
+            .env("TZ", "UTC")
+            .env("BLOCKVAULT_STATE_DIR", state)
+            .env_remove("BLOCKVAULT_VAULT")
+            .env_remove("BLOCKVAULT_SNAPSHOT_DIR")
+            .stdin(Stdio::null())
+            .stdout(File::create(&stdout).expect("stdout file"))
+            .stderr(File::create(&stderr).expect("stderr file"));
+        let started = Instant::now();
+        let mut child = command.spawn().expect("start blockvault");
+        let (mut killed, mut hung) = (false, false);
+        let mut server_down: Option<Instant> = None;
+        let mut server_fault = false;
+        let status = loop {
+            if let Some(status) = child.try_wait().expect("poll blockvault") {
+                break status;
+            }
+            let now = started.elapsed();
+            if kill_at.is_some_and(|t| now >= t) && !killed {
+                child.kill().expect("SIGKILL blockvault");
+                killed = true;
+            }
+            if let Some((t, _)) = server_at
+                && now >= t
+                && !server_fault
+            {
+                self.server().kill();
+                server_fault = true;
+                server_down = Some(Instant::now());
+            }
+            if let (Some(down), Some((_, pause))) = (server_down, server_at)
+                && down.elapsed() >= pause
+            {
+                self.server().start();
+                server_down = None;
+            }
+            if now >= HANG && !hung {
+                child.kill().expect("SIGKILL a hung blockvault");
+                hung = true;
+            }
+            std::thread::sleep(Duration::from_millis(1));
+        };
+        let took = started.elapsed();
+        // The server comes back after its pause even when the command ended first.
+        if let (Some(down), Some((_, pause))) = (server_down, server_at) {
+            std::thread::sleep(pause.saturating_sub(down.elapsed()));
+            self.server().start();
+        }
+        if server_fault && let Some(s3) = &self.s3 {
+            s3.wait_ready();
+        }
+        let read =
+            |path: &Path| String::from_utf8_lossy(&fs::read(path).unwrap_or_default()).into_owned();
+        Outcome {
+            run: Run {
+                args: args.iter().map(|a| (*a).to_owned()).collect(),
+                code: status.code().unwrap_or(-1),
+                stdout: read(&stdout),
+                stderr: read(&stderr),
+            },
+            took,
+            killed: killed && !status.success() && status.code().is_none(),
+            hung,
+            server_fault,
+            measured,
+        }
+    }
+
+    fn server(&self) -> &Server {
+        self.server
+            .as_ref()
+            .expect("server faults are drawn only with a server to restart")
+    }
+
+    /// A command run undisturbed, on this world's host; counted for fresh restore targets.
+    pub fn run(&mut self, args: &[&str]) -> Run {
+        self.commands += 1;
+        self.exec(args, &self.state.clone(), Fault::None, None).run
+    }
+
+    /// A directory no restore used yet.
+    pub fn scratch(&mut self, name: &str) -> PathBuf {
+        self.commands += 1;
+        self.path(&format!("{name}-{}", self.commands))
+    }
+
+    /// The leases in the vault (on the primary: leases live there only).
+    pub fn leases(&self) -> Vec<String> {
+        match &self.s3 {
+            Some(s3) => s3.leases().expect("list the vault's leases"),
+            None => lease_files(Path::new(&self.vault))
+                .into_iter()
+                .map(|p| p.display().to_string())
+                .collect(),
+        }
+    }
+
+    /// Lets the leases of killed processes expire, as five minutes would: a directory vault's
+    /// are dated 10 minutes back (the writers and collectors that list them judge them dead by
+    /// that date, as they would), an S3 vault's are removed (their dates are the server's).
+    /// Call only when no blockvault process runs.
+    pub fn expire_leases(&self) {
+        match &self.s3 {
+            Some(s3) => s3.remove_leases(),
+            None => {
+                let then = SystemTime::now() - LEASE_AGE;
+                for path in lease_files(Path::new(&self.vault)) {
+                    // A lease can vanish between the listing and this; nothing to age then.
+                    if let Ok(file) = File::options().write(true).open(&path) {
+                        file.set_modified(then).expect("date a dead lease back");
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// The lease files of a directory vault.
+fn lease_files(vault: &Path) -> Vec<PathBuf> {
+    let Ok(entries) = fs::read_dir(vault.join("leases")) else {
+        return Vec::new();
+    };
+    entries
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.is_file())
+        .collect()
+}
