@@ -20,9 +20,9 @@ use std::path::{Path, PathBuf};
 use serde_json::Value;
 
 use crate::disks::{DISKS, VM, generation_of};
-use crate::schedule::{Fault, Op};
+use crate::schedule::Op;
 use crate::support::Run;
-use crate::world::{Outcome, World};
+use crate::world::{Outcome, Plan, World};
 
 /// An invariant that failed, and how.
 #[derive(Debug)]
@@ -414,8 +414,8 @@ impl Restore {
 /// Restores in flight at once: they are independent, mostly waiting on fsync.
 const RESTORES_AT_ONCE: usize = 4;
 
-/// 4. (and 5.) Runs `restores`, a few at once, and compares each with the generation its
-/// backup started from.
+/// Invariants 4 and 5: runs `restores`, a few at once, and compares each with the generation
+/// its backup started from.
 fn restore_all(world: &World, restores: &[Restore]) -> Vec<Violation> {
     let per_thread = restores.len().div_ceil(RESTORES_AT_ONCE).max(1);
     std::thread::scope(|scope| {
@@ -453,7 +453,7 @@ fn restore(world: &World, r: &Restore) -> Vec<Violation> {
         "--to",
         r.to.to_str().expect("temp paths are UTF-8"),
     ];
-    let run = world.exec(&args, &r.state, Fault::None, None).run;
+    let run = world.exec(&args, &r.state, &Plan::default()).run;
     let what = format!(
         "point {} (generation {:?}{}) from the {} tier of {}",
         r.point,
@@ -536,8 +536,7 @@ fn replica(
         .exec(
             &["points", "--json", "--vault", &secondary, "--vm", VM],
             &state,
-            Fault::None,
-            None,
+            &Plan::default(),
         )
         .run;
     let Some(doc) = listing(run, "the secondary opens alone and lists its points", found) else {

@@ -136,16 +136,19 @@ impl Op {
 }
 
 /// What goes wrong during a trial's command. Times are fractions of the command's measured
-/// duration (the last uninterrupted run of the same command in the same world).
+/// duration (the last undisturbed run of the same command in the same world).
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub enum Fault {
     /// Nothing: the command runs to its end (its report is then a promise the next checks
     /// hold it to).
     None,
-    /// SIGKILL of the blockvault process at `at` × its duration (past 1.0: it has finished).
-    Kill { at: f64 },
-    /// SIGKILL of the S3 server (Garage) at `at` × the duration, started again `pause_ms`
-    /// later; the command itself runs on.
+    /// SIGKILL of the blockvault process. `at` in `[0, 1)` places it in the command's whole
+    /// run, or with `late` in its last phase (a backup's Transfer, as the last undisturbed
+    /// backup's job timed it; the last fifth of other commands), both stretched by 5% past
+    /// the measured end so that a command that finishes just first is tried too.
+    Kill { at: f64, late: bool },
+    /// SIGKILL of the S3 server (Garage) at `at` of the command's run, started again
+    /// `pause_ms` later; the command itself runs on.
     Server { at: f64, pause_ms: u64 },
 }
 
@@ -162,10 +165,13 @@ impl fmt::Display for Step {
         write!(f, "{}", self.op.name())?;
         match self.fault {
             Fault::None => write!(f, ", runs to its end"),
-            Fault::Kill { at } => write!(f, ", SIGKILL at {at:.3} of its duration"),
+            Fault::Kill { at, late: false } => write!(f, ", SIGKILL at {at:.3} of its run"),
+            Fault::Kill { at, late: true } => {
+                write!(f, ", SIGKILL at {at:.3} of its last phase")
+            }
             Fault::Server { at, pause_ms } => write!(
                 f,
-                ", S3 server SIGKILLed at {at:.3} of its duration, back {pause_ms} ms later"
+                ", S3 server SIGKILLed at {at:.3} of its run, back {pause_ms} ms later"
             ),
         }
     }
@@ -189,13 +195,10 @@ pub fn schedule(seed: u64, trials: usize, server_faults: bool) -> Vec<Step> {
                     false
                 })
                 .unwrap_or(Op::Backup);
-            // Half the kills anywhere in the run, half in its last fifth, where the commits
+            // Half the kills anywhere in the run, half in its last phase, where the commits
             // are (a point record, a sweep's deletes): the narrow windows get their share.
-            let at = if rng.chance(0.5) {
-                rng.unit() * 1.05
-            } else {
-                0.8 + rng.unit() * 0.25
-            };
+            let late = rng.chance(0.5);
+            let at = rng.unit();
             let draw = rng.unit();
             let pause_ms = 100 + rng.below(1900);
             let churn = rng.next_u64();
@@ -204,7 +207,7 @@ pub fn schedule(seed: u64, trials: usize, server_faults: bool) -> Vec<Step> {
             } else if server_faults && draw < 0.35 {
                 Fault::Server { at, pause_ms }
             } else {
-                Fault::Kill { at }
+                Fault::Kill { at, late }
             };
             Step { op, fault, churn }
         })

@@ -76,8 +76,8 @@ pub struct World {
     /// The host's state directory.
     pub state: PathBuf,
     pub vm: Vm,
-    /// The last undisturbed duration of each command: what kill times are fractions of.
-    durations: BTreeMap<Op, Duration>,
+    /// The last undisturbed run of each command: what kill times are fractions of.
+    timings: BTreeMap<Op, Timing>,
     server: Option<Server>,
     s3: Option<S3Objects>,
     commands: u64,
@@ -115,7 +115,7 @@ impl World {
             _cleanup: cleanup,
             vault,
             secondary,
-            durations: BTreeMap::new(),
+            timings: BTreeMap::new(),
             server: (kind == Kind::S3).then(Server::from_env).flatten(),
             s3,
             commands: 0,
@@ -124,7 +124,7 @@ impl World {
         if let Some(secondary) = &world.secondary {
             init.extend(["--redundancy", "replicated", "--secondary", arg(secondary)]);
         }
-        let run = world.exec(&init, &world.state, Fault::None, None).run;
+        let run = world.exec(&init, &world.state, &Plan::default()).run;
         assert_eq!(run.code, 0, "vault init\n{run}");
         Some(world)
     }
@@ -159,39 +159,80 @@ impl World {
         args.into_iter().map(str::to_owned).collect()
     }
 
-    /// Runs `op` under `fault` (kill times as fractions of its last undisturbed duration),
-    /// and remembers how long it took when nothing disturbed it.
+    /// Runs `op` under `fault` (kill times as fractions of its last undisturbed run), and
+    /// remembers how long it took when nothing disturbed it.
     pub fn run_op(&mut self, op: Op, fault: Fault) -> Outcome {
         let args = self.args(op);
         let args: Vec<&str> = args.iter().map(String::as_str).collect();
-        let measured = self.durations.get(&op).copied();
-        let outcome = self.exec(&args, &self.state.clone(), fault, measured);
+        let timing = self.timings.get(&op).copied();
+        let plan = self.plan(op, fault, timing);
+        let spawned = jiff::Timestamp::now();
+        let mut outcome = self.exec(&args, &self.state.clone(), &plan);
+        outcome.measured = timing.map(|t| t.duration);
         if outcome.clean() && outcome.run.code == 0 {
-            self.durations.insert(op, outcome.took);
+            let last_phase = match op.backs_up() {
+                true => snapshot_end(&outcome, spawned),
+                false => None,
+            };
+            self.timings.insert(
+                op,
+                Timing {
+                    duration: outcome.took,
+                    last_phase: last_phase.unwrap_or(0.8),
+                },
+            );
         }
         outcome
     }
 
+    /// When `fault` strikes `op`, from its last undisturbed run (at once without one). A late
+    /// kill of a backup waits for its snapshot's commit (its record appearing in the snapshot
+    /// tier) and then for a fraction of what the Transfer took last time: how long the
+    /// Snapshot takes varies with the machine's load far more than a fraction of the whole
+    /// run could follow.
+    fn plan(&self, op: Op, fault: Fault, timing: Option<Timing>) -> Plan {
+        let Timing {
+            duration,
+            last_phase,
+        } = timing.unwrap_or(Timing {
+            duration: Duration::ZERO,
+            last_phase: 0.8,
+        });
+        let kill = |when| Plan {
+            kill: Some(when),
+            server: None,
+        };
+        match fault {
+            Fault::None => Plan::default(),
+            Fault::Kill { at, late: false } => kill(Kill::After(duration.mul_f64(at * 1.05))),
+            Fault::Kill { at, late: true } if op.backs_up() => kill(Kill::AfterSnapshot {
+                points: self
+                    .state
+                    .join("snapshots")
+                    .join(VM)
+                    .join("points")
+                    .join(VM),
+                delay: duration.mul_f64((1.0 - last_phase) * at * 1.05),
+            }),
+            Fault::Kill { at, late: true } => kill(Kill::After(duration.mul_f64(0.8 + at * 0.25))),
+            Fault::Server { at, pause_ms } => Plan {
+                kill: None,
+                server: Some((duration.mul_f64(at * 1.05), Duration::from_millis(pause_ms))),
+            },
+        }
+    }
+
     /// Runs `blockvault ARGS` with `state` as the host's state directory (another than the
-    /// world's for a second host), and applies `fault` at fractions of `measured` (a fault
-    /// without a measured duration is applied at once).
-    pub fn exec(
-        &self,
-        args: &[&str],
-        state: &Path,
-        fault: Fault,
-        measured: Option<Duration>,
-    ) -> Outcome {
+    /// world's for a second host), under `plan`.
+    pub fn exec(&self, args: &[&str], state: &Path, plan: &Plan) -> Outcome {
         let out = self.dir.join("out");
         let (stdout, stderr) = (out.with_extension("stdout"), out.with_extension("stderr"));
-        let at = |fraction: f64| measured.unwrap_or_default().mul_f64(fraction);
-        let (kill_at, server_at) = match fault {
-            Fault::None => (None, None),
-            Fault::Kill { at: f } => (Some(at(f)), None),
-            Fault::Server { at: f, pause_ms } => {
-                (None, Some((at(f), Duration::from_millis(pause_ms))))
-            }
+        let server_at = plan.server;
+        let snapshots_before = match &plan.kill {
+            Some(Kill::AfterSnapshot { points, .. }) => committed(points),
+            _ => 0,
         };
+        let mut snapshot_seen: Option<Instant> = None;
         let mut command = Command::new(env!("CARGO_BIN_EXE_blockvault"));
         command
             .args(args)
@@ -212,7 +253,17 @@ impl World {
                 break status;
             }
             let now = started.elapsed();
-            if kill_at.is_some_and(|t| now >= t) && !killed {
+            let due = match &plan.kill {
+                None => false,
+                Some(Kill::After(t)) => now >= *t,
+                Some(Kill::AfterSnapshot { points, delay }) => {
+                    if snapshot_seen.is_none() && committed(points) > snapshots_before {
+                        snapshot_seen = Some(Instant::now());
+                    }
+                    snapshot_seen.is_some_and(|seen| seen.elapsed() >= *delay)
+                }
+            };
+            if due && !killed {
                 child.kill().expect("SIGKILL blockvault");
                 killed = true;
             }
@@ -258,7 +309,7 @@ impl World {
             killed: killed && !status.success() && status.code().is_none(),
             hung,
             server_fault,
-            measured,
+            measured: None,
         }
     }
 
@@ -271,7 +322,7 @@ impl World {
     /// A command run undisturbed, on this world's host; counted for fresh restore targets.
     pub fn run(&mut self, args: &[&str]) -> Run {
         self.commands += 1;
-        self.exec(args, &self.state.clone(), Fault::None, None).run
+        self.exec(args, &self.state.clone(), &Plan::default()).run
     }
 
     /// A directory no restore used yet.
@@ -309,6 +360,59 @@ impl World {
             }
         }
     }
+}
+
+/// What happens to a command while it runs.
+#[derive(Debug, Default)]
+pub struct Plan {
+    kill: Option<Kill>,
+    /// When the S3 server is killed, and how long it stays down.
+    server: Option<(Duration, Duration)>,
+}
+
+/// When the command is SIGKILLed.
+#[derive(Debug)]
+enum Kill {
+    /// This long after it started.
+    After(Duration),
+    /// This long after a new point record appears in `points` (a snapshot tier's records).
+    AfterSnapshot { points: PathBuf, delay: Duration },
+}
+
+/// Point records in a vault-format `points/<vm>` directory (not staging files).
+fn committed(points: &Path) -> usize {
+    fs::read_dir(points).map_or(0, |entries| {
+        entries
+            .filter_map(Result::ok)
+            .filter(|e| !e.file_name().to_string_lossy().contains('#'))
+            .count()
+    })
+}
+
+/// A command's last undisturbed run, which kill times are fractions of.
+#[derive(Clone, Copy, Debug)]
+pub struct Timing {
+    pub duration: Duration,
+    /// Where its last phase starts, as a fraction of `duration`: the end of a backup's
+    /// Snapshot.
+    pub last_phase: f64,
+}
+
+/// When a backup's Snapshot ended (its Transfer, started with the early send, goes on alone
+/// from there to the commit), as a fraction of the run of the process spawned at `spawned`
+/// (from its job's report).
+fn snapshot_end(outcome: &Outcome, spawned: jiff::Timestamp) -> Option<f64> {
+    let doc: serde_json::Value = serde_json::from_str(&outcome.run.stdout).ok()?;
+    let started: jiff::Timestamp = doc["job"]["subtasks"]
+        .as_array()?
+        .iter()
+        .find(|s| s["kind"] == "snapshot")?["ended"]
+        .as_str()?
+        .parse()
+        .ok()?;
+    let offset = started.duration_since(spawned).as_secs_f64();
+    let fraction = offset / outcome.took.as_secs_f64();
+    (0.0..1.0).contains(&fraction).then_some(fraction)
 }
 
 /// The lease files of a directory vault.
