@@ -17,6 +17,7 @@ pub const VM: &str = "crashvm";
 /// The block size of both disks: small, so a backup has many chunks and many instants to be
 /// killed at.
 pub const BLOCK_SIZE: &str = "128KiB";
+const BLOCK: usize = 128 * 1024;
 /// The disks' file names (which are also the names restores give them), and sizes.
 pub const DISKS: [(&str, u64); 2] = [("sys.img", 24 * MIB), ("data.img", 8 * MIB)];
 const MARKER: usize = 4096;
@@ -58,6 +59,12 @@ impl Vm {
     /// The generation on the disks now.
     pub fn generation(&self) -> u32 {
         self.generations.len() as u32 - 1
+    }
+
+    /// The first block of disk `disk` as it is now (its marker's block: a chunk of the newest
+    /// generation alone).
+    pub fn first_block(&self, disk: usize) -> &[u8] {
+        &self.disks[disk].content()[..BLOCK]
     }
 
     /// The digests of both disks at `generation`.

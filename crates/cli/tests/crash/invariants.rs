@@ -12,7 +12,8 @@
 //! 4. Every listed point restores byte for byte from every tier it is in, to the generation
 //!    that was on the disks when its backup started, both disks from that one generation.
 //! 5. Replicated vaults: the secondary, opened alone as the vault from another host, lists
-//!    every vault point of the primary, and every point it lists restores from it.
+//!    every vault point of the primary, keeps them, and every point it lists restores from
+//!    it (a point only the secondary recorded, never committed on the primary, may go).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -70,6 +71,10 @@ pub struct Ledger {
     jobs: BTreeMap<u64, String>,
     /// Points the secondary of a replicated vault listed.
     replica: BTreeSet<String>,
+    /// Points the primary ever listed in its vault tier: committed. A point only the
+    /// secondary ever recorded (a backup killed between the two stores' records, which go to
+    /// the secondary first) was never committed: it may go, but not stay broken.
+    committed: BTreeSet<String>,
 }
 
 impl Ledger {
@@ -341,6 +346,9 @@ fn points(
     }
     for (id, tiers) in &listed {
         ledger.tiers.insert(id.clone(), *tiers);
+        if tiers.vault {
+            ledger.committed.insert(id.clone());
+        }
     }
     // A point the vault lost legitimately is no longer expected there.
     for (id, tiers) in ledger.tiers.iter_mut() {
@@ -577,7 +585,10 @@ fn replica(
         .map(|id| Restore::new(world, ledger, &secondary, &state, id, "vault"))
         .collect();
     for id in &ledger.replica {
-        if !on_replica.contains(id) && !ledger.expirable.contains(id) {
+        if !on_replica.contains(id)
+            && ledger.committed.contains(id)
+            && !ledger.expirable.contains(id)
+        {
             found.push(violation(
                 "a point stays on the secondary unless retention expired it",
                 format!(

@@ -7,6 +7,7 @@ use std::collections::BTreeMap;
 use std::fs::{self, File};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant, SystemTime};
 
 use tempfile::TempDir;
@@ -81,6 +82,8 @@ pub struct World {
     server: Option<Server>,
     s3: Option<S3Objects>,
     commands: u64,
+    /// Numbers the output files of commands.
+    outputs: AtomicU64,
 }
 
 impl World {
@@ -119,6 +122,7 @@ impl World {
             server: (kind == Kind::S3).then(Server::from_env).flatten(),
             s3,
             commands: 0,
+            outputs: AtomicU64::new(0),
         };
         let mut init = vec!["vault", "init", "--vault", &world.vault];
         if let Some(secondary) = &world.secondary {
@@ -225,7 +229,9 @@ impl World {
     /// Runs `blockvault ARGS` with `state` as the host's state directory (another than the
     /// world's for a second host), under `plan`.
     pub fn exec(&self, args: &[&str], state: &Path, plan: &Plan) -> Outcome {
-        let out = self.dir.join("out");
+        // Restores run a few at once: each run has its own output files.
+        let n = self.outputs.fetch_add(1, Ordering::Relaxed);
+        let out = self.dir.join(format!("out-{n}"));
         let (stdout, stderr) = (out.with_extension("stdout"), out.with_extension("stderr"));
         let server_at = plan.server;
         let snapshots_before = match &plan.kill {
@@ -296,8 +302,11 @@ impl World {
         if server_fault && let Some(s3) = &self.s3 {
             s3.wait_ready();
         }
-        let read =
-            |path: &Path| String::from_utf8_lossy(&fs::read(path).unwrap_or_default()).into_owned();
+        let read = |path: &Path| {
+            let text = String::from_utf8_lossy(&fs::read(path).unwrap_or_default()).into_owned();
+            let _ = fs::remove_file(path);
+            text
+        };
         Outcome {
             run: Run {
                 args: args.iter().map(|a| (*a).to_owned()).collect(),
