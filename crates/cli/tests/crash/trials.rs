@@ -21,24 +21,24 @@ const WORLD_TRIALS: usize = 6;
 
 #[test]
 fn crash_trials_on_a_directory_vault() {
-    Campaign::run(Kind::Dir, 16, "crash_trials_on_a_directory_vault");
+    Campaign::run(Kind::Dir, 20, "crash_trials_on_a_directory_vault");
 }
 
 #[test]
 fn crash_trials_on_a_replicated_vault() {
-    Campaign::run(Kind::Replicated, 16, "crash_trials_on_a_replicated_vault");
+    Campaign::run(Kind::Replicated, 20, "crash_trials_on_a_replicated_vault");
 }
 
 #[test]
 fn crash_trials_on_an_s3_vault() {
-    Campaign::run(Kind::S3, 12, "crash_trials_on_an_s3_vault");
+    Campaign::run(Kind::S3, 16, "crash_trials_on_an_s3_vault");
 }
 
 /// How the trials went, per command.
 #[derive(Debug, Default)]
 struct Figures {
-    /// Per command: trials, SIGKILLs that landed, commands that finished before their kill,
-    /// server faults.
+    /// Per command: trials, SIGKILLs that landed, commands that finished before their fault,
+    /// server faults that landed.
     per_op: BTreeMap<Op, [u32; 4]>,
     /// Backups killed: before the snapshot committed, in the transfer, after the vault commit.
     backup_phases: [u32; 3],
@@ -50,8 +50,8 @@ impl Figures {
         row[0] += 1;
         match step.fault {
             Fault::Kill { .. } if outcome.killed => row[1] += 1,
-            Fault::Kill { .. } => row[2] += 1,
-            Fault::Server { .. } => row[3] += 1,
+            Fault::Server { .. } if outcome.server_fault => row[3] += 1,
+            Fault::Kill { .. } | Fault::Server { .. } => row[2] += 1,
             Fault::None => {}
         }
     }
@@ -62,8 +62,8 @@ impl std::fmt::Display for Figures {
         for (op, [trials, killed, finished, server]) in &self.per_op {
             writeln!(
                 f,
-                "  {:<24} {trials:>4} trial(s): {killed:>3} killed, {finished:>3} finished before \
-                 the kill, {server:>3} server fault(s)",
+                "  {:<24} {trials:>4} trial(s): {killed:>3} killed, {server:>3} server fault(s), \
+                 {finished:>3} finished before their fault",
                 op.name()
             )?;
         }
@@ -139,9 +139,9 @@ impl Campaign {
         }
         // Shown with --nocapture: what ran, and the figures.
         eprintln!(
-            "{}crash trials on a {} vault: {} trial(s) in {:.1?}, seed {} (BLOCKVAULT_CRASH_SEED)\n{}",
+            "{}crash trials on {}: {} trial(s) in {:.1?}, seed {} (BLOCKVAULT_CRASH_SEED)\n{}",
             campaign.history,
-            kind.name(),
+            kind.vault(),
             steps.len(),
             campaign.started.elapsed(),
             campaign.settings.seed,
@@ -277,8 +277,8 @@ impl Campaign {
             return;
         }
         let mut report = format!(
-            "crash trials on a {} vault: {} invariant(s) failed after {}\n",
-            self.kind.name(),
+            "crash trials on {}: {} invariant(s) failed after {}\n",
+            self.kind.vault(),
             violations.len(),
             match step {
                 Some(step) => format!("trial {trial} ({step})"),

@@ -34,11 +34,12 @@ pub enum Kind {
 }
 
 impl Kind {
-    pub fn name(self) -> &'static str {
+    /// "a directory vault", ...
+    pub fn vault(self) -> &'static str {
         match self {
-            Kind::Dir => "directory",
-            Kind::Replicated => "replicated",
-            Kind::S3 => "s3",
+            Kind::Dir => "a directory vault",
+            Kind::Replicated => "a replicated vault",
+            Kind::S3 => "an S3 vault",
         }
     }
 }
