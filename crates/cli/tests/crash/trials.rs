@@ -332,14 +332,27 @@ fn describe(outcome: &Outcome) -> String {
     } else {
         format!("exit {}", outcome.run.code)
     };
+    // What a command that ended by itself said went wrong: its error, or its warnings.
+    let said = match outcome.run.code {
+        0 | -1 => String::new(),
+        _ => serde_json::from_str::<serde_json::Value>(&outcome.run.stdout)
+            .ok()
+            .map(|doc| doc["warnings"].to_string())
+            .unwrap_or_else(|| outcome.run.stderr.trim().to_owned()),
+    };
     format!(
-        "{how} after {:.0?} (measured duration {:.0?}){}",
+        "{how} after {:.0?} (measured duration {:.0?}){}{}",
         outcome.took,
         outcome.measured.unwrap_or_default(),
         if outcome.server_fault {
             ", server restarted"
         } else {
             ""
+        },
+        if said.is_empty() {
+            said
+        } else {
+            format!(": {said}")
         }
     )
 }
