@@ -12,6 +12,7 @@
 //! - `world`: a vault of one kind, its host, the binary run under a fault.
 //! - `server`: the Garage process and the S3 vault's leases.
 //! - `invariants`: the ledger of what was reported and listed, and the checks.
+//! - `restores`: restoring points a few at once and comparing them with their generation.
 //! - `planted`: losses planted by hand, which the checks must see.
 //! - `trials`: one test per vault kind, and the report a failure prints (seed, schedule, what
 //!   ran, how to reproduce).
@@ -22,6 +23,7 @@
 mod disks;
 mod invariants;
 mod planted;
+mod restores;
 mod schedule;
 mod server;
 #[path = "../cli/support.rs"]
