@@ -60,7 +60,7 @@ cargo fuzz --version
 echo "writing the seed corpora into fuzz/corpus/"
 BLOCKVAULT_FUZZ_SEEDS="$PWD/fuzz/corpus" \
     cargo test --quiet -p blockvault-core --test mutations write_fuzz_seeds -- \
-    --ignored --exact >/dev/null
+    --exact >/dev/null
 # The streaming target's input starts with its cuts and size hint: none, and the true size.
 mkdir -p fuzz/corpus/block_map_stream
 for seed in fuzz/corpus/block_map/*; do

@@ -254,13 +254,21 @@ fn s3_options(state: &Path) -> anyhow::Result<S3Options> {
 }
 
 /// Fails fast when an S3 location is misconfigured (wrong endpoint, credentials, bucket): one
-/// request with a single retry, before the store with the patient retry policy takes over.
-/// A transfer rides out a server restart; a typo should not take minutes to report.
+/// request retried for at most [`PROBE_BUDGET_SECS`], before the store with the patient retry
+/// policy takes over. A transfer rides out a server restart, and the probe a blip of a second
+/// or two (a single retry made a 0.2 s outage fail `gc` and `prune`); a typo should not take
+/// minutes to report.
 async fn probe(location: &VaultLocation, state: &Path) -> anyhow::Result<()> {
     if let VaultLocation::S3 { bucket, prefix } = location {
+        let options = s3_options(state)?;
         let quick = S3Options {
-            max_retries: Some(1),
-            ..s3_options(state)?
+            retry_budget_secs: Some(
+                options
+                    .retry_budget_secs
+                    .map_or(PROBE_BUDGET_SECS, |b| b.min(PROBE_BUDGET_SECS)),
+            ),
+            max_retries: None,
+            ..options
         };
         match Store::s3(bucket, prefix, &quick)?.config().await {
             Ok(_) | Err(blockvault_store::Error::NotAVault { .. }) => {}
@@ -269,6 +277,9 @@ async fn probe(location: &VaultLocation, state: &Path) -> anyhow::Result<()> {
     }
     Ok(())
 }
+
+/// How long the probe of an S3 location retries.
+const PROBE_BUDGET_SECS: u64 = 5;
 
 /// Transfer settings for writes (backups, transfers): `--concurrency`, else 8 for a directory
 /// and 16 for S3 (round trips to an object store hide behind more requests in flight).
