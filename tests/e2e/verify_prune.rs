@@ -37,6 +37,15 @@ async fn two_points(dir: &std::path::Path) -> (Vault, Vec<RecoveryPoint>) {
     (vault, listed)
 }
 
+/// Deletes the first of `listed`, as retention would.
+async fn prune_first(vault: &Vault, listed: &[RecoveryPoint]) {
+    vault
+        .store()
+        .delete_point(&vm("web"), &listed[0].id)
+        .await
+        .expect("prune");
+}
+
 async fn verify(vault: &Vault, points: &[RecoveryPoint]) -> blockvault_vault::VerifyReport {
     vault
         .verify(points, TransferOptions::default(), Arc::new(NoProgress))
@@ -49,11 +58,7 @@ async fn a_point_pruned_during_verify_is_not_reported_as_damage() {
     let dir = tempfile::tempdir().expect("tempdir");
     let (vault, listed) = two_points(dir.path()).await;
     // Listed by the verification, then pruned before its maps were read.
-    vault
-        .store()
-        .delete_point(&vm("web"), &listed[0].id)
-        .await
-        .expect("prune");
+    prune_first(&vault, &listed).await;
     let report = verify(&vault, &listed).await;
     assert!(report.is_clean(), "{report:?}");
     assert_eq!(report.points_gone, 1, "{report:?}");
@@ -63,11 +68,7 @@ async fn a_point_pruned_during_verify_is_not_reported_as_damage() {
 async fn a_point_pruned_and_collected_during_verify_is_not_reported_as_damage() {
     let dir = tempfile::tempdir().expect("tempdir");
     let (vault, listed) = two_points(dir.path()).await;
-    vault
-        .store()
-        .delete_point(&vm("web"), &listed[0].id)
-        .await
-        .expect("prune");
+    prune_first(&vault, &listed).await;
     let gc = GcOptions {
         grace: Duration::ZERO,
         poll: Duration::from_millis(50),
