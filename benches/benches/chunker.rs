@@ -6,7 +6,7 @@
 use std::fs::File;
 use std::os::unix::fs::FileExt;
 
-use blockvault_chunker::{Chunker, DiskImage};
+use blockvault_source::{Chunker, DiskImage};
 use blockvault_core::{BlockSize, ChunkId};
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 

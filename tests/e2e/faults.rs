@@ -59,7 +59,7 @@ async fn missing_disk_is_named_and_commits_nothing() {
         .await
         .expect_err("missing");
     assert!(
-        matches!(&err, Error::Disk(blockvault_chunker::Error::NotFound { path }) if path.ends_with("gone.img")),
+        matches!(&err, Error::Disk(blockvault_source::Error::NotFound { path }) if path.ends_with("gone.img")),
         "{err}"
     );
     assert!(err.to_string().contains("gone.img"), "{err}");
@@ -89,7 +89,7 @@ async fn a_directory_is_not_a_disk() {
     assert!(
         matches!(
             err,
-            Error::Disk(blockvault_chunker::Error::NotADisk {
+            Error::Disk(blockvault_source::Error::NotADisk {
                 kind: "a directory",
                 ..
             })
@@ -158,8 +158,8 @@ async fn an_image_that_changes_size_while_read_commits_nothing() {
             matches!(
                 err,
                 Error::Disk(
-                    blockvault_chunker::Error::SizeChanged { .. }
-                        | blockvault_chunker::Error::Truncated { .. }
+                    blockvault_source::Error::SizeChanged { .. }
+                        | blockvault_source::Error::Truncated { .. }
                 )
             ),
             "new size {new_size}: {err}"

@@ -4,7 +4,7 @@ use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use blockvault_chunker::DiskImage;
+use blockvault_source::DiskImage;
 use blockvault_core::RecoveryPoint;
 use blockvault_store::Error as StoreError;
 use blockvault_vault::{

@@ -38,8 +38,8 @@ pub fn classify(err: &anyhow::Error) -> ExitCode {
                 blockvault_jobs::Error::Vault(e) => return classify_vault(e),
                 blockvault_jobs::Error::Snapshots(e) => {
                     return match e.as_ref() {
-                        blockvault_local::Error::Vault(e) => classify_vault(e),
-                        blockvault_local::Error::Store(e) => classify_store(e),
+                        blockvault_snapshot::Error::Vault(e) => classify_vault(e),
+                        blockvault_snapshot::Error::Store(e) => classify_store(e),
                         _ => ExitCode::Failure,
                     };
                 }
@@ -71,7 +71,7 @@ pub fn classify(err: &anyhow::Error) -> ExitCode {
         if let Some(e) = cause.downcast_ref::<blockvault_store::Error>() {
             return classify_store(e);
         }
-        if let Some(e) = cause.downcast_ref::<blockvault_chunker::Error>() {
+        if let Some(e) = cause.downcast_ref::<blockvault_source::Error>() {
             return classify_disk(e);
         }
         if cause.downcast_ref::<blockvault_core::Error>().is_some() {
@@ -133,10 +133,10 @@ fn classify_store(e: &blockvault_store::Error) -> ExitCode {
     }
 }
 
-fn classify_disk(e: &blockvault_chunker::Error) -> ExitCode {
+fn classify_disk(e: &blockvault_source::Error) -> ExitCode {
     match e {
-        blockvault_chunker::Error::NotFound { .. } => ExitCode::NotFound,
-        blockvault_chunker::Error::NotADisk { .. } => ExitCode::Usage,
+        blockvault_source::Error::NotFound { .. } => ExitCode::NotFound,
+        blockvault_source::Error::NotADisk { .. } => ExitCode::Usage,
         _ => ExitCode::Failure,
     }
 }

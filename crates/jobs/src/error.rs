@@ -68,7 +68,7 @@ pub enum Error {
     Vault(Box<blockvault_vault::Error>),
 
     #[error(transparent)]
-    Snapshots(Box<blockvault_local::Error>),
+    Snapshots(Box<blockvault_snapshot::Error>),
 
     #[error("lock {path}: {source}")]
     Lock {
@@ -244,8 +244,8 @@ impl From<blockvault_store::Error> for Error {
     }
 }
 
-impl From<blockvault_local::Error> for Error {
-    fn from(e: blockvault_local::Error) -> Error {
+impl From<blockvault_snapshot::Error> for Error {
+    fn from(e: blockvault_snapshot::Error) -> Error {
         Error::Snapshots(Box::new(e))
     }
 }

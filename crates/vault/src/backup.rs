@@ -5,7 +5,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
-use blockvault_chunker::{Chunker, DataBlocks, DiskImage, changed_blocks};
+use blockvault_source::{Chunker, DataBlocks, DiskImage, changed_blocks};
 use blockvault_core::{
     BlockMap, BlockSize, ChunkEncoder, ChunkId, ChunkSet, Consistency, DiskName, DiskRecord,
     PointId, PointStats, RecoveryPoint, VmName,
@@ -83,7 +83,7 @@ fn encode(block: &[u8]) -> Result<Vec<u8>> {
         let mut slot = cell.borrow_mut();
         let mut encoder = match slot.take() {
             Some(encoder) => encoder,
-            None => ChunkEncoder::new().map_err(blockvault_chunker::Error::from)?,
+            None => ChunkEncoder::new().map_err(blockvault_source::Error::from)?,
         };
         let encoded = encoder.encode(block);
         *slot = Some(encoder);

@@ -11,7 +11,7 @@ pub enum Error {
     Store(#[from] blockvault_store::Error),
 
     #[error(transparent)]
-    Disk(#[from] blockvault_chunker::Error),
+    Disk(#[from] blockvault_source::Error),
 
     #[error(
         "{holder} lost its lease on the vault (not renewed for {since:?}: the process was \

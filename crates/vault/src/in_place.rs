@@ -20,7 +20,7 @@ use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
-use blockvault_chunker::{Chunker, DataBlocks, DiskImage};
+use blockvault_source::{Chunker, DataBlocks, DiskImage};
 use blockvault_core::{BlockMap, BlockSize, RecoveryPoint, is_zero};
 use jiff::Timestamp;
 use rustix::fs::FallocateFlags;

@@ -18,7 +18,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use blockvault_core::{BlockSize, ChunkSet, RecoveryPoint, VmName};
-use blockvault_local::SnapshotTier;
+use blockvault_snapshot::SnapshotTier;
 use blockvault_vault::{Progress, TransferOptions};
 use jiff::{SignedDuration, Timestamp};
 use tokio::sync::watch;

@@ -293,7 +293,7 @@ fn check_disks(disks: &[PathBuf]) -> Result<()> {
         return Err(blockvault_vault::Error::NoDisks.into());
     }
     for disk in disks {
-        blockvault_chunker::DiskImage::open(disk).map_err(blockvault_vault::Error::from)?;
+        blockvault_source::DiskImage::open(disk).map_err(blockvault_vault::Error::from)?;
     }
     Ok(())
 }
