@@ -253,7 +253,7 @@ fn designates(on: MonthDay, date: Date) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::policy::{MonthlyRetention, Retention, WeeklyRetention, YearlyRetention};
+    use crate::{MonthlyRetention, Retention, WeeklyRetention, YearlyRetention};
     use jiff::civil::{Time, Weekday};
     use jiff::tz::TimeZone;
 

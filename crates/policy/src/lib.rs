@@ -15,10 +15,27 @@
 //!
 //! A weekly schedule keeps weekly points instead of daily ones (default 12 weeks on the
 //! scheduled days).
+//!
+//! # Pure
+//!
+//! Everything here is a function of its arguments: no clock, no I/O, no runtime. The jobs
+//! crate stores policies in its catalog and runs them; this crate only says what they mean:
+//!
+//! - **When backups run**: a [`Schedule`] is a pure function of (schedule, time zone,
+//!   instants): [`Schedule::slots`], [`Schedule::next`], [`Schedule::slots_on`], and
+//!   [`transfers`] (the Enhanced hourly rule: the last backup of each local day goes to the
+//!   vault, or the next day's first when that one did not). Daylight saving: a skipped local
+//!   time runs once at the transition, a repeated one once, first.
+//! - **Which vault points are kept**: [`retention`] gives each point a [`Verdict`] from
+//!   (points, policy, now, whether protection is on): every rule that keeps it, until when.
+//! - **The policy file**: [`PolicyDoc`], read by [`Policy::from_toml`] / [`Policy::from_doc`]
+//!   and written by [`Policy::to_toml`] / [`Policy::to_doc`]. A value out of range is a
+//!   [`PolicyError`] naming the field, the value and the range.
 
+mod error;
 mod file;
-pub mod retention;
-pub mod schedule;
+mod retention;
+mod schedule;
 
 use std::fmt;
 use std::ops::RangeInclusive;
@@ -28,9 +45,22 @@ use jiff::civil::{Time, Weekday};
 use jiff::tz::TimeZone;
 use serde::{Deserialize, Serialize};
 
-pub use self::file::{PolicyDoc, RetentionDoc, ScheduleDoc};
-pub use self::schedule::{Schedule, Slot};
-use crate::PolicyType;
+pub use crate::{
+    error::{Error, PolicyError, Result},
+    file::{PolicyDoc, RetentionDoc, ScheduleDoc},
+    retention::{KeepReason, RetainedPoint, Verdict, retention},
+    schedule::{HOURLY_INTERVALS, Schedule, Slot, transfers},
+};
+
+blockvault_core::vocabulary!(
+    /// The two kinds of backup policy (SPEC "Policies"). Enhanced adds hourly schedules, up to
+    /// 30 days of instant restore and multi-disk crash consistency; a VM can move from Standard
+    /// to Enhanced, never back.
+    PolicyType, "policy type", Error::InvalidValue {
+        Standard => "standard", "Standard";
+        Enhanced => "enhanced", "Enhanced";
+    }
+);
 
 /// The policy every catalog starts with, and `vault init` makes sure exists (Azure's
 /// `DefaultPolicy`): Standard, daily, daily points kept 30 days, instant restore 2 days.
@@ -99,30 +129,6 @@ impl From<PolicyName> for String {
 impl fmt::Display for PolicyName {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.0)
-    }
-}
-
-/// A policy value that is not allowed. The message names the field (as the TOML file and the
-/// CLI flags spell it), the value and what is allowed.
-#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
-#[error("{field} = {value} is not allowed: {allowed}")]
-pub struct PolicyError {
-    pub field: String,
-    pub value: String,
-    pub allowed: String,
-}
-
-impl PolicyError {
-    pub(crate) fn new(
-        field: impl Into<String>,
-        value: impl fmt::Display,
-        allowed: impl Into<String>,
-    ) -> PolicyError {
-        PolicyError {
-            field: field.into(),
-            value: value.to_string(),
-            allowed: allowed.into(),
-        }
     }
 }
 

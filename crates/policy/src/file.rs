@@ -35,8 +35,7 @@ use super::{
     WeeklyRetention, YEARLY_RETENTION_YEARS, YearlyRetention, month_key, normalize_weekdays,
     parse_month, parse_time_of_day, parse_timezone, parse_weekday, time_key, weekday_key,
 };
-use crate::PolicyType;
-use crate::policy::schedule::HOURLY_INTERVALS;
+use crate::{Error, HOURLY_INTERVALS, PolicyType};
 
 /// A policy as written: every field optional, defaults and checks applied by
 /// [`Policy::from_doc`].
@@ -105,7 +104,7 @@ const DEFAULT_MONTH_DAY: MonthDay = MonthDay::Weekday {
 impl Policy {
     /// Reads a policy file.
     pub fn from_toml(text: &str) -> crate::Result<Policy> {
-        let doc: PolicyDoc = toml::from_str(text).map_err(|e| crate::Error::PolicyFile {
+        let doc: PolicyDoc = toml::from_str(text).map_err(|e| Error::File {
             message: e.to_string().trim().to_owned(),
         })?;
         Ok(Policy::from_doc(&doc)?)
