@@ -29,13 +29,16 @@
 use jiff::civil::{Time, Weekday};
 use serde::{Deserialize, Serialize};
 
-use super::{
-    DAILY_RETENTION_DAYS, HOURLY_WINDOW_HOURS, MONTHLY_RETENTION_MONTHS, MonthDay,
-    MonthlyRetention, Policy, PolicyError, PolicyName, Retention, Schedule, WEEKLY_RETENTION_WEEKS,
-    WeeklyRetention, YEARLY_RETENTION_YEARS, YearlyRetention, month_key, normalize_weekdays,
-    parse_month, parse_time_of_day, parse_timezone, parse_weekday, time_key, weekday_key,
+use crate::calendar::{
+    month_key, normalize_weekdays, parse_month, parse_time_of_day, parse_weekday, time_key,
+    weekday_key,
 };
-use crate::{Error, HOURLY_INTERVALS, PolicyType};
+use crate::{
+    DAILY_RETENTION_DAYS, Error, HOURLY_INTERVALS, HOURLY_WINDOW_HOURS, MONTHLY_RETENTION_MONTHS,
+    MonthDay, MonthlyRetention, Policy, PolicyError, PolicyName, PolicyType, Retention, Schedule,
+    WEEKLY_RETENTION_WEEKS, WeeklyRetention, YEARLY_RETENTION_YEARS, YearlyRetention,
+    parse_timezone,
+};
 
 /// A policy as written: every field optional, defaults and checks applied by
 /// [`Policy::from_doc`].
