@@ -50,5 +50,5 @@ pub use crate::{
         YEARLY_RETENTION_YEARS, YearlyRetention,
     },
     retention::{KeepReason, RetainedPoint, Verdict, retention},
-    schedule::{HOURLY_INTERVALS, Schedule, Slot, transfers},
+    schedule::{HOURLY_INTERVALS, Schedule, Slot, transfers::transfers},
 };
