@@ -57,9 +57,9 @@ pub fn classify(err: &anyhow::Error) -> ExitCode {
                 | blockvault_jobs::Error::ProtectionStopped { .. }
                 | blockvault_jobs::Error::DeleteWhileBackup { .. }
                 | blockvault_jobs::Error::VaultUnreachable { .. } => return ExitCode::Failure,
-                blockvault_jobs::Error::Policy(_)
-                | blockvault_jobs::Error::PolicyFile { .. }
-                | blockvault_jobs::Error::InvalidValue { .. } => return ExitCode::Usage,
+                blockvault_jobs::Error::Policy(_) | blockvault_jobs::Error::InvalidValue { .. } => {
+                    return ExitCode::Usage;
+                }
                 blockvault_jobs::Error::Hook { .. }
                 | blockvault_jobs::Error::InstantRestoreDays { .. } => return ExitCode::Failure,
                 _ => return ExitCode::Failure,
@@ -77,9 +77,10 @@ pub fn classify(err: &anyhow::Error) -> ExitCode {
         if cause.downcast_ref::<blockvault_core::Error>().is_some() {
             return ExitCode::Usage;
         }
-        if cause
-            .downcast_ref::<blockvault_jobs::PolicyError>()
-            .is_some()
+        if cause.downcast_ref::<blockvault_policy::Error>().is_some()
+            || cause
+                .downcast_ref::<blockvault_policy::PolicyError>()
+                .is_some()
         {
             return ExitCode::Usage;
         }

@@ -2,7 +2,9 @@
 //!
 //! Every other crate speaks in these types: [`ChunkId`] (BLAKE3-256 of a block),
 //! [`BlockMap`] (one disk at one point), [`RecoveryPoint`] (one VM at one point), the names
-//! ([`VmName`], [`DiskName`], [`PointId`]) and [`BlockSize`]. This crate does no I/O.
+//! ([`VmName`], [`DiskName`], [`PointId`]) and [`BlockSize`]; [`vocabulary!`] declares the
+//! closed sets of words the other crates name things with (job operations and statuses, policy
+//! types). This crate does no I/O.
 //!
 //! # Formats
 //!
@@ -45,6 +47,7 @@ mod id;
 mod lease;
 mod names;
 mod point;
+mod vocabulary;
 mod wire;
 
 pub use crate::{
@@ -62,3 +65,6 @@ pub use crate::{
         Consistency, DiskRecord, PointStats, RecoveryPoint, Redundancy, ReplicaOf, VaultConfig,
     },
 };
+
+#[doc(hidden)]
+pub use crate::vocabulary::__private;

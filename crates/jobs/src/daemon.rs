@@ -8,12 +8,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use blockvault_core::VmName;
+use blockvault_policy::transfers;
 use blockvault_vault::{GcOptions, NoProgress, TransferOptions, Vault};
 use jiff::{SignedDuration, Timestamp};
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 
-use crate::policy::schedule::transfers;
 use crate::{
     BackupSpec, Engine, JobStatus, Operation, Policy, ProtectedItem, Result, Slot, SubtaskKind,
     VaultUnavailable,
@@ -119,7 +119,7 @@ pub struct DaemonReport {
 ///
 /// Every backup of a daily or weekly schedule is transferred. For an Enhanced hourly schedule
 /// only the last backup of each local day is, or the first of the next day when that one did
-/// not reach the vault ([`transfers`](crate::policy::schedule::transfers)); the others' Transfer
+/// not reach the vault ([`transfers`]); the others' Transfer
 /// subtask is Skipped with the reason, and their points live in the snapshot tier only.
 ///
 /// # Retention and garbage collection

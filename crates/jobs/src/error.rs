@@ -89,11 +89,8 @@ pub enum Error {
     #[error("instant restore days {days} is out of range {min}..={max}")]
     InstantRestoreDays { days: u32, min: u32, max: u32 },
 
-    #[error("policy: {0}")]
-    Policy(#[from] crate::PolicyError),
-
-    #[error("policy file: {message}")]
-    PolicyFile { message: String },
+    #[error(transparent)]
+    Policy(#[from] blockvault_policy::Error),
 
     #[error("no policy {name} (see `blockvault policy list`)")]
     UnknownPolicy { name: crate::PolicyName },
@@ -241,6 +238,12 @@ impl From<blockvault_vault::Error> for Error {
 impl From<blockvault_store::Error> for Error {
     fn from(e: blockvault_store::Error) -> Error {
         Error::Vault(Box::new(e.into()))
+    }
+}
+
+impl From<blockvault_policy::PolicyError> for Error {
+    fn from(e: blockvault_policy::PolicyError) -> Error {
+        Error::Policy(e.into())
     }
 }
 

@@ -64,10 +64,11 @@
 //!
 //! # Policies, protection and the daemon
 //!
-//! A [`Policy`] (Standard or Enhanced; SPEC "Policies") is built only through
-//! [`Policy::from_doc`] / [`Policy::from_toml`], which apply its type's defaults and refuse any
-//! value out of range with a [`PolicyError`] naming the field, the value and the range. The
-//! catalog stores each policy as its TOML file and starts with [`DEFAULT_POLICY`]. Its
+//! Policies are pure values of the `blockvault-policy` crate, re-exported here; this crate
+//! stores them and runs them. A [`Policy`] (Standard or Enhanced; SPEC "Policies") is built
+//! only through [`Policy::from_doc`] / [`Policy::from_toml`], which apply its type's defaults
+//! and refuse any value out of range with a [`PolicyError`] naming the field, the value and
+//! the range. The catalog stores each policy as its TOML file and starts with [`DEFAULT_POLICY`]. Its
 //! [`Schedule`] is a pure function of (schedule, time zone, instants): [`Schedule::slots`],
 //! [`Schedule::next`], and [`transfers`] (the Enhanced hourly rule: the last backup of each
 //! local day goes to the vault, or the next day's first when that one did not). Daylight
@@ -121,7 +122,6 @@ mod error;
 mod inventory;
 mod job;
 mod model;
-mod policy;
 
 pub use crate::{
     catalog::{Catalog, SCHEMA_VERSION},
@@ -136,15 +136,11 @@ pub use crate::{
     error::{Error, Result},
     inventory::{PointEntry, PointSummary, ProtectedItem, ProtectionState, VmEntry},
     job::{Job, JobFilter, Subtask, SubtaskOutcome},
-    model::{
-        JobId, JobStatus, Operation, PolicyType, SubtaskKind, SubtaskStatus, Tier, Tiers,
-        job_status,
-    },
-    policy::{
-        DEFAULT_POLICY, MonthDay, MonthlyRetention, Policy, PolicyDoc, PolicyError, PolicyName,
-        Retention, RetentionDoc, Schedule, ScheduleDoc, Slot, WeeklyRetention, YearlyRetention,
-        parse_timezone,
-        retention::{KeepReason, RetainedPoint, Verdict, retention},
-        schedule::transfers,
-    },
+    model::{JobId, JobStatus, Operation, SubtaskKind, SubtaskStatus, Tier, Tiers, job_status},
+};
+/// Policies live in `blockvault-policy`; these are the names this crate has always exported.
+pub use blockvault_policy::{
+    DEFAULT_POLICY, KeepReason, MonthDay, MonthlyRetention, Policy, PolicyDoc, PolicyError,
+    PolicyName, PolicyType, RetainedPoint, Retention, RetentionDoc, Schedule, ScheduleDoc, Slot,
+    Verdict, WeeklyRetention, YearlyRetention, parse_timezone, retention, transfers,
 };

@@ -35,84 +35,9 @@ impl FromStr for JobId {
     }
 }
 
-/// An enum with a stable kebab-case key (database, CLI filters, JSON) and a display name for
-/// people. `FromStr` accepts either, ignoring case; serde speaks the key.
-macro_rules! vocabulary {
-    (
-        $(#[$doc:meta])*
-        $name:ident, $what:literal {
-            $( $(#[$vdoc:meta])* $variant:ident => $key:literal, $display:literal; )+
-        }
-    ) => {
-        $(#[$doc])*
-        #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-        pub enum $name {
-            $( $(#[$vdoc])* $variant, )+
-        }
-
-        impl $name {
-            /// Every value, in declaration order.
-            pub const ALL: &'static [$name] = &[$($name::$variant),+];
-
-            /// The stable key: what the catalog stores, CLI filters take and JSON shows.
-            pub fn key(self) -> &'static str {
-                match self {
-                    $( $name::$variant => $key, )+
-                }
-            }
-
-            /// The name people read (also the [`Display`](std::fmt::Display)).
-            pub fn name(self) -> &'static str {
-                match self {
-                    $( $name::$variant => $display, )+
-                }
-            }
-        }
-
-        impl fmt::Display for $name {
-            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str(self.name())
-            }
-        }
-
-        impl FromStr for $name {
-            type Err = Error;
-
-            fn from_str(s: &str) -> Result<$name, Error> {
-                let s = s.trim();
-                $name::ALL
-                    .iter()
-                    .copied()
-                    .find(|v| v.key().eq_ignore_ascii_case(s) || v.name().eq_ignore_ascii_case(s))
-                    .ok_or_else(|| Error::InvalidValue {
-                        what: $what,
-                        value: s.to_owned(),
-                        expected: format!(
-                            "one of {}",
-                            $name::ALL.iter().map(|v| v.key()).collect::<Vec<_>>().join(", ")
-                        ),
-                    })
-            }
-        }
-
-        impl Serialize for $name {
-            fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-                serializer.serialize_str(self.key())
-            }
-        }
-
-        impl<'de> Deserialize<'de> for $name {
-            fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<$name, D::Error> {
-                let s = String::deserialize(deserializer)?;
-                s.parse().map_err(serde::de::Error::custom)
-            }
-        }
-    };
-}
-
-vocabulary!(
+blockvault_core::vocabulary!(
     /// What a job does (the Azure Backup job operations).
-    Operation, "operation" {
+    Operation, "operation", Error::InvalidValue {
         /// A scheduled backup.
         Backup => "backup", "Backup";
         /// A backup started by `backup now`.
@@ -127,19 +52,9 @@ vocabulary!(
     }
 );
 
-vocabulary!(
-    /// The two kinds of backup policy (SPEC "Policies"). Enhanced adds hourly schedules, up to
-    /// 30 days of instant restore and multi-disk crash consistency; a VM can move from Standard
-    /// to Enhanced, never back.
-    PolicyType, "policy type" {
-        Standard => "standard", "Standard";
-        Enhanced => "enhanced", "Enhanced";
-    }
-);
-
-vocabulary!(
+blockvault_core::vocabulary!(
     /// Where a job stands. A job is `InProgress` until it ends in one of the other three.
-    JobStatus, "job status" {
+    JobStatus, "job status", Error::InvalidValue {
         InProgress => "in-progress", "In progress";
         Completed => "completed", "Completed";
         /// The backup made a point in the snapshot tier, but its transfer to the vault failed.
@@ -148,9 +63,9 @@ vocabulary!(
     }
 );
 
-vocabulary!(
+blockvault_core::vocabulary!(
     /// The two phases of a backup job, in the order they run.
-    SubtaskKind, "subtask" {
+    SubtaskKind, "subtask", Error::InvalidValue {
         /// Capture every disk of the VM into the local snapshot tier.
         Snapshot => "snapshot", "Snapshot";
         /// Send the churn since the last vault point to the vault.
@@ -158,9 +73,9 @@ vocabulary!(
     }
 );
 
-vocabulary!(
+blockvault_core::vocabulary!(
     /// Where a subtask stands.
-    SubtaskStatus, "subtask status" {
+    SubtaskStatus, "subtask status", Error::InvalidValue {
         /// Not started yet.
         Pending => "pending", "Pending";
         InProgress => "in-progress", "In progress";
@@ -224,9 +139,9 @@ pub fn job_status(snapshot: SubtaskStatus, transfer: SubtaskStatus) -> JobStatus
     }
 }
 
-vocabulary!(
+blockvault_core::vocabulary!(
     /// Where a recovery point lives.
-    Tier, "tier" {
+    Tier, "tier", Error::InvalidValue {
         /// The local snapshot tier on the host (instant restore).
         Snapshot => "snapshot", "snapshot";
         /// The vault.

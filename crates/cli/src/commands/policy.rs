@@ -1,10 +1,9 @@
 //! `blockvault policy ...`: backup policies in the host's catalog. Flags and policy files both
-//! become a [`PolicyDoc`], which the jobs crate checks and completes with defaults.
+//! become a [`PolicyDoc`], which the policy crate checks and completes with defaults.
 
 use anyhow::Result;
-use blockvault_jobs::{
-    Catalog, Policy, PolicyDoc, PolicyEntry, PolicyName, Put, RetentionDoc, Schedule, ScheduleDoc,
-};
+use blockvault_jobs::{Catalog, PolicyEntry, Put};
+use blockvault_policy::{Policy, PolicyDoc, PolicyName, RetentionDoc, Schedule, ScheduleDoc};
 use jiff::Timestamp;
 use serde_json::json;
 
@@ -82,11 +81,11 @@ pub async fn run(command: PolicyCommand, host: &Host) -> Result<Report> {
                 })?;
                 let policy = Policy::from_toml(&text).map_err(|e| {
                     let message = match e {
-                        blockvault_jobs::Error::PolicyFile { message } => message,
-                        blockvault_jobs::Error::Policy(invalid) => invalid.to_string(),
+                        blockvault_policy::Error::File { message } => message,
+                        blockvault_policy::Error::Invalid(invalid) => invalid.to_string(),
                         other => other.to_string(),
                     };
-                    blockvault_jobs::Error::PolicyFile {
+                    blockvault_policy::Error::File {
                         message: format!("{}: {message}", file.display()),
                     }
                 })?;

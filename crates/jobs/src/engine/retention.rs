@@ -1,12 +1,12 @@
 //! Applying a policy's retention to a protected VM's vault points.
 
 use blockvault_core::{PointId, VmName};
+use blockvault_policy::{RetainedPoint, retention};
 use blockvault_vault::Vault;
 use jiff::Timestamp;
 use serde::Serialize;
 
 use super::Engine;
-use crate::policy::retention::{RetainedPoint, retention};
 use crate::{Error, PolicyName, ProtectedItem, Result, Tier};
 
 /// What applying retention to one VM did (or, in a dry run, would do).
