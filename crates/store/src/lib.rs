@@ -174,19 +174,29 @@
 //! Decompression and hashing never run on a tokio worker: [`cpu::run`] carries them to the
 //! rayon pool.
 
+mod backend;
+mod checks;
 mod chunk_files;
+mod chunks;
 mod commit;
+mod config;
 #[cfg(any(test, feature = "conformance"))]
 pub mod conformance;
 mod coordination;
 pub mod cpu;
+mod directory;
 mod error;
 mod layout;
 mod leftovers;
 mod listing;
 mod location;
+mod maps;
+mod objects;
+mod points;
 mod pool;
+mod repairs;
 mod replica;
+mod replicated;
 mod resync;
 mod retry;
 mod retrying;
@@ -196,12 +206,13 @@ mod store;
 pub mod testing;
 
 pub use crate::{
+    backend::{Backend, Pieces},
     coordination::{ListedChunk, ListedLease},
     error::{Error, Result},
     leftovers::Leftovers,
     listing::{DamagedPoint, PointListing},
     location::VaultLocation,
-    replica::Repairs,
+    repairs::Repairs,
     resync::{NoResyncProgress, ObjectCounts, ResyncOptions, ResyncProgress, ResyncReport},
     s3::{S3Options, Secret},
     store::Store,
