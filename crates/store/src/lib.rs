@@ -20,6 +20,19 @@
 //! not restorable until undeleted). A soft-deleted VM's points stay whole until the purge,
 //! which deletes each point (record first, then maps) and then the marker.
 //!
+//! # Backends
+//!
+//! [`Store`] is the one type callers use: it gives the objects above their types, keys and
+//! checks (a file per kind: `config.rs`, `chunks.rs`, `maps.rs`, `points.rs`,
+//! `coordination.rs`; the checks in `checks.rs`). Where the bytes are kept is a [`Backend`]
+//! (`backend.rs`), the store trait: put, get, ask for, delete and list objects, with the
+//! durability of chunks (a directory names them durably in batches) and the order of the
+//! commit (a replicated vault's) as the places where backends differ. Its implementations:
+//! any `object_store` (S3, `InMemory`; `objects.rs`), a local directory (`directory.rs`), and
+//! the replicated wrapper over two backends (`replicated.rs`). One conformance suite
+//! (`conformance.rs`) runs on each. Retries are a wrapper one level down, around S3's
+//! `ObjectStore` (`retrying.rs`), where requests and listings can be resumed.
+//!
 //! # Crash semantics
 //!
 //! A backup writes chunks, then block maps, then the point record. Every object is written
@@ -157,7 +170,7 @@
 //! - A secondary that cannot be opened ([`Store::with_secondary_unavailable`]) leaves reads on
 //!   the primary and fails every write with [`Error::SecondaryUnavailable`]: a replicated vault
 //!   never silently becomes a single one.
-//! - A single store pays nothing for this: one branch on an `Option` per put, and the
+//! - A single store pays nothing for this: one branch on an `Option` per operation, and the
 //!   fallback code runs only on a read that already failed.
 //!
 //! # Retries (S3)
