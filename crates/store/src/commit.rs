@@ -81,15 +81,4 @@ impl Store {
         let (_, bytes) = secondary.get_point_here(vm, id).await?;
         self.put_here(&layout::point(vm, id), bytes).await
     }
-
-    /// Deletes a point record: on a replicated store from the secondary first, then from the
-    /// primary, so that a deletion cut short never leaves a record on the secondary alone.
-    pub(crate) async fn delete_record(&self, vm: &VmName, id: &PointId) -> Result<()> {
-        let key = layout::point(vm, id);
-        if let Some(secondary) = self.secondary() {
-            secondary.delete_here(&key).await?;
-            return self.delete_here(&key).await;
-        }
-        self.delete(&key).await
-    }
 }

@@ -2,8 +2,13 @@
 //!
 //! [`run`] takes a [`Store`] over an empty location and checks what every other crate relies
 //! on: the config marks a vault, chunks/maps/points round-trip, and missing or corrupt objects
-//! are reported as such, by name. The store's own tests run it against `InMemory` and a local
-//! directory; the S3 tests run it against a real server.
+//! are reported as such, by name. The store's own tests run it against every backend
+//! (`backend.rs`): `InMemory`, a local directory, replicated stores (directory + directory,
+//! memory + memory, S3 + directory), and S3 on the Garage server `scripts/test.sh` starts.
+//!
+//! On a replicated store the suite spoils every copy alike (it writes bad objects to the
+//! secondary too), so a read fails everywhere: the error is then
+//! [`Error::ReplicaAlsoBad`], whose two problems must both be what a single store reports.
 
 use blockvault_core::{
     BlockMap, BlockSize, ChunkEncoder, ChunkId, Consistency, DiskName, DiskRecord, PointId,
@@ -13,6 +18,7 @@ use futures::TryStreamExt;
 use jiff::Timestamp;
 use object_store::{ObjectStoreExt, PutPayload};
 
+use crate::maps::{MAP_PART_SIZE, large_map};
 use crate::{Error, Store, layout};
 
 /// Runs the whole suite; panics (as a test failure) on the first broken promise.
@@ -55,7 +61,7 @@ async fn chunks_round_trip_and_fail_by_name(store: &Store) {
     assert!(!store.has_chunk(&id).await.expect("head"));
     let err = store.read_chunk(&id).await.expect_err("missing");
     assert!(
-        matches!(err, Error::ChunkMissing { .. }) && err.is_missing(),
+        matches!(everywhere(&err), Error::ChunkMissing { .. }) && err.is_missing(),
         "{err}"
     );
 
@@ -79,7 +85,8 @@ async fn chunks_round_trip_and_fail_by_name(store: &Store) {
     store.put_chunk(&liar, other.into()).await.expect("put");
     let err = store.read_chunk(&liar).await.expect_err("mismatch");
     assert!(
-        matches!(err, Error::ChunkCorrupt { id, .. } if id == liar) && err.is_corrupt(),
+        matches!(everywhere(&err), Error::ChunkCorrupt { id, .. } if *id == liar)
+            && err.is_corrupt(),
         "{err}"
     );
 
@@ -91,7 +98,7 @@ async fn chunks_round_trip_and_fail_by_name(store: &Store) {
         .expect("put");
     let err = store.read_chunk(&cut).await.expect_err("truncated");
     assert!(
-        matches!(err, Error::ChunkCorrupt { id, .. } if id == cut),
+        matches!(everywhere(&err), Error::ChunkCorrupt { id, .. } if *id == cut),
         "{err}"
     );
 
@@ -112,7 +119,10 @@ async fn maps_round_trip_and_are_checked(store: &Store) {
         .get_map(&vm(), &point, &disk, None)
         .await
         .expect_err("missing");
-    assert!(matches!(err, Error::MapMissing { .. }), "{err}");
+    assert!(
+        matches!(everywhere(&err), Error::MapMissing { .. }),
+        "{err}"
+    );
     let digest = store
         .put_map(&vm(), &point, &disk, &map)
         .await
@@ -128,7 +138,10 @@ async fn maps_round_trip_and_are_checked(store: &Store) {
         .get_map(&vm(), &point, &disk, Some(&"0".repeat(64)))
         .await
         .expect_err("digest");
-    assert!(matches!(err, Error::MapCorrupt { .. }), "{err}");
+    assert!(
+        matches!(everywhere(&err), Error::MapCorrupt { .. }),
+        "{err}"
+    );
     let mut bytes = map.encode();
     bytes.truncate(bytes.len() - 1);
     raw_put(store, &layout::map(&vm(), &point, &disk), bytes).await;
@@ -137,7 +150,8 @@ async fn maps_round_trip_and_are_checked(store: &Store) {
         .await
         .expect_err("truncated");
     assert!(
-        matches!(err, Error::MapCorrupt { .. }) && err.to_string().contains("truncated"),
+        matches!(everywhere(&err), Error::MapCorrupt { .. })
+            && err.to_string().contains("truncated"),
         "{err}"
     );
 }
@@ -150,7 +164,7 @@ async fn large_objects_go_up_in_parts(store: &Store) {
     let disk = DiskName::new("huge.img").expect("name");
     let map = large_map();
     let whole = map.encode();
-    assert!(whole.len() > 2 * crate::store::MAP_PART_SIZE, "three parts");
+    assert!(whole.len() > 2 * MAP_PART_SIZE, "three parts");
     let digest = store
         .put_map(&vm(), &point, &disk, &map)
         .await
@@ -182,16 +196,6 @@ async fn large_objects_go_up_in_parts(store: &Store) {
         .expect("put in parts");
     assert!(lowered.get(&key).await.expect("get") == Some(bytes));
     lowered.delete(&key).await.expect("delete");
-}
-
-/// A map too big to go up in one part: a 2 TiB disk at 4 MiB blocks, all data, 16 MiB of ids.
-pub(crate) fn large_map() -> BlockMap {
-    let bs = BlockSize::new(4 << 20).expect("4 MiB");
-    let mut map = BlockMap::zeroed(2 << 40, bs, Timestamp::UNIX_EPOCH);
-    for i in 0..map.len() {
-        map.set(i, ChunkId::of(&(i as u64).to_le_bytes()));
-    }
-    map
 }
 
 async fn points_commit_list_and_fail_by_name(store: &Store) {
@@ -239,7 +243,7 @@ async fn points_commit_list_and_fail_by_name(store: &Store) {
     raw_put(store, &layout::point(&vm(), &a.id), bytes).await;
     let err = store.get_point(&vm(), &a.id).await.expect_err("corrupt");
     assert!(
-        matches!(err, Error::PointCorrupt { .. }) && err.is_corrupt(),
+        matches!(everywhere(&err), Error::PointCorrupt { .. }) && err.is_corrupt(),
         "{err}"
     );
     // A damaged record hides only itself.
@@ -271,7 +275,10 @@ async fn points_commit_list_and_fail_by_name(store: &Store) {
     // A record under another point's key is not that point.
     raw_put(store, &layout::point(&vm(), &a.id), b.encode()).await;
     let err = store.get_point(&vm(), &a.id).await.expect_err("misplaced");
-    assert!(err.is_corrupt(), "{err}");
+    assert!(
+        matches!(everywhere(&err), Error::PointCorrupt { .. }) && err.is_corrupt(),
+        "{err}"
+    );
     store.delete_point(&vm(), &a.id).await.expect("delete");
 }
 
@@ -370,12 +377,40 @@ async fn soft_delete_markers_round_trip_and_fail_by_name(store: &Store) {
     store.remove_soft_delete(&vm).await.expect("clean up");
 }
 
+/// Puts `bytes` under `key` behind the store's back, in every copy (the secondary's too).
 async fn raw_put(store: &Store, key: &object_store::path::Path, bytes: Vec<u8>) {
+    let payload = PutPayload::from(bytes);
     store
         .objects()
-        .put(key, PutPayload::from(bytes))
+        .put(key, payload.clone())
         .await
         .expect("raw put");
+    if let Some(secondary) = store.secondary() {
+        secondary
+            .objects()
+            .put(key, payload)
+            .await
+            .expect("raw put on the secondary");
+    }
+}
+
+/// The problem of a read that failed on every copy: the error itself on a single store; on a
+/// replicated one, [`Error::ReplicaAlsoBad`] whose secondary problem is of the same kind as
+/// its primary's, which is returned.
+fn everywhere(err: &Error) -> &Error {
+    match err {
+        Error::ReplicaAlsoBad {
+            primary, secondary, ..
+        } => {
+            assert_eq!(
+                std::mem::discriminant(&**primary),
+                std::mem::discriminant(&**secondary),
+                "{err}"
+            );
+            primary
+        }
+        other => other,
+    }
 }
 
 #[cfg(test)]
@@ -392,40 +427,57 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn a_local_store_reads_chunks_from_their_files_through_reused_buffers() {
-        use blockvault_core::{ChunkEncoder, ChunkId};
-
-        let dir = tempfile::tempdir().expect("tempdir");
-        let store = crate::Store::local(dir.path()).expect("store");
-        let mut encoder = ChunkEncoder::new().expect("encoder");
-        let blocks: Vec<Vec<u8>> = (0..5u8).map(|n| vec![n + 1; 64 << 10]).collect();
-        for block in &blocks {
-            let encoded = encoder.encode(block);
-            store
-                .put_chunk(&ChunkId::of(block), encoded.into())
-                .await
-                .expect("put");
-        }
-        for block in &blocks {
-            let got = store.get_chunk(&ChunkId::of(block)).await.expect("get");
-            assert_eq!(got, encoder.encode(block), "the stored bytes, whole");
-        }
-        assert_eq!(
-            store.read_buffers.free_buffers(),
-            1,
-            "one buffer carried all five reads, one after the other"
+    async fn replicated_directory_store_conforms() {
+        let (a, b) = (
+            tempfile::tempdir().expect("a"),
+            tempfile::tempdir().expect("b"),
         );
+        let store = crate::Store::local(a.path())
+            .expect("primary")
+            .replicated(crate::Store::local(b.path()).expect("secondary"));
+        super::run(&store).await;
+        assert_eq!(
+            store.repairs(),
+            crate::Repairs::default(),
+            "nothing to heal"
+        );
+    }
 
-        // A chunk file that cannot be read is an error, not a missing chunk.
-        let id = ChunkId::of(&blocks[0]);
-        let hex = id.to_hex();
-        let path = dir.path().join("chunks").join(&hex[..2]).join(&hex);
-        std::fs::remove_file(&path).expect("remove");
-        let err = store.get_chunk(&id).await.expect_err("missing");
-        assert!(err.is_missing(), "{err}");
-        std::fs::create_dir(&path).expect("a directory in its place");
-        let err = store.get_chunk(&id).await.expect_err("unreadable");
-        assert!(!err.is_missing(), "{err}");
+    #[tokio::test]
+    async fn replicated_in_memory_store_conforms() {
+        let store = crate::Store::in_memory().replicated(crate::Store::in_memory());
+        super::run(&store).await;
+    }
+
+    /// The server `scripts/test.sh` starts (`scripts/garage.sh`), described in the
+    /// environment; a prefix no other test (or earlier run) uses.
+    fn garage(name: &str) -> crate::Store {
+        let Ok(bucket) = std::env::var("BLOCKVAULT_TEST_S3_BUCKET") else {
+            panic!(
+                "this test needs the Garage server that scripts/test.sh starts \
+                 (BLOCKVAULT_TEST_S3_BUCKET is not set): run scripts/test.sh"
+            );
+        };
+        let options = crate::S3Options::from_env().expect("S3 settings in the environment");
+        let prefix = format!(
+            "test/store-{name}-{}",
+            jiff::Timestamp::now().as_nanosecond()
+        );
+        crate::Store::s3(&bucket, &prefix, &options).expect("s3 store")
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
+    #[ignore = "needs the S3 server that scripts/test.sh starts"]
+    async fn s3_store_conforms_on_garage() {
+        super::run(&garage("conformance")).await;
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
+    #[ignore = "needs the S3 server that scripts/test.sh starts"]
+    async fn replicated_s3_and_directory_store_conforms_on_garage() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = garage("replicated").replicated(crate::Store::local(dir.path()).expect("dir"));
+        super::run(&store).await;
     }
 
     #[tokio::test]

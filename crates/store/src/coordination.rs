@@ -11,7 +11,6 @@ use futures::{Stream, StreamExt, TryStreamExt};
 use jiff::Timestamp;
 use object_store::path::Path;
 
-use crate::store::backend;
 use crate::{Error, Result, Store, layout};
 
 /// A lease as a listing finds it.
@@ -58,12 +57,8 @@ impl Store {
     /// Every lease in the vault, read one by one (there are a handful).
     pub async fn list_leases(&self) -> Result<Vec<ListedLease>> {
         let root = layout::leases_root();
-        let metas: Vec<object_store::ObjectMeta> = self
-            .objects()
-            .list(Some(&root))
-            .try_collect()
-            .await
-            .map_err(|source| backend("list", &root, source))?;
+        let metas: Vec<object_store::ObjectMeta> =
+            self.here.list(Some(&root)).try_collect().await?;
         let mut leases = Vec::with_capacity(metas.len());
         for meta in metas {
             // A lease released between the listing and the read is simply gone.
@@ -124,9 +119,8 @@ impl Store {
     pub async fn delete_forgotten_except(&self, keep: &str) -> Result<()> {
         let root = layout::forgotten_root();
         let old: Vec<Path> = self
-            .objects()
+            .here
             .list(Some(&root))
-            .map_err(|source| backend("list", &root, source))
             .try_filter_map(|meta| async move {
                 Ok((meta.location.filename() != Some(keep)).then_some(meta.location))
             })
@@ -150,9 +144,8 @@ impl Store {
     /// The chunks marked damaged (usually none: one `LIST`).
     pub async fn damaged_chunks(&self) -> Result<Vec<ChunkId>> {
         let root = layout::damaged_root();
-        self.objects()
+        self.here
             .list(Some(&root))
-            .map_err(|source| backend("list", &layout::damaged_root(), source))
             .try_filter_map(|meta| async move {
                 Ok(meta
                     .location
@@ -173,9 +166,8 @@ impl Store {
     /// Every chunk object with its age and size, streamed from a listing.
     pub fn list_chunk_objects(&self) -> impl Stream<Item = Result<ListedChunk>> + '_ {
         let root = layout::chunks_root();
-        self.objects()
+        self.here
             .list(Some(&root))
-            .map_err(move |source| backend("list", &layout::chunks_root(), source))
             .try_filter_map(|meta| async move {
                 Ok(meta
                     .location

@@ -178,3 +178,16 @@ impl Error {
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// A failed request to the object store underneath, naming the operation and the key.
+pub(crate) fn backend(
+    op: &'static str,
+    key: &object_store::path::Path,
+    source: object_store::Error,
+) -> Error {
+    Error::Backend {
+        op,
+        key: key.to_string(),
+        source,
+    }
+}

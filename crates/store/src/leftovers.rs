@@ -5,7 +5,8 @@
 //! fallback path, see `chunk_files.rs`). An error or a dropped upload removes the staging file;
 //! a process killed in between leaves it, and nothing would ever delete it: listings skip such
 //! names, so they are neither objects nor garbage to the collection. Removing them is the
-//! store's part of garbage collection (see [`Store::remove_staging_leftovers`]).
+//! store's part of garbage collection (see
+//! [`Store::remove_staging_leftovers`](crate::Store::remove_staging_leftovers)).
 //!
 //! A staging file is written by a put that runs for seconds, so one older than the caller's
 //! cut-off (at least an hour in a vault's collection, which runs beside backups) belongs to a
@@ -19,7 +20,7 @@
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
-use crate::{Store, layout};
+use crate::layout;
 
 /// Staging leftovers found (and, unless counted only, removed).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -31,7 +32,7 @@ pub struct Leftovers {
 }
 
 impl Leftovers {
-    fn add(&mut self, other: Leftovers) {
+    pub(crate) fn add(&mut self, other: Leftovers) {
         self.files += other.files;
         self.bytes += other.bytes;
         self.skipped += other.skipped;
@@ -50,39 +51,21 @@ pub(crate) fn is_staging_name(name: &[u8]) -> bool {
     }
 }
 
-impl Store {
-    /// Removes the staging files writers that died left in this store (and in a replicated
-    /// vault's secondary) whose last write is older than `older_than` (any age when zero);
-    /// with `count_only`, counts them and removes nothing. Stores that are not directories
-    /// have none: an S3 upload a killed writer left is the bucket's lifecycle rules' to abort
-    /// (see the README).
-    ///
-    /// A point's map directory that held only a leftover goes too: listings would show it as
-    /// the maps of a point that never committed, which nothing could delete.
-    pub async fn remove_staging_leftovers(
-        &self,
-        older_than: Duration,
-        count_only: bool,
-    ) -> Leftovers {
-        let mut found = Leftovers::default();
-        let roots = std::iter::once(self.dir.clone())
-            .chain(std::iter::once(
-                self.secondary().and_then(|s| s.dir.clone()),
-            ))
-            .flatten();
-        for root in roots {
-            let cut_off = (!older_than.is_zero()).then(|| {
-                SystemTime::now()
-                    .checked_sub(older_than)
-                    .unwrap_or(SystemTime::UNIX_EPOCH)
-            });
-            let here = tokio::task::spawn_blocking(move || sweep(&root, cut_off, count_only))
-                .await
-                .unwrap_or_else(|join| std::panic::resume_unwind(join.into_panic()));
-            found.add(here);
-        }
-        found
-    }
+/// Removes the staging files under the directory `root` whose last write is older than
+/// `older_than` (any age when zero); with `count_only`, counts them and removes nothing. The
+/// walk runs on a blocking thread.
+///
+/// A point's map directory that held only a leftover goes too: listings would show it as the
+/// maps of a point that never committed, which nothing could delete.
+pub(crate) async fn remove(root: PathBuf, older_than: Duration, count_only: bool) -> Leftovers {
+    let cut_off = (!older_than.is_zero()).then(|| {
+        SystemTime::now()
+            .checked_sub(older_than)
+            .unwrap_or(SystemTime::UNIX_EPOCH)
+    });
+    tokio::task::spawn_blocking(move || sweep(&root, cut_off, count_only))
+        .await
+        .unwrap_or_else(|join| std::panic::resume_unwind(join.into_panic()))
 }
 
 /// Walks the vault directories under `root`, counting (and unless `count_only`, removing)
@@ -181,99 +164,7 @@ impl Walk {
 
 #[cfg(test)]
 mod tests {
-    use std::fs;
-
     use super::*;
-
-    const HOUR: Duration = Duration::from_secs(3600);
-
-    /// Writes a file at `root`/`rel` (parents made) last written `age` ago, or `ahead` of now.
-    fn file(root: &Path, rel: &str, age: Duration, ahead: bool) -> PathBuf {
-        let path = root.join(rel);
-        fs::create_dir_all(path.parent().expect("parent")).expect("mkdir");
-        fs::write(&path, b"half").expect("write");
-        let now = SystemTime::now();
-        let when = if ahead { now + age } else { now - age };
-        let handle = fs::File::options().write(true).open(&path).expect("open");
-        handle.set_modified(when).expect("mtime");
-        path
-    }
-
-    #[tokio::test]
-    async fn old_leftovers_go_from_both_stores_of_a_replicated_vault_and_nothing_else() {
-        let (a, b) = (
-            tempfile::tempdir().expect("a"),
-            tempfile::tempdir().expect("b"),
-        );
-        let store = Store::local(a.path())
-            .expect("a")
-            .replicated(Store::local(b.path()).expect("b"));
-        let point_dir = "maps/vm/20260101-000000-0000";
-        let dead_map = file(a.path(), &format!("{point_dir}/d.map#1"), 2 * HOUR, false);
-        let config = file(a.path(), "vault.config#3", 2 * HOUR, false);
-        let record = file(
-            b.path(),
-            "points/vm/20260101-000000-0000#5",
-            2 * HOUR,
-            false,
-        );
-        // Kept: young; not a staging name; outside the vault's directories.
-        let young = file(
-            a.path(),
-            &format!("chunks/ab/{}#2", "ab".repeat(32)),
-            HOUR / 60,
-            false,
-        );
-        let named = file(
-            a.path(),
-            "maps/vm/20260101-000000-0001/d.map",
-            2 * HOUR,
-            false,
-        );
-        let foreign = file(a.path(), "lost+found/#1234#1", 2 * HOUR, false);
-
-        let counted = store.remove_staging_leftovers(HOUR, true).await;
-        assert_eq!((counted.files, counted.bytes, counted.skipped), (3, 12, 0));
-        assert!(
-            dead_map.exists() && config.exists() && record.exists(),
-            "counted only"
-        );
-
-        let removed = store.remove_staging_leftovers(HOUR, false).await;
-        assert_eq!(removed, counted);
-        for gone in [&dead_map, &config, &record] {
-            assert!(!gone.exists(), "{}", gone.display());
-        }
-        assert!(
-            !a.path().join(point_dir).exists(),
-            "its point's directory went"
-        );
-        assert!(
-            a.path().join("maps/vm").exists(),
-            "the VM's directory stays"
-        );
-        for kept in [&young, &named, &foreign] {
-            assert!(kept.exists(), "{}", kept.display());
-        }
-
-        // Without an age (the snapshot tier, under its lock), even one dated ahead goes.
-        let ahead = file(a.path(), "points/vm/x#1", HOUR, true);
-        let all = store.remove_staging_leftovers(Duration::ZERO, false).await;
-        assert_eq!(all.files, 2, "{all:?}");
-        assert!(!young.exists() && !ahead.exists());
-        assert!(
-            a.path().join("chunks/ab").exists(),
-            "fan-out directories stay"
-        );
-    }
-
-    #[tokio::test]
-    async fn stores_that_are_not_directories_have_no_leftovers() {
-        let found = Store::in_memory()
-            .remove_staging_leftovers(Duration::ZERO, false)
-            .await;
-        assert_eq!(found, Leftovers::default());
-    }
 
     #[test]
     fn staging_names_are_a_name_a_hash_and_digits() {

@@ -20,6 +20,19 @@
 //! not restorable until undeleted). A soft-deleted VM's points stay whole until the purge,
 //! which deletes each point (record first, then maps) and then the marker.
 //!
+//! # Backends
+//!
+//! [`Store`] is the one type callers use: it gives the objects above their types, keys and
+//! checks (a file per kind: `config.rs`, `chunks.rs`, `maps.rs`, `points.rs`,
+//! `coordination.rs`; the checks in `checks.rs`). Where the bytes are kept is a [`Backend`]
+//! (`backend.rs`), the store trait: put, get, ask for, delete and list objects, with the
+//! durability of chunks (a directory names them durably in batches) and the order of the
+//! commit (a replicated vault's) as the places where backends differ. Its implementations:
+//! any `object_store` (S3, `InMemory`; `objects.rs`), a local directory (`directory.rs`), and
+//! the replicated wrapper over two backends (`replicated.rs`). One conformance suite
+//! (`conformance.rs`) runs on each. Retries are a wrapper one level down, around S3's
+//! `ObjectStore` (`retrying.rs`), where requests and listings can be resumed.
+//!
 //! # Crash semantics
 //!
 //! A backup writes chunks, then block maps, then the point record. Every object is written
@@ -157,7 +170,7 @@
 //! - A secondary that cannot be opened ([`Store::with_secondary_unavailable`]) leaves reads on
 //!   the primary and fails every write with [`Error::SecondaryUnavailable`]: a replicated vault
 //!   never silently becomes a single one.
-//! - A single store pays nothing for this: one branch on an `Option` per put, and the
+//! - A single store pays nothing for this: one branch on an `Option` per operation, and the
 //!   fallback code runs only on a read that already failed.
 //!
 //! # Retries (S3)
@@ -174,19 +187,29 @@
 //! Decompression and hashing never run on a tokio worker: [`cpu::run`] carries them to the
 //! rayon pool.
 
+mod backend;
+mod checks;
 mod chunk_files;
+mod chunks;
 mod commit;
+mod config;
 #[cfg(any(test, feature = "conformance"))]
 pub mod conformance;
 mod coordination;
 pub mod cpu;
+mod directory;
 mod error;
 mod layout;
 mod leftovers;
 mod listing;
 mod location;
+mod maps;
+mod objects;
+mod points;
 mod pool;
+mod repairs;
 mod replica;
+mod replicated;
 mod resync;
 mod retry;
 mod retrying;
@@ -196,12 +219,13 @@ mod store;
 pub mod testing;
 
 pub use crate::{
+    backend::{Backend, Pieces},
     coordination::{ListedChunk, ListedLease},
     error::{Error, Result},
     leftovers::Leftovers,
     listing::{DamagedPoint, PointListing},
     location::VaultLocation,
-    replica::Repairs,
+    repairs::Repairs,
     resync::{NoResyncProgress, ObjectCounts, ResyncOptions, ResyncProgress, ResyncReport},
     s3::{S3Options, Secret},
     store::Store,

@@ -1,98 +1,31 @@
 //! Replicated stores: a primary plus a secondary that receives every write, and serves reads
-//! the primary cannot (see "Replication" in the crate docs).
+//! the primary cannot (see "Replication" in the crate docs). How a store becomes one, and what
+//! it says about its secondary; the wrapper that does the work is `replicated.rs`.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 
-use blockvault_core::{BlockMap, ChunkId, DiskName, PointId, RecoveryPoint, VaultConfig, VmName};
-use bytes::Bytes;
+use blockvault_core::VaultConfig;
+use futures::TryStreamExt;
 use object_store::path::Path;
-use serde::Serialize;
 
-use crate::store::decode_chunk;
-use crate::{Error, Result, Store, layout};
-
-/// The secondary of a replicated store, and what reads took from it.
-#[derive(Debug)]
-pub(crate) struct Replica {
-    /// The secondary (never itself replicated), or why it could not be opened: reads then use
-    /// the primary alone and every write fails, naming the secondary.
-    secondary: std::result::Result<Store, Unavailable>,
-    chunks: AtomicU64,
-    maps: AtomicU64,
-    records: AtomicU64,
-    unhealed: AtomicU64,
-}
-
-#[derive(Debug)]
-struct Unavailable {
-    location: String,
-    reason: String,
-    /// The primary's location, for the error's hint.
-    primary: String,
-}
-
-/// Objects a replicated store read from its secondary because the primary's copy was missing
-/// or failed its integrity check, each then put back on the primary (healed). Counted over
-/// the life of the store (all its clones); diff two readings to count one operation.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
-pub struct Repairs {
-    pub chunks: u64,
-    pub maps: u64,
-    pub records: u64,
-    /// Of those, how many could not be put back on the primary (the read still succeeded).
-    pub unhealed: u64,
-}
-
-impl Repairs {
-    /// Objects read from the secondary.
-    pub fn total(&self) -> u64 {
-        self.chunks + self.maps + self.records
-    }
-
-    /// What happened between `before` and `self`.
-    pub fn since(&self, before: &Repairs) -> Repairs {
-        Repairs {
-            chunks: self.chunks - before.chunks,
-            maps: self.maps - before.maps,
-            records: self.records - before.records,
-            unhealed: self.unhealed - before.unhealed,
-        }
-    }
-}
-
-impl std::fmt::Display for Repairs {
-    /// "2 chunks and 1 block map were read from the replica and repaired on the primary".
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let mut parts = Vec::new();
-        for (n, one, many) in [
-            (self.chunks, "chunk", "chunks"),
-            (self.maps, "block map", "block maps"),
-            (self.records, "point record", "point records"),
-        ] {
-            if n > 0 {
-                parts.push(format!("{n} {}", if n == 1 { one } else { many }));
-            }
-        }
-        let verb = if self.total() == 1 { "was" } else { "were" };
-        write!(f, "{} {verb} read from the replica", parts.join(" and "))?;
-        match self.unhealed {
-            0 => write!(f, " and repaired on the primary"),
-            n if n == self.total() => write!(f, "; the primary could not be repaired"),
-            n => write!(
-                f,
-                " and repaired on the primary, except {n} the primary refused"
-            ),
-        }
-    }
-}
+use crate::replicated::Replicated;
+use crate::store::Replica;
+use crate::{Error, Repairs, Result, Store, layout};
 
 impl Store {
     /// This store as the primary of a replicated vault: every put and delete also goes to
     /// `secondary` (a put that fails on either store fails, naming the store), and reads fall
     /// back to `secondary` when the primary's copy is missing or corrupt.
     pub fn replicated(self, secondary: Store) -> Store {
-        self.with_replica(Ok(secondary.primary()))
+        let secondary = secondary.primary();
+        let wrapper = Replicated::new(Arc::clone(&self.here), Arc::clone(&secondary.here));
+        Store {
+            replica: Some(Replica {
+                wrapper: Arc::new(wrapper),
+                secondary: Some(Box::new(secondary)),
+            }),
+            ..self
+        }
     }
 
     /// This store as the primary of a replicated vault whose secondary at `location` cannot be
@@ -102,23 +35,15 @@ impl Store {
         location: impl Into<String>,
         reason: impl Into<String>,
     ) -> Store {
-        let primary = self.location().to_owned();
-        self.with_replica(Err(Unavailable {
-            location: location.into(),
-            reason: reason.into(),
-            primary,
-        }))
-    }
-
-    fn with_replica(mut self, secondary: std::result::Result<Store, Unavailable>) -> Store {
-        self.replica = Some(Arc::new(Replica {
-            secondary,
-            chunks: AtomicU64::new(0),
-            maps: AtomicU64::new(0),
-            records: AtomicU64::new(0),
-            unhealed: AtomicU64::new(0),
-        }));
-        self
+        let wrapper =
+            Replicated::unavailable(Arc::clone(&self.here), location.into(), reason.into());
+        Store {
+            replica: Some(Replica {
+                wrapper: Arc::new(wrapper),
+                secondary: None,
+            }),
+            ..self
+        }
     }
 
     /// Whether writes go to a secondary store too.
@@ -128,37 +53,30 @@ impl Store {
 
     /// The secondary store, when replicated and available.
     pub fn secondary(&self) -> Option<&Store> {
-        self.replica
-            .as_ref()
-            .and_then(|r| r.secondary.as_ref().ok())
+        self.replica.as_ref().and_then(|r| r.secondary.as_deref())
     }
 
     /// When replicated but the secondary could not be opened: its location and why.
     pub fn secondary_unavailable(&self) -> Option<(&str, &str)> {
-        match self.replica.as_deref().map(|r| &r.secondary) {
-            Some(Err(u)) => Some((&u.location, &u.reason)),
-            _ => None,
-        }
+        self.replica
+            .as_ref()
+            .and_then(|r| r.wrapper.secondary_unavailable())
     }
 
     /// This store alone, without its secondary: reads and writes touch the primary only.
     pub fn primary(&self) -> Store {
-        let mut primary = self.clone();
-        primary.replica = None;
-        primary
+        Store {
+            here: Arc::clone(&self.here),
+            replica: None,
+        }
     }
 
     /// What reads took from the secondary so far (zero on a single store).
     pub fn repairs(&self) -> Repairs {
-        let Some(r) = &self.replica else {
-            return Repairs::default();
-        };
-        Repairs {
-            chunks: r.chunks.load(Ordering::Relaxed),
-            maps: r.maps.load(Ordering::Relaxed),
-            records: r.records.load(Ordering::Relaxed),
-            unhealed: r.unhealed.load(Ordering::Relaxed),
-        }
+        self.replica
+            .as_ref()
+            .map(|r| r.wrapper.repairs())
+            .unwrap_or_default()
     }
 
     /// Makes `self` (primary) and `secondary` one replicated vault: both must be empty; the
@@ -180,188 +98,34 @@ impl Store {
     /// and maps of backups that never committed, into a replicated one: the chunk index of
     /// this host says the vault holds those chunks, so the secondary must hold them too.
     pub async fn copy_objects_to(&self, to: &Store) -> Result<u64> {
-        use futures::TryStreamExt;
         let config = layout::config();
         let keys: Vec<Path> = self
-            .objects()
+            .here
             .list(None)
             .map_ok(|meta| meta.location)
             .try_filter(|key| std::future::ready(*key != config))
             .try_collect()
-            .await
-            .map_err(|source| Error::Backend {
-                op: "list",
-                key: String::new(),
-                source,
-            })?;
+            .await?;
         for key in &keys {
             if let Some(bytes) = self.get(key).await? {
-                to.put_here(key, bytes)
-                    .await
-                    .map_err(|e| in_store("secondary", to, e))?;
+                to.put_here(key, bytes).await.map_err(|e| Error::InStore {
+                    role: "secondary",
+                    location: to.location().to_owned(),
+                    source: Box::new(e),
+                })?;
             }
         }
         Ok(keys.len() as u64)
-    }
-
-    /// Chunk `id` from the secondary, for a caller that found the primary's copy bad
-    /// (`problem`): read, verified against its id, put back on the primary, counted. Without
-    /// an available secondary, or when its copy is bad too, fails with `problem` (and what is
-    /// wrong with the secondary's copy).
-    pub async fn chunk_from_replica(&self, id: &ChunkId, problem: Error) -> Result<Bytes> {
-        let Some(replica) = &self.replica else {
-            return Err(problem);
-        };
-        let Ok(secondary) = &replica.secondary else {
-            return Err(problem);
-        };
-        let fetched = match secondary.get(&layout::chunk(id)).await {
-            Ok(Some(bytes)) => decode_chunk(bytes.clone(), *id).await.map(|_| bytes),
-            Ok(None) => Err(Error::ChunkMissing { id: *id }),
-            Err(e) => Err(e),
-        };
-        let good = fetched.map_err(|e| also_bad(problem, secondary, e))?;
-        replica
-            .heal(self, &layout::chunk(id), good.clone(), &replica.chunks)
-            .await;
-        Ok(good)
-    }
-}
-
-impl Replica {
-    fn secondary(&self) -> Result<&Store> {
-        self.secondary
-            .as_ref()
-            .map_err(|u| Error::SecondaryUnavailable {
-                location: u.location.clone(),
-                reason: u.reason.clone(),
-                primary: u.primary.clone(),
-            })
-    }
-
-    /// Puts into both stores at once; both finish before this returns. The primary's error
-    /// first when both fail.
-    pub(crate) async fn put(&self, primary: &Store, key: &Path, bytes: Bytes) -> Result<()> {
-        let secondary = self.secondary()?;
-        let (p, s) = futures::join!(
-            primary.put_here(key, bytes.clone()),
-            secondary.put_here(key, bytes)
-        );
-        p.map_err(|e| in_store("primary", primary, e))?;
-        s.map_err(|e| in_store("secondary", secondary, e))
-    }
-
-    /// Puts a commit record: secondary first, then primary; a primary failure takes the
-    /// secondary's copy back (best effort: a leftover record on the secondary names only
-    /// objects the secondary holds, so it is a complete point there).
-    pub(crate) async fn put_commit(&self, primary: &Store, key: &Path, bytes: Bytes) -> Result<()> {
-        let secondary = self.secondary()?;
-        secondary
-            .put_here(key, bytes.clone())
-            .await
-            .map_err(|e| in_store("secondary", secondary, e))?;
-        if let Err(e) = primary.put_here(key, bytes).await {
-            let _ = secondary.delete_here(key).await;
-            return Err(in_store("primary", primary, e));
-        }
-        Ok(())
-    }
-
-    pub(crate) async fn delete(&self, primary: &Store, key: &Path) -> Result<()> {
-        let secondary = self.secondary()?;
-        let (p, s) = futures::join!(primary.delete_here(key), secondary.delete_here(key));
-        p.map_err(|e| in_store("primary", primary, e))?;
-        s.map_err(|e| in_store("secondary", secondary, e))
-    }
-
-    pub(crate) async fn has_chunk(&self, primary: &Store, id: &ChunkId) -> Result<bool> {
-        let Ok(secondary) = &self.secondary else {
-            // The upload that follows fails, naming the secondary.
-            return Ok(false);
-        };
-        let (p, s) = futures::join!(primary.has_chunk_here(id), secondary.has_chunk_here(id));
-        Ok(p.map_err(|e| in_store("primary", primary, e))?
-            && s.map_err(|e| in_store("secondary", secondary, e))?)
-    }
-
-    /// Puts a good copy read from the secondary back on the primary and counts it in `kind`.
-    /// A failed put is counted, not returned: the read itself succeeded.
-    async fn heal(&self, primary: &Store, key: &Path, good: Bytes, kind: &AtomicU64) {
-        kind.fetch_add(1, Ordering::Relaxed);
-        if primary.put_here(key, good).await.is_err() {
-            self.unhealed.fetch_add(1, Ordering::Relaxed);
-        }
-    }
-}
-
-/// A block map from the secondary of `store`, whose primary copy is bad (`problem`): checked
-/// as [`Store::get_map`] checks, healed on the primary.
-pub(crate) async fn map_from_replica(
-    store: &Store,
-    vm: &VmName,
-    point: &PointId,
-    disk: &DiskName,
-    digest: Option<&str>,
-    problem: Error,
-) -> Result<BlockMap> {
-    let Some(replica) = &store.replica else {
-        return Err(problem);
-    };
-    let Ok(secondary) = &replica.secondary else {
-        return Err(problem);
-    };
-    let (map, bytes) = secondary
-        .get_map_bytes_here(vm, point, disk, digest)
-        .await
-        .map_err(|e| also_bad(problem, secondary, e))?;
-    replica
-        .heal(store, &layout::map(vm, point, disk), bytes, &replica.maps)
-        .await;
-    Ok(map)
-}
-
-/// A point record from the secondary of `store`, whose primary copy is bad (`problem`).
-pub(crate) async fn point_from_replica(
-    store: &Store,
-    vm: &VmName,
-    id: &PointId,
-    problem: Error,
-) -> Result<RecoveryPoint> {
-    let Some(replica) = &store.replica else {
-        return Err(problem);
-    };
-    let Ok(secondary) = &replica.secondary else {
-        return Err(problem);
-    };
-    let (point, bytes) = secondary
-        .get_point_here(vm, id)
-        .await
-        .map_err(|e| also_bad(problem, secondary, e))?;
-    replica
-        .heal(store, &layout::point(vm, id), bytes, &replica.records)
-        .await;
-    Ok(point)
-}
-
-fn in_store(role: &'static str, store: &Store, source: Error) -> Error {
-    Error::InStore {
-        role,
-        location: store.location().to_owned(),
-        source: Box::new(source),
-    }
-}
-
-fn also_bad(primary: Error, secondary: &Store, error: Error) -> Error {
-    Error::ReplicaAlsoBad {
-        primary: Box::new(primary),
-        location: secondary.location().to_owned(),
-        secondary: Box::new(error),
     }
 }
 
 #[cfg(test)]
 mod tests {
-    use blockvault_core::{BlockSize, ChunkEncoder, Redundancy};
+    use blockvault_core::{
+        BlockMap, BlockSize, ChunkEncoder, ChunkId, DiskName, PointId, RecoveryPoint, Redundancy,
+        VmName,
+    };
+    use bytes::Bytes;
     use jiff::Timestamp;
 
     use super::*;
@@ -535,5 +299,105 @@ mod tests {
         assert_eq!(primary.list_point_ids(&vm).await.expect("list").len(), 1);
         assert_eq!(secondary.list_point_ids(&vm).await.expect("list").len(), 1);
         assert_eq!(store.get_point(&vm, &point.id).await.expect("get"), point);
+    }
+
+    /// The staging files a killed writer left (see `leftovers.rs`), in both stores of a
+    /// replicated vault.
+    mod leftovers {
+        use std::fs;
+        use std::path::{Path, PathBuf};
+        use std::time::{Duration, SystemTime};
+
+        use crate::{Leftovers, Store};
+
+        const HOUR: Duration = Duration::from_secs(3600);
+
+        /// Writes a file at `root`/`rel` (parents made) last written `age` ago, or `ahead` of now.
+        fn file(root: &Path, rel: &str, age: Duration, ahead: bool) -> PathBuf {
+            let path = root.join(rel);
+            fs::create_dir_all(path.parent().expect("parent")).expect("mkdir");
+            fs::write(&path, b"half").expect("write");
+            let now = SystemTime::now();
+            let when = if ahead { now + age } else { now - age };
+            let handle = fs::File::options().write(true).open(&path).expect("open");
+            handle.set_modified(when).expect("mtime");
+            path
+        }
+
+        #[tokio::test]
+        async fn old_leftovers_go_from_both_stores_of_a_replicated_vault_and_nothing_else() {
+            let (a, b) = (
+                tempfile::tempdir().expect("a"),
+                tempfile::tempdir().expect("b"),
+            );
+            let store = Store::local(a.path())
+                .expect("a")
+                .replicated(Store::local(b.path()).expect("b"));
+            let point_dir = "maps/vm/20260101-000000-0000";
+            let dead_map = file(a.path(), &format!("{point_dir}/d.map#1"), 2 * HOUR, false);
+            let config = file(a.path(), "vault.config#3", 2 * HOUR, false);
+            let record = file(
+                b.path(),
+                "points/vm/20260101-000000-0000#5",
+                2 * HOUR,
+                false,
+            );
+            // Kept: young; not a staging name; outside the vault's directories.
+            let young = file(
+                a.path(),
+                &format!("chunks/ab/{}#2", "ab".repeat(32)),
+                HOUR / 60,
+                false,
+            );
+            let named = file(
+                a.path(),
+                "maps/vm/20260101-000000-0001/d.map",
+                2 * HOUR,
+                false,
+            );
+            let foreign = file(a.path(), "lost+found/#1234#1", 2 * HOUR, false);
+
+            let counted = store.remove_staging_leftovers(HOUR, true).await;
+            assert_eq!((counted.files, counted.bytes, counted.skipped), (3, 12, 0));
+            assert!(
+                dead_map.exists() && config.exists() && record.exists(),
+                "counted only"
+            );
+
+            let removed = store.remove_staging_leftovers(HOUR, false).await;
+            assert_eq!(removed, counted);
+            for gone in [&dead_map, &config, &record] {
+                assert!(!gone.exists(), "{}", gone.display());
+            }
+            assert!(
+                !a.path().join(point_dir).exists(),
+                "its point's directory went"
+            );
+            assert!(
+                a.path().join("maps/vm").exists(),
+                "the VM's directory stays"
+            );
+            for kept in [&young, &named, &foreign] {
+                assert!(kept.exists(), "{}", kept.display());
+            }
+
+            // Without an age (the snapshot tier, under its lock), even one dated ahead goes.
+            let ahead = file(a.path(), "points/vm/x#1", HOUR, true);
+            let all = store.remove_staging_leftovers(Duration::ZERO, false).await;
+            assert_eq!(all.files, 2, "{all:?}");
+            assert!(!young.exists() && !ahead.exists());
+            assert!(
+                a.path().join("chunks/ab").exists(),
+                "fan-out directories stay"
+            );
+        }
+
+        #[tokio::test]
+        async fn stores_that_are_not_directories_have_no_leftovers() {
+            let found = Store::in_memory()
+                .remove_staging_leftovers(Duration::ZERO, false)
+                .await;
+            assert_eq!(found, Leftovers::default());
+        }
     }
 }

@@ -35,11 +35,10 @@ use std::collections::{BTreeMap, BTreeSet};
 use blockvault_core::{ChunkId, PointId, RecoveryPoint, SoftDeleteMarker, VmName};
 use bytes::Bytes;
 use futures::{StreamExt, TryStreamExt, stream};
-use object_store::ObjectStoreExt;
 use object_store::path::Path;
 use serde::Serialize;
 
-use crate::store::{backend, decode_chunk};
+use crate::checks::decode_chunk;
 use crate::{Error, Result, Store, layout};
 
 /// Receives the progress of a resync: a phase ("chunks", "maps", "records") with the bytes it
@@ -246,11 +245,7 @@ impl Store {
 
     /// Whether this store (not its secondary) holds object `key`.
     async fn head_here(&self, key: &Path) -> Result<bool> {
-        match self.objects().head(key).await {
-            Ok(_) => Ok(true),
-            Err(object_store::Error::NotFound { .. }) => Ok(false),
-            Err(source) => Err(backend("head", key, source)),
-        }
+        self.here.head(key).await
     }
 }
 
@@ -409,12 +404,11 @@ async fn list_replicated(store: &Store) -> Result<Listing> {
         layout::soft_delete_root(),
     ] {
         let found: Vec<(Path, u64)> = store
-            .objects()
+            .here
             .list(Some(&root))
             .map_ok(|meta| (meta.location, meta.size))
             .try_collect()
-            .await
-            .map_err(|source| backend("list", &root, source))?;
+            .await?;
         listing.extend(found);
     }
     Ok(listing)
