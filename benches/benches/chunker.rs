@@ -1,13 +1,14 @@
-//! Chunking + hashing throughput: scanning a sparse image file (holes skipped, zero blocks
-//! detected, BLAKE3 on the rayon pool) into a block map, at several block sizes.
+//! Chunking + hashing throughput: scanning a sparse image file (a `RawFile` block source: holes
+//! skipped, zero blocks detected, BLAKE3 on the rayon pool) into a block map, at several block
+//! sizes.
 //!
 //! Run: `cargo bench -p blockvault-benches --bench chunker`
 
 use std::fs::File;
 use std::os::unix::fs::FileExt;
 
-use blockvault_source::{Chunker, DiskImage};
 use blockvault_core::{BlockSize, ChunkId};
+use blockvault_source::{Chunker, RawFile};
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 
 /// 512 MiB sparse image with 256 MiB of data: text-like and noise regions, some zero runs.
@@ -36,7 +37,7 @@ fn image(dir: &std::path::Path) -> std::path::PathBuf {
 fn scan(c: &mut Criterion) {
     let dir = tempfile::tempdir().expect("tempdir");
     let path = image(dir.path());
-    let disk = DiskImage::open(&path).expect("open");
+    let disk = RawFile::open(&path).expect("open");
     let mut group = c.benchmark_group("scan");
     group.sample_size(10);
     group.throughput(Throughput::Bytes(256 << 20));

@@ -1,13 +1,22 @@
-//! Reads raw disk images as fixed-size blocks and describes them as block maps.
+//! Reads disks as fixed-size blocks and describes them as block maps.
+//!
+//! A disk is a [`BlockSource`]: its size, the extents that may hold data, and positional reads.
+//! [`RawFile`] (a raw image file or a block device: `pread`, `SEEK_DATA`/`SEEK_HOLE`) is today's
+//! source; an NBD export (qcow2 through `qemu-nbd`, a running VM's fleecing node) is the next.
+//! The scanner reads any source the same way.
 //!
 //! # Data path
 //!
 //! ```text
-//! DiskImage::data_extents   SEEK_DATA / SEEK_HOLE: holes are never read
-//!   -> Chunker::data_blocks   the blocks that overlap data
-//!   -> Chunker::scan          pread + zero check + BLAKE3, in parallel on the rayon pool,
-//!                             one reusable buffer per worker; each block goes to a visitor
-//!   -> BlockMap               the disk at this instant
+//! BlockSource::data_extents   the extents that may hold data: holes are never read
+//!   ChangeHint                Everything, or the dirty extents since the parent point
+//!   -> Chunker::plan          the blocks to read: data blocks, or data blocks that are dirty
+//!                             when the hint applies (parent map of the same size and block
+//!                             size); otherwise a full scan and the FullScanReason
+//!   -> ScanPlan::scan         read_at + zero check + BLAKE3, in parallel on the rayon pool,
+//!      (Chunker::scan)        one reusable buffer per worker; each block goes to a visitor
+//!   -> BlockMap               the disk at this instant: blocks read now, holes as zero, and
+//!                             for an incremental plan every clean block from the parent's map
 //! changed_blocks(old, new)  -> the non-zero blocks an incremental backup must consider
 //! ```
 //!
@@ -17,19 +26,32 @@
 //!
 //! # Consistency
 //!
-//! A scan reads the image as it is while it runs. The image's size is checked after the scan,
-//! and a read that ends early is an error, so an image that is truncated or grows during the
-//! read never yields a block map. Capturing several disks at one instant is the snapshot
-//! tier's job, not this crate's.
+//! A scan reads the disk as it is while it runs. The source's size is checked after the scan,
+//! and a read that ends early is an error, so a disk that is truncated or grows during the read
+//! never yields a block map; these checks belong to the scan and hold for every source.
+//! Capturing several disks at one instant is the snapshot tier's job, not this crate's.
+//!
+//! A change hint can only cost extra reads, never a wrong map: every block that overlaps a
+//! dirty extent is read again, whatever the extent's alignment, and a hint is applied only to a
+//! parent map of the same disk size and block size. Proving that the hint belongs to this
+//! parent (the clone or the dirty bitmap recorded for it) is its producer's job.
 
+mod blocks;
 mod diff;
 mod error;
-mod image;
+mod hint;
+mod plan;
+mod raw;
 mod scan;
+mod source;
 
 pub use crate::{
+    blocks::DataBlocks,
     diff::changed_blocks,
     error::{Error, Result},
-    image::DiskImage,
-    scan::{Block, Chunker, DataBlocks},
+    hint::{ChangeHint, FullScanReason},
+    plan::ScanPlan,
+    raw::{DiskImage, RawFile},
+    scan::{Block, Chunker},
+    source::BlockSource,
 };

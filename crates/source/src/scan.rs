@@ -1,56 +1,13 @@
-use std::ops::Range;
-
 use blockvault_core::{BlockMap, BlockSize, ChunkId};
 use jiff::Timestamp;
 use rayon::prelude::*;
 
-use crate::{DiskImage, Error, Result};
+use crate::{BlockSource, DataBlocks, Error, Result};
 
 /// Blocks hashed per batch of a scan (see [`Chunker::scan_blocks`]).
 const SCAN_BATCH: usize = 4096;
 
-/// The blocks of a disk image that hold data, as ascending runs of block numbers: a disk whose
-/// million data blocks lie in a few extents costs a few runs, not a list of a million numbers.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct DataBlocks {
-    runs: Vec<Range<usize>>,
-    len: usize,
-}
-
-impl DataBlocks {
-    /// Blocks `first..=last`, after every block added so far but for those it already has
-    /// (neighbouring extents may share a block).
-    fn add(&mut self, first: usize, last: usize) {
-        let from = match self.runs.last() {
-            Some(run) => first.max(run.end),
-            None => first,
-        };
-        if from > last {
-            return;
-        }
-        self.len += last + 1 - from;
-        match self.runs.last_mut() {
-            Some(run) if run.end == from => run.end = last + 1,
-            _ => self.runs.push(from..last + 1),
-        }
-    }
-
-    /// Blocks in all.
-    pub fn len(&self) -> usize {
-        self.len
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.len == 0
-    }
-
-    /// The block numbers, ascending.
-    pub fn iter(&self) -> impl Iterator<Item = usize> + '_ {
-        self.runs.iter().flat_map(Clone::clone)
-    }
-}
-
-/// One block read from a disk image, as the scan hands it to its visitor.
+/// One block read from a disk, as the scan hands it to its visitor.
 #[derive(Debug)]
 pub struct Block<'a> {
     /// Position of the block in the disk, in blocks.
@@ -63,11 +20,14 @@ pub struct Block<'a> {
     pub data: &'a [u8],
 }
 
-/// Splits a disk image into fixed blocks and identifies each one.
+/// Splits a disk into fixed blocks and identifies each one.
 ///
-/// Blocks wholly inside holes (found with `SEEK_DATA`/`SEEK_HOLE`) are zero without being read;
+/// Blocks wholly outside the source's data extents (holes) are zero without being read;
 /// blocks that are read are checked for all-zero content before any hashing; the rest are hashed
 /// with BLAKE3, several blocks at once on the rayon pool, each worker reusing one buffer.
+///
+/// Every scan takes any [`BlockSource`], statically dispatched (`&RawFile`) or not
+/// (`&dyn BlockSource`): a call per block costs nothing next to reading and hashing it.
 #[derive(Clone, Copy, Debug)]
 pub struct Chunker {
     block_size: BlockSize,
@@ -82,55 +42,74 @@ impl Chunker {
         self.block_size
     }
 
-    /// The blocks that overlap the image's data extents, ascending. All other blocks lie in
+    /// The blocks that overlap the source's data extents, ascending. All other blocks lie in
     /// holes.
-    pub fn data_blocks(&self, image: &DiskImage) -> Result<DataBlocks> {
-        let bs = self.block_size.bytes();
-        let mut blocks = DataBlocks::default();
-        for extent in image.data_extents()? {
-            blocks.add(
-                (extent.start / bs) as usize,
-                ((extent.end - 1) / bs) as usize,
-            );
-        }
-        Ok(blocks)
+    pub fn data_blocks<S: BlockSource + ?Sized>(&self, source: &S) -> Result<DataBlocks> {
+        Ok(DataBlocks::covering(
+            source.data_extents()?,
+            self.block_size,
+            source.size(),
+        ))
     }
 
-    /// Reads every data block of `image`, calls `visit` with each one (on rayon workers, in no
-    /// particular order), and returns the image's block map stamped `created`.
+    /// Reads every data block of `source`, calls `visit` with each one (on rayon workers, in no
+    /// particular order), and returns the disk's block map stamped `created`.
     ///
-    /// The first error, from the image or from `visit`, stops the scan and is returned. The
-    /// image's size is checked again at the end, so a disk that grew or shrank while it was
+    /// The first error, from the source or from `visit`, stops the scan and is returned. The
+    /// source's size is checked again at the end, so a disk that grew or shrank while it was
     /// read never yields a map.
-    pub fn scan<E, F>(&self, image: &DiskImage, created: Timestamp, visit: F) -> Result<BlockMap, E>
+    pub fn scan<S, E, F>(&self, source: &S, created: Timestamp, visit: F) -> Result<BlockMap, E>
     where
+        S: BlockSource + ?Sized,
         E: From<Error> + Send,
         F: Fn(Block<'_>) -> Result<(), E> + Sync,
     {
-        let blocks = self.data_blocks(image)?;
-        self.scan_blocks(image, &blocks, created, visit)
+        let blocks = self.data_blocks(source)?;
+        self.scan_blocks(source, &blocks, created, visit)
     }
 
     /// [`Chunker::scan`] over blocks the caller already got from [`Chunker::data_blocks`]; every
     /// other block is recorded as zero.
-    pub fn scan_blocks<E, F>(
+    pub fn scan_blocks<S, E, F>(
         &self,
-        image: &DiskImage,
+        source: &S,
         blocks: &DataBlocks,
         created: Timestamp,
         visit: F,
     ) -> Result<BlockMap, E>
     where
+        S: BlockSource + ?Sized,
         E: From<Error> + Send,
         F: Fn(Block<'_>) -> Result<(), E> + Sync,
     {
-        let bs = self.block_size.bytes();
-        let size = image.size();
-        let mut map = BlockMap::zeroed(size, self.block_size, created);
+        let mut map = BlockMap::zeroed(source.size(), self.block_size, created);
         map.reserve(blocks.len());
-        // In batches, each hashed in parallel and then written into the map: a disk of a
-        // million blocks holds no list of a million (index, id) pairs beside its map. The
-        // batches are large enough that the workers seldom wait at their ends.
+        self.read_blocks(source, blocks, visit, |index, id| map.set(index, id))?;
+        map.shrink_to_fit();
+        Ok(map)
+    }
+
+    /// Reads, checks and hashes `blocks` of `source`, hands each to `visit` (on rayon workers,
+    /// in no particular order), then gives each id to `put`, in ascending block order. Checks
+    /// the source's size once everything is read.
+    pub(crate) fn read_blocks<S, E, F, P>(
+        &self,
+        source: &S,
+        blocks: &DataBlocks,
+        visit: F,
+        mut put: P,
+    ) -> Result<(), E>
+    where
+        S: BlockSource + ?Sized,
+        E: From<Error> + Send,
+        F: Fn(Block<'_>) -> Result<(), E> + Sync,
+        P: FnMut(usize, ChunkId),
+    {
+        let bs = self.block_size.bytes();
+        let size = source.size();
+        // In batches, each hashed in parallel and then handed on: a disk of a million blocks
+        // holds no list of a million (index, id) pairs beside its map. The batches are large
+        // enough that the workers seldom wait at their ends.
         let mut indices = blocks.iter();
         let mut batch = Vec::with_capacity(SCAN_BATCH.min(blocks.len()));
         loop {
@@ -145,7 +124,7 @@ impl Chunker {
                     let offset = index as u64 * bs;
                     let len = (size - offset).min(bs) as usize;
                     buf.resize(len, 0);
-                    image.read_exact_at(buf, offset)?;
+                    read_exact(source, offset, buf)?;
                     let id = ChunkId::of(buf);
                     visit(Block {
                         index,
@@ -157,27 +136,60 @@ impl Chunker {
                 })
                 .collect::<Result<Vec<ChunkId>, E>>()?;
             for (&index, id) in batch.iter().zip(ids) {
-                map.set(index, id);
+                put(index, id);
             }
         }
-        image.check_size_unchanged()?;
-        map.shrink_to_fit();
-        Ok(map)
+        check_size_unchanged(source)?;
+        Ok(())
     }
 
     /// Bytes a scan of `blocks` reads: their lengths, the last one possibly short.
-    pub fn bytes_of(&self, image: &DiskImage, blocks: &DataBlocks) -> u64 {
+    pub fn bytes_of<S: BlockSource + ?Sized>(&self, source: &S, blocks: &DataBlocks) -> u64 {
         let bs = self.block_size.bytes();
+        let size = source.size();
         blocks
             .iter()
-            .map(|i| (image.size().saturating_sub(i as u64 * bs)).min(bs))
+            .map(|i| (size.saturating_sub(i as u64 * bs)).min(bs))
             .sum()
     }
 
-    /// The block map of `image`, without visiting blocks.
-    pub fn map(&self, image: &DiskImage, created: Timestamp) -> Result<BlockMap> {
-        self.scan(image, created, |_| Ok::<(), Error>(()))
+    /// The block map of `source`, without visiting blocks.
+    pub fn map<S: BlockSource + ?Sized>(&self, source: &S, created: Timestamp) -> Result<BlockMap> {
+        self.scan(source, created, |_| Ok::<(), Error>(()))
     }
+}
+
+/// Fills `buf` from `offset`. A source that ends first shrank under the scan: that is
+/// [`Error::Truncated`] (where it ended), never a block of zeros.
+fn read_exact<S: BlockSource + ?Sized>(source: &S, offset: u64, buf: &mut [u8]) -> Result<()> {
+    let mut done = 0;
+    while done < buf.len() {
+        let at = offset + done as u64;
+        match source.read_at(at, &mut buf[done..])? {
+            0 => {
+                return Err(Error::Truncated {
+                    path: source.path().to_owned(),
+                    offset: at,
+                    size: source.size(),
+                });
+            }
+            n => done += n,
+        }
+    }
+    Ok(())
+}
+
+/// Fails with [`Error::SizeChanged`] when the source is no longer the size it had when opened.
+fn check_size_unchanged<S: BlockSource + ?Sized>(source: &S) -> Result<()> {
+    let now = source.current_size()?;
+    if now != source.size() {
+        return Err(Error::SizeChanged {
+            path: source.path().to_owned(),
+            before: source.size(),
+            after: now,
+        });
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -188,7 +200,7 @@ mod tests {
     use proptest::prelude::*;
 
     use super::*;
-    use crate::changed_blocks;
+    use crate::{DiskImage, changed_blocks};
 
     /// A sparse image of `size` bytes with `writes` (offset, len, byte) applied; returns its
     /// full contents too, so tests can compute what the map must be the slow, obvious way.
@@ -209,20 +221,6 @@ mod tests {
 
     fn naive_ids(content: &[u8], bs: BlockSize) -> Vec<ChunkId> {
         content.chunks(bs.as_usize()).map(ChunkId::of).collect()
-    }
-
-    #[test]
-    fn data_blocks_join_neighbouring_extents_and_count_a_shared_block_once() {
-        let mut blocks = DataBlocks::default();
-        for (first, last) in [(0, 2), (2, 3), (5, 5), (5, 7), (6, 6), (9, 9)] {
-            blocks.add(first, last);
-        }
-        assert_eq!(
-            blocks.iter().collect::<Vec<_>>(),
-            vec![0, 1, 2, 3, 5, 6, 7, 9]
-        );
-        assert_eq!(blocks.len(), 8);
-        assert_eq!(blocks.runs, vec![0..4, 5..8, 9..10]);
     }
 
     #[test]
@@ -283,6 +281,49 @@ mod tests {
             assert_eq!(map.get(b), Some(ChunkId::of(block)), "block {b}");
         }
         assert_eq!(map.data_blocks(), blocks.len());
+    }
+
+    #[test]
+    fn a_shrunken_image_is_a_truncation_not_zeros() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("disk.img");
+        let f = File::create(&path).expect("create");
+        f.write_all_at(&[7u8; 8192], 0).expect("write");
+        let image = DiskImage::open(&path).expect("open");
+        f.set_len(4096).expect("shrink");
+        let mut buf = vec![0u8; 8192];
+        let err = read_exact(&image, 0, &mut buf).expect_err("short");
+        assert!(
+            matches!(
+                err,
+                Error::Truncated {
+                    offset: 4096,
+                    size: 8192,
+                    ..
+                }
+            ),
+            "{err}"
+        );
+        let err = check_size_unchanged(&image).expect_err("size");
+        assert!(
+            matches!(
+                err,
+                Error::SizeChanged {
+                    before: 8192,
+                    after: 4096,
+                    ..
+                }
+            ),
+            "{err}"
+        );
+        let bs = BlockSize::new(64 << 10).expect("bs");
+        let err = Chunker::new(bs)
+            .map(&image, Timestamp::UNIX_EPOCH)
+            .expect_err("scan of a shrunken image");
+        assert!(
+            matches!(err, Error::Truncated { offset: 4096, .. }),
+            "{err}"
+        );
     }
 
     proptest! {

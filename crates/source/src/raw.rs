@@ -6,23 +6,28 @@ use std::path::{Path, PathBuf};
 
 use rustix::fs::SeekFrom;
 
-use crate::{Error, Result};
+use crate::{BlockSource, Error, Result};
 
-/// An open raw disk image: a regular file (sparse or not) or a block device.
+/// An open raw disk image: a regular file (sparse or not) or a block device. Today's
+/// [`BlockSource`].
 ///
 /// Reads are positional (`pread`), so any number of threads can read one image at once, and
 /// nothing is memory-mapped: a mapped 8 GiB image would count its cached pages against the
-/// process's resident memory.
+/// process's resident memory, and an image that shrinks under a mapping raises SIGBUS where a
+/// short `pread` is a clear error.
 #[derive(Debug)]
-pub struct DiskImage {
+pub struct RawFile {
     path: PathBuf,
     file: File,
     size: u64,
 }
 
-impl DiskImage {
+/// The raw file's old name, kept so its users need not change.
+pub type DiskImage = RawFile;
+
+impl RawFile {
     /// Opens `path` for reading and records its size.
-    pub fn open(path: impl AsRef<Path>) -> Result<DiskImage> {
+    pub fn open(path: impl AsRef<Path>) -> Result<RawFile> {
         let path = path.as_ref();
         let meta = std::fs::metadata(path).map_err(|e| match e.kind() {
             ErrorKind::NotFound => Error::NotFound {
@@ -44,12 +49,12 @@ impl DiskImage {
             });
         }
         let file = File::open(path).map_err(|e| Error::io(path, e))?;
-        let mut image = DiskImage {
+        let mut image = RawFile {
             path: path.to_owned(),
             file,
             size: 0,
         };
-        image.size = image.current_size()?;
+        image.size = image.size_now()?;
         Ok(image)
     }
 
@@ -63,7 +68,7 @@ impl DiskImage {
     }
 
     /// The size now: `fstat` for files, the end offset for block devices.
-    fn current_size(&self) -> Result<u64> {
+    fn size_now(&self) -> Result<u64> {
         let meta = self.file.metadata().map_err(|e| Error::io(&self.path, e))?;
         if meta.file_type().is_block_device() {
             rustix::fs::seek(&self.file, SeekFrom::End(0))
@@ -71,19 +76,6 @@ impl DiskImage {
         } else {
             Ok(meta.len())
         }
-    }
-
-    /// Fails with [`Error::SizeChanged`] when the image is no longer the size it had at `open`.
-    pub fn check_size_unchanged(&self) -> Result<()> {
-        let now = self.current_size()?;
-        if now != self.size {
-            return Err(Error::SizeChanged {
-                path: self.path.clone(),
-                before: self.size,
-                after: now,
-            });
-        }
-        Ok(())
     }
 
     /// The byte ranges that may hold data, found with `SEEK_DATA`/`SEEK_HOLE`; everything else
@@ -125,28 +117,41 @@ impl DiskImage {
     fn everything(&self) -> Vec<Range<u64>> {
         std::iter::once(0..self.size).collect()
     }
+}
 
-    /// Reads exactly `buf.len()` bytes at `offset`. A short read means the image shrank under
-    /// us, and is reported as [`Error::Truncated`].
-    pub fn read_exact_at(&self, buf: &mut [u8], offset: u64) -> Result<()> {
-        self.file.read_exact_at(buf, offset).map_err(|e| {
-            if e.kind() == ErrorKind::UnexpectedEof {
-                Error::Truncated {
-                    path: self.path.clone(),
-                    offset,
-                    size: self.size,
-                }
-            } else {
-                Error::io(&self.path, e)
+/// The inherent methods above carry the same names so that callers holding a [`RawFile`] need
+/// not import the trait.
+impl BlockSource for RawFile {
+    fn path(&self) -> &Path {
+        RawFile::path(self)
+    }
+
+    fn size(&self) -> u64 {
+        RawFile::size(self)
+    }
+
+    fn current_size(&self) -> Result<u64> {
+        self.size_now()
+    }
+
+    fn data_extents(&self) -> Result<Vec<Range<u64>>> {
+        RawFile::data_extents(self)
+    }
+
+    /// One `pread`, retried when a signal interrupts it.
+    fn read_at(&self, offset: u64, buf: &mut [u8]) -> Result<usize> {
+        loop {
+            match self.file.read_at(buf, offset) {
+                Ok(n) => return Ok(n),
+                Err(e) if e.kind() == ErrorKind::Interrupted => {}
+                Err(e) => return Err(Error::io(&self.path, e)),
             }
-        })
+        }
     }
 }
 
 #[cfg(test)]
 mod tests {
-    use std::io::Write;
-
     use super::*;
 
     #[test]
@@ -189,31 +194,6 @@ mod tests {
                 }
             ),
             "{is_dir}"
-        );
-    }
-
-    #[test]
-    fn a_shrunken_image_is_a_truncation_not_zeros() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let path = dir.path().join("disk.img");
-        let mut f = File::create(&path).expect("create");
-        f.write_all(&[7u8; 8192]).expect("write");
-        let image = DiskImage::open(&path).expect("open");
-        f.set_len(4096).expect("shrink");
-        let mut buf = vec![0u8; 8192];
-        let err = image.read_exact_at(&mut buf, 0).expect_err("short");
-        assert!(matches!(err, Error::Truncated { offset: 0, .. }), "{err}");
-        let err = image.check_size_unchanged().expect_err("size");
-        assert!(
-            matches!(
-                err,
-                Error::SizeChanged {
-                    before: 8192,
-                    after: 4096,
-                    ..
-                }
-            ),
-            "{err}"
         );
     }
 }

@@ -1,0 +1,11 @@
+//! The scanner through the public API: change hints against full scans on real sparse files,
+//! and the consistency rules over sources that are not files.
+
+#![expect(
+    clippy::single_range_in_vec_init,
+    reason = "a hint of one dirty extent is a list of one range"
+)]
+
+mod any_source;
+mod change_hint;
+mod fixtures;
