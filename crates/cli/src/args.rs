@@ -7,7 +7,7 @@ use blockvault_core::{BlockSize, VmName};
 use blockvault_store::VaultLocation;
 use clap::{Args, Parser, Subcommand};
 
-pub use self::vault::{RedundancyKind, VaultCommand};
+pub use self::vault::VaultCommand;
 
 /// The exit code table, appended to every command's long help (a macro so `concat!` can use it).
 macro_rules! exit_codes {

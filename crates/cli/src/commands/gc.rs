@@ -10,9 +10,9 @@ use serde_json::json;
 use super::Report;
 use crate::args::GcArgs;
 use crate::format;
-use crate::open::Host;
 use crate::progress::Bar;
 use crate::stop::StopSignals;
+use blockvault_host::Host;
 
 pub async fn run(args: GcArgs, host: &Host, bar: Arc<Bar>) -> Result<Report> {
     let vault = host.vault(&args.vault.vault).await?;

@@ -11,7 +11,7 @@ use serde_json::json;
 use super::Report;
 use crate::args::{JobsArgs, JobsCommand};
 use crate::format;
-use crate::open::Host;
+use blockvault_host::Host;
 
 pub async fn run(args: JobsArgs, host: &Host) -> Result<Report> {
     let since = args

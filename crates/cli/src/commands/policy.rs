@@ -12,7 +12,7 @@ use super::Report;
 use crate::args::{PolicyCommand, PolicySettings};
 use crate::exit::UsageError;
 use crate::format;
-use crate::open::Host;
+use blockvault_host::Host;
 
 pub async fn run(command: PolicyCommand, host: &Host) -> Result<Report> {
     let (engine, warnings) = host.engine().await?;

@@ -7,8 +7,8 @@ use serde_json::json;
 use super::Report;
 use crate::args::{RestoreArgs, TierChoice};
 use crate::format;
-use crate::open::Host;
 use crate::progress::Bar;
+use blockvault_host::Host;
 
 pub async fn run(args: RestoreArgs, host: &Host, bar: Arc<Bar>) -> Result<Report> {
     let point = match (&args.at, &args.point) {
@@ -24,7 +24,7 @@ pub async fn run(args: RestoreArgs, host: &Host, bar: Arc<Bar>) -> Result<Report
     let vault = host
         .vault_or_snapshots(&args.vault.vault, snapshots_can_answer, &mut warnings)
         .await?;
-    warnings.extend(vault.as_ref().and_then(crate::open::secondary_warning));
+    warnings.extend(vault.as_ref().and_then(blockvault_host::secondary_warning));
     let request = RestoreRequest {
         vm: args.vm,
         point,
@@ -32,7 +32,7 @@ pub async fn run(args: RestoreArgs, host: &Host, bar: Arc<Bar>) -> Result<Report
         overwrite: args.force,
         in_place: args.in_place,
         known_content: Default::default(),
-        options: crate::open::reads(&args.vault.vault, args.transfer.concurrency),
+        options: blockvault_host::read_options(&args.vault.vault, args.transfer.concurrency),
     };
     let outcome = engine
         .restore(vault.as_ref(), &request, args.from.tier(), bar.clone())
