@@ -7,7 +7,7 @@ use blockvault_store::VaultLocation;
 use clap::{Args, Parser, Subcommand};
 
 pub use self::{
-    backup::{BackupArgs, PointsArgs, RestoreArgs, TierChoice},
+    backup::{BackupArgs, PointsArgs, RestoreArgs},
     jobs::{JobsArgs, JobsCommand},
     maintenance::{GcArgs, PruneArgs, VerifyArgs},
     policy::{PolicyCommand, PolicySettings},

@@ -3,8 +3,8 @@
 use std::pin::Pin;
 use std::sync::Arc;
 
-use blockvault_core::ErrorKind;
-use blockvault_jobs::{Catalog, Engine, JobVault, Recovered, VaultUnavailable, Vaults};
+use blockvault_core::{ErrorKind, VmName};
+use blockvault_jobs::{Catalog, Engine, JobVault, Recovered, Tier, VaultUnavailable, Vaults};
 use blockvault_store::{Store, VaultLocation};
 use blockvault_vault::{TransferOptions, Vault};
 
@@ -91,6 +91,28 @@ impl Host {
             }
             Err(e) => Err(e),
         }
+    }
+
+    /// The vault a restore of `vm` reads from, with the warnings it comes with (a secondary
+    /// that cannot be opened). The snapshot tier restores without the vault: when the VM has
+    /// snapshots and the vault is not the tier asked for (`from`), a vault that cannot be
+    /// opened is none, with a warning, and only fatal when the point lives nowhere else (the
+    /// engine says so).
+    pub async fn restore_vault(
+        &self,
+        engine: &Engine,
+        location: &VaultLocation,
+        vm: &VmName,
+        from: Option<Tier>,
+        warnings: &mut Vec<String>,
+    ) -> Result<Option<Vault>> {
+        let snapshots_can_answer =
+            from != Some(Tier::Vault) && engine.snapshots().open(vm).await?.is_some();
+        let vault = self
+            .vault_or_snapshots(location, snapshots_can_answer, warnings)
+            .await?;
+        warnings.extend(vault.as_ref().and_then(crate::secondary_warning));
+        Ok(vault)
     }
 
     /// A new vault at `location`, replicated to `secondary` when given (a directory is created

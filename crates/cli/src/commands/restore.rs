@@ -5,7 +5,7 @@ use blockvault_vault::{PointSelector, RestoreRequest};
 use serde_json::json;
 
 use super::Report;
-use crate::args::{RestoreArgs, TierChoice};
+use crate::args::RestoreArgs;
 use crate::format;
 use crate::progress::Bar;
 use blockvault_host::Host;
@@ -17,14 +17,15 @@ pub async fn run(args: RestoreArgs, host: &Host, bar: Arc<Bar>) -> Result<Report
         (None, None) => PointSelector::Latest,
     };
     let (engine, mut warnings) = host.engine().await?;
-    // The snapshot tier restores without the vault: an unreachable vault is only fatal when
-    // the point lives nowhere else (the engine says so).
-    let snapshots_can_answer =
-        args.from != TierChoice::Vault && engine.snapshots().open(&args.vm).await?.is_some();
     let vault = host
-        .vault_or_snapshots(&args.vault.vault, snapshots_can_answer, &mut warnings)
+        .restore_vault(
+            &engine,
+            &args.vault.vault,
+            &args.vm,
+            args.from.tier(),
+            &mut warnings,
+        )
         .await?;
-    warnings.extend(vault.as_ref().and_then(blockvault_host::secondary_warning));
     let request = RestoreRequest {
         vm: args.vm,
         point,
