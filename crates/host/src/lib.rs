@@ -43,7 +43,10 @@ pub use crate::{
     error::{Error, Result, describe, kind_of},
     host::Host,
     points::{Held, PointsView, retained_until},
-    protection::{ItemView, check_backup, items, next_backup, protect_request, protected_item},
+    protection::{
+        ItemView, check_backup, default_retain_until, items, next_backup, protect_request,
+        protected_item,
+    },
     redundancy::{Promoted, RedundancyKind, Replaced, secondary_for},
     state::StateDir,
     text::bytes,

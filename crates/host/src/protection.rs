@@ -88,6 +88,11 @@ pub fn next_backup(engine: &Engine, item: &ProtectedItem) -> Result<Timestamp> {
     Ok(policy.schedule.next(&policy.timezone, after).at)
 }
 
+/// Until when an on-demand backup's point is kept when no date is given: 30 days from `now`.
+pub fn default_retain_until(now: Timestamp) -> Timestamp {
+    now + jiff::SignedDuration::from_hours(24 * 30)
+}
+
 /// A protected VM as `items` shows it.
 #[derive(Debug)]
 pub struct ItemView {

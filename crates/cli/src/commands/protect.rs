@@ -5,7 +5,7 @@ use std::sync::Arc;
 use anyhow::Result;
 use blockvault_host::{Host, ItemView};
 use blockvault_jobs::JobStatus;
-use jiff::{SignedDuration, Timestamp};
+use jiff::Timestamp;
 use serde_json::json;
 
 use super::Report;
@@ -157,7 +157,7 @@ pub async fn backup_now(args: BackupNowArgs, host: &Host, bar: Arc<Bar>) -> Resu
     let item = blockvault_host::protected_item(&engine, &args.vm)?;
     let retain_until = match args.retain_until.as_deref() {
         Some(text) => crate::when::parse_time("--retain-until", text)?,
-        None => Timestamp::now() + SignedDuration::from_hours(24 * 30),
+        None => blockvault_host::default_retain_until(Timestamp::now()),
     };
     let location = item.vault.parse()?;
     // Opened by the job, alongside its Snapshot.
