@@ -17,8 +17,10 @@ use std::path::{Path, PathBuf};
 /// | `STATE/vaults/<vault id>/chunks.idx` | this host's chunk index of a vault | vault |
 /// | `STATE/vaults/<vault id>/marks/` | this host's cache of what GC marked per block map | vault |
 ///
-/// The crates that write the last five build their paths from the root they are given
-/// ([`StateDir::root`]); the methods here name the same files.
+/// The engine is opened on [`StateDir::root`] and [`StateDir::snapshots`]; the jobs and vault
+/// crates, below this one, build the other paths from that root themselves (the catalog, the
+/// locks, the disk records, a vault's chunk index and marks). The methods here name the same
+/// files, for the front ends and for tests.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct StateDir {
     root: PathBuf,

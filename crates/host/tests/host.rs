@@ -58,6 +58,22 @@ async fn a_new_vault_opens_by_location_and_the_catalog_gets_the_default_policy()
 }
 
 #[tokio::test]
+async fn the_engine_keeps_its_files_where_the_state_dir_says() {
+    let w = world();
+    let (engine, warnings) = w.host.engine().await.expect("engine");
+    assert!(warnings.is_empty(), "{warnings:?}");
+    let state = w.host.state();
+    assert_eq!(engine.state_dir(), state.root());
+    assert!(state.catalog().is_file());
+    assert_eq!(engine.snapshots().root(), state.snapshots());
+    let elsewhere = Host::open(
+        StateDir::new(w.root.join("state2")).with_snapshot_dir(Some(w.root.join("fast"))),
+    );
+    let (engine, _) = elsewhere.engine().await.expect("engine");
+    assert_eq!(engine.snapshots().root(), w.root.join("fast"));
+}
+
+#[tokio::test]
 async fn a_missing_vault_is_not_found_not_an_unavailable_one() {
     let w = world();
     let err = w

@@ -4,6 +4,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Result;
+use blockvault_host::Host;
 use blockvault_vault::{GcOptions, Lease};
 use serde_json::json;
 
@@ -12,7 +13,6 @@ use crate::args::GcArgs;
 use crate::format;
 use crate::progress::Bar;
 use crate::stop::StopSignals;
-use blockvault_host::Host;
 
 pub async fn run(args: GcArgs, host: &Host, bar: Arc<Bar>) -> Result<Report> {
     let vault = host.vault(&args.vault.vault).await?;

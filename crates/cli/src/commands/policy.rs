@@ -2,6 +2,7 @@
 //! become a [`PolicyDoc`], which the jobs crate checks and completes with defaults.
 
 use anyhow::Result;
+use blockvault_host::Host;
 use blockvault_jobs::{
     Catalog, Policy, PolicyDoc, PolicyEntry, PolicyName, Put, RetentionDoc, Schedule, ScheduleDoc,
 };
@@ -12,7 +13,6 @@ use super::Report;
 use crate::args::{PolicyCommand, PolicySettings};
 use crate::exit::UsageError;
 use crate::format;
-use blockvault_host::Host;
 
 pub async fn run(command: PolicyCommand, host: &Host) -> Result<Report> {
     let (engine, warnings) = host.engine().await?;

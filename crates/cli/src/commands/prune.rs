@@ -1,12 +1,12 @@
 //! `blockvault prune`: apply protected VMs' retention to their vault points.
 
 use anyhow::Result;
+use blockvault_host::Host;
 use serde_json::json;
 
 use super::Report;
 use crate::args::PruneArgs;
 use crate::format;
-use blockvault_host::Host;
 
 pub async fn run(args: PruneArgs, host: &Host) -> Result<Report> {
     let (engine, warnings) = host.engine().await?;

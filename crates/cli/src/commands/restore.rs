@@ -1,6 +1,7 @@
 use std::sync::Arc;
 
 use anyhow::Result;
+use blockvault_host::Host;
 use blockvault_vault::{PointSelector, RestoreRequest};
 use serde_json::json;
 
@@ -8,7 +9,6 @@ use super::Report;
 use crate::args::RestoreArgs;
 use crate::format;
 use crate::progress::Bar;
-use blockvault_host::Host;
 
 pub async fn run(args: RestoreArgs, host: &Host, bar: Arc<Bar>) -> Result<Report> {
     let point = match (&args.at, &args.point) {

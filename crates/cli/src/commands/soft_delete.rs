@@ -1,13 +1,13 @@
 //! `blockvault stop-protection` and `undelete`: the end of the protection lifecycle.
 
 use anyhow::Result;
+use blockvault_host::Host;
 use blockvault_jobs::{ProtectionState, StopMode};
 use serde_json::json;
 
 use super::Report;
 use crate::args::{StopProtectionArgs, UndeleteArgs};
 use crate::format;
-use blockvault_host::Host;
 
 pub async fn stop(args: StopProtectionArgs, host: &Host) -> Result<Report> {
     let (engine, warnings) = host.engine().await?;

@@ -3,6 +3,7 @@
 use std::sync::Arc;
 
 use anyhow::Result;
+use blockvault_host::Host;
 use blockvault_jobs::VerifyScope;
 use blockvault_vault::PointSelector;
 use serde_json::json;
@@ -12,7 +13,6 @@ use crate::args::VerifyArgs;
 use crate::exit::ExitCode;
 use crate::format;
 use crate::progress::Bar;
-use blockvault_host::Host;
 
 /// Affected blocks listed per bad chunk in text (all of them are in the JSON).
 const SHOWN: usize = 5;
