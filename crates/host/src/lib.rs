@@ -18,7 +18,8 @@
 //!   that cannot be read ([`PointsView`]), the protected items ([`items`]), what a protect
 //!   request keeps ([`protect_request`]), the redundancy rule (chosen before the first
 //!   backup; [`Host::set_redundancy`], [`secondary_for`]), promotion of a replica and what
-//!   moves with it ([`Host::promote`]).
+//!   moves with it ([`Host::promote`]); policy files read from disk ([`policy_files`]) and the
+//!   zone of a new policy ([`host_timezone`]).
 //!
 //! # Errors
 //!
@@ -32,6 +33,7 @@ mod concurrency;
 mod error;
 mod host;
 mod points;
+mod policies;
 mod protection;
 mod redundancy;
 mod state;
@@ -43,6 +45,7 @@ pub use crate::{
     error::{Error, Result, describe, kind_of},
     host::Host,
     points::{Held, PointsView, retained_until},
+    policies::{host_timezone, policy_files},
     protection::{
         ItemView, check_backup, default_retain_until, items, next_backup, protect_request,
         protected_item,
