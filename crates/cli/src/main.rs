@@ -1,11 +1,11 @@
-//! The `blockvault` command. Parsing is in `args`, each command in `commands/`, exit codes in
-//! `exit`; this file wires them: parse, run on a tokio runtime, print, exit.
+//! The `blockvault` command. Parsing is in `args`, each command in `commands/` (it asks the
+//! host, `blockvault-host`, and words the answer), exit codes in `exit`; this file wires
+//! them: parse, run on a tokio runtime, print, exit.
 
 mod args;
 mod commands;
 mod exit;
 mod format;
-mod open;
 mod progress;
 mod stop;
 mod when;
@@ -13,6 +13,7 @@ mod when;
 use std::io::Write;
 use std::sync::Arc;
 
+use blockvault_host::{Host, StateDir};
 use clap::Parser;
 
 use crate::args::{Cli, Command};
@@ -118,12 +119,9 @@ fn argument_error(err: clap::Error) -> std::process::ExitCode {
 
 async fn run(cli: Cli) -> anyhow::Result<Report> {
     let bar = Arc::new(Bar::new(cli.quiet));
-    let host = open::Host {
-        state: open::state_dir(cli.state_dir),
-        snapshot_dir: cli.snapshot_dir,
-    };
+    let host = Host::open(StateDir::resolve(cli.state_dir).with_snapshot_dir(cli.snapshot_dir));
     match cli.command {
-        Command::Vault(command) => commands::vault::run(command, &host.state, bar).await,
+        Command::Vault(command) => commands::vault::run(command, &host, bar).await,
         Command::Backup(args) => commands::backup::run(args, &host, bar).await,
         Command::Points(args) => commands::points::run(args, &host).await,
         Command::Restore(args) => commands::restore::run(args, &host, bar).await,

@@ -48,3 +48,51 @@ pub enum Error {
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// What kind of failure an error is, for a front end to act on (the CLI's exit codes) without
+/// knowing every crate's error variants: each crate's `Error::kind` says it, looking through
+/// the errors it wraps.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum ErrorKind {
+    /// The request itself is wrong: a bad argument, name, block size or combination.
+    Usage,
+    /// What the request names is not there: a disk, a vault, a VM, a point, a job, a policy.
+    NotFound,
+    /// Stored data failed its integrity checks (corrupt, or a chunk or map a point names is
+    /// missing).
+    Integrity,
+    /// The state of the vault does not allow the operation (changing the redundancy of a vault
+    /// that holds backup items; promoting a replica whose primary still holds the vault).
+    Refused,
+    /// Anything else: I/O, an unreachable store, a failed hook, a lifecycle conflict.
+    Failure,
+}
+
+impl ErrorKind {
+    /// The kind's stable name (`usage`, `not-found`, `integrity`, `refused`, `failure`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ErrorKind::Usage => "usage",
+            ErrorKind::NotFound => "not-found",
+            ErrorKind::Integrity => "integrity",
+            ErrorKind::Refused => "refused",
+            ErrorKind::Failure => "failure",
+        }
+    }
+}
+
+impl std::fmt::Display for ErrorKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl Error {
+    /// The kind of this error. A value error reaching a front end on its own is one the user
+    /// gave (a name, a block size, a setting); a stored object that fails to decode comes
+    /// wrapped in its store's error, which says it is an integrity failure.
+    pub fn kind(&self) -> ErrorKind {
+        ErrorKind::Usage
+    }
+}

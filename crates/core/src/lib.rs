@@ -56,7 +56,7 @@ pub use crate::{
     chunk::{ChunkDecoder, ChunkEncoder, ChunkObject, Codec},
     chunk_set::ChunkSet,
     deleted::{SOFT_DELETE_DAYS, SoftDeleteMarker},
-    error::{Error, Result},
+    error::{Error, ErrorKind, Result},
     forgotten::ForgottenChunks,
     id::{ChunkId, is_zero},
     lease::{GcEpoch, LeaseKind, LeaseRecord},

@@ -268,3 +268,25 @@ fn utc(t: jiff::Timestamp) -> String {
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+impl Error {
+    /// The kind of this error (see [`ErrorKind`](blockvault_core::ErrorKind)), looking through
+    /// the vault and snapshot-tier errors it wraps.
+    pub fn kind(&self) -> blockvault_core::ErrorKind {
+        use blockvault_core::ErrorKind;
+        match self {
+            Error::Vault(e) => e.kind(),
+            Error::Snapshots(e) => e.kind(),
+            Error::UnknownJob { .. }
+            | Error::NoPointsInTier { .. }
+            | Error::UnknownPolicy { .. }
+            | Error::NotProtected { .. }
+            | Error::NotSoftDeleted { .. } => ErrorKind::NotFound,
+            Error::Policy(_) | Error::InvalidValue { .. } => ErrorKind::Usage,
+            // Where the VM stands in the protection lifecycle (soft-deleted, stopped, a
+            // backup running, protected by another vault), hooks, an unreachable vault: the
+            // operation cannot be done now.
+            _ => ErrorKind::Failure,
+        }
+    }
+}

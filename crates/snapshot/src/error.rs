@@ -28,3 +28,14 @@ impl Error {
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+impl Error {
+    /// The kind of this error (see [`ErrorKind`](blockvault_core::ErrorKind)).
+    pub fn kind(&self) -> blockvault_core::ErrorKind {
+        match self {
+            Error::Vault(e) => e.kind(),
+            Error::Store(e) => e.kind(),
+            _ => blockvault_core::ErrorKind::Failure,
+        }
+    }
+}

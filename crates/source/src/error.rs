@@ -51,3 +51,15 @@ impl Error {
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+impl Error {
+    /// The kind of this error (see [`ErrorKind`](blockvault_core::ErrorKind)).
+    pub fn kind(&self) -> blockvault_core::ErrorKind {
+        use blockvault_core::ErrorKind;
+        match self {
+            Error::NotFound { .. } => ErrorKind::NotFound,
+            Error::NotADisk { .. } => ErrorKind::Usage,
+            _ => ErrorKind::Failure,
+        }
+    }
+}

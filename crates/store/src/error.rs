@@ -191,3 +191,25 @@ pub(crate) fn backend(
         source,
     }
 }
+
+impl Error {
+    /// The kind of this error (see [`ErrorKind`](blockvault_core::ErrorKind)).
+    pub fn kind(&self) -> blockvault_core::ErrorKind {
+        use blockvault_core::ErrorKind;
+        match self {
+            Error::NotAVault { .. } | Error::BucketMissing { .. } => ErrorKind::NotFound,
+            Error::AlreadyAVault { .. }
+            | Error::NotEmpty { .. }
+            | Error::InvalidLocation { .. }
+            | Error::Config { .. }
+            | Error::Setting { .. } => ErrorKind::Usage,
+            // A chunk or map that a committed point names is part of the point: its absence
+            // is damage to the vault, not a lookup miss.
+            Error::ChunkMissing { .. } | Error::MapMissing { .. } => ErrorKind::Integrity,
+            Error::PointMissing { .. } => ErrorKind::NotFound,
+            Error::ReplicaAlsoBad { primary, .. } => primary.kind(),
+            _ if self.is_corrupt() => ErrorKind::Integrity,
+            _ => ErrorKind::Failure,
+        }
+    }
+}

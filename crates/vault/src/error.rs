@@ -218,3 +218,30 @@ impl Error {
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+impl Error {
+    /// The kind of this error (see [`ErrorKind`](blockvault_core::ErrorKind)), looking through
+    /// the store and disk errors it wraps.
+    pub fn kind(&self) -> blockvault_core::ErrorKind {
+        use blockvault_core::ErrorKind;
+        match self {
+            Error::Store(e) => e.kind(),
+            Error::Disk(e) => e.kind(),
+            Error::Block { source, .. } => source.kind(),
+            Error::BlockLength { .. } => ErrorKind::Integrity,
+            Error::GcMark { source } | Error::InPlacePartial { source, .. } => source.kind(),
+            Error::RedundancyFixed { .. }
+            | Error::NotAReplica { .. }
+            | Error::PrimaryStillThere { .. } => ErrorKind::Refused,
+            Error::SecondaryTarget { .. } => ErrorKind::Usage,
+            Error::UnknownVm { .. }
+            | Error::UnknownPoint { .. }
+            | Error::NoPointAtOrBefore { .. } => ErrorKind::NotFound,
+            Error::NoDisks
+            | Error::DiskName { .. }
+            | Error::DuplicateDiskName { .. }
+            | Error::AmbiguousPoint { .. } => ErrorKind::Usage,
+            _ => ErrorKind::Failure,
+        }
+    }
+}

@@ -145,3 +145,12 @@ pub enum RedundancyKind {
     Single,
     Replicated,
 }
+
+impl From<RedundancyKind> for blockvault_host::RedundancyKind {
+    fn from(kind: RedundancyKind) -> blockvault_host::RedundancyKind {
+        match kind {
+            RedundancyKind::Single => blockvault_host::RedundancyKind::Single,
+            RedundancyKind::Replicated => blockvault_host::RedundancyKind::Replicated,
+        }
+    }
+}

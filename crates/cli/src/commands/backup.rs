@@ -1,56 +1,33 @@
 use std::sync::Arc;
 
 use anyhow::Result;
-use blockvault_jobs::{BackupOutcome, BackupSpec, JobStatus, SubtaskKind, VaultUnavailable};
-use blockvault_store::VaultLocation;
-use blockvault_vault::Vault;
+use blockvault_host::Host;
+use blockvault_jobs::{BackupOutcome, BackupSpec, JobStatus, SubtaskKind};
 use serde_json::json;
 
 use super::Report;
 use crate::args::BackupArgs;
-use crate::exit::{ExitCode, JobFailed};
+use crate::exit::ExitCode;
 use crate::format;
-use crate::open::Host;
 use crate::progress::Bar;
 
 pub async fn run(args: BackupArgs, host: &Host, bar: Arc<Bar>) -> Result<Report> {
     let (engine, warnings) = host.engine().await?;
     let location = args.vault.vault.clone();
-    engine
-        .catalog()
-        .protection_in(&args.vm, &crate::open::canonical(&location).to_string())?;
+    blockvault_host::check_backup(&engine, &args.vm, &location)?;
     // Opened by the job, alongside its Snapshot.
     let vault = host.backup_vault(&location).await?;
     let spec = BackupSpec {
         block_size: args.block_size,
         instant_restore_days: args.instant_restore_days,
         hooks: args.hooks.hooks(),
-        options: crate::open::transfer(&location, args.transfer.concurrency),
+        options: blockvault_host::write_options(&location, args.transfer.concurrency),
         early_send: !args.no_early_send,
         ..BackupSpec::new(args.vm, args.disks)
     };
     let outcome = engine.backup(vault, &spec, bar.clone()).await;
     bar.finish();
     report(outcome?, warnings)
-}
-
-/// The vault a job other than a backup works with (protect, stop protection). A vault that
-/// does not answer leaves a migration's backup its snapshot: the job runs, its Transfer fails,
-/// and the next backup's transfer catches up. A vault that is missing or misconfigured is an
-/// error before anything runs. (A backup opens its vault alongside its Snapshot instead: see
-/// [`Host::backup_vault`].)
-pub async fn job_vault(
-    host: &Host,
-    location: &VaultLocation,
-) -> Result<std::result::Result<Vault, VaultUnavailable>> {
-    match host.vault(location).await {
-        Ok(vault) => Ok(Ok(vault)),
-        Err(e) if crate::exit::classify(&e) == ExitCode::Failure => Ok(Err(VaultUnavailable {
-            location: location.to_string(),
-            reason: format!("{e:#}"),
-        })),
-        Err(e) => Err(e),
-    }
 }
 
 /// What a backup job did, as a report; a failed job is an error (exit code by its cause), one
@@ -107,7 +84,7 @@ pub fn report(outcome: BackupOutcome, mut warnings: Vec<String>) -> Result<Repor
         "warnings": warnings,
     });
     match job.status {
-        JobStatus::Failed => Err(JobFailed {
+        JobStatus::Failed => Err(blockvault_host::Error::JobFailed {
             job: job.id,
             error: job
                 .error

@@ -7,20 +7,18 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use anyhow::{Context, Result};
-use blockvault_jobs::{Daemon, DaemonOptions, Level, Log, VaultUnavailable, Vaults};
-use blockvault_store::VaultLocation;
-use blockvault_vault::{TransferOptions, Vault};
+use blockvault_host::Host;
+use blockvault_jobs::{Daemon, DaemonOptions, Level, Log};
 use jiff::Timestamp;
 use serde_json::json;
 use tokio::sync::watch;
 
 use super::Report;
 use crate::args::DaemonArgs;
-use crate::open::Host;
 use crate::stop::StopSignals;
 
 pub async fn run(args: DaemonArgs, host: &Host) -> Result<Report> {
-    let path = args.log.unwrap_or_else(|| host.state.join("daemon.log"));
+    let path = args.log.unwrap_or_else(|| host.state().daemon_log());
     let log = Arc::new(DaemonLog::open(path)?);
     let (engine, warnings) = host.engine().await?;
     for warning in &warnings {
@@ -36,9 +34,7 @@ pub async fn run(args: DaemonArgs, host: &Host) -> Result<Report> {
     });
     let daemon = Daemon::new(
         Arc::new(engine),
-        Arc::new(HostVaults {
-            state: host.state.clone(),
-        }),
+        host.daemon_vaults(),
         log.clone(),
         DaemonOptions {
             poll: Duration::from_secs(args.poll),
@@ -64,40 +60,6 @@ pub async fn run(args: DaemonArgs, host: &Host) -> Result<Report> {
         warnings: Vec::new(),
         exit_code: None,
     })
-}
-
-/// Opens protected VMs' vaults the way the other commands do (S3 settings from the state
-/// directory and the environment).
-#[derive(Debug)]
-struct HostVaults {
-    state: PathBuf,
-}
-
-impl Vaults for HostVaults {
-    fn open<'a>(
-        &'a self,
-        location: &'a str,
-    ) -> std::pin::Pin<
-        Box<dyn Future<Output = std::result::Result<Vault, VaultUnavailable>> + Send + 'a>,
-    > {
-        Box::pin(async move {
-            let opened = match location.parse::<VaultLocation>() {
-                Ok(parsed) => crate::open::vault(&parsed, &self.state).await,
-                Err(e) => Err(e.into()),
-            };
-            opened.map_err(|e| VaultUnavailable {
-                location: location.to_owned(),
-                reason: format!("{e:#}"),
-            })
-        })
-    }
-
-    fn transfer_options(&self, location: &str) -> TransferOptions {
-        location
-            .parse::<VaultLocation>()
-            .map(|l| crate::open::transfer(&l, None))
-            .unwrap_or_default()
-    }
 }
 
 /// The daemon's log: one line per event to the log file (with the time) and to stderr (with a

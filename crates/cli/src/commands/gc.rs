@@ -4,13 +4,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Result;
+use blockvault_host::Host;
 use blockvault_vault::{GcOptions, Lease};
 use serde_json::json;
 
 use super::Report;
 use crate::args::GcArgs;
 use crate::format;
-use crate::open::Host;
 use crate::progress::Bar;
 use crate::stop::StopSignals;
 

@@ -4,6 +4,7 @@
 use std::time::Duration;
 
 use anyhow::Result;
+use blockvault_host::Host;
 use blockvault_jobs::{Job, JobFilter, Subtask, SubtaskKind, SubtaskStatus};
 use jiff::Timestamp;
 use serde_json::json;
@@ -11,7 +12,6 @@ use serde_json::json;
 use super::Report;
 use crate::args::{JobsArgs, JobsCommand};
 use crate::format;
-use crate::open::Host;
 
 pub async fn run(args: JobsArgs, host: &Host) -> Result<Report> {
     let since = args

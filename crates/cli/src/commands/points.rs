@@ -1,84 +1,23 @@
-use anyhow::Result;
-use std::collections::HashMap;
+//! `blockvault points`: the recovery points of a VM (or of every VM) in both tiers, with what
+//! retention says of each, as the host sees them.
 
-use blockvault_core::{PointId, VmName};
-use blockvault_jobs::{
-    Engine, KeepReason, ListedPoint, PointList, RetainedPoint, Verdict, retention,
-};
-use jiff::Timestamp;
+use anyhow::Result;
+use blockvault_host::{Held, Host, PointsView, retained_until};
+use blockvault_jobs::KeepReason;
 use serde_json::json;
 
 use super::Report;
 use crate::args::PointsArgs;
 use crate::format;
-use crate::open::Host;
 
 pub async fn run(args: PointsArgs, host: &Host) -> Result<Report> {
-    let (engine, mut warnings) = host.engine().await?;
-    let snapshots_can_answer = !engine.snapshots().vms()?.is_empty();
-    let vault = host
-        .vault_or_snapshots(&args.vault.vault, snapshots_can_answer, &mut warnings)
-        .await?;
-    let all = args.vm.is_none();
-    let vms = match args.vm {
-        Some(vm) => vec![vm],
-        None => {
-            let mut vms = engine.snapshots().vms()?;
-            if let Some(vault) = &vault {
-                vms.extend(vault.vms().await?);
-            }
-            vms.sort();
-            vms.dedup();
-            vms
-        }
-    };
-    let mut points = Vec::new();
-    let mut damaged = Vec::new();
-    let mut verdicts: HashMap<PointId, Verdict> = HashMap::new();
-    let mut held: HashMap<VmName, Held> = HashMap::new();
-    for vm in &vms {
-        let listing = engine.list_points(vault.as_ref(), vm).await;
-        // Listing every VM skips one that has no points (its first snapshot failed).
-        if all
-            && let Err(blockvault_jobs::Error::Vault(e)) = &listing
-            && matches!(e.as_ref(), blockvault_vault::Error::UnknownVm { .. })
-        {
-            continue;
-        }
-        let PointList {
-            points: listed,
-            damaged: listed_damaged,
-            warnings: listing_warnings,
-        } = listing?;
-        for record in &listed_damaged {
-            warnings.push(format!(
-                "point {} of VM {} is damaged and cannot be restored: {}; `blockvault verify \
-                 --vm {} --quarantine-damaged` sets it aside (see README, \"Damage\")",
-                record.id, record.vm, record.problem, record.vm
-            ));
-        }
-        damaged.extend(listed_damaged);
-        // Soft-deleted (by this host, or by any host: the vault's marker says) or stopped:
-        // what holds the points is not the policy's retention.
-        if let Some((vault, marker)) = engine.soft_deleted(vault.as_ref(), vm).await? {
-            held.insert(vm.clone(), Held::SoftDeleted { vault, marker });
-        } else if engine
-            .catalog()
-            .protected_item(vm)?
-            .is_some_and(|item| !item.is_protected())
-        {
-            held.insert(vm.clone(), Held::Stopped);
-        } else {
-            verdicts.extend(retention_of(&engine, vm, &listed)?);
-        }
-        points.extend(listed);
-        warnings.extend(listing_warnings);
-    }
-    let docs: Vec<serde_json::Value> = points
+    let view = host.points(&args.vault.vault, args.vm).await?;
+    let docs: Vec<serde_json::Value> = view
+        .points
         .iter()
         .map(|listed| {
             let mut doc = json!(listed);
-            match held.get(&listed.point.vm) {
+            match view.held.get(&listed.point.vm) {
                 Some(Held::SoftDeleted { vault, marker }) => {
                     doc["soft_deleted"] = json!({
                         "vault": vault,
@@ -89,21 +28,22 @@ pub async fn run(args: PointsArgs, host: &Host) -> Result<Report> {
                 Some(Held::Stopped) => doc["protection_stopped"] = json!(true),
                 None => {}
             }
-            if let Some(v) = verdicts.get(&listed.point.id) {
+            if let Some(v) = view.verdicts.get(&listed.point.id) {
                 doc["retention"] = json!({
                     "kept_by": v.kept_by.iter().map(|(r, until)| json!({
-                        "reason": r.as_str(), "until": until_json(*until),
+                        "reason": r.as_str(), "until": retained_until(*until),
                     })).collect::<Vec<_>>(),
-                    "until": v.until().and_then(until_json),
+                    "until": v.until().and_then(retained_until),
                     "expires": !v.keep(),
                 });
             }
             doc
         })
         .collect();
-    let mut text = table(&points, &verdicts, &held);
-    if !damaged.is_empty() {
-        let rows: Vec<[String; 3]> = damaged
+    let mut text = table(&view);
+    if !view.damaged.is_empty() {
+        let rows: Vec<[String; 3]> = view
+            .damaged
             .iter()
             .map(|d| [d.vm.to_string(), d.id.to_string(), "DAMAGED".to_owned()])
             .collect();
@@ -112,6 +52,9 @@ pub async fn run(args: PointsArgs, host: &Host) -> Result<Report> {
             format::table(&["VM", "POINT", "RECORD"], &rows)
         );
     }
+    let PointsView {
+        damaged, warnings, ..
+    } = view;
     Ok(Report {
         text,
         json: json!({ "points": docs, "damaged": damaged, "warnings": warnings }),
@@ -120,57 +63,13 @@ pub async fn run(args: PointsArgs, host: &Host) -> Result<Report> {
     })
 }
 
-/// What the policy's retention says of `vm`'s vault points, if the VM is protected (a point
-/// that is not protected is kept until deleted; so are those of a stopped VM).
-fn retention_of(
-    engine: &Engine,
-    vm: &VmName,
-    listed: &[ListedPoint],
-) -> Result<Vec<(PointId, Verdict)>> {
-    let Some(item) = engine
-        .catalog()
-        .protected_item(vm)?
-        .filter(|item| item.is_protected())
-    else {
-        return Ok(Vec::new());
-    };
-    let policy = engine.catalog().policy(&item.policy)?;
-    let in_vault: Vec<RetainedPoint> = listed
-        .iter()
-        .filter(|l| l.tiers.vault)
-        .map(|l| RetainedPoint {
-            id: l.point.id.clone(),
-            time: l.point.time,
-            retain_until: l.point.retain_until,
-        })
-        .collect();
-    Ok(retention(&in_vault, &policy, engine.now(), true)
-        .into_iter()
-        .map(|v| (v.id.clone(), v))
-        .collect())
-}
-
-/// "Forever" (the newest point while protected) has no date.
-fn until_json(until: Timestamp) -> Option<Timestamp> {
-    (until != Timestamp::MAX).then_some(until)
-}
-
-/// What keeps a VM's points when it is not its policy's retention.
-enum Held {
-    /// Protection stopped with data retained: every point is kept.
-    Stopped,
-    /// Soft-deleted in `vault`: listed, not restorable, purged after the marker's date.
-    SoftDeleted {
-        vault: String,
-        marker: blockvault_core::SoftDeleteMarker,
-    },
-}
-
-fn table(
-    points: &[ListedPoint],
-    verdicts: &HashMap<PointId, Verdict>,
-    held: &HashMap<VmName, Held>,
-) -> String {
+fn table(view: &PointsView) -> String {
+    let PointsView {
+        points,
+        verdicts,
+        held,
+        ..
+    } = view;
     if points.is_empty() {
         return "no recovery points".to_owned();
     }
@@ -223,7 +122,7 @@ fn table(
                                 r => r.as_str(),
                             })
                             .collect();
-                        match v.until().and_then(until_json) {
+                        match v.until().and_then(retained_until) {
                             Some(until) => {
                                 format!("{} until {}", reasons.join("+"), format::date(until))
                             }
@@ -234,7 +133,7 @@ fn table(
             ]
         })
         .collect();
-    if verdicts.is_empty() && held.is_empty() {
+    if !view.shows_retention() {
         // No protected, stopped or soft-deleted VM listed: no retention column.
         let short: [&str; 10] = std::array::from_fn(|i| header[i]);
         let rows: Vec<[String; 10]> = rows

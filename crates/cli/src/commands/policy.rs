@@ -2,6 +2,7 @@
 //! become a [`PolicyDoc`], which the policy crate checks and completes with defaults.
 
 use anyhow::Result;
+use blockvault_host::Host;
 use blockvault_jobs::{Catalog, PolicyEntry, Put};
 use blockvault_policy::{Policy, PolicyDoc, PolicyName, RetentionDoc, Schedule, ScheduleDoc};
 use jiff::Timestamp;
@@ -11,7 +12,6 @@ use super::Report;
 use crate::args::{PolicyCommand, PolicySettings};
 use crate::exit::UsageError;
 use crate::format;
-use crate::open::Host;
 
 pub async fn run(command: PolicyCommand, host: &Host) -> Result<Report> {
     let (engine, warnings) = host.engine().await?;
@@ -26,7 +26,7 @@ pub async fn run(command: PolicyCommand, host: &Host) -> Result<Report> {
             let mut doc = PolicyDoc {
                 name: Some(name),
                 kind: Some(kind),
-                timezone: Some(host_timezone()),
+                timezone: Some(blockvault_host::host_timezone()),
                 ..PolicyDoc::default()
             };
             apply(&mut doc, &settings)?;
@@ -74,23 +74,7 @@ pub async fn run(command: PolicyCommand, host: &Host) -> Result<Report> {
         PolicyCommand::Apply { files } => {
             // Every file is read and checked, then all are applied in one transaction: all
             // or nothing.
-            let mut policies = Vec::new();
-            for file in &files {
-                let text = std::fs::read_to_string(file).map_err(|e| {
-                    anyhow::anyhow!("cannot read policy file {}: {e}", file.display())
-                })?;
-                let policy = Policy::from_toml(&text).map_err(|e| {
-                    let message = match e {
-                        blockvault_policy::Error::File { message } => message,
-                        blockvault_policy::Error::Invalid(invalid) => invalid.to_string(),
-                        other => other.to_string(),
-                    };
-                    blockvault_policy::Error::File {
-                        message: format!("{}: {message}", file.display()),
-                    }
-                })?;
-                policies.push(policy);
-            }
+            let policies = blockvault_host::policy_files(&files)?;
             let puts = catalog.put_policies(&policies, now)?;
             let mut lines = Vec::new();
             let mut applied = Vec::new();
@@ -112,14 +96,6 @@ pub async fn run(command: PolicyCommand, host: &Host) -> Result<Report> {
     };
     report.warnings.extend(warnings);
     Ok(report)
-}
-
-/// This host's IANA zone, or UTC when it has none.
-fn host_timezone() -> String {
-    jiff::tz::TimeZone::system()
-        .iana_name()
-        .unwrap_or("UTC")
-        .to_owned()
 }
 
 fn saved(policy: &Policy, verb: &str) -> Report {

@@ -3,64 +3,30 @@
 use std::sync::Arc;
 
 use anyhow::Result;
-use blockvault_jobs::{
-    DEFAULT_POLICY, Engine, JobFilter, JobStatus, Operation, ProtectRequest, ProtectedItem,
-};
-use jiff::{SignedDuration, Timestamp};
+use blockvault_host::{Host, ItemView};
+use blockvault_jobs::JobStatus;
+use jiff::Timestamp;
 use serde_json::json;
 
 use super::Report;
 use crate::args::{BackupNowArgs, ItemsArgs, ProtectArgs};
-use crate::exit::{JobFailed, UsageError};
 use crate::format;
-use crate::open::Host;
 use crate::progress::Bar;
-
-/// Operations whose jobs back a VM up (what "last backup" means in `items`).
-const BACKUPS: [Operation; 3] = [
-    Operation::Backup,
-    Operation::BackupOnDemand,
-    Operation::ConfigureBackupMigrate,
-];
 
 pub async fn protect(args: ProtectArgs, host: &Host, bar: Arc<Bar>) -> Result<Report> {
     let (engine, mut warnings) = host.engine().await?;
-    // The daemon opens the vault from another directory, and a VM is protected by one vault
-    // however its path is written.
-    let location = crate::open::canonical(&args.vault.vault);
-    // Before the vault is opened: a VM protected elsewhere is refused whatever this vault is.
-    let existing = engine
-        .catalog()
-        .protection_in(&args.vm, &location.to_string())?;
-    let disks = match (&existing, args.disks.is_empty()) {
-        (_, false) => args.disks.clone(),
-        (Some(item), true) => item.disks.clone(),
-        (None, true) => {
-            return Err(UsageError(format!(
-                "--disk is required to protect {}: give each of its disk images",
-                args.vm
-            ))
-            .into());
-        }
-    };
-    let policy = match (&args.policy, &existing) {
-        (Some(name), _) => name.parse()?,
-        (None, Some(item)) => item.policy.clone(),
-        (None, None) => DEFAULT_POLICY.parse()?,
-    };
-    let hooks = match (&args.hooks.pre_hook, &args.hooks.post_hook, &existing) {
-        (None, None, Some(item)) => item.hooks.clone(),
-        _ => args.hooks.hooks(),
-    };
-    let request = ProtectRequest {
-        vm: args.vm.clone(),
-        vault: location.to_string(),
-        disks,
-        policy,
+    let hooks = args.hooks.hooks();
+    let request = blockvault_host::protect_request(
+        &engine,
+        &args.vm,
+        &args.vault.vault,
+        args.disks,
+        args.policy.as_deref(),
         hooks,
-    };
-    let vault = super::backup::job_vault(host, &location).await?;
-    let options = crate::open::transfer(&location, args.transfer.concurrency);
+    )?;
+    let location = blockvault_host::canonical(&args.vault.vault);
+    let vault = host.job_vault(&location).await?;
+    let options = blockvault_host::write_options(&location, args.transfer.concurrency);
     let outcome = engine
         .protect(vault.as_ref(), &request, options, bar.clone())
         .await;
@@ -81,7 +47,7 @@ pub async fn protect(args: ProtectArgs, host: &Host, bar: Arc<Bar>) -> Result<Re
     }
     let job = outcome.job;
     if let Some(cause) = outcome.failure {
-        return Err(JobFailed {
+        return Err(blockvault_host::Error::JobFailed {
             job: job.id,
             error: job.error.clone().unwrap_or_default(),
             cause: Some(cause),
@@ -91,7 +57,7 @@ pub async fn protect(args: ProtectArgs, host: &Host, bar: Arc<Bar>) -> Result<Re
     let next = outcome
         .item
         .as_ref()
-        .and_then(|item| next_backup(&engine, item).ok());
+        .and_then(|item| blockvault_host::next_backup(&engine, item).ok());
     let text = format!(
         "job {} {}: {} is protected by {} with policy {}{}",
         job.id,
@@ -110,35 +76,17 @@ pub async fn protect(args: ProtectArgs, host: &Host, bar: Arc<Bar>) -> Result<Re
     })
 }
 
-/// When the daemon next backs `item` up.
-fn next_backup(engine: &Engine, item: &ProtectedItem) -> Result<Timestamp> {
-    let policy = engine.catalog().policy(&item.policy)?;
-    let after = item.handled.unwrap_or(item.since).max(engine.now());
-    Ok(policy.schedule.next(&policy.timezone, after).at)
-}
-
 pub async fn items(args: ItemsArgs, host: &Host) -> Result<Report> {
     let (engine, warnings) = host.engine().await?;
-    let catalog = engine.catalog();
     let mut rows = Vec::new();
     let mut docs = Vec::new();
-    for item in catalog.protected_items()? {
-        if args.vm.as_ref().is_some_and(|vm| *vm != item.vm) {
-            continue;
-        }
-        let last = catalog
-            .jobs(&JobFilter {
-                vm: Some(item.vm.clone()),
-                ..JobFilter::default()
-            })?
-            .into_iter()
-            .find(|j| BACKUPS.contains(&j.operation));
-        let latest = catalog.points(&item.vm)?.into_iter().max_by_key(|p| p.time);
-        // Stopped and soft-deleted items are not scheduled.
-        let next = item
-            .is_protected()
-            .then(|| next_backup(&engine, &item).ok())
-            .flatten();
+    for view in blockvault_host::items(&engine, args.vm.as_ref())? {
+        let ItemView {
+            item,
+            last_backup: last,
+            latest_point: latest,
+            next_backup: next,
+        } = view;
         rows.push([
             item.vm.to_string(),
             super::soft_delete::state_text(&item.state),
@@ -206,19 +154,15 @@ pub async fn items(args: ItemsArgs, host: &Host) -> Result<Report> {
 
 pub async fn backup_now(args: BackupNowArgs, host: &Host, bar: Arc<Bar>) -> Result<Report> {
     let (engine, warnings) = host.engine().await?;
-    let item = engine.catalog().protected_item(&args.vm)?.ok_or_else(|| {
-        blockvault_jobs::Error::NotProtected {
-            vm: args.vm.clone(),
-        }
-    })?;
+    let item = blockvault_host::protected_item(&engine, &args.vm)?;
     let retain_until = match args.retain_until.as_deref() {
         Some(text) => crate::when::parse_time("--retain-until", text)?,
-        None => Timestamp::now() + SignedDuration::from_hours(24 * 30),
+        None => blockvault_host::default_retain_until(Timestamp::now()),
     };
     let location = item.vault.parse()?;
     // Opened by the job, alongside its Snapshot.
     let vault = host.backup_vault(&location).await?;
-    let options = crate::open::transfer(&location, args.transfer.concurrency);
+    let options = blockvault_host::write_options(&location, args.transfer.concurrency);
     let outcome = engine
         .backup_now(vault, &args.vm, retain_until, options, bar.clone())
         .await;

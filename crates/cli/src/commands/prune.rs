@@ -1,17 +1,17 @@
 //! `blockvault prune`: apply protected VMs' retention to their vault points.
 
 use anyhow::Result;
+use blockvault_host::Host;
 use serde_json::json;
 
 use super::Report;
 use crate::args::PruneArgs;
 use crate::format;
-use crate::open::{self, Host};
 
 pub async fn run(args: PruneArgs, host: &Host) -> Result<Report> {
     let (engine, warnings) = host.engine().await?;
     let vault = host.vault(&args.vault.vault).await?;
-    let location = open::canonical(&args.vault.vault).to_string();
+    let location = blockvault_host::canonical(&args.vault.vault).to_string();
     let pruned = engine
         .apply_retention_in(&vault, &location, args.vm.as_ref(), args.dry_run)
         .await?;

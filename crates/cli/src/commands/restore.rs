@@ -1,13 +1,13 @@
 use std::sync::Arc;
 
 use anyhow::Result;
+use blockvault_host::Host;
 use blockvault_vault::{PointSelector, RestoreRequest};
 use serde_json::json;
 
 use super::Report;
-use crate::args::{RestoreArgs, TierChoice};
+use crate::args::RestoreArgs;
 use crate::format;
-use crate::open::Host;
 use crate::progress::Bar;
 
 pub async fn run(args: RestoreArgs, host: &Host, bar: Arc<Bar>) -> Result<Report> {
@@ -17,14 +17,15 @@ pub async fn run(args: RestoreArgs, host: &Host, bar: Arc<Bar>) -> Result<Report
         (None, None) => PointSelector::Latest,
     };
     let (engine, mut warnings) = host.engine().await?;
-    // The snapshot tier restores without the vault: an unreachable vault is only fatal when
-    // the point lives nowhere else (the engine says so).
-    let snapshots_can_answer =
-        args.from != TierChoice::Vault && engine.snapshots().open(&args.vm).await?.is_some();
     let vault = host
-        .vault_or_snapshots(&args.vault.vault, snapshots_can_answer, &mut warnings)
+        .restore_vault(
+            &engine,
+            &args.vault.vault,
+            &args.vm,
+            args.from.tier(),
+            &mut warnings,
+        )
         .await?;
-    warnings.extend(vault.as_ref().and_then(crate::open::secondary_warning));
     let request = RestoreRequest {
         vm: args.vm,
         point,
@@ -32,7 +33,7 @@ pub async fn run(args: RestoreArgs, host: &Host, bar: Arc<Bar>) -> Result<Report
         overwrite: args.force,
         in_place: args.in_place,
         known_content: Default::default(),
-        options: crate::open::reads(&args.vault.vault, args.transfer.concurrency),
+        options: blockvault_host::read_options(&args.vault.vault, args.transfer.concurrency),
     };
     let outcome = engine
         .restore(vault.as_ref(), &request, args.from.tier(), bar.clone())

@@ -1,34 +1,28 @@
 //! `blockvault stop-protection` and `undelete`: the end of the protection lifecycle.
 
 use anyhow::Result;
+use blockvault_host::Host;
 use blockvault_jobs::{ProtectionState, StopMode};
 use serde_json::json;
 
 use super::Report;
 use crate::args::{StopProtectionArgs, UndeleteArgs};
-use crate::exit::JobFailed;
 use crate::format;
-use crate::open::Host;
 
 pub async fn stop(args: StopProtectionArgs, host: &Host) -> Result<Report> {
     let (engine, warnings) = host.engine().await?;
-    let item = engine.catalog().protected_item(&args.vm)?.ok_or_else(|| {
-        blockvault_jobs::Error::NotProtected {
-            vm: args.vm.clone(),
-        }
-    })?;
+    let item = blockvault_host::protected_item(&engine, &args.vm)?;
     let mode = if args.delete_data {
         StopMode::DeleteData
     } else {
         StopMode::RetainData
     };
-    let location = item.vault.parse()?;
-    let vault = super::backup::job_vault(host, &location).await?;
+    let vault = host.job_vault(&item.vault.parse()?).await?;
     let outcome = engine
         .stop_protection(vault.as_ref(), &args.vm, mode)
         .await?;
     if let (Some(job), Some(cause)) = (&outcome.job, outcome.failure) {
-        return Err(JobFailed {
+        return Err(blockvault_host::Error::JobFailed {
             job: job.id,
             error: job.error.clone().unwrap_or_default(),
             cause: Some(cause),
@@ -78,7 +72,7 @@ pub async fn undelete(args: UndeleteArgs, host: &Host) -> Result<Report> {
         }
         .into());
     };
-    let vault = super::backup::job_vault(host, &item.vault.parse()?).await?;
+    let vault = host.job_vault(&item.vault.parse()?).await?;
     let item = engine.undelete(vault.as_ref(), &args.vm).await?;
     let text = format!(
         "undeleted the backup data of {} in {}: every point is back; protection stays stopped \

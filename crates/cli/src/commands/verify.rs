@@ -3,6 +3,7 @@
 use std::sync::Arc;
 
 use anyhow::Result;
+use blockvault_host::Host;
 use blockvault_jobs::VerifyScope;
 use blockvault_vault::PointSelector;
 use serde_json::json;
@@ -11,7 +12,6 @@ use super::Report;
 use crate::args::VerifyArgs;
 use crate::exit::ExitCode;
 use crate::format;
-use crate::open::Host;
 use crate::progress::Bar;
 
 /// Affected blocks listed per bad chunk in text (all of them are in the JSON).
@@ -20,7 +20,7 @@ const SHOWN: usize = 5;
 pub async fn run(args: VerifyArgs, host: &Host, bar: Arc<Bar>) -> Result<Report> {
     let (engine, mut warnings) = host.engine().await?;
     let vault = host.vault(&args.vault.vault).await?;
-    warnings.extend(crate::open::secondary_warning(&vault));
+    warnings.extend(blockvault_host::secondary_warning(&vault));
     let scope = match args.vm {
         Some(vm) => VerifyScope::Vm {
             vm,
@@ -28,7 +28,7 @@ pub async fn run(args: VerifyArgs, host: &Host, bar: Arc<Bar>) -> Result<Report>
         },
         None => VerifyScope::All,
     };
-    let options = crate::open::reads(&args.vault.vault, args.transfer.concurrency);
+    let options = blockvault_host::read_options(&args.vault.vault, args.transfer.concurrency);
     let started = std::time::Instant::now();
     let outcome = engine.verify(&vault, &scope, options, bar.clone()).await;
     bar.finish();

@@ -2,16 +2,15 @@
 //! secondary or its primary (see `blockvault_vault::Vault::replace_secondary` and
 //! `Vault::promote`).
 
-use std::path::Path;
 use std::sync::Arc;
 
 use anyhow::Result;
-use blockvault_store::{ResyncOptions, ResyncReport, VaultLocation};
-use blockvault_vault::Vault;
+use blockvault_host::{Host, Promoted, Replaced};
+use blockvault_store::{ResyncReport, VaultLocation};
 use serde_json::json;
 
-use super::{RedundancyKind, Report, kind, secondary_for};
-use crate::exit::{ExitCode, UsageError};
+use super::{Report, kind};
+use crate::exit::ExitCode;
 use crate::progress::Bar;
 
 /// `vault replace-secondary --vault V NEW`.
@@ -19,23 +18,36 @@ pub async fn replace(
     location: &VaultLocation,
     secondary: &VaultLocation,
     concurrency: Option<u16>,
-    state: &Path,
+    host: &Host,
     bar: Arc<Bar>,
 ) -> Result<Report> {
-    secondary_for(
-        location,
-        Some(RedundancyKind::Replicated),
-        Some(secondary.clone()),
-    )?;
-    let location = crate::open::canonical(location);
-    let vault = crate::open::vault(&location, state).await?;
-    let target = crate::open::new_store(secondary, state).await?;
-    let options = ResyncOptions {
-        concurrency: crate::open::transfer(secondary, concurrency).concurrency,
-    };
-    let done = vault.replace_secondary(target, options, bar.as_ref()).await;
+    let replaced = host
+        .replace_secondary(location, secondary, concurrency, bar.as_ref())
+        .await;
     bar.finish();
-    let done = done?;
+    Ok(replaced_report(replaced?))
+}
+
+/// `vault resync --vault V`: a replacement by the secondary the vault already has.
+pub async fn resync(
+    location: &VaultLocation,
+    concurrency: Option<u16>,
+    host: &Host,
+    bar: Arc<Bar>,
+) -> Result<Report> {
+    let replaced = host
+        .resync_secondary(location, concurrency, bar.as_ref())
+        .await;
+    bar.finish();
+    Ok(replaced_report(replaced?))
+}
+
+fn replaced_report(replaced: Replaced) -> Report {
+    let Replaced {
+        location,
+        before: vault,
+        done,
+    } = replaced;
     let config = done.vault.config();
     let to = config.redundancy.secondary().unwrap_or_default().to_owned();
     let r = &done.report;
@@ -66,50 +78,20 @@ pub async fn replace(
         doc.insert("previous".into(), json!(done.previous));
         doc.insert("resumed".into(), json!(done.resumed));
     }
-    Ok(report)
-}
-
-/// `vault resync --vault V`: a replacement by the secondary the vault already has.
-pub async fn resync(
-    location: &VaultLocation,
-    concurrency: Option<u16>,
-    state: &Path,
-    bar: Arc<Bar>,
-) -> Result<Report> {
-    let vault = crate::open::vault(&crate::open::canonical(location), state).await?;
-    let Some(secondary) = vault.config().redundancy.secondary() else {
-        return Err(UsageError(format!(
-            "vault {} at {location} is single: it has no secondary to resync (give it one with \
-             `blockvault vault replace-secondary --vault {location} NEW_SECONDARY`)",
-            vault.config().id
-        ))
-        .into());
-    };
-    let secondary: VaultLocation = secondary.parse()?;
-    replace(location, &secondary, concurrency, state, bar).await
+    report
 }
 
 /// `vault promote --vault REPLICA [--force]`.
-pub async fn promote(location: &VaultLocation, force: bool, state: &Path) -> Result<Report> {
-    let location = crate::open::canonical(location);
-    let replica = crate::open::existing_store(&location, state).await?;
-    let config = replica.config().await?;
-    // The primary, if it still answers: promotion is refused while it holds the vault.
-    let primary_location = config
-        .replica_of
-        .as_ref()
-        .and_then(|of| of.primary.parse::<VaultLocation>().ok());
-    let primary = match &primary_location {
-        Some(at) if !same_place(at, &location) => crate::open::existing_store(at, state).await.ok(),
-        _ => None,
-    };
-    let vault = Vault::promote(replica, primary, force).await?;
+pub async fn promote(location: &VaultLocation, force: bool, host: &Host) -> Result<Report> {
+    let Promoted {
+        location,
+        vault,
+        previous_primary,
+        moved,
+        mut warnings,
+    } = host.promote(location, force).await?;
     let id = vault.config().id.clone();
-    let (moved, mut warnings) = match &primary_location {
-        Some(old) => move_protections(old, &location, state)?,
-        None => (Vec::new(), Vec::new()),
-    };
-    let old = primary_location.map(|l| l.to_string()).unwrap_or_default();
+    let old = previous_primary.map(|l| l.to_string()).unwrap_or_default();
     if force {
         warnings.push(format!(
             "promoted with --force: the old primary {old} must no longer be used (it cannot \
@@ -141,43 +123,6 @@ pub async fn promote(location: &VaultLocation, force: bool, state: &Path) -> Res
         warnings,
         exit_code: None,
     })
-}
-
-/// Moves this host's protected items from the vault at `old` to `new` (same id, promoted):
-/// the VMs moved, and warnings for those that could not be.
-fn move_protections(
-    old: &VaultLocation,
-    new: &VaultLocation,
-    state: &Path,
-) -> Result<(Vec<String>, Vec<String>)> {
-    let catalog = blockvault_jobs::Catalog::open(state.join("catalog.sqlite"))?;
-    let (old_raw, old_canonical) = (old.to_string(), crate::open::canonical(old).to_string());
-    let mut moved = Vec::new();
-    let mut warnings = Vec::new();
-    for item in catalog.protected_items()? {
-        if item.vault != old_raw && item.vault != old_canonical {
-            continue;
-        }
-        if item.state.purge_after().is_some() {
-            warnings.push(format!(
-                "VM {} has soft-deleted data recorded in the old primary {}: undelete it \
-                 (`blockvault undelete --vm {}`) and protect it again with --vault {new}",
-                item.vm, item.vault, item.vm
-            ));
-            continue;
-        }
-        let vm = item.vm.to_string();
-        catalog.protect(&blockvault_jobs::ProtectedItem {
-            vault: new.to_string(),
-            ..item
-        })?;
-        moved.push(vm);
-    }
-    Ok((moved, warnings))
-}
-
-fn same_place(a: &VaultLocation, b: &VaultLocation) -> bool {
-    crate::open::canonical(a) == crate::open::canonical(b)
 }
 
 fn bad_count(r: &ResyncReport) -> u64 {

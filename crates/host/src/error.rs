@@ -1,0 +1,191 @@
+use std::error::Error as StdError;
+
+use blockvault_core::ErrorKind;
+use blockvault_jobs::{JobId, PolicyError};
+
+/// What can go wrong on this host, each error with its [`ErrorKind`] ([`Error::kind`]).
+///
+/// The errors of the crates below pass through unchanged (same message, same sources), so a
+/// front end prints them as they are.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    #[error(transparent)]
+    Jobs(#[from] blockvault_jobs::Error),
+
+    #[error(transparent)]
+    Snapshot(Box<blockvault_snapshot::Error>),
+
+    #[error(transparent)]
+    Vault(Box<blockvault_vault::Error>),
+
+    #[error(transparent)]
+    Store(Box<blockvault_store::Error>),
+
+    #[error(transparent)]
+    Source(#[from] blockvault_source::Error),
+
+    #[error(transparent)]
+    Core(#[from] blockvault_core::Error),
+
+    #[error(transparent)]
+    Policy(#[from] PolicyError),
+
+    /// A request that cannot be right whatever the state: arguments that contradict each
+    /// other, a value missing.
+    #[error("{0}")]
+    Usage(String),
+
+    /// A job that ran and failed: its error is in the job record too (`blockvault jobs show`).
+    #[error("job {job} failed: {error}")]
+    JobFailed {
+        job: JobId,
+        error: String,
+        #[source]
+        cause: Option<blockvault_jobs::Error>,
+    },
+
+    /// Anything else, said in words (a vault that cannot be opened, a file that cannot be
+    /// created).
+    #[error("{0}")]
+    Other(String),
+}
+
+impl Error {
+    /// The kind of this error: what a front end acts on (the CLI's exit code).
+    pub fn kind(&self) -> ErrorKind {
+        match self {
+            Error::Jobs(e) => e.kind(),
+            Error::Snapshot(e) => e.kind(),
+            Error::Vault(e) => e.kind(),
+            Error::Store(e) => e.kind(),
+            Error::Source(e) => e.kind(),
+            Error::Core(e) => e.kind(),
+            Error::Policy(_) | Error::Usage(_) => ErrorKind::Usage,
+            // The typed cause says what kind of failure it was.
+            Error::JobFailed { cause, .. } => {
+                cause.as_ref().map_or(ErrorKind::Failure, |c| c.kind())
+            }
+            Error::Other(_) => ErrorKind::Failure,
+        }
+    }
+}
+
+/// The kind of `error` when it is a blockvault error (this crate's or a crate's below), for a
+/// front end holding errors of any type (the CLI's `anyhow` chain): it asks each cause in turn
+/// and takes the first answer.
+pub fn kind_of(error: &(dyn StdError + 'static)) -> Option<ErrorKind> {
+    if let Some(e) = error.downcast_ref::<Error>() {
+        return Some(e.kind());
+    }
+    if let Some(e) = error.downcast_ref::<blockvault_jobs::Error>() {
+        return Some(e.kind());
+    }
+    if let Some(e) = error.downcast_ref::<blockvault_snapshot::Error>() {
+        return Some(e.kind());
+    }
+    if let Some(e) = error.downcast_ref::<blockvault_vault::Error>() {
+        return Some(e.kind());
+    }
+    if let Some(e) = error.downcast_ref::<blockvault_store::Error>() {
+        return Some(e.kind());
+    }
+    if let Some(e) = error.downcast_ref::<blockvault_source::Error>() {
+        return Some(e.kind());
+    }
+    if let Some(e) = error.downcast_ref::<blockvault_core::Error>() {
+        return Some(e.kind());
+    }
+    if error.downcast_ref::<PolicyError>().is_some()
+        || error.downcast_ref::<blockvault_policy::Error>().is_some()
+    {
+        return Some(ErrorKind::Usage);
+    }
+    None
+}
+
+/// `error` and its sources on one line, `outer: inner: ...` (as `anyhow` prints `{:#}`).
+pub fn describe(error: &(dyn StdError + 'static)) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}
+
+impl From<blockvault_snapshot::Error> for Error {
+    fn from(e: blockvault_snapshot::Error) -> Error {
+        Error::Snapshot(Box::new(e))
+    }
+}
+
+impl From<blockvault_vault::Error> for Error {
+    fn from(e: blockvault_vault::Error) -> Error {
+        Error::Vault(Box::new(e))
+    }
+}
+
+impl From<blockvault_store::Error> for Error {
+    fn from(e: blockvault_store::Error) -> Error {
+        Error::Store(Box::new(e))
+    }
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn kinds_look_through_the_errors_each_crate_wraps() {
+        let missing = blockvault_store::Error::NotAVault {
+            location: "/v".into(),
+            reason: "no config".into(),
+        };
+        let vault = blockvault_vault::Error::from(missing);
+        let jobs = blockvault_jobs::Error::from(vault);
+        assert_eq!(jobs.kind(), ErrorKind::NotFound);
+        assert_eq!(Error::from(jobs).kind(), ErrorKind::NotFound);
+        let refused = blockvault_vault::Error::RedundancyFixed {
+            location: "/v".into(),
+            redundancy: blockvault_core::Redundancy::Single,
+            vms: Vec::new(),
+        };
+        assert_eq!(Error::from(refused).kind(), ErrorKind::Refused);
+        assert_eq!(Error::Usage("no".into()).kind(), ErrorKind::Usage);
+        let failed = Error::JobFailed {
+            job: JobId(3),
+            error: "x".into(),
+            cause: Some(blockvault_jobs::Error::NotProtected {
+                vm: "vm1".parse().expect("vm"),
+            }),
+        };
+        assert_eq!(failed.kind(), ErrorKind::NotFound);
+    }
+
+    #[test]
+    fn kind_of_names_blockvault_errors_only() {
+        let io = std::io::Error::other("disk on fire");
+        assert_eq!(kind_of(&io), None);
+        let store = blockvault_store::Error::BucketMissing {
+            location: "s3://b/p".into(),
+        };
+        assert_eq!(kind_of(&store), Some(ErrorKind::NotFound));
+    }
+
+    #[test]
+    fn describe_follows_the_sources() {
+        let failed = Error::JobFailed {
+            job: JobId(3),
+            error: "boom".into(),
+            cause: Some(blockvault_jobs::Error::Hook {
+                message: "hook failed".into(),
+            }),
+        };
+        assert_eq!(describe(&failed), "job 3 failed: boom: hook failed");
+    }
+}

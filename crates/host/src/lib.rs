@@ -1,0 +1,58 @@
+//! This host's blockvault, for every front end: the CLI today, a daemon endpoint or a web
+//! dashboard next. A front end parses, asks the host, and prints; what it must not decide
+//! for itself lives here.
+//!
+//! # What a host is
+//!
+//! - [`StateDir`]: the state directory, and the one table of every path a host keeps under it
+//!   (catalog, snapshot tier, `s3.toml`, locks, chunk index cache, ...).
+//! - [`Host`]: opened on a state directory, doing no I/O until asked; it opens the job
+//!   [`Engine`](blockvault_jobs::Engine) (recovering what a crash interrupted, as warnings),
+//!   vaults by location (a replicated vault with its secondary, or its primary alone with
+//!   [`secondary_warning`]; S3 settings from `STATE/s3.toml` overridden by `AWS_*`, each S3
+//!   location probed once with a short retry budget so a typo fails fast), the vault a backup
+//!   job opens alongside its Snapshot ([`Host::backup_vault`]), and the daemon's view of the
+//!   vaults ([`Host::daemon_vaults`]).
+//! - Concurrency defaults by where a vault is ([`write_options`], [`read_options`]).
+//! - Views and rules: the points of a VM with what retention says of each and the records
+//!   that cannot be read ([`PointsView`]), the protected items ([`items`]), what a protect
+//!   request keeps ([`protect_request`]), the redundancy rule (chosen before the first
+//!   backup; [`Host::set_redundancy`], [`secondary_for`]), promotion of a replica and what
+//!   moves with it ([`Host::promote`]); policy files read from disk ([`policy_files`]) and the
+//!   zone of a new policy ([`host_timezone`]).
+//!
+//! # Errors
+//!
+//! Every crate's `Error` has a `kind()`, an [`ErrorKind`](blockvault_core::ErrorKind)
+//! (usage, not-found, integrity, refused, failure) that looks through the errors it wraps;
+//! this crate's [`Error`] carries the kinds of the crates below and its own. A front end maps
+//! the kind to what it shows (the CLI: exit codes); [`kind_of`] names the kind of any
+//! blockvault error met in a chain of errors of other types.
+
+mod concurrency;
+mod error;
+mod host;
+mod points;
+mod policies;
+mod protection;
+mod redundancy;
+mod state;
+mod text;
+mod vaults;
+
+pub use crate::{
+    concurrency::{read_options, write_options},
+    error::{Error, Result, describe, kind_of},
+    host::Host,
+    points::{Held, PointsView, retained_until},
+    policies::{host_timezone, policy_files},
+    protection::{
+        ItemView, check_backup, default_retain_until, items, next_backup, protect_request,
+        protected_item,
+    },
+    redundancy::{Promoted, RedundancyKind, Replaced, secondary_for},
+    state::StateDir,
+    text::bytes,
+    vaults::{canonical, secondary_warning},
+};
+pub use blockvault_core::ErrorKind;

@@ -1,0 +1,149 @@
+//! What `points` shows: the recovery points of one VM or of every VM in both tiers, what
+//! retention says of each, and the point records that cannot be read.
+
+use std::collections::HashMap;
+
+use blockvault_core::{PointId, SoftDeleteMarker, VmName};
+use blockvault_jobs::{Engine, ListedPoint, PointList, RetainedPoint, Verdict, retention};
+use blockvault_store::{DamagedPoint, VaultLocation};
+use jiff::Timestamp;
+
+use crate::{Host, Result};
+
+/// The points of the VMs asked for, as `points` shows them.
+#[derive(Debug, Default)]
+pub struct PointsView {
+    /// Every point in either tier, VM by VM (in name order), oldest first.
+    pub points: Vec<ListedPoint>,
+    /// Vault point records that cannot be read: each hides only its own point.
+    pub damaged: Vec<DamagedPoint>,
+    /// What the policy's retention says of each vault point of a protected VM.
+    pub verdicts: HashMap<PointId, Verdict>,
+    /// The VMs whose points something other than their policy's retention holds.
+    pub held: HashMap<VmName, Held>,
+    /// Things the user should know (a vault read without, a damaged record, ...).
+    pub warnings: Vec<String>,
+}
+
+impl PointsView {
+    /// Whether retention has anything to say of the VMs listed (a protected, stopped or
+    /// soft-deleted VM among them).
+    pub fn shows_retention(&self) -> bool {
+        !self.verdicts.is_empty() || !self.held.is_empty()
+    }
+}
+
+/// What keeps a VM's points when it is not its policy's retention.
+#[derive(Clone, Debug)]
+pub enum Held {
+    /// Protection stopped with data retained: every point is kept.
+    Stopped,
+    /// Soft-deleted in `vault`: listed, not restorable, purged after the marker's date.
+    SoftDeleted {
+        vault: String,
+        marker: SoftDeleteMarker,
+    },
+}
+
+/// "Forever" (the newest point while protected) has no date.
+pub fn retained_until(until: Timestamp) -> Option<Timestamp> {
+    (until != Timestamp::MAX).then_some(until)
+}
+
+impl Host {
+    /// The points of `vm` (of every VM when none) in the vault at `location` and the snapshot
+    /// tier. When the vault cannot be opened but the snapshot tier holds VMs, those are listed
+    /// with a warning.
+    pub async fn points(&self, location: &VaultLocation, vm: Option<VmName>) -> Result<PointsView> {
+        let (engine, mut warnings) = self.engine().await?;
+        let snapshots_can_answer = !engine.snapshots().vms()?.is_empty();
+        let vault = self
+            .vault_or_snapshots(location, snapshots_can_answer, &mut warnings)
+            .await?;
+        let all = vm.is_none();
+        let vms = match vm {
+            Some(vm) => vec![vm],
+            None => {
+                let mut vms = engine.snapshots().vms()?;
+                if let Some(vault) = &vault {
+                    vms.extend(vault.vms().await?);
+                }
+                vms.sort();
+                vms.dedup();
+                vms
+            }
+        };
+        let mut view = PointsView::default();
+        for vm in &vms {
+            let listing = engine.list_points(vault.as_ref(), vm).await;
+            // Listing every VM skips one that has no points (its first snapshot failed).
+            if all
+                && let Err(blockvault_jobs::Error::Vault(e)) = &listing
+                && matches!(e.as_ref(), blockvault_vault::Error::UnknownVm { .. })
+            {
+                continue;
+            }
+            let PointList {
+                points: listed,
+                damaged,
+                warnings: listing_warnings,
+            } = listing?;
+            for record in &damaged {
+                warnings.push(format!(
+                    "point {} of VM {} is damaged and cannot be restored: {}; `blockvault verify \
+                     --vm {} --quarantine-damaged` sets it aside (see README, \"Damage\")",
+                    record.id, record.vm, record.problem, record.vm
+                ));
+            }
+            view.damaged.extend(damaged);
+            // Soft-deleted (by this host, or by any host: the vault's marker says) or stopped:
+            // what holds the points is not the policy's retention.
+            if let Some((vault, marker)) = engine.soft_deleted(vault.as_ref(), vm).await? {
+                view.held
+                    .insert(vm.clone(), Held::SoftDeleted { vault, marker });
+            } else if engine
+                .catalog()
+                .protected_item(vm)?
+                .is_some_and(|item| !item.is_protected())
+            {
+                view.held.insert(vm.clone(), Held::Stopped);
+            } else {
+                view.verdicts.extend(retention_of(&engine, vm, &listed)?);
+            }
+            view.points.extend(listed);
+            warnings.extend(listing_warnings);
+        }
+        view.warnings = warnings;
+        Ok(view)
+    }
+}
+
+/// What the policy's retention says of `vm`'s vault points, if the VM is protected (a point
+/// that is not protected is kept until deleted; so are those of a stopped VM).
+fn retention_of(
+    engine: &Engine,
+    vm: &VmName,
+    listed: &[ListedPoint],
+) -> Result<Vec<(PointId, Verdict)>> {
+    let Some(item) = engine
+        .catalog()
+        .protected_item(vm)?
+        .filter(|item| item.is_protected())
+    else {
+        return Ok(Vec::new());
+    };
+    let policy = engine.catalog().policy(&item.policy)?;
+    let in_vault: Vec<RetainedPoint> = listed
+        .iter()
+        .filter(|l| l.tiers.vault)
+        .map(|l| RetainedPoint {
+            id: l.point.id.clone(),
+            time: l.point.time,
+            retain_until: l.point.retain_until,
+        })
+        .collect();
+    Ok(retention(&in_vault, &policy, engine.now(), true)
+        .into_iter()
+        .map(|v| (v.id.clone(), v))
+        .collect())
+}

@@ -1,0 +1,139 @@
+//! The protection lifecycle's rules that every front end applies the same way: what a protect
+//! request keeps of the current protection, which VMs may be backed up where, when the daemon
+//! backs a VM up next, and what `items` shows of each protected VM.
+
+use std::path::PathBuf;
+
+use blockvault_core::VmName;
+use blockvault_jobs::{
+    DEFAULT_POLICY, Engine, Hooks, Job, JobFilter, Operation, PointEntry, ProtectRequest,
+    ProtectedItem,
+};
+use blockvault_store::VaultLocation;
+use jiff::Timestamp;
+
+use crate::{Error, Result, canonical};
+
+/// Operations whose jobs back a VM up (what "last backup" means in `items`).
+const BACKUPS: [Operation; 3] = [
+    Operation::Backup,
+    Operation::BackupOnDemand,
+    Operation::ConfigureBackupMigrate,
+];
+
+/// What a protect request asks for, completed from the VM's current protection: the disks,
+/// the policy and the hooks not given stay as they are (a new protection needs its disks and
+/// gets [`DEFAULT_POLICY`]). The vault is named by its canonical location: the daemon opens
+/// it from another directory, and a VM is protected by one vault however its path is
+/// written. Checked before the vault is opened: a VM protected elsewhere is refused whatever
+/// this vault is.
+pub fn protect_request(
+    engine: &Engine,
+    vm: &VmName,
+    location: &VaultLocation,
+    disks: Vec<PathBuf>,
+    policy: Option<&str>,
+    hooks: Hooks,
+) -> Result<ProtectRequest> {
+    let location = canonical(location);
+    let existing = engine.catalog().protection_in(vm, &location.to_string())?;
+    let disks = match (&existing, disks.is_empty()) {
+        (_, false) => disks,
+        (Some(item), true) => item.disks.clone(),
+        (None, true) => {
+            return Err(Error::Usage(format!(
+                "--disk is required to protect {vm}: give each of its disk images"
+            )));
+        }
+    };
+    let policy = match (policy, &existing) {
+        (Some(name), _) => name.parse()?,
+        (None, Some(item)) => item.policy.clone(),
+        (None, None) => DEFAULT_POLICY.parse()?,
+    };
+    let hooks = match (&hooks.pre, &hooks.post, &existing) {
+        (None, None, Some(item)) => item.hooks.clone(),
+        _ => hooks,
+    };
+    Ok(ProtectRequest {
+        vm: vm.clone(),
+        vault: location.to_string(),
+        disks,
+        policy,
+        hooks,
+    })
+}
+
+/// Refuses a backup of `vm` to the vault at `location` when the VM's protection says
+/// otherwise (protected by another vault, stopped, soft-deleted).
+pub fn check_backup(engine: &Engine, vm: &VmName, location: &VaultLocation) -> Result<()> {
+    engine
+        .catalog()
+        .protection_in(vm, &canonical(location).to_string())?;
+    Ok(())
+}
+
+/// The protected item of `vm`, which must exist.
+pub fn protected_item(engine: &Engine, vm: &VmName) -> Result<ProtectedItem> {
+    engine
+        .catalog()
+        .protected_item(vm)?
+        .ok_or_else(|| Error::Jobs(blockvault_jobs::Error::NotProtected { vm: vm.clone() }))
+}
+
+/// When the daemon next backs `item` up.
+pub fn next_backup(engine: &Engine, item: &ProtectedItem) -> Result<Timestamp> {
+    let policy = engine.catalog().policy(&item.policy)?;
+    let after = item.handled.unwrap_or(item.since).max(engine.now());
+    Ok(policy.schedule.next(&policy.timezone, after).at)
+}
+
+/// Until when an on-demand backup's point is kept when no date is given: 30 days from `now`.
+pub fn default_retain_until(now: Timestamp) -> Timestamp {
+    now + jiff::SignedDuration::from_hours(24 * 30)
+}
+
+/// A protected VM as `items` shows it.
+#[derive(Debug)]
+pub struct ItemView {
+    pub item: ProtectedItem,
+    /// Its newest backup job (of any backup operation).
+    pub last_backup: Option<Job>,
+    /// Its newest point the catalog knows.
+    pub latest_point: Option<PointEntry>,
+    /// When the daemon backs it up next; none when it is not scheduled (stopped,
+    /// soft-deleted).
+    pub next_backup: Option<Timestamp>,
+}
+
+/// The protected items (only `vm`'s when given), each with its last backup, latest point and
+/// next backup.
+pub fn items(engine: &Engine, vm: Option<&VmName>) -> Result<Vec<ItemView>> {
+    let catalog = engine.catalog();
+    let mut views = Vec::new();
+    for item in catalog.protected_items()? {
+        if vm.is_some_and(|vm| *vm != item.vm) {
+            continue;
+        }
+        let last_backup = catalog
+            .jobs(&JobFilter {
+                vm: Some(item.vm.clone()),
+                ..JobFilter::default()
+            })?
+            .into_iter()
+            .find(|j| BACKUPS.contains(&j.operation));
+        let latest_point = catalog.points(&item.vm)?.into_iter().max_by_key(|p| p.time);
+        // Stopped and soft-deleted items are not scheduled.
+        let next_backup = item
+            .is_protected()
+            .then(|| next_backup(engine, &item).ok())
+            .flatten();
+        views.push(ItemView {
+            item,
+            last_backup,
+            latest_point,
+            next_backup,
+        });
+    }
+    Ok(views)
+}
