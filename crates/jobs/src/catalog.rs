@@ -13,7 +13,7 @@ pub use self::policies::{PolicyEntry, Put};
 
 use std::fmt;
 use std::path::{Path, PathBuf};
-use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
 use jiff::Timestamp;
@@ -128,14 +128,25 @@ CREATE TABLE vaults (
 /// Every method is one short transaction: writes take the write lock up front
 /// (`BEGIN IMMEDIATE`) so that two processes never deadlock upgrading a read, and wait up to
 /// 10 s for each other.
+///
+/// The methods block the calling thread (SQLite is synchronous, and a write may wait for
+/// another process's). Async code calls them through [`Catalog::call`], which runs them on
+/// the blocking pool. A `Catalog` is a handle: clones share one connection.
+#[derive(Clone)]
 pub struct Catalog {
+    shared: Arc<Shared>,
+}
+
+struct Shared {
     path: PathBuf,
     conn: Mutex<Connection>,
 }
 
 impl fmt::Debug for Catalog {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Catalog").field("path", &self.path).finish()
+        f.debug_struct("Catalog")
+            .field("path", &self.shared.path)
+            .finish()
     }
 }
 
@@ -156,14 +167,36 @@ impl Catalog {
         })?;
         init(&conn).map_err(|f| f.at(&path))?;
         Ok(Catalog {
-            path,
-            conn: Mutex::new(conn),
+            shared: Arc::new(Shared {
+                path,
+                conn: Mutex::new(conn),
+            }),
         })
+    }
+
+    /// [`Catalog::open`] on the blocking pool (opening may wait up to 10 s for another process
+    /// that is setting up or migrating the file).
+    pub async fn open_async(path: impl Into<PathBuf>) -> Result<Catalog> {
+        let path = path.into();
+        crate::bridge::blocking(move || Catalog::open(path)).await
+    }
+
+    /// Runs `f` with this catalog on the blocking pool: how async code calls the catalog, so
+    /// that no SQLite call (nor a wait for another process's write lock) runs on a runtime
+    /// worker. Each method `f` calls is its own transaction, as when called directly. When
+    /// the caller is cancelled, `f` still runs to its end.
+    pub async fn call<T, F>(&self, f: F) -> Result<T>
+    where
+        F: FnOnce(&Catalog) -> Result<T> + Send + 'static,
+        T: Send + 'static,
+    {
+        let catalog = self.clone();
+        crate::bridge::blocking(move || f(&catalog)).await
     }
 
     /// The catalog file.
     pub fn path(&self) -> &Path {
-        &self.path
+        &self.shared.path
     }
 
     /// Runs `f` in a write transaction (`BEGIN IMMEDIATE`), committed when `f` succeeds.
@@ -188,13 +221,16 @@ impl Catalog {
             tx.commit()?;
             Ok(value)
         };
-        run().map_err(|f: Failure| f.at(&self.path))
+        run().map_err(|f: Failure| f.at(&self.shared.path))
     }
 
     /// The connection. A panic while it was held rolled back the transaction it was in (the
     /// `Transaction` guard does that on drop), so a poisoned lock is still a usable connection.
     fn lock(&self) -> MutexGuard<'_, Connection> {
-        self.conn.lock().unwrap_or_else(PoisonError::into_inner)
+        self.shared
+            .conn
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
     }
 }
 

@@ -113,11 +113,13 @@
 //! wins: [`Catalog::sync_tier`] rebuilds a tier's view from a listing of that store, so a lost
 //! or stale catalog costs nothing but a rebuild. Jobs, on the other hand, exist only here.
 
+mod bridge;
 mod catalog;
 mod clock;
 mod daemon;
 mod engine;
 mod error;
+mod events;
 mod inventory;
 mod job;
 mod model;
@@ -134,6 +136,7 @@ pub use crate::{
         RestoreOutcome, StopMode, StopOutcome, VaultUnavailable, VerifyOutcome, VerifyScope,
     },
     error::{Error, Result},
+    events::{EVENT_CAPACITY, JobEvent, JobEventKind, PROGRESS_EVERY},
     inventory::{PointEntry, PointSummary, ProtectedItem, ProtectionState, VmEntry},
     job::{Job, JobFilter, Subtask, SubtaskOutcome},
     model::{
