@@ -1,7 +1,14 @@
-//! The progress bar: indicatif on stderr, drawn only when stderr is a terminal.
+//! The progress bar: indicatif on stderr, drawn only when stderr is a terminal. For the jobs
+//! of the engine it is a subscriber of the job events ([`Bar::follow`]); for what runs on a
+//! vault directly (gc, replica resync) it is the vault's progress hook.
 
+use std::sync::Arc;
+
+use blockvault_jobs::{JobEvent, JobEventKind};
 use blockvault_vault::Progress;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use tokio::sync::broadcast::{Receiver, error::RecvError};
+use tokio::task::JoinHandle;
 
 #[derive(Debug)]
 pub struct Bar(ProgressBar);
@@ -28,6 +35,66 @@ impl Bar {
     /// Removes the bar before the summary line is printed.
     pub fn finish(&self) {
         self.0.finish_and_clear();
+    }
+
+    /// Shows the progress of the engine's jobs from their events until [`Shown::finish`].
+    pub fn follow(self: &Arc<Self>, mut events: Receiver<JobEvent>) -> Shown {
+        let bar = Arc::clone(self);
+        let task = tokio::spawn(async move {
+            let mut step = Step::default();
+            loop {
+                match events.recv().await {
+                    Ok(event) => step.show(&bar, &event),
+                    // Progress events carry where they are: the next one puts the bar right.
+                    Err(RecvError::Lagged(_)) => {}
+                    Err(RecvError::Closed) => return,
+                }
+            }
+        });
+        Shown {
+            bar: Arc::clone(self),
+            task,
+        }
+    }
+}
+
+/// The bar following job events.
+#[derive(Debug)]
+pub struct Shown {
+    bar: Arc<Bar>,
+    task: JoinHandle<()>,
+}
+
+impl Shown {
+    /// Stops following and removes the bar before the summary line is printed.
+    pub async fn finish(self) {
+        self.task.abort();
+        let _ = self.task.await;
+        self.bar.finish();
+    }
+}
+
+/// The step the bar shows: a `Progress` event of another step, another total, or that went
+/// back starts the bar afresh, as `begin` does.
+#[derive(Default)]
+struct Step {
+    shown: Option<(Arc<str>, u64, u64)>,
+}
+
+impl Step {
+    fn show(&mut self, bar: &Bar, event: &JobEvent) {
+        let JobEventKind::Progress { step, done, total } = &event.kind else {
+            return;
+        };
+        let fresh = self
+            .shown
+            .as_ref()
+            .is_none_or(|(s, t, d)| s != step || t != total || done < d);
+        if fresh {
+            bar.begin(step, *total);
+        }
+        bar.0.set_position(*done);
+        self.shown = Some((Arc::clone(step), *total, *done));
     }
 }
 

@@ -406,6 +406,28 @@ mod tests {
         Catalog::open(&path).expect("reopen");
     }
 
+    #[tokio::test]
+    async fn call_runs_off_the_runtime_thread_on_the_shared_connection() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let catalog = Catalog::open_async(dir.path().join("catalog.sqlite"))
+            .await
+            .expect("open");
+        let runtime = std::thread::current().id();
+        let vm: blockvault_core::VmName = "web01".parse().expect("vm");
+        let (id, ran_on) = catalog
+            .call(move |c| {
+                let id = c.create_job(&vm, crate::Operation::Restore, &[], Timestamp::now())?;
+                Ok((id, std::thread::current().id()))
+            })
+            .await
+            .expect("call");
+        assert_ne!(ran_on, runtime, "the catalog ran on the runtime's thread");
+        // A clone is the same connection: what one wrote, the other reads.
+        let clone = catalog.clone();
+        assert_eq!(clone.job(id).expect("job").id, id);
+        assert!(Arc::ptr_eq(&clone.shared, &catalog.shared));
+    }
+
     #[test]
     fn newer_schema_is_refused_naming_the_file_and_versions() {
         let dir = tempfile::tempdir().expect("tempdir");

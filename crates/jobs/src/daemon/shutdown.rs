@@ -34,7 +34,6 @@ impl Daemon {
     }
 
     /// Lets running jobs finish their step for up to the grace period, then ends the rest in
-
     /// the catalog as they stand.
     pub(super) async fn shut_down(
         &self,

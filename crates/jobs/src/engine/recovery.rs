@@ -158,7 +158,7 @@ mod tests {
         let watcher = {
             let (state, done) = (dir.path().to_owned(), std::sync::Arc::clone(&done));
             std::thread::spawn(move || {
-                let catalog = crate::Catalog::open(state.join("catalog.sqlite")).expect("open");
+                let catalog = Catalog::open(state.join("catalog.sqlite")).expect("open");
                 let (mut looked, mut unheld) = (0, std::collections::BTreeSet::new());
                 while !done.load(std::sync::atomic::Ordering::Relaxed) {
                     for job in catalog.unfinished_jobs().expect("jobs") {
@@ -209,7 +209,7 @@ mod tests {
     #[test]
     fn a_dead_job_ends_at_its_last_heartbeat_never_before_what_it_recorded() {
         let dir = tempfile::tempdir().expect("tmp");
-        let catalog = crate::Catalog::open(dir.path().join("c.sqlite")).expect("catalog");
+        let catalog = Catalog::open(dir.path().join("c.sqlite")).expect("catalog");
         let vm: blockvault_core::VmName = "web01".parse().expect("vm");
         let t0 = ts("2026-01-01T10:00:00Z");
         let id = catalog
