@@ -33,7 +33,7 @@ pub struct DaemonOptions {
     /// How often each VM's expired snapshot points are deleted when no backup does it.
     pub expiry_every: Duration,
     /// How often retention is applied to the vault points of protected VMs, followed by a
-    /// garbage collection of each vault that protects them (see [`Daemon`]).
+    /// garbage collection of each vault that protects them (see [`Daemon`](crate::Daemon)).
     pub maintenance_every: Duration,
     /// The collection's settings (its grace period, how long it waits for running backups).
     pub gc: GcOptions,
