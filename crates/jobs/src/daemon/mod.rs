@@ -254,3 +254,101 @@ impl Daemon {
 fn signed(d: Duration) -> SignedDuration {
     SignedDuration::try_from(d).unwrap_or(SignedDuration::MAX)
 }
+
+#[cfg(test)]
+mod tests {
+    use std::future::Future;
+    use std::pin::Pin;
+    use std::sync::Mutex;
+
+    use blockvault_vault::{NoProgress, TransferOptions, Vault};
+
+    use super::*;
+    use crate::{DEFAULT_POLICY, Hooks, ProtectRequest, SimulatedClock, VaultUnavailable};
+
+    #[derive(Debug)]
+    struct OneVault(Vault);
+
+    impl Vaults for OneVault {
+        fn open<'a>(
+            &'a self,
+            _location: &'a str,
+        ) -> Pin<Box<dyn Future<Output = std::result::Result<Vault, VaultUnavailable>> + Send + 'a>>
+        {
+            Box::pin(async { Ok(self.0.clone()) })
+        }
+    }
+
+    #[derive(Default)]
+    struct Lines(Mutex<Vec<(Level, String)>>);
+
+    impl Log for Lines {
+        fn log(&self, level: Level, message: &str) {
+            self.0
+                .lock()
+                .expect("lines")
+                .push((level, message.to_owned()));
+        }
+    }
+
+    /// The end of each scheduled backup reaches the log through the job events, before the
+    /// daemon's last line.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn each_scheduled_backup_ends_in_the_log_before_the_daemon_stops() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let start: Timestamp = "2026-03-02T12:00:00Z".parse().expect("time");
+        let (clock, stop) =
+            SimulatedClock::new(start, start + SignedDuration::from_hours(72), |_| {});
+        let (engine, _) = Engine::open(dir.path().join("state"), None)
+            .await
+            .expect("engine");
+        let engine = Arc::new(engine.with_clock(Arc::new(clock)));
+        let vault = Vault::init_local(dir.path().join("vault"))
+            .await
+            .expect("vault");
+        let disk = dir.path().join("disk.img");
+        std::fs::write(&disk, vec![7u8; 1 << 20]).expect("disk");
+        let request = ProtectRequest {
+            vm: "web01".parse().expect("vm"),
+            vault: vault.store().location().to_owned(),
+            disks: vec![disk],
+            policy: DEFAULT_POLICY.parse().expect("policy"),
+            hooks: Hooks::default(),
+        };
+        engine
+            .protect(
+                Ok(&vault),
+                &request,
+                TransferOptions::default(),
+                Arc::new(NoProgress),
+            )
+            .await
+            .expect("protect");
+        let lines = Arc::new(Lines::default());
+        let daemon = Daemon::new(
+            Arc::clone(&engine),
+            Arc::new(OneVault(vault)),
+            lines.clone(),
+            DaemonOptions::default(),
+        );
+        let report = daemon.run(stop).await.expect("run");
+        assert!(report.jobs_started >= 2, "{report:?}");
+        let lines = lines.0.lock().expect("lines").clone();
+        let ended: Vec<&String> = lines
+            .iter()
+            .filter(|(level, line)| {
+                *level == Level::Info
+                    && line.starts_with("web01: job ")
+                    && line.contains(" Completed, point ")
+            })
+            .map(|(_, line)| line)
+            .collect();
+        assert_eq!(ended.len() as u64, report.jobs_started, "{lines:#?}");
+        assert!(
+            lines
+                .last()
+                .is_some_and(|(_, line)| line.starts_with("blockvault daemon stopped")),
+            "{lines:#?}"
+        );
+    }
+}
