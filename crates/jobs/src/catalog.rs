@@ -18,6 +18,7 @@ use std::time::{Duration, Instant};
 
 use jiff::Timestamp;
 use rusqlite::{Connection, Transaction, TransactionBehavior};
+use tokio::sync::watch;
 
 use crate::{Error, Result};
 
@@ -140,6 +141,28 @@ pub struct Catalog {
 struct Shared {
     path: PathBuf,
     conn: Mutex<Connection>,
+    /// Calls made through [`Catalog::call`] that have not ended (see [`Catalog::settled`]).
+    in_flight: watch::Sender<usize>,
+}
+
+/// One call of [`Catalog::call`] in flight, from when it is made until its closure has run
+/// or been dropped unrun.
+struct InFlight(Catalog);
+
+impl InFlight {
+    fn new(catalog: &Catalog) -> InFlight {
+        catalog.shared.in_flight.send_modify(|n| *n += 1);
+        InFlight(catalog.clone())
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0
+            .shared
+            .in_flight
+            .send_modify(|n| *n = n.saturating_sub(1));
+    }
 }
 
 impl fmt::Debug for Catalog {
@@ -170,6 +193,7 @@ impl Catalog {
             shared: Arc::new(Shared {
                 path,
                 conn: Mutex::new(conn),
+                in_flight: watch::Sender::new(0),
             }),
         })
     }
@@ -190,8 +214,17 @@ impl Catalog {
         F: FnOnce(&Catalog) -> Result<T> + Send + 'static,
         T: Send + 'static,
     {
-        let catalog = self.clone();
-        crate::bridge::blocking(move || f(&catalog)).await
+        let call = InFlight::new(self);
+        crate::bridge::blocking(move || f(&call.0)).await
+    }
+
+    /// Waits until no call made through [`Catalog::call`] is running or queued, including the
+    /// calls of callers that were cancelled (they run to their end regardless). A daemon that
+    /// aborted its jobs waits for this before it reads what they left In progress.
+    pub async fn settled(&self) {
+        let mut in_flight = self.shared.in_flight.subscribe();
+        // The sender lives in `self`: the wait cannot fail.
+        let _ = in_flight.wait_for(|n| *n == 0).await;
     }
 
     /// The catalog file.
@@ -426,6 +459,38 @@ mod tests {
         let clone = catalog.clone();
         assert_eq!(clone.job(id).expect("job").id, id);
         assert!(Arc::ptr_eq(&clone.shared, &catalog.shared));
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn settled_waits_for_the_calls_of_cancelled_callers() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let catalog = Catalog::open_async(dir.path().join("catalog.sqlite"))
+            .await
+            .expect("open");
+        let (entered, was_entered) = std::sync::mpsc::channel();
+        let (release, released) = std::sync::mpsc::channel::<()>();
+        let done = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let finished = Arc::clone(&done);
+        let slow = catalog.clone();
+        let caller = tokio::spawn(async move {
+            slow.call(move |_| {
+                let _ = entered.send(());
+                let _ = released.recv();
+                finished.store(true, std::sync::atomic::Ordering::SeqCst);
+                Ok(())
+            })
+            .await
+        });
+        crate::bridge::blocking(move || was_entered.recv().expect("entered")).await;
+        caller.abort();
+        assert!(caller.await.expect_err("aborted").is_cancelled());
+        let settled = catalog.settled();
+        tokio::pin!(settled);
+        let early = tokio::time::timeout(Duration::from_millis(50), &mut settled).await;
+        assert!(early.is_err(), "settled while a call still ran");
+        release.send(()).expect("release");
+        settled.await;
+        assert!(done.load(std::sync::atomic::Ordering::SeqCst));
     }
 
     #[test]

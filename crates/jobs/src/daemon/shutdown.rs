@@ -63,6 +63,9 @@ impl Daemon {
         }
         running.abort_all();
         while running.join_next().await.is_some() {}
+        // What the aborted jobs were writing to the catalog still commits (or fails) whole:
+        // wait for it, so that the jobs are ended below as they really stand.
+        self.engine.catalog().settled().await;
         let pid = std::process::id();
         let reason = "blockvault stopped before the job finished (the daemon was shut down)";
         let unfinished = self.engine.catalog().call(|c| c.unfinished_jobs()).await?;
