@@ -8,7 +8,9 @@
 //! [`Progress`](JobEventKind::Progress) while data moves, a
 //! [`Warning`](JobEventKind::Warning) for each thing the user should know, and
 //! [`Finished`](JobEventKind::Finished) with the job's status last. The events of one job come
-//! in that order; the events of jobs running side by side interleave.
+//! in that order; the events of jobs running side by side interleave. (A warning found once
+//! the job has ended, such as the early send of a failed backup being abandoned, is in the
+//! job's outcome only.)
 //!
 //! The stream is a tokio broadcast channel of [`EVENT_CAPACITY`] events
 //! ([`Engine::subscribe`](crate::Engine::subscribe)): publishing never waits and never fails,
@@ -156,6 +158,12 @@ impl Warnings {
             },
         );
         self.list.push(message);
+    }
+
+    /// Warnings found after the job ended: kept for its outcome, not published (`Finished`
+    /// is a job's last event).
+    pub(crate) fn keep(&mut self, messages: impl IntoIterator<Item = String>) {
+        self.list.extend(messages);
     }
 
     pub(crate) fn into_vec(self) -> Vec<String> {

@@ -87,7 +87,8 @@ impl Engine {
                 // The vault is not needed any more: an early send still waiting for it ends.
                 drop(opening);
                 if let Some(early) = early {
-                    warnings.extend(early.abandon().await);
+                    // The job has ended (`Finished` is its last event): kept, not published.
+                    warnings.keep(early.abandon().await);
                 }
                 job_lock.remove();
                 let id = run.job.id;
