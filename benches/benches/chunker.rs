@@ -6,8 +6,8 @@
 use std::fs::File;
 use std::os::unix::fs::FileExt;
 
-use blockvault_core::{BlockSize, ChunkId};
 use blockvault_source::{Chunker, DiskImage};
+use blockvault_core::{BlockSize, ChunkId};
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 
 /// 512 MiB sparse image with 256 MiB of data: text-like and noise regions, some zero runs.

@@ -4,8 +4,8 @@ use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use blockvault_core::RecoveryPoint;
 use blockvault_source::DiskImage;
+use blockvault_core::RecoveryPoint;
 use blockvault_store::Error as StoreError;
 use blockvault_vault::{
     Error, NoProgress, PointSelector, RestoreReport, RestoreRequest, TransferOptions, Vault,

@@ -5,11 +5,11 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
+use blockvault_source::{Chunker, DataBlocks, DiskImage, changed_blocks};
 use blockvault_core::{
     BlockMap, BlockSize, ChunkEncoder, ChunkId, ChunkSet, Consistency, DiskName, DiskRecord,
     PointId, PointStats, RecoveryPoint, VmName,
 };
-use blockvault_source::{Chunker, DataBlocks, DiskImage, changed_blocks};
 use bytes::Bytes;
 use futures::StreamExt;
 use jiff::Timestamp;

@@ -3,8 +3,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use blockvault_core::{BlockMap, ChunkId, ChunkSet, DiskName, PointStats, RecoveryPoint, VmName};
 use blockvault_source::changed_blocks;
+use blockvault_core::{BlockMap, ChunkId, ChunkSet, DiskName, PointStats, RecoveryPoint, VmName};
 use blockvault_store::{Store, cpu};
 use bytes::Bytes;
 use futures::StreamExt;
