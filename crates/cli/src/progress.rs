@@ -110,3 +110,36 @@ impl Progress for Bar {
         self.0.inc(bytes);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn progress(step: &str, done: u64, total: u64) -> JobEvent {
+        JobEvent {
+            job: blockvault_jobs::JobId(1),
+            vm: "web01".parse().expect("vm"),
+            operation: blockvault_jobs::Operation::Backup,
+            at: jiff::Timestamp::UNIX_EPOCH,
+            kind: JobEventKind::Progress {
+                step: Arc::from(step),
+                done,
+                total,
+            },
+        }
+    }
+
+    #[test]
+    fn the_bar_shows_each_step_from_its_progress_events() {
+        let bar = Bar::new(true);
+        let mut step = Step::default();
+        step.show(&bar, &progress("snapshot", 0, 100));
+        step.show(&bar, &progress("snapshot", 60, 100));
+        assert_eq!((bar.0.position(), bar.0.length()), (60, Some(100)));
+        assert_eq!(bar.0.message(), "snapshot");
+        // A new step starts the bar afresh.
+        step.show(&bar, &progress("transfer", 10, 40));
+        assert_eq!((bar.0.position(), bar.0.length()), (10, Some(40)));
+        assert_eq!(bar.0.message(), "transfer");
+    }
+}
