@@ -13,11 +13,12 @@ pub use self::policies::{PolicyEntry, Put};
 
 use std::fmt;
 use std::path::{Path, PathBuf};
-use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
 use jiff::Timestamp;
 use rusqlite::{Connection, Transaction, TransactionBehavior};
+use tokio::sync::watch;
 
 use crate::{Error, Result};
 
@@ -128,14 +129,47 @@ CREATE TABLE vaults (
 /// Every method is one short transaction: writes take the write lock up front
 /// (`BEGIN IMMEDIATE`) so that two processes never deadlock upgrading a read, and wait up to
 /// 10 s for each other.
+///
+/// The methods block the calling thread (SQLite is synchronous, and a write may wait for
+/// another process's). Async code calls them through [`Catalog::call`], which runs them on
+/// the blocking pool. A `Catalog` is a handle: clones share one connection.
+#[derive(Clone)]
 pub struct Catalog {
+    shared: Arc<Shared>,
+}
+
+struct Shared {
     path: PathBuf,
     conn: Mutex<Connection>,
+    /// Calls made through [`Catalog::call`] that have not ended (see [`Catalog::settled`]).
+    in_flight: watch::Sender<usize>,
+}
+
+/// One call of [`Catalog::call`] in flight, from when it is made until its closure has run
+/// or been dropped unrun.
+struct InFlight(Catalog);
+
+impl InFlight {
+    fn new(catalog: &Catalog) -> InFlight {
+        catalog.shared.in_flight.send_modify(|n| *n += 1);
+        InFlight(catalog.clone())
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0
+            .shared
+            .in_flight
+            .send_modify(|n| *n = n.saturating_sub(1));
+    }
 }
 
 impl fmt::Debug for Catalog {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Catalog").field("path", &self.path).finish()
+        f.debug_struct("Catalog")
+            .field("path", &self.shared.path)
+            .finish()
     }
 }
 
@@ -156,14 +190,46 @@ impl Catalog {
         })?;
         init(&conn).map_err(|f| f.at(&path))?;
         Ok(Catalog {
-            path,
-            conn: Mutex::new(conn),
+            shared: Arc::new(Shared {
+                path,
+                conn: Mutex::new(conn),
+                in_flight: watch::Sender::new(0),
+            }),
         })
+    }
+
+    /// [`Catalog::open`] on the blocking pool (opening may wait up to 10 s for another process
+    /// that is setting up or migrating the file).
+    pub async fn open_async(path: impl Into<PathBuf>) -> Result<Catalog> {
+        let path = path.into();
+        crate::bridge::blocking(move || Catalog::open(path)).await
+    }
+
+    /// Runs `f` with this catalog on the blocking pool: how async code calls the catalog, so
+    /// that no SQLite call (nor a wait for another process's write lock) runs on a runtime
+    /// worker. Each method `f` calls is its own transaction, as when called directly. When
+    /// the caller is cancelled, `f` still runs to its end.
+    pub async fn call<T, F>(&self, f: F) -> Result<T>
+    where
+        F: FnOnce(&Catalog) -> Result<T> + Send + 'static,
+        T: Send + 'static,
+    {
+        let call = InFlight::new(self);
+        crate::bridge::blocking(move || f(&call.0)).await
+    }
+
+    /// Waits until no call made through [`Catalog::call`] is running or queued, including the
+    /// calls of callers that were cancelled (they run to their end regardless). A daemon that
+    /// aborted its jobs waits for this before it reads what they left In progress.
+    pub async fn settled(&self) {
+        let mut in_flight = self.shared.in_flight.subscribe();
+        // The sender lives in `self`: the wait cannot fail.
+        let _ = in_flight.wait_for(|n| *n == 0).await;
     }
 
     /// The catalog file.
     pub fn path(&self) -> &Path {
-        &self.path
+        &self.shared.path
     }
 
     /// Runs `f` in a write transaction (`BEGIN IMMEDIATE`), committed when `f` succeeds.
@@ -188,13 +254,16 @@ impl Catalog {
             tx.commit()?;
             Ok(value)
         };
-        run().map_err(|f: Failure| f.at(&self.path))
+        run().map_err(|f: Failure| f.at(&self.shared.path))
     }
 
     /// The connection. A panic while it was held rolled back the transaction it was in (the
     /// `Transaction` guard does that on drop), so a poisoned lock is still a usable connection.
     fn lock(&self) -> MutexGuard<'_, Connection> {
-        self.conn.lock().unwrap_or_else(PoisonError::into_inner)
+        self.shared
+            .conn
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
     }
 }
 
@@ -368,6 +437,60 @@ mod tests {
         drop(conn);
         drop(catalog);
         Catalog::open(&path).expect("reopen");
+    }
+
+    #[tokio::test]
+    async fn call_runs_off_the_runtime_thread_on_the_shared_connection() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let catalog = Catalog::open_async(dir.path().join("catalog.sqlite"))
+            .await
+            .expect("open");
+        let runtime = std::thread::current().id();
+        let vm: blockvault_core::VmName = "web01".parse().expect("vm");
+        let (id, ran_on) = catalog
+            .call(move |c| {
+                let id = c.create_job(&vm, crate::Operation::Restore, &[], Timestamp::now())?;
+                Ok((id, std::thread::current().id()))
+            })
+            .await
+            .expect("call");
+        assert_ne!(ran_on, runtime, "the catalog ran on the runtime's thread");
+        // A clone is the same connection: what one wrote, the other reads.
+        let clone = catalog.clone();
+        assert_eq!(clone.job(id).expect("job").id, id);
+        assert!(Arc::ptr_eq(&clone.shared, &catalog.shared));
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn settled_waits_for_the_calls_of_cancelled_callers() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let catalog = Catalog::open_async(dir.path().join("catalog.sqlite"))
+            .await
+            .expect("open");
+        let (entered, was_entered) = std::sync::mpsc::channel();
+        let (release, released) = std::sync::mpsc::channel::<()>();
+        let done = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let finished = Arc::clone(&done);
+        let slow = catalog.clone();
+        let caller = tokio::spawn(async move {
+            slow.call(move |_| {
+                let _ = entered.send(());
+                let _ = released.recv();
+                finished.store(true, std::sync::atomic::Ordering::SeqCst);
+                Ok(())
+            })
+            .await
+        });
+        crate::bridge::blocking(move || was_entered.recv().expect("entered")).await;
+        caller.abort();
+        assert!(caller.await.expect_err("aborted").is_cancelled());
+        let settled = catalog.settled();
+        tokio::pin!(settled);
+        let early = tokio::time::timeout(Duration::from_millis(50), &mut settled).await;
+        assert!(early.is_err(), "settled while a call still ran");
+        release.send(()).expect("release");
+        settled.await;
+        assert!(done.load(std::sync::atomic::Ordering::SeqCst));
     }
 
     #[test]

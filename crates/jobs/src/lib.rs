@@ -40,7 +40,14 @@
 //! the writer; every method is one short transaction, writes take the write lock up front
 //! (`BEGIN IMMEDIATE`) and wait up to 10 s for another process's. Job ids come from an
 //! `AUTOINCREMENT` key: unique across processes and never reused. Within a process a `Catalog`
-//! is `Send + Sync` (one connection behind a mutex) and is shared by reference.
+//! is a handle to one connection behind a mutex; clones share it.
+//!
+//! SQLite blocks the calling thread (and a write may wait up to 10 s for another process's),
+//! so no catalog call runs on a tokio runtime worker: the engine and the daemon make every
+//! call through [`Catalog::call`], which runs it on tokio's blocking pool (one bridge for
+//! everything that blocks: the catalog, and waiting for a VM's lock). The methods themselves
+//! stay synchronous for synchronous callers and tests. A blocking call whose caller is
+//! cancelled still runs to its end, so a transaction is never cut halfway.
 //!
 //! # The engine
 //!
@@ -61,6 +68,16 @@
 //! processes and within one: `<vm>.snapshot` is held for the whole Snapshot subtask (a second
 //! Snapshot of the VM waits for it) and around snapshot expiry and sweeps; `<vm>.transfer` is
 //! tried when a Transfer would start, and when another job holds it the Transfer is Skipped.
+//!
+//! # Job events
+//!
+//! Every step of a job the engine runs is published, once the catalog has recorded it, as a
+//! [`JobEvent`] on a broadcast stream ([`Engine::subscribe`]): `Started`, `PhaseStarted` and
+//! `PhaseEnded` for each subtask, `Progress` while data moves (the vault's
+//! [`Progress`](blockvault_vault::Progress) hook, adapted by the engine), `Warning`, and
+//! `Finished` with the job's status. Publishing never waits: a subscriber that falls
+//! [`EVENT_CAPACITY`] events behind loses the oldest, never slows or fails a job. The CLI's
+//! progress bar and the daemon's log of finished backups are subscribers.
 //!
 //! # Policies, protection and the daemon
 //!
@@ -114,11 +131,13 @@
 //! wins: [`Catalog::sync_tier`] rebuilds a tier's view from a listing of that store, so a lost
 //! or stale catalog costs nothing but a rebuild. Jobs, on the other hand, exist only here.
 
+mod bridge;
 mod catalog;
 mod clock;
 mod daemon;
 mod engine;
 mod error;
+mod events;
 mod inventory;
 mod job;
 mod model;
@@ -134,6 +153,7 @@ pub use crate::{
         RestoreOutcome, StopMode, StopOutcome, VaultUnavailable, VerifyOutcome, VerifyScope,
     },
     error::{Error, Result},
+    events::{EVENT_CAPACITY, JobEvent, JobEventKind, PROGRESS_EVERY},
     inventory::{PointEntry, PointSummary, ProtectedItem, ProtectionState, VmEntry},
     job::{Job, JobFilter, Subtask, SubtaskOutcome},
     model::{JobId, JobStatus, Operation, SubtaskKind, SubtaskStatus, Tier, Tiers, job_status},

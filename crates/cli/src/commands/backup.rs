@@ -3,6 +3,7 @@ use std::sync::Arc;
 use anyhow::Result;
 use blockvault_host::Host;
 use blockvault_jobs::{BackupOutcome, BackupSpec, JobStatus, SubtaskKind};
+use blockvault_vault::NoProgress;
 use serde_json::json;
 
 use super::Report;
@@ -25,8 +26,9 @@ pub async fn run(args: BackupArgs, host: &Host, bar: Arc<Bar>) -> Result<Report>
         early_send: !args.no_early_send,
         ..BackupSpec::new(args.vm, args.disks)
     };
-    let outcome = engine.backup(vault, &spec, bar.clone()).await;
-    bar.finish();
+    let shown = bar.follow(engine.subscribe());
+    let outcome = engine.backup(vault, &spec, Arc::new(NoProgress)).await;
+    shown.finish().await;
     report(outcome?, warnings)
 }
 

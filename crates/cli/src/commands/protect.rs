@@ -5,6 +5,7 @@ use std::sync::Arc;
 use anyhow::Result;
 use blockvault_host::{Host, ItemView};
 use blockvault_jobs::JobStatus;
+use blockvault_vault::NoProgress;
 use jiff::Timestamp;
 use serde_json::json;
 
@@ -27,10 +28,11 @@ pub async fn protect(args: ProtectArgs, host: &Host, bar: Arc<Bar>) -> Result<Re
     let location = blockvault_host::canonical(&args.vault.vault);
     let vault = host.job_vault(&location).await?;
     let options = blockvault_host::write_options(&location, args.transfer.concurrency);
+    let shown = bar.follow(engine.subscribe());
     let outcome = engine
-        .protect(vault.as_ref(), &request, options, bar.clone())
+        .protect(vault.as_ref(), &request, options, Arc::new(NoProgress))
         .await;
-    bar.finish();
+    shown.finish().await;
     let outcome = outcome?;
     if let Some(backup) = outcome.backup {
         // A migration: its backup job is the report, with a line on what changed.
@@ -163,10 +165,11 @@ pub async fn backup_now(args: BackupNowArgs, host: &Host, bar: Arc<Bar>) -> Resu
     // Opened by the job, alongside its Snapshot.
     let vault = host.backup_vault(&location).await?;
     let options = blockvault_host::write_options(&location, args.transfer.concurrency);
+    let shown = bar.follow(engine.subscribe());
     let outcome = engine
-        .backup_now(vault, &args.vm, retain_until, options, bar.clone())
+        .backup_now(vault, &args.vm, retain_until, options, Arc::new(NoProgress))
         .await;
-    bar.finish();
+    shown.finish().await;
     let mut report = super::backup::report(outcome?, warnings)?;
     report.text = format!(
         "{} (kept until at least {})",

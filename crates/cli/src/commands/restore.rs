@@ -2,7 +2,7 @@ use std::sync::Arc;
 
 use anyhow::Result;
 use blockvault_host::Host;
-use blockvault_vault::{PointSelector, RestoreRequest};
+use blockvault_vault::{NoProgress, PointSelector, RestoreRequest};
 use serde_json::json;
 
 use super::Report;
@@ -35,10 +35,16 @@ pub async fn run(args: RestoreArgs, host: &Host, bar: Arc<Bar>) -> Result<Report
         known_content: Default::default(),
         options: blockvault_host::read_options(&args.vault.vault, args.transfer.concurrency),
     };
+    let shown = bar.follow(engine.subscribe());
     let outcome = engine
-        .restore(vault.as_ref(), &request, args.from.tier(), bar.clone())
+        .restore(
+            vault.as_ref(),
+            &request,
+            args.from.tier(),
+            Arc::new(NoProgress),
+        )
         .await;
-    bar.finish();
+    shown.finish().await;
     let outcome = outcome?;
     warnings.extend(outcome.warnings.iter().cloned());
     let report = &outcome.report;

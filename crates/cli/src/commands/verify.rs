@@ -5,7 +5,7 @@ use std::sync::Arc;
 use anyhow::Result;
 use blockvault_host::Host;
 use blockvault_jobs::VerifyScope;
-use blockvault_vault::PointSelector;
+use blockvault_vault::{NoProgress, PointSelector};
 use serde_json::json;
 
 use super::Report;
@@ -30,8 +30,11 @@ pub async fn run(args: VerifyArgs, host: &Host, bar: Arc<Bar>) -> Result<Report>
     };
     let options = blockvault_host::read_options(&args.vault.vault, args.transfer.concurrency);
     let started = std::time::Instant::now();
-    let outcome = engine.verify(&vault, &scope, options, bar.clone()).await;
-    bar.finish();
+    let shown = bar.follow(engine.subscribe());
+    let outcome = engine
+        .verify(&vault, &scope, options, Arc::new(NoProgress))
+        .await;
+    shown.finish().await;
     let outcome = outcome?;
     let report = &outcome.report;
     let elapsed = started.elapsed();

@@ -13,11 +13,12 @@ use super::hooks::{self, Hook};
 use super::job_vault::{JobVault, Opening, Seen, when_open};
 use super::lock::Lock;
 use super::{BackupOutcome, BackupSpec, Engine, INSTANT_RESTORE_DAYS, Phase, Taken};
-use crate::{JobId, PointSummary, Result, SubtaskKind, SubtaskOutcome, Tier};
+use crate::events::{JobRef, Warnings};
+use crate::{PointSummary, Result, SubtaskKind, SubtaskOutcome, Tier};
 
 /// One backup job, as its subtasks see it.
 struct Run<'j> {
-    job: JobId,
+    job: JobRef,
     spec: &'j BackupSpec,
     /// The vault's location, as the job was given it.
     location: &'j str,
@@ -55,14 +56,19 @@ impl Engine {
             .map(|d| std::path::absolute(d).unwrap_or_else(|_| d.clone()))
             .collect();
         // Before the job exists: an error here leaves no job behind.
-        self.catalog
-            .upsert_vm(&spec.vm, opening.location(), &disks, now)?;
-        let (job, job_lock) = self.begin_job(
-            &spec.vm,
-            spec.operation,
-            &[SubtaskKind::Snapshot, SubtaskKind::Transfer],
-        )?;
-        let mut warnings = Vec::new();
+        let (vm, location) = (spec.vm.clone(), opening.location().to_owned());
+        self.db(move |c| c.upsert_vm(&vm, &location, &disks, now))
+            .await?;
+        let (job, job_lock) = self
+            .begin_job(
+                &spec.vm,
+                spec.operation,
+                &[SubtaskKind::Snapshot, SubtaskKind::Transfer],
+            )
+            .await?;
+        let mut warnings = self.warnings(&job);
+        // The caller's hook, and the job's progress events.
+        let progress = self.progress(vec![job.clone()], progress);
 
         let location = opening.location().to_owned();
         let run = Run {
@@ -81,14 +87,16 @@ impl Engine {
                 // The vault is not needed any more: an early send still waiting for it ends.
                 drop(opening);
                 if let Some(early) = early {
-                    warnings.extend(early.abandon().await);
+                    // The job has ended (`Finished` is its last event): kept, not published.
+                    warnings.keep(early.abandon().await);
                 }
                 job_lock.remove();
+                let id = run.job.id;
                 return Ok(BackupOutcome {
-                    job: self.catalog.job(job)?,
+                    job: self.db(move |c| c.job(id)).await?,
                     failure: Some(error),
                     point: None,
-                    warnings,
+                    warnings: warnings.into_vec(),
                 });
             }
         };
@@ -99,14 +107,13 @@ impl Engine {
         self.transfer(&run, opening, &mut taken, early, &mut warnings)
             .await?;
         let snapshot = taken.point;
-        self.catalog
-            .finish_job(job, Some(&snapshot.id), self.now())?;
+        let ended = self.finish_job(&run.job, Some(&snapshot.id)).await?;
         job_lock.remove();
         Ok(BackupOutcome {
-            job: self.catalog.job(job)?,
+            job: ended,
             failure: None,
             point: Some(snapshot),
-            warnings,
+            warnings: warnings.into_vec(),
         })
     }
 
@@ -119,9 +126,9 @@ impl Engine {
         &self,
         run: &Run<'_>,
         early: &mut Option<EarlySend>,
-        warnings: &mut Vec<String>,
+        warnings: &mut Warnings,
     ) -> Result<Result<Taken>> {
-        let (job, spec) = (run.job, run.spec);
+        let (job, spec) = (&run.job, run.spec);
         let held = self.lock_snapshots(&spec.vm, true).await;
         let taken = match held {
             Ok(_) => self.take_snapshot(run, early, warnings).await,
@@ -130,16 +137,16 @@ impl Engine {
         match taken {
             Ok(taken) => {
                 let stats = &taken.point.stats;
-                self.catalog.finish_subtask(
+                self.finish_subtask(
                     job,
                     SubtaskKind::Snapshot,
-                    &SubtaskOutcome::completed(
+                    SubtaskOutcome::completed(
                         stats.bytes_scanned,
                         stats.bytes_changed,
                         stats.bytes_stored,
                     ),
-                    self.now(),
-                )?;
+                )
+                .await?;
                 // Expiry after the subtask is on record (a cancelled sweep must not fail a job
                 // whose point is committed), still under the lock.
                 if let Err(e) = self
@@ -154,7 +161,7 @@ impl Engine {
                 Ok(Ok(taken))
             }
             Err(error) => {
-                self.catalog.fail_job(job, &error.to_string(), self.now())?;
+                self.fail_job(job, &error.to_string()).await?;
                 Ok(Err(error))
             }
         }
@@ -167,9 +174,9 @@ impl Engine {
         &self,
         run: &Run<'_>,
         early: &mut Option<EarlySend>,
-        warnings: &mut Vec<String>,
+        warnings: &mut Warnings,
     ) -> Result<Taken> {
-        let (job, spec) = (run.job, run.spec);
+        let (job, spec) = (&run.job, run.spec);
         let vm = &spec.vm;
         if !INSTANT_RESTORE_DAYS.contains(&spec.instant_restore_days) {
             return Err(crate::Error::InstantRestoreDays {
@@ -178,8 +185,7 @@ impl Engine {
                 max: *INSTANT_RESTORE_DAYS.end(),
             });
         }
-        self.catalog
-            .start_subtask(job, SubtaskKind::Snapshot, self.now())?;
+        self.start_subtask(job, SubtaskKind::Snapshot).await?;
 
         let tier = self.snapshots.open_or_init(vm).await?;
         // From the pre-hook on, the VM may be quiesced: it is thawed on every path, even if
@@ -203,7 +209,10 @@ impl Engine {
         };
         let vault_id = match open_id {
             Some(id) => Some(id),
-            None => self.catalog.vault_id(run.location)?,
+            None => {
+                let location = run.location.to_owned();
+                self.db(move |c| c.vault_id(&location)).await?
+            }
         };
         *early = early_send(run.seen, spec);
         let request = BackupRequest {
@@ -273,9 +282,9 @@ impl Engine {
         }
         let expires =
             point.time + SignedDuration::from_hours(24 * i64::from(spec.instant_restore_days));
-        let summary = PointSummary::from(&point);
-        self.catalog
-            .add_point_tier(vm, &summary, Tier::Snapshot, Some(expires))?;
+        let (summary, owned) = (PointSummary::from(&point), vm.clone());
+        self.db(move |c| c.add_point_tier(&owned, &summary, Tier::Snapshot, Some(expires)))
+            .await?;
         Ok(Taken {
             point,
             fresh: report.new_chunks,
@@ -291,12 +300,17 @@ impl Engine {
         location: &str,
         vault: &Vault,
         point: &mut RecoveryPoint,
-        warnings: &mut Vec<String>,
+        warnings: &mut Warnings,
     ) -> Result<()> {
         let id = &vault.config().id;
-        if self.catalog.vault_id(location)?.as_ref() != Some(id) {
-            self.catalog.remember_vault(location, id, self.now())?;
-        }
+        let (at, seen, now) = (location.to_owned(), id.clone(), self.now());
+        self.db(move |c| {
+            if c.vault_id(&at)?.as_ref() != Some(&seen) {
+                c.remember_vault(&at, &seen, now)?;
+            }
+            Ok(())
+        })
+        .await?;
         if point.vault.as_ref() == Some(id) {
             return Ok(());
         }
@@ -342,7 +356,7 @@ impl Engine {
         mut opening: Opening<'_>,
         taken: &mut Taken,
         mut early: Option<EarlySend>,
-        warnings: &mut Vec<String>,
+        warnings: &mut Warnings,
     ) -> Result<()> {
         let ran = self
             .run_transfer(run, &mut opening, taken, &mut early, warnings)
@@ -364,41 +378,35 @@ impl Engine {
         opening: &mut Opening<'_>,
         taken: &mut Taken,
         early: &mut Option<EarlySend>,
-        warnings: &mut Vec<String>,
+        warnings: &mut Warnings,
     ) -> Result<()> {
-        let (job, spec) = (run.job, run.spec);
+        let (job, spec) = (&run.job, run.spec);
         let vm = taken.point.vm.clone();
         let kind = SubtaskKind::Transfer;
         if let Some(reason) = &spec.skip_transfer {
             let outcome = SubtaskOutcome::skipped(reason.clone());
-            self.catalog
-                .finish_subtask(job, kind, &outcome, self.now())?;
-            return Ok(());
+            return self.finish_subtask(job, kind, outcome).await;
         }
         if spec.stop.as_ref().is_some_and(|stop| *stop.borrow()) {
             let outcome = SubtaskOutcome::failed(format!(
                 "blockvault was stopping, so the transfer did not start; the point is in the \
                  snapshot tier and the next transfer of {vm} carries its changes"
             ));
-            self.catalog
-                .finish_subtask(job, kind, &outcome, self.now())?;
-            return Ok(());
+            return self.finish_subtask(job, kind, outcome).await;
         }
         let held = match Lock::try_acquire(&self.vm_lock(&vm, kind)) {
             Ok(held) => held,
             Err(e) => {
                 let outcome = SubtaskOutcome::failed(e.to_string());
-                self.catalog
-                    .finish_subtask(job, kind, &outcome, self.now())?;
-                return Ok(());
+                return self.finish_subtask(job, kind, outcome).await;
             }
         };
         let Some(_held) = held else {
             let running = self
-                .catalog
-                .unfinished_jobs()?
+                .db(|c| c.unfinished_jobs())
+                .await?
                 .into_iter()
-                .filter(|j| j.id != job && j.vm == vm)
+                .filter(|j| j.id != job.id && j.vm == vm)
                 // The holder: its transfer started (it may have just ended; the job has not).
                 .find(|j| {
                     j.subtask(kind)
@@ -410,11 +418,11 @@ impl Engine {
                 "an earlier transfer of {vm} is still running{running}; the next transfer \
                  carries this point's changes"
             );
-            self.catalog
-                .finish_subtask(job, kind, &SubtaskOutcome::skipped(reason), self.now())?;
-            return Ok(());
+            return self
+                .finish_subtask(job, kind, SubtaskOutcome::skipped(reason))
+                .await;
         };
-        self.catalog.start_subtask(job, kind, self.now())?;
+        self.start_subtask(job, kind).await?;
         // The Transfer is where the job waits for its vault.
         let vault = opening.wait().await;
         if let Ok(vault) = &vault {
@@ -446,9 +454,9 @@ impl Engine {
         let outcome = match outcome {
             Ok(report) => {
                 warnings.extend(report.warnings);
-                let summary = PointSummary::from(&report.point);
-                self.catalog
-                    .add_point_tier(&vm, &summary, Tier::Vault, None)?;
+                let (summary, vm) = (PointSummary::from(&report.point), vm.clone());
+                self.db(move |c| c.add_point_tier(&vm, &summary, Tier::Vault, None))
+                    .await?;
                 let stats = &report.point.stats;
                 // A transfer reads no disk: nothing scanned; changed is since the newest
                 // vault point.
@@ -456,9 +464,7 @@ impl Engine {
             }
             Err(error) => SubtaskOutcome::failed(error),
         };
-        self.catalog
-            .finish_subtask(job, kind, &outcome, self.now())?;
-        Ok(())
+        self.finish_subtask(job, kind, outcome).await
     }
 }
 

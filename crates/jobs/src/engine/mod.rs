@@ -8,6 +8,7 @@ mod job_lock;
 mod job_vault;
 mod lock;
 mod protection;
+mod record;
 mod recovery;
 mod restore;
 mod retention;
@@ -21,7 +22,7 @@ use blockvault_core::{BlockSize, ChunkSet, RecoveryPoint, VmName};
 use blockvault_snapshot::SnapshotTier;
 use blockvault_vault::{Progress, TransferOptions};
 use jiff::{SignedDuration, Timestamp};
-use tokio::sync::watch;
+use tokio::sync::{broadcast, watch};
 
 pub use self::hooks::Hooks;
 pub use self::job_vault::JobVault;
@@ -33,6 +34,7 @@ pub use self::soft_delete::{PurgeOutcome, StopMode, StopOutcome};
 pub use self::verify::{VerifyOutcome, VerifyScope};
 
 use self::lock::Lock;
+use crate::events::{EVENT_CAPACITY, Events, JobEvent};
 use crate::{Catalog, Clock, Job, Operation, Result, SubtaskKind, SystemClock, Tier};
 
 /// Instant-restore days a backup may ask for (the widest policy range, Enhanced's).
@@ -146,6 +148,7 @@ pub struct Engine {
     catalog: Catalog,
     snapshots: SnapshotTier,
     clock: Arc<dyn Clock>,
+    events: Events,
 }
 
 impl Engine {
@@ -158,14 +161,16 @@ impl Engine {
     ) -> Result<(Engine, Recovered)> {
         let state_dir = state_dir.into();
         std::fs::create_dir_all(&state_dir).map_err(|e| crate::Error::lock(&state_dir, e))?;
-        let catalog = Catalog::open(state_dir.join("catalog.sqlite"))?;
+        let catalog = Catalog::open_async(state_dir.join("catalog.sqlite")).await?;
         let snapshots =
             SnapshotTier::new(snapshot_dir.unwrap_or_else(|| state_dir.join("snapshots")));
+        let clock: Arc<dyn Clock> = Arc::new(SystemClock);
         let engine = Engine {
             state_dir,
             catalog,
             snapshots,
-            clock: Arc::new(SystemClock),
+            events: Events::new(EVENT_CAPACITY, Arc::clone(&clock)),
+            clock,
         };
         let recovered = engine.recover().await?;
         Ok((engine, recovered))
@@ -175,8 +180,16 @@ impl Engine {
     /// (a [`SimulatedClock`](crate::SimulatedClock) runs weeks of schedule in seconds). What
     /// is compared with files' timestamps stays on the system clock.
     pub fn with_clock(mut self, clock: Arc<dyn Clock>) -> Engine {
+        self.events = self.events.with_clock(Arc::clone(&clock));
         self.clock = clock;
         self
+    }
+
+    /// A new subscriber to the events of the jobs this engine runs, from now on (see
+    /// [`JobEvent`] and the `events` module: publishing never waits for a subscriber; one that
+    /// falls [`EVENT_CAPACITY`](crate::EVENT_CAPACITY) events behind loses the oldest).
+    pub fn subscribe(&self) -> broadcast::Receiver<JobEvent> {
+        self.events.subscribe()
     }
 
     /// The engine's time.
@@ -188,6 +201,7 @@ impl Engine {
         &self.clock
     }
 
+    /// The catalog. Its methods block: from async code, go through [`Catalog::call`].
     pub fn catalog(&self) -> &Catalog {
         &self.catalog
     }
@@ -205,7 +219,7 @@ impl Engine {
     /// what only reads it (listing, restoring from it).
     async fn lock_snapshots(&self, vm: &VmName, exclusive: bool) -> Result<Lock> {
         let path = self.vm_lock(vm, SubtaskKind::Snapshot);
-        tokio::task::spawn_blocking(move || {
+        crate::bridge::blocking(move || {
             if exclusive {
                 Lock::acquire(&path)
             } else {
@@ -213,7 +227,6 @@ impl Engine {
             }
         })
         .await
-        .unwrap_or_else(|join| std::panic::resume_unwind(join.into_panic()))
     }
 
     fn vm_lock(&self, vm: &VmName, kind: SubtaskKind) -> PathBuf {
@@ -261,9 +274,10 @@ impl Engine {
         now: Timestamp,
         keep: Option<&blockvault_core::PointId>,
     ) -> Result<()> {
+        let owned = vm.clone();
         let expires: std::collections::HashMap<_, _> = self
-            .catalog
-            .points(vm)?
+            .db(move |c| c.points(&owned))
+            .await?
             .into_iter()
             .map(|p| (p.id, p.snapshot_expires))
             .collect();
@@ -286,9 +300,13 @@ impl Engine {
             return Ok(());
         }
         self.snapshots.expire(vm, &expired).await?;
-        for id in &expired {
-            self.catalog.remove_point_tier(vm, id, Tier::Snapshot)?;
-        }
-        Ok(())
+        let vm = vm.clone();
+        self.db(move |c| {
+            for id in &expired {
+                c.remove_point_tier(&vm, id, Tier::Snapshot)?;
+            }
+            Ok(())
+        })
+        .await
     }
 }

@@ -78,8 +78,14 @@ impl Engine {
         options: TransferOptions,
         progress: Arc<dyn Progress>,
     ) -> Result<ProtectOutcome> {
-        let policy = self.catalog.policy(&request.policy)?;
-        let existing = self.catalog.protection_in(&request.vm, &request.vault)?;
+        let (name, vm, at) = (
+            request.policy.clone(),
+            request.vm.clone(),
+            request.vault.clone(),
+        );
+        let (policy, existing) = self
+            .db(move |c| Ok((c.policy(&name)?, c.protection_in(&vm, &at)?)))
+            .await?;
         // Soft-deleted in this vault by another host (this catalog may not know): the vault
         // says so.
         if let Ok(vault) = vault
@@ -95,7 +101,9 @@ impl Engine {
                 purge_after: marker.purge_after,
             });
         }
-        let change = self.check_change(request, &policy, existing.as_ref())?;
+        let change = self
+            .check_change(request, &policy, existing.as_ref())
+            .await?;
         let disks: Vec<PathBuf> = request
             .disks
             .iter()
@@ -122,30 +130,41 @@ impl Engine {
         if change == Change::Migrate {
             return self.migrate(vault, item, &policy, options, progress).await;
         }
-        self.catalog
-            .upsert_vm(&request.vm, &request.vault, &disks, self.now())?;
-        let (job, job_lock) = self.begin_job(&request.vm, Operation::ConfigureBackup, &[])?;
-        let outcome = match check_disks(&disks) {
+        let (vm, at, paths, now) = (
+            request.vm.clone(),
+            request.vault.clone(),
+            disks.clone(),
+            self.now(),
+        );
+        self.db(move |c| c.upsert_vm(&vm, &at, &paths, now)).await?;
+        let (job, job_lock) = self
+            .begin_job(&request.vm, Operation::ConfigureBackup, &[])
+            .await?;
+        let checked = crate::bridge::blocking(move || check_disks(&disks)).await;
+        let outcome = match checked {
             Err(error) => {
-                self.catalog.fail_job(job, &error.to_string(), self.now())?;
+                self.fail_job(&job, &error.to_string()).await?;
+                let id = job.id;
                 ProtectOutcome {
-                    job: self.catalog.job(job)?,
+                    job: self.db(move |c| c.job(id)).await?,
                     item: None,
                     backup: None,
                     failure: Some(error),
                 }
             }
             Ok(()) => {
-                if let Err(error) = self.catalog.protect(&item) {
+                let protected = item.clone();
+                if let Err(error) = self.db(move |c| c.protect(&protected)).await {
                     // For example, the policy was deleted meanwhile: the job says so.
-                    self.catalog.fail_job(job, &error.to_string(), self.now())?;
+                    self.fail_job(&job, &error.to_string()).await?;
                     job_lock.remove();
                     return Err(error);
                 }
-                self.catalog.finish_job(job, None, self.now())?;
+                let ended = self.finish_job(&job, None).await?;
+                let vm = request.vm.clone();
                 ProtectOutcome {
-                    job: self.catalog.job(job)?,
-                    item: self.catalog.protected_item(&request.vm)?,
+                    job: ended,
+                    item: self.db(move |c| c.protected_item(&vm)).await?,
                     backup: None,
                     failure: None,
                 }
@@ -155,7 +174,7 @@ impl Engine {
         Ok(outcome)
     }
 
-    fn check_change(
+    async fn check_change(
         &self,
         request: &ProtectRequest,
         policy: &Policy,
@@ -164,7 +183,8 @@ impl Engine {
         let Some(existing) = existing else {
             return Ok(Change::Configure);
         };
-        let current = self.catalog.policy(&existing.policy)?;
+        let name = existing.policy.clone();
+        let current = self.db(move |c| c.policy(&name)).await?;
         match (current.kind, policy.kind) {
             (PolicyType::Enhanced, PolicyType::Standard) => Err(Error::MigrationIrreversible {
                 vm: request.vm.clone(),
@@ -172,7 +192,8 @@ impl Engine {
                 to: policy.name.clone(),
             }),
             (PolicyType::Standard, PolicyType::Enhanced) => {
-                let backing_up = self.catalog.unfinished_jobs()?.into_iter().find(|j| {
+                let unfinished = self.db(|c| c.unfinished_jobs()).await?;
+                let backing_up = unfinished.into_iter().find(|j| {
                     j.vm == request.vm
                         && matches!(
                             j.operation,
@@ -207,12 +228,17 @@ impl Engine {
         let spec = item.backup_spec(policy, Operation::ConfigureBackupMigrate, options);
         let backup = self.backup(vault, &spec, progress).await?;
         let migrated = backup.job.status != JobStatus::Failed;
-        if migrated {
-            self.catalog.protect(&item)?;
-        }
+        let protected = self
+            .db(move |c| {
+                if migrated {
+                    c.protect(&item)?;
+                }
+                c.protected_item(&item.vm)
+            })
+            .await?;
         Ok(ProtectOutcome {
             job: backup.job.clone(),
-            item: self.catalog.protected_item(&item.vm)?,
+            item: protected,
             failure: None,
             backup: Some(backup),
         })
@@ -230,9 +256,10 @@ impl Engine {
         options: TransferOptions,
         progress: Arc<dyn Progress>,
     ) -> Result<BackupOutcome> {
+        let owned = vm.clone();
         let item = self
-            .catalog
-            .protected_item(vm)?
+            .db(move |c| c.protected_item(&owned))
+            .await?
             .ok_or_else(|| Error::NotProtected { vm: vm.clone() })?;
         match item.state {
             ProtectionState::Protected => {}
@@ -259,7 +286,8 @@ impl Engine {
                 expected: format!("a time after now ({now}) and within {MAX_RETAIN_YEARS} years"),
             });
         }
-        let policy = self.catalog.policy(&item.policy)?;
+        let name = item.policy.clone();
+        let policy = self.db(move |c| c.policy(&name)).await?;
         let spec = BackupSpec {
             retain_until: Some(retain_until),
             ..item.backup_spec(&policy, Operation::BackupOnDemand, options)

@@ -20,9 +20,9 @@ use jiff::{SignedDuration, Timestamp};
 use serde::Serialize;
 
 use super::Engine;
-use super::job_lock::{JobLock, job_lock, job_of};
+use super::job_lock::{job_lock, job_of};
 use super::lock::{Lock, Probe};
-use crate::{Job, JobId, Result, SubtaskKind};
+use crate::{Catalog, Job, JobId, Result, SubtaskKind};
 
 /// What opening the engine repaired.
 #[derive(Clone, Debug, Default, Serialize)]
@@ -44,26 +44,10 @@ pub(crate) const INTERRUPTED: &str = "interrupted: the blockvault process runnin
 const LEGACY_GRACE: SignedDuration = SignedDuration::from_secs(60);
 
 impl Engine {
-    /// Creates a job in the catalog, its lock held before the row is committed; the lock is
-    /// released and its file removed when the returned [`JobLock`] is dropped, which must
-    /// happen only once the job has ended.
-    pub(super) fn begin_job(
-        &self,
-        vm: &blockvault_core::VmName,
-        operation: crate::Operation,
-        subtasks: &[SubtaskKind],
-    ) -> Result<(JobId, JobLock)> {
-        let state = &self.state_dir;
-        self.catalog
-            .create_job_with(vm, operation, subtasks, self.now(), |id| {
-                JobLock::take(state, id)
-            })
-    }
-
     pub(super) async fn recover(&self) -> Result<Recovered> {
         let mut recovered = Recovered::default();
         let now = Timestamp::now();
-        for job in self.catalog.unfinished_jobs()? {
+        for job in self.db(|c| c.unfinished_jobs()).await? {
             let held = match Lock::try_existing(&job_lock(&self.state_dir, job.id))? {
                 Probe::Held => continue, // its process is alive
                 Probe::Free(held) => Some(held),
@@ -72,7 +56,8 @@ impl Engine {
                 Probe::Missing => None,
             };
             let died = last_alive(&job, held.as_ref().map(Lock::file), now);
-            match self.catalog.fail_job(job.id, INTERRUPTED, died) {
+            let id = job.id;
+            match self.db(move |c| c.fail_job(id, INTERRUPTED, died)).await {
                 Ok(()) => recovered.failed_jobs.push(job.id),
                 // Its process finished it between the listing and the lock: not ours to fail.
                 Err(crate::Error::JobEnded { .. }) => {
@@ -99,44 +84,45 @@ impl Engine {
                 held.remove();
             }
         }
-        self.sweep_job_locks(&self.state_dir.join("locks"))?;
+        let dir = self.state_dir.join("locks");
+        self.db(move |c| sweep_job_locks(c, &dir)).await?;
         Ok(recovered)
     }
+}
 
-    /// Removes the lock files no process holds whose job is not In progress (a job that ended
-    /// without removing its file, or one that was never committed), and older versions'
-    /// temporary ones. A dead job still In progress keeps its file for the next recovery.
-    fn sweep_job_locks(&self, dir: &Path) -> Result<()> {
-        let Ok(entries) = std::fs::read_dir(dir) else {
-            return Ok(());
-        };
-        for entry in entries.flatten() {
-            let name = entry.file_name().to_string_lossy().into_owned();
-            let path = entry.path();
-            if let Some(id) = job_of(&name) {
-                let Probe::Free(held) = Lock::try_existing(&path)? else {
-                    continue;
-                };
-                let ended = match self.catalog.job(id) {
-                    Ok(job) => job.status.is_done(),
-                    Err(crate::Error::UnknownJob { .. }) => true,
-                    Err(e) => return Err(e),
-                };
-                if ended {
-                    held.remove();
-                }
-            } else if name.starts_with("job-new-") {
-                let old = entry.metadata().and_then(|m| m.modified()).is_ok_and(|t| {
-                    t.elapsed()
-                        .is_ok_and(|age| age > LEGACY_GRACE.unsigned_abs())
-                });
-                if old && let Probe::Free(held) = Lock::try_existing(&path)? {
-                    held.remove();
-                }
+/// Removes the lock files no process holds whose job is not In progress (a job that ended
+/// without removing its file, or one that was never committed), and older versions'
+/// temporary ones. A dead job still In progress keeps its file for the next recovery.
+fn sweep_job_locks(catalog: &Catalog, dir: &Path) -> Result<()> {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return Ok(());
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let path = entry.path();
+        if let Some(id) = job_of(&name) {
+            let Probe::Free(held) = Lock::try_existing(&path)? else {
+                continue;
+            };
+            let ended = match catalog.job(id) {
+                Ok(job) => job.status.is_done(),
+                Err(crate::Error::UnknownJob { .. }) => true,
+                Err(e) => return Err(e),
+            };
+            if ended {
+                held.remove();
+            }
+        } else if name.starts_with("job-new-") {
+            let old = entry.metadata().and_then(|m| m.modified()).is_ok_and(|t| {
+                t.elapsed()
+                    .is_ok_and(|age| age > LEGACY_GRACE.unsigned_abs())
+            });
+            if old && let Probe::Free(held) = Lock::try_existing(&path)? {
+                held.remove();
             }
         }
-        Ok(())
     }
+    Ok(())
 }
 
 /// When the process of `job` was last known alive: its lock file's last heartbeat (`lock`,
@@ -172,7 +158,7 @@ mod tests {
         let watcher = {
             let (state, done) = (dir.path().to_owned(), std::sync::Arc::clone(&done));
             std::thread::spawn(move || {
-                let catalog = crate::Catalog::open(state.join("catalog.sqlite")).expect("open");
+                let catalog = Catalog::open(state.join("catalog.sqlite")).expect("open");
                 let (mut looked, mut unheld) = (0, std::collections::BTreeSet::new());
                 while !done.load(std::sync::atomic::Ordering::Relaxed) {
                     for job in catalog.unfinished_jobs().expect("jobs") {
@@ -192,13 +178,11 @@ mod tests {
             })
         };
         for _ in 0..300 {
-            let (id, lock) = engine
+            let (job, lock) = engine
                 .begin_job(&vm, Operation::Restore, &[])
+                .await
                 .expect("begin");
-            engine
-                .catalog()
-                .finish_job(id, None, engine.now())
-                .expect("finish");
+            engine.finish_job(&job, None).await.expect("finish");
             lock.remove();
         }
         done.store(true, std::sync::atomic::Ordering::Relaxed);
@@ -225,7 +209,7 @@ mod tests {
     #[test]
     fn a_dead_job_ends_at_its_last_heartbeat_never_before_what_it_recorded() {
         let dir = tempfile::tempdir().expect("tmp");
-        let catalog = crate::Catalog::open(dir.path().join("c.sqlite")).expect("catalog");
+        let catalog = Catalog::open(dir.path().join("c.sqlite")).expect("catalog");
         let vm: blockvault_core::VmName = "web01".parse().expect("vm");
         let t0 = ts("2026-01-01T10:00:00Z");
         let id = catalog

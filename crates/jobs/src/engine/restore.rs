@@ -101,9 +101,10 @@ impl Engine {
             self.find_points(vault, vm, None).await
         };
         let (found, warnings) = listed?;
+        let owned = vm.clone();
         let expiry: BTreeMap<PointId, Option<Timestamp>> = self
-            .catalog
-            .points(vm)?
+            .db(move |c| c.points(&owned))
+            .await?
             .into_iter()
             .map(|p| (p.id, p.snapshot_expires))
             .collect();
@@ -142,7 +143,9 @@ impl Engine {
             Ok(mut local) => {
                 // The catalog's view of the tier is the whole tier's.
                 let summaries: Vec<PointSummary> = local.iter().map(PointSummary::from).collect();
-                self.catalog.sync_tier(vm, Tier::Snapshot, &summaries)?;
+                let owned = vm.clone();
+                self.db(move |c| c.sync_tier(&owned, Tier::Snapshot, &summaries))
+                    .await?;
                 // The tier holds the VM's points for every vault it was backed up to: only
                 // this vault's (and those recorded before points named their vault).
                 if let Some(vault) = vault {
@@ -160,7 +163,9 @@ impl Engine {
                 Ok(remote) => {
                     let summaries: Vec<PointSummary> =
                         remote.points.iter().map(PointSummary::from).collect();
-                    self.catalog.sync_tier(vm, Tier::Vault, &summaries)?;
+                    let owned = vm.clone();
+                    self.db(move |c| c.sync_tier(&owned, Tier::Vault, &summaries))
+                        .await?;
                     found.add(remote.points, Tier::Vault);
                     found.damaged = remote.damaged;
                 }
@@ -201,19 +206,21 @@ impl Engine {
         let vm = &request.vm;
         // Soft-deleted points are listed, not restored: undelete first.
         self.refuse_soft_deleted(vault, vm).await?;
-        let (job, job_lock) = self.begin_job(vm, Operation::Restore, &[])?;
+        let (job, job_lock) = self.begin_job(vm, Operation::Restore, &[]).await?;
+        let progress = self.progress(vec![job.clone()], progress);
         let result = self.restore_job(vault, request, from, progress).await;
         match &result {
-            Ok((report, _, _)) => {
-                self.catalog
-                    .finish_job(job, Some(&report.point.id), self.now())?;
+            Ok((report, _, warnings)) => {
+                self.warnings(&job).extend(warnings.iter().cloned());
+                self.finish_job(&job, Some(&report.point.id)).await?;
             }
-            Err(e) => self.catalog.fail_job(job, &e.to_string(), self.now())?,
+            Err(e) => self.fail_job(&job, &e.to_string()).await?,
         }
         job_lock.remove();
         let (report, tier, warnings) = result?;
+        let id = job.id;
         Ok(RestoreOutcome {
-            job: self.catalog.job(job)?,
+            job: self.db(move |c| c.job(id)).await?,
             report,
             tier,
             warnings,

@@ -43,7 +43,8 @@ impl Engine {
         dry_run: bool,
     ) -> Result<Pruned> {
         let vm = &item.vm;
-        let policy = self.catalog().policy(&item.policy)?;
+        let name = item.policy.clone();
+        let policy = self.db(move |c| c.policy(&name)).await?;
         // Damaged records are not retention's: they stay until set aside (`verify
         // --quarantine-damaged`) or repaired, and never count as the newest point.
         let points = vault.store().list_points(vm).await?.points;
@@ -70,8 +71,9 @@ impl Engine {
             }
             if !dry_run {
                 vault.store().delete_point(vm, &verdict.id).await?;
-                self.catalog()
-                    .remove_point_tier(vm, &verdict.id, Tier::Vault)?;
+                let (owned, id) = (vm.clone(), verdict.id.clone());
+                self.db(move |c| c.remove_point_tier(&owned, &id, Tier::Vault))
+                    .await?;
             }
             pruned.expired.push(ExpiredPoint {
                 id: verdict.id,
@@ -93,16 +95,20 @@ impl Engine {
     ) -> Result<Vec<Pruned>> {
         // Stopped protection keeps every point (retain data), and soft-deleted points wait for
         // their purge: retention applies only while protection is on.
+        let at = location.to_owned();
         let items: Vec<ProtectedItem> = match only {
-            Some(vm) => vec![
-                self.catalog()
-                    .protection_in(vm, location)?
-                    .filter(ProtectedItem::is_protected)
-                    .ok_or_else(|| Error::NotProtected { vm: vm.clone() })?,
-            ],
+            Some(vm) => {
+                let owned = vm.clone();
+                vec![
+                    self.db(move |c| c.protection_in(&owned, &at))
+                        .await?
+                        .filter(ProtectedItem::is_protected)
+                        .ok_or_else(|| Error::NotProtected { vm: vm.clone() })?,
+                ]
+            }
             None => self
-                .catalog()
-                .protected_items()?
+                .db(|c| c.protected_items())
+                .await?
                 .into_iter()
                 .filter(|item| item.vault == location && item.is_protected())
                 .collect(),

@@ -84,8 +84,8 @@ impl Engine {
         mode: StopMode,
     ) -> Result<StopOutcome> {
         let item = self
-            .catalog
-            .protected_item(vm)?
+            .protected_item(vm)
+            .await?
             .ok_or_else(|| Error::NotProtected { vm: vm.clone() })?;
         let stopped = match item.state {
             ProtectionState::SoftDeleted { purge_after, .. } => {
@@ -99,16 +99,17 @@ impl Engine {
             ProtectionState::Protected => self.now(),
         };
         if mode == StopMode::RetainData {
-            self.catalog
-                .set_protection_state(vm, ProtectionState::Stopped { stopped })?;
+            self.set_protection_state(vm, ProtectionState::Stopped { stopped })
+                .await?;
             return Ok(StopOutcome {
-                item: self.item(vm)?,
+                item: self.item(vm).await?,
                 job: None,
                 snapshot_points_removed: Vec::new(),
                 failure: None,
             });
         }
-        let backing_up = self.catalog.unfinished_jobs()?.into_iter().find(|j| {
+        let unfinished = self.db(|c| c.unfinished_jobs()).await?;
+        let backing_up = unfinished.into_iter().find(|j| {
             j.vm == *vm
                 && matches!(
                     j.operation,
@@ -124,7 +125,7 @@ impl Engine {
             });
         }
 
-        let (job, job_lock) = self.begin_job(vm, Operation::DeleteBackupData, &[])?;
+        let (job, job_lock) = self.begin_job(vm, Operation::DeleteBackupData, &[]).await?;
         let deleted = self.now();
         let soft_delete = async {
             let vault = vault.map_err(unreachable)?;
@@ -135,17 +136,17 @@ impl Engine {
                 .put_soft_delete(&marker)
                 .await
                 .map_err(blockvault_vault::Error::from)?;
-            self.catalog
-                .set_protection_state(vm, ProtectionState::soft_deleted(stopped, deleted))
+            self.set_protection_state(vm, ProtectionState::soft_deleted(stopped, deleted))
+                .await
         };
         if let Err(error) = soft_delete.await {
-            self.catalog.fail_job(job, &error.to_string(), self.now())?;
+            self.fail_job(&job, &error.to_string()).await?;
             job_lock.remove();
             return Err(error);
         }
         let (removed, failure) = match self.remove_snapshot_points(vm).await {
             Ok(removed) => {
-                self.catalog.finish_job(job, None, self.now())?;
+                self.finish_job(&job, None).await?;
                 (removed, None)
             }
             Err(error) => {
@@ -153,14 +154,15 @@ impl Engine {
                     "the backup data of {vm} is soft-deleted, but its snapshot-tier points \
                      could not be removed ({error}); the purge removes them"
                 );
-                self.catalog.fail_job(job, &message, self.now())?;
+                self.fail_job(&job, &message).await?;
                 (Vec::new(), Some(error))
             }
         };
         job_lock.remove();
+        let id = job.id;
         Ok(StopOutcome {
-            item: self.item(vm)?,
-            job: Some(self.catalog.job(job)?),
+            item: self.item(vm).await?,
+            job: Some(self.db(move |c| c.job(id)).await?),
             snapshot_points_removed: removed,
             failure,
         })
@@ -176,7 +178,7 @@ impl Engine {
         vm: &VmName,
     ) -> Result<ProtectedItem> {
         let not_deleted = || Error::NotSoftDeleted { vm: vm.clone() };
-        let item = self.catalog.protected_item(vm)?.ok_or_else(not_deleted)?;
+        let item = self.protected_item(vm).await?.ok_or_else(not_deleted)?;
         let ProtectionState::SoftDeleted {
             stopped,
             purge_after,
@@ -197,9 +199,9 @@ impl Engine {
             .remove_soft_delete(vm)
             .await
             .map_err(blockvault_vault::Error::from)?;
-        self.catalog
-            .set_protection_state(vm, ProtectionState::Stopped { stopped })?;
-        self.item(vm)
+        self.set_protection_state(vm, ProtectionState::Stopped { stopped })
+            .await?;
+        self.item(vm).await
     }
 
     /// Purges the soft-deleted data of `vm` from `vault` (the item's vault) once its
@@ -210,8 +212,8 @@ impl Engine {
     /// item soft-deleted, so the next purge finishes the work.
     pub async fn purge(&self, vault: &Vault, vm: &VmName) -> Result<PurgeOutcome> {
         let item = self
-            .catalog
-            .protected_item(vm)?
+            .protected_item(vm)
+            .await?
             .ok_or_else(|| Error::NotSoftDeleted { vm: vm.clone() })?;
         let Some(purge_after) = item.state.purge_after() else {
             return Err(Error::NotSoftDeleted { vm: vm.clone() });
@@ -222,23 +224,24 @@ impl Engine {
                 purge_after,
             });
         }
-        let (job, job_lock) = self.begin_job(vm, Operation::DeleteBackupData, &[])?;
+        let (job, job_lock) = self.begin_job(vm, Operation::DeleteBackupData, &[]).await?;
         let mut deleted = Vec::new();
         let purged = self.purge_data(vault, vm, &mut deleted).await;
         let failure = match purged {
             Ok(()) => {
-                self.catalog.finish_job(job, None, self.now())?;
+                self.finish_job(&job, None).await?;
                 None
             }
             Err(error) => {
-                self.catalog.fail_job(job, &error.to_string(), self.now())?;
+                self.fail_job(&job, &error.to_string()).await?;
                 Some(error)
             }
         };
         job_lock.remove();
+        let id = job.id;
         Ok(PurgeOutcome {
             vm: vm.clone(),
-            job: self.catalog.job(job)?,
+            job: self.db(move |c| c.job(id)).await?,
             points_deleted: deleted,
             failure,
         })
@@ -252,7 +255,7 @@ impl Engine {
     ) -> Result<Vec<(VmName, Result<PurgeOutcome>)>> {
         let now = self.now();
         let mut done = Vec::new();
-        for item in self.catalog.protected_items()? {
+        for item in self.db(|c| c.protected_items()).await? {
             if item.state.purge_after().is_none_or(|after| now < after) {
                 continue;
             }
@@ -272,7 +275,7 @@ impl Engine {
         vault: Option<&Vault>,
         vm: &VmName,
     ) -> Result<Option<(String, SoftDeleteMarker)>> {
-        if let Some(item) = self.catalog.protected_item(vm)?
+        if let Some(item) = self.protected_item(vm).await?
             && let ProtectionState::SoftDeleted {
                 deleted,
                 purge_after,
@@ -314,10 +317,31 @@ impl Engine {
         }
     }
 
-    fn item(&self, vm: &VmName) -> Result<ProtectedItem> {
-        self.catalog
-            .protected_item(vm)?
+    async fn item(&self, vm: &VmName) -> Result<ProtectedItem> {
+        self.protected_item(vm)
+            .await?
             .ok_or_else(|| Error::NotProtected { vm: vm.clone() })
+    }
+
+    async fn protected_item(&self, vm: &VmName) -> Result<Option<ProtectedItem>> {
+        let vm = vm.clone();
+        self.db(move |c| c.protected_item(&vm)).await
+    }
+
+    async fn set_protection_state(&self, vm: &VmName, state: ProtectionState) -> Result<()> {
+        let vm = vm.clone();
+        self.db(move |c| c.set_protection_state(&vm, state)).await
+    }
+
+    async fn remove_point_tiers(&self, vm: &VmName, ids: &[PointId], tier: Tier) -> Result<()> {
+        let (vm, ids) = (vm.clone(), ids.to_vec());
+        self.db(move |c| {
+            for id in &ids {
+                c.remove_point_tier(&vm, id, tier)?;
+            }
+            Ok(())
+        })
+        .await
     }
 
     /// Removes every snapshot-tier point of `vm` (and the chunks only they named), under the
@@ -334,9 +358,7 @@ impl Engine {
         if !ids.is_empty() {
             self.snapshots.expire(vm, &ids).await?;
         }
-        for id in &ids {
-            self.catalog.remove_point_tier(vm, id, Tier::Snapshot)?;
-        }
+        self.remove_point_tiers(vm, &ids, Tier::Snapshot).await?;
         Ok(ids)
     }
 
@@ -356,7 +378,8 @@ impl Engine {
             .map_err(store_error)?
         {
             store.delete_point(vm, &id).await.map_err(store_error)?;
-            self.catalog.remove_point_tier(vm, &id, Tier::Vault)?;
+            self.remove_point_tiers(vm, std::slice::from_ref(&id), Tier::Vault)
+                .await?;
             deleted.push(id);
         }
         // Maps of backups that never committed.
@@ -365,9 +388,12 @@ impl Engine {
         }
         self.remove_snapshot_points(vm).await?;
         store.remove_soft_delete(vm).await.map_err(store_error)?;
-        self.catalog.sync_tier(vm, Tier::Vault, &[])?;
-        self.catalog.remove_protected_item(vm)?;
-        Ok(())
+        let vm = vm.clone();
+        self.db(move |c| {
+            c.sync_tier(&vm, Tier::Vault, &[])?;
+            c.remove_protected_item(&vm).map(|_| ())
+        })
+        .await
     }
 }
 

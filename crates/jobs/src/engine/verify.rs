@@ -68,8 +68,16 @@ impl Engine {
             .collect();
         let mut started = Vec::new();
         for vm in &vms {
-            started.push((vm.clone(), self.begin_job(vm, Operation::Verify, &[])?));
+            started.push((
+                vm.clone(),
+                self.begin_job(vm, Operation::Verify, &[]).await?,
+            ));
         }
+        // One run for every job: each job's progress is the run's.
+        let progress = self.progress(
+            started.iter().map(|(_, (job, _))| job.clone()).collect(),
+            progress,
+        );
         let verified = vault
             .verify(&points, options, progress)
             .await
@@ -80,7 +88,7 @@ impl Engine {
         let mut jobs = Vec::new();
         for (vm, (job, lock)) in started {
             let ended = match &verified {
-                Err(e) => self.catalog.fail_job(job, &e.to_string(), self.now()),
+                Err(e) => self.fail_job(&job, &e.to_string()).await,
                 Ok(report) => {
                     let bad_chunks = report
                         .bad_chunks
@@ -90,20 +98,21 @@ impl Engine {
                     let bad_maps = report.bad_maps.iter().filter(|m| m.vm == vm).count();
                     let bad_records = report.bad_records.iter().filter(|r| r.vm == vm).count();
                     if bad_chunks + bad_maps + bad_records == 0 {
-                        self.catalog.finish_job(job, None, self.now()).map(|_| ())
+                        self.finish_job(&job, None).await.map(|_| ())
                     } else {
                         let error = format!(
                             "{bad_chunks} bad chunk(s), {bad_maps} bad block map(s) and \
                              {bad_records} unreadable point record(s) damage points of {vm} \
                              (see `blockvault verify` for the offsets)"
                         );
-                        self.catalog.fail_job(job, &error, self.now())
+                        self.fail_job(&job, &error).await
                     }
                 }
             };
             ended?;
             lock.remove();
-            jobs.push(self.catalog.job(job)?);
+            let id = job.id;
+            jobs.push(self.db(move |c| c.job(id)).await?);
         }
         let report = verified?;
         self.mark_damaged(vault, &report).await?;
