@@ -38,7 +38,6 @@ pub fn classify(err: &anyhow::Error) -> ExitCode {
                 blockvault_jobs::Error::Vault(e) => return classify_vault(e),
                 blockvault_jobs::Error::Snapshots(e) => {
                     return match e.as_ref() {
-                        blockvault_snapshot::Error::Vault(e) => classify_vault(e),
                         blockvault_snapshot::Error::Store(e) => classify_store(e),
                         _ => ExitCode::Failure,
                     };

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 #[non_exhaustive]
 pub enum Error {
     #[error(transparent)]
-    Vault(#[from] blockvault_vault::Error),
+    Repo(#[from] blockvault_repo::Error),
 
     #[error(transparent)]
     Store(#[from] blockvault_store::Error),

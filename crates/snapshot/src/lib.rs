@@ -43,9 +43,11 @@
 
 mod error;
 mod heal;
+mod sweep;
 mod tier;
 
 pub use crate::{
     error::{Error, Result},
-    tier::{SnapshotTier, SweepReport},
+    sweep::SweepReport,
+    tier::SnapshotTier,
 };
