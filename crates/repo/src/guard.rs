@@ -8,23 +8,23 @@
 //! [`NoGuard`]: no lease, no writes for it.
 //!
 //! Damage marks are not the guard's business: both tiers keep them (a chunk a transfer found
-//! bad in the tier must be written again, not taken as present), so every writer reads them.
+//! bad in the tier must be written again, not taken as present), so every writer reads them
+//! (`writer.rs`).
 
-use std::collections::HashSet;
 use std::fmt::Debug;
 
-use blockvault_core::ChunkId;
+use blockvault_store::Store;
 
-use crate::{Repository, Result};
+use crate::Result;
 
 /// How writers into a repository keep out of its cleaner's way (see the module docs).
 #[async_trait::async_trait]
 pub trait WriteGuard: Debug + Send + Sync {
-    /// Takes the right to write for `holder` (a description for messages), waiting as long as
-    /// the cleaner needs; things worth telling the user go to `warnings`.
+    /// Takes the right to write into `store` for `holder` (a description for messages),
+    /// waiting as long as the cleaner needs; things worth telling the user go to `warnings`.
     async fn acquire(
         &self,
-        repo: &Repository,
+        store: &Store,
         holder: &str,
         warnings: &mut Vec<String>,
     ) -> Result<Box<dyn Held>>;
@@ -50,7 +50,7 @@ struct Nothing;
 
 #[async_trait::async_trait]
 impl WriteGuard for NoGuard {
-    async fn acquire(&self, _: &Repository, _: &str, _: &mut Vec<String>) -> Result<Box<dyn Held>> {
+    async fn acquire(&self, _: &Store, _: &str, _: &mut Vec<String>) -> Result<Box<dyn Held>> {
         Ok(Box::new(Nothing))
     }
 }
@@ -63,44 +63,5 @@ impl Held for Nothing {
 
     async fn release(self: Box<Self>) -> Option<String> {
         None
-    }
-}
-
-impl Repository {
-    /// What a writer (write session, copy) does first: take the guard, and learn which chunks
-    /// verify found damaged, so they are sent again rather than trusted. The guard must be
-    /// held before the writer reads anything that decides which chunks it may skip: the
-    /// parent's maps and the chunk index.
-    pub(crate) async fn begin_write(
-        &self,
-        holder: &str,
-        warnings: &mut Vec<String>,
-    ) -> Result<(Box<dyn Held>, HashSet<ChunkId>)> {
-        let held = self.guard().acquire(self, holder, warnings).await?;
-        match self.store().damaged_chunks().await {
-            Ok(damaged) => Ok((held, damaged.into_iter().collect())),
-            Err(e) => {
-                if let Some(warning) = held.release().await {
-                    warnings.push(warning);
-                }
-                Err(e.into())
-            }
-        }
-    }
-
-    /// What a writer does once its point is committed: clear the damage marks of the chunks
-    /// it sent again. That does not undo the commit, so a failure is a warning.
-    pub(crate) async fn clear_damage_marks(
-        &self,
-        damaged: &HashSet<ChunkId>,
-        landed: &[ChunkId],
-        warnings: &mut Vec<String>,
-    ) {
-        for id in landed.iter().filter(|id| damaged.contains(id)) {
-            match self.store().clear_damaged(id).await {
-                Ok(()) => warnings.push(format!("chunk {id}, found damaged, was sent again")),
-                Err(e) => warnings.push(format!("could not clear the damage mark of {id}: {e}")),
-            }
-        }
     }
 }

@@ -58,6 +58,7 @@ mod select;
 mod tmp;
 mod verify;
 mod write;
+mod writer;
 
 pub use crate::{
     copy::{EarlySend, HELD_BYTES, Sent, TransferReport, TransferRequest},

@@ -3,7 +3,8 @@
 
 use std::time::Duration;
 
-use blockvault_repo::{Held, Repository, WriteGuard};
+use blockvault_repo::{Held, WriteGuard};
+use blockvault_store::Store;
 
 use crate::{Error, Lease};
 
@@ -15,13 +16,11 @@ pub(crate) struct Leases;
 impl WriteGuard for Leases {
     async fn acquire(
         &self,
-        repo: &Repository,
+        store: &Store,
         holder: &str,
         warnings: &mut Vec<String>,
     ) -> blockvault_repo::Result<Box<dyn Held>> {
-        let (lease, waited) = Lease::writer(repo.store(), holder)
-            .await
-            .map_err(into_repo)?;
+        let (lease, waited) = Lease::writer(store, holder).await.map_err(into_repo)?;
         if waited >= Duration::from_secs(1) {
             warnings.push(format!(
                 "waited {:.1} s for a garbage collection's sweep to run",

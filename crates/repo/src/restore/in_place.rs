@@ -23,7 +23,7 @@ use jiff::Timestamp;
 
 use super::blocks::{BlockTarget, SyncKind, sync, write_blocks};
 use super::image::{Before, ImageFile};
-use super::{RestoreRequest, RestoredDisk};
+use super::request::{RestoreRequest, RestoredDisk};
 use crate::reader::PointReader;
 use crate::{Error, Progress, Result};
 

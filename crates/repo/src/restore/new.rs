@@ -9,7 +9,7 @@ use blockvault_core::DiskName;
 
 use super::blocks::{SyncKind, Written, data_blocks, sync, write_blocks};
 use super::image::ImageFile;
-use super::{RestoreRequest, RestoredDisk};
+use super::request::{RestoreRequest, RestoredDisk};
 use crate::reader::PointReader;
 use crate::{Error, Progress, Result};
 

@@ -175,7 +175,12 @@ impl Repository {
             point: parent,
             maps: previous,
         } = self.read_parent(vm, parent, &names, &mut warnings).await?;
-        let sources = open_sources(request, parent.as_ref(), self.config().default_block_size)?;
+        let sources = open_sources(
+            &request.disks,
+            request.block_size,
+            parent.as_ref(),
+            self.config().default_block_size,
+        )?;
         let disk_names: Vec<DiskName> = sources.iter().map(|s| s.name.clone()).collect();
         let total = sources
             .iter()

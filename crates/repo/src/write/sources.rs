@@ -6,7 +6,6 @@ use std::path::{Path, PathBuf};
 use blockvault_core::{BlockSize, DiskName, RecoveryPoint};
 use blockvault_source::{Chunker, DataBlocks, DiskImage};
 
-use super::BackupRequest;
 use crate::{Error, Result};
 
 /// One disk being backed up.
@@ -34,17 +33,18 @@ pub fn disk_name(path: &Path) -> Result<DiskName> {
 }
 
 /// Opens every disk before anything is written, so a missing disk fails the backup up front.
-/// A disk keeps the block size its parent point recorded unless the request sets one.
+/// A disk keeps the block size its parent point recorded unless `block_size` is given.
 pub(super) fn open_sources(
-    request: &BackupRequest,
+    disks: &[PathBuf],
+    block_size: Option<BlockSize>,
     parent: Option<&RecoveryPoint>,
     default_block_size: BlockSize,
 ) -> Result<Vec<Source>> {
-    if request.disks.is_empty() {
+    if disks.is_empty() {
         return Err(Error::NoDisks);
     }
-    let mut sources: Vec<Source> = Vec::with_capacity(request.disks.len());
-    for path in &request.disks {
+    let mut sources: Vec<Source> = Vec::with_capacity(disks.len());
+    for path in disks {
         let image = DiskImage::open(path)?;
         let name = disk_name(path)?;
         if let Some(first) = sources.iter().find(|s| s.name == name) {
@@ -54,8 +54,7 @@ pub(super) fn open_sources(
                 second: path.clone(),
             });
         }
-        let block_size = request
-            .block_size
+        let block_size = block_size
             .or_else(|| {
                 parent
                     .and_then(|p| p.disks.iter().find(|d| d.name == name))

@@ -5,7 +5,9 @@ use blockvault_core::{LeaseKind, LeaseRecord};
 use blockvault_store::ListedLease;
 use jiff::Timestamp;
 
-use super::LEASE_TTL;
+/// A lease that has not been rewritten for this long is dead: its holder crashed, hangs, or
+/// lost the store. Others may then ignore it.
+pub const LEASE_TTL: std::time::Duration = std::time::Duration::from_secs(300);
 
 /// Whether a lease is alive at `now`: rewritten within the lease time. Both times are the
 /// store's (`now` is when the store wrote the judge's own lease, see [`store_now`]), so the

@@ -7,8 +7,8 @@ use blockvault_core::{LeaseKind, LeaseRecord};
 use blockvault_store::Store;
 use jiff::Timestamp;
 
-use super::Lease;
 use super::listed::{describe, is_live, is_pending, jitter, store_now};
+use super::writer::Lease;
 use crate::{Error, Result};
 
 impl Lease {

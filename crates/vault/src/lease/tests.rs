@@ -2,8 +2,20 @@
 
 use blockvault_store::testing::ProbedStore;
 
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use blockvault_core::{LeaseKind, LeaseRecord};
+use blockvault_store::Store;
+use jiff::Timestamp;
+
+use tokio::sync::Mutex;
+use tokio::time::Instant as LeaseClock;
+
 use super::listed::is_live;
+use super::writer::{REFRESH_EVERY, State};
 use super::*;
+use crate::Error;
 
 const POLL: Duration = Duration::from_millis(20);
 
