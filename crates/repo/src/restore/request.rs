@@ -23,7 +23,7 @@ pub struct RestoreRequest {
     /// overwrite the disks.
     pub overwrite: bool,
     /// Restore over the existing disk images, writing only the blocks that differ from the
-    /// point (see [`Repository::restore`]).
+    /// point (see [`Repository::restore`](crate::Repository::restore)).
     pub in_place: bool,
     /// In place: the block maps the target disks are known to hold, by disk name (the caller
     /// vouches for them, for example because it wrote the disk and nothing wrote to it since).

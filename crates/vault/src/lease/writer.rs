@@ -97,7 +97,7 @@ impl Lease {
 
     /// A writer's lease (backup, transfer), taken before the writer reads anything it will
     /// trust about which chunks the vault holds. A writer always yields to a sweep: if one is
-    /// running, or pending (see [`SweepWait::hold_after`]), it withdraws its lease and waits
+    /// running, or pending (see [`SweepWait::hold_after`](crate::SweepWait::hold_after)), it withdraws its lease and waits
     /// until the sweep ends, then tries again. Returns the lease and how long it waited.
     ///
     /// While it waits it writes no lease: it lists until the sweep's leases are gone. Its
@@ -219,7 +219,7 @@ impl Drop for PendingWrite {
 impl Drop for Lease {
     /// A lease dropped without [`Lease::release`] (an error path, a cancelled task) stops
     /// refreshing and is removed in the background when a runtime is there; otherwise it dies
-    /// of old age after [`LEASE_TTL`].
+    /// of old age after [`LEASE_TTL`](crate::LEASE_TTL).
     fn drop(&mut self) {
         let Some(task) = self.refresher.take() else {
             return;
