@@ -57,3 +57,30 @@ fn into_repo(e: Error) -> blockvault_repo::Error {
         other => blockvault_repo::Error::Guard(Box::new(other)),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_lost_lease_comes_back_out_of_the_repository_as_the_vaults_error() {
+        let lost = into_repo(Error::LeaseLost {
+            holder: "backup of vm".to_owned(),
+            since: Duration::from_secs(200),
+        });
+        assert!(
+            matches!(&lost, blockvault_repo::Error::Guard(_)),
+            "{lost:?}"
+        );
+        let back = Error::from(lost);
+        assert!(
+            matches!(&back, Error::LeaseLost { holder, .. } if holder == "backup of vm"),
+            "{back:?}"
+        );
+        let store = into_repo(Error::Store(blockvault_store::Error::NotAVault {
+            location: "here".to_owned(),
+            reason: "empty".to_owned(),
+        }));
+        assert!(matches!(store, blockvault_repo::Error::Store(_)));
+    }
+}
