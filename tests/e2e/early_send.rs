@@ -6,6 +6,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use blockvault_core::DiskName;
+use blockvault_repo::Repository;
 use blockvault_vault::{
     BackupReport, BackupRequest, EarlySend, NoProgress, PointSelector, TransferOptions,
     TransferReport, TransferRequest, Vault,
@@ -19,7 +20,7 @@ const BS: u64 = 64 << 10;
 /// A snapshot tier and a vault (with this host's chunk index) side by side.
 struct Tiers {
     dir: tempfile::TempDir,
-    tier: Vault,
+    tier: Repository,
     vault: Vault,
     disk: Image,
 }
@@ -27,10 +28,9 @@ struct Tiers {
 impl Tiers {
     async fn new() -> Tiers {
         let dir = tempfile::tempdir().expect("tmp");
-        let tier = Vault::init_local(dir.path().join("tier"))
+        let tier = Repository::init_local(dir.path().join("tier"))
             .await
-            .expect("tier")
-            .private();
+            .expect("tier");
         let vault = Vault::init_local(dir.path().join("vault"))
             .await
             .expect("vault")
@@ -291,8 +291,17 @@ async fn a_vault_that_refuses_the_lease_fails_the_transfer_not_the_snapshot() {
     assert_restorable_from_tier(&t.tier, &t.dir.path().join("from-tier"), &t.disk).await;
 }
 
-async fn assert_restorable_from_tier(tier: &Vault, to: &Path, disk: &Image) {
-    restore(tier, VM, PointSelector::Latest, to)
+async fn assert_restorable_from_tier(tier: &Repository, to: &Path, disk: &Image) {
+    let request = blockvault_vault::RestoreRequest {
+        vm: vm(VM),
+        point: PointSelector::Latest,
+        target: to.to_owned(),
+        overwrite: false,
+        in_place: false,
+        known_content: Default::default(),
+        options: TransferOptions::default(),
+    };
+    tier.restore(&request, Arc::new(NoProgress))
         .await
         .expect("restore from the tier");
     assert_eq!(
@@ -330,7 +339,7 @@ async fn an_early_send_whose_vault_never_opens_sends_nothing() {
     let t = Tiers::new().await;
     let disks = HashSet::from([DiskName::new("disk.img").expect("name")]);
     let early = EarlySend::when_open(
-        std::future::ready(None),
+        std::future::ready(None::<Vault>),
         &vm(VM),
         disks,
         TransferOptions::default(),

@@ -87,6 +87,9 @@ pub fn kind_of(error: &(dyn StdError + 'static)) -> Option<ErrorKind> {
     if let Some(e) = error.downcast_ref::<blockvault_vault::Error>() {
         return Some(e.kind());
     }
+    if let Some(e) = error.downcast_ref::<blockvault_repo::Error>() {
+        return Some(e.kind());
+    }
     if let Some(e) = error.downcast_ref::<blockvault_store::Error>() {
         return Some(e.kind());
     }

@@ -249,7 +249,19 @@ impl From<blockvault_policy::PolicyError> for Error {
 
 impl From<blockvault_snapshot::Error> for Error {
     fn from(e: blockvault_snapshot::Error) -> Error {
-        Error::Snapshots(Box::new(e))
+        match e {
+            // The data path's errors read as they do out of a vault.
+            blockvault_snapshot::Error::Repo(e) => e.into(),
+            e => Error::Snapshots(Box::new(e)),
+        }
+    }
+}
+
+/// The data path's errors (a Snapshot into the tier, a restore out of it) read as they do out
+/// of a vault.
+impl From<blockvault_repo::Error> for Error {
+    fn from(e: blockvault_repo::Error) -> Error {
+        Error::Vault(Box::new(e.into()))
     }
 }
 

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 #[non_exhaustive]
 pub enum Error {
     #[error(transparent)]
-    Vault(#[from] blockvault_vault::Error),
+    Repo(#[from] blockvault_repo::Error),
 
     #[error(transparent)]
     Store(#[from] blockvault_store::Error),
@@ -33,7 +33,7 @@ impl Error {
     /// The kind of this error (see [`ErrorKind`](blockvault_core::ErrorKind)).
     pub fn kind(&self) -> blockvault_core::ErrorKind {
         match self {
-            Error::Vault(e) => e.kind(),
+            Error::Repo(e) => e.kind(),
             Error::Store(e) => e.kind(),
             _ => blockvault_core::ErrorKind::Failure,
         }

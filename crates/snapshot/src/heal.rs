@@ -15,15 +15,19 @@
 use std::path::Path;
 
 use blockvault_core::{BlockSize, PointId, Redundancy, VaultConfig, VmName};
+use blockvault_repo::Repository;
 use blockvault_store::{PointListing, Store};
-use blockvault_vault::Vault;
 use jiff::Timestamp;
 
 use crate::{Error, Result, SnapshotTier};
 
 impl SnapshotTier {
-    /// The points of `vm`'s snapshot vault `vault`, with its damaged records set aside.
-    pub(crate) async fn healthy_points(&self, vm: &VmName, vault: &Vault) -> Result<PointListing> {
+    /// The points of `vm`'s snapshot repository `vault`, with its damaged records set aside.
+    pub(crate) async fn healthy_points(
+        &self,
+        vm: &VmName,
+        vault: &Repository,
+    ) -> Result<PointListing> {
         let mut listing = vault.store().list_points(vm).await?;
         for damaged in &listing.damaged {
             set_aside(vault.store(), vm, &damaged.id).await?;
@@ -32,12 +36,12 @@ impl SnapshotTier {
         Ok(listing)
     }
 
-    /// Opens the snapshot vault in `dir`, whose `vault.config` is there; one that cannot be
-    /// read is set aside and rebuilt.
-    pub(crate) async fn open_healing(&self, dir: &Path) -> Result<Vault> {
-        match Vault::open_local(dir).await {
-            Ok(vault) => Ok(vault.private()),
-            Err(blockvault_vault::Error::Store(e)) if e.is_corrupt() => {
+    /// Opens the snapshot repository in `dir`, whose `vault.config` is there; one that cannot
+    /// be read is set aside and rebuilt.
+    pub(crate) async fn open_healing(&self, dir: &Path) -> Result<Repository> {
+        match Repository::open_local(dir).await {
+            Ok(repo) => Ok(repo),
+            Err(blockvault_repo::Error::Store(e)) if e.is_corrupt() => {
                 let config = dir.join("vault.config");
                 let quarantine = dir.join("quarantine");
                 std::fs::create_dir_all(&quarantine).map_err(|e| Error::io(&quarantine, e))?;
@@ -47,7 +51,7 @@ impl SnapshotTier {
                 let store = Store::local(dir)?;
                 let config = rebuilt_config(dir);
                 store.write_config(&config).await?;
-                Ok(Vault::from_config(store, config).private())
+                Ok(Repository::from_config(store, config))
             }
             Err(e) => Err(e.into()),
         }

@@ -12,18 +12,23 @@
 //! <root>/<vm>/points/<point>               the point record, written last (the commit)
 //! ```
 //!
-//! Each VM's snapshots are a [`Vault`] over a local directory: a Snapshot is a backup into it
+//! Each VM's snapshots are a [`Repository`](blockvault_repo::Repository) over a local
+//! directory, the same data path the vault is built on: a Snapshot is a write session into it
 //! (its parent is the VM's previous snapshot, so only changed blocks are written), a restore
-//! from it is a vault restore, and the Transfer subtask copies a point from it into the real
-//! vault without compressing anything twice ([`Vault::transfer`]). Chunks are compressed once,
-//! here, while the disk is read.
+//! from it reads it through the repository, and the Transfer subtask copies a point from it
+//! into the vault without compressing anything twice (`Repository::transfer`). Chunks are
+//! compressed once, here, while the disk is read. The tier and the vault are peers: neither
+//! crate depends on the other. The tier's writers hold no lease (its write guard is
+//! [`NoGuard`](blockvault_repo::NoGuard)): this host's engine alone writes and sweeps it, under
+//! the VM's snapshot lock (below).
 //!
 //! # Invariant and expiry
 //!
 //! Every chunk that a live snapshot point's maps name is in the VM's directory, so each point
 //! restores from the tier alone. Points expire after the instant-restore days of the backup
 //! that made them: [`SnapshotTier::expire`] deletes their records and maps, then
-//! [`SnapshotTier::sweep`] deletes the chunks no remaining point names. Vault copies are not
+//! [`SnapshotTier::sweep`] deletes the chunks no remaining point names, found in the store's
+//! listing of chunks (the sweep goes through the store, never the files). Vault copies are not
 //! touched.
 //!
 //! # Damage
@@ -43,9 +48,11 @@
 
 mod error;
 mod heal;
+mod sweep;
 mod tier;
 
 pub use crate::{
     error::{Error, Result},
-    tier::{SnapshotTier, SweepReport},
+    sweep::SweepReport,
+    tier::SnapshotTier,
 };

@@ -1,30 +1,15 @@
-use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 
-use blockvault_core::{ChunkId, ChunkSet, PointId, RecoveryPoint, VmName};
-use blockvault_vault::Vault;
+use blockvault_core::{PointId, RecoveryPoint, VmName};
+use blockvault_repo::Repository;
 
-use crate::{Error, Result};
+use crate::{Error, Result, SweepReport};
 
-/// The snapshot tier on this host: one vault-format directory per VM under `root`.
+/// The snapshot tier on this host: one repository (a vault-format directory) per VM under
+/// `root`.
 #[derive(Clone, Debug)]
 pub struct SnapshotTier {
     root: PathBuf,
-}
-
-/// What an expiry or sweep freed.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
-pub struct SweepReport {
-    /// Point records (with their maps) deleted.
-    pub points_removed: usize,
-    /// Block maps of backups that never committed, deleted.
-    pub orphan_maps_removed: usize,
-    /// Chunks that no remaining point names, deleted.
-    pub chunks_removed: u64,
-    /// Half-written files a killed process left behind, deleted.
-    pub leftovers_removed: u64,
-    /// Bytes of files deleted.
-    pub bytes_freed: u64,
 }
 
 impl SnapshotTier {
@@ -43,7 +28,7 @@ impl SnapshotTier {
 
     /// `vm`'s snapshots, or `None` when this host never took one. A config that cannot be
     /// read is set aside and rebuilt (see `heal.rs`).
-    pub async fn open(&self, vm: &VmName) -> Result<Option<Vault>> {
+    pub async fn open(&self, vm: &VmName) -> Result<Option<Repository>> {
         let dir = self.dir(vm);
         if !dir.join("vault.config").is_file() {
             return Ok(None);
@@ -52,7 +37,7 @@ impl SnapshotTier {
     }
 
     /// `vm`'s snapshots, created empty on first use. Call with the VM's snapshot lock held.
-    pub async fn open_or_init(&self, vm: &VmName) -> Result<Vault> {
+    pub async fn open_or_init(&self, vm: &VmName) -> Result<Repository> {
         if let Some(vault) = self.open(vm).await? {
             return Ok(vault);
         }
@@ -61,7 +46,7 @@ impl SnapshotTier {
         if dir.exists() {
             std::fs::remove_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
         }
-        Ok(Vault::init_local(&dir).await?.private())
+        Ok(Repository::init_local(&dir).await?)
     }
 
     /// The VMs that have a snapshot directory on this host.
@@ -107,105 +92,10 @@ impl SnapshotTier {
         Ok(report)
     }
 
-    /// Deletes what no committed point of `vm` needs: maps of backups that never committed,
-    /// chunks no point's maps name, and staging files a killed writer left. Call with the VM's
-    /// snapshot lock held (a running Snapshot's chunks are not named by any point yet).
-    ///
-    /// A point whose map is damaged or missing cannot restore from the tier: its record is set
-    /// aside (see `heal.rs`) and its maps and chunks are swept with the rest. A map that cannot
-    /// be read for another reason (an I/O error) stops the sweep before any chunk or map is
-    /// deleted (staging leftovers go first): a chunk is only deleted when every live map was
-    /// read and none names it.
-    pub async fn sweep(&self, vm: &VmName) -> Result<SweepReport> {
-        let Some(vault) = self.open(vm).await? else {
-            return Ok(SweepReport::default());
-        };
-        let store = vault.store();
-        // First the staging files (of chunks, maps, records) a killed writer left: with the
-        // snapshot lock held no writer of this VM runs, so whatever their age.
-        let leftovers = store
-            .remove_staging_leftovers(std::time::Duration::ZERO, false)
-            .await;
-        let mut points = self.healthy_points(vm, &vault).await?.points;
-        // Sorted and merged map by map: 32 bytes a live chunk, where a hash set took 50-70,
-        // and points that share most of their chunks hold them once.
-        let mut live = ChunkSet::new();
-        let mut unusable = Vec::new();
-        for point in &points {
-            let mut named = ChunkSet::new();
-            for disk in &point.disks {
-                match store
-                    .get_map(vm, &point.id, &disk.name, Some(&disk.map_digest))
-                    .await
-                {
-                    Ok(map) => named.merge(&ChunkSet::from_vec(map.data_ids().to_vec())),
-                    Err(e) if e.is_corrupt() || e.is_missing() => {
-                        unusable.push(point.id.clone());
-                        break;
-                    }
-                    Err(e) => return Err(e.into()),
-                }
-            }
-            if !unusable.contains(&point.id) {
-                live.merge(&named);
-            }
-        }
-        for id in &unusable {
-            crate::heal::set_aside(store, vm, id).await?;
-        }
-        points.retain(|p| !unusable.contains(&p.id));
-        let mut report = SweepReport {
-            leftovers_removed: leftovers.files,
-            bytes_freed: leftovers.bytes,
-            ..SweepReport::default()
-        };
-        let committed: HashSet<&PointId> = points.iter().map(|p| &p.id).collect();
-        for id in store.list_map_point_ids(vm).await? {
-            if !committed.contains(&id) {
-                store.delete_maps(vm, &id).await?;
-                report.orphan_maps_removed += 1;
-            }
-        }
-        let chunks = self.dir(vm).join("chunks");
-        tokio::task::spawn_blocking(move || {
-            sweep_chunks(&chunks, &live, &mut report).map(|()| report)
-        })
-        .await
-        .unwrap_or_else(|join| std::panic::resume_unwind(join.into_panic()))
-    }
-
     /// Bytes of files in `vm`'s snapshot directory.
     pub fn usage(&self, vm: &VmName) -> Result<u64> {
         dir_size(&self.dir(vm))
     }
-}
-
-/// Deletes chunk files not in `live` (other names are left alone: staging leftovers went
-/// before).
-fn sweep_chunks(chunks: &Path, live: &ChunkSet, report: &mut SweepReport) -> Result<()> {
-    for fan in read_dir_or_empty(chunks)? {
-        for file in read_dir_or_empty(&fan)? {
-            let name = file
-                .file_name()
-                .map(|n| n.to_string_lossy().into_owned())
-                .unwrap_or_default();
-            let Ok(id) = name.parse::<ChunkId>() else {
-                continue;
-            };
-            if live.contains(&id) {
-                continue;
-            }
-            let size = std::fs::symlink_metadata(&file).map_or(0, |m| m.len());
-            match std::fs::remove_file(&file) {
-                Ok(()) => {}
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
-                Err(e) => return Err(Error::io(&file, e)),
-            }
-            report.bytes_freed += size;
-            report.chunks_removed += 1;
-        }
-    }
-    Ok(())
 }
 
 fn read_dir_or_empty(dir: &Path) -> Result<Vec<PathBuf>> {
@@ -235,8 +125,8 @@ fn dir_size(dir: &Path) -> Result<u64> {
 mod tests {
     use std::sync::Arc;
 
-    use blockvault_core::{BlockSize, Consistency};
-    use blockvault_vault::{BackupRequest, NoProgress, TransferOptions};
+    use blockvault_core::{BlockSize, ChunkId, Consistency};
+    use blockvault_repo::{BackupRequest, NoProgress, TransferOptions};
 
     use super::*;
 
@@ -250,7 +140,7 @@ mod tests {
         path
     }
 
-    async fn snapshot(vault: &Vault, vm: &VmName, disk: &Path) -> RecoveryPoint {
+    async fn snapshot(vault: &Repository, vm: &VmName, disk: &Path) -> RecoveryPoint {
         let request = BackupRequest {
             vm: vm.clone(),
             disks: vec![disk.to_owned()],
@@ -297,9 +187,9 @@ mod tests {
 
         // The remaining point restores from the tier alone.
         let out = tmp.path().join("out");
-        let request = blockvault_vault::RestoreRequest {
+        let request = blockvault_repo::RestoreRequest {
             vm: vm.clone(),
-            point: blockvault_vault::PointSelector::Latest,
+            point: blockvault_repo::PointSelector::Latest,
             target: out.clone(),
             overwrite: false,
             in_place: false,

@@ -3,7 +3,8 @@ use std::path::PathBuf;
 use blockvault_core::{ChunkId, DiskName, VmName};
 use jiff::Timestamp;
 
-/// What can go wrong backing up into or restoring out of a vault.
+/// What can go wrong backing up into or restoring out of a vault. The data path's errors
+/// ([`blockvault_repo::Error`]) come out as the variant of the same name.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {
@@ -193,6 +194,19 @@ pub enum Error {
         source: std::io::Error,
     },
 
+    /// A read of a point outside its disks (see [`PointReader::read_at`](crate::PointReader)).
+    #[error("point {point} has no disk {disk}, or no byte range {offset}+{len} in it")]
+    OutOfRange {
+        point: String,
+        disk: usize,
+        offset: u64,
+        len: usize,
+    },
+
+    /// A write guard's error that is not the vault's own (a guard other than its leases).
+    #[error(transparent)]
+    Guard(Box<dyn std::error::Error + Send + Sync>),
+
     #[error("the upload stage stopped; see the error that stopped it")]
     UploadStopped,
 
@@ -206,6 +220,85 @@ fn vm_list(vms: &[VmName]) -> String {
         .map(VmName::as_str)
         .collect::<Vec<_>>()
         .join(", ")
+}
+
+impl From<blockvault_repo::Error> for Error {
+    fn from(e: blockvault_repo::Error) -> Error {
+        use blockvault_repo::Error as R;
+        match e {
+            R::Store(e) => Error::Store(e),
+            R::Disk(e) => Error::Disk(e),
+            // The vault's guard carries the vault's own errors (a lost lease).
+            R::Guard(e) => match e.downcast::<Error>() {
+                Ok(e) => *e,
+                Err(e) => Error::Guard(e),
+            },
+            R::InPlacePartial { disk, source } => Error::InPlacePartial {
+                disk,
+                source: Box::new(Error::from(*source)),
+            },
+            R::NoDisks => Error::NoDisks,
+            R::DiskName { path, source } => Error::DiskName { path, source },
+            R::DuplicateDiskName {
+                name,
+                first,
+                second,
+            } => Error::DuplicateDiskName {
+                name,
+                first,
+                second,
+            },
+            R::UnknownVm { vm } => Error::UnknownVm { vm },
+            R::UnknownPoint { vm, point } => Error::UnknownPoint { vm, point },
+            R::AmbiguousPoint { vm, prefix, count } => Error::AmbiguousPoint { vm, prefix, count },
+            R::NoPointAtOrBefore { vm, at, first } => Error::NoPointAtOrBefore { vm, at, first },
+            R::Block {
+                disk,
+                index,
+                offset,
+                id,
+                source,
+            } => Error::Block {
+                disk,
+                index,
+                offset,
+                id,
+                source,
+            },
+            R::BlockLength {
+                disk,
+                index,
+                offset,
+                expected,
+                actual,
+            } => Error::BlockLength {
+                disk,
+                index,
+                offset,
+                expected,
+                actual,
+            },
+            R::OutOfRange {
+                point,
+                disk,
+                offset,
+                len,
+            } => Error::OutOfRange {
+                point,
+                disk,
+                offset,
+                len,
+            },
+            R::TargetExists { path } => Error::TargetExists { path },
+            R::TargetNotAFile { path } => Error::TargetNotAFile { path },
+            R::TargetMissing { path } => Error::TargetMissing { path },
+            R::Io { path, source } => Error::Io { path, source },
+            R::UploadStopped => Error::UploadStopped,
+            R::NotOpened => Error::NotOpened,
+            // A variant this build does not know yet.
+            other => Error::Guard(Box::new(other)),
+        }
+    }
 }
 
 impl Error {

@@ -86,7 +86,7 @@ impl MarkCache {
         };
         let io = |e| Error::io(&path, e);
         std::fs::create_dir_all(&self.dir).map_err(io)?;
-        crate::tmp::replace(
+        blockvault_repo::replace_via_tmp(
             &path,
             |tmp| std::fs::write(tmp, encode(keys)).map_err(io),
             io,

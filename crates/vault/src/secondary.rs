@@ -156,7 +156,7 @@ impl Vault {
             report.bad.extend(again.bad);
             report.removed.extend(again.removed);
         }
-        let vault = Vault::from_config(primary.replicated(target), config).carried_over(self);
+        let vault = self.carried_over(primary.replicated(target), config);
         Ok(SecondaryReplaced {
             vault,
             report,

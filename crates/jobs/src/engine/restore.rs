@@ -334,7 +334,11 @@ impl Engine {
         if tiers.has(Tier::Snapshot)
             && let Some(local) = self.snapshots.open(vm).await?
         {
-            match local.restore(exact, Arc::clone(&progress)).await {
+            match local
+                .restore(exact, Arc::clone(&progress))
+                .await
+                .map_err(blockvault_vault::Error::from)
+            {
                 Ok(report) => return Ok((report, Tier::Snapshot)),
                 Err(e) if tiers.has(Tier::Vault) && vault.is_some() && !is_target_error(&e) => {
                     warnings.push(format!(
@@ -360,7 +364,11 @@ impl Engine {
     /// scanned).
     async fn recorded_map(&self, vault: Option<&Vault>, state: &DiskState) -> Option<BlockMap> {
         let local = self.snapshots.open(&state.vm).await.ok().flatten();
-        for store in local.iter().chain(vault).map(Vault::store) {
+        let stores = local
+            .iter()
+            .map(|l| l.store())
+            .chain(vault.map(Vault::store));
+        for store in stores {
             if let Ok(map) = store
                 .get_map(
                     &state.vm,

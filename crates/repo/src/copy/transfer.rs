@@ -1,23 +1,22 @@
-use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use blockvault_core::{BlockMap, ChunkId, ChunkSet, DiskName, PointStats, RecoveryPoint, VmName};
+use blockvault_core::{ChunkId, ChunkSet, PointStats, RecoveryPoint};
 use blockvault_source::changed_blocks;
 use blockvault_store::{Store, cpu};
 use bytes::Bytes;
 use futures::StreamExt;
 
-use crate::early::Sent;
+use super::prepared::{Prepared, Sent};
 use crate::landed::Landed;
-use crate::{ChunkIndex, Error, Lease, Progress, Result, TransferOptions, Vault};
+use crate::{Error, Progress, Repository, Result, TransferOptions};
 
-/// One point to copy into a vault (see [`Vault::transfer`]).
+/// One point to copy into a vault (see [`Repository::transfer`]).
 #[derive(Clone)]
 pub struct TransferRequest<'a> {
     /// Where the point is: the local snapshot tier.
-    pub source: &'a Vault,
+    pub source: &'a Repository,
     pub point: &'a RecoveryPoint,
     /// Chunks the caller wrote into `source` itself moments before, encoded from blocks it had
     /// just hashed (the Snapshot of the same job,
@@ -54,92 +53,6 @@ pub struct TransferReport {
     pub warnings: Vec<String>,
 }
 
-/// What a writer into this vault holds and has read before it copies anything: its lease
-/// (none in a private vault), the chunks verify found damaged, the newest point of the VM and
-/// its maps, and this host's chunk index; and what an early send already stored.
-#[derive(Debug)]
-pub(crate) struct Prepared {
-    pub(crate) lease: Option<Lease>,
-    pub(crate) damaged: HashSet<ChunkId>,
-    pub(crate) warnings: Vec<String>,
-    pub(crate) parent: Option<RecoveryPoint>,
-    pub(crate) previous: HashMap<DiskName, Arc<BlockMap>>,
-    pub(crate) index: Option<ChunkIndex>,
-    /// Chunks an early send stored, and the bytes it stored.
-    pub(crate) sent: ChunkSet,
-    pub(crate) sent_bytes: u64,
-}
-
-impl Prepared {
-    /// Whether the vault is known to hold `id`, found at block `place` (disk, index) when the
-    /// caller knows where: the newest point's map has it at the same place, or the index has
-    /// it, and verify did not find it damaged.
-    ///
-    /// The newest point's chunks are found by place, not in a set of them (a million ids
-    /// would cost 32 MB): a block that did not change is where it was, and one that moved is
-    /// in the index, which names every chunk this host stored or listed. A chunk another host
-    /// stored since is copied again, harmlessly, or asked about first when there is no index.
-    pub(crate) fn knows(&self, place: Option<(&DiskName, usize)>, id: &ChunkId) -> bool {
-        if id.is_zero() {
-            return true;
-        }
-        if self.damaged.contains(id) {
-            return false;
-        }
-        let in_place = place.is_some_and(|(disk, block)| {
-            self.previous
-                .get(disk)
-                .is_some_and(|map| map.get(block) == Some(*id))
-        });
-        in_place || self.index.as_ref().is_some_and(|x| x.contains(id))
-    }
-
-    /// Releases the lease; a failure to remove it is returned as a warning.
-    pub(crate) async fn release(self) -> Option<String> {
-        crate::backup::release(self.lease).await
-    }
-}
-
-impl Vault {
-    /// What a transfer of `vm`'s disks `disks` does first: the writer's lease, then, under it,
-    /// the newest point, its maps and the chunk index. The lease is released on failure.
-    pub(crate) async fn prepare_write(
-        &self,
-        vm: &VmName,
-        disks: &HashSet<DiskName>,
-    ) -> Result<Prepared> {
-        let mut warnings = Vec::new();
-        let (lease, damaged) = self
-            .begin_write(&format!("transfer of {vm}"), &mut warnings)
-            .await?;
-        let read = async {
-            let parent = self.latest_point(vm).await?;
-            let previous = self
-                .previous_maps(parent.as_ref(), disks, &mut warnings)
-                .await;
-            let index = self.chunk_index().await?;
-            Ok::<_, Error>((parent, previous, index))
-        }
-        .await;
-        match read {
-            Ok((parent, previous, index)) => Ok(Prepared {
-                lease,
-                damaged,
-                warnings,
-                parent,
-                previous,
-                index,
-                sent: ChunkSet::new(),
-                sent_bytes: 0,
-            }),
-            Err(e) => {
-                crate::backup::release(lease).await;
-                Err(e)
-            }
-        }
-    }
-}
-
 /// A chunk of the source (the snapshot tier) found missing or corrupt: marked damaged there,
 /// best effort, so that the next Snapshot does not take it as present but reads its block
 /// from the disk and writes it again. Unmarked, every later transfer would meet it, since an
@@ -158,7 +71,7 @@ fn check_chunk(encoded: &[u8], id: ChunkId) -> blockvault_store::Result<()> {
     crate::decode::verified(encoded, id, corrupt, |_| Ok(()))
 }
 
-impl Vault {
+impl Repository {
     /// Copies `request.point` of `request.source` (the local snapshot tier) into this vault:
     /// the Transfer subtask of a backup job.
     ///
@@ -199,7 +112,7 @@ impl Vault {
         self.transfer_prepared(request, prepared).await
     }
 
-    /// [`Vault::transfer`] after an [`EarlySend`](crate::EarlySend) of the same job: its lease,
+    /// [`Repository::transfer`] after an [`EarlySend`](crate::EarlySend) of the same job: its lease,
     /// what it read under it and the chunks it stored carry over, so only the rest is copied.
     /// When the early send could not take the lease or read the vault, that is this transfer's
     /// error. The point is the one the Snapshot has just made, so the vault cannot hold it yet.
@@ -306,9 +219,7 @@ impl Vault {
             bytes_stored: bytes_copied + prepared.sent_bytes,
             chunks_stored: chunks_copied + sent_early,
         };
-        if let Some(lease) = &prepared.lease {
-            lease.check().await?;
-        }
+        prepared.held.check().await?;
         self.store().put_point(&record).await?;
         self.clear_damage_marks(damaged, landed.as_slice(), &mut warnings)
             .await;

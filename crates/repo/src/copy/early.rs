@@ -12,7 +12,7 @@
 //! copies that chunk later) when the bytes held for the vault reach [`HELD_BYTES`], when the
 //! vault is not ready yet, or once an upload failed. It takes the vault's writer lease first,
 //! like any writer, before it reads what decides which chunks to skip, and hands that lease,
-//! what it read and what landed to the Transfer (see [`Vault::transfer_early`]).
+//! what it read and what landed to the Transfer (see [`Repository::transfer_early`]).
 
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -23,9 +23,9 @@ use bytes::Bytes;
 use futures::StreamExt;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
 
+use super::prepared::Sent;
 use crate::landed::Landed;
-use crate::transfer::Prepared;
-use crate::{Error, Result, TransferOptions, Vault};
+use crate::{Error, Repository, Result, TransferOptions};
 
 /// The most bytes of encoded chunks an early send holds (queued or uploading) at once.
 pub const HELD_BYTES: usize = 32 << 20;
@@ -50,17 +50,7 @@ pub struct EarlySend {
     task: tokio::task::JoinHandle<Sent>,
 }
 
-/// What an early send leaves for the Transfer.
-#[derive(Debug)]
-pub struct Sent {
-    /// The writer's lease and what was read under it, or why they could not be had (the
-    /// Transfer's own error then: it would have met the same).
-    pub(crate) prepared: Result<Prepared>,
-    /// Offers declined, for the report.
-    pub declined: u64,
-}
-
-impl Vault {
+impl Repository {
     /// Starts an early send for a backup of `vm`'s disks `disks` (their names, to read the
     /// vault's newest maps of them). Returns at once: the lease and the reads happen in the
     /// background, and chunks offered before they are done are declined.
@@ -73,7 +63,7 @@ impl Vault {
         self.early_send_holding(vm, disks, options, HELD_BYTES)
     }
 
-    /// [`Vault::early_send`] holding at most `held` bytes of chunks (rounded down to KiB).
+    /// [`Repository::early_send`] holding at most `held` bytes of chunks (rounded down to KiB).
     pub fn early_send_holding(
         &self,
         vm: &VmName,
@@ -93,12 +83,12 @@ impl Vault {
 }
 
 impl EarlySend {
-    /// [`Vault::early_send`] for a vault still being opened, which `vault` yields: offers wait
+    /// [`Repository::early_send`] for a vault still being opened, which `vault` yields: offers wait
     /// in the queue (within [`HELD_BYTES`], then are declined) until it is open, then go as
-    /// with [`Vault::early_send`]. If it yields `None` (the vault did not open), nothing is
+    /// with [`Repository::early_send`]. If it yields `None` (the vault did not open), nothing is
     /// sent and the Transfer, which does not run then, owes nothing to it.
     pub fn when_open(
-        vault: impl Future<Output = Option<Vault>> + Send + 'static,
+        vault: impl Future<Output = Option<impl Into<Repository> + Send>> + Send + 'static,
         vm: &VmName,
         disks: HashSet<DiskName>,
         options: TransferOptions,
@@ -107,7 +97,7 @@ impl EarlySend {
         let vm = vm.clone();
         let task = tokio::spawn(async move {
             match vault.await {
-                Some(vault) => run(vault, vm, disks, options, queue).await,
+                Some(vault) => run(vault.into(), vm, disks, options, queue).await,
                 None => Sent {
                     prepared: Err(Error::NotOpened),
                     declined: 0,
@@ -153,7 +143,7 @@ impl EarlySend {
     }
 
     /// Ends the offers and waits for the uploads in flight; what it leaves is for
-    /// [`Vault::transfer_early`].
+    /// [`Repository::transfer_early`].
     pub async fn finish(self) -> Sent {
         let EarlySend {
             offers,
@@ -181,7 +171,7 @@ impl EarlySend {
 /// The early send's task: takes the writer's lease and reads what decides which chunks to
 /// skip, then uploads the offers the vault lacks.
 async fn run(
-    vault: Vault,
+    vault: Repository,
     vm: VmName,
     disks: HashSet<DiskName>,
     options: TransferOptions,

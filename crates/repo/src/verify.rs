@@ -22,7 +22,7 @@ use bytes::Bytes;
 use futures::StreamExt;
 use serde::{Serialize, Serializer};
 
-use crate::{Progress, Result, TransferOptions, Vault};
+use crate::{Progress, Repository, Result, TransferOptions};
 
 /// One block of one disk of one point: where a bad chunk does damage.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
@@ -80,7 +80,7 @@ pub struct VerifyReport {
     pub bad_chunks: Vec<BadChunk>,
     pub bad_maps: Vec<BadMap>,
     /// Point records that cannot be read (the caller lists them: see
-    /// [`Vault::points`](crate::Vault::points)): damage that hides a whole point.
+    /// [`Repository::points`](crate::Repository::points)): damage that hides a whole point.
     pub bad_records: Vec<DamagedPoint>,
     /// Points deleted (by retention on this or another host) while they were verified: their
     /// missing maps and chunks are no damage, and are not reported.
@@ -97,7 +97,7 @@ impl VerifyReport {
     }
 }
 
-impl Vault {
+impl Repository {
     /// Verifies `points` (see the module docs). Errors are for what stops the verification
     /// itself (the store unreachable for listing); damage is in the report.
     pub async fn verify(

@@ -22,7 +22,7 @@ pub(crate) fn private(path: &Path) -> PathBuf {
 
 /// Writes a temp file with `write`, then renames it over `path`; on any failure the temp file
 /// is removed and `path` is untouched.
-pub(crate) fn replace<E>(
+pub fn replace<E>(
     path: &Path,
     write: impl FnOnce(&Path) -> Result<(), E>,
     rename_error: impl FnOnce(std::io::Error) -> E,
@@ -35,10 +35,10 @@ pub(crate) fn replace<E>(
     done
 }
 
-/// Removes the temp files of `path` (from [`private`]) that killed processes left behind:
+/// Removes the temp files of `path` (from `private`) that killed processes left behind:
 /// those untouched for an hour. Best effort: a cache directory that cannot be listed is
 /// left as it is.
-pub(crate) fn sweep_stale(path: &Path) {
+pub fn sweep_stale(path: &Path) {
     let (Some(dir), Some(stem)) = (path.parent(), path.file_stem()) else {
         return;
     };

@@ -1,0 +1,77 @@
+//! The scan stage: read, hash, skip known, encode; new chunks go to the put stage through a
+//! bounded channel.
+
+use std::cell::RefCell;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use blockvault_core::{BlockMap, ChunkEncoder, ChunkId};
+use blockvault_source::Chunker;
+use jiff::Timestamp;
+
+use super::known::Known;
+use super::sources::Source;
+use crate::{Error, Progress, Result};
+
+/// A chunk on its way from the scan to the upload stage, with where it was found: the disk
+/// (its position in the request) and the block.
+pub(super) struct NewChunk {
+    pub(super) id: ChunkId,
+    pub(super) encoded: Vec<u8>,
+    pub(super) disk: usize,
+    pub(super) block: usize,
+}
+
+thread_local! {
+    /// One zstd context per rayon worker, reused for every block it compresses.
+    static ENCODER: RefCell<Option<ChunkEncoder>> = const { RefCell::new(None) };
+}
+
+fn encode(block: &[u8]) -> Result<Vec<u8>> {
+    ENCODER.with(|cell| {
+        let mut slot = cell.borrow_mut();
+        let mut encoder = match slot.take() {
+            Some(encoder) => encoder,
+            None => ChunkEncoder::new().map_err(blockvault_source::Error::from)?,
+        };
+        let encoded = encoder.encode(block);
+        *slot = Some(encoder);
+        Ok(encoded)
+    })
+}
+
+/// The scan stage: runs on a blocking thread, fans out on the rayon pool, and hands new chunks
+/// to the upload stage through `tx` (blocking when it is full: back-pressure).
+pub(super) fn scan_all(
+    sources: Vec<Source>,
+    known: Known,
+    time: Timestamp,
+    tx: &tokio::sync::mpsc::Sender<NewChunk>,
+    scanned: &AtomicU64,
+    progress: &dyn Progress,
+) -> Result<Vec<(Source, BlockMap)>> {
+    let mut maps = Vec::with_capacity(sources.len());
+    for (disk, source) in sources.into_iter().enumerate() {
+        let chunker = Chunker::new(source.block_size);
+        let previous = known.previous.get(&source.name).map(Arc::as_ref);
+        let map = chunker.scan_blocks(&source.image, &source.blocks, time, |block| {
+            let len = block.data.len() as u64;
+            scanned.fetch_add(len, Ordering::Relaxed);
+            progress.advance(len);
+            // Each new id is compressed and sent at most once.
+            if block.id.is_zero() || !known.claim(previous, block.index, block.id) {
+                return Ok(());
+            }
+            let encoded = encode(block.data)?;
+            tx.blocking_send(NewChunk {
+                id: block.id,
+                encoded,
+                disk,
+                block: block.index,
+            })
+            .map_err(|_| Error::UploadStopped)
+        })?;
+        maps.push((source, map));
+    }
+    Ok(maps)
+}

@@ -1,0 +1,75 @@
+//! The source stage: the disks of a write session, opened (and their data blocks found)
+//! before anything is written.
+
+use std::path::{Path, PathBuf};
+
+use blockvault_core::{BlockSize, DiskName, RecoveryPoint};
+use blockvault_source::{Chunker, DataBlocks, DiskImage};
+
+use crate::{Error, Result};
+
+/// One disk being backed up.
+pub(super) struct Source {
+    pub(super) name: DiskName,
+    /// The path as the user gave it (for messages) and made absolute (for the record).
+    pub(super) given: PathBuf,
+    pub(super) path: PathBuf,
+    pub(super) image: DiskImage,
+    pub(super) block_size: BlockSize,
+    /// The blocks that overlap data; the others are holes.
+    pub(super) blocks: DataBlocks,
+}
+
+/// The name a disk gets from its path: its file name.
+pub fn disk_name(path: &Path) -> Result<DiskName> {
+    let file_name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    DiskName::new(file_name).map_err(|source| Error::DiskName {
+        path: path.to_owned(),
+        source,
+    })
+}
+
+/// Opens every disk before anything is written, so a missing disk fails the backup up front.
+/// A disk keeps the block size its parent point recorded unless `block_size` is given.
+pub(super) fn open_sources(
+    disks: &[PathBuf],
+    block_size: Option<BlockSize>,
+    parent: Option<&RecoveryPoint>,
+    default_block_size: BlockSize,
+) -> Result<Vec<Source>> {
+    if disks.is_empty() {
+        return Err(Error::NoDisks);
+    }
+    let mut sources: Vec<Source> = Vec::with_capacity(disks.len());
+    for path in disks {
+        let image = DiskImage::open(path)?;
+        let name = disk_name(path)?;
+        if let Some(first) = sources.iter().find(|s| s.name == name) {
+            return Err(Error::DuplicateDiskName {
+                name,
+                first: first.given.clone(),
+                second: path.clone(),
+            });
+        }
+        let block_size = block_size
+            .or_else(|| {
+                parent
+                    .and_then(|p| p.disks.iter().find(|d| d.name == name))
+                    .map(|d| d.block_size)
+            })
+            .unwrap_or(default_block_size);
+        let blocks = Chunker::new(block_size).data_blocks(&image)?;
+        sources.push(Source {
+            given: path.clone(),
+            path: std::path::absolute(path).unwrap_or_else(|_| path.clone()),
+            name,
+            image,
+            block_size,
+            blocks,
+        });
+    }
+    Ok(sources)
+}
