@@ -162,6 +162,20 @@ pub(super) async fn when_open(mut seen: Seen) -> Option<Vault> {
     opened.as_ref()?.as_ref().ok().cloned()
 }
 
+/// Opens the vault a protected VM names (the daemon reopens it for every job, so a vault that
+/// was down comes back by itself).
+pub trait Vaults: Send + Sync + std::fmt::Debug {
+    fn open<'a>(
+        &'a self,
+        location: &'a str,
+    ) -> Pin<Box<dyn Future<Output = Result<Vault, VaultUnavailable>> + Send + 'a>>;
+
+    /// Transfer settings for the vault at `location`.
+    fn transfer_options(&self, _location: &str) -> TransferOptions {
+        TransferOptions::default()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -220,19 +234,5 @@ mod tests {
         let waiter = tokio::spawn(when_open(seen));
         drop(opening);
         assert!(waiter.await.expect("join").is_none());
-    }
-}
-
-/// Opens the vault a protected VM names (the daemon reopens it for every job, so a vault that
-/// was down comes back by itself).
-pub trait Vaults: Send + Sync + std::fmt::Debug {
-    fn open<'a>(
-        &'a self,
-        location: &'a str,
-    ) -> Pin<Box<dyn Future<Output = Result<Vault, VaultUnavailable>> + Send + 'a>>;
-
-    /// Transfer settings for the vault at `location`.
-    fn transfer_options(&self, _location: &str) -> TransferOptions {
-        TransferOptions::default()
     }
 }
