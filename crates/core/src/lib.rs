@@ -47,9 +47,11 @@ mod id;
 mod lease;
 mod names;
 mod point;
+mod state_dir;
 mod vocabulary;
 mod wire;
 
+pub use crate::state_dir::StateDir;
 pub use crate::{
     block_map::{BlockMap, MapDecoder, MapEncoder},
     block_size::BlockSize,

@@ -101,6 +101,9 @@ pub fn kind_of(error: &(dyn StdError + 'static)) -> Option<ErrorKind> {
     }
     if error.downcast_ref::<PolicyError>().is_some()
         || error.downcast_ref::<blockvault_policy::Error>().is_some()
+        || error
+            .downcast_ref::<blockvault_jobs::ParseError>()
+            .is_some()
     {
         return Some(ErrorKind::Usage);
     }

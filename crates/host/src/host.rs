@@ -38,8 +38,8 @@ impl Host {
     }
 
     /// The catalog alone, for what needs no engine (a vault's protected items).
-    pub fn catalog(&self) -> Result<Catalog> {
-        Ok(Catalog::open(self.state.catalog())?)
+    pub async fn catalog(&self) -> Result<Catalog> {
+        Ok(Catalog::open_async(self.state.catalog()).await?)
     }
 
     /// The vault at `location`, with its secondary when it is replicated (see

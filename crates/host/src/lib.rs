@@ -36,7 +36,6 @@ mod points;
 mod policies;
 mod protection;
 mod redundancy;
-mod state;
 mod text;
 mod vaults;
 
@@ -51,8 +50,8 @@ pub use crate::{
         protected_item,
     },
     redundancy::{Promoted, RedundancyKind, Replaced, secondary_for},
-    state::StateDir,
     text::bytes,
     vaults::{canonical, secondary_warning},
 };
 pub use blockvault_core::ErrorKind;
+pub use blockvault_core::StateDir;

@@ -4,7 +4,8 @@
 use std::collections::HashMap;
 
 use blockvault_core::{PointId, SoftDeleteMarker, VmName};
-use blockvault_jobs::{Engine, ListedPoint, PointList, RetainedPoint, Verdict, retention};
+use blockvault_jobs::{ListedPoint, PointList, RetainedPoint, Verdict, retention};
+use blockvault_policy::Policy;
 use blockvault_store::{DamagedPoint, VaultLocation};
 use jiff::Timestamp;
 
@@ -101,14 +102,31 @@ impl Host {
             if let Some((vault, marker)) = engine.soft_deleted(vault.as_ref(), vm).await? {
                 view.held
                     .insert(vm.clone(), Held::SoftDeleted { vault, marker });
-            } else if engine
-                .catalog()
-                .protected_item(vm)?
-                .is_some_and(|item| !item.is_protected())
-            {
-                view.held.insert(vm.clone(), Held::Stopped);
             } else {
-                view.verdicts.extend(retention_of(&engine, vm, &listed)?);
+                // Not protected: kept until deleted. Stopped: held. Protected: its policy.
+                let owned = vm.clone();
+                let protection = engine
+                    .catalog()
+                    .call(move |c| {
+                        let Some(item) = c.protected_item(&owned)? else {
+                            return Ok(None);
+                        };
+                        match item.is_protected() {
+                            true => Ok(Some(Some(c.policy(&item.policy)?))),
+                            false => Ok(Some(None)),
+                        }
+                    })
+                    .await?;
+                match protection {
+                    Some(Some(policy)) => {
+                        view.verdicts
+                            .extend(retention_of(&policy, &listed, engine.now()));
+                    }
+                    Some(None) => {
+                        view.held.insert(vm.clone(), Held::Stopped);
+                    }
+                    None => {}
+                }
             }
             view.points.extend(listed);
             warnings.extend(listing_warnings);
@@ -118,21 +136,12 @@ impl Host {
     }
 }
 
-/// What the policy's retention says of `vm`'s vault points, if the VM is protected (a point
-/// that is not protected is kept until deleted; so are those of a stopped VM).
+/// What `policy`'s retention says at `now` of the vault points listed.
 fn retention_of(
-    engine: &Engine,
-    vm: &VmName,
+    policy: &Policy,
     listed: &[ListedPoint],
-) -> Result<Vec<(PointId, Verdict)>> {
-    let Some(item) = engine
-        .catalog()
-        .protected_item(vm)?
-        .filter(|item| item.is_protected())
-    else {
-        return Ok(Vec::new());
-    };
-    let policy = engine.catalog().policy(&item.policy)?;
+    now: Timestamp,
+) -> Vec<(PointId, Verdict)> {
     let in_vault: Vec<RetainedPoint> = listed
         .iter()
         .filter(|l| l.tiers.vault)
@@ -142,8 +151,8 @@ fn retention_of(
             retain_until: l.point.retain_until,
         })
         .collect();
-    Ok(retention(&in_vault, &policy, engine.now(), true)
+    retention(&in_vault, policy, now, true)
         .into_iter()
         .map(|v| (v.id.clone(), v))
-        .collect())
+        .collect()
 }

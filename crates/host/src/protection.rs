@@ -27,7 +27,7 @@ const BACKUPS: [Operation; 3] = [
 /// it from another directory, and a VM is protected by one vault however its path is
 /// written. Checked before the vault is opened: a VM protected elsewhere is refused whatever
 /// this vault is.
-pub fn protect_request(
+pub async fn protect_request(
     engine: &Engine,
     vm: &VmName,
     location: &VaultLocation,
@@ -36,7 +36,11 @@ pub fn protect_request(
     hooks: Hooks,
 ) -> Result<ProtectRequest> {
     let location = canonical(location);
-    let existing = engine.catalog().protection_in(vm, &location.to_string())?;
+    let (owned_vm, at) = (vm.clone(), location.to_string());
+    let existing = engine
+        .catalog()
+        .call(move |c| c.protection_in(&owned_vm, &at))
+        .await?;
     let disks = match (&existing, disks.is_empty()) {
         (_, false) => disks,
         (Some(item), true) => item.disks.clone(),
@@ -66,24 +70,29 @@ pub fn protect_request(
 
 /// Refuses a backup of `vm` to the vault at `location` when the VM's protection says
 /// otherwise (protected by another vault, stopped, soft-deleted).
-pub fn check_backup(engine: &Engine, vm: &VmName, location: &VaultLocation) -> Result<()> {
+pub async fn check_backup(engine: &Engine, vm: &VmName, location: &VaultLocation) -> Result<()> {
+    let (vm, at) = (vm.clone(), canonical(location).to_string());
     engine
         .catalog()
-        .protection_in(vm, &canonical(location).to_string())?;
+        .call(move |c| c.protection_in(&vm, &at))
+        .await?;
     Ok(())
 }
 
 /// The protected item of `vm`, which must exist.
-pub fn protected_item(engine: &Engine, vm: &VmName) -> Result<ProtectedItem> {
+pub async fn protected_item(engine: &Engine, vm: &VmName) -> Result<ProtectedItem> {
+    let owned = vm.clone();
     engine
         .catalog()
-        .protected_item(vm)?
+        .call(move |c| c.protected_item(&owned))
+        .await?
         .ok_or_else(|| Error::Jobs(blockvault_jobs::Error::NotProtected { vm: vm.clone() }))
 }
 
 /// When the daemon next backs `item` up.
-pub fn next_backup(engine: &Engine, item: &ProtectedItem) -> Result<Timestamp> {
-    let policy = engine.catalog().policy(&item.policy)?;
+pub async fn next_backup(engine: &Engine, item: &ProtectedItem) -> Result<Timestamp> {
+    let name = item.policy.clone();
+    let policy = engine.catalog().call(move |c| c.policy(&name)).await?;
     let after = item.handled.unwrap_or(item.since).max(engine.now());
     Ok(policy.schedule.next(&policy.timezone, after).at)
 }
@@ -108,26 +117,36 @@ pub struct ItemView {
 
 /// The protected items (only `vm`'s when given), each with its last backup, latest point and
 /// next backup.
-pub fn items(engine: &Engine, vm: Option<&VmName>) -> Result<Vec<ItemView>> {
-    let catalog = engine.catalog();
+pub async fn items(engine: &Engine, vm: Option<&VmName>) -> Result<Vec<ItemView>> {
+    let only = vm.cloned();
+    let rows = engine
+        .catalog()
+        .call(move |catalog| {
+            let mut rows = Vec::new();
+            for item in catalog.protected_items()? {
+                if only.as_ref().is_some_and(|vm| *vm != item.vm) {
+                    continue;
+                }
+                let last_backup = catalog
+                    .jobs(&JobFilter {
+                        vm: Some(item.vm.clone()),
+                        ..JobFilter::default()
+                    })?
+                    .into_iter()
+                    .find(|j| BACKUPS.contains(&j.operation));
+                let latest_point = catalog.points(&item.vm)?.into_iter().max_by_key(|p| p.time);
+                rows.push((item, last_backup, latest_point));
+            }
+            Ok(rows)
+        })
+        .await?;
     let mut views = Vec::new();
-    for item in catalog.protected_items()? {
-        if vm.is_some_and(|vm| *vm != item.vm) {
-            continue;
-        }
-        let last_backup = catalog
-            .jobs(&JobFilter {
-                vm: Some(item.vm.clone()),
-                ..JobFilter::default()
-            })?
-            .into_iter()
-            .find(|j| BACKUPS.contains(&j.operation));
-        let latest_point = catalog.points(&item.vm)?.into_iter().max_by_key(|p| p.time);
+    for (item, last_backup, latest_point) in rows {
         // Stopped and soft-deleted items are not scheduled.
-        let next_backup = item
-            .is_protected()
-            .then(|| next_backup(engine, &item).ok())
-            .flatten();
+        let next_backup = match item.is_protected() {
+            true => next_backup(engine, &item).await.ok(),
+            false => None,
+        };
         views.push(ItemView {
             item,
             last_backup,

@@ -87,8 +87,10 @@ impl Host {
     ) -> Result<Vault> {
         let secondary = secondary_for(location, redundancy, secondary)?;
         let vault = self.init_vault(location, secondary.as_ref()).await?;
-        self.catalog()?
-            .ensure_policy(&Policy::default_policy(), jiff::Timestamp::now())?;
+        self.catalog()
+            .await?
+            .call(|c| c.ensure_policy(&Policy::default_policy(), jiff::Timestamp::now()))
+            .await?;
         Ok(vault)
     }
 
@@ -107,7 +109,7 @@ impl Host {
         if vault.config().redundancy.secondary() == wanted.as_deref() {
             return Ok((vault, false));
         }
-        self.refuse_if_protected(location, &vault)?;
+        self.refuse_if_protected(location, &vault).await?;
         let new_secondary = match &secondary {
             Some(secondary) => Some(self.new_store(secondary).await?),
             None => None,
@@ -117,11 +119,13 @@ impl Host {
 
     /// Refuses when this host's catalog has VMs protected by the vault (backup items before
     /// their first backup), with the same error the vault gives for VMs with points.
-    fn refuse_if_protected(&self, location: &VaultLocation, vault: &Vault) -> Result<()> {
+    async fn refuse_if_protected(&self, location: &VaultLocation, vault: &Vault) -> Result<()> {
         let canonical = canonical(location).to_string();
         let mut vms: Vec<VmName> = self
-            .catalog()?
-            .protected_items()?
+            .catalog()
+            .await?
+            .call(|c| c.protected_items())
+            .await?
             .into_iter()
             .filter(|item| item.vault == canonical)
             .map(|item| item.vm)
@@ -203,7 +207,7 @@ impl Host {
         };
         let vault = Vault::promote(replica, primary, force).await?;
         let (moved, warnings) = match &previous_primary {
-            Some(old) => self.move_protections(old, &location)?,
+            Some(old) => self.move_protections(old, &location).await?,
             None => (Vec::new(), Vec::new()),
         };
         Ok(Promoted {
@@ -217,35 +221,42 @@ impl Host {
 
     /// Moves this host's protected items from the vault at `old` to `new` (same id,
     /// promoted): the VMs moved, and warnings for those that could not be.
-    fn move_protections(
+    async fn move_protections(
         &self,
         old: &VaultLocation,
         new: &VaultLocation,
     ) -> Result<(Vec<String>, Vec<String>)> {
-        let catalog = self.catalog()?;
         let (old_raw, old_canonical) = (old.to_string(), canonical(old).to_string());
-        let mut moved = Vec::new();
-        let mut warnings = Vec::new();
-        for item in catalog.protected_items()? {
-            if item.vault != old_raw && item.vault != old_canonical {
-                continue;
-            }
-            if item.state.purge_after().is_some() {
-                warnings.push(format!(
+        let new = new.clone();
+        let moved = self
+            .catalog()
+            .await?
+            .call(move |catalog| {
+                let mut moved = Vec::new();
+                let mut warnings = Vec::new();
+                for item in catalog.protected_items()? {
+                    if item.vault != old_raw && item.vault != old_canonical {
+                        continue;
+                    }
+                    if item.state.purge_after().is_some() {
+                        warnings.push(format!(
                     "VM {} has soft-deleted data recorded in the old primary {}: undelete it \
                      (`blockvault undelete --vm {}`) and protect it again with --vault {new}",
                     item.vm, item.vault, item.vm
                 ));
-                continue;
-            }
-            let vm = item.vm.to_string();
-            catalog.protect(&ProtectedItem {
-                vault: new.to_string(),
-                ..item
-            })?;
-            moved.push(vm);
-        }
-        Ok((moved, warnings))
+                        continue;
+                    }
+                    let vm = item.vm.to_string();
+                    catalog.protect(&ProtectedItem {
+                        vault: new.to_string(),
+                        ..item
+                    })?;
+                    moved.push(vm);
+                }
+                Ok((moved, warnings))
+            })
+            .await?;
+        Ok(moved)
     }
 }
 

@@ -22,8 +22,9 @@ fn world() -> World {
     }
 }
 
-fn protect(host: &Host, vm: &str, vault: &VaultLocation) {
+async fn protect(host: &Host, vm: &str, vault: &VaultLocation) {
     host.catalog()
+        .await
         .expect("catalog")
         .protect(&ProtectedItem {
             vm: vm.parse().expect("vm"),
@@ -49,7 +50,13 @@ async fn a_new_vault_opens_by_location_and_the_catalog_gets_the_default_policy()
     let opened = w.host.vault(&w.vault).await.expect("open");
     assert_eq!(opened.config().id, created.config().id);
     assert!(w.host.state().catalog().is_file());
-    let policies = w.host.catalog().expect("catalog").policies().expect("list");
+    let policies = w
+        .host
+        .catalog()
+        .await
+        .expect("catalog")
+        .policies()
+        .expect("list");
     assert!(
         policies
             .iter()
@@ -97,7 +104,7 @@ async fn redundancy_changes_until_the_host_protects_a_vm_with_the_vault() {
         .await
         .expect("already single");
     assert!(!changed);
-    protect(&w.host, "web01", &w.vault);
+    protect(&w.host, "web01", &w.vault).await;
     let secondary = VaultLocation::Local(w.root.join("replica"));
     let err = w
         .host
@@ -141,7 +148,7 @@ async fn a_replica_is_promoted_and_the_protected_items_move_to_it() {
         )
         .await
         .expect("create replicated");
-    protect(&w.host, "web01", &w.vault);
+    protect(&w.host, "web01", &w.vault).await;
     // The primary is lost for good.
     std::fs::remove_dir_all(w.root.join("vault")).expect("lose the primary");
     let promoted = w.host.promote(&replica, false).await.expect("promote");
@@ -149,6 +156,7 @@ async fn a_replica_is_promoted_and_the_protected_items_move_to_it() {
     let item = w
         .host
         .catalog()
+        .await
         .expect("catalog")
         .protected_item(&"web01".parse().expect("vm"))
         .expect("read")

@@ -1,5 +1,6 @@
 use std::path::PathBuf;
 
+use crate::model::ParseError;
 use crate::{JobId, JobStatus, SubtaskKind, SubtaskStatus};
 
 /// What can go wrong with jobs and the catalog.
@@ -277,6 +278,22 @@ impl Error {
 /// A time in messages: minutes, in UTC, said so.
 fn utc(t: jiff::Timestamp) -> String {
     t.strftime("%Y-%m-%d %H:%M UTC").to_string()
+}
+
+impl From<ParseError> for Error {
+    fn from(e: ParseError) -> Error {
+        match e {
+            ParseError::InvalidValue {
+                what,
+                value,
+                expected,
+            } => Error::InvalidValue {
+                what,
+                value,
+                expected,
+            },
+        }
+    }
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;

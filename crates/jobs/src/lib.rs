@@ -146,17 +146,21 @@ pub use crate::{
     catalog::{Catalog, SCHEMA_VERSION},
     catalog::{PolicyEntry, Put},
     clock::{Clock, SimulatedClock, Sleep, SystemClock},
-    daemon::{Daemon, DaemonOptions, DaemonReport, Level, Log, Vaults},
+    daemon::{Daemon, DaemonOptions, DaemonReport, Level, Log},
     engine::{
         BackupOutcome, BackupSpec, Engine, ExpiredPoint, Hooks, INSTANT_RESTORE_DAYS, JobVault,
         ListedPoint, PointList, ProtectOutcome, ProtectRequest, Pruned, PurgeOutcome, Recovered,
-        RestoreOutcome, StopMode, StopOutcome, VaultUnavailable, VerifyOutcome, VerifyScope,
+        RestoreOutcome, StopMode, StopOutcome, VaultUnavailable, Vaults, VerifyOutcome,
+        VerifyScope,
     },
     error::{Error, Result},
     events::{EVENT_CAPACITY, JobEvent, JobEventKind, PROGRESS_EVERY},
     inventory::{PointEntry, PointSummary, ProtectedItem, ProtectionState, VmEntry},
     job::{Job, JobFilter, Subtask, SubtaskOutcome},
-    model::{JobId, JobStatus, Operation, SubtaskKind, SubtaskStatus, Tier, Tiers, job_status},
+    model::{
+        JobId, JobStatus, Operation, ParseError, SubtaskKind, SubtaskStatus, Tier, Tiers,
+        job_status,
+    },
 };
 /// Policies live in `blockvault-policy`; these are the names this crate has always exported.
 pub use blockvault_policy::{

@@ -6,8 +6,6 @@ use std::str::FromStr;
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
-use crate::Error;
-
 /// The id of a job: a positive number, unique in a catalog and never reused (shown and parsed
 /// as the plain number).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
@@ -20,13 +18,25 @@ impl fmt::Display for JobId {
     }
 }
 
-impl FromStr for JobId {
-    type Err = Error;
+/// A word that names no value of one of the job vocabulary's sets, or a job id that is not one
+/// (the jobs crate's [`Error::InvalidValue`](crate::Error::InvalidValue) once it leaves here).
+#[derive(Debug, thiserror::Error)]
+pub enum ParseError {
+    #[error("invalid {what} {value:?}: expected {expected}")]
+    InvalidValue {
+        what: &'static str,
+        value: String,
+        expected: String,
+    },
+}
 
-    fn from_str(s: &str) -> Result<JobId, Error> {
+impl FromStr for JobId {
+    type Err = ParseError;
+
+    fn from_str(s: &str) -> Result<JobId, ParseError> {
         match s.trim().parse::<i64>() {
             Ok(id) if id > 0 => Ok(JobId(id)),
-            _ => Err(Error::InvalidValue {
+            _ => Err(ParseError::InvalidValue {
                 what: "job id",
                 value: s.to_owned(),
                 expected: "a positive number".to_owned(),
@@ -37,7 +47,7 @@ impl FromStr for JobId {
 
 blockvault_core::vocabulary!(
     /// What a job does (the Azure Backup job operations).
-    Operation, "operation", Error::InvalidValue {
+    Operation, "operation", ParseError::InvalidValue {
         /// A scheduled backup.
         Backup => "backup", "Backup";
         /// A backup started by `backup now`.
@@ -54,7 +64,7 @@ blockvault_core::vocabulary!(
 
 blockvault_core::vocabulary!(
     /// Where a job stands. A job is `InProgress` until it ends in one of the other three.
-    JobStatus, "job status", Error::InvalidValue {
+    JobStatus, "job status", ParseError::InvalidValue {
         InProgress => "in-progress", "In progress";
         Completed => "completed", "Completed";
         /// The backup made a point in the snapshot tier, but its transfer to the vault failed.
@@ -65,7 +75,7 @@ blockvault_core::vocabulary!(
 
 blockvault_core::vocabulary!(
     /// The two phases of a backup job, in the order they run.
-    SubtaskKind, "subtask", Error::InvalidValue {
+    SubtaskKind, "subtask", ParseError::InvalidValue {
         /// Capture every disk of the VM into the local snapshot tier.
         Snapshot => "snapshot", "Snapshot";
         /// Send the churn since the last vault point to the vault.
@@ -75,7 +85,7 @@ blockvault_core::vocabulary!(
 
 blockvault_core::vocabulary!(
     /// Where a subtask stands.
-    SubtaskStatus, "subtask status", Error::InvalidValue {
+    SubtaskStatus, "subtask status", ParseError::InvalidValue {
         /// Not started yet.
         Pending => "pending", "Pending";
         InProgress => "in-progress", "In progress";
@@ -141,7 +151,7 @@ pub fn job_status(snapshot: SubtaskStatus, transfer: SubtaskStatus) -> JobStatus
 
 blockvault_core::vocabulary!(
     /// Where a recovery point lives.
-    Tier, "tier", Error::InvalidValue {
+    Tier, "tier", ParseError::InvalidValue {
         /// The local snapshot tier on the host (instant restore).
         Snapshot => "snapshot", "snapshot";
         /// The vault.
@@ -326,7 +336,7 @@ mod tests {
         assert!(message.contains("backup-on-demand"), "{message}");
         assert!(matches!(
             err,
-            Error::InvalidValue {
+            ParseError::InvalidValue {
                 what: "operation",
                 ..
             }

@@ -15,7 +15,7 @@ use crate::progress::Bar;
 pub async fn run(args: BackupArgs, host: &Host, bar: Arc<Bar>) -> Result<Report> {
     let (engine, warnings) = host.engine().await?;
     let location = args.vault.vault.clone();
-    blockvault_host::check_backup(&engine, &args.vm, &location)?;
+    blockvault_host::check_backup(&engine, &args.vm, &location).await?;
     // Opened by the job, alongside its Snapshot.
     let vault = host.backup_vault(&location).await?;
     let spec = BackupSpec {

@@ -28,15 +28,18 @@ pub async fn run(args: JobsArgs, host: &Host) -> Result<Report> {
     let (engine, warnings) = host.engine().await?;
     let catalog = engine.catalog();
     let mut report = match args.show {
-        Some(JobsCommand::Show { id }) => show(&catalog.job(id)?),
-        None => list(&catalog.jobs(&JobFilter {
-            status: args.status,
-            vm: args.vm,
-            operation: args.operation,
-            since,
-            until,
-            limit: Some(args.limit),
-        })?),
+        Some(JobsCommand::Show { id }) => show(&catalog.call(move |c| c.job(id)).await?),
+        None => {
+            let filter = JobFilter {
+                status: args.status,
+                vm: args.vm,
+                operation: args.operation,
+                since,
+                until,
+                limit: Some(args.limit),
+            };
+            list(&catalog.call(move |c| c.jobs(&filter)).await?)
+        }
     };
     // Both documents are objects (`{"jobs": [...]}`, a job): the warnings join them.
     report.json["warnings"] = json!(warnings);

@@ -3,7 +3,7 @@
 
 use anyhow::Result;
 use blockvault_host::Host;
-use blockvault_jobs::{Catalog, PolicyEntry, Put};
+use blockvault_jobs::{PolicyEntry, Put};
 use blockvault_policy::{Policy, PolicyDoc, PolicyName, RetentionDoc, Schedule, ScheduleDoc};
 use jiff::Timestamp;
 use serde_json::json;
@@ -31,20 +31,26 @@ pub async fn run(command: PolicyCommand, host: &Host) -> Result<Report> {
             };
             apply(&mut doc, &settings)?;
             let policy = Policy::from_doc(&doc)?;
-            catalog.create_policy(&policy, now)?;
+            let created = policy.clone();
+            catalog
+                .call(move |c| c.create_policy(&created, now))
+                .await?;
             saved(&policy, "created")
         }
         PolicyCommand::Edit { name, settings } => {
-            let mut doc = catalog.policy(&name.parse()?)?.to_doc();
+            let name: PolicyName = name.parse()?;
+            let mut doc = catalog.call(move |c| c.policy(&name)).await?.to_doc();
             apply(&mut doc, &settings)?;
             let policy = Policy::from_doc(&doc)?;
-            catalog.put_policy(&policy, now)?;
+            let updated = policy.clone();
+            catalog.call(move |c| c.put_policy(&updated, now)).await?;
             saved(&policy, "updated")
         }
         PolicyCommand::Show { name, toml } => {
             let name: PolicyName = name.parse()?;
             let entry = catalog
-                .policies()?
+                .call(|c| c.policies())
+                .await?
                 .into_iter()
                 .find(|p| p.policy.name == name)
                 .ok_or(blockvault_jobs::Error::UnknownPolicy { name })?;
@@ -60,10 +66,11 @@ pub async fn run(command: PolicyCommand, host: &Host) -> Result<Report> {
                 exit_code: None,
             }
         }
-        PolicyCommand::List => list(catalog)?,
+        PolicyCommand::List => list(catalog.call(|c| c.policies()).await?),
         PolicyCommand::Delete { name } => {
             let name: PolicyName = name.parse()?;
-            catalog.delete_policy(&name)?;
+            let deleted = name.clone();
+            catalog.call(move |c| c.delete_policy(&deleted)).await?;
             Report {
                 text: format!("deleted policy {name}"),
                 json: json!({ "deleted": name }),
@@ -75,7 +82,8 @@ pub async fn run(command: PolicyCommand, host: &Host) -> Result<Report> {
             // Every file is read and checked, then all are applied in one transaction: all
             // or nothing.
             let policies = blockvault_host::policy_files(&files)?;
-            let puts = catalog.put_policies(&policies, now)?;
+            let applied = policies.clone();
+            let puts = catalog.call(move |c| c.put_policies(&applied, now)).await?;
             let mut lines = Vec::new();
             let mut applied = Vec::new();
             for (policy, put) in policies.iter().zip(puts) {
@@ -107,8 +115,7 @@ fn saved(policy: &Policy, verb: &str) -> Report {
     }
 }
 
-fn list(catalog: &Catalog) -> Result<Report> {
-    let entries = catalog.policies()?;
+fn list(entries: Vec<PolicyEntry>) -> Report {
     let rows: Vec<[String; 6]> = entries
         .iter()
         .map(|e| {
@@ -123,7 +130,7 @@ fn list(catalog: &Catalog) -> Result<Report> {
             ]
         })
         .collect();
-    Ok(Report {
+    Report {
         text: format::table(
             &[
                 "NAME",
@@ -138,7 +145,7 @@ fn list(catalog: &Catalog) -> Result<Report> {
         json: json!({ "policies": entries.iter().map(entry_json).collect::<Vec<_>>() }),
         warnings: Vec::new(),
         exit_code: None,
-    })
+    }
 }
 
 fn entry_json(entry: &PolicyEntry) -> serde_json::Value {

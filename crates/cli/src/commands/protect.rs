@@ -24,7 +24,8 @@ pub async fn protect(args: ProtectArgs, host: &Host, bar: Arc<Bar>) -> Result<Re
         args.disks,
         args.policy.as_deref(),
         hooks,
-    )?;
+    )
+    .await?;
     let location = blockvault_host::canonical(&args.vault.vault);
     let vault = host.job_vault(&location).await?;
     let options = blockvault_host::write_options(&location, args.transfer.concurrency);
@@ -56,10 +57,10 @@ pub async fn protect(args: ProtectArgs, host: &Host, bar: Arc<Bar>) -> Result<Re
         }
         .into());
     }
-    let next = outcome
-        .item
-        .as_ref()
-        .and_then(|item| blockvault_host::next_backup(&engine, item).ok());
+    let next = match &outcome.item {
+        Some(item) => blockvault_host::next_backup(&engine, item).await.ok(),
+        None => None,
+    };
     let text = format!(
         "job {} {}: {} is protected by {} with policy {}{}",
         job.id,
@@ -82,7 +83,7 @@ pub async fn items(args: ItemsArgs, host: &Host) -> Result<Report> {
     let (engine, warnings) = host.engine().await?;
     let mut rows = Vec::new();
     let mut docs = Vec::new();
-    for view in blockvault_host::items(&engine, args.vm.as_ref())? {
+    for view in blockvault_host::items(&engine, args.vm.as_ref()).await? {
         let ItemView {
             item,
             last_backup: last,
@@ -156,7 +157,7 @@ pub async fn items(args: ItemsArgs, host: &Host) -> Result<Report> {
 
 pub async fn backup_now(args: BackupNowArgs, host: &Host, bar: Arc<Bar>) -> Result<Report> {
     let (engine, warnings) = host.engine().await?;
-    let item = blockvault_host::protected_item(&engine, &args.vm)?;
+    let item = blockvault_host::protected_item(&engine, &args.vm).await?;
     let retain_until = match args.retain_until.as_deref() {
         Some(text) => crate::when::parse_time("--retain-until", text)?,
         None => blockvault_host::default_retain_until(Timestamp::now()),

@@ -11,7 +11,7 @@ use crate::format;
 
 pub async fn stop(args: StopProtectionArgs, host: &Host) -> Result<Report> {
     let (engine, warnings) = host.engine().await?;
-    let item = blockvault_host::protected_item(&engine, &args.vm)?;
+    let item = blockvault_host::protected_item(&engine, &args.vm).await?;
     let mode = if args.delete_data {
         StopMode::DeleteData
     } else {
@@ -66,7 +66,12 @@ pub async fn stop(args: StopProtectionArgs, host: &Host) -> Result<Report> {
 pub async fn undelete(args: UndeleteArgs, host: &Host) -> Result<Report> {
     let (engine, warnings) = host.engine().await?;
     // The item names the vault; without one there is nothing to undelete.
-    let Some(item) = engine.catalog().protected_item(&args.vm)? else {
+    let vm = args.vm.clone();
+    let item = engine
+        .catalog()
+        .call(move |c| c.protected_item(&vm))
+        .await?;
+    let Some(item) = item else {
         return Err(blockvault_jobs::Error::NotSoftDeleted {
             vm: args.vm.clone(),
         }

@@ -16,7 +16,8 @@ mod schedule;
 mod shutdown;
 
 pub use self::log::{Level, Log};
-pub use self::options::{DaemonOptions, DaemonReport, Vaults};
+pub use self::options::{DaemonOptions, DaemonReport};
+use crate::Vaults;
 
 use std::collections::{HashMap, HashSet};
 use std::fmt;

@@ -1,27 +1,8 @@
-//! What the daemon is given: how it opens vaults, and its tunables; and what it reports.
+//! What the daemon is given: its tunables (how it opens vaults is the engine's [`Vaults`](crate::Vaults)); and what it reports.
 
-use std::fmt;
-use std::future::Future;
-use std::pin::Pin;
 use std::time::Duration;
 
-use blockvault_vault::{GcOptions, TransferOptions, Vault};
-
-use crate::VaultUnavailable;
-
-/// Opens the vault a protected VM names (the daemon reopens it for every job, so a vault that
-/// was down comes back by itself).
-pub trait Vaults: Send + Sync + fmt::Debug {
-    fn open<'a>(
-        &'a self,
-        location: &'a str,
-    ) -> Pin<Box<dyn Future<Output = Result<Vault, VaultUnavailable>> + Send + 'a>>;
-
-    /// Transfer settings for the vault at `location`.
-    fn transfer_options(&self, _location: &str) -> TransferOptions {
-        TransferOptions::default()
-    }
-}
+use blockvault_vault::GcOptions;
 
 /// Tunables of the daemon.
 #[derive(Clone, Copy, Debug)]

@@ -260,7 +260,7 @@ impl Engine {
         };
         warnings.extend(report.warnings.iter().cloned());
         let point = report.point;
-        let states = DiskStates::new(&self.state_dir);
+        let states = DiskStates::new(&self.state);
         for ((path, before), disk) in spec.disks.iter().zip(before).zip(&point.disks) {
             let after = FileStat::of(path).ok();
             if let (true, Some(stat), Some(after)) = (spec.hooks.quiesce(), before, after)

@@ -29,6 +29,7 @@ use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use blockvault_core::StateDir;
 use blockvault_core::{DiskName, PointId, VmName};
 use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
@@ -113,10 +114,8 @@ pub(crate) struct DiskStates {
 }
 
 impl DiskStates {
-    pub(crate) fn new(state_dir: &Path) -> DiskStates {
-        DiskStates {
-            dir: state_dir.join("disks"),
-        }
+    pub(crate) fn new(state: &StateDir) -> DiskStates {
+        DiskStates { dir: state.disks() }
     }
 
     fn file_of(&self, path: &Path) -> Option<PathBuf> {
@@ -190,7 +189,7 @@ mod tests {
         let dir = tempfile::tempdir().expect("tmp");
         let path = dir.path().join("d.img");
         std::fs::write(&path, vec![1u8; 8192]).expect("write");
-        let states = DiskStates::new(dir.path());
+        let states = DiskStates::new(&StateDir::new(dir.path()));
 
         // Changed just now: the stat cannot vouch for the file yet.
         let fresh = state_of(&path, Timestamp::now());

@@ -12,20 +12,17 @@
 //!
 //! [`Catalog::create_job_with`]: crate::Catalog::create_job_with
 
-use std::path::{Path, PathBuf};
 use std::sync::mpsc;
 use std::thread::JoinHandle;
 use std::time::{Duration, SystemTime};
+
+use blockvault_core::StateDir;
 
 use super::lock::Lock;
 use crate::{Error, JobId, Result};
 
 /// How often a running job's lock file is touched.
 pub(crate) const HEARTBEAT: Duration = Duration::from_secs(5);
-
-pub(crate) fn job_lock(state: &Path, job: JobId) -> PathBuf {
-    state.join("locks").join(format!("job-{job}"))
-}
 
 /// The job id a lock file is named after, if it is a job's lock.
 pub(crate) fn job_of(file_name: &str) -> Option<JobId> {
@@ -48,8 +45,8 @@ pub(crate) struct JobLock {
 
 impl JobLock {
     /// Takes the lock of job `id` (creating its file) and starts its heartbeat.
-    pub(crate) fn take(state: &Path, id: JobId) -> Result<JobLock> {
-        let lock = Lock::acquire(&job_lock(state, id))?;
+    pub(crate) fn take(state: &StateDir, id: JobId) -> Result<JobLock> {
+        let lock = Lock::acquire(&state.job_lock(id))?;
         let file = lock
             .file()
             .try_clone()
@@ -96,8 +93,8 @@ mod tests {
     #[test]
     fn a_job_lock_is_held_while_it_lives_and_its_file_goes_with_it() {
         let dir = tempfile::tempdir().expect("tmp");
-        let held = JobLock::take(dir.path(), JobId(12)).expect("take");
-        let path = job_lock(dir.path(), JobId(12));
+        let held = JobLock::take(&StateDir::new(dir.path()), JobId(12)).expect("take");
+        let path = StateDir::new(dir.path()).job_lock(JobId(12));
         assert!(matches!(Lock::try_existing(&path), Ok(Probe::Held)));
         held.remove();
         assert!(!path.exists(), "the file of an ended job is removed");

@@ -11,7 +11,7 @@
 use std::future::Future;
 use std::pin::Pin;
 
-use blockvault_vault::Vault;
+use blockvault_vault::{TransferOptions, Vault};
 use tokio::sync::watch;
 
 use super::VaultUnavailable;
@@ -160,6 +160,20 @@ impl<'a> Opening<'a> {
 pub(super) async fn when_open(mut seen: Seen) -> Option<Vault> {
     let opened = seen.wait_for(Option::is_some).await.ok()?;
     opened.as_ref()?.as_ref().ok().cloned()
+}
+
+/// Opens the vault a protected VM names (the daemon reopens it for every job, so a vault that
+/// was down comes back by itself).
+pub trait Vaults: Send + Sync + std::fmt::Debug {
+    fn open<'a>(
+        &'a self,
+        location: &'a str,
+    ) -> Pin<Box<dyn Future<Output = Result<Vault, VaultUnavailable>> + Send + 'a>>;
+
+    /// Transfer settings for the vault at `location`.
+    fn transfer_options(&self, _location: &str) -> TransferOptions {
+        TransferOptions::default()
+    }
 }
 
 #[cfg(test)]

@@ -18,6 +18,7 @@ mod verify;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use blockvault_core::StateDir;
 use blockvault_core::{BlockSize, ChunkSet, RecoveryPoint, VmName};
 use blockvault_snapshot::SnapshotTier;
 use blockvault_vault::{Progress, TransferOptions};
@@ -25,7 +26,7 @@ use jiff::{SignedDuration, Timestamp};
 use tokio::sync::{broadcast, watch};
 
 pub use self::hooks::Hooks;
-pub use self::job_vault::JobVault;
+pub use self::job_vault::{JobVault, Vaults};
 pub use self::protection::{ProtectOutcome, ProtectRequest};
 pub use self::recovery::Recovered;
 pub use self::restore::{ListedPoint, PointList, RestoreOutcome};
@@ -144,7 +145,7 @@ impl Progress for Phase {
 /// | `STATE/locks/job-<id>` | held by the process running the job, so others can tell it is alive (removed when the job ends) |
 #[derive(Debug)]
 pub struct Engine {
-    state_dir: PathBuf,
+    state: StateDir,
     catalog: Catalog,
     snapshots: SnapshotTier,
     clock: Arc<dyn Clock>,
@@ -159,14 +160,14 @@ impl Engine {
         state_dir: impl Into<PathBuf>,
         snapshot_dir: Option<PathBuf>,
     ) -> Result<(Engine, Recovered)> {
-        let state_dir = state_dir.into();
-        std::fs::create_dir_all(&state_dir).map_err(|e| crate::Error::lock(&state_dir, e))?;
-        let catalog = Catalog::open_async(state_dir.join("catalog.sqlite")).await?;
-        let snapshots =
-            SnapshotTier::new(snapshot_dir.unwrap_or_else(|| state_dir.join("snapshots")));
+        let state = StateDir::new(state_dir).with_snapshot_dir(snapshot_dir);
+        let root = state.root();
+        std::fs::create_dir_all(root).map_err(|e| crate::Error::lock(root, e))?;
+        let catalog = Catalog::open_async(state.catalog()).await?;
+        let snapshots = SnapshotTier::new(state.snapshots());
         let clock: Arc<dyn Clock> = Arc::new(SystemClock);
         let engine = Engine {
-            state_dir,
+            state,
             catalog,
             snapshots,
             events: Events::new(EVENT_CAPACITY, Arc::clone(&clock)),
@@ -211,7 +212,7 @@ impl Engine {
     }
 
     pub fn state_dir(&self) -> &Path {
-        &self.state_dir
+        self.state.root()
     }
 
     /// Takes `vm`'s snapshot lock, waiting on a blocking thread: exclusive for what writes or
@@ -234,7 +235,7 @@ impl Engine {
             SubtaskKind::Snapshot => "snapshot",
             SubtaskKind::Transfer => "transfer",
         };
-        self.state_dir.join("locks").join(format!("{vm}.{suffix}"))
+        self.state.subtask_lock(vm.as_str(), suffix)
     }
 
     /// Deletes the snapshot points of `vm` whose instant-restore days are over at `now` (their

@@ -31,7 +31,7 @@ impl Engine {
         operation: Operation,
         subtasks: &[SubtaskKind],
     ) -> Result<(JobRef, JobLock)> {
-        let (state, now) = (self.state_dir.clone(), self.now());
+        let (state, now) = (self.state.clone(), self.now());
         let (owned_vm, subtasks) = (vm.clone(), subtasks.to_vec());
         let (id, lock) = self
             .db(move |c| {

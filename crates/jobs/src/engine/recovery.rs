@@ -20,7 +20,7 @@ use jiff::{SignedDuration, Timestamp};
 use serde::Serialize;
 
 use super::Engine;
-use super::job_lock::{job_lock, job_of};
+use super::job_lock::job_of;
 use super::lock::{Lock, Probe};
 use crate::{Catalog, Job, JobId, Result, SubtaskKind};
 
@@ -48,7 +48,7 @@ impl Engine {
         let mut recovered = Recovered::default();
         let now = Timestamp::now();
         for job in self.db(|c| c.unfinished_jobs()).await? {
-            let held = match Lock::try_existing(&job_lock(&self.state_dir, job.id))? {
+            let held = match Lock::try_existing(&self.state.job_lock(job.id))? {
                 Probe::Held => continue, // its process is alive
                 Probe::Free(held) => Some(held),
                 // Only a holder removes the file: its process gave the job up, or died and
@@ -84,7 +84,7 @@ impl Engine {
                 held.remove();
             }
         }
-        let dir = self.state_dir.join("locks");
+        let dir = self.state.locks();
         self.db(move |c| sweep_job_locks(c, &dir)).await?;
         Ok(recovered)
     }
@@ -163,7 +163,10 @@ mod tests {
                 while !done.load(std::sync::atomic::Ordering::Relaxed) {
                     for job in catalog.unfinished_jobs().expect("jobs") {
                         looked += 1;
-                        let probe = Lock::try_existing(&job_lock(&state, job.id)).expect("probe");
+                        let probe = Lock::try_existing(
+                            &blockvault_core::StateDir::new(&state).job_lock(job.id),
+                        )
+                        .expect("probe");
                         if matches!(probe, Probe::Held) {
                             continue;
                         }

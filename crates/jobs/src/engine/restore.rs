@@ -294,7 +294,7 @@ impl Engine {
             point: PointSelector::Id(point.id.to_string()),
             ..request.clone()
         };
-        let states = DiskStates::new(&self.state_dir);
+        let states = DiskStates::new(&self.state);
         if request.in_place {
             // Disks whose content is on record need no scan. Every record of a target goes
             // before anything is written: a restore that stops halfway leaves none behind.

@@ -1,26 +1,26 @@
-//! The state directory: every path this host keeps, in one table.
+//! The state directory: every path a host keeps, in one table. It lives at the bottom of the
+//! workspace, beside the formats, because every crate that keeps host state (the repository's
+//! chunk index, the engine's catalog, locks and disk records, the host's settings) takes its
+//! paths from it: pure paths, no I/O.
 
 use std::path::{Path, PathBuf};
 
-/// This host's state directory and the paths under it. Front ends take paths from here; the
-/// table is the one list of what a host keeps.
+/// This host's state directory and the paths under it: the one list of what a host keeps.
 ///
 /// | path | what | written by |
 /// |---|---|---|
-/// | `STATE/catalog.sqlite` | the job catalog: jobs, protected items, policies, points | jobs (`Catalog`) |
+/// | `STATE/catalog.sqlite` | the job catalog: jobs, protected items, policies, points | jobs (`Catalog`, opened by the engine) |
 /// | `STATE/snapshots/<vm>/` | the snapshot tier, unless `--snapshot-dir` puts it elsewhere | snapshot (`SnapshotTier`) |
 /// | `STATE/s3.toml` | S3 endpoint and credentials (mode 0600), overridden by `AWS_*` | the user |
 /// | `STATE/daemon.log` | the daemon's log, unless `--log` | the daemon |
 /// | `STATE/locks/<vm>.snapshot`, `.transfer` | per-VM subtask exclusivity (`flock`) | jobs (engine) |
 /// | `STATE/locks/job-<id>` | held by the process running a job, removed when it ends | jobs (engine) |
 /// | `STATE/disks/<hash>.json` | what the last backup or restore left on each disk image | jobs (engine) |
-/// | `STATE/vaults/<vault id>/chunks.idx` | this host's chunk index of a vault | vault |
+/// | `STATE/vaults/<vault id>/chunks.idx` | this host's chunk index of a vault | repo (`ChunkIndex`) |
 /// | `STATE/vaults/<vault id>/marks/` | this host's cache of what GC marked per block map | vault |
 ///
-/// The engine is opened on [`StateDir::root`] and [`StateDir::snapshots`]; the jobs and vault
-/// crates, below this one, build the other paths from that root themselves (the catalog, the
-/// locks, the disk records, a vault's chunk index and marks). The methods here name the same
-/// files, for the front ends and for tests.
+/// The engine is opened on a `StateDir` and takes every path of its own from it (catalog,
+/// snapshot tier, locks, disk records).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct StateDir {
     root: PathBuf,
@@ -79,6 +79,17 @@ impl StateDir {
         self.root.join("locks")
     }
 
+    /// The lock of one subtask kind (`snapshot`, `transfer`) of `vm`: at most one such
+    /// subtask of a VM runs at a time.
+    pub fn subtask_lock(&self, vm: &str, subtask: &str) -> PathBuf {
+        self.locks().join(format!("{vm}.{subtask}"))
+    }
+
+    /// The lock the process running job `job` holds until the job ends.
+    pub fn job_lock(&self, job: impl std::fmt::Display) -> PathBuf {
+        self.locks().join(format!("job-{job}"))
+    }
+
     /// What the last backup or restore left on each disk image, one file per image.
     pub fn disks(&self) -> PathBuf {
         self.root.join("disks")
@@ -121,6 +132,11 @@ mod tests {
         assert_eq!(state.s3_config(), Path::new("/s/s3.toml"));
         assert_eq!(state.daemon_log(), Path::new("/s/daemon.log"));
         assert_eq!(state.locks(), Path::new("/s/locks"));
+        assert_eq!(
+            state.subtask_lock("web01", "snapshot"),
+            Path::new("/s/locks/web01.snapshot")
+        );
+        assert_eq!(state.job_lock(7), Path::new("/s/locks/job-7"));
         assert_eq!(state.disks(), Path::new("/s/disks"));
         assert_eq!(
             state.chunk_index("v1"),
