@@ -57,7 +57,7 @@ impl Host {
     /// with a warning.
     pub async fn points(&self, location: &VaultLocation, vm: Option<VmName>) -> Result<PointsView> {
         let (engine, mut warnings) = self.engine().await?;
-        let snapshots_can_answer = !engine.snapshots().vms()?.is_empty();
+        let snapshots_can_answer = !engine.snapshots().vms().await?.is_empty();
         let vault = self
             .vault_or_snapshots(location, snapshots_can_answer, &mut warnings)
             .await?;
@@ -65,7 +65,7 @@ impl Host {
         let vms = match vm {
             Some(vm) => vec![vm],
             None => {
-                let mut vms = engine.snapshots().vms()?;
+                let mut vms = engine.snapshots().vms().await?;
                 if let Some(vault) = &vault {
                     vms.extend(vault.vms().await?);
                 }

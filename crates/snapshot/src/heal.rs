@@ -19,42 +19,37 @@ use blockvault_repo::Repository;
 use blockvault_store::{PointListing, Store};
 use jiff::Timestamp;
 
-use crate::{Error, Result, SnapshotTier};
+use crate::Result;
 
-impl SnapshotTier {
-    /// The points of `vm`'s snapshot repository `vault`, with its damaged records set aside.
-    pub(crate) async fn healthy_points(
-        &self,
-        vm: &VmName,
-        vault: &Repository,
-    ) -> Result<PointListing> {
-        let mut listing = vault.store().list_points(vm).await?;
-        for damaged in &listing.damaged {
-            set_aside(vault.store(), vm, &damaged.id).await?;
-        }
-        listing.damaged.clear();
-        Ok(listing)
+/// The points of `vm`'s snapshot repository `repo`, with its damaged records set aside.
+pub(crate) async fn healthy_points(vm: &VmName, repo: &Repository) -> Result<PointListing> {
+    let mut listing = repo.store().list_points(vm).await?;
+    for damaged in &listing.damaged {
+        set_aside(repo.store(), vm, &damaged.id).await?;
     }
+    listing.damaged.clear();
+    Ok(listing)
+}
 
-    /// Opens the snapshot repository in `dir`, whose `vault.config` is there; one that cannot
-    /// be read is set aside and rebuilt.
-    pub(crate) async fn open_healing(&self, dir: &Path) -> Result<Repository> {
-        match Repository::open_local(dir).await {
-            Ok(repo) => Ok(repo),
-            Err(blockvault_repo::Error::Store(e)) if e.is_corrupt() => {
-                let config = dir.join("vault.config");
-                let quarantine = dir.join("quarantine");
-                std::fs::create_dir_all(&quarantine).map_err(|e| Error::io(&quarantine, e))?;
-                let aside =
-                    quarantine.join(format!("vault.config.{}", Timestamp::now().as_second()));
-                std::fs::rename(&config, &aside).map_err(|e| Error::io(&config, e))?;
-                let store = Store::local(dir)?;
-                let config = rebuilt_config(dir);
-                store.write_config(&config).await?;
-                Ok(Repository::from_config(store, config))
-            }
-            Err(e) => Err(e.into()),
+/// Opens the snapshot repository in `dir`, or `None` when there is none (no directory, or
+/// no `vault.config` in it: what an interrupted first use leaves). A config that cannot be
+/// read is set aside and rebuilt.
+pub(crate) async fn open_healing(dir: &Path) -> Result<Option<Repository>> {
+    let store = match Store::local(dir) {
+        Ok(store) => store,
+        Err(blockvault_store::Error::NotAVault { .. }) => return Ok(None),
+        Err(e) => return Err(e.into()),
+    };
+    match store.config().await {
+        Ok(config) => Ok(Some(Repository::from_config(store, config))),
+        Err(blockvault_store::Error::NotAVault { .. }) => Ok(None),
+        Err(e) if e.is_corrupt() => {
+            store.set_aside_config(Timestamp::now()).await?;
+            let config = rebuilt_config(dir);
+            store.write_config(&config).await?;
+            Ok(Some(Repository::from_config(store, config)))
         }
+        Err(e) => Err(e.into()),
     }
 }
 

@@ -8,8 +8,9 @@
 //! ```text
 //! <root>/<vm>/vault.config                 the same self-describing format as a vault
 //! <root>/<vm>/chunks/<2 hex>/<64 hex>      blocks, stored as chunk objects (zstd-1 when smaller)
-//! <root>/<vm>/maps/<point>/<disk>.map      one block map per disk per point
-//! <root>/<vm>/points/<point>               the point record, written last (the commit)
+//! <root>/<vm>/maps/<vm>/<point>/<disk>.map one block map per disk per point
+//! <root>/<vm>/points/<vm>/<point>          the point record, written last (the commit)
+//! <root>/<vm>/quarantine/...               what heal.rs set aside
 //! ```
 //!
 //! Each VM's snapshots are a [`Repository`](blockvault_repo::Repository) over a local

@@ -4,10 +4,12 @@
 use std::collections::HashSet;
 
 use blockvault_core::{ChunkId, ChunkSet, PointId, VmName};
+use blockvault_repo::Repository;
 use blockvault_store::Store;
 use futures::{StreamExt, TryStreamExt};
 
-use crate::{Result, SnapshotTier};
+use crate::Result;
+use crate::heal::{healthy_points, set_aside};
 
 /// Chunk deletes in flight at once.
 const DELETES: usize = 8;
@@ -27,69 +29,64 @@ pub struct SweepReport {
     pub bytes_freed: u64,
 }
 
-impl SnapshotTier {
-    /// Deletes what no committed point of `vm` needs: maps of backups that never committed,
-    /// chunks no point's maps name, and staging files a killed writer left. Call with the VM's
-    /// snapshot lock held (a running Snapshot's chunks are not named by any point yet).
-    ///
-    /// A point whose map is damaged or missing cannot restore from the tier: its record is set
-    /// aside (see `heal.rs`) and its maps and chunks are swept with the rest. A map that cannot
-    /// be read for another reason (an I/O error) stops the sweep before any chunk or map is
-    /// deleted (staging leftovers go first): a chunk is only deleted when every live map was
-    /// read and none names it.
-    pub async fn sweep(&self, vm: &VmName) -> Result<SweepReport> {
-        let Some(vault) = self.open(vm).await? else {
-            return Ok(SweepReport::default());
-        };
-        let store = vault.store();
-        // First the staging files (of chunks, maps, records) a killed writer left: with the
-        // snapshot lock held no writer of this VM runs, so whatever their age.
-        let leftovers = store
-            .remove_staging_leftovers(std::time::Duration::ZERO, false)
-            .await;
-        let mut points = self.healthy_points(vm, &vault).await?.points;
-        // Sorted and merged map by map: 32 bytes a live chunk, where a hash set took 50-70,
-        // and points that share most of their chunks hold them once.
-        let mut live = ChunkSet::new();
-        let mut unusable = Vec::new();
-        for point in &points {
-            let mut named = ChunkSet::new();
-            for disk in &point.disks {
-                match store
-                    .get_map(vm, &point.id, &disk.name, Some(&disk.map_digest))
-                    .await
-                {
-                    Ok(map) => named.merge(&ChunkSet::from_vec(map.data_ids().to_vec())),
-                    Err(e) if e.is_corrupt() || e.is_missing() => {
-                        unusable.push(point.id.clone());
-                        break;
-                    }
-                    Err(e) => return Err(e.into()),
+/// Deletes what no committed point of `vm` needs: maps of backups that never committed,
+/// chunks no point's maps name, and staging files a killed writer left. Call with the VM's
+/// snapshot lock held (a running Snapshot's chunks are not named by any point yet).
+///
+/// A point whose map is damaged or missing cannot restore from the tier: its record is set
+/// aside (see `heal.rs`) and its maps and chunks are swept with the rest. A map that cannot
+/// be read for another reason (an I/O error) stops the sweep before any chunk or map is
+/// deleted (staging leftovers go first): a chunk is only deleted when every live map was
+/// read and none names it.
+pub(crate) async fn sweep(vm: &VmName, vault: &Repository) -> Result<SweepReport> {
+    let store = vault.store();
+    // First the staging files (of chunks, maps, records) a killed writer left: with the
+    // snapshot lock held no writer of this VM runs, so whatever their age.
+    let leftovers = store
+        .remove_staging_leftovers(std::time::Duration::ZERO, false)
+        .await;
+    let mut points = healthy_points(vm, vault).await?.points;
+    // Sorted and merged map by map: 32 bytes a live chunk, where a hash set took 50-70,
+    // and points that share most of their chunks hold them once.
+    let mut live = ChunkSet::new();
+    let mut unusable = Vec::new();
+    for point in &points {
+        let mut named = ChunkSet::new();
+        for disk in &point.disks {
+            match store
+                .get_map(vm, &point.id, &disk.name, Some(&disk.map_digest))
+                .await
+            {
+                Ok(map) => named.merge(&ChunkSet::from_vec(map.data_ids().to_vec())),
+                Err(e) if e.is_corrupt() || e.is_missing() => {
+                    unusable.push(point.id.clone());
+                    break;
                 }
-            }
-            if !unusable.contains(&point.id) {
-                live.merge(&named);
+                Err(e) => return Err(e.into()),
             }
         }
-        for id in &unusable {
-            crate::heal::set_aside(store, vm, id).await?;
+        if !unusable.contains(&point.id) {
+            live.merge(&named);
         }
-        points.retain(|p| !unusable.contains(&p.id));
-        let mut report = SweepReport {
-            leftovers_removed: leftovers.files,
-            bytes_freed: leftovers.bytes,
-            ..SweepReport::default()
-        };
-        let committed: HashSet<&PointId> = points.iter().map(|p| &p.id).collect();
-        for id in store.list_map_point_ids(vm).await? {
-            if !committed.contains(&id) {
-                store.delete_maps(vm, &id).await?;
-                report.orphan_maps_removed += 1;
-            }
-        }
-        sweep_chunks(store, &live, &mut report).await?;
-        Ok(report)
     }
+    for id in &unusable {
+        set_aside(store, vm, id).await?;
+    }
+    points.retain(|p| !unusable.contains(&p.id));
+    let mut report = SweepReport {
+        leftovers_removed: leftovers.files,
+        bytes_freed: leftovers.bytes,
+        ..SweepReport::default()
+    };
+    let committed: HashSet<&PointId> = points.iter().map(|p| &p.id).collect();
+    for id in store.list_map_point_ids(vm).await? {
+        if !committed.contains(&id) {
+            store.delete_maps(vm, &id).await?;
+            report.orphan_maps_removed += 1;
+        }
+    }
+    sweep_chunks(store, &live, &mut report).await?;
+    Ok(report)
 }
 
 /// Deletes the chunks the store lists that are not in `live`.

@@ -3,7 +3,8 @@ use std::path::{Path, PathBuf};
 use blockvault_core::{PointId, RecoveryPoint, VmName};
 use blockvault_repo::Repository;
 
-use crate::{Error, Result, SweepReport};
+use crate::sweep::{SweepReport, sweep};
+use crate::{Error, Result, heal};
 
 /// The snapshot tier on this host: one repository (a vault-format directory) per VM under
 /// `root`.
@@ -29,11 +30,7 @@ impl SnapshotTier {
     /// `vm`'s snapshots, or `None` when this host never took one. A config that cannot be
     /// read is set aside and rebuilt (see `heal.rs`).
     pub async fn open(&self, vm: &VmName) -> Result<Option<Repository>> {
-        let dir = self.dir(vm);
-        if !dir.join("vault.config").is_file() {
-            return Ok(None);
-        }
-        Ok(Some(self.open_healing(&dir).await?))
+        heal::open_healing(&self.dir(vm)).await
     }
 
     /// `vm`'s snapshots, created empty on first use. Call with the VM's snapshot lock held.
@@ -49,8 +46,8 @@ impl SnapshotTier {
         Ok(Repository::init_local(&dir).await?)
     }
 
-    /// The VMs that have a snapshot directory on this host.
-    pub fn vms(&self) -> Result<Vec<VmName>> {
+    /// The VMs that have snapshots on this host (a directory holding a snapshot repository).
+    pub async fn vms(&self) -> Result<Vec<VmName>> {
         let entries = match std::fs::read_dir(&self.root) {
             Ok(entries) => entries,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
@@ -60,7 +57,7 @@ impl SnapshotTier {
         for entry in entries {
             let entry = entry.map_err(|e| Error::io(&self.root, e))?;
             if let Ok(vm) = VmName::new(entry.file_name().to_string_lossy().as_ref())
-                && entry.path().join("vault.config").is_file()
+                && self.open(&vm).await?.is_some()
             {
                 vms.push(vm);
             }
@@ -73,7 +70,7 @@ impl SnapshotTier {
     /// Records that cannot be read are set aside (see `heal.rs`).
     pub async fn points(&self, vm: &VmName) -> Result<Vec<RecoveryPoint>> {
         match self.open(vm).await? {
-            Some(vault) => Ok(self.healthy_points(vm, &vault).await?.points),
+            Some(vault) => Ok(heal::healthy_points(vm, &vault).await?.points),
             None => Ok(Vec::new()),
         }
     }
@@ -87,9 +84,19 @@ impl SnapshotTier {
         for id in expired {
             vault.store().delete_point(vm, id).await?;
         }
-        let mut report = self.sweep(vm).await?;
+        let mut report = sweep(vm, &vault).await?;
         report.points_removed = expired.len();
         Ok(report)
+    }
+
+    /// Deletes what no committed point of `vm` needs (see `sweep.rs`): maps of backups that
+    /// never committed, chunks no point's maps name, staging files a killed writer left. Call
+    /// with the VM's snapshot lock held (a running Snapshot's chunks are named by no point yet).
+    pub async fn sweep(&self, vm: &VmName) -> Result<SweepReport> {
+        match self.open(vm).await? {
+            Some(vault) => sweep(vm, &vault).await,
+            None => Ok(SweepReport::default()),
+        }
     }
 
     /// Bytes of files in `vm`'s snapshot directory.
@@ -169,7 +176,7 @@ mod tests {
         let first = snapshot(&vault, &vm, &disk).await;
         image(tmp.path(), "d.img", &[(0, 1), (1, 3)]);
         let second = snapshot(&vault, &vm, &disk).await;
-        assert_eq!(tier.vms().expect("vms"), vec![vm.clone()]);
+        assert_eq!(tier.vms().await.expect("vms"), vec![vm.clone()]);
 
         let report = tier
             .expire(&vm, std::slice::from_ref(&first.id))

@@ -69,6 +69,20 @@ impl Store {
         })
     }
 
+    /// Moves this store's vault config aside to `quarantine/vault.config.<unix time>` (its
+    /// bytes as they were): for a config that cannot be read, before a new one is written
+    /// ([`Store::write_config`]). The location is not a vault until then. A config already
+    /// gone is not an error.
+    pub async fn set_aside_config(&self, now: jiff::Timestamp) -> Result<()> {
+        let key = layout::config();
+        if let Some(bytes) = self.here.get(&key).await? {
+            self.put_here(&layout::quarantined_config(now.as_second()), bytes)
+                .await?;
+            self.here.delete(&key).await?;
+        }
+        Ok(())
+    }
+
     /// Whether listing says the bucket itself does not exist (an S3 `GET` of a missing object
     /// and of an object in a missing bucket both answer 404).
     async fn bucket_missing(&self) -> bool {
@@ -81,5 +95,34 @@ impl Store {
             Err(other) => other.to_string().contains("NoSuchBucket"),
             Ok(_) => false,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use blockvault_core::{BlockSize, Redundancy};
+
+    use super::*;
+
+    #[tokio::test]
+    async fn a_config_set_aside_keeps_its_bytes_and_leaves_no_vault() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = Store::local(dir.path()).expect("store");
+        let config = VaultConfig {
+            id: "0123456789abcdef".to_owned(),
+            created: jiff::Timestamp::UNIX_EPOCH,
+            default_block_size: BlockSize::DEFAULT,
+            redundancy: Redundancy::Single,
+            replica_of: None,
+        };
+        store.init(&config).await.expect("init");
+        let at = jiff::Timestamp::from_second(1_800_000_000).expect("time");
+        store.set_aside_config(at).await.expect("set aside");
+        assert!(matches!(store.config().await, Err(Error::NotAVault { .. })));
+        let aside = std::fs::read(dir.path().join("quarantine/vault.config.1800000000"))
+            .expect("the config's bytes are kept aside");
+        assert_eq!(aside, config.encode());
+        // Again, with nothing left to set aside: not an error.
+        store.set_aside_config(at).await.expect("set aside twice");
     }
 }

@@ -12,6 +12,7 @@
 //! | `damaged/<64 hex>` | a chunk verify found bad: the next backup holding its data re-uploads it |
 //! | `deleted/<vm>` | [`SoftDeleteMarker`](blockvault_core::SoftDeleteMarker): the VM's points are soft-deleted |
 //! | `quarantine/points/<vm>/<point>` | a damaged point record set aside (its bytes as they were); nothing reads it |
+//! | `quarantine/vault.config.<unix time>` | a damaged vault config set aside (the snapshot tier rebuilds its own) |
 
 use blockvault_core::{ChunkId, DiskName, LeaseKind, PointId, VmName};
 use object_store::path::Path;
@@ -40,6 +41,10 @@ pub(crate) const TOP_LEVEL: [&str; 8] = [
 
 pub(crate) fn quarantined_point(vm: &VmName, point: &PointId) -> Path {
     Path::from(format!("quarantine/points/{vm}/{point}"))
+}
+
+pub(crate) fn quarantined_config(unix_time: i64) -> Path {
+    Path::from(format!("quarantine/vault.config.{unix_time}"))
 }
 
 pub(crate) fn chunks_root() -> Path {
