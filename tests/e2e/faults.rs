@@ -6,8 +6,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use blockvault_core::{
-    BlockMap, BlockSize, ChunkEncoder, ChunkId, Consistency, DiskName, DiskRecord, PointId,
-    PointStats, RecoveryPoint,
+    BlockMap, BlockSize, ChunkId, Consistency, DiskName, DiskRecord, PointId, PointStats,
+    RecoveryPoint,
 };
 use blockvault_store::Error as StoreError;
 use blockvault_vault::{
@@ -319,12 +319,9 @@ async fn an_image_shorter_than_its_recorded_size_is_refused_at_restore() {
     let dir = tempfile::tempdir().expect("tempdir");
     let vault = new_vault(dir.path()).await;
     let short = vec![7u8; 100];
-    let id = ChunkId::of(&short);
     let store = vault.store();
-    store
-        .put_chunk(&id, ChunkEncoder::new().expect("enc").encode(&short).into())
-        .await
-        .expect("put");
+    let (id, encoded) = store.codec().encode_one(&short).expect("enc");
+    store.put_chunk(&id, encoded.into()).await.expect("put");
     let time = Timestamp::now();
     let point_id = PointId::generate(time, b"short");
     let disk = DiskName::new("disk.img").expect("name");

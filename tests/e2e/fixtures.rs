@@ -9,9 +9,9 @@
 use std::path::PathBuf;
 
 use blockvault_core::{
-    BlockMap, BlockSize, ChunkDecoder, ChunkEncoder, ChunkId, ChunkObject, ChunkSet, Codec,
-    Consistency, DiskName, DiskRecord, Error, ForgottenChunks, PointId, PointStats, RecoveryPoint,
-    VaultConfig, VmName,
+    BlockMap, BlockSize, ChunkCodec, ChunkDecoder, ChunkEncoder, ChunkId, ChunkObject, ChunkSet,
+    Codec, Consistency, DiskName, DiskRecord, Error, ForgottenChunks, PointId, PointStats,
+    RecoveryPoint, VaultConfig, VmName,
 };
 use jiff::Timestamp;
 
@@ -103,9 +103,11 @@ fn forgotten_v1() -> ForgottenChunks {
 fn expected_files() -> Vec<(&'static str, Vec<u8>)> {
     let map = map_v1().encode_v1();
     let map_v2 = map_v1().encode();
+    let codec = ChunkCodec::plain();
     let mut encoder = ChunkEncoder::new().expect("encoder");
-    let zstd_chunk = encoder.encode(&text_block());
-    let raw_chunk = encoder.encode(&noise_block());
+    let (text, noise) = (text_block(), noise_block());
+    let zstd_chunk = codec.encode(&mut encoder, codec.id(&text), &text);
+    let raw_chunk = codec.encode(&mut encoder, codec.id(&noise), &noise);
     let point = point_v1().encode();
     let mut map_v99 = map.clone();
     map_v99[8] = 99;
@@ -195,14 +197,15 @@ fn fixtures_of_every_version_decode_to_their_values() {
     let mut out = Vec::new();
     let zstd = read("v1/chunk-zstd.bvchunk");
     assert_eq!(ChunkObject::codec(&zstd).expect("codec"), Codec::Zstd);
-    decoder
-        .decode_verified(&zstd, ChunkId::of(&text_block()), &mut out)
+    let codec = ChunkCodec::plain();
+    codec
+        .decode(&mut decoder, &zstd, ChunkId::of(&text_block()), &mut out)
         .expect("zstd chunk");
     assert_eq!(out, text_block());
     let raw = read("v1/chunk-raw.bvchunk");
     assert_eq!(ChunkObject::codec(&raw).expect("codec"), Codec::None);
-    decoder
-        .decode_verified(&raw, ChunkId::of(&noise_block()), &mut out)
+    codec
+        .decode(&mut decoder, &raw, ChunkId::of(&noise_block()), &mut out)
         .expect("raw chunk");
     assert_eq!(out, noise_block());
 }

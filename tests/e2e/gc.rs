@@ -297,10 +297,7 @@ async fn a_sweep_kept_waiting_holds_new_backups_back_until_it_has_run() {
     // it, the collection sweeps only if the running backup's first chunks have landed when it
     // lists, and a loaded machine may not have stored any yet (it then ends at once).
     let orphan = b"a chunk no point names";
-    let orphan_id = ChunkId::of(orphan);
-    let encoded = blockvault_core::ChunkEncoder::new()
-        .expect("encoder")
-        .encode(orphan);
+    let (orphan_id, encoded) = vault.store().codec().encode_one(orphan).expect("encoder");
     vault
         .store()
         .put_chunk(&orphan_id, encoded.into())
@@ -883,10 +880,11 @@ async fn chunks_only_the_secondary_holds_are_collected_unless_a_point_names_them
         .expect("backup");
 
     // An orphan upload on the secondary alone, and a live chunk lost from the primary alone.
-    let orphan = blockvault_core::ChunkEncoder::new()
-        .expect("encoder")
-        .encode(b"an upload whose primary PUT failed");
-    let orphan_id = ChunkId::of(b"an upload whose primary PUT failed");
+    let (orphan_id, orphan) = vault
+        .store()
+        .codec()
+        .encode_one(b"an upload whose primary PUT failed")
+        .expect("encoder");
     vault
         .store()
         .secondary()

@@ -1,5 +1,7 @@
+#[cfg(doc)]
+use crate::ChunkCodec;
 use crate::wire::{check_header, u32_at};
-use crate::{BlockSize, ChunkId, Error, Result};
+use crate::{BlockSize, Error, Result};
 
 const WHAT: &str = "chunk";
 
@@ -26,8 +28,9 @@ pub enum Codec {
 /// | 12 | 4 | uncompressed length (at most [`BlockSize::MAX`]: a chunk is one block) |
 /// | 16 | … | payload |
 ///
-/// There is no checksum field: the object's key is the BLAKE3 of the uncompressed block, and
-/// every read re-hashes what it decoded ([`ChunkDecoder::decode_verified`]).
+/// There is no checksum field: the object's key is the id of the uncompressed block, and every
+/// read re-hashes what it decoded ([`ChunkCodec::decode`]). Objects are written and read only
+/// through the [`ChunkCodec`]; this type names the format's constants and reads its header.
 #[derive(Debug)]
 pub struct ChunkObject;
 
@@ -76,7 +79,9 @@ impl ChunkObject {
     }
 }
 
-/// Encodes blocks into chunk objects, keeping one zstd context for reuse (create one per thread).
+/// The working state [`ChunkCodec::encode`] encodes with: one zstd context and its output
+/// buffer, reused from block to block. Create one per thread (it holds no key: one encoder
+/// serves any codec).
 pub struct ChunkEncoder {
     compressor: zstd::bulk::Compressor<'static>,
     /// zstd's output, reused from block to block: a fresh worst-case buffer per block costs a
@@ -98,12 +103,13 @@ impl ChunkEncoder {
         })
     }
 
-    /// Encodes `block`: zstd level 1 when that is smaller, the raw bytes otherwise.
+    /// The plain object of `block`: zstd level 1 when that is smaller, the raw bytes
+    /// otherwise, encryption scheme 0. Only the codec calls this.
     ///
     /// The result is allocated at its exact size: a well-compressed chunk must not hold a
     /// whole block's allocation while it waits to be written (the early send bounds what it
     /// holds by length, and may hold thousands).
-    pub fn encode(&mut self, block: &[u8]) -> Vec<u8> {
+    pub(crate) fn encode_plain(&mut self, block: &[u8]) -> Vec<u8> {
         let len = u32::try_from(block.len()).expect("blocks are at most 16 MiB");
         self.scratch.clear();
         self.scratch
@@ -130,7 +136,8 @@ impl std::fmt::Debug for ChunkEncoder {
     }
 }
 
-/// Decodes chunk objects, keeping one zstd context for reuse (create one per thread).
+/// The working state [`ChunkCodec::decode`] decodes with: one zstd context, reused from chunk
+/// to chunk. Create one per thread (it holds no key: one decoder serves any codec).
 pub struct ChunkDecoder {
     decompressor: zstd::bulk::Decompressor<'static>,
 }
@@ -144,7 +151,10 @@ impl ChunkDecoder {
         Ok(ChunkDecoder { decompressor })
     }
 
-    /// Decodes `bytes` into `out` (cleared first), checking header and length.
+    /// Decodes the plain object `bytes` into `out` (cleared first), checking header and length
+    /// but not the content against an id: the format step [`ChunkCodec::decode`] builds on,
+    /// open for format tests and the fuzzer. Readers decode through the codec, which verifies
+    /// (and which a keyed codec needs: its objects do not decode without their id).
     pub fn decode_into(&mut self, bytes: &[u8], out: &mut Vec<u8>) -> Result<()> {
         let codec = ChunkObject::codec(bytes)?;
         // Checked before anything is reserved for it.
@@ -187,156 +197,10 @@ impl ChunkDecoder {
         }
         Ok(())
     }
-
-    /// Decodes `bytes` into `out` and checks that the content hashes to `expected`.
-    pub fn decode_verified(
-        &mut self,
-        bytes: &[u8],
-        expected: ChunkId,
-        out: &mut Vec<u8>,
-    ) -> Result<()> {
-        self.decode_into(bytes, out)?;
-        let actual = ChunkId::hash(out);
-        if actual != expected {
-            return Err(Error::IdMismatch { expected, actual });
-        }
-        Ok(())
-    }
 }
 
 impl std::fmt::Debug for ChunkDecoder {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("ChunkDecoder").finish_non_exhaustive()
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use proptest::prelude::*;
-
-    use super::*;
-
-    fn text_block(len: usize) -> Vec<u8> {
-        b"the quick brown fox jumps over the lazy dog. "
-            .iter()
-            .copied()
-            .cycle()
-            .take(len)
-            .collect()
-    }
-
-    fn noise(len: usize, seed: u64) -> Vec<u8> {
-        let mut x = seed | 1;
-        (0..len)
-            .map(|_| {
-                x ^= x << 13;
-                x ^= x >> 7;
-                x ^= x << 17;
-                x as u8
-            })
-            .collect()
-    }
-
-    #[test]
-    fn compressible_blocks_use_zstd_and_round_trip() {
-        let block = text_block(1 << 16);
-        let enc = ChunkEncoder::new().expect("enc").encode(&block);
-        assert_eq!(ChunkObject::codec(&enc).expect("codec"), Codec::Zstd);
-        assert!(enc.len() < block.len() / 10);
-        // It holds no more memory than its bytes: not the block-sized worst case it was
-        // compressed into.
-        assert!(enc.capacity() < block.len() / 10, "{}", enc.capacity());
-        let mut out = Vec::new();
-        ChunkDecoder::new()
-            .expect("dec")
-            .decode_verified(&enc, ChunkId::of(&block), &mut out)
-            .expect("decode");
-        assert_eq!(out, block);
-    }
-
-    #[test]
-    fn a_reused_encoder_encodes_each_block_as_a_fresh_one_would() {
-        // The scratch buffer carries from block to block: a short block after a long one, or
-        // a raw one after a compressed one, must not see the previous block's bytes.
-        let blocks = [
-            text_block(1 << 16),
-            noise(1 << 12, 5),
-            text_block(1 << 10),
-            noise(1 << 16, 9),
-            text_block(1 << 14),
-        ];
-        let mut reused = ChunkEncoder::new().expect("enc");
-        for block in &blocks {
-            let fresh = ChunkEncoder::new().expect("enc").encode(block);
-            assert_eq!(reused.encode(block), fresh);
-        }
-    }
-
-    #[test]
-    fn incompressible_blocks_are_stored_raw() {
-        let block = noise(1 << 16, 7);
-        let enc = ChunkEncoder::new().expect("enc").encode(&block);
-        assert_eq!(ChunkObject::codec(&enc).expect("codec"), Codec::None);
-        assert_eq!(enc.len(), block.len() + ChunkObject::HEADER_LEN);
-        let mut out = Vec::new();
-        ChunkDecoder::new()
-            .expect("dec")
-            .decode_into(&enc, &mut out)
-            .expect("decode");
-        assert_eq!(out, block);
-    }
-
-    #[test]
-    fn truncated_chunks_are_refused_for_both_codecs() {
-        let mut dec = ChunkDecoder::new().expect("dec");
-        let mut out = Vec::new();
-        for block in [text_block(1 << 16), noise(1 << 16, 3)] {
-            let enc = ChunkEncoder::new().expect("enc").encode(&block);
-            for cut in [enc.len() - 1, enc.len() / 2, 20, 15, 3, 0] {
-                assert!(
-                    dec.decode_into(&enc[..cut], &mut out).is_err(),
-                    "cut at {cut} of {}",
-                    enc.len()
-                );
-            }
-        }
-    }
-
-    #[test]
-    fn content_that_does_not_match_its_id_is_refused() {
-        let block = text_block(4096);
-        let enc = ChunkEncoder::new().expect("enc").encode(&block);
-        let err = ChunkDecoder::new()
-            .expect("dec")
-            .decode_verified(&enc, ChunkId::of(b"other"), &mut Vec::new())
-            .expect_err("mismatch");
-        assert!(matches!(err, Error::IdMismatch { .. }), "{err}");
-    }
-
-    #[test]
-    fn unknown_codec_and_version_are_refused() {
-        let mut enc = ChunkEncoder::new().expect("enc").encode(&text_block(4096));
-        enc[10] = 9;
-        assert!(matches!(
-            ChunkObject::codec(&enc),
-            Err(Error::Malformed { .. })
-        ));
-        enc[10] = 1;
-        enc[8] = 7;
-        assert!(matches!(
-            ChunkObject::codec(&enc),
-            Err(Error::UnsupportedVersion { version: 7, .. })
-        ));
-    }
-
-    proptest! {
-        #[test]
-        fn any_block_round_trips(data in proptest::collection::vec(any::<u8>(), 0..5000), rep in 1usize..50) {
-            let block: Vec<u8> = data.iter().copied().cycle().take(data.len() * rep).collect();
-            let enc = ChunkEncoder::new().expect("enc").encode(&block);
-            let mut out = Vec::new();
-            ChunkDecoder::new().expect("dec").decode_verified(&enc, ChunkId::hash(&block), &mut out).expect("decode");
-            prop_assert_eq!(out, block);
-        }
     }
 }

@@ -3,7 +3,8 @@ use std::str::FromStr;
 
 use crate::{Error, Result};
 
-/// The identity of a block's content: BLAKE3-256 of the uncompressed bytes.
+/// The identity of a block's content: BLAKE3-256 of the uncompressed bytes, as the plain
+/// [`ChunkCodec`](crate::ChunkCodec) computes it (the codec is the one place ids are made).
 ///
 /// [`ChunkId::ZERO`] (all 32 bytes zero) is reserved for an all-zero block of any length. Such
 /// blocks are never hashed, never stored, and restore as holes; no BLAKE3 output is expected to
@@ -21,7 +22,9 @@ impl ChunkId {
     /// Length of an id in bytes.
     pub const LEN: usize = 32;
 
-    /// The id of `data`: [`ChunkId::ZERO`] when every byte is zero, its BLAKE3 digest otherwise.
+    /// The id of `data` under the plain codec: [`ChunkId::ZERO`] when every byte is zero, its
+    /// BLAKE3 digest otherwise. The data path computes ids through its repository's
+    /// [`ChunkCodec::id`](crate::ChunkCodec::id); tests call this directly.
     pub fn of(data: &[u8]) -> ChunkId {
         if is_zero(data) {
             ChunkId::ZERO

@@ -1,10 +1,24 @@
 //! The vocabulary of blockvault and its on-disk formats.
 //!
-//! Every other crate speaks in these types: [`ChunkId`] (BLAKE3-256 of a block),
+//! Every other crate speaks in these types: [`ChunkId`] (the id of a block's content),
 //! [`BlockMap`] (one disk at one point), [`RecoveryPoint`] (one VM at one point), the names
 //! ([`VmName`], [`DiskName`], [`PointId`]) and [`BlockSize`]; [`vocabulary!`] declares the
 //! closed sets of words the other crates name things with (job operations and statuses, policy
 //! types). This crate does no I/O.
+//!
+//! # The chunk codec
+//!
+//! [`ChunkCodec`] is the one place a chunk id is computed and a chunk object encoded or
+//! decoded: [`ChunkCodec::id`] (zero blocks get [`ChunkId::ZERO`] without hashing; others
+//! BLAKE3-256), [`ChunkCodec::encode`] (zstd level 1 when smaller, the raw bytes otherwise) and
+//! [`ChunkCodec::decode`] (decode, then check the content against its id). Every writer and
+//! reader in the other crates is handed its repository's codec (the store holds it) and calls
+//! nothing else: the source scanner, the write session, copy, the point reader and the
+//! restores, verify, the store's read checks and its resync. Today every repository uses
+//! [`ChunkCodec::plain`]; encryption will be a keyed codec (keyed BLAKE3 ids, an AEAD per
+//! chunk bound to its id, the object's encryption byte naming the scheme), named by the vault
+//! config, with no other crate changing how it hashes or decodes. [`ChunkId::of`] is what the
+//! plain codec uses; outside this crate only tests call it.
 //!
 //! # Formats
 //!
@@ -39,6 +53,7 @@ mod block_map;
 mod block_size;
 mod chunk;
 mod chunk_set;
+mod codec;
 mod deleted;
 mod error;
 mod forgotten;
@@ -57,6 +72,7 @@ pub use crate::{
     block_size::BlockSize,
     chunk::{ChunkDecoder, ChunkEncoder, ChunkObject, Codec},
     chunk_set::ChunkSet,
+    codec::ChunkCodec,
     deleted::{SOFT_DELETE_DAYS, SoftDeleteMarker},
     error::{Error, ErrorKind, Result},
     forgotten::ForgottenChunks,

@@ -1,18 +1,20 @@
-//! Decoding a chunk and checking it against its id, with one zstd context and one block
-//! buffer per thread (rayon workers), reused for every chunk: the restore and the transfer
-//! both verify this way.
+//! Decoding a chunk with the repository's codec and checking it against its id, with one zstd
+//! context and one block buffer per thread (rayon workers), reused for every chunk (they hold
+//! no key: they serve every codec): the point reader, the transfer and verify all decode
+//! this way.
 
 use std::cell::RefCell;
 
-use blockvault_core::{ChunkDecoder, ChunkId};
+use blockvault_core::{ChunkCodec, ChunkDecoder, ChunkId};
 
 thread_local! {
     static DECODER: RefCell<Option<(ChunkDecoder, Vec<u8>)>> = const { RefCell::new(None) };
 }
 
-/// Decodes `encoded`, checks that its content hashes to `id`, and hands the content to
-/// `then`. A decoding or hash failure goes through `corrupt`.
+/// Decodes `encoded` with `codec`, checks that its content is chunk `id`, and hands the
+/// content to `then`. A decoding or hash failure goes through `corrupt`.
 pub(crate) fn verified<R, E>(
+    codec: &ChunkCodec,
     encoded: &[u8],
     id: ChunkId,
     corrupt: impl Fn(blockvault_core::Error) -> E,
@@ -24,8 +26,8 @@ pub(crate) fn verified<R, E>(
             Some(state) => state,
             None => (ChunkDecoder::new().map_err(&corrupt)?, Vec::new()),
         };
-        let result = decoder
-            .decode_verified(encoded, id, &mut buf)
+        let result = codec
+            .decode(&mut decoder, encoded, id, &mut buf)
             .map_err(&corrupt)
             .and_then(|()| then(&buf));
         *slot = Some((decoder, buf));

@@ -5,7 +5,7 @@
 //! The data path, as named stages:
 //!
 //! - **write** ([`Repository::backup`]): reads every disk of a VM once (holes skipped, zero
-//!   blocks recognised without hashing, BLAKE3 on all cores), compresses only blocks whose
+//!   blocks recognised without hashing, BLAKE3 on all cores), encodes (zstd) only blocks whose
 //!   content the repository is not known to hold, puts them with bounded concurrency, then
 //!   commits block maps and the recovery point record. The parent point's maps (chosen by the
 //!   caller, [`ParentChoice`]; by default the newest point) make the next point incremental:
@@ -23,6 +23,12 @@
 //! - **verify** ([`Repository::verify`]): re-reads every chunk some points name.
 //! - [`Repository::points`] and [`Repository::resolve`] list points and pick one by id, id
 //!   prefix or time; the [`ChunkIndex`] is this host's knowledge of what a repository holds.
+//!
+//! Every stage identifies, encodes and decodes chunks with the repository's
+//! [`ChunkCodec`](blockvault_core::ChunkCodec) ([`Repository::codec`], its store's): the scan's
+//! ids, the write session's objects, and the verified reads of copy, the point reader, the
+//! restores (in place, the current disks' ids too) and verify. Nothing here hashes or decodes a
+//! chunk on its own: encrypting chunks will change the codec, not these stages.
 //!
 //! Writers hold a [`WriteGuard`] while they write: the vault's is a lease that keeps garbage
 //! collection out of their way; the snapshot tier's is [`NoGuard`] (its engine locks instead).

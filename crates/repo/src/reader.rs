@@ -13,7 +13,7 @@
 
 use std::sync::{Arc, Mutex, PoisonError};
 
-use blockvault_core::{BlockMap, ChunkId, DiskName, RecoveryPoint};
+use blockvault_core::{BlockMap, ChunkCodec, ChunkId, DiskName, RecoveryPoint};
 use blockvault_store::{Store, cpu};
 use bytes::Bytes;
 
@@ -81,6 +81,11 @@ impl PointReader {
     /// The block map of every disk of the point, in the point's disk order.
     pub fn maps(&self) -> &[BlockMap] {
         &self.maps
+    }
+
+    /// The codec its blocks are identified and decoded with: its repository's.
+    pub fn codec(&self) -> &ChunkCodec {
+        self.store.codec()
     }
 
     /// Gives the point and its maps back.
@@ -154,8 +159,8 @@ impl PointReader {
             .await
             .map_err(|source| block_error(&name, block, source))?;
         let first = {
-            let (name, then) = (name.clone(), then.clone());
-            cpu::run(move || decode_then(&name, block, &encoded, then)).await
+            let (codec, name, then) = (self.store.codec().clone(), name.clone(), then.clone());
+            cpu::run(move || decode_then(&codec, &name, block, &encoded, then)).await
         };
         match first {
             // A replicated repository has another copy: verified, used, healed.
@@ -168,7 +173,8 @@ impl PointReader {
                     .chunk_from_replica(&block.id, *source)
                     .await
                     .map_err(|source| block_error(&name, block, source))?;
-                cpu::run(move || decode_then(&name, block, &good, then)).await
+                let codec = self.store.codec().clone();
+                cpu::run(move || decode_then(&codec, &name, block, &good, then)).await
             }
             other => other,
         }
@@ -189,9 +195,10 @@ fn block_error(disk: &DiskName, block: BlockRef, source: blockvault_store::Error
     }
 }
 
-/// Decodes and verifies one chunk (its id, and the length its map says), then hands the
-/// content to `then`.
+/// Decodes one chunk with `codec` and verifies it (its id, and the length its map says), then
+/// hands the content to `then`.
 fn decode_then<R>(
+    codec: &ChunkCodec,
     disk: &DiskName,
     block: BlockRef,
     encoded: &Bytes,
@@ -204,7 +211,7 @@ fn decode_then<R>(
         };
         block_error(disk, block, source)
     };
-    crate::decode::verified(encoded, block.id, corrupt, |buf| {
+    crate::decode::verified(codec, encoded, block.id, corrupt, |buf| {
         if buf.len() != block.len {
             return Err(Error::BlockLength {
                 disk: disk.clone(),

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use blockvault_core::{
-    BlockSize, ChunkId, PointId, RecoveryPoint, Redundancy, VaultConfig, VmName,
+    BlockSize, ChunkCodec, ChunkId, PointId, RecoveryPoint, Redundancy, VaultConfig, VmName,
 };
 use blockvault_store::{PointListing, Store};
 use jiff::Timestamp;
@@ -165,6 +165,13 @@ impl Repository {
 
     pub fn config(&self) -> &VaultConfig {
         &self.config
+    }
+
+    /// How this repository's chunks are identified, encoded and decoded: its store's codec,
+    /// handed to every writer and reader of the data path (the scan, the encode, copy, the
+    /// point reader and the restores, verify).
+    pub fn codec(&self) -> &ChunkCodec {
+        self.store.codec()
     }
 
     /// The VMs with at least one point.

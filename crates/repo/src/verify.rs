@@ -390,9 +390,9 @@ async fn check_copy(store: &Store, id: ChunkId) -> std::result::Result<Bytes, St
         Err(e) => return Err(format!("unreadable: {e}")),
         Ok(encoded) => encoded,
     };
-    let checked = encoded.clone();
+    let (codec, checked) = (store.codec().clone(), encoded.clone());
     let corrupt = blockvault_store::cpu::run(move || {
-        crate::decode::verified(&checked, id, |e| e.to_string(), |_| Ok(())).err()
+        crate::decode::verified(&codec, &checked, id, |e| e.to_string(), |_| Ok(())).err()
     })
     .await;
     match corrupt {

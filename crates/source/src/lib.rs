@@ -13,8 +13,9 @@
 //!   -> Chunker::plan          the blocks to read: data blocks, or data blocks that are dirty
 //!                             when the hint applies (parent map of the same size and block
 //!                             size); otherwise a full scan and the FullScanReason
-//!   -> ScanPlan::scan         read_at + zero check + BLAKE3, in parallel on the rayon pool,
-//!      (Chunker::scan)        one reusable buffer per worker; each block goes to a visitor
+//!   -> ScanPlan::scan         read_at + the codec's id (zero check + BLAKE3), in parallel on
+//!      (Chunker::scan)        the rayon pool, one reusable buffer per worker; each block
+//!                             goes to a visitor
 //!   -> BlockMap               the disk at this instant: blocks read now, holes as zero, and
 //!                             for an incremental plan every clean block from the parent's map
 //! changed_blocks(old, new)  -> the non-zero blocks an incremental backup must consider

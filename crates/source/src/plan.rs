@@ -48,7 +48,7 @@ impl Chunker {
         let size = source.size();
         let data = self.data_blocks(source)?;
         let full = |fallback| ScanPlan {
-            chunker: *self,
+            chunker: self.clone(),
             size,
             read: data.clone(),
             base: None,
@@ -74,7 +74,7 @@ impl Chunker {
         }
         let dirty = DataBlocks::covering(extents.iter().cloned(), self.block_size(), size);
         Ok(ScanPlan {
-            chunker: *self,
+            chunker: self.clone(),
             size,
             read: data.intersection(&dirty),
             base: Some(Base { parent, dirty }),

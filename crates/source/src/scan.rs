@@ -1,4 +1,4 @@
-use blockvault_core::{BlockMap, BlockSize, ChunkId};
+use blockvault_core::{BlockMap, BlockSize, ChunkCodec, ChunkId};
 use jiff::Timestamp;
 use rayon::prelude::*;
 
@@ -14,7 +14,8 @@ pub struct Block<'a> {
     pub index: usize,
     /// Byte offset of the block in the disk.
     pub offset: u64,
-    /// [`ChunkId::ZERO`] for an all-zero block, BLAKE3 of `data` otherwise.
+    /// The block's id from the chunker's codec: [`ChunkId::ZERO`] for an all-zero block, the
+    /// digest of `data` otherwise.
     pub id: ChunkId,
     /// The block's bytes (shorter than the block size only for the last block of a disk).
     pub data: &'a [u8],
@@ -22,24 +23,33 @@ pub struct Block<'a> {
 
 /// Splits a disk into fixed blocks and identifies each one.
 ///
-/// Blocks wholly outside the source's data extents (holes) are zero without being read;
-/// blocks that are read are checked for all-zero content before any hashing; the rest are hashed
-/// with BLAKE3, several blocks at once on the rayon pool, each worker reusing one buffer.
+/// Blocks wholly outside the source's data extents (holes) are zero without being read; every
+/// block read gets its id from the chunker's [`ChunkCodec`] (the repository's: the one place
+/// ids are computed), which recognises all-zero content before any hashing and hashes the rest
+/// (BLAKE3 for the plain codec), several blocks at once on the rayon pool, each worker reusing
+/// one buffer.
 ///
 /// Every scan takes any [`BlockSource`], statically dispatched (`&RawFile`) or not
 /// (`&dyn BlockSource`): a call per block costs nothing next to reading and hashing it.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Debug)]
 pub struct Chunker {
     block_size: BlockSize,
+    codec: ChunkCodec,
 }
 
 impl Chunker {
-    pub fn new(block_size: BlockSize) -> Chunker {
-        Chunker { block_size }
+    /// A chunker of `block_size` blocks whose ids are `codec`'s.
+    pub fn new(block_size: BlockSize, codec: ChunkCodec) -> Chunker {
+        Chunker { block_size, codec }
     }
 
     pub fn block_size(&self) -> BlockSize {
         self.block_size
+    }
+
+    /// The codec that computes the ids.
+    pub fn codec(&self) -> &ChunkCodec {
+        &self.codec
     }
 
     /// The blocks that overlap the source's data extents, ascending. All other blocks lie in
@@ -125,7 +135,7 @@ impl Chunker {
                     let len = (size - offset).min(bs) as usize;
                     buf.resize(len, 0);
                     read_exact(source, offset, buf)?;
-                    let id = ChunkId::of(buf);
+                    let id = self.codec.id(buf);
                     visit(Block {
                         index,
                         offset,
@@ -235,7 +245,7 @@ mod tests {
         );
         let img = DiskImage::open(dir.path().join("a.img")).expect("open");
         let seen = std::sync::Mutex::new(Vec::new());
-        let map = Chunker::new(bs)
+        let map = Chunker::new(bs, ChunkCodec::plain())
             .scan(&img, Timestamp::UNIX_EPOCH, |b| {
                 seen.lock().expect("lock").push(b.index);
                 Ok::<(), Error>(())
@@ -245,7 +255,7 @@ mod tests {
         seen.sort_unstable();
         assert_eq!(seen, vec![0, 4, 5]);
         assert_eq!(map.data_blocks(), 3);
-        let err = Chunker::new(bs)
+        let err = Chunker::new(bs, ChunkCodec::plain())
             .scan(&img, Timestamp::UNIX_EPOCH, |b| {
                 if b.index == 4 {
                     Err(Error::NotFound {
@@ -272,7 +282,7 @@ mod tests {
         let size = (2 * 4096 + 9) * (64 << 10);
         let content = image(dir.path(), "wide.img", size, &writes);
         let img = DiskImage::open(dir.path().join("wide.img")).expect("open");
-        let map = Chunker::new(bs)
+        let map = Chunker::new(bs, ChunkCodec::plain())
             .map(&img, Timestamp::UNIX_EPOCH)
             .expect("map");
         for &b in &blocks {
@@ -317,7 +327,7 @@ mod tests {
             "{err}"
         );
         let bs = BlockSize::new(64 << 10).expect("bs");
-        let err = Chunker::new(bs)
+        let err = Chunker::new(bs, ChunkCodec::plain())
             .map(&image, Timestamp::UNIX_EPOCH)
             .expect_err("scan of a shrunken image");
         assert!(
@@ -339,7 +349,7 @@ mod tests {
             let bs = BlockSize::new(1 << shift).expect("bs");
             let content = image(dir.path(), "d.img", size, &writes);
             let img = DiskImage::open(dir.path().join("d.img")).expect("open");
-            let map = Chunker::new(bs).map(&img, Timestamp::UNIX_EPOCH).expect("map");
+            let map = Chunker::new(bs, ChunkCodec::plain()).map(&img, Timestamp::UNIX_EPOCH).expect("map");
             prop_assert_eq!(map.disk_size(), size);
             prop_assert_eq!(map.iter().collect::<Vec<_>>(), naive_ids(&content, bs));
         }
@@ -357,7 +367,7 @@ mod tests {
             let mut all = base.clone();
             all.extend(churn);
             let after = image(dir.path(), "new.img", size, &all);
-            let chunker = Chunker::new(bs);
+            let chunker = Chunker::new(bs, ChunkCodec::plain());
             let old = chunker.map(&DiskImage::open(dir.path().join("old.img")).expect("open"), Timestamp::UNIX_EPOCH).expect("map");
             let new = chunker.map(&DiskImage::open(dir.path().join("new.img")).expect("open"), Timestamp::UNIX_EPOCH).expect("map");
             let truly: Vec<usize> = before

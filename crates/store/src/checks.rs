@@ -4,7 +4,8 @@
 //! primary holds and a replicated store what its secondary holds the same way.
 
 use blockvault_core::{
-    BlockMap, ChunkDecoder, ChunkId, DiskName, MapDecoder, PointId, RecoveryPoint, VmName,
+    BlockMap, ChunkCodec, ChunkDecoder, ChunkId, DiskName, MapDecoder, PointId, RecoveryPoint,
+    VmName,
 };
 use bytes::Bytes;
 use futures::TryStreamExt;
@@ -13,12 +14,17 @@ use crate::backend::Backend;
 use crate::error::{Error, Result};
 use crate::{cpu, layout};
 
-/// Decodes chunk `id` and checks it against its id, on the rayon pool.
-pub(crate) async fn decode_chunk(encoded: Bytes, id: ChunkId) -> Result<Vec<u8>> {
+/// Decodes chunk `id` with `codec` and checks it against its id, on the rayon pool.
+pub(crate) async fn decode_chunk(
+    codec: &ChunkCodec,
+    encoded: Bytes,
+    id: ChunkId,
+) -> Result<Vec<u8>> {
+    let codec = codec.clone();
     cpu::run(move || {
         let mut out = Vec::new();
         ChunkDecoder::new()
-            .and_then(|mut d| d.decode_verified(&encoded, id, &mut out))
+            .and_then(|mut d| codec.decode(&mut d, &encoded, id, &mut out))
             .map_err(|source| Error::ChunkCorrupt { id, source })?;
         Ok(out)
     })

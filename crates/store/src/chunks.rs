@@ -64,17 +64,17 @@ impl Store {
         }
     }
 
-    /// Chunk `id` decoded and verified against its id (decompressed and re-hashed on the rayon
-    /// pool).
+    /// Chunk `id` decoded with the store's codec and verified against its id (decompressed
+    /// and re-hashed on the rayon pool).
     ///
     /// On a replicated store a chunk missing or corrupt on the primary is read from the
     /// secondary (and healed on the primary).
     pub async fn read_chunk(&self, id: &ChunkId) -> Result<Vec<u8>> {
         let encoded = self.get_chunk(id).await?;
-        match decode_chunk(encoded, *id).await {
+        match decode_chunk(&self.codec, encoded, *id).await {
             Err(problem @ Error::ChunkCorrupt { .. }) if self.replica.is_some() => {
                 let good = self.chunk_from_replica(id, problem).await?;
-                decode_chunk(good, *id).await
+                decode_chunk(&self.codec, good, *id).await
             }
             other => other,
         }
@@ -86,7 +86,12 @@ impl Store {
     /// wrong with the secondary's copy).
     pub async fn chunk_from_replica(&self, id: &ChunkId, problem: Error) -> Result<Bytes> {
         match &self.replica {
-            Some(replica) => replica.wrapper.recover_chunk(id, problem).await,
+            Some(replica) => {
+                replica
+                    .wrapper
+                    .recover_chunk(id, problem, &self.codec)
+                    .await
+            }
             None => Err(problem),
         }
     }

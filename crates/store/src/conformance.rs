@@ -11,8 +11,8 @@
 //! [`Error::ReplicaAlsoBad`], whose two problems must both be what a single store reports.
 
 use blockvault_core::{
-    BlockMap, BlockSize, ChunkEncoder, ChunkId, Consistency, DiskName, DiskRecord, PointId,
-    PointStats, RecoveryPoint, VaultConfig, VmName,
+    BlockMap, BlockSize, ChunkId, Consistency, DiskName, DiskRecord, PointId, PointStats,
+    RecoveryPoint, VaultConfig, VmName,
 };
 use futures::TryStreamExt;
 use jiff::Timestamp;
@@ -57,7 +57,7 @@ async fn config_marks_a_vault(store: &Store) {
 
 async fn chunks_round_trip_and_fail_by_name(store: &Store) {
     let block: Vec<u8> = (0..200_000u32).map(|i| (i % 251) as u8).collect();
-    let id = ChunkId::of(&block);
+    let (id, encoded) = store.codec().encode_one(&block).expect("encode");
     assert!(!store.has_chunk(&id).await.expect("head"));
     let err = store.read_chunk(&id).await.expect_err("missing");
     assert!(
@@ -65,7 +65,6 @@ async fn chunks_round_trip_and_fail_by_name(store: &Store) {
         "{err}"
     );
 
-    let encoded = ChunkEncoder::new().expect("encoder").encode(&block);
     store
         .put_chunk(&id, encoded.clone().into())
         .await
@@ -78,9 +77,7 @@ async fn chunks_round_trip_and_fail_by_name(store: &Store) {
     assert_eq!(store.read_chunk(&id).await.expect("read"), block);
 
     // Another block's bytes stored under this id: decodes fine, fails the re-hash.
-    let other = ChunkEncoder::new()
-        .expect("encoder")
-        .encode(b"not the block");
+    let (_, other) = store.codec().encode_one(b"not the block").expect("encode");
     let liar = ChunkId::of(b"the id this object claims");
     store.put_chunk(&liar, other.into()).await.expect("put");
     let err = store.read_chunk(&liar).await.expect_err("mismatch");
@@ -287,8 +284,7 @@ async fn deletes_remove_points_maps_and_chunks(store: &Store) {
     let vm = VmName::new("deleted-vm").expect("name");
     let disk = DiskName::new("d.img").expect("name");
     let block = vec![9u8; 4096];
-    let id = ChunkId::hash(&block);
-    let encoded = ChunkEncoder::new().expect("encoder").encode(&block);
+    let (id, encoded) = store.codec().encode_one(&block).expect("encode");
     store
         .put_chunk(&id, encoded.into())
         .await

@@ -218,7 +218,7 @@ impl Backend for DirBackend {
 
 #[cfg(test)]
 mod tests {
-    use blockvault_core::ChunkEncoder;
+    use blockvault_core::ChunkCodec;
 
     use super::*;
 
@@ -226,14 +226,11 @@ mod tests {
     async fn a_local_store_reads_chunks_from_their_files_through_reused_buffers() {
         let dir = tempfile::tempdir().expect("tempdir");
         let store = DirBackend::open(dir.path()).expect("store");
-        let mut encoder = ChunkEncoder::new().expect("encoder");
+        let codec = ChunkCodec::plain();
         let blocks: Vec<Vec<u8>> = (0..5u8).map(|n| vec![n + 1; 64 << 10]).collect();
         for block in &blocks {
-            let encoded = encoder.encode(block);
-            store
-                .put_chunk(&ChunkId::of(block), encoded.into())
-                .await
-                .expect("put");
+            let (id, encoded) = codec.encode_one(block).expect("encode");
+            store.put_chunk(&id, encoded.into()).await.expect("put");
         }
         for block in &blocks {
             let got = store
@@ -241,7 +238,11 @@ mod tests {
                 .await
                 .expect("get")
                 .expect("there");
-            assert_eq!(got, encoder.encode(block), "the stored bytes, whole");
+            assert_eq!(
+                got,
+                codec.encode_one(block).expect("encode").1,
+                "the stored bytes, whole"
+            );
         }
         assert_eq!(
             store.read_buffers.free_buffers(),

@@ -138,8 +138,9 @@
 //!
 //! # Integrity
 //!
-//! Every read checks what it read: chunks are decoded and re-hashed against their id
-//! ([`Store::read_chunk`]), maps against the digest in their point record, records and the
+//! Every read checks what it read: chunks are decoded with the vault's chunk codec
+//! ([`Store::codec`], the one place chunks are encoded, decoded and identified; see
+//! `blockvault_core::ChunkCodec`) and re-hashed against their id ([`Store::read_chunk`]), maps against the digest in their point record, records and the
 //! config against their checksums. Failures are [`Error::ChunkCorrupt`], [`Error::MapCorrupt`]
 //! and friends, naming the object.
 //!

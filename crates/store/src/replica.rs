@@ -16,8 +16,9 @@ impl Store {
     /// This store as the primary of a replicated vault: every put and delete also goes to
     /// `secondary` (a put that fails on either store fails, naming the store), and reads fall
     /// back to `secondary` when the primary's copy is missing or corrupt.
+    /// The secondary takes this store's codec: it holds the same vault.
     pub fn replicated(self, secondary: Store) -> Store {
-        let secondary = secondary.primary();
+        let secondary = secondary.primary().with_codec(self.codec.clone());
         let wrapper = Replicated::new(Arc::clone(&self.here), Arc::clone(&secondary.here));
         Store {
             replica: Some(Replica {
@@ -68,6 +69,7 @@ impl Store {
         Store {
             here: Arc::clone(&self.here),
             replica: None,
+            codec: self.codec.clone(),
         }
     }
 
@@ -122,7 +124,7 @@ impl Store {
 #[cfg(test)]
 mod tests {
     use blockvault_core::{
-        BlockMap, BlockSize, ChunkEncoder, ChunkId, DiskName, PointId, RecoveryPoint, Redundancy,
+        BlockMap, BlockSize, ChunkCodec, ChunkId, DiskName, PointId, RecoveryPoint, Redundancy,
         VmName,
     };
     use bytes::Bytes;
@@ -132,8 +134,7 @@ mod tests {
 
     fn chunk(seed: u8) -> (ChunkId, Bytes) {
         let block: Vec<u8> = (0..4096u32).map(|i| (i as u8) ^ seed).collect();
-        let id = ChunkId::of(&block);
-        let encoded = ChunkEncoder::new().expect("encoder").encode(&block);
+        let (id, encoded) = ChunkCodec::plain().encode_one(&block).expect("encode");
         (id, Bytes::from(encoded))
     }
 

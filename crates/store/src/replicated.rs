@@ -12,7 +12,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use blockvault_core::{BlockMap, ChunkId, DiskName, PointId, RecoveryPoint, VmName};
+use blockvault_core::{BlockMap, ChunkCodec, ChunkId, DiskName, PointId, RecoveryPoint, VmName};
 use bytes::Bytes;
 use futures::stream::BoxStream;
 use object_store::path::Path;
@@ -119,15 +119,20 @@ impl Replicated {
     }
 
     /// Chunk `id` from the secondary, for a reader that found the primary's copy bad
-    /// (`problem`): read, verified against its id, healed, counted. Without an available
-    /// secondary, or when its copy is bad too, fails with `problem` (and what is wrong with
-    /// the secondary's copy).
-    pub(crate) async fn recover_chunk(&self, id: &ChunkId, problem: Error) -> Result<Bytes> {
+    /// (`problem`): read, verified against its id with the vault's `codec`, healed, counted.
+    /// Without an available secondary, or when its copy is bad too, fails with `problem` (and
+    /// what is wrong with the secondary's copy).
+    pub(crate) async fn recover_chunk(
+        &self,
+        id: &ChunkId,
+        problem: Error,
+        codec: &ChunkCodec,
+    ) -> Result<Bytes> {
         let Ok(secondary) = &self.secondary else {
             return Err(problem);
         };
         let fetched = match secondary.get(&layout::chunk(id)).await {
-            Ok(Some(bytes)) => decode_chunk(bytes.clone(), *id).await.map(|_| bytes),
+            Ok(Some(bytes)) => decode_chunk(codec, bytes.clone(), *id).await.map(|_| bytes),
             Ok(None) => Err(Error::ChunkMissing { id: *id }),
             Err(e) => Err(e),
         };

@@ -351,7 +351,7 @@ impl Copy<'_> {
                     .filename()
                     .and_then(|n| n.parse::<ChunkId>().ok())
                     .ok_or_else(|| "not a chunk id".to_owned())?;
-                decode_chunk(bytes, id)
+                decode_chunk(self.source.codec(), bytes, id)
                     .await
                     .map(|_| ())
                     .map_err(|e| e.to_string())

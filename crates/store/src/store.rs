@@ -11,6 +11,7 @@ use object_store::ObjectStore;
 use object_store::memory::InMemory;
 use object_store::path::Path;
 
+use blockvault_core::ChunkCodec;
 use bytes::Bytes;
 
 use crate::backend::Backend;
@@ -31,12 +32,18 @@ use crate::replicated::Replicated;
 ///
 /// A store may be *replicated* ([`Store::replicated`]): every write then goes to a secondary
 /// store too, and reads fall back to it (see the crate docs).
+///
+/// A store knows its vault's [`ChunkCodec`] ([`Store::codec`]): its read checks decode chunks
+/// with it, and the repository over it hands it to every writer and reader. Every store is
+/// plain today; an encrypted vault's will be set with [`Store::with_codec`] when it is opened.
 #[derive(Clone, Debug)]
 pub struct Store {
     /// The one place this store reads from, and (when single) writes to: the primary.
     pub(crate) here: Arc<dyn Backend>,
     /// The secondary of a replicated vault; `None` for a single store (the fast path).
     pub(crate) replica: Option<Replica>,
+    /// How this vault's chunks are identified, encoded and decoded.
+    pub(crate) codec: ChunkCodec,
 }
 
 /// What makes a store replicated.
@@ -71,7 +78,24 @@ impl Store {
         Store {
             here: backend,
             replica: None,
+            codec: ChunkCodec::plain(),
         }
+    }
+
+    /// This store with chunks identified, encoded and decoded by `codec` (a replicated store's
+    /// secondary too: it holds the same vault).
+    pub fn with_codec(mut self, codec: ChunkCodec) -> Store {
+        if let Some(secondary) = self.replica.as_mut().and_then(|r| r.secondary.as_mut()) {
+            secondary.codec = codec.clone();
+        }
+        self.codec = codec;
+        self
+    }
+
+    /// How this vault's chunks are identified, encoded and decoded: the one codec every
+    /// writer and reader of the vault uses.
+    pub fn codec(&self) -> &ChunkCodec {
+        &self.codec
     }
 
     /// Uploads objects larger than `bytes` in parts (tests lower it to exercise multipart).

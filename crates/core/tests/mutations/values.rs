@@ -4,9 +4,9 @@
 use std::path::PathBuf;
 
 use blockvault_core::{
-    BlockMap, BlockSize, ChunkEncoder, ChunkId, ChunkSet, Consistency, DiskName, DiskRecord,
-    ForgottenChunks, GcEpoch, LeaseKind, LeaseRecord, PointId, PointStats, RecoveryPoint,
-    Redundancy, ReplicaOf, SoftDeleteMarker, VaultConfig, VmName,
+    BlockMap, BlockSize, ChunkCodec, ChunkEncoder, ChunkId, ChunkSet, Consistency, DiskName,
+    DiskRecord, ForgottenChunks, GcEpoch, LeaseKind, LeaseRecord, PointId, PointStats,
+    RecoveryPoint, Redundancy, ReplicaOf, SoftDeleteMarker, VaultConfig, VmName,
 };
 use jiff::{SignedDuration, Timestamp};
 
@@ -76,12 +76,13 @@ fn block(rng: &mut Rng, len: usize) -> Vec<u8> {
 
 pub fn chunks(rng: &mut Rng) -> Vec<Seed> {
     let mut seeds = fixtures(".bvchunk");
+    let codec = ChunkCodec::plain();
     let mut encoder = ChunkEncoder::new().expect("a zstd context");
     for len in [0, 1, 33, 4096, 5000, 16 << 10] {
         let block = block(rng, len);
         seeds.push(fresh(
             format!("chunk of {len} bytes"),
-            encoder.encode(&block),
+            codec.encode(&mut encoder, codec.id(&block), &block),
         ));
     }
     seeds

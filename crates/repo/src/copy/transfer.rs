@@ -2,7 +2,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use blockvault_core::{ChunkId, ChunkSet, PointStats, RecoveryPoint};
+use blockvault_core::{ChunkCodec, ChunkId, ChunkSet, PointStats, RecoveryPoint};
 use blockvault_source::changed_blocks;
 use blockvault_store::{Store, cpu};
 use bytes::Bytes;
@@ -65,10 +65,10 @@ async fn mark_bad_source_chunk(source: &Store, error: &blockvault_store::Error) 
     }
 }
 
-/// Decodes `encoded` and checks it hashes to `id`, on the calling (rayon) thread.
-fn check_chunk(encoded: &[u8], id: ChunkId) -> blockvault_store::Result<()> {
+/// Decodes `encoded` with `codec` and checks it is chunk `id`, on the calling (rayon) thread.
+fn check_chunk(codec: &ChunkCodec, encoded: &[u8], id: ChunkId) -> blockvault_store::Result<()> {
     let corrupt = |source| blockvault_store::Error::ChunkCorrupt { id, source };
-    crate::decode::verified(encoded, id, corrupt, |_| Ok(()))
+    crate::decode::verified(codec, encoded, id, corrupt, |_| Ok(()))
 }
 
 impl Repository {
@@ -90,7 +90,15 @@ impl Repository {
     ///
     /// Idempotent: a point the vault already holds is not copied again; a transfer that failed
     /// halfway resumes without re-sending what landed.
+    ///
+    /// A copy of bytes: both repositories use the same [`ChunkCodec`] (ids and objects mean
+    /// the same in both), and chunks are checked with it.
     pub async fn transfer(&self, request: &TransferRequest<'_>) -> Result<TransferReport> {
+        debug_assert_eq!(
+            request.source.codec(),
+            self.codec(),
+            "a transfer copies bytes"
+        );
         let started = Instant::now();
         let point = request.point;
         let vm = &point.vm;
@@ -263,8 +271,8 @@ impl Repository {
                 let read = async {
                     let encoded = source.store().get_chunk(&id).await?;
                     if !fresh.contains(&id) {
-                        let checked = encoded.clone();
-                        cpu::run(move || check_chunk(&checked, id)).await?;
+                        let (codec, checked) = (source.codec().clone(), encoded.clone());
+                        cpu::run(move || check_chunk(&codec, &checked, id)).await?;
                     }
                     Ok::<Bytes, blockvault_store::Error>(encoded)
                 };

@@ -17,7 +17,7 @@ use std::io::ErrorKind;
 use std::path::Path;
 use std::sync::Arc;
 
-use blockvault_core::{BlockMap, BlockSize, RecoveryPoint};
+use blockvault_core::{BlockMap, BlockSize, ChunkCodec, RecoveryPoint};
 use blockvault_source::{Chunker, DataBlocks, DiskImage};
 use jiff::Timestamp;
 
@@ -82,11 +82,13 @@ pub(super) async fn restore_in_place(
         .map(|m| (m.disk_size(), m.block_size()))
         .collect();
     let current = {
-        let images = images.clone();
+        let (images, codec) = (images.clone(), reader.codec().clone());
         let progress = Arc::clone(progress);
-        tokio::task::spawn_blocking(move || scan_all(&images, &shapes, known, progress.as_ref()))
-            .await
-            .unwrap_or_else(|join| std::panic::resume_unwind(join.into_panic()))?
+        tokio::task::spawn_blocking(move || {
+            scan_all(&images, &shapes, &codec, known, progress.as_ref())
+        })
+        .await
+        .unwrap_or_else(|join| std::panic::resume_unwind(join.into_panic()))?
     };
     let plans: Vec<Vec<BlockTarget>> = current
         .iter()
@@ -149,11 +151,13 @@ enum Current {
 }
 
 /// Sets every disk to its point's size (`shapes`: disk size and block size, in disk order),
-/// then reads and hashes each one as a backup would, unless its content is `known` (same
-/// shape, vouched for by the caller): the current block maps, with the bytes read for each.
+/// then reads and hashes each one as a backup would (the ids `codec`'s), unless its content is
+/// `known` (same shape, vouched for by the caller): the current block maps, with the bytes
+/// read for each.
 fn scan_all(
     images: &[Arc<ImageFile>],
     shapes: &[(u64, BlockSize)],
+    codec: &ChunkCodec,
     known: Vec<Option<BlockMap>>,
     progress: &dyn Progress,
 ) -> Result<Vec<(BlockMap, u64)>> {
@@ -170,7 +174,7 @@ fn scan_all(
             image.file.set_len(size).map_err(io)?;
         }
         let disk = DiskImage::open(&image.path)?;
-        let chunker = Chunker::new(block_size);
+        let chunker = Chunker::new(block_size, codec.clone());
         let blocks = chunker.data_blocks(&disk)?;
         scans.push(Current::Scan(disk, chunker, blocks));
     }

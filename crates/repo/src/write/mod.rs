@@ -19,7 +19,7 @@ use blockvault_core::{
     BlockSize, ChunkId, ChunkSet, Consistency, DiskName, DiskRecord, PointId, PointStats,
     RecoveryPoint, VmName,
 };
-use blockvault_source::{Chunker, changed_blocks};
+use blockvault_source::changed_blocks;
 use jiff::Timestamp;
 
 use crate::guard::Held;
@@ -180,11 +180,12 @@ impl Repository {
             request.block_size,
             parent.as_ref(),
             self.config().default_block_size,
+            self.codec(),
         )?;
         let disk_names: Vec<DiskName> = sources.iter().map(|s| s.name.clone()).collect();
         let total = sources
             .iter()
-            .map(|s| Chunker::new(s.block_size).bytes_of(&s.image, &s.blocks))
+            .map(|s| s.chunker.bytes_of(&s.image, &s.blocks))
             .sum();
         progress.begin("backup", total);
 

@@ -5,8 +5,7 @@ use std::cell::RefCell;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use blockvault_core::{BlockMap, ChunkEncoder, ChunkId};
-use blockvault_source::Chunker;
+use blockvault_core::{BlockMap, ChunkCodec, ChunkEncoder, ChunkId};
 use jiff::Timestamp;
 
 use super::known::Known;
@@ -23,18 +22,20 @@ pub(super) struct NewChunk {
 }
 
 thread_local! {
-    /// One zstd context per rayon worker, reused for every block it compresses.
+    /// One zstd context per rayon worker, reused for every block it compresses (it holds no
+    /// key: it serves every codec).
     static ENCODER: RefCell<Option<ChunkEncoder>> = const { RefCell::new(None) };
 }
 
-fn encode(block: &[u8]) -> Result<Vec<u8>> {
+/// The chunk object of block `id` by `codec`, with this thread's encoder.
+fn encode(codec: &ChunkCodec, id: ChunkId, block: &[u8]) -> Result<Vec<u8>> {
     ENCODER.with(|cell| {
         let mut slot = cell.borrow_mut();
         let mut encoder = match slot.take() {
             Some(encoder) => encoder,
             None => ChunkEncoder::new().map_err(blockvault_source::Error::from)?,
         };
-        let encoded = encoder.encode(block);
+        let encoded = codec.encode(&mut encoder, id, block);
         *slot = Some(encoder);
         Ok(encoded)
     })
@@ -52,7 +53,8 @@ pub(super) fn scan_all(
 ) -> Result<Vec<(Source, BlockMap)>> {
     let mut maps = Vec::with_capacity(sources.len());
     for (disk, source) in sources.into_iter().enumerate() {
-        let chunker = Chunker::new(source.block_size);
+        let chunker = &source.chunker;
+        let codec = chunker.codec();
         let previous = known.previous.get(&source.name).map(Arc::as_ref);
         let map = chunker.scan_blocks(&source.image, &source.blocks, time, |block| {
             let len = block.data.len() as u64;
@@ -62,7 +64,7 @@ pub(super) fn scan_all(
             if block.id.is_zero() || !known.claim(previous, block.index, block.id) {
                 return Ok(());
             }
-            let encoded = encode(block.data)?;
+            let encoded = encode(codec, block.id, block.data)?;
             tx.blocking_send(NewChunk {
                 id: block.id,
                 encoded,

@@ -3,7 +3,7 @@
 
 use std::path::{Path, PathBuf};
 
-use blockvault_core::{BlockSize, DiskName, RecoveryPoint};
+use blockvault_core::{BlockSize, ChunkCodec, DiskName, RecoveryPoint};
 use blockvault_source::{Chunker, DataBlocks, DiskImage};
 
 use crate::{Error, Result};
@@ -15,7 +15,8 @@ pub(super) struct Source {
     pub(super) given: PathBuf,
     pub(super) path: PathBuf,
     pub(super) image: DiskImage,
-    pub(super) block_size: BlockSize,
+    /// Its block size, and the repository's codec for the ids.
+    pub(super) chunker: Chunker,
     /// The blocks that overlap data; the others are holes.
     pub(super) blocks: DataBlocks,
 }
@@ -33,12 +34,14 @@ pub fn disk_name(path: &Path) -> Result<DiskName> {
 }
 
 /// Opens every disk before anything is written, so a missing disk fails the backup up front.
-/// A disk keeps the block size its parent point recorded unless `block_size` is given.
+/// A disk keeps the block size its parent point recorded unless `block_size` is given; its ids
+/// are `codec`'s.
 pub(super) fn open_sources(
     disks: &[PathBuf],
     block_size: Option<BlockSize>,
     parent: Option<&RecoveryPoint>,
     default_block_size: BlockSize,
+    codec: &ChunkCodec,
 ) -> Result<Vec<Source>> {
     if disks.is_empty() {
         return Err(Error::NoDisks);
@@ -61,13 +64,14 @@ pub(super) fn open_sources(
                     .map(|d| d.block_size)
             })
             .unwrap_or(default_block_size);
-        let blocks = Chunker::new(block_size).data_blocks(&image)?;
+        let chunker = Chunker::new(block_size, codec.clone());
+        let blocks = chunker.data_blocks(&image)?;
         sources.push(Source {
             given: path.clone(),
             path: std::path::absolute(path).unwrap_or_else(|_| path.clone()),
             name,
             image,
-            block_size,
+            chunker,
             blocks,
         });
     }

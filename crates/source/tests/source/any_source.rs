@@ -2,7 +2,7 @@ use std::ops::Range;
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use blockvault_core::{BlockSize, ChunkId};
+use blockvault_core::{BlockSize, ChunkCodec, ChunkId};
 use blockvault_source::{BlockSource, ChangeHint, Chunker, Error, Result};
 use jiff::Timestamp;
 
@@ -74,7 +74,7 @@ fn a_source_that_is_not_a_file_scans_through_dyn_and_its_extents_decide_what_is_
     // Block 2 is not reported: it is taken to be a hole, read or not.
     let memory = Memory::new(data.clone(), vec![0..2 * K64, 3 * K64..size + 5 * K64]);
     let source: Box<dyn BlockSource> = Box::new(memory);
-    let map = Chunker::new(bs())
+    let map = Chunker::new(bs(), ChunkCodec::plain())
         .map(&source, Timestamp::UNIX_EPOCH)
         .expect("scan");
     let expected: Vec<ChunkId> = data
@@ -90,7 +90,7 @@ fn a_source_that_is_not_a_file_scans_through_dyn_and_its_extents_decide_what_is_
         .collect();
     assert_eq!(map.iter().collect::<Vec<_>>(), expected);
     let dynamic: &dyn BlockSource = source.as_ref();
-    let plan = Chunker::new(bs())
+    let plan = Chunker::new(bs(), ChunkCodec::plain())
         .plan(
             dynamic,
             Some(&map),
@@ -108,11 +108,11 @@ fn a_source_that_is_not_a_file_scans_through_dyn_and_its_extents_decide_what_is_
 fn a_source_that_ends_early_is_truncated_for_full_and_hinted_scans() {
     let size = 4 * K64;
     let mut memory = Memory::new(pattern(size as usize), vec![0..size]);
-    let parent = Chunker::new(bs())
+    let parent = Chunker::new(bs(), ChunkCodec::plain())
         .map(&memory, Timestamp::UNIX_EPOCH)
         .expect("scan");
     memory.ends_at = 3 * K64 + 123;
-    let err = Chunker::new(bs())
+    let err = Chunker::new(bs(), ChunkCodec::plain())
         .map(&memory, Timestamp::UNIX_EPOCH)
         .expect_err("short");
     assert!(
@@ -120,7 +120,7 @@ fn a_source_that_ends_early_is_truncated_for_full_and_hinted_scans() {
         "{err}"
     );
     assert!(err.to_string().contains("memory"), "{err}");
-    let plan = Chunker::new(bs())
+    let plan = Chunker::new(bs(), ChunkCodec::plain())
         .plan(
             &memory,
             Some(&parent),
@@ -137,12 +137,12 @@ fn a_source_that_ends_early_is_truncated_for_full_and_hinted_scans() {
 fn a_source_whose_size_changes_during_the_scan_yields_no_map() {
     let size = 4 * K64;
     let memory = Memory::new(pattern(size as usize), vec![0..size]);
-    let parent = Chunker::new(bs())
+    let parent = Chunker::new(bs(), ChunkCodec::plain())
         .map(&memory, Timestamp::UNIX_EPOCH)
         .expect("scan");
     for hint in [ChangeHint::Everything, ChangeHint::Dirty(vec![0..1])] {
         memory.size_now.store(size, Ordering::Relaxed);
-        let plan = Chunker::new(bs())
+        let plan = Chunker::new(bs(), ChunkCodec::plain())
             .plan(&memory, Some(&parent), &hint)
             .expect("plan");
         let err = plan

@@ -1,7 +1,7 @@
 use std::ops::Range;
 use std::sync::Mutex;
 
-use blockvault_core::{BlockMap, BlockSize, ChunkId};
+use blockvault_core::{BlockMap, BlockSize, ChunkCodec, ChunkId};
 use blockvault_source::{ChangeHint, Chunker, DataBlocks, Error, FullScanReason, RawFile};
 use jiff::Timestamp;
 use proptest::prelude::*;
@@ -14,7 +14,7 @@ fn bs(bytes: u64) -> BlockSize {
     BlockSize::new(bytes).expect("block size")
 }
 
-fn full_map(chunker: Chunker, disk: &Disk) -> BlockMap {
+fn full_map(chunker: &Chunker, disk: &Disk) -> BlockMap {
     let image = RawFile::open(&disk.path).expect("open");
     chunker
         .map(&image, Timestamp::UNIX_EPOCH)
@@ -24,7 +24,7 @@ fn full_map(chunker: Chunker, disk: &Disk) -> BlockMap {
 /// The map built from `parent` and `hint`, the blocks its scan visited, and the plan's
 /// verdict.
 fn hinted_map(
-    chunker: Chunker,
+    chunker: &Chunker,
     disk: &Disk,
     parent: &BlockMap,
     hint: &ChangeHint,
@@ -109,20 +109,20 @@ proptest! {
         (shift, size, base, churn, extra) in case()
     ) {
         let dir = tempfile::tempdir().expect("tempdir");
-        let chunker = Chunker::new(bs(1 << shift));
+        let chunker = Chunker::new(bs(1 << shift), ChunkCodec::plain());
         let mut disk = Disk::sparse(dir.path(), "d.img", size);
         for &c in &base {
             disk.apply(c);
         }
-        let parent = full_map(chunker, &disk);
+        let parent = full_map(&chunker, &disk);
         for &c in &churn {
             disk.apply(c);
         }
-        let full = full_map(chunker, &disk);
+        let full = full_map(&chunker, &disk);
         // Exactly the changed ranges, unaligned, in the order they happened.
         let exact: Vec<Range<u64>> = churn.iter().map(|c| c.range(size)).collect();
         let (map, seen, incremental) =
-            hinted_map(chunker, &disk, &parent, &ChangeHint::Dirty(exact.clone()));
+            hinted_map(&chunker, &disk, &parent, &ChangeHint::Dirty(exact.clone()));
         prop_assert!(incremental);
         prop_assert_eq!(&map, &full);
         // Only dirty blocks are read.
@@ -132,7 +132,7 @@ proptest! {
         let mut more: Vec<Range<u64>> = extra.clone();
         more.extend(exact.iter().rev().cloned());
         more.extend(exact.iter().map(|r| r.start / 2..r.end));
-        let (map, _, incremental) = hinted_map(chunker, &disk, &parent, &ChangeHint::Dirty(more));
+        let (map, _, incremental) = hinted_map(&chunker, &disk, &parent, &ChangeHint::Dirty(more));
         prop_assert!(incremental);
         prop_assert_eq!(&map, &full);
         // The change ranges as they were asked for, before clamping to the disk.
@@ -144,7 +144,7 @@ proptest! {
                 | Change::Punch { offset, len } => offset..offset + len,
             })
             .collect();
-        let (map, _, _) = hinted_map(chunker, &disk, &parent, &ChangeHint::Dirty(raw));
+        let (map, _, _) = hinted_map(&chunker, &disk, &parent, &ChangeHint::Dirty(raw));
         prop_assert_eq!(&map, &full);
     }
 
@@ -153,41 +153,41 @@ proptest! {
         (shift, size, base, churn, _extra) in case()
     ) {
         let dir = tempfile::tempdir().expect("tempdir");
-        let chunker = Chunker::new(bs(1 << shift));
+        let chunker = Chunker::new(bs(1 << shift), ChunkCodec::plain());
         let mut disk = Disk::sparse(dir.path(), "d.img", size);
         for &c in &base {
             disk.apply(c);
         }
-        let parent = full_map(chunker, &disk);
+        let parent = full_map(&chunker, &disk);
         for &c in &churn {
             disk.apply(c);
         }
-        let (map, _, incremental) = hinted_map(chunker, &disk, &parent, &ChangeHint::Everything);
+        let (map, _, incremental) = hinted_map(&chunker, &disk, &parent, &ChangeHint::Everything);
         prop_assert!(!incremental);
-        prop_assert_eq!(map, full_map(chunker, &disk));
+        prop_assert_eq!(map, full_map(&chunker, &disk));
     }
 }
 
 #[test]
 fn an_empty_hint_reads_nothing_and_keeps_the_parent_map() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let chunker = Chunker::new(bs(K64));
+    let chunker = Chunker::new(bs(K64), ChunkCodec::plain());
     let mut disk = Disk::sparse(dir.path(), "d.img", 10 * K64 + 7);
     disk.apply(Change::Write {
         offset: K64 - 3,
         len: 5 * K64,
         byte: 9,
     });
-    let parent = full_map(chunker, &disk);
+    let parent = full_map(&chunker, &disk);
     let (map, seen, incremental) =
-        hinted_map(chunker, &disk, &parent, &ChangeHint::Dirty(Vec::new()));
+        hinted_map(&chunker, &disk, &parent, &ChangeHint::Dirty(Vec::new()));
     assert!(incremental);
     assert!(seen.is_empty(), "{seen:?}");
     assert_eq!(map, parent);
     // Empty and past-the-end extents are as good as none.
     let reversed = Range { start: 5, end: 2 };
     let nothing = ChangeHint::Dirty(vec![3 * K64..3 * K64, 11 * K64..12 * K64, reversed]);
-    let (map, seen, _) = hinted_map(chunker, &disk, &parent, &nothing);
+    let (map, seen, _) = hinted_map(&chunker, &disk, &parent, &nothing);
     assert!(seen.is_empty(), "{seen:?}");
     assert_eq!(map, parent);
 }
@@ -197,22 +197,22 @@ fn an_empty_hint_reads_nothing_and_keeps_the_parent_map() {
 #[test]
 fn a_hint_that_misses_a_write_keeps_the_stale_block() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let chunker = Chunker::new(bs(K64));
+    let chunker = Chunker::new(bs(K64), ChunkCodec::plain());
     let mut disk = Disk::sparse(dir.path(), "d.img", 8 * K64);
     disk.apply(Change::Write {
         offset: 0,
         len: 8 * K64,
         byte: 1,
     });
-    let parent = full_map(chunker, &disk);
+    let parent = full_map(&chunker, &disk);
     disk.apply(Change::Write {
         offset: 3 * K64 + 10,
         len: 10,
         byte: 200,
     });
-    let full = full_map(chunker, &disk);
+    let full = full_map(&chunker, &disk);
     let (map, seen, _) = hinted_map(
-        chunker,
+        &chunker,
         &disk,
         &parent,
         &ChangeHint::Dirty(vec![5 * K64..5 * K64 + 1]),
@@ -221,7 +221,7 @@ fn a_hint_that_misses_a_write_keeps_the_stale_block() {
     assert_ne!(map, full);
     assert_eq!(map.get(3), parent.get(3));
     let (map, seen, _) = hinted_map(
-        chunker,
+        &chunker,
         &disk,
         &parent,
         &ChangeHint::Dirty(vec![4 * K64 - 1..4 * K64 + 1]),
@@ -233,22 +233,22 @@ fn a_hint_that_misses_a_write_keeps_the_stale_block() {
 #[test]
 fn dirty_blocks_that_became_holes_are_zero_without_a_read() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let chunker = Chunker::new(bs(K64));
+    let chunker = Chunker::new(bs(K64), ChunkCodec::plain());
     let mut disk = Disk::sparse(dir.path(), "d.img", 16 * K64);
     disk.apply(Change::Write {
         offset: 0,
         len: 16 * K64,
         byte: 1,
     });
-    let parent = full_map(chunker, &disk);
+    let parent = full_map(&chunker, &disk);
     disk.apply(Change::Punch {
         offset: 4 * K64,
         len: 4 * K64,
     });
-    let full = full_map(chunker, &disk);
+    let full = full_map(&chunker, &disk);
     assert_eq!(full.get(5), Some(ChunkId::ZERO));
     let (map, _, _) = hinted_map(
-        chunker,
+        &chunker,
         &disk,
         &parent,
         &ChangeHint::Dirty(vec![4 * K64..8 * K64]),
@@ -259,16 +259,16 @@ fn dirty_blocks_that_became_holes_are_zero_without_a_read() {
 #[test]
 fn a_hint_that_does_not_apply_is_a_full_scan_with_its_reason() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let chunker = Chunker::new(bs(K64));
+    let chunker = Chunker::new(bs(K64), ChunkCodec::plain());
     let mut disk = Disk::sparse(dir.path(), "d.img", 8 * K64);
     disk.apply(Change::Write {
         offset: 100,
         len: 3 * K64,
         byte: 1,
     });
-    let parent = full_map(chunker, &disk);
+    let parent = full_map(&chunker, &disk);
     let hint = ChangeHint::Dirty(vec![0..1]);
-    let verdict = |chunker: Chunker, disk: &Disk, parent: Option<&BlockMap>| {
+    let verdict = |chunker: &Chunker, disk: &Disk, parent: Option<&BlockMap>| {
         let image = RawFile::open(&disk.path).expect("open");
         let plan = chunker.plan(&image, parent, &hint).expect("plan");
         assert!(!plan.is_incremental());
@@ -279,11 +279,15 @@ fn a_hint_that_does_not_apply_is_a_full_scan_with_its_reason() {
         plan.fallback().cloned()
     };
     assert_eq!(
-        verdict(chunker, &disk, None),
+        verdict(&chunker, &disk, None),
         Some(FullScanReason::NoParent)
     );
     assert_eq!(
-        verdict(Chunker::new(bs(2 * K64)), &disk, Some(&parent)),
+        verdict(
+            &Chunker::new(bs(2 * K64), ChunkCodec::plain()),
+            &disk,
+            Some(&parent)
+        ),
         Some(FullScanReason::BlockSizeChanged {
             parent: bs(K64),
             now: bs(2 * K64),
@@ -291,7 +295,7 @@ fn a_hint_that_does_not_apply_is_a_full_scan_with_its_reason() {
     );
     disk.resize(8 * K64 + 1);
     assert_eq!(
-        verdict(chunker, &disk, Some(&parent)),
+        verdict(&chunker, &disk, Some(&parent)),
         Some(FullScanReason::SizeChanged {
             parent: 8 * K64,
             now: 8 * K64 + 1,
@@ -309,7 +313,7 @@ fn a_hint_that_does_not_apply_is_a_full_scan_with_its_reason() {
 #[test]
 fn a_plan_counts_the_bytes_it_reads_and_refuses_a_source_of_another_size() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let chunker = Chunker::new(bs(K64));
+    let chunker = Chunker::new(bs(K64), ChunkCodec::plain());
     let size = 4 * K64 + 100;
     let mut disk = Disk::sparse(dir.path(), "d.img", size);
     disk.apply(Change::Write {
@@ -317,7 +321,7 @@ fn a_plan_counts_the_bytes_it_reads_and_refuses_a_source_of_another_size() {
         len: size,
         byte: 1,
     });
-    let parent = full_map(chunker, &disk);
+    let parent = full_map(&chunker, &disk);
     let image = RawFile::open(&disk.path).expect("open");
     let hint = ChangeHint::Dirty(vec![K64..K64 + 1, size - 1..size]);
     let plan = chunker.plan(&image, Some(&parent), &hint).expect("plan");

@@ -1,8 +1,6 @@
 use std::sync::Arc;
 
-use blockvault_core::{
-    BlockMap, BlockSize, ChunkEncoder, Consistency, DiskName, DiskRecord, VaultConfig,
-};
+use blockvault_core::{BlockMap, BlockSize, Consistency, DiskName, DiskRecord, VaultConfig};
 use jiff::Timestamp;
 
 use super::*;
@@ -44,8 +42,7 @@ async fn point(store: &Store, seed: u8) -> RecoveryPoint {
 
 async fn chunk(store: &Store, seed: u8) -> ChunkId {
     let block: Vec<u8> = (0..4096u32).map(|i| (i as u8) ^ seed).collect();
-    let id = ChunkId::of(&block);
-    let encoded = ChunkEncoder::new().expect("encoder").encode(&block);
+    let (id, encoded) = store.codec().encode_one(&block).expect("encode");
     store.put_chunk(&id, encoded.into()).await.expect("chunk");
     id
 }
