@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use blockvault_core::RecoveryPoint;
-use blockvault_source::DiskImage;
+use blockvault_source::RawFile;
 use blockvault_store::Error as StoreError;
 use blockvault_vault::{
     Error, NoProgress, PointSelector, RestoreReport, RestoreRequest, TransferOptions, Vault,
@@ -77,7 +77,7 @@ async fn chunk_file(
 
 fn is_hole(path: &Path, block: u64) -> bool {
     let range = block * BS..(block + 1) * BS;
-    DiskImage::open(path)
+    RawFile::open(path)
         .expect("open")
         .data_extents()
         .expect("extents")

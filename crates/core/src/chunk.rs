@@ -1,5 +1,3 @@
-#[cfg(doc)]
-use crate::ChunkCodec;
 use crate::wire::{check_header, u32_at};
 use crate::{BlockSize, Error, Result};
 
@@ -29,8 +27,8 @@ pub enum Codec {
 /// | 16 | … | payload |
 ///
 /// There is no checksum field: the object's key is the id of the uncompressed block, and every
-/// read re-hashes what it decoded ([`ChunkCodec::decode`]). Objects are written and read only
-/// through the [`ChunkCodec`]; this type names the format's constants and reads its header.
+/// read re-hashes what it decoded ([`ChunkCodec::decode`](crate::ChunkCodec::decode)). Objects are written and read only
+/// through the [`ChunkCodec`](crate::ChunkCodec); this type names the format's constants and reads its header.
 #[derive(Debug)]
 pub struct ChunkObject;
 
@@ -79,7 +77,7 @@ impl ChunkObject {
     }
 }
 
-/// The working state [`ChunkCodec::encode`] encodes with: one zstd context and its output
+/// The working state [`ChunkCodec::encode`](crate::ChunkCodec::encode) encodes with: one zstd context and its output
 /// buffer, reused from block to block. Create one per thread (it holds no key: one encoder
 /// serves any codec).
 pub struct ChunkEncoder {
@@ -136,7 +134,7 @@ impl std::fmt::Debug for ChunkEncoder {
     }
 }
 
-/// The working state [`ChunkCodec::decode`] decodes with: one zstd context, reused from chunk
+/// The working state [`ChunkCodec::decode`](crate::ChunkCodec::decode) decodes with: one zstd context, reused from chunk
 /// to chunk. Create one per thread (it holds no key: one decoder serves any codec).
 pub struct ChunkDecoder {
     decompressor: zstd::bulk::Decompressor<'static>,
@@ -152,7 +150,7 @@ impl ChunkDecoder {
     }
 
     /// Decodes the plain object `bytes` into `out` (cleared first), checking header and length
-    /// but not the content against an id: the format step [`ChunkCodec::decode`] builds on,
+    /// but not the content against an id: the format step [`ChunkCodec::decode`](crate::ChunkCodec::decode) builds on,
     /// open for format tests and the fuzzer. Readers decode through the codec, which verifies
     /// (and which a keyed codec needs: its objects do not decode without their id).
     pub fn decode_into(&mut self, bytes: &[u8], out: &mut Vec<u8>) -> Result<()> {

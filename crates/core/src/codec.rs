@@ -101,8 +101,8 @@ impl ChunkCodec {
                 let actual = ChunkId::hash(out);
                 if actual != id {
                     return Err(Error::IdMismatch {
-                        expected: id,
-                        actual,
+                        expected: id.to_hex(),
+                        actual: actual.to_hex(),
                     });
                 }
                 Ok(())

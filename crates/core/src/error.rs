@@ -1,5 +1,3 @@
-use crate::ChunkId;
-
 /// Everything that can be wrong with a blockvault value or encoded object.
 ///
 /// `what` names the kind of object being decoded ("block map", "chunk", "recovery point",
@@ -34,7 +32,8 @@ pub enum Error {
     Malformed { what: &'static str, reason: String },
 
     #[error("chunk content does not match its id: expected {expected}, content hashes to {actual}")]
-    IdMismatch { expected: ChunkId, actual: ChunkId },
+    /// The ids in hex (an id's `Display`).
+    IdMismatch { expected: String, actual: String },
 
     #[error("invalid block size {value:?}: {reason}")]
     InvalidBlockSize { value: String, reason: String },

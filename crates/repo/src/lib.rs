@@ -56,6 +56,7 @@ mod error;
 mod guard;
 mod index;
 mod landed;
+mod options;
 mod progress;
 mod reader;
 mod repository;
@@ -71,6 +72,7 @@ pub use crate::{
     error::{Error, Result},
     guard::{Held, NoGuard, WriteGuard},
     index::{ChunkIndex, Journal},
+    options::TransferOptions,
     progress::{NoProgress, Progress},
     reader::{CACHED_BLOCKS, PointReader},
     repository::Repository,
@@ -80,17 +82,3 @@ pub use crate::{
     verify::{Affected, BadChunk, BadMap, Repaired, VerifyReport},
     write::{BackupReport, BackupRequest, ParentChoice, disk_name},
 };
-
-/// How much a transfer does at once.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct TransferOptions {
-    /// Objects in flight at once (uploads during a backup, downloads during a restore). Each
-    /// holds at most one block in memory.
-    pub concurrency: usize,
-}
-
-impl Default for TransferOptions {
-    fn default() -> Self {
-        TransferOptions { concurrency: 8 }
-    }
-}

@@ -22,7 +22,7 @@
 //! ```
 //!
 //! Everything here is synchronous. The caller decides what a visitor does with a block
-//! (the vault compresses and uploads new ones); a visitor that blocks applies back-pressure to
+//! (the repository's write session compresses and stores new ones); a visitor that blocks applies back-pressure to
 //! the read.
 //!
 //! # Consistency
@@ -30,7 +30,7 @@
 //! A scan reads the disk as it is while it runs. The source's size is checked after the scan,
 //! and a read that ends early is an error, so a disk that is truncated or grows during the read
 //! never yields a block map; these checks belong to the scan and hold for every source.
-//! Capturing several disks at one instant is the snapshot tier's job, not this crate's.
+//! Capturing several disks at one instant is the job engine's Snapshot, not this crate's.
 //!
 //! A change hint can only cost extra reads, never a wrong map: every block that overlaps a
 //! dirty extent is read again, whatever the extent's alignment, and a hint is applied only to a
@@ -52,7 +52,7 @@ pub use crate::{
     error::{Error, Result},
     hint::{ChangeHint, FullScanReason},
     plan::ScanPlan,
-    raw::{DiskImage, RawFile},
+    raw::RawFile,
     scan::{Block, Chunker},
     source::BlockSource,
 };

@@ -22,9 +22,6 @@ pub struct RawFile {
     size: u64,
 }
 
-/// The raw file's old name, kept so its users need not change.
-pub type DiskImage = RawFile;
-
 impl RawFile {
     /// Opens `path` for reading and records its size.
     pub fn open(path: impl AsRef<Path>) -> Result<RawFile> {
@@ -163,7 +160,7 @@ mod tests {
         f.write_all_at(&[1u8; 4096], 8 << 20).expect("write");
         f.write_all_at(&[2u8; 4096], 40 << 20).expect("write");
         drop(f);
-        let image = DiskImage::open(&path).expect("open");
+        let image = RawFile::open(&path).expect("open");
         assert_eq!(image.size(), 64 << 20);
         let extents = image.data_extents().expect("extents");
         let data: u64 = extents.iter().map(|r| r.end - r.start).sum();
@@ -181,10 +178,10 @@ mod tests {
     #[test]
     fn open_names_missing_files_and_directories() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let missing = DiskImage::open(dir.path().join("nope.img")).expect_err("missing");
+        let missing = RawFile::open(dir.path().join("nope.img")).expect_err("missing");
         assert!(matches!(missing, Error::NotFound { .. }), "{missing}");
         assert!(missing.to_string().contains("nope.img"));
-        let is_dir = DiskImage::open(dir.path()).expect_err("dir");
+        let is_dir = RawFile::open(dir.path()).expect_err("dir");
         assert!(
             matches!(
                 is_dir,

@@ -210,7 +210,7 @@ mod tests {
     use proptest::prelude::*;
 
     use super::*;
-    use crate::{DiskImage, changed_blocks};
+    use crate::{RawFile, changed_blocks};
 
     /// A sparse image of `size` bytes with `writes` (offset, len, byte) applied; returns its
     /// full contents too, so tests can compute what the map must be the slow, obvious way.
@@ -243,7 +243,7 @@ mod tests {
             1 << 20,
             &[(0, 100, 1), (300_000, 70_000, 2)],
         );
-        let img = DiskImage::open(dir.path().join("a.img")).expect("open");
+        let img = RawFile::open(dir.path().join("a.img")).expect("open");
         let seen = std::sync::Mutex::new(Vec::new());
         let map = Chunker::new(bs, ChunkCodec::plain())
             .scan(&img, Timestamp::UNIX_EPOCH, |b| {
@@ -281,7 +281,7 @@ mod tests {
             .collect();
         let size = (2 * 4096 + 9) * (64 << 10);
         let content = image(dir.path(), "wide.img", size, &writes);
-        let img = DiskImage::open(dir.path().join("wide.img")).expect("open");
+        let img = RawFile::open(dir.path().join("wide.img")).expect("open");
         let map = Chunker::new(bs, ChunkCodec::plain())
             .map(&img, Timestamp::UNIX_EPOCH)
             .expect("map");
@@ -299,7 +299,7 @@ mod tests {
         let path = dir.path().join("disk.img");
         let f = File::create(&path).expect("create");
         f.write_all_at(&[7u8; 8192], 0).expect("write");
-        let image = DiskImage::open(&path).expect("open");
+        let image = RawFile::open(&path).expect("open");
         f.set_len(4096).expect("shrink");
         let mut buf = vec![0u8; 8192];
         let err = read_exact(&image, 0, &mut buf).expect_err("short");
@@ -348,7 +348,7 @@ mod tests {
             let dir = tempfile::tempdir().expect("tempdir");
             let bs = BlockSize::new(1 << shift).expect("bs");
             let content = image(dir.path(), "d.img", size, &writes);
-            let img = DiskImage::open(dir.path().join("d.img")).expect("open");
+            let img = RawFile::open(dir.path().join("d.img")).expect("open");
             let map = Chunker::new(bs, ChunkCodec::plain()).map(&img, Timestamp::UNIX_EPOCH).expect("map");
             prop_assert_eq!(map.disk_size(), size);
             prop_assert_eq!(map.iter().collect::<Vec<_>>(), naive_ids(&content, bs));
@@ -368,8 +368,8 @@ mod tests {
             all.extend(churn);
             let after = image(dir.path(), "new.img", size, &all);
             let chunker = Chunker::new(bs, ChunkCodec::plain());
-            let old = chunker.map(&DiskImage::open(dir.path().join("old.img")).expect("open"), Timestamp::UNIX_EPOCH).expect("map");
-            let new = chunker.map(&DiskImage::open(dir.path().join("new.img")).expect("open"), Timestamp::UNIX_EPOCH).expect("map");
+            let old = chunker.map(&RawFile::open(dir.path().join("old.img")).expect("open"), Timestamp::UNIX_EPOCH).expect("map");
+            let new = chunker.map(&RawFile::open(dir.path().join("new.img")).expect("open"), Timestamp::UNIX_EPOCH).expect("map");
             let truly: Vec<usize> = before
                 .chunks(bs.as_usize())
                 .zip(after.chunks(bs.as_usize()))

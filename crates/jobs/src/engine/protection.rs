@@ -321,7 +321,7 @@ fn check_disks(disks: &[PathBuf]) -> Result<()> {
         return Err(blockvault_vault::Error::NoDisks.into());
     }
     for disk in disks {
-        blockvault_source::DiskImage::open(disk).map_err(blockvault_vault::Error::from)?;
+        blockvault_source::RawFile::open(disk).map_err(blockvault_vault::Error::from)?;
     }
     Ok(())
 }

@@ -101,7 +101,7 @@ mod tests {
     use std::fs::OpenOptions;
     use std::path::Path;
 
-    use blockvault_source::DiskImage;
+    use blockvault_source::RawFile;
 
     use super::*;
 
@@ -169,7 +169,7 @@ mod tests {
         assert!(content[192 << 10..].iter().all(|&b| b == 0x5a));
         if image.can_punch.load(Ordering::Relaxed) {
             assert_eq!(written, 0, "a punched hole writes nothing");
-            let extents = DiskImage::open(&image.path)
+            let extents = RawFile::open(&image.path)
                 .expect("open")
                 .data_extents()
                 .expect("extents");

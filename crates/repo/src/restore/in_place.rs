@@ -18,7 +18,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use blockvault_core::{BlockMap, BlockSize, ChunkCodec, RecoveryPoint};
-use blockvault_source::{Chunker, DataBlocks, DiskImage};
+use blockvault_source::{Chunker, DataBlocks, RawFile};
 use jiff::Timestamp;
 
 use super::blocks::{BlockTarget, SyncKind, sync, write_blocks};
@@ -147,7 +147,7 @@ pub(super) async fn restore_in_place(
 /// What a disk holds now: known from the caller, or to be found by scanning these blocks.
 enum Current {
     Known(BlockMap),
-    Scan(DiskImage, Chunker, DataBlocks),
+    Scan(RawFile, Chunker, DataBlocks),
 }
 
 /// Sets every disk to its point's size (`shapes`: disk size and block size, in disk order),
@@ -173,7 +173,7 @@ fn scan_all(
         if len != size {
             image.file.set_len(size).map_err(io)?;
         }
-        let disk = DiskImage::open(&image.path)?;
+        let disk = RawFile::open(&image.path)?;
         let chunker = Chunker::new(block_size, codec.clone());
         let blocks = chunker.data_blocks(&disk)?;
         scans.push(Current::Scan(disk, chunker, blocks));

@@ -4,7 +4,7 @@
 use std::path::{Path, PathBuf};
 
 use blockvault_core::{BlockSize, ChunkCodec, DiskName, RecoveryPoint};
-use blockvault_source::{Chunker, DataBlocks, DiskImage};
+use blockvault_source::{Chunker, DataBlocks, RawFile};
 
 use crate::{Error, Result};
 
@@ -14,7 +14,7 @@ pub(super) struct Source {
     /// The path as the user gave it (for messages) and made absolute (for the record).
     pub(super) given: PathBuf,
     pub(super) path: PathBuf,
-    pub(super) image: DiskImage,
+    pub(super) image: RawFile,
     /// Its block size, and the repository's codec for the ids.
     pub(super) chunker: Chunker,
     /// The blocks that overlap data; the others are holes.
@@ -48,7 +48,7 @@ pub(super) fn open_sources(
     }
     let mut sources: Vec<Source> = Vec::with_capacity(disks.len());
     for path in disks {
-        let image = DiskImage::open(path)?;
+        let image = RawFile::open(path)?;
         let name = disk_name(path)?;
         if let Some(first) = sources.iter().find(|s| s.name == name) {
             return Err(Error::DuplicateDiskName {
