@@ -7,7 +7,8 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use blockvault_core::{
-    BlockSize, ChunkCodec, ChunkId, PointId, RecoveryPoint, Redundancy, VaultConfig, VmName,
+    BlockSize, ChunkCodec, ChunkId, PointId, RecoveryPoint, Redundancy, StateDir, VaultConfig,
+    VmName,
 };
 use blockvault_store::{PointListing, Store};
 use jiff::Timestamp;
@@ -20,7 +21,7 @@ pub struct Repository {
     store: Store,
     config: VaultConfig,
     /// This host's state directory, for the chunk index; none for a stateless caller.
-    state_dir: Option<PathBuf>,
+    state_dir: Option<StateDir>,
     /// What writers hold while they write (see [`WriteGuard`]).
     guard: Arc<dyn WriteGuard>,
 }
@@ -109,7 +110,7 @@ impl Repository {
     /// Keeps this host's knowledge of the vault (its [`ChunkIndex`]) under `dir`, in
     /// `vaults/<vault id>/`.
     pub fn with_state_dir(mut self, dir: impl Into<PathBuf>) -> Repository {
-        self.state_dir = Some(dir.into());
+        self.state_dir = Some(StateDir::new(dir));
         self
     }
 
@@ -120,23 +121,19 @@ impl Repository {
         };
         let epoch = self.store.gc_epoch().await?.map(|e| e.id);
         Ok(Some(
-            ChunkIndex::load_or_rebuild(&self.store, &self.index_path(dir), epoch.as_deref())
-                .await?,
+            ChunkIndex::load_or_rebuild(
+                &self.store,
+                &dir.chunk_index(&self.config.id),
+                epoch.as_deref(),
+            )
+            .await?,
         ))
     }
 
-    /// `name` in this host's state for this vault (`STATE/vaults/<vault id>/<name>`), when
-    /// there is a state directory.
-    pub fn state_path(&self, name: &str) -> Option<PathBuf> {
-        let dir = self.state_dir.as_ref()?;
-        Some(dir.join("vaults").join(&self.config.id).join(name))
-    }
-
-    fn index_path(&self, state_dir: &Path) -> PathBuf {
-        state_dir
-            .join("vaults")
-            .join(&self.config.id)
-            .join("chunks.idx")
+    /// This host's state directory, when the repository keeps knowledge there (the vault's
+    /// paths in it are [`StateDir::chunk_index`] and [`StateDir::gc_marks`]).
+    pub fn host_state(&self) -> Option<&StateDir> {
+        self.state_dir.as_ref()
     }
 
     /// Drops `ids` from this host's chunk index when it has one consistent with the vault's
@@ -156,7 +153,7 @@ impl Repository {
     /// rebuilds it).
     pub fn saved_chunk_index(&self, epoch: Option<&str>) -> Option<ChunkIndex> {
         let dir = self.state_dir.as_ref()?;
-        ChunkIndex::load_current(&self.index_path(dir), epoch)
+        ChunkIndex::load_current(&dir.chunk_index(&self.config.id), epoch)
     }
 
     pub fn store(&self) -> &Store {

@@ -479,7 +479,7 @@ impl Vault {
 
     /// This host's cache of what each map names, when the vault has a state directory.
     fn mark_cache(&self) -> Option<MarkCache> {
-        self.state_path("marks").map(MarkCache::new)
+        self.gc_marks_path().map(MarkCache::new)
     }
 
     /// The map directories with no point record: backups that never committed (or points

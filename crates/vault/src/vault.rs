@@ -144,10 +144,10 @@ impl Vault {
         self.repo.config()
     }
 
-    /// `name` in this host's state for this vault (`STATE/vaults/<vault id>/<name>`), when
-    /// there is a state directory.
-    pub(crate) fn state_path(&self, name: &str) -> Option<PathBuf> {
-        self.repo.state_path(name)
+    /// This host's cache of what GC marked in this vault, when there is a state directory.
+    pub(crate) fn gc_marks_path(&self) -> Option<PathBuf> {
+        let state = self.repo.host_state()?;
+        Some(state.gc_marks(&self.config().id))
     }
 
     /// This host's chunk index if it is on file and consistent with GC epoch `epoch`, without
