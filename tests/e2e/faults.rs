@@ -108,7 +108,13 @@ async fn disks_with_the_same_file_name_are_refused() {
     let err = backup(&vault, "vm1", &[&a, &b], block_size(BS))
         .await
         .expect_err("dup");
-    assert!(matches!(err, Error::DuplicateDiskName { .. }), "{err}");
+    assert!(
+        matches!(
+            err,
+            Error::Repo(blockvault_repo::Error::DuplicateDiskName { .. })
+        ),
+        "{err}"
+    );
 }
 
 /// Changes the image under the scan the first time any block is read.
@@ -193,9 +199,9 @@ async fn chunk_file_of_block(vault: &Vault, dir: &Path, index: usize) -> std::pa
 
 fn assert_restore_failed_cleanly(err: &Error, out: &Path, offset: u64) {
     match err {
-        Error::Block {
+        Error::Repo(blockvault_repo::Error::Block {
             offset: at, disk, ..
-        } => {
+        }) => {
             assert_eq!(*at, offset, "{err}");
             assert_eq!(disk.as_str(), "disk.img");
         }
@@ -226,7 +232,7 @@ async fn a_corrupt_chunk_fails_the_restore_naming_the_offset_and_leaves_nothing(
     assert!(
         matches!(
             &err,
-            Error::Block { source, .. } if matches!(**source, StoreError::ChunkCorrupt { .. })
+            Error::Repo(blockvault_repo::Error::Block { source, .. }) if matches!(**source, StoreError::ChunkCorrupt { .. })
         ),
         "{err}"
     );
@@ -263,7 +269,7 @@ async fn truncated_and_missing_chunks_fail_the_restore_and_keep_the_old_image() 
         .await
         .expect_err("missing");
     assert!(
-        matches!(&err, Error::Block { source, offset, .. }
+        matches!(&err, Error::Repo(blockvault_repo::Error::Block { source, offset, .. })
             if *offset == 9 * BS && matches!(**source, StoreError::ChunkMissing { .. })),
         "{err}"
     );
@@ -358,7 +364,7 @@ async fn an_image_shorter_than_its_recorded_size_is_refused_at_restore() {
         .await
         .expect_err("short");
     assert!(
-        matches!(err, Error::BlockLength { expected, actual: 100, offset: 0, .. } if expected == BS as usize),
+        matches!(err, Error::Repo(blockvault_repo::Error::BlockLength { expected, actual: 100, offset: 0, .. }) if expected == BS as usize),
         "{err}"
     );
     assert!(files_in(&out).is_empty());
@@ -372,7 +378,10 @@ async fn unknown_vms_points_and_times_are_not_found() {
     let err = restore(&vault, "nobody", PointSelector::Latest, &out)
         .await
         .expect_err("vm");
-    assert!(matches!(err, Error::UnknownVm { .. }), "{err}");
+    assert!(
+        matches!(err, Error::Repo(blockvault_repo::Error::UnknownVm { .. })),
+        "{err}"
+    );
     let err = restore(
         &vault,
         "vm1",
@@ -381,16 +390,34 @@ async fn unknown_vms_points_and_times_are_not_found() {
     )
     .await
     .expect_err("point");
-    assert!(matches!(err, Error::UnknownPoint { .. }), "{err}");
+    assert!(
+        matches!(
+            err,
+            Error::Repo(blockvault_repo::Error::UnknownPoint { .. })
+        ),
+        "{err}"
+    );
     let err = restore(&vault, "vm1", PointSelector::Id("1999".into()), &out)
         .await
         .expect_err("prefix");
-    assert!(matches!(err, Error::UnknownPoint { .. }), "{err}");
+    assert!(
+        matches!(
+            err,
+            Error::Repo(blockvault_repo::Error::UnknownPoint { .. })
+        ),
+        "{err}"
+    );
     let before: Timestamp = "2001-01-01T00:00:00Z".parse().expect("ts");
     let err = restore(&vault, "vm1", PointSelector::At(before), &out)
         .await
         .expect_err("before");
-    assert!(matches!(err, Error::NoPointAtOrBefore { .. }), "{err}");
+    assert!(
+        matches!(
+            err,
+            Error::Repo(blockvault_repo::Error::NoPointAtOrBefore { .. })
+        ),
+        "{err}"
+    );
     assert!(err.to_string().contains("first point"), "{err}");
     assert!(files_in(&out).is_empty());
 }

@@ -230,7 +230,7 @@ async fn a_missing_disk_is_refused_before_any_disk_is_written() {
         .await
         .expect_err("missing disk");
     assert!(
-        matches!(&err, Error::TargetMissing { path } if *path == target.join("b.img")),
+        matches!(&err, Error::Repo(blockvault_repo::Error::TargetMissing { path }) if *path == target.join("b.img")),
         "{err}"
     );
     assert!(err.to_string().contains("b.img"), "{err}");
@@ -245,7 +245,7 @@ async fn a_missing_disk_is_refused_before_any_disk_is_written() {
         .await
         .expect_err("directory");
     assert!(
-        matches!(&err, Error::TargetNotAFile { path } if *path == target.join("b.img")),
+        matches!(&err, Error::Repo(blockvault_repo::Error::TargetNotAFile { path }) if *path == target.join("b.img")),
         "{err}"
     );
     assert!(
@@ -302,14 +302,14 @@ async fn a_corrupt_chunk_fails_naming_disk_and_offset_and_a_rerun_finishes_the_j
     let err = restore_in_place(&vault, &point, dir.path())
         .await
         .expect_err("corrupt chunk");
-    let Error::InPlacePartial { disk, source } = &err else {
+    let Error::Repo(blockvault_repo::Error::InPlacePartial { disk, source }) = &err else {
         panic!("the failure says the disk was partly rewritten: {err}");
     };
     assert_eq!(disk.as_str(), "disk.img");
     assert!(
         matches!(
             &**source,
-            Error::Block { disk, offset, source, .. }
+            blockvault_repo::Error::Block { disk, offset, source, .. }
                 if disk.as_str() == "disk.img"
                     && *offset == 3 * BS
                     && matches!(**source, StoreError::ChunkCorrupt { .. })

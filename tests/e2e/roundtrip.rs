@@ -224,7 +224,10 @@ async fn points_are_picked_by_time_id_and_prefix() {
     match by_prefix {
         Ok(p) => assert_eq!(p.id, second.id),
         Err(e) => assert!(
-            matches!(e, blockvault_vault::Error::AmbiguousPoint { .. }),
+            matches!(
+                e,
+                blockvault_vault::Error::Repo(blockvault_repo::Error::AmbiguousPoint { .. })
+            ),
             "{e}"
         ),
     }

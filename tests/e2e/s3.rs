@@ -268,7 +268,7 @@ async fn a_chunk_deleted_or_corrupted_in_the_bucket_is_named_at_restore() {
         .await
         .expect_err("corrupt");
     assert!(
-        matches!(&err, Error::Block { offset, source, .. }
+        matches!(&err, Error::Repo(blockvault_repo::Error::Block { offset, source, .. })
             if *offset == 5 * (64 << 10) && source.is_corrupt()),
         "{err}"
     );
@@ -279,7 +279,7 @@ async fn a_chunk_deleted_or_corrupted_in_the_bucket_is_named_at_restore() {
         .await
         .expect_err("missing");
     assert!(
-        matches!(&err, Error::Block { offset, source, .. }
+        matches!(&err, Error::Repo(blockvault_repo::Error::Block { offset, source, .. })
             if *offset == 5 * (64 << 10) && source.is_missing()),
         "{err}"
     );

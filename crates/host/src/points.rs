@@ -80,7 +80,10 @@ impl Host {
             // Listing every VM skips one that has no points (its first snapshot failed).
             if all
                 && let Err(blockvault_jobs::Error::Vault(e)) = &listing
-                && matches!(e.as_ref(), blockvault_vault::Error::UnknownVm { .. })
+                && matches!(
+                    e.as_ref(),
+                    blockvault_vault::Error::Repo(blockvault_repo::Error::UnknownVm { .. })
+                )
             {
                 continue;
             }

@@ -318,7 +318,7 @@ impl ProtectedItem {
 /// Every disk exists and opens as a disk image.
 fn check_disks(disks: &[PathBuf]) -> Result<()> {
     if disks.is_empty() {
-        return Err(blockvault_vault::Error::NoDisks.into());
+        return Err(blockvault_repo::Error::NoDisks.into());
     }
     for disk in disks {
         blockvault_source::RawFile::open(disk).map_err(blockvault_vault::Error::from)?;

@@ -181,7 +181,7 @@ impl Engine {
         }
         found.add(local, Tier::Snapshot);
         if found.points.is_empty() && found.damaged.is_empty() {
-            return Err(Error::from(blockvault_vault::Error::UnknownVm {
+            return Err(Error::from(blockvault_repo::Error::UnknownVm {
                 vm: vm.clone(),
             }));
         }
@@ -350,7 +350,7 @@ impl Engine {
             }
         }
         let Some(vault) = vault else {
-            return Err(Error::from(blockvault_vault::Error::UnknownPoint {
+            return Err(Error::from(blockvault_repo::Error::UnknownPoint {
                 vm: vm.clone(),
                 point: format!("{id} (only in the vault, which could not be opened)"),
             }));
@@ -387,10 +387,17 @@ impl Engine {
 
 /// Errors about the restore target: another tier would fail the same way.
 fn is_target_error(e: &blockvault_vault::Error) -> bool {
+    use blockvault_repo::Error as R;
     use blockvault_vault::Error as E;
     matches!(
         e,
-        E::TargetExists { .. } | E::TargetNotAFile { .. } | E::TargetMissing { .. } | E::Io { .. }
+        E::Io { .. }
+            | E::Repo(
+                R::TargetExists { .. }
+                    | R::TargetNotAFile { .. }
+                    | R::TargetMissing { .. }
+                    | R::Io { .. }
+            )
     )
 }
 
