@@ -54,7 +54,7 @@ impl Tiers {
     fn request(&self) -> BackupRequest {
         BackupRequest {
             vm: vm(VM),
-            disks: vec![self.disk.path.clone()],
+            disks: vec![self.disk.path.clone().into()],
             block_size: Some(block_size(BS)),
             consistency: blockvault_core::Consistency::CrashConsistent,
             options: TransferOptions::default(),

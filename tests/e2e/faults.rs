@@ -143,7 +143,7 @@ async fn an_image_that_changes_size_while_read_commits_nothing() {
         let (vault, image) = vault_with_one_point(dir.path()).await;
         let request = BackupRequest {
             vm: vm("vm1"),
-            disks: vec![image.path.clone()],
+            disks: vec![image.path.clone().into()],
             block_size: Some(block_size(BS)),
             consistency: Consistency::CrashConsistent,
             options: TransferOptions::default(),

@@ -205,7 +205,7 @@ impl Progress for Slow {
 fn backup_request(vm_name: &str, disk: &std::path::Path) -> BackupRequest {
     BackupRequest {
         vm: vm(vm_name),
-        disks: vec![disk.to_owned()],
+        disks: vec![disk.into()],
         block_size: Some(block_size(BS)),
         consistency: blockvault_core::Consistency::CrashConsistent,
         options: Default::default(),

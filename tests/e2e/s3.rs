@@ -507,7 +507,7 @@ async fn retries_ride_out_garage_killed_mid_backup_and_down_for_30s() {
     });
     let request = BackupRequest {
         vm: vm("vm1"),
-        disks: vec![image.path.clone()],
+        disks: vec![image.path.clone().into()],
         block_size: Some(block_size(1 << 20)),
         consistency: blockvault_core::Consistency::CrashConsistent,
         options: TransferOptions { concurrency: 4 },

@@ -7,8 +7,8 @@ use std::sync::Arc;
 
 use blockvault_core::{BlockSize, VmName};
 use blockvault_vault::{
-    BackupReport, BackupRequest, NoProgress, PointSelector, RestoreReport, RestoreRequest,
-    TransferOptions, Vault,
+    BackupReport, BackupRequest, DiskInput, NoProgress, PointSelector, RestoreReport,
+    RestoreRequest, TransferOptions, Vault,
 };
 
 /// One write to an image: `len` bytes at `offset` of a pattern picked by `kind` (0 = zeros,
@@ -118,7 +118,7 @@ pub async fn backup(
 ) -> blockvault_vault::Result<BackupReport> {
     let request = BackupRequest {
         vm: vm(vm_name),
-        disks: disks.iter().map(|d| d.path.clone()).collect(),
+        disks: disks.iter().map(|d| DiskInput::file(&d.path)).collect(),
         block_size: Some(bs),
         consistency: blockvault_core::Consistency::CrashConsistent,
         options: TransferOptions::default(),

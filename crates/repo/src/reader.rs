@@ -257,7 +257,7 @@ mod tests {
         let (disk, data) = image(dir);
         let request = BackupRequest {
             vm: "vm".parse().expect("vm"),
-            disks: vec![disk],
+            disks: vec![disk.into()],
             block_size: Some(BlockSize::new(BS as u64).expect("bs")),
             consistency: Consistency::CrashConsistent,
             options: TransferOptions::default(),

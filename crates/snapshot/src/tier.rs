@@ -150,7 +150,7 @@ mod tests {
     async fn snapshot(vault: &Repository, vm: &VmName, disk: &Path) -> RecoveryPoint {
         let request = BackupRequest {
             vm: vm.clone(),
-            disks: vec![disk.to_owned()],
+            disks: vec![disk.into()],
             block_size: Some(BlockSize::new(64 << 10).expect("bs")),
             consistency: Consistency::CrashConsistent,
             options: TransferOptions::default(),

@@ -34,6 +34,9 @@ pub enum FullScanReason {
     BlockSizeChanged { parent: BlockSize, now: BlockSize },
     /// The disk was resized since its parent point.
     SizeChanged { parent: u64, now: u64 },
+    /// The hint was given without naming the point it is relative to, so nothing proves it
+    /// describes the changes since the parent the write chose.
+    ParentNotNamed,
 }
 
 impl fmt::Display for FullScanReason {
@@ -49,6 +52,10 @@ impl fmt::Display for FullScanReason {
             FullScanReason::SizeChanged { parent, now } => write!(
                 f,
                 "disk is {now} bytes, {parent} at the parent point: changed extents do not apply"
+            ),
+            FullScanReason::ParentNotNamed => write!(
+                f,
+                "changed extents were given without the parent point they follow"
             ),
         }
     }

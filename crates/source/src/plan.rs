@@ -18,6 +18,8 @@ pub struct ScanPlan<'p> {
     size: u64,
     /// The blocks to read: the data blocks, or the data blocks that are dirty.
     read: DataBlocks,
+    /// Bytes of all the data blocks, read or not: what a full scan would read.
+    allocated: u64,
     /// For a plan that uses a hint: the map it builds on and its dirty blocks.
     base: Option<Base<'p>>,
     fallback: Option<FullScanReason>,
@@ -47,10 +49,12 @@ impl Chunker {
     {
         let size = source.size();
         let data = self.data_blocks(source)?;
+        let allocated = self.bytes_of(source, &data);
         let full = |fallback| ScanPlan {
             chunker: self.clone(),
             size,
             read: data.clone(),
+            allocated,
             base: None,
             fallback,
         };
@@ -77,6 +81,7 @@ impl Chunker {
             chunker: self.clone(),
             size,
             read: data.intersection(&dirty),
+            allocated,
             base: Some(Base { parent, dirty }),
             fallback: None,
         })
@@ -96,6 +101,11 @@ impl ScanPlan<'_> {
             .iter()
             .map(|i| (self.size.saturating_sub(i as u64 * bs)).min(bs))
             .sum()
+    }
+
+    /// Bytes of every data block of the source, read or not: what a full scan reads.
+    pub fn allocated_bytes(&self) -> u64 {
+        self.allocated
     }
 
     /// Whether the scan builds on the parent's map (reads only dirty blocks).

@@ -5,7 +5,9 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use blockvault_core::{Consistency, RecoveryPoint};
-use blockvault_vault::{BackupRequest, EarlySend, Progress, TransferRequest, Vault};
+use blockvault_vault::{
+    BackupRequest, DiskInput, EarlySend, ParentChoice, Progress, TransferRequest, Vault,
+};
 use jiff::{SignedDuration, Timestamp};
 
 use super::disk_state::{self, DiskState, DiskStates, FileStat};
@@ -188,6 +190,12 @@ impl Engine {
         self.start_subtask(job, SubtaskKind::Snapshot).await?;
 
         let tier = self.snapshots.open_or_init(vm).await?;
+        // The parent is the VM's newest snapshot on this host (its lock is held, so it stays
+        // the newest): the one point a change hint can be proven against.
+        let parent = match tier.latest_point(vm).await? {
+            Some(point) => ParentChoice::Point(point),
+            None => ParentChoice::Nothing,
+        };
         // From the pre-hook on, the VM may be quiesced: it is thawed on every path, even if
         // this job is cancelled.
         let mut thaw = hooks::Thaw::new(&spec.hooks, vm, &spec.disks);
@@ -217,7 +225,7 @@ impl Engine {
         *early = early_send(run.seen, spec);
         let request = BackupRequest {
             vm: vm.clone(),
-            disks: spec.disks.clone(),
+            disks: spec.disks.iter().map(DiskInput::file).collect(),
             block_size: spec.block_size,
             consistency: if spec.hooks.quiesce() {
                 Consistency::ApplicationConsistent
@@ -237,8 +245,9 @@ impl Engine {
         let before: Vec<Option<FileStat>> =
             spec.disks.iter().map(|d| FileStat::of(d).ok()).collect();
         let taken = tier
-            .backup_teeing(
+            .write(
                 &request,
+                &parent,
                 Arc::new(Phase("snapshot", Arc::clone(run.progress))),
                 early.as_ref(),
             )

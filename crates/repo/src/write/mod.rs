@@ -3,14 +3,15 @@
 //! ```text
 //! guard + damage marks          the writer's right to write (a vault's lease), taken first
 //!   -> parent                   the point it is incremental from, chosen by the caller
-//!   -> sources                  every disk opened, its data blocks found      `sources.rs`
+//!   -> sources                  every disk opened (the image or its capture)  `sources.rs`
+//!   -> plan                     its data blocks, and the change hint applied to
+//!                               the parent's map when the write named the parent
 //!   -> scan                     read, zero check, BLAKE3, skip known, encode  `scan.rs`, `known.rs`
 //!   -> put                      bounded channel, `concurrency` puts at once   `put.rs`
 //!   -> commit                   block maps, then the point record
 //! ```
 
 use std::collections::HashSet;
-use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
@@ -34,19 +35,20 @@ mod sources;
 
 pub(crate) use parent::Parent;
 pub use parent::ParentChoice;
-pub use sources::disk_name;
+pub use sources::{DiskInput, DiskScan, disk_name};
 
 use known::{Claimed, Known};
 use put::{Put, put_all};
-use scan::{NewChunk, scan_all};
+use scan::{NewChunk, Scanned, scan_all};
 use sources::open_sources;
 
 /// An ad hoc backup of one VM's disks into the vault.
 #[derive(Clone, Debug)]
 pub struct BackupRequest {
     pub vm: VmName,
-    /// The VM's disk images, in order. Each disk is named by its file name.
-    pub disks: Vec<PathBuf>,
+    /// The VM's disks, in order: each one's image (its file name names the disk), what to
+    /// read (the image or a capture of it) and its change hint.
+    pub disks: Vec<DiskInput>,
     /// Block size for the disks; by default a disk keeps the block size of its previous point,
     /// and new disks get the vault's default.
     pub block_size: Option<BlockSize>,
@@ -74,6 +76,8 @@ pub struct BackupReport {
     pub warnings: Vec<String>,
     /// The chunks this backup wrote (encoded from blocks it had just hashed).
     pub new_chunks: ChunkSet,
+    /// How each disk was read, in the request's order.
+    pub scans: Vec<DiskScan>,
 }
 
 impl Repository {
@@ -169,8 +173,9 @@ impl Repository {
         let names: HashSet<DiskName> = request
             .disks
             .iter()
-            .filter_map(|p| disk_name(p).ok())
+            .filter_map(|d| disk_name(&d.path).ok())
             .collect();
+        let parent_named = matches!(parent, ParentChoice::Point(_));
         let Parent {
             point: parent,
             maps: previous,
@@ -183,11 +188,6 @@ impl Repository {
             self.codec(),
         )?;
         let disk_names: Vec<DiskName> = sources.iter().map(|s| s.name.clone()).collect();
-        let total = sources
-            .iter()
-            .map(|s| s.chunker.bytes_of(&s.image, &s.blocks))
-            .sum();
-        progress.begin("backup", total);
 
         let previous = Arc::new(previous);
         let claimed = Arc::new(Claimed::default());
@@ -211,7 +211,15 @@ impl Repository {
             let scanned = Arc::clone(&scanned);
             let progress = Arc::clone(&progress);
             tokio::task::spawn_blocking(move || {
-                scan_all(sources, known, time, &tx, &scanned, progress.as_ref())
+                scan_all(
+                    sources,
+                    known,
+                    time,
+                    parent_named,
+                    &tx,
+                    &scanned,
+                    progress.as_ref(),
+                )
             })
         };
         // Without an index, or with one a killed writer may have left short, each new chunk is
@@ -268,12 +276,19 @@ impl Repository {
 
         let id = PointId::generate(time, format!("{vm}:{}", std::process::id()).as_bytes());
         let mut records = Vec::with_capacity(scanned_disks.len());
+        let mut scans = Vec::with_capacity(scanned_disks.len());
         let mut bytes_changed = 0u64;
-        for (source, map) in &scanned_disks {
-            bytes_changed += changed_blocks(previous.get(&source.name).map(Arc::as_ref), map)
+        for Scanned {
+            source,
+            map,
+            record,
+        } in scanned_disks
+        {
+            scans.push(record);
+            bytes_changed += changed_blocks(previous.get(&source.name).map(Arc::as_ref), &map)
                 .map(|i| map.len_of(i) as u64)
                 .sum::<u64>();
-            let map_digest = self.store().put_map(vm, &id, &source.name, map).await?;
+            let map_digest = self.store().put_map(vm, &id, &source.name, &map).await?;
             records.push(DiskRecord {
                 name: source.name.clone(),
                 source: source.path.display().to_string(),
@@ -310,6 +325,7 @@ impl Repository {
             elapsed: started.elapsed(),
             warnings,
             new_chunks: landed,
+            scans,
         })
     }
 }
@@ -321,3 +337,6 @@ struct Writing<'a> {
     damaged: &'a HashSet<ChunkId>,
     warnings: Vec<String>,
 }
+
+#[cfg(test)]
+mod tests;

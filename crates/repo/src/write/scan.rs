@@ -9,7 +9,7 @@ use blockvault_core::{BlockMap, ChunkCodec, ChunkEncoder, ChunkId};
 use jiff::Timestamp;
 
 use super::known::Known;
-use super::sources::Source;
+use super::sources::{DiskScan, Source};
 use crate::{Error, Progress, Result};
 
 /// A chunk on its way from the scan to the upload stage, with where it was found: the disk
@@ -43,20 +43,32 @@ fn encode(codec: &ChunkCodec, id: ChunkId, block: &[u8]) -> Result<Vec<u8>> {
 
 /// The scan stage: runs on a blocking thread, fans out on the rayon pool, and hands new chunks
 /// to the upload stage through `tx` (blocking when it is full: back-pressure).
+///
+/// Every disk's scan is planned first (its data blocks found, its change hint applied to the
+/// parent's map when `parent_named`), so progress starts with the bytes that will really be
+/// read.
 pub(super) fn scan_all(
     sources: Vec<Source>,
     known: Known,
     time: Timestamp,
+    parent_named: bool,
     tx: &tokio::sync::mpsc::Sender<NewChunk>,
     scanned: &AtomicU64,
     progress: &dyn Progress,
-) -> Result<Vec<(Source, BlockMap)>> {
-    let mut maps = Vec::with_capacity(sources.len());
-    for (disk, source) in sources.into_iter().enumerate() {
-        let chunker = &source.chunker;
-        let codec = chunker.codec();
+) -> Result<Vec<Scanned>> {
+    let mut plans = Vec::with_capacity(sources.len());
+    for source in &sources {
+        let parent = known.previous.get(&source.name).map(Arc::as_ref);
+        let (plan, fallback) = source.plan(parent, parent_named)?;
+        let record = source.record(&plan, fallback);
+        plans.push((plan, record));
+    }
+    progress.begin("backup", plans.iter().map(|(plan, _)| plan.bytes()).sum());
+    let mut scans = Vec::with_capacity(sources.len());
+    for (disk, (source, (plan, record))) in sources.iter().zip(plans).enumerate() {
+        let codec = source.chunker.codec();
         let previous = known.previous.get(&source.name).map(Arc::as_ref);
-        let map = chunker.scan_blocks(&source.image, &source.blocks, time, |block| {
+        let map = plan.scan(source.image.as_ref(), time, |block| {
             let len = block.data.len() as u64;
             scanned.fetch_add(len, Ordering::Relaxed);
             progress.advance(len);
@@ -73,7 +85,22 @@ pub(super) fn scan_all(
             })
             .map_err(|_| Error::UploadStopped)
         })?;
-        maps.push((source, map));
+        scans.push((map, record));
     }
-    Ok(maps)
+    Ok(sources
+        .into_iter()
+        .zip(scans)
+        .map(|(source, (map, record))| Scanned {
+            source,
+            map,
+            record,
+        })
+        .collect())
+}
+
+/// One disk, scanned: its new map and how it was read.
+pub(super) struct Scanned {
+    pub(super) source: Source,
+    pub(super) map: BlockMap,
+    pub(super) record: DiskScan,
 }

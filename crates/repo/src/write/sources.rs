@@ -1,12 +1,77 @@
-//! The source stage: the disks of a write session, opened (and their data blocks found)
-//! before anything is written.
+//! The source stage: the disks of a write session, opened before anything is written, and
+//! each one's scan planned from its change hint.
 
+use std::fmt;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
-use blockvault_core::{BlockSize, ChunkCodec, DiskName, RecoveryPoint};
-use blockvault_source::{Chunker, DataBlocks, RawFile};
+use blockvault_core::{BlockMap, BlockSize, ChunkCodec, DiskName, RecoveryPoint};
+use blockvault_source::{BlockSource, ChangeHint, Chunker, FullScanReason, RawFile, ScanPlan};
 
 use crate::{Error, Result};
+
+/// One disk of a write session, as the caller hands it over.
+#[derive(Clone)]
+pub struct DiskInput {
+    /// The disk's image as the user names it: its file name names the disk, and its absolute
+    /// path is recorded on the point.
+    pub path: PathBuf,
+    /// Where the blocks are read from: the image itself (`None`), or a capture of it taken at
+    /// the point's instant (a reflink clone, an NBD export of a fleecing node).
+    pub capture: Option<Arc<dyn BlockSource>>,
+    /// Where the disk may have changed since the parent point. A [`ChangeHint::Dirty`] hint is
+    /// used only when the write names its parent ([`ParentChoice::Point`](super::ParentChoice)):
+    /// the hint's producer proved it against that point, and no other.
+    pub hint: ChangeHint,
+}
+
+impl DiskInput {
+    /// The image at `path`, read as it is, every allocated block.
+    pub fn file(path: impl AsRef<Path>) -> DiskInput {
+        DiskInput {
+            path: path.as_ref().to_owned(),
+            capture: None,
+            hint: ChangeHint::Everything,
+        }
+    }
+}
+
+impl From<PathBuf> for DiskInput {
+    fn from(path: PathBuf) -> DiskInput {
+        DiskInput::file(path)
+    }
+}
+
+impl From<&Path> for DiskInput {
+    fn from(path: &Path) -> DiskInput {
+        DiskInput::file(path)
+    }
+}
+
+impl fmt::Debug for DiskInput {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("DiskInput")
+            .field("path", &self.path)
+            .field("capture", &self.capture.as_ref().map(|c| c.path()))
+            .field("hint", &self.hint)
+            .finish()
+    }
+}
+
+/// How one disk of a point was read: the record a job keeps of where the changes came from.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DiskScan {
+    pub disk: DiskName,
+    /// Whether the map was built on the parent's map from the change hint (only the dirty
+    /// blocks read), rather than from a read of every allocated block.
+    pub incremental: bool,
+    /// Why a dirty-extent hint was refused, when it was.
+    pub fallback: Option<FullScanReason>,
+    /// Bytes read and hashed.
+    pub bytes_read: u64,
+    /// Bytes of the allocated blocks: what a full scan reads.
+    pub bytes_allocated: u64,
+}
 
 /// One disk being backed up.
 pub(super) struct Source {
@@ -14,11 +79,11 @@ pub(super) struct Source {
     /// The path as the user gave it (for messages) and made absolute (for the record).
     pub(super) given: PathBuf,
     pub(super) path: PathBuf,
-    pub(super) image: RawFile,
+    /// What is read: the image, or its capture.
+    pub(super) image: Arc<dyn BlockSource>,
     /// Its block size, and the repository's codec for the ids.
     pub(super) chunker: Chunker,
-    /// The blocks that overlap data; the others are holes.
-    pub(super) blocks: DataBlocks,
+    pub(super) hint: ChangeHint,
 }
 
 /// The name a disk gets from its path: its file name.
@@ -37,7 +102,7 @@ pub fn disk_name(path: &Path) -> Result<DiskName> {
 /// A disk keeps the block size its parent point recorded unless `block_size` is given; its ids
 /// are `codec`'s.
 pub(super) fn open_sources(
-    disks: &[PathBuf],
+    disks: &[DiskInput],
     block_size: Option<BlockSize>,
     parent: Option<&RecoveryPoint>,
     default_block_size: BlockSize,
@@ -47,8 +112,12 @@ pub(super) fn open_sources(
         return Err(Error::NoDisks);
     }
     let mut sources: Vec<Source> = Vec::with_capacity(disks.len());
-    for path in disks {
-        let image = RawFile::open(path)?;
+    for disk in disks {
+        let path = &disk.path;
+        let image: Arc<dyn BlockSource> = match &disk.capture {
+            Some(capture) => Arc::clone(capture),
+            None => Arc::new(RawFile::open(path)?),
+        };
         let name = disk_name(path)?;
         if let Some(first) = sources.iter().find(|s| s.name == name) {
             return Err(Error::DuplicateDiskName {
@@ -64,16 +133,46 @@ pub(super) fn open_sources(
                     .map(|d| d.block_size)
             })
             .unwrap_or(default_block_size);
-        let chunker = Chunker::new(block_size, codec.clone());
-        let blocks = chunker.data_blocks(&image)?;
         sources.push(Source {
             given: path.clone(),
             path: std::path::absolute(path).unwrap_or_else(|_| path.clone()),
             name,
             image,
-            chunker,
-            blocks,
+            chunker: Chunker::new(block_size, codec.clone()),
+            hint: disk.hint.clone(),
         });
     }
     Ok(sources)
+}
+
+impl Source {
+    /// The scan of this disk: on `parent` (the parent point's map of it) when the hint applies.
+    /// `parent_named` is whether the write named its parent point; a dirty hint given against
+    /// no named parent is refused.
+    pub(super) fn plan<'p>(
+        &self,
+        parent: Option<&'p BlockMap>,
+        parent_named: bool,
+    ) -> Result<(ScanPlan<'p>, Option<FullScanReason>)> {
+        if !parent_named && matches!(self.hint, ChangeHint::Dirty(_)) {
+            let plan = self
+                .chunker
+                .plan(self.image.as_ref(), parent, &ChangeHint::Everything)?;
+            return Ok((plan, Some(FullScanReason::ParentNotNamed)));
+        }
+        let plan = self.chunker.plan(self.image.as_ref(), parent, &self.hint)?;
+        let fallback = plan.fallback().cloned();
+        Ok((plan, fallback))
+    }
+
+    /// What the scan of this disk did, by its plan.
+    pub(super) fn record(&self, plan: &ScanPlan<'_>, fallback: Option<FullScanReason>) -> DiskScan {
+        DiskScan {
+            disk: self.name.clone(),
+            incremental: plan.is_incremental(),
+            fallback,
+            bytes_read: plan.bytes(),
+            bytes_allocated: plan.allocated_bytes(),
+        }
+    }
 }

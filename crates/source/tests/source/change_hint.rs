@@ -327,6 +327,8 @@ fn a_plan_counts_the_bytes_it_reads_and_refuses_a_source_of_another_size() {
     let plan = chunker.plan(&image, Some(&parent), &hint).expect("plan");
     assert_eq!(plan.bytes(), K64 + 100);
     let data: DataBlocks = chunker.data_blocks(&image).expect("data");
+    assert_eq!(plan.allocated_bytes(), size, "every block holds data");
+    assert_eq!(plan.allocated_bytes(), chunker.bytes_of(&image, &data));
     assert_eq!(
         chunker
             .plan(&image, None, &ChangeHint::Everything)
