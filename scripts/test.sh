@@ -5,8 +5,9 @@
 #
 # Usage: scripts/test.sh
 #
-# Needs the Rust toolchain and python3. The first run installs garage 2.5.0 with cargo
-# (several minutes); later runs reuse it. Tests work in temp directories; the Garage server
+# Needs the Rust toolchain, python3 and root (the capture tests loop-mount XFS and btrfs
+# images). The first run installs garage 2.5.0 with cargo (several minutes) and xfsprogs and
+# btrfs-progs with apt-get; later runs reuse them. Tests work in temp directories; the Garage server
 # and its data are removed at the end, whatever happens.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -23,6 +24,18 @@ step "fuzz targets compile (cargo check on stable, without libFuzzer; fuzz/run.s
 # In the workspace's target dir, to reuse what clippy just checked: about 30 s of CPU. Not
 # --locked: fuzz/Cargo.lock takes in a dependency added to blockvault-core by itself.
 cargo check --manifest-path fuzz/Cargo.toml --no-default-features --bins --target-dir target
+
+step "file systems with reflinks for the capture tests (xfsprogs, btrfs-progs)"
+# The capture tests make XFS and btrfs file systems in loop-mounted image files (as root).
+# They are #[ignore]d for a plain `cargo test`; here they run, and fail if anything is missing.
+missing=()
+command -v mkfs.xfs >/dev/null || missing+=(xfsprogs)
+command -v mkfs.btrfs >/dev/null || missing+=(btrfs-progs)
+command -v chattr >/dev/null || missing+=(e2fsprogs)
+if ((${#missing[@]})); then
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
+fi
+[[ $(id -u) == 0 ]] || { echo "the capture tests loop-mount file systems and need root" >&2; exit 1; }
 
 step "S3 server for the tests (Garage on 127.0.0.1)"
 garage_dir=$(mktemp -d "${TMPDIR:-/tmp}/blockvault-garage.XXXXXX")
