@@ -11,6 +11,8 @@
 //! <root>/<vm>/maps/<vm>/<point>/<disk>.map one block map per disk per point
 //! <root>/<vm>/points/<vm>/<point>          the point record, written last (the commit)
 //! <root>/<vm>/quarantine/...               what heal.rs set aside
+//! <root>/<vm>/clones/<point>/<disk>        on a file system with reflinks: each point's
+//!                                          clone of each disk (see `clones.rs`)
 //! ```
 //!
 //! Each VM's snapshots are a [`Repository`](blockvault_repo::Repository) over a local
@@ -47,12 +49,14 @@
 //! the chunks of its own, live point, so it may run alongside. Per-VM directories keep the
 //! rule local: one VM's sweep never races another VM's snapshot.
 
+mod clones;
 mod error;
 mod heal;
 mod sweep;
 mod tier;
 
 pub use crate::{
+    clones::Staging,
     error::{Error, Result},
     sweep::SweepReport,
     tier::SnapshotTier,
