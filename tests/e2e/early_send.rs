@@ -57,6 +57,7 @@ impl Tiers {
             disks: vec![self.disk.path.clone().into()],
             block_size: Some(block_size(BS)),
             consistency: blockvault_core::Consistency::CrashConsistent,
+            capture: None,
             options: TransferOptions::default(),
             time: None,
             retain_until: None,

@@ -146,6 +146,7 @@ async fn an_image_that_changes_size_while_read_commits_nothing() {
             disks: vec![image.path.clone().into()],
             block_size: Some(block_size(BS)),
             consistency: Consistency::CrashConsistent,
+            capture: None,
             options: TransferOptions::default(),
             time: None,
             retain_until: None,

@@ -74,6 +74,7 @@ fn point_v1() -> RecoveryPoint {
             bytes_changed: 65636,
             bytes_stored: 812,
             chunks_stored: 2,
+            capture: None,
         },
         retain_until: None,
         vault: None,

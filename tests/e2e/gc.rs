@@ -208,6 +208,7 @@ fn backup_request(vm_name: &str, disk: &std::path::Path) -> BackupRequest {
         disks: vec![disk.into()],
         block_size: Some(block_size(BS)),
         consistency: blockvault_core::Consistency::CrashConsistent,
+        capture: None,
         options: Default::default(),
         time: None,
         retain_until: None,

@@ -510,6 +510,7 @@ async fn retries_ride_out_garage_killed_mid_backup_and_down_for_30s() {
         disks: vec![image.path.clone().into()],
         block_size: Some(block_size(1 << 20)),
         consistency: blockvault_core::Consistency::CrashConsistent,
+        capture: None,
         options: TransferOptions { concurrency: 4 },
         time: None,
         retain_until: None,

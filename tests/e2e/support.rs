@@ -121,6 +121,7 @@ pub async fn backup(
         disks: disks.iter().map(|d| DiskInput::file(&d.path)).collect(),
         block_size: Some(bs),
         consistency: blockvault_core::Consistency::CrashConsistent,
+        capture: None,
         options: TransferOptions::default(),
         time: None,
         retain_until: None,

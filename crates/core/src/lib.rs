@@ -80,7 +80,8 @@ pub use crate::{
     lease::{GcEpoch, LeaseKind, LeaseRecord},
     names::{DiskName, MAX_NAME_LEN, PointId, VmName},
     point::{
-        Consistency, DiskRecord, PointStats, RecoveryPoint, Redundancy, ReplicaOf, VaultConfig,
+        Capture, Consistency, DiskRecord, PointStats, RecoveryPoint, Redundancy, ReplicaOf,
+        VaultConfig,
     },
 };
 

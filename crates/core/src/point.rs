@@ -24,6 +24,36 @@ impl std::fmt::Display for Consistency {
     }
 }
 
+/// How the Snapshot fixed the instant of a point's disks.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Capture {
+    /// Every disk cloned (reflink, `FICLONE`) back to back, then read from the clones: the
+    /// hook's freeze lasted only the clones.
+    Reflink,
+    /// Every disk read while the pre-hook kept the VM quiesced: the freeze lasted the read.
+    ReadUnderHook,
+    /// Read while the VM ran, with no hook: not crash-consistent if the VM wrote meanwhile.
+    ReadLive,
+}
+
+impl Capture {
+    /// The stable key (`reflink`, `read-under-hook`, `read-live`).
+    pub fn key(self) -> &'static str {
+        match self {
+            Capture::Reflink => "reflink",
+            Capture::ReadUnderHook => "read-under-hook",
+            Capture::ReadLive => "read-live",
+        }
+    }
+}
+
+impl std::fmt::Display for Capture {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.key())
+    }
+}
+
 /// One disk of a recovery point: where its block map is and what it holds.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -52,6 +82,10 @@ pub struct PointStats {
     pub bytes_stored: u64,
     /// New chunk objects written.
     pub chunks_stored: u64,
+    /// How the disks were captured; absent on points made before it was recorded (and
+    /// ignored by readers that predate it: stats accept unknown fields).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub capture: Option<Capture>,
 }
 
 /// A recovery point: one VM, one instant, every disk. Writing this record is the commit of a
@@ -246,9 +280,30 @@ mod tests {
                 bytes_changed: 2,
                 bytes_stored: 3,
                 chunks_stored: 4,
+                capture: Some(Capture::Reflink),
             },
             retain_until: None,
             vault: None,
+        }
+    }
+
+    #[test]
+    fn the_capture_is_optional_in_stats_and_readers_ignore_what_they_do_not_know() {
+        let old: PointStats = serde_json::from_str(
+            r#"{"bytes_scanned":1,"bytes_changed":2,"bytes_stored":3,"chunks_stored":4}"#,
+        )
+        .expect("stats without a capture");
+        assert_eq!(old.capture, None);
+        let text = serde_json::to_string(&old).expect("encode");
+        assert!(!text.contains("capture"), "written only when known: {text}");
+        let newer: PointStats = serde_json::from_str(
+            r#"{"bytes_scanned":1,"capture":"read-under-hook","freeze_us":5,"chunks_stored":4}"#,
+        )
+        .expect("stats from a newer writer");
+        assert_eq!(newer.capture, Some(Capture::ReadUnderHook));
+        for capture in [Capture::Reflink, Capture::ReadUnderHook, Capture::ReadLive] {
+            let json = serde_json::to_value(capture).expect("json");
+            assert_eq!(json, capture.key());
         }
     }
 

@@ -25,13 +25,13 @@ use crate::{Error, Result};
 /// The schema version this build writes, kept in `PRAGMA user_version`. A catalog with a newer
 /// version is refused; an older one is migrated in [`Catalog::open`], one step of
 /// `MIGRATIONS` at a time, in one transaction.
-pub const SCHEMA_VERSION: i64 = 4;
+pub const SCHEMA_VERSION: i64 = 5;
 
 /// How long a statement waits for another process's write transaction before failing.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// `MIGRATIONS[n]` takes a catalog from version n to n + 1 (version 0 is an empty file).
-const MIGRATIONS: [&str; 4] = [SCHEMA_1, SCHEMA_2, SCHEMA_3, SCHEMA_4];
+const MIGRATIONS: [&str; 5] = [SCHEMA_1, SCHEMA_2, SCHEMA_3, SCHEMA_4, SCHEMA_5];
 
 /// Version 1: jobs, their subtasks, VMs and points.
 const SCHEMA_1: &str = "
@@ -121,6 +121,12 @@ CREATE TABLE vaults (
     id       TEXT NOT NULL,               -- VaultConfig::id
     seen     INTEGER NOT NULL             -- when it was last opened there
 );
+";
+
+/// Version 5: a Snapshot's capture (`CaptureRecord` as JSON): how the instant was fixed, the
+/// freeze window, how each disk's changes were found. Older subtasks have none.
+const SCHEMA_5: &str = "
+ALTER TABLE subtasks ADD COLUMN capture TEXT;
 ";
 
 /// The job history and the inventory of VMs and recovery points of this host, in one SQLite

@@ -37,6 +37,20 @@ pub enum Error {
     #[error("no job {id}")]
     UnknownJob { id: JobId },
 
+    /// `--capture reflink` where no clone can be made.
+    #[error(
+        "cannot capture {vm} with reflink clones: {why}; put the disks and the snapshot tier \
+         (--snapshot-dir) on one XFS (reflink=1) or btrfs file system, or use --capture auto \
+         to read the disks under the hook instead"
+    )]
+    ReflinkUnavailable {
+        vm: blockvault_core::VmName,
+        why: String,
+    },
+
+    #[error(transparent)]
+    Capture(#[from] blockvault_capture::Error),
+
     #[error("job {job} has no {kind} subtask")]
     UnknownSubtask { job: JobId, kind: SubtaskKind },
 
@@ -312,6 +326,8 @@ impl Error {
             | Error::NotProtected { .. }
             | Error::NotSoftDeleted { .. } => ErrorKind::NotFound,
             Error::Policy(_) | Error::InvalidValue { .. } => ErrorKind::Usage,
+            Error::Capture(e) => e.kind(),
+            Error::ReflinkUnavailable { .. } => ErrorKind::Refused,
             // Where the VM stands in the protection lifecycle (soft-deleted, stopped, a
             // backup running, protected by another vault), hooks, an unreachable vault: the
             // operation cannot be done now.

@@ -6,7 +6,7 @@ use blockvault_core::{PointId, VmName};
 use jiff::Timestamp;
 use serde::Serialize;
 
-use crate::{JobId, JobStatus, Operation, SubtaskKind, SubtaskStatus};
+use crate::{CaptureRecord, JobId, JobStatus, Operation, SubtaskKind, SubtaskStatus};
 
 /// One job: an operation on one VM, with its subtasks (Snapshot then Transfer for a backup;
 /// none for the operations that are a single step).
@@ -64,6 +64,10 @@ pub struct Subtask {
     pub bytes_uploaded: u64,
     /// Why it failed, or why it was skipped.
     pub error: Option<String>,
+    /// A Snapshot's capture: how the instant was fixed, the freeze window, and how each
+    /// disk's changes were found. `None` for a Transfer, and for Snapshots recorded before.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub capture: Option<CaptureRecord>,
 }
 
 impl Subtask {
@@ -176,6 +180,7 @@ mod tests {
             bytes_changed: 0,
             bytes_uploaded: uploaded,
             error: None,
+            capture: None,
         }
     }
 

@@ -132,6 +132,7 @@
 //! or stale catalog costs nothing but a rebuild. Jobs, on the other hand, exist only here.
 
 mod bridge;
+mod capture_record;
 mod catalog;
 mod clock;
 mod daemon;
@@ -143,15 +144,16 @@ mod job;
 mod model;
 
 pub use crate::{
+    capture_record::{CaptureRecord, ChangesFrom, DiskCapture},
     catalog::{Catalog, SCHEMA_VERSION},
     catalog::{PolicyEntry, Put},
     clock::{Clock, SimulatedClock, Sleep, SystemClock},
     daemon::{Daemon, DaemonOptions, DaemonReport, Level, Log},
     engine::{
-        BackupOutcome, BackupSpec, Engine, ExpiredPoint, Hooks, INSTANT_RESTORE_DAYS, JobVault,
-        ListedPoint, PointList, ProtectOutcome, ProtectRequest, Pruned, PurgeOutcome, Recovered,
-        RestoreOutcome, StopMode, StopOutcome, VaultUnavailable, Vaults, VerifyOutcome,
-        VerifyScope,
+        BackupOutcome, BackupSpec, CaptureMode, EXTENT_WARNING, Engine, ExpiredPoint, Hooks,
+        INSTANT_RESTORE_DAYS, JobVault, LONG_FREEZE, ListedPoint, PointList, ProtectOutcome,
+        ProtectRequest, Pruned, PurgeOutcome, Recovered, RestoreOutcome, StopMode, StopOutcome,
+        VaultUnavailable, Vaults, VerifyOutcome, VerifyScope,
     },
     error::{Error, Result},
     events::{EVENT_CAPACITY, JobEvent, JobEventKind, PROGRESS_EVERY},

@@ -260,6 +260,7 @@ mod tests {
             disks: vec![disk.into()],
             block_size: Some(BlockSize::new(BS as u64).expect("bs")),
             consistency: Consistency::CrashConsistent,
+            capture: None,
             options: TransferOptions::default(),
             time: None,
             retain_until: None,

@@ -153,6 +153,7 @@ mod tests {
             disks: vec![disk.into()],
             block_size: Some(BlockSize::new(64 << 10).expect("bs")),
             consistency: Consistency::CrashConsistent,
+            capture: None,
             options: TransferOptions::default(),
             time: None,
             retain_until: None,

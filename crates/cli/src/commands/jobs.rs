@@ -235,6 +235,7 @@ mod tests {
                 bytes_changed: 300 << 20,
                 bytes_uploaded: uploaded,
                 error: error.map(str::to_owned),
+                capture: None,
             };
         Job {
             id: JobId(12),

@@ -156,6 +156,7 @@ pub fn points(rng: &mut Rng) -> Vec<Seed> {
                 bytes_changed: rng.next() >> 8,
                 bytes_stored: rng.next() >> 16,
                 chunks_stored: rng.next() >> 32,
+                capture: (k == 2).then_some(blockvault_core::Capture::Reflink),
             },
             retain_until: (k == 2).then_some(time + SignedDuration::from_hours(24 * 30)),
             vault: (k == 3).then(|| "0123456789abcdef".to_owned()),

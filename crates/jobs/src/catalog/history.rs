@@ -81,7 +81,8 @@ impl Catalog {
 /// The subtasks of `job`, in the order they were created (the order they run).
 pub(super) fn subtasks(tx: &Transaction<'_>, job: JobId) -> Result<Vec<Subtask>, Failure> {
     let mut stmt = tx.prepare(
-        "SELECT kind, status, started, ended, bytes_scanned, bytes_changed, bytes_uploaded, error
+        "SELECT kind, status, started, ended, bytes_scanned, bytes_changed, bytes_uploaded, error,
+                capture
          FROM subtasks WHERE job = ?1 ORDER BY rowid",
     )?;
     let rows = stmt
@@ -97,12 +98,13 @@ pub(super) fn subtasks(tx: &Transaction<'_>, job: JobId) -> Result<Vec<Subtask>,
                     r.get::<_, i64>(6)?,
                 ],
                 r.get::<_, Option<String>>(7)?,
+                r.get::<_, Option<String>>(8)?,
             ))
         })?
         .collect::<rusqlite::Result<Vec<_>>>()?;
     rows.into_iter()
         .map(
-            |(kind, status, started, ended, [scanned, changed, uploaded], error)| {
+            |(kind, status, started, ended, [scanned, changed, uploaded], error, capture)| {
                 let kind: SubtaskKind = parse(format_args!("job {job} subtask kind"), &kind)?;
                 let what = |column: &str| format!("job {job} {} {column}", kind.key());
                 Ok(Subtask {
@@ -114,6 +116,12 @@ pub(super) fn subtasks(tx: &Transaction<'_>, job: JobId) -> Result<Vec<Subtask>,
                     bytes_changed: count(what("bytes_changed"), changed)?,
                     bytes_uploaded: count(what("bytes_uploaded"), uploaded)?,
                     error,
+                    capture: capture
+                        .map(|json| {
+                            serde_json::from_str(&json)
+                                .map_err(|e| Failure::Corrupt(format!("{}: {e}", what("capture"))))
+                        })
+                        .transpose()?,
                 })
             },
         )

@@ -7,8 +7,8 @@ use rusqlite::{OptionalExtension, Transaction, params};
 use super::history::subtasks;
 use super::{Failure, count_to_sql, micros, parse};
 use crate::{
-    Catalog, Error, JobId, JobStatus, Operation, Result, SubtaskKind, SubtaskOutcome,
-    SubtaskStatus, job_status,
+    CaptureRecord, Catalog, Error, JobId, JobStatus, Operation, Result, SubtaskKind,
+    SubtaskOutcome, SubtaskStatus, job_status,
 };
 
 impl Catalog {
@@ -141,6 +141,21 @@ impl Catalog {
         now: Timestamp,
     ) -> Result<JobStatus> {
         self.write(|tx| finish(tx, job, point, now))
+    }
+
+    /// Records how the Snapshot subtask of in-progress job `job` captured the disks (see
+    /// [`CaptureRecord`]); recorded again, the later record wins.
+    pub fn record_capture(&self, job: JobId, record: &CaptureRecord) -> Result<()> {
+        self.write(|tx| {
+            let json = serde_json::to_string(record)
+                .map_err(|e| Failure::Corrupt(format!("job {job} capture: {e}")))?;
+            running(tx, job)?;
+            tx.execute(
+                "UPDATE subtasks SET capture = ?3 WHERE job = ?1 AND kind = ?2",
+                params![job.0, SubtaskKind::Snapshot.key(), json],
+            )?;
+            Ok(())
+        })
     }
 
     /// Ends an in-progress job whose process is giving up on it (shutting down): every subtask

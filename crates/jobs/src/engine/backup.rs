@@ -4,14 +4,13 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use blockvault_core::{Consistency, RecoveryPoint};
-use blockvault_vault::{
-    BackupRequest, DiskInput, EarlySend, ParentChoice, Progress, TransferRequest, Vault,
-};
+use blockvault_core::{Capture, Consistency, RecoveryPoint};
+use blockvault_vault::{BackupRequest, EarlySend, ParentChoice, Progress, TransferRequest, Vault};
 use jiff::{SignedDuration, Timestamp};
 
+use super::capture;
 use super::disk_state::{self, DiskState, DiskStates, FileStat};
-use super::hooks::{self, Hook};
+use super::hooks;
 use super::job_vault::{JobVault, Opening, Seen, when_open};
 use super::lock::Lock;
 use super::{BackupOutcome, BackupSpec, Engine, INSTANT_RESTORE_DAYS, Phase, Taken};
@@ -172,6 +171,9 @@ impl Engine {
 
     /// The work of the Snapshot subtask, with the VM's snapshot lock held by the caller: the
     /// point, and the chunks it wrote to the snapshot tier. Nothing here waits for the vault.
+    ///
+    /// The capture is decided before any hook (see `capture.rs`); the hooks then wrap only the
+    /// clones when the disks are cloned, or the whole read when they are not.
     async fn take_snapshot(
         &self,
         run: &Run<'_>,
@@ -192,22 +194,28 @@ impl Engine {
         let tier = self.snapshots.open_or_init(vm).await?;
         // The parent is the VM's newest snapshot on this host (its lock is held, so it stays
         // the newest): the one point a change hint can be proven against.
-        let parent = match tier.latest_point(vm).await? {
-            Some(point) => ParentChoice::Point(point),
-            None => ParentChoice::Nothing,
+        let parent = tier.latest_point(vm).await?;
+        let prepared = {
+            let (snapshots, vm, disks, mode) = (
+                self.snapshots.clone(),
+                vm.clone(),
+                spec.disks.clone(),
+                spec.capture,
+            );
+            tokio::task::spawn_blocking(move || {
+                let mut notes = Vec::new();
+                capture::prepare(&snapshots, &vm, &disks, mode, &mut |w| notes.push(w))
+                    .map(|prepared| (prepared, notes))
+            })
+            .await
+            .unwrap_or_else(|join| std::panic::resume_unwind(join.into_panic()))
         };
-        // From the pre-hook on, the VM may be quiesced: it is thawed on every path, even if
-        // this job is cancelled.
-        let mut thaw = hooks::Thaw::new(&spec.hooks, vm, &spec.disks);
-        if let Err(message) = hooks::run(&spec.hooks, Hook::Pre, vm, &spec.disks).await {
-            // A pre-hook that failed may have quiesced part of the VM (one file system frozen
-            // of two): the post-hook runs all the same, so the VM is always thawed.
-            if let Err(e) = hooks::run(&spec.hooks, Hook::Post, vm, &spec.disks).await {
-                warnings.push(e);
-            }
-            thaw.disarm();
-            return Err(crate::Error::Hook { message });
-        }
+        let (prepared, notes) = prepared?;
+        warnings.extend(notes);
+
+        let mut freeze = hooks::Freeze::begin(&spec.hooks, vm, &spec.disks, warnings)
+            .await
+            .map_err(|message| crate::Error::Hook { message })?;
         // What is known of the vault now, without waiting for it: the vault the point is for
         // (the id last seen at its location while it is still opening; corrected once it
         // opens, see `vault_opened`), and the early send.
@@ -223,27 +231,33 @@ impl Engine {
             }
         };
         *early = early_send(run.seen, spec);
+        // The disks' stats around the capture: a disk nothing wrote to meanwhile is on record
+        // as holding this point (see `disk_state`), so a later in-place rollback skips its
+        // scan. Only when a pre-hook quiesced the VM: a write the kernel has stamped may
+        // still be in flight (asynchronous direct I/O) while the disk is read.
+        let read_at = Timestamp::now();
+        let before: Vec<Option<FileStat>> =
+            spec.disks.iter().map(|d| FileStat::of(d).ok()).collect();
+        let mut captured = self.capture(spec, prepared, &mut freeze, warnings).await?;
         let request = BackupRequest {
             vm: vm.clone(),
-            disks: spec.disks.iter().map(DiskInput::file).collect(),
+            disks: captured.inputs.clone(),
             block_size: spec.block_size,
             consistency: if spec.hooks.quiesce() {
                 Consistency::ApplicationConsistent
             } else {
                 Consistency::CrashConsistent
             },
+            capture: Some(captured.kind),
             options: spec.options,
             time: Some(self.now()),
             retain_until: spec.retain_until,
             vault: vault_id,
         };
-        // The disks' stats around the read: a disk nothing wrote to meanwhile is on record
-        // as holding this point (see `disk_state`), so a later in-place rollback skips its scan.
-        // Only when a pre-hook quiesced the VM: a write the kernel has stamped may still be in
-        // flight (asynchronous direct I/O) while the disk is read.
-        let read_at = Timestamp::now();
-        let before: Vec<Option<FileStat>> =
-            spec.disks.iter().map(|d| FileStat::of(d).ok()).collect();
+        let parent = match parent {
+            Some(point) => ParentChoice::Point(Box::new(point)),
+            None => ParentChoice::Nothing,
+        };
         let taken = tier
             .write(
                 &request,
@@ -252,11 +266,9 @@ impl Engine {
                 early.as_ref(),
             )
             .await;
-        // The VM is thawed whatever happened to the read.
-        if let Err(e) = hooks::run(&spec.hooks, Hook::Post, vm, &spec.disks).await {
-            warnings.push(e);
-        }
-        thaw.disarm();
+        // The VM is thawed whatever happened to the read (a no-op after clones).
+        let window = freeze.end(warnings).await;
+        drop(freeze);
         let report = match taken {
             Ok(report) => report,
             Err(e) => {
@@ -269,11 +281,39 @@ impl Engine {
         };
         warnings.extend(report.warnings.iter().cloned());
         let point = report.point;
+        if let Some(staging) = captured.staging.take() {
+            let (snapshots, vm, id) = (self.snapshots.clone(), vm.clone(), point.id.clone());
+            let kept = tokio::task::spawn_blocking(move || snapshots.keep(&vm, staging, &id))
+                .await
+                .unwrap_or_else(|join| std::panic::resume_unwind(join.into_panic()));
+            if let Err(e) = kept {
+                warnings.push(format!(
+                    "could not keep the clones of point {} for instant restore: {e}",
+                    point.id
+                ));
+            }
+        }
+        let record = capture::record(
+            &captured,
+            spec.hooks.quiesce().then_some(window),
+            &report.scans,
+        );
+        if captured.kind == Capture::ReadUnderHook && window > capture::LONG_FREEZE {
+            warnings.push(capture::long_freeze_warning(vm, window, &captured));
+        }
+        let id = job.id;
+        self.db(move |c| c.record_capture(id, &record)).await?;
+        // Cloned disks were stated right after their clones; read ones after the read.
+        let after = captured
+            .after
+            .clone()
+            .unwrap_or_else(|| spec.disks.iter().map(|d| FileStat::of(d).ok()).collect());
         let states = DiskStates::new(&self.state);
-        for ((path, before), disk) in spec.disks.iter().zip(before).zip(&point.disks) {
-            let after = FileStat::of(path).ok();
+        for (((path, before), after), disk) in
+            spec.disks.iter().zip(before).zip(&after).zip(&point.disks)
+        {
             if let (true, Some(stat), Some(after)) = (spec.hooks.quiesce(), before, after)
-                && stat == after
+                && stat == *after
                 && stat.settled_at(read_at)
                 && let Ok(canonical) = std::fs::canonicalize(path)
             {

@@ -176,6 +176,61 @@ impl Drop for Thaw<'_> {
     }
 }
 
+/// The hooks around a capture: the pre-hook has run, the post-hook runs once (at
+/// [`Freeze::end`], or when dropped, through [`Thaw`]), and the window between them is the
+/// freeze the job records.
+pub(crate) struct Freeze<'a> {
+    thaw: Thaw<'a>,
+    started: std::time::Instant,
+    ended: Option<Duration>,
+}
+
+impl<'a> Freeze<'a> {
+    /// Runs the pre-hook. When it fails, the post-hook runs all the same (a pre-hook that
+    /// failed may have quiesced part of the VM) and the error is the pre-hook's, with any
+    /// post-hook error in `warnings`.
+    pub(crate) async fn begin(
+        hooks: &'a Hooks,
+        vm: &'a VmName,
+        disks: &'a [PathBuf],
+        warnings: &mut impl Extend<String>,
+    ) -> Result<Freeze<'a>, String> {
+        // From the pre-hook on, the VM may be quiesced: it is thawed on every path, even if
+        // the job is cancelled.
+        let mut thaw = Thaw::new(hooks, vm, disks);
+        if let Err(message) = run(hooks, Hook::Pre, vm, disks).await {
+            if let Err(e) = run(hooks, Hook::Post, vm, disks).await {
+                warnings.extend([e]);
+            }
+            thaw.disarm();
+            return Err(message);
+        }
+        Ok(Freeze {
+            thaw,
+            started: std::time::Instant::now(),
+            ended: None,
+        })
+    }
+
+    /// Runs the post-hook, once (a post-hook failure is a warning), and returns the freeze
+    /// window: from the end of the pre-hook to the start of the post-hook.
+    pub(crate) async fn end(&mut self, warnings: &mut impl Extend<String>) -> Duration {
+        if let Some(window) = self.ended {
+            return window;
+        }
+        let window = self.started.elapsed();
+        self.ended = Some(window);
+        let Thaw {
+            hooks, vm, disks, ..
+        } = self.thaw;
+        if let Err(e) = run(hooks, Hook::Post, vm, disks).await {
+            warnings.extend([e]);
+        }
+        self.thaw.disarm();
+        window
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

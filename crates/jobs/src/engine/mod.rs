@@ -2,6 +2,7 @@
 //! keeps the catalog telling the truth after crashes.
 
 mod backup;
+mod capture;
 mod disk_state;
 mod hooks;
 mod job_lock;
@@ -25,6 +26,7 @@ use blockvault_vault::{Progress, TransferOptions};
 use jiff::{SignedDuration, Timestamp};
 use tokio::sync::{broadcast, watch};
 
+pub use self::capture::{CaptureMode, EXTENT_WARNING, LONG_FREEZE};
 pub use self::hooks::Hooks;
 pub use self::job_vault::{JobVault, Vaults};
 pub use self::protection::{ProtectOutcome, ProtectRequest};
@@ -68,6 +70,8 @@ pub struct BackupSpec {
     /// [`EarlySend`](blockvault_vault::EarlySend); with a vault still opening, they begin
     /// when it opens); `false` leaves the vault untouched until the Snapshot completes.
     pub early_send: bool,
+    /// How the disks are captured (`--capture`): reflink clones where possible by default.
+    pub capture: CaptureMode,
 }
 
 impl BackupSpec {
@@ -86,6 +90,7 @@ impl BackupSpec {
             retain_until: None,
             stop: None,
             early_send: true,
+            capture: CaptureMode::Auto,
         }
     }
 }

@@ -226,6 +226,7 @@ impl Repository {
             bytes_changed,
             bytes_stored: bytes_copied + prepared.sent_bytes,
             chunks_stored: chunks_copied + sent_early,
+            capture: point.stats.capture,
         };
         prepared.held.check().await?;
         self.store().put_point(&record).await?;

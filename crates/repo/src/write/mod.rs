@@ -17,7 +17,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use blockvault_core::{
-    BlockSize, ChunkId, ChunkSet, Consistency, DiskName, DiskRecord, PointId, PointStats,
+    BlockSize, Capture, ChunkId, ChunkSet, Consistency, DiskName, DiskRecord, PointId, PointStats,
     RecoveryPoint, VmName,
 };
 use blockvault_source::changed_blocks;
@@ -55,6 +55,9 @@ pub struct BackupRequest {
     /// What the caller guarantees about the instant of the read: crash-consistent unless
     /// pre-snapshot hooks quiesced the VM.
     pub consistency: Consistency,
+    /// How the caller fixed the instant of the disks, recorded on the point; `None` records
+    /// nothing (a backup straight into a vault reads the disks as they are).
+    pub capture: Option<Capture>,
     pub options: TransferOptions,
     /// The instant the point is recorded at; default: when the backup starts. A scheduler on
     /// a simulated clock passes its own.
@@ -311,6 +314,7 @@ impl Repository {
                 bytes_changed,
                 bytes_stored,
                 chunks_stored,
+                capture: request.capture,
             },
             retain_until: request.retain_until,
             vault: request.vault.clone(),

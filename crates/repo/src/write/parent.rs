@@ -18,7 +18,7 @@ pub enum ParentChoice {
     Newest,
     /// This point of this repository (the caller found it, for example the newest point of
     /// the VM in either tier that this repository also holds).
-    Point(RecoveryPoint),
+    Point(Box<RecoveryPoint>),
     /// None: every block is read and every chunk is checked against what the repository
     /// holds.
     Nothing,
@@ -43,7 +43,7 @@ impl Repository {
     ) -> Result<Parent> {
         let point = match choice {
             ParentChoice::Newest => self.latest_point(vm).await?,
-            ParentChoice::Point(point) => Some(point.clone()),
+            ParentChoice::Point(point) => Some(point.as_ref().clone()),
             ParentChoice::Nothing => None,
         };
         let maps = self.previous_maps(point.as_ref(), names, warnings).await;

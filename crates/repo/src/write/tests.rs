@@ -30,6 +30,7 @@ fn request(disks: Vec<DiskInput>) -> BackupRequest {
         disks,
         block_size: Some(BlockSize::new(BS as u64).expect("bs")),
         consistency: Consistency::CrashConsistent,
+        capture: None,
         options: TransferOptions::default(),
         time: None,
         retain_until: None,
@@ -89,7 +90,7 @@ async fn a_dirty_hint_against_a_named_parent_reads_only_dirty_blocks_and_maps_th
     let report = write(
         &repo,
         vec![hinted(&path, extents)],
-        &ParentChoice::Point(parent.clone()),
+        &ParentChoice::Point(Box::new(parent.clone())),
     )
     .await;
     let scan = &report.scans[0];
@@ -143,7 +144,7 @@ async fn a_hint_on_a_resized_disk_is_a_full_scan_that_says_why() {
     let report = write(
         &repo,
         vec![hinted(&path, vec![])],
-        &ParentChoice::Point(parent),
+        &ParentChoice::Point(Box::new(parent)),
     )
     .await;
     let scan = &report.scans[0];
