@@ -18,6 +18,7 @@
 //! Everything here is synchronous and Linux-only. The two ioctls rustix has no safe call for
 //! live in `sys.rs`, the crate's only unsafe code.
 
+mod changes;
 mod error;
 mod extents;
 mod fs;
@@ -27,6 +28,7 @@ mod sys;
 pub mod testing;
 
 pub use crate::{
+    changes::{Changes, Doubt, Side, allocated_bytes, changed_extents, compare_extents},
     error::{Error, Result},
     extents::{Extent, ExtentFlags, extent_count, extents, extents_of},
     fs::{FsKind, same_fs},
