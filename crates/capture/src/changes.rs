@@ -205,7 +205,12 @@ pub fn allocated_bytes(path: &Path) -> Result<u64> {
     let size = file.metadata().map_err(|e| Error::io(path, e))?.len();
     Ok(extents_of(&file, path)?
         .iter()
-        .map(|e| e.logical.saturating_add(e.len).min(size).saturating_sub(e.logical))
+        .map(|e| {
+            e.logical
+                .saturating_add(e.len)
+                .min(size)
+                .saturating_sub(e.logical)
+        })
         .sum())
 }
 

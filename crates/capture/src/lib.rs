@@ -8,9 +8,16 @@
 //! anything is frozen, what a clone will cost.
 //!
 //! Two clones of one image share the physical extents of every range that did not change
-//! between them. Comparing their extent maps ([`extents`], from `FIEMAP`) gives the ranges
-//! that may have changed, without reading the data: the change hint of a backup that needs no
-//! hypervisor.
+//! between them. [`changed_extents`] compares their extent maps ([`extents`], from `FIEMAP`)
+//! and gives the ranges that may have changed, without reading the data: the change hint of a
+//! backup that needs no hypervisor. Its guarantee: everything outside the [`Changes::Dirty`]
+//! ranges is provably identical in the two clones (the same place on the device for the same
+//! offset, or a hole in both); a range that moved without changing (a defragmentation) is
+//! dirty, which costs reads and nothing else. Whenever that cannot be proven (no reflinks, two
+//! devices, a resized disk, an extent whose place means nothing, a map that cannot be read) the
+//! answer is [`Changes::Unknown`] with the [`Doubt`] to record, and the caller scans the whole
+//! disk: never a wrong point. [`allocated_bytes`] is what such a full scan reads, to set the
+//! bytes read against.
 //!
 //! Everywhere else (ext4, another file system, a clone across file systems) the clone fails
 //! with [`Error::Unsupported`], and the caller reads the disk under its hook as before.

@@ -71,7 +71,11 @@ fn unwritten_extents_are_data_by_their_place() {
     assert_eq!(dirty(&shared, &shared, 10), vec![], "shared, same place");
     assert_eq!(dirty(&[], &shared, 10), vec![0..10], "against a hole");
     let written = [ext(0, 1000, 10, 0)];
-    assert_eq!(dirty(&shared, &written, 10), vec![0..10], "same place, other state");
+    assert_eq!(
+        dirty(&shared, &written, 10),
+        vec![0..10],
+        "same place, other state"
+    );
 }
 
 #[test]
@@ -150,7 +154,11 @@ fn a_map_out_of_order_or_overlapping_is_a_doubt() {
     let overlapping = [ext(0, 1000, 10, 0), ext(5, 3000, 10, 0)];
     let backwards = [ext(10, 1010, 10, 0), ext(0, 1000, 10, 0)];
     let overflowing = [ext(0, u64::MAX - 5, 10, 0)];
-    for (bad, at) in [(&overlapping[..], 5), (&backwards[..], 0), (&overflowing, 0)] {
+    for (bad, at) in [
+        (&overlapping[..], 5),
+        (&backwards[..], 0),
+        (&overflowing, 0),
+    ] {
         assert_eq!(
             compare_extents(&plain, 20, bad, 20),
             Err(Doubt::BadMap {
@@ -168,9 +176,15 @@ fn doubts_say_why() {
         new: 2 << 20,
     }
     .to_string();
-    assert!(text.contains("1048576") && text.contains("2097152"), "{text}");
+    assert!(
+        text.contains("1048576") && text.contains("2097152"),
+        "{text}"
+    );
     let text = Doubt::NoReflinks { fs: FsKind::Ext4 }.to_string();
-    assert!(text.contains("ext4") && text.contains("no reflinks"), "{text}");
+    assert!(
+        text.contains("ext4") && text.contains("no reflinks"),
+        "{text}"
+    );
     assert_eq!(Changes::Dirty(vec![0..4, 10..16]).dirty_bytes(), Some(10));
 }
 
@@ -205,23 +219,21 @@ fn to_extents(model: &Model, cuts: &[bool]) -> Vec<Extent> {
 /// A parent file, and a new one made from it by overwrites (new places), punched holes and
 /// preallocations, and a resize.
 fn parent_and_new() -> impl Strategy<Value = (Model, Model)> {
-    let parent = prop::collection::vec(
-        prop::option::weighted(0.8, (0u64..4, any::<bool>())),
-        0..60,
-    )
-    .prop_map(|bytes| {
-        // Runs of consecutive places, starting from a few bases.
-        let mut place = 0;
-        bytes
-            .into_iter()
-            .map(|b| {
-                b.map(|(jump, unwritten)| {
-                    place += 1 + jump * 100;
-                    (place, unwritten)
-                })
-            })
-            .collect::<Model>()
-    });
+    let parent =
+        prop::collection::vec(prop::option::weighted(0.8, (0u64..4, any::<bool>())), 0..60)
+            .prop_map(|bytes| {
+                // Runs of consecutive places, starting from a few bases.
+                let mut place = 0;
+                bytes
+                    .into_iter()
+                    .map(|b| {
+                        b.map(|(jump, unwritten)| {
+                            place += 1 + jump * 100;
+                            (place, unwritten)
+                        })
+                    })
+                    .collect::<Model>()
+            });
     let edits = prop::collection::vec((0usize..70, 0usize..20, 0u8..3), 0..6);
     (parent, edits, 0usize..70).prop_map(|(parent, edits, size)| {
         let mut new = parent.clone();
