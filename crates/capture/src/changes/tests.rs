@@ -185,7 +185,12 @@ fn doubts_say_why() {
         text.contains("ext4") && text.contains("no reflinks"),
         "{text}"
     );
-    assert_eq!(Changes::Dirty(vec![0..4, 10..16]).dirty_bytes(), Some(10));
+    let changes = Changes::Dirty(vec![0..4, 10..16]);
+    assert_eq!(changes.dirty_bytes(), Some(10));
+    assert_eq!(changes.hint(), ChangeHint::Dirty(vec![0..4, 10..16]));
+    let unknown = Changes::Unknown(Doubt::NoReflinks { fs: FsKind::Tmpfs });
+    assert_eq!(unknown.dirty_bytes(), None);
+    assert_eq!(unknown.hint(), ChangeHint::Everything);
 }
 
 /// A file byte by byte: a hole, or data at a place, written or not.
