@@ -212,8 +212,8 @@ pub fn changed_extents(parent: &Path, new: &Path) -> Result<Changes> {
 }
 
 /// The bytes of the file at `path` that the file system has allocated (written or unwritten
-/// extents within its size): what a full scan of it reads, against which a job puts the bytes
-/// its changed extents made it read.
+/// extents within its size): what the disk holds, to set against the bytes its changed extents
+/// made a scan read.
 pub fn allocated_bytes(path: &Path) -> Result<u64> {
     let file = File::open(path).map_err(|e| Error::io(path, e))?;
     let size = file.metadata().map_err(|e| Error::io(path, e))?.len();

@@ -299,7 +299,10 @@ fn defragmented(kind: LoopKind, command: &[&str]) {
         .expect("run the defragmenter");
     assert!(out.status.success(), "{command:?}: {out:?}");
     let after = extent_count(&image).expect("count");
-    assert!(after < before, "the defragmenter did its work: {before} -> {after} extents");
+    assert!(
+        after < before,
+        "the defragmenter did its work: {before} -> {after} extents"
+    );
     let c1 = fs.path().join("c1");
     clone_file(&image, &c1).expect("clone");
     let dirty = dirty_of(&c0, &c1);
