@@ -8,6 +8,9 @@ use std::process::Command;
 use blockvault_capture::testing::{LoopFs, LoopKind};
 use blockvault_capture::{ExtentFlags, FsKind, clone_file, clone_range, extent_count, extents};
 
+#[path = "capture/changes.rs"]
+mod changes;
+
 const MIB: u64 = 1 << 20;
 
 fn write_at(path: &Path, offset: u64, data: &[u8]) {
