@@ -63,10 +63,12 @@ mod lease;
 mod names;
 mod point;
 mod state_dir;
+mod text;
 mod vocabulary;
 mod wire;
 
 pub use crate::state_dir::StateDir;
+pub use crate::text::bytes;
 pub use crate::{
     block_map::{BlockMap, MapDecoder, MapEncoder},
     block_size::BlockSize,

@@ -36,7 +36,7 @@ mod points;
 mod policies;
 mod protection;
 mod redundancy;
-mod text;
+
 mod vaults;
 
 pub use crate::{
@@ -50,8 +50,9 @@ pub use crate::{
         protected_item,
     },
     redundancy::{Promoted, RedundancyKind, Replaced, secondary_for},
-    text::bytes,
     vaults::{canonical, secondary_warning},
 };
 pub use blockvault_core::ErrorKind;
 pub use blockvault_core::StateDir;
+/// Sizes in words (`1.40 GiB`), as every message of this host says them.
+pub use blockvault_core::bytes;

@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use blockvault_core::Capture;
+use blockvault_core::{Capture, bytes};
 use serde::{Deserialize, Serialize};
 
 /// How a Snapshot fixed the instant and read the disks.
@@ -25,6 +25,36 @@ pub struct CaptureRecord {
 impl CaptureRecord {
     pub fn freeze(&self) -> Option<Duration> {
         self.freeze_us.map(Duration::from_micros)
+    }
+
+    /// The capture on one line: `reflink, frozen 2.31 ms (clones 0.84 ms), changes from the
+    /// file system: 12.0 MiB read of 1.37 GiB allocated`.
+    pub fn summary(&self) -> String {
+        let mut out = self.capture.to_string();
+        match self.freeze() {
+            Some(f) => out.push_str(&format!(", frozen {}", short_duration(f))),
+            None => out.push_str(", no hook (nothing frozen)"),
+        }
+        if let Some(us) = self.clone_us {
+            let took = short_duration(Duration::from_micros(us));
+            out.push_str(&format!(" (clones {took})"));
+        }
+        let (read, allocated) = self.bytes_read();
+        let from_fs = self
+            .disks
+            .iter()
+            .any(|d| d.changes == ChangesFrom::FileSystem);
+        let how = if from_fs {
+            "changes from the file system"
+        } else {
+            "full scan"
+        };
+        out.push_str(&format!(
+            ", {how}: {} read of {} allocated",
+            bytes(read),
+            bytes(allocated)
+        ));
+        out
     }
 
     /// Bytes read and bytes allocated, over all disks.
@@ -51,6 +81,51 @@ pub struct DiskCapture {
     pub bytes_read: u64,
     /// Bytes of its allocated blocks: what a full scan reads.
     pub bytes_allocated: u64,
+    /// When the changed extents were checked by a full scan (the periodic check of change
+    /// tracking): the blocks that changed where they said nothing did. 0 means sound.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hint_missed: Option<u64>,
+}
+
+impl DiskCapture {
+    /// One disk on one line: `root.img: file-system, 12.0 MiB of 1.37 GiB read, 812 extents`,
+    /// with the check's result and why it was scanned in full, when either applies.
+    pub fn summary(&self) -> String {
+        let mut out = format!(
+            "{}: {}, {} of {} read",
+            self.disk,
+            self.changes.key(),
+            bytes(self.bytes_read),
+            bytes(self.bytes_allocated)
+        );
+        if let Some(n) = self.extents {
+            out.push_str(&format!(", {n} extents"));
+        }
+        match self.hint_missed {
+            Some(0) => out.push_str("; changed extents checked by a full scan: sound"),
+            Some(n) => out.push_str(&format!(
+                "; changed extents checked by a full scan: they missed {n} changed blocks \
+                 (the scan's map was kept)"
+            )),
+            None => {}
+        }
+        if let Some(why) = &self.full_scan_reason {
+            out.push_str(&format!(" ({why})"));
+        }
+        out
+    }
+}
+
+/// A short time as precisely as it matters: `0.21 ms`, `3.4 ms`, `2.31 s`.
+fn short_duration(d: Duration) -> String {
+    let ms = d.as_secs_f64() * 1000.0;
+    if ms < 10.0 {
+        format!("{ms:.2} ms")
+    } else if ms < 1000.0 {
+        format!("{ms:.1} ms")
+    } else {
+        format!("{:.2} s", d.as_secs_f64())
+    }
 }
 
 /// Where a disk's changes came from.

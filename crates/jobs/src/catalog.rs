@@ -1,5 +1,6 @@
 //! The catalog: one SQLite file shared by every blockvault process on the host.
 
+mod captures;
 #[cfg(test)]
 mod fixtures;
 mod history;
@@ -512,13 +513,13 @@ mod tests {
         assert!(
             matches!(
                 &err,
-                Error::SchemaTooNew { path: p, found: 5, supported: 4 } if *p == path
+                Error::SchemaTooNew { path: p, found: 6, supported: 5 } if *p == path
             ),
             "{err:?}"
         );
         let message = err.to_string();
         assert!(
-            message.contains("catalog.sqlite") && message.contains("version 5"),
+            message.contains("catalog.sqlite") && message.contains("version 6"),
             "{message}"
         );
     }

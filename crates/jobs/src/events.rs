@@ -6,7 +6,8 @@
 //! [`PhaseStarted`](JobEventKind::PhaseStarted) and [`PhaseEnded`](JobEventKind::PhaseEnded)
 //! (a subtask that never started, a Skipped Transfer, has only its end),
 //! [`Progress`](JobEventKind::Progress) while data moves, a
-//! [`Warning`](JobEventKind::Warning) for each thing the user should know, and
+//! [`Warning`](JobEventKind::Warning) for each thing the user should know,
+//! [`Captured`](JobEventKind::Captured) once a Snapshot has read its disks, and
 //! [`Finished`](JobEventKind::Finished) with the job's status last. The events of one job come
 //! in that order; the events of jobs running side by side interleave. (A warning found once
 //! the job has ended, such as the early send of a failed backup being abandoned, is in the
@@ -24,6 +25,8 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use blockvault_core::{PointId, VmName};
+
+use crate::CaptureRecord;
 use blockvault_vault::Progress as ProgressHook;
 use jiff::Timestamp;
 use tokio::sync::broadcast;
@@ -72,6 +75,9 @@ pub enum JobEventKind {
     },
     /// Something the user should know that does not fail the job.
     Warning { message: String },
+    /// A Snapshot's disks are read and its capture recorded: how the instant was fixed, the
+    /// freeze window, how each disk's changes were found (before the Snapshot's end).
+    Captured { record: Box<CaptureRecord> },
     /// The job ended with `status` (its `error` is the catalog's: why it failed, or the
     /// warning it completed with). `interrupted`: its process gave up on it before it ended by
     /// itself (a daemon shutting down past its grace period).

@@ -1,5 +1,7 @@
 use blockvault_core::BlockMap;
 
+use crate::{ChangeHint, DataBlocks};
+
 /// The blocks of `new` that hold data and that `old` does not have at the same position: the
 /// blocks an incremental backup must consider sending. Without an `old` map, or when the block
 /// sizes differ, that is every non-zero block.
@@ -20,6 +22,39 @@ pub fn changed_blocks<'a>(
             _ => true,
         })
         .map(|(i, _)| i)
+}
+
+/// The blocks where `scanned` (a full scan of the disk now) differs from `parent` (the map the
+/// hint is relative to) that `hint` did not mark dirty: what a map built on the hint would have
+/// got wrong. Empty for a sound hint, for [`ChangeHint::Everything`], and when the maps differ
+/// in size or block size (the hint would not have been applied to them).
+///
+/// The periodic check of change tracking: a scan of the whole disk, compared with what the
+/// hint claimed.
+pub fn missed_by_hint(parent: &BlockMap, scanned: &BlockMap, hint: &ChangeHint) -> Vec<usize> {
+    let ChangeHint::Dirty(extents) = hint else {
+        return Vec::new();
+    };
+    if parent.block_size() != scanned.block_size() || parent.disk_size() != scanned.disk_size() {
+        return Vec::new();
+    }
+    let dirty = DataBlocks::covering(
+        extents.iter().cloned(),
+        scanned.block_size(),
+        scanned.disk_size(),
+    );
+    let mut runs = dirty.runs().iter().peekable();
+    let mut missed = Vec::new();
+    for i in 0..scanned.len() {
+        while runs.peek().is_some_and(|r| r.end <= i) {
+            runs.next();
+        }
+        let is_dirty = runs.peek().is_some_and(|r| r.start <= i);
+        if !is_dirty && parent.get(i) != scanned.get(i) {
+            missed.push(i);
+        }
+    }
+    missed
 }
 
 #[cfg(test)]
@@ -83,6 +118,26 @@ mod tests {
         assert_eq!(
             changed_blocks(Some(&old), &new).collect::<Vec<_>>(),
             vec![0, 1]
+        );
+    }
+
+    #[test]
+    fn a_hint_that_missed_a_change_is_caught_by_the_full_scan() {
+        let k = 64u64 << 10;
+        let parent = map(&[1, 2, 3, 4, 5], k);
+        let scanned = map(&[1, 9, 3, 0, 5], k);
+        // Blocks 1 and 3 changed (3 to zero); the hint names block 1 only.
+        let hint = ChangeHint::Dirty(std::iter::once(k + 10..k + 11).collect());
+        assert_eq!(missed_by_hint(&parent, &scanned, &hint), vec![3]);
+        let sound = ChangeHint::Dirty(vec![k..2 * k, 3 * k + 5..3 * k + 6]);
+        assert!(missed_by_hint(&parent, &scanned, &sound).is_empty());
+        assert!(missed_by_hint(&parent, &scanned, &ChangeHint::Everything).is_empty());
+        // Maps of other sizes: the hint would have been refused, nothing to check.
+        let longer = map(&[1, 9, 3, 0, 5, 6], k);
+        assert!(missed_by_hint(&parent, &longer, &ChangeHint::Dirty(vec![])).is_empty());
+        assert_eq!(
+            missed_by_hint(&parent, &scanned, &ChangeHint::Dirty(vec![])),
+            vec![1, 3]
         );
     }
 }

@@ -48,7 +48,7 @@ mod source;
 
 pub use crate::{
     blocks::DataBlocks,
-    diff::changed_blocks,
+    diff::{changed_blocks, missed_by_hint},
     error::{Error, Result},
     hint::{ChangeHint, FullScanReason},
     plan::ScanPlan,

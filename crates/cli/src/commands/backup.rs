@@ -2,7 +2,7 @@ use std::sync::Arc;
 
 use anyhow::Result;
 use blockvault_host::Host;
-use blockvault_jobs::{BackupOutcome, BackupSpec, JobStatus, SubtaskKind};
+use blockvault_jobs::{BackupOutcome, BackupSpec, CaptureOptions, JobStatus, SubtaskKind};
 use blockvault_vault::NoProgress;
 use serde_json::json;
 
@@ -24,6 +24,10 @@ pub async fn run(args: BackupArgs, host: &Host, bar: Arc<Bar>) -> Result<Report>
         hooks: args.hooks.hooks(),
         options: blockvault_host::write_options(&location, args.transfer.concurrency),
         early_send: !args.no_early_send,
+        capture: CaptureOptions {
+            mode: args.capture.parse().map_err(anyhow::Error::msg)?,
+            ..CaptureOptions::default()
+        },
         ..BackupSpec::new(args.vm, args.disks)
     };
     let shown = bar.follow(engine.subscribe());
@@ -44,7 +48,7 @@ pub fn report(outcome: BackupOutcome, mut warnings: Vec<String>) -> Result<Repor
         let took = task.duration().map(format::duration).unwrap_or_default();
         match kind {
             SubtaskKind::Snapshot => format!(
-                "snapshot {} ({} scanned, {} changed, {} written locally{})",
+                "snapshot {} ({} scanned, {} changed, {} written locally{}{})",
                 task.status,
                 format::bytes(task.bytes_scanned),
                 format::bytes(task.bytes_changed),
@@ -53,7 +57,11 @@ pub fn report(outcome: BackupOutcome, mut warnings: Vec<String>) -> Result<Repor
                     took
                 } else {
                     format!(", {took}")
-                }
+                },
+                task.capture
+                    .as_ref()
+                    .map(|c| format!("; {}", c.summary()))
+                    .unwrap_or_default()
             ),
             SubtaskKind::Transfer => format!(
                 "transfer {} ({} uploaded{})",

@@ -145,6 +145,12 @@ fn subtask_lines(s: &Subtask, now: Timestamp) -> Vec<String> {
                     "written",
                     format!("{} (snapshot tier)", format::bytes(s.bytes_uploaded)),
                 );
+                if let Some(capture) = &s.capture {
+                    field("capture", capture.summary());
+                    for disk in &capture.disks {
+                        field("disk", disk.summary());
+                    }
+                }
             }
             SubtaskKind::Transfer => {
                 field(

@@ -7,8 +7,8 @@ use rusqlite::{OptionalExtension, Transaction, params};
 use super::history::subtasks;
 use super::{Failure, count_to_sql, micros, parse};
 use crate::{
-    CaptureRecord, Catalog, Error, JobId, JobStatus, Operation, Result, SubtaskKind,
-    SubtaskOutcome, SubtaskStatus, job_status,
+    Catalog, Error, JobId, JobStatus, Operation, Result, SubtaskKind, SubtaskOutcome,
+    SubtaskStatus, job_status,
 };
 
 impl Catalog {
@@ -143,21 +143,6 @@ impl Catalog {
         self.write(|tx| finish(tx, job, point, now))
     }
 
-    /// Records how the Snapshot subtask of in-progress job `job` captured the disks (see
-    /// [`CaptureRecord`]); recorded again, the later record wins.
-    pub fn record_capture(&self, job: JobId, record: &CaptureRecord) -> Result<()> {
-        self.write(|tx| {
-            let json = serde_json::to_string(record)
-                .map_err(|e| Failure::Corrupt(format!("job {job} capture: {e}")))?;
-            running(tx, job)?;
-            tx.execute(
-                "UPDATE subtasks SET capture = ?3 WHERE job = ?1 AND kind = ?2",
-                params![job.0, SubtaskKind::Snapshot.key(), json],
-            )?;
-            Ok(())
-        })
-    }
-
     /// Ends an in-progress job whose process is giving up on it (shutting down): every subtask
     /// still Pending or In progress fails with `error`, and the job's status follows from its
     /// subtasks as in [`Catalog::finish_job`], so a backup whose Snapshot completed ends
@@ -266,7 +251,7 @@ fn fail_unfinished_subtasks(
 }
 
 /// Fails unless `job` exists and is in progress.
-fn running(tx: &Transaction<'_>, job: JobId) -> Result<(), Failure> {
+pub(super) fn running(tx: &Transaction<'_>, job: JobId) -> Result<(), Failure> {
     let status: Option<String> = tx
         .query_row("SELECT status FROM jobs WHERE id = ?1", [job.0], |r| {
             r.get(0)

@@ -71,6 +71,18 @@ impl JobLog {
 }
 
 fn write(log: &dyn Log, event: &JobEvent) {
+    if let JobEventKind::Captured { record } = &event.kind {
+        log.log(
+            Level::Info,
+            &format!(
+                "{}: job {} snapshot captured: {}",
+                event.vm,
+                event.job,
+                record.summary()
+            ),
+        );
+        return;
+    }
     let JobEventKind::Finished {
         status,
         point,

@@ -14,7 +14,7 @@ use super::hooks;
 use super::job_vault::{JobVault, Opening, Seen, when_open};
 use super::lock::Lock;
 use super::{BackupOutcome, BackupSpec, Engine, INSTANT_RESTORE_DAYS, Phase, Taken};
-use crate::events::{JobRef, Warnings};
+use crate::events::{JobEventKind, JobRef, Warnings};
 use crate::{PointSummary, Result, SubtaskKind, SubtaskOutcome, Tier};
 
 /// One backup job, as its subtasks see it.
@@ -238,7 +238,9 @@ impl Engine {
         let read_at = Timestamp::now();
         let before: Vec<Option<FileStat>> =
             spec.disks.iter().map(|d| FileStat::of(d).ok()).collect();
-        let mut captured = self.capture(spec, prepared, &mut freeze, warnings).await?;
+        let mut captured = self
+            .capture(spec, parent.as_ref(), prepared, &mut freeze, warnings)
+            .await?;
         let request = BackupRequest {
             vm: vm.clone(),
             disks: captured.inputs.clone(),
@@ -298,11 +300,26 @@ impl Engine {
             spec.hooks.quiesce().then_some(window),
             &report.scans,
         );
-        if captured.kind == Capture::ReadUnderHook && window > capture::LONG_FREEZE {
+        if captured.kind == Capture::ReadUnderHook && window > spec.capture.long_freeze {
             warnings.push(capture::long_freeze_warning(vm, window, &captured));
         }
-        let id = job.id;
-        self.db(move |c| c.record_capture(id, &record)).await?;
+        for disk in &record.disks {
+            if let Some(missed) = disk.hint_missed.filter(|&n| n > 0) {
+                warnings.push(format!(
+                    "the changed extents of disk {} missed {missed} changed blocks, found by \
+                     this point's full scan (the point holds the scan's map); please report it",
+                    disk.disk
+                ));
+            }
+        }
+        let (id, stored) = (job.id, record.clone());
+        self.db(move |c| c.record_capture(id, &stored)).await?;
+        self.events.publish(
+            job,
+            JobEventKind::Captured {
+                record: Box::new(record),
+            },
+        );
         // Cloned disks were stated right after their clones; read ones after the read.
         let after = captured
             .after

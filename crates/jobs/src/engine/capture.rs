@@ -18,7 +18,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use blockvault_capture::{FsKind, clone_file, extent_count, same_fs};
-use blockvault_core::{Capture, DiskName, VmName};
+use blockvault_core::{Capture, DiskName, RecoveryPoint, VmName};
 use blockvault_repo::disk_name;
 use blockvault_snapshot::{SnapshotTier, Staging};
 use blockvault_vault::{DiskInput, DiskScan};
@@ -70,13 +70,31 @@ impl FromStr for CaptureMode {
 /// of 93k extents): for the stall a warning predicts.
 const CLONE_COST_PER_EXTENT: Duration = Duration::from_micros(25);
 
-/// Extents of one VM's disks above which the expected stall of the clones (about 0.5 s) is
-/// worth a warning before anything is frozen.
-pub const EXTENT_WARNING: u64 = 20_000;
+/// How a backup captures its disks, and the thresholds of the capture's warnings and checks.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct CaptureOptions {
+    pub mode: CaptureMode,
+    /// Extents of one VM's disks above which the expected stall of the clones is worth a
+    /// warning before anything is frozen: 20,000 (about 0.5 s).
+    pub extent_warning: u64,
+    /// A read under the hook longer than this is a job warning that says how to get instant
+    /// snapshots: 1 s.
+    pub long_freeze: Duration,
+    /// How often a point whose disks' changes came from the file system is checked by a full
+    /// scan: a week.
+    pub check_changes_every: Duration,
+}
 
-/// A read under the hook longer than this is a job warning that says how to get instant
-/// snapshots.
-pub const LONG_FREEZE: Duration = Duration::from_secs(1);
+impl Default for CaptureOptions {
+    fn default() -> CaptureOptions {
+        CaptureOptions {
+            mode: CaptureMode::Auto,
+            extent_warning: 20_000,
+            long_freeze: Duration::from_secs(1),
+            check_changes_every: Duration::from_secs(7 * 24 * 3600),
+        }
+    }
+}
 
 /// The capture decided before the pre-hook.
 pub(super) struct Prepared {
@@ -95,9 +113,10 @@ pub(super) fn prepare(
     tier: &SnapshotTier,
     vm: &VmName,
     disks: &[PathBuf],
-    mode: CaptureMode,
+    options: CaptureOptions,
     warn: &mut dyn FnMut(String),
 ) -> Result<Prepared> {
+    let mode = options.mode;
     let read = |why: Option<String>| Prepared {
         staging: None,
         no_clone: why,
@@ -125,7 +144,7 @@ pub(super) fn prepare(
         extents.push(Some(extent_count(disk)?));
     }
     let total: u64 = extents.iter().flatten().sum();
-    if total > EXTENT_WARNING {
+    if total > options.extent_warning {
         let stall = CLONE_COST_PER_EXTENT * u32::try_from(total).unwrap_or(u32::MAX);
         let worst = disks
             .iter()
@@ -219,6 +238,8 @@ pub(super) struct Captured {
     pub(super) after: Option<Vec<Option<FileStat>>>,
     /// How long the clones took, all disks.
     pub(super) clone_time: Option<Duration>,
+    /// Per disk: why it had no change hint, when it was not for want of a parent scan.
+    pub(super) reasons: Vec<Option<String>>,
 }
 
 impl Engine {
@@ -228,6 +249,7 @@ impl Engine {
     pub(super) async fn capture(
         &self,
         spec: &BackupSpec,
+        parent: Option<&RecoveryPoint>,
         prepared: Prepared,
         freeze: &mut Freeze<'_>,
         warnings: &mut Warnings,
@@ -255,6 +277,7 @@ impl Engine {
             names,
             after: None,
             clone_time: None,
+            reasons: vec![None; spec.disks.len()],
         };
         if let Some(staging) = staging {
             let disks = spec.disks.clone();
@@ -270,18 +293,33 @@ impl Engine {
                     freeze.end(warnings).await;
                     captured.after =
                         Some(spec.disks.iter().map(|d| FileStat::of(d).ok()).collect());
+                    let names = spec
+                        .disks
+                        .iter()
+                        .map(|d| disk_name(d))
+                        .collect::<Result<Vec<_>, _>>()
+                        .map_err(blockvault_vault::Error::from)?;
+                    let hints = self.change_hints(spec, parent, &names, &clones).await?;
                     captured.inputs = spec
                         .disks
                         .iter()
                         .zip(&clones)
-                        .map(|(disk, clone)| from_clone(disk, clone))
+                        .zip(hints.hints)
+                        .map(|((disk, clone), hint)| {
+                            Ok(DiskInput {
+                                hint,
+                                check_hint: hints.check,
+                                ..from_clone(disk, clone)?
+                            })
+                        })
                         .collect::<Result<_>>()?;
+                    captured.reasons = hints.reasons;
                     captured.kind = Capture::Reflink;
                     captured.staging = Some(staging);
                     captured.extents = extents;
                 }
                 (_, Err(Error::Capture(e)))
-                    if e.is_unsupported() && spec.capture == CaptureMode::Auto =>
+                    if e.is_unsupported() && spec.capture.mode == CaptureMode::Auto =>
                 {
                     no_clone = Some(e.to_string());
                 }
@@ -290,6 +328,12 @@ impl Engine {
                     return Err(e);
                 }
             }
+        }
+        if captured.kind != Capture::Reflink
+            && let Some(why) = &no_clone
+        {
+            let reason = format!("the disks were read, not cloned: {why}");
+            captured.reasons = vec![Some(reason); spec.disks.len()];
         }
         captured.no_clone = no_clone;
         Ok(captured)
@@ -306,7 +350,8 @@ pub(super) fn record(
         .names
         .iter()
         .zip(&captured.extents)
-        .map(|(name, extents)| {
+        .zip(&captured.reasons)
+        .map(|((name, extents), reason)| {
             let scan = scans.iter().find(|s| s.disk.as_str() == name);
             DiskCapture {
                 disk: name.clone(),
@@ -315,9 +360,18 @@ pub(super) fn record(
                     Some(scan) if scan.incremental => ChangesFrom::FileSystem,
                     _ => ChangesFrom::FullScan,
                 },
-                full_scan_reason: scan.and_then(|s| s.fallback.as_ref().map(|r| r.to_string())),
+                full_scan_reason: match scan {
+                    Some(s) if s.incremental || s.hint_missed.is_some() => None,
+                    Some(s) => s
+                        .fallback
+                        .as_ref()
+                        .map(|r| r.to_string())
+                        .or_else(|| reason.clone()),
+                    None => reason.clone(),
+                },
                 bytes_read: scan.map_or(0, |s| s.bytes_read),
                 bytes_allocated: scan.map_or(0, |s| s.bytes_allocated),
+                hint_missed: scan.and_then(|s| s.hint_missed),
             }
         })
         .collect();

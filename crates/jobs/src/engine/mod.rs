@@ -3,6 +3,7 @@
 
 mod backup;
 mod capture;
+mod changes;
 mod disk_state;
 mod hooks;
 mod job_lock;
@@ -26,7 +27,7 @@ use blockvault_vault::{Progress, TransferOptions};
 use jiff::{SignedDuration, Timestamp};
 use tokio::sync::{broadcast, watch};
 
-pub use self::capture::{CaptureMode, EXTENT_WARNING, LONG_FREEZE};
+pub use self::capture::{CaptureMode, CaptureOptions};
 pub use self::hooks::Hooks;
 pub use self::job_vault::{JobVault, Vaults};
 pub use self::protection::{ProtectOutcome, ProtectRequest};
@@ -70,8 +71,9 @@ pub struct BackupSpec {
     /// [`EarlySend`](blockvault_vault::EarlySend); with a vault still opening, they begin
     /// when it opens); `false` leaves the vault untouched until the Snapshot completes.
     pub early_send: bool,
-    /// How the disks are captured (`--capture`): reflink clones where possible by default.
-    pub capture: CaptureMode,
+    /// How the disks are captured (`--capture`: reflink clones where possible by default), and
+    /// the thresholds of its warnings and checks.
+    pub capture: CaptureOptions,
 }
 
 impl BackupSpec {
@@ -90,7 +92,7 @@ impl BackupSpec {
             retain_until: None,
             stop: None,
             early_send: true,
-            capture: CaptureMode::Auto,
+            capture: CaptureOptions::default(),
         }
     }
 }

@@ -214,6 +214,7 @@ mod tests {
                 }
                 JobEventKind::Progress { step, .. } => format!("progress {step}"),
                 JobEventKind::Warning { message } => format!("warning {message}"),
+                JobEventKind::Captured { record } => format!("captured {}", record.capture),
                 JobEventKind::Finished { status, .. } => format!("finished {}", status.key()),
             };
             if lines.last() != Some(&line) {
@@ -240,6 +241,7 @@ mod tests {
                 "started",
                 "snapshot started",
                 "progress snapshot",
+                "captured read-live",
                 "snapshot ended completed",
                 "transfer started",
                 "progress transfer",

@@ -6,6 +6,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use blockvault_core::{BlockMap, ChunkCodec, ChunkEncoder, ChunkId};
+use blockvault_source::missed_by_hint;
 use jiff::Timestamp;
 
 use super::known::Known;
@@ -85,6 +86,12 @@ pub(super) fn scan_all(
             })
             .map_err(|_| Error::UploadStopped)
         })?;
+        let mut record = record;
+        if source.checks_hint(parent_named)
+            && let Some(parent) = previous
+        {
+            record.hint_missed = Some(missed_by_hint(parent, &map, &source.hint).len() as u64);
+        }
         scans.push((map, record));
     }
     Ok(sources

@@ -23,6 +23,10 @@ pub struct DiskInput {
     /// used only when the write names its parent ([`ParentChoice::Point`](super::ParentChoice)):
     /// the hint's producer proved it against that point, and no other.
     pub hint: ChangeHint,
+    /// Scan the whole disk even so, and count the blocks that changed where the hint said
+    /// nothing did ([`DiskScan::hint_missed`]): the periodic check of change tracking. The
+    /// point's map is the full scan's.
+    pub check_hint: bool,
 }
 
 impl DiskInput {
@@ -32,6 +36,7 @@ impl DiskInput {
             path: path.as_ref().to_owned(),
             capture: None,
             hint: ChangeHint::Everything,
+            check_hint: false,
         }
     }
 }
@@ -54,6 +59,7 @@ impl fmt::Debug for DiskInput {
             .field("path", &self.path)
             .field("capture", &self.capture.as_ref().map(|c| c.path()))
             .field("hint", &self.hint)
+            .field("check_hint", &self.check_hint)
             .finish()
     }
 }
@@ -71,6 +77,9 @@ pub struct DiskScan {
     pub bytes_read: u64,
     /// Bytes of the allocated blocks: what a full scan reads.
     pub bytes_allocated: u64,
+    /// For a disk whose hint was checked ([`DiskInput::check_hint`]): the blocks that changed
+    /// where the hint said nothing did (0: the hint was sound).
+    pub hint_missed: Option<u64>,
 }
 
 /// One disk being backed up.
@@ -84,6 +93,7 @@ pub(super) struct Source {
     /// Its block size, and the repository's codec for the ids.
     pub(super) chunker: Chunker,
     pub(super) hint: ChangeHint,
+    pub(super) check_hint: bool,
 }
 
 /// The name a disk gets from its path: its file name.
@@ -140,6 +150,7 @@ pub(super) fn open_sources(
             image,
             chunker: Chunker::new(block_size, codec.clone()),
             hint: disk.hint.clone(),
+            check_hint: disk.check_hint,
         });
     }
     Ok(sources)
@@ -154,6 +165,12 @@ impl Source {
         parent: Option<&'p BlockMap>,
         parent_named: bool,
     ) -> Result<(ScanPlan<'p>, Option<FullScanReason>)> {
+        if self.checks_hint(parent_named) {
+            let plan = self
+                .chunker
+                .plan(self.image.as_ref(), parent, &ChangeHint::Everything)?;
+            return Ok((plan, None));
+        }
         if !parent_named && matches!(self.hint, ChangeHint::Dirty(_)) {
             let plan = self
                 .chunker
@@ -165,6 +182,11 @@ impl Source {
         Ok((plan, fallback))
     }
 
+    /// Whether this disk is scanned in full to check its hint against the named parent.
+    pub(super) fn checks_hint(&self, parent_named: bool) -> bool {
+        self.check_hint && parent_named && matches!(self.hint, ChangeHint::Dirty(_))
+    }
+
     /// What the scan of this disk did, by its plan.
     pub(super) fn record(&self, plan: &ScanPlan<'_>, fallback: Option<FullScanReason>) -> DiskScan {
         DiskScan {
@@ -173,6 +195,7 @@ impl Source {
             fallback,
             bytes_read: plan.bytes(),
             bytes_allocated: plan.allocated_bytes(),
+            hint_missed: None,
         }
     }
 }

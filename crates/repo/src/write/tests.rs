@@ -180,3 +180,38 @@ async fn a_capture_is_what_is_read_and_the_image_is_what_is_recorded() {
     );
     assert_eq!(bytes(&repo, &report.point, data.len()).await, data);
 }
+
+#[tokio::test]
+async fn a_checked_hint_is_scanned_in_full_and_what_it_missed_is_counted() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let (repo, path, mut data, parent) = setup(dir.path()).await;
+    data[BS] ^= 1;
+    data[9 * BS] ^= 1;
+    write_image(&path, &data);
+    let check = |extents| DiskInput {
+        check_hint: true,
+        ..hinted(&path, extents)
+    };
+    // Block 9 changed where the hint said nothing did.
+    let missing = std::iter::once(BS as u64..BS as u64 + 1).collect();
+    let report = write(
+        &repo,
+        vec![check(missing)],
+        &ParentChoice::Point(Box::new(parent.clone())),
+    )
+    .await;
+    let scan = &report.scans[0];
+    assert!(!scan.incremental, "a checked disk is scanned in full");
+    assert_eq!(scan.bytes_read, scan.bytes_allocated);
+    assert_eq!(scan.hint_missed, Some(1));
+    assert_eq!(bytes(&repo, &report.point, data.len()).await, data);
+
+    let sound = vec![BS as u64..BS as u64 + 1, 9 * BS as u64..9 * BS as u64 + 1];
+    let report = write(
+        &repo,
+        vec![check(sound)],
+        &ParentChoice::Point(Box::new(parent)),
+    )
+    .await;
+    assert_eq!(report.scans[0].hint_missed, Some(0));
+}
