@@ -22,6 +22,7 @@ mod error;
 mod extents;
 mod fs;
 mod reflink;
+mod space;
 mod sys;
 #[cfg(feature = "testing")]
 pub mod testing;
@@ -31,4 +32,5 @@ pub use crate::{
     extents::{Extent, ExtentFlags, extent_count, extents, extents_of},
     fs::{FsKind, same_fs},
     reflink::{clone_file, clone_range},
+    space::{exclusive_bytes, exclusive_bytes_of},
 };
