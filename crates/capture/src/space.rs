@@ -58,7 +58,7 @@ mod tests {
         let image = fs.path().join("disk.img");
         write_at(&image, 0, 8 * MIB, 1);
         // A hole at the end: it costs nothing.
-        std::fs::File::options()
+        File::options()
             .write(true)
             .open(&image)
             .expect("open")
