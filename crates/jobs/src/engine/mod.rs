@@ -2,6 +2,7 @@
 //! keeps the catalog telling the truth after crashes.
 
 mod backup;
+mod clone_restore;
 mod disk_state;
 mod hooks;
 mod job_lock;
@@ -25,6 +26,7 @@ use blockvault_vault::{Progress, TransferOptions};
 use jiff::{SignedDuration, Timestamp};
 use tokio::sync::{broadcast, watch};
 
+pub use self::clone_restore::{DiskRestore, RestoreMethod};
 pub use self::hooks::Hooks;
 pub use self::job_vault::{JobVault, Vaults};
 pub use self::protection::{ProtectOutcome, ProtectRequest};
