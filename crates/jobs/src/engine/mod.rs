@@ -13,6 +13,7 @@ mod record;
 mod recovery;
 mod restore;
 mod retention;
+mod rollback;
 mod soft_delete;
 mod verify;
 
