@@ -55,3 +55,5 @@ pub use crate::{
 };
 pub use blockvault_core::ErrorKind;
 pub use blockvault_core::StateDir;
+/// What a VM's snapshot tier takes on this host (see `points` and `items`).
+pub use blockvault_snapshot::TierSpace;

@@ -8,6 +8,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use blockvault_core::{BlockMap, DiskRecord, PointId, RecoveryPoint, VaultConfig, VmName};
+use blockvault_snapshot::{SnapshotTier, TierSpace};
 use blockvault_store::DamagedPoint;
 use blockvault_vault::{PointSelector, Progress, RestoreReport, RestoreRequest, Vault};
 use jiff::Timestamp;
@@ -40,6 +41,9 @@ pub struct ListedPoint {
     pub tiers: Tiers,
     /// When the point leaves the snapshot tier, if it is there.
     pub snapshot_expires: Option<Timestamp>,
+    /// What the point's kept clones in the snapshot tier hold alone (what its disks overwrote
+    /// since): the space deleting them frees; `None` when it has none.
+    pub snapshot_clone_bytes: Option<u64>,
 }
 
 /// What `points` shows of a VM: its points in both tiers, the vault's records that cannot be
@@ -51,6 +55,9 @@ pub struct PointList {
     /// Vault records that cannot be read: each hides only its own point.
     pub damaged: Vec<DamagedPoint>,
     pub warnings: Vec<String>,
+    /// What the VM's snapshot tier takes on this host, its kept clones counted by what they
+    /// hold alone; `None` when it could not be measured (see the warnings).
+    pub snapshot_space: Option<TierSpace>,
 }
 
 /// The points of a VM in both tiers, oldest first.
@@ -104,7 +111,22 @@ impl Engine {
             let _shared = self.lock_snapshots(vm, false).await?;
             self.find_points(vault, vm, None).await
         };
-        let (found, warnings) = listed?;
+        let (found, mut warnings) = listed?;
+        let in_tier: Vec<PointId> = found
+            .points
+            .iter()
+            .filter(|p| found.tiers(&p.id).has(Tier::Snapshot))
+            .map(|p| p.id.clone())
+            .collect();
+        let (clone_bytes, snapshot_space) = {
+            let (tier, vm) = (self.snapshots.clone(), vm.clone());
+            tokio::task::spawn_blocking(move || space_of(&tier, &vm, &in_tier))
+                .await
+                .unwrap_or_else(|join| std::panic::resume_unwind(join.into_panic()))
+        };
+        let snapshot_space = snapshot_space
+            .map_err(|e| warnings.push(format!("the snapshot tier's space of {vm}: {e}")))
+            .ok();
         let owned = vm.clone();
         let expiry: BTreeMap<PointId, Option<Timestamp>> = self
             .db(move |c| c.points(&owned))
@@ -124,6 +146,7 @@ impl Engine {
                         .has(Tier::Snapshot)
                         .then(|| expiry.get(&point.id).copied().flatten())
                         .flatten(),
+                    snapshot_clone_bytes: clone_bytes.get(&point.id).copied(),
                 }
             })
             .collect();
@@ -131,7 +154,18 @@ impl Engine {
             points: listed,
             damaged: found.damaged,
             warnings,
+            snapshot_space,
         })
+    }
+
+    /// What `vm`'s snapshot tier takes on this host, its kept clones counted by what they hold
+    /// alone (see [`SnapshotTier::space`]).
+    pub async fn snapshot_space(&self, vm: &VmName) -> Result<TierSpace> {
+        let (tier, vm) = (self.snapshots.clone(), vm.clone());
+        tokio::task::spawn_blocking(move || tier.space(&vm))
+            .await
+            .unwrap_or_else(|join| std::panic::resume_unwind(join.into_panic()))
+            .map_err(Error::from)
     }
 
     /// The points of `vm` in both tiers; call with the VM's snapshot lock held (shared).
@@ -422,6 +456,23 @@ impl Engine {
         }
         None
     }
+}
+
+/// What the kept clones of `vm`'s snapshot points `points` hold alone (those that have
+/// clones), and what the VM's snapshot tier takes. Blocking.
+fn space_of(
+    tier: &SnapshotTier,
+    vm: &VmName,
+    points: &[PointId],
+) -> (
+    BTreeMap<PointId, u64>,
+    blockvault_snapshot::Result<TierSpace>,
+) {
+    let clones = points
+        .iter()
+        .filter_map(|id| Some((id.clone(), tier.clone_bytes(vm, id).ok().flatten()?)))
+        .collect();
+    (clones, tier.space(vm))
 }
 
 /// A restore from the chunks of `tier`, with the disks `cloned` (if any) restored by clone.

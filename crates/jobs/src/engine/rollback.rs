@@ -51,12 +51,7 @@ pub(super) fn rollback(clone: &Path, target: &Path) -> blockvault_capture::Resul
 /// files' maps) do not lie at the same place: not both holes, or not both mapped to the same
 /// physical address with a placement that means something. Aligned out to `block`, merged,
 /// the last one ending at `size`.
-fn differing(
-    ours: &[Extent],
-    theirs: &[Extent],
-    size: u64,
-    block: u64,
-) -> Vec<Range<u64>> {
+fn differing(ours: &[Extent], theirs: &[Extent], size: u64, block: u64) -> Vec<Range<u64>> {
     let mut cuts: Vec<u64> = vec![0, size];
     for e in ours.iter().chain(theirs) {
         cuts.push(e.logical.min(size));
