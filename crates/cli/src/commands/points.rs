@@ -64,14 +64,14 @@ pub async fn run(args: PointsArgs, host: &Host) -> Result<Report> {
     let PointsView {
         damaged, warnings, ..
     } = view;
+    let mut json = json!({ "points": docs, "damaged": damaged, "warnings": warnings });
+    // Only where a VM listed has snapshots on this host.
+    if !tier.is_empty() {
+        json["snapshot_tier"] = json!(tier);
+    }
     Ok(Report {
         text,
-        json: json!({
-            "points": docs,
-            "damaged": damaged,
-            "warnings": warnings,
-            "snapshot_tier": tier,
-        }),
+        json,
         warnings,
         exit_code: None,
     })
