@@ -359,3 +359,52 @@ async fn without_clones_a_restore_is_from_the_chunks_and_says_nothing() {
         std::fs::read(&image).expect("image")
     );
 }
+
+async fn points_show_what_the_kept_clones_hold(kind: LoopKind) {
+    let fs = LoopFs::new(kind, 512 * MIB);
+    let engine = engine(fs.path()).await;
+    let image = image(fs.path());
+    let size = std::fs::metadata(&image).expect("image").len();
+    let point = snapshot(&engine, &image, true).await;
+    let clone_bytes = |list: &blockvault_jobs::PointList| {
+        list.points
+            .iter()
+            .find(|p| p.point.id == point.id)
+            .and_then(|p| p.snapshot_clone_bytes)
+    };
+    let listed = engine.list_points(None, &vm()).await.expect("points");
+    assert_eq!(clone_bytes(&listed), Some(0), "it shares everything");
+    // The image's first 12 MiB rewritten whole: the old ones are the clone's alone.
+    write_at(&image, 0, 12 * MIB, 77);
+    let listed = engine.list_points(None, &vm()).await.expect("points");
+    assert_eq!(clone_bytes(&listed), Some(12 * MIB));
+    let space = listed.snapshot_space.expect("space");
+    assert_eq!(
+        (space.clones, space.clones_apparent),
+        (12 * MIB, size),
+        "{space:?}"
+    );
+    assert_eq!(space.bytes(), space.stored + 12 * MIB);
+    assert_eq!(engine.snapshot_space(&vm()).await.expect("space"), space);
+    // A point without a kept clone says so.
+    let plain = snapshot(&engine, &image, false).await;
+    let listed = engine.list_points(None, &vm()).await.expect("points");
+    let entry = listed
+        .points
+        .iter()
+        .find(|p| p.point.id == plain.id)
+        .expect("listed");
+    assert_eq!(entry.snapshot_clone_bytes, None);
+}
+
+#[tokio::test]
+#[ignore = "needs root, loop devices and mkfs.xfs/mkfs.btrfs: scripts/test.sh runs it"]
+async fn points_show_what_the_kept_clones_hold_on_xfs() {
+    points_show_what_the_kept_clones_hold(LoopKind::Xfs).await;
+}
+
+#[tokio::test]
+#[ignore = "needs root, loop devices and mkfs.xfs/mkfs.btrfs: scripts/test.sh runs it"]
+async fn points_show_what_the_kept_clones_hold_on_btrfs() {
+    points_show_what_the_kept_clones_hold(LoopKind::Btrfs).await;
+}
