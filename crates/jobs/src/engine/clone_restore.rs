@@ -10,7 +10,10 @@
 //!
 //! A disk rolled back to a clone of itself shares most of its extents with it: only what the
 //! VM wrote since is cloned back. A clone is the point's bytes by construction (the point was
-//! read from it, and nothing writes to a kept clone).
+//! read from it, and nothing writes to a kept clone). Into new files, nothing is renamed into
+//! place before every disk is cloned and synced. In place, a rollback killed midway leaves
+//! the disk part old, part restored, as any in-place restore does; running it again finishes
+//! it (what is already the clone's is not cloned again).
 //!
 //! Whatever keeps a disk from its clone (no kept clone, a target on another file system, a
 //! file system that refuses, an error) leaves that disk to the restore from the chunks, the
