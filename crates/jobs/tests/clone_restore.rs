@@ -408,3 +408,54 @@ async fn points_show_what_the_kept_clones_hold_on_xfs() {
 async fn points_show_what_the_kept_clones_hold_on_btrfs() {
     points_show_what_the_kept_clones_hold(LoopKind::Btrfs).await;
 }
+
+#[tokio::test]
+#[ignore = "needs root, loop devices and mkfs.xfs/mkfs.btrfs: scripts/test.sh runs it"]
+async fn a_clone_of_the_wrong_size_or_a_missing_target_is_no_wrong_restore() {
+    let fs = LoopFs::new(LoopKind::Xfs, 512 * MIB);
+    let engine = engine(fs.path()).await;
+    let image = image(fs.path());
+    let point = snapshot(&engine, &image, true).await;
+    let then = std::fs::read(&image).expect("image");
+
+    // In place with a disk missing from the target: refused as before, nothing touched.
+    let empty = fs.path().join("empty");
+    std::fs::create_dir(&empty).expect("mkdir");
+    let err = restore(&engine, &point, &empty, true)
+        .await
+        .expect_err("missing");
+    assert!(err.to_string().contains("disk.img"), "{err}");
+    assert_eq!(std::fs::read_dir(&empty).expect("empty").count(), 0);
+
+    // A kept clone that is not the point's size is not used: the chunks are.
+    let clone = engine
+        .snapshots()
+        .clone_of(&vm(), &point.id, &disk())
+        .expect("clone");
+    OpenOptions::new()
+        .write(true)
+        .open(&clone)
+        .expect("open")
+        .set_len(MIB)
+        .expect("cut");
+    let out = fs.path().join("out");
+    let outcome = restore(&engine, &point, &out, false)
+        .await
+        .expect("restore");
+    assert_eq!(methods(&outcome), vec![RestoreMethod::Chunks]);
+    assert!(
+        outcome
+            .warnings
+            .iter()
+            .any(|w| w.contains("not the point's")),
+        "{:?}",
+        outcome.warnings
+    );
+    assert_eq!(std::fs::read(out.join("disk.img")).expect("restored"), then);
+    write_at(&image, 0, MIB, 3);
+    let outcome = restore(&engine, &point, fs.path(), true)
+        .await
+        .expect("in place");
+    assert_eq!(methods(&outcome), vec![RestoreMethod::Chunks]);
+    assert_eq!(std::fs::read(&image).expect("image"), then);
+}
