@@ -30,6 +30,7 @@ mod error;
 mod extents;
 mod fs;
 mod reflink;
+mod space;
 mod sys;
 #[cfg(feature = "testing")]
 pub mod testing;
@@ -40,4 +41,5 @@ pub use crate::{
     extents::{Extent, ExtentFlags, extent_count, extents, extents_of},
     fs::{FsKind, same_fs},
     reflink::{clone_file, clone_range},
+    space::{exclusive_bytes, exclusive_bytes_of},
 };

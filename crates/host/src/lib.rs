@@ -56,3 +56,5 @@ pub use blockvault_core::ErrorKind;
 pub use blockvault_core::StateDir;
 /// Sizes in words (`1.40 GiB`), as every message of this host says them.
 pub use blockvault_core::bytes;
+/// What a VM's snapshot tier takes on this host (see `points` and `items`).
+pub use blockvault_snapshot::TierSpace;

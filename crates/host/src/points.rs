@@ -6,6 +6,7 @@ use std::collections::HashMap;
 use blockvault_core::{PointId, SoftDeleteMarker, VmName};
 use blockvault_jobs::{ListedPoint, PointList, RetainedPoint, Verdict, retention};
 use blockvault_policy::Policy;
+use blockvault_snapshot::TierSpace;
 use blockvault_store::{DamagedPoint, VaultLocation};
 use jiff::Timestamp;
 
@@ -24,6 +25,9 @@ pub struct PointsView {
     pub held: HashMap<VmName, Held>,
     /// Things the user should know (a vault read without, a damaged record, ...).
     pub warnings: Vec<String>,
+    /// What each listed VM's snapshot tier takes on this host (kept clones counted by what
+    /// they hold alone), VM by VM; a VM whose space could not be measured is left out.
+    pub snapshot_space: Vec<(VmName, TierSpace)>,
 }
 
 impl PointsView {
@@ -91,7 +95,11 @@ impl Host {
                 points: listed,
                 damaged,
                 warnings: listing_warnings,
+                snapshot_space,
             } = listing?;
+            if let Some(space) = snapshot_space.filter(|s| *s != TierSpace::default()) {
+                view.snapshot_space.push((vm.clone(), space));
+            }
             for record in &damaged {
                 warnings.push(format!(
                     "point {} of VM {} is damaged and cannot be restored: {}; `blockvault verify \

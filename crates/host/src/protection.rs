@@ -9,6 +9,7 @@ use blockvault_jobs::{
     DEFAULT_POLICY, Engine, Hooks, Job, JobFilter, Operation, PointEntry, ProtectRequest,
     ProtectedItem,
 };
+use blockvault_snapshot::TierSpace;
 use blockvault_store::VaultLocation;
 use jiff::Timestamp;
 
@@ -113,6 +114,9 @@ pub struct ItemView {
     /// When the daemon backs it up next; none when it is not scheduled (stopped,
     /// soft-deleted).
     pub next_backup: Option<Timestamp>,
+    /// What its snapshot tier takes on this host, kept clones counted by what they hold alone
+    /// (what the disks overwrote since); `None` when it could not be measured.
+    pub snapshot_space: Option<TierSpace>,
 }
 
 /// The protected items (only `vm`'s when given), each with its last backup, latest point and
@@ -147,11 +151,13 @@ pub async fn items(engine: &Engine, vm: Option<&VmName>) -> Result<Vec<ItemView>
             true => next_backup(engine, &item).await.ok(),
             false => None,
         };
+        let snapshot_space = engine.snapshot_space(&item.vm).await.ok();
         views.push(ItemView {
             item,
             last_backup,
             latest_point,
             next_backup,
+            snapshot_space,
         });
     }
     Ok(views)

@@ -61,8 +61,11 @@
 //! Each snapshot point names the vault it is for: the open vault's id, or while it is still
 //! opening the id this host last saw at that location (the catalog's `vaults`), corrected in
 //! the snapshot tier once the vault opens. [`Engine::restore`] picks the point among
-//! both tiers and reads it from the snapshot tier when it is there. [`Engine::list_points`]
-//! rebuilds the catalog's view of both tiers from the stores as it lists.
+//! both tiers and reads it from the snapshot tier when it is there: where the tier kept a
+//! reflink clone of a disk, by cloning it back (into a new file, or in place only the extents
+//! that differ; milliseconds whatever the size), else from its chunks; the outcome says which
+//! ([`RestoreOutcome::restored_by`]). [`Engine::list_points`] rebuilds the catalog's view of
+//! both tiers from the stores as it lists, with what each point's kept clones hold alone.
 //!
 //! Exclusivity is enforced with `flock` on files in `STATE_DIR/locks/`, so it holds across
 //! processes and within one: `<vm>.snapshot` is held for the whole Snapshot subtask (a second
@@ -150,10 +153,10 @@ pub use crate::{
     clock::{Clock, SimulatedClock, Sleep, SystemClock},
     daemon::{Daemon, DaemonOptions, DaemonReport, Level, Log},
     engine::{
-        BackupOutcome, BackupSpec, CaptureMode, CaptureOptions, Engine, ExpiredPoint, Hooks,
-        INSTANT_RESTORE_DAYS, JobVault, ListedPoint, PointList, ProtectOutcome, ProtectRequest,
-        Pruned, PurgeOutcome, Recovered, RestoreOutcome, StopMode, StopOutcome, VaultUnavailable,
-        Vaults, VerifyOutcome, VerifyScope,
+        BackupOutcome, BackupSpec, CaptureMode, CaptureOptions, DiskRestore, Engine, ExpiredPoint,
+        Hooks, INSTANT_RESTORE_DAYS, JobVault, ListedPoint, PointList, ProtectOutcome,
+        ProtectRequest, Pruned, PurgeOutcome, Recovered, RestoreMethod, RestoreOutcome, StopMode,
+        StopOutcome, VaultUnavailable, Vaults, VerifyOutcome, VerifyScope,
     },
     error::{Error, Result},
     events::{EVENT_CAPACITY, JobEvent, JobEventKind, PROGRESS_EVERY},

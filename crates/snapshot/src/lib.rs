@@ -31,8 +31,14 @@
 //! restores from the tier alone. Points expire after the instant-restore days of the backup
 //! that made them: [`SnapshotTier::expire`] deletes their records and maps, then
 //! [`SnapshotTier::sweep`] deletes the chunks no remaining point names, found in the store's
-//! listing of chunks (the sweep goes through the store, never the files). Vault copies are not
-//! touched.
+//! listing of chunks (the sweep goes through the store, never the files), and the kept clones
+//! of points no longer committed (see `clones.rs`). Vault copies are not touched.
+//!
+//! # Space
+//!
+//! [`SnapshotTier::space`] is the repository's files plus what the kept clones hold alone: a
+//! clone shares every extent its disk did not overwrite since, so its cost is what diverged,
+//! never its apparent size. Sweeps report what the file system really freed.
 //!
 //! # Damage
 //!
@@ -59,5 +65,5 @@ pub use crate::{
     clones::Staging,
     error::{Error, Result},
     sweep::SweepReport,
-    tier::SnapshotTier,
+    tier::{SnapshotTier, TierSpace},
 };

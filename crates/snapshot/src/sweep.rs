@@ -2,6 +2,7 @@
 //! store (its listing of chunks, its staging leftovers), never by walking its files.
 
 use std::collections::HashSet;
+use std::path::Path;
 
 use blockvault_core::{ChunkId, ChunkSet, PointId, VmName};
 use blockvault_repo::Repository;
@@ -9,6 +10,7 @@ use blockvault_store::Store;
 use futures::{StreamExt, TryStreamExt};
 
 use crate::Result;
+use crate::clones::sweep_clones;
 use crate::heal::{healthy_points, set_aside};
 
 /// Chunk deletes in flight at once.
@@ -25,20 +27,30 @@ pub struct SweepReport {
     pub chunks_removed: u64,
     /// Half-written files a killed process left behind, deleted.
     pub leftovers_removed: u64,
-    /// Bytes of files deleted.
+    /// Bytes freed: of the files deleted, and what the file system freed for the clones
+    /// deleted (`clone_bytes_freed`, counted here too).
     pub bytes_freed: u64,
+    /// Kept clone directories of points no longer committed (expired, set aside), deleted.
+    pub clone_dirs_removed: usize,
+    /// Staging directories of captures whose process is gone, deleted.
+    pub staging_dirs_removed: usize,
+    /// What the file system freed for the clones deleted: only what they held alone (see
+    /// `clones.rs`), never their apparent size.
+    pub clone_bytes_freed: u64,
 }
 
 /// Deletes what no committed point of `vm` needs: maps of backups that never committed,
-/// chunks no point's maps name, and staging files a killed writer left. Call with the VM's
-/// snapshot lock held (a running Snapshot's chunks are not named by any point yet).
+/// chunks no point's maps name, staging files a killed writer left, and in `clones` (the VM's
+/// clones directory) the kept clones of points not committed and the staging directories of
+/// captures whose process is gone. Call with the VM's snapshot lock held (a running
+/// Snapshot's chunks are not named by any point yet).
 ///
 /// A point whose map is damaged or missing cannot restore from the tier: its record is set
 /// aside (see `heal.rs`) and its maps and chunks are swept with the rest. A map that cannot
 /// be read for another reason (an I/O error) stops the sweep before any chunk or map is
 /// deleted (staging leftovers go first): a chunk is only deleted when every live map was
 /// read and none names it.
-pub(crate) async fn sweep(vm: &VmName, vault: &Repository) -> Result<SweepReport> {
+pub(crate) async fn sweep(vm: &VmName, vault: &Repository, clones: &Path) -> Result<SweepReport> {
     let store = vault.store();
     // First the staging files (of chunks, maps, records) a killed writer left: with the
     // snapshot lock held no writer of this VM runs, so whatever their age.
@@ -79,6 +91,17 @@ pub(crate) async fn sweep(vm: &VmName, vault: &Repository) -> Result<SweepReport
         ..SweepReport::default()
     };
     let committed: HashSet<&PointId> = points.iter().map(|p| &p.id).collect();
+    let swept = {
+        let clones = clones.to_owned();
+        let committed: HashSet<PointId> = committed.iter().map(|&id| id.clone()).collect();
+        tokio::task::spawn_blocking(move || sweep_clones(&clones, &committed))
+            .await
+            .unwrap_or_else(|join| std::panic::resume_unwind(join.into_panic()))?
+    };
+    report.clone_dirs_removed = swept.points;
+    report.staging_dirs_removed = swept.staging;
+    report.clone_bytes_freed = swept.bytes;
+    report.bytes_freed += swept.bytes;
     for id in store.list_map_point_ids(vm).await? {
         if !committed.contains(&id) {
             store.delete_maps(vm, &id).await?;

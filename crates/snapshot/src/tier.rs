@@ -3,6 +3,7 @@ use std::path::{Path, PathBuf};
 use blockvault_core::{PointId, RecoveryPoint, VmName};
 use blockvault_repo::Repository;
 
+use crate::clones::{CLONES, clones_space};
 use crate::sweep::{SweepReport, sweep};
 use crate::{Error, Result, heal};
 
@@ -84,24 +85,63 @@ impl SnapshotTier {
         for id in expired {
             vault.store().delete_point(vm, id).await?;
         }
-        let mut report = sweep(vm, &vault).await?;
+        let mut report = sweep(vm, &vault, &self.clones_dir(vm)).await?;
         report.points_removed = expired.len();
         Ok(report)
     }
 
     /// Deletes what no committed point of `vm` needs (see `sweep.rs`): maps of backups that
-    /// never committed, chunks no point's maps name, staging files a killed writer left. Call
-    /// with the VM's snapshot lock held (a running Snapshot's chunks are named by no point yet).
+    /// never committed, chunks no point's maps name, staging files a killed writer left, kept
+    /// clones of points no longer committed and staging directories of dead captures (see
+    /// `clones.rs`). Call with the VM's snapshot lock held (a running Snapshot's chunks are
+    /// named by no point yet).
     pub async fn sweep(&self, vm: &VmName) -> Result<SweepReport> {
         match self.open(vm).await? {
-            Some(vault) => sweep(vm, &vault).await,
+            Some(vault) => sweep(vm, &vault, &self.clones_dir(vm)).await,
             None => Ok(SweepReport::default()),
         }
     }
 
-    /// Bytes of files in `vm`'s snapshot directory.
+    /// Bytes `vm`'s snapshots take on this host: [`TierSpace::bytes`].
     pub fn usage(&self, vm: &VmName) -> Result<u64> {
-        dir_size(&self.dir(vm))
+        Ok(self.space(vm)?.bytes())
+    }
+
+    /// What `vm`'s snapshots take on this host: the repository's files, and the kept clones
+    /// counted by what they hold alone (see `clones.rs`), not by their apparent size.
+    pub fn space(&self, vm: &VmName) -> Result<TierSpace> {
+        let dir = self.dir(vm);
+        let mut stored = 0;
+        for path in read_dir_or_empty(&dir)? {
+            if path.file_name().is_some_and(|n| n == CLONES) {
+                continue;
+            }
+            stored += size_of(&path)?;
+        }
+        let (clones, clones_apparent) = clones_space(&self.clones_dir(vm))?;
+        Ok(TierSpace {
+            stored,
+            clones,
+            clones_apparent,
+        })
+    }
+}
+
+/// What one VM's snapshots take on this host.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
+pub struct TierSpace {
+    /// Bytes of the repository's files (chunks, maps, records).
+    pub stored: u64,
+    /// Bytes the kept clones hold alone: what the disks overwrote since the clones were taken.
+    pub clones: u64,
+    /// The kept clones' apparent size (their disks' sizes): not space used.
+    pub clones_apparent: u64,
+}
+
+impl TierSpace {
+    /// The space used: the repository's files and what the clones hold alone.
+    pub fn bytes(&self) -> u64 {
+        self.stored + self.clones
     }
 }
 
@@ -115,15 +155,15 @@ fn read_dir_or_empty(dir: &Path) -> Result<Vec<PathBuf>> {
     }
 }
 
-fn dir_size(dir: &Path) -> Result<u64> {
+/// Bytes of the file at `path`, or of the files in the tree under it.
+fn size_of(path: &Path) -> Result<u64> {
+    let meta = std::fs::symlink_metadata(path).map_err(|e| Error::io(path, e))?;
+    if !meta.is_dir() {
+        return Ok(meta.len());
+    }
     let mut total = 0;
-    for path in read_dir_or_empty(dir)? {
-        let meta = std::fs::symlink_metadata(&path).map_err(|e| Error::io(&path, e))?;
-        total += if meta.is_dir() {
-            dir_size(&path)?
-        } else {
-            meta.len()
-        };
+    for path in read_dir_or_empty(path)? {
+        total += size_of(&path)?;
     }
     Ok(total)
 }

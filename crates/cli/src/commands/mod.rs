@@ -28,3 +28,15 @@ pub struct Report {
     /// (a backup whose transfer failed).
     pub exit_code: Option<crate::exit::ExitCode>,
 }
+
+/// What a VM's snapshot tier takes on this host, as `points` and `items` show it: `bytes` in
+/// all, the repository's files, and the kept clones by what they hold alone (what the disks
+/// overwrote since) next to their apparent size (not space used).
+pub fn tier_space(space: &blockvault_host::TierSpace) -> serde_json::Value {
+    serde_json::json!({
+        "bytes": space.bytes(),
+        "stored_bytes": space.stored,
+        "clone_bytes": space.clones,
+        "clone_apparent_bytes": space.clones_apparent,
+    })
+}

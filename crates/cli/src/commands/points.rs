@@ -52,12 +52,26 @@ pub async fn run(args: PointsArgs, host: &Host) -> Result<Report> {
             format::table(&["VM", "POINT", "RECORD"], &rows)
         );
     }
+    let tier: Vec<serde_json::Value> = view
+        .snapshot_space
+        .iter()
+        .map(|(vm, space)| {
+            let mut doc = super::tier_space(space);
+            doc["vm"] = json!(vm);
+            doc
+        })
+        .collect();
     let PointsView {
         damaged, warnings, ..
     } = view;
+    let mut json = json!({ "points": docs, "damaged": damaged, "warnings": warnings });
+    // Only where a VM listed has snapshots on this host.
+    if !tier.is_empty() {
+        json["snapshot_tier"] = json!(tier);
+    }
     Ok(Report {
         text,
-        json: json!({ "points": docs, "damaged": damaged, "warnings": warnings }),
+        json,
         warnings,
         exit_code: None,
     })
@@ -82,11 +96,12 @@ fn table(view: &PointsView) -> String {
         "SIZE",
         "CHANGED",
         "STORED",
+        "CLONE",
         "TIERS",
         "SNAPSHOT UNTIL",
         "VAULT RETENTION",
     ];
-    let rows: Vec<[String; 11]> = points
+    let rows: Vec<[String; 12]> = points
         .iter()
         .map(|listed| {
             let p = &listed.point;
@@ -99,6 +114,11 @@ fn table(view: &PointsView) -> String {
                 format::bytes(p.total_size()),
                 format::bytes(p.stats.bytes_changed),
                 format::bytes(p.stats.bytes_stored),
+                // What its kept clone holds alone: what the disks overwrote since.
+                listed
+                    .snapshot_clone_bytes
+                    .map(format::bytes)
+                    .unwrap_or_else(|| "-".to_owned()),
                 listed.tiers.to_string(),
                 listed
                     .snapshot_expires
@@ -135,8 +155,8 @@ fn table(view: &PointsView) -> String {
         .collect();
     if !view.shows_retention() {
         // No protected, stopped or soft-deleted VM listed: no retention column.
-        let short: [&str; 10] = std::array::from_fn(|i| header[i]);
-        let rows: Vec<[String; 10]> = rows
+        let short: [&str; 11] = std::array::from_fn(|i| header[i]);
+        let rows: Vec<[String; 11]> = rows
             .iter()
             .map(|r| std::array::from_fn(|i| r[i].clone()))
             .collect();

@@ -89,6 +89,7 @@ pub async fn items(args: ItemsArgs, host: &Host) -> Result<Report> {
             last_backup: last,
             latest_point: latest,
             next_backup: next,
+            snapshot_space: space,
         } = view;
         rows.push([
             item.vm.to_string(),
@@ -109,6 +110,9 @@ pub async fn items(args: ItemsArgs, host: &Host) -> Result<Report> {
                 .map(|p| p.tiers.to_string())
                 .unwrap_or_else(|| "-".into()),
             next.map(format::time).unwrap_or_else(|| "-".into()),
+            space
+                .map(|s| format::bytes(s.bytes()))
+                .unwrap_or_else(|| "-".into()),
         ]);
         let mut doc = json!({
             "vm": item.vm,
@@ -121,6 +125,7 @@ pub async fn items(args: ItemsArgs, host: &Host) -> Result<Report> {
             })),
             "latest_point": latest,
             "next_backup": next,
+            "snapshot_tier": space.as_ref().map(super::tier_space),
         });
         // `state`, and `stopped`, `deleted`, `purge_after` when they apply.
         if let (Some(doc), serde_json::Value::Object(state)) =
@@ -143,6 +148,7 @@ pub async fn items(args: ItemsArgs, host: &Host) -> Result<Report> {
                 "LATEST POINT",
                 "TIERS",
                 "NEXT BACKUP",
+                "SNAPSHOT SPACE",
             ],
             &rows,
         )

@@ -2,6 +2,7 @@ use std::sync::Arc;
 
 use anyhow::Result;
 use blockvault_host::Host;
+use blockvault_jobs::{DiskRestore, RestoreMethod};
 use blockvault_vault::{NoProgress, PointSelector, RestoreRequest};
 use serde_json::json;
 
@@ -53,7 +54,23 @@ pub async fn run(args: RestoreArgs, host: &Host, bar: Arc<Bar>) -> Result<Report
     }
     let size: u64 = report.disks.iter().map(|d| d.size).sum();
     let written: u64 = report.disks.iter().map(|d| d.bytes_written).sum();
-    let how = if request.in_place {
+    let by_clone: Vec<&DiskRestore> = outcome
+        .restored_by
+        .iter()
+        .filter(|d| d.method == RestoreMethod::Clone)
+        .collect();
+    let all_cloned = !by_clone.is_empty() && by_clone.len() == report.disks.len();
+    let how = if request.in_place && all_cloned {
+        let ranges: u64 = by_clone.iter().map(|d| d.ranges_cloned).sum();
+        let bytes: u64 = by_clone.iter().map(|d| d.bytes_cloned).sum();
+        format!(
+            "rolled back in place by clone ({ranges} differing range(s), {} cloned back; nothing \
+             read) to",
+            format::bytes(bytes)
+        )
+    } else if all_cloned {
+        "restored by clone (nothing read)".to_owned()
+    } else if request.in_place {
         let changed: u64 = report.disks.iter().map(|d| d.blocks_changed).sum();
         let blocks: u64 = report.disks.iter().map(|d| d.blocks).sum();
         let scanned: u64 = report.disks.iter().map(|d| d.bytes_scanned).sum();
@@ -65,6 +82,13 @@ pub async fn run(args: RestoreArgs, host: &Host, bar: Arc<Bar>) -> Result<Report
         format!("rolled back in place ({changed} of {blocks} blocks rewritten; {how}) to")
     } else {
         "restored".to_owned()
+    };
+    // Some disks by clone, the others from the chunks.
+    let how = if by_clone.is_empty() || all_cloned {
+        how
+    } else {
+        let names: Vec<&str> = by_clone.iter().map(|d| d.name.as_str()).collect();
+        format!("{how} (disk(s) {} by clone)", names.join(", "))
     };
     let text = format!(
         "{how} point {} of {} ({}) from the {} tier to {}: {} disk(s), {} image, {} written; \
@@ -86,6 +110,7 @@ pub async fn run(args: RestoreArgs, host: &Host, bar: Arc<Bar>) -> Result<Report
         .disks
         .iter()
         .map(|d| {
+            let how = outcome.restored_by.iter().find(|h| h.name == d.name);
             json!({
                 "name": d.name,
                 "path": d.path,
@@ -94,6 +119,9 @@ pub async fn run(args: RestoreArgs, host: &Host, bar: Arc<Bar>) -> Result<Report
                 "blocks": d.blocks,
                 "blocks_changed": d.blocks_changed,
                 "bytes_scanned": d.bytes_scanned,
+                "restored_by": how.map_or(RestoreMethod::Chunks, |h| h.method),
+                "ranges_cloned": how.map_or(0, |h| h.ranges_cloned),
+                "bytes_cloned": how.map_or(0, |h| h.bytes_cloned),
             })
         })
         .collect();

@@ -4,6 +4,7 @@
 mod backup;
 mod capture;
 mod changes;
+mod clone_restore;
 mod disk_state;
 mod hooks;
 mod job_lock;
@@ -14,6 +15,7 @@ mod record;
 mod recovery;
 mod restore;
 mod retention;
+mod rollback;
 mod soft_delete;
 mod verify;
 
@@ -28,6 +30,7 @@ use jiff::{SignedDuration, Timestamp};
 use tokio::sync::{broadcast, watch};
 
 pub use self::capture::{CaptureMode, CaptureOptions};
+pub use self::clone_restore::{DiskRestore, RestoreMethod};
 pub use self::hooks::Hooks;
 pub use self::job_vault::{JobVault, Vaults};
 pub use self::protection::{ProtectOutcome, ProtectRequest};

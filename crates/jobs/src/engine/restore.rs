@@ -3,16 +3,18 @@
 //! and every restore is a `Restore` job.
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
-
 use std::path::Path;
+use std::sync::Arc;
+use std::time::Instant;
 
 use blockvault_core::{BlockMap, DiskRecord, PointId, RecoveryPoint, VaultConfig, VmName};
+use blockvault_snapshot::{SnapshotTier, TierSpace};
 use blockvault_store::DamagedPoint;
 use blockvault_vault::{PointSelector, Progress, RestoreReport, RestoreRequest, Vault};
 use jiff::Timestamp;
 
 use super::Engine;
+use super::clone_restore::{Cloned, DiskRestore, cloned_names, merge, restore_by_clone};
 use super::disk_state::{DiskState, DiskStates, FileStat};
 use crate::{Error, Job, Operation, PointSummary, Result, Tier, Tiers};
 
@@ -24,6 +26,9 @@ pub struct RestoreOutcome {
     /// The tier the blocks were read from.
     pub tier: Tier,
     pub warnings: Vec<String>,
+    /// How each disk was restored (by clone from the snapshot tier, or from a tier's chunks),
+    /// in the order of `report.disks`.
+    pub restored_by: Vec<DiskRestore>,
 }
 
 /// A recovery point and the tiers it lives in.
@@ -36,6 +41,9 @@ pub struct ListedPoint {
     pub tiers: Tiers,
     /// When the point leaves the snapshot tier, if it is there.
     pub snapshot_expires: Option<Timestamp>,
+    /// What the point's kept clones in the snapshot tier hold alone (what its disks overwrote
+    /// since): the space deleting them frees; `None` when it has none.
+    pub snapshot_clone_bytes: Option<u64>,
 }
 
 /// What `points` shows of a VM: its points in both tiers, the vault's records that cannot be
@@ -47,6 +55,9 @@ pub struct PointList {
     /// Vault records that cannot be read: each hides only its own point.
     pub damaged: Vec<DamagedPoint>,
     pub warnings: Vec<String>,
+    /// What the VM's snapshot tier takes on this host, its kept clones counted by what they
+    /// hold alone; `None` when it could not be measured (see the warnings).
+    pub snapshot_space: Option<TierSpace>,
 }
 
 /// The points of a VM in both tiers, oldest first.
@@ -100,7 +111,22 @@ impl Engine {
             let _shared = self.lock_snapshots(vm, false).await?;
             self.find_points(vault, vm, None).await
         };
-        let (found, warnings) = listed?;
+        let (found, mut warnings) = listed?;
+        let in_tier: Vec<PointId> = found
+            .points
+            .iter()
+            .filter(|p| found.tiers(&p.id).has(Tier::Snapshot))
+            .map(|p| p.id.clone())
+            .collect();
+        let (clone_bytes, snapshot_space) = {
+            let (tier, vm) = (self.snapshots.clone(), vm.clone());
+            tokio::task::spawn_blocking(move || space_of(&tier, &vm, &in_tier))
+                .await
+                .unwrap_or_else(|join| std::panic::resume_unwind(join.into_panic()))
+        };
+        let snapshot_space = snapshot_space
+            .map_err(|e| warnings.push(format!("the snapshot tier's space of {vm}: {e}")))
+            .ok();
         let owned = vm.clone();
         let expiry: BTreeMap<PointId, Option<Timestamp>> = self
             .db(move |c| c.points(&owned))
@@ -120,6 +146,7 @@ impl Engine {
                         .has(Tier::Snapshot)
                         .then(|| expiry.get(&point.id).copied().flatten())
                         .flatten(),
+                    snapshot_clone_bytes: clone_bytes.get(&point.id).copied(),
                 }
             })
             .collect();
@@ -127,7 +154,18 @@ impl Engine {
             points: listed,
             damaged: found.damaged,
             warnings,
+            snapshot_space,
         })
+    }
+
+    /// What `vm`'s snapshot tier takes on this host, its kept clones counted by what they hold
+    /// alone (see [`SnapshotTier::space`]).
+    pub async fn snapshot_space(&self, vm: &VmName) -> Result<TierSpace> {
+        let (tier, vm) = (self.snapshots.clone(), vm.clone());
+        tokio::task::spawn_blocking(move || tier.space(&vm))
+            .await
+            .unwrap_or_else(|join| std::panic::resume_unwind(join.into_panic()))
+            .map_err(Error::from)
     }
 
     /// The points of `vm` in both tiers; call with the VM's snapshot lock held (shared).
@@ -210,20 +248,21 @@ impl Engine {
         let progress = self.progress(vec![job.clone()], progress);
         let result = self.restore_job(vault, request, from, progress).await;
         match &result {
-            Ok((report, _, warnings)) => {
+            Ok((report, _, warnings, _)) => {
                 self.warnings(&job).extend(warnings.iter().cloned());
                 self.finish_job(&job, Some(&report.point.id)).await?;
             }
             Err(e) => self.fail_job(&job, &e.to_string()).await?,
         }
         job_lock.remove();
-        let (report, tier, warnings) = result?;
+        let (report, tier, warnings, restored_by) = result?;
         let id = job.id;
         Ok(RestoreOutcome {
             job: self.db(move |c| c.job(id)).await?,
             report,
             tier,
             warnings,
+            restored_by,
         })
     }
 
@@ -233,7 +272,7 @@ impl Engine {
         request: &RestoreRequest,
         from: Option<Tier>,
         progress: Arc<dyn Progress>,
-    ) -> Result<(RestoreReport, Tier, Vec<String>)> {
+    ) -> Result<(RestoreReport, Tier, Vec<String>, Vec<DiskRestore>)> {
         let vm = &request.vm;
         // Shared with other readers of the VM's snapshot tier, so no expiry or sweep deletes
         // what this restore reads; exclusive in place, so no Snapshot reads a half-restored
@@ -308,38 +347,72 @@ impl Engine {
                 states.forget(&path).map_err(|e| Error::lock(&path, e))?;
             }
         }
-        let (report, tier) = self
-            .read_point(vault, &exact, &point.id, tiers, progress, &mut warnings)
+        let (report, tier, restored_by) = self
+            .read_point(vault, exact, point, tiers, progress, &mut warnings)
             .await?;
         if request.in_place {
             for (disk, restored) in report.point.disks.iter().zip(&report.disks) {
                 record_written(&states, &report.point, disk, &restored.path).await;
             }
         }
-        Ok((report, tier, warnings))
+        Ok((report, tier, warnings, restored_by))
     }
 
-    /// Restores the point `exact` names from the snapshot tier when it is there (falling back
-    /// to the vault if that fails and the vault has it), else from the vault.
+    /// Restores the point `exact` names (`point`) from the snapshot tier when it is there: by
+    /// clone where its disks have kept clones (see `clone_restore.rs`), else from its chunks
+    /// (falling back to the vault if that fails and the vault has it); else from the vault.
     async fn read_point(
         &self,
         vault: Option<&Vault>,
-        exact: &RestoreRequest,
-        id: &PointId,
+        mut exact: RestoreRequest,
+        point: &RecoveryPoint,
         tiers: Tiers,
         progress: Arc<dyn Progress>,
         warnings: &mut Vec<String>,
-    ) -> Result<(RestoreReport, Tier)> {
-        let vm = &exact.vm;
+    ) -> Result<(RestoreReport, Tier, Vec<DiskRestore>)> {
+        let (vm, id) = (&exact.vm, &point.id);
+        let started = Instant::now();
+        let mut cloned = None;
         if tiers.has(Tier::Snapshot)
             && let Some(local) = self.snapshots.open(vm).await?
         {
+            let mut by_clone = {
+                let (tier, point, request) = (self.snapshots.clone(), point.clone(), exact.clone());
+                tokio::task::spawn_blocking(move || restore_by_clone(&tier, &point, &request))
+                    .await
+                    .unwrap_or_else(|join| std::panic::resume_unwind(join.into_panic()))
+            };
+            warnings.append(&mut by_clone.warnings);
+            if by_clone.complete() {
+                let disks: Vec<_> = by_clone.disks.into_iter().flatten().collect();
+                let (disks, how) = disks.into_iter().unzip();
+                let report = RestoreReport {
+                    point: point.clone(),
+                    disks,
+                    elapsed: started.elapsed(),
+                    repairs: Default::default(),
+                };
+                return Ok((report, Tier::Snapshot, how));
+            }
+            // In place, the disks rolled back by clone hold the point: not scanned, not written.
+            for name in cloned_names(&by_clone, point) {
+                let disk = point.disks.iter().find(|d| d.name == name);
+                if let Some(disk) = disk
+                    && let Ok(map) = local
+                        .store()
+                        .get_map(vm, id, &disk.name, Some(&disk.map_digest))
+                        .await
+                {
+                    exact.known_content.insert(name, map);
+                }
+            }
+            cloned = Some(by_clone);
             match local
-                .restore(exact, Arc::clone(&progress))
+                .restore(&exact, Arc::clone(&progress))
                 .await
                 .map_err(blockvault_vault::Error::from)
             {
-                Ok(report) => return Ok((report, Tier::Snapshot)),
+                Ok(report) => return Ok(with_clones(report, cloned, started, Tier::Snapshot)),
                 Err(e) if tiers.has(Tier::Vault) && vault.is_some() && !is_target_error(&e) => {
                     warnings.push(format!(
                         "the snapshot tier could not restore point {id}: {e}; restored from the \
@@ -355,8 +428,8 @@ impl Engine {
                 point: format!("{id} (only in the vault, which could not be opened)"),
             }));
         };
-        let report = vault.restore(exact, progress).await.map_err(Error::from)?;
-        Ok((report, Tier::Vault))
+        let report = vault.restore(&exact, progress).await.map_err(Error::from)?;
+        Ok(with_clones(report, cloned, started, Tier::Vault))
     }
 
     /// The block map a disk record names, from the snapshot tier or else the vault, checked
@@ -383,6 +456,39 @@ impl Engine {
         }
         None
     }
+}
+
+/// What the kept clones of `vm`'s snapshot points `points` hold alone (those that have
+/// clones), and what the VM's snapshot tier takes. Blocking.
+fn space_of(
+    tier: &SnapshotTier,
+    vm: &VmName,
+    points: &[PointId],
+) -> (
+    BTreeMap<PointId, u64>,
+    blockvault_snapshot::Result<TierSpace>,
+) {
+    let clones = points
+        .iter()
+        .filter_map(|id| Some((id.clone(), tier.clone_bytes(vm, id).ok().flatten()?)))
+        .collect();
+    (clones, tier.space(vm))
+}
+
+/// A restore from the chunks of `tier`, with the disks `cloned` (if any) restored by clone.
+fn with_clones(
+    mut report: RestoreReport,
+    cloned: Option<Cloned>,
+    started: Instant,
+    tier: Tier,
+) -> (RestoreReport, Tier, Vec<DiskRestore>) {
+    let (disks, how) = merge(
+        cloned.unwrap_or_default(),
+        std::mem::take(&mut report.disks),
+    );
+    report.disks = disks;
+    report.elapsed = started.elapsed();
+    (report, tier, how)
 }
 
 /// Errors about the restore target: another tier would fail the same way.
