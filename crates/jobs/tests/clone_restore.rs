@@ -70,6 +70,7 @@ async fn snapshot(engine: &Engine, image: &Path, clone: bool) -> RecoveryPoint {
         disks: vec![image.into()],
         block_size: Some(BlockSize::new(64 << 10).expect("bs")),
         consistency: Consistency::CrashConsistent,
+        capture: None,
         options: TransferOptions::default(),
         time: None,
         retain_until: None,
