@@ -565,3 +565,64 @@ fn rolling_back_between_points_skips_the_scan_only_while_the_disk_is_as_blockvau
     assert_eq!(changed, 2);
     assert_image(&disk.path, &gen1);
 }
+
+#[test]
+fn jobs_show_says_how_the_snapshot_captured_the_disks_and_reflink_is_refused_where_there_are_none()
+{
+    const VM: &str = "captured";
+    let sb = Sandbox::new();
+    let vault = sb.init_vault();
+    let disk = small_disk(&sb.path("disk.img"), 12);
+    let doc = backup_job(
+        &vault,
+        VM,
+        &[&disk.path],
+        &["--pre-hook", "true", "--post-hook", "true"],
+    );
+    let snapshot = subtask(&doc["job"], "snapshot");
+    let capture = &snapshot["capture"];
+    let kind = str_of(capture, "/capture");
+    // The sandbox's file system decides: clones where it has reflinks, else a read under
+    // the hook, which says why.
+    assert!(kind == "reflink" || kind == "read-under-hook", "{capture}");
+    assert!(capture["freeze_us"].is_u64(), "{capture}");
+    let disk0 = &capture["disks"][0];
+    assert_eq!(disk0["disk"], "disk.img", "{capture}");
+    assert!(disk0["bytes_allocated"].as_u64() > Some(0), "{capture}");
+    assert_eq!(
+        disk0["bytes_read"], disk0["bytes_allocated"],
+        "a first backup reads it all"
+    );
+    let id = doc["job"]["id"].as_u64().expect("job id").to_string();
+    let shown = on_host(&vault, &["jobs", "show", &id]).success();
+    assert!(shown.stdout.contains("capture"), "{shown}");
+    assert!(shown.stdout.contains(kind), "{shown}");
+
+    if kind == "read-under-hook" {
+        let marker = sb.path("pre-ran");
+        let pre = format!("touch '{}'", arg(&marker));
+        let run = blockvault(backup_args(
+            &vault,
+            VM,
+            &[&disk.path],
+            &[
+                "--capture",
+                "reflink",
+                "--pre-hook",
+                &pre,
+                "--post-hook",
+                "true",
+            ],
+        ));
+        // Refused (exit 6): the file systems do not allow what was asked.
+        let line = run.failure(6);
+        assert!(
+            line.contains("no reflinks") && line.contains("--snapshot-dir"),
+            "{run}"
+        );
+        assert!(
+            !marker.exists(),
+            "no hook runs when reflink clones cannot be made"
+        );
+    }
+}
