@@ -8,7 +8,7 @@ use std::fs::OpenOptions;
 use std::ops::Range;
 use std::path::Path;
 
-use blockvault_capture::{Extent, clone_range, extents, extents_of, same_fs};
+use blockvault_capture::{Extent, clone_range, compare_extents, extents, extents_of, same_fs};
 
 /// Rolls the file at `target` back to `clone` in place: sets it to the clone's size, then
 /// clones back each range whose extents are not the clone's (block aligned; the last one to
@@ -48,65 +48,22 @@ pub(super) fn rollback(clone: &Path, target: &Path) -> blockvault_capture::Resul
 }
 
 /// The byte ranges of a file of `size` bytes where the extents `ours` and `theirs` (both
-/// files' maps) do not lie at the same place: not both holes, or not both mapped to the same
-/// physical address with a placement that means something. Aligned out to `block`, merged,
-/// the last one ending at `size`.
+/// files' maps) do not lie at the same place, as `capture::compare_extents` finds them (the
+/// whole file when it cannot tell), aligned out to `block`, merged, the last one ending at
+/// `size`.
 fn differing(ours: &[Extent], theirs: &[Extent], size: u64, block: u64) -> Vec<Range<u64>> {
-    let mut cuts: Vec<u64> = vec![0, size];
-    for e in ours.iter().chain(theirs) {
-        cuts.push(e.logical.min(size));
-        cuts.push(e.range().end.min(size));
-    }
-    cuts.sort_unstable();
-    cuts.dedup();
-    let mut ranges: Vec<Range<u64>> = Vec::new();
-    for piece in cuts.windows(2) {
-        let (start, end) = (piece[0], piece[1]);
-        if start >= end || place(ours, start) == place(theirs, start) {
-            continue;
-        }
-        let start = start / block * block;
-        let end = end.div_ceil(block).saturating_mul(block).min(size);
+    let found = compare_extents(ours, size, theirs, size)
+        .unwrap_or_else(|_| std::iter::once(0..size).collect());
+    let mut ranges: Vec<Range<u64>> = Vec::with_capacity(found.len());
+    for range in found {
+        let start = range.start / block * block;
+        let end = range.end.div_ceil(block).saturating_mul(block).min(size);
         match ranges.last_mut() {
             Some(last) if last.end >= start => last.end = last.end.max(end),
             _ => ranges.push(start..end),
         }
     }
     ranges
-}
-
-/// Where byte `at` of the file whose extents are `extents` (in logical order) lies.
-fn place(extents: &[Extent], at: u64) -> Place {
-    let n = extents.partition_point(|e| e.logical <= at);
-    match n.checked_sub(1).map(|i| &extents[i]) {
-        Some(e) if e.range().contains(&at) => {
-            if e.flags.placement_unknown() {
-                Place::Unknown
-            } else {
-                Place::At(e.physical + (at - e.logical))
-            }
-        }
-        _ => Place::Hole,
-    }
-}
-
-/// Where a byte of a file lies, as [`place`] finds it.
-#[derive(Clone, Copy, Debug)]
-enum Place {
-    Hole,
-    At(u64),
-    /// Not known: the same as nothing, not even itself.
-    Unknown,
-}
-
-impl PartialEq for Place {
-    fn eq(&self, other: &Place) -> bool {
-        match (self, other) {
-            (Place::Hole, Place::Hole) => true,
-            (Place::At(a), Place::At(b)) => a == b,
-            _ => false,
-        }
-    }
 }
 
 #[cfg(test)]
