@@ -472,12 +472,17 @@ main() {
   TSV=$DATA_DIR/peer-results.tsv
 
   ensure_tools
-  if has_tool blockvault; then ensure_blockvault; fi
+  if has_tool blockvault; then ensure_blockvault && PROGRAMS+=("$BV"); fi
   if has_tool borg; then borg_env; fi
   if has_tool floor; then
     ensure_floor
     python3 "$SCRIPT_DIR/bench_image.py" warm "$FLOOR" 2>/dev/null || die "cannot read $FLOOR"
+    PROGRAMS+=("$FLOOR")
   fi
+  local t
+  for t in borg restic rustic; do
+    if has_tool "$t" && command -v "$t" >/dev/null; then PROGRAMS+=("$(command -v "$t")"); fi
+  done
   "$SCRIPT_DIR/make-image.sh" "$DATA_DIR" >&2
 
   TRASH=$DATA_DIR/peer-trash

@@ -262,6 +262,7 @@ warm_programs() {
     if has_tool "$t"; then progs+=("$(command -v "$t")"); fi
   done
   python3 "$SCRIPT_DIR/bench_image.py" warm "${progs[@]}" 2>/dev/null || die "cannot read ${progs[*]}"
+  PROGRAMS=("${progs[@]}")
 }
 
 # --- the S3 server ---------------------------------------------------------------
