@@ -28,7 +28,7 @@ impl CaptureRecord {
     }
 
     /// The capture on one line: `reflink, frozen 2.31 ms (clones 0.84 ms), changes from the
-    /// file system: 12.0 MiB read of 1.37 GiB allocated`.
+    /// file system: 12.00 MiB read of 1.37 GiB allocated`.
     pub fn summary(&self) -> String {
         let mut out = self.capture.to_string();
         match self.freeze() {
@@ -88,7 +88,7 @@ pub struct DiskCapture {
 }
 
 impl DiskCapture {
-    /// One disk on one line: `root.img: file-system, 12.0 MiB of 1.37 GiB read, 812 extents`,
+    /// One disk on one line: `root.img: file-system, 12.00 MiB of 1.37 GiB read, 812 extents`,
     /// with the check's result and why it was scanned in full, when either applies.
     pub fn summary(&self) -> String {
         let mut out = format!(

@@ -184,4 +184,43 @@ mod tests {
             )]
         );
     }
+
+    #[tokio::test]
+    async fn a_snapshot_capture_is_one_line_with_its_freeze_window() {
+        let (sender, events) = broadcast::channel(16);
+        let lines = Arc::new(Lines::default());
+        let job_log = JobLog::follow(events, lines.clone());
+        let record = crate::CaptureRecord {
+            capture: blockvault_core::Capture::Reflink,
+            freeze_us: Some(2_310),
+            clone_us: Some(840),
+            disks: vec![crate::DiskCapture {
+                disk: "root.img".to_owned(),
+                extents: Some(812),
+                changes: crate::ChangesFrom::FileSystem,
+                full_scan_reason: None,
+                bytes_read: 12 << 20,
+                bytes_allocated: 1400 << 20,
+                hint_missed: None,
+            }],
+        };
+        let captured = JobEventKind::Captured {
+            record: Box::new(record),
+        };
+        sender
+            .send(event(Operation::Backup, captured))
+            .expect("send");
+        job_log.close().await;
+        let lines = lines.0.lock().expect("lines").clone();
+        assert_eq!(lines.len(), 1, "{lines:?}");
+        let (level, line) = &lines[0];
+        assert_eq!(*level, Level::Info);
+        assert!(
+            line.starts_with("web01: job 7 snapshot captured: reflink"),
+            "{line}"
+        );
+        assert!(line.contains("frozen 2.31 ms"), "{line}");
+        assert!(line.contains("changes from the file system"), "{line}");
+        assert!(line.contains("12.00 MiB read of 1.37 GiB"), "{line}");
+    }
 }
