@@ -169,6 +169,7 @@ async fn thirty_days_of_an_enhanced_four_hourly_policy_leave_exactly_the_promise
                 post: None,
                 timeout: None,
             },
+            capture: Default::default(),
         };
         let protected = engine
             .protect(

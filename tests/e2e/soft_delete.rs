@@ -78,6 +78,7 @@ impl World {
             disks: vec![self.image.path.clone()],
             policy: blockvault_jobs::DEFAULT_POLICY.parse().expect("policy"),
             hooks: Hooks::default(),
+            capture: Default::default(),
         }
     }
 

@@ -410,17 +410,27 @@ pub struct TransferArgs {
 /// The pre- and post-snapshot hooks of a VM.
 #[derive(Debug, Args)]
 pub struct HookArgs {
-    /// Command run (with `sh -c`) just before the disks are read, to quiesce the VM, for
+    /// Command run (with `sh -c`) just before the disks are captured, to quiesce the VM, for
     /// example `virsh domfsfreeze web01`. When it succeeds the point is application-consistent;
     /// when it fails the job fails and nothing is read. Its environment has BLOCKVAULT_VM,
     /// BLOCKVAULT_HOOK=pre and BLOCKVAULT_DISKS (one path per line).
     #[arg(long, value_name = "COMMAND")]
     pub pre_hook: Option<String>,
 
-    /// Command run just after the disks were read, whether or not the read succeeded, for
-    /// example `virsh domfsthaw web01`. Its failure is a warning: the data was already read.
+    /// Command run just after the disks were captured (cloned, or read), whether or not that
+    /// succeeded, for example `virsh domfsthaw web01`. Its failure is a warning: the data was
+    /// already captured.
     #[arg(long, value_name = "COMMAND")]
     pub post_hook: Option<String>,
+
+    /// How to fix the instant of the disks. `auto` (the default for a backup; a protected VM
+    /// keeps what it has): where the disks and the snapshot tier (--snapshot-dir) share one XFS
+    /// (reflink=1) or btrfs file system, clone every disk between the hooks (the freeze lasts
+    /// only the clones, milliseconds) and read the clones, with changed blocks found from the
+    /// file system; elsewhere read the disks under the hook, and say why. `reflink`: clones, or
+    /// fail before any hook runs. `read`: always read the disks under the hook.
+    #[arg(long, value_name = "HOW", value_parser = ["auto", "reflink", "read"])]
+    pub capture: Option<String>,
 
     /// Seconds each hook may run before it is killed and counts as failed.
     #[arg(long, value_name = "SECONDS", default_value_t = 300,
@@ -435,6 +445,12 @@ impl HookArgs {
             post: self.post_hook.clone(),
             timeout: Some(std::time::Duration::from_secs(self.hook_timeout)),
         }
+    }
+
+    /// `--capture`, when given.
+    pub fn capture(&self) -> Option<blockvault_jobs::CaptureMode> {
+        // The parser allows only the names CaptureMode knows.
+        self.capture.as_deref().and_then(|c| c.parse().ok())
     }
 }
 

@@ -6,8 +6,8 @@ use std::path::PathBuf;
 
 use blockvault_core::VmName;
 use blockvault_jobs::{
-    DEFAULT_POLICY, Engine, Hooks, Job, JobFilter, Operation, PointEntry, ProtectRequest,
-    ProtectedItem,
+    CaptureMode, DEFAULT_POLICY, Engine, Hooks, Job, JobFilter, Operation, PointEntry,
+    ProtectRequest, ProtectedItem,
 };
 use blockvault_snapshot::TierSpace;
 use blockvault_store::VaultLocation;
@@ -23,7 +23,7 @@ const BACKUPS: [Operation; 3] = [
 ];
 
 /// What a protect request asks for, completed from the VM's current protection: the disks,
-/// the policy and the hooks not given stay as they are (a new protection needs its disks and
+/// the policy, the hooks and the capture not given stay as they are (a new protection needs its disks and
 /// gets [`DEFAULT_POLICY`]). The vault is named by its canonical location: the daemon opens
 /// it from another directory, and a VM is protected by one vault however its path is
 /// written. Checked before the vault is opened: a VM protected elsewhere is refused whatever
@@ -35,6 +35,7 @@ pub async fn protect_request(
     disks: Vec<PathBuf>,
     policy: Option<&str>,
     hooks: Hooks,
+    capture: Option<CaptureMode>,
 ) -> Result<ProtectRequest> {
     let location = canonical(location);
     let (owned_vm, at) = (vm.clone(), location.to_string());
@@ -60,12 +61,16 @@ pub async fn protect_request(
         (None, None, Some(item)) => item.hooks.clone(),
         _ => hooks,
     };
+    let capture = capture
+        .or(existing.as_ref().map(|item| item.capture))
+        .unwrap_or_default();
     Ok(ProtectRequest {
         vm: vm.clone(),
         vault: location.to_string(),
         disks,
         policy,
         hooks,
+        capture,
     })
 }
 

@@ -32,6 +32,7 @@ async fn protect(host: &Host, vm: &str, vault: &VaultLocation) {
             disks: vec!["/dev/null".into()],
             policy: DEFAULT_POLICY.parse().expect("policy"),
             hooks: Hooks::default(),
+            capture: Default::default(),
             since: jiff::Timestamp::now(),
             handled: None,
             state: ProtectionState::Protected,

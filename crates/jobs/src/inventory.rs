@@ -63,6 +63,8 @@ pub struct ProtectedItem {
     pub policy: crate::PolicyName,
     #[serde(skip)]
     pub hooks: crate::Hooks,
+    /// How its backups capture the disks (`protect --capture`).
+    pub capture: crate::CaptureMode,
     /// When protection was configured (the schedule's first slot comes after it).
     pub since: Timestamp,
     /// The scheduled instant of the last slot the scheduler handled (ran, or folded into a

@@ -46,15 +46,6 @@ pub struct BackupArgs {
     /// as always; a slow vault never slows the Snapshot).
     #[arg(long)]
     pub no_early_send: bool,
-
-    /// How to fix the instant of the disks. `auto`: where the disks and the snapshot tier
-    /// (--snapshot-dir) share one XFS (reflink=1) or btrfs file system, clone every disk
-    /// (the pre-hook's freeze lasts only the clones, milliseconds) and read the clones, with
-    /// changed blocks found from the file system; elsewhere, read the disks under the hook.
-    /// `reflink`: clones or fail before any hook runs. `read`: always read under the hook.
-    #[arg(long, value_name = "HOW", default_value = "auto",
-          value_parser = ["auto", "reflink", "read"])]
-    pub capture: String,
 }
 
 #[derive(Debug, Args)]

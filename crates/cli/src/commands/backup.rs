@@ -25,7 +25,7 @@ pub async fn run(args: BackupArgs, host: &Host, bar: Arc<Bar>) -> Result<Report>
         options: blockvault_host::write_options(&location, args.transfer.concurrency),
         early_send: !args.no_early_send,
         capture: CaptureOptions {
-            mode: args.capture.parse().map_err(anyhow::Error::msg)?,
+            mode: args.hooks.capture().unwrap_or_default(),
             ..CaptureOptions::default()
         },
         ..BackupSpec::new(args.vm, args.disks)

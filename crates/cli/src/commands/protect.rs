@@ -24,6 +24,7 @@ pub async fn protect(args: ProtectArgs, host: &Host, bar: Arc<Bar>) -> Result<Re
         args.disks,
         args.policy.as_deref(),
         hooks,
+        args.hooks.capture(),
     )
     .await?;
     let location = blockvault_host::canonical(&args.vault.vault);

@@ -297,6 +297,7 @@ mod tests {
                 since,
                 handled: None,
                 state: crate::ProtectionState::Protected,
+                capture: crate::CaptureMode::Auto,
             })
             .expect("protect");
         let handled = |c: &Catalog| {

@@ -11,7 +11,9 @@ use rusqlite::{OptionalExtension, Row, Transaction, params};
 use serde::{Deserialize, Serialize};
 
 use super::{Failure, micros, optional_timestamp, parse, policies, timestamp};
-use crate::{Catalog, Error, Hooks, PolicyName, ProtectedItem, ProtectionState, Result};
+use crate::{
+    CaptureMode, Catalog, Error, Hooks, PolicyName, ProtectedItem, ProtectionState, Result,
+};
 
 /// Hooks as stored (JSON).
 #[derive(Serialize, Deserialize)]
@@ -19,6 +21,10 @@ struct StoredHooks {
     pre: Option<String>,
     post: Option<String>,
     timeout_secs: Option<u64>,
+    /// How the VM's backups capture its disks: with the hooks, since they go together
+    /// (absent in items protected before it: `auto`).
+    #[serde(default)]
+    capture: CaptureMode,
 }
 
 const COLUMNS: &str = "vm, vault, disks, policy, hooks, since, handled, state, stopped, deleted";
@@ -36,6 +42,7 @@ impl Catalog {
             pre: item.hooks.pre.clone(),
             post: item.hooks.post.clone(),
             timeout_secs: item.hooks.timeout.map(|t| t.as_secs()),
+            capture: item.capture,
         })
         .unwrap_or_default();
         let (stopped, deleted) = state_times(&item.state);
@@ -315,6 +322,7 @@ fn item(raw: Raw) -> Result<ProtectedItem, Failure> {
             post: hooks.post,
             timeout: hooks.timeout_secs.map(Duration::from_secs),
         },
+        capture: hooks.capture,
         state,
     })
 }
@@ -359,7 +367,33 @@ mod tests {
             since: at("2026-11-23T10:00:00Z"),
             handled: None,
             state: ProtectionState::Protected,
+            capture: CaptureMode::Auto,
         }
+    }
+
+    #[test]
+    fn the_capture_is_kept_with_the_hooks_and_an_older_item_reads_as_auto() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let catalog = Catalog::open(dir.path().join("c.sqlite")).expect("open");
+        let read_under_hook = ProtectedItem {
+            capture: CaptureMode::Read,
+            ..web01()
+        };
+        catalog.protect(&read_under_hook).expect("protect");
+        let read = catalog.protected_item(&vm("web01")).expect("read");
+        assert_eq!(read.map(|i| i.capture), Some(CaptureMode::Read));
+        // Hooks stored before the capture was: no key, so `auto`.
+        catalog
+            .write(|tx| {
+                tx.execute(
+                    "UPDATE protected SET hooks = '{\"pre\":null,\"post\":null,\"timeout_secs\":null}'",
+                    [],
+                )?;
+                Ok(())
+            })
+            .expect("old hooks");
+        let read = catalog.protected_item(&vm("web01")).expect("read");
+        assert_eq!(read.map(|i| i.capture), Some(CaptureMode::Auto));
     }
 
     #[test]

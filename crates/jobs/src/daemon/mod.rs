@@ -315,6 +315,7 @@ mod tests {
             disks: vec![disk],
             policy: DEFAULT_POLICY.parse().expect("policy"),
             hooks: Hooks::default(),
+            capture: crate::CaptureMode::Auto,
         };
         engine
             .protect(

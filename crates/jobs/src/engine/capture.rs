@@ -17,6 +17,8 @@ use std::str::FromStr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use serde::{Deserialize, Serialize};
+
 use blockvault_capture::{FsKind, clone_file, extent_count, same_fs};
 use blockvault_core::{Capture, DiskName, RecoveryPoint, VmName};
 use blockvault_repo::disk_name;
@@ -30,7 +32,8 @@ use crate::events::Warnings;
 use crate::{CaptureRecord, ChangesFrom, DiskCapture, Error, Result};
 
 /// How a backup may capture the disks (`--capture`).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
 pub enum CaptureMode {
     /// Reflink clones where the file systems allow, else a read under the hook.
     #[default]

@@ -9,7 +9,9 @@ use blockvault_core::VmName;
 use blockvault_vault::{Progress, TransferOptions, Vault};
 use jiff::{SignedDuration, Timestamp};
 
-use super::{BackupOutcome, BackupSpec, Engine, Hooks, VaultUnavailable};
+use super::{
+    BackupOutcome, BackupSpec, CaptureMode, CaptureOptions, Engine, Hooks, VaultUnavailable,
+};
 use crate::{
     Error, Job, JobStatus, Operation, Policy, PolicyName, PolicyType, ProtectedItem,
     ProtectionState, Result,
@@ -27,6 +29,8 @@ pub struct ProtectRequest {
     pub disks: Vec<PathBuf>,
     pub policy: PolicyName,
     pub hooks: Hooks,
+    /// How its backups capture the disks.
+    pub capture: CaptureMode,
 }
 
 /// How a protect request ended.
@@ -115,6 +119,7 @@ impl Engine {
             disks: disks.clone(),
             policy: policy.name.clone(),
             hooks: request.hooks.clone(),
+            capture: request.capture,
             since: existing.as_ref().map_or_else(|| self.now(), |e| e.since),
             // A new policy's schedule starts now: its earlier slots were never planned. So does
             // a stopped VM's when protection resumes: no catch-up of the slots it was stopped.
@@ -310,6 +315,10 @@ impl ProtectedItem {
             hooks: self.hooks.clone(),
             operation,
             options,
+            capture: CaptureOptions {
+                mode: self.capture,
+                ..CaptureOptions::default()
+            },
             ..BackupSpec::new(self.vm.clone(), self.disks.clone())
         }
     }
