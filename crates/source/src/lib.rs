@@ -1,8 +1,12 @@
 //! Reads disks as fixed-size blocks and describes them as block maps.
 //!
 //! A disk is a [`BlockSource`]: its size, the extents that may hold data, and positional reads.
-//! [`RawFile`] (a raw image file or a block device: `pread`, `SEEK_DATA`/`SEEK_HOLE`) is today's
-//! source; an NBD export (qcow2 through `qemu-nbd`, a running VM's fleecing node) is the next.
+//! [`RawFile`] (a raw image file or a block device: `pread`, `SEEK_DATA`/`SEEK_HOLE`) is one
+//! source; [`NbdSource`] (an NBD export: qcow2 or any format through `qemu-nbd`, a running VM's
+//! fleecing node) is the other, over the crate's own synchronous NBD client (fixed newstyle
+//! handshake, structured replies, `base:allocation` for holes and zeros,
+//! `qemu:dirty-bitmap:NAME` for a QEMU dirty bitmap's extents, pipelined reads; see the `nbd`
+//! module).
 //! The scanner reads any source the same way.
 //!
 //! # Data path
@@ -41,6 +45,7 @@ mod blocks;
 mod diff;
 mod error;
 mod hint;
+mod nbd;
 mod plan;
 mod raw;
 mod scan;
@@ -51,6 +56,7 @@ pub use crate::{
     diff::{changed_blocks, missed_by_hint},
     error::{Error, Result},
     hint::{ChangeHint, FullScanReason},
+    nbd::{Allocation, NbdAddress, NbdExportInfo, NbdOptions, NbdSource},
     plan::ScanPlan,
     raw::RawFile,
     scan::{Block, Chunker},

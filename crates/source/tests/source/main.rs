@@ -9,3 +9,4 @@
 mod any_source;
 mod change_hint;
 mod fixtures;
+mod nbd_qemu;
