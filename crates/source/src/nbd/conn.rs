@@ -11,7 +11,7 @@
 use std::collections::HashMap;
 use std::io::{self, BufRead, BufReader, Read, Write};
 use std::ops::Range;
-use std::sync::mpsc::{self, Sender};
+use std::sync::mpsc::{self, Receiver, Sender};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -44,7 +44,12 @@ pub(crate) struct Descriptor {
     pub flags: u32,
 }
 
+/// A request sent and not answered yet.
+#[derive(Debug)]
+pub(crate) struct Ticket(Receiver<Result<Outcome, Failure>>);
+
 /// What a request returns.
+#[derive(Debug)]
 enum Outcome {
     Data(Vec<u8>),
     Status(Vec<Descriptor>),
@@ -85,6 +90,8 @@ struct Shared {
     structured: bool,
     timeout: Duration,
     max_in_flight: usize,
+    /// Read buffers to reuse, at most one per request in flight.
+    buffers: Mutex<Vec<Vec<u8>>>,
 }
 
 impl Shared {
@@ -164,6 +171,7 @@ impl Connection {
             structured,
             timeout,
             max_in_flight: max_in_flight.max(1),
+            buffers: Mutex::new(Vec::new()),
         });
         let reader_shared = Arc::clone(&shared);
         let reader = std::thread::Builder::new()
@@ -185,17 +193,52 @@ impl Connection {
         })
     }
 
-    /// Reads `len` bytes at `offset` (the caller keeps requests within the export and the
-    /// server's largest payload).
-    pub fn read(&self, offset: u64, len: u32) -> Result<Vec<u8>, Failure> {
+    /// Sends a read of `len` bytes at `offset` (the caller keeps requests within the export
+    /// and the server's largest payload); [`Connection::finish_read`] waits for it. A caller
+    /// can send several before it waits, so one large read is several requests in flight.
+    ///
+    /// The reader fills a buffer from a small pool, so a read costs no fresh allocation (a
+    /// fresh megabyte is a page fault per page) and the caller's buffer need not cross
+    /// threads; every byte of it is written by a data or hole chunk before it is used.
+    pub fn send_read(&self, offset: u64, len: u32) -> Result<Ticket, Failure> {
+        let mut buf = self
+            .shared
+            .buffers
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .pop()
+            .unwrap_or_default();
+        buf.resize(len as usize, 0);
         let work = Work::Read {
-            buf: vec![0u8; len as usize],
+            buf,
             covered: Vec::new(),
         };
-        match self.submit(CMD_READ, offset, len, work)? {
-            Outcome::Data(buf) => Ok(buf),
-            Outcome::Status(_) => Err(Failure::Broken("a read came back as block status".into())),
+        self.send(CMD_READ, offset, len, work)
+    }
+
+    /// Waits for a read and copies its bytes from `skip` on into `out` (no longer than what
+    /// the read returns after `skip`).
+    pub fn finish_read(&self, ticket: Ticket, skip: usize, out: &mut [u8]) -> Result<(), Failure> {
+        let buf = match self.wait(ticket)? {
+            Outcome::Data(buf) => buf,
+            Outcome::Status(_) => {
+                return Err(Failure::Broken("a read came back as block status".into()));
+            }
+        };
+        let end = skip + out.len();
+        let Some(bytes) = buf.get(skip..end) else {
+            return Err(Failure::Broken("a read shorter than asked".into()));
+        };
+        out.copy_from_slice(bytes);
+        let mut pool = self
+            .shared
+            .buffers
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if pool.len() < self.shared.max_in_flight {
+            pool.push(buf);
         }
+        Ok(())
     }
 
     /// The block status descriptors for `len` bytes from `offset`, for every negotiated
@@ -208,6 +251,12 @@ impl Connection {
     }
 
     fn submit(&self, command: u16, offset: u64, len: u32, work: Work) -> Result<Outcome, Failure> {
+        let ticket = self.send(command, offset, len, work)?;
+        self.wait(ticket)
+    }
+
+    /// Sends a request once there is room for it in flight.
+    fn send(&self, command: u16, offset: u64, len: u32, work: Work) -> Result<Ticket, Failure> {
         let shared = &self.shared;
         let (reply, answer) = mpsc::channel();
         let cookie = {
@@ -247,7 +296,13 @@ impl Connection {
         if let Err(e) = sent {
             shared.break_with(io_reason(&e, "sending a request", shared.timeout));
         }
-        match answer.recv() {
+        Ok(Ticket(answer))
+    }
+
+    /// Waits for a request's answer.
+    fn wait(&self, ticket: Ticket) -> Result<Outcome, Failure> {
+        let shared = &self.shared;
+        match ticket.0.recv() {
             Ok(outcome) => outcome,
             // The reader dropped the request as the connection broke; it is about to say why.
             Err(_) => {

@@ -23,6 +23,10 @@ pub struct NbdOptions {
     /// Requests in flight at once on the connection; 1 makes every request wait for the one
     /// before. 64 by default.
     pub max_in_flight: usize,
+    /// The size of one read request: a larger `read_at` is split into requests of about this
+    /// size, all in flight at once (capped by the server's largest payload). 256 KiB by
+    /// default.
+    pub request_size: u64,
     /// A QEMU dirty bitmap to negotiate (`qemu:dirty-bitmap:NAME`; `qemu-nbd -B NAME`), for
     /// [`NbdSource::dirty_extents`].
     pub dirty_bitmap: Option<String>,
@@ -35,6 +39,7 @@ impl Default for NbdOptions {
         NbdOptions {
             timeout: Duration::from_secs(30),
             max_in_flight: 64,
+            request_size: 256 << 10,
             dirty_bitmap: None,
             name: None,
         }
@@ -85,6 +90,7 @@ pub struct NbdSource {
     info: NbdExportInfo,
     allocation: Option<u32>,
     dirty: Option<(String, Option<u32>)>,
+    request_size: u64,
     conn: Connection,
 }
 
@@ -160,6 +166,7 @@ impl NbdSource {
             info,
             allocation,
             dirty,
+            request_size: options.request_size.max(1),
             conn,
         })
     }
@@ -263,28 +270,35 @@ impl NbdSource {
     }
 
     /// Reads `buf.len()` bytes at `offset`, all inside the export, in requests the server
-    /// accepts: at most its largest payload, aligned to its smallest block.
+    /// accepts (at most its largest payload, aligned to its smallest block) of about
+    /// [`NbdOptions::request_size`], all sent before the first is waited for.
     fn read_exact_at(&self, offset: u64, buf: &mut [u8]) -> Result<()> {
         let align = u64::from(self.info.min_block.max(1));
-        let step = (u64::from(self.info.max_payload) / align * align).max(align);
-        let mut done = 0usize;
-        while done < buf.len() {
-            let at = offset + done as u64;
+        let limit = self.request_size.min(u64::from(self.info.max_payload));
+        let step = (limit / align * align).max(align);
+        let mut sent = Vec::new();
+        let mut at = offset;
+        let until = offset + buf.len() as u64;
+        while at < until {
             let start = at / align * align;
-            let want = (buf.len() - done) as u64;
-            let end = (at + want)
+            let end = until
                 .min(start + step)
                 .div_ceil(align)
                 .saturating_mul(align)
                 .min(self.info.size);
-            let data = self
-                .conn
-                .read(start, (end - start) as u32)
-                .map_err(|f| self.failure(f))?;
             let skip = (at - start) as usize;
-            let n = (data.len() - skip).min(buf.len() - done);
-            buf[done..done + n].copy_from_slice(&data[skip..skip + n]);
-            done += n;
+            let n = (end.min(until) - at) as usize;
+            let ticket = self
+                .conn
+                .send_read(start, (end - start) as u32)
+                .map_err(|f| self.failure(f))?;
+            sent.push((ticket, skip, (at - offset) as usize, n));
+            at += n as u64;
+        }
+        for (ticket, skip, from, n) in sent {
+            self.conn
+                .finish_read(ticket, skip, &mut buf[from..from + n])
+                .map_err(|f| self.failure(f))?;
         }
         Ok(())
     }

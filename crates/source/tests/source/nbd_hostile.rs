@@ -462,3 +462,18 @@ fn not_an_nbd_server_and_an_oversized_option_reply_fail_the_handshake() {
     assert_broken(&e, "sent nothing");
     assert!(started.elapsed() < Duration::from_secs(5));
 }
+
+#[test]
+fn dropping_the_source_sends_a_disconnect() {
+    let (said, heard) = std::sync::mpsc::channel();
+    let fake = Fake::start(STRUCT, move |s| {
+        let commands: Vec<u16> = std::iter::from_fn(|| request(s).map(|r| r.command)).collect();
+        let _ = said.send(commands);
+    });
+    let source = fake.connect(Duration::from_secs(5)).expect("connect");
+    drop(source);
+    let commands = heard
+        .recv_timeout(Duration::from_secs(5))
+        .expect("the server saw the connection end");
+    assert_eq!(commands, vec![CMD_DISC]);
+}
