@@ -181,6 +181,7 @@ impl Connection {
                     inner: read_side,
                     shared: Arc::clone(&reader_shared),
                     last_progress: Instant::now(),
+                    mid_reply: false,
                 };
                 let mut input = BufReader::with_capacity(256 << 10, patient);
                 if let Err(reason) = read_replies(&mut input, &reader_shared) {
@@ -349,6 +350,9 @@ struct Patient {
     inner: Stream,
     shared: Arc<Shared>,
     last_progress: Instant,
+    /// Inside a reply: its request is out of the table while it is read, and a server that
+    /// stops here has stalled whatever else waits.
+    mid_reply: bool,
 }
 
 impl Read for Patient {
@@ -368,7 +372,8 @@ impl Read for Patient {
                     if self.shared.state().dead.is_some() {
                         return Ok(0);
                     }
-                    if self.shared.stalled(self.last_progress) {
+                    let quiet = self.last_progress.elapsed() >= self.shared.timeout;
+                    if (self.mid_reply && quiet) || self.shared.stalled(self.last_progress) {
                         return Err(io::ErrorKind::TimedOut.into());
                     }
                 }
@@ -384,6 +389,7 @@ fn read_replies(input: &mut BufReader<Patient>, shared: &Shared) -> Result<(), S
     let timeout = shared.timeout;
     loop {
         // Between replies: the end of the stream is a clean close only if nothing waits.
+        input.get_mut().mid_reply = false;
         let at_end = match input.fill_buf() {
             Ok(buf) => buf.is_empty(),
             Err(e) => return Err(io_reason(&e, "waiting for a reply", timeout)),
@@ -398,6 +404,7 @@ fn read_replies(input: &mut BufReader<Patient>, shared: &Shared) -> Result<(), S
                 state.pending.len()
             ));
         }
+        input.get_mut().mid_reply = true;
         let io = |e: io::Error| io_reason(&e, "a reply", timeout);
         let magic = read_u32(input).map_err(io)?;
         match magic {
@@ -489,7 +496,7 @@ fn finish(shared: &Shared, slot: Slot) -> Result<(), String> {
         let mut state = shared.state();
         state.in_flight = state.in_flight.saturating_sub(1);
     }
-    shared.room.notify_one();
+    shared.room.notify_all();
     // A caller that gave up waiting is not an error.
     let _ = slot.reply.send(result);
     Ok(())

@@ -477,3 +477,20 @@ fn dropping_the_source_sends_a_disconnect() {
         .expect("the server saw the connection end");
     assert_eq!(commands, vec![CMD_DISC]);
 }
+
+#[test]
+fn a_server_that_stalls_mid_reply_times_out() {
+    let fake = Fake::start(STRUCT, |s| {
+        if let Some(r) = request(s) {
+            let reply = good_read(&r, 7);
+            let _ = s.write_all(&reply[..100]);
+            // Then nothing, until the client hangs up.
+            while request(s).is_some_and(|r| r.command != CMD_DISC) {}
+        }
+    });
+    let source = fake.connect(Duration::from_millis(300)).expect("connect");
+    assert_broken(
+        &failed_read(&source),
+        "sent nothing for 0.3s during a reply",
+    );
+}
