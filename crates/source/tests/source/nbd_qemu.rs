@@ -430,3 +430,57 @@ fn pipelined_and_serial_reads_of_a_256_mib_image() {
         );
     }
 }
+
+#[test]
+fn a_tcp_export_reads_like_the_image() {
+    require("qemu-nbd");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (image, content) = raw_image(dir.path(), 4 * M, &[K64..3 * K64, 3 * M..4 * M]);
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port();
+    let mut child = Command::new("qemu-nbd")
+        .args([
+            "--read-only",
+            "--persistent",
+            "-f",
+            "raw",
+            "-b",
+            "127.0.0.1",
+            "-x",
+            "vm",
+        ])
+        .arg(format!("--port={port}"))
+        .arg(&image)
+        .stdout(Stdio::null())
+        .spawn()
+        .expect("start qemu-nbd");
+    let uri = format!("nbd://127.0.0.1:{port}/vm");
+    let started = Instant::now();
+    let source = loop {
+        match NbdSource::open(&uri) {
+            Ok(source) => break Ok(source),
+            Err(Error::NbdConnect { .. }) if started.elapsed() < Duration::from_secs(10) => {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            Err(e) => break Err(e),
+        }
+    };
+    let outcome = source.map(|source| {
+        let extents = source.data_extents().expect("extents");
+        (read_all(&source, M as usize), extents)
+    });
+    let _ = child.kill();
+    let _ = child.wait();
+    let (bytes, extents) = outcome.expect("connect over TCP");
+    assert!(bytes == content, "the TCP export reads differently");
+    for w in [K64..3 * K64, 3 * M..4 * M] {
+        assert!(
+            extents.iter().any(|e| e.start <= w.start && w.end <= e.end),
+            "{w:?} not in {extents:?}"
+        );
+    }
+    let data: u64 = extents.iter().map(|e| e.end - e.start).sum();
+    assert!(data < 2 * M, "holes reported as data: {extents:?}");
+}
