@@ -10,19 +10,25 @@
 //!               block size limits
 //! conn.rs       transmission: NBD_CMD_READ (structured or simple replies),
 //!               NBD_CMD_BLOCK_STATUS, NBD_CMD_DISC on drop; pipelined
-//! source.rs     NbdSource: BlockSource over one connection, allocation and dirty extents
+//! source.rs     NbdSource: BlockSource over a connection (or several), allocation and
+//!               dirty extents
 //! ```
 //!
 //! # Pipelining
 //!
 //! One connection carries up to [`NbdOptions::max_in_flight`] requests at once (64 by
 //! default): each caller of `read_at` (the scan's rayon workers) takes the writer mutex just
-//! long enough to send its 28-byte request, then waits; one reader thread reads every reply,
-//! matches it to its request by cookie, fills the request's buffer and wakes its caller. One
-//! request at a time is several times slower (the round trip and the server's per-request
-//! latency are paid serially), and one pipelined connection already keeps `qemu-nbd` busy, so
-//! this client does not open more connections when the server offers `NBD_FLAG_CAN_MULTI_CONN`
-//! ([`NbdExportInfo::multi_conn`] says whether it does).
+//! long enough to send its 28-byte requests, then waits; one reader thread reads every reply,
+//! matches it to its request by cookie, fills a pooled buffer and wakes its caller. A
+//! `read_at` larger than [`NbdOptions::request_size`] (256 KiB) is split into requests that
+//! are all sent before the first is waited for, so even two workers reading 1 MiB blocks keep
+//! 8 requests in flight. Measured on qemu-nbd over a unix socket (256 MiB, 4 threads), one
+//! request at a time is 1.6-2x slower than this.
+//!
+//! When the server offers `NBD_FLAG_CAN_MULTI_CONN` ([`NbdExportInfo::multi_conn`]; qemu-nbd
+//! does for read-only exports), [`NbdOptions::connections`] opens more connections and reads
+//! take them in turn. It is 1 by default: on a small host a second connection to qemu-nbd
+//! measured no faster than one pipelined connection.
 //!
 //! # Hostile or broken servers
 //!

@@ -3,6 +3,7 @@
 
 use std::ops::Range;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use super::address::NbdAddress;
@@ -27,6 +28,9 @@ pub struct NbdOptions {
     /// size, all in flight at once (capped by the server's largest payload). 256 KiB by
     /// default.
     pub request_size: u64,
+    /// Connections to open when the server allows several (`NBD_FLAG_CAN_MULTI_CONN`);
+    /// reads take them in turn. 1 by default.
+    pub connections: usize,
     /// A QEMU dirty bitmap to negotiate (`qemu:dirty-bitmap:NAME`; `qemu-nbd -B NAME`), for
     /// [`NbdSource::dirty_extents`].
     pub dirty_bitmap: Option<String>,
@@ -40,6 +44,7 @@ impl Default for NbdOptions {
             timeout: Duration::from_secs(30),
             max_in_flight: 64,
             request_size: 256 << 10,
+            connections: 1,
             dirty_bitmap: None,
             name: None,
         }
@@ -81,8 +86,8 @@ impl Allocation {
     }
 }
 
-/// An NBD export open for reading, over one pipelined connection (closed with
-/// `NBD_CMD_DISC` when dropped).
+/// An NBD export open for reading, over one pipelined connection (or several, see
+/// [`NbdOptions::connections`]), each closed with `NBD_CMD_DISC` when dropped.
 #[derive(Debug)]
 pub struct NbdSource {
     address: NbdAddress,
@@ -92,6 +97,9 @@ pub struct NbdSource {
     dirty: Option<(String, Option<u32>)>,
     request_size: u64,
     conn: Connection,
+    /// Further connections for reads, when asked for and the server allows them.
+    more: Vec<Connection>,
+    next: AtomicUsize,
 }
 
 impl NbdSource {
@@ -105,27 +113,11 @@ impl NbdSource {
     /// context when the options name one) and the export, and starts the reader thread.
     pub fn connect(address: NbdAddress, options: NbdOptions) -> Result<NbdSource> {
         let who = address.to_string();
-        let timeout = options.timeout;
-        let mut stream = address
-            .connect(timeout)
-            .map_err(|source| Error::NbdConnect {
-                export: who.clone(),
-                source,
-            })?;
         let mut queries = vec![BASE_ALLOCATION.to_owned()];
         if let Some(bitmap) = &options.dirty_bitmap {
             queries.push(format!("{DIRTY_BITMAP_PREFIX}{bitmap}"));
         }
-        let negotiated = handshake::negotiate(&mut stream, address.export(), &queries, timeout)
-            .map_err(|refused| match refused {
-                Refused::NoExport => Error::NbdNoExport {
-                    export: who.clone(),
-                },
-                Refused::Other(reason) => Error::Nbd {
-                    export: who.clone(),
-                    reason,
-                },
-            })?;
+        let (negotiated, conn) = open_connection(&address, &options, &queries)?;
         let find = |name: &str| {
             negotiated
                 .contexts
@@ -150,16 +142,22 @@ impl NbdSource {
             structured_replies: negotiated.structured,
             contexts: negotiated.contexts.iter().map(|(_, n)| n.clone()).collect(),
         };
-        let conn = Connection::start(
-            stream,
-            negotiated.structured,
-            timeout,
-            options.max_in_flight,
-        )
-        .map_err(|source| Error::NbdConnect {
-            export: who.clone(),
-            source,
-        })?;
+        let mut more = Vec::new();
+        if info.multi_conn {
+            for _ in 1..options.connections {
+                let (other, conn) = open_connection(&address, &options, &[])?;
+                if other.size != info.size {
+                    return Err(Error::Nbd {
+                        export: who,
+                        reason: format!(
+                            "a second connection saw {} bytes, the first {}",
+                            other.size, info.size
+                        ),
+                    });
+                }
+                more.push(conn);
+            }
+        }
         Ok(NbdSource {
             label: options.name.unwrap_or_else(|| PathBuf::from(&who)),
             address,
@@ -168,6 +166,8 @@ impl NbdSource {
             dirty,
             request_size: options.request_size.max(1),
             conn,
+            more,
+            next: AtomicUsize::new(0),
         })
     }
 
@@ -288,19 +288,27 @@ impl NbdSource {
                 .min(self.info.size);
             let skip = (at - start) as usize;
             let n = (end.min(until) - at) as usize;
-            let ticket = self
-                .conn
+            let conn = self.reader();
+            let ticket = conn
                 .send_read(start, (end - start) as u32)
                 .map_err(|f| self.failure(f))?;
-            sent.push((ticket, skip, (at - offset) as usize, n));
+            sent.push((conn, ticket, skip, (at - offset) as usize, n));
             at += n as u64;
         }
-        for (ticket, skip, from, n) in sent {
-            self.conn
-                .finish_read(ticket, skip, &mut buf[from..from + n])
+        for (conn, ticket, skip, from, n) in sent {
+            conn.finish_read(ticket, skip, &mut buf[from..from + n])
                 .map_err(|f| self.failure(f))?;
         }
         Ok(())
+    }
+
+    /// The connection for the next read request, in turn.
+    fn reader(&self) -> &Connection {
+        if self.more.is_empty() {
+            return &self.conn;
+        }
+        let i = self.next.fetch_add(1, Ordering::Relaxed) % (self.more.len() + 1);
+        self.more.get(i).unwrap_or(&self.conn)
     }
 
     fn failure(&self, failure: Failure) -> Error {
@@ -368,4 +376,40 @@ impl BlockSource for NbdSource {
         self.read_exact_at(offset, &mut buf[..n])?;
         Ok(n)
     }
+}
+
+/// Connects a socket, runs the handshake asking for `queries` and starts the connection.
+fn open_connection(
+    address: &NbdAddress,
+    options: &NbdOptions,
+    queries: &[String],
+) -> Result<(handshake::Negotiated, Connection)> {
+    let who = address.to_string();
+    let mut stream = address
+        .connect(options.timeout)
+        .map_err(|source| Error::NbdConnect {
+            export: who.clone(),
+            source,
+        })?;
+    let negotiated = handshake::negotiate(&mut stream, address.export(), queries, options.timeout)
+        .map_err(|refused| match refused {
+            Refused::NoExport => Error::NbdNoExport {
+                export: who.clone(),
+            },
+            Refused::Other(reason) => Error::Nbd {
+                export: who.clone(),
+                reason,
+            },
+        })?;
+    let conn = Connection::start(
+        stream,
+        negotiated.structured,
+        options.timeout,
+        options.max_in_flight,
+    )
+    .map_err(|source| Error::NbdConnect {
+        export: who,
+        source,
+    })?;
+    Ok((negotiated, conn))
 }

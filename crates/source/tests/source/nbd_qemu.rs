@@ -329,22 +329,15 @@ fn a_dirty_bitmap_reports_exactly_the_clusters_written_after_it() {
     );
 }
 
-#[test]
-fn many_threads_read_one_connection_at_once() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let (image, content) = raw_image(dir.path(), 16 * M, &[0..16 * M]);
-    let server = QemuNbd::serve(&image, "raw", &[]);
-    let source = server.connect(NbdOptions {
-        max_in_flight: 16,
-        ..NbdOptions::default()
-    });
+/// Eight threads read random ranges at once and each gets its own bytes.
+fn read_from_many_threads(source: &NbdSource, content: &[u8]) {
+    let size = content.len() as u64;
     std::thread::scope(|scope| {
         for t in 0..8u64 {
-            let (source, content) = (&source, &content);
             scope.spawn(move || {
                 let mut buf = vec![0u8; 40_000];
                 for i in 0..200u64 {
-                    let offset = (i * 7919 + t * 104_729) * 97 % (16 * M - 40_000);
+                    let offset = (i * 7919 + t * 104_729) * 97 % (size - 40_000);
                     assert_eq!(source.read_at(offset, &mut buf).expect("read"), buf.len());
                     assert!(
                         buf[..] == content[offset as usize..offset as usize + buf.len()],
@@ -354,6 +347,35 @@ fn many_threads_read_one_connection_at_once() {
             });
         }
     });
+}
+
+#[test]
+fn many_threads_read_one_connection_at_once() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (image, content) = raw_image(dir.path(), 16 * M, &[0..16 * M]);
+    let server = QemuNbd::serve(&image, "raw", &[]);
+    let source = server.connect(NbdOptions {
+        max_in_flight: 16,
+        request_size: 8 << 10,
+        ..NbdOptions::default()
+    });
+    read_from_many_threads(&source, &content);
+}
+
+#[test]
+fn reads_take_several_connections_in_turn_when_the_server_allows_it() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (image, content) = raw_image(dir.path(), 16 * M, &[0..16 * M]);
+    let server = QemuNbd::serve(&image, "raw", &[]);
+    let source = server.connect(NbdOptions {
+        connections: 3,
+        ..NbdOptions::default()
+    });
+    assert!(
+        source.info().multi_conn,
+        "qemu-nbd --read-only offers multi-conn"
+    );
+    read_from_many_threads(&source, &content);
 }
 
 #[test]
