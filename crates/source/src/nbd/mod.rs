@@ -8,6 +8,8 @@
 //! handshake.rs  fixed newstyle: NBD_OPT_STRUCTURED_REPLY, NBD_OPT_SET_META_CONTEXT
 //!               (base:allocation, qemu:dirty-bitmap:NAME), NBD_OPT_GO -> size, flags,
 //!               block size limits
+//! table.rs      the requests in flight and why a connection broke
+//! reply.rs      the reader thread: replies checked and matched to their requests
 //! conn.rs       transmission: NBD_CMD_READ (structured or simple replies),
 //!               NBD_CMD_BLOCK_STATUS, NBD_CMD_DISC on drop; pipelined
 //! source.rs     NbdSource: BlockSource over a connection (or several), allocation and
@@ -45,7 +47,9 @@ mod address;
 mod conn;
 mod handshake;
 mod proto;
+mod reply;
 mod source;
+mod table;
 
 pub use address::NbdAddress;
 pub use proto::errno_name;
