@@ -27,6 +27,8 @@ const CMD_DISC: u16 = 2;
 struct Handshake {
     size: u64,
     structured: bool,
+    /// The smallest block to advertise (`NBD_INFO_BLOCK_SIZE`); 0 sends none.
+    min_block: u32,
 }
 
 /// A request as the fake server reads it.
@@ -84,6 +86,13 @@ fn handshake(s: &mut UnixStream, h: Handshake) -> Option<()> {
                 info.extend_from_slice(&h.size.to_be_bytes());
                 info.extend_from_slice(&3u16.to_be_bytes());
                 option_reply(s, option, 3, &info);
+                if h.min_block > 0 {
+                    let mut sizes = 3u16.to_be_bytes().to_vec();
+                    for v in [h.min_block, 64 << 10, 1 << 20] {
+                        sizes.extend_from_slice(&v.to_be_bytes());
+                    }
+                    option_reply(s, option, 3, &sizes);
+                }
                 option_reply(s, option, 1, &[]);
                 return Some(());
             }
@@ -181,6 +190,7 @@ const SIZE: u64 = 1 << 20;
 const STRUCT: Handshake = Handshake {
     size: SIZE,
     structured: true,
+    min_block: 0,
 };
 
 /// Reads 4 KiB at 0 and returns the error, checking that it came quickly.
@@ -398,6 +408,7 @@ fn simple_replies_work_when_the_server_has_no_structured_replies() {
         Handshake {
             size: SIZE,
             structured: false,
+            min_block: 0,
         },
         |s| {
             while let Some(r) = request(s) {
@@ -492,5 +503,68 @@ fn a_server_that_stalls_mid_reply_times_out() {
     assert_broken(
         &failed_read(&source),
         "sent nothing for 0.3s during a reply",
+    );
+}
+
+#[test]
+fn reads_are_aligned_to_the_servers_smallest_block_and_split_at_its_largest_payload() {
+    let byte = |p: u64| (p % 251) as u8;
+    let (said, heard) = std::sync::mpsc::channel();
+    let fake = Fake::start(
+        Handshake {
+            size: SIZE,
+            structured: true,
+            min_block: 4096,
+        },
+        move |s| {
+            let mut bad = Vec::new();
+            while let Some(r) = request(s) {
+                if r.command == CMD_DISC {
+                    break;
+                }
+                if r.offset % 4096 != 0 || r.len % 4096 != 0 || r.len > 1 << 20 {
+                    bad.push(r);
+                    break;
+                }
+                let mut m = chunk_header(DONE, OFFSET_DATA, r.cookie, 8 + r.len);
+                m.extend_from_slice(&r.offset.to_be_bytes());
+                m.extend((r.offset..r.offset + u64::from(r.len)).map(byte));
+                if s.write_all(&m).is_err() {
+                    break;
+                }
+            }
+            let _ = said.send(bad);
+        },
+    );
+    let source = NbdSource::connect(
+        NbdAddress::unix(&fake.socket, ""),
+        NbdOptions {
+            request_size: 10_000,
+            timeout: Duration::from_secs(5),
+            ..NbdOptions::default()
+        },
+    )
+    .expect("connect");
+    assert_eq!(source.info().min_block, 4096);
+    for (offset, len) in [
+        (1u64, 1usize),
+        (4095, 2),
+        (5000, 30_000),
+        (0, 3 << 20),
+        (SIZE - 7, 7),
+    ] {
+        let mut buf = vec![0u8; len];
+        let n = source.read_at(offset, &mut buf).expect("read");
+        assert_eq!(n, len.min((SIZE - offset) as usize));
+        let want: Vec<u8> = (offset..offset + n as u64).map(byte).collect();
+        assert!(buf[..n] == want[..], "{offset}+{len} read wrong");
+    }
+    drop(source);
+    let bad = heard
+        .recv_timeout(Duration::from_secs(5))
+        .expect("server done");
+    assert!(
+        bad.is_empty(),
+        "requests the server does not accept: {bad:?}"
     );
 }
