@@ -100,6 +100,7 @@ impl Connection {
         let work = Work::Read {
             buf,
             covered: Vec::new(),
+            got: 0,
         };
         self.send(CMD_READ, offset, len, work)
     }
@@ -171,6 +172,7 @@ impl Connection {
                     len,
                     work,
                     error: None,
+                    errors: 0,
                     sent: Instant::now(),
                     reply,
                 },

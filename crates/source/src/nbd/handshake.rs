@@ -139,7 +139,11 @@ pub(crate) fn negotiate<S: Read + Write>(
                 }
                 _ => {}
             },
-            REP_ERR_UNKNOWN => return Err(Refused::NoExport),
+            REP_ERR_UNKNOWN => {
+                // A polite goodbye; the answer to it does not matter.
+                let _ = send_option(stream, OPT_ABORT, &[]);
+                return Err(Refused::NoExport);
+            }
             kind if kind & REP_FLAG_ERROR != 0 => {
                 let message = String::from_utf8_lossy(d);
                 return Err(Refused::Other(format!(

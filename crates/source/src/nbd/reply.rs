@@ -14,6 +14,9 @@ use super::table::{Descriptor, Failure, Outcome, Shared, Slot, Work};
 /// most 128 Ki): more is a broken or hostile server, not a disk.
 const MAX_DESCRIPTORS: u32 = 1 << 20;
 
+/// The most error chunks one reply may carry: a server that sends more is not finishing.
+const MAX_ERRORS: u32 = 64;
+
 /// The socket as the reader sees it: a read that times out is retried while no request waits
 /// (an idle connection is fine) and fails once requests have waited the whole timeout.
 pub(super) struct Patient {
@@ -90,7 +93,7 @@ pub(super) fn read_replies(input: &mut BufReader<Patient>, shared: &Shared) -> R
                     });
                 } else {
                     match &mut slot.work {
-                        Work::Read { buf, covered } => {
+                        Work::Read { buf, covered, .. } => {
                             input.read_exact(buf).map_err(io)?;
                             covered.push(slot.offset..slot.offset + u64::from(slot.len));
                         }
@@ -110,8 +113,9 @@ pub(super) fn read_replies(input: &mut BufReader<Patient>, shared: &Shared) -> R
                 let cookie = read_u64(input).map_err(io)?;
                 let length = read_u32(input).map_err(io)?;
                 let mut slot = take(shared, cookie)?;
-                chunk(input, &mut slot, kind, length, timeout)?;
-                if flags & REPLY_FLAG_DONE != 0 {
+                let done = flags & REPLY_FLAG_DONE != 0;
+                chunk(input, &mut slot, kind, length, done, timeout)?;
+                if done {
                     finish(shared, slot)?;
                 } else {
                     shared.state().pending.insert(cookie, slot);
@@ -140,7 +144,12 @@ fn take(shared: &Shared, cookie: u64) -> Result<Slot, String> {
 fn finish(shared: &Shared, slot: Slot) -> Result<(), String> {
     let result = match (slot.error, slot.work) {
         (Some(failure), _) => Err(failure),
-        (None, Work::Read { buf, mut covered }) => {
+        (
+            None,
+            Work::Read {
+                buf, mut covered, ..
+            },
+        ) => {
             covered.sort_by_key(|r| r.start);
             let mut at = slot.offset;
             for r in &covered {
@@ -178,13 +187,14 @@ fn chunk(
     slot: &mut Slot,
     kind: u16,
     length: u32,
+    done: bool,
     timeout: Duration,
 ) -> Result<(), String> {
     let io = |e: io::Error| io_reason(&e, "a reply", timeout);
     let end = slot.offset + u64::from(slot.len);
     match (kind, &mut slot.work) {
-        (REPLY_TYPE_NONE, _) if length == 0 => {}
-        (REPLY_TYPE_OFFSET_DATA, Work::Read { buf, covered }) if length >= 8 => {
+        (REPLY_TYPE_NONE, _) if length == 0 && done => {}
+        (REPLY_TYPE_OFFSET_DATA, Work::Read { buf, covered, got }) if length > 8 => {
             let data = u64::from(length - 8);
             let at = read_u64(input).map_err(io)?;
             if at < slot.offset || at.saturating_add(data) > end {
@@ -194,14 +204,28 @@ fn chunk(
                 ));
             }
             let from = (at - slot.offset) as usize;
+            *got += data;
+            if *got > u64::from(slot.len) {
+                return Err(format!(
+                    "chunks that overlap in the reply to the {}-byte read at {}",
+                    slot.len, slot.offset
+                ));
+            }
             input
                 .read_exact(&mut buf[from..from + data as usize])
                 .map_err(io)?;
             covered.push(at..at + data);
         }
-        (REPLY_TYPE_OFFSET_HOLE, Work::Read { buf, covered }) if length == 12 => {
+        (REPLY_TYPE_OFFSET_HOLE, Work::Read { buf, covered, got }) if length == 12 => {
             let at = read_u64(input).map_err(io)?;
             let hole = u64::from(read_u32(input).map_err(io)?);
+            *got += hole;
+            if hole == 0 || *got > u64::from(slot.len) {
+                return Err(format!(
+                    "an empty or overlapping hole chunk in the reply to the {}-byte read at {}",
+                    slot.len, slot.offset
+                ));
+            }
             if at < slot.offset || at.saturating_add(hole) > end {
                 return Err(format!(
                     "a {hole}-byte hole at {at}, outside the {}-byte read at {}",
@@ -216,9 +240,11 @@ fn chunk(
             if length >= 12 && (length - 4).is_multiple_of(8) =>
         {
             let count = (length - 4) / 8;
-            if count > MAX_DESCRIPTORS {
+            if count as usize + descriptors.len() > MAX_DESCRIPTORS as usize {
                 return Err(format!(
-                    "a block status chunk of {count} extents (at most {MAX_DESCRIPTORS} expected)"
+                    "a block status chunk of {count} extents, {} before it (at most {MAX_DESCRIPTORS} \
+                     expected)",
+                    descriptors.len()
                 ));
             }
             let context = read_u32(input).map_err(io)?;
@@ -236,6 +262,12 @@ fn chunk(
             }
         }
         (kind, _) if kind & REPLY_TYPE_IS_ERROR != 0 && length >= 6 => {
+            slot.errors += 1;
+            if slot.errors > MAX_ERRORS {
+                return Err(format!(
+                    "more than {MAX_ERRORS} error chunks in the reply to one request"
+                ));
+            }
             let errno = read_u32(input).map_err(io)?;
             let message_len = u32::from(read_u16(input).map_err(io)?);
             if message_len > length - 6 {

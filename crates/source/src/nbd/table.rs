@@ -42,6 +42,8 @@ pub(super) enum Work {
     Read {
         buf: Vec<u8>,
         covered: Vec<Range<u64>>,
+        /// Bytes the chunks so far covered: more than asked means chunks overlap.
+        got: u64,
     },
     Status(Vec<Descriptor>),
 }
@@ -52,6 +54,8 @@ pub(super) struct Slot {
     pub(super) len: u32,
     pub(super) work: Work,
     pub(super) error: Option<Failure>,
+    /// Error chunks seen so far.
+    pub(super) errors: u32,
     pub(super) sent: Instant,
     pub(super) reply: Sender<Result<Outcome, Failure>>,
 }

@@ -568,3 +568,42 @@ fn reads_are_aligned_to_the_servers_smallest_block_and_split_at_its_largest_payl
         "requests the server does not accept: {bad:?}"
     );
 }
+
+#[test]
+fn a_reply_that_never_finishes_is_refused_once_its_chunks_overlap() {
+    let fake = Fake::start(STRUCT, |s| {
+        if let Some(r) = request(s) {
+            // The same hole, again and again, never done.
+            let mut hole = chunk_header(0, 2, r.cookie, 12);
+            hole.extend_from_slice(&r.offset.to_be_bytes());
+            hole.extend_from_slice(&r.len.to_be_bytes());
+            for _ in 0..1000 {
+                if s.write_all(&hole).is_err() {
+                    return;
+                }
+            }
+            while request(s).is_some_and(|r| r.command != CMD_DISC) {}
+        }
+    });
+    let source = fake.connect(Duration::from_secs(5)).expect("connect");
+    assert_broken(&failed_read(&source), "overlapping hole chunk");
+}
+
+#[test]
+fn endless_error_chunks_are_refused() {
+    let fake = Fake::start(STRUCT, |s| {
+        if let Some(r) = request(s) {
+            let mut error = chunk_header(0, ERROR, r.cookie, 6);
+            error.extend_from_slice(&5u32.to_be_bytes());
+            error.extend_from_slice(&0u16.to_be_bytes());
+            for _ in 0..1000 {
+                if s.write_all(&error).is_err() {
+                    return;
+                }
+            }
+            while request(s).is_some_and(|r| r.command != CMD_DISC) {}
+        }
+    });
+    let source = fake.connect(Duration::from_secs(5)).expect("connect");
+    assert_broken(&failed_read(&source), "more than 64 error chunks");
+}
