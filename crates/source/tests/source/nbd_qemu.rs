@@ -11,7 +11,9 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use blockvault_core::{BlockSize, ChunkCodec};
-use blockvault_source::{BlockSource, Chunker, Error, NbdAddress, NbdOptions, NbdSource, RawFile};
+use blockvault_source::{
+    BlockSource, ChangeHint, Chunker, Error, NbdAddress, NbdOptions, NbdSource, RawFile,
+};
 use jiff::Timestamp;
 
 const K64: u64 = 64 << 10;
@@ -51,6 +53,8 @@ impl QemuNbd {
     fn serve(image: &Path, format: &str, extra: &[&str]) -> QemuNbd {
         require("qemu-nbd");
         let socket = image.with_extension("sock");
+        // A server killed before leaves its socket file behind.
+        let _ = std::fs::remove_file(&socket);
         let child = Command::new("qemu-nbd")
             .args([
                 "--read-only",
@@ -96,6 +100,7 @@ impl Drop for QemuNbd {
         // Already gone is fine: the test is over either way.
         let _ = self.child.kill();
         let _ = self.child.wait();
+        let _ = std::fs::remove_file(&self.socket);
     }
 }
 
@@ -505,4 +510,81 @@ fn a_tcp_export_reads_like_the_image() {
     }
     let data: u64 = extents.iter().map(|e| e.end - e.start).sum();
     assert!(data < 2 * M, "holes reported as data: {extents:?}");
+}
+
+#[test]
+fn a_dirty_bitmap_as_a_change_hint_builds_the_full_scans_map_from_the_dirty_blocks_alone() {
+    require("qemu-img");
+    require("qemu-io");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let image = dir.path().join("disk.qcow2");
+    let qemu_io = |cmd: String| {
+        run(Command::new("qemu-io")
+            .args(["-f", "qcow2", "-c"])
+            .arg(cmd)
+            .arg(&image));
+    };
+    run(Command::new("qemu-img")
+        .args(["create", "-q", "-f", "qcow2"])
+        .arg(&image)
+        .arg("16M"));
+    qemu_io("write -P 0x22 0 4M".to_owned());
+    qemu_io(format!("write -P 0x33 {} {}", 8 * M, M));
+    let chunker = Chunker::new(BlockSize::new(K64).expect("bs"), ChunkCodec::plain());
+    let parent = {
+        let server = QemuNbd::serve(&image, "qcow2", &[]);
+        let source = server.connect(NbdOptions::default());
+        chunker
+            .map(&source, Timestamp::UNIX_EPOCH)
+            .expect("parent scan")
+    };
+
+    run(Command::new("qemu-img")
+        .args(["bitmap", "--add", "-g", "64K"])
+        .arg(&image)
+        .arg("after-parent"));
+    qemu_io("write -P 0x55 100000 1000".to_owned());
+    qemu_io(format!("write -P 0x66 {} 20", 9 * M - 10));
+    qemu_io(format!("write -z {} {}", 8 * M, K64));
+    qemu_io(format!("write -P 0x77 {} 4096", 12 * M));
+
+    let server = QemuNbd::serve(&image, "qcow2", &["-B", "after-parent"]);
+    let source = server.connect(NbdOptions {
+        dirty_bitmap: Some("after-parent".to_owned()),
+        ..NbdOptions::default()
+    });
+    let hint = ChangeHint::Dirty(source.dirty_extents().expect("dirty extents"));
+    let plan = chunker.plan(&source, Some(&parent), &hint).expect("plan");
+    assert!(plan.is_incremental(), "{:?}", plan.fallback());
+    let ChangeHint::Dirty(dirty) = &hint else {
+        unreachable!("built as Dirty above")
+    };
+    assert!(
+        dirty
+            .iter()
+            .any(|r| r.start <= 8 * M && 8 * M + K64 <= r.end),
+        "the zeroed cluster is not dirty: {dirty:?}"
+    );
+    // Every dirty block that still holds data is read; the zeroed one is a hole now, zero
+    // without a read.
+    let read: Vec<usize> = plan.blocks().iter().collect();
+    let block = |offset: u64| (offset / K64) as usize;
+    let want = vec![
+        block(100_000),
+        block(9 * M - 10),
+        block(9 * M),
+        block(12 * M),
+    ];
+    assert_eq!(read, want, "the blocks read are not the blocks written");
+    let incremental = plan
+        .scan(&source, Timestamp::UNIX_EPOCH, |_| Ok::<(), Error>(()))
+        .expect("incremental scan");
+    let full = chunker
+        .map(&source, Timestamp::UNIX_EPOCH)
+        .expect("full scan");
+    assert!(
+        incremental == full,
+        "the hinted map differs from the full scan's"
+    );
+    assert!(full != parent, "the writes changed nothing");
 }
