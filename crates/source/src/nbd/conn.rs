@@ -64,6 +64,7 @@ impl Connection {
         let reader = std::thread::Builder::new()
             .name("nbd-reader".to_owned())
             .spawn(move || {
+                let _ends = Ends(Arc::clone(&reader_shared));
                 let patient = Patient {
                     inner: read_side,
                     shared: Arc::clone(&reader_shared),
@@ -205,6 +206,22 @@ impl Connection {
                 Err(Failure::Broken(shared.dead_reason()))
             }
         }
+    }
+}
+
+/// Whatever way the reader stops (the server closed an idle connection, a broken reply
+/// already said why, or a bug panicked it), no request is left waiting for it.
+struct Ends(Arc<Shared>);
+
+impl Drop for Ends {
+    fn drop(&mut self) {
+        let reason = if std::thread::panicking() {
+            "the NBD client's reader thread failed (a bug)"
+        } else {
+            "the server closed the connection"
+        };
+        // The first reason given wins: this one only when nothing said more.
+        self.0.break_with(reason.to_owned());
     }
 }
 

@@ -608,3 +608,11 @@ fn endless_error_chunks_are_refused() {
     let source = fake.connect(Duration::from_secs(5)).expect("connect");
     assert_broken(&failed_read(&source), "more than 64 error chunks");
 }
+
+#[test]
+fn a_server_that_closes_an_idle_connection_fails_the_next_read_at_once() {
+    let fake = Fake::start(STRUCT, |_| {});
+    let source = fake.connect(Duration::from_secs(30)).expect("connect");
+    std::thread::sleep(Duration::from_millis(100));
+    assert_broken(&failed_read(&source), "closed the connection");
+}
