@@ -37,10 +37,11 @@
 //! Every length the server sends is checked against what was asked before anything is read or
 //! allocated (option replies at most 64 KiB, read chunks inside their request, block status
 //! chunks at most 1 Mi extents read as they arrive); a bad magic, a reply for a cookie not in
-//! flight, a reply that leaves part of a read unanswered or a close mid-reply break the
-//! connection with a clear [`Error::Nbd`](crate::Error::Nbd) for every request waiting and
-//! every one after. A server that stalls with requests outstanding fails them after
-//! [`NbdOptions::timeout`] (30 s by default). An error the server reports for one request
+//! flight, a reply that leaves part of a read unanswered, chunks that overlap or never end
+//! (more than 64 error chunks) and a close mid-reply break the connection with a clear
+//! [`Error::Nbd`](crate::Error::Nbd) for every request waiting and every one after; so does
+//! the reader thread stopping for any reason. A server that stalls with requests outstanding,
+//! or in the middle of a reply, fails them after [`NbdOptions::timeout`] (30 s by default). An error the server reports for one request
 //! ([`Error::NbdServer`](crate::Error::NbdServer)) fails only that request.
 
 mod address;
