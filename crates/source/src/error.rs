@@ -37,6 +37,32 @@ pub enum Error {
         size: u64,
     },
 
+    #[error("{uri} is not a usable NBD address: {reason}")]
+    NbdUri { uri: String, reason: String },
+
+    #[error("cannot connect to NBD server {export}: {source}")]
+    NbdConnect {
+        export: String,
+        #[source]
+        source: std::io::Error,
+    },
+
+    #[error("NBD server {export} has no such export (list its exports with `nbdinfo --list`)")]
+    NbdNoExport { export: String },
+
+    /// The server broke the protocol, stalled or went away: the connection is unusable.
+    #[error("NBD export {export}: {reason}")]
+    Nbd { export: String, reason: String },
+
+    /// The server answered a request with an error; the connection is still usable.
+    #[error("NBD export {export}: the server failed the request at byte {offset}: {errno_name} ({errno}){message}", errno_name = crate::nbd::errno_name(*errno), message = if message.is_empty() { String::new() } else { format!(": {message}") })]
+    NbdServer {
+        export: String,
+        offset: u64,
+        errno: u32,
+        message: String,
+    },
+
     #[error(transparent)]
     Format(#[from] blockvault_core::Error),
 }
@@ -57,8 +83,8 @@ impl Error {
     pub fn kind(&self) -> blockvault_core::ErrorKind {
         use blockvault_core::ErrorKind;
         match self {
-            Error::NotFound { .. } => ErrorKind::NotFound,
-            Error::NotADisk { .. } => ErrorKind::Usage,
+            Error::NotFound { .. } | Error::NbdNoExport { .. } => ErrorKind::NotFound,
+            Error::NotADisk { .. } | Error::NbdUri { .. } => ErrorKind::Usage,
             _ => ErrorKind::Failure,
         }
     }

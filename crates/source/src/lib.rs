@@ -1,9 +1,12 @@
 //! Reads disks as fixed-size blocks and describes them as block maps.
 //!
 //! A disk is a [`BlockSource`]: its size, the extents that may hold data, and positional reads.
-//! [`RawFile`] (a raw image file or a block device: `pread`, `SEEK_DATA`/`SEEK_HOLE`) is today's
-//! source; an NBD export (qcow2 through `qemu-nbd`, a running VM's fleecing node) is the next.
-//! The scanner reads any source the same way.
+//! [`RawFile`] (a raw image file or a block device: `pread`, `SEEK_DATA`/`SEEK_HOLE`) is one
+//! source; [`NbdSource`] (an NBD export: qcow2 or any format through `qemu-nbd`, a running VM's
+//! fleecing node) is the other, over the crate's own synchronous NBD client (fixed newstyle
+//! handshake, structured replies, `base:allocation` for holes and zeros,
+//! `qemu:dirty-bitmap:NAME` for a QEMU dirty bitmap's extents, pipelined reads; its design is
+//! in `src/nbd/mod.rs`). The scanner reads any source the same way.
 //!
 //! # Data path
 //!
@@ -35,12 +38,15 @@
 //! A change hint can only cost extra reads, never a wrong map: every block that overlaps a
 //! dirty extent is read again, whatever the extent's alignment, and a hint is applied only to a
 //! parent map of the same disk size and block size. Proving that the hint belongs to this
-//! parent (the clone or the dirty bitmap recorded for it) is its producer's job.
+//! parent (the clone or the dirty bitmap recorded for it) is its producer's job: for QEMU,
+//! [`NbdSource::dirty_extents`] gives the bitmap's extents, at its granularity, ready to be a
+//! [`ChangeHint::Dirty`] once the caller has checked the bitmap is the one recorded.
 
 mod blocks;
 mod diff;
 mod error;
 mod hint;
+mod nbd;
 mod plan;
 mod raw;
 mod scan;
@@ -51,6 +57,7 @@ pub use crate::{
     diff::{changed_blocks, missed_by_hint},
     error::{Error, Result},
     hint::{ChangeHint, FullScanReason},
+    nbd::{Allocation, NbdAddress, NbdExportInfo, NbdOptions, NbdSource},
     plan::ScanPlan,
     raw::RawFile,
     scan::{Block, Chunker},

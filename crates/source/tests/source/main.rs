@@ -9,3 +9,5 @@
 mod any_source;
 mod change_hint;
 mod fixtures;
+mod nbd_hostile;
+mod nbd_qemu;
