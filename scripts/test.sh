@@ -6,9 +6,9 @@
 # Usage: scripts/test.sh
 #
 # Needs the Rust toolchain, python3 and root (the capture tests loop-mount XFS and btrfs
-# images). The first run installs garage 2.5.0 with cargo (several minutes) and xfsprogs and
-# btrfs-progs with apt-get; later runs reuse them. Tests work in temp directories; the Garage server
-# and its data are removed at the end, whatever happens.
+# images). The first run installs garage 2.5.0 with cargo (several minutes), and xfsprogs,
+# btrfs-progs and qemu-utils with apt-get when missing; later runs reuse them. Tests work in
+# temp directories; the Garage server and its data are removed at the end, whatever happens.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -36,6 +36,21 @@ if ((${#missing[@]})); then
     apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
 fi
 [[ $(id -u) == 0 ]] || { echo "the capture tests loop-mount file systems and need root" >&2; exit 1; }
+
+step "QEMU tools for the NBD tests (qemu-utils: qemu-nbd, qemu-img, qemu-io)"
+# On Debian bookworm from bookworm-backports (QEMU 10): installing qemu-system-x86 from plain
+# bookworm later would remove it, so both always come from the same suite.
+if ! { command -v qemu-nbd && command -v qemu-img && command -v qemu-io; } >/dev/null; then
+    suite=()
+    if grep -qs '^VERSION_CODENAME=bookworm' /etc/os-release; then
+        grep -rqs bookworm-backports /etc/apt/sources.list /etc/apt/sources.list.d/ ||
+            echo "deb http://deb.debian.org/debian bookworm-backports main" \
+                >/etc/apt/sources.list.d/bookworm-backports.list
+        suite=(-t bookworm-backports)
+    fi
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${suite[@]}" qemu-utils >/dev/null
+fi
+qemu-nbd --version | head -n 1
 
 step "S3 server for the tests (Garage on 127.0.0.1)"
 garage_dir=$(mktemp -d "${TMPDIR:-/tmp}/blockvault-garage.XXXXXX")
