@@ -83,9 +83,7 @@ fn servers_of(image: &Path) -> Vec<u32> {
         };
         let args: Vec<&[u8]> = cmdline.split(|&b| b == 0).collect();
         if args.first().is_some_and(|a| a.ends_with(b"qemu-nbd"))
-            && args
-                .iter()
-                .any(|a| *a == image.as_os_str().as_encoded_bytes())
+            && args.contains(&image.as_os_str().as_encoded_bytes())
         {
             pids.push(pid);
         }
