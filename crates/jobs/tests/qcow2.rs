@@ -205,3 +205,46 @@ async fn a_cloned_qcow2_disk_is_read_through_qemu_nbd() {
     let fs = LoopFs::new(LoopKind::Xfs, 512 << 20);
     round_trip(fs.path(), CaptureMode::Reflink, Capture::Reflink).await;
 }
+
+#[tokio::test]
+async fn a_corrupt_qcow2_disk_fails_the_job_clearly_and_leaves_no_qemu_nbd() {
+    for tool in ["qemu-img", "qemu-nbd"] {
+        require(tool);
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    let root = dir.path();
+    let (engine, _) = Engine::open(root.join("state"), Some(root.join("snapshots")))
+        .await
+        .expect("engine");
+    let vault = Vault::init_local(root.join("vault")).await.expect("vault");
+    let image = root.join("disk.qcow2");
+    run(Command::new("qemu-img")
+        .args(["create", "-q", "-f", "qcow2"])
+        .arg(&image)
+        .arg("16M"));
+    // The header cut short: still qcow2 by its magic, refused by qemu-nbd.
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(&image)
+        .expect("open")
+        .set_len(32)
+        .expect("truncate");
+    let mut spec = BackupSpec::new(vm(), vec![image.clone()]);
+    spec.capture.mode = CaptureMode::Read;
+    let outcome = engine
+        .backup(Ok(&vault), &spec, Arc::new(NoProgress))
+        .await
+        .expect("backup job");
+    let failure = outcome
+        .failure
+        .as_ref()
+        .map(|e| e.to_string())
+        .unwrap_or_else(|| panic!("a corrupt qcow2 made a point: {outcome:?}"));
+    assert!(
+        failure.contains("qemu-nbd could not serve") && failure.contains("disk.qcow2"),
+        "{failure}"
+    );
+    assert!(outcome.point.is_none());
+    assert_eq!(servers_under(root), 0, "qemu-nbd left running");
+    assert_eq!(std::fs::metadata(&image).expect("image").len(), 32);
+}
