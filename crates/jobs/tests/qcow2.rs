@@ -90,6 +90,16 @@ fn capture(outcome: &BackupOutcome) -> Capture {
 }
 
 async fn restored(engine: &Engine, vault: &Vault, point: &RecoveryPoint, out: &Path) -> Vec<u8> {
+    restored_from(engine, vault, point, out, Tier::Vault).await
+}
+
+async fn restored_from(
+    engine: &Engine,
+    vault: &Vault,
+    point: &RecoveryPoint,
+    out: &Path,
+    tier: Tier,
+) -> Vec<u8> {
     let request = RestoreRequest {
         vm: vm(),
         point: PointSelector::Id(point.id.to_string()),
@@ -100,12 +110,7 @@ async fn restored(engine: &Engine, vault: &Vault, point: &RecoveryPoint, out: &P
         options: TransferOptions::default(),
     };
     engine
-        .restore(
-            Some(vault),
-            &request,
-            Some(Tier::Vault),
-            Arc::new(NoProgress),
-        )
+        .restore(Some(vault), &request, Some(tier), Arc::new(NoProgress))
         .await
         .expect("restore");
     std::fs::read(out.join(point.disks[0].name.as_str())).expect("restored disk")
@@ -189,6 +194,16 @@ async fn round_trip(root: &Path, mode: CaptureMode, expect: Capture) {
         restored(&engine, &vault, &second_point, &root.join("r2")).await == expected2,
         "the incremental point differs from qemu-img convert"
     );
+    // The snapshot tier's copy restores raw as well (not the kept qcow2 clone's bytes).
+    let from_tier = restored_from(
+        &engine,
+        &vault,
+        &second_point,
+        &root.join("r-tier"),
+        Tier::Snapshot,
+    )
+    .await;
+    assert!(from_tier == expected2, "the snapshot tier's point differs");
     // The first point still holds the first state.
     assert!(restored(&engine, &vault, &first_point, &root.join("r3")).await == expected);
 }
