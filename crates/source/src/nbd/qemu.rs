@@ -29,6 +29,23 @@ pub const QCOW2_MAGIC: [u8; 4] = *b"QFI\xfb";
 /// How long `qemu-nbd` may take to listen on its socket.
 const START_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// How long a refused connection waits to see whether `qemu-nbd` is exiting.
+const EXIT_GRACE: Duration = Duration::from_secs(2);
+
+/// The exit status of `child` if it exits within `grace`.
+fn exit_within(child: &mut Child, grace: Duration) -> Option<std::process::ExitStatus> {
+    let started = Instant::now();
+    loop {
+        if let Ok(Some(status)) = child.try_wait() {
+            return Some(status);
+        }
+        if started.elapsed() >= grace {
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
 /// The format of a disk image, as its header says.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum DiskFormat {
@@ -178,7 +195,16 @@ impl QemuNbd {
                 match NbdSource::connect(NbdAddress::unix(&socket, ""), options.clone()) {
                     Ok(source) => break source,
                     Err(Error::NbdConnect { .. }) if started.elapsed() < START_TIMEOUT => {}
-                    Err(e) => return Err(failed(e.to_string())),
+                    Err(e) => {
+                        // qemu-nbd may listen before it opens the image, then exit on a
+                        // corrupt one: its exit and its stderr are the reason, not the
+                        // reset connection.
+                        let reason = match exit_within(&mut server.child, EXIT_GRACE) {
+                            Some(status) => format!("qemu-nbd exited ({status})"),
+                            None => e.to_string(),
+                        };
+                        return Err(failed(reason));
+                    }
                 }
             }
             if started.elapsed() >= START_TIMEOUT {

@@ -188,8 +188,9 @@ fn a_corrupt_qcow2_is_a_clear_error_and_leaves_no_process() {
         message.contains("qemu-nbd could not serve") && message.contains("disk.qcow2"),
         "{message}"
     );
-    // qemu-nbd's own reason is passed on.
+    // qemu-nbd's exit and its own reason (its stderr, "qemu-nbd: ...") are passed on.
     assert!(message.contains("exited"), "{message}");
+    assert!(message.contains("qemu-nbd: "), "{message}");
     assert!(servers_of(&image).is_empty(), "a qemu-nbd is left running");
     // The image is left as it was given (nothing is written to it).
     assert_eq!(std::fs::metadata(&image).expect("stat").len(), 32);
