@@ -6,7 +6,9 @@
 //! fleecing node) is the other, over the crate's own synchronous NBD client (fixed newstyle
 //! handshake, structured replies, `base:allocation` for holes and zeros,
 //! `qemu:dirty-bitmap:NAME` for a QEMU dirty bitmap's extents, pipelined reads; its design is
-//! in `src/nbd/mod.rs`). The scanner reads any source the same way.
+//! in `src/nbd/mod.rs`). [`DiskFormat::detect`] tells a qcow2 image by its header, and
+//! [`QemuNbd`] serves one through a `qemu-nbd` it starts on a private socket and always stops
+//! (killed and reaped on drop). The scanner reads any source the same way.
 //!
 //! # Data path
 //!
@@ -57,7 +59,10 @@ pub use crate::{
     diff::{changed_blocks, missed_by_hint},
     error::{Error, Result},
     hint::{ChangeHint, FullScanReason},
-    nbd::{Allocation, NbdAddress, NbdExportInfo, NbdOptions, NbdSource},
+    nbd::{
+        Allocation, DiskFormat, NbdAddress, NbdExportInfo, NbdOptions, NbdSource, QCOW2_MAGIC,
+        QemuNbd,
+    },
     plan::ScanPlan,
     raw::RawFile,
     scan::{Block, Chunker},

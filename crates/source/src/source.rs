@@ -4,9 +4,9 @@ use std::path::Path;
 use crate::Result;
 
 /// A disk as the scanner reads it: a size, the extents that may hold data, and positional
-/// reads. [`RawFile`](crate::RawFile) (a raw image file or block device) is today's
-/// implementation; an NBD export (qcow2 through `qemu-nbd`, a running VM's fleecing node) is
-/// the next.
+/// reads. [`RawFile`](crate::RawFile) (a raw image file or block device),
+/// [`NbdSource`](crate::NbdSource) (an NBD export) and [`QemuNbd`](crate::QemuNbd) (a qcow2
+/// image through a `qemu-nbd` of its own) implement it.
 ///
 /// A source only reports what it sees; the scan over it keeps the consistency rules for every
 /// source alike: a read that comes back short of the recorded size is

@@ -11,6 +11,11 @@
 //! system with reflinks, and reads under the hook elsewhere, recording why. `--capture reflink`
 //! refuses to run without clones; `--capture read` never clones. The freeze window is the time
 //! from the end of the pre-hook to the start of the post-hook.
+//!
+//! A disk whose header says qcow2 (the disk read, or its clone) is read through a `qemu-nbd`
+//! started for it ([`QemuNbd`]): the guest's view, not the file's bytes. The servers are kept
+//! in [`Captured`] until the write session is over, then stopped. A qcow2 clone's changed file
+//! extents are not the guest's, so such a disk gets no change hint (a full scan, saying why).
 
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
@@ -23,6 +28,7 @@ use blockvault_capture::{FsKind, clone_file, extent_count, same_fs};
 use blockvault_core::{Capture, DiskName, RecoveryPoint, VmName};
 use blockvault_repo::disk_name;
 use blockvault_snapshot::{SnapshotTier, Staging};
+use blockvault_source::{ChangeHint, DiskFormat, QemuNbd};
 use blockvault_vault::{DiskInput, DiskScan};
 
 use super::disk_state::FileStat;
@@ -219,12 +225,31 @@ pub(super) fn clone_all(staging: &Staging, disks: &[PathBuf]) -> Result<(Vec<Pat
 
 /// The write session's input for a disk read from its clone.
 pub(super) fn from_clone(disk: &Path, clone: &Path) -> Result<DiskInput> {
-    let source = blockvault_source::RawFile::open(clone)
-        .map_err(|e| blockvault_vault::Error::from(blockvault_repo::Error::from(e)))?;
+    let source = blockvault_source::RawFile::open(clone).map_err(source_error)?;
     Ok(DiskInput {
         capture: Some(Arc::new(source)),
         ..DiskInput::file(disk)
     })
+}
+
+fn source_error(e: blockvault_source::Error) -> Error {
+    blockvault_repo::Error::from(e).into()
+}
+
+/// A `qemu-nbd` serving `image` when its header says qcow2; `None` for a raw image, and for
+/// one whose header cannot be read (the write session says what is wrong with it, as for any
+/// disk).
+async fn serve_if_qcow2(image: &Path) -> Result<Option<Arc<QemuNbd>>> {
+    let image = image.to_owned();
+    tokio::task::spawn_blocking(move || match DiskFormat::detect(&image) {
+        Ok(format) if format.needs_qemu() => {
+            QemuNbd::start(&image, format).map(|s| Some(Arc::new(s)))
+        }
+        _ => Ok(None),
+    })
+    .await
+    .unwrap_or_else(|join| std::panic::resume_unwind(join.into_panic()))
+    .map_err(source_error)
 }
 
 /// The capture, made: what the write session reads, and what the job records of it.
@@ -243,6 +268,9 @@ pub(super) struct Captured {
     pub(super) clone_time: Option<Duration>,
     /// Per disk: why it had no change hint, when it was not for want of a parent scan.
     pub(super) reasons: Vec<Option<String>>,
+    /// The `qemu-nbd` servers the inputs read qcow2 disks through: declared after `inputs`,
+    /// kept until the write session is over, stopped when this is dropped.
+    pub(super) servers: Vec<Arc<QemuNbd>>,
 }
 
 impl Engine {
@@ -281,6 +309,7 @@ impl Engine {
             after: None,
             clone_time: None,
             reasons: vec![None; spec.disks.len()],
+            servers: Vec::new(),
         };
         if let Some(staging) = staging {
             let disks = spec.disks.clone();
@@ -317,6 +346,22 @@ impl Engine {
                         })
                         .collect::<Result<_>>()?;
                     captured.reasons = hints.reasons;
+                    // A qcow2 clone is read through qemu-nbd, and with no hint: its
+                    // changed file extents are not the guest's.
+                    for (i, clone) in clones.iter().enumerate() {
+                        let Some(server) = serve_if_qcow2(clone).await? else {
+                            continue;
+                        };
+                        let input = &mut captured.inputs[i];
+                        input.capture = Some(Arc::clone(&server) as _);
+                        input.hint = ChangeHint::Everything;
+                        input.check_hint = false;
+                        captured.reasons[i] = Some(
+                            "a qcow2 disk: the changed extents of its file are not the guest's"
+                                .to_owned(),
+                        );
+                        captured.servers.push(server);
+                    }
                     captured.kind = Capture::Reflink;
                     captured.staging = Some(staging);
                     captured.extents = extents;
@@ -329,6 +374,21 @@ impl Engine {
                 (_, Err(e)) => {
                     freeze.end(warnings).await;
                     return Err(e);
+                }
+            }
+        }
+        if captured.kind != Capture::Reflink {
+            for (disk, input) in spec.disks.iter().zip(&mut captured.inputs) {
+                match serve_if_qcow2(disk).await {
+                    Ok(Some(server)) => {
+                        input.capture = Some(Arc::clone(&server) as _);
+                        captured.servers.push(server);
+                    }
+                    Ok(None) => {}
+                    Err(e) => {
+                        freeze.end(warnings).await;
+                        return Err(e);
+                    }
                 }
             }
         }

@@ -1,0 +1,271 @@
+//! [`QemuNbd`]: a disk image in any format QEMU reads (qcow2 above all), served by a
+//! `qemu-nbd` this process starts and always stops, and read through the crate's NBD client.
+//!
+//! ```text
+//! DiskFormat::detect(image)   the header: qcow2 magic `QFI\xfb`, else raw
+//! QemuNbd::start(image, fmt)  a fresh private directory (0700) -> qemu-nbd --read-only
+//!                             --persistent --shared=8 --format=FMT --socket=DIR/nbd.sock IMAGE
+//!                             -> wait for the socket (qemu-nbd exiting first is an error with
+//!                             its stderr) -> NbdSource over the socket
+//! drop                        the connection closed (NBD_CMD_DISC), qemu-nbd killed and
+//!                             reaped, the directory removed
+//! ```
+
+use std::fs::File;
+use std::io::Read;
+use std::ops::Range;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use super::address::NbdAddress;
+use super::source::{NbdOptions, NbdSource};
+use crate::{BlockSource, Error, Result};
+
+/// The first bytes of every qcow2 image (`QFI\xfb`).
+pub const QCOW2_MAGIC: [u8; 4] = *b"QFI\xfb";
+
+/// How long `qemu-nbd` may take to listen on its socket.
+const START_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// How long a refused connection waits to see whether `qemu-nbd` is exiting.
+const EXIT_GRACE: Duration = Duration::from_secs(2);
+
+/// The exit status of `child` if it exits within `grace`.
+fn exit_within(child: &mut Child, grace: Duration) -> Option<std::process::ExitStatus> {
+    let started = Instant::now();
+    loop {
+        if let Ok(Some(status)) = child.try_wait() {
+            return Some(status);
+        }
+        if started.elapsed() >= grace {
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+/// The format of a disk image, as its header says.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum DiskFormat {
+    /// No header QEMU's formats are known by: the bytes are the disk.
+    Raw,
+    /// QEMU's copy-on-write format: read through `qemu-nbd`.
+    Qcow2,
+}
+
+impl DiskFormat {
+    /// The format of the image at `path`, from its first bytes: qcow2 when it starts with
+    /// [`QCOW2_MAGIC`], raw otherwise (a file shorter than the magic is raw).
+    pub fn detect(path: &Path) -> Result<DiskFormat> {
+        let mut file = File::open(path).map_err(|e| match e.kind() {
+            std::io::ErrorKind::NotFound => Error::NotFound {
+                path: path.to_owned(),
+            },
+            _ => Error::io(path, e),
+        })?;
+        let mut head = [0u8; 4];
+        let mut got = 0;
+        while got < head.len() {
+            match file.read(&mut head[got..]) {
+                Ok(0) => break,
+                Ok(n) => got += n,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(Error::io(path, e)),
+            }
+        }
+        Ok(if got == head.len() && head == QCOW2_MAGIC {
+            DiskFormat::Qcow2
+        } else {
+            DiskFormat::Raw
+        })
+    }
+
+    /// The name `qemu-nbd --format` knows it by.
+    pub fn key(self) -> &'static str {
+        match self {
+            DiskFormat::Raw => "raw",
+            DiskFormat::Qcow2 => "qcow2",
+        }
+    }
+
+    /// Whether this format must be read through QEMU rather than as the file's bytes.
+    pub fn needs_qemu(self) -> bool {
+        self != DiskFormat::Raw
+    }
+}
+
+/// The `qemu-nbd` process and its private directory: killed, reaped and removed when dropped.
+#[derive(Debug)]
+struct Server {
+    child: Child,
+    dir: tempfile::TempDir,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        // Gone already (it exited on its own) is fine; either way it is reaped here.
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        // `dir` removes itself (socket, stderr log) after this.
+    }
+}
+
+/// A disk image served read-only by a `qemu-nbd` of its own, on a unix socket in a private
+/// temporary directory, and read through one [`NbdSource`] connection. A [`BlockSource`]
+/// itself (the image's size, its allocated clusters as data extents, reads of the guest's
+/// view of the disk); dropping it closes the connection, kills and reaps `qemu-nbd` and
+/// removes the directory.
+#[derive(Debug)]
+pub struct QemuNbd {
+    // Field order is drop order: the connection says goodbye to a live server first.
+    source: NbdSource,
+    server: Server,
+    image: PathBuf,
+    format: DiskFormat,
+}
+
+impl QemuNbd {
+    /// Starts `qemu-nbd --read-only --persistent --shared=8 --format=FORMAT` for `image` on a
+    /// private socket, waits until it listens (10 s at most) and connects to it.
+    ///
+    /// Errors: [`Error::NotFound`] for a missing image, [`Error::QemuMissing`] when
+    /// `qemu-nbd` is not installed, [`Error::QemuNbd`] (with qemu-nbd's own words) when it
+    /// refuses the image (a corrupt or truncated qcow2) or does not listen in time. No
+    /// process is left behind on any error.
+    pub fn start(image: &Path, format: DiskFormat) -> Result<QemuNbd> {
+        if !image.exists() {
+            return Err(Error::NotFound {
+                path: image.to_owned(),
+            });
+        }
+        let dir = tempfile::Builder::new()
+            .prefix("blockvault-qemu-nbd-")
+            .tempdir()
+            .map_err(|e| Error::io(&std::env::temp_dir(), e))?;
+        // Only this user reaches the socket (whatever the umask made of the directory).
+        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o700))
+            .map_err(|e| Error::io(dir.path(), e))?;
+        let socket = dir.path().join("nbd.sock");
+        let log_path = dir.path().join("stderr");
+        let log = File::create(&log_path).map_err(|e| Error::io(&log_path, e))?;
+        let child = Command::new("qemu-nbd")
+            .arg("--read-only")
+            .arg("--persistent")
+            .arg(format!("--format={}", format.key()))
+            .arg(format!("--socket={}", socket.display()))
+            .arg("--shared=8")
+            .arg(image)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .map_err(|e| match e.kind() {
+                std::io::ErrorKind::NotFound => Error::QemuMissing { tool: "qemu-nbd" },
+                _ => Error::QemuNbd {
+                    image: image.to_owned(),
+                    reason: format!("cannot start qemu-nbd: {e}"),
+                },
+            })?;
+        let mut server = Server { child, dir };
+        let failed = |what: String| {
+            let said = std::fs::read_to_string(&log_path).unwrap_or_default();
+            let said = said.trim();
+            Error::QemuNbd {
+                image: image.to_owned(),
+                reason: if said.is_empty() {
+                    what
+                } else {
+                    format!("{what}: {said}")
+                },
+            }
+        };
+        let started = Instant::now();
+        let options = NbdOptions {
+            name: Some(image.to_owned()),
+            ..NbdOptions::default()
+        };
+        let source = loop {
+            if let Ok(Some(status)) = server.child.try_wait() {
+                return Err(failed(format!("qemu-nbd exited ({status})")));
+            }
+            if socket.exists() {
+                // Bound but maybe not yet listening: a refused connect is tried again.
+                match NbdSource::connect(NbdAddress::unix(&socket, ""), options.clone()) {
+                    Ok(source) => break source,
+                    Err(Error::NbdConnect { .. }) if started.elapsed() < START_TIMEOUT => {}
+                    Err(e) => {
+                        // qemu-nbd may listen before it opens the image, then exit on a
+                        // corrupt one: its exit and its stderr are the reason, not the
+                        // reset connection.
+                        let reason = match exit_within(&mut server.child, EXIT_GRACE) {
+                            Some(status) => format!("qemu-nbd exited ({status})"),
+                            None => e.to_string(),
+                        };
+                        return Err(failed(reason));
+                    }
+                }
+            }
+            if started.elapsed() >= START_TIMEOUT {
+                return Err(failed(format!(
+                    "qemu-nbd did not listen within {} s",
+                    START_TIMEOUT.as_secs()
+                )));
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        };
+        Ok(QemuNbd {
+            source,
+            server,
+            image: image.to_owned(),
+            format,
+        })
+    }
+
+    /// The connection to the export.
+    pub fn source(&self) -> &NbdSource {
+        &self.source
+    }
+
+    /// The image being served.
+    pub fn image(&self) -> &Path {
+        &self.image
+    }
+
+    pub fn format(&self) -> DiskFormat {
+        self.format
+    }
+
+    /// The process id of the `qemu-nbd` serving the image.
+    pub fn pid(&self) -> u32 {
+        self.server.child.id()
+    }
+
+    /// The private directory holding the socket (removed on drop).
+    pub fn socket_dir(&self) -> &Path {
+        self.server.dir.path()
+    }
+}
+
+impl BlockSource for QemuNbd {
+    fn path(&self) -> &Path {
+        &self.image
+    }
+
+    fn size(&self) -> u64 {
+        self.source.size()
+    }
+
+    fn current_size(&self) -> Result<u64> {
+        self.source.current_size()
+    }
+
+    fn data_extents(&self) -> Result<Vec<Range<u64>>> {
+        self.source.data_extents()
+    }
+
+    fn read_at(&self, offset: u64, buf: &mut [u8]) -> Result<usize> {
+        self.source.read_at(offset, buf)
+    }
+}
