@@ -206,6 +206,28 @@ async fn round_trip(root: &Path, mode: CaptureMode, expect: Capture) {
     assert!(from_tier == expected2, "the snapshot tier's point differs");
     // The first point still holds the first state.
     assert!(restored(&engine, &vault, &first_point, &root.join("r3")).await == expected);
+
+    // Rolled back in place onto the qcow2 file, a point (the guest's disk) would destroy the
+    // image: refused before anything is written.
+    let before = std::fs::read(&image).expect("image");
+    let request = RestoreRequest {
+        vm: vm(),
+        point: PointSelector::Id(first_point.id.to_string()),
+        target: root.to_owned(),
+        overwrite: false,
+        in_place: true,
+        known_content: Default::default(),
+        options: TransferOptions::default(),
+    };
+    let refused = engine
+        .restore(Some(&vault), &request, None, Arc::new(NoProgress))
+        .await
+        .expect_err("in place onto a qcow2 image");
+    assert!(refused.to_string().contains("qcow2"), "{refused}");
+    assert!(
+        std::fs::read(&image).expect("image") == before,
+        "the image was written"
+    );
 }
 
 #[tokio::test]

@@ -265,7 +265,15 @@ fn in_place(
 }
 
 /// A kept clone not of its point's size is not the point's disk: it is not used.
+/// A qcow2 clone is the file, not the guest's disk the point holds: it is not used either.
 fn check_size(point: &RecoveryPoint, disk: &DiskRecord, clone: &Path) -> Result<(), String> {
+    if let Ok(blockvault_source::DiskFormat::Qcow2) = blockvault_source::DiskFormat::detect(clone) {
+        return Err(format!(
+            "the kept clone of disk {} at point {} is a qcow2 file, and the point holds the \
+             guest's disk: restored from the tier's chunks, raw",
+            disk.name, point.id
+        ));
+    }
     let len = std::fs::metadata(clone)
         .map_err(|e| format!("{}: {e}", clone.display()))?
         .len();

@@ -9,6 +9,7 @@ use std::time::Instant;
 
 use blockvault_core::{BlockMap, DiskRecord, PointId, RecoveryPoint, VaultConfig, VmName};
 use blockvault_snapshot::{SnapshotTier, TierSpace};
+use blockvault_source::DiskFormat;
 use blockvault_store::DamagedPoint;
 use blockvault_vault::{PointSelector, Progress, RestoreReport, RestoreRequest, Vault};
 use jiff::Timestamp;
@@ -335,6 +336,7 @@ impl Engine {
         };
         let states = DiskStates::new(&self.state);
         if request.in_place {
+            refuse_qcow2_targets(request, point)?;
             // Disks whose content is on record need no scan. Every record of a target goes
             // before anything is written: a restore that stops halfway leaves none behind.
             for disk in &point.disks {
@@ -489,6 +491,26 @@ fn with_clones(
     report.disks = disks;
     report.elapsed = started.elapsed();
     (report, tier, how)
+}
+
+/// Refuses an in-place restore onto a qcow2 image: a point holds the guest's disk, and
+/// writing it over the qcow2 file would destroy the image (restoring to qcow2 is to come).
+/// Checked before anything is written.
+fn refuse_qcow2_targets(request: &RestoreRequest, point: &RecoveryPoint) -> Result<()> {
+    for disk in &point.disks {
+        let path = request.target.join(disk.name.as_str());
+        if let Ok(DiskFormat::Qcow2) = DiskFormat::detect(&path) {
+            return Err(Error::InvalidValue {
+                what: "in-place restore target",
+                value: path.display().to_string(),
+                expected: "a raw disk image: this one is qcow2, and a point holds the guest's \
+                           disk, not the qcow2 file; restore into a new directory (raw) and \
+                           convert it with qemu-img convert -O qcow2"
+                    .to_owned(),
+            });
+        }
+    }
+    Ok(())
 }
 
 /// Errors about the restore target: another tier would fail the same way.
