@@ -113,6 +113,8 @@ pub(super) struct Prepared {
     pub(super) no_clone: Option<String>,
     /// Each disk's extents, when counted (the disks to be cloned).
     pub(super) extents: Vec<Option<u64>>,
+    /// Each disk's name, as the point will record it (and its clone is named).
+    pub(super) names: Vec<DiskName>,
 }
 
 /// Decides how to capture `disks` of `vm` in `mode`, before any hook runs: whether every disk
@@ -126,10 +128,17 @@ pub(super) fn prepare(
     warn: &mut dyn FnMut(String),
 ) -> Result<Prepared> {
     let mode = options.mode;
+    // A disk the point could not name fails before any hook runs.
+    let names = disks
+        .iter()
+        .map(|d| disk_name(d))
+        .collect::<Result<Vec<DiskName>, _>>()
+        .map_err(blockvault_vault::Error::from)?;
     let read = |why: Option<String>| Prepared {
         staging: None,
         no_clone: why,
         extents: vec![None; disks.len()],
+        names: names.clone(),
     };
     if mode == CaptureMode::Read {
         return Ok(read(None));
@@ -173,6 +182,7 @@ pub(super) fn prepare(
         staging: Some(tier.stage(vm)?),
         no_clone: None,
         extents,
+        names,
     })
 }
 
@@ -203,19 +213,17 @@ fn clone_obstacle(tier: &SnapshotTier, vm: &VmName, disks: &[PathBuf]) -> Result
     Ok(None)
 }
 
-/// The clones of `disks`, made back to back into `staging` (inside the freeze), named as the
-/// point names the disks, and how long they took. On failure the clones made so far stay in
-/// `staging` (removed with it).
-pub(super) fn clone_all(staging: &Staging, disks: &[PathBuf]) -> Result<(Vec<PathBuf>, Duration)> {
-    // Names first: a disk the point could not name fails before anything is cloned.
-    let names = disks
-        .iter()
-        .map(|d| disk_name(d))
-        .collect::<Result<Vec<DiskName>, _>>()
-        .map_err(blockvault_vault::Error::from)?;
+/// The clones of `disks`, made back to back into `staging` (inside the freeze), named `names`
+/// (as the point names the disks), and how long they took. On failure the clones made so far
+/// stay in `staging` (removed with it).
+pub(super) fn clone_all(
+    staging: &Staging,
+    disks: &[PathBuf],
+    names: &[DiskName],
+) -> Result<(Vec<PathBuf>, Duration)> {
     let started = Instant::now();
     let mut clones = Vec::with_capacity(disks.len());
-    for (disk, name) in disks.iter().zip(&names) {
+    for (disk, name) in disks.iter().zip(names) {
         let clone = staging.path(name);
         clone_file(disk, &clone)?;
         clones.push(clone);
@@ -261,7 +269,7 @@ pub(super) struct Captured {
     /// Why the disks were read rather than cloned, when clones were possible to ask for.
     pub(super) no_clone: Option<String>,
     pub(super) extents: Vec<Option<u64>>,
-    pub(super) names: Vec<String>,
+    pub(super) names: Vec<DiskName>,
     /// The disks' stats right after their clones (`None` when read: stated after the read).
     pub(super) after: Option<Vec<Option<FileStat>>>,
     /// How long the clones took, all disks.
@@ -289,12 +297,8 @@ impl Engine {
             staging,
             mut no_clone,
             extents,
+            names,
         } = prepared;
-        let names = spec
-            .disks
-            .iter()
-            .map(|d| disk_name(d).map(|n| n.to_string()).unwrap_or_default())
-            .collect();
         let mut captured = Captured {
             kind: if spec.hooks.quiesce() {
                 Capture::ReadUnderHook
@@ -312,9 +316,9 @@ impl Engine {
             servers: Vec::new(),
         };
         if let Some(staging) = staging {
-            let disks = spec.disks.clone();
+            let (disks, names) = (spec.disks.clone(), captured.names.clone());
             let cloned = tokio::task::spawn_blocking(move || {
-                let cloned = clone_all(&staging, &disks);
+                let cloned = clone_all(&staging, &disks, &names);
                 (staging, cloned)
             })
             .await
@@ -325,13 +329,9 @@ impl Engine {
                     freeze.end(warnings).await;
                     captured.after =
                         Some(spec.disks.iter().map(|d| FileStat::of(d).ok()).collect());
-                    let names = spec
-                        .disks
-                        .iter()
-                        .map(|d| disk_name(d))
-                        .collect::<Result<Vec<_>, _>>()
-                        .map_err(blockvault_vault::Error::from)?;
-                    let hints = self.change_hints(spec, parent, &names, &clones).await?;
+                    let hints = self
+                        .change_hints(spec, parent, &captured.names, &clones)
+                        .await?;
                     captured.inputs = spec
                         .disks
                         .iter()
@@ -415,9 +415,9 @@ pub(super) fn record(
         .zip(&captured.extents)
         .zip(&captured.reasons)
         .map(|((name, extents), reason)| {
-            let scan = scans.iter().find(|s| s.disk.as_str() == name);
+            let scan = scans.iter().find(|s| s.disk == *name);
             DiskCapture {
-                disk: name.clone(),
+                disk: name.to_string(),
                 extents: *extents,
                 changes: match scan {
                     Some(scan) if scan.incremental => ChangesFrom::FileSystem,

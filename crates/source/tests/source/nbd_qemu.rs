@@ -19,8 +19,9 @@ use jiff::Timestamp;
 const K64: u64 = 64 << 10;
 const M: u64 = 1 << 20;
 
-/// Fails the test with what to install when a QEMU tool is missing.
-fn require(tool: &str) {
+/// Fails the test with what to install when a QEMU tool is missing (also for
+/// `qemu_managed`).
+pub(crate) fn require(tool: &str) {
     let found = Command::new(tool)
         .arg("--version")
         .stdout(Stdio::null())
@@ -29,12 +30,13 @@ fn require(tool: &str) {
         .is_ok_and(|s| s.success());
     assert!(
         found,
-        "{tool} is not installed: the NBD tests need qemu-nbd, qemu-img and qemu-io \
+        "{tool} is not installed: the NBD and qcow2 tests need qemu-nbd, qemu-img and qemu-io \
          (Debian/Ubuntu: apt-get install qemu-utils)"
     );
 }
 
-fn run(cmd: &mut Command) {
+/// Runs a QEMU tool, failing the test with its stderr when it fails.
+pub(crate) fn run(cmd: &mut Command) {
     let out = cmd.output().expect("run a QEMU tool");
     assert!(
         out.status.success(),

@@ -6,34 +6,13 @@
 //! These tests need `qemu-nbd`, `qemu-img` and `qemu-io`; without them they fail, saying so.
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Command;
 
 use blockvault_source::{BlockSource, DiskFormat, Error, QemuNbd};
 
+use crate::nbd_qemu::{require, run};
+
 const M: u64 = 1 << 20;
-
-fn require(tool: &str) {
-    let found = Command::new(tool)
-        .arg("--version")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success());
-    assert!(
-        found,
-        "{tool} is not installed: the qcow2 tests need qemu-nbd, qemu-img and qemu-io \
-         (Debian/Ubuntu: apt-get install qemu-utils)"
-    );
-}
-
-fn run(cmd: &mut Command) {
-    let out = cmd.output().expect("run a QEMU tool");
-    assert!(
-        out.status.success(),
-        "{cmd:?} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
 
 /// An 8 MiB qcow2 with 1 MiB of 0x55 at 0 and 64 KiB of 0x33 at 5 MiB.
 fn qcow2(dir: &Path) -> PathBuf {
