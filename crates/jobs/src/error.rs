@@ -51,6 +51,10 @@ pub enum Error {
     #[error(transparent)]
     Capture(#[from] blockvault_capture::Error),
 
+    /// A QEMU process or tool (qemu-nbd serving a qcow2 disk) failed.
+    #[error(transparent)]
+    Qemu(#[from] blockvault_qemu::Error),
+
     #[error("job {job} has no {kind} subtask")]
     UnknownSubtask { job: JobId, kind: SubtaskKind },
 
@@ -327,6 +331,7 @@ impl Error {
             | Error::NotSoftDeleted { .. } => ErrorKind::NotFound,
             Error::Policy(_) | Error::InvalidValue { .. } => ErrorKind::Usage,
             Error::Capture(e) => e.kind(),
+            Error::Qemu(e) => e.kind(),
             Error::ReflinkUnavailable { .. } => ErrorKind::Refused,
             // Where the VM stands in the protection lifecycle (soft-deleted, stopped, a
             // backup running, protected by another vault), hooks, an unreachable vault: the

@@ -63,15 +63,6 @@ pub enum Error {
         message: String,
     },
 
-    #[error(
-        "{tool} is not installed: reading qcow2 disks needs it (Debian/Ubuntu: apt-get install qemu-utils)"
-    )]
-    QemuMissing { tool: &'static str },
-
-    /// `qemu-nbd` refused the image (a corrupt or truncated qcow2), exited or did not listen.
-    #[error("qemu-nbd could not serve disk image {path}: {reason}", path = image.display())]
-    QemuNbd { image: PathBuf, reason: String },
-
     #[error(transparent)]
     Format(#[from] blockvault_core::Error),
 }

@@ -6,9 +6,9 @@
 //! fleecing node) is the other, over the crate's own synchronous NBD client (fixed newstyle
 //! handshake, structured replies, `base:allocation` for holes and zeros,
 //! `qemu:dirty-bitmap:NAME` for a QEMU dirty bitmap's extents, pipelined reads; its design is
-//! in `src/nbd/mod.rs`). [`DiskFormat::detect`] tells a qcow2 image by its header, and
-//! [`QemuNbd`] serves one through a `qemu-nbd` it starts on a private socket and always stops
-//! (killed and reaped on drop). The scanner reads any source the same way.
+//! in `src/nbd/mod.rs`). [`DiskFormat::detect`] tells a qcow2 image by its header; the
+//! `blockvault-qemu` crate serves one through a `qemu-nbd` it starts and stops. The scanner
+//! reads any source the same way.
 //!
 //! # Data path
 //!
@@ -47,6 +47,7 @@
 mod blocks;
 mod diff;
 mod error;
+mod format;
 mod hint;
 mod nbd;
 mod plan;
@@ -58,11 +59,9 @@ pub use crate::{
     blocks::DataBlocks,
     diff::{changed_blocks, missed_by_hint},
     error::{Error, Result},
+    format::{DiskFormat, QCOW2_MAGIC},
     hint::{ChangeHint, FullScanReason},
-    nbd::{
-        Allocation, DiskFormat, NbdAddress, NbdExportInfo, NbdOptions, NbdSource, QCOW2_MAGIC,
-        QemuNbd,
-    },
+    nbd::{Allocation, NbdAddress, NbdExportInfo, NbdOptions, NbdSource},
     plan::ScanPlan,
     raw::RawFile,
     scan::{Block, Chunker},

@@ -5,7 +5,7 @@ use crate::Result;
 
 /// A disk as the scanner reads it: a size, the extents that may hold data, and positional
 /// reads. [`RawFile`](crate::RawFile) (a raw image file or block device),
-/// [`NbdSource`](crate::NbdSource) (an NBD export) and [`QemuNbd`](crate::QemuNbd) (a qcow2
+/// [`NbdSource`](crate::NbdSource) (an NBD export) and `QemuNbd` (blockvault-qemu) (a qcow2
 /// image through a `qemu-nbd` of its own) implement it.
 ///
 /// A source only reports what it sees; the scan over it keeps the consistency rules for every

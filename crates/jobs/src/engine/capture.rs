@@ -26,9 +26,10 @@ use serde::{Deserialize, Serialize};
 
 use blockvault_capture::{FsKind, clone_file, extent_count, same_fs};
 use blockvault_core::{Capture, DiskName, RecoveryPoint, VmName};
+use blockvault_qemu::QemuNbd;
 use blockvault_repo::disk_name;
 use blockvault_snapshot::{SnapshotTier, Staging};
-use blockvault_source::{ChangeHint, DiskFormat, QemuNbd};
+use blockvault_source::{ChangeHint, DiskFormat};
 use blockvault_vault::{DiskInput, DiskScan};
 
 use super::disk_state::FileStat;
@@ -257,7 +258,7 @@ async fn serve_if_qcow2(image: &Path) -> Result<Option<Arc<QemuNbd>>> {
     })
     .await
     .unwrap_or_else(|join| std::panic::resume_unwind(join.into_panic()))
-    .map_err(source_error)
+    .map_err(Error::from)
 }
 
 /// The capture, made: what the write session reads, and what the job records of it.

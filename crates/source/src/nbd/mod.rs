@@ -14,8 +14,6 @@
 //!               NBD_CMD_BLOCK_STATUS, NBD_CMD_DISC on drop; pipelined
 //! source.rs     NbdSource: BlockSource over a connection (or several), allocation and
 //!               dirty extents
-//! qemu.rs       DiskFormat (raw or qcow2, from the header) and QemuNbd: a qemu-nbd this
-//!               process starts on a private socket, reads through NbdSource and always stops
 //! ```
 //!
 //! # Pipelining
@@ -50,12 +48,10 @@ mod address;
 mod conn;
 mod handshake;
 mod proto;
-mod qemu;
 mod reply;
 mod source;
 mod table;
 
 pub use address::NbdAddress;
 pub use proto::errno_name;
-pub use qemu::{DiskFormat, QCOW2_MAGIC, QemuNbd};
 pub use source::{Allocation, NbdExportInfo, NbdOptions, NbdSource};

@@ -11,4 +11,3 @@ mod change_hint;
 mod fixtures;
 mod nbd_hostile;
 mod nbd_qemu;
-mod qemu_managed;

@@ -19,8 +19,7 @@ use jiff::Timestamp;
 const K64: u64 = 64 << 10;
 const M: u64 = 1 << 20;
 
-/// Fails the test with what to install when a QEMU tool is missing (also for
-/// `qemu_managed`).
+/// Fails the test with what to install when a QEMU tool is missing.
 pub(crate) fn require(tool: &str) {
     let found = Command::new(tool)
         .arg("--version")

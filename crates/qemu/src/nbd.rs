@@ -1,5 +1,6 @@
 //! [`QemuNbd`]: a disk image in any format QEMU reads (qcow2 above all), served by a
-//! `qemu-nbd` this process starts and always stops, and read through the crate's NBD client.
+//! `qemu-nbd` this process starts and always stops, and read through the source crate's NBD
+//! client.
 //!
 //! ```text
 //! DiskFormat::detect(image)   the header: qcow2 magic `QFI\xfb`, else raw
@@ -12,19 +13,15 @@
 //! ```
 
 use std::fs::File;
-use std::io::Read;
 use std::ops::Range;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use super::address::NbdAddress;
-use super::source::{NbdOptions, NbdSource};
-use crate::{BlockSource, Error, Result};
+use blockvault_source::{BlockSource, DiskFormat, NbdAddress, NbdOptions, NbdSource};
 
-/// The first bytes of every qcow2 image (`QFI\xfb`).
-pub const QCOW2_MAGIC: [u8; 4] = *b"QFI\xfb";
+use crate::{Error, Result};
 
 /// How long `qemu-nbd` may take to listen on its socket.
 const START_TIMEOUT: Duration = Duration::from_secs(10);
@@ -43,56 +40,6 @@ fn exit_within(child: &mut Child, grace: Duration) -> Option<std::process::ExitS
             return None;
         }
         std::thread::sleep(Duration::from_millis(5));
-    }
-}
-
-/// The format of a disk image, as its header says.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum DiskFormat {
-    /// No header QEMU's formats are known by: the bytes are the disk.
-    Raw,
-    /// QEMU's copy-on-write format: read through `qemu-nbd`.
-    Qcow2,
-}
-
-impl DiskFormat {
-    /// The format of the image at `path`, from its first bytes: qcow2 when it starts with
-    /// [`QCOW2_MAGIC`], raw otherwise (a file shorter than the magic is raw).
-    pub fn detect(path: &Path) -> Result<DiskFormat> {
-        let mut file = File::open(path).map_err(|e| match e.kind() {
-            std::io::ErrorKind::NotFound => Error::NotFound {
-                path: path.to_owned(),
-            },
-            _ => Error::io(path, e),
-        })?;
-        let mut head = [0u8; 4];
-        let mut got = 0;
-        while got < head.len() {
-            match file.read(&mut head[got..]) {
-                Ok(0) => break,
-                Ok(n) => got += n,
-                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-                Err(e) => return Err(Error::io(path, e)),
-            }
-        }
-        Ok(if got == head.len() && head == QCOW2_MAGIC {
-            DiskFormat::Qcow2
-        } else {
-            DiskFormat::Raw
-        })
-    }
-
-    /// The name `qemu-nbd --format` knows it by.
-    pub fn key(self) -> &'static str {
-        match self {
-            DiskFormat::Raw => "raw",
-            DiskFormat::Qcow2 => "qcow2",
-        }
-    }
-
-    /// Whether this format must be read through QEMU rather than as the file's bytes.
-    pub fn needs_qemu(self) -> bool {
-        self != DiskFormat::Raw
     }
 }
 
@@ -130,7 +77,7 @@ impl QemuNbd {
     /// Starts `qemu-nbd --read-only --persistent --shared=8 --format=FORMAT` for `image` on a
     /// private socket, waits until it listens (10 s at most) and connects to it.
     ///
-    /// Errors: [`Error::NotFound`] for a missing image, [`Error::QemuMissing`] when
+    /// Errors: [`Error::NotFound`] for a missing image, [`Error::Missing`] when
     /// `qemu-nbd` is not installed, [`Error::QemuNbd`] (with qemu-nbd's own words) when it
     /// refuses the image (a corrupt or truncated qcow2) or does not listen in time. No
     /// process is left behind on any error.
@@ -162,7 +109,7 @@ impl QemuNbd {
             .stderr(log)
             .spawn()
             .map_err(|e| match e.kind() {
-                std::io::ErrorKind::NotFound => Error::QemuMissing { tool: "qemu-nbd" },
+                std::io::ErrorKind::NotFound => Error::Missing { tool: "qemu-nbd" },
                 _ => Error::QemuNbd {
                     image: image.to_owned(),
                     reason: format!("cannot start qemu-nbd: {e}"),
@@ -194,7 +141,8 @@ impl QemuNbd {
                 // Bound but maybe not yet listening: a refused connect is tried again.
                 match NbdSource::connect(NbdAddress::unix(&socket, ""), options.clone()) {
                     Ok(source) => break source,
-                    Err(Error::NbdConnect { .. }) if started.elapsed() < START_TIMEOUT => {}
+                    Err(blockvault_source::Error::NbdConnect { .. })
+                        if started.elapsed() < START_TIMEOUT => {}
                     Err(e) => {
                         // qemu-nbd may listen before it opens the image, then exit on a
                         // corrupt one: its exit and its stderr are the reason, not the
@@ -257,15 +205,15 @@ impl BlockSource for QemuNbd {
         self.source.size()
     }
 
-    fn current_size(&self) -> Result<u64> {
+    fn current_size(&self) -> blockvault_source::Result<u64> {
         self.source.current_size()
     }
 
-    fn data_extents(&self) -> Result<Vec<Range<u64>>> {
+    fn data_extents(&self) -> blockvault_source::Result<Vec<Range<u64>>> {
         self.source.data_extents()
     }
 
-    fn read_at(&self, offset: u64, buf: &mut [u8]) -> Result<usize> {
+    fn read_at(&self, offset: u64, buf: &mut [u8]) -> blockvault_source::Result<usize> {
         self.source.read_at(offset, buf)
     }
 }

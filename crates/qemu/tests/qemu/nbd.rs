@@ -8,9 +8,10 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use blockvault_source::{BlockSource, DiskFormat, Error, QemuNbd};
+use blockvault_qemu::{Error, QemuNbd};
+use blockvault_source::{BlockSource, DiskFormat};
 
-use crate::nbd_qemu::{require, run};
+use crate::tools::{require, run};
 
 const M: u64 = 1 << 20;
 
@@ -86,7 +87,7 @@ fn detects_qcow2_by_its_header() {
     assert_eq!(DiskFormat::detect(&short).expect("detect"), DiskFormat::Raw);
     let missing = DiskFormat::detect(&dir.path().join("nope.qcow2"));
     assert!(
-        matches!(missing, Err(Error::NotFound { .. })),
+        matches!(missing, Err(blockvault_source::Error::NotFound { .. })),
         "{missing:?}"
     );
 }

@@ -1,0 +1,49 @@
+use std::path::PathBuf;
+
+/// What went wrong driving QEMU's tools.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("disk image {path} does not exist", path = path.display())]
+    NotFound { path: PathBuf },
+
+    #[error("{path}: {source}", path = path.display())]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+
+    /// A QEMU tool is not installed.
+    #[error(
+        "{tool} is not installed: reading qcow2 disks needs it (Debian/Ubuntu: apt-get install qemu-utils)"
+    )]
+    Missing { tool: &'static str },
+
+    /// `qemu-nbd` refused the image (a corrupt or truncated qcow2), exited or did not listen.
+    #[error("qemu-nbd could not serve disk image {path}: {reason}", path = image.display())]
+    QemuNbd { image: PathBuf, reason: String },
+
+    /// Reading through the NBD client failed.
+    #[error(transparent)]
+    Source(#[from] blockvault_source::Error),
+}
+
+impl Error {
+    /// The kind of this error: a missing image is not found, anything else a failure.
+    pub fn kind(&self) -> blockvault_core::ErrorKind {
+        use blockvault_core::ErrorKind;
+        match self {
+            Error::NotFound { .. } => ErrorKind::NotFound,
+            Error::Source(blockvault_source::Error::NotFound { .. }) => ErrorKind::NotFound,
+            _ => ErrorKind::Failure,
+        }
+    }
+
+    pub(crate) fn io(path: &std::path::Path, source: std::io::Error) -> Error {
+        Error::Io {
+            path: path.to_owned(),
+            source,
+        }
+    }
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;

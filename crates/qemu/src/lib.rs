@@ -1,0 +1,22 @@
+//! QEMU's processes and tools, driven for the Snapshot.
+//!
+//! A disk in any format QEMU reads (qcow2 above all) is read as the guest sees it, through
+//! QEMU: this crate starts the QEMU process that serves it, hands back a
+//! [`BlockSource`](blockvault_source::BlockSource) over the source crate's NBD client, and
+//! always stops what it started.
+//!
+//! ```text
+//! nbd.rs     QemuNbd: qemu-nbd --read-only on a private unix socket, per disk; killed,
+//!            reaped and its directory removed on drop
+//! ```
+//!
+//! Nothing here decides when a disk is read through QEMU: the job engine does (the header,
+//! [`DiskFormat::detect`](blockvault_source::DiskFormat::detect), or what the user said).
+
+mod error;
+mod nbd;
+
+pub use crate::{
+    error::{Error, Result},
+    nbd::QemuNbd,
+};
