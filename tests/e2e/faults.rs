@@ -353,6 +353,7 @@ async fn an_image_shorter_than_its_recorded_size_is_refused_at_restore() {
                 map_digest: digest,
                 blocks: 1,
                 data_blocks: 1,
+                format: Default::default(),
             }],
             stats: PointStats::default(),
             retain_until: None,

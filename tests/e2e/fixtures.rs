@@ -68,6 +68,7 @@ fn point_v1() -> RecoveryPoint {
             map_digest: blake3::hash(&map_v1().encode_v1()).to_hex().to_string(),
             blocks: 6,
             data_blocks: 2,
+            format: Default::default(),
         }],
         stats: PointStats {
             bytes_scanned: 393316,

@@ -82,8 +82,8 @@ pub use crate::{
     lease::{GcEpoch, LeaseKind, LeaseRecord},
     names::{DiskName, MAX_NAME_LEN, PointId, VmName},
     point::{
-        Capture, Consistency, DiskRecord, PointStats, RecoveryPoint, Redundancy, ReplicaOf,
-        VaultConfig,
+        Capture, Consistency, DiskFormat, DiskRecord, PointStats, RecoveryPoint, Redundancy,
+        ReplicaOf, VaultConfig,
     },
 };
 

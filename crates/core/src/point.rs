@@ -35,15 +35,20 @@ pub enum Capture {
     ReadUnderHook,
     /// Read while the VM ran, with no hook: not crash-consistent if the VM wrote meanwhile.
     ReadLive,
+    /// A running QEMU VM: one QMP transaction started a copy-before-write fleecing job per
+    /// disk (the hook's freeze lasted only the transaction), then the fleecing exports were
+    /// read over NBD.
+    QemuFleecing,
 }
 
 impl Capture {
-    /// The stable key (`reflink`, `read-under-hook`, `read-live`).
+    /// The stable key (`reflink`, `read-under-hook`, `read-live`, `qemu-fleecing`).
     pub fn key(self) -> &'static str {
         match self {
             Capture::Reflink => "reflink",
             Capture::ReadUnderHook => "read-under-hook",
             Capture::ReadLive => "read-live",
+            Capture::QemuFleecing => "qemu-fleecing",
         }
     }
 }
@@ -51,6 +56,54 @@ impl Capture {
 impl std::fmt::Display for Capture {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(self.key())
+    }
+}
+
+/// The format of a disk image: how its bytes hold the guest's disk.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum DiskFormat {
+    /// The bytes are the disk.
+    #[default]
+    Raw,
+    /// QEMU's copy-on-write format: read (and written) through QEMU's tools.
+    Qcow2,
+}
+
+impl DiskFormat {
+    /// The stable key, as QEMU's tools name the format too (`raw`, `qcow2`).
+    pub fn key(self) -> &'static str {
+        match self {
+            DiskFormat::Raw => "raw",
+            DiskFormat::Qcow2 => "qcow2",
+        }
+    }
+
+    /// Whether this format must be read through QEMU rather than as the file's bytes.
+    pub fn needs_qemu(self) -> bool {
+        self != DiskFormat::Raw
+    }
+
+    pub fn is_raw(&self) -> bool {
+        *self == DiskFormat::Raw
+    }
+}
+
+impl std::fmt::Display for DiskFormat {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.key())
+    }
+}
+
+impl std::str::FromStr for DiskFormat {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<DiskFormat, String> {
+        match s {
+            "raw" => Ok(DiskFormat::Raw),
+            "qcow2" => Ok(DiskFormat::Qcow2),
+            _ => Err(format!("unknown disk format {s:?} (expected raw or qcow2)")),
+        }
     }
 }
 
@@ -68,6 +121,11 @@ pub struct DiskRecord {
     /// Blocks in the map, and how many of them hold data (are not all-zero).
     pub blocks: u64,
     pub data_blocks: u64,
+    /// The format of the image the disk was read from (the guest's disk was read through QEMU
+    /// when not raw); a restore writes this format by default. Written only when not raw, so
+    /// records of raw disks read as before.
+    #[serde(default, skip_serializing_if = "DiskFormat::is_raw")]
+    pub format: DiskFormat,
 }
 
 /// What a backup did to make the point (for `points` and for audits; not needed to restore).
@@ -274,6 +332,7 @@ mod tests {
                 map_digest: "ab".repeat(32),
                 blocks: 2048,
                 data_blocks: 300,
+                format: Default::default(),
             }],
             stats: PointStats {
                 bytes_scanned: 1,

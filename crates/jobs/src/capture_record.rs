@@ -137,6 +137,9 @@ pub enum ChangesFrom {
     /// The extents of the parent's clone and the new clone compared (FIEMAP): only the
     /// ranges whose place on the device differs were read.
     FileSystem,
+    /// A QEMU persistent dirty bitmap, named after the parent point: only the blocks it
+    /// marks were read.
+    DirtyBitmap,
 }
 
 impl ChangesFrom {
@@ -144,6 +147,7 @@ impl ChangesFrom {
         match self {
             ChangesFrom::FullScan => "full-scan",
             ChangesFrom::FileSystem => "file-system",
+            ChangesFrom::DirtyBitmap => "dirty-bitmap",
         }
     }
 }

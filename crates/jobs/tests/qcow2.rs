@@ -173,6 +173,13 @@ async fn round_trip(root: &Path, mode: CaptureMode, expect: Capture) {
         .expect("incremental job");
     let second_point = point(&second);
     assert_eq!(second_point.parent.as_ref(), Some(&first_point.id));
+    for p in [&first_point, &second_point] {
+        assert_eq!(
+            p.disks[0].format,
+            blockvault_core::DiskFormat::Qcow2,
+            "the point records the disk's format"
+        );
+    }
     assert_eq!(
         servers_under(root),
         0,

@@ -3,7 +3,7 @@
 //! client.
 //!
 //! ```text
-//! DiskFormat::detect(image)   the header: qcow2 magic `QFI\xfb`, else raw
+//! detect_format(image)   the header: qcow2 magic `QFI\xfb`, else raw
 //! QemuNbd::start(image, fmt)  a fresh private directory (0700) -> qemu-nbd --read-only
 //!                             --persistent --shared=8 --format=FMT --socket=DIR/nbd.sock IMAGE
 //!                             -> wait for the socket (qemu-nbd exiting first is an error with
@@ -19,7 +19,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use blockvault_source::{BlockSource, DiskFormat, NbdAddress, NbdOptions, NbdSource};
+use blockvault_core::DiskFormat;
+use blockvault_source::{BlockSource, NbdAddress, NbdOptions, NbdSource};
 
 use crate::{Error, Result};
 

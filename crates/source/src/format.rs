@@ -1,60 +1,38 @@
-//! [`DiskFormat`]: what a disk image's header says it is.
+//! [`detect_format`]: what a disk image's header says it is.
 
 use std::fs::File;
 use std::io::Read;
 use std::path::Path;
+
+use blockvault_core::DiskFormat;
 
 use crate::{Error, Result};
 
 /// The first bytes of every qcow2 image (`QFI\xfb`).
 pub const QCOW2_MAGIC: [u8; 4] = *b"QFI\xfb";
 
-/// The format of a disk image, as its header says.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum DiskFormat {
-    /// No header QEMU's formats are known by: the bytes are the disk.
-    Raw,
-    /// QEMU's copy-on-write format: read through `qemu-nbd`.
-    Qcow2,
-}
-
-impl DiskFormat {
-    /// The format of the image at `path`, from its first bytes: qcow2 when it starts with
-    /// [`QCOW2_MAGIC`], raw otherwise (a file shorter than the magic is raw).
-    pub fn detect(path: &Path) -> Result<DiskFormat> {
-        let mut file = File::open(path).map_err(|e| match e.kind() {
-            std::io::ErrorKind::NotFound => Error::NotFound {
-                path: path.to_owned(),
-            },
-            _ => Error::io(path, e),
-        })?;
-        let mut head = [0u8; 4];
-        let mut got = 0;
-        while got < head.len() {
-            match file.read(&mut head[got..]) {
-                Ok(0) => break,
-                Ok(n) => got += n,
-                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-                Err(e) => return Err(Error::io(path, e)),
-            }
-        }
-        Ok(if got == head.len() && head == QCOW2_MAGIC {
-            DiskFormat::Qcow2
-        } else {
-            DiskFormat::Raw
-        })
-    }
-
-    /// The name `qemu-nbd --format` knows it by.
-    pub fn key(self) -> &'static str {
-        match self {
-            DiskFormat::Raw => "raw",
-            DiskFormat::Qcow2 => "qcow2",
+/// The format of the image at `path`, from its first bytes: qcow2 when it starts with
+/// [`QCOW2_MAGIC`], raw otherwise (a file shorter than the magic is raw).
+pub fn detect_format(path: &Path) -> Result<DiskFormat> {
+    let mut file = File::open(path).map_err(|e| match e.kind() {
+        std::io::ErrorKind::NotFound => Error::NotFound {
+            path: path.to_owned(),
+        },
+        _ => Error::io(path, e),
+    })?;
+    let mut head = [0u8; 4];
+    let mut got = 0;
+    while got < head.len() {
+        match file.read(&mut head[got..]) {
+            Ok(0) => break,
+            Ok(n) => got += n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(Error::io(path, e)),
         }
     }
-
-    /// Whether this format must be read through QEMU rather than as the file's bytes.
-    pub fn needs_qemu(self) -> bool {
-        self != DiskFormat::Raw
-    }
+    Ok(if got == head.len() && head == QCOW2_MAGIC {
+        DiskFormat::Qcow2
+    } else {
+        DiskFormat::Raw
+    })
 }

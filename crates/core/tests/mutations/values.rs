@@ -138,6 +138,7 @@ pub fn points(rng: &mut Rng) -> Vec<Seed> {
                 map_digest: blake3::hash(&rng.bytes(4)).to_hex().to_string(),
                 blocks: rng.next() >> 40,
                 data_blocks: rng.next() >> 41,
+                format: Default::default(),
             })
             .collect();
         let point = RecoveryPoint {

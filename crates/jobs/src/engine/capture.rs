@@ -29,7 +29,7 @@ use blockvault_core::{Capture, DiskName, RecoveryPoint, VmName};
 use blockvault_qemu::QemuNbd;
 use blockvault_repo::disk_name;
 use blockvault_snapshot::{SnapshotTier, Staging};
-use blockvault_source::{ChangeHint, DiskFormat};
+use blockvault_source::{ChangeHint, detect_format};
 use blockvault_vault::{DiskInput, DiskScan};
 
 use super::disk_state::FileStat;
@@ -250,7 +250,7 @@ fn source_error(e: blockvault_source::Error) -> Error {
 /// disk).
 async fn serve_if_qcow2(image: &Path) -> Result<Option<Arc<QemuNbd>>> {
     let image = image.to_owned();
-    tokio::task::spawn_blocking(move || match DiskFormat::detect(&image) {
+    tokio::task::spawn_blocking(move || match detect_format(&image) {
         Ok(format) if format.needs_qemu() => {
             QemuNbd::start(&image, format).map(|s| Some(Arc::new(s)))
         }
@@ -355,6 +355,7 @@ impl Engine {
                         };
                         let input = &mut captured.inputs[i];
                         input.capture = Some(Arc::clone(&server) as _);
+                        input.format = server.format();
                         input.hint = ChangeHint::Everything;
                         input.check_hint = false;
                         captured.reasons[i] = Some(
@@ -383,6 +384,7 @@ impl Engine {
                 match serve_if_qcow2(disk).await {
                     Ok(Some(server)) => {
                         input.capture = Some(Arc::clone(&server) as _);
+                        input.format = server.format();
                         captured.servers.push(server);
                     }
                     Ok(None) => {}

@@ -267,7 +267,7 @@ fn in_place(
 /// A kept clone not of its point's size is not the point's disk: it is not used.
 /// A qcow2 clone is the file, not the guest's disk the point holds: it is not used either.
 fn check_size(point: &RecoveryPoint, disk: &DiskRecord, clone: &Path) -> Result<(), String> {
-    if let Ok(blockvault_source::DiskFormat::Qcow2) = blockvault_source::DiskFormat::detect(clone) {
+    if let Ok(blockvault_core::DiskFormat::Qcow2) = blockvault_source::detect_format(clone) {
         return Err(format!(
             "the kept clone of disk {} at point {} is a qcow2 file, and the point holds the \
              guest's disk: restored from the tier's chunks, raw",

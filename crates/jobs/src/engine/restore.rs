@@ -7,9 +7,10 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Instant;
 
+use blockvault_core::DiskFormat;
 use blockvault_core::{BlockMap, DiskRecord, PointId, RecoveryPoint, VaultConfig, VmName};
 use blockvault_snapshot::{SnapshotTier, TierSpace};
-use blockvault_source::DiskFormat;
+use blockvault_source::detect_format;
 use blockvault_store::DamagedPoint;
 use blockvault_vault::{PointSelector, Progress, RestoreReport, RestoreRequest, Vault};
 use jiff::Timestamp;
@@ -499,7 +500,7 @@ fn with_clones(
 fn refuse_qcow2_targets(request: &RestoreRequest, point: &RecoveryPoint) -> Result<()> {
     for disk in &point.disks {
         let path = request.target.join(disk.name.as_str());
-        if let Ok(DiskFormat::Qcow2) = DiskFormat::detect(&path) {
+        if let Ok(DiskFormat::Qcow2) = detect_format(&path) {
             return Err(Error::InvalidValue {
                 what: "in-place restore target",
                 value: path.display().to_string(),

@@ -8,8 +8,9 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use blockvault_core::DiskFormat;
 use blockvault_qemu::{Error, QemuNbd};
-use blockvault_source::{BlockSource, DiskFormat};
+use blockvault_source::{BlockSource, detect_format};
 
 use crate::tools::{require, run};
 
@@ -75,17 +76,14 @@ fn servers_of(image: &Path) -> Vec<u32> {
 fn detects_qcow2_by_its_header() {
     let dir = tempfile::tempdir().expect("tempdir");
     let image = qcow2(dir.path());
-    assert_eq!(
-        DiskFormat::detect(&image).expect("detect"),
-        DiskFormat::Qcow2
-    );
+    assert_eq!(detect_format(&image).expect("detect"), DiskFormat::Qcow2);
     let raw = dir.path().join("disk.raw");
     std::fs::write(&raw, vec![0x55u8; 4096]).expect("write raw");
-    assert_eq!(DiskFormat::detect(&raw).expect("detect"), DiskFormat::Raw);
+    assert_eq!(detect_format(&raw).expect("detect"), DiskFormat::Raw);
     let short = dir.path().join("short");
     std::fs::write(&short, b"QF").expect("write short");
-    assert_eq!(DiskFormat::detect(&short).expect("detect"), DiskFormat::Raw);
-    let missing = DiskFormat::detect(&dir.path().join("nope.qcow2"));
+    assert_eq!(detect_format(&short).expect("detect"), DiskFormat::Raw);
+    let missing = detect_format(&dir.path().join("nope.qcow2"));
     assert!(
         matches!(missing, Err(blockvault_source::Error::NotFound { .. })),
         "{missing:?}"
@@ -157,10 +155,7 @@ fn a_corrupt_qcow2_is_a_clear_error_and_leaves_no_process() {
         .expect("open");
     file.set_len(32).expect("truncate the header");
     drop(file);
-    assert_eq!(
-        DiskFormat::detect(&image).expect("detect"),
-        DiskFormat::Qcow2
-    );
+    assert_eq!(detect_format(&image).expect("detect"), DiskFormat::Qcow2);
     let err = QemuNbd::start(&image, DiskFormat::Qcow2).expect_err("a truncated qcow2 is refused");
     let message = err.to_string();
     assert!(matches!(err, Error::QemuNbd { .. }), "{err:?}");

@@ -300,6 +300,7 @@ impl Repository {
                 map_digest,
                 blocks: map.len() as u64,
                 data_blocks: map.data_blocks() as u64,
+                format: source.format,
             });
         }
         let point = RecoveryPoint {

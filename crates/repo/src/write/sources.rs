@@ -5,7 +5,7 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use blockvault_core::{BlockMap, BlockSize, ChunkCodec, DiskName, RecoveryPoint};
+use blockvault_core::{BlockMap, BlockSize, ChunkCodec, DiskFormat, DiskName, RecoveryPoint};
 use blockvault_source::{BlockSource, ChangeHint, Chunker, FullScanReason, RawFile, ScanPlan};
 
 use crate::{Error, Result};
@@ -27,6 +27,9 @@ pub struct DiskInput {
     /// nothing did ([`DiskScan::hint_missed`]): the periodic check of change tracking. The
     /// point's map is the full scan's.
     pub check_hint: bool,
+    /// The image's format, recorded on the point (a restore writes it by default). A format
+    /// other than raw is read through its `capture` (QEMU's view of the guest's disk).
+    pub format: DiskFormat,
 }
 
 impl DiskInput {
@@ -37,6 +40,7 @@ impl DiskInput {
             capture: None,
             hint: ChangeHint::Everything,
             check_hint: false,
+            format: DiskFormat::Raw,
         }
     }
 }
@@ -94,6 +98,7 @@ pub(super) struct Source {
     pub(super) chunker: Chunker,
     pub(super) hint: ChangeHint,
     pub(super) check_hint: bool,
+    pub(super) format: DiskFormat,
 }
 
 /// The name a disk gets from its path: its file name.
@@ -151,6 +156,7 @@ pub(super) fn open_sources(
             chunker: Chunker::new(block_size, codec.clone()),
             hint: disk.hint.clone(),
             check_hint: disk.check_hint,
+            format: disk.format,
         });
     }
     Ok(sources)

@@ -31,6 +31,7 @@ async fn point(store: &Store, seed: u8) -> RecoveryPoint {
             map_digest: digest,
             blocks: map.len() as u64,
             data_blocks: 0,
+            format: Default::default(),
         }],
         stats: Default::default(),
         retain_until: None,
