@@ -61,6 +61,7 @@ impl Tiers {
             options: TransferOptions::default(),
             time: None,
             retain_until: None,
+            id: None,
             vault: None,
         }
     }

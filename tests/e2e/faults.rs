@@ -150,6 +150,7 @@ async fn an_image_that_changes_size_while_read_commits_nothing() {
             options: TransferOptions::default(),
             time: None,
             retain_until: None,
+            id: None,
             vault: None,
         };
         let saboteur = Arc::new(Saboteur {

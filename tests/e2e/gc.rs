@@ -212,6 +212,7 @@ fn backup_request(vm_name: &str, disk: &std::path::Path) -> BackupRequest {
         options: Default::default(),
         time: None,
         retain_until: None,
+        id: None,
         vault: None,
     }
 }

@@ -514,6 +514,7 @@ async fn retries_ride_out_garage_killed_mid_backup_and_down_for_30s() {
         options: TransferOptions { concurrency: 4 },
         time: None,
         retain_until: None,
+        id: None,
         vault: None,
     };
     let started = Instant::now();

@@ -125,6 +125,7 @@ pub async fn backup(
         options: TransferOptions::default(),
         time: None,
         retain_until: None,
+        id: None,
         vault: None,
     };
     vault.backup(&request, Arc::new(NoProgress)).await

@@ -74,6 +74,7 @@ async fn snapshot(engine: &Engine, image: &Path, clone: bool) -> RecoveryPoint {
         options: TransferOptions::default(),
         time: None,
         retain_until: None,
+        id: None,
         vault: None,
     };
     let point = repo

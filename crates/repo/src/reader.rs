@@ -264,6 +264,7 @@ mod tests {
             options: TransferOptions::default(),
             time: None,
             retain_until: None,
+            id: None,
             vault: None,
         };
         let point = repo

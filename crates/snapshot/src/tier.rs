@@ -197,6 +197,7 @@ mod tests {
             options: TransferOptions::default(),
             time: None,
             retain_until: None,
+            id: None,
             vault: None,
         };
         vault

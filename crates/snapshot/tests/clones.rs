@@ -54,6 +54,7 @@ async fn snapshot_with_clone(
         options: TransferOptions::default(),
         time: None,
         retain_until: None,
+        id: None,
         vault: None,
     };
     let point = vault
@@ -194,6 +195,7 @@ async fn the_sweep_removes_stray_clones_and_dead_staging_and_keeps_live_staging(
                 options: TransferOptions::default(),
                 time: None,
                 retain_until: None,
+                id: None,
                 vault: None,
             };
             vault

@@ -254,6 +254,7 @@ impl Engine {
             options: spec.options,
             time: Some(self.now()),
             retain_until: spec.retain_until,
+            id: None,
             vault: vault_id,
         };
         let parent = match parent {

@@ -64,6 +64,10 @@ pub struct BackupRequest {
     pub time: Option<Timestamp>,
     /// Recorded on the point: an on-demand backup's `retain until`.
     pub retain_until: Option<Timestamp>,
+    /// The point's id, when the caller chose it before the capture (a QEMU dirty bitmap
+    /// started at the capture is named after the point it follows); default: a new id from
+    /// `time`.
+    pub id: Option<PointId>,
     /// Recorded on the point: the vault a snapshot-tier point is for
     /// ([`RecoveryPoint::vault`]); `None` for a backup straight into a vault.
     pub vault: Option<String>,
@@ -277,7 +281,9 @@ impl Repository {
         let scanned_disks = scan?;
         synced?;
 
-        let id = PointId::generate(time, format!("{vm}:{}", std::process::id()).as_bytes());
+        let id = request.id.clone().unwrap_or_else(|| {
+            PointId::generate(time, format!("{vm}:{}", std::process::id()).as_bytes())
+        });
         let mut records = Vec::with_capacity(scanned_disks.len());
         let mut scans = Vec::with_capacity(scanned_disks.len());
         let mut bytes_changed = 0u64;

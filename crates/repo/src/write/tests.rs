@@ -34,6 +34,7 @@ fn request(disks: Vec<DiskInput>) -> BackupRequest {
         options: TransferOptions::default(),
         time: None,
         retain_until: None,
+        id: None,
         vault: None,
     }
 }
@@ -214,4 +215,39 @@ async fn a_checked_hint_is_scanned_in_full_and_what_it_missed_is_counted() {
     )
     .await;
     assert_eq!(report.scans[0].hint_missed, Some(0));
+}
+
+#[tokio::test]
+async fn a_point_takes_the_id_and_format_its_caller_chose() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let (repo, path, _, first) = setup(dir.path()).await;
+    assert_eq!(
+        first.disks[0].format,
+        blockvault_core::DiskFormat::Raw,
+        "a raw image records raw"
+    );
+    let chosen = PointId::generate(Timestamp::now(), b"chosen");
+    let request = BackupRequest {
+        id: Some(chosen.clone()),
+        ..request(vec![DiskInput {
+            format: blockvault_core::DiskFormat::Qcow2,
+            ..DiskInput::file(&path)
+        }])
+    };
+    let report = repo
+        .write(&request, &ParentChoice::Newest, Arc::new(NoProgress), None)
+        .await
+        .expect("write");
+    assert_eq!(report.point.id, chosen);
+    assert_eq!(
+        report.point.disks[0].format,
+        blockvault_core::DiskFormat::Qcow2
+    );
+    let read = repo
+        .latest_point(&"vm".parse().expect("vm"))
+        .await
+        .expect("read back")
+        .expect("a point");
+    assert_eq!(read.id, chosen);
+    assert_eq!(read.disks[0].format, blockvault_core::DiskFormat::Qcow2);
 }
