@@ -6,6 +6,8 @@
 //! always stops what it started.
 //!
 //! ```text
+//! bitmap.rs  dirty bitmaps as changed-block tracking: blockvault-<point> names, and when a
+//!            bitmap is trusted (Distrust says why not)
 //! nbd.rs     QemuNbd: qemu-nbd --read-only on a private unix socket, per disk; killed,
 //!            reaped and its directory removed on drop
 //! ```
@@ -13,10 +15,14 @@
 //! Nothing here decides when a disk is read through QEMU: the job engine does (the header,
 //! [`DiskFormat::detect`](blockvault_source::DiskFormat::detect), or what the user said).
 
+mod bitmap;
 mod error;
 mod nbd;
 
 pub use crate::{
+    bitmap::{
+        BITMAP_GRANULARITY, BITMAP_PREFIX, BitmapState, Distrust, bitmap_name, point_of, trust,
+    },
     error::{Error, Result},
     nbd::QemuNbd,
 };
