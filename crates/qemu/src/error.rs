@@ -22,6 +22,10 @@ pub enum Error {
     #[error("qemu-nbd could not serve disk image {path}: {reason}", path = image.display())]
     QemuNbd { image: PathBuf, reason: String },
 
+    /// `qemu-img` failed (its own words in `reason`).
+    #[error("qemu-img could not {what}: {reason}")]
+    QemuImg { what: String, reason: String },
+
     /// Reading through the NBD client failed.
     #[error(transparent)]
     Source(#[from] blockvault_source::Error),
