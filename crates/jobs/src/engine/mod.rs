@@ -14,6 +14,7 @@ mod protection;
 mod record;
 mod recovery;
 mod restore;
+mod restore_format;
 mod retention;
 mod rollback;
 mod soft_delete;
