@@ -14,7 +14,7 @@ pub enum Error {
 
     /// A QEMU tool is not installed.
     #[error(
-        "{tool} is not installed: reading qcow2 disks needs it (Debian/Ubuntu: apt-get install qemu-utils)"
+        "{tool} is not installed: qcow2 disks need it (Debian/Ubuntu: apt-get install qemu-utils)"
     )]
     Missing { tool: &'static str },
 
