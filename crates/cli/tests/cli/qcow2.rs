@@ -187,3 +187,105 @@ fn without_qemu_img_a_qcow2_restore_fails_clearly_and_leaves_nothing() {
     assert!(run.stdout.starts_with("restored point "), "{run}");
     assert_eq!(entries(&to), ["vm.qcow2"]);
 }
+
+/// Writes the qcow2 magic (and a header naming a host file as its backing file) over the
+/// first bytes of the raw disk `path`, as a guest could.
+fn write_qcow2_header(path: &Path, backing: &Path) {
+    use std::os::unix::fs::FileExt;
+    let name = backing.as_os_str().as_encoded_bytes();
+    let mut head = vec![0u8; 512];
+    head[..4].copy_from_slice(b"QFI\xfb");
+    head[4..8].copy_from_slice(&3u32.to_be_bytes());
+    head[8..16].copy_from_slice(&256u64.to_be_bytes());
+    head[16..20].copy_from_slice(&(name.len() as u32).to_be_bytes());
+    head[20..24].copy_from_slice(&16u32.to_be_bytes());
+    head[24..32].copy_from_slice(&(4u64 << 20).to_be_bytes());
+    head[256..256 + name.len()].copy_from_slice(name);
+    let file = std::fs::OpenOptions::new()
+        .write(true)
+        .open(path)
+        .expect("open");
+    file.write_all_at(&head, 0).expect("write");
+    file.sync_all().expect("sync");
+}
+
+#[test]
+fn a_raw_disk_whose_header_turns_qcow2_is_refused_until_its_format_is_said() {
+    let sb = Sandbox::new();
+    let vault = sb.init_vault();
+    let mut disk = Image::create(&sb.path("guest.img"), 4 << 20);
+    disk.write(1 << 20, &noise(64 << 10, 3));
+    backup(&vault, VM, &[&disk.path], Some("64KiB"));
+    let secret = sb.path("host-secret");
+    std::fs::write(&secret, b"a host file the guest must never read").expect("write");
+    write_qcow2_header(&disk.path, &secret);
+    let backup_args = [
+        "backup",
+        "--vault",
+        arg(&vault),
+        "--vm",
+        VM,
+        "--disk",
+        arg(&disk.path),
+        "--block-size",
+        "64KiB",
+    ];
+
+    let run = blockvault(backup_args);
+    let line = run.failure(6);
+    assert!(
+        line.contains(arg(&disk.path)) && line.contains("--disk-format"),
+        "{run}"
+    );
+    assert_eq!(points(&vault, VM).len(), 1, "a point was written");
+
+    // Said outright: the file's bytes, header and all.
+    let mut raw = backup_args.to_vec();
+    raw.extend(["--disk-format", "raw", "--json"]);
+    let run = blockvault(&raw).success();
+    assert_eq!(run.json()["job"]["status"], "completed", "{run}");
+    let listed = points(&vault, VM);
+    assert_eq!(listed.len(), 2);
+    assert!(
+        listed[1]["disks"][0].get("format").is_none(),
+        "{}",
+        listed[1]
+    );
+    let to = sb.path("out");
+    restore(&vault, VM, &to, &[]);
+    let restored = std::fs::read(to.join("guest.img")).expect("restored");
+    assert!(
+        restored == std::fs::read(&disk.path).expect("disk"),
+        "not the raw bytes"
+    );
+
+    // A protected VM keeps the format it was given.
+    let state = host_state(&vault);
+    let run = blockvault([
+        "protect",
+        "--json",
+        "--vault",
+        arg(&vault),
+        "--vm",
+        VM,
+        "--disk",
+        arg(&disk.path),
+        "--disk-format",
+        "raw",
+        "--state-dir",
+        arg(&state),
+    ])
+    .success();
+    assert_eq!(run.json()["item"]["disk_format"], "raw", "{run}");
+    let run = blockvault([
+        "backup-now",
+        "--vm",
+        VM,
+        "--json",
+        "--state-dir",
+        arg(&state),
+    ]);
+    let run = run.success();
+    assert_eq!(run.json()["job"]["status"], "completed", "{run}");
+    assert_eq!(points(&vault, VM).len(), 3);
+}

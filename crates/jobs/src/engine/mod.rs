@@ -5,6 +5,7 @@ mod backup;
 mod capture;
 mod changes;
 mod clone_restore;
+mod disk_format;
 mod disk_state;
 mod hooks;
 mod job_lock;
