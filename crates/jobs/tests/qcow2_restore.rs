@@ -278,6 +278,11 @@ async fn a_qcow2_point_restores_from_its_kept_clone_by_clone() {
     let fs = LoopFs::new(LoopKind::Xfs, 512 * MIB);
     let root = fs.path();
     let w = World::new(root, CaptureMode::Reflink).await;
+    // A bitmap of the guest's (as a VM's own backups keep): a clone keeps it too.
+    run(Command::new("qemu-img")
+        .args(["bitmap", "--add"])
+        .arg(&w.image)
+        .arg("guest-bitmap"));
     let first = w.backup().await;
     let then = root.join("then.qcow2");
     std::fs::copy(&w.image, &then).expect("copy the image");
@@ -300,6 +305,11 @@ async fn a_qcow2_point_restores_from_its_kept_clone_by_clone() {
         same_disk(&out.join("disk.qcow2"), "qcow2", &then),
         "the cloned qcow2 differs from the image as it was"
     );
+    let info = run(Command::new("qemu-img")
+        .args(["info", "--output=json"])
+        .arg(out.join("disk.qcow2")));
+    let info = String::from_utf8_lossy(&info.stdout);
+    assert!(info.contains("guest-bitmap"), "the bitmap was lost: {info}");
     assert!(hidden(&out).is_empty(), "left behind: {:?}", hidden(&out));
 
     // As raw, the qcow2 clone is not the disk: the tier's chunks, raw.
