@@ -323,3 +323,55 @@ async fn a_qcow2_point_restores_from_its_kept_clone_by_clone() {
     let expected = as_raw(&then, &root.join("then.raw"));
     assert!(std::fs::read(out.join("disk.qcow2")).expect("restored") == expected);
 }
+
+#[tokio::test]
+#[ignore = "needs root, loop devices and mkfs.ext4: scripts/test.sh runs it"]
+async fn a_conversion_that_fails_for_want_of_space_leaves_nothing_in_the_target() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let root = dir.path();
+    let w = World::new(root, CaptureMode::Read).await;
+    qemu_io(&w.image, &["write -P 0x11 2M 8M"]);
+    let point = w.backup().await;
+    // Room for the staged raw disk (~9 MiB of data), not for it and its qcow2 as well.
+    let fs = LoopFs::new(LoopKind::Ext4, 14 * MIB);
+    let out = fs.path().join("out");
+    std::fs::create_dir(&out).expect("mkdir");
+    let free = || free_bytes(fs.path());
+    let before = free();
+    let failed = w
+        .restore(&point, &out, Some(Tier::Vault), None)
+        .await
+        .expect_err("no space for the qcow2");
+    let text = failed.to_string();
+    assert!(text.contains("qemu-img"), "{text}");
+    assert!(
+        std::fs::read_dir(&out).expect("list").next().is_none(),
+        "left in the target: {:?}",
+        std::fs::read_dir(&out)
+            .expect("list")
+            .flatten()
+            .map(|e| e.file_name())
+            .collect::<Vec<_>>()
+    );
+    assert!(free() + MIB >= before, "space not given back");
+    // As raw, it fits.
+    let restored = w
+        .restore(&point, &out, Some(Tier::Vault), Some(DiskFormat::Raw))
+        .await
+        .expect("raw fits");
+    assert_eq!(restored.restored_by[0].format, DiskFormat::Raw);
+}
+
+/// Free bytes of the file system at `path`.
+fn free_bytes(path: &Path) -> u64 {
+    let out = Command::new("df")
+        .args(["-B1", "--output=avail"])
+        .arg(path)
+        .output()
+        .expect("df");
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .nth(1)
+        .and_then(|l| l.trim().parse().ok())
+        .expect("df figure")
+}
