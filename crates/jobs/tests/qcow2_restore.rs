@@ -375,3 +375,67 @@ fn free_bytes(path: &Path) -> u64 {
         .and_then(|l| l.trim().parse().ok())
         .expect("df figure")
 }
+
+/// A VM with a raw disk and a qcow2 disk: each restores in its own format, by clone where
+/// the tier kept clones, and `--format qcow2` makes both qcow2.
+async fn mixed_disks(root: &Path, mode: CaptureMode, method: RestoreMethod) {
+    let mut w = World::new(root, mode).await;
+    let raw = root.join("data.img");
+    let file = std::fs::File::create(&raw).expect("create");
+    file.set_len(8 * MIB).expect("size");
+    std::os::unix::fs::FileExt::write_all_at(&file, &[0xab; 300 << 10], MIB).expect("write");
+    file.sync_all().expect("sync");
+    w.spec.disks.push(raw.clone());
+    let point = w.backup().await;
+    assert_eq!(point.disks[0].format, DiskFormat::Qcow2);
+    assert_eq!(point.disks[1].format, DiskFormat::Raw);
+
+    let out = root.join("mixed");
+    let outcome = w
+        .restore(&point, &out, Some(Tier::Snapshot), None)
+        .await
+        .expect("restore");
+    let how: Vec<_> = outcome
+        .restored_by
+        .iter()
+        .map(|h| (h.name.to_string(), h.format, h.method))
+        .collect();
+    assert_eq!(
+        how,
+        vec![
+            ("disk.qcow2".to_owned(), DiskFormat::Qcow2, method),
+            ("data.img".to_owned(), DiskFormat::Raw, method),
+        ]
+    );
+    assert!(same_disk(&out.join("disk.qcow2"), "qcow2", &w.image));
+    assert!(std::fs::read(out.join("data.img")).expect("raw") == std::fs::read(&raw).expect("raw"));
+    assert!(hidden(&out).is_empty(), "left behind: {:?}", hidden(&out));
+
+    let out = root.join("all-qcow2");
+    let outcome = w
+        .restore(&point, &out, Some(Tier::Snapshot), Some(DiskFormat::Qcow2))
+        .await
+        .expect("restore as qcow2");
+    assert!(
+        outcome
+            .restored_by
+            .iter()
+            .all(|h| h.format == DiskFormat::Qcow2)
+    );
+    assert!(same_disk(&out.join("disk.qcow2"), "qcow2", &w.image));
+    assert!(same_disk(&raw, "raw", &out.join("data.img")));
+    assert!(hidden(&out).is_empty(), "left behind: {:?}", hidden(&out));
+}
+
+#[tokio::test]
+async fn a_raw_and_a_qcow2_disk_each_restore_in_their_own_format() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    mixed_disks(dir.path(), CaptureMode::Read, RestoreMethod::Chunks).await;
+}
+
+#[tokio::test]
+#[ignore = "needs root, loop devices and mkfs.xfs: scripts/test.sh runs it"]
+async fn a_raw_and_a_qcow2_disk_each_restore_by_clone_in_their_own_format() {
+    let fs = LoopFs::new(LoopKind::Xfs, 512 * MIB);
+    mixed_disks(fs.path(), CaptureMode::Reflink, RestoreMethod::Clone).await;
+}

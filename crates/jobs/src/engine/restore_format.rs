@@ -78,7 +78,8 @@ pub(super) struct Staged {
     dir: tempfile::TempDir,
     target: PathBuf,
     overwrite: bool,
-    formats: Vec<DiskFormat>,
+    /// The format each disk is to be written in, by name.
+    formats: Vec<(DiskName, DiskFormat)>,
     /// The partial qcow2 files made so far (removed on drop).
     partials: Vec<PathBuf>,
 }
@@ -109,7 +110,12 @@ impl Staged {
             dir,
             target: target.clone(),
             overwrite: request.overwrite,
-            formats: formats.to_vec(),
+            formats: point
+                .disks
+                .iter()
+                .map(|d| d.name.clone())
+                .zip(formats.iter().copied())
+                .collect(),
             partials: Vec::new(),
         }))
     }
@@ -131,8 +137,8 @@ impl Staged {
         how: &mut [DiskRestore],
     ) -> Result<()> {
         let mut ready = Vec::with_capacity(report.disks.len());
-        for (n, disk) in report.disks.iter().enumerate() {
-            let want = self.formats.get(n).copied().unwrap_or_default();
+        for disk in &report.disks {
+            let want = self.format_of(&disk.name);
             let staged = self.dir.path().join(disk.name.as_str());
             let done = how.iter().find(|h| h.name == disk.name).map(|h| h.format);
             if want == DiskFormat::Qcow2 && done != Some(DiskFormat::Qcow2) {
@@ -160,12 +166,17 @@ impl Staged {
         File::open(&self.target)
             .and_then(|d| d.sync_all())
             .map_err(|e| io(&self.target, e))?;
-        for (n, disk) in report.disks.iter().enumerate() {
-            if let Some(h) = how.iter_mut().find(|h| h.name == disk.name) {
-                h.format = self.formats.get(n).copied().unwrap_or_default();
-            }
+        for h in how.iter_mut() {
+            h.format = self.format_of(&h.name);
         }
         Ok(())
+    }
+
+    fn format_of(&self, disk: &DiskName) -> DiskFormat {
+        self.formats
+            .iter()
+            .find(|(name, _)| name == disk)
+            .map_or(DiskFormat::Raw, |(_, format)| *format)
     }
 }
 
