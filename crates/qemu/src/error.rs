@@ -14,13 +14,17 @@ pub enum Error {
 
     /// A QEMU tool is not installed.
     #[error(
-        "{tool} is not installed: reading qcow2 disks needs it (Debian/Ubuntu: apt-get install qemu-utils)"
+        "{tool} is not installed: qcow2 disks need it (Debian/Ubuntu: apt-get install qemu-utils)"
     )]
     Missing { tool: &'static str },
 
     /// `qemu-nbd` refused the image (a corrupt or truncated qcow2), exited or did not listen.
     #[error("qemu-nbd could not serve disk image {path}: {reason}", path = image.display())]
     QemuNbd { image: PathBuf, reason: String },
+
+    /// `qemu-img` failed (its own words in `reason`).
+    #[error("qemu-img could not {what}: {reason}")]
+    QemuImg { what: String, reason: String },
 
     /// Reading through the NBD client failed.
     #[error(transparent)]

@@ -8,6 +8,8 @@
 //! ```text
 //! bitmap.rs  dirty bitmaps as changed-block tracking: blockvault-<point> names, and when a
 //!            bitmap is trusted (Distrust says why not)
+//! convert.rs qemu-img convert of a restored raw disk into qcow2 (sparse); a qcow2 header's
+//!            virtual size, backing file and external data file
 //! nbd.rs     QemuNbd: qemu-nbd --read-only on a private unix socket, per disk; killed,
 //!            reaped and its directory removed on drop
 //! ```
@@ -16,6 +18,7 @@
 //! [`DiskFormat::detect`](blockvault_source::DiskFormat::detect), or what the user said).
 
 mod bitmap;
+mod convert;
 mod error;
 mod nbd;
 
@@ -23,6 +26,7 @@ pub use crate::{
     bitmap::{
         BITMAP_GRANULARITY, BITMAP_PREFIX, BitmapState, Distrust, bitmap_name, point_of, trust,
     },
+    convert::{Qcow2Header, convert_to_qcow2},
     error::{Error, Result},
     nbd::QemuNbd,
 };

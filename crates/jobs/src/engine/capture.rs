@@ -25,13 +25,14 @@ use std::time::{Duration, Instant};
 use serde::{Deserialize, Serialize};
 
 use blockvault_capture::{FsKind, clone_file, extent_count, same_fs};
-use blockvault_core::{Capture, DiskName, RecoveryPoint, VmName};
+use blockvault_core::{Capture, DiskFormat, DiskName, RecoveryPoint, VmName};
 use blockvault_qemu::QemuNbd;
 use blockvault_repo::disk_name;
 use blockvault_snapshot::{SnapshotTier, Staging};
-use blockvault_source::{ChangeHint, detect_format};
+use blockvault_source::ChangeHint;
 use blockvault_vault::{DiskInput, DiskScan};
 
+use super::disk_format::FormatCheck;
 use super::disk_state::FileStat;
 use super::hooks::Freeze;
 use super::{BackupSpec, Engine};
@@ -93,6 +94,9 @@ pub struct CaptureOptions {
     /// How often a point whose disks' changes came from the file system is checked by a full
     /// scan: a week.
     pub check_changes_every: Duration,
+    /// The format of every disk, when said outright (`--disk-format`); `None` (auto): by the
+    /// header, which may not change from the previous point's (see `disk_format.rs`).
+    pub disk_format: Option<DiskFormat>,
 }
 
 impl Default for CaptureOptions {
@@ -102,6 +106,7 @@ impl Default for CaptureOptions {
             extent_warning: 20_000,
             long_freeze: Duration::from_secs(1),
             check_changes_every: Duration::from_secs(7 * 24 * 3600),
+            disk_format: None,
         }
     }
 }
@@ -245,20 +250,18 @@ fn source_error(e: blockvault_source::Error) -> Error {
     blockvault_repo::Error::from(e).into()
 }
 
-/// A `qemu-nbd` serving `image` when its header says qcow2; `None` for a raw image, and for
-/// one whose header cannot be read (the write session says what is wrong with it, as for any
-/// disk).
-async fn serve_if_qcow2(image: &Path) -> Result<Option<Arc<QemuNbd>>> {
+/// A `qemu-nbd` serving `image` when `check` decides it is qcow2 (see `disk_format.rs`);
+/// `None` for a raw image.
+async fn serve_if_qcow2(image: &Path, check: FormatCheck) -> Result<Option<Arc<QemuNbd>>> {
     let image = image.to_owned();
-    tokio::task::spawn_blocking(move || match detect_format(&image) {
-        Ok(format) if format.needs_qemu() => {
-            QemuNbd::start(&image, format).map(|s| Some(Arc::new(s)))
-        }
+    tokio::task::spawn_blocking(move || match check.decide(&image)? {
+        format if format.needs_qemu() => QemuNbd::start(&image, format)
+            .map(|s| Some(Arc::new(s)))
+            .map_err(Error::from),
         _ => Ok(None),
     })
     .await
     .unwrap_or_else(|join| std::panic::resume_unwind(join.into_panic()))
-    .map_err(Error::from)
 }
 
 /// The capture, made: what the write session reads, and what the job records of it.
@@ -350,7 +353,8 @@ impl Engine {
                     // A qcow2 clone is read through qemu-nbd, and with no hint: its
                     // changed file extents are not the guest's.
                     for (i, clone) in clones.iter().enumerate() {
-                        let Some(server) = serve_if_qcow2(clone).await? else {
+                        let check = format_check(spec, parent, &captured.names[i], i);
+                        let Some(server) = serve_if_qcow2(clone, check).await? else {
                             continue;
                         };
                         let input = &mut captured.inputs[i];
@@ -380,8 +384,9 @@ impl Engine {
             }
         }
         if captured.kind != Capture::Reflink {
-            for (disk, input) in spec.disks.iter().zip(&mut captured.inputs) {
-                match serve_if_qcow2(disk).await {
+            for (i, (disk, input)) in spec.disks.iter().zip(&mut captured.inputs).enumerate() {
+                let check = format_check(spec, parent, &captured.names[i], i);
+                match serve_if_qcow2(disk, check).await {
                     Ok(Some(server)) => {
                         input.capture = Some(Arc::clone(&server) as _);
                         input.format = server.format();
@@ -404,6 +409,17 @@ impl Engine {
         captured.no_clone = no_clone;
         Ok(captured)
     }
+}
+
+/// What decides the format of disk `i` of `spec`, named `name` (see `disk_format.rs`).
+fn format_check(
+    spec: &BackupSpec,
+    parent: Option<&RecoveryPoint>,
+    name: &DiskName,
+    i: usize,
+) -> FormatCheck {
+    let disk = spec.disks.get(i).map_or_else(PathBuf::new, PathBuf::clone);
+    FormatCheck::new(spec.capture.disk_format, parent, name, &disk)
 }
 
 /// The job's record of a capture, once the disks were read as `scans` say.
