@@ -22,6 +22,29 @@ pub enum Error {
     #[error("qemu-nbd could not serve disk image {path}: {reason}", path = image.display())]
     QemuNbd { image: PathBuf, reason: String },
 
+    /// The QEMU monitor (QMP) at `socket` cannot be used: nobody listens, it is not a QMP
+    /// monitor, it did not answer in time or closed the connection.
+    #[error("QEMU monitor {socket}: {reason}", socket = socket.display())]
+    Qmp { socket: PathBuf, reason: String },
+
+    /// QEMU refused a QMP command: its error class and its own words.
+    #[error("QEMU monitor {socket}: {command} failed: {desc} ({class})", socket = socket.display())]
+    QmpCommand {
+        socket: PathBuf,
+        command: String,
+        class: String,
+        desc: String,
+    },
+
+    /// A disk of a running VM cannot be fleeced: not found among QEMU's block nodes, or
+    /// QEMU's graph is not what fleecing needs.
+    #[error("disk {disk} of the VM at {socket}: {reason}", disk = disk.display(), socket = socket.display())]
+    Fleecing {
+        socket: PathBuf,
+        disk: PathBuf,
+        reason: String,
+    },
+
     /// Reading through the NBD client failed.
     #[error(transparent)]
     Source(#[from] blockvault_source::Error),

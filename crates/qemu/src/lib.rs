@@ -10,6 +10,8 @@
 //!            bitmap is trusted (Distrust says why not)
 //! nbd.rs     QemuNbd: qemu-nbd --read-only on a private unix socket, per disk; killed,
 //!            reaped and its directory removed on drop
+//! qmp.rs     Qmp: a synchronous QMP client (a running VM's monitor, or a
+//!            qemu-storage-daemon's), every read bounded by a timeout
 //! ```
 //!
 //! Nothing here decides when a disk is read through QEMU: the job engine does (the header,
@@ -18,6 +20,7 @@
 mod bitmap;
 mod error;
 mod nbd;
+mod qmp;
 
 pub use crate::{
     bitmap::{
@@ -25,4 +28,5 @@ pub use crate::{
     },
     error::{Error, Result},
     nbd::QemuNbd,
+    qmp::{Action, MAX_LINE, Qmp},
 };
