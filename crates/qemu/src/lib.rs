@@ -12,6 +12,11 @@
 //!            reaped and its directory removed on drop
 //! qmp.rs     Qmp: a synchronous QMP client (a running VM's monitor, or a
 //!            qemu-storage-daemon's), every read bounded by a timeout
+//! nodes.rs   a running QEMU's block nodes: the disk's node by its image path, its bitmaps
+//! fleece.rs  Fleecing: a running VM's disks fixed at one instant by one QMP transaction
+//!            (new bitmap, parent's disabled, backup sync=none into a scratch qcow2),
+//!            exported over NBD, torn down whatever happens
+//! leftovers.rs  cleanup_leftovers: what a killed blockvault left in a QEMU, removed
 //! ```
 //!
 //! Nothing here decides when a disk is read through QEMU: the job engine does (the header,
@@ -19,14 +24,22 @@
 
 mod bitmap;
 mod error;
+mod fleece;
+mod leftovers;
 mod nbd;
+mod nodes;
 mod qmp;
+#[cfg(feature = "testing")]
+pub mod testing;
 
 pub use crate::{
     bitmap::{
         BITMAP_GRANULARITY, BITMAP_PREFIX, BitmapState, Distrust, bitmap_name, point_of, trust,
     },
     error::{Error, Result},
+    fleece::{DiskCheck, FleeceDisk, FleecedDisk, Fleecing, FleecingOptions},
+    leftovers::{Leftovers, cleanup_leftovers},
     nbd::QemuNbd,
+    nodes::{BlockNode, NODE_PREFIX, block_nodes},
     qmp::{Action, MAX_LINE, Qmp},
 };

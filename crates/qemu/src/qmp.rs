@@ -18,7 +18,7 @@
 //! their commands.
 
 use std::collections::VecDeque;
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{BufRead, BufReader, Write};
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -125,7 +125,15 @@ impl Qmp {
         let mut line = message.to_string();
         line.push('\n');
         if let Err(e) = self.writer.write_all(line.as_bytes()) {
-            return Err(self.fail(format!("{command}: cannot send: {e}")));
+            let closed = matches!(
+                e.kind(),
+                std::io::ErrorKind::BrokenPipe | std::io::ErrorKind::ConnectionReset
+            );
+            return Err(self.fail(if closed {
+                format!("{command}: QEMU closed the monitor connection ({e})")
+            } else {
+                format!("{command}: cannot send: {e}")
+            }));
         }
         let deadline = Instant::now() + self.timeout;
         loop {
@@ -229,9 +237,8 @@ impl Qmp {
             if let Err(e) = self.reader.get_ref().set_read_timeout(Some(left)) {
                 return Err(self.fail(format!("{during}: {e}")));
             }
-            let room = (MAX_LINE - line.len()) as u64 + 1;
-            match (&mut self.reader).take(room).read_until(b'\n', &mut line) {
-                Ok(0) => {
+            let available = match self.reader.fill_buf() {
+                Ok([]) => {
                     return Err(self.fail(format!(
                         "{during}: QEMU closed the monitor connection{}",
                         if line.is_empty() {
@@ -241,7 +248,7 @@ impl Qmp {
                         }
                     )));
                 }
-                Ok(_) => {}
+                Ok(available) => available,
                 Err(e)
                     if matches!(
                         e.kind(),
@@ -260,6 +267,22 @@ impl Qmp {
                     )));
                 }
                 Err(e) => return Err(self.fail(format!("{during}: {e}"))),
+            };
+            let taken = match available.iter().position(|&b| b == b'\n') {
+                Some(i) => i + 1,
+                None => available.len(),
+            };
+            line.extend_from_slice(&available[..taken]);
+            self.reader.consume(taken);
+            // QMP speaks JSON objects: a peer whose first byte is anything else (an NBD
+            // server's binary greeting, a shell) is refused at once, not after the timeout.
+            if let Some(&first) = line.iter().find(|b| !b.is_ascii_whitespace()) {
+                if first != b'{' {
+                    return Err(self.fail(format!(
+                        "{during}: not a QMP message (not a JSON object): {}",
+                        clip(String::from_utf8_lossy(&line).trim())
+                    )));
+                }
             }
             if line.len() > MAX_LINE {
                 return Err(self.fail(format!("{during}: a message longer than {MAX_LINE} bytes")));
