@@ -35,24 +35,20 @@
 //! named `blockvault-*`, and the next start removes whatever a killed blockvault left.
 
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use blockvault_core::PointId;
 use blockvault_source::{NbdAddress, NbdOptions, NbdSource};
-use serde_json::{Value, json};
+use serde_json::json;
 
 use crate::nodes::{BlockNode, block_nodes, disk_node};
+use crate::teardown::{
+    DIR_PREFIX, NBD_SOCKET, SCRATCH_FILE_PREFIX, SCRATCH_PREFIX, cancel_jobs, remove_exports,
+};
 use crate::{
     Action, BITMAP_GRANULARITY, Distrust, Error, Qmp, Result, bitmap_name,
     leftovers::cleanup_leftovers, trust,
 };
-
-/// Prefix of the scratch nodes (and their files).
-pub(crate) const SCRATCH_PREFIX: &str = "blockvault-scratch-";
-/// Prefix of the private directory in the staging directory.
-pub(crate) const DIR_PREFIX: &str = "blockvault-fleece-";
-/// The NBD server's socket in that directory.
-pub(crate) const NBD_SOCKET: &str = "nbd.sock";
 
 /// How to fleece.
 #[derive(Clone, Debug)]
@@ -197,10 +193,7 @@ impl Fleecing {
             .into_iter()
             .enumerate()
             .map(|(i, check)| FleecedDisk {
-                new_bitmap: check
-                    .node
-                    .persistent_bitmaps()
-                    .then(|| bitmap_name(point)),
+                new_bitmap: check.node.persistent_bitmaps().then(|| bitmap_name(point)),
                 scratch_node: format!("{SCRATCH_PREFIX}{i}"),
                 scratch_file: dir.path().join(format!("{SCRATCH_PREFIX}{i}.qcow2")),
                 job: format!("blockvault-fleece-{i}"),
@@ -218,11 +211,29 @@ impl Fleecing {
             timeout: options.timeout,
             done: Done::default(),
         };
-        if let Err(e) = fleecing.add_scratch_nodes() {
+        if let Err(e) = fleecing
+            .remove_stale_bitmaps()
+            .and_then(|()| fleecing.add_scratch_nodes())
+        {
             fleecing.teardown(false).ok();
             return Err(e);
         }
         Ok(fleecing)
+    }
+
+    /// A bitmap already named after the new point is stale (a point id is made once; its
+    /// backup was killed): removed, so the transaction can add it afresh.
+    fn remove_stale_bitmaps(&mut self) -> Result<()> {
+        for disk in &self.disks {
+            let Some(new) = &disk.new_bitmap else {
+                continue;
+            };
+            if disk.check.node.bitmaps.iter().any(|b| &b.name == new) {
+                let args = json!({"node": disk.check.node.name, "name": new});
+                self.qmp.execute("block-dirty-bitmap-remove", Some(args))?;
+            }
+        }
+        Ok(())
     }
 
     fn add_scratch_nodes(&mut self) -> Result<()> {
@@ -232,7 +243,8 @@ impl Fleecing {
             let args = json!({
                 "driver": "qcow2",
                 "node-name": disk.scratch_node,
-                "file": {"driver": "file", "filename": disk.scratch_file},
+                "file": {"driver": "file", "filename": disk.scratch_file,
+                         "node-name": format!("{SCRATCH_FILE_PREFIX}{i}")},
                 "backing": disk.check.node.name,
             });
             self.qmp.execute("blockdev-add", Some(args))?;
@@ -288,7 +300,11 @@ impl Fleecing {
         if !self.done.fixed {
             return Err(Error::Fleecing {
                 socket: self.qmp.path().to_owned(),
-                disk: self.disks.first().map(|d| d.check.path.clone()).unwrap_or_default(),
+                disk: self
+                    .disks
+                    .first()
+                    .map(|d| d.check.path.clone())
+                    .unwrap_or_default(),
                 reason: "exported before the transaction fixed the disks".to_owned(),
             });
         }
@@ -299,7 +315,11 @@ impl Fleecing {
                 Err(Error::QmpCommand { desc, .. }) if desc.contains("already running") => {
                     return Err(Error::Fleecing {
                         socket: self.qmp.path().to_owned(),
-                        disk: self.disks.first().map(|d| d.check.path.clone()).unwrap_or_default(),
+                        disk: self
+                            .disks
+                            .first()
+                            .map(|d| d.check.path.clone())
+                            .unwrap_or_default(),
                         reason: "the VM already runs an NBD server (QEMU runs one at most): \
                                  name its unix socket (FleecingOptions::nbd_server) to export \
                                  there"
@@ -444,72 +464,4 @@ fn create_scratch(path: &Path, size: u64) -> Result<()> {
         ));
     }
     Ok(())
-}
-
-/// Removes the exports `ids` (hard: open connections are dropped) and waits until QEMU no
-/// longer lists them.
-pub(crate) fn remove_exports(qmp: &mut Qmp, ids: &[String], timeout: Duration) -> Result<()> {
-    let mut first = None;
-    for id in ids {
-        if let Err(e) = qmp.execute("block-export-del", Some(json!({"id": id, "mode": "hard"}))) {
-            first.get_or_insert(e);
-        }
-    }
-    wait_gone(qmp, "query-block-exports", "id", ids, timeout)?;
-    first.map_or(Ok(()), Err)
-}
-
-/// Cancels the block jobs `ids` and waits until QEMU no longer lists them.
-pub(crate) fn cancel_jobs(qmp: &mut Qmp, ids: &[String], timeout: Duration) -> Result<()> {
-    let listed = listed(qmp, "query-block-jobs", "device")?;
-    for id in ids.iter().filter(|id| listed.contains(id)) {
-        qmp.execute(
-            "block-job-cancel",
-            Some(json!({"device": id, "force": true})),
-        )?;
-    }
-    wait_gone(qmp, "query-block-jobs", "device", ids, timeout)
-}
-
-/// The `key` of every entry `query` lists.
-pub(crate) fn listed(qmp: &mut Qmp, query: &str, key: &str) -> Result<Vec<String>> {
-    let reply = qmp.execute(query, None)?;
-    Ok(reply
-        .as_array()
-        .map(|list| {
-            list.iter()
-                .filter_map(|e| e.get(key).and_then(Value::as_str).map(str::to_owned))
-                .collect()
-        })
-        .unwrap_or_default())
-}
-
-fn wait_gone(
-    qmp: &mut Qmp,
-    query: &str,
-    key: &str,
-    ids: &[String],
-    timeout: Duration,
-) -> Result<()> {
-    let deadline = Instant::now() + timeout;
-    loop {
-        let left: Vec<String> = listed(qmp, query, key)?
-            .into_iter()
-            .filter(|id| ids.contains(id))
-            .collect();
-        if left.is_empty() {
-            return Ok(());
-        }
-        if Instant::now() >= deadline {
-            return Err(Error::Qmp {
-                socket: qmp.path().to_owned(),
-                reason: format!(
-                    "{} still listed by {query} after {} ms",
-                    left.join(", "),
-                    timeout.as_millis()
-                ),
-            });
-        }
-        std::thread::sleep(Duration::from_millis(5));
-    }
 }

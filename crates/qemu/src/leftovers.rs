@@ -19,8 +19,11 @@ use std::time::Duration;
 
 use serde_json::json;
 
-use crate::fleece::{DIR_PREFIX, NBD_SOCKET, SCRATCH_PREFIX, cancel_jobs, listed, remove_exports};
 use crate::nodes::{NODE_PREFIX, block_nodes};
+use crate::teardown::{
+    DIR_PREFIX, NBD_SOCKET, SCRATCH_FILE_PREFIX, SCRATCH_PREFIX, cancel_jobs, listed,
+    remove_exports,
+};
 use crate::{Action, Error, Qmp, Result};
 
 /// What [`cleanup_leftovers`] found and removed.
@@ -52,12 +55,16 @@ pub fn cleanup_leftovers(qmp: &mut Qmp, timeout: Duration) -> Result<Leftovers> 
     remove_exports(qmp, &found.exports, timeout)?;
     cancel_jobs(qmp, &found.jobs, timeout)?;
     let nodes = block_nodes(qmp)?;
+    // Deleting a scratch node deletes the file node made with it; the file node tells
+    // where the private directory is.
     for node in nodes.iter().filter(|n| n.name.starts_with(SCRATCH_PREFIX)) {
         qmp.execute("blockdev-del", Some(json!({"node-name": node.name})))?;
         found.nodes.push(node.name.clone());
-        let Some(dir) = node.filename.parent() else {
-            continue;
-        };
+    }
+    let files = nodes
+        .iter()
+        .filter(|n| n.name.starts_with(SCRATCH_FILE_PREFIX));
+    for dir in files.filter_map(|n| n.filename.parent()) {
         let named_ours = dir
             .file_name()
             .is_some_and(|n| n.to_string_lossy().starts_with(DIR_PREFIX));
@@ -84,7 +91,10 @@ pub fn cleanup_leftovers(qmp: &mut Qmp, timeout: Duration) -> Result<Leftovers> 
             continue;
         }
         let mut actions = Vec::new();
-        for stopped in node.our_bitmaps().filter(|b| !b.recording && !b.inconsistent) {
+        for stopped in node
+            .our_bitmaps()
+            .filter(|b| !b.recording && !b.inconsistent)
+        {
             actions.push(Action::new(
                 "block-dirty-bitmap-merge",
                 json!({"node": node.name, "target": stopped.name, "bitmaps": recording}),
@@ -93,7 +103,9 @@ pub fn cleanup_leftovers(qmp: &mut Qmp, timeout: Duration) -> Result<Leftovers> 
                 "block-dirty-bitmap-enable",
                 json!({"node": node.name, "name": stopped.name}),
             ));
-            found.bitmaps.push(format!("{}/{}", node.name, stopped.name));
+            found
+                .bitmaps
+                .push(format!("{}/{}", node.name, stopped.name));
         }
         if !actions.is_empty() {
             qmp.transaction(&actions)?;

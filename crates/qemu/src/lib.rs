@@ -17,6 +17,7 @@
 //!            (new bitmap, parent's disabled, backup sync=none into a scratch qcow2),
 //!            exported over NBD, torn down whatever happens
 //! leftovers.rs  cleanup_leftovers: what a killed blockvault left in a QEMU, removed
+//! teardown.rs   the names of what blockvault adds to a QEMU; exports and jobs removed
 //! ```
 //!
 //! Nothing here decides when a disk is read through QEMU: the job engine does (the header,
@@ -29,6 +30,7 @@ mod leftovers;
 mod nbd;
 mod nodes;
 mod qmp;
+mod teardown;
 #[cfg(feature = "testing")]
 pub mod testing;
 

@@ -87,7 +87,18 @@ impl Qmp {
             broken: None,
         };
         let deadline = Instant::now() + timeout;
-        let greeting = qmp.read_message(deadline, "the greeting")?;
+        let greeting = match qmp.read_message(deadline, "the greeting") {
+            Err(Error::Qmp { socket, reason }) if reason.contains("no answer") => {
+                return Err(Error::Qmp {
+                    socket,
+                    reason: format!(
+                        "{reason} (a QEMU monitor serves one client at a time: is another \
+                         one connected, e.g. libvirt? give blockvault a monitor of its own)"
+                    ),
+                });
+            }
+            other => other?,
+        };
         if greeting.get("QMP").is_none() {
             return Err(qmp.fail(format!(
                 "not a QMP monitor: its first message is not a QMP greeting: {}",
@@ -276,13 +287,13 @@ impl Qmp {
             self.reader.consume(taken);
             // QMP speaks JSON objects: a peer whose first byte is anything else (an NBD
             // server's binary greeting, a shell) is refused at once, not after the timeout.
-            if let Some(&first) = line.iter().find(|b| !b.is_ascii_whitespace()) {
-                if first != b'{' {
-                    return Err(self.fail(format!(
-                        "{during}: not a QMP message (not a JSON object): {}",
-                        clip(String::from_utf8_lossy(&line).trim())
-                    )));
-                }
+            if let Some(&first) = line.iter().find(|b| !b.is_ascii_whitespace())
+                && first != b'{'
+            {
+                return Err(self.fail(format!(
+                    "{during}: not a QMP message (not a JSON object): {}",
+                    clip(String::from_utf8_lossy(&line).trim())
+                )));
             }
             if line.len() > MAX_LINE {
                 return Err(self.fail(format!("{during}: a message longer than {MAX_LINE} bytes")));

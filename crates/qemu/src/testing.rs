@@ -195,7 +195,10 @@ fn spawn(dir: &Path, disks: &[PathBuf], guest: GuestNbd) -> Child {
     let qmp = dir.join("qmp.sock");
     let mut cmd = Command::new("qemu-storage-daemon");
     cmd.arg("--chardev")
-        .arg(format!("socket,id=qmp,path={},server=on,wait=off", qmp.display()))
+        .arg(format!(
+            "socket,id=qmp,path={},server=on,wait=off",
+            qmp.display()
+        ))
         .args(["--monitor", "chardev=qmp"]);
     for (i, disk) in disks.iter().enumerate() {
         cmd.arg("--blockdev").arg(format!(

@@ -55,7 +55,10 @@ fn a_transaction_is_all_or_nothing() {
     assert!(matches!(err, Error::QmpCommand { .. }), "{err:?}");
     let nodes = blockvault_qemu::block_nodes(&mut qmp).expect("nodes");
     let disk = nodes.iter().find(|n| n.name == "disk0").expect("disk0");
-    assert!(disk.bitmaps.is_empty(), "half a transaction applied: {disk:?}");
+    assert!(
+        disk.bitmaps.is_empty(),
+        "half a transaction applied: {disk:?}"
+    );
 
     qmp.transaction(&[add("disk0")]).expect("one good action");
     let nodes = blockvault_qemu::block_nodes(&mut qmp).expect("nodes");
