@@ -35,6 +35,8 @@ pub struct TestVm {
     dir: tempfile::TempDir,
     disks: Vec<PathBuf>,
     guest: GuestNbd,
+    /// The disks exported over FUSE.
+    fuse: Vec<usize>,
 }
 
 impl TestVm {
@@ -59,18 +61,10 @@ impl TestVm {
             dir,
             disks,
             guest,
+            fuse: Vec::new(),
         };
         vm.wait_for_monitor();
         vm
-    }
-
-    /// Starts the daemon again on the same disks (after [`TestVm::kill`]: a QEMU restart).
-    pub fn restart(&mut self) {
-        self.kill();
-        std::fs::remove_file(self.qmp_socket()).ok();
-        std::fs::remove_file(self.guest_socket()).ok();
-        self.child = spawn(self.dir.path(), &self.disks, self.guest);
-        self.wait_for_monitor();
     }
 
     fn wait_for_monitor(&self) {
@@ -172,6 +166,25 @@ impl TestVm {
         out
     }
 
+    /// Exports disk `i` writable over FUSE on a file in the VM's directory (made once), and
+    /// returns that file: the guest writes to it with plain file writes (or `qemu-io -f raw
+    /// FILE`), whatever NBD server runs. Needs /dev/fuse (and root, or fusermount3).
+    pub fn fuse_file(&mut self, i: usize) -> PathBuf {
+        let file = self.dir.path().join(format!("fuse{i}.raw"));
+        if self.fuse.contains(&i) {
+            return file;
+        }
+        std::fs::File::create(&file).expect("the FUSE mount point");
+        let args = json!({"type": "fuse", "id": format!("fuse{i}"),
+                          "node-name": format!("disk{i}"), "mountpoint": file,
+                          "writable": true});
+        self.qmp()
+            .execute("block-export-add", Some(args))
+            .unwrap_or_else(|e| panic!("a FUSE export needs /dev/fuse (and root): {e}"));
+        self.fuse.push(i);
+        file
+    }
+
     /// Kills the daemon with SIGKILL and reaps it (a QEMU crash: its persistent bitmaps are
     /// left in-use, hence inconsistent on the next open).
     pub fn kill(&mut self) {
@@ -182,7 +195,23 @@ impl TestVm {
 
 impl Drop for TestVm {
     fn drop(&mut self) {
+        // A FUSE mount outlives a killed daemon: removed while it runs, else unmounted.
+        if !self.fuse.is_empty()
+            && let Ok(mut qmp) = Qmp::connect(&self.qmp_socket(), Duration::from_secs(5))
+        {
+            for i in &self.fuse {
+                let args = json!({"id": format!("fuse{i}"), "mode": "hard"});
+                qmp.execute("block-export-del", Some(args)).ok();
+            }
+        }
         self.kill();
+        for i in &self.fuse {
+            Command::new("umount")
+                .arg(self.dir.path().join(format!("fuse{i}.raw")))
+                .stderr(Stdio::null())
+                .status()
+                .ok();
+        }
     }
 }
 

@@ -280,6 +280,8 @@ pub(super) struct Captured {
     /// The `qemu-nbd` servers the inputs read qcow2 disks through: declared after `inputs`,
     /// kept until the write session is over, stopped when this is dropped.
     pub(super) servers: Vec<Arc<QemuNbd>>,
+    /// A running VM's fleecing (`--qmp`), finished once the point is committed or not.
+    pub(super) fleeced: Option<super::fleece::Fleeced>,
 }
 
 impl Engine {
@@ -315,6 +317,7 @@ impl Engine {
             clone_time: None,
             reasons: vec![None; spec.disks.len()],
             servers: Vec::new(),
+            fleeced: None,
         };
         if let Some(staging) = staging {
             let (disks, names) = (spec.disks.clone(), captured.names.clone());
@@ -423,6 +426,9 @@ pub(super) fn record(
                 disk: name.to_string(),
                 extents: *extents,
                 changes: match scan {
+                    Some(scan) if scan.incremental && captured.kind == Capture::QemuFleecing => {
+                        ChangesFrom::DirtyBitmap
+                    }
                     Some(scan) if scan.incremental => ChangesFrom::FileSystem,
                     _ => ChangesFrom::FullScan,
                 },
