@@ -432,6 +432,15 @@ pub struct HookArgs {
     #[arg(long, value_name = "HOW", value_parser = ["auto", "reflink", "read"])]
     pub capture: Option<String>,
 
+    /// The QEMU monitor (QMP) unix socket of the running VM whose disks these are, for
+    /// example one added with `-qmp unix:/run/web01.qmp,server=on,wait=off` (libvirt keeps its
+    /// own monitor: give QEMU a second one). One QMP transaction then fixes every disk at one
+    /// instant (the hooks wrap only it: milliseconds), QEMU serves that instant over NBD while
+    /// the VM runs on, and incrementals read only the blocks QEMU's dirty bitmaps mark.
+    /// `--disk` names each disk by the image path QEMU has open.
+    #[arg(long, value_name = "SOCKET")]
+    pub qmp: Option<PathBuf>,
+
     /// Seconds each hook may run before it is killed and counts as failed.
     #[arg(long, value_name = "SECONDS", default_value_t = 300,
           value_parser = clap::value_parser!(u64).range(1..=86400))]

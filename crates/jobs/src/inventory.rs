@@ -65,6 +65,10 @@ pub struct ProtectedItem {
     pub hooks: crate::Hooks,
     /// How its backups capture the disks (`protect --capture`).
     pub capture: crate::CaptureMode,
+    /// The QEMU monitor of the running VM (`protect --qmp`): its backups fix the disks by
+    /// QEMU fleecing.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub qmp: Option<PathBuf>,
     /// When protection was configured (the schedule's first slot comes after it).
     pub since: Timestamp,
     /// The scheduled instant of the last slot the scheduler handled (ran, or folded into a

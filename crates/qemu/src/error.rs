@@ -28,13 +28,8 @@ pub enum Error {
     Qmp { socket: PathBuf, reason: String },
 
     /// QEMU refused a QMP command: its error class and its own words.
-    #[error("QEMU monitor {socket}: {command} failed: {desc} ({class})", socket = socket.display())]
-    QmpCommand {
-        socket: PathBuf,
-        command: String,
-        class: String,
-        desc: String,
-    },
+    #[error(transparent)]
+    QmpCommand(Box<QmpRefusal>),
 
     /// A disk of a running VM cannot be fleeced: not found among QEMU's block nodes, or
     /// QEMU's graph is not what fleecing needs.
@@ -48,6 +43,18 @@ pub enum Error {
     /// Reading through the NBD client failed.
     #[error(transparent)]
     Source(#[from] blockvault_source::Error),
+}
+
+/// A QMP command QEMU refused (`{"error": {"class", "desc"}}`).
+#[derive(Debug, thiserror::Error)]
+#[error("QEMU monitor {socket}: {command} failed: {desc} ({class})", socket = socket.display())]
+pub struct QmpRefusal {
+    pub socket: PathBuf,
+    pub command: String,
+    /// QEMU's error class: `GenericError`, `CommandNotFound`, `DeviceNotFound`, ...
+    pub class: String,
+    /// QEMU's own words.
+    pub desc: String,
 }
 
 impl Error {

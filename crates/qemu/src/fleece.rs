@@ -312,7 +312,7 @@ impl Fleecing {
             let args = json!({"addr": {"type": "unix", "data": {"path": self.nbd_socket}}});
             match self.qmp.execute("nbd-server-start", Some(args)) {
                 Ok(_) => self.done.server_started = true,
-                Err(Error::QmpCommand { desc, .. }) if desc.contains("already running") => {
+                Err(Error::QmpCommand(refusal)) if refusal.desc.contains("already running") => {
                     return Err(Error::Fleecing {
                         socket: self.qmp.path().to_owned(),
                         disk: self

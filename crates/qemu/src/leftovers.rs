@@ -75,7 +75,7 @@ pub fn cleanup_leftovers(qmp: &mut Qmp, timeout: Duration) -> Result<Leftovers> 
             match qmp.execute("nbd-server-stop", None) {
                 Ok(_) => found.server_stopped = true,
                 // Stopped already (the socket file outlived it).
-                Err(Error::QmpCommand { .. }) => {}
+                Err(Error::QmpCommand(_)) => {}
                 Err(e) => return Err(e),
             }
         }

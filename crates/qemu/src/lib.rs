@@ -38,7 +38,7 @@ pub use crate::{
     bitmap::{
         BITMAP_GRANULARITY, BITMAP_PREFIX, BitmapState, Distrust, bitmap_name, point_of, trust,
     },
-    error::{Error, Result},
+    error::{Error, QmpRefusal, Result},
     fleece::{DiskCheck, FleeceDisk, FleecedDisk, Fleecing, FleecingOptions},
     leftovers::{Leftovers, cleanup_leftovers},
     nbd::QemuNbd,

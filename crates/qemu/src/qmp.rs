@@ -25,7 +25,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
-use crate::{Error, Result};
+use crate::{Error, QmpRefusal, Result};
 
 /// The longest line (one JSON message) read from the monitor.
 pub const MAX_LINE: usize = 16 << 20;
@@ -176,12 +176,12 @@ impl Qmp {
                         .unwrap_or_default()
                         .to_owned()
                 };
-                return Err(Error::QmpCommand {
+                return Err(Error::QmpCommand(Box::new(QmpRefusal {
                     socket: self.path.clone(),
                     command: command.to_owned(),
                     class: text("class"),
                     desc: text("desc"),
-                });
+                })));
             }
             return Err(self.fail(format!(
                 "{command}: a reply that is neither a return nor an error: {}",

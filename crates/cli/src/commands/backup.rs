@@ -28,6 +28,7 @@ pub async fn run(args: BackupArgs, host: &Host, bar: Arc<Bar>) -> Result<Report>
             mode: args.hooks.capture().unwrap_or_default(),
             ..CaptureOptions::default()
         },
+        qmp: args.hooks.qmp.clone(),
         ..BackupSpec::new(args.vm, args.disks)
     };
     let shown = bar.follow(engine.subscribe());

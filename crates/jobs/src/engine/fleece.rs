@@ -21,9 +21,9 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use blockvault_core::{Capture, DiskFormat, DiskName, PointId, RecoveryPoint, VmName};
+use blockvault_core::{Capture, DiskFormat, DiskName, PointId, RecoveryPoint};
 use blockvault_qemu::{DiskCheck, FleeceDisk, Fleecing, FleecingOptions, Qmp};
-use blockvault_snapshot::{SnapshotTier, Staging};
+use blockvault_snapshot::Staging;
 use blockvault_source::{ChangeHint, NbdOptions};
 use blockvault_vault::DiskInput;
 use jiff::Timestamp;
@@ -82,42 +82,6 @@ impl Fleeced {
     }
 }
 
-/// Connects to `qmp`, and begins fleecing `disks` (named `names`) of `vm` for point `point`
-/// after `parent` (module docs). Nothing of the VM is frozen or fixed yet.
-fn begin(
-    tier: &SnapshotTier,
-    vm: &VmName,
-    qmp: &Path,
-    disks: &[PathBuf],
-    names: &[DiskName],
-    parent: Option<&RecoveryPoint>,
-    point: &PointId,
-    time: Timestamp,
-) -> Result<Begun> {
-    let monitor = Qmp::connect(qmp, QMP_TIMEOUT)?;
-    let staging = tier.stage(vm)?;
-    let disks: Vec<FleeceDisk> = disks
-        .iter()
-        .zip(names)
-        .map(|(path, name)| FleeceDisk {
-            path: path.clone(),
-            parent_size: parent
-                .and_then(|p| p.disks.iter().find(|d| &d.name == name))
-                .map(|d| d.size),
-        })
-        .collect();
-    let options = FleecingOptions {
-        timeout: QMP_TIMEOUT,
-        ..FleecingOptions::new(staging.dir())
-    };
-    let fleecing = Fleecing::start(monitor, &disks, parent.map(|p| &p.id), point, &options)?;
-    Ok(Begun {
-        fleecing,
-        staging,
-        time,
-    })
-}
-
 /// What a disk's check says of the changed-block tracking it gets, for `protect`.
 pub fn describe(check: &DiskCheck) -> String {
     let node = &check.node;
@@ -171,24 +135,31 @@ impl Engine {
         let time = self.now();
         let vm = spec.vm.clone();
         let point = PointId::generate(time, format!("{vm}:{}", std::process::id()).as_bytes());
-        let (tier, disks, names, parent) = (
-            self.snapshots.clone(),
-            spec.disks.clone(),
-            names.to_vec(),
-            parent.cloned(),
-        );
+        let disks: Vec<FleeceDisk> = spec
+            .disks
+            .iter()
+            .zip(names)
+            .map(|(path, name)| FleeceDisk {
+                path: path.clone(),
+                parent_size: parent
+                    .and_then(|p| p.disks.iter().find(|d| &d.name == name))
+                    .map(|d| d.size),
+            })
+            .collect();
+        let (tier, parent) = (self.snapshots.clone(), parent.map(|p| p.id.clone()));
         tokio::task::spawn_blocking(move || {
-            begin(
-                &tier,
-                &vm,
-                &qmp,
-                &disks,
-                &names,
-                parent.as_ref(),
-                &point,
+            let monitor = Qmp::connect(&qmp, QMP_TIMEOUT)?;
+            let staging = tier.stage(&vm)?;
+            let options = FleecingOptions {
+                timeout: QMP_TIMEOUT,
+                ..FleecingOptions::new(staging.dir())
+            };
+            let fleecing = Fleecing::start(monitor, &disks, parent.as_ref(), &point, &options)?;
+            Ok(Some(Begun {
+                fleecing,
+                staging,
                 time,
-            )
-            .map(Some)
+            }))
         })
         .await
         .unwrap_or_else(|join| std::panic::resume_unwind(join.into_panic()))

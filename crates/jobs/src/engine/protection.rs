@@ -31,6 +31,8 @@ pub struct ProtectRequest {
     pub hooks: Hooks,
     /// How its backups capture the disks.
     pub capture: CaptureMode,
+    /// The QEMU monitor of the running VM (`--qmp`), when its disks are fixed by fleecing.
+    pub qmp: Option<PathBuf>,
 }
 
 /// How a protect request ended.
@@ -45,6 +47,9 @@ pub struct ProtectOutcome {
     pub backup: Option<BackupOutcome>,
     /// Why the job failed, when it did.
     pub failure: Option<Error>,
+    /// With a QEMU monitor: each disk as a backup will read it, and the changed-block
+    /// tracking it gets.
+    pub checks: Vec<String>,
 }
 
 /// What a protect request does to a VM's protection.
@@ -120,6 +125,7 @@ impl Engine {
             policy: policy.name.clone(),
             hooks: request.hooks.clone(),
             capture: request.capture,
+            qmp: request.qmp.clone(),
             since: existing.as_ref().map_or_else(|| self.now(), |e| e.since),
             // A new policy's schedule starts now: its earlier slots were never planned. So does
             // a stopped VM's when protection resumes: no catch-up of the slots it was stopped.
@@ -145,7 +151,15 @@ impl Engine {
         let (job, job_lock) = self
             .begin_job(&request.vm, Operation::ConfigureBackup, &[])
             .await?;
-        let checked = crate::bridge::blocking(move || check_disks(&disks)).await;
+        let qmp = request.qmp.clone();
+        let checked = crate::bridge::blocking(move || {
+            check_disks(&disks)?;
+            match &qmp {
+                Some(qmp) => super::fleece::check_disks(qmp, &disks),
+                None => Ok(Vec::new()),
+            }
+        })
+        .await;
         let outcome = match checked {
             Err(error) => {
                 self.fail_job(&job, &error.to_string()).await?;
@@ -155,9 +169,10 @@ impl Engine {
                     item: None,
                     backup: None,
                     failure: Some(error),
+                    checks: Vec::new(),
                 }
             }
-            Ok(()) => {
+            Ok(checks) => {
                 let protected = item.clone();
                 if let Err(error) = self.db(move |c| c.protect(&protected)).await {
                     // For example, the policy was deleted meanwhile: the job says so.
@@ -172,6 +187,7 @@ impl Engine {
                     item: self.db(move |c| c.protected_item(&vm)).await?,
                     backup: None,
                     failure: None,
+                    checks,
                 }
             }
         };
@@ -246,6 +262,7 @@ impl Engine {
             item: protected,
             failure: None,
             backup: Some(backup),
+            checks: Vec::new(),
         })
     }
 
@@ -319,6 +336,7 @@ impl ProtectedItem {
                 mode: self.capture,
                 ..CaptureOptions::default()
             },
+            qmp: self.qmp.clone(),
             ..BackupSpec::new(self.vm.clone(), self.disks.clone())
         }
     }
