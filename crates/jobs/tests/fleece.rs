@@ -11,7 +11,10 @@ use std::process::Command;
 use std::sync::Arc;
 
 use blockvault_core::{BlockSize, Capture, RecoveryPoint, VmName};
-use blockvault_jobs::{BackupOutcome, BackupSpec, ChangesFrom, Engine, Hooks, SubtaskKind, Tier};
+use blockvault_jobs::{
+    BackupOutcome, BackupSpec, ChangesFrom, Engine, Hooks, JobStatus, ProtectRequest, SubtaskKind,
+    Tier,
+};
 use blockvault_qemu::testing::{GuestNbd, TestVm, run};
 use blockvault_qemu::{bitmap_name, block_nodes};
 use blockvault_vault::{NoProgress, PointSelector, RestoreRequest, TransferOptions, Vault};
@@ -174,4 +177,86 @@ async fn a_running_vm_is_backed_up_at_the_transaction_then_from_its_dirty_bitmap
         [bitmap_name(&p2.id)],
         "the parent's bitmap is removed"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn protect_checks_each_disk_through_the_monitor_and_its_backups_fleece() {
+    let qemu = TestVm::start(&[8 * M], GuestNbd::OnWrite);
+    qemu.guest_write(0, &["write -P 0x11 0 1M"]);
+    let root = tempfile::tempdir().expect("tempdir");
+    let (engine, _) = Engine::open(
+        root.path().join("state"),
+        Some(root.path().join("snapshots")),
+    )
+    .await
+    .expect("engine");
+    let vault = Vault::init_local(root.path().join("vault"))
+        .await
+        .expect("vault");
+    let request = |disks: Vec<std::path::PathBuf>| ProtectRequest {
+        vm: vm(),
+        vault: root.path().join("vault").display().to_string(),
+        disks,
+        policy: blockvault_jobs::DEFAULT_POLICY.parse().expect("policy"),
+        hooks: Hooks::default(),
+        capture: Default::default(),
+        qmp: Some(qemu.qmp_socket()),
+    };
+
+    // A disk the VM does not have open: the job fails saying so, nothing is protected.
+    let stray = root.path().join("stray.raw");
+    std::fs::write(&stray, vec![0u8; 65536]).expect("stray disk");
+    let refused = engine
+        .protect(
+            Ok(&vault),
+            &request(vec![stray.clone()]),
+            TransferOptions::default(),
+            Arc::new(NoProgress),
+        )
+        .await
+        .expect("protect");
+    assert_eq!(refused.job.status, JobStatus::Failed);
+    let error = refused.job.error.clone().unwrap_or_default();
+    assert!(
+        error.contains("no block node of this VM reads this image") && error.contains("stray"),
+        "{error}"
+    );
+    assert!(refused.item.is_none());
+
+    let protected = engine
+        .protect(
+            Ok(&vault),
+            &request(vec![qemu.disk(0).to_owned()]),
+            TransferOptions::default(),
+            Arc::new(NoProgress),
+        )
+        .await
+        .expect("protect");
+    assert_eq!(protected.job.status, JobStatus::Completed, "{protected:?}");
+    assert_eq!(protected.checks.len(), 1, "{:?}", protected.checks);
+    let check = &protected.checks[0];
+    assert!(
+        check.contains("node disk0 (qcow2") && check.contains("dirty bitmaps"),
+        "{check}"
+    );
+    let item = protected.item.expect("the item");
+    assert_eq!(item.qmp.as_deref(), Some(qemu.qmp_socket().as_path()));
+
+    // Its on-demand backup fleeces the running VM.
+    let outcome = engine
+        .backup_now(
+            Ok(&vault),
+            &vm(),
+            engine.now() + jiff::SignedDuration::from_hours(24 * 30),
+            TransferOptions::default(),
+            Arc::new(NoProgress),
+        )
+        .await
+        .expect("backup now");
+    assert_eq!(record(&outcome).capture, Capture::QemuFleecing);
+    let p = point(&outcome);
+    let nodes = block_nodes(&mut qemu.qmp()).expect("nodes");
+    let disk = nodes.iter().find(|n| n.name == "disk0").expect("disk0");
+    assert_eq!(disk.bitmaps.len(), 1);
+    assert_eq!(disk.bitmaps[0].name, bitmap_name(&p.id));
 }
