@@ -150,6 +150,7 @@ async fn a_running_vm_is_backed_up_at_the_transaction_then_from_its_dirty_bitmap
         .await
         .expect("backup");
     let p2 = point(&second);
+    assert!(second.warnings.is_empty(), "{:?}", second.warnings);
     assert_eq!(p2.parent.as_ref(), Some(&p1.id), "{p2:?}");
     let rec = record(&second);
     assert_eq!(rec.capture, Capture::QemuFleecing);

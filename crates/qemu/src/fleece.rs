@@ -43,7 +43,8 @@ use serde_json::json;
 
 use crate::nodes::{BlockNode, block_nodes, disk_node};
 use crate::teardown::{
-    DIR_PREFIX, NBD_SOCKET, SCRATCH_FILE_PREFIX, SCRATCH_PREFIX, cancel_jobs, remove_exports,
+    DIR_PREFIX, NBD_SOCKET, SCRATCH_FILE_PREFIX, SCRATCH_PREFIX, cancel_jobs, listed,
+    remove_exports,
 };
 use crate::{
     Action, BITMAP_GRANULARITY, Distrust, Error, Qmp, Result, bitmap_name,
@@ -349,6 +350,17 @@ impl Fleecing {
             sources.push(NbdSource::connect(address, options)?);
         }
         Ok(sources)
+    }
+
+    /// Whether every fleecing job still runs: one that ended (cancelled by another client of
+    /// the monitor) no longer copies the old data aside, so what was read after it ended may
+    /// be the guest's newer writes. Call after the reads, before trusting them.
+    pub fn intact(&mut self) -> Result<bool> {
+        if !self.done.fixed {
+            return Ok(false);
+        }
+        let running = listed(&mut self.qmp, "query-block-jobs", "device")?;
+        Ok(self.disks.iter().all(|d| running.contains(&d.job)))
     }
 
     /// Tears everything down (module docs); `committed`: the point the new bitmaps are named

@@ -4,7 +4,8 @@
 //! node (`qemu-io -f raw nbd+unix:///diskI?socket=...`), so they pass through the same nodes,
 //! bitmaps and fleecing jobs a guest's would.
 //!
-//! Disk `I` is the image `diskI.qcow2`, nodes `diskI-file` (file) and `diskI` (qcow2).
+//! Two monitors: `qmp.sock` for the code under test, `qmp2.sock` for another client (a
+//! monitor serves one client at a time). Disk `I` is the image `diskI.qcow2`, nodes `diskI-file` (file) and `diskI` (qcow2).
 //! [`GuestNbd::Always`]: the daemon runs an NBD server on `guest.sock` for its whole life (a
 //! Fleecing must then be given it: QEMU runs one NBD server at most);
 //! [`GuestNbd::OnWrite`]: each guest write starts it and stops it again, so a Fleecing
@@ -97,6 +98,13 @@ impl TestVm {
 
     pub fn qmp_socket(&self) -> PathBuf {
         self.dir.path().join("qmp.sock")
+    }
+
+    /// A fresh connection to the daemon's second monitor: another client of the VM (as
+    /// libvirt is of a VM it runs), since a monitor serves one client at a time.
+    pub fn other_qmp(&self) -> Qmp {
+        Qmp::connect(&self.dir.path().join("qmp2.sock"), Duration::from_secs(10))
+            .expect("connect to the second monitor")
     }
 
     /// The NBD server the guest writes through.
@@ -228,7 +236,13 @@ fn spawn(dir: &Path, disks: &[PathBuf], guest: GuestNbd) -> Child {
             "socket,id=qmp,path={},server=on,wait=off",
             qmp.display()
         ))
-        .args(["--monitor", "chardev=qmp"]);
+        .args(["--monitor", "chardev=qmp"])
+        .arg("--chardev")
+        .arg(format!(
+            "socket,id=qmp2,path={},server=on,wait=off",
+            dir.join("qmp2.sock").display()
+        ))
+        .args(["--monitor", "chardev=qmp2"]);
     for (i, disk) in disks.iter().enumerate() {
         cmd.arg("--blockdev").arg(format!(
             "driver=file,node-name=disk{i}-file,filename={}",

@@ -5,6 +5,8 @@
 //!                  the tier's staging directory, back to back -> post-hook -> read the clones
 //! read-under-hook  pre-hook -> read every disk -> post-hook      (no reflinks here)
 //! read-live        read every disk, no hook: not crash-consistent if the VM writes meanwhile
+//! qemu-fleecing    (`--qmp`, a running VM) pre-hook -> one QMP transaction -> post-hook ->
+//!                  read QEMU's NBD exports of that instant (see `fleece.rs`)
 //! ```
 //!
 //! `--capture auto` (the default) clones where every disk and the snapshot tier share one file

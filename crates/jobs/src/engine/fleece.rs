@@ -66,19 +66,32 @@ impl Fleeced {
     /// Tears the fleecing down; `committed`: the point named after it is recorded. A
     /// failure is a warning: the point (if any) is intact, and the next backup removes what
     /// is left.
-    pub(super) async fn finish(mut self, committed: bool) -> Option<String> {
-        let fleecing = self.fleecing.take()?;
+    /// With `committed`, first checks that the fleecing jobs ran to the end of the reads: a
+    /// job another client of the monitor cancelled stopped keeping the instant, which is a
+    /// warning that the point may hold later writes.
+    pub(super) async fn finish(mut self, committed: bool) -> Vec<String> {
+        let Some(mut fleecing) = self.fleecing.take() else {
+            return Vec::new();
+        };
         let staging = self.staging.take();
-        let finished = tokio::task::spawn_blocking(move || {
-            let finished = fleecing.finish(committed);
+        tokio::task::spawn_blocking(move || {
+            let mut warnings = Vec::new();
+            if committed && !fleecing.intact().unwrap_or(false) {
+                warnings.push(format!(
+                    "the QEMU fleecing job ended before the disks were read in full (cancelled \
+                     by another client of the VM's monitor?): point {} may hold writes made \
+                     after its instant",
+                    fleecing.point()
+                ));
+            }
+            if let Err(e) = fleecing.finish(committed) {
+                warnings.push(format!("could not tear down the QEMU fleecing: {e}"));
+            }
             drop(staging);
-            finished
+            warnings
         })
         .await
-        .unwrap_or_else(|join| std::panic::resume_unwind(join.into_panic()));
-        finished
-            .err()
-            .map(|e| format!("could not tear down the QEMU fleecing: {e}"))
+        .unwrap_or_else(|join| std::panic::resume_unwind(join.into_panic()))
     }
 }
 
@@ -199,9 +212,7 @@ impl Engine {
         let (inputs, reasons) = match exported {
             Ok(exported) => exported,
             Err(e) => {
-                if let Some(warning) = fleeced.finish(false).await {
-                    warnings.push(warning);
-                }
+                warnings.extend(fleeced.finish(false).await);
                 return Err(e);
             }
         };

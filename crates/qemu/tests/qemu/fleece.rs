@@ -166,6 +166,7 @@ fn the_export_holds_the_disk_at_the_transaction_while_the_guest_writes() {
     assert!(read_all(&sources[0]) == at_fix, "a second read differs");
 
     drop(sources);
+    assert!(fleecing.intact().expect("query the jobs"), "the job runs");
     fleecing.finish(true).expect("finish");
     let mut qmp = vm.qmp();
     assert_clean(&mut qmp);
@@ -561,4 +562,35 @@ impl Drop for KillOnDrop {
         self.0.kill().ok();
         self.0.wait().ok();
     }
+}
+
+#[test]
+fn a_job_cancelled_by_another_client_is_not_intact() {
+    let vm = TestVm::start(&[8 * M], GuestNbd::Always);
+    let staging = tempfile::tempdir().expect("staging");
+    let mut fleecing = Fleecing::start(
+        vm.qmp(),
+        &disks(&vm, None),
+        None,
+        &p1(),
+        &options(&vm, staging.path()),
+    )
+    .expect("start");
+    fleecing.fix().expect("fix");
+    assert!(fleecing.intact().expect("jobs"), "just fixed");
+    // Another client, on the VM's other monitor (libvirt's, say).
+    vm.other_qmp()
+        .execute(
+            "block-job-cancel",
+            Some(serde_json::json!({"device": "blockvault-fleece-0", "force": true})),
+        )
+        .expect("cancel");
+    std::thread::sleep(Duration::from_millis(200));
+    assert!(
+        !fleecing.intact().expect("jobs"),
+        "a cancelled job is not intact"
+    );
+    fleecing.finish(false).expect("finish");
+    assert_clean(&mut vm.qmp());
+    assert_empty_dir(staging.path());
 }
