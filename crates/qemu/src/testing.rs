@@ -68,6 +68,33 @@ impl TestVm {
         vm
     }
 
+    /// Stops the daemon and starts it again on the same disks. `crash`: with SIGKILL, as a
+    /// QEMU that crashed (the persistent bitmaps it loaded come back inconsistent, those it
+    /// added are lost); else with SIGTERM, a clean stop (its bitmaps are stored in the
+    /// images).
+    pub fn restart(&mut self, crash: bool) {
+        if !crash {
+            Command::new("kill")
+                .args(["-TERM", &self.child.id().to_string()])
+                .status()
+                .ok();
+            self.child.wait().ok();
+        }
+        self.kill();
+        for i in std::mem::take(&mut self.fuse) {
+            Command::new("umount")
+                .arg(self.dir.path().join(format!("fuse{i}.raw")))
+                .stderr(Stdio::null())
+                .status()
+                .ok();
+        }
+        for socket in ["qmp.sock", "qmp2.sock", "guest.sock"] {
+            std::fs::remove_file(self.dir.path().join(socket)).ok();
+        }
+        self.child = spawn(self.dir.path(), &self.disks, self.guest);
+        self.wait_for_monitor();
+    }
+
     fn wait_for_monitor(&self) {
         let started = Instant::now();
         loop {

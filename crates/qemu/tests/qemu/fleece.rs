@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 use blockvault_core::PointId;
 use blockvault_qemu::testing::{GuestNbd, TestVm};
 use blockvault_qemu::{
-    BitmapState, FleeceDisk, Fleecing, FleecingOptions, Qmp, bitmap_name, block_nodes,
+    BitmapState, DiskCheck, FleeceDisk, Fleecing, FleecingOptions, Qmp, bitmap_name, block_nodes,
     cleanup_leftovers,
 };
 use blockvault_source::{BlockSource, NbdOptions, NbdSource};
@@ -593,4 +593,55 @@ fn a_job_cancelled_by_another_client_is_not_intact() {
     fleecing.finish(false).expect("finish");
     assert_clean(&mut vm.qmp());
     assert_empty_dir(staging.path());
+}
+
+#[test]
+fn after_a_qemu_crash_the_bitmap_is_not_trusted_and_the_next_commit_removes_it() {
+    let mut vm = TestVm::start(&[32 * M], GuestNbd::Always);
+    let staging = tempfile::tempdir().expect("staging");
+    after_first_backup(&vm, staging.path(), SINCE_P1);
+    // A bitmap added since QEMU started is stored in the image only when QEMU closes it: a
+    // crash loses it.
+    vm.restart(true);
+    let lost = DiskCheck::of(&mut vm.qmp(), vm.disk(0), Some((&p1(), 32 * M))).expect("check");
+    assert!(
+        matches!(
+            lost.changes,
+            Some(Err(blockvault_qemu::Distrust::Missing { .. }))
+        ),
+        "{lost:?}"
+    );
+    // One stored by a clean stop comes back inconsistent after a crash.
+    after_first_backup(&vm, staging.path(), SINCE_P1);
+    vm.restart(false);
+    vm.guest_write(0, &["write -P 0x07 3M 64k"]);
+    vm.restart(true);
+    let mut next = Fleecing::start(
+        vm.qmp(),
+        &disks(&vm, Some(32 * M)),
+        Some(&p1()),
+        &p2(),
+        &options(&vm, staging.path()),
+    )
+    .expect("start");
+    let why = next.disks()[0].check.changes.clone();
+    assert!(
+        matches!(
+            why,
+            Some(Err(blockvault_qemu::Distrust::Inconsistent { .. }))
+        ),
+        "{why:?}"
+    );
+    next.fix().expect("fix");
+    let sources = next.export(&NbdOptions::default()).expect("export");
+    // No bitmap is negotiated: the disk is read in full.
+    assert!(sources[0].dirty_extents().is_err());
+    drop(sources);
+    next.finish(true).expect("finish");
+    let mut qmp = vm.qmp();
+    assert_clean(&mut qmp);
+    let kept = bitmaps(&mut qmp, "disk0");
+    let names: Vec<&str> = kept.iter().map(|b| b.name.as_str()).collect();
+    assert_eq!(names, [bitmap_name(&p2())], "{kept:?}");
+    assert!(kept[0].recording && !kept[0].inconsistent);
 }
