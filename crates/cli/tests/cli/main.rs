@@ -14,6 +14,7 @@
 //!   promoted.
 //! - `restore_target`: what a restore does to files already in its target directory.
 //! - `json_errors`: the `--json` error document.
+//! - `qmp`: `--qmp`: a running VM (a qemu-storage-daemon) fixed by QEMU fleecing.
 //! - `help`: help texts teach the examples and the exit codes.
 //! - `s3`: the same commands with the vault on a real S3 server (Garage).
 
@@ -30,6 +31,7 @@ mod jobs;
 mod json_errors;
 mod layouts;
 mod protection;
+mod qmp;
 mod replica_recovery;
 mod replication;
 mod restore_target;

@@ -285,6 +285,13 @@ fn inputs(
                     .map_err(|e| Error::from(blockvault_qemu::Error::from(e)))?;
                 (ChangeHint::Dirty(dirty), None)
             }
+            Some(Err(_)) if !disk.check.node.persistent_bitmaps() => (
+                ChangeHint::Everything,
+                Some(format!(
+                    "a {} disk keeps no persistent dirty bitmaps",
+                    disk.check.node.driver
+                )),
+            ),
             Some(Err(why)) => (ChangeHint::Everything, Some(why.to_string())),
             None => (
                 ChangeHint::Everything,
