@@ -21,7 +21,27 @@
 //! ```
 //!
 //! Nothing here decides when a disk is read through QEMU: the job engine does (the header,
-//! [`DiskFormat::detect`](blockvault_source::DiskFormat::detect), or what the user said).
+//! [`detect_format`](blockvault_source::detect_format), or what the user said).
+//!
+//! A running VM is driven through its monitor ([`Qmp`]; a monitor serves one client at a
+//! time, so a VM under libvirt needs a second `-qmp` socket for blockvault):
+//!
+//! ```text
+//! Fleecing::start   leftovers removed, disks found, bitmaps trusted, scratch nodes added
+//! Fleecing::fix     ONE transaction: new bitmap, parent's disabled, backup sync=none
+//! Fleecing::export  NBD exports of the fixed instant (+ the parent's bitmap) -> NbdSources
+//! Fleecing::finish  exports, jobs, nodes, server, scratch files removed; bitmaps settled
+//! ```
+//!
+//! Crash semantics: everything blockvault adds to a QEMU is named `blockvault-*`; a killed
+//! blockvault leaves them running (the guest is unaffected: the fleecing job only copies old
+//! data aside), and the next [`Fleecing::start`] (or [`cleanup_leftovers`]) removes them and
+//! mends the bitmaps so that no write since the parent point is lost. A QEMU that crashes
+//! loses the bitmaps it added and leaves those it loaded inconsistent: never trusted, a full
+//! scan says why.
+//!
+//! The `testing` feature adds `testing::TestVm`: a `qemu-storage-daemon` with QMP monitors
+//! standing in for a running VM, for this crate's tests and those of the crates above.
 
 mod bitmap;
 mod error;
