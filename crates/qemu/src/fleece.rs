@@ -43,8 +43,8 @@ use serde_json::json;
 
 use crate::nodes::{BlockNode, block_nodes, disk_node};
 use crate::teardown::{
-    DIR_PREFIX, NBD_SOCKET, SCRATCH_FILE_PREFIX, SCRATCH_PREFIX, cancel_jobs, listed,
-    remove_exports,
+    DIR_PREFIX, MAX_SOCKET_PATH, NBD_MARKER, NBD_SOCKET, SCRATCH_FILE_PREFIX, SCRATCH_PREFIX,
+    SOCKET_DIR_PREFIX, cancel_jobs, listed, remove_exports,
 };
 use crate::{
     Action, BITMAP_GRANULARITY, Distrust, Error, Qmp, Result, bitmap_name,
@@ -160,6 +160,9 @@ pub struct Fleecing {
     dir: Option<tempfile::TempDir>,
     nbd_socket: PathBuf,
     own_server: bool,
+    /// The short directory holding our server's socket, when the staging directory's path
+    /// is too long for one.
+    socket_dir: Option<tempfile::TempDir>,
     timeout: Duration,
     done: Done,
 }
@@ -186,9 +189,21 @@ impl Fleecing {
             .prefix(DIR_PREFIX)
             .tempdir_in(&options.staging)
             .map_err(|e| Error::io(&options.staging, e))?;
+        let mut socket_dir = None;
         let (nbd_socket, own_server) = match &options.nbd_server {
             Some(socket) => (socket.clone(), false),
-            None => (dir.path().join(NBD_SOCKET), true),
+            None => {
+                let mut socket = dir.path().join(NBD_SOCKET);
+                if socket.as_os_str().len() > MAX_SOCKET_PATH {
+                    let short = tempfile::Builder::new()
+                        .prefix(SOCKET_DIR_PREFIX)
+                        .tempdir()
+                        .map_err(|e| Error::io(&std::env::temp_dir(), e))?;
+                    socket = short.path().join(NBD_SOCKET);
+                    socket_dir = Some(short);
+                }
+                (socket, true)
+            }
         };
         let disks = checks
             .into_iter()
@@ -209,6 +224,7 @@ impl Fleecing {
             dir: Some(dir),
             nbd_socket,
             own_server,
+            socket_dir,
             timeout: options.timeout,
             done: Done::default(),
         };
@@ -312,7 +328,18 @@ impl Fleecing {
         if self.own_server && !self.done.server_started {
             let args = json!({"addr": {"type": "unix", "data": {"path": self.nbd_socket}}});
             match self.qmp.execute("nbd-server-start", Some(args)) {
-                Ok(_) => self.done.server_started = true,
+                Ok(_) => {
+                    self.done.server_started = true;
+                    // For the next start, should this process be killed (best effort: the
+                    // server is stopped by this teardown otherwise).
+                    if let Some(dir) = &self.dir {
+                        std::fs::write(
+                            dir.path().join(NBD_MARKER),
+                            self.nbd_socket.as_os_str().as_encoded_bytes(),
+                        )
+                        .ok();
+                    }
+                }
                 Err(Error::QmpCommand(refusal)) if refusal.desc.contains("already running") => {
                     return Err(Error::Fleecing {
                         socket: self.qmp.path().to_owned(),
@@ -395,6 +422,10 @@ impl Fleecing {
         }
         if self.done.server_started {
             keep(self.qmp.execute("nbd-server-stop", None).map(drop));
+        }
+        if let Some(dir) = self.socket_dir.take() {
+            let path = dir.path().to_owned();
+            keep(dir.close().map_err(|e| Error::io(&path, e)));
         }
         if self.done.fixed {
             keep(self.settle_bitmaps(committed));

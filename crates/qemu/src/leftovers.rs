@@ -14,15 +14,15 @@
 //! A disabled blockvault bitmap with no recording one beside it missed writes: it is left
 //! disabled, and never trusted.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use serde_json::json;
 
 use crate::nodes::{NODE_PREFIX, block_nodes};
 use crate::teardown::{
-    DIR_PREFIX, NBD_SOCKET, SCRATCH_FILE_PREFIX, SCRATCH_PREFIX, cancel_jobs, listed,
-    remove_exports,
+    DIR_PREFIX, NBD_MARKER, SCRATCH_FILE_PREFIX, SCRATCH_PREFIX, SOCKET_DIR_PREFIX, cancel_jobs,
+    listed, remove_exports,
 };
 use crate::{Action, Error, Qmp, Result};
 
@@ -71,12 +71,25 @@ pub fn cleanup_leftovers(qmp: &mut Qmp, timeout: Duration) -> Result<Leftovers> 
         if !named_ours || !dir.exists() {
             continue;
         }
-        if dir.join(NBD_SOCKET).exists() && !found.server_stopped {
+        let marker = dir.join(NBD_MARKER);
+        if marker.exists() && !found.server_stopped {
             match qmp.execute("nbd-server-stop", None) {
                 Ok(_) => found.server_stopped = true,
-                // Stopped already (the socket file outlived it).
+                // Stopped already (the teardown was cut short after it).
                 Err(Error::QmpCommand(_)) => {}
                 Err(e) => return Err(e),
+            }
+            // The socket's own short directory, when it had one.
+            let socket = std::fs::read(&marker)
+                .ok()
+                .and_then(|b| String::from_utf8(b).ok())
+                .map(PathBuf::from);
+            if let Some(short) = socket.as_deref().and_then(Path::parent)
+                && short
+                    .file_name()
+                    .is_some_and(|n| n.to_string_lossy().starts_with(SOCKET_DIR_PREFIX))
+            {
+                remove_dir(short)?;
             }
         }
         remove_dir(dir)?;

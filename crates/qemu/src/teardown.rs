@@ -17,6 +17,15 @@ pub(crate) const SCRATCH_FILE_PREFIX: &str = "blockvault-file-";
 pub(crate) const DIR_PREFIX: &str = "blockvault-fleece-";
 /// The NBD server's socket in that directory.
 pub(crate) const NBD_SOCKET: &str = "nbd.sock";
+/// The file in that directory saying blockvault started the VM's NBD server, and where its
+/// socket is (a killed blockvault's server is stopped by the next start).
+pub(crate) const NBD_MARKER: &str = "nbd-server";
+/// Prefix of the short private directory in the temporary directory that holds the socket
+/// when the staging directory's path is too long for one (a unix socket's path has at most
+/// 107 bytes).
+pub(crate) const SOCKET_DIR_PREFIX: &str = "blockvault-nbd-";
+/// The longest socket path used in the staging directory.
+pub(crate) const MAX_SOCKET_PATH: usize = 100;
 
 /// Removes the exports `ids` (hard: open connections are dropped) and waits until QEMU no
 /// longer lists them.

@@ -645,3 +645,53 @@ fn after_a_qemu_crash_the_bitmap_is_not_trusted_and_the_next_commit_removes_it()
     assert_eq!(names, [bitmap_name(&p2())], "{kept:?}");
     assert!(kept[0].recording && !kept[0].inconsistent);
 }
+
+/// The short socket directories in the temporary directory.
+fn socket_dirs() -> Vec<PathBuf> {
+    std::fs::read_dir(std::env::temp_dir())
+        .expect("the temporary directory")
+        .flatten()
+        .filter(|e| {
+            e.file_name()
+                .to_string_lossy()
+                .starts_with("blockvault-nbd-")
+        })
+        .map(|e| e.path())
+        .collect()
+}
+
+#[test]
+fn a_staging_path_too_long_for_a_socket_gets_a_short_one_and_leaves_nothing() {
+    let vm = TestVm::start(&[8 * M], GuestNbd::OnWrite);
+    vm.guest_write(0, &["write -P 0x11 0 1M"]);
+    let root = tempfile::tempdir().expect("staging");
+    let staging = root.path().join("a-staging-directory-whose-path".repeat(4));
+    std::fs::create_dir_all(&staging).expect("the long staging dir");
+    let before = socket_dirs();
+    let mut fleecing = Fleecing::start(
+        vm.qmp(),
+        &disks(&vm, None),
+        None,
+        &p1(),
+        &FleecingOptions::new(&staging),
+    )
+    .expect("start");
+    fleecing.fix().expect("fix");
+    let sources = fleecing.export(&NbdOptions::default()).expect("export");
+    let mut b = [0u8; 1];
+    sources[0].read_at(0, &mut b).expect("read");
+    assert_eq!(b[0], 0x11);
+    assert!(
+        socket_dirs().len() > before.len(),
+        "no short socket directory"
+    );
+    drop(sources);
+    fleecing.finish(true).expect("finish");
+    assert_empty_dir(&staging);
+    let left: Vec<_> = socket_dirs()
+        .into_iter()
+        .filter(|d| !before.contains(d))
+        .collect();
+    assert!(left.is_empty(), "{left:?}");
+    assert_clean(&mut vm.qmp());
+}
