@@ -1,12 +1,12 @@
 //! `Fleecing` against a `qemu-storage-daemon` standing in for a running VM, the guest writing
 //! through NBD: the export holds exactly the disks at the transaction while the guest keeps
 //! writing, two disks are fixed at one instant, the dirty extents are the blocks written
-//! since the parent, and whatever ends a fleecing (finish, drop, a killed process and
-//! `cleanup_leftovers`) leaves QEMU without blockvault's jobs, nodes and exports, its bitmaps
-//! true, and no scratch files.
+//! since the parent, a crashed QEMU's bitmaps are not trusted, and a finished or dropped
+//! fleecing leaves QEMU without blockvault's jobs, nodes and exports, its bitmaps true, and no
+//! scratch files (a killed process: `leftovers.rs`).
 
 use std::ops::Range;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
@@ -16,33 +16,32 @@ use blockvault_core::PointId;
 use blockvault_qemu::testing::{GuestNbd, TestVm};
 use blockvault_qemu::{
     BitmapState, DiskCheck, FleeceDisk, Fleecing, FleecingOptions, Qmp, bitmap_name, block_nodes,
-    cleanup_leftovers,
 };
 use blockvault_source::{BlockSource, NbdOptions, NbdSource};
 
-const M: u64 = 1 << 20;
-const K64: u64 = 64 << 10;
+pub(crate) const M: u64 = 1 << 20;
+pub(crate) const K64: u64 = 64 << 10;
 
-fn point(s: &str) -> PointId {
+pub(crate) fn point(s: &str) -> PointId {
     s.parse().expect("point id")
 }
 
-fn p1() -> PointId {
+pub(crate) fn p1() -> PointId {
     point("20261207-170000-0001")
 }
 
-fn p2() -> PointId {
+pub(crate) fn p2() -> PointId {
     point("20261207-180000-0002")
 }
 
-fn options(vm: &TestVm, staging: &Path) -> FleecingOptions {
+pub(crate) fn options(vm: &TestVm, staging: &Path) -> FleecingOptions {
     FleecingOptions {
         nbd_server: Some(vm.guest_socket()),
         ..FleecingOptions::new(staging)
     }
 }
 
-fn disks(vm: &TestVm, parent_size: Option<u64>) -> Vec<FleeceDisk> {
+pub(crate) fn disks(vm: &TestVm, parent_size: Option<u64>) -> Vec<FleeceDisk> {
     vm.disks()
         .iter()
         .map(|path| FleeceDisk {
@@ -52,7 +51,7 @@ fn disks(vm: &TestVm, parent_size: Option<u64>) -> Vec<FleeceDisk> {
         .collect()
 }
 
-fn read_all(source: &NbdSource) -> Vec<u8> {
+pub(crate) fn read_all(source: &NbdSource) -> Vec<u8> {
     let mut out = vec![0u8; source.size() as usize];
     for (i, chunk) in out.chunks_mut(4 * M as usize).enumerate() {
         let n = source
@@ -64,7 +63,7 @@ fn read_all(source: &NbdSource) -> Vec<u8> {
 }
 
 /// The bitmaps of node `node`.
-fn bitmaps(qmp: &mut Qmp, node: &str) -> Vec<BitmapState> {
+pub(crate) fn bitmaps(qmp: &mut Qmp, node: &str) -> Vec<BitmapState> {
     let nodes = block_nodes(qmp).expect("nodes");
     let mut found = nodes
         .into_iter()
@@ -76,7 +75,7 @@ fn bitmaps(qmp: &mut Qmp, node: &str) -> Vec<BitmapState> {
 }
 
 /// QEMU has no blockvault job, node or export left.
-fn assert_clean(qmp: &mut Qmp) {
+pub(crate) fn assert_clean(qmp: &mut Qmp) {
     let jobs = qmp.execute("query-block-jobs", None).expect("jobs");
     assert_eq!(jobs, serde_json::json!([]), "block jobs left");
     let exports = qmp.execute("query-block-exports", None).expect("exports");
@@ -100,7 +99,7 @@ fn assert_clean(qmp: &mut Qmp) {
     assert!(ours.is_empty(), "nodes left: {ours:?}");
 }
 
-fn assert_empty_dir(dir: &Path) {
+pub(crate) fn assert_empty_dir(dir: &Path) {
     let left: Vec<_> = std::fs::read_dir(dir)
         .expect("the staging dir")
         .flatten()
@@ -110,7 +109,7 @@ fn assert_empty_dir(dir: &Path) {
 }
 
 /// `ranges` rounded out to 64 KiB and merged.
-fn blocks(ranges: &[Range<u64>]) -> Vec<Range<u64>> {
+pub(crate) fn blocks(ranges: &[Range<u64>]) -> Vec<Range<u64>> {
     let mut out: Vec<Range<u64>> = Vec::new();
     let mut rounded: Vec<Range<u64>> = ranges
         .iter()
@@ -253,7 +252,7 @@ fn two_disks_are_fixed_at_one_instant() {
 
 /// A VM whose disk 0 (32 MiB) has data and a bitmap blockvault-<p1> from a committed
 /// fleecing, then the guest's writes `since`.
-fn after_first_backup(vm: &TestVm, staging: &Path, since: &[&str]) {
+pub(crate) fn after_first_backup(vm: &TestVm, staging: &Path, since: &[&str]) {
     vm.guest_write(0, &["write -P 0x01 0 8M"]);
     let mut first = Fleecing::start(
         vm.qmp(),
@@ -268,14 +267,14 @@ fn after_first_backup(vm: &TestVm, staging: &Path, since: &[&str]) {
     vm.guest_write(0, since);
 }
 
-const SINCE_P1: &[&str] = &[
+pub(crate) const SINCE_P1: &[&str] = &[
     "write -P 0x02 1M 64k",
     "write -P 0x03 5M 100k",
     "write -P 0x04 20M 1",
     "write -z 30M 128k",
 ];
 
-fn since_p1() -> Vec<Range<u64>> {
+pub(crate) fn since_p1() -> Vec<Range<u64>> {
     blocks(&[
         M..M + K64,
         5 * M..5 * M + 100 * 1024,
@@ -417,153 +416,6 @@ fn a_fleecing_dropped_without_finish_keeps_every_write_since_the_parent() {
     next.finish(false).expect("finish");
 }
 
-/// The environment variable that makes [`killed_child`] fleece and read until killed.
-const CHILD: &str = "BLOCKVAULT_FLEECE_CHILD";
-
-/// Not a test on its own: the process [`a_killed_blockvault_leaves_qemu_clean_after_cleanup`]
-/// starts (this test binary, filtered to this test, with [`CHILD`] set) and kills mid-read.
-/// Without the variable it returns at once.
-#[test]
-fn killed_child() {
-    let Ok(spec) = std::env::var(CHILD) else {
-        return;
-    };
-    let parts: Vec<&str> = spec.split('|').collect();
-    let (qmp, staging, ready) = (parts[0], parts[1], parts[2]);
-    let qmp = Qmp::connect(Path::new(qmp), Duration::from_secs(10)).expect("connect");
-    let disk = FleeceDisk {
-        path: PathBuf::from(parts[3]),
-        parent_size: Some(32 * M),
-    };
-    let mut fleecing = Fleecing::start(
-        qmp,
-        &[disk],
-        Some(&p1()),
-        &p2(),
-        &FleecingOptions::new(staging),
-    )
-    .expect("start");
-    fleecing.fix().expect("fix");
-    let sources = fleecing.export(&NbdOptions::default()).expect("export");
-    std::fs::write(ready, b"reading").expect("say so");
-    loop {
-        read_all(&sources[0]);
-    }
-}
-
-#[test]
-fn a_killed_blockvault_leaves_qemu_clean_after_cleanup() {
-    // The guest's NBD server runs only while it writes: the child starts its own.
-    let vm = TestVm::start(&[32 * M], GuestNbd::OnWrite);
-    let staging = tempfile::tempdir().expect("staging");
-    vm.guest_write(0, &["write -P 0x01 0 8M"]);
-    let mut first = Fleecing::start(
-        vm.qmp(),
-        &disks(&vm, None),
-        None,
-        &p1(),
-        &FleecingOptions::new(staging.path()),
-    )
-    .expect("start");
-    first.fix().expect("fix");
-    first
-        .export(&NbdOptions::default())
-        .expect("our own NBD server");
-    first.finish(true).expect("finish");
-    vm.guest_write(0, SINCE_P1);
-
-    let ready = vm.dir().join("ready");
-    let mut child = KillOnDrop(
-        Command::new(std::env::current_exe().expect("this test binary"))
-            .args(["--exact", "fleece::killed_child", "--nocapture"])
-            .env(
-                CHILD,
-                format!(
-                    "{}|{}|{}|{}",
-                    vm.qmp_socket().display(),
-                    staging.path().display(),
-                    ready.display(),
-                    vm.disk(0).display()
-                ),
-            )
-            .spawn()
-            .expect("start the child"),
-    );
-    let started = Instant::now();
-    while !ready.exists() {
-        if let Ok(Some(status)) = child.0.try_wait() {
-            panic!("the child exited before reading: {status}");
-        }
-        assert!(
-            started.elapsed() < Duration::from_secs(30),
-            "the child never read"
-        );
-        std::thread::sleep(Duration::from_millis(10));
-    }
-    std::thread::sleep(Duration::from_millis(100));
-    child.0.kill().expect("SIGKILL");
-    child.0.wait().expect("reap");
-
-    let mut qmp = vm.qmp();
-    let jobs = qmp.execute("query-block-jobs", None).expect("jobs");
-    assert_eq!(
-        jobs.as_array().map(Vec::len),
-        Some(1),
-        "the job outlived it"
-    );
-    let found = cleanup_leftovers(&mut qmp, Duration::from_secs(10)).expect("cleanup");
-    assert_eq!(found.exports, ["blockvault-0"]);
-    assert_eq!(found.jobs, ["blockvault-fleece-0"]);
-    assert_eq!(found.nodes, ["blockvault-scratch-0"]);
-    assert!(found.server_stopped, "{found:?}");
-    assert_eq!(found.bitmaps, [format!("disk0/{}", bitmap_name(&p1()))]);
-    assert_clean(&mut qmp);
-    assert_empty_dir(staging.path());
-    let kept = bitmaps(&mut qmp, "disk0");
-    assert!(kept.iter().all(|b| b.recording), "{kept:?}");
-    // A second cleanup finds nothing.
-    assert!(
-        cleanup_leftovers(&mut qmp, Duration::from_secs(10))
-            .expect("again")
-            .is_empty()
-    );
-    drop(qmp);
-    // The child's NBD server is gone: the guest can start its own again.
-    vm.guest_write(0, &["write -P 0x06 12M 64k"]);
-
-    // The next backup from p1 sees every write since p1.
-    let mut next = Fleecing::start(
-        vm.qmp(),
-        &disks(&vm, Some(32 * M)),
-        Some(&p1()),
-        &point("20261207-190000-0003"),
-        &FleecingOptions::new(staging.path()),
-    )
-    .expect("start");
-    next.fix().expect("fix");
-    let sources = next.export(&NbdOptions::default()).expect("export");
-    let mut expected = since_p1();
-    expected.push(12 * M..12 * M + K64);
-    assert_eq!(
-        sources[0].dirty_extents().expect("dirty"),
-        blocks(&expected)
-    );
-    drop(sources);
-    next.finish(true).expect("finish");
-    assert_clean(&mut vm.qmp());
-    assert_empty_dir(staging.path());
-}
-
-/// A child process, killed and reaped if a test panics before it does.
-struct KillOnDrop(std::process::Child);
-
-impl Drop for KillOnDrop {
-    fn drop(&mut self) {
-        self.0.kill().ok();
-        self.0.wait().ok();
-    }
-}
-
 #[test]
 fn a_job_cancelled_by_another_client_is_not_intact() {
     let vm = TestVm::start(&[8 * M], GuestNbd::Always);
@@ -644,54 +496,4 @@ fn after_a_qemu_crash_the_bitmap_is_not_trusted_and_the_next_commit_removes_it()
     let names: Vec<&str> = kept.iter().map(|b| b.name.as_str()).collect();
     assert_eq!(names, [bitmap_name(&p2())], "{kept:?}");
     assert!(kept[0].recording && !kept[0].inconsistent);
-}
-
-/// The short socket directories in the temporary directory.
-fn socket_dirs() -> Vec<PathBuf> {
-    std::fs::read_dir(std::env::temp_dir())
-        .expect("the temporary directory")
-        .flatten()
-        .filter(|e| {
-            e.file_name()
-                .to_string_lossy()
-                .starts_with("blockvault-nbd-")
-        })
-        .map(|e| e.path())
-        .collect()
-}
-
-#[test]
-fn a_staging_path_too_long_for_a_socket_gets_a_short_one_and_leaves_nothing() {
-    let vm = TestVm::start(&[8 * M], GuestNbd::OnWrite);
-    vm.guest_write(0, &["write -P 0x11 0 1M"]);
-    let root = tempfile::tempdir().expect("staging");
-    let staging = root.path().join("a-staging-directory-whose-path".repeat(4));
-    std::fs::create_dir_all(&staging).expect("the long staging dir");
-    let before = socket_dirs();
-    let mut fleecing = Fleecing::start(
-        vm.qmp(),
-        &disks(&vm, None),
-        None,
-        &p1(),
-        &FleecingOptions::new(&staging),
-    )
-    .expect("start");
-    fleecing.fix().expect("fix");
-    let sources = fleecing.export(&NbdOptions::default()).expect("export");
-    let mut b = [0u8; 1];
-    sources[0].read_at(0, &mut b).expect("read");
-    assert_eq!(b[0], 0x11);
-    assert!(
-        socket_dirs().len() > before.len(),
-        "no short socket directory"
-    );
-    drop(sources);
-    fleecing.finish(true).expect("finish");
-    assert_empty_dir(&staging);
-    let left: Vec<_> = socket_dirs()
-        .into_iter()
-        .filter(|d| !before.contains(d))
-        .collect();
-    assert!(left.is_empty(), "{left:?}");
-    assert_clean(&mut vm.qmp());
 }

@@ -4,6 +4,7 @@
 //! without them they fail, saying what to install. `scripts/test.sh` installs them.
 
 mod fleece;
+mod leftovers;
 mod nbd;
 mod qmp;
 mod tools;
