@@ -260,4 +260,20 @@ async fn protect_checks_each_disk_through_the_monitor_and_its_backups_fleece() {
     let disk = nodes.iter().find(|n| n.name == "disk0").expect("disk0");
     assert_eq!(disk.bitmaps.len(), 1);
     assert_eq!(disk.bitmaps[0].name, bitmap_name(&p.id));
+
+    // Protected again: the check now trusts the bitmap the next backup follows.
+    let again = engine
+        .protect(
+            Ok(&vault),
+            &request(vec![qemu.disk(0).to_owned()]),
+            TransferOptions::default(),
+            Arc::new(NoProgress),
+        )
+        .await
+        .expect("protect");
+    let check = &again.checks[0];
+    assert!(
+        check.contains(&format!("from its dirty bitmap {}", bitmap_name(&p.id))),
+        "{check}"
+    );
 }

@@ -23,6 +23,7 @@ use std::time::Duration;
 
 use blockvault_core::{Capture, DiskFormat, DiskName, PointId, RecoveryPoint};
 use blockvault_qemu::{DiskCheck, FleeceDisk, Fleecing, FleecingOptions, Qmp};
+use blockvault_repo::disk_name;
 use blockvault_snapshot::Staging;
 use blockvault_source::{ChangeHint, NbdOptions};
 use blockvault_vault::DiskInput;
@@ -103,7 +104,7 @@ pub fn describe(check: &DiskCheck) -> String {
             None => {
                 "changed-block tracking from QEMU dirty bitmaps from the next backup on".to_owned()
             }
-            Some(Ok(name)) => format!("changed-block tracking from dirty bitmap {name}"),
+            Some(Ok(name)) => format!("changed-block tracking from its dirty bitmap {name}"),
             Some(Err(why)) => format!("a full scan next time ({why}), then dirty bitmaps"),
         }
     } else {
@@ -123,13 +124,25 @@ pub fn describe(check: &DiskCheck) -> String {
 }
 
 /// Checks each of `disks` of the running VM behind `qmp` as a backup will read it: the
-/// monitor answers, each disk's node is found. One line per disk (see [`describe`]).
-pub fn check_disks(qmp: &Path, disks: &[PathBuf]) -> Result<Vec<String>> {
+/// monitor answers, each disk's node is found, its bitmap is trusted against `parent` (the
+/// VM's newest snapshot, which the next backup follows). One line per disk (see
+/// [`describe`]).
+pub fn check_disks(
+    qmp: &Path,
+    disks: &[PathBuf],
+    parent: Option<&RecoveryPoint>,
+) -> Result<Vec<String>> {
     let mut monitor = Qmp::connect(qmp, QMP_TIMEOUT)?;
-    disks
-        .iter()
-        .map(|disk| Ok(describe(&DiskCheck::of(&mut monitor, disk, None)?)))
-        .collect()
+    let mut lines = Vec::with_capacity(disks.len());
+    for disk in disks {
+        let size = |p: &RecoveryPoint| {
+            let name = disk_name(disk).ok()?;
+            p.disks.iter().find(|d| d.name == name).map(|d| d.size)
+        };
+        let against = parent.and_then(|p| Some((&p.id, size(p)?)));
+        lines.push(describe(&DiskCheck::of(&mut monitor, disk, against)?));
+    }
+    Ok(lines)
 }
 
 impl Engine {

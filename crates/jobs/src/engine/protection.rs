@@ -152,10 +152,15 @@ impl Engine {
             .begin_job(&request.vm, Operation::ConfigureBackup, &[])
             .await?;
         let qmp = request.qmp.clone();
+        // The point the next backup's bitmaps must follow, to describe them (none: first).
+        let parent = match (&qmp, self.snapshots.open(&request.vm).await) {
+            (Some(_), Ok(Some(tier))) => tier.latest_point(&request.vm).await.ok().flatten(),
+            _ => None,
+        };
         let checked = crate::bridge::blocking(move || {
             check_disks(&disks)?;
             match &qmp {
-                Some(qmp) => super::fleece::check_disks(qmp, &disks),
+                Some(qmp) => super::fleece::check_disks(qmp, &disks, parent.as_ref()),
                 None => Ok(Vec::new()),
             }
         })
