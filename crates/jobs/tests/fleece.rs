@@ -155,6 +155,14 @@ async fn a_running_vm_is_backed_up_at_the_transaction_then_from_its_dirty_bitmap
     let rec = record(&second);
     assert_eq!(rec.capture, Capture::QemuFleecing);
     assert_eq!(rec.disks[0].changes, ChangesFrom::DirtyBitmap, "{rec:?}");
+    assert!(
+        rec.summary().starts_with("qemu-fleecing, frozen")
+            && rec
+                .summary()
+                .contains("changes from dirty bitmaps: 256 KiB read"),
+        "{}",
+        rec.summary()
+    );
     // 64 KiB at 4M (the first post-hook), 64 KiB at 10M, 128 KiB at 30M.
     assert_eq!(rec.disks[0].bytes_read, 4 * K64, "{rec:?}");
     let out = root.path().join("restore2");
