@@ -171,6 +171,7 @@ async fn thirty_days_of_an_enhanced_four_hourly_policy_leave_exactly_the_promise
             },
             capture: Default::default(),
             disk_format: None,
+            qmp: None,
         };
         let protected = engine
             .protect(

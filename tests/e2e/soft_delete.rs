@@ -80,6 +80,7 @@ impl World {
             hooks: Hooks::default(),
             capture: Default::default(),
             disk_format: None,
+            qmp: None,
         }
     }
 

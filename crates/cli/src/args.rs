@@ -439,6 +439,14 @@ pub struct HookArgs {
     /// files' bytes, whatever their headers say. `qcow2`: every disk read through qemu-nbd.
     #[arg(long, value_name = "FORMAT", value_parser = ["auto", "raw", "qcow2"])]
     pub disk_format: Option<String>,
+    /// The QEMU monitor (QMP) unix socket of the running VM whose disks these are, for
+    /// example one added with `-qmp unix:/run/web01.qmp,server=on,wait=off` (libvirt keeps its
+    /// own monitor: give QEMU a second one). One QMP transaction then fixes every disk at one
+    /// instant (the hooks wrap only it: milliseconds), QEMU serves that instant over NBD while
+    /// the VM runs on, and incrementals read only the blocks QEMU's dirty bitmaps mark.
+    /// `--disk` names each disk by the image path QEMU has open.
+    #[arg(long, value_name = "SOCKET")]
+    pub qmp: Option<PathBuf>,
 
     /// Seconds each hook may run before it is killed and counts as failed.
     #[arg(long, value_name = "SECONDS", default_value_t = 300,

@@ -23,7 +23,7 @@ const BACKUPS: [Operation; 3] = [
 ];
 
 /// What a protect request asks for, completed from the VM's current protection: the disks,
-/// the policy, the hooks and the capture not given stay as they are (a new protection needs its disks and
+/// the policy, the hooks, the capture and the QEMU monitor not given stay as they are (a new protection needs its disks and
 /// gets [`DEFAULT_POLICY`]). The vault is named by its canonical location: the daemon opens
 /// it from another directory, and a VM is protected by one vault however its path is
 /// written. Checked before the vault is opened: a VM protected elsewhere is refused whatever
@@ -64,6 +64,8 @@ pub async fn protect_request(
     let capture = capture
         .or(existing.as_ref().map(|item| item.capture))
         .unwrap_or_default();
+    // A new `--qmp` is the caller's to set on the request.
+    let qmp = existing.as_ref().and_then(|item| item.qmp.clone());
     Ok(ProtectRequest {
         vm: vm.clone(),
         vault: location.to_string(),
@@ -73,6 +75,7 @@ pub async fn protect_request(
         capture,
         // Kept unless the caller says it (`--disk-format`).
         disk_format: existing.as_ref().and_then(|item| item.disk_format),
+        qmp,
     })
 }
 

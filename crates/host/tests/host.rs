@@ -34,6 +34,7 @@ async fn protect(host: &Host, vm: &str, vault: &VaultLocation) {
             hooks: Hooks::default(),
             capture: Default::default(),
             disk_format: None,
+            qmp: None,
             since: jiff::Timestamp::now(),
             handled: None,
             state: ProtectionState::Protected,

@@ -44,8 +44,14 @@ impl CaptureRecord {
             .disks
             .iter()
             .any(|d| d.changes == ChangesFrom::FileSystem);
+        let from_bitmaps = self
+            .disks
+            .iter()
+            .any(|d| d.changes == ChangesFrom::DirtyBitmap);
         let how = if from_fs {
             "changes from the file system"
+        } else if from_bitmaps {
+            "changes from dirty bitmaps"
         } else {
             "full scan"
         };

@@ -69,6 +69,10 @@ pub struct ProtectedItem {
     /// each disk's header.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub disk_format: Option<blockvault_core::DiskFormat>,
+    /// The QEMU monitor of the running VM (`protect --qmp`): its backups fix the disks by
+    /// QEMU fleecing.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub qmp: Option<PathBuf>,
     /// When protection was configured (the schedule's first slot comes after it).
     pub since: Timestamp,
     /// The scheduled instant of the last slot the scheduler handled (ran, or folded into a

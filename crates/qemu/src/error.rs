@@ -25,10 +25,39 @@ pub enum Error {
     /// `qemu-img` failed (its own words in `reason`).
     #[error("qemu-img could not {what}: {reason}")]
     QemuImg { what: String, reason: String },
+    /// The QEMU monitor (QMP) at `socket` cannot be used: nobody listens, it is not a QMP
+    /// monitor, it did not answer in time or closed the connection.
+    #[error("QEMU monitor {socket}: {reason}", socket = socket.display())]
+    Qmp { socket: PathBuf, reason: String },
+
+    /// QEMU refused a QMP command: its error class and its own words.
+    #[error(transparent)]
+    QmpCommand(Box<QmpRefusal>),
+
+    /// A disk of a running VM cannot be fleeced: not found among QEMU's block nodes, or
+    /// QEMU's graph is not what fleecing needs.
+    #[error("disk {disk} of the VM at {socket}: {reason}", disk = disk.display(), socket = socket.display())]
+    Fleecing {
+        socket: PathBuf,
+        disk: PathBuf,
+        reason: String,
+    },
 
     /// Reading through the NBD client failed.
     #[error(transparent)]
     Source(#[from] blockvault_source::Error),
+}
+
+/// A QMP command QEMU refused (`{"error": {"class", "desc"}}`).
+#[derive(Debug, thiserror::Error)]
+#[error("QEMU monitor {socket}: {command} failed: {desc} ({class})", socket = socket.display())]
+pub struct QmpRefusal {
+    pub socket: PathBuf,
+    pub command: String,
+    /// QEMU's error class: `GenericError`, `CommandNotFound`, `DeviceNotFound`, ...
+    pub class: String,
+    /// QEMU's own words.
+    pub desc: String,
 }
 
 impl Error {

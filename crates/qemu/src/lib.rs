@@ -12,21 +12,60 @@
 //!            virtual size, backing file and external data file
 //! nbd.rs     QemuNbd: qemu-nbd --read-only on a private unix socket, per disk; killed,
 //!            reaped and its directory removed on drop
+//! qmp.rs     Qmp: a synchronous QMP client (a running VM's monitor, or a
+//!            qemu-storage-daemon's), every read bounded by a timeout
+//! nodes.rs   a running QEMU's block nodes: the disk's node by its image path, its bitmaps
+//! fleece.rs  Fleecing: a running VM's disks fixed at one instant by one QMP transaction
+//!            (new bitmap, parent's disabled, backup sync=none into a scratch qcow2),
+//!            exported over NBD, torn down whatever happens
+//! leftovers.rs  cleanup_leftovers: what a killed blockvault left in a QEMU, removed
+//! teardown.rs   the names of what blockvault adds to a QEMU; exports and jobs removed
 //! ```
 //!
 //! Nothing here decides when a disk is read through QEMU: the job engine does (the header,
-//! [`DiskFormat::detect`](blockvault_source::DiskFormat::detect), or what the user said).
+//! [`detect_format`](blockvault_source::detect_format), or what the user said).
+//!
+//! A running VM is driven through its monitor ([`Qmp`]; a monitor serves one client at a
+//! time, so a VM under libvirt needs a second `-qmp` socket for blockvault):
+//!
+//! ```text
+//! Fleecing::start   leftovers removed, disks found, bitmaps trusted, scratch nodes added
+//! Fleecing::fix     ONE transaction: new bitmap, parent's disabled, backup sync=none
+//! Fleecing::export  NBD exports of the fixed instant (+ the parent's bitmap) -> NbdSources
+//! Fleecing::finish  exports, jobs, nodes, server, scratch files removed; bitmaps settled
+//! ```
+//!
+//! Crash semantics: everything blockvault adds to a QEMU is named `blockvault-*`; a killed
+//! blockvault leaves them running (the guest is unaffected: the fleecing job only copies old
+//! data aside), and the next [`Fleecing::start`] (or [`cleanup_leftovers`]) removes them and
+//! mends the bitmaps so that no write since the parent point is lost. A QEMU that crashes
+//! loses the bitmaps it added and leaves those it loaded inconsistent: never trusted, a full
+//! scan says why.
+//!
+//! The `testing` feature adds `testing::TestVm`: a `qemu-storage-daemon` with QMP monitors
+//! standing in for a running VM, for this crate's tests and those of the crates above.
 
 mod bitmap;
 mod convert;
 mod error;
+mod fleece;
+mod leftovers;
 mod nbd;
+mod nodes;
+mod qmp;
+mod teardown;
+#[cfg(feature = "testing")]
+pub mod testing;
 
 pub use crate::{
     bitmap::{
         BITMAP_GRANULARITY, BITMAP_PREFIX, BitmapState, Distrust, bitmap_name, point_of, trust,
     },
     convert::{Qcow2Header, convert_to_qcow2},
-    error::{Error, Result},
+    error::{Error, QmpRefusal, Result},
+    fleece::{DiskCheck, FleeceDisk, FleecedDisk, Fleecing, FleecingOptions},
+    leftovers::{Leftovers, cleanup_leftovers},
     nbd::QemuNbd,
+    nodes::{BlockNode, NODE_PREFIX, block_nodes},
+    qmp::{Action, MAX_LINE, Qmp},
 };

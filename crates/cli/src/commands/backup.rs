@@ -29,6 +29,7 @@ pub async fn run(args: BackupArgs, host: &Host, bar: Arc<Bar>) -> Result<Report>
             disk_format: args.hooks.disk_format().flatten(),
             ..CaptureOptions::default()
         },
+        qmp: args.hooks.qmp.clone(),
         ..BackupSpec::new(args.vm, args.disks)
     };
     let shown = bar.follow(engine.subscribe());

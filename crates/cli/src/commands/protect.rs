@@ -30,6 +30,9 @@ pub async fn protect(args: ProtectArgs, host: &Host, bar: Arc<Bar>) -> Result<Re
     if let Some(format) = args.hooks.disk_format() {
         request.disk_format = format;
     }
+    if let Some(qmp) = args.hooks.qmp.clone() {
+        request.qmp = Some(qmp);
+    }
     let location = blockvault_host::canonical(&args.vault.vault);
     let vault = host.job_vault(&location).await?;
     let options = blockvault_host::write_options(&location, args.transfer.concurrency);
@@ -65,7 +68,7 @@ pub async fn protect(args: ProtectArgs, host: &Host, bar: Arc<Bar>) -> Result<Re
         Some(item) => blockvault_host::next_backup(&engine, item).await.ok(),
         None => None,
     };
-    let text = format!(
+    let mut text = format!(
         "job {} {}: {} is protected by {} with policy {}{}",
         job.id,
         job.status,
@@ -75,9 +78,13 @@ pub async fn protect(args: ProtectArgs, host: &Host, bar: Arc<Bar>) -> Result<Re
         next.map(|t| format!("; next backup {}", format::time(t)))
             .unwrap_or_default()
     );
+    for check in &outcome.checks {
+        text.push_str(&format!("\n  {check}"));
+    }
     Ok(Report {
         text,
-        json: json!({ "job": job, "item": outcome.item, "next_backup": next, "warnings": warnings }),
+        json: json!({ "job": job, "item": outcome.item, "next_backup": next,
+                      "disk_checks": outcome.checks, "warnings": warnings }),
         warnings,
         exit_code: None,
     })

@@ -15,6 +15,7 @@
 //! - `restore_target`: what a restore does to files already in its target directory.
 //! - `qcow2`: qcow2 disks restored as qcow2 or raw, and the disk format checks of a backup.
 //! - `json_errors`: the `--json` error document.
+//! - `qmp`: `--qmp`: a running VM (a qemu-storage-daemon) fixed by QEMU fleecing.
 //! - `help`: help texts teach the examples and the exit codes.
 //! - `s3`: the same commands with the vault on a real S3 server (Garage).
 
@@ -32,6 +33,7 @@ mod json_errors;
 mod layouts;
 mod protection;
 mod qcow2;
+mod qmp;
 mod replica_recovery;
 mod replication;
 mod restore_target;

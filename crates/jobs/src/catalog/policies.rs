@@ -299,6 +299,7 @@ mod tests {
                 state: crate::ProtectionState::Protected,
                 capture: crate::CaptureMode::Auto,
                 disk_format: None,
+                qmp: None,
             })
             .expect("protect");
         let handled = |c: &Catalog| {

@@ -28,6 +28,9 @@ struct StoredHooks {
     /// The disks' format when said outright (absent: by the headers).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     disk_format: Option<blockvault_core::DiskFormat>,
+    /// The running VM's QEMU monitor (absent: none).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    qmp: Option<PathBuf>,
 }
 
 const COLUMNS: &str = "vm, vault, disks, policy, hooks, since, handled, state, stopped, deleted";
@@ -47,6 +50,7 @@ impl Catalog {
             timeout_secs: item.hooks.timeout.map(|t| t.as_secs()),
             capture: item.capture,
             disk_format: item.disk_format,
+            qmp: item.qmp.clone(),
         })
         .unwrap_or_default();
         let (stopped, deleted) = state_times(&item.state);
@@ -328,6 +332,7 @@ fn item(raw: Raw) -> Result<ProtectedItem, Failure> {
         },
         capture: hooks.capture,
         disk_format: hooks.disk_format,
+        qmp: hooks.qmp,
         state,
     })
 }

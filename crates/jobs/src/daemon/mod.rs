@@ -317,6 +317,7 @@ mod tests {
             hooks: Hooks::default(),
             capture: crate::CaptureMode::Auto,
             disk_format: None,
+            qmp: None,
         };
         engine
             .protect(

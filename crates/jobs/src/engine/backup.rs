@@ -196,12 +196,16 @@ impl Engine {
         // the newest): the one point a change hint can be proven against.
         let parent = tier.latest_point(vm).await?;
         let prepared = {
-            let (snapshots, vm, disks, mode) = (
+            let (snapshots, vm, disks, mut mode) = (
                 self.snapshots.clone(),
                 vm.clone(),
                 spec.disks.clone(),
                 spec.capture,
             );
+            if spec.qmp.is_some() {
+                // QEMU fleecing fixes the instant: no clones to prepare.
+                mode.mode = capture::CaptureMode::Read;
+            }
             tokio::task::spawn_blocking(move || {
                 let mut notes = Vec::new();
                 capture::prepare(&snapshots, &vm, &disks, mode, &mut |w| notes.push(w))
@@ -212,6 +216,10 @@ impl Engine {
         };
         let (prepared, notes) = prepared?;
         warnings.extend(notes);
+        let fleecing = self
+            .begin_fleecing(spec, &prepared.names, parent.as_ref())
+            .await?;
+        let fleeced_point = fleecing.as_ref().map(|f| f.point());
 
         let mut freeze = hooks::Freeze::begin(&spec.hooks, vm, &spec.disks, warnings)
             .await
@@ -238,9 +246,16 @@ impl Engine {
         let read_at = Timestamp::now();
         let before: Vec<Option<FileStat>> =
             spec.disks.iter().map(|d| FileStat::of(d).ok()).collect();
-        let mut captured = self
-            .capture(spec, parent.as_ref(), prepared, &mut freeze, warnings)
-            .await?;
+        let mut captured = match fleecing {
+            Some(begun) => {
+                self.capture_fleeced(spec, begun, &mut freeze, warnings, prepared.names)
+                    .await?
+            }
+            None => {
+                self.capture(spec, parent.as_ref(), prepared, &mut freeze, warnings)
+                    .await?
+            }
+        };
         let request = BackupRequest {
             vm: vm.clone(),
             disks: captured.inputs.clone(),
@@ -252,9 +267,9 @@ impl Engine {
             },
             capture: Some(captured.kind),
             options: spec.options,
-            time: Some(self.now()),
+            time: Some(fleeced_point.as_ref().map_or_else(|| self.now(), |p| p.1)),
             retain_until: spec.retain_until,
-            id: None,
+            id: fleeced_point.map(|p| p.0),
             vault: vault_id,
         };
         let parent = match parent {
@@ -272,6 +287,9 @@ impl Engine {
         // The VM is thawed whatever happened to the read (a no-op after clones).
         let window = freeze.end(warnings).await;
         drop(freeze);
+        if let Some(fleeced) = captured.fleeced.take() {
+            warnings.extend(fleeced.finish(taken.is_ok()).await);
+        }
         let report = match taken {
             Ok(report) => report,
             Err(e) => {
@@ -330,7 +348,9 @@ impl Engine {
         for (((path, before), after), disk) in
             spec.disks.iter().zip(before).zip(&after).zip(&point.disks)
         {
-            if let (true, Some(stat), Some(after)) = (spec.hooks.quiesce(), before, after)
+            // A running VM's disk file says nothing of the point: QEMU writes it on.
+            let quiesced = spec.hooks.quiesce() && spec.qmp.is_none();
+            if let (true, Some(stat), Some(after)) = (quiesced, before, after)
                 && stat == *after
                 && stat.settled_at(read_at)
                 && let Ok(canonical) = std::fs::canonicalize(path)

@@ -5,6 +5,8 @@
 //!                  the tier's staging directory, back to back -> post-hook -> read the clones
 //! read-under-hook  pre-hook -> read every disk -> post-hook      (no reflinks here)
 //! read-live        read every disk, no hook: not crash-consistent if the VM writes meanwhile
+//! qemu-fleecing    (`--qmp`, a running VM) pre-hook -> one QMP transaction -> post-hook ->
+//!                  read QEMU's NBD exports of that instant (see `fleece.rs`)
 //! ```
 //!
 //! `--capture auto` (the default) clones where every disk and the snapshot tier share one file
@@ -283,6 +285,8 @@ pub(super) struct Captured {
     /// The `qemu-nbd` servers the inputs read qcow2 disks through: declared after `inputs`,
     /// kept until the write session is over, stopped when this is dropped.
     pub(super) servers: Vec<Arc<QemuNbd>>,
+    /// A running VM's fleecing (`--qmp`), finished once the point is committed or not.
+    pub(super) fleeced: Option<super::fleece::Fleeced>,
 }
 
 impl Engine {
@@ -318,6 +322,7 @@ impl Engine {
             clone_time: None,
             reasons: vec![None; spec.disks.len()],
             servers: Vec::new(),
+            fleeced: None,
         };
         if let Some(staging) = staging {
             let (disks, names) = (spec.disks.clone(), captured.names.clone());
@@ -439,6 +444,9 @@ pub(super) fn record(
                 disk: name.to_string(),
                 extents: *extents,
                 changes: match scan {
+                    Some(scan) if scan.incremental && captured.kind == Capture::QemuFleecing => {
+                        ChangesFrom::DirtyBitmap
+                    }
                     Some(scan) if scan.incremental => ChangesFrom::FileSystem,
                     _ => ChangesFrom::FullScan,
                 },

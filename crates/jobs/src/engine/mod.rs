@@ -7,6 +7,7 @@ mod changes;
 mod clone_restore;
 mod disk_format;
 mod disk_state;
+mod fleece;
 mod hooks;
 mod job_lock;
 mod job_vault;
@@ -79,6 +80,10 @@ pub struct BackupSpec {
     /// How the disks are captured (`--capture`: reflink clones where possible by default), and
     /// the thresholds of its warnings and checks.
     pub capture: CaptureOptions,
+    /// The QEMU monitor (QMP) socket of the running VM whose disks these are (`--qmp`): the
+    /// disks are fixed by QEMU fleecing and read over NBD (see `fleece.rs`), instead of
+    /// `capture`.
+    pub qmp: Option<PathBuf>,
 }
 
 impl BackupSpec {
@@ -98,6 +103,7 @@ impl BackupSpec {
             stop: None,
             early_send: true,
             capture: CaptureOptions::default(),
+            qmp: None,
         }
     }
 }

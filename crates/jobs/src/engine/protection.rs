@@ -33,6 +33,8 @@ pub struct ProtectRequest {
     pub capture: CaptureMode,
     /// The format of its disks, when said outright (`--disk-format`); `None`: by the headers.
     pub disk_format: Option<DiskFormat>,
+    /// The QEMU monitor of the running VM (`--qmp`), when its disks are fixed by fleecing.
+    pub qmp: Option<PathBuf>,
 }
 
 /// How a protect request ended.
@@ -47,6 +49,9 @@ pub struct ProtectOutcome {
     pub backup: Option<BackupOutcome>,
     /// Why the job failed, when it did.
     pub failure: Option<Error>,
+    /// With a QEMU monitor: each disk as a backup will read it, and the changed-block
+    /// tracking it gets.
+    pub checks: Vec<String>,
 }
 
 /// What a protect request does to a VM's protection.
@@ -123,6 +128,7 @@ impl Engine {
             hooks: request.hooks.clone(),
             capture: request.capture,
             disk_format: request.disk_format,
+            qmp: request.qmp.clone(),
             since: existing.as_ref().map_or_else(|| self.now(), |e| e.since),
             // A new policy's schedule starts now: its earlier slots were never planned. So does
             // a stopped VM's when protection resumes: no catch-up of the slots it was stopped.
@@ -148,7 +154,20 @@ impl Engine {
         let (job, job_lock) = self
             .begin_job(&request.vm, Operation::ConfigureBackup, &[])
             .await?;
-        let checked = crate::bridge::blocking(move || check_disks(&disks)).await;
+        let qmp = request.qmp.clone();
+        // The point the next backup's bitmaps must follow, to describe them (none: first).
+        let parent = match (&qmp, self.snapshots.open(&request.vm).await) {
+            (Some(_), Ok(Some(tier))) => tier.latest_point(&request.vm).await.ok().flatten(),
+            _ => None,
+        };
+        let checked = crate::bridge::blocking(move || {
+            check_disks(&disks)?;
+            match &qmp {
+                Some(qmp) => super::fleece::check_disks(qmp, &disks, parent.as_ref()),
+                None => Ok(Vec::new()),
+            }
+        })
+        .await;
         let outcome = match checked {
             Err(error) => {
                 self.fail_job(&job, &error.to_string()).await?;
@@ -158,9 +177,10 @@ impl Engine {
                     item: None,
                     backup: None,
                     failure: Some(error),
+                    checks: Vec::new(),
                 }
             }
-            Ok(()) => {
+            Ok(checks) => {
                 let protected = item.clone();
                 if let Err(error) = self.db(move |c| c.protect(&protected)).await {
                     // For example, the policy was deleted meanwhile: the job says so.
@@ -175,6 +195,7 @@ impl Engine {
                     item: self.db(move |c| c.protected_item(&vm)).await?,
                     backup: None,
                     failure: None,
+                    checks,
                 }
             }
         };
@@ -249,6 +270,7 @@ impl Engine {
             item: protected,
             failure: None,
             backup: Some(backup),
+            checks: Vec::new(),
         })
     }
 
@@ -323,6 +345,7 @@ impl ProtectedItem {
                 disk_format: self.disk_format,
                 ..CaptureOptions::default()
             },
+            qmp: self.qmp.clone(),
             ..BackupSpec::new(self.vm.clone(), self.disks.clone())
         }
     }

@@ -4,5 +4,8 @@
 //! without them they fail, saying what to install. `scripts/test.sh` installs them.
 
 mod convert;
+mod fleece;
+mod leftovers;
 mod nbd;
+mod qmp;
 mod tools;

@@ -25,6 +25,7 @@ fn web01() -> ProtectedItem {
         state: ProtectionState::Protected,
         capture: CaptureMode::Auto,
         disk_format: None,
+        qmp: None,
     }
 }
 
