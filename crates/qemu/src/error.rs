@@ -22,6 +22,23 @@ pub enum Error {
     #[error("qemu-nbd could not serve disk image {path}: {reason}", path = image.display())]
     QemuNbd { image: PathBuf, reason: String },
 
+    /// `qemu-img` could not read or change an image: its own words.
+    #[error("qemu-img {op} {path}: {reason}", path = image.display())]
+    QemuImg {
+        image: PathBuf,
+        op: &'static str,
+        reason: String,
+    },
+
+    /// A QEMU has the image open (it holds the image's write lock): only that QEMU may change
+    /// it, so a running VM's disks are backed up through its QMP socket.
+    #[error(
+        "a QEMU has disk image {path} open ({reason}): is its VM running? Back up a running \
+         VM through its QMP socket, or stop it (a pre-hook may) before the backup",
+        path = image.display()
+    )]
+    ImageLocked { image: PathBuf, reason: String },
+
     /// Reading through the NBD client failed.
     #[error(transparent)]
     Source(#[from] blockvault_source::Error),

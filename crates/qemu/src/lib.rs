@@ -8,6 +8,8 @@
 //! ```text
 //! bitmap.rs  dirty bitmaps as changed-block tracking: blockvault-<point> names, and when a
 //!            bitmap is trusted (Distrust says why not)
+//! img.rs     qemu-img for an image no QEMU has open: ImageInfo (format, sizes, bitmaps),
+//!            add_bitmap / remove_bitmap (persistent, 64 KiB granularity)
 //! nbd.rs     QemuNbd: qemu-nbd --read-only on a private unix socket, per disk; killed,
 //!            reaped and its directory removed on drop
 //! ```
@@ -17,6 +19,7 @@
 
 mod bitmap;
 mod error;
+mod img;
 mod nbd;
 
 pub use crate::{
@@ -24,5 +27,6 @@ pub use crate::{
         BITMAP_GRANULARITY, BITMAP_PREFIX, BitmapState, Distrust, bitmap_name, point_of, trust,
     },
     error::{Error, Result},
+    img::{ImageInfo, add_bitmap, remove_bitmap},
     nbd::QemuNbd,
 };
