@@ -1,7 +1,9 @@
 //! `qemu-img` through `ImageInfo`, `add_bitmap` and `remove_bitmap`: a fresh qcow2's info,
 //! bitmaps added and removed with their flags, a bitmap left `in-use` by a QEMU killed with
 //! SIGKILL reads as inconsistent, an image a QEMU has open refuses changes with a clear error,
-//! and a missing image is not found.
+//! and a missing image is not found. `QemuNbd::start_with` exports a bitmap (`qemu-nbd -B`):
+//! its dirty extents are the writes since it was added, at its granularity; a missing or
+//! inconsistent bitmap is refused clearly.
 //!
 //! These tests need `qemu-img` and `qemu-io`; without them they fail, saying so.
 
@@ -11,8 +13,10 @@ use std::process::{Child, Command, Stdio};
 
 use blockvault_core::DiskFormat;
 use blockvault_qemu::{
-    BITMAP_GRANULARITY, Distrust, Error, ImageInfo, add_bitmap, bitmap_name, remove_bitmap, trust,
+    BITMAP_GRANULARITY, Distrust, Error, ImageInfo, QemuNbd, add_bitmap, bitmap_name,
+    remove_bitmap, trust,
 };
+use blockvault_source::BlockSource;
 
 use crate::tools::{require, run};
 
@@ -195,4 +199,75 @@ fn a_missing_image_is_not_found() {
         assert!(err.to_string().contains("gone.qcow2"), "{err}");
     }
     assert!(!image.exists(), "nothing was created");
+}
+
+fn qemu_io(image: &Path, commands: &[&str]) {
+    let mut cmd = Command::new("qemu-io");
+    cmd.args(["-f", "qcow2"]);
+    for c in commands {
+        cmd.args(["-c", c]);
+    }
+    run(cmd.arg(image));
+}
+
+#[test]
+fn a_bitmap_exported_by_qemu_nbd_marks_the_writes_since_it_was_added() {
+    require("qemu-nbd");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let image = qcow2(dir.path(), "16M");
+    // Written before the bitmap: not its business.
+    qemu_io(&image, &["write -P 0x11 0 2M"]);
+    add_bitmap(&image, "blockvault-a").expect("add");
+    let k = 1 << 10;
+    qemu_io(
+        &image,
+        &[
+            "write -P 0x22 1M 64k",
+            // Unaligned: the whole 64 KiB granule is dirty.
+            "write -P 0x33 5000k 4k",
+            "write -P 0x44 12M 200k",
+            "write -z 15M 64k",
+        ],
+    );
+    let server =
+        QemuNbd::start_with(&image, DiskFormat::Qcow2, Some("blockvault-a")).expect("serve");
+    let dirty = server.dirty_extents().expect("dirty extents");
+    assert_eq!(
+        dirty,
+        vec![
+            M..M + 64 * k,
+            4992 * k..4992 * k + 64 * k,
+            12 * M..12 * M + 256 * k,
+            15 * M..15 * M + 64 * k,
+        ],
+        "{dirty:?}"
+    );
+    // The export is the image as before: the bitmap changes nothing of the reads.
+    let mut buf = vec![0u8; 4];
+    assert_eq!(server.read_at(M, &mut buf).expect("read"), 4);
+    assert_eq!(buf, [0x22; 4]);
+    drop(server);
+
+    // Without a bitmap asked for there are no dirty extents to give.
+    let plain = QemuNbd::start(&image, DiskFormat::Qcow2).expect("serve");
+    let err = plain.dirty_extents().expect_err("no bitmap");
+    assert!(err.to_string().contains("dirty bitmap"), "{err}");
+}
+
+#[test]
+fn qemu_nbd_refuses_a_missing_or_inconsistent_bitmap_clearly() {
+    require("qemu-nbd");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let image = qcow2(dir.path(), "16M");
+    let err = QemuNbd::start_with(&image, DiskFormat::Qcow2, Some("blockvault-none"))
+        .expect_err("no such bitmap");
+    assert!(matches!(err, Error::QemuNbd { .. }), "{err:?}");
+    assert!(err.to_string().contains("blockvault-none"), "{err}");
+
+    add_bitmap(&image, "blockvault-b").expect("add");
+    drop(OpenByQemu::new(&image, "write -P 0x5a 0 64k"));
+    let err = QemuNbd::start_with(&image, DiskFormat::Qcow2, Some("blockvault-b"))
+        .expect_err("an inconsistent bitmap");
+    assert!(matches!(err, Error::QemuNbd { .. }), "{err:?}");
+    assert!(err.to_string().contains("blockvault-b"), "{err}");
 }
