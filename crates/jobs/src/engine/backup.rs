@@ -4,7 +4,7 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use blockvault_core::{Capture, Consistency, RecoveryPoint};
+use blockvault_core::{Capture, Consistency, PointId, RecoveryPoint};
 use blockvault_vault::{BackupRequest, EarlySend, ParentChoice, Progress, TransferRequest, Vault};
 use jiff::{SignedDuration, Timestamp};
 
@@ -238,8 +238,12 @@ impl Engine {
         let read_at = Timestamp::now();
         let before: Vec<Option<FileStat>> =
             spec.disks.iter().map(|d| FileStat::of(d).ok()).collect();
+        // The point's id is chosen before the capture: the qcow2 disks' new dirty bitmaps are
+        // named after it.
+        let time = self.now();
+        let id = PointId::generate(time, format!("{vm}:{}", std::process::id()).as_bytes());
         let mut captured = self
-            .capture(spec, parent.as_ref(), prepared, &mut freeze, warnings)
+            .capture(spec, parent.as_ref(), &id, prepared, &mut freeze, warnings)
             .await?;
         let request = BackupRequest {
             vm: vm.clone(),
@@ -252,9 +256,9 @@ impl Engine {
             },
             capture: Some(captured.kind),
             options: spec.options,
-            time: Some(self.now()),
+            time: Some(time),
             retain_until: spec.retain_until,
-            id: None,
+            id: Some(id),
             vault: vault_id,
         };
         let parent = match parent {
@@ -272,12 +276,26 @@ impl Engine {
         // The VM is thawed whatever happened to the read (a no-op after clones).
         let window = freeze.end(warnings).await;
         drop(freeze);
+        // The disks are read: their qemu-nbd servers stop (and release the disks' locks).
+        drop(request);
+        captured.stop_servers();
+        let bitmaps = captured.bitmaps.take();
         let report = match taken {
-            Ok(report) => report,
+            Ok(report) => {
+                // The point is committed: the parent's bitmaps go, the new ones stay.
+                if let Some(bitmaps) = bitmaps {
+                    warnings.extend(bitmaps.commit().await);
+                }
+                report
+            }
             Err(e) => {
                 // Free what the failed snapshot wrote (a full disk must not stay full).
                 if let Err(sweep) = self.snapshots.sweep(vm).await {
                     warnings.push(format!("could not clean the failed snapshot: {sweep}"));
+                }
+                // The parent's bitmaps still cover every write since the parent.
+                if let Some(bitmaps) = bitmaps {
+                    warnings.extend(bitmaps.abandon().await);
                 }
                 return Err(e.into());
             }
