@@ -1,0 +1,499 @@
+//! QEMU dirty bitmaps as changed-block tracking for qcow2 disks no QEMU has open: each backup
+//! adds `blockvault-<point>`, the next reads only what the parent's bitmap marks, and the
+//! parent's goes once the new point is committed.
+//!
+//! Under seeded random `qemu-io` writes, the blocks read are exactly the blocks that changed
+//! (what a diff of `qemu-img convert` outputs finds, and what the periodic full scan checks),
+//! and every point restores byte for byte as `qemu-img convert -O raw` made the image at its
+//! time. A bitmap left inconsistent by a QEMU killed with SIGKILL, a missing or renamed bitmap
+//! and a resized disk each get a full scan with the reason, and the right point. A failed
+//! Snapshot removes its new bitmap, and the next backup still reads with the parent's.
+//!
+//! These tests need `qemu-img`, `qemu-io` and `qemu-nbd`; without them they fail, saying so.
+
+use std::collections::BTreeSet;
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::Duration;
+
+use blockvault_core::{BlockSize, RecoveryPoint, VmName};
+use blockvault_jobs::{
+    BackupOutcome, BackupSpec, CaptureMode, CaptureRecord, ChangesFrom, Engine, Hooks, SubtaskKind,
+    Tier,
+};
+use blockvault_qemu::{ImageInfo, bitmap_name};
+use blockvault_vault::{NoProgress, PointSelector, RestoreRequest, TransferOptions, Vault};
+
+const K: u64 = 1 << 10;
+const M: u64 = 1 << 20;
+/// The block size of the points (and the bitmaps' granularity).
+const BLOCK: u64 = 64 * K;
+
+fn require(tool: &str) {
+    let found = Command::new(tool)
+        .arg("--version")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    assert!(
+        found,
+        "{tool} is not installed: the qcow2 bitmap tests need qemu-nbd, qemu-img and qemu-io \
+         (Debian/Ubuntu: apt-get install qemu-utils)"
+    );
+}
+
+fn run(cmd: &mut Command) {
+    let out = cmd.output().expect("run a QEMU tool");
+    assert!(
+        out.status.success(),
+        "{cmd:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+fn qemu_io(image: &Path, commands: &[String]) {
+    let mut cmd = Command::new("qemu-io");
+    cmd.args(["-f", "qcow2"]);
+    for c in commands {
+        cmd.args(["-c", c]);
+    }
+    run(cmd.arg(image));
+}
+
+fn as_raw(image: &Path, out: &Path) -> Vec<u8> {
+    run(Command::new("qemu-img")
+        .args(["convert", "-f", "qcow2", "-O", "raw"])
+        .arg(image)
+        .arg(out));
+    std::fs::read(out).expect("read the converted image")
+}
+
+/// A `qemu-io` holding `image` open read-write after writing `write`; killed with SIGKILL
+/// (and reaped) when dropped, as a crashed QEMU dies.
+struct OpenByQemu(Child);
+
+impl OpenByQemu {
+    fn new(image: &Path, write: &str) -> OpenByQemu {
+        // stdbuf: the report of the write must arrive through the pipe while qemu-io runs.
+        let mut child = Command::new("stdbuf")
+            .args([
+                "-oL",
+                "qemu-io",
+                "-f",
+                "qcow2",
+                "-c",
+                write,
+                "-c",
+                "sleep 60000",
+            ])
+            .arg(image)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start qemu-io");
+        let stdout = child.stdout.take().expect("stdout");
+        let guard = OpenByQemu(child);
+        let mut line = String::new();
+        BufReader::new(stdout)
+            .read_line(&mut line)
+            .expect("qemu-io's report");
+        assert!(line.starts_with("wrote"), "qemu-io said {line:?}");
+        guard
+    }
+}
+
+impl Drop for OpenByQemu {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// splitmix64: a seeded generator, so a failing round can be replayed.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    }
+
+    fn below(&mut self, n: u64) -> u64 {
+        self.next() % n
+    }
+}
+
+fn vm() -> VmName {
+    VmName::new("vm1").expect("vm")
+}
+
+struct World {
+    _dir: tempfile::TempDir,
+    root: PathBuf,
+    engine: Engine,
+    vault: Vault,
+    image: PathBuf,
+    spec: BackupSpec,
+}
+
+/// An engine, a local vault and a qcow2 disk of `size` bytes with some data, backed up
+/// with 64 KiB blocks, read (no clones) without hooks.
+async fn world(size: u64) -> World {
+    for tool in ["qemu-img", "qemu-io", "qemu-nbd", "stdbuf"] {
+        require(tool);
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    let root = dir.path().to_owned();
+    let (engine, _) = Engine::open(root.join("state"), Some(root.join("snapshots")))
+        .await
+        .expect("engine");
+    let vault = Vault::init_local(root.join("vault")).await.expect("vault");
+    let image = root.join("disk.qcow2");
+    run(Command::new("qemu-img")
+        .args(["create", "-q", "-f", "qcow2"])
+        .arg(&image)
+        .arg(size.to_string()));
+    qemu_io(
+        &image,
+        &[
+            "write -P 0x01 0 2M".to_owned(),
+            "write -P 0x02 9M 1M".to_owned(),
+        ],
+    );
+    let mut spec = BackupSpec::new(vm(), vec![image.clone()]);
+    spec.block_size = Some(BlockSize::new(BLOCK).expect("bs"));
+    spec.capture.mode = CaptureMode::Read;
+    World {
+        _dir: dir,
+        root,
+        engine,
+        vault,
+        image,
+        spec,
+    }
+}
+
+impl World {
+    async fn backup(&self) -> BackupOutcome {
+        self.engine
+            .backup(Ok(&self.vault), &self.spec, Arc::new(NoProgress))
+            .await
+            .expect("backup job")
+    }
+
+    /// A backup that must make a point; the point and its capture record.
+    async fn point(&self) -> (RecoveryPoint, CaptureRecord) {
+        let outcome = self.backup().await;
+        let point = outcome
+            .point
+            .clone()
+            .unwrap_or_else(|| panic!("no point: {outcome:?}"));
+        (point, record(&outcome))
+    }
+
+    /// `point` restored from the vault.
+    async fn restored(&self, point: &RecoveryPoint, name: &str) -> Vec<u8> {
+        let out = self.root.join(name);
+        let request = RestoreRequest {
+            vm: vm(),
+            point: PointSelector::Id(point.id.to_string()),
+            target: out.clone(),
+            overwrite: false,
+            in_place: false,
+            known_content: Default::default(),
+            options: TransferOptions::default(),
+        };
+        self.engine
+            .restore(
+                Some(&self.vault),
+                &request,
+                Some(Tier::Vault),
+                Arc::new(NoProgress),
+            )
+            .await
+            .expect("restore");
+        std::fs::read(out.join("disk.qcow2")).expect("restored disk")
+    }
+
+    fn raw(&self, name: &str) -> Vec<u8> {
+        as_raw(&self.image, &self.root.join(name))
+    }
+
+    /// The names of the image's dirty bitmaps.
+    fn bitmaps(&self) -> BTreeSet<String> {
+        ImageInfo::read(&self.image)
+            .expect("qemu-img info")
+            .bitmaps
+            .into_iter()
+            .map(|b| b.name)
+            .collect()
+    }
+}
+
+fn record(outcome: &BackupOutcome) -> CaptureRecord {
+    outcome
+        .job
+        .subtask(SubtaskKind::Snapshot)
+        .and_then(|s| s.capture.clone())
+        .unwrap_or_else(|| panic!("no capture recorded: {outcome:?}"))
+}
+
+fn only(names: &[String]) -> BTreeSet<String> {
+    names.iter().cloned().collect()
+}
+
+/// The 64 KiB blocks in which `a` and `b` differ.
+fn changed_blocks(a: &[u8], b: &[u8]) -> BTreeSet<u64> {
+    assert_eq!(a.len(), b.len());
+    a.chunks(BLOCK as usize)
+        .zip(b.chunks(BLOCK as usize))
+        .enumerate()
+        .filter(|(_, (x, y))| x != y)
+        .map(|(i, _)| i as u64)
+        .collect()
+}
+
+#[tokio::test]
+async fn bitmap_hints_read_exactly_the_changed_blocks_under_random_writes() {
+    let size = 24 * M;
+    let mut w = world(size).await;
+    let mut rng = Rng(0x5eed_b17a_u64);
+
+    let (first, rec) = w.point().await;
+    assert_eq!(rec.disks[0].changes, ChangesFrom::FullScan, "{rec:?}");
+    assert!(
+        rec.disks[0]
+            .full_scan_reason
+            .as_deref()
+            .is_some_and(|r| r.contains("no earlier snapshot")),
+        "{rec:?}"
+    );
+    // A first backup adds its bitmap all the same.
+    assert_eq!(w.bitmaps(), only(&[bitmap_name(&first.id)]));
+    let mut points = vec![(first, w.raw("p0.raw"))];
+
+    for round in 1..=5u64 {
+        // Writes of unique patterns (never what the bytes were), unaligned, some overlapping.
+        let mut touched = BTreeSet::new();
+        let mut writes = Vec::new();
+        for k in 0..(3 + rng.below(8)) {
+            let len = 512 * (1 + rng.below(400));
+            let offset = 512 * rng.below((size - len) / 512);
+            let pattern = (round * 16 + k) % 0xff + 1;
+            writes.push(format!("write -P {pattern} {offset} {len}"));
+            touched.extend(offset / BLOCK..=(offset + len - 1) / BLOCK);
+        }
+        qemu_io(&w.image, &writes);
+        let before = &points.last().expect("a point").1;
+        let now = w.raw(&format!("p{round}.raw"));
+        let changed = changed_blocks(before, &now);
+        assert_eq!(changed, touched, "round {round}: {writes:?}");
+
+        // The last round is due for the periodic check: a full scan that counts what the
+        // bitmap missed.
+        let check = round == 5;
+        if check {
+            w.spec.capture.check_changes_every = Duration::ZERO;
+        }
+        let (point, rec) = w.point().await;
+        let disk = &rec.disks[0];
+        let parent = &points.last().expect("a point").0;
+        assert_eq!(point.parent.as_ref(), Some(&parent.id), "round {round}");
+        if check {
+            assert_eq!(disk.changes, ChangesFrom::FullScan, "{rec:?}");
+            assert_eq!(
+                disk.hint_missed,
+                Some(0),
+                "the bitmap missed writes: {rec:?}"
+            );
+        } else {
+            assert_eq!(disk.changes, ChangesFrom::DirtyBitmap, "{rec:?}");
+            assert!(disk.full_scan_reason.is_none(), "{rec:?}");
+            assert_eq!(
+                disk.bytes_read,
+                changed.len() as u64 * BLOCK,
+                "round {round}: read {} bytes for {} changed blocks ({writes:?})",
+                disk.bytes_read,
+                changed.len()
+            );
+            assert!(
+                rec.summary().contains("changes from dirty bitmaps"),
+                "{}",
+                rec.summary()
+            );
+            assert!(
+                disk.summary().contains("dirty-bitmap"),
+                "{}",
+                disk.summary()
+            );
+        }
+        // Committed: the parent's bitmap is gone, the new one is there.
+        assert_eq!(
+            w.bitmaps(),
+            only(&[bitmap_name(&point.id)]),
+            "round {round}"
+        );
+        points.push((point, now));
+    }
+    for (i, (point, expected)) in points.iter().enumerate() {
+        let restored = w.restored(point, &format!("r{i}")).await;
+        assert!(
+            restored == *expected,
+            "point {i} differs from qemu-img convert at its time"
+        );
+    }
+}
+
+#[tokio::test]
+async fn an_inconsistent_bitmap_is_a_full_scan_and_the_point_is_right() {
+    let w = world(16 * M).await;
+    let (first, _) = w.point().await;
+    // A QEMU dies with the image open after a write: its bitmaps stay `in-use`.
+    drop(OpenByQemu::new(&w.image, "write -P 0x7e 3M 192k"));
+    let expected = w.raw("second.raw");
+    let info = ImageInfo::read(&w.image).expect("info");
+    let parent_bitmap = bitmap_name(&first.id);
+    assert!(
+        info.bitmap(&parent_bitmap).expect("bitmap").inconsistent,
+        "{info:?}"
+    );
+
+    let (second, rec) = w.point().await;
+    let disk = &rec.disks[0];
+    assert_eq!(disk.changes, ChangesFrom::FullScan, "{rec:?}");
+    let reason = disk.full_scan_reason.clone().unwrap_or_default();
+    assert!(
+        reason.contains("inconsistent") && reason.contains(&parent_bitmap),
+        "{reason}"
+    );
+    assert_eq!(disk.bytes_read, disk.bytes_allocated, "{rec:?}");
+    assert!(w.restored(&second, "r2").await == expected);
+    // The inconsistent bitmap went with the commit; the new one is sound.
+    assert_eq!(w.bitmaps(), only(&[bitmap_name(&second.id)]));
+    let info = ImageInfo::read(&w.image).expect("info");
+    assert!(!info.bitmaps[0].inconsistent);
+
+    // And the next backup reads with it again.
+    qemu_io(&w.image, &["write -P 0x3c 7M 64k".to_owned()]);
+    let (third, rec) = w.point().await;
+    assert_eq!(rec.disks[0].changes, ChangesFrom::DirtyBitmap, "{rec:?}");
+    assert_eq!(rec.disks[0].bytes_read, BLOCK);
+    assert!(w.restored(&third, "r3").await == w.raw("third.raw"));
+}
+
+#[tokio::test]
+async fn a_missing_or_renamed_bitmap_is_a_full_scan() {
+    let w = world(16 * M).await;
+    let (first, _) = w.point().await;
+    // Removed behind blockvault's back.
+    run(Command::new("qemu-img")
+        .args(["bitmap", "--remove"])
+        .arg(&w.image)
+        .arg(bitmap_name(&first.id)));
+    qemu_io(&w.image, &["write -P 0x44 1M 64k".to_owned()]);
+    let (second, rec) = w.point().await;
+    let disk = &rec.disks[0];
+    assert_eq!(disk.changes, ChangesFrom::FullScan, "{rec:?}");
+    let reason = disk.full_scan_reason.clone().unwrap_or_default();
+    assert!(reason.contains("has no dirty bitmap"), "{reason}");
+    assert_eq!(disk.bytes_read, disk.bytes_allocated, "{rec:?}");
+    assert!(w.restored(&second, "r2").await == w.raw("second.raw"));
+
+    // Renamed: copied into a bitmap of another name, the original removed.
+    let name = bitmap_name(&second.id);
+    run(Command::new("qemu-img")
+        .args(["bitmap", "--add", "-g", "65536"])
+        .arg(&w.image)
+        .arg("renamed"));
+    run(Command::new("qemu-img")
+        .args(["bitmap", "--merge"])
+        .arg(&name)
+        .arg(&w.image)
+        .arg("renamed"));
+    run(Command::new("qemu-img")
+        .args(["bitmap", "--remove"])
+        .arg(&w.image)
+        .arg(&name));
+    qemu_io(&w.image, &["write -P 0x55 5M 64k".to_owned()]);
+    let (third, rec) = w.point().await;
+    assert_eq!(rec.disks[0].changes, ChangesFrom::FullScan, "{rec:?}");
+    let reason = rec.disks[0].full_scan_reason.clone().unwrap_or_default();
+    assert!(reason.contains(&name), "{reason}");
+    assert!(w.restored(&third, "r3").await == w.raw("third.raw"));
+    // A bitmap that is not blockvault's is never touched.
+    assert_eq!(
+        w.bitmaps(),
+        only(&["renamed".to_owned(), bitmap_name(&third.id)])
+    );
+}
+
+#[tokio::test]
+async fn a_resized_disk_is_a_full_scan() {
+    let w = world(16 * M).await;
+    let (first, _) = w.point().await;
+    run(Command::new("qemu-img")
+        .args(["resize", "-q", "-f", "qcow2"])
+        .arg(&w.image)
+        .arg("20M"));
+    qemu_io(&w.image, &["write -P 0x66 18M 64k".to_owned()]);
+    let (second, rec) = w.point().await;
+    assert_eq!(second.parent.as_ref(), Some(&first.id));
+    let disk = &rec.disks[0];
+    assert_eq!(disk.changes, ChangesFrom::FullScan, "{rec:?}");
+    let reason = disk.full_scan_reason.clone().unwrap_or_default();
+    assert!(
+        reason.contains(&(16 * M).to_string()) && reason.contains(&(20 * M).to_string()),
+        "{reason}"
+    );
+    assert_eq!(second.disks[0].size, 20 * M);
+    assert!(w.restored(&second, "r2").await == w.raw("second.raw"));
+    assert_eq!(w.bitmaps(), only(&[bitmap_name(&second.id)]));
+}
+
+#[tokio::test]
+async fn a_failed_snapshot_removes_its_bitmap_and_the_next_backup_uses_the_parents() {
+    let mut w = world(16 * M).await;
+    // A second disk, raw, that the pre-hook takes away: the Snapshot fails after the capture
+    // (the qcow2 disk has its new bitmap by then), and the post-hook puts it back.
+    let raw = w.root.join("data.raw");
+    std::fs::write(&raw, vec![0x5au8; 256 * K as usize]).expect("raw disk");
+    w.spec.disks.push(raw.clone());
+    let (first, _) = w.point().await;
+    assert_eq!(w.bitmaps(), only(&[bitmap_name(&first.id)]));
+
+    qemu_io(&w.image, &["write -P 0x21 2M 64k".to_owned()]);
+    let away = w.root.join("data.away");
+    let mut failing = w.spec.clone();
+    failing.hooks = Hooks {
+        pre: Some(format!("mv {} {}", raw.display(), away.display())),
+        post: Some(format!("mv {} {}", away.display(), raw.display())),
+        timeout: None,
+    };
+    let failed = w
+        .engine
+        .backup(Ok(&w.vault), &failing, Arc::new(NoProgress))
+        .await
+        .expect("backup job");
+    assert!(failed.failure.is_some(), "{failed:?}");
+    assert!(failed.point.is_none());
+    assert!(raw.exists(), "the post-hook put the disk back");
+    // Only the parent's bitmap is left: the failed Snapshot's went.
+    assert_eq!(w.bitmaps(), only(&[bitmap_name(&first.id)]));
+
+    qemu_io(&w.image, &["write -P 0x22 11M 128k".to_owned()]);
+    let (second, rec) = w.point().await;
+    assert_eq!(second.parent.as_ref(), Some(&first.id));
+    let disk = &rec.disks[0];
+    assert_eq!(disk.changes, ChangesFrom::DirtyBitmap, "{rec:?}");
+    // The writes before the failed job and after it: the parent's bitmap holds both.
+    assert_eq!(disk.bytes_read, 3 * BLOCK, "{rec:?}");
+    assert!(w.restored(&second, "r2").await == w.raw("second.raw"));
+    assert_eq!(w.bitmaps(), only(&[bitmap_name(&second.id)]));
+}
