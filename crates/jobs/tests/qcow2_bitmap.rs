@@ -7,7 +7,8 @@
 //! and every point restores byte for byte as `qemu-img convert -O raw` made the image at its
 //! time. A bitmap left inconsistent by a QEMU killed with SIGKILL, a missing or renamed bitmap
 //! and a resized disk each get a full scan with the reason, and the right point. A failed
-//! Snapshot removes its new bitmap, and the next backup still reads with the parent's.
+//! Snapshot removes its new bitmap, and the next backup still reads with the parent's. A
+//! cloned qcow2 disk reads its clone's bitmap, beside a raw disk's file-system hints.
 //!
 //! These tests need `qemu-img`, `qemu-io` and `qemu-nbd`; without them they fail, saying so.
 
@@ -18,7 +19,8 @@ use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::Duration;
 
-use blockvault_core::{BlockSize, RecoveryPoint, VmName};
+use blockvault_capture::testing::{LoopFs, LoopKind};
+use blockvault_core::{BlockSize, Capture, RecoveryPoint, VmName};
 use blockvault_jobs::{
     BackupOutcome, BackupSpec, CaptureMode, CaptureRecord, ChangesFrom, Engine, Hooks, SubtaskKind,
     Tier,
@@ -135,7 +137,8 @@ fn vm() -> VmName {
 }
 
 struct World {
-    _dir: tempfile::TempDir,
+    /// The temporary directory or loop-mounted file system everything is in.
+    _root: Box<dyn std::any::Any>,
     root: PathBuf,
     engine: Engine,
     vault: Vault,
@@ -146,11 +149,21 @@ struct World {
 /// An engine, a local vault and a qcow2 disk of `size` bytes with some data, backed up
 /// with 64 KiB blocks, read (no clones) without hooks.
 async fn world(size: u64) -> World {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let root = dir.path().to_owned();
+    world_in(Box::new(dir), root, size, CaptureMode::Read).await
+}
+
+/// [`world`] in `root` (kept alive by `guard`), captured as `mode` says.
+async fn world_in(
+    guard: Box<dyn std::any::Any>,
+    root: PathBuf,
+    size: u64,
+    mode: CaptureMode,
+) -> World {
     for tool in ["qemu-img", "qemu-io", "qemu-nbd", "stdbuf"] {
         require(tool);
     }
-    let dir = tempfile::tempdir().expect("tempdir");
-    let root = dir.path().to_owned();
     let (engine, _) = Engine::open(root.join("state"), Some(root.join("snapshots")))
         .await
         .expect("engine");
@@ -169,9 +182,9 @@ async fn world(size: u64) -> World {
     );
     let mut spec = BackupSpec::new(vm(), vec![image.clone()]);
     spec.block_size = Some(BlockSize::new(BLOCK).expect("bs"));
-    spec.capture.mode = CaptureMode::Read;
+    spec.capture.mode = mode;
     World {
-        _dir: dir,
+        _root: guard,
         root,
         engine,
         vault,
@@ -243,6 +256,21 @@ fn record(outcome: &BackupOutcome) -> CaptureRecord {
         .subtask(SubtaskKind::Snapshot)
         .and_then(|s| s.capture.clone())
         .unwrap_or_else(|| panic!("no capture recorded: {outcome:?}"))
+}
+
+/// The qemu-nbd processes serving an image under `root`.
+fn servers_under(root: &Path) -> usize {
+    let root = root.as_os_str().as_encoded_bytes();
+    std::fs::read_dir("/proc")
+        .expect("list /proc")
+        .flatten()
+        .filter_map(|e| std::fs::read(e.path().join("cmdline")).ok())
+        .filter(|cmdline| {
+            let args: Vec<&[u8]> = cmdline.split(|&b| b == 0).collect();
+            args.first().is_some_and(|a| a.ends_with(b"qemu-nbd"))
+                && args.iter().any(|a| a.starts_with(root))
+        })
+        .count()
 }
 
 fn only(names: &[String]) -> BTreeSet<String> {
@@ -340,6 +368,7 @@ async fn bitmap_hints_read_exactly_the_changed_blocks_under_random_writes() {
             only(&[bitmap_name(&point.id)]),
             "round {round}"
         );
+        assert_eq!(servers_under(&w.root), 0, "qemu-nbd left running");
         points.push((point, now));
     }
     for (i, (point, expected)) in points.iter().enumerate() {
@@ -496,4 +525,52 @@ async fn a_failed_snapshot_removes_its_bitmap_and_the_next_backup_uses_the_paren
     assert_eq!(disk.bytes_read, 3 * BLOCK, "{rec:?}");
     assert!(w.restored(&second, "r2").await == w.raw("second.raw"));
     assert_eq!(w.bitmaps(), only(&[bitmap_name(&second.id)]));
+}
+
+#[tokio::test]
+#[ignore = "needs root, loop devices and mkfs.xfs: scripts/test.sh runs it"]
+async fn a_cloned_qcow2_disk_reads_its_clones_bitmap_beside_a_raw_disks_file_system_hints() {
+    let fs = LoopFs::new(LoopKind::Xfs, 512 << 20);
+    let root = fs.path().to_owned();
+    let mut w = world_in(Box::new(fs), root, 16 * M, CaptureMode::Reflink).await;
+    let raw = w.root.join("data.raw");
+    std::fs::write(&raw, vec![0x5au8; 4 * M as usize]).expect("raw disk");
+    w.spec.disks.push(raw.clone());
+    let (first, rec) = w.point().await;
+    assert_eq!(rec.capture, Capture::Reflink, "{rec:?}");
+    assert_eq!(w.bitmaps(), only(&[bitmap_name(&first.id)]));
+
+    let before = w.raw("p0.raw");
+    qemu_io(
+        &w.image,
+        &[
+            "write -P 0x31 1M 100k".to_owned(),
+            "write -P 0x32 13M 4k".to_owned(),
+        ],
+    );
+    {
+        use std::os::unix::fs::FileExt;
+        let file = std::fs::OpenOptions::new()
+            .write(true)
+            .open(&raw)
+            .expect("raw");
+        file.write_all_at(&[0xa5; 4096], M).expect("write raw");
+    }
+    let now = w.raw("p1.raw");
+    let changed = changed_blocks(&before, &now);
+    let (second, rec) = w.point().await;
+    assert_eq!(rec.capture, Capture::Reflink, "{rec:?}");
+    let (qcow2, data) = (&rec.disks[0], &rec.disks[1]);
+    assert_eq!(qcow2.changes, ChangesFrom::DirtyBitmap, "{rec:?}");
+    assert_eq!(qcow2.bytes_read, changed.len() as u64 * BLOCK, "{rec:?}");
+    assert_eq!(data.changes, ChangesFrom::FileSystem, "{rec:?}");
+    assert!(
+        rec.summary()
+            .contains("changes from the file system and dirty bitmaps"),
+        "{}",
+        rec.summary()
+    );
+    assert_eq!(w.bitmaps(), only(&[bitmap_name(&second.id)]));
+    assert!(w.restored(&second, "r2").await == now);
+    assert!(w.restored(&first, "r1").await == before);
 }
