@@ -450,13 +450,19 @@ async fn a_missing_or_renamed_bitmap_is_a_full_scan() {
         .args(["bitmap", "--remove"])
         .arg(&w.image)
         .arg(&name));
+    // And one a killed backup left behind: a blockvault bitmap of no point.
+    let stale = "blockvault-20200101-000000-0001";
+    run(Command::new("qemu-img")
+        .args(["bitmap", "--add", "-g", "65536"])
+        .arg(&w.image)
+        .arg(stale));
     qemu_io(&w.image, &["write -P 0x55 5M 64k".to_owned()]);
     let (third, rec) = w.point().await;
     assert_eq!(rec.disks[0].changes, ChangesFrom::FullScan, "{rec:?}");
     let reason = rec.disks[0].full_scan_reason.clone().unwrap_or_default();
     assert!(reason.contains(&name), "{reason}");
     assert!(w.restored(&third, "r3").await == w.raw("third.raw"));
-    // A bitmap that is not blockvault's is never touched.
+    // The stale bitmap went with the commit; one that is not blockvault's is never touched.
     assert_eq!(
         w.bitmaps(),
         only(&["renamed".to_owned(), bitmap_name(&third.id)])
@@ -573,4 +579,26 @@ async fn a_cloned_qcow2_disk_reads_its_clones_bitmap_beside_a_raw_disks_file_sys
     assert_eq!(w.bitmaps(), only(&[bitmap_name(&second.id)]));
     assert!(w.restored(&second, "r2").await == now);
     assert!(w.restored(&first, "r1").await == before);
+}
+
+#[tokio::test]
+async fn a_disk_a_qemu_has_open_fails_the_job_saying_to_use_qmp() {
+    let w = world(16 * M).await;
+    let (first, _) = w.point().await;
+    let open = OpenByQemu::new(&w.image, "write -P 0x19 4M 64k");
+    let outcome = w.backup().await;
+    let failure = outcome
+        .failure
+        .as_ref()
+        .map(|e| e.to_string())
+        .unwrap_or_else(|| panic!("a disk a QEMU has open made a point: {outcome:?}"));
+    assert!(
+        failure.contains("a QEMU has disk image") && failure.contains("QMP"),
+        "{failure}"
+    );
+    assert!(outcome.point.is_none());
+    assert_eq!(servers_under(&w.root), 0, "qemu-nbd left running");
+    // Nothing was added: only the first point's bitmap (in use by that QEMU) is there.
+    assert_eq!(w.bitmaps(), only(&[bitmap_name(&first.id)]));
+    drop(open);
 }
