@@ -602,3 +602,44 @@ async fn a_disk_a_qemu_has_open_fails_the_job_saying_to_use_qmp() {
     assert_eq!(w.bitmaps(), only(&[bitmap_name(&first.id)]));
     drop(open);
 }
+
+#[tokio::test]
+async fn a_failed_transfer_keeps_the_snapshot_point_and_its_bitmap() {
+    let w = world(16 * M).await;
+    let (first, _) = w.point().await;
+    qemu_io(&w.image, &["write -P 0x29 6M 64k".to_owned()]);
+    // The vault is down: the Snapshot completes (the point is in the snapshot tier), the
+    // Transfer fails, and the point's bitmap is the one the next backup reads with.
+    let unavailable = blockvault_jobs::VaultUnavailable {
+        location: w.root.join("vault").display().to_string(),
+        reason: "the vault is down for this test".to_owned(),
+    };
+    let outcome = w
+        .engine
+        .backup(Err(&unavailable), &w.spec, Arc::new(NoProgress))
+        .await
+        .expect("backup job");
+    let kept = outcome
+        .point
+        .clone()
+        .unwrap_or_else(|| panic!("the Snapshot made no point: {outcome:?}"));
+    let transfer = outcome
+        .job
+        .subtask(SubtaskKind::Transfer)
+        .expect("transfer subtask");
+    assert_eq!(
+        transfer.status,
+        blockvault_jobs::SubtaskStatus::Failed,
+        "{outcome:?}"
+    );
+    assert_eq!(kept.parent.as_ref(), Some(&first.id));
+    assert_eq!(w.bitmaps(), only(&[bitmap_name(&kept.id)]));
+
+    qemu_io(&w.image, &["write -P 0x2a 8M 64k".to_owned()]);
+    let (third, rec) = w.point().await;
+    assert_eq!(third.parent.as_ref(), Some(&kept.id));
+    assert_eq!(rec.disks[0].changes, ChangesFrom::DirtyBitmap, "{rec:?}");
+    // Only the write since the kept point: the one before it is that point's.
+    assert_eq!(rec.disks[0].bytes_read, BLOCK, "{rec:?}");
+    assert!(w.restored(&third, "r3").await == w.raw("third.raw"));
+}
