@@ -15,7 +15,7 @@
 //! ```
 //!
 //! Nothing here decides when a disk is read through QEMU: the job engine does (the header,
-//! [`DiskFormat::detect`](blockvault_source::DiskFormat::detect), or what the user said).
+//! [`detect_format`](blockvault_source::detect_format), or what the user said).
 
 mod bitmap;
 mod error;
