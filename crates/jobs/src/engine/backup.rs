@@ -273,29 +273,27 @@ impl Engine {
                 early.as_ref(),
             )
             .await;
-        // The VM is thawed whatever happened to the read (a no-op after clones).
-        let window = freeze.end(warnings).await;
-        drop(freeze);
         // The disks are read: their qemu-nbd servers stop (and release the disks' locks).
         drop(request);
         captured.stop_servers();
-        let bitmaps = captured.bitmaps.take();
+        // The qcow2 disks' bitmaps are settled before the post-hook, so a VM its pre-hook
+        // stopped still keeps its QEMU off them: the parent's go once the point is committed,
+        // the new ones when it is not (the parent's still cover every write since the parent).
+        if let Some(bitmaps) = captured.bitmaps.take() {
+            warnings.extend(match &taken {
+                Ok(_) => bitmaps.commit().await,
+                Err(_) => bitmaps.abandon().await,
+            });
+        }
+        // The VM is thawed whatever happened to the read (a no-op after clones).
+        let window = freeze.end(warnings).await;
+        drop(freeze);
         let report = match taken {
-            Ok(report) => {
-                // The point is committed: the parent's bitmaps go, the new ones stay.
-                if let Some(bitmaps) = bitmaps {
-                    warnings.extend(bitmaps.commit().await);
-                }
-                report
-            }
+            Ok(report) => report,
             Err(e) => {
                 // Free what the failed snapshot wrote (a full disk must not stay full).
                 if let Err(sweep) = self.snapshots.sweep(vm).await {
                     warnings.push(format!("could not clean the failed snapshot: {sweep}"));
-                }
-                // The parent's bitmaps still cover every write since the parent.
-                if let Some(bitmaps) = bitmaps {
-                    warnings.extend(bitmaps.abandon().await);
                 }
                 return Err(e.into());
             }

@@ -2,27 +2,33 @@
 //! open (a stopped VM, or one its pre-hook stops), read directly or from their reflink clones.
 //!
 //! ```text
-//! capture (in the freeze)  add blockvault-<new point> to each qcow2 disk
-//!                          (right after the clones; before the read under the hook)
+//! capture (in the freeze)  add blockvault-<new point> to each qcow2 disk (right after the
+//!                          clones; before the read under the hook), and remove any other
+//!                          blockvault bitmap but the parent's (left by a killed backup, or
+//!                          by a commit that found the disk open)
 //! read                     qemu-img info of what is read (the disk, or its clone: a clone
 //!                          carries the bitmaps as they were at the clone) -> trust the
 //!                          parent's bitmap (name, flags, granularity, size) ->
 //!                          qemu-nbd -B blockvault-<parent> -> its dirty extents are the hint;
 //!                          distrusted: qemu-nbd alone, a full scan with the Distrust as reason
-//! point committed          remove every other blockvault-* bitmap of the disk (the parent's
-//!                          and any stale one); a failure is a job warning
+//! point committed          remove every other blockvault bitmap of the disk (the parent's);
+//!                          a failure is a job warning
 //! Snapshot failed          remove blockvault-<new>: the parent's bitmap still covers every
 //!                          write since the parent, so the next backup uses it
 //! ```
 //!
 //! The new bitmap is added before anything of the disk is read and while its writer is
-//! frozen, so every write after the point's instant is in it. A blockvault killed between the
-//! add and the commit leaves both bitmaps: the next backup trusts the parent's (the newest
-//! point) and its commit removes the orphan. A bitmap that cannot be added (a qcow2 too old
-//! for bitmaps) is a warning: the next backup of that disk scans it in full. A disk a QEMU has
-//! open cannot get a bitmap here: read directly (qemu-nbd could not open it either) the job
-//! fails, saying to back the VM up through its QMP socket; cloned, it is a warning and the
-//! next backup of the disk scans it in full.
+//! frozen, so every write after the point's instant is in it. The commit (or the removal
+//! after a failure) runs before the post-hook when the disks are read under the hook, so a
+//! VM its pre-hook stops is still stopped; after clones the post-hook has run, and a VM it
+//! started again holds its disk: the parent's bitmap then stays until the next capture
+//! removes it. Only the parent's bitmap is ever trusted, so a stale one costs nothing but its
+//! space. A blockvault killed between the add and the commit leaves both bitmaps: the next
+//! backup trusts the parent's (the newest point) and removes the orphan. A bitmap that cannot
+//! be added (a qcow2 too old for bitmaps) is a warning: the next backup of that disk scans it
+//! in full. A disk a QEMU has open cannot get a bitmap here: read directly (qemu-nbd could not
+//! open it either) the job fails, saying to back the VM up through its QMP socket; cloned, it
+//! is a warning and the next backup of the disk scans it in full.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -55,14 +61,17 @@ pub(super) async fn qemu_format(image: &Path) -> Option<DiskFormat> {
 #[derive(Debug)]
 pub(super) struct NewBitmaps {
     point: PointId,
+    /// The parent point, whose bitmap the capture keeps.
+    parent: Option<PointId>,
     /// The disks (not their clones) that have the new bitmap.
     images: Vec<PathBuf>,
 }
 
 impl NewBitmaps {
-    pub(super) fn new(point: PointId) -> NewBitmaps {
+    pub(super) fn new(point: PointId, parent: Option<PointId>) -> NewBitmaps {
         NewBitmaps {
             point,
+            parent,
             images: Vec::new(),
         }
     }
@@ -73,11 +82,23 @@ impl NewBitmaps {
     /// a disk a QEMU has open ([`blockvault_qemu::Error::ImageLocked`]) cannot be read
     /// without its QEMU either, unless it was cloned; anything else (a qcow2 too old for
     /// bitmaps) only costs the next backup of the disk a full scan.
-    pub(super) async fn add(&mut self, image: &Path) -> Result<(), blockvault_qemu::Error> {
+    ///
+    /// Once it is added, every other blockvault bitmap of the disk but the parent's goes; what
+    /// cannot be removed is returned as warnings.
+    pub(super) async fn add(
+        &mut self,
+        image: &Path,
+    ) -> Result<Vec<String>, blockvault_qemu::Error> {
         let (path, name) = (image.to_owned(), bitmap_name(&self.point));
         blocking(move || add_bitmap(&path, &name)).await?;
         self.images.push(image.to_owned());
-        Ok(())
+        let keep: Vec<String> = [Some(&self.point), self.parent.as_ref()]
+            .into_iter()
+            .flatten()
+            .map(bitmap_name)
+            .collect();
+        let path = image.to_owned();
+        Ok(blocking(move || remove_others(&path, &keep)).await)
     }
 
     /// The warning of a bitmap [`NewBitmaps::add`] could not add to `image`.
@@ -94,35 +115,11 @@ impl NewBitmaps {
     pub(super) async fn commit(mut self) -> Vec<String> {
         let (images, point) = (std::mem::take(&mut self.images), self.point.clone());
         blocking(move || {
-            let keep = bitmap_name(&point);
-            let mut warnings = Vec::new();
-            for image in &images {
-                let info = match ImageInfo::read(image) {
-                    Ok(info) => info,
-                    Err(e) => {
-                        warnings.push(format!(
-                            "could not list the dirty bitmaps of disk {} to remove the \
-                             parent's: {e}",
-                            image.display()
-                        ));
-                        continue;
-                    }
-                };
-                let stale = info
-                    .bitmaps
-                    .iter()
-                    .filter(|b| b.name != keep && point_of(&b.name).is_some());
-                for bitmap in stale {
-                    if let Err(e) = remove_bitmap(image, &bitmap.name) {
-                        warnings.push(format!(
-                            "could not remove dirty bitmap {} from disk {}: {e}",
-                            bitmap.name,
-                            image.display()
-                        ));
-                    }
-                }
-            }
-            warnings
+            let keep = vec![bitmap_name(&point)];
+            images
+                .iter()
+                .flat_map(|image| remove_others(image, &keep))
+                .collect()
         })
         .await
     }
@@ -140,6 +137,34 @@ impl Drop for NewBitmaps {
         // Uncommitted and not abandoned: the job's future was dropped mid-way.
         let _ = remove_new(&self.images, &self.point);
     }
+}
+
+/// Removes every blockvault bitmap of `image` not named in `keep`; returns the warnings of
+/// what could not be removed.
+fn remove_others(image: &Path, keep: &[String]) -> Vec<String> {
+    let info = match ImageInfo::read(image) {
+        Ok(info) => info,
+        Err(e) => {
+            return vec![format!(
+                "could not list the dirty bitmaps of disk {} to remove the old ones: {e}",
+                image.display()
+            )];
+        }
+    };
+    info.bitmaps
+        .iter()
+        .filter(|b| point_of(&b.name).is_some() && !keep.contains(&b.name))
+        .filter_map(|bitmap| {
+            remove_bitmap(image, &bitmap.name).err().map(|e| {
+                format!(
+                    "could not remove the old dirty bitmap {} from disk {} (the next backup \
+                     removes it): {e}",
+                    bitmap.name,
+                    image.display()
+                )
+            })
+        })
+        .collect()
 }
 
 fn remove_new(images: &[PathBuf], point: &PointId) -> Vec<String> {

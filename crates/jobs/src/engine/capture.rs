@@ -299,7 +299,7 @@ impl Engine {
         freeze: &mut Freeze<'_>,
         warnings: &mut Warnings,
     ) -> Result<Captured> {
-        let mut bitmaps = NewBitmaps::new(point.clone());
+        let mut bitmaps = NewBitmaps::new(point.clone(), parent.map(|p| p.id.clone()));
         let captured = self
             .capture_disks(spec, parent, prepared, &mut bitmaps, freeze, warnings)
             .await;
@@ -365,10 +365,11 @@ impl Engine {
                     let mut formats = Vec::with_capacity(clones.len());
                     for (disk, clone) in spec.disks.iter().zip(&clones) {
                         let format = bitmaps::qemu_format(clone).await;
-                        if format.is_some()
-                            && let Err(e) = bitmaps.add(disk).await
-                        {
-                            warnings.push(bitmaps.not_added(disk, &e));
+                        if format.is_some() {
+                            match bitmaps.add(disk).await {
+                                Ok(notes) => warnings.extend(notes),
+                                Err(e) => warnings.push(bitmaps.not_added(disk, &e)),
+                            }
                         }
                         formats.push(format);
                     }
@@ -441,7 +442,7 @@ impl Engine {
                 };
                 // Before qemu-nbd opens it (and holds its lock), inside the freeze.
                 match bitmaps.add(disk).await {
-                    Ok(()) => {}
+                    Ok(notes) => warnings.extend(notes),
                     Err(e @ blockvault_qemu::Error::ImageLocked { .. }) => {
                         freeze.end(warnings).await;
                         return Err(e.into());
