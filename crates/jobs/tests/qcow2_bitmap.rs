@@ -643,3 +643,199 @@ async fn a_failed_transfer_keeps_the_snapshot_point_and_its_bitmap() {
     assert_eq!(rec.disks[0].bytes_read, BLOCK, "{rec:?}");
     assert!(w.restored(&third, "r3").await == w.raw("third.raw"));
 }
+
+/// A stand-in for a VM whose QEMU has its disk open: `qemu-io` reading commands from a FIFO
+/// that a `tail -f` of a command file feeds. `vm.sh stop` ends the feed (qemu-io closes the
+/// image cleanly at EOF) and waits for the image's lock to go; `vm.sh start` starts both again
+/// and waits for the lock. The hooks of the backups call it, as a pre-hook that stops a VM
+/// and a post-hook that starts it would.
+struct HookedVm {
+    dir: PathBuf,
+    image: PathBuf,
+    /// Guest writes sent so far, and the disk as they leave it.
+    sent: usize,
+    model: Vec<u8>,
+}
+
+const VM_SH: &str = r#"#!/bin/sh
+# vm.sh start|stop DIR IMAGE
+set -e
+d=$2
+locked() { ! qemu-img info "$1" >/dev/null 2>&1; }
+case $1 in
+start)
+  # The first command (`length`) says the image is open: polling the lock instead could
+  # take a read lock just as qemu-io asks for the write lock, and make it fail.
+  rm -f "$d/fifo"; mkfifo "$d/fifo"; echo length > "$d/cmds"; : > "$d/log"
+  tail -n +1 -f "$d/cmds" > "$d/fifo" 2>/dev/null </dev/null & echo $! > "$d/tail.pid"
+  stdbuf -oL qemu-io -f qcow2 "$3" < "$d/fifo" > "$d/log" 2>&1 & echo $! > "$d/qio.pid"
+  i=0; until grep -q MiB "$d/log"; do sleep 0.01; i=$((i+1)); [ $i -lt 1000 ]; done
+  ;;
+stop)
+  kill "$(cat "$d/tail.pid")" 2>/dev/null || true
+  i=0; while locked "$3"; do sleep 0.01; i=$((i+1)); [ $i -lt 1000 ]; done
+  ;;
+esac
+"#;
+
+impl HookedVm {
+    fn new(root: &Path, image: &Path, model: Vec<u8>) -> HookedVm {
+        let dir = root.join("vm");
+        std::fs::create_dir_all(&dir).expect("vm dir");
+        std::fs::write(dir.join("vm.sh"), VM_SH).expect("vm.sh");
+        let vm = HookedVm {
+            dir,
+            image: image.to_owned(),
+            sent: 0,
+            model,
+        };
+        run(Command::new("sh").args(vm.args("start")));
+        vm
+    }
+
+    fn args(&self, what: &str) -> Vec<String> {
+        vec![
+            self.dir.join("vm.sh").display().to_string(),
+            what.to_owned(),
+            self.dir.display().to_string(),
+            self.image.display().to_string(),
+        ]
+    }
+
+    fn hooks(&self) -> Hooks {
+        Hooks {
+            pre: Some(format!("sh {}", self.args("stop").join(" "))),
+            post: Some(format!("sh {}", self.args("start").join(" "))),
+            timeout: Some(Duration::from_secs(30)),
+        }
+    }
+
+    /// The guest writes `len` bytes of `pattern` at `offset`, and the write is done.
+    fn write(&mut self, pattern: u8, offset: u64, len: u64) {
+        use std::io::Write;
+        let mut cmds = std::fs::OpenOptions::new()
+            .append(true)
+            .open(self.dir.join("cmds"))
+            .expect("cmds");
+        writeln!(cmds, "write -P {pattern} {offset} {len}").expect("send");
+        self.sent += 1;
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        loop {
+            let log = std::fs::read_to_string(self.dir.join("log")).unwrap_or_default();
+            if log.matches("wrote ").count() >= self.sent {
+                break;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the VM did not write: {log}"
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        self.model[offset as usize..(offset + len) as usize].fill(pattern);
+    }
+
+    /// The log counts from 0 again after each start (the hooks restart the VM).
+    fn restarted(&mut self) {
+        self.sent = 0;
+    }
+}
+
+impl Drop for HookedVm {
+    fn drop(&mut self) {
+        for pid in ["tail.pid", "qio.pid"] {
+            if let Ok(pid) = std::fs::read_to_string(self.dir.join(pid)) {
+                let _ = Command::new("kill")
+                    .arg("-9")
+                    .arg(pid.trim())
+                    .stderr(Stdio::null())
+                    .status();
+            }
+        }
+    }
+}
+
+/// Backups of a VM whose pre-hook stops it and whose post-hook starts it again, the guest
+/// writing between them: every point is the disk at its stop, the changes come from the
+/// bitmaps, and the bitmaps do not pile up. Read under the hook, the parent's bitmap goes
+/// before the post-hook; after clones, the VM holds its disk again when the point is
+/// committed, so the parent's stays until the next capture removes it.
+async fn stopped_by_its_hooks(w: World, mode: CaptureMode) {
+    let mut w = w;
+    let mut model = vec![0u8; 16 * M as usize];
+    model[..2 * M as usize].fill(0x01);
+    model[9 * M as usize..10 * M as usize].fill(0x02);
+    let mut vm = HookedVm::new(&w.root, &w.image, model);
+    w.spec.hooks = vm.hooks();
+    w.spec.capture.mode = mode;
+    vm.write(0x40, 3 * M, 64 * K);
+    let mut points = Vec::new();
+    let mut last_bitmap_read = None;
+    for round in 0..4u64 {
+        let outcome = w.backup().await;
+        vm.restarted();
+        let point = outcome
+            .point
+            .clone()
+            .unwrap_or_else(|| panic!("no point: {outcome:?}"));
+        let rec = record(&outcome);
+        let disk = &rec.disks[0];
+        if round == 0 {
+            assert_eq!(disk.changes, ChangesFrom::FullScan, "{rec:?}");
+        } else {
+            assert_eq!(
+                disk.changes,
+                ChangesFrom::DirtyBitmap,
+                "round {round}: {rec:?}"
+            );
+            last_bitmap_read = Some(disk.bytes_read);
+        }
+        let bitmaps = ImageInfo::read(&w.image).expect("info").bitmaps;
+        let names: BTreeSet<String> = bitmaps.iter().map(|b| b.name.clone()).collect();
+        match (mode, points.last()) {
+            (CaptureMode::Reflink, Some((parent, _))) => {
+                let parent: &RecoveryPoint = parent;
+                assert_eq!(
+                    names,
+                    only(&[bitmap_name(&parent.id), bitmap_name(&point.id)]),
+                    "round {round}"
+                );
+                assert!(
+                    outcome
+                        .warnings
+                        .iter()
+                        .any(|w| w.contains("the next backup removes it")),
+                    "{:?}",
+                    outcome.warnings
+                );
+            }
+            _ => assert_eq!(names, only(&[bitmap_name(&point.id)]), "round {round}"),
+        }
+        points.push((point, vm.model.clone()));
+        // The guest writes while it runs again.
+        vm.write(0x41 + round as u8, (4 + round) * M + 512, 100 * K);
+    }
+    // Each round wrote 100 KiB from 512 bytes into a MiB: two 64 KiB blocks.
+    assert_eq!(last_bitmap_read, Some(2 * BLOCK));
+    drop(vm);
+    for (i, (point, expected)) in points.iter().enumerate() {
+        let restored = w.restored(point, &format!("r{i}")).await;
+        assert!(
+            restored == *expected,
+            "point {i} is not the disk at its stop"
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_vm_its_hooks_stop_and_start_is_read_with_bitmaps_under_the_hook() {
+    stopped_by_its_hooks(world(16 * M).await, CaptureMode::Read).await;
+}
+
+#[tokio::test]
+#[ignore = "needs root, loop devices and mkfs.xfs: scripts/test.sh runs it"]
+async fn a_vm_its_hooks_stop_and_start_is_read_from_clones_with_bitmaps() {
+    let fs = LoopFs::new(LoopKind::Xfs, 512 << 20);
+    let root = fs.path().to_owned();
+    let w = world_in(Box::new(fs), root, 16 * M, CaptureMode::Reflink).await;
+    stopped_by_its_hooks(w, CaptureMode::Reflink).await;
+}
