@@ -37,10 +37,10 @@ if ((${#missing[@]})); then
 fi
 [[ $(id -u) == 0 ]] || { echo "the capture tests loop-mount file systems and need root" >&2; exit 1; }
 
-step "QEMU tools for the NBD tests (qemu-utils: qemu-nbd, qemu-img, qemu-io)"
+step "QEMU tools for the NBD, qcow2 and running-VM tests (qemu-utils: qemu-nbd, qemu-img, qemu-io, qemu-storage-daemon)"
 # On Debian bookworm from bookworm-backports (QEMU 10): installing qemu-system-x86 from plain
 # bookworm later would remove it, so both always come from the same suite.
-if ! { command -v qemu-nbd && command -v qemu-img && command -v qemu-io; } >/dev/null; then
+if ! { command -v qemu-nbd && command -v qemu-img && command -v qemu-io && command -v qemu-storage-daemon; } >/dev/null; then
     suite=()
     if grep -qs '^VERSION_CODENAME=bookworm' /etc/os-release; then
         grep -rqs bookworm-backports /etc/apt/sources.list /etc/apt/sources.list.d/ ||

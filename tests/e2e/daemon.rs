@@ -170,6 +170,7 @@ async fn thirty_days_of_an_enhanced_four_hourly_policy_leave_exactly_the_promise
                 timeout: None,
             },
             capture: Default::default(),
+            disk_format: None,
         };
         let protected = engine
             .protect(

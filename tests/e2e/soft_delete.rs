@@ -79,6 +79,7 @@ impl World {
             policy: blockvault_jobs::DEFAULT_POLICY.parse().expect("policy"),
             hooks: Hooks::default(),
             capture: Default::default(),
+            disk_format: None,
         }
     }
 

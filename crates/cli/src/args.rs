@@ -432,6 +432,14 @@ pub struct HookArgs {
     #[arg(long, value_name = "HOW", value_parser = ["auto", "reflink", "read"])]
     pub capture: Option<String>,
 
+    /// The format of the VM's disks. `auto` (the default for a backup; a protected VM keeps
+    /// what it has): by each disk's header (a qcow2 image is read through qemu-nbd), which may
+    /// not change from the previous point's: a raw disk whose header says qcow2 now (a guest
+    /// can write one into its own disk) is refused until the format is said. `raw`: the
+    /// files' bytes, whatever their headers say. `qcow2`: every disk read through qemu-nbd.
+    #[arg(long, value_name = "FORMAT", value_parser = ["auto", "raw", "qcow2"])]
+    pub disk_format: Option<String>,
+
     /// Seconds each hook may run before it is killed and counts as failed.
     #[arg(long, value_name = "SECONDS", default_value_t = 300,
           value_parser = clap::value_parser!(u64).range(1..=86400))]
@@ -451,6 +459,12 @@ impl HookArgs {
     pub fn capture(&self) -> Option<blockvault_jobs::CaptureMode> {
         // The parser allows only the names CaptureMode knows.
         self.capture.as_deref().and_then(|c| c.parse().ok())
+    }
+
+    /// `--disk-format`, when given: `None` for auto (by the headers).
+    pub fn disk_format(&self) -> Option<Option<blockvault_core::DiskFormat>> {
+        // The parser allows only auto and the names DiskFormat knows.
+        self.disk_format.as_deref().map(|f| f.parse().ok())
     }
 }
 

@@ -71,6 +71,8 @@ pub async fn protect_request(
         policy,
         hooks,
         capture,
+        // Kept unless the caller says it (`--disk-format`).
+        disk_format: existing.as_ref().and_then(|item| item.disk_format),
     })
 }
 

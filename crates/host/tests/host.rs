@@ -33,6 +33,7 @@ async fn protect(host: &Host, vm: &str, vault: &VaultLocation) {
             policy: DEFAULT_POLICY.parse().expect("policy"),
             hooks: Hooks::default(),
             capture: Default::default(),
+            disk_format: None,
             since: jiff::Timestamp::now(),
             handled: None,
             state: ProtectionState::Protected,

@@ -48,6 +48,21 @@ pub enum Error {
         why: String,
     },
 
+    /// A disk whose header says another format than the previous point recorded, with no
+    /// `--disk-format` said (a guest can write a qcow2 header into its raw disk).
+    #[error(
+        "disk {disk} was backed up as {before}, but its header now says {now}: refused, since a \
+         guest can write a disk header of its own (a qcow2 header can name a host file as its \
+         backing file); if the image really is {now} now, say so with --disk-format {now}, or \
+         --disk-format {before} to read it as before",
+        disk = disk.display()
+    )]
+    DiskFormatChanged {
+        disk: PathBuf,
+        before: blockvault_core::DiskFormat,
+        now: blockvault_core::DiskFormat,
+    },
+
     #[error(transparent)]
     Capture(#[from] blockvault_capture::Error),
 
@@ -332,7 +347,9 @@ impl Error {
             Error::Policy(_) | Error::InvalidValue { .. } => ErrorKind::Usage,
             Error::Capture(e) => e.kind(),
             Error::Qemu(e) => e.kind(),
-            Error::ReflinkUnavailable { .. } => ErrorKind::Refused,
+            Error::ReflinkUnavailable { .. } | Error::DiskFormatChanged { .. } => {
+                ErrorKind::Refused
+            }
             // Where the VM stands in the protection lifecycle (soft-deleted, stopped, a
             // backup running, protected by another vault), hooks, an unreachable vault: the
             // operation cannot be done now.

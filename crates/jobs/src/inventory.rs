@@ -65,6 +65,10 @@ pub struct ProtectedItem {
     pub hooks: crate::Hooks,
     /// How its backups capture the disks (`protect --capture`).
     pub capture: crate::CaptureMode,
+    /// The format of its disks, when said outright (`protect --disk-format`); `None`: by
+    /// each disk's header.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub disk_format: Option<blockvault_core::DiskFormat>,
     /// When protection was configured (the schedule's first slot comes after it).
     pub since: Timestamp,
     /// The scheduled instant of the last slot the scheduler handled (ran, or folded into a

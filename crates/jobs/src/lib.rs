@@ -66,7 +66,11 @@
 //! both tiers and reads it from the snapshot tier when it is there: where the tier kept a
 //! reflink clone of a disk, by cloning it back (into a new file, or in place only the extents
 //! that differ; milliseconds whatever the size), else from its chunks; the outcome says which
-//! ([`RestoreOutcome::restored_by`]). [`Engine::list_points`] rebuilds the catalog's view of
+//! ([`RestoreOutcome::restored_by`]), and each disk's format: the point's, or the one
+//! [`Engine::restore_as`] asks for (a qcow2 disk is staged raw and converted by `qemu-img`, see
+//! `engine/restore_format.rs`). A Snapshot decides each disk's format in
+//! `engine/disk_format.rs`: as said, or by the header when it did not change since the
+//! previous point. [`Engine::list_points`] rebuilds the catalog's view of
 //! both tiers from the stores as it lists, with what each point's kept clones hold alone.
 //!
 //! Exclusivity is enforced with `flock` on files in `STATE_DIR/locks/`, so it holds across

@@ -1,6 +1,6 @@
 //! qcow2 disks through the engine: a disk whose header says qcow2 is read through a `qemu-nbd`
 //! the Snapshot starts for it (the guest's view, not the file's bytes), and its points restore
-//! (raw) to exactly what `qemu-img convert -O raw` makes of the image, full and incremental.
+//! (asked for raw) to exactly what `qemu-img convert -O raw` makes of the image, full and incremental.
 //! No `qemu-nbd` is left running after a backup.
 //!
 //! These tests need `qemu-nbd`, `qemu-img` and `qemu-io`; without them they fail, saying so.
@@ -110,7 +110,13 @@ async fn restored_from(
         options: TransferOptions::default(),
     };
     engine
-        .restore(Some(vault), &request, Some(tier), Arc::new(NoProgress))
+        .restore_as(
+            Some(vault),
+            &request,
+            Some(tier),
+            Some(blockvault_core::DiskFormat::Raw),
+            Arc::new(NoProgress),
+        )
         .await
         .expect("restore");
     std::fs::read(out.join(point.disks[0].name.as_str())).expect("restored disk")

@@ -211,7 +211,7 @@ impl World {
         (point, record(&outcome))
     }
 
-    /// `point` restored from the vault.
+    /// `point` restored from the vault, as a raw image.
     async fn restored(&self, point: &RecoveryPoint, name: &str) -> Vec<u8> {
         let out = self.root.join(name);
         let request = RestoreRequest {
@@ -223,11 +223,13 @@ impl World {
             known_content: Default::default(),
             options: TransferOptions::default(),
         };
+        // Raw: the guest's disk, to compare with `qemu-img convert -O raw`.
         self.engine
-            .restore(
+            .restore_as(
                 Some(&self.vault),
                 &request,
                 Some(Tier::Vault),
+                Some(blockvault_core::DiskFormat::Raw),
                 Arc::new(NoProgress),
             )
             .await

@@ -14,7 +14,7 @@ pub enum Error {
 
     /// A QEMU tool is not installed.
     #[error(
-        "{tool} is not installed: reading qcow2 disks needs it (Debian/Ubuntu: apt-get install qemu-utils)"
+        "{tool} is not installed: qcow2 disks need it (Debian/Ubuntu: apt-get install qemu-utils)"
     )]
     Missing { tool: &'static str },
 
@@ -22,13 +22,9 @@ pub enum Error {
     #[error("qemu-nbd could not serve disk image {path}: {reason}", path = image.display())]
     QemuNbd { image: PathBuf, reason: String },
 
-    /// `qemu-img` could not read or change an image: its own words.
-    #[error("qemu-img {op} {path}: {reason}", path = image.display())]
-    QemuImg {
-        image: PathBuf,
-        op: &'static str,
-        reason: String,
-    },
+    /// `qemu-img` failed (its own words in `reason`).
+    #[error("qemu-img could not {what}: {reason}")]
+    QemuImg { what: String, reason: String },
 
     /// A QEMU has the image open (it holds the image's write lock): only that QEMU may change
     /// it, so a running VM's disks are backed up through its QMP socket.

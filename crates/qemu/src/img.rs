@@ -81,16 +81,15 @@ impl ImageInfo {
     /// or says what this build cannot parse.
     pub fn read(image: &Path) -> Result<ImageInfo> {
         exists(image)?;
+        let what = || format!("read the info of {}", image.display());
         let out = qemu_img(
-            image,
-            "info",
+            what(),
             Command::new("qemu-img")
                 .args(["info", "--output=json", "--force-share"])
                 .arg(image),
         )?;
         let failed = |reason: String| Error::QemuImg {
-            image: image.to_owned(),
-            op: "info",
+            what: what(),
             reason,
         };
         if !out.status.success() {
@@ -144,9 +143,9 @@ impl ImageInfo {
 /// or a qcow2 too old for bitmaps (compat 0.10)).
 pub fn add_bitmap(image: &Path, name: &str) -> Result<()> {
     exists(image)?;
+    let what = format!("add dirty bitmap {name} to {}", image.display());
     let out = qemu_img(
-        image,
-        "bitmap --add",
+        what.clone(),
         Command::new("qemu-img")
             .args(["bitmap", "--add", "-g"])
             .arg(BITMAP_GRANULARITY.to_string())
@@ -157,7 +156,7 @@ pub fn add_bitmap(image: &Path, name: &str) -> Result<()> {
     if out.status.success() {
         return Ok(());
     }
-    Err(refused(image, "bitmap --add", &out))
+    Err(refused(image, what, &out))
 }
 
 /// Removes the dirty bitmap `name` from the qcow2 `image`: `true` when it was removed,
@@ -166,9 +165,9 @@ pub fn add_bitmap(image: &Path, name: &str) -> Result<()> {
 /// Errors as [`add_bitmap`]'s.
 pub fn remove_bitmap(image: &Path, name: &str) -> Result<bool> {
     exists(image)?;
+    let what = format!("remove dirty bitmap {name} from {}", image.display());
     let out = qemu_img(
-        image,
-        "bitmap --remove",
+        what.clone(),
         Command::new("qemu-img")
             .args(["bitmap", "--remove", "-f", "qcow2"])
             .arg(image)
@@ -181,7 +180,7 @@ pub fn remove_bitmap(image: &Path, name: &str) -> Result<bool> {
     if text.contains("not found") && text.contains(name) {
         return Ok(false);
     }
-    Err(refused(image, "bitmap --remove", &out))
+    Err(refused(image, what, &out))
 }
 
 fn exists(image: &Path) -> Result<()> {
@@ -194,15 +193,14 @@ fn exists(image: &Path) -> Result<()> {
     }
 }
 
-/// Runs `cmd` (a qemu-img), its output captured.
-fn qemu_img(image: &Path, op: &'static str, cmd: &mut Command) -> Result<Output> {
+/// Runs `cmd` (a qemu-img that is to do `what`), its output captured.
+fn qemu_img(what: String, cmd: &mut Command) -> Result<Output> {
     cmd.stdin(Stdio::null())
         .output()
         .map_err(|e| match e.kind() {
             std::io::ErrorKind::NotFound => Error::Missing { tool: "qemu-img" },
             _ => Error::QemuImg {
-                image: image.to_owned(),
-                op,
+                what,
                 reason: format!("cannot start qemu-img: {e}"),
             },
         })
@@ -224,8 +222,9 @@ fn said(out: &Output) -> String {
     }
 }
 
-/// The error of a failed write to `image`: locked by a QEMU, or qemu-img's reason.
-fn refused(image: &Path, op: &'static str, out: &Output) -> Error {
+/// The error of a failed write to `image` (to do `what`): locked by a QEMU, or qemu-img's
+/// reason.
+fn refused(image: &Path, what: String, out: &Output) -> Error {
     let reason = said(out);
     // `Failed to get "write" lock` / `Failed to get shared "write" lock`.
     if reason.contains("Failed to get") && reason.contains("lock") {
@@ -234,9 +233,5 @@ fn refused(image: &Path, op: &'static str, out: &Output) -> Error {
             reason,
         };
     }
-    Error::QemuImg {
-        image: image.to_owned(),
-        op,
-        reason,
-    }
+    Error::QemuImg { what, reason }
 }

@@ -3,7 +3,7 @@
 
 use std::path::PathBuf;
 
-use blockvault_core::{BlockSize, VmName};
+use blockvault_core::{BlockSize, DiskFormat, VmName};
 use clap::Args;
 
 use super::{HookArgs, TransferArgs, VaultArg};
@@ -95,6 +95,12 @@ pub struct RestoreArgs {
     /// VM first. The images are changed directly: if interrupted, run it again to finish.
     #[arg(long)]
     pub in_place: bool,
+
+    /// The format to write every disk in: raw or qcow2. By default each disk is written in
+    /// the format it was backed up from (a qcow2 image comes back as a sparse qcow2 file,
+    /// made with qemu-img). Not with --in-place, which rolls the images back as they are.
+    #[arg(long, value_name = "FORMAT", conflicts_with = "in_place")]
+    pub format: Option<DiskFormat>,
 
     #[command(flatten)]
     pub transfer: TransferArgs,

@@ -26,6 +26,7 @@ pub async fn run(args: BackupArgs, host: &Host, bar: Arc<Bar>) -> Result<Report>
         early_send: !args.no_early_send,
         capture: CaptureOptions {
             mode: args.hooks.capture().unwrap_or_default(),
+            disk_format: args.hooks.disk_format().flatten(),
             ..CaptureOptions::default()
         },
         ..BackupSpec::new(args.vm, args.disks)

@@ -77,6 +77,21 @@ pub async fn run(args: PointsArgs, host: &Host) -> Result<Report> {
     })
 }
 
+/// The DISKS column: how many, and how many are not raw (`1 qcow2`, `3 (1 qcow2)`).
+fn disks(point: &blockvault_core::RecoveryPoint) -> String {
+    let n = point.disks.len();
+    let qcow2 = point
+        .disks
+        .iter()
+        .filter(|d| d.format == blockvault_core::DiskFormat::Qcow2)
+        .count();
+    match qcow2 {
+        0 => n.to_string(),
+        q if q == n => format!("{n} qcow2"),
+        q => format!("{n} ({q} qcow2)"),
+    }
+}
+
 fn table(view: &PointsView) -> String {
     let PointsView {
         points,
@@ -110,7 +125,7 @@ fn table(view: &PointsView) -> String {
                 p.id.to_string(),
                 format::time(p.time),
                 p.consistency.to_string(),
-                p.disks.len().to_string(),
+                disks(p),
                 format::bytes(p.total_size()),
                 format::bytes(p.stats.bytes_changed),
                 format::bytes(p.stats.bytes_stored),

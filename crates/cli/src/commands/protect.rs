@@ -17,7 +17,7 @@ use crate::progress::Bar;
 pub async fn protect(args: ProtectArgs, host: &Host, bar: Arc<Bar>) -> Result<Report> {
     let (engine, mut warnings) = host.engine().await?;
     let hooks = args.hooks.hooks();
-    let request = blockvault_host::protect_request(
+    let mut request = blockvault_host::protect_request(
         &engine,
         &args.vm,
         &args.vault.vault,
@@ -27,6 +27,9 @@ pub async fn protect(args: ProtectArgs, host: &Host, bar: Arc<Bar>) -> Result<Re
         args.hooks.capture(),
     )
     .await?;
+    if let Some(format) = args.hooks.disk_format() {
+        request.disk_format = format;
+    }
     let location = blockvault_host::canonical(&args.vault.vault);
     let vault = host.job_vault(&location).await?;
     let options = blockvault_host::write_options(&location, args.transfer.concurrency);

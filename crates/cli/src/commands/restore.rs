@@ -1,6 +1,7 @@
 use std::sync::Arc;
 
 use anyhow::Result;
+use blockvault_core::DiskFormat;
 use blockvault_host::Host;
 use blockvault_jobs::{DiskRestore, RestoreMethod};
 use blockvault_vault::{NoProgress, PointSelector, RestoreRequest};
@@ -38,10 +39,11 @@ pub async fn run(args: RestoreArgs, host: &Host, bar: Arc<Bar>) -> Result<Report
     };
     let shown = bar.follow(engine.subscribe());
     let outcome = engine
-        .restore(
+        .restore_as(
             vault.as_ref(),
             &request,
             args.from.tier(),
+            args.format,
             Arc::new(NoProgress),
         )
         .await;
@@ -90,9 +92,21 @@ pub async fn run(args: RestoreArgs, host: &Host, bar: Arc<Bar>) -> Result<Report
         let names: Vec<&str> = by_clone.iter().map(|d| d.name.as_str()).collect();
         format!("{how} (disk(s) {} by clone)", names.join(", "))
     };
+    // The format of each disk, where not raw.
+    let formats: Vec<String> = outcome
+        .restored_by
+        .iter()
+        .filter(|d| !d.format.is_raw())
+        .map(|d| format!("{} as {}", d.name, d.format))
+        .collect();
+    let formats = if formats.is_empty() {
+        String::new()
+    } else {
+        format!(" ({})", formats.join(", "))
+    };
     let text = format!(
-        "{how} point {} of {} ({}) from the {} tier to {}: {} disk(s), {} image, {} written; \
-         {} ({}); job {}",
+        "{how} point {} of {} ({}) from the {} tier to {}{formats}: {} disk(s), {} image, {} \
+         written; {} ({}); job {}",
         report.point.id,
         report.point.vm,
         format::time(report.point.time),
@@ -120,6 +134,7 @@ pub async fn run(args: RestoreArgs, host: &Host, bar: Arc<Bar>) -> Result<Report
                 "blocks_changed": d.blocks_changed,
                 "bytes_scanned": d.bytes_scanned,
                 "restored_by": how.map_or(RestoreMethod::Chunks, |h| h.method),
+                "format": how.map_or(DiskFormat::Raw, |h| h.format),
                 "ranges_cloned": how.map_or(0, |h| h.ranges_cloned),
                 "bytes_cloned": how.map_or(0, |h| h.bytes_cloned),
             })

@@ -13,6 +13,7 @@
 //! - `replica_recovery`: a lost secondary replaced or resynced, a lost primary's replica
 //!   promoted.
 //! - `restore_target`: what a restore does to files already in its target directory.
+//! - `qcow2`: qcow2 disks restored as qcow2 or raw, and the disk format checks of a backup.
 //! - `json_errors`: the `--json` error document.
 //! - `help`: help texts teach the examples and the exit codes.
 //! - `s3`: the same commands with the vault on a real S3 server (Garage).
@@ -30,6 +31,7 @@ mod jobs;
 mod json_errors;
 mod layouts;
 mod protection;
+mod qcow2;
 mod replica_recovery;
 mod replication;
 mod restore_target;

@@ -298,6 +298,7 @@ mod tests {
                 handled: None,
                 state: crate::ProtectionState::Protected,
                 capture: crate::CaptureMode::Auto,
+                disk_format: None,
             })
             .expect("protect");
         let handled = |c: &Catalog| {

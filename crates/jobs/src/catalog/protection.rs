@@ -25,6 +25,9 @@ struct StoredHooks {
     /// (absent in items protected before it: `auto`).
     #[serde(default)]
     capture: CaptureMode,
+    /// The disks' format when said outright (absent: by the headers).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    disk_format: Option<blockvault_core::DiskFormat>,
 }
 
 const COLUMNS: &str = "vm, vault, disks, policy, hooks, since, handled, state, stopped, deleted";
@@ -43,6 +46,7 @@ impl Catalog {
             post: item.hooks.post.clone(),
             timeout_secs: item.hooks.timeout.map(|t| t.as_secs()),
             capture: item.capture,
+            disk_format: item.disk_format,
         })
         .unwrap_or_default();
         let (stopped, deleted) = state_times(&item.state);
@@ -323,6 +327,7 @@ fn item(raw: Raw) -> Result<ProtectedItem, Failure> {
             timeout: hooks.timeout_secs.map(Duration::from_secs),
         },
         capture: hooks.capture,
+        disk_format: hooks.disk_format,
         state,
     })
 }

@@ -316,6 +316,7 @@ mod tests {
             policy: DEFAULT_POLICY.parse().expect("policy"),
             hooks: Hooks::default(),
             capture: crate::CaptureMode::Auto,
+            disk_format: None,
         };
         engine
             .protect(

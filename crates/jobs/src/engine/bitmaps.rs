@@ -37,7 +37,9 @@ use blockvault_core::{DiskFormat, PointId, RecoveryPoint};
 use blockvault_qemu::{
     ImageInfo, QemuNbd, add_bitmap, bitmap_name, point_of, remove_bitmap, trust,
 };
-use blockvault_source::{ChangeHint, detect_format};
+use blockvault_source::ChangeHint;
+
+use super::disk_format::FormatCheck;
 
 use crate::Result;
 
@@ -48,11 +50,11 @@ async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> 
         .unwrap_or_else(|join| std::panic::resume_unwind(join.into_panic()))
 }
 
-/// The format of `image` when it must be read through QEMU; `None` for a raw image, and for
-/// one whose header cannot be read (the write session says what is wrong with it).
-pub(super) async fn qemu_format(image: &Path) -> Option<DiskFormat> {
+/// The format of `image` (the disk, or its clone) as `check` decides it, when it must be read
+/// through QEMU; `None` for a raw image (see `disk_format.rs`).
+pub(super) async fn qemu_format(image: &Path, check: FormatCheck) -> Result<Option<DiskFormat>> {
     let image = image.to_owned();
-    blocking(move || detect_format(&image).ok().filter(|f| f.needs_qemu())).await
+    blocking(move || Ok(Some(check.decide(&image)?).filter(|f| f.needs_qemu()))).await
 }
 
 /// The bitmaps a Snapshot added (`blockvault-<new point>`, one per qcow2 disk): removed again

@@ -27,7 +27,7 @@ use std::time::{Duration, Instant};
 use serde::{Deserialize, Serialize};
 
 use blockvault_capture::{FsKind, clone_file, extent_count, same_fs};
-use blockvault_core::{Capture, DiskName, PointId, RecoveryPoint, VmName};
+use blockvault_core::{Capture, DiskFormat, DiskName, PointId, RecoveryPoint, VmName};
 use blockvault_qemu::QemuNbd;
 use blockvault_repo::disk_name;
 use blockvault_snapshot::{SnapshotTier, Staging};
@@ -35,6 +35,7 @@ use blockvault_source::ChangeHint;
 use blockvault_vault::{DiskInput, DiskScan};
 
 use super::bitmaps::{self, NewBitmaps};
+use super::disk_format::FormatCheck;
 use super::disk_state::FileStat;
 use super::hooks::Freeze;
 use super::{BackupSpec, Engine};
@@ -96,6 +97,9 @@ pub struct CaptureOptions {
     /// How often a point whose disks' changes came from the file system is checked by a full
     /// scan: a week.
     pub check_changes_every: Duration,
+    /// The format of every disk, when said outright (`--disk-format`); `None` (auto): by the
+    /// header, which may not change from the previous point's (see `disk_format.rs`).
+    pub disk_format: Option<DiskFormat>,
 }
 
 impl Default for CaptureOptions {
@@ -105,6 +109,7 @@ impl Default for CaptureOptions {
             extent_warning: 20_000,
             long_freeze: Duration::from_secs(1),
             check_changes_every: Duration::from_secs(7 * 24 * 3600),
+            disk_format: None,
         }
     }
 }
@@ -363,8 +368,15 @@ impl Engine {
                     // Still frozen: the qcow2 disks get the new point's bitmap, so every
                     // write after the clones is in it. The clones carry the parent's.
                     let mut formats = Vec::with_capacity(clones.len());
-                    for (disk, clone) in spec.disks.iter().zip(&clones) {
-                        let format = bitmaps::qemu_format(clone).await;
+                    for (i, (disk, clone)) in spec.disks.iter().zip(&clones).enumerate() {
+                        let check = format_check(spec, parent, &captured.names[i], i);
+                        let format = match bitmaps::qemu_format(clone, check).await {
+                            Ok(format) => format,
+                            Err(e) => {
+                                freeze.end(warnings).await;
+                                return Err(e);
+                            }
+                        };
                         if format.is_some() {
                             match bitmaps.add(disk).await {
                                 Ok(notes) => warnings.extend(notes),
@@ -433,7 +445,15 @@ impl Engine {
         }
         if captured.kind != Capture::Reflink {
             for (i, disk) in spec.disks.iter().enumerate() {
-                let Some(format) = bitmaps::qemu_format(disk).await else {
+                let check = format_check(spec, parent, &captured.names[i], i);
+                let format = match bitmaps::qemu_format(disk, check).await {
+                    Ok(format) => format,
+                    Err(e) => {
+                        freeze.end(warnings).await;
+                        return Err(e);
+                    }
+                };
+                let Some(format) = format else {
                     if let Some(why) = &no_clone {
                         let reason = format!("the disks were read, not cloned: {why}");
                         captured.reasons[i] = Some(reason);
@@ -485,6 +505,17 @@ impl Engine {
         captured.no_clone = no_clone;
         Ok(captured)
     }
+}
+
+/// What decides the format of disk `i` of `spec`, named `name` (see `disk_format.rs`).
+fn format_check(
+    spec: &BackupSpec,
+    parent: Option<&RecoveryPoint>,
+    name: &DiskName,
+    i: usize,
+) -> FormatCheck {
+    let disk = spec.disks.get(i).map_or_else(PathBuf::new, PathBuf::clone);
+    FormatCheck::new(spec.capture.disk_format, parent, name, &disk)
 }
 
 /// The job's record of a capture, once the disks were read as `scans` say.

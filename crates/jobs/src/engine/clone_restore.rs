@@ -22,6 +22,13 @@
 //! handed to it as known content, so it neither scans nor writes them. A target the restore
 //! from the chunks would refuse (it exists, is missing, is not a file) is left to it, so its
 //! errors are the same whichever way a disk would have gone.
+//!
+//! A disk read from a qcow2 image has a qcow2 file as its kept clone: it stands for the point
+//! only where the restore writes qcow2 (then the clone is the guest's disk exactly as it was,
+//! its dirty bitmaps included), and only when it holds the whole disk by itself (no backing
+//! file, no external data file) at the point's size. A raw clone may be cloned for a disk to
+//! be written as qcow2: the caller converts it (see `restore_format.rs`); [`DiskRestore::format`]
+//! says what each file holds.
 
 use std::collections::HashMap;
 use std::fs::File;
@@ -29,7 +36,8 @@ use std::ops::Range;
 use std::path::{Path, PathBuf};
 
 use blockvault_capture::{clone_file, same_fs};
-use blockvault_core::{DiskName, DiskRecord, RecoveryPoint};
+use blockvault_core::{DiskFormat, DiskName, DiskRecord, RecoveryPoint};
+use blockvault_qemu::Qcow2Header;
 use blockvault_snapshot::SnapshotTier;
 use blockvault_vault::{RestoreRequest, RestoredDisk};
 
@@ -45,6 +53,8 @@ pub struct DiskRestore {
     /// clone: one range, the whole disk.
     pub ranges_cloned: u64,
     pub bytes_cloned: u64,
+    /// The format of the file written for the disk.
+    pub format: DiskFormat,
 }
 
 /// Where a disk's restored content came from.
@@ -89,11 +99,12 @@ impl Cloned {
 }
 
 /// Restores by clone what of `point` (a point of the snapshot tier `tier`) can be, as
-/// `request` asks (see the module docs). Blocking.
+/// `request` asks, each disk to be written in `formats` (see the module docs). Blocking.
 pub(super) fn restore_by_clone(
     tier: &SnapshotTier,
     point: &RecoveryPoint,
     request: &RestoreRequest,
+    formats: &[DiskFormat],
 ) -> Cloned {
     let vm = &point.vm;
     let clones: Vec<Option<PathBuf>> = point
@@ -125,7 +136,7 @@ pub(super) fn restore_by_clone(
         return Cloned::nothing(point, warnings);
     }
     let clones: Vec<PathBuf> = clones.into_iter().flatten().collect();
-    match new_files(point, &clones, &request.target) {
+    match new_files(point, &clones, &request.target, formats) {
         Ok(disks) => Cloned {
             disks: disks.into_iter().map(Some).collect(),
             warnings,
@@ -173,26 +184,29 @@ fn new_files(
     point: &RecoveryPoint,
     clones: &[PathBuf],
     target: &Path,
+    formats: &[DiskFormat],
 ) -> Result<Vec<(RestoredDisk, DiskRestore)>, String> {
     std::fs::create_dir_all(target).map_err(|e| format!("{}: {e}", target.display()))?;
     let mut partials = Vec::with_capacity(clones.len());
-    let made = point
-        .disks
-        .iter()
-        .zip(clones)
-        .try_for_each(|(disk, clone)| {
-            check_size(point, disk, clone)?;
-            let partial = partial_path(target, &disk.name);
-            if partial.exists() {
-                std::fs::remove_file(&partial)
-                    .map_err(|e| format!("{}: {e}", partial.display()))?;
-            }
-            clone_file(clone, &partial).map_err(|e| why_not(point, disk, clone, target, &e))?;
-            partials.push(partial.clone());
-            File::open(&partial)
-                .and_then(|f| f.sync_all())
-                .map_err(|e| format!("{}: {e}", partial.display()))
-        });
+    let made =
+        point
+            .disks
+            .iter()
+            .zip(clones)
+            .zip(formats)
+            .try_for_each(|((disk, clone), &format)| {
+                check_clone(point, disk, clone, format)?;
+                let partial = partial_path(target, &disk.name);
+                if partial.exists() {
+                    std::fs::remove_file(&partial)
+                        .map_err(|e| format!("{}: {e}", partial.display()))?;
+                }
+                clone_file(clone, &partial).map_err(|e| why_not(point, disk, clone, target, &e))?;
+                partials.push(partial.clone());
+                File::open(&partial)
+                    .and_then(|f| f.sync_all())
+                    .map_err(|e| format!("{}: {e}", partial.display()))
+            });
     let renamed = made.and_then(|()| {
         for (n, (disk, partial)) in point.disks.iter().zip(&partials).enumerate() {
             let path = target.join(disk.name.as_str());
@@ -223,6 +237,11 @@ fn new_files(
                 RestoreMethod::Clone,
             )
         })
+        .map(|(restored, how)| {
+            // A qcow2 clone is written as it is; a raw one is raw whatever is to be made of it.
+            let format = disk_format(point, &how.name);
+            (restored, DiskRestore { format, ..how })
+        })
         .collect())
 }
 
@@ -249,7 +268,7 @@ fn in_place(
         .map(|(disk, clone)| {
             let clone = clone.as_ref()?;
             let target = request.target.join(disk.name.as_str());
-            match check_size(point, disk, clone).and_then(|()| {
+            match check_clone(point, disk, clone, DiskFormat::Raw).and_then(|()| {
                 rollback(clone, &target)
                     .map_err(|e| why_not(point, disk, clone, &request.target, &e))
             }) {
@@ -264,15 +283,27 @@ fn in_place(
     Cloned { disks, warnings }
 }
 
-/// A kept clone not of its point's size is not the point's disk: it is not used.
-/// A qcow2 clone is the file, not the guest's disk the point holds: it is not used either.
-fn check_size(point: &RecoveryPoint, disk: &DiskRecord, clone: &Path) -> Result<(), String> {
-    if let Ok(blockvault_core::DiskFormat::Qcow2) = blockvault_source::detect_format(clone) {
-        return Err(format!(
-            "the kept clone of disk {} at point {} is a qcow2 file, and the point holds the \
-             guest's disk: restored from the tier's chunks, raw",
-            disk.name, point.id
-        ));
+/// The format `point` recorded for disk `name`.
+fn disk_format(point: &RecoveryPoint, name: &DiskName) -> DiskFormat {
+    point
+        .disks
+        .iter()
+        .find(|d| d.name == *name)
+        .map_or(DiskFormat::Raw, |d| d.format)
+}
+
+/// Whether the kept clone of `disk` stands for the point's disk, to be written as `format`:
+/// a raw clone of the point's size (raw, or cloned then converted to qcow2 by the caller), or
+/// a qcow2 clone (the disk was read from a qcow2 image) that holds the whole disk by itself
+/// at the point's size, to be written as qcow2. Otherwise it is not used.
+fn check_clone(
+    point: &RecoveryPoint,
+    disk: &DiskRecord,
+    clone: &Path,
+    format: DiskFormat,
+) -> Result<(), String> {
+    if disk.format == DiskFormat::Qcow2 {
+        return check_qcow2_clone(point, disk, clone, format);
     }
     let len = std::fs::metadata(clone)
         .map_err(|e| format!("{}: {e}", clone.display()))?
@@ -285,6 +316,41 @@ fn check_size(point: &RecoveryPoint, disk: &DiskRecord, clone: &Path) -> Result<
         ));
     }
     Ok(())
+}
+
+/// See [`check_clone`]: the kept clone of a disk read from a qcow2 image.
+fn check_qcow2_clone(
+    point: &RecoveryPoint,
+    disk: &DiskRecord,
+    clone: &Path,
+    format: DiskFormat,
+) -> Result<(), String> {
+    if format != DiskFormat::Qcow2 {
+        return Err(format!(
+            "the kept clone of disk {} at point {} is a qcow2 file, and the disk is restored \
+             {format}: restored from the tier's chunks",
+            disk.name, point.id
+        ));
+    }
+    let header = Qcow2Header::read(clone).map_err(|e| e.to_string())?;
+    match header {
+        Some(h) if h.self_contained() && h.virtual_size == disk.size => Ok(()),
+        Some(h) if !h.self_contained() => Err(format!(
+            "the kept clone of disk {} at point {} does not hold the whole disk by itself (a \
+             backing file or an external data file): restored from the tier's chunks",
+            disk.name, point.id
+        )),
+        Some(h) => Err(format!(
+            "the kept clone of disk {} at point {} is a {} byte disk, not the point's {}: \
+             restored from the tier's chunks",
+            disk.name, point.id, h.virtual_size, disk.size
+        )),
+        None => Err(format!(
+            "the kept clone of disk {} at point {} is not a qcow2 file: restored from the \
+             tier's chunks",
+            disk.name, point.id
+        )),
+    }
 }
 
 /// Why a disk was not restored by clone, for the job's warnings: a hint when the target is on
@@ -352,6 +418,7 @@ fn restored(
             method,
             ranges_cloned: ranges.iter().filter(|r| !r.is_empty()).count() as u64,
             bytes_cloned: ranges.iter().map(|r| r.end - r.start).sum(),
+            format: DiskFormat::Raw,
         },
     )
 }
@@ -389,6 +456,7 @@ pub(super) fn merge(
                     method: RestoreMethod::Chunks,
                     ranges_cloned: 0,
                     bytes_cloned: 0,
+                    format: DiskFormat::Raw,
                 };
                 (disk, how)
             }

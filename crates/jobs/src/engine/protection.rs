@@ -5,7 +5,7 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use blockvault_core::VmName;
+use blockvault_core::{DiskFormat, VmName};
 use blockvault_vault::{Progress, TransferOptions, Vault};
 use jiff::{SignedDuration, Timestamp};
 
@@ -31,6 +31,8 @@ pub struct ProtectRequest {
     pub hooks: Hooks,
     /// How its backups capture the disks.
     pub capture: CaptureMode,
+    /// The format of its disks, when said outright (`--disk-format`); `None`: by the headers.
+    pub disk_format: Option<DiskFormat>,
 }
 
 /// How a protect request ended.
@@ -120,6 +122,7 @@ impl Engine {
             policy: policy.name.clone(),
             hooks: request.hooks.clone(),
             capture: request.capture,
+            disk_format: request.disk_format,
             since: existing.as_ref().map_or_else(|| self.now(), |e| e.since),
             // A new policy's schedule starts now: its earlier slots were never planned. So does
             // a stopped VM's when protection resumes: no catch-up of the slots it was stopped.
@@ -317,6 +320,7 @@ impl ProtectedItem {
             options,
             capture: CaptureOptions {
                 mode: self.capture,
+                disk_format: self.disk_format,
                 ..CaptureOptions::default()
             },
             ..BackupSpec::new(self.vm.clone(), self.disks.clone())

@@ -10,7 +10,6 @@ use std::time::Instant;
 use blockvault_core::DiskFormat;
 use blockvault_core::{BlockMap, DiskRecord, PointId, RecoveryPoint, VaultConfig, VmName};
 use blockvault_snapshot::{SnapshotTier, TierSpace};
-use blockvault_source::detect_format;
 use blockvault_store::DamagedPoint;
 use blockvault_vault::{PointSelector, Progress, RestoreReport, RestoreRequest, Vault};
 use jiff::Timestamp;
@@ -18,6 +17,7 @@ use jiff::Timestamp;
 use super::Engine;
 use super::clone_restore::{Cloned, DiskRestore, cloned_names, merge, restore_by_clone};
 use super::disk_state::{DiskState, DiskStates, FileStat};
+use super::restore_format::{Staged, restore_formats};
 use crate::{Error, Job, Operation, PointSummary, Result, Tier, Tiers};
 
 /// How a restore went.
@@ -236,6 +236,9 @@ impl Engine {
     ///
     /// `from` limits the choice to one tier (for example to prove the vault copy restores):
     /// the point is then selected among that tier's points and read only from it.
+    ///
+    /// Each disk is written in the format its point recorded (a disk read from a qcow2 image
+    /// comes back as a qcow2 file): see [`Engine::restore_as`] to choose.
     pub async fn restore(
         &self,
         vault: Option<&Vault>,
@@ -243,12 +246,27 @@ impl Engine {
         from: Option<Tier>,
         progress: Arc<dyn Progress>,
     ) -> Result<RestoreOutcome> {
+        self.restore_as(vault, request, from, None, progress).await
+    }
+
+    /// [`Engine::restore`], every disk written as `format` when given (else as its point
+    /// recorded; see `restore_format.rs`). In place, only raw.
+    pub async fn restore_as(
+        &self,
+        vault: Option<&Vault>,
+        request: &RestoreRequest,
+        from: Option<Tier>,
+        format: Option<DiskFormat>,
+        progress: Arc<dyn Progress>,
+    ) -> Result<RestoreOutcome> {
         let vm = &request.vm;
         // Soft-deleted points are listed, not restored: undelete first.
         self.refuse_soft_deleted(vault, vm).await?;
         let (job, job_lock) = self.begin_job(vm, Operation::Restore, &[]).await?;
         let progress = self.progress(vec![job.clone()], progress);
-        let result = self.restore_job(vault, request, from, progress).await;
+        let result = self
+            .restore_job(vault, request, from, format, progress)
+            .await;
         match &result {
             Ok((report, _, warnings, _)) => {
                 self.warnings(&job).extend(warnings.iter().cloned());
@@ -273,6 +291,7 @@ impl Engine {
         vault: Option<&Vault>,
         request: &RestoreRequest,
         from: Option<Tier>,
+        format: Option<DiskFormat>,
         progress: Arc<dyn Progress>,
     ) -> Result<(RestoreReport, Tier, Vec<String>, Vec<DiskRestore>)> {
         let vm = &request.vm;
@@ -336,8 +355,12 @@ impl Engine {
             ..request.clone()
         };
         let states = DiskStates::new(&self.state);
+        let formats = restore_formats(request, point, format)?;
+        let staged = Staged::new(request, point, &formats)?;
+        if let Some(staged) = &staged {
+            exact = staged.request(&exact);
+        }
         if request.in_place {
-            refuse_qcow2_targets(request, point)?;
             // Disks whose content is on record need no scan. Every record of a target goes
             // before anything is written: a restore that stops halfway leaves none behind.
             for disk in &point.disks {
@@ -350,9 +373,26 @@ impl Engine {
                 states.forget(&path).map_err(|e| Error::lock(&path, e))?;
             }
         }
-        let (report, tier, restored_by) = self
-            .read_point(vault, exact, point, tiers, progress, &mut warnings)
+        let (mut report, tier, mut restored_by) = self
+            .read_point(
+                vault,
+                exact,
+                point,
+                tiers,
+                &formats,
+                progress,
+                &mut warnings,
+            )
             .await?;
+        if let Some(staged) = staged {
+            (report, restored_by) = tokio::task::spawn_blocking(move || {
+                staged
+                    .finish(&mut report, &mut restored_by)
+                    .map(|()| (report, restored_by))
+            })
+            .await
+            .unwrap_or_else(|join| std::panic::resume_unwind(join.into_panic()))?;
+        }
         if request.in_place {
             for (disk, restored) in report.point.disks.iter().zip(&report.disks) {
                 record_written(&states, &report.point, disk, &restored.path).await;
@@ -364,12 +404,17 @@ impl Engine {
     /// Restores the point `exact` names (`point`) from the snapshot tier when it is there: by
     /// clone where its disks have kept clones (see `clone_restore.rs`), else from its chunks
     /// (falling back to the vault if that fails and the vault has it); else from the vault.
+    #[expect(
+        clippy::too_many_arguments,
+        reason = "one private step of restore_job, given what it decided"
+    )]
     async fn read_point(
         &self,
         vault: Option<&Vault>,
         mut exact: RestoreRequest,
         point: &RecoveryPoint,
         tiers: Tiers,
+        formats: &[DiskFormat],
         progress: Arc<dyn Progress>,
         warnings: &mut Vec<String>,
     ) -> Result<(RestoreReport, Tier, Vec<DiskRestore>)> {
@@ -381,9 +426,12 @@ impl Engine {
         {
             let mut by_clone = {
                 let (tier, point, request) = (self.snapshots.clone(), point.clone(), exact.clone());
-                tokio::task::spawn_blocking(move || restore_by_clone(&tier, &point, &request))
-                    .await
-                    .unwrap_or_else(|join| std::panic::resume_unwind(join.into_panic()))
+                let formats = formats.to_vec();
+                tokio::task::spawn_blocking(move || {
+                    restore_by_clone(&tier, &point, &request, &formats)
+                })
+                .await
+                .unwrap_or_else(|join| std::panic::resume_unwind(join.into_panic()))
             };
             warnings.append(&mut by_clone.warnings);
             if by_clone.complete() {
@@ -492,26 +540,6 @@ fn with_clones(
     report.disks = disks;
     report.elapsed = started.elapsed();
     (report, tier, how)
-}
-
-/// Refuses an in-place restore onto a qcow2 image: a point holds the guest's disk, and
-/// writing it over the qcow2 file would destroy the image (restoring to qcow2 is to come).
-/// Checked before anything is written.
-fn refuse_qcow2_targets(request: &RestoreRequest, point: &RecoveryPoint) -> Result<()> {
-    for disk in &point.disks {
-        let path = request.target.join(disk.name.as_str());
-        if let Ok(DiskFormat::Qcow2) = detect_format(&path) {
-            return Err(Error::InvalidValue {
-                what: "in-place restore target",
-                value: path.display().to_string(),
-                expected: "a raw disk image: this one is qcow2, and a point holds the guest's \
-                           disk, not the qcow2 file; restore into a new directory (raw) and \
-                           convert it with qemu-img convert -O qcow2"
-                    .to_owned(),
-            });
-        }
-    }
-    Ok(())
 }
 
 /// Errors about the restore target: another tier would fail the same way.

@@ -24,6 +24,7 @@ fn web01() -> ProtectedItem {
         handled: None,
         state: ProtectionState::Protected,
         capture: CaptureMode::Auto,
+        disk_format: None,
     }
 }
 
