@@ -28,7 +28,8 @@ impl CaptureRecord {
     }
 
     /// The capture on one line: `reflink, frozen 2.31 ms (clones 0.84 ms), changes from the
-    /// file system: 12.00 MiB read of 1.37 GiB allocated`.
+    /// file system: 12.00 MiB read of 1.37 GiB allocated` (`changes from dirty bitmaps` for
+    /// qcow2 disks read with QEMU's, `... and dirty bitmaps` for both, `full scan` for none).
     pub fn summary(&self) -> String {
         let mut out = self.capture.to_string();
         match self.freeze() {
@@ -40,20 +41,15 @@ impl CaptureRecord {
             out.push_str(&format!(" (clones {took})"));
         }
         let (read, allocated) = self.bytes_read();
-        let from_fs = self
-            .disks
-            .iter()
-            .any(|d| d.changes == ChangesFrom::FileSystem);
-        let from_bitmaps = self
-            .disks
-            .iter()
-            .any(|d| d.changes == ChangesFrom::DirtyBitmap);
-        let how = if from_fs {
-            "changes from the file system"
-        } else if from_bitmaps {
-            "changes from dirty bitmaps"
-        } else {
-            "full scan"
+        let from = |kind| self.disks.iter().any(|d| d.changes == kind);
+        let how = match (
+            from(ChangesFrom::FileSystem),
+            from(ChangesFrom::DirtyBitmap),
+        ) {
+            (true, true) => "changes from the file system and dirty bitmaps",
+            (true, false) => "changes from the file system",
+            (false, true) => "changes from dirty bitmaps",
+            (false, false) => "full scan",
         };
         out.push_str(&format!(
             ", {how}: {} read of {} allocated",
@@ -94,7 +90,8 @@ pub struct DiskCapture {
 }
 
 impl DiskCapture {
-    /// One disk on one line: `root.img: file-system, 12.00 MiB of 1.37 GiB read, 812 extents`,
+    /// One disk on one line: `root.img: file-system, 12.00 MiB of 1.37 GiB read, 812 extents`
+    /// (`root.qcow2: dirty-bitmap, ...` when a QEMU dirty bitmap said what changed),
     /// with the check's result and why it was scanned in full, when either applies.
     pub fn summary(&self) -> String {
         let mut out = format!(
@@ -155,5 +152,64 @@ impl ChangesFrom {
             ChangesFrom::FileSystem => "file-system",
             ChangesFrom::DirtyBitmap => "dirty-bitmap",
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn disk(name: &str, changes: ChangesFrom) -> DiskCapture {
+        DiskCapture {
+            disk: name.to_owned(),
+            extents: None,
+            changes,
+            full_scan_reason: None,
+            bytes_read: 1 << 20,
+            bytes_allocated: 8 << 20,
+            hint_missed: None,
+        }
+    }
+
+    fn record(disks: Vec<DiskCapture>) -> CaptureRecord {
+        CaptureRecord {
+            capture: Capture::ReadUnderHook,
+            freeze_us: Some(2_000),
+            clone_us: None,
+            disks,
+        }
+    }
+
+    #[test]
+    fn the_summary_says_where_the_changes_came_from() {
+        let bitmap = record(vec![disk("root.qcow2", ChangesFrom::DirtyBitmap)]);
+        let text = bitmap.summary();
+        assert!(text.contains("changes from dirty bitmaps"), "{text}");
+        assert!(
+            bitmap.disks[0]
+                .summary()
+                .starts_with("root.qcow2: dirty-bitmap, "),
+            "{}",
+            bitmap.disks[0].summary()
+        );
+        let both = record(vec![
+            disk("root.qcow2", ChangesFrom::DirtyBitmap),
+            disk("data.img", ChangesFrom::FileSystem),
+        ]);
+        let text = both.summary();
+        assert!(
+            text.contains("changes from the file system and dirty bitmaps"),
+            "{text}"
+        );
+        let fs = record(vec![disk("data.img", ChangesFrom::FileSystem)]);
+        let text = fs.summary();
+        assert!(text.contains("changes from the file system:"), "{text}");
+        let full = record(vec![disk("root.qcow2", ChangesFrom::FullScan)]);
+        assert!(full.summary().contains("full scan"), "{}", full.summary());
+        // The key survives the catalog's JSON.
+        let json = serde_json::to_string(&bitmap).expect("json");
+        assert!(json.contains("\"dirty-bitmap\""), "{json}");
+        let back: CaptureRecord = serde_json::from_str(&json).expect("parse");
+        assert_eq!(back, bitmap);
     }
 }

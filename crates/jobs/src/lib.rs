@@ -54,7 +54,8 @@
 //! [`Engine`] runs jobs on this host. [`Engine::backup`] runs the Snapshot subtask (pre-snapshot
 //! hook, every disk read once into the VM's directory of the snapshot tier, post-snapshot hook;
 //! see `blockvault-snapshot`; a qcow2 disk is read through a `qemu-nbd` the Snapshot starts and
-//! stops, see `engine/capture.rs`) and then the Transfer subtask ([`blockvault_vault::Vault::transfer`]
+//! stops, see `engine/capture.rs`, and its changes since the parent point come from the QEMU
+//! dirty bitmap the parent's Snapshot added to it, see `engine/bitmaps.rs`) and then the Transfer subtask ([`blockvault_vault::Vault::transfer`]
 //! from that snapshot, never from the live disks). The Snapshot never waits for the vault: a
 //! [`JobVault`] may still be opening when the job starts (an S3 endpoint that does not answer
 //! costs its timeouts); it opens alongside the Snapshot, the early send starts when it is

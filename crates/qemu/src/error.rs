@@ -43,6 +43,15 @@ pub enum Error {
         reason: String,
     },
 
+    /// A QEMU has the image open (it holds the image's write lock): only that QEMU may change
+    /// it, so a running VM's disks are backed up through its QMP socket.
+    #[error(
+        "a QEMU has disk image {path} open ({reason}): is its VM running? Back up a running \
+         VM through its QMP socket, or stop it (a pre-hook may) before the backup",
+        path = image.display()
+    )]
+    ImageLocked { image: PathBuf, reason: String },
+
     /// Reading through the NBD client failed.
     #[error(transparent)]
     Source(#[from] blockvault_source::Error),

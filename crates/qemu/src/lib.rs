@@ -10,6 +10,8 @@
 //!            bitmap is trusted (Distrust says why not)
 //! convert.rs qemu-img convert of a restored raw disk into qcow2 (sparse); a qcow2 header's
 //!            virtual size, backing file and external data file
+//! img.rs     qemu-img for an image no QEMU has open: ImageInfo (format, sizes, bitmaps),
+//!            add_bitmap / remove_bitmap (persistent, 64 KiB granularity)
 //! nbd.rs     QemuNbd: qemu-nbd --read-only on a private unix socket, per disk; killed,
 //!            reaped and its directory removed on drop
 //! qmp.rs     Qmp: a synchronous QMP client (a running VM's monitor, or a
@@ -49,6 +51,7 @@ mod bitmap;
 mod convert;
 mod error;
 mod fleece;
+mod img;
 mod leftovers;
 mod nbd;
 mod nodes;
@@ -64,6 +67,7 @@ pub use crate::{
     convert::{Qcow2Header, convert_to_qcow2},
     error::{Error, QmpRefusal, Result},
     fleece::{DiskCheck, FleeceDisk, FleecedDisk, Fleecing, FleecingOptions},
+    img::{ImageInfo, add_bitmap, remove_bitmap},
     leftovers::{Leftovers, cleanup_leftovers},
     nbd::QemuNbd,
     nodes::{BlockNode, NODE_PREFIX, block_nodes},

@@ -6,6 +6,8 @@
 //! detect_format(image)   the header: qcow2 magic `QFI\xfb`, else raw
 //! QemuNbd::start(image, fmt)  a fresh private directory (0700) -> qemu-nbd --read-only
 //!                             --persistent --shared=8 --format=FMT --socket=DIR/nbd.sock IMAGE
+//! QemuNbd::start_with(.., Some(bitmap))  the same with -B BITMAP, the bitmap's context
+//!                             negotiated: dirty_extents() are the bitmap's
 //!                             -> wait for the socket (qemu-nbd exiting first is an error with
 //!                             its stderr) -> NbdSource over the socket
 //! drop                        the connection closed (NBD_CMD_DISC), qemu-nbd killed and
@@ -83,6 +85,13 @@ impl QemuNbd {
     /// refuses the image (a corrupt or truncated qcow2) or does not listen in time. No
     /// process is left behind on any error.
     pub fn start(image: &Path, format: DiskFormat) -> Result<QemuNbd> {
+        QemuNbd::start_with(image, format, None)
+    }
+
+    /// [`QemuNbd::start`], also exporting the persistent dirty bitmap `bitmap` of the image
+    /// (`qemu-nbd -B BITMAP`) for [`QemuNbd::dirty_extents`]. qemu-nbd refuses a bitmap the
+    /// image lacks, or one left inconsistent (`in-use`): [`Error::QemuNbd`] in its words.
+    pub fn start_with(image: &Path, format: DiskFormat, bitmap: Option<&str>) -> Result<QemuNbd> {
         if !image.exists() {
             return Err(Error::NotFound {
                 path: image.to_owned(),
@@ -98,7 +107,11 @@ impl QemuNbd {
         let socket = dir.path().join("nbd.sock");
         let log_path = dir.path().join("stderr");
         let log = File::create(&log_path).map_err(|e| Error::io(&log_path, e))?;
-        let child = Command::new("qemu-nbd")
+        let mut command = Command::new("qemu-nbd");
+        if let Some(bitmap) = bitmap {
+            command.arg("-B").arg(bitmap);
+        }
+        let child = command
             .arg("--read-only")
             .arg("--persistent")
             .arg(format!("--format={}", format.key()))
@@ -132,6 +145,7 @@ impl QemuNbd {
         let started = Instant::now();
         let options = NbdOptions {
             name: Some(image.to_owned()),
+            dirty_bitmap: bitmap.map(str::to_owned),
             ..NbdOptions::default()
         };
         let source = loop {
@@ -175,6 +189,13 @@ impl QemuNbd {
     /// The connection to the export.
     pub fn source(&self) -> &NbdSource {
         &self.source
+    }
+
+    /// The byte ranges the dirty bitmap this server was started with marks dirty, ascending
+    /// and merged, at the bitmap's granularity (see [`NbdSource::dirty_extents`]); an error
+    /// when it was started without one.
+    pub fn dirty_extents(&self) -> Result<Vec<Range<u64>>> {
+        Ok(self.source.dirty_extents()?)
     }
 
     /// The image being served.

@@ -4,7 +4,7 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use blockvault_core::{Capture, Consistency, RecoveryPoint};
+use blockvault_core::{Capture, Consistency, PointId, RecoveryPoint};
 use blockvault_vault::{BackupRequest, EarlySend, ParentChoice, Progress, TransferRequest, Vault};
 use jiff::{SignedDuration, Timestamp};
 
@@ -216,10 +216,13 @@ impl Engine {
         };
         let (prepared, notes) = prepared?;
         warnings.extend(notes);
+        // The point's id is chosen before the capture: the new dirty bitmaps (of qcow2 disks,
+        // and of a running VM's disks) are named after it.
+        let time = self.now();
+        let id = PointId::generate(time, format!("{vm}:{}", std::process::id()).as_bytes());
         let fleecing = self
-            .begin_fleecing(spec, &prepared.names, parent.as_ref())
+            .begin_fleecing(spec, &prepared.names, parent.as_ref(), &id)
             .await?;
-        let fleeced_point = fleecing.as_ref().map(|f| f.point());
 
         let mut freeze = hooks::Freeze::begin(&spec.hooks, vm, &spec.disks, warnings)
             .await
@@ -252,7 +255,7 @@ impl Engine {
                     .await?
             }
             None => {
-                self.capture(spec, parent.as_ref(), prepared, &mut freeze, warnings)
+                self.capture(spec, parent.as_ref(), &id, prepared, &mut freeze, warnings)
                     .await?
             }
         };
@@ -267,9 +270,9 @@ impl Engine {
             },
             capture: Some(captured.kind),
             options: spec.options,
-            time: Some(fleeced_point.as_ref().map_or_else(|| self.now(), |p| p.1)),
+            time: Some(time),
             retain_until: spec.retain_until,
-            id: fleeced_point.map(|p| p.0),
+            id: Some(id),
             vault: vault_id,
         };
         let parent = match parent {
@@ -284,6 +287,18 @@ impl Engine {
                 early.as_ref(),
             )
             .await;
+        // The disks are read: their qemu-nbd servers stop (and release the disks' locks).
+        drop(request);
+        captured.stop_servers();
+        // The qcow2 disks' bitmaps are settled before the post-hook, so a VM its pre-hook
+        // stopped still keeps its QEMU off them: the parent's go once the point is committed,
+        // the new ones when it is not (the parent's still cover every write since the parent).
+        if let Some(bitmaps) = captured.bitmaps.take() {
+            warnings.extend(match &taken {
+                Ok(_) => bitmaps.commit().await,
+                Err(_) => bitmaps.abandon().await,
+            });
+        }
         // The VM is thawed whatever happened to the read (a no-op after clones).
         let window = freeze.end(warnings).await;
         drop(freeze);

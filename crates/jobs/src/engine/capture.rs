@@ -17,7 +17,9 @@
 //! A disk whose header says qcow2 (the disk read, or its clone) is read through a `qemu-nbd`
 //! started for it ([`QemuNbd`]): the guest's view, not the file's bytes. The servers are kept
 //! in [`Captured`] until the write session is over, then stopped. A qcow2 clone's changed file
-//! extents are not the guest's, so such a disk gets no change hint (a full scan, saying why).
+//! extents are not the guest's: a qcow2 disk's changes come from QEMU dirty bitmaps instead
+//! (see `bitmaps`): the new point's bitmap is added inside the freeze (right after the clones,
+//! or before the read under the hook), and the parent's, when trusted, is the hint.
 
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
@@ -27,13 +29,14 @@ use std::time::{Duration, Instant};
 use serde::{Deserialize, Serialize};
 
 use blockvault_capture::{FsKind, clone_file, extent_count, same_fs};
-use blockvault_core::{Capture, DiskFormat, DiskName, RecoveryPoint, VmName};
+use blockvault_core::{Capture, DiskFormat, DiskName, PointId, RecoveryPoint, VmName};
 use blockvault_qemu::QemuNbd;
 use blockvault_repo::disk_name;
 use blockvault_snapshot::{SnapshotTier, Staging};
 use blockvault_source::ChangeHint;
 use blockvault_vault::{DiskInput, DiskScan};
 
+use super::bitmaps::{self, NewBitmaps};
 use super::disk_format::FormatCheck;
 use super::disk_state::FileStat;
 use super::hooks::Freeze;
@@ -252,20 +255,6 @@ fn source_error(e: blockvault_source::Error) -> Error {
     blockvault_repo::Error::from(e).into()
 }
 
-/// A `qemu-nbd` serving `image` when `check` decides it is qcow2 (see `disk_format.rs`);
-/// `None` for a raw image.
-async fn serve_if_qcow2(image: &Path, check: FormatCheck) -> Result<Option<Arc<QemuNbd>>> {
-    let image = image.to_owned();
-    tokio::task::spawn_blocking(move || match check.decide(&image)? {
-        format if format.needs_qemu() => QemuNbd::start(&image, format)
-            .map(|s| Some(Arc::new(s)))
-            .map_err(Error::from),
-        _ => Ok(None),
-    })
-    .await
-    .unwrap_or_else(|join| std::panic::resume_unwind(join.into_panic()))
-}
-
 /// The capture, made: what the write session reads, and what the job records of it.
 pub(super) struct Captured {
     pub(super) kind: Capture,
@@ -282,22 +271,66 @@ pub(super) struct Captured {
     pub(super) clone_time: Option<Duration>,
     /// Per disk: why it had no change hint, when it was not for want of a parent scan.
     pub(super) reasons: Vec<Option<String>>,
+    /// Per disk: where its change hint came from, when it has one.
+    pub(super) hint_from: Vec<ChangesFrom>,
     /// The `qemu-nbd` servers the inputs read qcow2 disks through: declared after `inputs`,
     /// kept until the write session is over, stopped when this is dropped.
     pub(super) servers: Vec<Arc<QemuNbd>>,
     /// A running VM's fleecing (`--qmp`), finished once the point is committed or not.
     pub(super) fleeced: Option<super::fleece::Fleeced>,
+    /// The new point's dirty bitmaps on the qcow2 disks: committed or abandoned by the
+    /// Snapshot once the servers are stopped; declared after them (dropped uncommitted, they
+    /// are removed).
+    pub(super) bitmaps: Option<NewBitmaps>,
+}
+
+impl Captured {
+    /// Stops the `qemu-nbd` servers (the inputs are dropped too: they hold them). The
+    /// disks' bitmaps can be changed after this: a server holds its disk's lock.
+    pub(super) fn stop_servers(&mut self) {
+        self.inputs.clear();
+        self.servers.clear();
+    }
 }
 
 impl Engine {
     /// Captures `spec`'s disks inside `freeze` as `prepared` decided: clones them (and ends the
     /// freeze), or leaves them to be read under it. Under `--capture auto`, a file system that
-    /// refuses the clone (reflinks switched off) falls back to the read, saying why.
+    /// refuses the clone (reflinks switched off) falls back to the read, saying why. Each
+    /// qcow2 disk gets the dirty bitmap of `point` (the point this Snapshot makes), removed
+    /// again when the capture fails.
     pub(super) async fn capture(
         &self,
         spec: &BackupSpec,
         parent: Option<&RecoveryPoint>,
+        point: &PointId,
         prepared: Prepared,
+        freeze: &mut Freeze<'_>,
+        warnings: &mut Warnings,
+    ) -> Result<Captured> {
+        let mut bitmaps = NewBitmaps::new(point.clone(), parent.map(|p| p.id.clone()));
+        let captured = self
+            .capture_disks(spec, parent, prepared, &mut bitmaps, freeze, warnings)
+            .await;
+        match captured {
+            Ok(mut captured) => {
+                captured.bitmaps = Some(bitmaps);
+                Ok(captured)
+            }
+            Err(e) => {
+                // The servers of the failed capture are stopped by now.
+                warnings.extend(bitmaps.abandon().await);
+                Err(e)
+            }
+        }
+    }
+
+    async fn capture_disks(
+        &self,
+        spec: &BackupSpec,
+        parent: Option<&RecoveryPoint>,
+        prepared: Prepared,
+        bitmaps: &mut NewBitmaps,
         freeze: &mut Freeze<'_>,
         warnings: &mut Warnings,
     ) -> Result<Captured> {
@@ -321,8 +354,10 @@ impl Engine {
             after: None,
             clone_time: None,
             reasons: vec![None; spec.disks.len()],
+            hint_from: vec![ChangesFrom::FileSystem; spec.disks.len()],
             servers: Vec::new(),
             fleeced: None,
+            bitmaps: None,
         };
         if let Some(staging) = staging {
             let (disks, names) = (spec.disks.clone(), captured.names.clone());
@@ -335,44 +370,69 @@ impl Engine {
             match cloned {
                 (staging, Ok((clones, took))) => {
                     captured.clone_time = Some(took);
+                    // Still frozen: the qcow2 disks get the new point's bitmap, so every
+                    // write after the clones is in it. The clones carry the parent's.
+                    let mut formats = Vec::with_capacity(clones.len());
+                    for (i, (disk, clone)) in spec.disks.iter().zip(&clones).enumerate() {
+                        let check = format_check(spec, parent, &captured.names[i], i);
+                        let format = match bitmaps::qemu_format(clone, check).await {
+                            Ok(format) => format,
+                            Err(e) => {
+                                freeze.end(warnings).await;
+                                return Err(e);
+                            }
+                        };
+                        if format.is_some() {
+                            match bitmaps.add(disk).await {
+                                Ok(notes) => warnings.extend(notes),
+                                Err(e) => warnings.push(bitmaps.not_added(disk, &e)),
+                            }
+                        }
+                        formats.push(format);
+                    }
                     freeze.end(warnings).await;
                     captured.after =
                         Some(spec.disks.iter().map(|d| FileStat::of(d).ok()).collect());
-                    let hints = self
-                        .change_hints(spec, parent, &captured.names, &clones)
-                        .await?;
-                    captured.inputs = spec
-                        .disks
+                    // File system hints for the raw clones; a qcow2 clone's changed file
+                    // extents are not the guest's.
+                    let (raw_names, raw_clones): (Vec<DiskName>, Vec<PathBuf>) = captured
+                        .names
                         .iter()
                         .zip(&clones)
-                        .zip(hints.hints)
-                        .map(|((disk, clone), hint)| {
-                            Ok(DiskInput {
+                        .zip(&formats)
+                        .filter(|(_, f)| f.is_none())
+                        .map(|((n, c), _)| (n.clone(), c.clone()))
+                        .unzip();
+                    let hints = self
+                        .change_hints(spec, parent, &raw_names, &raw_clones)
+                        .await?;
+                    let mut raw_hints = hints.hints.into_iter().zip(hints.reasons);
+                    let mut inputs = Vec::with_capacity(clones.len());
+                    for (i, (disk, clone)) in spec.disks.iter().zip(&clones).enumerate() {
+                        if let Some(format) = formats[i] {
+                            let name = &captured.names[i];
+                            let served = bitmaps::serve(clone, format, name, parent).await?;
+                            captured.reasons[i] = served.reason;
+                            captured.hint_from[i] = ChangesFrom::DirtyBitmap;
+                            captured.servers.push(Arc::clone(&served.server));
+                            inputs.push(DiskInput {
+                                capture: Some(served.server as _),
+                                hint: served.hint,
+                                format,
+                                ..DiskInput::file(disk)
+                            });
+                        } else {
+                            let (hint, reason) =
+                                raw_hints.next().unwrap_or((ChangeHint::Everything, None));
+                            captured.reasons[i] = reason;
+                            inputs.push(DiskInput {
                                 hint,
                                 check_hint: hints.check,
                                 ..from_clone(disk, clone)?
-                            })
-                        })
-                        .collect::<Result<_>>()?;
-                    captured.reasons = hints.reasons;
-                    // A qcow2 clone is read through qemu-nbd, and with no hint: its
-                    // changed file extents are not the guest's.
-                    for (i, clone) in clones.iter().enumerate() {
-                        let check = format_check(spec, parent, &captured.names[i], i);
-                        let Some(server) = serve_if_qcow2(clone, check).await? else {
-                            continue;
-                        };
-                        let input = &mut captured.inputs[i];
-                        input.capture = Some(Arc::clone(&server) as _);
-                        input.format = server.format();
-                        input.hint = ChangeHint::Everything;
-                        input.check_hint = false;
-                        captured.reasons[i] = Some(
-                            "a qcow2 disk: the changed extents of its file are not the guest's"
-                                .to_owned(),
-                        );
-                        captured.servers.push(server);
+                            });
+                        }
                     }
+                    captured.inputs = inputs;
                     captured.kind = Capture::Reflink;
                     captured.staging = Some(staging);
                     captured.extents = extents;
@@ -389,27 +449,63 @@ impl Engine {
             }
         }
         if captured.kind != Capture::Reflink {
-            for (i, (disk, input)) in spec.disks.iter().zip(&mut captured.inputs).enumerate() {
+            for (i, disk) in spec.disks.iter().enumerate() {
                 let check = format_check(spec, parent, &captured.names[i], i);
-                match serve_if_qcow2(disk, check).await {
-                    Ok(Some(server)) => {
-                        input.capture = Some(Arc::clone(&server) as _);
-                        input.format = server.format();
-                        captured.servers.push(server);
-                    }
-                    Ok(None) => {}
+                let format = match bitmaps::qemu_format(disk, check).await {
+                    Ok(format) => format,
                     Err(e) => {
                         freeze.end(warnings).await;
                         return Err(e);
                     }
+                };
+                let Some(format) = format else {
+                    if let Some(why) = &no_clone {
+                        let reason = format!("the disks were read, not cloned: {why}");
+                        captured.reasons[i] = Some(reason);
+                    }
+                    continue;
+                };
+                // Before qemu-nbd opens it (and holds its lock), inside the freeze.
+                match bitmaps.add(disk).await {
+                    Ok(notes) => warnings.extend(notes),
+                    Err(e @ blockvault_qemu::Error::ImageLocked { .. }) => {
+                        freeze.end(warnings).await;
+                        return Err(e.into());
+                    }
+                    Err(e) => warnings.push(bitmaps.not_added(disk, &e)),
                 }
+                let served = match bitmaps::serve(disk, format, &captured.names[i], parent).await {
+                    Ok(served) => served,
+                    Err(e) => {
+                        freeze.end(warnings).await;
+                        return Err(e);
+                    }
+                };
+                let input = &mut captured.inputs[i];
+                input.capture = Some(Arc::clone(&served.server) as _);
+                input.format = format;
+                input.hint = served.hint;
+                captured.reasons[i] = served.reason;
+                captured.hint_from[i] = ChangesFrom::DirtyBitmap;
+                captured.servers.push(served.server);
             }
         }
-        if captured.kind != Capture::Reflink
-            && let Some(why) = &no_clone
+        // The periodic full scan checks bitmap hints as it checks the file system's.
+        let bitmap_hinted = |(input, from): (&DiskInput, &ChangesFrom)| {
+            *from == ChangesFrom::DirtyBitmap && matches!(input.hint, ChangeHint::Dirty(_))
+        };
+        if captured
+            .inputs
+            .iter()
+            .zip(&captured.hint_from)
+            .any(bitmap_hinted)
+            && self.check_due(spec).await?
         {
-            let reason = format!("the disks were read, not cloned: {why}");
-            captured.reasons = vec![Some(reason); spec.disks.len()];
+            for (input, from) in captured.inputs.iter_mut().zip(&captured.hint_from) {
+                if *from == ChangesFrom::DirtyBitmap {
+                    input.check_hint = true;
+                }
+            }
         }
         captured.no_clone = no_clone;
         Ok(captured)
@@ -438,16 +534,14 @@ pub(super) fn record(
         .iter()
         .zip(&captured.extents)
         .zip(&captured.reasons)
-        .map(|((name, extents), reason)| {
+        .zip(&captured.hint_from)
+        .map(|(((name, extents), reason), from)| {
             let scan = scans.iter().find(|s| s.disk == *name);
             DiskCapture {
                 disk: name.to_string(),
                 extents: *extents,
                 changes: match scan {
-                    Some(scan) if scan.incremental && captured.kind == Capture::QemuFleecing => {
-                        ChangesFrom::DirtyBitmap
-                    }
-                    Some(scan) if scan.incremental => ChangesFrom::FileSystem,
+                    Some(scan) if scan.incremental => *from,
                     _ => ChangesFrom::FullScan,
                 },
                 full_scan_reason: match scan {

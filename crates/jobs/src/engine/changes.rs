@@ -73,17 +73,22 @@ impl Engine {
             }
         }
         let hinted = hints.iter().any(|h| matches!(h, ChangeHint::Dirty(_)));
-        let check = hinted && {
-            let vm = spec.vm.clone();
-            let last = self.db(move |c| c.last_full_read(&vm)).await?;
-            let every = jiff::SignedDuration::try_from(spec.capture.check_changes_every)
-                .unwrap_or(jiff::SignedDuration::MAX);
-            last.is_none_or(|last| self.now().duration_since(last) >= every)
-        };
+        let check = hinted && self.check_due(spec).await?;
         Ok(Hints {
             hints,
             reasons,
             check,
         })
+    }
+
+    /// Whether the periodic full scan that checks change hints is due for `spec`'s VM: no
+    /// full read of it on record within `check_changes_every`. For hints from reflink clones
+    /// and from QEMU dirty bitmaps alike.
+    pub(super) async fn check_due(&self, spec: &BackupSpec) -> Result<bool> {
+        let vm = spec.vm.clone();
+        let last = self.db(move |c| c.last_full_read(&vm)).await?;
+        let every = jiff::SignedDuration::try_from(spec.capture.check_changes_every)
+            .unwrap_or(jiff::SignedDuration::MAX);
+        Ok(last.is_none_or(|last| self.now().duration_since(last) >= every))
     }
 }

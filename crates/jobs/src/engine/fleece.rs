@@ -27,13 +27,12 @@ use blockvault_repo::disk_name;
 use blockvault_snapshot::Staging;
 use blockvault_source::{ChangeHint, NbdOptions};
 use blockvault_vault::DiskInput;
-use jiff::Timestamp;
 
 use super::capture::Captured;
 use super::hooks::Freeze;
 use super::{BackupSpec, Engine};
 use crate::events::Warnings;
-use crate::{Error, Result};
+use crate::{ChangesFrom, Error, Result};
 
 /// How long the monitor may take to answer.
 const QMP_TIMEOUT: Duration = Duration::from_secs(30);
@@ -45,15 +44,6 @@ pub(super) struct Begun {
     /// The tier's staging directory holding the scratch images' directory; removed when
     /// dropped, after the fleecing is finished.
     staging: Staging,
-    /// The point's time, its id's.
-    time: Timestamp,
-}
-
-impl Begun {
-    /// The id of the point the new bitmaps are named after, and its time.
-    pub(super) fn point(&self) -> (PointId, Timestamp) {
-        (self.fleecing.point().clone(), self.time)
-    }
 }
 
 /// A fleecing whose disks are being read: finished with [`Fleeced::finish`] once the point is
@@ -154,13 +144,12 @@ impl Engine {
         spec: &BackupSpec,
         names: &[DiskName],
         parent: Option<&RecoveryPoint>,
+        point: &PointId,
     ) -> Result<Option<Begun>> {
         let Some(qmp) = spec.qmp.clone() else {
             return Ok(None);
         };
-        let time = self.now();
-        let vm = spec.vm.clone();
-        let point = PointId::generate(time, format!("{vm}:{}", std::process::id()).as_bytes());
+        let (vm, point) = (spec.vm.clone(), point.clone());
         let disks: Vec<FleeceDisk> = spec
             .disks
             .iter()
@@ -181,11 +170,7 @@ impl Engine {
                 ..FleecingOptions::new(staging.dir())
             };
             let fleecing = Fleecing::start(monitor, &disks, parent.as_ref(), &point, &options)?;
-            Ok(Some(Begun {
-                fleecing,
-                staging,
-                time,
-            }))
+            Ok(Some(Begun { fleecing, staging }))
         })
         .await
         .unwrap_or_else(|join| std::panic::resume_unwind(join.into_panic()))
@@ -240,6 +225,7 @@ impl Engine {
                 ..input
             })
             .collect();
+        let disks = names.len();
         Ok(Captured {
             kind: Capture::QemuFleecing,
             inputs,
@@ -252,6 +238,8 @@ impl Engine {
             reasons,
             servers: Vec::new(),
             fleeced: Some(fleeced),
+            hint_from: vec![ChangesFrom::DirtyBitmap; disks],
+            bitmaps: None,
         })
     }
 
@@ -270,15 +258,6 @@ impl Engine {
         .unwrap_or_else(|join| std::panic::resume_unwind(join.into_panic()));
         fleeced.fleecing = Some(fleecing);
         exported
-    }
-
-    /// Whether the periodic full scan that checks change tracking is due for `spec`'s VM.
-    async fn check_due(&self, spec: &BackupSpec) -> Result<bool> {
-        let vm = spec.vm.clone();
-        let last = self.db(move |c| c.last_full_read(&vm)).await?;
-        let every = jiff::SignedDuration::try_from(spec.capture.check_changes_every)
-            .unwrap_or(jiff::SignedDuration::MAX);
-        Ok(last.is_none_or(|last| self.now().duration_since(last) >= every))
     }
 }
 

@@ -2,6 +2,7 @@
 //! keeps the catalog telling the truth after crashes.
 
 mod backup;
+mod bitmaps;
 mod capture;
 mod changes;
 mod clone_restore;

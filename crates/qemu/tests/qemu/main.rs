@@ -5,6 +5,7 @@
 
 mod convert;
 mod fleece;
+mod img;
 mod leftovers;
 mod nbd;
 mod qmp;

@@ -1,0 +1,254 @@
+//! QEMU persistent dirty bitmaps as a Snapshot's changed blocks, for qcow2 disks no QEMU has
+//! open (a stopped VM, or one its pre-hook stops), read directly or from their reflink clones.
+//!
+//! ```text
+//! capture (in the freeze)  add blockvault-<new point> to each qcow2 disk (right after the
+//!                          clones; before the read under the hook), and remove any other
+//!                          blockvault bitmap but the parent's (left by a killed backup, or
+//!                          by a commit that found the disk open)
+//! read                     qemu-img info of what is read (the disk, or its clone: a clone
+//!                          carries the bitmaps as they were at the clone) -> trust the
+//!                          parent's bitmap (name, flags, granularity, size) ->
+//!                          qemu-nbd -B blockvault-<parent> -> its dirty extents are the hint;
+//!                          distrusted: qemu-nbd alone, a full scan with the Distrust as reason
+//! point committed          remove every other blockvault bitmap of the disk (the parent's);
+//!                          a failure is a job warning
+//! Snapshot failed          remove blockvault-<new>: the parent's bitmap still covers every
+//!                          write since the parent, so the next backup uses it
+//! ```
+//!
+//! The new bitmap is added before anything of the disk is read and while its writer is
+//! frozen, so every write after the point's instant is in it. The commit (or the removal
+//! after a failure) runs before the post-hook when the disks are read under the hook, so a
+//! VM its pre-hook stops is still stopped; after clones the post-hook has run, and a VM it
+//! started again holds its disk: the parent's bitmap then stays until the next capture
+//! removes it. Only the parent's bitmap is ever trusted, so a stale one costs nothing but its
+//! space. A blockvault killed between the add and the commit leaves both bitmaps: the next
+//! backup trusts the parent's (the newest point) and removes the orphan. A bitmap that cannot
+//! be added (a qcow2 too old for bitmaps) is a warning: the next backup of that disk scans it
+//! in full. A disk a QEMU has open cannot get a bitmap here: read directly (qemu-nbd could not
+//! open it either) the job fails, saying to back the VM up through its QMP socket; cloned, it
+//! is a warning and the next backup of the disk scans it in full.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use blockvault_core::{DiskFormat, PointId, RecoveryPoint};
+use blockvault_qemu::{
+    ImageInfo, QemuNbd, add_bitmap, bitmap_name, point_of, remove_bitmap, trust,
+};
+use blockvault_source::ChangeHint;
+
+use super::disk_format::FormatCheck;
+
+use crate::Result;
+
+/// Runs blocking `f` off the runtime's workers.
+async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {
+    tokio::task::spawn_blocking(f)
+        .await
+        .unwrap_or_else(|join| std::panic::resume_unwind(join.into_panic()))
+}
+
+/// The format of `image` (the disk, or its clone) as `check` decides it, when it must be read
+/// through QEMU; `None` for a raw image (see `disk_format.rs`).
+pub(super) async fn qemu_format(image: &Path, check: FormatCheck) -> Result<Option<DiskFormat>> {
+    let image = image.to_owned();
+    blocking(move || Ok(Some(check.decide(&image)?).filter(|f| f.needs_qemu()))).await
+}
+
+/// The bitmaps a Snapshot added (`blockvault-<new point>`, one per qcow2 disk): removed again
+/// unless the point is committed ([`NewBitmaps::commit`]); dropped uncommitted (a job
+/// cancelled mid-capture), they are removed synchronously.
+#[derive(Debug)]
+pub(super) struct NewBitmaps {
+    point: PointId,
+    /// The parent point, whose bitmap the capture keeps.
+    parent: Option<PointId>,
+    /// The disks (not their clones) that have the new bitmap.
+    images: Vec<PathBuf>,
+}
+
+impl NewBitmaps {
+    pub(super) fn new(point: PointId, parent: Option<PointId>) -> NewBitmaps {
+        NewBitmaps {
+            point,
+            parent,
+            images: Vec::new(),
+        }
+    }
+
+    /// Adds the new point's bitmap to the qcow2 disk `image`.
+    ///
+    /// A failure is for the caller to weigh ([`NewBitmaps::not_added`] says it as a warning):
+    /// a disk a QEMU has open ([`blockvault_qemu::Error::ImageLocked`]) cannot be read
+    /// without its QEMU either, unless it was cloned; anything else (a qcow2 too old for
+    /// bitmaps) only costs the next backup of the disk a full scan.
+    ///
+    /// Once it is added, every other blockvault bitmap of the disk but the parent's goes; what
+    /// cannot be removed is returned as warnings.
+    pub(super) async fn add(
+        &mut self,
+        image: &Path,
+    ) -> Result<Vec<String>, blockvault_qemu::Error> {
+        let (path, name) = (image.to_owned(), bitmap_name(&self.point));
+        blocking(move || add_bitmap(&path, &name)).await?;
+        self.images.push(image.to_owned());
+        let keep: Vec<String> = [Some(&self.point), self.parent.as_ref()]
+            .into_iter()
+            .flatten()
+            .map(bitmap_name)
+            .collect();
+        let path = image.to_owned();
+        Ok(blocking(move || remove_others(&path, &keep)).await)
+    }
+
+    /// The warning of a bitmap [`NewBitmaps::add`] could not add to `image`.
+    pub(super) fn not_added(&self, image: &Path, e: &blockvault_qemu::Error) -> String {
+        format!(
+            "could not add dirty bitmap {} to disk {}: {e}; its next backup scans it in full",
+            bitmap_name(&self.point),
+            image.display()
+        )
+    }
+
+    /// The point is committed: every other blockvault bitmap of each disk goes (the parent's,
+    /// and any a killed backup left). Returns the warnings of what could not be removed.
+    pub(super) async fn commit(mut self) -> Vec<String> {
+        let (images, point) = (std::mem::take(&mut self.images), self.point.clone());
+        blocking(move || {
+            let keep = vec![bitmap_name(&point)];
+            images
+                .iter()
+                .flat_map(|image| remove_others(image, &keep))
+                .collect()
+        })
+        .await
+    }
+
+    /// The Snapshot failed: the new bitmap goes from each disk (the parent's stays, and still
+    /// covers every write since the parent). Returns the warnings of what could not be removed.
+    pub(super) async fn abandon(mut self) -> Vec<String> {
+        let (images, point) = (std::mem::take(&mut self.images), self.point.clone());
+        blocking(move || remove_new(&images, &point)).await
+    }
+}
+
+impl Drop for NewBitmaps {
+    fn drop(&mut self) {
+        // Uncommitted and not abandoned: the job's future was dropped mid-way.
+        let _ = remove_new(&self.images, &self.point);
+    }
+}
+
+/// Removes every blockvault bitmap of `image` not named in `keep`; returns the warnings of
+/// what could not be removed.
+fn remove_others(image: &Path, keep: &[String]) -> Vec<String> {
+    let info = match ImageInfo::read(image) {
+        Ok(info) => info,
+        Err(e) => {
+            return vec![format!(
+                "could not list the dirty bitmaps of disk {} to remove the old ones: {e}",
+                image.display()
+            )];
+        }
+    };
+    info.bitmaps
+        .iter()
+        .filter(|b| point_of(&b.name).is_some() && !keep.contains(&b.name))
+        .filter_map(|bitmap| {
+            remove_bitmap(image, &bitmap.name).err().map(|e| {
+                format!(
+                    "could not remove the old dirty bitmap {} from disk {} (the next backup \
+                     removes it): {e}",
+                    bitmap.name,
+                    image.display()
+                )
+            })
+        })
+        .collect()
+}
+
+fn remove_new(images: &[PathBuf], point: &PointId) -> Vec<String> {
+    let name = bitmap_name(point);
+    images
+        .iter()
+        .filter_map(|image| {
+            remove_bitmap(image, &name).err().map(|e| {
+                format!(
+                    "could not remove dirty bitmap {name} of the failed snapshot from disk {}: \
+                     {e}; the next backup still trusts the parent's",
+                    image.display()
+                )
+            })
+        })
+        .collect()
+}
+
+/// A disk read through QEMU, with the change hint its parent's bitmap gave.
+pub(super) struct Served {
+    pub(super) server: Arc<QemuNbd>,
+    pub(super) hint: ChangeHint,
+    /// Why there is no hint (the disk is scanned in full).
+    pub(super) reason: Option<String>,
+}
+
+/// Serves `image` (a disk in `format`, or its clone) through `qemu-nbd`, exporting the bitmap
+/// of `parent` when it is trusted for the disk `disk` (as the parent recorded it), whose dirty
+/// extents are then the hint; otherwise no hint, and the reason.
+pub(super) async fn serve(
+    image: &Path,
+    format: DiskFormat,
+    disk: &blockvault_core::DiskName,
+    parent: Option<&RecoveryPoint>,
+) -> Result<Served> {
+    let image = image.to_owned();
+    let parent = parent.map(|p| (p.id.clone(), p.disks.iter().find(|d| d.name == *disk)));
+    let parent = parent.map(|(id, d)| (id, d.map(|d| d.size)));
+    let disk = disk.clone();
+    let served = blocking(move || {
+        let plain = |reason: String| {
+            QemuNbd::start(&image, format).map(|server| Served {
+                server: Arc::new(server),
+                hint: ChangeHint::Everything,
+                reason: Some(reason),
+            })
+        };
+        let (parent, size_then) = match parent {
+            None => {
+                return plain(
+                    "no earlier snapshot of this VM on this host to compare with".to_owned(),
+                );
+            }
+            Some((parent, None)) => {
+                return plain(format!(
+                    "the parent point {parent} has no disk {disk} (a new disk)"
+                ));
+            }
+            Some((parent, Some(size))) => (parent, size),
+        };
+        let info = match ImageInfo::read(&image) {
+            Ok(info) => info,
+            Err(e) => return plain(format!("its dirty bitmaps could not be read: {e}")),
+        };
+        let name = match trust(&info.bitmaps, &parent, size_then, info.virtual_size) {
+            Ok(bitmap) => bitmap.name.clone(),
+            Err(distrust) => return plain(distrust.to_string()),
+        };
+        let served = QemuNbd::start_with(&image, format, Some(&name)).and_then(|server| {
+            let dirty = server.dirty_extents()?;
+            Ok((server, dirty))
+        });
+        match served {
+            Ok((server, dirty)) => Ok(Served {
+                server: Arc::new(server),
+                hint: ChangeHint::Dirty(dirty),
+                reason: None,
+            }),
+            // qemu-nbd or the export refused the bitmap it was trusted: no hint, its words.
+            Err(e) => plain(format!("dirty bitmap {name} could not be read: {e}")),
+        }
+    })
+    .await;
+    Ok(served?)
+}
