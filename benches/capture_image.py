@@ -14,6 +14,12 @@ Subcommands:
       Writes the pages of PATCH into DISK in place (pwrite at OFFSET + each
       record's offset), then fsyncs DISK. Prints the bytes written.
 
+  apply-qemu PATCH DISK [--format FMT]
+      Writes the pages of PATCH into DISK through QEMU, as a guest of a qcow2
+      disk would (one `qemu-io` run, a `write -s` per record, the record's
+      data staged in a temporary file), so that QEMU's dirty bitmaps see
+      them. Prints the bytes written.
+
   spread SRC DST --size BYTES --copies N --stride BYTES --shift BYTES
       Makes DST a sparse file of --size bytes holding N copies of the data
       extents of SRC, copy i at byte i * (stride + shift) (copy 0 at 0, so the
@@ -126,6 +132,35 @@ def cmd_apply(args):
     print(total)
 
 
+def cmd_apply_qemu(args):
+    import subprocess
+    import tempfile
+
+    total = 0
+    commands = []
+    with tempfile.TemporaryDirectory(prefix="apply-qemu-") as tmp, open(args.patch, "rb") as f:
+        while True:
+            head = f.read(RECORD.size)
+            if not head:
+                break
+            off, length = RECORD.unpack(head)
+            data = f.read(length)
+            if len(data) != length:
+                sys.exit("apply-qemu: truncated patch")
+            src = os.path.join(tmp, f"{len(commands)}.bin")
+            with open(src, "wb") as out:
+                out.write(data)
+            commands += ["-c", f"write -s {src} {off} {length}"]
+            total += length
+        if commands:
+            subprocess.run(
+                ["qemu-io", "-f", args.format, *commands, args.disk],
+                check=True,
+                stdout=subprocess.DEVNULL,
+            )
+    print(total)
+
+
 def cmd_spread(args):
     src = os.open(args.src, os.O_RDONLY)
     size = os.fstat(src).st_size
@@ -180,6 +215,11 @@ def main():
     s.add_argument("disk")
     s.add_argument("--at", type=int, default=0)
     s.set_defaults(func=cmd_apply)
+    s = sub.add_parser("apply-qemu")
+    s.add_argument("patch")
+    s.add_argument("disk")
+    s.add_argument("--format", default="qcow2")
+    s.set_defaults(func=cmd_apply_qemu)
     s = sub.add_parser("spread")
     s.add_argument("src")
     s.add_argument("dst")
