@@ -55,7 +55,9 @@
 //! hook, every disk read once into the VM's directory of the snapshot tier, post-snapshot hook;
 //! see `blockvault-snapshot`; a qcow2 disk is read through a `qemu-nbd` the Snapshot starts and
 //! stops, see `engine/capture.rs`, and its changes since the parent point come from the QEMU
-//! dirty bitmap the parent's Snapshot added to it, see `engine/bitmaps.rs`) and then the Transfer subtask ([`blockvault_vault::Vault::transfer`]
+//! dirty bitmap the parent's Snapshot added to it, see `engine/bitmaps.rs`; a running VM's disks
+//! are fixed by one QMP transaction and read from QEMU's fleecing exports, see
+//! `engine/fleece.rs`) and then the Transfer subtask ([`blockvault_vault::Vault::transfer`]
 //! from that snapshot, never from the live disks). The Snapshot never waits for the vault: a
 //! [`JobVault`] may still be opening when the job starts (an S3 endpoint that does not answer
 //! costs its timeouts); it opens alongside the Snapshot, the early send starts when it is
@@ -70,7 +72,9 @@
 //! [`Engine::restore_as`] asks for (a qcow2 disk is staged raw and converted by `qemu-img`, see
 //! `engine/restore_format.rs`). A Snapshot decides each disk's format in
 //! `engine/disk_format.rs`: as said, or by the header when it did not change since the
-//! previous point. [`Engine::list_points`] rebuilds the catalog's view of
+//! previous point. [`Engine::protect`] says, per disk, how its backups will read it and where
+//! their changes will come from (`engine/tracking.rs`; through QEMU's monitor with `--qmp`).
+//! [`Engine::list_points`] rebuilds the catalog's view of
 //! both tiers from the stores as it lists, with what each point's kept clones hold alone.
 //!
 //! Exclusivity is enforced with `flock` on files in `STATE_DIR/locks/`, so it holds across

@@ -199,7 +199,11 @@ pub(super) fn prepare(
 
 /// Why the disks of `vm` cannot be cloned into the tier, or `None` when they can be tried (a
 /// file system that has reflinks switched off still fails the clone itself).
-fn clone_obstacle(tier: &SnapshotTier, vm: &VmName, disks: &[PathBuf]) -> Result<Option<String>> {
+pub(super) fn clone_obstacle(
+    tier: &SnapshotTier,
+    vm: &VmName,
+    disks: &[PathBuf],
+) -> Result<Option<String>> {
     let tier_dir = tier.dir(vm);
     std::fs::create_dir_all(&tier_dir).map_err(|e| Error::Io {
         path: tier_dir.clone(),

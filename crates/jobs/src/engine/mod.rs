@@ -21,6 +21,7 @@ mod restore_format;
 mod retention;
 mod rollback;
 mod soft_delete;
+mod tracking;
 mod verify;
 
 use std::path::{Path, PathBuf};

@@ -160,11 +160,17 @@ impl Engine {
             (Some(_), Ok(Some(tier))) => tier.latest_point(&request.vm).await.ok().flatten(),
             _ => None,
         };
+        let (tier, vm, said, mode) = (
+            self.snapshots.clone(),
+            request.vm.clone(),
+            request.disk_format,
+            request.capture,
+        );
         let checked = crate::bridge::blocking(move || {
             check_disks(&disks)?;
             match &qmp {
                 Some(qmp) => super::fleece::check_disks(qmp, &disks, parent.as_ref()),
-                None => Ok(Vec::new()),
+                None => Ok(super::tracking::describe(&tier, &vm, &disks, said, mode)),
             }
         })
         .await;

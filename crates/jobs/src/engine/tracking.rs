@@ -1,0 +1,105 @@
+//! What a protected VM's disks will get from its backups, said at `protect`: how each disk is
+//! read and where its changes will come from. For disks a running QEMU has open (`--qmp`),
+//! `fleece::check_disks` asks QEMU itself; this covers disks read as files.
+//!
+//! Nothing here fails a protection: a disk that cannot be examined is described as such (the
+//! disks were checked to exist and be readable before).
+
+use std::path::PathBuf;
+
+use blockvault_capture::FsKind;
+use blockvault_core::{DiskFormat, VmName};
+use blockvault_snapshot::SnapshotTier;
+use blockvault_source::detect_format;
+
+use super::capture::{CaptureMode, clone_obstacle};
+
+/// One line per disk of `disks` (of `vm`): its format, whether the Snapshot will clone it, and
+/// what changed-block tracking its incrementals get. `said` is `--disk-format` (`None`: by the
+/// header), `mode` the protected item's `--capture`.
+pub(super) fn describe(
+    tier: &SnapshotTier,
+    vm: &VmName,
+    disks: &[PathBuf],
+    said: Option<DiskFormat>,
+    mode: CaptureMode,
+) -> Vec<String> {
+    let clones = match mode {
+        CaptureMode::Read => Err("--capture read".to_owned()),
+        _ => match clone_obstacle(tier, vm, disks) {
+            Ok(None) => Ok(FsKind::of(&tier.dir(vm))
+                .map(|kind| kind.to_string())
+                .unwrap_or_else(|_| "its file system".to_owned())),
+            Ok(Some(why)) => Err(why),
+            Err(e) => Err(e.to_string()),
+        },
+    };
+    disks
+        .iter()
+        .map(|disk| {
+            let format = said.unwrap_or_else(|| detect_format(disk).unwrap_or_default());
+            let capture = match &clones {
+                Ok(fs) => format!("cloned at each backup (reflink on {fs}: frozen for the clones)"),
+                Err(why) => format!("read in place, not cloned ({why})"),
+            };
+            let changes = match (format, &clones) {
+                (DiskFormat::Qcow2, _) => "changes from QEMU dirty bitmaps (blockvault-<point>; \
+                                           the first backup reads every allocated block)"
+                    .to_owned(),
+                (DiskFormat::Raw, Ok(_)) => "changes from the file system (the clones' \
+                                             extents; the first backup reads every allocated \
+                                             block)"
+                    .to_owned(),
+                (DiskFormat::Raw, Err(_)) => "no changed-block tracking: every backup reads \
+                                              every allocated block (put the disk and the \
+                                              snapshot tier on one XFS or btrfs, or use \
+                                              qcow2)"
+                    .to_owned(),
+            };
+            format!("{}: {format}, {capture}; {changes}", disk.display())
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// On the test machine's temp file system (ext4 or tmpfs: no reflinks), a raw disk gets
+    /// no changed-block tracking and says how to get it; a qcow2 disk (by its header, or said)
+    /// gets dirty bitmaps; `--capture read` says why nothing is cloned.
+    #[test]
+    fn each_disk_says_how_it_is_read_and_where_its_changes_come_from() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let tier = SnapshotTier::new(dir.path().join("tier"));
+        let vm: VmName = "web01".parse().expect("vm");
+        let raw = dir.path().join("root.img");
+        std::fs::write(&raw, vec![1u8; 4096]).expect("raw");
+        let qcow2 = dir.path().join("data.qcow2");
+        let mut header = blockvault_source::QCOW2_MAGIC.to_vec();
+        header.resize(4096, 0);
+        std::fs::write(&qcow2, header).expect("qcow2");
+        let disks = [raw.clone(), qcow2.clone()];
+
+        let lines = describe(&tier, &vm, &disks, None, CaptureMode::Auto);
+        assert_eq!(lines.len(), 2);
+        assert!(
+            lines[0].starts_with(&format!("{}: raw", raw.display())),
+            "{lines:?}"
+        );
+        if FsKind::of(dir.path()).is_ok_and(|k| !k.may_reflink()) {
+            assert!(lines[0].contains("no changed-block tracking"), "{lines:?}");
+            assert!(lines[0].contains("not cloned"), "{lines:?}");
+        }
+        assert!(
+            lines[1].starts_with(&format!("{}: qcow2", qcow2.display())),
+            "{lines:?}"
+        );
+        assert!(lines[1].contains("dirty bitmaps"), "{lines:?}");
+
+        let said = describe(&tier, &vm, &disks, Some(DiskFormat::Raw), CaptureMode::Read);
+        assert!(said[1].contains(": raw, "), "{said:?}");
+        assert!(said[1].contains("--capture read"), "{said:?}");
+        assert!(!said[1].contains("dirty bitmaps"), "{said:?}");
+    }
+}
