@@ -128,6 +128,14 @@ async fn a_running_vm_is_backed_up_at_the_transaction_then_from_its_dirty_bitmap
     let rec = record(&first);
     assert_eq!(rec.capture, Capture::QemuFleecing, "{rec:?}");
     assert!(rec.freeze_us.is_some(), "the freeze window is recorded");
+    assert!(
+        !first
+            .warnings
+            .iter()
+            .any(|w| w.contains("fleecing's copies")),
+        "a tier with room gives no space warning: {:?}",
+        first.warnings
+    );
     assert_eq!(rec.disks[0].changes, ChangesFrom::FullScan);
     // The post-hook's write landed on the guest's disk, after the instant.
     assert_eq!(guest_read(&fuse)[(4 * M) as usize], 0x33);
@@ -285,4 +293,36 @@ async fn protect_checks_each_disk_through_the_monitor_and_its_backups_fleece() {
         check.contains(&format!("from its dirty bitmap {}", bitmap_name(&p.id))),
         "{check}"
     );
+}
+
+/// The fleecing's copy-before-write copies go to the snapshot tier: a tier whose file system
+/// has less room than the disks is a job warning that says what a guest would meet (its
+/// writes fail once the copies fill it), and the backup itself still completes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs root, loop devices and mkfs.xfs/mkfs.btrfs: scripts/test.sh runs it"]
+async fn a_tier_smaller_than_the_disks_is_a_warning() {
+    use blockvault_capture::testing::{LoopFs, LoopKind};
+    let qemu = TestVm::start(&[512 * M], GuestNbd::OnWrite);
+    let tier = LoopFs::new(LoopKind::Ext4, 256 * M);
+    let root = tempfile::tempdir().expect("tempdir");
+    let (engine, _) = Engine::open(root.path().join("state"), Some(tier.path().join("tier")))
+        .await
+        .expect("engine");
+    let vault = Vault::init_local(root.path().join("vault"))
+        .await
+        .expect("vault");
+    let mut spec = BackupSpec::new(vm(), vec![qemu.disk(0).to_owned()]);
+    spec.qmp = Some(qemu.qmp_socket());
+    let outcome = engine
+        .backup(Ok(&vault), &spec, Arc::new(NoProgress))
+        .await
+        .expect("backup");
+    assert_eq!(outcome.job.status, JobStatus::Completed, "{outcome:?}");
+    let warning = outcome
+        .warnings
+        .iter()
+        .find(|w| w.contains("fleecing's copies"))
+        .unwrap_or_else(|| panic!("no space warning: {:?}", outcome.warnings));
+    assert!(warning.contains("512 MiB"), "{warning}");
+    assert!(outcome.point.is_some(), "the backup completes");
 }

@@ -192,6 +192,9 @@ impl Engine {
             staging,
             ..
         } = begun;
+        if let Some(warning) = scratch_space_warning(&fleecing, staging.dir()) {
+            warnings.push(warning);
+        }
         let (fleecing, fixed) = tokio::task::spawn_blocking(move || {
             let fixed = fleecing.fix();
             (fleecing, fixed)
@@ -304,4 +307,24 @@ fn inputs(
         reasons.push(reason);
     }
     Ok((inputs, reasons))
+}
+
+/// A warning when the file system of the scratch images (the snapshot tier's) has less room
+/// than the disks' size: the fleecing job copies each block the guest overwrites during the
+/// read there first, and a copy that cannot be written fails the guest's write (QEMU's
+/// copy-before-write under `blockdev-backup`).
+fn scratch_space_warning(fleecing: &Fleecing, scratch: &Path) -> Option<String> {
+    let stat = rustix::fs::statvfs(scratch).ok()?;
+    let free = stat.f_bavail.saturating_mul(stat.f_frsize);
+    let disks: u64 = fleecing.disks().iter().map(|d| d.check.node.size).sum();
+    (free < disks).then(|| {
+        format!(
+            "the snapshot tier's file system ({}) has {} free for the fleecing's copies, less \
+             than the disks' {}: if the guest overwrites more than that while its disks are \
+             read, QEMU fails its writes; give the tier more room",
+            scratch.display(),
+            blockvault_core::bytes(free),
+            blockvault_core::bytes(disks)
+        )
+    })
 }
