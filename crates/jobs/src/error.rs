@@ -347,12 +347,25 @@ impl Error {
             Error::Policy(_) | Error::InvalidValue { .. } => ErrorKind::Usage,
             Error::Capture(e) => e.kind(),
             Error::Qemu(e) => e.kind(),
-            Error::ReflinkUnavailable { .. } | Error::DiskFormatChanged { .. } => {
-                ErrorKind::Refused
-            }
-            // Where the VM stands in the protection lifecycle (soft-deleted, stopped, a
-            // backup running, protected by another vault), hooks, an unreachable vault: the
-            // operation cannot be done now.
+            // Refused: the state of the VM, its policy or its vault does not allow it (where
+            // the VM stands in the protection lifecycle: soft-deleted, stopped, a backup
+            // running, protected by another vault; a policy in use or of another type).
+            Error::ReflinkUnavailable { .. }
+            | Error::DiskFormatChanged { .. }
+            | Error::PolicyExists { .. }
+            | Error::DefaultPolicyKept { .. }
+            | Error::PolicyInUse { .. }
+            | Error::PolicyTypeChange { .. }
+            | Error::ProtectedElsewhere { .. }
+            | Error::MigrationIrreversible { .. }
+            | Error::MigrationWhileBackup { .. }
+            | Error::SoftDeletedElsewhere { .. }
+            | Error::SoftDeleted { .. }
+            | Error::ProtectionStopped { .. }
+            | Error::SoftDeletePeriodOver { .. }
+            | Error::PurgeNotDue { .. }
+            | Error::DeleteWhileBackup { .. } => ErrorKind::Refused,
+            // Hooks, an unreachable vault, I/O, the catalog: the operation failed.
             _ => ErrorKind::Failure,
         }
     }
