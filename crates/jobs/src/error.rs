@@ -14,6 +14,22 @@ pub enum Error {
         source: rusqlite::Error,
     },
 
+    /// The catalog failed for want of space (SQLITE_FULL, or an I/O error with nothing left
+    /// available): `free` bytes are available on the file system holding `dir`.
+    #[error(
+        "catalog {path}: no space left on the device holding the state directory {dir} ({} \
+         free); free some space there or move the state directory (--state-dir)",
+        human_bytes(*free)
+    )]
+    StateDirFull {
+        path: PathBuf,
+        dir: PathBuf,
+        free: u64,
+        /// Boxed: this variant is the largest, and every `Result` of the crate carries it.
+        #[source]
+        source: Box<rusqlite::Error>,
+    },
+
     #[error("{path}: {source}")]
     Io {
         path: PathBuf,
@@ -305,6 +321,17 @@ impl Error {
             path: path.to_owned(),
             source,
         }
+    }
+}
+
+/// A size in messages: bytes, KiB or MiB, one decimal.
+fn human_bytes(n: u64) -> String {
+    const KIB: u64 = 1 << 10;
+    const MIB: u64 = 1 << 20;
+    match n {
+        n if n >= MIB => format!("{:.1} MiB", n as f64 / MIB as f64),
+        n if n >= KIB => format!("{:.1} KiB", n as f64 / KIB as f64),
+        n => format!("{n} bytes"),
     }
 }
 
