@@ -24,11 +24,13 @@ macro_rules! exit_codes {
   0  success
   1  the operation failed (I/O error, unreachable storage, disk changed during the read, ...)
   2  invalid arguments (unknown flag, bad block size, bad name or time, ...)
-  3  not found (no such disk, vault, VM or point; no point at or before --at)
+  3  not found (no such disk, vault, VM, point, job, policy or policy file; no point at or
+     before --at)
   4  integrity failure (a chunk, block map or record in the vault or snapshot tier is corrupt)
   5  backup completed with warning: the snapshot was taken, the transfer to the vault failed
-  6  refused: the vault's state does not allow it (changing the redundancy of a vault that
-     holds backup items; promoting a replica whose primary still holds the vault)"
+  6  refused: the state of the vault, VM or policy does not allow it (changing the redundancy
+     of a vault that holds backup items; promoting a replica whose primary still holds the
+     vault; a VM protected by another vault, soft-deleted or stopped; a policy in use)"
     };
 }
 

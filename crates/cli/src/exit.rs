@@ -11,8 +11,8 @@ pub enum ExitCode {
     Integrity = 4,
     /// A backup job completed with warning: the snapshot was taken, the transfer failed.
     CompletedWithWarning = 5,
-    /// The vault's state does not allow the operation (the redundancy of a vault that holds
-    /// backup items).
+    /// The state of the vault, VM or policy does not allow the operation (the redundancy of a
+    /// vault that holds backup items; a VM protected by another vault; a policy in use).
     Refused = 6,
 }
 

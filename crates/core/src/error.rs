@@ -62,9 +62,10 @@ pub enum ErrorKind {
     /// missing).
     Integrity,
     /// The state of the vault does not allow the operation (changing the redundancy of a vault
-    /// that holds backup items; promoting a replica whose primary still holds the vault).
+    /// that holds backup items; promoting a replica whose primary still holds the vault; a VM
+    /// protected by another vault, soft-deleted or stopped; a policy in use or already there).
     Refused,
-    /// Anything else: I/O, an unreachable store, a failed hook, a lifecycle conflict.
+    /// Anything else: I/O, an unreachable store, a failed hook.
     Failure,
 }
 

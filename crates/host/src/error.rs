@@ -45,6 +45,10 @@ pub enum Error {
         cause: Option<blockvault_jobs::Error>,
     },
 
+    /// A file the request names is not there (a policy file), said in words.
+    #[error("{0}")]
+    NotFound(String),
+
     /// Anything else, said in words (a vault that cannot be opened, a file that cannot be
     /// created).
     #[error("{0}")]
@@ -66,6 +70,7 @@ impl Error {
             Error::JobFailed { cause, .. } => {
                 cause.as_ref().map_or(ErrorKind::Failure, |c| c.kind())
             }
+            Error::NotFound(_) => ErrorKind::NotFound,
             Error::Other(_) => ErrorKind::Failure,
         }
     }

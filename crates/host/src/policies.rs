@@ -8,13 +8,18 @@ use blockvault_jobs::Policy;
 use crate::{Error, Result};
 
 /// The policies in `files`, one each, every file read and checked before any is returned: a
-/// caller applies all or nothing. A file that cannot be read is a failure; one that is not a
-/// valid policy is a usage error naming the file.
+/// caller applies all or nothing. A file that is not there is not found, one that cannot be
+/// read a failure; one that is not a valid policy is a usage error naming the file.
 pub fn policy_files(files: &[PathBuf]) -> Result<Vec<Policy>> {
     let mut policies = Vec::new();
     for file in files {
         let text = std::fs::read_to_string(file).map_err(|e| {
-            Error::Other(format!("cannot read policy file {}: {e}", file.display()))
+            let message = format!("cannot read policy file {}: {e}", file.display());
+            if e.kind() == std::io::ErrorKind::NotFound {
+                Error::NotFound(message)
+            } else {
+                Error::Other(message)
+            }
         })?;
         let policy = Policy::from_toml(&text).map_err(|e| {
             let message = match e {
@@ -44,7 +49,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_bad_policy_file_is_a_usage_error_naming_the_file_a_missing_one_a_failure() {
+    fn a_bad_policy_file_is_a_usage_error_naming_the_file_a_missing_one_not_found() {
         let dir = tempfile::tempdir().expect("tempdir");
         let bad = dir.path().join("bad.toml");
         std::fs::write(&bad, "name = \"x\"\nno-such-field = 1\n").expect("write");
@@ -52,6 +57,7 @@ mod tests {
         assert_eq!(err.kind(), blockvault_core::ErrorKind::Usage);
         assert!(err.to_string().contains("bad.toml"), "{err}");
         let missing = policy_files(&[dir.path().join("none.toml")]).expect_err("missing");
-        assert_eq!(missing.kind(), blockvault_core::ErrorKind::Failure);
+        assert_eq!(missing.kind(), blockvault_core::ErrorKind::NotFound);
+        assert!(missing.to_string().contains("none.toml"), "{missing}");
     }
 }

@@ -8,6 +8,7 @@ mod jobs;
 mod points;
 mod policies;
 mod protection;
+mod space;
 mod vaults;
 
 pub use self::policies::{PolicyEntry, Put};
@@ -191,10 +192,8 @@ impl Catalog {
                 source,
             })?;
         }
-        let conn = Connection::open(&path).map_err(|source| Error::Sqlite {
-            path: path.clone(),
-            source,
-        })?;
+        let conn =
+            Connection::open(&path).map_err(|source| space::sqlite_error(path.clone(), source))?;
         init(&conn).map_err(|f| f.at(&path))?;
         Ok(Catalog {
             shared: Arc::new(Shared {
@@ -356,7 +355,7 @@ impl Failure {
     fn at(self, path: &Path) -> Error {
         let path = path.to_owned();
         match self {
-            Failure::Sql(source) => Error::Sqlite { path, source },
+            Failure::Sql(source) => space::sqlite_error(path, source),
             Failure::Corrupt(what) => Error::Corrupt { path, what },
             Failure::TooNew(found) => Error::SchemaTooNew {
                 path,

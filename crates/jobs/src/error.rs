@@ -14,6 +14,22 @@ pub enum Error {
         source: rusqlite::Error,
     },
 
+    /// The catalog failed for want of space (SQLITE_FULL, or an I/O error with nothing left
+    /// available): `free` bytes are available on the file system holding `dir`.
+    #[error(
+        "catalog {path}: no space left on the device holding the state directory {dir} ({} \
+         free); free some space there or move the state directory (--state-dir)",
+        human_bytes(*free)
+    )]
+    StateDirFull {
+        path: PathBuf,
+        dir: PathBuf,
+        free: u64,
+        /// Boxed: this variant is the largest, and every `Result` of the crate carries it.
+        #[source]
+        source: Box<rusqlite::Error>,
+    },
+
     #[error("{path}: {source}")]
     Io {
         path: PathBuf,
@@ -308,6 +324,17 @@ impl Error {
     }
 }
 
+/// A size in messages: bytes, KiB or MiB, one decimal.
+fn human_bytes(n: u64) -> String {
+    const KIB: u64 = 1 << 10;
+    const MIB: u64 = 1 << 20;
+    match n {
+        n if n >= MIB => format!("{:.1} MiB", n as f64 / MIB as f64),
+        n if n >= KIB => format!("{:.1} KiB", n as f64 / KIB as f64),
+        n => format!("{n} bytes"),
+    }
+}
+
 /// A time in messages: minutes, in UTC, said so.
 fn utc(t: jiff::Timestamp) -> String {
     t.strftime("%Y-%m-%d %H:%M UTC").to_string()
@@ -347,12 +374,25 @@ impl Error {
             Error::Policy(_) | Error::InvalidValue { .. } => ErrorKind::Usage,
             Error::Capture(e) => e.kind(),
             Error::Qemu(e) => e.kind(),
-            Error::ReflinkUnavailable { .. } | Error::DiskFormatChanged { .. } => {
-                ErrorKind::Refused
-            }
-            // Where the VM stands in the protection lifecycle (soft-deleted, stopped, a
-            // backup running, protected by another vault), hooks, an unreachable vault: the
-            // operation cannot be done now.
+            // Refused: the state of the VM, its policy or its vault does not allow it (where
+            // the VM stands in the protection lifecycle: soft-deleted, stopped, a backup
+            // running, protected by another vault; a policy in use or of another type).
+            Error::ReflinkUnavailable { .. }
+            | Error::DiskFormatChanged { .. }
+            | Error::PolicyExists { .. }
+            | Error::DefaultPolicyKept { .. }
+            | Error::PolicyInUse { .. }
+            | Error::PolicyTypeChange { .. }
+            | Error::ProtectedElsewhere { .. }
+            | Error::MigrationIrreversible { .. }
+            | Error::MigrationWhileBackup { .. }
+            | Error::SoftDeletedElsewhere { .. }
+            | Error::SoftDeleted { .. }
+            | Error::ProtectionStopped { .. }
+            | Error::SoftDeletePeriodOver { .. }
+            | Error::PurgeNotDue { .. }
+            | Error::DeleteWhileBackup { .. } => ErrorKind::Refused,
+            // Hooks, an unreachable vault, I/O, the catalog: the operation failed.
             _ => ErrorKind::Failure,
         }
     }

@@ -253,6 +253,10 @@ impl ProgressHook for JobProgress {
             self.publish(&mut meter, now);
         }
     }
+
+    fn waiting(&self, holders: &str, expires: Timestamp, gives_up: Timestamp) {
+        self.hook.waiting(holders, expires, gives_up);
+    }
 }
 
 #[cfg(test)]

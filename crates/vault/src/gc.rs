@@ -271,7 +271,13 @@ impl Vault {
             waited,
             held,
             dead_removed,
-        } = Lease::sweeper(self.store(), "garbage collection", patience).await?;
+        } = Lease::sweeper_with(
+            self.store(),
+            "garbage collection",
+            patience,
+            progress.as_ref(),
+        )
+        .await?;
         report.waited_seconds = waited.as_secs_f64();
         report.held_seconds = held.as_secs_f64();
         report.dead_leases_removed = dead_removed;

@@ -15,6 +15,7 @@
 //! - `restore_target`: what a restore does to files already in its target directory.
 //! - `qcow2`: qcow2 disks restored as qcow2 or raw, and the disk format checks of a backup.
 //! - `json_errors`: the `--json` error document.
+//! - `exit_codes`: a command for each row of the README's exit-code table.
 //! - `qmp`: `--qmp`: a running VM (a qemu-storage-daemon) fixed by QEMU fleecing.
 //! - `help`: help texts teach the examples and the exit codes.
 //! - `s3`: the same commands with the vault on a real S3 server (Garage).
@@ -23,6 +24,7 @@ mod commit_window;
 mod corruption;
 mod daemon;
 mod damage;
+mod exit_codes;
 mod gc;
 mod help;
 mod incremental;

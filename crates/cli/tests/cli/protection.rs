@@ -271,7 +271,7 @@ fn a_fresh_host_has_the_default_policy_and_new_policies_take_their_types_default
 
     // A name is taken once.
     host.run(&["policy", "create", "x", "--type", "enhanced"])
-        .failure(1);
+        .failure(6);
 }
 
 #[test]
@@ -328,7 +328,7 @@ fn policies_round_trip_through_toml_files() {
     std::fs::write(&standard_file, standard_y).expect("write y-standard.toml");
     let message = host
         .run(&["policy", "apply", arg(&standard_file)])
-        .failure(1)
+        .failure(6)
         .to_owned();
     assert!(message.contains("policy y "), "{message}");
     assert!(message.contains("type"), "{message}");
@@ -397,7 +397,7 @@ fn policy_apply_is_all_or_nothing_when_a_later_file_changes_a_policys_type() {
     )
     .expect("write y.toml");
     host.run(&["policy", "apply", arg(&z_file), arg(&y_file)])
-        .failure(1);
+        .failure(6);
     assert_eq!(host.policy_names(), ["DefaultPolicy", "y"]);
 }
 
@@ -411,7 +411,7 @@ fn a_policy_that_protects_a_vm_cannot_be_deleted_and_an_unknown_one_is_not_found
 
     let message = host
         .run(&["policy", "delete", "nightly"])
-        .failure(1)
+        .failure(6)
         .to_owned();
     assert!(
         message.contains("nightly") && message.contains("web01"),
@@ -437,7 +437,7 @@ fn a_policy_that_protects_a_vm_cannot_be_deleted_and_an_unknown_one_is_not_found
     assert_eq!(run.stdout.trim(), "deleted policy spare", "{run}");
     let message = host
         .run(&["policy", "delete", "DefaultPolicy"])
-        .failure(1)
+        .failure(6)
         .to_owned();
     assert!(message.contains("policy edit DefaultPolicy"), "{message}");
     assert_eq!(host.policy_names(), ["DefaultPolicy", "nightly"]);
@@ -507,7 +507,7 @@ fn protect_checks_the_disks_and_a_vm_is_protected_by_one_vault_only() {
             "--disk",
             arg(&disk),
         ])
-        .failure(1)
+        .failure(6)
         .to_owned();
     assert!(
         message.contains(arg(&host.vault)) && !message.contains(arg(&other)),
@@ -681,7 +681,7 @@ fn migrating_to_enhanced_waits_for_backups_keeps_every_point_and_cannot_be_undon
             "--policy",
             "enh",
         ])
-        .failure(1)
+        .failure(6)
         .to_owned();
     assert!(
         message.contains(&format!("job {running} ")),
@@ -763,7 +763,7 @@ fn migrating_to_enhanced_waits_for_backups_keeps_every_point_and_cannot_be_undon
     assert!(after.contains(&migrated_point), "{after:?}");
     assert_eq!(after.len(), before.len() + 1, "{after:?}");
 
-    // (c) Back to Standard: refused, irreversible.
+    // (c) Back to Standard: refused (exit 6), irreversible.
     let message = host
         .run(&[
             "protect",
@@ -774,7 +774,7 @@ fn migrating_to_enhanced_waits_for_backups_keeps_every_point_and_cannot_be_undon
             "--policy",
             "DefaultPolicy",
         ])
-        .failure(1)
+        .failure(6)
         .to_owned();
     assert!(message.contains("irreversible"), "{message}");
     assert_eq!(host.item("web01")["policy"], "enh");

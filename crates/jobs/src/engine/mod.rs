@@ -152,6 +152,10 @@ impl Progress for Phase {
     fn advance(&self, bytes: u64) {
         self.1.advance(bytes);
     }
+
+    fn waiting(&self, holders: &str, expires: Timestamp, gives_up: Timestamp) {
+        self.1.waiting(holders, expires, gives_up);
+    }
 }
 
 /// This host's job engine: the catalog, the snapshot tier and the locks, all under the state

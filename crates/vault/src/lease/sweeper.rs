@@ -7,9 +7,9 @@ use blockvault_core::{LeaseKind, LeaseRecord};
 use blockvault_store::Store;
 use jiff::Timestamp;
 
-use super::listed::{describe, is_live, is_pending, jitter, store_now};
+use super::listed::{LEASE_TTL, describe, is_live, is_pending, jitter, store_now};
 use super::writer::Lease;
-use crate::{Error, Result};
+use crate::{Error, NoProgress, Progress, Result};
 
 impl Lease {
     /// A sweeper's lease, held alone: waits (without a lease, so writers that start meanwhile
@@ -20,9 +20,21 @@ impl Lease {
     /// "sweep pending" lease, for at most [`SweepWait::hold_for`], while the running ones
     /// finish. Gives up after [`SweepWait::wait`], naming who held the vault.
     pub async fn sweeper(store: &Store, holder: &str, patience: SweepWait) -> Result<Sweeper> {
+        Lease::sweeper_with(store, holder, patience, &NoProgress).await
+    }
+
+    /// [`Lease::sweeper`], telling `progress` what it waits for and until when
+    /// ([`Progress::waiting`]) while live writers hold the vault.
+    pub async fn sweeper_with(
+        store: &Store,
+        holder: &str,
+        patience: SweepWait,
+        progress: &dyn Progress,
+    ) -> Result<Sweeper> {
         let started = Instant::now();
         let mut hold = Hold::NotYet;
-        let outcome = Lease::sweeper_turn(store, holder, &patience, started, &mut hold).await;
+        let outcome =
+            Lease::sweeper_turn(store, holder, &patience, started, &mut hold, progress).await;
         // Once the sweeper's own lease is written, it holds writers back itself; on an error
         // the hold must go too. One that cannot be removed now dies after the lease time.
         let _ = hold.release(started.elapsed()).await;
@@ -43,6 +55,7 @@ impl Lease {
         patience: &SweepWait,
         started: Instant,
         hold: &mut Hold,
+        progress: &dyn Progress,
     ) -> Result<(Lease, u64)> {
         let mut dead_removed = 0;
         loop {
@@ -71,6 +84,18 @@ impl Lease {
                     holders,
                 });
             }
+            // The latest a dead holder's lease runs out (by the store's clock), and when this
+            // wait gives up.
+            let expires = leases
+                .iter()
+                .filter(|l| is_live(l, now) && !is_pending(l))
+                .filter_map(|l| l.last_modified.checked_add(LEASE_TTL).ok())
+                .max()
+                .unwrap_or(now);
+            let gives_up = now
+                .checked_add(patience.wait.saturating_sub(started.elapsed()))
+                .unwrap_or(now);
+            progress.waiting(&holders.join(", "), expires, gives_up);
             hold.update(store, holder, started.elapsed(), patience)
                 .await?;
             // Jittered, so two collectors that withdrew together do not meet again.

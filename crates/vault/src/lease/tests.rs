@@ -49,6 +49,54 @@ fn patience(wait: Duration) -> SweepWait {
     }
 }
 
+/// Records what a sweep says it waits for.
+#[derive(Default)]
+struct Waits(std::sync::Mutex<Vec<(String, Timestamp, Timestamp)>>);
+
+impl crate::Progress for Waits {
+    fn waiting(&self, holders: &str, expires: Timestamp, gives_up: Timestamp) {
+        self.0
+            .lock()
+            .expect("waits")
+            .push((holders.to_owned(), expires, gives_up));
+    }
+}
+
+/// A sweep held off by a writer (a backup that may have died) says who it waits for, when that
+/// writer's lease runs out, and when it gives up, instead of standing still without a word.
+#[tokio::test]
+async fn a_waiting_sweep_says_whom_it_waits_for_and_until_when() {
+    let store = Store::in_memory();
+    let (writer, _) = Lease::writer(&store, "backup of a").await.expect("writer");
+    let before = Timestamp::now();
+    let waits = Waits::default();
+    let wait = Duration::from_millis(200);
+    let blocked = Lease::sweeper_with(&store, "gc", patience(wait), &waits).await;
+    assert!(
+        matches!(blocked, Err(Error::GcBlocked { .. })),
+        "{blocked:?}"
+    );
+    let waits = waits.0.into_inner().expect("waits");
+    assert!(!waits.is_empty(), "the wait was reported");
+    for (holders, expires, gives_up) in &waits {
+        assert_eq!(holders, &writer.record().holder);
+        // The writer's lease, just written, runs out a lease time from now.
+        let ttl = jiff::SignedDuration::try_from(LEASE_TTL).expect("ttl");
+        let slack = jiff::SignedDuration::from_secs(5);
+        assert!(
+            expires
+                .duration_since(before.checked_add(ttl).expect("t"))
+                .abs()
+                <= slack,
+            "{expires} vs {before} + {LEASE_TTL:?}"
+        );
+        assert!(
+            *gives_up >= before && *gives_up <= Timestamp::now().checked_add(slack).expect("t"),
+            "gives up within the wait: {gives_up}"
+        );
+    }
+}
+
 #[tokio::test]
 async fn a_writer_yields_to_a_sweep_and_a_sweep_waits_for_writers() {
     let store = Store::in_memory();

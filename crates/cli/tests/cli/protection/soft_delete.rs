@@ -138,7 +138,7 @@ fn delete_data_soft_deletes_the_points_and_undelete_brings_them_back_stopped() {
             "--to",
             arg(&target),
         ])
-        .failure(1)
+        .failure(6)
         .to_owned();
     assert!(
         message.contains("soft-deleted") && message.contains("blockvault undelete --vm web01"),
@@ -147,12 +147,12 @@ fn delete_data_soft_deletes_the_points_and_undelete_brings_them_back_stopped() {
     assert!(!target.exists());
     let message = host
         .run(&["backup-now", "--vm", "web01"])
-        .failure(1)
+        .failure(6)
         .to_owned();
     assert!(message.contains("undelete"), "{message}");
     let message = host
         .run(&["protect", "--vault", arg(&host.vault), "--vm", "web01"])
-        .failure(1)
+        .failure(6)
         .to_owned();
     assert!(message.contains("undelete it first"), "{message}");
     let other = host.sb.path("vault2");
@@ -167,7 +167,7 @@ fn delete_data_soft_deletes_the_points_and_undelete_brings_them_back_stopped() {
             "--disk",
             arg(&disk),
         ])
-        .failure(1)
+        .failure(6)
         .to_owned();
     assert!(
         message.contains(arg(&host.vault)) && message.contains(&purge_date),
@@ -175,7 +175,7 @@ fn delete_data_soft_deletes_the_points_and_undelete_brings_them_back_stopped() {
     );
     let message = host
         .run(&["stop-protection", "--vm", "web01", "--delete-data"])
-        .failure(1)
+        .failure(6)
         .to_owned();
     assert!(message.contains("soft-deleted"), "{message}");
     assert_eq!(host.jobs(&["--operation", "delete-backup-data"]).len(), 1);
@@ -241,7 +241,7 @@ fn retain_data_keeps_the_points_protect_resumes_and_another_vault_may_protect_it
     assert!(text.contains("retained (protection stopped)"), "{text}");
     let message = host
         .run(&["backup-now", "--vm", "web01"])
-        .failure(1)
+        .failure(6)
         .to_owned();
     assert!(
         message.contains("stopped") && message.contains("resumes"),
