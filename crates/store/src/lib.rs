@@ -199,6 +199,7 @@ pub mod conformance;
 mod coordination;
 pub mod cpu;
 mod directory;
+mod endpoint;
 mod error;
 mod layout;
 mod leftovers;
