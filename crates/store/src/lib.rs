@@ -212,6 +212,7 @@ mod pool;
 mod repairs;
 mod replica;
 mod replicated;
+mod request_error;
 mod resync;
 mod retry;
 mod retrying;

@@ -96,3 +96,53 @@ fn a_malformed_endpoint_in_s3_toml_is_named_with_the_file() {
         assert_eq!(error["error"]["kind"], "usage", "{run}");
     }
 }
+
+/// Checks an S3 failure's message: one line, short, no XML, and no repeats of its cause.
+pub fn assert_one_short_line(run: &Run, must: &[&str]) {
+    let lines: Vec<&str> = run.stderr.lines().collect();
+    assert_eq!(lines.len(), 1, "{run}");
+    let line = lines[0];
+    assert!(line.len() < 300, "{} characters: {run}", line.len());
+    assert!(
+        !line.contains("<?xml") && !line.contains("Error performing"),
+        "{run}"
+    );
+    for word in must {
+        assert!(line.contains(word), "{word:?} missing: {run}");
+    }
+}
+
+/// Nothing listens on the endpoint: one line that says which request could not connect, how
+/// long it was retried, and what to check (it repeated its cause chain three times).
+#[test]
+fn a_dead_endpoint_is_one_short_line() {
+    let port = {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        listener.local_addr().expect("addr").port()
+    };
+    let sb = Sandbox::new();
+    let state = sb.path("state");
+    let endpoint = format!("http://127.0.0.1:{port}");
+    let run = blockvault_with_env(
+        ["points", "--vault", "s3://bucket/p"],
+        &[
+            ("BLOCKVAULT_STATE_DIR", state.as_os_str()),
+            ("AWS_ENDPOINT_URL", OsStr::new(&endpoint)),
+            ("AWS_ACCESS_KEY_ID", OsStr::new("GK1")),
+            ("AWS_SECRET_ACCESS_KEY", OsStr::new("s3cr3t")),
+            ("AWS_ALLOW_HTTP", OsStr::new("true")),
+            ("BLOCKVAULT_S3_RETRY_BUDGET_SECS", OsStr::new("1")),
+        ],
+    );
+    assert_eq!(run.code, 1, "{run}");
+    assert_one_short_line(
+        &run,
+        &[
+            "bucket/p/vault.config",
+            &endpoint,
+            "could not connect",
+            "check the endpoint",
+        ],
+    );
+    assert_eq!(run.stderr.matches("Connection refused").count(), 1, "{run}");
+}
