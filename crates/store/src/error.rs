@@ -86,7 +86,7 @@ pub enum Error {
     /// A request to the store underneath failed. Said in one line (what was asked, what came
     /// back, what to check: see `request_error.rs`); `error` is not a `source()`, so that
     /// printing the chain does not repeat it with its XML.
-    #[error("{op} {key} failed: {}", crate::request_error::summary(error))]
+    #[error("{}", crate::request_error::message(op, key, error))]
     Backend {
         op: &'static str,
         key: String,

@@ -15,8 +15,17 @@ use crate::retry::OutOfBudget;
 /// Longest S3 message kept, in characters.
 const MESSAGE_MAX: usize = 100;
 
-/// `error` in one line, for [`crate::Error::Backend`].
-pub(crate) fn summary(error: &object_store::Error) -> String {
+/// The message of [`crate::Error::Backend`]: `op key failed: error` when `error` is not an
+/// HTTP request, else the request's own line (its URL names the bucket and key).
+pub(crate) fn message(op: &str, key: &str, error: &object_store::Error) -> String {
+    match summary(error) {
+        Some(line) => line,
+        None => format!("{op} {key} failed: {error}"),
+    }
+}
+
+/// `error` in one line, when it is a failed HTTP request.
+fn summary(error: &object_store::Error) -> Option<String> {
     let mut request = None;
     let mut answer = None;
     let mut transit = None;
@@ -51,9 +60,7 @@ pub(crate) fn summary(error: &object_store::Error) -> String {
         }
         current = e.source();
     }
-    let Some(request) = request else {
-        return error.to_string();
-    };
+    let request = request?;
     let (what, hint) = match (&answer, transit) {
         (Some((status, body)), _) => answered(status, body),
         (None, Some(kind)) => {
@@ -76,7 +83,7 @@ pub(crate) fn summary(error: &object_store::Error) -> String {
             b.elapsed, b.budget
         )
     });
-    format!("{request} {what}{retried}; {hint}")
+    Some(format!("{request} {what}{retried}; {hint}"))
 }
 
 const CHECK_ALL: &str = "check the endpoint, the credentials and that the bucket exists";
@@ -124,8 +131,8 @@ fn answered(status: &str, body: &str) -> (String, &'static str) {
     (what, hint)
 }
 
-const CHECK_CREDENTIALS: &str = "check the access key id, the secret (AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY or s3.toml) \
-     and the key's rights on the bucket";
+const CHECK_CREDENTIALS: &str = "check the key id and secret (AWS_ACCESS_KEY_ID, \
+     AWS_SECRET_ACCESS_KEY, s3.toml) and the key's rights";
 
 /// `text` without the `(os error 111)` that follows "Connection refused".
 fn without_os_error(text: &str) -> &str {
@@ -171,7 +178,13 @@ mod tests {
 
     #[test]
     fn errors_that_are_not_requests_keep_their_message() {
-        let error = object_store::Error::NotImplemented;
-        assert_eq!(summary(&error), error.to_string());
+        let error = object_store::Error::NotSupported {
+            source: "no such thing".into(),
+        };
+        assert_eq!(summary(&error), None);
+        assert_eq!(
+            message("get", "vault.config", &error),
+            format!("get vault.config failed: {error}")
+        );
     }
 }
