@@ -115,13 +115,18 @@ pub fn kind_of(error: &(dyn StdError + 'static)) -> Option<ErrorKind> {
     None
 }
 
-/// `error` and its sources on one line, `outer: inner: ...` (as `anyhow` prints `{:#}`).
+/// `error` and its sources on one line, `outer: inner: ...` (as `anyhow` prints `{:#}`), each
+/// cause once: one that an outer message already quotes (as `"... failed: {source}"` does) is
+/// not said again.
 pub fn describe(error: &(dyn StdError + 'static)) -> String {
     let mut text = error.to_string();
     let mut source = error.source();
     while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
+        let said = cause.to_string();
+        if !text.contains(&said) {
+            text.push_str(": ");
+            text.push_str(&said);
+        }
         source = cause.source();
     }
     text
@@ -198,5 +203,14 @@ mod tests {
             }),
         };
         assert_eq!(describe(&failed), "job 3 failed: boom: hook failed");
+        // A cause the outer message already quotes is not repeated.
+        let corrupt = blockvault_store::Error::ObjectCorrupt {
+            key: "points/vm1/p".into(),
+            source: blockvault_core::Error::ChecksumMismatch { what: "point" },
+        };
+        assert_eq!(
+            describe(&corrupt),
+            "vault object points/vm1/p is corrupt: point checksum mismatch: the data is corrupt"
+        );
     }
 }

@@ -88,10 +88,10 @@ impl Store {
     async fn bucket_missing(&self) -> bool {
         match self.here.list_with_delimiter(None).await {
             Err(Error::Backend {
-                source: object_store::Error::NotFound { .. },
+                error: object_store::Error::NotFound { .. },
                 ..
             }) => true,
-            Err(Error::Backend { source, .. }) => source.to_string().contains("NoSuchBucket"),
+            Err(Error::Backend { error, .. }) => error.to_string().contains("NoSuchBucket"),
             Err(other) => other.to_string().contains("NoSuchBucket"),
             Ok(_) => false,
         }

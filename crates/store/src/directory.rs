@@ -71,10 +71,10 @@ impl DirBackend {
         // removes the directory, so listings never show prefixes of deleted points.
         let objects = LocalFileSystem::new_with_prefix(&root)
             .map(|fs| fs.with_fsync(true).with_automatic_cleanup(true))
-            .map_err(|source| Error::Backend {
+            .map_err(|error| Error::Backend {
                 op: "open",
                 key: location.clone(),
-                source,
+                error,
             })?;
         Ok(DirBackend {
             objects: ObjectBackend::new(Arc::new(objects), location),

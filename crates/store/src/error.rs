@@ -9,7 +9,9 @@ pub enum Error {
     )]
     NotAVault { location: String, reason: String },
 
-    #[error("{location}: the bucket does not exist; create it on the object store first")]
+    #[error(
+        "{location}: the bucket does not exist (NoSuchBucket); create it on the object store first"
+    )]
     BucketMissing { location: String },
 
     #[error("{location} already holds a vault")]
@@ -81,12 +83,14 @@ pub enum Error {
         source: blockvault_core::Error,
     },
 
-    #[error("{op} {key} failed: {source}")]
+    /// A request to the store underneath failed. Said in one line (what was asked, what came
+    /// back, what to check: see `request_error.rs`); `error` is not a `source()`, so that
+    /// printing the chain does not repeat it with its XML.
+    #[error("{}", crate::request_error::message(op, key, error))]
     Backend {
         op: &'static str,
         key: String,
-        #[source]
-        source: object_store::Error,
+        error: object_store::Error,
     },
 
     /// A write to one store of a replicated vault failed; `role` is `primary` or `secondary`.
@@ -188,7 +192,7 @@ pub(crate) fn backend(
     Error::Backend {
         op,
         key: key.to_string(),
-        source,
+        error: source,
     }
 }
 

@@ -183,6 +183,14 @@
 //! (deletes, listings cut off mid-body). Only operations that are safe to repeat are
 //! repeated. See `retry.rs`.
 //!
+//! # S3 settings and errors
+//!
+//! The endpoint, region and access key id go into every request's URL and headers, where
+//! `object_store` unwraps what it parses: they are checked before a store is built
+//! (`endpoint.rs`; [`Error::Setting`] or [`Error::Config`], naming the setting), so no setting
+//! can panic. A failed request is said in one line, its method and URL, the HTTP status with
+//! the S3 error code and message (not the XML), and what to check (`request_error.rs`).
+//!
 //! # CPU work
 //!
 //! Decompression and hashing never run on a tokio worker: [`cpu::run`] carries them to the
@@ -199,6 +207,7 @@ pub mod conformance;
 mod coordination;
 pub mod cpu;
 mod directory;
+mod endpoint;
 mod error;
 mod layout;
 mod leftovers;
@@ -211,6 +220,7 @@ mod pool;
 mod repairs;
 mod replica;
 mod replicated;
+mod request_error;
 mod resync;
 mod retry;
 mod retrying;

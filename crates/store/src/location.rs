@@ -32,7 +32,7 @@ impl FromStr for VaultLocation {
 }
 
 /// S3 bucket naming rules (the subset every S3-compatible store accepts).
-fn check_bucket(bucket: &str) -> Result<(), String> {
+pub(crate) fn check_bucket(bucket: &str) -> Result<(), String> {
     if !(3..=63).contains(&bucket.len()) {
         return Err(format!("bucket name {bucket:?} must be 3 to 63 characters"));
     }

@@ -140,8 +140,8 @@ impl RetryBudget {
      last error: {source}"
 )]
 pub(crate) struct OutOfBudget {
-    budget: Duration,
-    elapsed: Duration,
+    pub(crate) budget: Duration,
+    pub(crate) elapsed: Duration,
     /// What the last try met, in the plainest words the chain has ("Connection refused").
     cause: String,
     #[source]

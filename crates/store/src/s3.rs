@@ -11,6 +11,7 @@ use object_store::aws::AmazonS3Builder;
 use object_store::prefix::PrefixStore;
 use serde::Deserialize;
 
+use crate::endpoint::{check_endpoint, check_key_id, check_region};
 use crate::retry::{DEFAULT_BUDGET, RetryBudget};
 use crate::retrying::Retrying;
 use crate::{Error, Result, Store};
@@ -72,6 +73,9 @@ pub struct S3Options {
     pub max_retries: Option<usize>,
 }
 
+/// A check of one setting's value: why it is unusable.
+type Check = fn(&str) -> std::result::Result<(), String>;
+
 /// The environment variable that sets [`S3Options::retry_budget_secs`].
 const RETRY_BUDGET_VAR: &str = "BLOCKVAULT_S3_RETRY_BUDGET_SECS";
 
@@ -89,14 +93,45 @@ impl S3Options {
         let retry_budget_secs = var(&[RETRY_BUDGET_VAR])
             .map(|v| seconds(RETRY_BUDGET_VAR, &v))
             .transpose()?;
+        // Each setting checked under the name of the variable it came from.
+        let checked = |names: &[&str], check: Check| -> Result<Option<String>> {
+            let Some((name, value)) = names.iter().find_map(|n| {
+                std::env::var(n)
+                    .ok()
+                    .filter(|v| !v.is_empty())
+                    .map(|v| (*n, v))
+            }) else {
+                return Ok(None);
+            };
+            check(&value).map_err(|reason| Error::Setting {
+                name: name.to_owned(),
+                reason,
+            })?;
+            Ok(Some(value))
+        };
         Ok(S3Options {
-            endpoint: var(&["AWS_ENDPOINT_URL", "AWS_ENDPOINT"]),
-            region: var(&["AWS_REGION", "AWS_DEFAULT_REGION"]),
-            access_key_id: var(&["AWS_ACCESS_KEY_ID"]),
+            endpoint: checked(&["AWS_ENDPOINT_URL", "AWS_ENDPOINT"], check_endpoint)?,
+            region: checked(&["AWS_REGION", "AWS_DEFAULT_REGION"], check_region)?,
+            access_key_id: checked(&["AWS_ACCESS_KEY_ID"], check_key_id)?,
             secret_access_key: var(&["AWS_SECRET_ACCESS_KEY"]).map(Secret),
             allow_http: var(&["AWS_ALLOW_HTTP"]).is_some_and(|v| v.eq_ignore_ascii_case("true")),
             retry_budget_secs,
             ..S3Options::default()
+        })
+    }
+
+    /// The first of the endpoint, region and access key id that cannot go into a request:
+    /// its setting's name and why (`object_store` panics on some of them).
+    fn malformed(&self) -> Option<(&'static str, String)> {
+        let fields: [(&'static str, Option<&String>, Check); 3] = [
+            ("endpoint", self.endpoint.as_ref(), check_endpoint),
+            ("region", self.region.as_ref(), check_region),
+            ("access-key-id", self.access_key_id.as_ref(), check_key_id),
+        ];
+        fields.into_iter().find_map(|(name, value, check)| {
+            value
+                .and_then(|v| check(v).err())
+                .map(|reason| (name, reason))
         })
     }
 
@@ -140,10 +175,17 @@ impl S3Options {
                 ),
             });
         }
-        toml::from_str(&text).map_err(|e| Error::Config {
+        let options: S3Options = toml::from_str(&text).map_err(|e| Error::Config {
             path: path.to_owned(),
             reason: e.message().to_owned(),
-        })
+        })?;
+        match options.malformed() {
+            Some((name, reason)) => Err(Error::Config {
+                path: path.to_owned(),
+                reason: format!("{name} {reason}"),
+            }),
+            None => Ok(options),
+        }
     }
 
     /// These options with every field that `over` sets taken from `over`.
@@ -182,6 +224,14 @@ impl Store {
             location: location.clone(),
             reason,
         };
+        crate::location::check_bucket(bucket).map_err(&invalid)?;
+        // Checked before anything is built: `object_store` unwraps what it parses of these.
+        if let Some((name, reason)) = options.malformed() {
+            return Err(Error::Setting {
+                name: name.to_owned(),
+                reason,
+            });
+        }
         let (Some(key), Some(secret)) = (&options.access_key_id, &options.secret_access_key) else {
             return Err(invalid(
                 "no credentials: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or write \
@@ -260,6 +310,91 @@ mod tests {
         options.secret_access_key = None;
         let err = Store::s3("bucket", "", &options).expect_err("no secret");
         assert!(err.to_string().contains("AWS_SECRET_ACCESS_KEY"), "{err}");
+    }
+
+    /// Each malformed endpoint panicked `object_store` on the first request (exit 101): now
+    /// the store is not built, the config file not read, and the error names the setting.
+    #[test]
+    fn malformed_endpoints_are_refused_before_any_request() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("s3.toml");
+        for bad in [
+            "127.0.0.1:3900",
+            "http://127.0.0.1:99999",
+            "http://[::1",
+            "",
+            "ftp://host",
+            "http://127.0.0.1:3900/bucket",
+            "http://127.0.0.1:3900?x=1",
+            " http://127.0.0.1:3900",
+            "http://127.0.0.1 :3900",
+        ] {
+            let options = S3Options {
+                endpoint: Some(bad.to_owned()),
+                access_key_id: Some("GK1".into()),
+                secret_access_key: Some(Secret::new("s3cr3t")),
+                allow_http: true,
+                ..S3Options::default()
+            };
+            let err = Store::s3("bucket", "p", &options).expect_err(bad);
+            assert!(matches!(err, Error::Setting { .. }), "{bad:?}: {err}");
+            assert_eq!(err.kind(), blockvault_core::ErrorKind::Usage);
+            let text = err.to_string();
+            assert!(
+                text.starts_with("S3 setting endpoint: ")
+                    && text.contains("http://HOST:PORT or https://HOST[:PORT]"),
+                "{bad:?}: {text}"
+            );
+            std::fs::write(&path, format!("endpoint = {bad:?}\n")).expect("write");
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).expect("chmod");
+            let err = S3Options::load(&path).expect_err(bad);
+            assert!(
+                matches!(err, Error::Config { .. })
+                    && err.to_string().contains(": endpoint ")
+                    && err.to_string().contains("https://HOST[:PORT]"),
+                "{bad:?}: {err}"
+            );
+        }
+        let options = S3Options {
+            region: Some("us east".into()),
+            access_key_id: Some("GK1".into()),
+            secret_access_key: Some(Secret::new("s3cr3t")),
+            ..S3Options::default()
+        };
+        let err = Store::s3("bucket", "", &options).expect_err("region");
+        assert!(err.to_string().contains("S3 setting region"), "{err}");
+        let err = Store::s3("Bad_Bucket", "", &options).expect_err("bucket");
+        assert!(matches!(err, Error::InvalidLocation { .. }), "{err}");
+    }
+
+    /// Endpoints of the accepted forms reach the HTTP client and fail as requests do (nothing
+    /// listens), never with a panic.
+    #[tokio::test]
+    async fn accepted_endpoints_fail_as_requests_not_as_panics() {
+        let port = {
+            let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+            listener.local_addr().expect("addr").port()
+        };
+        for endpoint in [
+            format!("http://127.0.0.1:{port}"),
+            format!("http://127.0.0.1:{port}/"),
+            format!("http://localhost:{port}"),
+            format!("http://[::1]:{port}"),
+        ] {
+            let options = S3Options {
+                endpoint: Some(endpoint.clone()),
+                access_key_id: Some("GK1".into()),
+                secret_access_key: Some(Secret::new("s3cr3t")),
+                allow_http: true,
+                retry_budget_secs: Some(0),
+                max_retries: Some(0),
+                ..S3Options::default()
+            };
+            let store = Store::s3("bucket", "p", &options).expect(&endpoint);
+            let err = store.config().await.expect_err(&endpoint);
+            assert!(matches!(err, Error::Backend { .. }), "{endpoint}: {err}");
+        }
     }
 
     #[test]

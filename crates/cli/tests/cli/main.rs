@@ -41,5 +41,6 @@ mod replication;
 mod restore_target;
 mod roundtrip;
 mod s3;
+mod s3_settings;
 mod support;
 mod verify;

@@ -85,6 +85,51 @@ fn init_backup_list_and_restore_on_s3() {
     assert_eq!(run.code, 2, "{run}");
 }
 
+/// A wrong secret and a missing bucket, as Garage answers them: one short line naming the S3
+/// error code and what to check, without the XML answer or its repeats (1.5 KB before).
+#[test]
+#[ignore = "needs the S3 server that scripts/test.sh starts"]
+fn s3_errors_name_the_code_in_one_short_line() {
+    let _server = server();
+    let location = s3_vault("codes");
+    blockvault(["vault", "init", &location]).success();
+    let run = blockvault_with_env(
+        ["points", "--vault", &location],
+        &[("AWS_SECRET_ACCESS_KEY", OsStr::new("not-the-secret-0b1c"))],
+    );
+    assert_eq!(run.code, 1, "{run}");
+    crate::s3_settings::assert_one_short_line(
+        &run,
+        &["vault.config", "403", "AccessDenied", "secret"],
+    );
+    let own = Sandbox::new();
+    let run = blockvault_with_env(
+        ["points", "--vault", "s3://no-such-bucket-blockvault/x"],
+        &[("BLOCKVAULT_STATE_DIR", own.path("state").as_os_str())],
+    );
+    assert_eq!(run.code, 3, "{run}");
+    crate::s3_settings::assert_one_short_line(&run, &["NoSuchBucket", "no-such-bucket-blockvault"]);
+    // A backup whose transfer meets the wrong secret: its warning says it once, too.
+    let sb = Sandbox::new();
+    let disk = standard_disk(&sb.path("disk.img"));
+    let run = blockvault_with_env(
+        [
+            "backup",
+            "--vault",
+            &location,
+            "--vm",
+            VM,
+            "--disk",
+            disk.path.to_str().expect("utf-8"),
+            "-q",
+        ],
+        &[("AWS_SECRET_ACCESS_KEY", OsStr::new("not-the-secret-0b1c"))],
+    );
+    assert!(run.code == 5 || run.code == 1, "{run}");
+    assert!(!run.stderr.contains("<?xml"), "{run}");
+    assert!(run.stderr.matches("AccessDenied").count() <= 1, "{run}");
+}
+
 #[test]
 #[ignore = "needs the S3 server that scripts/test.sh starts"]
 fn s3_failures_are_one_clear_line_without_secrets() {
