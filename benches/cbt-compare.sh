@@ -105,15 +105,7 @@ ensure_tools() {
 }
 
 ensure_blockvault() {
-  if [[ -n ${BLOCKVAULT_BIN:-} ]]; then
-    BV=$BLOCKVAULT_BIN
-  else
-    log "cargo build --release -p blockvault-cli"
-    (cd "$REPO_ROOT" && cargo build --release -p blockvault-cli) >&2
-    BV=${CARGO_TARGET_DIR:-$REPO_ROOT/target}/release/blockvault
-  fi
-  [[ -x $BV ]] || die "blockvault binary not found or not executable: $BV"
-  BV_REV="$("$BV" --version), tree at $(git -C "$REPO_ROOT" rev-parse --short HEAD 2>/dev/null || echo '?')"
+  ensure_blockvault_bin
   ensure_floor
   PROGRAMS=("$BV" "$FLOOR" "$(command -v qemu-nbd)" "$(command -v qemu-img)")
 }

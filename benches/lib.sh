@@ -61,6 +61,19 @@ drop_caches() {
   done
 }
 
+# The blockvault binary the scripts time: BV is BLOCKVAULT_BIN, else a release build of the
+# tree; BV_REV says which. Needs REPO_ROOT, and the script's `log` and `die`.
+ensure_blockvault_bin() {
+  if [[ -n ${BLOCKVAULT_BIN:-} ]]; then
+    BV=$BLOCKVAULT_BIN
+  else
+    log "cargo build --release -p blockvault-cli"
+    (cd "$REPO_ROOT" && cargo build --release -p blockvault-cli) >&2
+    BV=${CARGO_TARGET_DIR:-$REPO_ROOT/target}/release/blockvault
+  fi
+  [[ -x $BV ]] || die "blockvault binary not found or not executable: $BV"
+  BV_REV="$("$BV" --version), tree at $(git -C "$REPO_ROOT" rev-parse --short HEAD 2>/dev/null || echo '?')"
+}
 
 # --- floors (issue 7) ----------------------------------------------------------------
 # The floor tool, benches/src/bin/floor.rs (its header defines every floor): FLOOR is set to

@@ -6,53 +6,14 @@
 //! These tests need `qemu-nbd`, `qemu-img` and `qemu-io`; without them they fail, saying so.
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::sync::Arc;
 
 use blockvault_capture::testing::{LoopFs, LoopKind};
 use blockvault_core::{BlockSize, Capture, RecoveryPoint, VmName};
 use blockvault_jobs::{BackupOutcome, BackupSpec, CaptureMode, Engine, SubtaskKind, Tier};
+use blockvault_qemu::testing::{as_raw, qemu_io, require, run};
 use blockvault_vault::{NoProgress, PointSelector, RestoreRequest, TransferOptions, Vault};
-
-fn require(tool: &str) {
-    let found = Command::new(tool)
-        .arg("--version")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success());
-    assert!(
-        found,
-        "{tool} is not installed: the qcow2 tests need qemu-nbd, qemu-img and qemu-io \
-         (Debian/Ubuntu: apt-get install qemu-utils)"
-    );
-}
-
-fn run(cmd: &mut Command) {
-    let out = cmd.output().expect("run a QEMU tool");
-    assert!(
-        out.status.success(),
-        "{cmd:?} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
-fn qemu_io(image: &Path, commands: &[&str]) {
-    let mut cmd = Command::new("qemu-io");
-    cmd.args(["-f", "qcow2"]);
-    for c in commands {
-        cmd.args(["-c", c]);
-    }
-    run(cmd.arg(image));
-}
-
-fn as_raw(image: &Path, out: &Path) -> Vec<u8> {
-    run(Command::new("qemu-img")
-        .args(["convert", "-f", "qcow2", "-O", "raw"])
-        .arg(image)
-        .arg(out));
-    std::fs::read(out).expect("read the converted image")
-}
 
 /// The qemu-nbd processes serving an image under `root` (the disk, or its clone in the tier).
 fn servers_under(root: &Path) -> usize {

@@ -25,6 +25,7 @@ use blockvault_jobs::{
     BackupOutcome, BackupSpec, CaptureMode, CaptureRecord, ChangesFrom, Engine, Hooks, SubtaskKind,
     Tier,
 };
+use blockvault_qemu::testing::{as_raw, qemu_io, require, run};
 use blockvault_qemu::{ImageInfo, bitmap_name};
 use blockvault_vault::{NoProgress, PointSelector, RestoreRequest, TransferOptions, Vault};
 
@@ -32,46 +33,6 @@ const K: u64 = 1 << 10;
 const M: u64 = 1 << 20;
 /// The block size of the points (and the bitmaps' granularity).
 const BLOCK: u64 = 64 * K;
-
-fn require(tool: &str) {
-    let found = Command::new(tool)
-        .arg("--version")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success());
-    assert!(
-        found,
-        "{tool} is not installed: the qcow2 bitmap tests need qemu-nbd, qemu-img and qemu-io \
-         (Debian/Ubuntu: apt-get install qemu-utils)"
-    );
-}
-
-fn run(cmd: &mut Command) {
-    let out = cmd.output().expect("run a QEMU tool");
-    assert!(
-        out.status.success(),
-        "{cmd:?} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
-fn qemu_io(image: &Path, commands: &[String]) {
-    let mut cmd = Command::new("qemu-io");
-    cmd.args(["-f", "qcow2"]);
-    for c in commands {
-        cmd.args(["-c", c]);
-    }
-    run(cmd.arg(image));
-}
-
-fn as_raw(image: &Path, out: &Path) -> Vec<u8> {
-    run(Command::new("qemu-img")
-        .args(["convert", "-f", "qcow2", "-O", "raw"])
-        .arg(image)
-        .arg(out));
-    std::fs::read(out).expect("read the converted image")
-}
 
 /// A `qemu-io` holding `image` open read-write after writing `write`; killed with SIGKILL
 /// (and reaped) when dropped, as a crashed QEMU dies.

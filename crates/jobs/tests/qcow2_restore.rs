@@ -7,48 +7,16 @@
 
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::sync::Arc;
 
 use blockvault_capture::testing::{LoopFs, LoopKind};
 use blockvault_core::{BlockSize, DiskFormat, RecoveryPoint, VmName};
 use blockvault_jobs::{BackupSpec, CaptureMode, Engine, RestoreMethod, RestoreOutcome, Tier};
+use blockvault_qemu::testing::{as_raw, qemu_io, require, run};
 use blockvault_vault::{NoProgress, PointSelector, RestoreRequest, TransferOptions, Vault};
 
 const MIB: u64 = 1 << 20;
-
-fn require(tool: &str) {
-    let found = Command::new(tool)
-        .arg("--version")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success());
-    assert!(
-        found,
-        "{tool} is not installed: the qcow2 tests need qemu-nbd, qemu-img and qemu-io \
-         (Debian/Ubuntu: apt-get install qemu-utils)"
-    );
-}
-
-fn run(cmd: &mut Command) -> std::process::Output {
-    let out = cmd.output().expect("run a QEMU tool");
-    assert!(
-        out.status.success(),
-        "{cmd:?} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    out
-}
-
-fn qemu_io(image: &Path, commands: &[&str]) {
-    let mut cmd = Command::new("qemu-io");
-    cmd.args(["-f", "qcow2"]);
-    for c in commands {
-        cmd.args(["-c", c]);
-    }
-    run(cmd.arg(image));
-}
 
 /// Whether `qemu-img compare` finds the guest's disks of two images identical.
 fn same_disk(a: &Path, a_format: &str, b: &Path) -> bool {
@@ -59,14 +27,6 @@ fn same_disk(a: &Path, a_format: &str, b: &Path) -> bool {
         .output()
         .expect("qemu-img compare");
     out.status.success()
-}
-
-fn as_raw(image: &Path, out: &Path) -> Vec<u8> {
-    run(Command::new("qemu-img")
-        .args(["convert", "-f", "qcow2", "-O", "raw"])
-        .arg(image)
-        .arg(out));
-    std::fs::read(out).expect("read the converted image")
 }
 
 fn magic(path: &Path) -> [u8; 4] {

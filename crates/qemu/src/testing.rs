@@ -302,8 +302,8 @@ fn spawn(dir: &Path, disks: &[PathBuf], guest: GuestNbd) -> Child {
         })
 }
 
-/// Runs a QEMU tool, panicking with its stderr when it fails.
-pub fn run(cmd: &mut Command) {
+/// Runs a QEMU tool, panicking with its stderr when it fails; its output.
+pub fn run(cmd: &mut Command) -> std::process::Output {
     let out = cmd
         .output()
         .unwrap_or_else(|e| panic!("cannot run {cmd:?} (apt-get install qemu-utils): {e}"));
@@ -312,4 +312,40 @@ pub fn run(cmd: &mut Command) {
         "{cmd:?} failed: {}",
         String::from_utf8_lossy(&out.stderr)
     );
+    out
+}
+
+/// Fails the test with what to install when a QEMU tool is missing.
+pub fn require(tool: &str) {
+    let found = Command::new(tool)
+        .arg("--version")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    assert!(
+        found,
+        "{tool} is not installed: the QEMU tests need qemu-nbd, qemu-img, qemu-io and \
+         qemu-storage-daemon (Debian/Ubuntu: apt-get install qemu-utils)"
+    );
+}
+
+/// Writes to the qcow2 `image` as a guest would: one `qemu-io` run of `commands`
+/// (`write -P 0x55 0 1M`, ...), so its dirty bitmaps see the writes.
+pub fn qemu_io(image: &Path, commands: &[impl AsRef<str>]) {
+    let mut cmd = Command::new("qemu-io");
+    cmd.args(["-f", "qcow2"]);
+    for c in commands {
+        cmd.args(["-c", c.as_ref()]);
+    }
+    run(cmd.arg(image));
+}
+
+/// The guest's disk of the qcow2 `image`, converted to raw at `out` by `qemu-img` and read.
+pub fn as_raw(image: &Path, out: &Path) -> Vec<u8> {
+    run(Command::new("qemu-img")
+        .args(["convert", "-f", "qcow2", "-O", "raw"])
+        .arg(image)
+        .arg(out));
+    std::fs::read(out).expect("read the converted image")
 }

@@ -80,5 +80,7 @@ pub use crate::{
     select::PointSelector,
     tmp::{replace as replace_via_tmp, sweep_stale as sweep_stale_tmps},
     verify::{Affected, BadChunk, BadMap, Repaired, VerifyReport},
-    write::{BackupReport, BackupRequest, DiskInput, DiskScan, ParentChoice, disk_name},
+    write::{
+        BackupReport, BackupRequest, DiskInput, DiskScan, ParentChoice, disk_name, new_point_id,
+    },
 };

@@ -4,7 +4,7 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use blockvault_core::{Capture, Consistency, PointId, RecoveryPoint};
+use blockvault_core::{Capture, Consistency, RecoveryPoint};
 use blockvault_vault::{BackupRequest, EarlySend, ParentChoice, Progress, TransferRequest, Vault};
 use jiff::{SignedDuration, Timestamp};
 
@@ -219,7 +219,7 @@ impl Engine {
         // The point's id is chosen before the capture: the new dirty bitmaps (of qcow2 disks,
         // and of a running VM's disks) are named after it.
         let time = self.now();
-        let id = PointId::generate(time, format!("{vm}:{}", std::process::id()).as_bytes());
+        let id = blockvault_repo::new_point_id(vm, time);
         let fleecing = self
             .begin_fleecing(spec, &prepared.names, parent.as_ref(), &id)
             .await?;
@@ -294,10 +294,7 @@ impl Engine {
         // stopped still keeps its QEMU off them: the parent's go once the point is committed,
         // the new ones when it is not (the parent's still cover every write since the parent).
         if let Some(bitmaps) = captured.bitmaps.take() {
-            warnings.extend(match &taken {
-                Ok(_) => bitmaps.commit().await,
-                Err(_) => bitmaps.abandon().await,
-            });
+            warnings.extend(bitmaps.settle(taken.is_ok()).await);
         }
         // The VM is thawed whatever happened to the read (a no-op after clones).
         let window = freeze.end(warnings).await;

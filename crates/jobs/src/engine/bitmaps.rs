@@ -112,9 +112,19 @@ impl NewBitmaps {
         )
     }
 
+    /// Settles the bitmaps once the point is `committed` ([`NewBitmaps::commit`]) or not
+    /// ([`NewBitmaps::abandon`]); the warnings of what could not be removed.
+    pub(super) async fn settle(self, committed: bool) -> Vec<String> {
+        if committed {
+            self.commit().await
+        } else {
+            self.abandon().await
+        }
+    }
+
     /// The point is committed: every other blockvault bitmap of each disk goes (the parent's,
     /// and any a killed backup left). Returns the warnings of what could not be removed.
-    pub(super) async fn commit(mut self) -> Vec<String> {
+    async fn commit(mut self) -> Vec<String> {
         let (images, point) = (std::mem::take(&mut self.images), self.point.clone());
         blocking(move || {
             let keep = vec![bitmap_name(&point)];
@@ -128,7 +138,7 @@ impl NewBitmaps {
 
     /// The Snapshot failed: the new bitmap goes from each disk (the parent's stays, and still
     /// covers every write since the parent). Returns the warnings of what could not be removed.
-    pub(super) async fn abandon(mut self) -> Vec<String> {
+    async fn abandon(mut self) -> Vec<String> {
         let (images, point) = (std::mem::take(&mut self.images), self.point.clone());
         blocking(move || remove_new(&images, &point)).await
     }

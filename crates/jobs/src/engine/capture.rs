@@ -323,7 +323,7 @@ impl Engine {
             }
             Err(e) => {
                 // The servers of the failed capture are stopped by now.
-                warnings.extend(bitmaps.abandon().await);
+                warnings.extend(bitmaps.settle(false).await);
                 Err(e)
             }
         }

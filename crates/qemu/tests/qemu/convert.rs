@@ -5,7 +5,7 @@ use std::process::Command;
 
 use blockvault_qemu::{Error, Qcow2Header, convert_to_qcow2};
 
-use crate::tools::{require, run};
+use blockvault_qemu::testing::{require, run};
 
 const MIB: u64 = 1 << 20;
 

@@ -18,7 +18,7 @@ use blockvault_qemu::{
 };
 use blockvault_source::BlockSource;
 
-use crate::tools::{require, run};
+use blockvault_qemu::testing::{require, run};
 
 const M: u64 = 1 << 20;
 

@@ -9,4 +9,3 @@ mod img;
 mod leftovers;
 mod nbd;
 mod qmp;
-mod tools;

@@ -12,7 +12,7 @@ use blockvault_core::DiskFormat;
 use blockvault_qemu::{Error, QemuNbd};
 use blockvault_source::{BlockSource, detect_format};
 
-use crate::tools::{require, run};
+use blockvault_qemu::testing::{require, run};
 
 const M: u64 = 1 << 20;
 

@@ -42,6 +42,12 @@ use put::{Put, put_all};
 use scan::{NewChunk, Scanned, scan_all};
 use sources::open_sources;
 
+/// A new id for a point of `vm` made at `time` (salted with the VM and this process, so
+/// concurrent writers differ): what a backup names its point by unless its caller chose one.
+pub fn new_point_id(vm: &VmName, time: Timestamp) -> PointId {
+    PointId::generate(time, format!("{vm}:{}", std::process::id()).as_bytes())
+}
+
 /// An ad hoc backup of one VM's disks into the vault.
 #[derive(Clone, Debug)]
 pub struct BackupRequest {
@@ -281,9 +287,7 @@ impl Repository {
         let scanned_disks = scan?;
         synced?;
 
-        let id = request.id.clone().unwrap_or_else(|| {
-            PointId::generate(time, format!("{vm}:{}", std::process::id()).as_bytes())
-        });
+        let id = request.id.clone().unwrap_or_else(|| new_point_id(vm, time));
         let mut records = Vec::with_capacity(scanned_disks.len());
         let mut scans = Vec::with_capacity(scanned_disks.len());
         let mut bytes_changed = 0u64;
