@@ -42,7 +42,8 @@ impl Server {
             .spawn()
             .expect("qemu-nbd is installed (qemu-utils)");
         let started = Instant::now();
-        while !socket.exists() {
+        // Bound is not listening: ready when a connect is taken (--persistent outlives it).
+        while std::os::unix::net::UnixStream::connect(&socket).is_err() {
             assert!(
                 started.elapsed() < Duration::from_secs(10),
                 "qemu-nbd did not listen"

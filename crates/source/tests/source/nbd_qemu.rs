@@ -73,7 +73,9 @@ impl QemuNbd {
             .expect("start qemu-nbd");
         let mut server = QemuNbd { child, socket };
         let started = Instant::now();
-        while !server.socket.exists() {
+        // The socket file appears at bind(), before listen(): ready is when a connect is
+        // taken (the server is --persistent, so the probe does not end it).
+        while std::os::unix::net::UnixStream::connect(&server.socket).is_err() {
             if let Ok(Some(status)) = server.child.try_wait() {
                 panic!("qemu-nbd exited ({status}) before it listened");
             }
