@@ -10,7 +10,8 @@
 //!                block-dirty-bitmap-add blockvault-<point> (persistent, 64 KiB; qcow2 only)
 //!                block-dirty-bitmap-disable blockvault-<parent> (when trusted: it then holds
 //!                  exactly parent -> instant)
-//!                blockdev-backup sync=none disk -> scratch (job blockvault-fleece-I)
+//!                blockdev-backup sync=none disk -> scratch (job blockvault-fleece-I),
+//!                  on-cbw-error=break-snapshot where QEMU takes it (10.1+)
 //! export       nbd-server-start on DIR/nbd.sock (or the VM's own server, when the caller
 //!              names it) -> block-export-add blockvault-I of the scratch node, with the
 //!              parent's bitmap -> an NbdSource per disk (dirty_bitmap set when trusted)
@@ -31,6 +32,12 @@
 //! the scratch image to the disk; QEMU copies a cluster to the scratch image before the
 //! guest's write to it lands (and serialises reads of the fleecing target with it).
 //!
+//! A copy that cannot be written (the scratch's file system full) fails, by QEMU's default,
+//! the guest's write that needed it. QEMU 10.1 lets the backup job break the snapshot
+//! instead (`on-cbw-error=break-snapshot`): the guest's write lands and reads of the export
+//! fail, so the backup fails and the guest never sees an error. [`Fleecing::start`] asks the
+//! QEMU's schema and uses it when there; [`Fleecing::guest_writes_safe`] says which applies.
+//!
 //! One Fleecing per VM at a time (the engine's per-VM lock): every node, job and export is
 //! named `blockvault-*`, and the next start removes whatever a killed blockvault left.
 
@@ -47,7 +54,7 @@ use crate::teardown::{
     SOCKET_DIR_PREFIX, cancel_jobs, listed, remove_exports,
 };
 use crate::{
-    Action, BITMAP_GRANULARITY, Distrust, Error, Qmp, Result, bitmap_name,
+    Action, BITMAP_GRANULARITY, Distrust, Error, Qmp, Result, bitmap_name, command_takes,
     leftovers::cleanup_leftovers, trust,
 };
 
@@ -164,6 +171,8 @@ pub struct Fleecing {
     /// is too long for one.
     socket_dir: Option<tempfile::TempDir>,
     timeout: Duration,
+    /// This QEMU's backup job takes `on-cbw-error` (module docs).
+    break_snapshot: bool,
     done: Done,
 }
 
@@ -179,6 +188,7 @@ impl Fleecing {
         options: &FleecingOptions,
     ) -> Result<Fleecing> {
         cleanup_leftovers(&mut qmp, options.timeout)?;
+        let break_snapshot = command_takes(&mut qmp, "blockdev-backup", "on-cbw-error")?;
         let nodes = block_nodes(&mut qmp)?;
         let mut checks = Vec::with_capacity(disks.len());
         for disk in disks {
@@ -226,6 +236,7 @@ impl Fleecing {
             own_server,
             socket_dir,
             timeout: options.timeout,
+            break_snapshot,
             done: Done::default(),
         };
         if let Err(e) = fleecing
@@ -275,6 +286,12 @@ impl Fleecing {
         &self.disks
     }
 
+    /// Whether a copy-before-write that fails (the scratch's file system full) fails the
+    /// backup rather than the guest's write: QEMU 10.1 and later (module docs).
+    pub fn guest_writes_safe(&self) -> bool {
+        self.break_snapshot
+    }
+
     /// The point the new bitmaps are named after.
     pub fn point(&self) -> &PointId {
         &self.point
@@ -299,11 +316,12 @@ impl Fleecing {
                     json!({"node": node, "name": parent}),
                 ));
             }
-            actions.push(Action::new(
-                "blockdev-backup",
-                json!({"device": node, "target": disk.scratch_node, "sync": "none",
-                       "job-id": disk.job, "auto-dismiss": true}),
-            ));
+            let mut backup = json!({"device": node, "target": disk.scratch_node,
+                                    "sync": "none", "job-id": disk.job, "auto-dismiss": true});
+            if self.break_snapshot {
+                backup["on-cbw-error"] = json!("break-snapshot");
+            }
+            actions.push(Action::new("blockdev-backup", backup));
         }
         self.qmp.transaction(&actions)?;
         self.done.fixed = true;

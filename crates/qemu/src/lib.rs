@@ -17,6 +17,7 @@
 //! qmp.rs     Qmp: a synchronous QMP client (a running VM's monitor, or a
 //!            qemu-storage-daemon's), every read bounded by a timeout
 //! nodes.rs   a running QEMU's block nodes: the disk's node by its image path, its bitmaps
+//! schema.rs  what this QEMU's QMP accepts (query-qmp-schema), for features newer QEMUs add
 //! fleece.rs  Fleecing: a running VM's disks fixed at one instant by one QMP transaction
 //!            (new bitmap, parent's disabled, backup sync=none into a scratch qcow2),
 //!            exported over NBD, torn down whatever happens
@@ -56,6 +57,7 @@ mod leftovers;
 mod nbd;
 mod nodes;
 mod qmp;
+mod schema;
 mod teardown;
 #[cfg(feature = "testing")]
 pub mod testing;
@@ -72,4 +74,5 @@ pub use crate::{
     nbd::QemuNbd,
     nodes::{BlockNode, NODE_PREFIX, block_nodes},
     qmp::{Action, MAX_LINE, Qmp},
+    schema::command_takes,
 };

@@ -311,17 +311,22 @@ fn inputs(
 
 /// A warning when the file system of the scratch images (the snapshot tier's) has less room
 /// than the disks' size: the fleecing job copies each block the guest overwrites during the
-/// read there first, and a copy that cannot be written fails the guest's write (QEMU's
-/// copy-before-write under `blockdev-backup`).
+/// read there first. A copy that cannot be written fails the backup on QEMU 10.1+ and, on
+/// older QEMUs (copy-before-write's default under `blockdev-backup`), the guest's write.
 fn scratch_space_warning(fleecing: &Fleecing, scratch: &Path) -> Option<String> {
     let stat = rustix::fs::statvfs(scratch).ok()?;
     let free = stat.f_bavail.saturating_mul(stat.f_frsize);
     let disks: u64 = fleecing.disks().iter().map(|d| d.check.node.size).sum();
+    let then = if fleecing.guest_writes_safe() {
+        "this backup fails (the guest's writes are not affected)"
+    } else {
+        "QEMU fails the guest's writes (QEMU before 10.1 cannot fail the backup instead)"
+    };
     (free < disks).then(|| {
         format!(
             "the snapshot tier's file system ({}) has {} free for the fleecing's copies, less \
              than the disks' {}: if the guest overwrites more than that while its disks are \
-             read, QEMU fails its writes; give the tier more room",
+             read, {then}; give the tier more room",
             scratch.display(),
             blockvault_core::bytes(free),
             blockvault_core::bytes(disks)

@@ -141,6 +141,15 @@ fn the_export_holds_the_disk_at_the_transaction_while_the_guest_writes() {
     .expect("start");
     assert_eq!(fleecing.disks()[0].check.node.name, "disk0");
     assert_eq!(fleecing.disks()[0].check.changes, None, "no parent");
+    // QEMU 10.1 added on-cbw-error to the backup job: the fleecing asks the schema, and the
+    // answer must agree with the version (this QEMU's transaction then takes it, or not).
+    let version = vm
+        .other_qmp()
+        .execute("query-version", None)
+        .expect("version");
+    let (major, minor) = (&version["qemu"]["major"], &version["qemu"]["minor"]);
+    let since_10_1 = (major.as_u64(), minor.as_u64()) >= (Some(10), Some(1));
+    assert_eq!(fleecing.guest_writes_safe(), since_10_1, "{version}");
     fleecing.fix().expect("the transaction");
     vm.guest_write(
         0,
