@@ -395,7 +395,8 @@ pub enum Command {
     #[command(
         long_about = "Print the completion script of a shell on stdout, for every command and \
             flag of this blockvault. Nothing else is read or written. Install it where your shell \
-            looks for completions (see the examples), or source it from your shell's startup file.",
+            looks for completions (see the examples), or source it from your shell's startup file. \
+            A shell not in the list is a usage error (exit code 2).",
         after_help = "Examples:\n  \
             blockvault completions bash > /usr/share/bash-completion/completions/blockvault\n  \
             blockvault completions zsh > /usr/local/share/zsh/site-functions/_blockvault\n  \
@@ -407,8 +408,9 @@ pub enum Command {
     #[command(
         long_about = "Print the manual page blockvault(1), in roff, on stdout: the commands and \
             global options of this blockvault. With --out-dir, write it and one page per \
-            subcommand (blockvault-backup(1), blockvault-vault-init(1), ...) into a directory. \
-            Nothing else is read or written.",
+            subcommand (blockvault-backup(1), blockvault-vault-init(1), ...) into a directory, \
+            created if missing, replacing pages of the same names (a directory that cannot be \
+            written fails with exit code 1). Nothing else is read or written.",
         after_help = "Examples:\n  \
             blockvault man > /usr/local/share/man/man1/blockvault.1\n  \
             blockvault man --out-dir /usr/local/share/man/man1\n  \

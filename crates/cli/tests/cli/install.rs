@@ -233,3 +233,15 @@ fn the_systemd_units_command_line_is_accepted_by_this_binary() {
     let run = blockvault(&args).success();
     assert!(run.stdout.contains("--grace"), "{run}");
 }
+
+#[test]
+fn man_out_dir_that_cannot_be_made_fails_naming_it_and_writes_nothing() {
+    let sandbox = Sandbox::new();
+    let file = sandbox.path("not-a-dir");
+    std::fs::write(&file, b"keep me").expect("write");
+    let dir = file.join("man1");
+    let run = blockvault(["man", "--out-dir", arg(&dir)]);
+    let line = run.failure(1);
+    assert!(line.contains(arg(&dir)), "{run}");
+    assert_eq!(std::fs::read(&file).expect("read"), b"keep me", "{run}");
+}
