@@ -7,8 +7,9 @@
 #
 # Needs the Rust toolchain, python3 and root (the capture tests loop-mount XFS and btrfs
 # images). The first run installs garage 2.5.0 with cargo (several minutes), and xfsprogs,
-# btrfs-progs and qemu-utils with apt-get when missing; later runs reuse them. Tests work in
-# temp directories; the Garage server and its data are removed at the end, whatever happens.
+# btrfs-progs, qemu-utils, groff-base, man-db and systemd with apt-get when missing; later runs
+# reuse them. Tests work in temp directories; the Garage server and its data are removed at the
+# end, whatever happens. Last, the systemd unit is checked with systemd-analyze verify.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -52,6 +53,17 @@ if ! { command -v qemu-nbd && command -v qemu-img && command -v qemu-io && comma
 fi
 qemu-nbd --version | head -n 1
 
+step "groff, man-db and systemd-analyze (the man pages and the systemd unit)"
+# The CLI tests render the generated man pages with groff and man -l; the systemd unit is
+# checked with systemd-analyze after the tests (below).
+missing=()
+command -v groff >/dev/null || missing+=(groff-base)
+command -v man >/dev/null || missing+=(man-db)
+command -v systemd-analyze >/dev/null || missing+=(systemd)
+if ((${#missing[@]})); then
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
+fi
+
 step "S3 server for the tests (Garage on 127.0.0.1)"
 garage_dir=$(mktemp -d "${TMPDIR:-/tmp}/blockvault-garage.XXXXXX")
 trap 'bash scripts/garage.sh stop "$garage_dir"; rm -rf "$garage_dir"' EXIT
@@ -68,3 +80,25 @@ echo "garage at $AWS_ENDPOINT_URL, bucket $BLOCKVAULT_TEST_S3_BUCKET"
 # test once. Without the server they fail, saying so.
 step "cargo test (workspace, with the S3 tests)"
 cargo test --workspace --locked -- --include-ignored
+
+step "systemd-analyze verify packaging/systemd/blockvault.service"
+# Offline: no systemd needs to run (it is not PID 1 in CI containers). verify checks that
+# ExecStart's program exists and that the man pages in Documentation= open, so a copy of the
+# unit points at the binary the tests just used and MANPATH at the pages it generates. Any
+# warning fails.
+bin=$PWD/target/debug/blockvault
+[[ -x $bin ]] || { echo "$bin is missing: cargo test builds it" >&2; exit 1; }
+unit_dir=$(mktemp -d "${TMPDIR:-/tmp}/blockvault-unit.XXXXXX")
+trap 'bash scripts/garage.sh stop "$garage_dir"; rm -rf "$garage_dir" "$unit_dir"' EXIT
+"$bin" man --out-dir "$unit_dir/man/man1" >/dev/null
+sed "s#^ExecStart=/usr/local/bin/blockvault #ExecStart=$bin #" \
+    packaging/systemd/blockvault.service >"$unit_dir/blockvault.service"
+grep -q "^ExecStart=$bin " "$unit_dir/blockvault.service" ||
+    { echo "packaging/systemd/blockvault.service: ExecStart is not /usr/local/bin/blockvault ..." >&2; exit 1; }
+if ! verify=$(MANPATH="$unit_dir/man" systemd-analyze verify "$unit_dir/blockvault.service" 2>&1) ||
+    [[ -n $verify ]]; then
+    printf '%s\n' "$verify" >&2
+    echo "systemd-analyze verify failed or warned on packaging/systemd/blockvault.service" >&2
+    exit 1
+fi
+echo "blockvault.service: verified, no warnings"

@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use blockvault_store::VaultLocation;
 use clap::{Args, Parser, Subcommand};
 
+pub use self::install::{CompletionsArgs, ManArgs};
 pub use self::{
     backup::{BackupArgs, PointsArgs, RestoreArgs},
     jobs::{JobsArgs, JobsCommand},
@@ -118,6 +119,7 @@ macro_rules! protect_examples {
 
 // After the help-text macros, which they use.
 mod backup;
+mod install;
 mod jobs;
 mod maintenance;
 mod policy;
@@ -388,6 +390,33 @@ pub enum Command {
         after_help = "Example (systemd):\n  ExecStart=/usr/local/bin/blockvault daemon\n  KillSignal=SIGTERM"
     )]
     Daemon(DaemonArgs),
+
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell) on stdout.
+    #[command(
+        long_about = "Print the completion script of a shell on stdout, for every command and \
+            flag of this blockvault. Nothing else is read or written. Install it where your shell \
+            looks for completions (see the examples), or source it from your shell's startup file. \
+            A shell not in the list is a usage error (exit code 2).",
+        after_help = "Examples:\n  \
+            blockvault completions bash > /usr/share/bash-completion/completions/blockvault\n  \
+            blockvault completions zsh > /usr/local/share/zsh/site-functions/_blockvault\n  \
+            blockvault completions fish > ~/.config/fish/completions/blockvault.fish"
+    )]
+    Completions(CompletionsArgs),
+
+    /// Print the man page (blockvault.1) on stdout, or write every page with --out-dir.
+    #[command(
+        long_about = "Print the manual page blockvault(1), in roff, on stdout: the commands and \
+            global options of this blockvault. With --out-dir, write it and one page per \
+            subcommand (blockvault-backup(1), blockvault-vault-init(1), ...) into a directory, \
+            created if missing, replacing pages of the same names (a directory that cannot be \
+            written fails with exit code 1). Nothing else is read or written.",
+        after_help = "Examples:\n  \
+            blockvault man > /usr/local/share/man/man1/blockvault.1\n  \
+            blockvault man --out-dir /usr/local/share/man/man1\n  \
+            blockvault man | man -l -"
+    )]
+    Man(ManArgs),
 }
 
 /// Where the vault is.

@@ -136,5 +136,7 @@ async fn run(cli: Cli) -> anyhow::Result<Report> {
         Command::Verify(args) => commands::verify::run(args, &host, bar).await,
         Command::Prune(args) => commands::prune::run(args, &host).await,
         Command::Gc(args) => commands::gc::run(args, &host, bar).await,
+        Command::Completions(args) => commands::completions::completions(args),
+        Command::Man(args) => commands::completions::man(args),
     }
 }

@@ -2,6 +2,7 @@
 //! facts as JSON for scripts.
 
 pub mod backup;
+pub mod completions;
 pub mod daemon;
 pub mod gc;
 pub mod jobs;

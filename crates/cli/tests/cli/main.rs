@@ -18,6 +18,7 @@
 //! - `exit_codes`: a command for each row of the README's exit-code table.
 //! - `qmp`: `--qmp`: a running VM (a qemu-storage-daemon) fixed by QEMU fleecing.
 //! - `help`: help texts teach the examples and the exit codes.
+//! - `install`: shell completions, man pages and the systemd unit's command line.
 //! - `s3`: the same commands with the vault on a real S3 server (Garage).
 
 mod commit_window;
@@ -29,6 +30,7 @@ mod gc;
 mod help;
 mod incremental;
 mod input_errors;
+mod install;
 mod interrupted;
 mod jobs;
 mod json_errors;
