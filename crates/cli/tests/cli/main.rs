@@ -19,6 +19,9 @@
 //! - `qmp`: `--qmp`: a running VM (a qemu-storage-daemon) fixed by QEMU fleecing.
 //! - `help`: help texts teach the examples and the exit codes.
 //! - `s3`: the same commands with the vault on a real S3 server (Garage).
+//! - `stats`: `vault stats` figures against a vault of known content (directory and S3).
+//! - `tier_fallback`: `points`/`restore` when the vault cannot be opened: the snapshot tier
+//!   answers only for a vault this host knows, with its points only.
 
 mod commit_window;
 mod corruption;
@@ -42,5 +45,7 @@ mod restore_target;
 mod roundtrip;
 mod s3;
 mod s3_settings;
+mod stats;
 mod support;
+mod tier_fallback;
 mod verify;
