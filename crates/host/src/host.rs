@@ -3,7 +3,7 @@
 use std::pin::Pin;
 use std::sync::Arc;
 
-use blockvault_core::ErrorKind;
+use blockvault_core::{ErrorKind, VmName};
 use blockvault_jobs::{Catalog, Engine, JobVault, Recovered, Tier, VaultUnavailable, Vaults};
 use blockvault_store::{Store, VaultLocation};
 use blockvault_vault::{TransferOptions, Vault};
@@ -74,8 +74,8 @@ impl Host {
 
     /// What a read (`points`, `restore`) of the vault at `location` answers from: the vault;
     /// or, when it cannot be opened and `tier_may_answer`, this host's snapshot tier copies of
-    /// its points, if this host knows the vault at that location by its id (a backup to it
-    /// recorded it), with a warning. A location this host does not know answers nothing: its
+    /// its points, if this host knows the location (a backup to it recorded the vault's id
+    /// there, or the VMs it backed up to it), with a warning. A location this host does not know answers nothing: its
     /// error stands (a mistyped path must not list the points of other vaults).
     pub async fn read_vault(
         &self,
@@ -90,16 +90,31 @@ impl Host {
             Err(e) => return Err(e),
         };
         let named = vaults::canonical(location).to_string();
-        let known = engine.catalog().call(move |c| c.vault_id(&named)).await?;
-        let Some(id) = known else {
+        let (id, vms) = engine
+            .catalog()
+            .call(move |c| {
+                let vms: Vec<VmName> = c
+                    .vms()?
+                    .into_iter()
+                    .filter(|v| v.vault == named)
+                    .map(|v| v.name)
+                    .collect();
+                Ok((c.vault_id(&named)?, vms))
+            })
+            .await?;
+        if id.is_none() && vms.is_empty() {
             return Err(error);
+        }
+        let of = match &id {
+            Some(id) => format!("vault {id}"),
+            None => "the points this host took for it (it never opened)".to_owned(),
         };
         warnings.push(format!(
             "vault {location} cannot be opened: {}; showing this host's snapshot tier copies \
-             of vault {id}",
+             of {of}",
             describe(&error)
         ));
-        Ok(ReadVault::TierOf { id, error })
+        Ok(ReadVault::TierOf { id, vms, error })
     }
 
     /// The vault a restore of `vm` reads from ([`Host::read_vault`]): the snapshot tier

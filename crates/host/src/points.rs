@@ -63,10 +63,14 @@ pub fn retained_until(until: Timestamp) -> Option<Timestamp> {
 pub enum ReadVault {
     /// The vault, open.
     Open(Vault),
-    /// The vault cannot be opened (`error`), but this host knows the vault at its location as
-    /// `id`: the snapshot tier's copies of its points answer alone (those naming no vault,
-    /// recorded before points did, included).
-    TierOf { id: String, error: Error },
+    /// The vault cannot be opened (`error`), but this host knows the location: it saw the
+    /// vault there as `id`, or backed up `vms` to it (last), so the snapshot tier's copies of
+    /// its points answer alone (see [`ReadVault::answers_with`]).
+    TierOf {
+        id: Option<String>,
+        vms: Vec<VmName>,
+        error: Error,
+    },
 }
 
 impl ReadVault {
@@ -79,11 +83,16 @@ impl ReadVault {
     }
 
     /// Whether the snapshot-tier point `point` may answer: any point when the vault is open
-    /// (the engine picks the vault's own), else only those of the vault this host knows.
+    /// (the engine picks the vault's own); else a point taken for the vault this host knows
+    /// there (by its id), or one that names no vault (taken while the vault never opened, or
+    /// before points named it) of a VM this host last backed up to that location.
     pub fn answers_with(&self, point: &RecoveryPoint) -> bool {
         match self {
             ReadVault::Open(_) => true,
-            ReadVault::TierOf { id, .. } => point.vault.as_ref().is_none_or(|v| v == id),
+            ReadVault::TierOf { id, vms, .. } => match &point.vault {
+                Some(of) => id.as_ref() == Some(of),
+                None => vms.contains(&point.vm),
+            },
         }
     }
 
@@ -97,22 +106,24 @@ impl ReadVault {
         vm: &VmName,
         selector: PointSelector,
     ) -> Result<(Option<Vault>, PointSelector)> {
-        let (id, error) = match self {
-            ReadVault::Open(vault) => return Ok((Some(vault), selector)),
-            ReadVault::TierOf { id, error } => (id, error),
-        };
-        let Ok(listed) = engine.list_points(None, vm).await else {
-            return Err(error);
-        };
+        if let ReadVault::Open(vault) = self {
+            return Ok((Some(vault), selector));
+        }
+        let listed = engine.list_points(None, vm).await;
         let points: Vec<RecoveryPoint> = listed
-            .points
+            .map(|l| l.points)
+            .unwrap_or_default()
             .into_iter()
             .map(|l| l.point)
-            .filter(|p| p.vault.as_ref().is_none_or(|v| *v == id))
+            .filter(|p| self.answers_with(p))
             .collect();
-        match selector.select(vm, &points) {
-            Ok(point) => Ok((None, PointSelector::Id(point.id.to_string()))),
-            Err(_) => Err(error),
+        let chosen = selector
+            .select(vm, &points)
+            .map(|p| PointSelector::Id(p.id.to_string()));
+        match (chosen, self) {
+            (Ok(exact), _) => Ok((None, exact)),
+            (Err(_), ReadVault::TierOf { error, .. }) => Err(error),
+            (Err(e), ReadVault::Open(_)) => Err(Error::from(blockvault_vault::Error::from(e))),
         }
     }
 }
