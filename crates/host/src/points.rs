@@ -1,7 +1,7 @@
 //! What `points` shows: the recovery points of one VM or of every VM in both tiers, what
 //! retention says of each, and the point records that cannot be read; and what a read
 //! answers from when the vault cannot be opened ([`ReadVault`]): the snapshot tier's copies
-//! of a vault this host knows by its id, never another vault's.
+//! of the points of a vault this host knows at that location, never another vault's.
 
 use std::collections::HashMap;
 
@@ -123,6 +123,7 @@ impl ReadVault {
         match (chosen, self) {
             (Ok(exact), _) => Ok((None, exact)),
             (Err(_), ReadVault::TierOf { error, .. }) => Err(error),
+            // Not reached: an open vault returned above.
             (Err(e), ReadVault::Open(_)) => Err(Error::from(blockvault_vault::Error::from(e))),
         }
     }
@@ -130,9 +131,10 @@ impl ReadVault {
 
 impl Host {
     /// The points of `vm` (of every VM when none) in the vault at `location` and the snapshot
-    /// tier. When the vault cannot be opened, only a vault this host knows by its id answers,
-    /// from the snapshot tier's copies of its points, with a warning ([`Host::read_vault`]);
-    /// when the tier holds none, the vault's error stands.
+    /// tier. When the vault cannot be opened, only a location this host knows (the vault's id
+    /// seen there, or VMs backed up to it) answers, from the snapshot tier's copies of its
+    /// points, with a warning ([`Host::read_vault`]); when the tier holds none, the vault's
+    /// error stands.
     pub async fn points(&self, location: &VaultLocation, vm: Option<VmName>) -> Result<PointsView> {
         let (engine, mut warnings) = self.engine().await?;
         let read = self

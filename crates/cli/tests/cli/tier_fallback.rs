@@ -204,3 +204,32 @@ fn a_known_vault_that_cannot_be_opened_answers_from_the_tier_with_a_warning() {
     ]);
     run.failure(3);
 }
+
+#[test]
+fn an_unreachable_vault_this_host_does_not_know_lists_nothing_and_exits_1() {
+    let t = TwoVaults::new();
+    // A port nothing listens on: the connection is refused at once.
+    let port = {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        listener.local_addr().expect("addr").port()
+    };
+    let endpoint = format!("http://127.0.0.1:{port}");
+    let env = [
+        ("AWS_ENDPOINT_URL", std::ffi::OsStr::new(&endpoint)),
+        ("AWS_ACCESS_KEY_ID", std::ffi::OsStr::new("GK1")),
+        ("AWS_SECRET_ACCESS_KEY", std::ffi::OsStr::new("s3cr3t")),
+        ("AWS_ALLOW_HTTP", std::ffi::OsStr::new("true")),
+        ("BLOCKVAULT_S3_RETRY_BUDGET_SECS", std::ffi::OsStr::new("1")),
+    ];
+    let args = [
+        "--state-dir",
+        arg(&t.state),
+        "points",
+        "--vault",
+        "s3://elsewhere/p",
+    ];
+    // This host's snapshot tier holds points (of A and B), none for this location.
+    let run = crate::support::blockvault_with_env(args, &env);
+    let line = run.failure(1);
+    assert!(line.contains("could not connect"), "{run}");
+}
