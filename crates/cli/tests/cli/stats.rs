@@ -379,3 +379,38 @@ fn stats_help_defines_each_figure() {
         assert!(run.stdout.contains(needle), "{needle:?} missing\n{run}");
     }
 }
+
+/// A damaged point record is counted apart, and the chunks only its maps name are not
+/// garbage: `gc` keeps them, so `stats` must not promise them freed.
+#[test]
+fn chunks_only_a_damaged_record_names_are_not_garbage() {
+    let sb = Sandbox::new();
+    let vault = sb.init_vault();
+    let known = build(&sb, &vault);
+    // web's first point is the only one naming its block 5 (noise 3).
+    let mut records: Vec<_> = fs::read_dir(vault.join("points/web"))
+        .expect("web's records")
+        .map(|e| e.expect("entry").path())
+        .collect();
+    records.sort();
+    crate::support::flip_middle(&records[0], 8);
+    let run = blockvault(["vault", "stats", "--json", "--vault", arg(&vault)]);
+    assert_eq!(run.code, 0, "{run}");
+    let doc = run.json();
+    let web = vm_doc(&doc, "web");
+    assert_eq!(u64_of(web, "/points"), 1, "{web}");
+    assert_eq!(u64_of(web, "/damaged_points"), 1, "{web}");
+    assert_eq!(u64_of(web, "/referenced_bytes"), 4 * MIB, "{web}");
+    assert_eq!(
+        u64_of(web, "/unique_chunks"),
+        blocks_of(&[&known.web[1]]).len() as u64,
+        "{web}"
+    );
+    let total = &doc["total"];
+    assert_eq!(u64_of(total, "/garbage_chunks"), 0, "{total}");
+    assert_eq!(u64_of(total, "/chunks"), 5, "{total}");
+    assert!(
+        doc["warnings"].to_string().contains("damaged point record"),
+        "{doc}"
+    );
+}
