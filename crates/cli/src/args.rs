@@ -205,6 +205,13 @@ pub enum Command {
 
     /// List the recovery points of a VM (or of every VM).
     #[command(
+        long_about = "List the recovery points of a VM (or of every VM) in both tiers: the vault \
+            and this host's snapshot tier, with what retention says of each.\n\n\
+            When the vault cannot be opened (unreachable, moved), the points of this host's \
+            snapshot tier answer alone, with a warning, only if this host knows the vault at \
+            that location (a backup to it recorded its id), and only that vault's points. A \
+            location this host does not know lists nothing and fails: exit 3 for a directory \
+            that is not a vault or a missing bucket, 1 when the storage cannot be reached.",
         after_help = points_example!(),
         after_long_help = concat!(points_example!(), exit_codes!())
     )]
@@ -219,7 +226,11 @@ pub enum Command {
             the images are as sparse as the originals. Every block is checked against its hash; \
             a corrupt or missing block fails the restore naming its disk and byte offset. Images \
             are written to hidden partial files and renamed into place only when every disk is \
-            complete, so a failed restore never leaves a file that looks done.",
+            complete, so a failed restore never leaves a file that looks done.\n\n\
+            When the vault cannot be opened, a point still in the snapshot tier restores from \
+            there, with a warning, if this host knows the vault at that location (by its id) \
+            and the point was taken for it; otherwise the restore fails with the vault's error \
+            (exit 3 for a directory that is not a vault, 1 for unreachable storage).",
         after_help = restore_examples!(),
         after_long_help = concat!(restore_examples!(), exit_codes!())
     )]

@@ -26,12 +26,12 @@ enum Unit {
 }
 
 /// The unit of a step's progress, as the vault and the engine report them (see
-/// `JobEventKind::Progress`): "verify" counts chunks, a collection's "mark" block maps, every
-/// other step bytes.
+/// `JobEventKind::Progress`): "verify" counts chunks, a collection's "mark" and `vault
+/// stats`'s "stats" block maps, every other step bytes.
 fn unit_of(step: &str) -> Unit {
     match step {
         "verify" => Unit::Count("chunks"),
-        "mark" => Unit::Count("maps"),
+        "mark" | "stats" => Unit::Count("maps"),
         _ => Unit::Bytes,
     }
 }

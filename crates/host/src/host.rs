@@ -8,7 +8,7 @@ use blockvault_jobs::{Catalog, Engine, JobVault, Recovered, Tier, VaultUnavailab
 use blockvault_store::{Store, VaultLocation};
 use blockvault_vault::{TransferOptions, Vault};
 
-use crate::{Result, StateDir, describe, vaults};
+use crate::{ReadVault, Result, StateDir, describe, vaults};
 
 /// This host: its state directory, and from it the engine and the vaults by location (S3
 /// settings from `STATE/s3.toml` and the environment).
@@ -72,47 +72,68 @@ impl Host {
         }
     }
 
-    /// The vault at `location`; or, when it cannot be opened but the snapshot tier can answer
-    /// (`snapshots_can_answer`), none, with a warning: reading snapshots needs no vault.
-    pub async fn vault_or_snapshots(
+    /// What a read (`points`, `restore`) of the vault at `location` answers from: the vault;
+    /// or, when it cannot be opened and `tier_may_answer`, this host's snapshot tier copies of
+    /// its points, if this host knows the location (a backup to it recorded the vault's id
+    /// there, or the VMs it backed up to it), with a warning. A location this host does not know answers nothing: its
+    /// error stands (a mistyped path must not list the points of other vaults).
+    pub async fn read_vault(
         &self,
+        engine: &Engine,
         location: &VaultLocation,
-        snapshots_can_answer: bool,
+        tier_may_answer: bool,
         warnings: &mut Vec<String>,
-    ) -> Result<Option<Vault>> {
-        match self.vault(location).await {
-            Ok(vault) => Ok(Some(vault)),
-            Err(e) if snapshots_can_answer => {
-                warnings.push(format!(
-                    "the vault cannot be opened ({}); using the snapshot tier only",
-                    describe(&e)
-                ));
-                Ok(None)
-            }
-            Err(e) => Err(e),
+    ) -> Result<ReadVault> {
+        let error = match self.vault(location).await {
+            Ok(vault) => return Ok(ReadVault::Open(vault)),
+            Err(e) if tier_may_answer => e,
+            Err(e) => return Err(e),
+        };
+        let named = vaults::canonical(location).to_string();
+        let (id, vms) = engine
+            .catalog()
+            .call(move |c| {
+                let vms: Vec<VmName> = c
+                    .vms()?
+                    .into_iter()
+                    .filter(|v| v.vault == named)
+                    .map(|v| v.name)
+                    .collect();
+                Ok((c.vault_id(&named)?, vms))
+            })
+            .await?;
+        if id.is_none() && vms.is_empty() {
+            return Err(error);
         }
+        let of = match &id {
+            Some(id) => format!("vault {id}"),
+            None => "the points this host took for it (it never opened)".to_owned(),
+        };
+        warnings.push(format!(
+            "vault {location} cannot be opened: {}; showing this host's snapshot tier copies \
+             of {of}",
+            describe(&error)
+        ));
+        Ok(ReadVault::TierOf { id, vms, error })
     }
 
-    /// The vault a restore of `vm` reads from, with the warnings it comes with (a secondary
-    /// that cannot be opened). The snapshot tier restores without the vault: when the VM has
-    /// snapshots and the vault is not the tier asked for (`from`), a vault that cannot be
-    /// opened is none, with a warning, and only fatal when the point lives nowhere else (the
-    /// engine says so).
+    /// The vault a restore of `vm` reads from ([`Host::read_vault`]): the snapshot tier
+    /// restores without the vault (instant restore), so unless the vault's copy is asked for
+    /// (`from`), a vault this host knows that cannot be opened leaves the tier's copies of its
+    /// points to restore from. A replicated vault whose secondary cannot be opened comes with
+    /// a warning.
     pub async fn restore_vault(
         &self,
         engine: &Engine,
         location: &VaultLocation,
-        vm: &VmName,
         from: Option<Tier>,
         warnings: &mut Vec<String>,
-    ) -> Result<Option<Vault>> {
-        let snapshots_can_answer =
-            from != Some(Tier::Vault) && engine.snapshots().open(vm).await?.is_some();
-        let vault = self
-            .vault_or_snapshots(location, snapshots_can_answer, warnings)
+    ) -> Result<ReadVault> {
+        let read = self
+            .read_vault(engine, location, from != Some(Tier::Vault), warnings)
             .await?;
-        warnings.extend(vault.as_ref().and_then(crate::secondary_warning));
-        Ok(vault)
+        warnings.extend(read.vault().and_then(crate::secondary_warning));
+        Ok(read)
     }
 
     /// A new vault at `location`, replicated to `secondary` when given (a directory is created

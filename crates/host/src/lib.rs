@@ -19,7 +19,10 @@
 //!   request keeps ([`protect_request`]), the redundancy rule (chosen before the first
 //!   backup; [`Host::set_redundancy`], [`secondary_for`]), promotion of a replica and what
 //!   moves with it ([`Host::promote`]); policy files read from disk ([`policy_files`]) and the
-//!   zone of a new policy ([`host_timezone`]).
+//!   zone of a new policy ([`host_timezone`]); what `vault stats` shows ([`StatsView`]).
+//! - Reads without the vault: `points` and `restore` answer from the snapshot tier when the
+//!   vault cannot be opened only for a vault this host knows by its id, and only with that
+//!   vault's points ([`ReadVault`], [`Host::read_vault`]); an unknown location's error stands.
 //!
 //! # Errors
 //!
@@ -36,20 +39,21 @@ mod points;
 mod policies;
 mod protection;
 mod redundancy;
-
+mod stats;
 mod vaults;
 
 pub use crate::{
     concurrency::{read_options, write_options},
     error::{Error, Result, describe, kind_of},
     host::Host,
-    points::{Held, PointsView, retained_until},
+    points::{Held, PointsView, ReadVault, retained_until},
     policies::{host_timezone, policy_files},
     protection::{
         ItemView, check_backup, default_retain_until, items, next_backup, protect_request,
         protected_item,
     },
     redundancy::{Promoted, RedundancyKind, Replaced, secondary_for},
+    stats::StatsView,
     vaults::{canonical, secondary_warning},
 };
 pub use blockvault_core::ErrorKind;

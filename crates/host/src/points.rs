@@ -1,16 +1,19 @@
 //! What `points` shows: the recovery points of one VM or of every VM in both tiers, what
-//! retention says of each, and the point records that cannot be read.
+//! retention says of each, and the point records that cannot be read; and what a read
+//! answers from when the vault cannot be opened ([`ReadVault`]): the snapshot tier's copies
+//! of the points of a vault this host knows at that location, never another vault's.
 
 use std::collections::HashMap;
 
-use blockvault_core::{PointId, SoftDeleteMarker, VmName};
-use blockvault_jobs::{ListedPoint, PointList, RetainedPoint, Verdict, retention};
+use blockvault_core::{PointId, RecoveryPoint, SoftDeleteMarker, VmName};
+use blockvault_jobs::{Engine, ListedPoint, PointList, RetainedPoint, Verdict, retention};
 use blockvault_policy::Policy;
 use blockvault_snapshot::TierSpace;
 use blockvault_store::{DamagedPoint, VaultLocation};
+use blockvault_vault::{PointSelector, Vault};
 use jiff::Timestamp;
 
-use crate::{Host, Result};
+use crate::{Error, Host, Result};
 
 /// The points of the VMs asked for, as `points` shows them.
 #[derive(Debug, Default)]
@@ -55,22 +58,95 @@ pub fn retained_until(until: Timestamp) -> Option<Timestamp> {
     (until != Timestamp::MAX).then_some(until)
 }
 
+/// What a read of a vault (`points`, `restore`) answers from (see [`Host::read_vault`]).
+#[derive(Debug)]
+pub enum ReadVault {
+    /// The vault, open.
+    Open(Vault),
+    /// The vault cannot be opened (`error`), but this host knows the location: it saw the
+    /// vault there as `id`, or backed up `vms` to it (last), so the snapshot tier's copies of
+    /// its points answer alone (see [`ReadVault::answers_with`]).
+    TierOf {
+        id: Option<String>,
+        vms: Vec<VmName>,
+        error: Error,
+    },
+}
+
+impl ReadVault {
+    /// The vault, when it opened.
+    pub fn vault(&self) -> Option<&Vault> {
+        match self {
+            ReadVault::Open(vault) => Some(vault),
+            ReadVault::TierOf { .. } => None,
+        }
+    }
+
+    /// Whether the snapshot-tier point `point` may answer: any point when the vault is open
+    /// (the engine picks the vault's own); else a point taken for the vault this host knows
+    /// there (by its id), or one that names no vault (taken while the vault never opened, or
+    /// before points named it) of a VM this host last backed up to that location.
+    pub fn answers_with(&self, point: &RecoveryPoint) -> bool {
+        match self {
+            ReadVault::Open(_) => true,
+            ReadVault::TierOf { id, vms, .. } => match &point.vault {
+                Some(of) => id.as_ref() == Some(of),
+                None => vms.contains(&point.vm),
+            },
+        }
+    }
+
+    /// The point of `vm` a restore of `selector` reads, as an exact selector: when the vault is
+    /// open, `selector` itself (the engine chooses among both tiers); else chosen among the
+    /// tier's copies of this vault's points, and when none fits, the error that kept the
+    /// vault closed (the point may well be in the vault).
+    pub async fn pin(
+        self,
+        engine: &Engine,
+        vm: &VmName,
+        selector: PointSelector,
+    ) -> Result<(Option<Vault>, PointSelector)> {
+        if let ReadVault::Open(vault) = self {
+            return Ok((Some(vault), selector));
+        }
+        let listed = engine.list_points(None, vm).await;
+        let points: Vec<RecoveryPoint> = listed
+            .map(|l| l.points)
+            .unwrap_or_default()
+            .into_iter()
+            .map(|l| l.point)
+            .filter(|p| self.answers_with(p))
+            .collect();
+        let chosen = selector
+            .select(vm, &points)
+            .map(|p| PointSelector::Id(p.id.to_string()));
+        match (chosen, self) {
+            (Ok(exact), _) => Ok((None, exact)),
+            (Err(_), ReadVault::TierOf { error, .. }) => Err(error),
+            // Not reached: an open vault returned above.
+            (Err(e), ReadVault::Open(_)) => Err(Error::from(blockvault_vault::Error::from(e))),
+        }
+    }
+}
+
 impl Host {
     /// The points of `vm` (of every VM when none) in the vault at `location` and the snapshot
-    /// tier. When the vault cannot be opened but the snapshot tier holds VMs, those are listed
-    /// with a warning.
+    /// tier. When the vault cannot be opened, only a location this host knows (the vault's id
+    /// seen there, or VMs backed up to it) answers, from the snapshot tier's copies of its
+    /// points, with a warning ([`Host::read_vault`]); when the tier holds none, the vault's
+    /// error stands.
     pub async fn points(&self, location: &VaultLocation, vm: Option<VmName>) -> Result<PointsView> {
         let (engine, mut warnings) = self.engine().await?;
-        let snapshots_can_answer = !engine.snapshots().vms().await?.is_empty();
-        let vault = self
-            .vault_or_snapshots(location, snapshots_can_answer, &mut warnings)
+        let read = self
+            .read_vault(&engine, location, true, &mut warnings)
             .await?;
+        let vault = read.vault();
         let all = vm.is_none();
         let vms = match vm {
             Some(vm) => vec![vm],
             None => {
                 let mut vms = engine.snapshots().vms().await?;
-                if let Some(vault) = &vault {
+                if let Some(vault) = vault {
                     vms.extend(vault.vms().await?);
                 }
                 vms.sort();
@@ -80,15 +156,22 @@ impl Host {
         };
         let mut view = PointsView::default();
         for vm in &vms {
-            let listing = engine.list_points(vault.as_ref(), vm).await;
-            // Listing every VM skips one that has no points (its first snapshot failed).
-            if all
-                && let Err(blockvault_jobs::Error::Vault(e)) = &listing
-                && matches!(
+            let listing = engine.list_points(vault, vm).await;
+            // Listing every VM skips one that has no points (its first snapshot failed); so
+            // does a tier-only answer, where the VM has none of this vault's.
+            let no_points = matches!(
+                &listing,
+                Err(blockvault_jobs::Error::Vault(e)) if matches!(
                     e.as_ref(),
                     blockvault_vault::Error::Repo(blockvault_repo::Error::UnknownVm { .. })
                 )
-            {
+            );
+            if no_points && (all || vault.is_none()) {
+                continue;
+            }
+            let mut listing = listing?;
+            listing.points.retain(|l| read.answers_with(&l.point));
+            if vault.is_none() && listing.points.is_empty() {
                 continue;
             }
             let PointList {
@@ -96,7 +179,7 @@ impl Host {
                 damaged,
                 warnings: listing_warnings,
                 snapshot_space,
-            } = listing?;
+            } = listing;
             if let Some(space) = snapshot_space.filter(|s| *s != TierSpace::default()) {
                 view.snapshot_space.push((vm.clone(), space));
             }
@@ -110,7 +193,7 @@ impl Host {
             view.damaged.extend(damaged);
             // Soft-deleted (by this host, or by any host: the vault's marker says) or stopped:
             // what holds the points is not the policy's retention.
-            if let Some((vault, marker)) = engine.soft_deleted(vault.as_ref(), vm).await? {
+            if let Some((vault, marker)) = engine.soft_deleted(vault, vm).await? {
                 view.held
                     .insert(vm.clone(), Held::SoftDeleted { vault, marker });
             } else {
@@ -141,6 +224,11 @@ impl Host {
             }
             view.points.extend(listed);
             warnings.extend(listing_warnings);
+        }
+        if let ReadVault::TierOf { error, .. } = read
+            && view.points.is_empty()
+        {
+            return Err(error);
         }
         view.warnings = warnings;
         Ok(view)

@@ -225,6 +225,7 @@ mod resync;
 mod retry;
 mod retrying;
 mod s3;
+mod sizes;
 mod store;
 #[cfg(any(test, feature = "conformance"))]
 pub mod testing;
@@ -239,5 +240,6 @@ pub use crate::{
     repairs::Repairs,
     resync::{NoResyncProgress, ObjectCounts, ResyncOptions, ResyncProgress, ResyncReport},
     s3::{S3Options, Secret},
+    sizes::MetadataBytes,
     store::Store,
 };

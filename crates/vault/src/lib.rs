@@ -11,6 +11,9 @@
 //!   are re-exported here, so callers name them through this crate.
 //! - [`Vault::collect_garbage`]: mark and sweep under leases (`gc.rs`, `live.rs`, `marks.rs`;
 //!   the protocol is in the store crate's docs, "Garbage collection without compare-and-swap").
+//! - [`Vault::stats`]: what the vault holds, per VM and in all (points, logical, referenced,
+//!   unique and stored bytes, dedup and compression ratios, garbage, damaged chunks;
+//!   `stats.rs` defines each figure).
 //! - Damage: a chunk verify found bad is marked in the vault, sent again by the next writer
 //!   (which clears the mark) and dropped from this host's index ([`Vault::drop_from_index`]).
 //! - Replication: [`Vault::set_redundancy`] before the first backup,
@@ -32,6 +35,7 @@ mod lease;
 mod live;
 mod marks;
 mod secondary;
+mod stats;
 mod vault;
 
 pub use crate::{
@@ -39,6 +43,7 @@ pub use crate::{
     gc::{GcOptions, GcReport},
     lease::{LEASE_TTL, Lease, SweepWait, Sweeper},
     secondary::SecondaryReplaced,
+    stats::{Figures, StatsOptions, VaultFigures, VaultStats, VmStats},
     vault::Vault,
 };
 /// The data path, from the repository crate: what callers of the vault name through it.

@@ -1,9 +1,17 @@
 //! `blockvault vault ...`: create a vault, show it, and change or repair its redundancy.
 
+use blockvault_core::VmName;
 use blockvault_store::VaultLocation;
 use clap::Subcommand;
 
 use super::{TransferArgs, VaultArg};
+
+macro_rules! stats_examples {
+    () => {
+        "Examples:\n  blockvault vault stats --vault /srv/vault\n  \
+         blockvault vault stats --vault s3://backups/vault --vm web01 --json"
+    };
+}
 
 #[derive(Debug, Subcommand)]
 pub enum VaultCommand {
@@ -47,6 +55,39 @@ pub enum VaultCommand {
     Show {
         #[command(flatten)]
         vault: VaultArg,
+    },
+
+    /// Count what a vault holds, per VM and in all: sizes, dedup and compression, garbage.
+    #[command(
+        long_about = "Count what a vault holds, per VM and for the whole vault (like `restic \
+            stats` and `borg info`). Every block map of every point is read (a progress bar \
+            counts them), and the objects' sizes come from the store's listings; nothing is \
+            decompressed and nothing is written. The figures:\n\n\
+            points: point records that read (damaged ones are counted apart).\n\
+            logical: the disks' sizes summed over every point (what restoring each would \
+            write, holes included); newest: the same for the newest point (of each VM).\n\
+            referenced: the bytes of the blocks the maps name, summed over every point and \
+            disk; holes and all-zero blocks are left out.\n\
+            unique: the uncompressed bytes of the distinct chunks named (each counted once).\n\
+            stored: for a VM, the compressed bytes of those chunk objects (a chunk shared with \
+            other VMs counts for each) plus its block maps and point records; for the vault, \
+            every chunk object (garbage included) plus every map and record.\n\
+            dedup ratio: referenced / unique. compression ratio: unique / the compressed bytes \
+            of the unique chunks.\n\
+            garbage (vault): chunk objects no point names, which `gc` deletes once older than \
+            its grace period. damaged (vault): chunks verify marked bad, sent again by the \
+            next backup that holds their data.\n\n\
+            With --vm only that VM is counted (the vault's own figures need every map).",
+        after_help = stats_examples!(),
+        after_long_help = concat!(stats_examples!(), exit_codes!())
+    )]
+    Stats {
+        #[command(flatten)]
+        vault: VaultArg,
+
+        /// Only this VM (exit 3 when it has no point in the vault).
+        #[arg(long, value_name = "NAME")]
+        vm: Option<VmName>,
     },
 
     /// Change a vault's redundancy; only while it holds no backup items.

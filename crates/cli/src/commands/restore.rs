@@ -19,15 +19,11 @@ pub async fn run(args: RestoreArgs, host: &Host, bar: Arc<Bar>) -> Result<Report
         (None, None) => PointSelector::Latest,
     };
     let (engine, mut warnings) = host.engine().await?;
-    let vault = host
-        .restore_vault(
-            &engine,
-            &args.vault.vault,
-            &args.vm,
-            args.from.tier(),
-            &mut warnings,
-        )
+    let read = host
+        .restore_vault(&engine, &args.vault.vault, args.from.tier(), &mut warnings)
         .await?;
+    // Without the vault, only the tier's copies of this vault's points restore.
+    let (vault, point) = read.pin(&engine, &args.vm, point).await?;
     let request = RestoreRequest {
         vm: args.vm,
         point,

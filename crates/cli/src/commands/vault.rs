@@ -1,7 +1,9 @@
 //! `blockvault vault`: create a vault (single or replicated), show one, change its redundancy
-//! while it holds no backup items; replace or resync a secondary, promote one (`secondary`).
+//! while it holds no backup items; replace or resync a secondary, promote one (`secondary`);
+//! count what it holds (`stats`).
 
 mod secondary;
+mod stats;
 
 use std::sync::Arc;
 
@@ -76,6 +78,7 @@ pub async fn run(command: VaultCommand, host: &Host, bar: Arc<Bar>) -> Result<Re
         VaultCommand::Resync { vault, transfer } => {
             secondary::resync(&vault.vault, transfer.concurrency, host, bar).await
         }
+        VaultCommand::Stats { vault, vm } => stats::run(&vault.vault, vm, host, bar).await,
         VaultCommand::Promote { vault, force } => {
             secondary::promote(&vault.vault, force, host).await
         }

@@ -20,6 +20,9 @@
 //! - `help`: help texts teach the examples and the exit codes.
 //! - `install`: shell completions, man pages and the systemd unit's command line.
 //! - `s3`: the same commands with the vault on a real S3 server (Garage).
+//! - `stats`: `vault stats` figures against a vault of known content (directory and S3).
+//! - `tier_fallback`: `points`/`restore` when the vault cannot be opened: the snapshot tier
+//!   answers only for a vault this host knows, with its points only.
 
 mod commit_window;
 mod corruption;
@@ -44,5 +47,7 @@ mod restore_target;
 mod roundtrip;
 mod s3;
 mod s3_settings;
+mod stats;
 mod support;
+mod tier_fallback;
 mod verify;

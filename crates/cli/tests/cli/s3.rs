@@ -22,13 +22,13 @@ const VM: &str = "s3vm";
 /// One test at a time talks to the server: the outage tests take it down.
 static SERVER: Mutex<()> = Mutex::new(());
 
-fn server() -> MutexGuard<'static, ()> {
+pub(crate) fn server() -> MutexGuard<'static, ()> {
     SERVER.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 /// A fresh `s3://BUCKET/PREFIX` location on the server `scripts/test.sh` started; a test that
 /// needs it fails without it.
-fn s3_vault(name: &str) -> String {
+pub(crate) fn s3_vault(name: &str) -> String {
     let Ok(bucket) = std::env::var("BLOCKVAULT_TEST_S3_BUCKET") else {
         panic!(
             "this test needs the Garage server that scripts/test.sh starts \

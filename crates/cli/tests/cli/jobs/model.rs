@@ -144,8 +144,11 @@ fn a_point_lives_in_both_tiers_until_its_snapshot_expires_and_restores_from_eith
     assert_eq!(run.code, 0, "{run}");
     assert!(run.stdout.contains("from the snapshot tier"), "{run}");
     assert!(
-        run.stderr
-            .starts_with("warning: the vault cannot be opened"),
+        run.stderr.starts_with("warning: vault ")
+            && run.stderr.contains("cannot be opened")
+            && run
+                .stderr
+                .contains("showing this host's snapshot tier copies of vault"),
         "{run}"
     );
     assert_image(&out.join("disk.img"), disk.content());
