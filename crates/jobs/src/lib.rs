@@ -159,7 +159,7 @@ mod job;
 mod model;
 
 pub use crate::{
-    capture_record::{CaptureRecord, ChangesFrom, DiskCapture},
+    capture_record::{CaptureRecord, ChangesFrom, DiskCapture, Resized},
     catalog::{Catalog, SCHEMA_VERSION},
     catalog::{PolicyEntry, Put},
     clock::{Clock, SimulatedClock, Sleep, SystemClock},

@@ -10,6 +10,7 @@ use jiff::{SignedDuration, Timestamp};
 
 use super::capture;
 use super::disk_state::{self, DiskState, DiskStates, FileStat};
+use super::disk_size;
 use super::hooks;
 use super::job_vault::{JobVault, Opening, Seen, when_open};
 use super::lock::Lock;
@@ -326,11 +327,12 @@ impl Engine {
                 ));
             }
         }
-        let record = capture::record(
+        let mut record = capture::record(
             &captured,
             spec.hooks.quiesce().then_some(window),
             &report.scans,
         );
+        warnings.extend(disk_size::note_resized(&mut record, &parent, &point));
         if captured.kind == Capture::ReadUnderHook && window > spec.capture.long_freeze {
             warnings.push(capture::long_freeze_warning(vm, window, &captured));
         }
