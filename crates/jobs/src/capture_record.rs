@@ -111,7 +111,11 @@ impl Resized {
     pub fn change(&self) -> String {
         format!(
             "{} from {} ({} bytes) to {} ({} bytes)",
-            if self.to > self.from { "grew" } else { "shrank" },
+            if self.to > self.from {
+                "grew"
+            } else {
+                "shrank"
+            },
             bytes(self.from),
             self.from,
             bytes(self.to),
@@ -147,7 +151,11 @@ impl DiskCapture {
             out.push_str(&format!(" ({why})"));
         }
         if let Some(resized) = &self.resized {
-            out.push_str(&format!("; size {} since point {}", resized.change(), resized.since));
+            out.push_str(&format!(
+                "; size {} since point {}",
+                resized.change(),
+                resized.since
+            ));
         }
         out
     }

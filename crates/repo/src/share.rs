@@ -104,9 +104,7 @@ mod tests {
             for first_day in [-3i64, 0, 20_000, 20_013] {
                 for id in &ids {
                     let reads = (first_day..first_day + i64::from(every))
-                        .filter(|&d| {
-                            ChunkShare::of_day(d, every).is_some_and(|s| s.contains(id))
-                        })
+                        .filter(|&d| ChunkShare::of_day(d, every).is_some_and(|s| s.contains(id)))
                         .count();
                     assert_eq!(reads, 1, "{id} over {every} days from day {first_day}");
                 }
@@ -125,7 +123,10 @@ mod tests {
                 .expect("in a slice");
             counts[slice as usize] += 1;
         }
-        assert!(counts.iter().all(|&c| (800..1200).contains(&c)), "{counts:?}");
+        assert!(
+            counts.iter().all(|&c| (800..1200).contains(&c)),
+            "{counts:?}"
+        );
     }
 
     #[test]

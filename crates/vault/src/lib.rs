@@ -43,8 +43,8 @@ pub use crate::{
 };
 /// The data path, from the repository crate: what callers of the vault name through it.
 pub use blockvault_repo::{
-    Affected, BackupReport, BackupRequest, BadChunk, BadMap, ChunkIndex, ChunkShare, DiskInput, DiskScan,
-    EarlySend, HELD_BYTES, Journal, NoProgress, ParentChoice, PointReader, PointSelector, Progress,
-    Repaired, RestoreReport, RestoreRequest, RestoredDisk, Sent, TransferOptions, TransferReport,
-    TransferRequest, VerifyReport,
+    Affected, BackupReport, BackupRequest, BadChunk, BadMap, ChunkIndex, ChunkShare, DiskInput,
+    DiskScan, EarlySend, HELD_BYTES, Journal, NoProgress, ParentChoice, PointReader, PointSelector,
+    Progress, Repaired, RestoreReport, RestoreRequest, RestoredDisk, Sent, TransferOptions,
+    TransferReport, TransferRequest, VerifyReport,
 };

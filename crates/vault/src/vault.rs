@@ -7,8 +7,8 @@ use std::sync::Arc;
 
 use blockvault_core::{ChunkId, DiskName, RecoveryPoint, Redundancy, VaultConfig, VmName};
 use blockvault_repo::{
-    BackupReport, BackupRequest, ChunkIndex, ChunkShare, EarlySend, PointReader, PointSelector, Progress,
-    Repository, RestoreReport, RestoreRequest, Sent, TransferOptions, TransferReport,
+    BackupReport, BackupRequest, ChunkIndex, ChunkShare, EarlySend, PointReader, PointSelector,
+    Progress, Repository, RestoreReport, RestoreRequest, Sent, TransferOptions, TransferReport,
     TransferRequest, VerifyReport,
 };
 use blockvault_store::{PointListing, Store};

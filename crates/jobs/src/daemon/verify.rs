@@ -101,11 +101,7 @@ pub(super) fn day_of(t: Timestamp) -> i64 {
 impl Daemon {
     /// Reads the shares of `days` of the vaults of `items`, in a background task that logs
     /// what it read and found (see the module docs).
-    pub(super) fn verify_days(
-        &self,
-        items: &[&ProtectedItem],
-        days: Vec<i64>,
-    ) -> JoinHandle<()> {
+    pub(super) fn verify_days(&self, items: &[&ProtectedItem], days: Vec<i64>) -> JoinHandle<()> {
         let mut locations: Vec<String> = items.iter().map(|i| i.vault.clone()).collect();
         locations.sort();
         locations.dedup();

@@ -6,9 +6,7 @@ use std::sync::Arc;
 
 use blockvault_core::{RecoveryPoint, VmName};
 use blockvault_store::{DamagedPoint, PointListing};
-use blockvault_vault::{
-    ChunkShare, PointSelector, Progress, TransferOptions, Vault, VerifyReport,
-};
+use blockvault_vault::{ChunkShare, PointSelector, Progress, TransferOptions, Vault, VerifyReport};
 
 use super::Engine;
 use crate::{Job, Operation, Result};
