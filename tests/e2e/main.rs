@@ -9,6 +9,7 @@ mod fixtures;
 mod gc;
 mod in_place;
 mod late_vault;
+mod rolling_verify;
 mod roundtrip;
 mod s3;
 mod s3_gc;

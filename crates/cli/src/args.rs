@@ -397,8 +397,14 @@ pub enum Command {
             have gone to the vault, that backup does. Stopping (SIGTERM, SIGINT): no new job \
             starts; running jobs finish their current step (a finished snapshot does not start \
             its transfer) within --grace seconds, else they are ended as they stand: a cut \
-            snapshot fails its job, a cut transfer leaves the job Completed with warning.",
-        after_help = "Example (systemd):\n  ExecStart=/usr/local/bin/blockvault daemon\n  KillSignal=SIGTERM"
+            snapshot fails its job, a cut transfer leaves the job Completed with warning.\n\n\
+            Rolling verify: at start and each UTC midnight, a share of each vault's chunks (slice \
+            d mod N of the chunk ids on day d) is re-read and re-hashed in the background, so each \
+            vault is read whole every --verify-every-days days (default 30; 0 = off). Each share \
+            is recorded as Verify jobs (`blockvault jobs --operation verify`); damage is logged \
+            as an error and its chunks are marked damaged, as `blockvault verify` does, so the \
+            next backup of the same data sends them again.",
+        after_help = "Examples:\n  ExecStart=/usr/local/bin/blockvault daemon\n  KillSignal=SIGTERM\n  blockvault daemon --verify-every-days 7    # read each vault whole every week"
     )]
     Daemon(DaemonArgs),
 

@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use blockvault_core::{Capture, bytes};
+use blockvault_core::{Capture, PointId, bytes};
 use serde::{Deserialize, Serialize};
 
 /// How a Snapshot fixed the instant and read the disks.
@@ -56,6 +56,11 @@ impl CaptureRecord {
             bytes(read),
             bytes(allocated)
         ));
+        for disk in &self.disks {
+            if let Some(resized) = &disk.resized {
+                out.push_str(&format!("; disk {} {}", disk.disk, resized.change()));
+            }
+        }
         out
     }
 
@@ -87,6 +92,36 @@ pub struct DiskCapture {
     /// tracking): the blocks that changed where they said nothing did. 0 means sound.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub hint_missed: Option<u64>,
+    /// When the disk's size differs from the previous point's (grown or shrunk).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resized: Option<Resized>,
+}
+
+/// A disk whose size changed between two backups: its size in the previous point (`since`)
+/// and in this one, in bytes.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Resized {
+    pub from: u64,
+    pub to: u64,
+    pub since: PointId,
+}
+
+impl Resized {
+    /// `grew from 8.00 MiB to 12.00 MiB` (or `shrank ...`).
+    pub fn change(&self) -> String {
+        format!(
+            "{} from {} ({} bytes) to {} ({} bytes)",
+            if self.to > self.from {
+                "grew"
+            } else {
+                "shrank"
+            },
+            bytes(self.from),
+            self.from,
+            bytes(self.to),
+            self.to
+        )
+    }
 }
 
 impl DiskCapture {
@@ -114,6 +149,13 @@ impl DiskCapture {
         }
         if let Some(why) = &self.full_scan_reason {
             out.push_str(&format!(" ({why})"));
+        }
+        if let Some(resized) = &self.resized {
+            out.push_str(&format!(
+                "; size {} since point {}",
+                resized.change(),
+                resized.since
+            ));
         }
         out
     }
@@ -168,6 +210,7 @@ mod tests {
             bytes_read: 1 << 20,
             bytes_allocated: 8 << 20,
             hint_missed: None,
+            resized: None,
         }
     }
 

@@ -108,7 +108,9 @@
 //! `Configure backup` job, or migrates a Standard VM to Enhanced in a `Configure backup
 //! (Migrate policy)` backup job; [`Engine::backup_now`] runs an on-demand backup whose point
 //! carries `retain until`. The [`Daemon`] runs every protected VM's schedule through the
-//! engine (its module documents the restart and shutdown rules).
+//! engine (its module documents the restart and shutdown rules), and reads a share of each
+//! vault's chunks a day ([`Engine::verify_share`]) so that every vault is verified whole every
+//! [`DaemonOptions::verify_every_days`] days.
 //!
 //! Protection ends with [`Engine::stop_protection`]: *retain data* leaves the item
 //! [`ProtectionState::Stopped`] (no backups; its points are kept as they are), *delete data*
@@ -157,11 +159,11 @@ mod job;
 mod model;
 
 pub use crate::{
-    capture_record::{CaptureRecord, ChangesFrom, DiskCapture},
+    capture_record::{CaptureRecord, ChangesFrom, DiskCapture, Resized},
     catalog::{Catalog, SCHEMA_VERSION},
     catalog::{PolicyEntry, Put},
     clock::{Clock, SimulatedClock, Sleep, SystemClock},
-    daemon::{Daemon, DaemonOptions, DaemonReport, Level, Log},
+    daemon::{DEFAULT_VERIFY_EVERY_DAYS, Daemon, DaemonOptions, DaemonReport, Level, Log},
     engine::{
         BackupOutcome, BackupSpec, CaptureMode, CaptureOptions, DiskRestore, Engine, ExpiredPoint,
         Hooks, INSTANT_RESTORE_DAYS, JobVault, ListedPoint, PointList, ProtectOutcome,

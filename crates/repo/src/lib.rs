@@ -20,7 +20,8 @@
 //!   file and renames the files into place only once all are complete. In place, it hashes
 //!   the existing disks and rewrites only the blocks that differ from the point (a rollback
 //!   costs a read of the disks plus the churn).
-//! - **verify** ([`Repository::verify`]): re-reads every chunk some points name.
+//! - **verify** ([`Repository::verify`]): re-reads every chunk some points name, or the
+//!   [`ChunkShare`] of them a rolling verification reads today ([`Repository::verify_share`]).
 //! - [`Repository::points`] and [`Repository::resolve`] list points and pick one by id, id
 //!   prefix or time; the [`ChunkIndex`] is this host's knowledge of what a repository holds.
 //!
@@ -62,6 +63,7 @@ mod reader;
 mod repository;
 mod restore;
 mod select;
+mod share;
 mod tmp;
 mod verify;
 mod write;
@@ -78,6 +80,7 @@ pub use crate::{
     repository::Repository,
     restore::{RestoreReport, RestoreRequest, RestoredDisk},
     select::PointSelector,
+    share::ChunkShare,
     tmp::{replace as replace_via_tmp, sweep_stale as sweep_stale_tmps},
     verify::{Affected, BadChunk, BadMap, Repaired, VerifyReport},
     write::{

@@ -12,6 +12,10 @@
 //! a good one is no damage: the good copy is put back over the bad one, and the object is
 //! listed as [`Repaired`] (with the store it was rewritten in and what was wrong). Only an
 //! object bad in both stores is damage.
+//!
+//! A verification can be limited to a [`ChunkShare`] (a rolling verification reads one slice
+//! of the chunk id space a day): every map is still read and checked, and only the chunks in
+//! the share are fetched.
 
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -22,7 +26,7 @@ use bytes::Bytes;
 use futures::StreamExt;
 use serde::{Serialize, Serializer};
 
-use crate::{Progress, Repository, Result, TransferOptions};
+use crate::{ChunkShare, Progress, Repository, Result, TransferOptions};
 
 /// One block of one disk of one point: where a bad chunk does damage.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
@@ -106,6 +110,19 @@ impl Repository {
         options: TransferOptions,
         progress: Arc<dyn Progress>,
     ) -> Result<VerifyReport> {
+        self.verify_share(points, ChunkShare::ALL, options, progress)
+            .await
+    }
+
+    /// Verifies the chunks of `points` that fall in `share`, and every block map of `points`
+    /// (maps are read whole to learn which chunks they name); see the module docs.
+    pub async fn verify_share(
+        &self,
+        points: &[RecoveryPoint],
+        share: ChunkShare,
+        options: TransferOptions,
+        progress: Arc<dyn Progress>,
+    ) -> Result<VerifyReport> {
         let mut report = VerifyReport {
             points: points.len() as u64,
             ..VerifyReport::default()
@@ -132,7 +149,7 @@ impl Repository {
                         continue;
                     }
                 };
-                ids.extend(map.data_ids());
+                ids.extend(map.data_ids().iter().filter(|id| share.contains(id)));
                 // Deduplicate whenever the list doubles: points share most of their chunks.
                 if ids.len() >= 2 * distinct.max(1 << 16) {
                     ids.sort_unstable();

@@ -7,7 +7,7 @@
 //!
 //! - The data path of `blockvault-repo`, delegated: [`Vault::backup`], [`Vault::restore`],
 //!   [`Vault::transfer`] (from the snapshot tier, the Transfer subtask of a backup job),
-//!   [`Vault::verify`], [`Vault::points`] and [`Vault::resolve`]. The request and report types
+//!   [`Vault::verify`] (or a [`ChunkShare`] of it: [`Vault::verify_share`]), [`Vault::points`] and [`Vault::resolve`]. The request and report types
 //!   are re-exported here, so callers name them through this crate.
 //! - [`Vault::collect_garbage`]: mark and sweep under leases (`gc.rs`, `live.rs`, `marks.rs`;
 //!   the protocol is in the store crate's docs, "Garbage collection without compare-and-swap").
@@ -48,8 +48,8 @@ pub use crate::{
 };
 /// The data path, from the repository crate: what callers of the vault name through it.
 pub use blockvault_repo::{
-    Affected, BackupReport, BackupRequest, BadChunk, BadMap, ChunkIndex, DiskInput, DiskScan,
-    EarlySend, HELD_BYTES, Journal, NoProgress, ParentChoice, PointReader, PointSelector, Progress,
-    Repaired, RestoreReport, RestoreRequest, RestoredDisk, Sent, TransferOptions, TransferReport,
-    TransferRequest, VerifyReport,
+    Affected, BackupReport, BackupRequest, BadChunk, BadMap, ChunkIndex, ChunkShare, DiskInput,
+    DiskScan, EarlySend, HELD_BYTES, Journal, NoProgress, ParentChoice, PointReader, PointSelector,
+    Progress, Repaired, RestoreReport, RestoreRequest, RestoredDisk, Sent, TransferOptions,
+    TransferReport, TransferRequest, VerifyReport,
 };

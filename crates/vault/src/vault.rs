@@ -7,8 +7,8 @@ use std::sync::Arc;
 
 use blockvault_core::{ChunkId, DiskName, RecoveryPoint, Redundancy, VaultConfig, VmName};
 use blockvault_repo::{
-    BackupReport, BackupRequest, ChunkIndex, EarlySend, PointReader, PointSelector, Progress,
-    Repository, RestoreReport, RestoreRequest, Sent, TransferOptions, TransferReport,
+    BackupReport, BackupRequest, ChunkIndex, ChunkShare, EarlySend, PointReader, PointSelector,
+    Progress, Repository, RestoreReport, RestoreRequest, Sent, TransferOptions, TransferReport,
     TransferRequest, VerifyReport,
 };
 use blockvault_store::{PointListing, Store};
@@ -265,5 +265,20 @@ impl Vault {
         progress: Arc<dyn Progress>,
     ) -> Result<VerifyReport> {
         Ok(self.repo.verify(points, options, progress).await?)
+    }
+
+    /// See [`Repository::verify_share`]: like [`Vault::verify`], reading only the chunks in
+    /// `share` (the rolling verification the daemon schedules).
+    pub async fn verify_share(
+        &self,
+        points: &[RecoveryPoint],
+        share: ChunkShare,
+        options: TransferOptions,
+        progress: Arc<dyn Progress>,
+    ) -> Result<VerifyReport> {
+        Ok(self
+            .repo
+            .verify_share(points, share, options, progress)
+            .await?)
     }
 }

@@ -95,4 +95,11 @@ pub struct DaemonArgs {
     #[arg(long, value_name = "SECONDS", default_value_t = 60,
           value_parser = clap::value_parser!(u64).range(1..=3600))]
     pub poll: u64,
+
+    /// Read each vault whole every N days: each UTC day a rolling share (1/N of the chunks, by
+    /// chunk id) is re-read and re-hashed, recorded as Verify jobs. 0 turns it off.
+    #[arg(long, value_name = "N",
+          default_value_t = blockvault_jobs::DEFAULT_VERIFY_EVERY_DAYS,
+          value_parser = clap::value_parser!(u32).range(0..=3660))]
+    pub verify_every_days: u32,
 }

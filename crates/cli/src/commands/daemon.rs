@@ -39,6 +39,7 @@ pub async fn run(args: DaemonArgs, host: &Host) -> Result<Report> {
         DaemonOptions {
             poll: Duration::from_secs(args.poll),
             grace: Duration::from_secs(args.grace),
+            verify_every_days: args.verify_every_days,
             ..DaemonOptions::default()
         },
     );

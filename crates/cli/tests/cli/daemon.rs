@@ -211,3 +211,28 @@ fn a_job_still_running_after_the_grace_period_is_ended_as_it_stands() {
         "{listed}"
     );
 }
+
+/// `--verify-every-days` takes a day count, 0 to turn the rolling verify off; anything else is
+/// a usage error before the daemon starts.
+#[test]
+fn a_bad_verify_every_days_is_a_usage_error() {
+    let sandbox = Sandbox::new();
+    let state = sandbox.path("state");
+    for bad in ["-1", "thirty", "99999", ""] {
+        let run = blockvault([
+            "daemon",
+            "--state-dir",
+            arg(&state),
+            &format!("--verify-every-days={bad}"),
+        ]);
+        let line = run.parse_failure();
+        assert!(line.contains("--verify-every-days"), "{run}");
+    }
+    // Nothing was started: no state directory, no log.
+    assert!(!state.exists());
+    let help = blockvault(["daemon", "--help"]).success();
+    assert!(
+        help.stdout.contains("--verify-every-days") && help.stdout.contains("0 = off"),
+        "{help}"
+    );
+}

@@ -116,6 +116,32 @@ fn a_size_that_is_not_a_whole_number_of_blocks_round_trips() {
     }
 }
 
+/// `backup --json` of `vm`'s one disk, whose size changed: completed, with the one warning
+/// that says how (see `disk_size`). Returns the point.
+fn backup_resized(vault: &std::path::Path, disk: &std::path::Path, how: &str) -> serde_json::Value {
+    let run = blockvault([
+        "backup",
+        "--json",
+        "--vault",
+        arg(vault),
+        "--vm",
+        "vm",
+        "--disk",
+        arg(disk),
+    ]);
+    assert_eq!(run.code, 0, "{run}");
+    let doc = run.json();
+    assert_eq!(doc["job"]["status"], "completed", "{run}");
+    let warnings = doc["warnings"].as_array().expect("warnings");
+    assert_eq!(warnings.len(), 1, "{run}");
+    let warning = warnings[0].as_str().expect("text");
+    assert!(
+        warning.starts_with(&format!("disk disk.img of vm {how} from ")),
+        "{run}"
+    );
+    doc["point"].clone()
+}
+
 #[test]
 fn a_disk_that_grows_then_shrinks_restores_each_size() {
     let sb = Sandbox::new();
@@ -128,7 +154,7 @@ fn a_disk_that_grows_then_shrinks_restores_each_size() {
     disk.set_len(8 * MIB + 100 * KIB);
     disk.write(8 * MIB + 20 * KIB, &noise(50 * KIB, 71));
     let gen2 = disk.snapshot();
-    let p2 = backup(&vault, "vm", &[&disk.path], None);
+    let p2 = backup_resized(&vault, &disk.path, "grew");
     assert_eq!(u64_of(&p2, "/disks/0/size"), 8 * MIB + 100 * KIB);
     assert_eq!(u64_of(&p2, "/disks/0/blocks"), 130);
     assert_eq!(u64_of(&p2, "/stats/bytes_changed"), 100 * KIB);
@@ -137,7 +163,7 @@ fn a_disk_that_grows_then_shrinks_restores_each_size() {
     // Shrink to 6 MiB: what is left is unchanged.
     disk.set_len(6 * MIB);
     let gen3 = disk.snapshot();
-    let p3 = backup(&vault, "vm", &[&disk.path], None);
+    let p3 = backup_resized(&vault, &disk.path, "shrank");
     assert_eq!(u64_of(&p3, "/disks/0/size"), 6 * MIB);
     assert_eq!(u64_of(&p3, "/stats/bytes_changed"), 0);
     assert_eq!(u64_of(&p3, "/stats/chunks_stored"), 0);

@@ -8,6 +8,8 @@
 //! - `interrupted`: a backup killed mid-transfer, and the one after it.
 //! - `corruption`: damaged chunks, block maps and point records fail with exit 4.
 //! - `damage`: a damaged record or tier config damages only itself.
+//! - `disk_size`: a disk grown and shrunk between backups: recorded on the jobs, restored at
+//!   each point's size.
 //! - `commit_window`: a replicated vault's commit cut at each step loses no point.
 //! - `replication`: replicated vaults: fallback, healing, repair by verify, redundancy changes.
 //! - `replica_recovery`: a lost secondary replaced or resynced, a lost primary's replica
@@ -28,6 +30,7 @@ mod commit_window;
 mod corruption;
 mod daemon;
 mod damage;
+mod disk_size;
 mod exit_codes;
 mod gc;
 mod help;

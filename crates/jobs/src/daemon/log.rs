@@ -202,6 +202,7 @@ mod tests {
                 bytes_read: 12 << 20,
                 bytes_allocated: 1400 << 20,
                 hint_missed: None,
+                resized: None,
             }],
         };
         let captured = JobEventKind::Captured {

@@ -5,6 +5,7 @@
 //! | `mod.rs` | the loop: wake, read the protected items, tend each, sleep |
 //! | `schedule.rs` | starting the backups a VM's schedule has due (claiming slots, catch-up) |
 //! | `maintenance.rs` | purges of soft-deleted data, retention + garbage collection |
+//! | `verify.rs` | the rolling verification: a share of each vault's chunks a day |
 //! | `shutdown.rs` | the grace period, and ending jobs as they stand |
 //! | `log.rs` | the log sink, and the job-event subscriber that logs how each backup ended |
 //! | `options.rs` | how vaults open, tunables, the report |
@@ -14,9 +15,10 @@ mod maintenance;
 mod options;
 mod schedule;
 mod shutdown;
+mod verify;
 
 pub use self::log::{Level, Log};
-pub use self::options::{DaemonOptions, DaemonReport};
+pub use self::options::{DEFAULT_VERIFY_EVERY_DAYS, DaemonOptions, DaemonReport};
 use crate::Vaults;
 
 use std::collections::{HashMap, HashSet};
@@ -81,6 +83,15 @@ use crate::{Engine, ProtectedItem, Result};
 /// wherever it is, which is safe (the next one finishes the job); the leases it held are
 /// dropped, and removed in the background (`blockvault daemon` waits for that before it
 /// exits: [`Lease::dropped_removed`](blockvault_vault::Lease::dropped_removed)).
+///
+/// # Rolling verification
+///
+/// Once at start and then at each UTC midnight, in the background, the daemon re-reads and
+/// re-hashes one share of the chunks of each vault of its protected VMs, so that each vault is
+/// read whole every [`DaemonOptions::verify_every_days`] days (day `d` reads slice `d mod N` of
+/// the chunk id space; `verify.rs` has the details). Each share is recorded as `Verify` jobs,
+/// as `blockvault verify` records them; damage is logged at error level and its chunks are
+/// marked damaged, as the manual verify does. A stop cuts it and ends its jobs as they stand.
 ///
 /// # Stopping
 ///
@@ -147,6 +158,8 @@ impl Daemon {
         let clock = Arc::clone(self.engine.clock());
         let mut maintenance: Option<tokio::task::JoinHandle<()>> = None;
         let mut maintained_at: Option<Timestamp> = None;
+        let mut verify_days = verify::VerifyDays::new(self.options.verify_every_days);
+        let mut verifying: Option<tokio::task::JoinHandle<()>> = None;
         // How each backup ends is logged from the job events.
         let job_log = JobLog::follow(self.engine.subscribe(), Arc::clone(&self.log));
         self.log.log(Level::Info, "blockvault daemon started");
@@ -176,6 +189,15 @@ impl Daemon {
                     }
                     if let Some(last) = maintained_at {
                         wake = wake.min((last + every).max(now));
+                    }
+                    if verifying.is_none() && !items.is_empty() {
+                        let days = verify_days.take_due(now);
+                        if !days.is_empty() {
+                            verifying = Some(self.verify_days(&items, days));
+                        }
+                    }
+                    if let Some(midnight) = verify_days.next(now) {
+                        wake = wake.min(midnight);
                     }
                     let live: HashSet<&VmName> = items.iter().map(|i| &i.vm).collect();
                     expired_at.retain(|vm, _| live.contains(vm));
@@ -223,8 +245,11 @@ impl Daemon {
                     .log
                     .log(Level::Error, &format!("cannot read the catalog: {e}")),
             }
+            // A simulated clock waits for the rolling verify as for jobs (a real one does not).
+            let working = !running.is_empty() || verifying.is_some();
             tokio::select! {
-                () = clock.sleep_until(wake, !running.is_empty()) => {}
+                () = clock.sleep_until(wake, working) => {}
+                () = verify::ended(&mut verifying) => {}
                 Some(done) = running.join_next(), if !running.is_empty() => {
                     self.finished(done, &mut busy);
                 }
@@ -236,6 +261,9 @@ impl Daemon {
             // nothing of it outlives the run.
             maintenance.abort();
             let _ = maintenance.await;
+        }
+        if let Some(task) = verifying {
+            self.stop_verifying(task).await;
         }
         let shut = self.shut_down(running, &mut busy, &mut report).await;
         job_log.close().await;

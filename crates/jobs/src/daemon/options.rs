@@ -4,6 +4,9 @@ use std::time::Duration;
 
 use blockvault_vault::GcOptions;
 
+/// The rolling verification's default round: each vault read whole once a month.
+pub const DEFAULT_VERIFY_EVERY_DAYS: u32 = 30;
+
 /// Tunables of the daemon.
 #[derive(Clone, Copy, Debug)]
 pub struct DaemonOptions {
@@ -18,6 +21,9 @@ pub struct DaemonOptions {
     pub maintenance_every: Duration,
     /// The collection's settings (its grace period, how long it waits for running backups).
     pub gc: GcOptions,
+    /// The rolling verification reads each vault whole every this many days, a share a day
+    /// (see [`Daemon`](crate::Daemon), "Rolling verification"); 0 turns it off.
+    pub verify_every_days: u32,
 }
 
 impl Default for DaemonOptions {
@@ -28,6 +34,7 @@ impl Default for DaemonOptions {
             expiry_every: Duration::from_secs(3600),
             maintenance_every: Duration::from_secs(24 * 3600),
             gc: GcOptions::default(),
+            verify_every_days: DEFAULT_VERIFY_EVERY_DAYS,
         }
     }
 }

@@ -8,12 +8,12 @@ use blockvault_core::{Capture, Consistency, RecoveryPoint};
 use blockvault_vault::{BackupRequest, EarlySend, ParentChoice, Progress, TransferRequest, Vault};
 use jiff::{SignedDuration, Timestamp};
 
-use super::capture;
 use super::disk_state::{self, DiskState, DiskStates, FileStat};
 use super::hooks;
 use super::job_vault::{JobVault, Opening, Seen, when_open};
 use super::lock::Lock;
 use super::{BackupOutcome, BackupSpec, Engine, INSTANT_RESTORE_DAYS, Phase, Taken};
+use super::{capture, disk_size};
 use crate::events::{JobEventKind, JobRef, Warnings};
 use crate::{PointSummary, Result, SubtaskKind, SubtaskOutcome, Tier};
 
@@ -326,11 +326,12 @@ impl Engine {
                 ));
             }
         }
-        let record = capture::record(
+        let mut record = capture::record(
             &captured,
             spec.hooks.quiesce().then_some(window),
             &report.scans,
         );
+        warnings.extend(disk_size::note_resized(&mut record, &parent, &point));
         if captured.kind == Capture::ReadUnderHook && window > spec.capture.long_freeze {
             warnings.push(capture::long_freeze_warning(vm, window, &captured));
         }

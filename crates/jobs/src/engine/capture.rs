@@ -560,6 +560,7 @@ pub(super) fn record(
                 bytes_read: scan.map_or(0, |s| s.bytes_read),
                 bytes_allocated: scan.map_or(0, |s| s.bytes_allocated),
                 hint_missed: scan.and_then(|s| s.hint_missed),
+                resized: None,
             }
         })
         .collect();

@@ -7,6 +7,7 @@ mod capture;
 mod changes;
 mod clone_restore;
 mod disk_format;
+mod disk_size;
 mod disk_state;
 mod fleece;
 mod hooks;

@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use blockvault_core::{RecoveryPoint, VmName};
 use blockvault_store::{DamagedPoint, PointListing};
-use blockvault_vault::{PointSelector, Progress, TransferOptions, Vault, VerifyReport};
+use blockvault_vault::{ChunkShare, PointSelector, Progress, TransferOptions, Vault, VerifyReport};
 
 use super::Engine;
 use crate::{Job, Operation, Result};
@@ -40,6 +40,21 @@ impl Engine {
         &self,
         vault: &Vault,
         scope: &VerifyScope,
+        options: TransferOptions,
+        progress: Arc<dyn Progress>,
+    ) -> Result<VerifyOutcome> {
+        self.verify_share(vault, scope, ChunkShare::ALL, options, progress)
+            .await
+    }
+
+    /// [`Engine::verify`] reading only the chunks in `share` (every map of the points is still
+    /// checked): one day of the daemon's rolling verification. Recorded as the same `Verify`
+    /// jobs, and damage is marked the same way; a failed job's error names the share.
+    pub async fn verify_share(
+        &self,
+        vault: &Vault,
+        scope: &VerifyScope,
+        share: ChunkShare,
         options: TransferOptions,
         progress: Arc<dyn Progress>,
     ) -> Result<VerifyOutcome> {
@@ -79,7 +94,7 @@ impl Engine {
             progress,
         );
         let verified = vault
-            .verify(&points, options, progress)
+            .verify_share(&points, share, options, progress)
             .await
             .map(|mut report| {
                 report.bad_records = damaged;
@@ -100,11 +115,16 @@ impl Engine {
                     if bad_chunks + bad_maps + bad_records == 0 {
                         self.finish_job(&job, None).await.map(|_| ())
                     } else {
-                        let error = format!(
+                        let mut error = format!(
                             "{bad_chunks} bad chunk(s), {bad_maps} bad block map(s) and \
                              {bad_records} unreadable point record(s) damage points of {vm} \
                              (see `blockvault verify` for the offsets)"
                         );
+                        if !share.is_all() {
+                            error.push_str(&format!(
+                                "; found by the rolling verify reading {share} of the chunks"
+                            ));
+                        }
                         self.fail_job(&job, &error).await
                     }
                 }
