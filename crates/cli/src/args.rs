@@ -8,6 +8,7 @@ use clap::{Args, Parser, Subcommand};
 
 pub use self::{
     backup::{BackupArgs, PointsArgs, RestoreArgs},
+    forget::ForgetArgs,
     jobs::{JobsArgs, JobsCommand},
     maintenance::{GcArgs, PruneArgs, VerifyArgs},
     policy::{PolicyCommand, PolicySettings},
@@ -118,6 +119,7 @@ macro_rules! protect_examples {
 
 // After the help-text macros, which they use.
 mod backup;
+mod forget;
 mod jobs;
 mod maintenance;
 mod policy;
@@ -372,6 +374,19 @@ pub enum Command {
         after_help = "Example:\n  blockvault undelete --vm web01"
     )]
     Undelete(UndeleteArgs),
+
+    #[command(
+        about = forget::ABOUT,
+        long_about = forget::LONG_ABOUT,
+        after_help = forget::EXAMPLES,
+        after_long_help = concat!(
+            "Examples:
+  blockvault forget --vault /srv/vault --vm web01 --point 20261123-081500
+  blockvault forget --vault /srv/vault --vm web01 --keep-daily 7 --keep-weekly 4 --dry-run",
+            exit_codes!()
+        )
+    )]
+    Forget(ForgetArgs),
 
     /// Run protected VMs' schedules (stop with SIGTERM or Ctrl-C).
     #[command(

@@ -3,6 +3,7 @@
 
 pub mod backup;
 pub mod daemon;
+pub mod forget;
 pub mod gc;
 pub mod jobs;
 pub mod points;

@@ -1,5 +1,6 @@
 //! The daemon's upkeep besides backups: purging soft-deleted data whose period is over, and
-//! the periodic retention + garbage collection of the vaults of protected VMs.
+//! the periodic retention + garbage collection of the vaults of protected VMs (after the purge
+//! of forgotten points due, `forgotten.rs`).
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -72,6 +73,14 @@ impl Daemon {
             self.options.gc,
         );
         tokio::spawn(async move {
+            // Forgotten points first: the collection below then frees their chunks.
+            super::forgotten::purge_forgotten(
+                &engine,
+                vaults.as_ref(),
+                log.as_ref(),
+                by_vault.keys().cloned(),
+            )
+            .await;
             for (location, items) in by_vault {
                 let vault = match vaults.open(&location).await {
                     Ok(vault) => vault,

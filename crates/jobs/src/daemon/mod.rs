@@ -9,6 +9,7 @@
 //! | `log.rs` | the log sink, and the job-event subscriber that logs how each backup ended |
 //! | `options.rs` | how vaults open, tunables, the report |
 
+mod forgotten;
 mod log;
 mod maintenance;
 mod options;
