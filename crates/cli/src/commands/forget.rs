@@ -26,9 +26,9 @@ pub async fn run(args: ForgetArgs, host: &Host) -> Result<Report> {
             ForgetTarget::Point(PointSelector::At(crate::when::parse_time("--at", at)?))
         }
         (None, None) => {
-            rules.check().map_err(|e| {
-                UsageError(format!("{e}; or name one point with --point or --at"))
-            })?;
+            rules
+                .check()
+                .map_err(|e| UsageError(format!("{e}; or name one point with --point or --at")))?;
             ForgetTarget::Keep {
                 rules,
                 timezone: jiff::tz::TimeZone::system(),

@@ -42,7 +42,10 @@ pub enum ForgetTarget {
     /// One point: by id (or a unique prefix), or the newest at or before a time.
     Point(PointSelector),
     /// Every point the rules do not keep (their local dates in `timezone`).
-    Keep { rules: KeepRules, timezone: TimeZone },
+    Keep {
+        rules: KeepRules,
+        timezone: TimeZone,
+    },
 }
 
 /// A forget request (see the module doc).
