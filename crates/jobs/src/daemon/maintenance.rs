@@ -1,6 +1,6 @@
 //! The daemon's upkeep besides backups: purging soft-deleted data whose period is over, and
 //! the periodic retention + garbage collection of the vaults of protected VMs (after the purge
-//! of forgotten points due, `forgotten.rs`).
+//! of forgotten points due, `forgotten.rs`, which the run loop awaits first).
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -56,6 +56,20 @@ impl Daemon {
         }
     }
 
+    /// Purges the forgotten points due in the vaults of `items` and every vault this host
+    /// knows (see `forgotten.rs`): awaited before [`Daemon::maintain`], so the collection
+    /// that follows frees their chunks.
+    pub(super) async fn purge_forgotten(&self, items: &[&ProtectedItem]) {
+        let locations = items.iter().map(|item| item.vault.clone());
+        super::forgotten::purge_forgotten(
+            &self.engine,
+            self.vaults.as_ref(),
+            self.log.as_ref(),
+            locations,
+        )
+        .await;
+    }
+
     /// Applies retention to the vault points of `items` and collects the garbage of their
     /// vaults, in a background task that logs what it did.
     pub(super) fn maintain(&self, items: &[&ProtectedItem]) -> tokio::task::JoinHandle<()> {
@@ -73,14 +87,6 @@ impl Daemon {
             self.options.gc,
         );
         tokio::spawn(async move {
-            // Forgotten points first: the collection below then frees their chunks.
-            super::forgotten::purge_forgotten(
-                &engine,
-                vaults.as_ref(),
-                log.as_ref(),
-                by_vault.keys().cloned(),
-            )
-            .await;
             for (location, items) in by_vault {
                 let vault = match vaults.open(&location).await {
                     Ok(vault) => vault,
