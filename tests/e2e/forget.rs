@@ -86,7 +86,7 @@ async fn a_forgotten_point_is_purged_after_14_days_and_only_then_gc_frees_its_ch
         .expect("forget");
     let forgotten_at = engine.now();
     assert_eq!(forgot.forgotten[0].purge_after, forgotten_at + days(14));
-    assert_eq!(forgot.snapshot_points_removed, [first.clone()]);
+    assert_eq!(forgot.snapshot_points_removed, std::slice::from_ref(&first));
 
     // Soft-deleted: the point and its chunks stay; gc frees nothing of it.
     let report = vault
@@ -156,7 +156,7 @@ async fn a_forgotten_point_is_purged_after_14_days_and_only_then_gc_frees_its_ch
     );
     assert_eq!(
         store.list_point_ids(&vm("web01")).await.expect("points"),
-        [second.clone()]
+        std::slice::from_ref(&second)
     );
     assert!(
         store

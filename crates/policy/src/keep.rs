@@ -110,6 +110,9 @@ impl KeepRules {
     }
 }
 
+/// The period of a local date a rule counts in (year and day, week or month).
+type Period = fn(Date) -> (i16, i16);
+
 /// The verdict of each of `points` under `rules`, local dates read in `tz`, at `now`; in the
 /// order of `points` (see the module doc).
 pub fn keep(
@@ -121,7 +124,7 @@ pub fn keep(
     let mut order: Vec<usize> = (0..points.len()).collect();
     order.sort_by(|&a, &b| (points[b].time, &points[b].id).cmp(&(points[a].time, &points[a].id)));
     let mut kept_by: Vec<Vec<KeepRule>> = vec![Vec::new(); points.len()];
-    let buckets: [(KeepRule, Option<u32>, fn(Date) -> (i16, i16)); 5] = [
+    let buckets: [(KeepRule, Option<u32>, Period); 5] = [
         (KeepRule::Last, rules.last, |_| (0, 0)),
         (KeepRule::Daily, rules.daily, |d| {
             (d.year(), d.day_of_year())
