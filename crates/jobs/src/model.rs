@@ -300,6 +300,7 @@ mod tests {
                 ),
                 ("restore", "Restore"),
                 ("delete-backup-data", "Delete backup data"),
+                ("forget-points", "Forget recovery points"),
                 ("verify", "Verify"),
             ]
         );
