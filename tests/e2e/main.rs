@@ -6,6 +6,7 @@ mod daemon;
 mod early_send;
 mod faults;
 mod fixtures;
+mod forget;
 mod gc;
 mod in_place;
 mod late_vault;

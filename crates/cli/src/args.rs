@@ -9,6 +9,7 @@ use clap::{Args, Parser, Subcommand};
 pub use self::install::{CompletionsArgs, ManArgs};
 pub use self::{
     backup::{BackupArgs, PointsArgs, RestoreArgs},
+    forget::ForgetArgs,
     jobs::{JobsArgs, JobsCommand},
     maintenance::{GcArgs, PruneArgs, VerifyArgs},
     policy::{PolicyCommand, PolicySettings},
@@ -119,6 +120,7 @@ macro_rules! protect_examples {
 
 // After the help-text macros, which they use.
 mod backup;
+mod forget;
 mod install;
 mod jobs;
 mod maintenance;
@@ -385,6 +387,19 @@ pub enum Command {
         after_help = "Example:\n  blockvault undelete --vm web01"
     )]
     Undelete(UndeleteArgs),
+
+    #[command(
+        about = forget::ABOUT,
+        long_about = forget::LONG_ABOUT,
+        after_help = forget::EXAMPLES,
+        after_long_help = concat!(
+            "Examples:
+  blockvault forget --vault /srv/vault --vm web01 --point 20261123-081500
+  blockvault forget --vault /srv/vault --vm web01 --keep-daily 7 --keep-weekly 4 --dry-run",
+            exit_codes!()
+        )
+    )]
+    Forget(ForgetArgs),
 
     /// Run protected VMs' schedules (stop with SIGTERM or Ctrl-C).
     #[command(

@@ -132,6 +132,7 @@ async fn run(cli: Cli) -> anyhow::Result<Report> {
         Command::BackupNow(args) => commands::protect::backup_now(args, &host, bar).await,
         Command::StopProtection(args) => commands::soft_delete::stop(args, &host).await,
         Command::Undelete(args) => commands::soft_delete::undelete(args, &host).await,
+        Command::Forget(args) => commands::forget::run(args, &host).await,
         Command::Daemon(args) => commands::daemon::run(args, &host).await,
         Command::Verify(args) => commands::verify::run(args, &host, bar).await,
         Command::Prune(args) => commands::prune::run(args, &host).await,

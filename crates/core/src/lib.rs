@@ -36,6 +36,7 @@
 //! | GC epoch | `BVGCEPOC` | 48-byte header + JSON body ([`GcEpoch`]) | BLAKE3 of header and body |
 //! | GC candidates | `BVFORGOT` | 20-byte header, the previous epoch, sorted ids ([`ForgottenChunks`]) | BLAKE3 of everything before it |
 //! | soft-delete marker | `BVDELETE` | 48-byte header + JSON body ([`SoftDeleteMarker`]) | BLAKE3 of header and body |
+//! | point soft-delete marker | `BVDELPNT` | 48-byte header + JSON body ([`PointDeleteMarker`]) | BLAKE3 of header and body |
 //!
 //! Decoding checks, in order: magic, length of the header, version (newer than this build reads
 //! is refused, never guessed at), encryption scheme, length of the body, checksum, then the
@@ -75,7 +76,7 @@ pub use crate::{
     chunk::{ChunkDecoder, ChunkEncoder, ChunkObject, Codec},
     chunk_set::ChunkSet,
     codec::ChunkCodec,
-    deleted::{SOFT_DELETE_DAYS, SoftDeleteMarker},
+    deleted::{PointDeleteMarker, SOFT_DELETE_DAYS, SoftDeleteMarker},
     error::{Error, ErrorKind, Result},
     forgotten::ForgottenChunks,
     id::{ChunkId, is_zero},

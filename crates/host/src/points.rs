@@ -5,7 +5,7 @@
 
 use std::collections::HashMap;
 
-use blockvault_core::{PointId, RecoveryPoint, SoftDeleteMarker, VmName};
+use blockvault_core::{PointDeleteMarker, PointId, RecoveryPoint, SoftDeleteMarker, VmName};
 use blockvault_jobs::{Engine, ListedPoint, PointList, RetainedPoint, Verdict, retention};
 use blockvault_policy::Policy;
 use blockvault_snapshot::TierSpace;
@@ -26,6 +26,8 @@ pub struct PointsView {
     pub verdicts: HashMap<PointId, Verdict>,
     /// The VMs whose points something other than their policy's retention holds.
     pub held: HashMap<VmName, Held>,
+    /// The points a user forgot (`forget`): soft-deleted until the marker's purge date.
+    pub forgotten: HashMap<PointId, PointDeleteMarker>,
     /// Things the user should know (a vault read without, a damaged record, ...).
     pub warnings: Vec<String>,
     /// What each listed VM's snapshot tier takes on this host (kept clones counted by what
@@ -37,7 +39,7 @@ impl PointsView {
     /// Whether retention has anything to say of the VMs listed (a protected, stopped or
     /// soft-deleted VM among them).
     pub fn shows_retention(&self) -> bool {
-        !self.verdicts.is_empty() || !self.held.is_empty()
+        !self.verdicts.is_empty() || !self.held.is_empty() || !self.forgotten.is_empty()
     }
 }
 
@@ -191,6 +193,7 @@ impl Host {
                 ));
             }
             view.damaged.extend(damaged);
+            let forgotten = engine.forgotten_points(vault, vm).await?;
             // Soft-deleted (by this host, or by any host: the vault's marker says) or stopped:
             // what holds the points is not the policy's retention.
             if let Some((vault, marker)) = engine.soft_deleted(vault, vm).await? {
@@ -213,8 +216,13 @@ impl Host {
                     .await?;
                 match protection {
                     Some(Some(policy)) => {
+                        let live: Vec<ListedPoint> = listed
+                            .iter()
+                            .filter(|l| !forgotten.iter().any(|m| m.point == l.point.id))
+                            .cloned()
+                            .collect();
                         view.verdicts
-                            .extend(retention_of(&policy, &listed, engine.now()));
+                            .extend(retention_of(&policy, &live, engine.now()));
                     }
                     Some(None) => {
                         view.held.insert(vm.clone(), Held::Stopped);
@@ -222,6 +230,8 @@ impl Host {
                     None => {}
                 }
             }
+            view.forgotten
+                .extend(forgotten.into_iter().map(|m| (m.point.clone(), m)));
             view.points.extend(listed);
             warnings.extend(listing_warnings);
         }

@@ -272,6 +272,50 @@ pub enum Error {
         job: JobId,
     },
 
+    #[error(
+        "point {point} of VM {vm} is forgotten (soft-deleted, purged after {}): \
+         `blockvault undelete --vm {vm} --point {point}` brings it back until then",
+        utc(*purge_after)
+    )]
+    PointSoftDeleted {
+        vm: blockvault_core::VmName,
+        point: blockvault_core::PointId,
+        purge_after: jiff::Timestamp,
+    },
+
+    #[error(
+        "VM {vm} has no forgotten point{} to undelete (forgotten points are purged after {} \
+         days; see `blockvault points --vm {vm}`)",
+        point.as_ref().map(|p| format!(" {p}")).unwrap_or_default(),
+        blockvault_core::SOFT_DELETE_DAYS
+    )]
+    PointNotSoftDeleted {
+        vm: blockvault_core::VmName,
+        point: Option<String>,
+    },
+
+    #[error(
+        "VM {vm} is protected with policy {policy}: its retention decides which points stay, \
+         not keep rules; change the policy (`blockvault policy edit`), forget one point with \
+         `--point`, or stop protection first (`blockvault stop-protection --vm {vm}`)"
+    )]
+    KeepRulesOfProtected {
+        vm: blockvault_core::VmName,
+        policy: crate::PolicyName,
+    },
+
+    #[error(
+        "point {point} is the newest of VM {vm}, which is protected (retention always keeps a \
+         protected VM's newest point); add --force to forget it anyway"
+    )]
+    NewestOfProtected {
+        vm: blockvault_core::VmName,
+        point: blockvault_core::PointId,
+    },
+
+    #[error("invalid keep rules: {0}")]
+    KeepRules(String),
+
     #[error("the vault {location} is unavailable: {reason}")]
     VaultUnreachable { location: String, reason: String },
 
@@ -370,8 +414,9 @@ impl Error {
             | Error::NoPointsInTier { .. }
             | Error::UnknownPolicy { .. }
             | Error::NotProtected { .. }
-            | Error::NotSoftDeleted { .. } => ErrorKind::NotFound,
-            Error::Policy(_) | Error::InvalidValue { .. } => ErrorKind::Usage,
+            | Error::NotSoftDeleted { .. }
+            | Error::PointNotSoftDeleted { .. } => ErrorKind::NotFound,
+            Error::Policy(_) | Error::InvalidValue { .. } | Error::KeepRules(_) => ErrorKind::Usage,
             Error::Capture(e) => e.kind(),
             Error::Qemu(e) => e.kind(),
             // Refused: the state of the VM, its policy or its vault does not allow it (where
@@ -391,7 +436,10 @@ impl Error {
             | Error::ProtectionStopped { .. }
             | Error::SoftDeletePeriodOver { .. }
             | Error::PurgeNotDue { .. }
-            | Error::DeleteWhileBackup { .. } => ErrorKind::Refused,
+            | Error::DeleteWhileBackup { .. }
+            | Error::PointSoftDeleted { .. }
+            | Error::KeepRulesOfProtected { .. }
+            | Error::NewestOfProtected { .. } => ErrorKind::Refused,
             // Hooks, an unreachable vault, I/O, the catalog: the operation failed.
             _ => ErrorKind::Failure,
         }

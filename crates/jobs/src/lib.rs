@@ -166,9 +166,10 @@ pub use crate::{
     daemon::{DEFAULT_VERIFY_EVERY_DAYS, Daemon, DaemonOptions, DaemonReport, Level, Log},
     engine::{
         BackupOutcome, BackupSpec, CaptureMode, CaptureOptions, DiskRestore, Engine, ExpiredPoint,
-        Hooks, INSTANT_RESTORE_DAYS, JobVault, ListedPoint, PointList, ProtectOutcome,
-        ProtectRequest, Pruned, PurgeOutcome, Recovered, RestoreMethod, RestoreOutcome, StopMode,
-        StopOutcome, VaultUnavailable, Vaults, VerifyOutcome, VerifyScope,
+        ForgetOutcome, ForgetRequest, ForgetTarget, ForgottenPurge, Hooks, INSTANT_RESTORE_DAYS,
+        JobVault, KeptPoint, ListedPoint, PointList, ProtectOutcome, ProtectRequest, Pruned,
+        PurgeOutcome, Recovered, RestoreMethod, RestoreOutcome, StopMode, StopOutcome,
+        VaultUnavailable, Vaults, VerifyOutcome, VerifyScope,
     },
     error::{Error, Result},
     events::{EVENT_CAPACITY, JobEvent, JobEventKind, PROGRESS_EVERY},
@@ -181,7 +182,8 @@ pub use crate::{
 };
 /// Policies live in `blockvault-policy`; these are the names this crate has always exported.
 pub use blockvault_policy::{
-    DEFAULT_POLICY, KeepReason, MonthDay, MonthlyRetention, Policy, PolicyDoc, PolicyError,
-    PolicyName, PolicyType, RetainedPoint, Retention, RetentionDoc, Schedule, ScheduleDoc, Slot,
-    Verdict, WeeklyRetention, YearlyRetention, parse_timezone, retention, transfers,
+    DEFAULT_POLICY, KeepReason, KeepRule, KeepRules, MonthDay, MonthlyRetention, Policy, PolicyDoc,
+    PolicyError, PolicyName, PolicyType, RetainedPoint, Retention, RetentionDoc, Schedule,
+    ScheduleDoc, Slot, Verdict, WeeklyRetention, YearlyRetention, parse_timezone, retention,
+    transfers,
 };

@@ -58,6 +58,8 @@ blockvault_core::vocabulary!(
         ConfigureBackupMigrate => "configure-backup-migrate", "Configure backup (Migrate policy)";
         Restore => "restore", "Restore";
         DeleteBackupData => "delete-backup-data", "Delete backup data";
+        /// `blockvault forget`: chosen points soft-deleted (their purge is a Delete backup data).
+        ForgetPoints => "forget-points", "Forget recovery points";
         Verify => "verify", "Verify";
     }
 );
@@ -298,6 +300,7 @@ mod tests {
                 ),
                 ("restore", "Restore"),
                 ("delete-backup-data", "Delete backup data"),
+                ("forget-points", "Forget recovery points"),
                 ("verify", "Verify"),
             ]
         );

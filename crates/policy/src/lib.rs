@@ -28,6 +28,8 @@
 //!   time runs once at the transition, a repeated one once, first.
 //! - **Which vault points are kept**: [`retention`] gives each point a [`Verdict`] from
 //!   (points, policy, now, whether protection is on): every rule that keeps it, until when.
+//! - **Ad-hoc keep rules** (`forget --keep-*`, restic-like counts): [`keep`] gives each point
+//!   the [`KeepRule`]s that keep it from (points, [`KeepRules`], time zone, now).
 //! - **The policy file**: [`PolicyDoc`], read by [`Policy::from_toml`] / [`Policy::from_doc`]
 //!   and written by [`Policy::to_toml`] / [`Policy::to_doc`]. A value out of range is a
 //!   [`PolicyError`] naming the field, the value and the range.
@@ -35,6 +37,7 @@
 mod calendar;
 mod error;
 mod file;
+mod keep;
 mod policy;
 mod retention;
 mod schedule;
@@ -43,6 +46,7 @@ pub use crate::{
     calendar::{MonthDay, parse_timezone},
     error::{Error, PolicyError, Result},
     file::{PolicyDoc, RetentionDoc, ScheduleDoc},
+    keep::{KeepRule, KeepRules, KeepVerdict, keep},
     policy::{
         DAILY_RETENTION_DAYS, DEFAULT_POLICY, ENHANCED_INSTANT_RESTORE_DAYS, HOURLY_WINDOW_HOURS,
         MONTHLY_RETENTION_MONTHS, MonthlyRetention, Policy, PolicyName, PolicyType, Retention,

@@ -30,6 +30,7 @@ pub async fn run(store: &Store) {
     points_commit_list_and_fail_by_name(store).await;
     deletes_remove_points_maps_and_chunks(store).await;
     soft_delete_markers_round_trip_and_fail_by_name(store).await;
+    point_delete_markers_live_beside_a_vms_marker(store).await;
 }
 
 fn vm() -> VmName {
@@ -373,6 +374,84 @@ async fn soft_delete_markers_round_trip_and_fail_by_name(store: &Store) {
     );
     assert!(err.to_string().contains("soft-deleted-vm"), "{err}");
     store.remove_soft_delete(&vm).await.expect("clean up");
+}
+
+/// A forgotten point's marker and its VM's marker at once (a directory store cannot hold a
+/// file `deleted/<vm>` and a directory `deleted/<vm>/`), listed per VM, by name when corrupt.
+async fn point_delete_markers_live_beside_a_vms_marker(store: &Store) {
+    let vm = VmName::new("forgetful-vm").expect("name");
+    let deleted: Timestamp = "2026-11-23T10:00:00Z".parse().expect("ts");
+    let (first, second) = (
+        PointId::generate(deleted, b"first"),
+        PointId::generate(deleted + jiff::SignedDuration::from_secs(60), b"second"),
+    );
+    assert_eq!(store.point_delete(&vm, &first).await.expect("none"), None);
+    assert!(store.point_deletes(&vm).await.expect("none").is_empty());
+    let vm_marker = blockvault_core::SoftDeleteMarker::new(vm.clone(), deleted);
+    store.put_soft_delete(&vm_marker).await.expect("vm marker");
+    let markers: Vec<blockvault_core::PointDeleteMarker> = [&second, &first]
+        .into_iter()
+        .map(|p| blockvault_core::PointDeleteMarker::new(vm.clone(), p.clone(), deleted))
+        .collect();
+    for marker in &markers {
+        store.put_point_delete(marker).await.expect("point marker");
+    }
+    assert_eq!(
+        store.point_deletes(&vm).await.expect("list"),
+        vec![markers[1].clone(), markers[0].clone()],
+        "oldest point first"
+    );
+    assert_eq!(
+        store.point_delete_vms().await.expect("vms"),
+        vec![vm.clone()]
+    );
+    assert_eq!(
+        store.soft_delete(&vm).await.expect("vm marker"),
+        Some(vm_marker)
+    );
+    assert!(!store.list_vms().await.expect("vms").contains(&vm));
+    store
+        .remove_point_delete(&vm, &second)
+        .await
+        .expect("remove");
+    store
+        .remove_point_delete(&vm, &second)
+        .await
+        .expect("again");
+    assert_eq!(
+        store.point_deletes(&vm).await.expect("list"),
+        vec![markers[1].clone()]
+    );
+
+    // A damaged marker, and one under another point's key, are errors naming the point.
+    let mut bytes = markers[1].encode();
+    let last = bytes.len() - 2;
+    bytes[last] ^= 1;
+    raw_put(store, &layout::point_delete(&vm, &first), bytes).await;
+    let err = store.point_deletes(&vm).await.expect_err("corrupt");
+    assert!(
+        matches!(&err, Error::PointDeleteCorrupt { point, .. } if *point == first)
+            && err.is_corrupt(),
+        "{err}"
+    );
+    raw_put(
+        store,
+        &layout::point_delete(&vm, &first),
+        markers[0].encode(),
+    )
+    .await;
+    let err = store
+        .point_delete(&vm, &first)
+        .await
+        .expect_err("misplaced");
+    assert!(err.to_string().contains(first.as_str()), "{err}");
+
+    store
+        .remove_point_delete(&vm, &first)
+        .await
+        .expect("clean up");
+    store.remove_soft_delete(&vm).await.expect("clean up");
+    assert!(store.point_delete_vms().await.expect("vms").is_empty());
 }
 
 /// Puts `bytes` under `key` behind the store's back, in every copy (the secondary's too).

@@ -76,6 +76,14 @@ pub enum Error {
         source: blockvault_core::Error,
     },
 
+    #[error("soft-delete marker of point {point} of VM {vm} is corrupt: {source}")]
+    PointDeleteCorrupt {
+        vm: VmName,
+        point: PointId,
+        #[source]
+        source: blockvault_core::Error,
+    },
+
     #[error("vault config at {location} is corrupt: {source}")]
     ConfigCorrupt {
         location: String,
@@ -176,6 +184,7 @@ impl Error {
                 | Error::MapCorrupt { .. }
                 | Error::PointCorrupt { .. }
                 | Error::SoftDeleteCorrupt { .. }
+                | Error::PointDeleteCorrupt { .. }
                 | Error::ConfigCorrupt { .. }
         )
     }

@@ -11,6 +11,7 @@
 //! | `gc/forgotten/<epoch>` | [`ForgottenChunks`](blockvault_core::ForgottenChunks): that sweep's candidates, for caches one sweep behind |
 //! | `damaged/<64 hex>` | a chunk verify found bad: the next backup holding its data re-uploads it |
 //! | `deleted/<vm>` | [`SoftDeleteMarker`](blockvault_core::SoftDeleteMarker): the VM's points are soft-deleted |
+//! | `deleted-points/<vm>/<point>` | [`PointDeleteMarker`](blockvault_core::PointDeleteMarker): one point a user forgot is soft-deleted (a directory store cannot hold a file `deleted/<vm>` and a directory `deleted/<vm>/` at once, hence its own top level) |
 //! | `quarantine/points/<vm>/<point>` | a damaged point record set aside (its bytes as they were); nothing reads it |
 //! | `quarantine/vault.config.<unix time>` | a damaged vault config set aside (the snapshot tier rebuilds its own) |
 
@@ -28,7 +29,7 @@ pub(crate) fn chunk(id: &ChunkId) -> Path {
 
 /// The top-level directories of the table above, each object's first key segment but for
 /// `vault.config`'s. Keep it in step with the table.
-pub(crate) const TOP_LEVEL: [&str; 8] = [
+pub(crate) const TOP_LEVEL: [&str; 9] = [
     "chunks",
     "maps",
     "points",
@@ -36,6 +37,7 @@ pub(crate) const TOP_LEVEL: [&str; 8] = [
     "gc",
     "damaged",
     "deleted",
+    "deleted-points",
     "quarantine",
 ];
 
@@ -115,6 +117,18 @@ pub(crate) fn soft_delete(vm: &VmName) -> Path {
     Path::from(format!("deleted/{vm}"))
 }
 
+pub(crate) fn point_deletes_root() -> Path {
+    Path::from("deleted-points")
+}
+
+pub(crate) fn point_deletes_of(vm: &VmName) -> Path {
+    Path::from(format!("deleted-points/{vm}"))
+}
+
+pub(crate) fn point_delete(vm: &VmName, point: &PointId) -> Path {
+    Path::from(format!("deleted-points/{vm}/{point}"))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -145,6 +159,9 @@ mod tests {
             soft_delete(&vm),
             quarantined_point(&vm, &point),
             soft_delete_root(),
+            point_deletes_root(),
+            point_deletes_of(&vm),
+            point_delete(&vm, &point),
         ];
         for key in keys {
             let first = key.parts().next().expect("a segment");

@@ -13,12 +13,14 @@
 //! | `gc/forgotten/<epoch>` | that sweep's candidates and the epoch before it: a cache one sweep behind drops them instead of listing every chunk |
 //! | `damaged/<64 hex>` | a chunk verify found bad, to be sent again by the next backup |
 //! | `deleted/<vm>` | the [`SoftDeleteMarker`](blockvault_core::SoftDeleteMarker) of a VM whose points are soft-deleted (protection stopped with *delete data*): when they were deleted and when they are purged |
+//! | `deleted-points/<vm>/<point>` | the [`PointDeleteMarker`](blockvault_core::PointDeleteMarker) of one point a user forgot (`blockvault forget`): soft-deleted like a VM's, purged alone |
 //!
 //! The vault describes itself: listing `points/` gives the VMs and their points, a point names
 //! its maps (with their digests), a map names its chunks. A new host can restore from the
 //! objects alone, and sees from `deleted/` which VMs' points are soft-deleted (listed as such,
 //! not restorable until undeleted). A soft-deleted VM's points stay whole until the purge,
-//! which deletes each point (record first, then maps) and then the marker.
+//! which deletes each point (record first, then maps) and then the marker; a forgotten point
+//! (`deleted-points/`) likewise stays whole until its own purge.
 //!
 //! # Backends
 //!

@@ -1,8 +1,8 @@
 //! Recovery point records (`points/<vm>/<point>`, the commit of a backup) and soft-delete
-//! markers (`deleted/<vm>`). Listing them so that a damaged record damages only itself is
+//! markers (`deleted/<vm>` of a VM, `deleted-points/<vm>/<point>` of a forgotten point). Listing them so that a damaged record damages only itself is
 //! `listing.rs`'s; the commit window of a replicated store is `commit.rs`'s.
 
-use blockvault_core::{PointId, RecoveryPoint, SoftDeleteMarker, VmName};
+use blockvault_core::{PointDeleteMarker, PointId, RecoveryPoint, SoftDeleteMarker, VmName};
 use bytes::Bytes;
 
 use crate::checks;
@@ -100,5 +100,75 @@ impl Store {
     /// not an error.
     pub async fn remove_soft_delete(&self, vm: &VmName) -> Result<()> {
         self.delete(&layout::soft_delete(vm)).await
+    }
+
+    // ---- forgotten points -------------------------------------------------------------------
+
+    /// Marks one point as soft-deleted (`deleted-points/<vm>/<point>`), replacing any marker
+    /// of it. The point itself is not touched.
+    pub async fn put_point_delete(&self, marker: &PointDeleteMarker) -> Result<()> {
+        let key = layout::point_delete(&marker.vm, &marker.point);
+        self.put(&key, marker.encode().into()).await
+    }
+
+    /// The soft-delete marker of point `id` of `vm`: `None` when it is not forgotten.
+    pub async fn point_delete(
+        &self,
+        vm: &VmName,
+        id: &PointId,
+    ) -> Result<Option<PointDeleteMarker>> {
+        let Some(bytes) = self.get(&layout::point_delete(vm, id)).await? else {
+            return Ok(None);
+        };
+        decode_point_delete(vm, id, &bytes).map(Some)
+    }
+
+    /// The markers of every forgotten point of `vm`, oldest point first. A marker that cannot
+    /// be read is [`Error::PointDeleteCorrupt`]: better no answer than a deleted point shown
+    /// as restorable.
+    pub async fn point_deletes(&self, vm: &VmName) -> Result<Vec<PointDeleteMarker>> {
+        let ids: Vec<PointId> = self
+            .list_names(&layout::point_deletes_of(vm), Entries::Objects)
+            .await?;
+        let mut markers = Vec::with_capacity(ids.len());
+        for id in ids {
+            // Gone between the listing and the read (an undelete, a purge): not forgotten.
+            if let Some(bytes) = self.get(&layout::point_delete(vm, &id)).await? {
+                markers.push(decode_point_delete(vm, &id, &bytes)?);
+            }
+        }
+        Ok(markers)
+    }
+
+    /// The VMs with at least one forgotten point.
+    pub async fn point_delete_vms(&self) -> Result<Vec<VmName>> {
+        self.list_names(&layout::point_deletes_root(), Entries::Prefixes)
+            .await
+    }
+
+    /// Removes the soft-delete marker of point `id` of `vm` (undelete, or the end of its
+    /// purge); no marker is not an error.
+    pub async fn remove_point_delete(&self, vm: &VmName, id: &PointId) -> Result<()> {
+        self.delete(&layout::point_delete(vm, id)).await
+    }
+}
+
+fn decode_point_delete(vm: &VmName, id: &PointId, bytes: &[u8]) -> Result<PointDeleteMarker> {
+    match PointDeleteMarker::decode(bytes) {
+        // A marker must name the point its key names.
+        Ok(marker) if marker.vm == *vm && marker.point == *id => Ok(marker),
+        Ok(marker) => Err(Error::PointDeleteCorrupt {
+            vm: vm.clone(),
+            point: id.clone(),
+            source: blockvault_core::Error::Malformed {
+                what: "point soft-delete marker",
+                reason: format!("it names point {} of VM {}", marker.point, marker.vm),
+            },
+        }),
+        Err(source) => Err(Error::PointDeleteCorrupt {
+            vm: vm.clone(),
+            point: id.clone(),
+            source,
+        }),
     }
 }

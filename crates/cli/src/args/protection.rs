@@ -75,9 +75,18 @@ pub struct StopProtectionArgs {
 
 #[derive(Debug, Args)]
 pub struct UndeleteArgs {
-    /// The VM whose soft-deleted backup data to bring back.
+    /// The VM whose soft-deleted backup data (or forgotten points) to bring back.
     #[arg(long, value_name = "NAME")]
     pub vm: VmName,
+
+    /// Bring back only this forgotten point (`blockvault forget`): its id, or a prefix only
+    /// it has.
+    #[arg(long, value_name = "ID")]
+    pub point: Option<String>,
+
+    /// The vault of the forgotten points (default: the vault protecting the VM).
+    #[arg(long, env = "BLOCKVAULT_VAULT", value_name = "DIR|s3://BUCKET/PREFIX")]
+    pub vault: Option<blockvault_store::VaultLocation>,
 }
 
 #[derive(Debug, Args)]

@@ -4,6 +4,7 @@
 pub mod backup;
 pub mod completions;
 pub mod daemon;
+pub mod forget;
 pub mod gc;
 pub mod jobs;
 pub mod points;

@@ -28,6 +28,13 @@ pub async fn run(args: PointsArgs, host: &Host) -> Result<Report> {
                 Some(Held::Stopped) => doc["protection_stopped"] = json!(true),
                 None => {}
             }
+            if let Some(marker) = view.forgotten.get(&listed.point.id) {
+                doc["soft_deleted"] = json!({
+                    "forgotten": true,
+                    "deleted": marker.deleted,
+                    "purge_after": marker.purge_after,
+                });
+            }
             if let Some(v) = view.verdicts.get(&listed.point.id) {
                 doc["retention"] = json!({
                     "kept_by": v.kept_by.iter().map(|(r, until)| json!({
@@ -97,6 +104,7 @@ fn table(view: &PointsView) -> String {
         points,
         verdicts,
         held,
+        forgotten,
         ..
     } = view;
     if points.is_empty() {
@@ -140,6 +148,10 @@ fn table(view: &PointsView) -> String {
                     .map(format::time)
                     .unwrap_or_else(|| "-".to_owned()),
                 match (held.get(&p.vm), verdicts.get(&p.id)) {
+                    _ if forgotten.contains_key(&p.id) => format!(
+                        "SOFT-DELETED (forgotten; purged {}; undelete --point to restore)",
+                        format::date(forgotten[&p.id].purge_after)
+                    ),
                     (Some(Held::SoftDeleted { marker, .. }), _) => format!(
                         "SOFT-DELETED (purged {}; undelete to restore)",
                         format::date(marker.purge_after)

@@ -71,6 +71,14 @@ pub async fn undelete(args: UndeleteArgs, host: &Host) -> Result<Report> {
         .catalog()
         .call(move |c| c.protected_item(&vm))
         .await?;
+    // Forgotten points (`forget`): a point named, or a vault named for a VM whose data is
+    // not soft-deleted.
+    let vm_deleted = item
+        .as_ref()
+        .is_some_and(|i| matches!(i.state, ProtectionState::SoftDeleted { .. }));
+    if args.point.is_some() || (args.vault.is_some() && !vm_deleted) {
+        return super::forget::undelete(args, host).await;
+    }
     let Some(item) = item else {
         return Err(blockvault_jobs::Error::NotSoftDeleted {
             vm: args.vm.clone(),

@@ -25,6 +25,15 @@ impl Catalog {
         })
     }
 
+    /// Every location where this host has opened a vault (for the purge of forgotten points).
+    pub fn vault_locations(&self) -> Result<Vec<String>> {
+        self.read(|tx| {
+            let mut statement = tx.prepare("SELECT location FROM vaults ORDER BY location")?;
+            let rows = statement.query_map([], |r| r.get(0))?;
+            Ok(rows.collect::<rusqlite::Result<Vec<String>>>()?)
+        })
+    }
+
     /// The id of the vault last seen at `location`, if this host ever opened one there.
     pub fn vault_id(&self, location: &str) -> Result<Option<String>> {
         self.read(|tx| {
@@ -65,6 +74,10 @@ mod tests {
         assert_eq!(
             catalog.vault_id("/srv/other").expect("read").as_deref(),
             Some("v-other")
+        );
+        assert_eq!(
+            catalog.vault_locations().expect("locations"),
+            ["/srv/other", here]
         );
     }
 }

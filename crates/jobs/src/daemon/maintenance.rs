@@ -1,5 +1,6 @@
 //! The daemon's upkeep besides backups: purging soft-deleted data whose period is over, and
-//! the periodic retention + garbage collection of the vaults of protected VMs.
+//! the periodic retention + garbage collection of the vaults of protected VMs (after the purge
+//! of forgotten points due, `forgotten.rs`, which the run loop awaits first).
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -53,6 +54,20 @@ impl Daemon {
             };
             self.log.log(level, &message);
         }
+    }
+
+    /// Purges the forgotten points due in the vaults of `items` and every vault this host
+    /// knows (see `forgotten.rs`): awaited before [`Daemon::maintain`], so the collection
+    /// that follows frees their chunks.
+    pub(super) async fn purge_forgotten(&self, items: &[&ProtectedItem]) {
+        let locations = items.iter().map(|item| item.vault.clone());
+        super::forgotten::purge_forgotten(
+            &self.engine,
+            self.vaults.as_ref(),
+            self.log.as_ref(),
+            locations,
+        )
+        .await;
     }
 
     /// Applies retention to the vault points of `items` and collects the garbage of their

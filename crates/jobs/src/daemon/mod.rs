@@ -10,6 +10,7 @@
 //! | `log.rs` | the log sink, and the job-event subscriber that logs how each backup ended |
 //! | `options.rs` | how vaults open, tunables, the report |
 
+mod forgotten;
 mod log;
 mod maintenance;
 mod options;
@@ -47,7 +48,10 @@ use crate::{Engine, ProtectedItem, Result};
 /// retained) or whose data is soft-deleted gets no backup and no snapshot expiry. Soft-deleted
 /// data whose 14 days are over is purged at each wake ([`Engine::purge_due`]), and the daemon
 /// wakes when the next purge is due; each purge is a `Delete backup data` job and a log line
-/// listing the points deleted.
+/// listing the points deleted. Points forgotten one by one (`forget`) are purged at each
+/// maintenance (at start, then every [`DaemonOptions::maintenance_every`]) in every vault this
+/// host knows, before that maintenance's retention and collection
+/// ([`Engine::purge_forgotten`]).
 ///
 /// A slot is **claimed** in the catalog ([`Catalog::claim_slot`](crate::Catalog::claim_slot))
 /// before its job starts, in one transaction that only succeeds for a slot later than the last
@@ -184,6 +188,7 @@ impl Daemon {
                     let every = signed(self.options.maintenance_every);
                     let idle = maintenance.as_ref().is_none_or(|m| m.is_finished());
                     if idle && maintained_at.is_none_or(|last| last + every <= now) {
+                        self.purge_forgotten(&items).await;
                         maintenance = Some(self.maintain(&items));
                         maintained_at = Some(now);
                     }

@@ -10,6 +10,7 @@ mod disk_format;
 mod disk_size;
 mod disk_state;
 mod fleece;
+mod forget;
 mod hooks;
 mod job_lock;
 mod job_vault;
@@ -37,6 +38,7 @@ use tokio::sync::{broadcast, watch};
 
 pub use self::capture::{CaptureMode, CaptureOptions};
 pub use self::clone_restore::{DiskRestore, RestoreMethod};
+pub use self::forget::{ForgetOutcome, ForgetRequest, ForgetTarget, ForgottenPurge, KeptPoint};
 pub use self::hooks::Hooks;
 pub use self::job_vault::{JobVault, Vaults};
 pub use self::protection::{ProtectOutcome, ProtectRequest};

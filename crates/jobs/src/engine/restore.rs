@@ -262,6 +262,8 @@ impl Engine {
         let vm = &request.vm;
         // Soft-deleted points are listed, not restored: undelete first.
         self.refuse_soft_deleted(vault, vm).await?;
+        // So are forgotten points (see `forget.rs`).
+        self.refuse_forgotten(vault, vm, &request.point).await?;
         let (job, job_lock) = self.begin_job(vm, Operation::Restore, &[]).await?;
         let progress = self.progress(vec![job.clone()], progress);
         let result = self
@@ -300,6 +302,11 @@ impl Engine {
         // disk and no two in-place restores of the VM interleave.
         let _held = self.lock_snapshots(vm, request.in_place).await?;
         let (mut found, mut warnings) = self.find_points(vault, vm, from).await?;
+        // Forgotten points are not chosen by time or as the newest.
+        let forgotten = self.forgotten_points(vault, vm).await?;
+        found
+            .points
+            .retain(|p| !forgotten.iter().any(|m| m.point == p.id));
         if let Some(only) = from {
             let tiers = found.tiers.clone();
             found

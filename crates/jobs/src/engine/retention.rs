@@ -47,7 +47,10 @@ impl Engine {
         let policy = self.db(move |c| c.policy(&name)).await?;
         // Damaged records are not retention's: they stay until set aside (`verify
         // --quarantine-damaged`) or repaired, and never count as the newest point.
-        let points = vault.store().list_points(vm).await?.points;
+        // Forgotten points wait for their purge: never expired here, never the newest.
+        let forgotten = vault.store().point_deletes(vm).await?;
+        let mut points = vault.store().list_points(vm).await?.points;
+        points.retain(|p| !forgotten.iter().any(|m| m.point == p.id));
         let retained: Vec<RetainedPoint> = points
             .iter()
             .map(|p| RetainedPoint {
