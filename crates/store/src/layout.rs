@@ -11,6 +11,7 @@
 //! | `gc/forgotten/<epoch>` | [`ForgottenChunks`](blockvault_core::ForgottenChunks): that sweep's candidates, for caches one sweep behind |
 //! | `damaged/<64 hex>` | a chunk verify found bad: the next backup holding its data re-uploads it |
 //! | `deleted/<vm>` | [`SoftDeleteMarker`](blockvault_core::SoftDeleteMarker): the VM's points are soft-deleted |
+//! | `protection/<vm>` | [`ProtectionRecord`](blockvault_core::ProtectionRecord): the host that protects the VM, its policy and settings, since when, protected or stopped |
 //! | `quarantine/points/<vm>/<point>` | a damaged point record set aside (its bytes as they were); nothing reads it |
 //! | `quarantine/vault.config.<unix time>` | a damaged vault config set aside (the snapshot tier rebuilds its own) |
 
@@ -28,7 +29,7 @@ pub(crate) fn chunk(id: &ChunkId) -> Path {
 
 /// The top-level directories of the table above, each object's first key segment but for
 /// `vault.config`'s. Keep it in step with the table.
-pub(crate) const TOP_LEVEL: [&str; 8] = [
+pub(crate) const TOP_LEVEL: [&str; 9] = [
     "chunks",
     "maps",
     "points",
@@ -36,6 +37,7 @@ pub(crate) const TOP_LEVEL: [&str; 8] = [
     "gc",
     "damaged",
     "deleted",
+    "protection",
     "quarantine",
 ];
 
@@ -115,6 +117,14 @@ pub(crate) fn soft_delete(vm: &VmName) -> Path {
     Path::from(format!("deleted/{vm}"))
 }
 
+pub(crate) fn protection_root() -> Path {
+    Path::from("protection")
+}
+
+pub(crate) fn protection(vm: &VmName) -> Path {
+    Path::from(format!("protection/{vm}"))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -145,6 +155,8 @@ mod tests {
             soft_delete(&vm),
             quarantined_point(&vm, &point),
             soft_delete_root(),
+            protection_root(),
+            protection(&vm),
         ];
         for key in keys {
             let first = key.parts().next().expect("a segment");
