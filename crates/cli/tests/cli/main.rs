@@ -19,6 +19,7 @@
 //! - `qmp`: `--qmp`: a running VM (a qemu-storage-daemon) fixed by QEMU fleecing.
 //! - `help`: help texts teach the examples and the exit codes.
 //! - `s3`: the same commands with the vault on a real S3 server (Garage).
+//! - `s3_holder`: protection held by an S3 vault; a wrong secret at `protect`.
 
 mod commit_window;
 mod corruption;
@@ -41,6 +42,7 @@ mod replication;
 mod restore_target;
 mod roundtrip;
 mod s3;
+mod s3_holder;
 mod s3_settings;
 mod support;
 mod verify;

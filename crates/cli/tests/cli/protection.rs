@@ -7,6 +7,7 @@
 //! `BLOCKVAULT_STATE_DIR` that [`blockvault`] sets), and the one vault of a test has that same
 //! state directory ([`host_state`]).
 
+mod holder;
 mod soft_delete;
 
 use std::path::{Path, PathBuf};

@@ -22,7 +22,7 @@ const VM: &str = "s3vm";
 /// One test at a time talks to the server: the outage tests take it down.
 static SERVER: Mutex<()> = Mutex::new(());
 
-fn server() -> MutexGuard<'static, ()> {
+pub(crate) fn server() -> MutexGuard<'static, ()> {
     SERVER.lock().unwrap_or_else(PoisonError::into_inner)
 }
 

@@ -8,7 +8,9 @@ mod changes;
 mod clone_restore;
 mod disk_format;
 mod disk_state;
+mod doomed;
 mod fleece;
+mod holder;
 mod hooks;
 mod job_lock;
 mod job_vault;
@@ -36,6 +38,8 @@ use tokio::sync::{broadcast, watch};
 
 pub use self::capture::{CaptureMode, CaptureOptions};
 pub use self::clone_restore::{DiskRestore, RestoreMethod};
+pub use self::doomed::DoomedPoint;
+pub use self::holder::Holding;
 pub use self::hooks::Hooks;
 pub use self::job_vault::{JobVault, Vaults};
 pub use self::protection::{ProtectOutcome, ProtectRequest};
@@ -170,6 +174,8 @@ impl Progress for Phase {
 #[derive(Debug)]
 pub struct Engine {
     state: StateDir,
+    /// This host, as protection records in vaults name it (`STATE/host.json`).
+    identity: blockvault_core::HostIdentity,
     catalog: Catalog,
     snapshots: SnapshotTier,
     clock: Arc<dyn Clock>,
@@ -188,10 +194,15 @@ impl Engine {
         let root = state.root();
         std::fs::create_dir_all(root).map_err(|e| crate::Error::lock(root, e))?;
         let catalog = Catalog::open_async(state.catalog()).await?;
+        let identity = {
+            let state = state.clone();
+            crate::bridge::blocking(move || holder::identity(&state)).await?
+        };
         let snapshots = SnapshotTier::new(state.snapshots());
         let clock: Arc<dyn Clock> = Arc::new(SystemClock);
         let engine = Engine {
             state,
+            identity,
             catalog,
             snapshots,
             events: Events::new(EVENT_CAPACITY, Arc::clone(&clock)),
