@@ -110,6 +110,14 @@
 //! carries `retain until`. The [`Daemon`] runs every protected VM's schedule through the
 //! engine (its module documents the restart and shutdown rules).
 //!
+//! Protection is also recorded in the vault, so one host protects a VM at a time: a
+//! [`ProtectionRecord`](blockvault_core::ProtectionRecord) names the holder (this host's
+//! [`Engine::identity`], kept in `STATE/host.json`), written before the catalog row;
+//! [`Engine::protect`] refuses a VM another host holds ([`Error::HeldByAnotherHost`]) unless
+//! asked to take it over, and lists the points the policy's retention will remove
+//! ([`DoomedPoint`]); [`Engine::reconcile_holdings`] (at daemon start) mends a record a crash
+//! left behind and stops VMs another host took over (`engine/holder.rs` has the write order).
+//!
 //! Protection ends with [`Engine::stop_protection`]: *retain data* leaves the item
 //! [`ProtectionState::Stopped`] (no backups; its points are kept as they are), *delete data*
 //! soft-deletes them for 14 days ([`ProtectionState::SoftDeleted`], and a

@@ -171,6 +171,7 @@ impl Progress for Phase {
 /// | `STATE/snapshots/<vm>/` | the snapshot tier (or wherever `snapshot_dir` says) |
 /// | `STATE/locks/<vm>.snapshot`, `.transfer` | per-VM subtask exclusivity |
 /// | `STATE/locks/job-<id>` | held by the process running the job, so others can tell it is alive (removed when the job ends) |
+/// | `STATE/host.json` | this host's identity in the vaults' protection records (made on first open) |
 #[derive(Debug)]
 pub struct Engine {
     state: StateDir,

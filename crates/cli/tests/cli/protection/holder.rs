@@ -3,7 +3,7 @@
 //! `--take-over` moves a VM deliberately, and `protect` says which existing points the policy's
 //! retention removes (points made with `backup --retain-until` are not among them).
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -167,7 +167,7 @@ fn take_over_moves_the_vm_and_the_first_host_stops_backing_it_up() {
 }
 
 /// `backup --vault VAULT --vm VM --disk DISK [EXTRA] --json` on `host`: the point id.
-fn backup(host: &Host, disk: &PathBuf, extra: &[&str]) -> String {
+fn backup(host: &Host, disk: &Path, extra: &[&str]) -> String {
     let mut args = vec![
         "backup",
         "--json",
