@@ -172,6 +172,7 @@ async fn thirty_days_of_an_enhanced_four_hourly_policy_leave_exactly_the_promise
             capture: Default::default(),
             disk_format: None,
             qmp: None,
+            take_over: false,
         };
         let protected = engine
             .protect(

@@ -59,6 +59,7 @@ async fn world(start: Timestamp) -> World {
         capture: Default::default(),
         disk_format: None,
         qmp: None,
+        take_over: false,
     };
     engine
         .protect(

@@ -81,6 +81,7 @@ impl World {
             capture: Default::default(),
             disk_format: None,
             qmp: None,
+            take_over: false,
         }
     }
 

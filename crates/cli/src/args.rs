@@ -280,7 +280,13 @@ pub enum Command {
             moving a VM from a Standard to an Enhanced policy is a migration, a Configure backup \
             (Migrate policy) job that takes a backup; it is refused while a backup job of the \
             VM is in progress, and it cannot be undone (Enhanced to Standard is refused). \
-            Existing recovery points are kept.",
+            Existing recovery points are kept; those the policy's retention removes at the next \
+            prune are listed (the daily rule keeps each day's last point).\n\n\
+            The vault is opened first: one this host cannot read (a wrong secret) is refused \
+            before anything is recorded. The protection is recorded in the vault too \
+            (protection/<vm>: this host, the policy, since when), so a VM another host protects \
+            there is refused (exit 6) naming that host; `--take-over` moves it here \
+            deliberately. `blockvault items --vault V` shows what a vault records.",
         after_help = protect_examples!(),
         after_long_help = concat!(protect_examples!(), exit_codes!())
     )]

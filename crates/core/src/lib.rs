@@ -22,7 +22,7 @@
 //!
 //! # Formats
 //!
-//! Seven objects are stored, each versioned from day one with a magic number that never changes,
+//! Ten objects are stored, each versioned from day one with a magic number that never changes,
 //! a format version, and a byte reserved for an encryption scheme (0 = none; keyed BLAKE3 ids and
 //! AEAD per chunk will use it):
 //!
@@ -37,6 +37,7 @@
 //! | GC candidates | `BVFORGOT` | 20-byte header, the previous epoch, sorted ids ([`ForgottenChunks`]) | BLAKE3 of everything before it |
 //! | soft-delete marker | `BVDELETE` | 48-byte header + JSON body ([`SoftDeleteMarker`]) | BLAKE3 of header and body |
 //! | point soft-delete marker | `BVDELPNT` | 48-byte header + JSON body ([`PointDeleteMarker`]) | BLAKE3 of header and body |
+//! | protection record | `BVPROTEC` | 48-byte header + JSON body ([`ProtectionRecord`]) | BLAKE3 of header and body |
 //!
 //! Decoding checks, in order: magic, length of the header, version (newer than this build reads
 //! is refused, never guessed at), encryption scheme, length of the body, checksum, then the
@@ -63,6 +64,7 @@ mod id;
 mod lease;
 mod names;
 mod point;
+mod protection;
 mod state_dir;
 mod text;
 mod vocabulary;
@@ -86,6 +88,7 @@ pub use crate::{
         Capture, Consistency, DiskFormat, DiskRecord, PointStats, RecoveryPoint, Redundancy,
         ReplicaOf, VaultConfig,
     },
+    protection::{HeldState, HostIdentity, ProtectionRecord},
 };
 
 #[doc(hidden)]

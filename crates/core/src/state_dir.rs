@@ -17,6 +17,7 @@ use std::path::{Path, PathBuf};
 /// | `STATE/locks/job-<id>` | held by the process running a job, removed when it ends | jobs (engine) |
 /// | `STATE/disks/<hash>.json` | what the last backup or restore left on each disk image | jobs (engine) |
 /// | `STATE/vaults/<vault id>/chunks.idx` | this host's chunk index of a vault | repo (`ChunkIndex`) |
+/// | `STATE/host.json` | this host's identity (id, name) in protection records | jobs (engine, on first need) |
 /// | `STATE/vaults/<vault id>/marks/` | this host's cache of what GC marked per block map | vault |
 ///
 /// The engine is opened on a `StateDir` and takes every path of its own from it (catalog,
@@ -95,6 +96,11 @@ impl StateDir {
         self.root.join("disks")
     }
 
+    /// This host's identity, as protection records in vaults name it.
+    pub fn host_identity(&self) -> PathBuf {
+        self.root.join("host.json")
+    }
+
     /// This host's knowledge of the vault with id `vault`.
     pub fn vault(&self, vault: &str) -> PathBuf {
         self.root.join("vaults").join(vault)
@@ -138,6 +144,7 @@ mod tests {
         );
         assert_eq!(state.job_lock(7), Path::new("/s/locks/job-7"));
         assert_eq!(state.disks(), Path::new("/s/disks"));
+        assert_eq!(state.host_identity(), Path::new("/s/host.json"));
         assert_eq!(
             state.chunk_index("v1"),
             Path::new("/s/vaults/v1/chunks.idx")

@@ -15,7 +15,8 @@
 //!   vaults ([`Host::daemon_vaults`]).
 //! - Concurrency defaults by where a vault is ([`write_options`], [`read_options`]).
 //! - Views and rules: the points of a VM with what retention says of each and the records
-//!   that cannot be read ([`PointsView`]), the protected items ([`items`]), what a protect
+//!   that cannot be read ([`PointsView`]), the protected items ([`items`]) and those a vault
+//!   records with their holders ([`vault_holdings`]), what a protect
 //!   request keeps ([`protect_request`]), the redundancy rule (chosen before the first
 //!   backup; [`Host::set_redundancy`], [`secondary_for`]), promotion of a replica and what
 //!   moves with it ([`Host::promote`]); policy files read from disk ([`policy_files`]) and the
@@ -49,8 +50,8 @@ pub use crate::{
     points::{Held, PointsView, ReadVault, retained_until},
     policies::{host_timezone, policy_files},
     protection::{
-        ItemView, check_backup, default_retain_until, items, next_backup, protect_request,
-        protected_item,
+        HeldView, ItemView, check_backup, default_retain_until, items, next_backup,
+        protect_request, protected_item, vault_holdings,
     },
     redundancy::{Promoted, RedundancyKind, Replaced, secondary_for},
     stats::StatsView,

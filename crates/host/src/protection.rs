@@ -1,6 +1,7 @@
 //! The protection lifecycle's rules that every front end applies the same way: what a protect
 //! request keeps of the current protection, which VMs may be backed up where, when the daemon
-//! backs a VM up next, and what `items` shows of each protected VM.
+//! backs a VM up next, what `items` shows of each protected VM, and what a vault records of
+//! the VMs protected in it and by which host ([`vault_holdings`]).
 
 use std::path::PathBuf;
 
@@ -76,6 +77,7 @@ pub async fn protect_request(
         // Kept unless the caller says it (`--disk-format`).
         disk_format: existing.as_ref().and_then(|item| item.disk_format),
         qmp,
+        take_over: false,
     })
 }
 
@@ -88,6 +90,43 @@ pub async fn check_backup(engine: &Engine, vm: &VmName, location: &VaultLocation
         .call(move |c| c.protection_in(&vm, &at))
         .await?;
     Ok(())
+}
+
+/// A VM's protection as its vault records it (`items --vault`).
+#[derive(Debug)]
+pub struct HeldView {
+    pub record: blockvault_core::ProtectionRecord,
+    /// Whether this host holds it.
+    pub mine: bool,
+}
+
+/// Every protection `vault` records (only `vm`'s when given), by VM name; a record that
+/// cannot be read is an error naming it.
+pub async fn vault_holdings(
+    engine: &Engine,
+    vault: &blockvault_vault::Vault,
+    vm: Option<&VmName>,
+) -> Result<Vec<HeldView>> {
+    let store = vault.store();
+    let vms = match vm {
+        Some(vm) => vec![vm.clone()],
+        None => store
+            .list_protected_vms()
+            .await
+            .map_err(blockvault_vault::Error::from)?,
+    };
+    let mut views = Vec::with_capacity(vms.len());
+    for vm in vms {
+        if let Some(record) = store
+            .protection(&vm)
+            .await
+            .map_err(blockvault_vault::Error::from)?
+        {
+            let mine = record.held_by(engine.identity());
+            views.push(HeldView { record, mine });
+        }
+    }
+    Ok(views)
 }
 
 /// The protected item of `vm`, which must exist.

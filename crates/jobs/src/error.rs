@@ -186,6 +186,17 @@ pub enum Error {
     },
 
     #[error(
+        "VM {vm} is protected in this vault by {holder} since {since}; a VM is protected by one \
+         host at a time (stop its protection there, or move it here deliberately with \
+         `blockvault protect --take-over`)"
+    )]
+    HeldByAnotherHost {
+        vm: blockvault_core::VmName,
+        holder: String,
+        since: jiff::Timestamp,
+    },
+
+    #[error(
         "VM {vm} uses the Enhanced policy {from}; moving back to a Standard policy ({to}) is \
          not possible: migration to Enhanced is irreversible"
     )]
@@ -429,6 +440,7 @@ impl Error {
             | Error::PolicyInUse { .. }
             | Error::PolicyTypeChange { .. }
             | Error::ProtectedElsewhere { .. }
+            | Error::HeldByAnotherHost { .. }
             | Error::MigrationIrreversible { .. }
             | Error::MigrationWhileBackup { .. }
             | Error::SoftDeletedElsewhere { .. }

@@ -112,6 +112,14 @@
 //! vault's chunks a day ([`Engine::verify_share`]) so that every vault is verified whole every
 //! [`DaemonOptions::verify_every_days`] days.
 //!
+//! Protection is also recorded in the vault, so one host protects a VM at a time: a
+//! [`ProtectionRecord`](blockvault_core::ProtectionRecord) names the holder (this host's
+//! [`Engine::identity`], kept in `STATE/host.json`), written before the catalog row;
+//! [`Engine::protect`] refuses a VM another host holds ([`Error::HeldByAnotherHost`]) unless
+//! asked to take it over, and lists the points the policy's retention will remove
+//! ([`DoomedPoint`]); [`Engine::reconcile_holdings`] (at daemon start) mends a record a crash
+//! left behind and stops VMs another host took over (`engine/holder.rs` has the write order).
+//!
 //! Protection ends with [`Engine::stop_protection`]: *retain data* leaves the item
 //! [`ProtectionState::Stopped`] (no backups; its points are kept as they are), *delete data*
 //! soft-deletes them for 14 days ([`ProtectionState::SoftDeleted`], and a
@@ -165,11 +173,11 @@ pub use crate::{
     clock::{Clock, SimulatedClock, Sleep, SystemClock},
     daemon::{DEFAULT_VERIFY_EVERY_DAYS, Daemon, DaemonOptions, DaemonReport, Level, Log},
     engine::{
-        BackupOutcome, BackupSpec, CaptureMode, CaptureOptions, DiskRestore, Engine, ExpiredPoint,
-        ForgetOutcome, ForgetRequest, ForgetTarget, ForgottenPurge, Hooks, INSTANT_RESTORE_DAYS,
-        JobVault, KeptPoint, ListedPoint, PointList, ProtectOutcome, ProtectRequest, Pruned,
-        PurgeOutcome, Recovered, RestoreMethod, RestoreOutcome, StopMode, StopOutcome,
-        VaultUnavailable, Vaults, VerifyOutcome, VerifyScope,
+        BackupOutcome, BackupSpec, CaptureMode, CaptureOptions, DiskRestore, DoomedPoint, Engine,
+        ExpiredPoint, ForgetOutcome, ForgetRequest, ForgetTarget, ForgottenPurge, Holding, Hooks,
+        INSTANT_RESTORE_DAYS, JobVault, KeptPoint, ListedPoint, PointList, ProtectOutcome,
+        ProtectRequest, Pruned, PurgeOutcome, Recovered, RestoreMethod, RestoreOutcome, StopMode,
+        StopOutcome, VaultUnavailable, Vaults, VerifyOutcome, VerifyScope,
     },
     error::{Error, Result},
     events::{EVENT_CAPACITY, JobEvent, JobEventKind, PROGRESS_EVERY},

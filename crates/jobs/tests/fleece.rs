@@ -219,6 +219,7 @@ async fn protect_checks_each_disk_through_the_monitor_and_its_backups_fleece() {
         capture: Default::default(),
         disk_format: None,
         qmp: Some(qemu.qmp_socket()),
+        take_over: false,
     };
 
     // A disk the VM does not have open: the job fails saying so, nothing is protected.

@@ -31,6 +31,7 @@ pub async fn run(store: &Store) {
     deletes_remove_points_maps_and_chunks(store).await;
     soft_delete_markers_round_trip_and_fail_by_name(store).await;
     point_delete_markers_live_beside_a_vms_marker(store).await;
+    protection_records_round_trip_list_and_fail_by_key(store).await;
 }
 
 fn vm() -> VmName {
@@ -452,6 +453,67 @@ async fn point_delete_markers_live_beside_a_vms_marker(store: &Store) {
         .expect("clean up");
     store.remove_soft_delete(&vm).await.expect("clean up");
     assert!(store.point_delete_vms().await.expect("vms").is_empty());
+}
+
+async fn protection_records_round_trip_list_and_fail_by_key(store: &Store) {
+    use blockvault_core::{HeldState, HostIdentity, ProtectionRecord};
+    let vm = VmName::new("held-vm").expect("name");
+    assert_eq!(store.protection(&vm).await.expect("none yet"), None);
+    let since: Timestamp = "2026-11-23T10:00:00Z".parse().expect("ts");
+    let mut record = ProtectionRecord {
+        vm: vm.clone(),
+        host: HostIdentity {
+            id: "00112233aabbccdd".into(),
+            name: "hv1".into(),
+            state_dir: "/var/lib/blockvault".into(),
+        },
+        policy: "DefaultPolicy".into(),
+        policy_settings: "name = \"DefaultPolicy\"\n".into(),
+        since,
+        updated: since,
+        state: HeldState::Protected,
+    };
+    store.put_protection(&record).await.expect("put record");
+    assert_eq!(
+        store.protection(&vm).await.expect("read"),
+        Some(record.clone())
+    );
+    assert!(
+        store
+            .list_protected_vms()
+            .await
+            .expect("list")
+            .contains(&vm)
+    );
+    // The record is not a VM with points.
+    assert!(!store.list_vms().await.expect("vms").contains(&vm));
+    record.state = HeldState::Stopped { stopped: since };
+    store.put_protection(&record).await.expect("replace");
+    assert_eq!(
+        store.protection(&vm).await.expect("read"),
+        Some(record.clone())
+    );
+    store.remove_protection(&vm).await.expect("remove");
+    assert_eq!(store.protection(&vm).await.expect("gone"), None);
+    assert!(
+        !store
+            .list_protected_vms()
+            .await
+            .expect("list")
+            .contains(&vm)
+    );
+    store.remove_protection(&vm).await.expect("remove again");
+
+    let mut bytes = record.encode();
+    let last = bytes.len() - 2;
+    bytes[last] ^= 1;
+    raw_put(store, &layout::protection(&vm), bytes).await;
+    let err = store.protection(&vm).await.expect_err("corrupt");
+    assert!(
+        matches!(&err, Error::ObjectCorrupt { key, .. } if key == "protection/held-vm"),
+        "{err}"
+    );
+    store.remove_protection(&vm).await.expect("clean up");
 }
 
 /// Puts `bytes` under `key` behind the store's back, in every copy (the secondary's too).

@@ -12,6 +12,7 @@
 //! | `damaged/<64 hex>` | a chunk verify found bad: the next backup holding its data re-uploads it |
 //! | `deleted/<vm>` | [`SoftDeleteMarker`](blockvault_core::SoftDeleteMarker): the VM's points are soft-deleted |
 //! | `deleted-points/<vm>/<point>` | [`PointDeleteMarker`](blockvault_core::PointDeleteMarker): one point a user forgot is soft-deleted (a directory store cannot hold a file `deleted/<vm>` and a directory `deleted/<vm>/` at once, hence its own top level) |
+//! | `protection/<vm>` | [`ProtectionRecord`](blockvault_core::ProtectionRecord): the host that protects the VM, its policy and settings, since when, protected or stopped |
 //! | `quarantine/points/<vm>/<point>` | a damaged point record set aside (its bytes as they were); nothing reads it |
 //! | `quarantine/vault.config.<unix time>` | a damaged vault config set aside (the snapshot tier rebuilds its own) |
 
@@ -29,7 +30,7 @@ pub(crate) fn chunk(id: &ChunkId) -> Path {
 
 /// The top-level directories of the table above, each object's first key segment but for
 /// `vault.config`'s. Keep it in step with the table.
-pub(crate) const TOP_LEVEL: [&str; 9] = [
+pub(crate) const TOP_LEVEL: [&str; 10] = [
     "chunks",
     "maps",
     "points",
@@ -38,6 +39,7 @@ pub(crate) const TOP_LEVEL: [&str; 9] = [
     "damaged",
     "deleted",
     "deleted-points",
+    "protection",
     "quarantine",
 ];
 
@@ -129,6 +131,14 @@ pub(crate) fn point_delete(vm: &VmName, point: &PointId) -> Path {
     Path::from(format!("deleted-points/{vm}/{point}"))
 }
 
+pub(crate) fn protection_root() -> Path {
+    Path::from("protection")
+}
+
+pub(crate) fn protection(vm: &VmName) -> Path {
+    Path::from(format!("protection/{vm}"))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -162,6 +172,8 @@ mod tests {
             point_deletes_root(),
             point_deletes_of(&vm),
             point_delete(&vm, &point),
+            protection_root(),
+            protection(&vm),
         ];
         for key in keys {
             let first = key.parts().next().expect("a segment");

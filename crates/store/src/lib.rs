@@ -219,6 +219,7 @@ mod maps;
 mod objects;
 mod points;
 mod pool;
+mod protection;
 mod repairs;
 mod replica;
 mod replicated;

@@ -25,14 +25,17 @@
 //! # Running beside backups and garbage collection
 //!
 //! A record copied is checked on the primary once more afterwards: one that retention or a
-//! purge deleted meanwhile is taken back off the target. Records and soft-delete markers only
-//! the target holds (points deleted while it was away) are removed, unless the primary has
-//! them by the time they are checked again (a commit reaches the secondary first). Chunks only
+//! purge deleted meanwhile is taken back off the target (protection records and forgotten
+//! points' markers travel with the VMs' soft-delete markers, counted among them). Records and
+//! soft-delete markers only the target holds (points deleted while it was away) are removed,
+//! unless the primary has them by the time they are checked again (a commit reaches the secondary first). Chunks only
 //! the target holds are left for garbage collection, whose mark lists the secondary too.
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use blockvault_core::{ChunkId, PointId, RecoveryPoint, SoftDeleteMarker, VmName};
+use blockvault_core::{
+    ChunkId, PointDeleteMarker, PointId, ProtectionRecord, RecoveryPoint, SoftDeleteMarker, VmName,
+};
 use bytes::Bytes;
 use futures::{StreamExt, TryStreamExt, stream};
 use object_store::path::Path;
@@ -387,6 +390,18 @@ impl Copy<'_> {
             Kind::Record => RecoveryPoint::decode(&bytes)
                 .map(|_| ())
                 .map_err(|e| e.to_string()),
+            // Soft-delete markers (of a VM, of a forgotten point), and protection records
+            // (which host protects a VM).
+            Kind::Marker if key.as_ref().starts_with("protection/") => {
+                ProtectionRecord::decode(&bytes)
+                    .map(|_| ())
+                    .map_err(|e| e.to_string())
+            }
+            Kind::Marker if key.as_ref().starts_with("deleted-points/") => {
+                PointDeleteMarker::decode(&bytes)
+                    .map(|_| ())
+                    .map_err(|e| e.to_string())
+            }
             Kind::Marker => SoftDeleteMarker::decode(&bytes)
                 .map(|_| ())
                 .map_err(|e| e.to_string()),
@@ -402,6 +417,8 @@ async fn list_replicated(store: &Store) -> Result<Listing> {
         layout::maps_root(),
         layout::points_root(),
         layout::soft_delete_root(),
+        layout::point_deletes_root(),
+        layout::protection_root(),
     ] {
         let found: Vec<(Path, u64)> = store
             .here
@@ -421,7 +438,7 @@ fn kind_of(key: &Path) -> Option<Kind> {
         (Some("chunks"), 3) if parts[2].as_ref().parse::<ChunkId>().is_ok() => Some(Kind::Chunk),
         (Some("maps"), 4) => Some(Kind::Map),
         (Some("points"), 3) => Some(Kind::Record),
-        (Some("deleted"), 2) => Some(Kind::Marker),
+        (Some("deleted" | "protection"), 2) | (Some("deleted-points"), 3) => Some(Kind::Marker),
         _ => None,
     }
 }

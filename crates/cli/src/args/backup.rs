@@ -46,6 +46,12 @@ pub struct BackupArgs {
     /// as always; a slow vault never slows the Snapshot).
     #[arg(long)]
     pub no_early_send: bool,
+
+    /// Keep the point at least until then (a date, or RFC 3339; at most 99 years), whatever
+    /// the retention of a policy protecting the VM says: the daily rule keeps only the day's
+    /// last point, so a point made with this is not removed as an earlier point of its day.
+    #[arg(long, value_name = "DATE")]
+    pub retain_until: Option<String>,
 }
 
 #[derive(Debug, Args)]

@@ -32,6 +32,13 @@ pub struct ProtectArgs {
 
     #[command(flatten)]
     pub transfer: TransferArgs,
+
+    /// Take the VM over from the host that protects it in this vault (its protection record
+    /// names it): from then on this host backs it up, and the other host's daemon stops its
+    /// protection there (data retained) when it next looks. Without it, a VM another host
+    /// protects is refused (exit 6).
+    #[arg(long)]
+    pub take_over: bool,
 }
 
 #[derive(Debug, Args)]
@@ -39,6 +46,11 @@ pub struct ItemsArgs {
     /// Only this VM.
     #[arg(long, value_name = "NAME")]
     pub vm: Option<VmName>,
+
+    /// Show what this vault records instead of this host's catalog: every VM protected there,
+    /// by which host (this one or another), with which policy and its settings, since when.
+    #[arg(long, value_name = "DIR|s3://BUCKET/PREFIX")]
+    pub vault: Option<blockvault_store::VaultLocation>,
 }
 
 #[derive(Debug, Args)]

@@ -16,6 +16,14 @@ pub async fn run(args: BackupArgs, host: &Host, bar: Arc<Bar>) -> Result<Report>
     let (engine, warnings) = host.engine().await?;
     let location = args.vault.vault.clone();
     blockvault_host::check_backup(&engine, &args.vm, &location).await?;
+    let retain_until = match args.retain_until.as_deref() {
+        Some(text) => {
+            let at = crate::when::parse_time("--retain-until", text)?;
+            engine.check_retain_until(at)?;
+            Some(at)
+        }
+        None => None,
+    };
     // Opened by the job, alongside its Snapshot.
     let vault = host.backup_vault(&location).await?;
     let spec = BackupSpec {
@@ -30,12 +38,18 @@ pub async fn run(args: BackupArgs, host: &Host, bar: Arc<Bar>) -> Result<Report>
             ..CaptureOptions::default()
         },
         qmp: args.hooks.qmp.clone(),
+        retain_until,
         ..BackupSpec::new(args.vm, args.disks)
     };
     let shown = bar.follow(engine.subscribe());
     let outcome = engine.backup(vault, &spec, Arc::new(NoProgress)).await;
     shown.finish().await;
-    report(outcome?, warnings)
+    let mut report = report(outcome?, warnings)?;
+    if let Some(at) = retain_until {
+        report.text = format!("{} (kept until at least {})", report.text, format::time(at));
+        report.json["retain_until"] = json!(at);
+    }
+    Ok(report)
 }
 
 /// What a backup job did, as a report; a failed job is an error (exit code by its cause), one

@@ -3,8 +3,10 @@
 use std::sync::Arc;
 
 use anyhow::Result;
+use blockvault_core::{HeldState, VmName};
 use blockvault_host::{Host, ItemView};
-use blockvault_jobs::JobStatus;
+use blockvault_jobs::{Engine, JobStatus, JobVault, ProtectOutcome};
+use blockvault_store::VaultLocation;
 use blockvault_vault::NoProgress;
 use jiff::Timestamp;
 use serde_json::json;
@@ -33,15 +35,22 @@ pub async fn protect(args: ProtectArgs, host: &Host, bar: Arc<Bar>) -> Result<Re
     if let Some(qmp) = args.hooks.qmp.clone() {
         request.qmp = Some(qmp);
     }
+    request.take_over = args.take_over;
     let location = blockvault_host::canonical(&args.vault.vault);
-    let vault = host.job_vault(&location).await?;
+    // Access is checked now: a vault this host cannot read (a wrong secret, an unreadable
+    // directory) is refused before anything is recorded.
+    let vault = host.vault(&location).await?;
+    warnings.extend(blockvault_host::secondary_warning(&vault));
     let options = blockvault_host::write_options(&location, args.transfer.concurrency);
     let shown = bar.follow(engine.subscribe());
     let outcome = engine
-        .protect(vault.as_ref(), &request, options, Arc::new(NoProgress))
+        .protect(Ok(&vault), &request, options, Arc::new(NoProgress))
         .await;
     shown.finish().await;
     let outcome = outcome?;
+    let said = holder_lines(&outcome);
+    let doomed = json!(outcome.doomed);
+    let taken_from = json!(outcome.taken_from);
     if let Some(backup) = outcome.backup {
         // A migration: its backup job is the report, with a line on what changed.
         let migrated = backup.job.status != JobStatus::Failed;
@@ -53,6 +62,9 @@ pub async fn protect(args: ProtectArgs, host: &Host, bar: Arc<Bar>) -> Result<Re
             );
         }
         report.json["item"] = json!(outcome.item);
+        report.json["doomed_points"] = doomed;
+        report.json["taken_over_from"] = taken_from;
+        report.text.push_str(&said);
         return Ok(report);
     }
     let job = outcome.job;
@@ -81,17 +93,53 @@ pub async fn protect(args: ProtectArgs, host: &Host, bar: Arc<Bar>) -> Result<Re
     for check in &outcome.checks {
         text.push_str(&format!("\n  {check}"));
     }
+    text.push_str(&said);
     Ok(Report {
         text,
         json: json!({ "job": job, "item": outcome.item, "next_backup": next,
-                      "disk_checks": outcome.checks, "warnings": warnings }),
+                      "disk_checks": outcome.checks, "doomed_points": doomed,
+                      "taken_over_from": taken_from, "warnings": warnings }),
         warnings,
         exit_code: None,
     })
 }
 
+/// What `protect` says of the points the policy's retention removes at the next prune, and of
+/// the host it took the VM over from.
+fn holder_lines(outcome: &ProtectOutcome) -> String {
+    let mut text = String::new();
+    if let Some(record) = &outcome.taken_from {
+        text.push_str(&format!(
+            "\ntaken over from {} (protected there since {}); its daemon stops protecting {} \
+             when it next looks",
+            record.host.describe(),
+            format::time(record.since),
+            record.vm
+        ));
+    }
+    if !outcome.doomed.is_empty() {
+        text.push_str(&format!(
+            "\nwarning: the policy's retention removes {} existing point(s) at the next prune \
+             (keep a point with `blockvault backup --retain-until`):",
+            outcome.doomed.len()
+        ));
+        for point in &outcome.doomed {
+            text.push_str(&format!(
+                "\n  {} {}: {}",
+                point.id,
+                format::time(point.time),
+                point.why
+            ));
+        }
+    }
+    text
+}
+
 pub async fn items(args: ItemsArgs, host: &Host) -> Result<Report> {
     let (engine, warnings) = host.engine().await?;
+    if let Some(location) = &args.vault {
+        return vault_items(&engine, host, location, args.vm.as_ref(), warnings).await;
+    }
     let mut rows = Vec::new();
     let mut docs = Vec::new();
     for view in blockvault_host::items(&engine, args.vm.as_ref()).await? {
@@ -172,6 +220,56 @@ pub async fn items(args: ItemsArgs, host: &Host) -> Result<Report> {
     })
 }
 
+/// `items --vault`: what the vault records of the VMs protected in it.
+async fn vault_items(
+    engine: &Engine,
+    host: &Host,
+    location: &VaultLocation,
+    vm: Option<&VmName>,
+    warnings: Vec<String>,
+) -> Result<Report> {
+    let vault = host.vault(&blockvault_host::canonical(location)).await?;
+    let views = blockvault_host::vault_holdings(engine, &vault, vm).await?;
+    let rows: Vec<[String; 5]> = views
+        .iter()
+        .map(|v| {
+            let r = &v.record;
+            [
+                r.vm.to_string(),
+                match r.state {
+                    HeldState::Protected => "Protected".to_owned(),
+                    HeldState::Stopped { .. } => "Stopped (data retained)".to_owned(),
+                },
+                r.policy.clone(),
+                format::time(r.since),
+                match v.mine {
+                    true => format!("this host ({})", r.host.name),
+                    false => format!("another host: {}", r.host.describe()),
+                },
+            ]
+        })
+        .collect();
+    let text = if rows.is_empty() {
+        format!("no VM is protected in {location}")
+    } else {
+        format::table(&["VM", "STATE", "POLICY", "SINCE", "HELD BY"], &rows)
+    };
+    let docs: Vec<_> = views
+        .iter()
+        .map(|v| {
+            let mut doc = json!(v.record);
+            doc["held_by_this_host"] = json!(v.mine);
+            doc
+        })
+        .collect();
+    Ok(Report {
+        text,
+        json: json!({ "vault": location.to_string(), "items": docs, "warnings": warnings }),
+        warnings,
+        exit_code: None,
+    })
+}
+
 pub async fn backup_now(args: BackupNowArgs, host: &Host, bar: Arc<Bar>) -> Result<Report> {
     let (engine, warnings) = host.engine().await?;
     let item = blockvault_host::protected_item(&engine, &args.vm).await?;
@@ -179,9 +277,16 @@ pub async fn backup_now(args: BackupNowArgs, host: &Host, bar: Arc<Bar>) -> Resu
         Some(text) => crate::when::parse_time("--retain-until", text)?,
         None => blockvault_host::default_retain_until(Timestamp::now()),
     };
-    let location = item.vault.parse()?;
-    // Opened by the job, alongside its Snapshot.
-    let vault = host.backup_vault(&location).await?;
+    let location: VaultLocation = item.vault.parse()?;
+    // A vault that answers says whether another host took the VM over (refused); one that
+    // does not is opened by the job, alongside its Snapshot.
+    let vault = match host.vault(&location).await {
+        Ok(vault) => {
+            engine.check_holder(&vault, &args.vm).await?;
+            JobVault::open(location.to_string(), vault)
+        }
+        Err(_) => host.backup_vault(&location).await?,
+    };
     let options = blockvault_host::write_options(&location, args.transfer.concurrency);
     let shown = bar.follow(engine.subscribe());
     let outcome = engine

@@ -25,6 +25,7 @@
 //! - `stats`: `vault stats` figures against a vault of known content (directory and S3).
 //! - `tier_fallback`: `points`/`restore` when the vault cannot be opened: the snapshot tier
 //!   answers only for a vault this host knows, with its points only.
+//! - `s3_holder`: protection held by an S3 vault; a wrong secret at `protect`.
 
 mod commit_window;
 mod corruption;
@@ -49,6 +50,7 @@ mod replication;
 mod restore_target;
 mod roundtrip;
 mod s3;
+mod s3_holder;
 mod s3_settings;
 mod stats;
 mod support;

@@ -8,6 +8,7 @@
 //! state directory ([`host_state`]).
 
 mod forget;
+mod holder;
 mod soft_delete;
 
 use std::path::{Path, PathBuf};

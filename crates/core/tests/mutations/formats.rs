@@ -2,8 +2,8 @@
 //! mutations that keep it consistent enough to reach deeper checks, and its oracle.
 
 use blockvault_core::{
-    BlockMap, ChunkDecoder, Error, ForgottenChunks, GcEpoch, LeaseRecord, RecoveryPoint,
-    SoftDeleteMarker, VaultConfig,
+    BlockMap, ChunkDecoder, Error, ForgottenChunks, GcEpoch, LeaseRecord, ProtectionRecord,
+    RecoveryPoint, SoftDeleteMarker, VaultConfig,
 };
 
 use crate::json;
@@ -214,6 +214,14 @@ framed!(
     SoftDeleteMarker,
     oracle::soft_delete
 );
+framed!(
+    PROTECTION,
+    "protection record",
+    "protection",
+    values::protections,
+    ProtectionRecord,
+    oracle::protection
+);
 
 /// The header fields of forgotten chunks, and its ids.
 fn forgotten_fields(bytes: &[u8]) -> Vec<Field> {
@@ -256,7 +264,7 @@ pub const FORGOTTEN: Format = Format {
     outcome: |bytes| kind(ForgottenChunks::decode(bytes)),
 };
 
-pub const ALL: [&Format; 8] = [
+pub const ALL: [&Format; 9] = [
     &CHUNK,
     &BLOCK_MAP,
     &POINT,
@@ -264,5 +272,6 @@ pub const ALL: [&Format; 8] = [
     &LEASE,
     &GC_EPOCH,
     &SOFT_DELETE,
+    &PROTECTION,
     &FORGOTTEN,
 ];

@@ -150,6 +150,11 @@ fn soft_delete_mutants_decode_or_fail_cleanly() {
 }
 
 #[test]
+fn protection_record_mutants_decode_or_fail_cleanly() {
+    run(&formats::PROTECTION);
+}
+
+#[test]
 fn forgotten_chunks_mutants_decode_or_fail_cleanly() {
     run(&formats::FORGOTTEN);
 }

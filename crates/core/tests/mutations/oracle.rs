@@ -10,8 +10,8 @@ use std::fmt::Debug;
 
 use blockvault_core::{
     BlockMap, BlockSize, ChunkCodec, ChunkDecoder, ChunkEncoder, ChunkId, ChunkObject, Error,
-    ForgottenChunks, GcEpoch, LeaseRecord, MapDecoder, RecoveryPoint, SoftDeleteMarker,
-    VaultConfig,
+    ForgottenChunks, GcEpoch, LeaseRecord, MapDecoder, ProtectionRecord, RecoveryPoint,
+    SoftDeleteMarker, VaultConfig,
 };
 
 /// Maps of at most this many blocks are also walked block by block, and written in format
@@ -231,6 +231,7 @@ record!(VaultConfig, "vault config");
 record!(LeaseRecord, "lease");
 record!(GcEpoch, "gc epoch");
 record!(SoftDeleteMarker, "soft-delete marker");
+record!(ProtectionRecord, "protection record");
 
 /// A record that decodes encodes to bytes that decode to it, and always to the same bytes.
 fn record<T: Record>(bytes: &[u8]) -> Option<T> {
@@ -279,6 +280,10 @@ pub fn gc_epoch(bytes: &[u8]) {
 
 pub fn soft_delete(bytes: &[u8]) {
     record::<SoftDeleteMarker>(bytes);
+}
+
+pub fn protection(bytes: &[u8]) {
+    record::<ProtectionRecord>(bytes);
 }
 
 /// Forgotten chunks have one encoding per value: what decodes encodes to the very bytes.

@@ -5,8 +5,9 @@ use std::path::PathBuf;
 
 use blockvault_core::{
     BlockMap, BlockSize, ChunkCodec, ChunkEncoder, ChunkId, ChunkSet, Consistency, DiskName,
-    DiskRecord, ForgottenChunks, GcEpoch, LeaseKind, LeaseRecord, PointId, PointStats,
-    RecoveryPoint, Redundancy, ReplicaOf, SoftDeleteMarker, VaultConfig, VmName,
+    DiskRecord, ForgottenChunks, GcEpoch, HeldState, HostIdentity, LeaseKind, LeaseRecord, PointId,
+    PointStats, ProtectionRecord, RecoveryPoint, Redundancy, ReplicaOf, SoftDeleteMarker,
+    VaultConfig, VmName,
 };
 use jiff::{SignedDuration, Timestamp};
 
@@ -233,6 +234,31 @@ pub fn soft_deletes(rng: &mut Rng) -> Vec<Seed> {
         .map(|k| {
             let marker = SoftDeleteMarker::new(vm(rng), time(rng));
             fresh(format!("soft-delete marker {k}"), marker.encode())
+        })
+        .collect()
+}
+
+pub fn protections(rng: &mut Rng) -> Vec<Seed> {
+    (0..2)
+        .map(|k| {
+            let since = time(rng);
+            let record = ProtectionRecord {
+                vm: vm(rng),
+                host: HostIdentity {
+                    id: format!("{:016x}", rng.next()),
+                    name: format!("hv{k}"),
+                    state_dir: "/var/lib/blockvault".to_owned(),
+                },
+                policy: "DefaultPolicy".to_owned(),
+                policy_settings: "name = \"DefaultPolicy\"\n".to_owned(),
+                since,
+                updated: since,
+                state: match k {
+                    0 => HeldState::Protected,
+                    _ => HeldState::Stopped { stopped: since },
+                },
+            };
+            fresh(format!("protection record {k}"), record.encode())
         })
         .collect()
 }

@@ -167,6 +167,18 @@ impl Daemon {
         // How each backup ends is logged from the job events.
         let job_log = JobLog::follow(self.engine.subscribe(), Arc::clone(&self.log));
         self.log.log(Level::Info, "blockvault daemon started");
+        // Vault records agree with the catalog; VMs another host took over stop here.
+        match self.engine.reconcile_holdings(&*self.vaults).await {
+            Ok(warnings) => {
+                for warning in warnings {
+                    self.log.log(Level::Warning, &warning);
+                }
+            }
+            Err(e) => self.log.log(
+                Level::Error,
+                &format!("the protection records could not be checked: {e}"),
+            ),
+        }
         while !*stop.borrow() {
             let now = clock.now();
             let mut wake = now + signed(self.options.poll);
@@ -351,6 +363,7 @@ mod tests {
             capture: crate::CaptureMode::Auto,
             disk_format: None,
             qmp: None,
+            take_over: false,
         };
         engine
             .protect(

@@ -36,6 +36,14 @@ impl Daemon {
         let Some(slot) = due.last() else {
             return Ok(next);
         };
+        // A VM another host took over is stopped here instead of backed up (a vault that does
+        // not open says nothing: the backup runs, its Transfer fails).
+        if let Ok(vault) = self.vaults.open(&item.vault).await
+            && let Some(warning) = self.engine.reconcile_item(&vault, item).await?
+        {
+            self.log.log(Level::Warning, &warning);
+            return Ok(next);
+        }
         let (vm, at) = (item.vm.clone(), slot.at);
         if catalog.call(move |c| c.claim_slot(&vm, at)).await? {
             // A Snapshot of the VM that is still running (a slow or hung disk) would make this

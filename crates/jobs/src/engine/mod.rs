@@ -9,8 +9,10 @@ mod clone_restore;
 mod disk_format;
 mod disk_size;
 mod disk_state;
+mod doomed;
 mod fleece;
 mod forget;
+mod holder;
 mod hooks;
 mod job_lock;
 mod job_vault;
@@ -38,7 +40,9 @@ use tokio::sync::{broadcast, watch};
 
 pub use self::capture::{CaptureMode, CaptureOptions};
 pub use self::clone_restore::{DiskRestore, RestoreMethod};
+pub use self::doomed::DoomedPoint;
 pub use self::forget::{ForgetOutcome, ForgetRequest, ForgetTarget, ForgottenPurge, KeptPoint};
+pub use self::holder::Holding;
 pub use self::hooks::Hooks;
 pub use self::job_vault::{JobVault, Vaults};
 pub use self::protection::{ProtectOutcome, ProtectRequest};
@@ -170,9 +174,12 @@ impl Progress for Phase {
 /// | `STATE/snapshots/<vm>/` | the snapshot tier (or wherever `snapshot_dir` says) |
 /// | `STATE/locks/<vm>.snapshot`, `.transfer` | per-VM subtask exclusivity |
 /// | `STATE/locks/job-<id>` | held by the process running the job, so others can tell it is alive (removed when the job ends) |
+/// | `STATE/host.json` | this host's identity in the vaults' protection records (made on first open) |
 #[derive(Debug)]
 pub struct Engine {
     state: StateDir,
+    /// This host, as protection records in vaults name it (`STATE/host.json`).
+    identity: blockvault_core::HostIdentity,
     catalog: Catalog,
     snapshots: SnapshotTier,
     clock: Arc<dyn Clock>,
@@ -191,10 +198,15 @@ impl Engine {
         let root = state.root();
         std::fs::create_dir_all(root).map_err(|e| crate::Error::lock(root, e))?;
         let catalog = Catalog::open_async(state.catalog()).await?;
+        let identity = {
+            let state = state.clone();
+            crate::bridge::blocking(move || holder::identity(&state)).await?
+        };
         let snapshots = SnapshotTier::new(state.snapshots());
         let clock: Arc<dyn Clock> = Arc::new(SystemClock);
         let engine = Engine {
             state,
+            identity,
             catalog,
             snapshots,
             events: Events::new(EVENT_CAPACITY, Arc::clone(&clock)),

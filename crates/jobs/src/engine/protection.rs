@@ -9,8 +9,10 @@ use blockvault_core::{DiskFormat, VmName};
 use blockvault_vault::{Progress, TransferOptions, Vault};
 use jiff::{SignedDuration, Timestamp};
 
+use super::holder::{Holding, held_by};
 use super::{
-    BackupOutcome, BackupSpec, CaptureMode, CaptureOptions, Engine, Hooks, VaultUnavailable,
+    BackupOutcome, BackupSpec, CaptureMode, CaptureOptions, DoomedPoint, Engine, Hooks,
+    VaultUnavailable,
 };
 use crate::{
     Error, Job, JobStatus, Operation, Policy, PolicyName, PolicyType, ProtectedItem,
@@ -35,6 +37,9 @@ pub struct ProtectRequest {
     pub disk_format: Option<DiskFormat>,
     /// The QEMU monitor of the running VM (`--qmp`), when its disks are fixed by fleecing.
     pub qmp: Option<PathBuf>,
+    /// Whether to take the VM over from another host that holds it in the vault
+    /// (`--take-over`); without it, a VM another host holds is refused.
+    pub take_over: bool,
 }
 
 /// How a protect request ended.
@@ -52,6 +57,11 @@ pub struct ProtectOutcome {
     /// With a QEMU monitor: each disk as a backup will read it, and the changed-block
     /// tracking it gets.
     pub checks: Vec<String>,
+    /// The VM's vault points that the policy's retention removes at the next prune, oldest
+    /// first.
+    pub doomed: Vec<DoomedPoint>,
+    /// The host this one took the VM over from (`take_over`), when another held it.
+    pub taken_from: Option<blockvault_core::ProtectionRecord>,
 }
 
 /// What a protect request does to a VM's protection.
@@ -67,8 +77,10 @@ impl Engine {
     /// Protects `request.vm` with `request.policy` in `request.vault`, or changes the disks,
     /// hooks or policy of a VM already protected there.
     ///
-    /// Refused before any job runs: an unknown policy; a VM protected by another vault (a VM
-    /// is protected by one vault only); a VM whose data is soft-deleted, here or in another
+    /// Refused before anything is written: a vault that cannot be opened (access is checked
+    /// now, not at the first backup); an unknown policy; a VM another host holds in the vault
+    /// ([`Error::HeldByAnotherHost`], naming it and since when) unless `request.take_over`;
+    /// a VM protected by another vault (a VM is protected by one vault only); a VM whose data is soft-deleted, here or in another
     /// vault (see [`Catalog::protection_in`](crate::Catalog::protection_in); `undelete`
     /// first); an Enhanced VM moving to a Standard policy (migration is irreversible); a
     /// Standard VM moving to Enhanced while a backup job of it is in progress (the error names
@@ -81,7 +93,11 @@ impl Engine {
     /// image) and records the protection; the first backup runs at the next scheduled time
     /// (or with `backup now`). A move from Standard to Enhanced is a `Configure backup (Migrate
     /// policy)` job instead: a backup job (Snapshot, Transfer) whose success switches the VM to
-    /// the Enhanced policy. Existing points are kept either way.
+    /// the Enhanced policy. Existing points are kept either way; the outcome lists those the
+    /// policy's retention removes at the next prune ([`ProtectOutcome::doomed`]).
+    ///
+    /// The protection is recorded in the vault (`protection/<vm>`, this host as the holder)
+    /// before the catalog: see `holder.rs` for the order and what a crash leaves.
     pub async fn protect(
         &self,
         vault: std::result::Result<&Vault, &VaultUnavailable>,
@@ -89,6 +105,10 @@ impl Engine {
         options: TransferOptions,
         progress: Arc<dyn Progress>,
     ) -> Result<ProtectOutcome> {
+        let vault = vault.map_err(|unavailable| Error::VaultUnreachable {
+            location: unavailable.location.clone(),
+            reason: unavailable.reason.clone(),
+        })?;
         let (name, vm, at) = (
             request.policy.clone(),
             request.vm.clone(),
@@ -99,12 +119,11 @@ impl Engine {
             .await?;
         // Soft-deleted in this vault by another host (this catalog may not know): the vault
         // says so.
-        if let Ok(vault) = vault
-            && let Some(marker) = vault
-                .store()
-                .soft_delete(&request.vm)
-                .await
-                .map_err(blockvault_vault::Error::from)?
+        if let Some(marker) = vault
+            .store()
+            .soft_delete(&request.vm)
+            .await
+            .map_err(blockvault_vault::Error::from)?
         {
             return Err(Error::SoftDeleted {
                 vm: request.vm.clone(),
@@ -112,9 +131,21 @@ impl Engine {
                 purge_after: marker.purge_after,
             });
         }
+        let taken_from = match self.holding(vault, &request.vm).await? {
+            Holding::Theirs(record) if !request.take_over => return Err(held_by(&record)),
+            Holding::Theirs(record) => Some(record),
+            _ => None,
+        };
         let change = self
             .check_change(request, &policy, existing.as_ref())
             .await?;
+        let points = vault
+            .store()
+            .list_points(&request.vm)
+            .await
+            .map_err(blockvault_vault::Error::from)?
+            .points;
+        let doomed = super::doomed::doomed(&points, &policy, self.now());
         let disks: Vec<PathBuf> = request
             .disks
             .iter()
@@ -142,7 +173,12 @@ impl Engine {
             state: ProtectionState::Protected,
         };
         if change == Change::Migrate {
-            return self.migrate(vault, item, &policy, options, progress).await;
+            let mut outcome = self
+                .migrate(vault, item, &policy, options, progress)
+                .await?;
+            outcome.doomed = doomed;
+            outcome.taken_from = taken_from;
+            return Ok(outcome);
         }
         let (vm, at, paths, now) = (
             request.vm.clone(),
@@ -184,11 +220,20 @@ impl Engine {
                     backup: None,
                     failure: Some(error),
                     checks: Vec::new(),
+                    doomed,
+                    taken_from,
                 }
             }
             Ok(checks) => {
                 let protected = item.clone();
-                if let Err(error) = self.db(move |c| c.protect(&protected)).await {
+                // The vault first (see `holder.rs`): a crash before the catalog leaves the
+                // record, which refuses other hosts and is written again by the next protect.
+                let held = self.hold(vault, &item, &policy).await;
+                let recorded = match held {
+                    Ok(_) => self.db(move |c| c.protect(&protected)).await,
+                    Err(error) => Err(error),
+                };
+                if let Err(error) = recorded {
                     // For example, the policy was deleted meanwhile: the job says so.
                     self.fail_job(&job, &error.to_string()).await?;
                     job_lock.remove();
@@ -202,6 +247,8 @@ impl Engine {
                     backup: None,
                     failure: None,
                     checks,
+                    doomed,
+                    taken_from,
                 }
             }
         };
@@ -254,15 +301,18 @@ impl Engine {
     /// Snapshot succeeded, the VM moves to the Enhanced policy.
     async fn migrate(
         &self,
-        vault: std::result::Result<&Vault, &VaultUnavailable>,
+        vault: &Vault,
         item: ProtectedItem,
         policy: &Policy,
         options: TransferOptions,
         progress: Arc<dyn Progress>,
     ) -> Result<ProtectOutcome> {
         let spec = item.backup_spec(policy, Operation::ConfigureBackupMigrate, options);
-        let backup = self.backup(vault, &spec, progress).await?;
+        let backup = self.backup(Ok(vault), &spec, progress).await?;
         let migrated = backup.job.status != JobStatus::Failed;
+        if migrated {
+            self.hold(vault, &item, policy).await?;
+        }
         let protected = self
             .db(move |c| {
                 if migrated {
@@ -277,6 +327,8 @@ impl Engine {
             failure: None,
             backup: Some(backup),
             checks: Vec::new(),
+            doomed: Vec::new(),
+            taken_from: None,
         })
     }
 
@@ -313,6 +365,21 @@ impl Engine {
                 });
             }
         }
+        self.check_retain_until(retain_until)?;
+        let name = item.policy.clone();
+        let policy = self.db(move |c| c.policy(&name)).await?;
+        let spec = BackupSpec {
+            retain_until: Some(retain_until),
+            ..item.backup_spec(&policy, Operation::BackupOnDemand, options)
+        };
+        self.backup(vault, &spec, progress).await
+    }
+}
+
+impl Engine {
+    /// Refuses a `retain until` that is not after now or more than 99 years away (what
+    /// `backup-now` and `backup --retain-until` accept).
+    pub fn check_retain_until(&self, retain_until: Timestamp) -> Result<()> {
         let now = self.now();
         let latest = now + SignedDuration::from_hours(24 * 366 * MAX_RETAIN_YEARS);
         if retain_until <= now || retain_until > latest {
@@ -322,13 +389,7 @@ impl Engine {
                 expected: format!("a time after now ({now}) and within {MAX_RETAIN_YEARS} years"),
             });
         }
-        let name = item.policy.clone();
-        let policy = self.db(move |c| c.policy(&name)).await?;
-        let spec = BackupSpec {
-            retain_until: Some(retain_until),
-            ..item.backup_spec(&policy, Operation::BackupOnDemand, options)
-        };
-        self.backup(vault, &spec, progress).await
+        Ok(())
     }
 }
 

@@ -101,6 +101,12 @@ impl Engine {
         if mode == StopMode::RetainData {
             self.set_protection_state(vm, ProtectionState::Stopped { stopped })
                 .await?;
+            // The vault's record says stopped, still held by this host (see `holder.rs`); a
+            // vault that does not answer now gets it at the next daemon start.
+            if let Ok(vault) = vault {
+                let item = self.item(vm).await?;
+                self.reconcile_item(vault, &item).await?;
+            }
             return Ok(StopOutcome {
                 item: self.item(vm).await?,
                 job: None,
@@ -137,7 +143,9 @@ impl Engine {
                 .await
                 .map_err(blockvault_vault::Error::from)?;
             self.set_protection_state(vm, ProtectionState::soft_deleted(stopped, deleted))
-                .await
+                .await?;
+            // The marker refuses every protector from now on: the record goes.
+            self.release(vault, vm).await
         };
         if let Err(error) = soft_delete.await {
             self.fail_job(&job, &error.to_string()).await?;
@@ -201,7 +209,9 @@ impl Engine {
             .map_err(blockvault_vault::Error::from)?;
         self.set_protection_state(vm, ProtectionState::Stopped { stopped })
             .await?;
-        self.item(vm).await
+        let item = self.item(vm).await?;
+        self.reconcile_item(vault, &item).await?;
+        Ok(item)
     }
 
     /// Purges the soft-deleted data of `vm` from `vault` (the item's vault) once its
@@ -387,6 +397,7 @@ impl Engine {
             store.delete_maps(vm, &id).await.map_err(store_error)?;
         }
         self.remove_snapshot_points(vm).await?;
+        self.release(vault, vm).await?;
         store.remove_soft_delete(vm).await.map_err(store_error)?;
         let vm = vm.clone();
         self.db(move |c| {
