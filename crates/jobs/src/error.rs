@@ -312,7 +312,8 @@ pub enum Error {
     )]
     KeepRulesOfProtected {
         vm: blockvault_core::VmName,
-        policy: crate::PolicyName,
+        /// The policy's name, and the host holding the VM when it is another.
+        policy: String,
     },
 
     #[error(

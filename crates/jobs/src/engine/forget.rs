@@ -26,14 +26,14 @@
 //!
 //! [`Store::delete_point`]: blockvault_store::Store::delete_point
 
-use blockvault_core::{PointDeleteMarker, PointId, RecoveryPoint, VmName};
+use blockvault_core::{HeldState, PointDeleteMarker, PointId, RecoveryPoint, VmName};
 use blockvault_policy::{KeepRule, KeepRules, RetainedPoint, keep};
 use blockvault_vault::{PointSelector, Vault};
 use jiff::Timestamp;
 use jiff::tz::TimeZone;
 use serde::Serialize;
 
-use super::Engine;
+use super::{Engine, Holding};
 use crate::{Error, Job, Operation, Result, Tier};
 
 /// What to forget of a VM's vault points.
@@ -113,6 +113,18 @@ impl Engine {
             .db(move |c| c.protected_item(&owned))
             .await?
             .filter(|item| item.is_protected() && item.vault == location);
+        // Protected here (the catalog), or by another host (the vault's protection record):
+        // either way a policy's retention decides, not keep rules.
+        let policy: Option<String> =
+            match item {
+                Some(item) => Some(item.policy.to_string()),
+                None => match self.holding(vault, vm).await? {
+                    Holding::Theirs(record) if record.state == HeldState::Protected => Some(
+                        format!("{} (held by {})", record.policy, record.host.describe()),
+                    ),
+                    _ => None,
+                },
+            };
         let store = vault.store();
         let points = store.list_points(vm).await?.points;
         if points.is_empty() {
@@ -144,7 +156,7 @@ impl Engine {
                     });
                 }
                 let newest = live.last().map(|p| &p.id);
-                if item.is_some() && !request.force && newest == Some(&point.id) {
+                if policy.is_some() && !request.force && newest == Some(&point.id) {
                     return Err(Error::NewestOfProtected {
                         vm: vm.clone(),
                         point: point.id.clone(),
@@ -154,10 +166,10 @@ impl Engine {
             }
             ForgetTarget::Keep { rules, timezone } => {
                 rules.check().map_err(Error::KeepRules)?;
-                if let Some(item) = &item {
+                if let Some(policy) = &policy {
                     return Err(Error::KeepRulesOfProtected {
                         vm: vm.clone(),
-                        policy: item.policy.clone(),
+                        policy: policy.clone(),
                     });
                 }
                 let retained: Vec<RetainedPoint> = live

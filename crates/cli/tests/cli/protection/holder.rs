@@ -90,6 +90,36 @@ fn a_second_host_is_refused_naming_the_first_and_a_third_sees_the_item_and_its_p
     assert!(text.stdout.contains("another host"), "{text}");
     let mine = vault_items(&a);
     assert_eq!(mine[0]["held_by_this_host"], true, "{mine:?}");
+
+    // Another host's keep rules do not override the holder's policy either.
+    let first = backup(&a, &disk, &[]);
+    let run = c.run(&[
+        "forget",
+        "--vault",
+        arg(&c.vault),
+        "--vm",
+        "web01",
+        "--keep-last",
+        "1",
+    ]);
+    let error = run.failure(6);
+    assert!(error.contains("policy nightly"), "{run}");
+    assert!(error.contains(&a_id), "{run}");
+    let run = c.run(&[
+        "forget",
+        "--vault",
+        arg(&c.vault),
+        "--vm",
+        "web01",
+        "--point",
+        &first,
+    ]);
+    assert!(run.failure(6).contains("--force"), "{run}");
+    assert!(
+        points(&a.vault, "web01")
+            .iter()
+            .any(|p| p["id"] == first.as_str())
+    );
 }
 
 #[test]
