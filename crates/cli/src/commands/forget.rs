@@ -77,8 +77,8 @@ pub async fn run(args: ForgetArgs, host: &Host) -> Result<Report> {
         ),
         (Some(job), Some(first)) => format!(
             "job {} {}: {} point(s) of {vm} forgotten, soft-deleted until {} (then purged; \
-             `blockvault undelete --vm {vm} --point ID` brings one back until then); {} \
-             snapshot-tier copie(s) removed",
+             `blockvault undelete --vault VAULT --vm {vm} --point ID` brings one back until \
+             then); snapshot-tier copies removed: {}",
             job.id,
             job.status,
             outcome.forgotten.len(),
