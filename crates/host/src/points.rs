@@ -254,11 +254,7 @@ fn retention_of(
     let in_vault: Vec<RetainedPoint> = listed
         .iter()
         .filter(|l| l.tiers.vault)
-        .map(|l| RetainedPoint {
-            id: l.point.id.clone(),
-            time: l.point.time,
-            retain_until: l.point.retain_until,
-        })
+        .map(|l| RetainedPoint::from(&l.point))
         .collect();
     retention(&in_vault, policy, now, true)
         .into_iter()

@@ -174,7 +174,7 @@ pub use crate::{
     daemon::{DEFAULT_VERIFY_EVERY_DAYS, Daemon, DaemonOptions, DaemonReport, Level, Log},
     engine::{
         BackupOutcome, BackupSpec, CaptureMode, CaptureOptions, DiskRestore, DoomedPoint, Engine,
-        ExpiredPoint, ForgetOutcome, ForgetRequest, ForgetTarget, ForgottenPurge, Holding, Hooks,
+        ExpiredPoint, ForgetOutcome, ForgetRequest, ForgetTarget, Holding, Hooks,
         INSTANT_RESTORE_DAYS, JobVault, KeptPoint, ListedPoint, PointList, ProtectOutcome,
         ProtectRequest, Pruned, PurgeOutcome, Recovered, RestoreMethod, RestoreOutcome, StopMode,
         StopOutcome, VaultUnavailable, Vaults, VerifyOutcome, VerifyScope,

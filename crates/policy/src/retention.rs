@@ -65,7 +65,7 @@ mod tests;
 use std::collections::HashMap;
 use std::fmt;
 
-use blockvault_core::PointId;
+use blockvault_core::{PointId, RecoveryPoint};
 use jiff::civil::Date;
 use jiff::{Span, Timestamp, Zoned};
 
@@ -79,6 +79,16 @@ pub struct RetainedPoint {
     pub time: Timestamp,
     /// The `retain until` of an on-demand backup; `None` for scheduled backups.
     pub retain_until: Option<Timestamp>,
+}
+
+impl From<&RecoveryPoint> for RetainedPoint {
+    fn from(point: &RecoveryPoint) -> RetainedPoint {
+        RetainedPoint {
+            id: point.id.clone(),
+            time: point.time,
+            retain_until: point.retain_until,
+        }
+    }
 }
 
 /// Why a point is kept.

@@ -16,7 +16,7 @@ use futures::{StreamExt, TryStreamExt, stream};
 use jiff::{SignedDuration, Timestamp};
 use serde::Serialize;
 
-use crate::live::{LivePoints, MapRef};
+use crate::live::{LivePoints, MapRef, maps_in_flight};
 use crate::marks::{MarkCache, Marks};
 use crate::{Error, Lease, Progress, Result, SweepWait, Sweeper, Vault};
 
@@ -109,9 +109,6 @@ pub struct GcReport {
 
 /// The least age of a staging file a collection deletes (see [`GcReport::leftovers_deleted`]).
 pub const LEFTOVER_AGE: Duration = Duration::from_secs(3600);
-
-/// Bytes of block maps the mark holds at once.
-const MARK_BYTES_IN_FLIGHT: u64 = 32 << 20;
 
 /// A chunk that may go.
 struct Candidate {
@@ -418,16 +415,7 @@ impl Vault {
         options: GcOptions,
         progress: &dyn Progress,
     ) -> Result<()> {
-        // Each read holds a whole map (32 bytes a block) until it is reduced to its chunks:
-        // bound the bytes in flight, not only the count (a 1 TiB disk's map is 8 MiB).
-        let largest = points
-            .iter()
-            .flat_map(|p| p.disks.iter().map(|d| d.blocks.saturating_mul(32)))
-            .max()
-            .unwrap_or(0)
-            .max(1);
-        let in_flight =
-            ((MARK_BYTES_IN_FLIGHT / largest) as usize).clamp(1, options.concurrency.max(1));
+        let in_flight = maps_in_flight(points, options.concurrency);
         progress.begin("mark", maps.len() as u64);
         let (store, cache) = (self.store(), self.mark_cache());
         let cache = &cache;

@@ -39,6 +39,22 @@ impl LivePoints {
     }
 }
 
+/// Bytes of block maps held at once by a pass that reads every map (gc's mark, stats).
+const MAP_BYTES_IN_FLIGHT: u64 = 32 << 20;
+
+/// How many of `points`' maps to read at once: each read holds a whole map (32 bytes a
+/// block) until it is reduced to its chunks, so the bytes in flight are bounded, not only the
+/// count (a 1 TiB disk's map is 8 MiB); at most `concurrency`, at least one.
+pub(crate) fn maps_in_flight(points: &[RecoveryPoint], concurrency: usize) -> usize {
+    let largest = points
+        .iter()
+        .flat_map(|p| p.disks.iter().map(|d| d.blocks.saturating_mul(32)))
+        .max()
+        .unwrap_or(0)
+        .max(1);
+    ((MAP_BYTES_IN_FLIGHT / largest) as usize).clamp(1, concurrency.max(1))
+}
+
 /// One block map the mark reads.
 #[derive(Clone, Debug)]
 pub(crate) struct MapRef {

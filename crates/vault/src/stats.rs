@@ -39,11 +39,8 @@ use blockvault_store::MetadataBytes;
 use futures::{StreamExt, TryStreamExt, stream};
 use serde::Serialize;
 
-use crate::live::MapRef;
+use crate::live::{MapRef, maps_in_flight};
 use crate::{Error, Progress, Result, Vault};
-
-/// Map bytes held in memory at once while reading (as the collector's mark).
-const MAP_BYTES_IN_FLIGHT: u64 = 32 << 20;
 
 /// What `vault stats` reads.
 #[derive(Clone, Debug)]
@@ -295,14 +292,7 @@ impl Vault {
         options: &StatsOptions,
         progress: &dyn Progress,
     ) -> impl futures::Stream<Item = Result<(MapRef, MapRead)>> + 'a {
-        let largest = points
-            .iter()
-            .flat_map(|p| p.disks.iter().map(|d| d.blocks.saturating_mul(32)))
-            .max()
-            .unwrap_or(0)
-            .max(1);
-        let in_flight =
-            ((MAP_BYTES_IN_FLIGHT / largest) as usize).clamp(1, options.concurrency.max(1));
+        let in_flight = maps_in_flight(points, options.concurrency);
         progress.begin("stats", maps.len() as u64);
         let store = self.store();
         stream::iter(maps)

@@ -25,14 +25,7 @@ pub(super) fn doomed(
     policy: &Policy,
     now: Timestamp,
 ) -> Vec<DoomedPoint> {
-    let retained: Vec<RetainedPoint> = points
-        .iter()
-        .map(|p| RetainedPoint {
-            id: p.id.clone(),
-            time: p.time,
-            retain_until: p.retain_until,
-        })
-        .collect();
+    let retained: Vec<RetainedPoint> = points.iter().map(RetainedPoint::from).collect();
     let tz = &policy.timezone;
     let mut doomed: Vec<DoomedPoint> = retention(&retained, policy, now, true)
         .into_iter()

@@ -33,7 +33,7 @@ use jiff::Timestamp;
 use jiff::tz::TimeZone;
 use serde::Serialize;
 
-use super::{Engine, Holding};
+use super::{Engine, Holding, PurgeOutcome};
 use crate::{Error, Job, Operation, Result, Tier};
 
 /// What to forget of a VM's vault points.
@@ -82,18 +82,6 @@ pub struct ForgetOutcome {
     pub already_forgotten: Vec<PointDeleteMarker>,
     /// Snapshot-tier copies removed from this host.
     pub snapshot_points_removed: Vec<PointId>,
-}
-
-/// What a purge of forgotten points did to one VM.
-#[derive(Debug)]
-pub struct ForgottenPurge {
-    pub vm: VmName,
-    /// Its `Delete backup data` job.
-    pub job: Job,
-    /// The points deleted (record and maps).
-    pub points_deleted: Vec<PointId>,
-    /// Why the job failed, when it did (the markers left are purged next time).
-    pub failure: Option<Error>,
 }
 
 impl Engine {
@@ -172,14 +160,7 @@ impl Engine {
                         policy: policy.clone(),
                     });
                 }
-                let retained: Vec<RetainedPoint> = live
-                    .iter()
-                    .map(|p| RetainedPoint {
-                        id: p.id.clone(),
-                        time: p.time,
-                        retain_until: p.retain_until,
-                    })
-                    .collect();
+                let retained: Vec<RetainedPoint> = live.iter().map(RetainedPoint::from).collect();
                 let mut chosen = Vec::new();
                 for (verdict, point) in keep(&retained, rules, timezone, now).into_iter().zip(&live)
                 {
@@ -302,7 +283,7 @@ impl Engine {
     /// Purges the forgotten points of `vault` whose soft-delete period is over, VM by VM, each
     /// in a `Delete backup data` job: the point (record, then maps), its snapshot-tier copy if
     /// one is left, then its marker. One result per VM with points due.
-    pub async fn purge_forgotten(&self, vault: &Vault) -> Result<Vec<ForgottenPurge>> {
+    pub async fn purge_forgotten(&self, vault: &Vault) -> Result<Vec<PurgeOutcome>> {
         let store = vault.store();
         let now = self.now();
         let mut done = Vec::new();
@@ -345,7 +326,7 @@ impl Engine {
             };
             job_lock.remove();
             let id = job.id;
-            done.push(ForgottenPurge {
+            done.push(PurgeOutcome {
                 vm,
                 job: self.db(move |c| c.job(id)).await?,
                 points_deleted: deleted,

@@ -41,7 +41,7 @@ use tokio::sync::{broadcast, watch};
 pub use self::capture::{CaptureMode, CaptureOptions};
 pub use self::clone_restore::{DiskRestore, RestoreMethod};
 pub use self::doomed::DoomedPoint;
-pub use self::forget::{ForgetOutcome, ForgetRequest, ForgetTarget, ForgottenPurge, KeptPoint};
+pub use self::forget::{ForgetOutcome, ForgetRequest, ForgetTarget, KeptPoint};
 pub use self::holder::Holding;
 pub use self::hooks::Hooks;
 pub use self::job_vault::{JobVault, Vaults};

@@ -51,14 +51,7 @@ impl Engine {
         let forgotten = vault.store().point_deletes(vm).await?;
         let mut points = vault.store().list_points(vm).await?.points;
         points.retain(|p| !forgotten.iter().any(|m| m.point == p.id));
-        let retained: Vec<RetainedPoint> = points
-            .iter()
-            .map(|p| RetainedPoint {
-                id: p.id.clone(),
-                time: p.time,
-                retain_until: p.retain_until,
-            })
-            .collect();
+        let retained: Vec<RetainedPoint> = points.iter().map(RetainedPoint::from).collect();
         let verdicts = retention(&retained, &policy, self.now(), true);
         let mut pruned = Pruned {
             vm: vm.clone(),

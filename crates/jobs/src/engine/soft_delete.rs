@@ -57,7 +57,8 @@ pub struct PurgeOutcome {
     pub vm: VmName,
     /// The `Delete backup data` job of the purge.
     pub job: Job,
-    /// The vault points deleted (none when the job failed before deleting any).
+    /// The vault points deleted (none when the job failed before deleting any): all of the
+    /// VM's, or its forgotten points due ([`Engine::purge_forgotten`]).
     pub points_deleted: Vec<PointId>,
     /// Why the job failed, when it did (the item stays soft-deleted; the next purge retries).
     pub failure: Option<Error>,
