@@ -14,6 +14,9 @@ pub enum ExitCode {
     /// The state of the vault, VM or policy does not allow the operation (the redundancy of a
     /// vault that holds backup items; a VM protected by another vault; a policy in use).
     Refused = 6,
+    /// An encrypted vault no key given opens: a wrong passphrase, none given, a missing key
+    /// file.
+    Locked = 7,
 }
 
 impl ExitCode {
@@ -26,6 +29,7 @@ impl ExitCode {
             ExitCode::Integrity => "integrity",
             ExitCode::CompletedWithWarning => "completed-with-warning",
             ExitCode::Refused => "refused",
+            ExitCode::Locked => "locked",
         }
     }
 }
@@ -37,6 +41,7 @@ impl From<ErrorKind> for ExitCode {
             ErrorKind::NotFound => ExitCode::NotFound,
             ErrorKind::Integrity => ExitCode::Integrity,
             ErrorKind::Refused => ExitCode::Refused,
+            ErrorKind::Locked => ExitCode::Locked,
             _ => ExitCode::Failure,
         }
     }

@@ -65,18 +65,23 @@ pub enum ErrorKind {
     /// that holds backup items; promoting a replica whose primary still holds the vault; a VM
     /// protected by another vault, soft-deleted or stopped; a policy in use or already there).
     Refused,
+    /// An encrypted vault that no key given opens: a wrong passphrase, no passphrase given (no
+    /// `BLOCKVAULT_PASSWORD_FILE`, `BLOCKVAULT_PASSWORD_COMMAND` or terminal), or its key
+    /// file missing.
+    Locked,
     /// Anything else: I/O, an unreachable store, a failed hook.
     Failure,
 }
 
 impl ErrorKind {
-    /// The kind's stable name (`usage`, `not-found`, `integrity`, `refused`, `failure`).
+    /// The kind's stable name (`usage`, `not-found`, `integrity`, `refused`, `locked`, `failure`).
     pub fn as_str(self) -> &'static str {
         match self {
             ErrorKind::Usage => "usage",
             ErrorKind::NotFound => "not-found",
             ErrorKind::Integrity => "integrity",
             ErrorKind::Refused => "refused",
+            ErrorKind::Locked => "locked",
             ErrorKind::Failure => "failure",
         }
     }
