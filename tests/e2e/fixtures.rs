@@ -90,6 +90,7 @@ fn config_v1() -> VaultConfig {
             .expect("4 MiB, the default when the fixture was made"),
         redundancy: Default::default(),
         replica_of: None,
+        encryption: None,
     }
 }
 

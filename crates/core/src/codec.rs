@@ -1,6 +1,13 @@
 //! The chunk codec: the one place a chunk id is computed and a chunk object encoded or decoded.
 
-use crate::{ChunkDecoder, ChunkEncoder, ChunkId, Error, Result};
+use std::borrow::Cow;
+use std::sync::Arc;
+
+use crate::crypt::VaultKeys;
+use crate::{
+    ChunkDecoder, ChunkEncoder, ChunkId, Error, MasterKey, ObjectOpener, ObjectSealer, Result,
+    SealedObject, is_zero,
+};
 
 /// How a repository turns blocks into chunk ids and chunk objects, and objects back into
 /// blocks: the only code that does (see "The chunk codec" in the crate docs).
@@ -18,60 +25,102 @@ use crate::{ChunkDecoder, ChunkEncoder, ChunkId, Error, Result};
 /// [`ChunkEncoder`] and a [`ChunkDecoder`], which hold no key, so a thread's state serves every
 /// codec.
 ///
-/// Today every repository uses [`ChunkCodec::plain`]. A keyed codec (encryption) will derive
-/// ids with keyed BLAKE3 and seal each object with an AEAD whose associated data is the id
-/// (hence the id that [`ChunkCodec::encode`] takes), writing its scheme into the object's
-/// encryption byte; the vault config will name it.
+/// A plain vault uses [`ChunkCodec::plain`]; an encrypted one [`ChunkCodec::keyed`]: keyed
+/// BLAKE3 ids and AES-256-GCM per object, bound to its id (see the `crypt` module docs). A
+/// keyed codec also seals every other object of its vault ([`ChunkCodec::seal_object`],
+/// [`ChunkCodec::open_object`]); for the plain codec those are the identity, so plain vaults
+/// keep the exact bytes they always had.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ChunkCodec {
     scheme: Scheme,
 }
 
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug)]
 enum Scheme {
     /// Ids are BLAKE3-256 of the block; objects hold the block in clear (zstd level 1 when that
     /// is smaller), encryption scheme 0.
     Plain,
+    /// Ids are keyed BLAKE3; chunk objects are sealed (scheme 1), other objects sealed whole.
+    Keyed(Arc<VaultKeys>),
 }
 
+impl PartialEq for Scheme {
+    fn eq(&self, other: &Scheme) -> bool {
+        match (self, other) {
+            (Scheme::Plain, Scheme::Plain) => true,
+            (Scheme::Keyed(a), Scheme::Keyed(b)) => a.key_id == b.key_id,
+            _ => false,
+        }
+    }
+}
+
+impl Eq for Scheme {}
+
 impl ChunkCodec {
-    /// The codec of every repository today: BLAKE3 ids, zstd-1 objects, no encryption.
+    /// The codec of a plain vault: BLAKE3 ids, zstd-1 objects, no encryption.
     pub const fn plain() -> ChunkCodec {
         ChunkCodec {
             scheme: Scheme::Plain,
         }
     }
 
-    /// The encryption scheme byte of the objects this codec writes and reads (0: none).
+    /// The codec of a vault encrypted under `master`.
+    pub fn keyed(master: &MasterKey) -> ChunkCodec {
+        ChunkCodec {
+            scheme: Scheme::Keyed(Arc::new(master.vault_keys())),
+        }
+    }
+
+    /// The id of the master key this codec encrypts under; `None` for the plain codec.
+    pub fn key_id(&self) -> Option<&str> {
+        match &self.scheme {
+            Scheme::Plain => None,
+            Scheme::Keyed(keys) => Some(&keys.key_id),
+        }
+    }
+
+    /// Whether objects are encrypted.
+    pub fn is_encrypted(&self) -> bool {
+        matches!(self.scheme, Scheme::Keyed(_))
+    }
+
+    /// The encryption scheme byte of the chunk objects this codec writes and reads (0: none,
+    /// 1: AES-256-GCM).
     #[inline]
     pub fn encryption_scheme(&self) -> u8 {
         match self.scheme {
             Scheme::Plain => 0,
+            Scheme::Keyed(_) => 1,
         }
     }
 
     /// The id of `block`: [`ChunkId::ZERO`] when every byte is zero (found without hashing),
-    /// otherwise its digest (BLAKE3 for the plain codec). One block hashes on the calling
-    /// thread: callers parallelise across blocks.
+    /// otherwise its digest (BLAKE3 for the plain codec, keyed BLAKE3 for a keyed one). One
+    /// block hashes on the calling thread: callers parallelise across blocks.
     #[inline]
     pub fn id(&self, block: &[u8]) -> ChunkId {
-        match self.scheme {
+        match &self.scheme {
             Scheme::Plain => ChunkId::of(block),
+            Scheme::Keyed(keys) => {
+                if is_zero(block) {
+                    ChunkId::ZERO
+                } else {
+                    keyed_hash(keys, block)
+                }
+            }
         }
     }
 
     /// The chunk object of `block`, whose id is `id` (from [`ChunkCodec::id`]; the caller has
     /// it already, and a keyed codec binds the object to it), with `encoder`'s state.
     ///
-    /// The plain codec writes zstd level 1 when that is smaller, the raw bytes otherwise. The
-    /// result is allocated at its exact size.
+    /// Both codecs compress with zstd level 1 when that is smaller; the keyed one then seals.
+    /// The result is allocated at its exact size.
     #[inline]
     pub fn encode(&self, encoder: &mut ChunkEncoder, id: ChunkId, block: &[u8]) -> Vec<u8> {
-        match self.scheme {
-            Scheme::Plain => {
-                let _ = id;
-                encoder.encode_plain(block)
-            }
+        match &self.scheme {
+            Scheme::Plain => encoder.encode_plain(block),
+            Scheme::Keyed(keys) => encoder.encode_sealed(block, id, &keys.chunks),
         }
     }
 
@@ -85,7 +134,8 @@ impl ChunkCodec {
 
     /// Decodes the chunk object `object` into `out` (cleared first) with `decoder`'s state and
     /// checks that the content is chunk `id`: [`Error::IdMismatch`] when it is not, and the
-    /// format's errors (truncated, malformed, another encryption scheme) before that.
+    /// format's errors (truncated, malformed, another encryption scheme, failed
+    /// authentication) before that.
     pub fn decode(
         &self,
         decoder: &mut ChunkDecoder,
@@ -93,22 +143,83 @@ impl ChunkCodec {
         id: ChunkId,
         out: &mut Vec<u8>,
     ) -> Result<()> {
-        match self.scheme {
+        let actual = match &self.scheme {
             Scheme::Plain => {
                 decoder.decode_into(object, out)?;
                 // A stored chunk is never all zero, so no zero check: the digest of zeros is
                 // not `ChunkId::ZERO`, and such an object fails here.
-                let actual = ChunkId::hash(out);
-                if actual != id {
-                    return Err(Error::IdMismatch {
-                        expected: id.to_hex(),
-                        actual: actual.to_hex(),
-                    });
-                }
-                Ok(())
+                ChunkId::hash(out)
+            }
+            Scheme::Keyed(keys) => {
+                decoder.decode_sealed(object, id, &keys.chunks, out)?;
+                keyed_hash(keys, out)
+            }
+        };
+        if actual != id {
+            return Err(Error::IdMismatch {
+                expected: id.to_hex(),
+                actual: actual.to_hex(),
+            });
+        }
+        Ok(())
+    }
+
+    /// The object stored at `path` for the encoding `plain` of a block map, point record,
+    /// marker, lease or GC record: `plain` itself for the plain codec, sealed whole for a keyed
+    /// one (see [`SealedObject`]).
+    pub fn seal_object(&self, path: &str, plain: Vec<u8>) -> Vec<u8> {
+        match self.object_sealer(path) {
+            None => plain,
+            Some(mut sealer) => {
+                let mut out = Vec::with_capacity(plain.len() + SealedObject::HEADER_LEN + 16);
+                sealer.push(&plain, &mut out);
+                sealer.finish(&mut out);
+                out
             }
         }
     }
+
+    /// The encoding held in `stored`, the object at `path`: opened when this codec is keyed
+    /// ([`Error::AuthenticationFailed`] when it was altered or moved, [`Error::NotEncrypted`]
+    /// when it is not sealed), as it is for the plain codec ([`Error::Encrypted`] when it is
+    /// sealed: the vault config and its objects disagree).
+    pub fn open_object<'a>(&self, path: &str, stored: &'a [u8]) -> Result<Cow<'a, [u8]>> {
+        match self.object_opener(path) {
+            None if SealedObject::is_sealed(stored) => Err(Error::Encrypted { what: "object" }),
+            None => Ok(Cow::Borrowed(stored)),
+            Some(_) if !SealedObject::is_sealed(stored) => {
+                Err(Error::NotEncrypted { what: "object" })
+            }
+            Some(mut opener) => {
+                let mut out = Vec::with_capacity(stored.len());
+                opener.push(stored, &mut out)?;
+                opener.finish(&mut out)?;
+                Ok(Cow::Owned(out))
+            }
+        }
+    }
+
+    /// A sealer for the object at `path`, to seal it as it is encoded; `None` for the plain
+    /// codec, whose objects are stored as encoded.
+    pub fn object_sealer(&self, path: &str) -> Option<ObjectSealer> {
+        match &self.scheme {
+            Scheme::Plain => None,
+            Scheme::Keyed(keys) => Some(ObjectSealer::new(&keys.objects, path)),
+        }
+    }
+
+    /// An opener for the object at `path`, to open it as it arrives; `None` for the plain
+    /// codec.
+    pub fn object_opener(&self, path: &str) -> Option<ObjectOpener> {
+        match &self.scheme {
+            Scheme::Plain => None,
+            Scheme::Keyed(keys) => Some(ObjectOpener::new(&keys.objects, path)),
+        }
+    }
+}
+
+fn keyed_hash(keys: &VaultKeys, block: &[u8]) -> ChunkId {
+    ChunkId::from_bytes(*blake3::keyed_hash(&keys.ids, block).as_bytes())
 }
 
 #[cfg(test)]

@@ -18,6 +18,27 @@ pub enum Error {
     #[error("{what} is encrypted with scheme {scheme}, which this build cannot read")]
     UnsupportedEncryption { what: &'static str, scheme: u8 },
 
+    #[error(
+        "{what} failed authentication: it was altered, moved from another object, or sealed \
+         under another key"
+    )]
+    AuthenticationFailed { what: &'static str },
+
+    #[error(
+        "{what} is not encrypted, but its vault is: no holder of the vault's key wrote it, so \
+         it is not trusted"
+    )]
+    NotEncrypted { what: &'static str },
+
+    #[error("{what} is encrypted, but its vault's config says the vault is not")]
+    Encrypted { what: &'static str },
+
+    #[error("the passphrase opens none of the vault's {slots} key slot(s)")]
+    WrongPassphrase { slots: usize },
+
+    #[error("the key given is key {actual}, but the vault is encrypted with key {expected}")]
+    WrongKey { expected: String, actual: String },
+
     #[error("{what} checksum mismatch: the data is corrupt")]
     ChecksumMismatch { what: &'static str },
 
@@ -96,8 +117,16 @@ impl std::fmt::Display for ErrorKind {
 impl Error {
     /// The kind of this error. A value error reaching a front end on its own is one the user
     /// gave (a name, a block size, a setting); a stored object that fails to decode comes
-    /// wrapped in its store's error, which says it is an integrity failure.
+    /// wrapped in its store's error, which says it is an integrity failure. A wrong passphrase
+    /// or key is [`ErrorKind::Locked`], an object that fails authentication
+    /// [`ErrorKind::Integrity`].
     pub fn kind(&self) -> ErrorKind {
-        ErrorKind::Usage
+        match self {
+            Error::WrongPassphrase { .. } | Error::WrongKey { .. } => ErrorKind::Locked,
+            Error::AuthenticationFailed { .. }
+            | Error::NotEncrypted { .. }
+            | Error::Encrypted { .. } => ErrorKind::Integrity,
+            _ => ErrorKind::Usage,
+        }
     }
 }

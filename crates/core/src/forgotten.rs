@@ -74,6 +74,7 @@ impl ForgottenChunks {
             Self::HEADER_LEN,
             Self::VERSION,
             10,
+            &[0],
         )?;
         let previous_len = usize::from(bytes[11]);
         let count = u64_at(bytes, 12);

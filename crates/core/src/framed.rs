@@ -44,7 +44,7 @@ pub(crate) fn decode<T: DeserializeOwned>(
     supported: u16,
     bytes: &[u8],
 ) -> Result<(u16, T)> {
-    let version = check_header(what, bytes, magic, HEADER_LEN, supported, 10)?;
+    let version = check_header(what, bytes, magic, HEADER_LEN, supported, 10, &[0])?;
     let body_len = u32_at(bytes, 12) as usize;
     let expected = HEADER_LEN + body_len;
     if bytes.len() < expected {

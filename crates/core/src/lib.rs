@@ -56,6 +56,7 @@ mod block_size;
 mod chunk;
 mod chunk_set;
 mod codec;
+mod crypt;
 mod deleted;
 mod error;
 mod forgotten;
@@ -78,6 +79,10 @@ pub use crate::{
     chunk::{ChunkDecoder, ChunkEncoder, ChunkObject, Codec},
     chunk_set::ChunkSet,
     codec::ChunkCodec,
+    crypt::{
+        Encryption, Kdf, KeyFile, KeyHome, KeySlot, MasterKey, ObjectOpener, ObjectSealer,
+        SealedObject,
+    },
     deleted::{PointDeleteMarker, SOFT_DELETE_DAYS, SoftDeleteMarker},
     error::{Error, ErrorKind, Result},
     forgotten::ForgottenChunks,

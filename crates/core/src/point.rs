@@ -1,7 +1,7 @@
 use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
 
-use crate::{BlockSize, DiskName, PointId, Result, VmName, framed};
+use crate::{BlockSize, DiskName, Encryption, PointId, Result, VmName, framed};
 
 const WHAT: &str = "recovery point";
 
@@ -223,6 +223,10 @@ pub struct VaultConfig {
         skip_serializing_if = "Option::is_none"
     )]
     pub replica_of: Option<ReplicaOf>,
+    /// How the vault is encrypted; `None` for a plain vault. Its snapshot tier and its replica
+    /// carry the same, so they open with the same passphrase.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub encryption: Option<Encryption>,
 }
 
 /// How many stores hold a vault's objects (Azure's storage replication, in our words).
@@ -275,15 +279,18 @@ pub struct ReplicaOf {
 
 impl VaultConfig {
     pub const MAGIC: [u8; 8] = *b"BVVAULT\0";
-    /// The newest version this build writes and reads (version 1 is still read, and still
-    /// written for single vaults).
-    pub const VERSION: u16 = 2;
+    /// The newest version this build writes and reads: 3 for an encrypted vault (so a build
+    /// that cannot decrypt refuses it by its version), 2 for a replicated one, 1 otherwise;
+    /// each older version is still read.
+    pub const VERSION: u16 = 3;
 
     pub fn encode(&self) -> Vec<u8> {
-        let version = if self.redundancy.is_single() && self.replica_of.is_none() {
+        let version = if self.encryption.is_some() {
+            3
+        } else if self.redundancy.is_single() && self.replica_of.is_none() {
             1
         } else {
-            Self::VERSION
+            2
         };
         framed::encode(&Self::MAGIC, version, self)
     }
@@ -307,6 +314,7 @@ impl VaultConfig {
                 vault: self.id.clone(),
                 primary: primary.to_owned(),
             }),
+            encryption: self.encryption.clone(),
         }
     }
 }
@@ -394,6 +402,7 @@ mod tests {
                     default_block_size: BlockSize::DEFAULT,
                     redundancy: Redundancy::Single,
                     replica_of: None,
+                    encryption: None,
                 }
                 .encode()
             ),
@@ -458,10 +467,39 @@ mod tests {
         assert_eq!(VaultConfig::decode(&bytes).expect("decode"), replica);
         // A version this build does not know is refused, not guessed at.
         let mut future = bytes.clone();
-        future[8] = 3;
+        future[8] = 4;
         assert!(matches!(
             VaultConfig::decode(&future),
             Err(Error::UnsupportedVersion { .. })
         ));
+    }
+
+    #[test]
+    fn encrypted_configs_are_version_3_and_keep_their_slots() {
+        let master = crate::MasterKey::generate();
+        let kdf = crate::Kdf::argon2id(8 * 1024, 1).expect("kdf");
+        let encryption = Encryption::new(
+            &master,
+            b"pw",
+            kdf,
+            crate::KeyHome::Vault,
+            Timestamp::UNIX_EPOCH,
+        )
+        .expect("encryption");
+        let config = VaultConfig {
+            encryption: Some(encryption),
+            ..VaultConfig::decode(&old_single_config()).expect("old")
+        };
+        let bytes = config.encode();
+        assert_eq!(u16::from_le_bytes([bytes[8], bytes[9]]), 3);
+        let back = VaultConfig::decode(&bytes).expect("decode");
+        assert_eq!(back, config);
+        let enc = back.encryption.as_ref().expect("encrypted");
+        assert_eq!(
+            enc.unlock(&enc.slots, b"pw").expect("unlock").key_id(),
+            master.key_id()
+        );
+        // The replica carries the same key, so a promoted replica opens with the passphrase.
+        assert_eq!(config.for_replica("/srv/v").encryption, config.encryption);
     }
 }

@@ -19,7 +19,8 @@ pub(crate) fn u64_at(b: &[u8], at: usize) -> u64 {
 }
 
 /// The checks every header starts with, in the order that gives the clearest error: long
-/// enough to hold a header, right magic, known version, no encryption this build cannot read.
+/// enough to hold a header, right magic, known version, an encryption scheme among `schemes`
+/// (the ones this kind of object may carry).
 pub(crate) fn check_header(
     what: &'static str,
     bytes: &[u8],
@@ -27,6 +28,7 @@ pub(crate) fn check_header(
     header_len: usize,
     supported: u16,
     encryption_at: usize,
+    schemes: &[u8],
 ) -> Result<u16> {
     if bytes.len() < 8 || &bytes[..8] != magic {
         // A file shorter than the magic can only be judged by what it has.
@@ -55,7 +57,7 @@ pub(crate) fn check_header(
         });
     }
     let scheme = bytes[encryption_at];
-    if scheme != 0 {
+    if !schemes.contains(&scheme) {
         return Err(Error::UnsupportedEncryption { what, scheme });
     }
     Ok(version)

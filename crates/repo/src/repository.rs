@@ -72,6 +72,7 @@ impl Repository {
             default_block_size: BlockSize::DEFAULT,
             redundancy,
             replica_of: None,
+            encryption: None,
         }
     }
 

@@ -71,5 +71,6 @@ fn rebuilt_config(dir: &Path) -> VaultConfig {
         default_block_size: BlockSize::DEFAULT,
         redundancy: Redundancy::Single,
         replica_of: None,
+        encryption: None,
     }
 }

@@ -114,6 +114,7 @@ mod tests {
             default_block_size: BlockSize::DEFAULT,
             redundancy: Redundancy::Single,
             replica_of: None,
+            encryption: None,
         };
         store.init(&config).await.expect("init");
         let at = jiff::Timestamp::from_second(1_800_000_000).expect("time");

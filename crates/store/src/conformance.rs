@@ -50,6 +50,7 @@ async fn config_marks_a_vault(store: &Store) {
         default_block_size: BlockSize::DEFAULT,
         redundancy: Default::default(),
         replica_of: None,
+        encryption: None,
     };
     store.init(&config).await.expect("init");
     assert_eq!(store.config().await.expect("config"), config);
@@ -634,6 +635,7 @@ mod tests {
             default_block_size: blockvault_core::BlockSize::DEFAULT,
             redundancy: Default::default(),
             replica_of: None,
+            encryption: None,
         };
         let err = store.init(&config).await.expect_err("not empty");
         assert!(matches!(err, crate::Error::NotEmpty { .. }), "{err}");

@@ -147,6 +147,7 @@ mod tests {
                 secondary: "memory".into(),
             },
             replica_of: None,
+            encryption: None,
         }
     }
 

@@ -222,6 +222,7 @@ impl Vault {
             default_block_size: config.default_block_size,
             redundancy: Redundancy::Single,
             replica_of: None,
+            encryption: config.encryption.clone(),
         };
         store.write_config(&promoted).await?;
         Ok(Vault::from_config(store, promoted))

@@ -102,6 +102,7 @@ impl MapDecoder {
                     BlockMap::HEADER_LEN,
                     BlockMap::VERSION,
                     10,
+                    &[0],
                 ) {
                     Err(e) => e,
                     // A header shorter than its length always fails the checks above.

@@ -176,6 +176,7 @@ pub fn vault_configs(rng: &mut Rng) -> Vec<Seed> {
         default_block_size: BlockSize::DEFAULT,
         redundancy: Redundancy::Single,
         replica_of: None,
+        encryption: None,
     };
     let replicated = VaultConfig {
         redundancy: Redundancy::Replicated {

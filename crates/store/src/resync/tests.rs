@@ -58,6 +58,7 @@ async fn primary() -> Store {
             default_block_size: BlockSize::DEFAULT,
             redundancy: Default::default(),
             replica_of: None,
+            encryption: None,
         })
         .await
         .expect("init");

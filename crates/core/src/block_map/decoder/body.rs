@@ -63,6 +63,7 @@ impl Body {
             BlockMap::HEADER_LEN,
             BlockMap::VERSION,
             10,
+            &[0],
         )?;
         let block_size =
             BlockSize::new(u64::from(u32_at(head, 12))).map_err(|e| malformed(e.to_string()))?;

@@ -104,6 +104,7 @@ mod reference {
             BlockMap::HEADER_LEN,
             BlockMap::VERSION,
             10,
+            &[0],
         )?;
         let malformed = |reason: String| Error::Malformed { what: WHAT, reason };
         let block_size =
