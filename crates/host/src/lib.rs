@@ -36,6 +36,7 @@
 mod concurrency;
 mod error;
 mod host;
+mod passphrase;
 mod points;
 mod policies;
 mod protection;
@@ -47,6 +48,7 @@ pub use crate::{
     concurrency::{read_options, write_options},
     error::{Error, Result, describe, kind_of},
     host::Host,
+    passphrase::{Passphrase, PassphraseSource, VaultAbout},
     points::{Held, PointsView, ReadVault, retained_until},
     policies::{host_timezone, policy_files},
     protection::{
