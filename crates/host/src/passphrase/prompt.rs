@@ -27,16 +27,24 @@ pub(super) fn terminal() -> bool {
 
 /// Asks once, for the passphrase of a vault there is.
 pub(super) fn ask(prompt: &str) -> Result<Passphrase> {
-    let tty = open_tty()?;
-    let _echo = EchoOff::new(&tty)?;
-    ask_on(&mut &tty, prompt)
+    ask_tty(&open_tty()?, prompt)
 }
 
 /// Asks twice, for a new passphrase: refuses an empty one and two that differ.
 pub(super) fn ask_new(prompt: &str, again: &str) -> Result<Passphrase> {
-    let tty = open_tty()?;
-    let _echo = EchoOff::new(&tty)?;
-    ask_new_on(&mut &tty, prompt, again)
+    ask_new_tty(&open_tty()?, prompt, again)
+}
+
+fn ask_tty(tty: &File, prompt: &str) -> Result<Passphrase> {
+    let _echo = EchoOff::new(tty)?;
+    let mut io = tty;
+    ask_on(&mut io, prompt)
+}
+
+fn ask_new_tty(tty: &File, prompt: &str, again: &str) -> Result<Passphrase> {
+    let _echo = EchoOff::new(tty)?;
+    let mut io = tty;
+    ask_new_on(&mut io, prompt, again)
 }
 
 fn open_tty() -> Result<File> {
@@ -153,6 +161,9 @@ mod tests {
     use super::*;
     use blockvault_core::ErrorKind;
     use std::io::Cursor;
+    use std::sync::mpsc;
+    use std::thread;
+    use std::time::{Duration, Instant};
 
     /// A terminal's two directions: what the user types, what is shown.
     struct Typed {
@@ -231,6 +242,99 @@ mod tests {
             assert!(err.to_string().contains(why), "{err}");
             assert!(!err.to_string().contains("new one"), "{err}");
         }
+    }
+
+    /// A pseudo-terminal: the user's side (what is typed in, what is shown) and the
+    /// program's (the tty asked on).
+    struct Pty {
+        user: File,
+        tty: File,
+        shown: mpsc::Receiver<u8>,
+    }
+
+    impl Pty {
+        fn open() -> Pty {
+            use rustix::pty::{OpenptFlags, grantpt, openpt, ptsname, unlockpt};
+            let user = openpt(OpenptFlags::RDWR | OpenptFlags::NOCTTY).expect("openpt");
+            grantpt(&user).expect("grantpt");
+            unlockpt(&user).expect("unlockpt");
+            let name = ptsname(&user, Vec::new()).expect("ptsname");
+            let tty = OpenOptions::new()
+                .read(true)
+                .write(true)
+                .open(name.to_str().expect("utf-8 name"))
+                .expect("open the tty");
+            let user = File::from(user);
+            // What the terminal shows, read on a thread that ends when the tty is closed.
+            let (sender, shown) = mpsc::channel();
+            let mut reader = user.try_clone().expect("clone");
+            thread::spawn(move || {
+                let mut byte = [0u8; 1];
+                while let Ok(1) = reader.read(&mut byte) {
+                    if sender.send(byte[0]).is_err() {
+                        break;
+                    }
+                }
+            });
+            Pty { user, tty, shown }
+        }
+
+        /// What is shown up to and with `end`, waiting at most a few seconds.
+        fn shown_until(&self, end: &str) -> String {
+            let deadline = Instant::now() + Duration::from_secs(10);
+            let mut text = Vec::new();
+            while !text.ends_with(end.as_bytes()) {
+                let left = deadline.saturating_duration_since(Instant::now());
+                match self.shown.recv_timeout(left) {
+                    Ok(byte) => text.push(byte),
+                    Err(_) => panic!(
+                        "{end:?} not shown; shown {:?}",
+                        String::from_utf8_lossy(&text)
+                    ),
+                }
+            }
+            String::from_utf8_lossy(&text).into_owned()
+        }
+
+        fn echoes(&self) -> bool {
+            let modes = termios::tcgetattr(&self.tty)
+                .expect("tcgetattr")
+                .local_modes;
+            modes.contains(LocalModes::ECHO)
+        }
+    }
+
+    #[test]
+    fn the_terminal_is_asked_with_echo_off_then_restored() {
+        let mut pty = Pty::open();
+        assert!(pty.echoes());
+        thread::scope(|scope| {
+            let asked = scope.spawn(|| ask_tty(&pty.tty, "Passphrase for vault v1 at /v: "));
+            // The prompt is shown once echo is off: what is typed now is not shown.
+            pty.shown_until("at /v: ");
+            pty.user.write_all(b"typed secret\n").expect("type");
+            let after = pty.shown_until("\n");
+            assert!(!after.contains("secret"), "echoed: {after:?}");
+            let got = asked.join().expect("no panic").expect("asked");
+            assert_eq!(got.as_bytes(), b"typed secret");
+        });
+        assert!(pty.echoes(), "echo restored");
+    }
+
+    #[test]
+    fn echo_is_restored_when_the_input_ends_too() {
+        let mut pty = Pty::open();
+        thread::scope(|scope| {
+            let asked = scope.spawn(|| ask_new_tty(&pty.tty, "New: ", "Again: "));
+            pty.shown_until("New: ");
+            pty.user.write_all(b"one\n").expect("type");
+            pty.shown_until("Again: ");
+            // Ctrl-D on an empty line: the end of input.
+            pty.user.write_all(&[4]).expect("type");
+            let err = asked.join().expect("no panic").expect_err("ended");
+            assert!(err.to_string().contains("input ended"), "{err}");
+        });
+        assert!(pty.echoes(), "echo restored");
     }
 
     #[test]
