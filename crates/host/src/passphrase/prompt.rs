@@ -91,7 +91,7 @@ fn ask_on(io: &mut (impl Read + Write), prompt: &str) -> Result<Passphrase> {
     io.flush().map_err(problem)?;
     let line = read_line(io);
     let _ = io.write_all(b"\n");
-    let passphrase = Passphrase::new(line?.to_vec());
+    let passphrase = Passphrase::from_buffer(line?);
     if passphrase.is_empty() {
         return Err(Error::PassphrasePrompt {
             problem: "no passphrase was entered".into(),

@@ -23,6 +23,11 @@ impl Passphrase {
         Passphrase(Zeroizing::new(bytes))
     }
 
+    /// Takes a buffer already wiped on drop, without a copy.
+    pub(super) fn from_buffer(bytes: Zeroizing<Vec<u8>>) -> Passphrase {
+        Passphrase(bytes)
+    }
+
     /// The secret bytes, for the key derivation.
     pub fn as_bytes(&self) -> &[u8] {
         &self.0
