@@ -1,4 +1,5 @@
 use std::error::Error as StdError;
+use std::path::PathBuf;
 
 use blockvault_core::ErrorKind;
 use blockvault_jobs::{JobId, PolicyError};
@@ -53,6 +54,47 @@ pub enum Error {
     /// created).
     #[error("{0}")]
     Other(String),
+
+    /// An encrypted vault to open and no passphrase source: no `BLOCKVAULT_PASSWORD_FILE`, no
+    /// `BLOCKVAULT_PASSWORD_COMMAND`, no terminal to ask on.
+    #[error(
+        "the vault is encrypted and no passphrase was given; set BLOCKVAULT_PASSWORD_FILE or \
+         BLOCKVAULT_PASSWORD_COMMAND, or run on a terminal"
+    )]
+    NoPassphrase,
+
+    /// A new passphrase needed (changing one, adding a key slot) and no source for it.
+    #[error(
+        "a new passphrase is needed and none was given; set BLOCKVAULT_NEW_PASSWORD_FILE or \
+         BLOCKVAULT_NEW_PASSWORD_COMMAND, or run on a terminal"
+    )]
+    NoNewPassphrase,
+
+    /// The passphrase file cannot be read, or holds nothing. Names the file and what named
+    /// it, never what it holds.
+    #[error("cannot take the passphrase from the file {} (given by {given_by}): {problem}", path.display())]
+    PassphraseFile {
+        path: PathBuf,
+        given_by: &'static str,
+        problem: String,
+    },
+
+    /// The passphrase command failed, hung or printed nothing. Names the command and how it
+    /// ended, never what it printed.
+    #[error("the passphrase command `{command}` (given by {given_by}) {problem}")]
+    PassphraseCommand {
+        command: String,
+        given_by: &'static str,
+        problem: String,
+    },
+
+    /// The terminal could not be asked, or nothing was typed.
+    #[error("cannot read the passphrase on the terminal: {problem}")]
+    PassphrasePrompt { problem: String },
+
+    /// A new passphrase typed that cannot be taken: the two entries differ, or it is empty.
+    #[error("{reason}")]
+    NewPassphraseRefused { reason: String },
 }
 
 impl Error {
@@ -72,6 +114,11 @@ impl Error {
             }
             Error::NotFound(_) => ErrorKind::NotFound,
             Error::Other(_) => ErrorKind::Failure,
+            Error::NoPassphrase
+            | Error::PassphraseFile { .. }
+            | Error::PassphraseCommand { .. }
+            | Error::PassphrasePrompt { .. } => ErrorKind::Locked,
+            Error::NoNewPassphrase | Error::NewPassphraseRefused { .. } => ErrorKind::Usage,
         }
     }
 }

@@ -21,6 +21,11 @@
 //!   backup; [`Host::set_redundancy`], [`secondary_for`]), promotion of a replica and what
 //!   moves with it ([`Host::promote`]); policy files read from disk ([`policy_files`]) and the
 //!   zone of a new policy ([`host_timezone`]); what `vault stats` shows ([`StatsView`]).
+//! - Passphrases of encrypted vaults, taken as restic and borg take theirs: a
+//!   [`PassphraseSource`] (a file, a command, or a prompt on the terminal, chosen by
+//!   `BLOCKVAULT_PASSWORD_FILE` / `BLOCKVAULT_PASSWORD_COMMAND`, or their `_NEW_` pair for a
+//!   new one) read into a [`Passphrase`] for the vault a [`VaultAbout`] names: wiped from memory
+//!   when dropped, never in a message. No vault format here; the keys it opens are core's.
 //! - Reads without the vault: `points` and `restore` answer from the snapshot tier when the
 //!   vault cannot be opened only for a vault this host knows by its id, and only with that
 //!   vault's points ([`ReadVault`], [`Host::read_vault`]); an unknown location's error stands.
@@ -28,7 +33,7 @@
 //! # Errors
 //!
 //! Every crate's `Error` has a `kind()`, an [`ErrorKind`](blockvault_core::ErrorKind)
-//! (usage, not-found, integrity, refused, failure) that looks through the errors it wraps;
+//! (usage, not-found, integrity, refused, locked, failure) that looks through the errors it wraps;
 //! this crate's [`Error`] carries the kinds of the crates below and its own. A front end maps
 //! the kind to what it shows (the CLI: exit codes); [`kind_of`] names the kind of any
 //! blockvault error met in a chain of errors of other types.
@@ -36,6 +41,7 @@
 mod concurrency;
 mod error;
 mod host;
+mod passphrase;
 mod points;
 mod policies;
 mod protection;
@@ -47,6 +53,7 @@ pub use crate::{
     concurrency::{read_options, write_options},
     error::{Error, Result, describe, kind_of},
     host::Host,
+    passphrase::{Passphrase, PassphraseSource, VaultAbout},
     points::{Held, PointsView, ReadVault, retained_until},
     policies::{host_timezone, policy_files},
     protection::{
