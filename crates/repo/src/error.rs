@@ -31,6 +31,16 @@ pub enum Error {
         source: Box<Error>,
     },
 
+    /// An encrypted vault whose key could not be unlocked (see [`Keyring`](crate::Keyring)):
+    /// the unlocker's error, which says why (a wrong passphrase, none given, a key file
+    /// missing).
+    #[error("cannot open encrypted vault {vault}: {source}")]
+    Locked {
+        vault: String,
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+
     #[error("a backup needs at least one disk")]
     NoDisks,
 
@@ -152,6 +162,7 @@ impl Error {
             Error::Disk(e) => e.kind(),
             Error::Block { source, .. } => source.kind(),
             Error::BlockLength { .. } => ErrorKind::Integrity,
+            Error::Locked { .. } => ErrorKind::Locked,
             Error::InPlacePartial { source, .. } => source.kind(),
             Error::UnknownVm { .. }
             | Error::UnknownPoint { .. }

@@ -56,6 +56,7 @@ mod decode;
 mod error;
 mod guard;
 mod index;
+mod keyring;
 mod landed;
 mod options;
 mod progress;
@@ -74,6 +75,7 @@ pub use crate::{
     error::{Error, Result},
     guard::{Held, NoGuard, WriteGuard},
     index::{ChunkIndex, Journal},
+    keyring::{Keyring, Unlock},
     options::TransferOptions,
     progress::{NoProgress, Progress},
     reader::{CACHED_BLOCKS, PointReader},

@@ -13,7 +13,7 @@ use blockvault_core::{
 use blockvault_store::{PointListing, Store};
 use jiff::Timestamp;
 
-use crate::{ChunkIndex, Error, NoGuard, PointSelector, Result, WriteGuard};
+use crate::{ChunkIndex, Error, Keyring, NoGuard, PointSelector, Result, WriteGuard};
 
 /// A store that holds a vault config, and the operations on its points (see the module docs).
 #[derive(Clone, Debug)]
@@ -85,6 +85,14 @@ impl Repository {
     pub async fn open(store: Store) -> Result<Repository> {
         let config = store.config().await?;
         Ok(Repository::from_config(store, config))
+    }
+
+    /// Opens the repository in `store`, encrypted or not: its codec comes from `keyring`
+    /// (unlocking the vault's key when the keyring does not hold it yet).
+    pub async fn open_with(store: Store, keyring: &Keyring) -> Result<Repository> {
+        let config = store.config().await?;
+        let codec = keyring.codec(&config, store.location())?;
+        Ok(Repository::from_config(store.with_codec(codec), config))
     }
 
     /// Writers into this repository hold `guard` while they write.
