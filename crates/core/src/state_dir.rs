@@ -19,6 +19,7 @@ use std::path::{Path, PathBuf};
 /// | `STATE/vaults/<vault id>/chunks.idx` | this host's chunk index of a vault | repo (`ChunkIndex`) |
 /// | `STATE/host.json` | this host's identity (id, name) in protection records | jobs (engine, on first need) |
 /// | `STATE/vaults/<vault id>/marks/` | this host's cache of what GC marked per block map | vault |
+/// | `STATE/keys/<vault id>.key` | the key file of a vault whose key is kept outside it (key-file mode; mode 0600), unless `BLOCKVAULT_KEY_FILE` names another | host (`vault init --encryption key-file`, `vault key import`) |
 ///
 /// The engine is opened on a `StateDir` and takes every path of its own from it (catalog,
 /// snapshot tier, locks, disk records).
@@ -109,6 +110,11 @@ impl StateDir {
     /// This host's chunk index of the vault with id `vault`.
     pub fn chunk_index(&self, vault: &str) -> PathBuf {
         self.vault(vault).join("chunks.idx")
+    }
+
+    /// The key file of the key-file-mode vault with id `vault`.
+    pub fn key_file(&self, vault: &str) -> PathBuf {
+        self.root.join("keys").join(format!("{vault}.key"))
     }
 
     /// This host's cache of GC marks of the vault with id `vault`.

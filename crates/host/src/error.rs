@@ -63,6 +63,18 @@ pub enum Error {
     )]
     NoPassphrase,
 
+    /// A key-file vault whose key file is not where this host looks, or does not read.
+    #[error(
+        "vault {vault} keeps its key outside the vault, and its key file {path} cannot be read \
+         ({problem}); put the key file there (`blockvault vault key import`) or name it with \
+         BLOCKVAULT_KEY_FILE"
+    )]
+    KeyFileMissing {
+        vault: String,
+        path: PathBuf,
+        problem: String,
+    },
+
     /// A new passphrase needed (changing one, adding a key slot) and no source for it.
     #[error(
         "a new passphrase is needed and none was given; set BLOCKVAULT_NEW_PASSWORD_FILE or \
@@ -115,6 +127,7 @@ impl Error {
             Error::NotFound(_) => ErrorKind::NotFound,
             Error::Other(_) => ErrorKind::Failure,
             Error::NoPassphrase
+            | Error::KeyFileMissing { .. }
             | Error::PassphraseFile { .. }
             | Error::PassphraseCommand { .. }
             | Error::PassphrasePrompt { .. } => ErrorKind::Locked,

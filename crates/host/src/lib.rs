@@ -47,6 +47,7 @@ mod policies;
 mod protection;
 mod redundancy;
 mod stats;
+mod unlock;
 mod vaults;
 
 pub use crate::{
@@ -62,6 +63,7 @@ pub use crate::{
     },
     redundancy::{Promoted, RedundancyKind, Replaced, secondary_for},
     stats::StatsView,
+    unlock::{HostUnlock, KEY_FILE_ENV, key_file_path, slots, unlock},
     vaults::{canonical, secondary_warning},
 };
 pub use blockvault_core::ErrorKind;
