@@ -1,10 +1,11 @@
-//! Chunk codec throughput (`ChunkCodec::plain`, as every repository uses today): encoding
-//! (zstd-1, raw when incompressible) and verified decoding (decompress + BLAKE3 + compare) of
-//! 4 MiB blocks of text-like, binary-like and random data.
+//! Chunk codec throughput, plain (`ChunkCodec::plain`) and keyed (`ChunkCodec::keyed`, an
+//! encrypted vault's) side by side: ids (BLAKE3, keyed BLAKE3), encoding (zstd-1, raw when
+//! incompressible; then AES-256-GCM for the keyed codec) and verified decoding (authenticate,
+//! decompress, hash, compare) of 4 MiB blocks of text-like, binary-like and random data.
 //!
 //! Run: `cargo bench -p blockvault-benches --bench codec`
 
-use blockvault_core::{ChunkCodec, ChunkDecoder, ChunkEncoder};
+use blockvault_core::{ChunkCodec, ChunkDecoder, ChunkEncoder, MasterKey};
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 
 const BLOCK: usize = 4 << 20;
@@ -31,16 +32,42 @@ fn blocks() -> Vec<(&'static str, Vec<u8>)> {
     vec![("text", text), ("binary", binary), ("random", random)]
 }
 
+/// The two codecs, named.
+fn codecs() -> [(&'static str, ChunkCodec); 2] {
+    [
+        ("plain", ChunkCodec::plain()),
+        ("keyed", ChunkCodec::keyed(&MasterKey::generate())),
+    ]
+}
+
+fn id(c: &mut Criterion) {
+    let mut group = c.benchmark_group("id");
+    group.throughput(Throughput::Bytes(BLOCK as u64));
+    let (_, block) = blocks().swap_remove(1);
+    for (codec_name, codec) in codecs() {
+        group.bench_with_input(
+            BenchmarkId::from_parameter(codec_name),
+            &block,
+            |b, block| {
+                b.iter(|| codec.id(block));
+            },
+        );
+    }
+    group.finish();
+}
+
 fn encode(c: &mut Criterion) {
     let mut group = c.benchmark_group("encode");
     group.throughput(Throughput::Bytes(BLOCK as u64));
-    let codec = ChunkCodec::plain();
     let mut encoder = ChunkEncoder::new().expect("encoder");
-    for (name, block) in blocks() {
-        let id = codec.id(&block);
-        group.bench_with_input(BenchmarkId::from_parameter(name), &block, |b, block| {
-            b.iter(|| codec.encode(&mut encoder, id, block));
-        });
+    for (codec_name, codec) in codecs() {
+        for (name, block) in blocks() {
+            let id = codec.id(&block);
+            let param = format!("{codec_name}/{name}");
+            group.bench_with_input(BenchmarkId::from_parameter(param), &block, |b, block| {
+                b.iter(|| codec.encode(&mut encoder, id, block));
+            });
+        }
     }
     group.finish();
 }
@@ -48,21 +75,27 @@ fn encode(c: &mut Criterion) {
 fn decode(c: &mut Criterion) {
     let mut group = c.benchmark_group("decode-verified");
     group.throughput(Throughput::Bytes(BLOCK as u64));
-    let codec = ChunkCodec::plain();
     let mut decoder = ChunkDecoder::new().expect("decoder");
     let mut out = Vec::with_capacity(BLOCK);
-    for (name, block) in blocks() {
-        let (id, encoded) = codec.encode_one(&block).expect("encode");
-        group.bench_with_input(BenchmarkId::from_parameter(name), &encoded, |b, encoded| {
-            b.iter(|| {
-                codec
-                    .decode(&mut decoder, encoded, id, &mut out)
-                    .expect("decode")
-            });
-        });
+    for (codec_name, codec) in codecs() {
+        for (name, block) in blocks() {
+            let (id, encoded) = codec.encode_one(&block).expect("encode");
+            let param = format!("{codec_name}/{name}");
+            group.bench_with_input(
+                BenchmarkId::from_parameter(param),
+                &encoded,
+                |b, encoded| {
+                    b.iter(|| {
+                        codec
+                            .decode(&mut decoder, encoded, id, &mut out)
+                            .expect("decode")
+                    });
+                },
+            );
+        }
     }
     group.finish();
 }
 
-criterion_group!(benches, encode, decode);
+criterion_group!(benches, id, encode, decode);
 criterion_main!(benches);
