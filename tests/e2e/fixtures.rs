@@ -15,11 +15,11 @@ use blockvault_core::{
 };
 use jiff::Timestamp;
 
-fn dir() -> PathBuf {
+pub(crate) fn dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../testdata/formats")
 }
 
-fn created() -> Timestamp {
+pub(crate) fn created() -> Timestamp {
     "2026-11-23T10:00:00.125Z".parse().expect("ts")
 }
 
@@ -31,7 +31,7 @@ fn map_v1() -> BlockMap {
     map
 }
 
-fn text_block() -> Vec<u8> {
+pub(crate) fn text_block() -> Vec<u8> {
     b"blockvault fixture text block. "
         .iter()
         .copied()
@@ -52,7 +52,7 @@ fn noise_block() -> Vec<u8> {
         .collect()
 }
 
-fn point_v1() -> RecoveryPoint {
+pub(crate) fn point_v1() -> RecoveryPoint {
     let time = created();
     RecoveryPoint {
         vm: VmName::new("web01").expect("vm"),

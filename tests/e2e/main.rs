@@ -4,6 +4,7 @@
 
 mod daemon;
 mod early_send;
+mod encrypted_fixtures;
 mod faults;
 mod fixtures;
 mod forget;
