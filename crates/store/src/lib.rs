@@ -228,6 +228,8 @@ mod resync;
 mod retry;
 mod retrying;
 mod s3;
+#[cfg(test)]
+mod sealed_tests;
 mod sizes;
 mod store;
 #[cfg(any(test, feature = "conformance"))]
