@@ -5,9 +5,9 @@
 use std::sync::Arc;
 
 use blockvault_core::{
-    BlockMap, BlockSize, ChunkCodec, ChunkId, Consistency, DiskName, DiskRecord,
-    Encryption, ErrorKind, ForgottenChunks, GcEpoch, HeldState, HostIdentity, Kdf, KeyHome,
-    LeaseKind, LeaseRecord, MasterKey, PointDeleteMarker, PointId, ProtectionRecord, RecoveryPoint,
+    BlockMap, BlockSize, ChunkCodec, ChunkId, Consistency, DiskName, DiskRecord, Encryption,
+    ErrorKind, ForgottenChunks, GcEpoch, HeldState, HostIdentity, Kdf, KeyHome, LeaseKind,
+    LeaseRecord, MasterKey, PointDeleteMarker, PointId, ProtectionRecord, RecoveryPoint,
     SealedObject, SoftDeleteMarker, VaultConfig, VmName,
 };
 use futures::TryStreamExt;
@@ -182,7 +182,7 @@ async fn an_encrypted_store_holds_no_plaintext_of_the_vm() {
     let point = write_everything(&store, Some(encryption)).await;
     // The large map went up in parts, sealed as it was encoded.
     assert!(probe.part_sizes().len() >= 3, "{:?}", probe.part_sizes());
-    assert!(probe.part_sizes().iter().any(|&p| p == MAP_PART_SIZE));
+    assert!(probe.part_sizes().contains(&MAP_PART_SIZE));
 
     let all = objects(&store).await;
     assert!(all.len() >= 11, "{}", all.len());
