@@ -114,6 +114,15 @@ async fn replicated_s3_and_directory_store_conforms_on_garage() {
     super::run(&store).await;
 }
 
+#[tokio::test(flavor = "multi_thread")]
+#[ignore = "needs the S3 server that scripts/test.sh starts"]
+async fn encrypted_replicated_s3_and_directory_store_conforms_on_garage() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = garage("encrypted-replicated").replicated(Store::local(dir.path()).expect("dir"));
+    let (store, master) = encrypted(store);
+    super::run_encrypted(&store, &master).await;
+}
+
 #[tokio::test]
 async fn local_store_refuses_missing_dirs_files_and_non_empty_dirs() {
     let dir = tempfile::tempdir().expect("tempdir");
