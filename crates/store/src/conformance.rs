@@ -4,15 +4,20 @@
 //! on: the config marks a vault, chunks/maps/points round-trip, and missing or corrupt objects
 //! are reported as such, by name. The store's own tests run it against every backend
 //! (`backend.rs`): `InMemory`, a local directory, replicated stores (directory + directory,
-//! memory + memory, S3 + directory), and S3 on the Garage server `scripts/test.sh` starts.
+//! memory + memory, S3 + directory), and S3 on the Garage server `scripts/test.sh` starts;
+//! and [`run_encrypted`] runs it again on stores with a keyed codec (`tests.rs`), whose
+//! objects but chunks and the config are sealed: the damage the suite plants is then damage
+//! to the sealed bytes (`stored`), and a plain object planted in an encrypted store (or a
+//! sealed one in a plain store) is refused as corrupt. The markers and records beside the
+//! points are `markers.rs`'s.
 //!
 //! On a replicated store the suite spoils every copy alike (it writes bad objects to the
 //! secondary too), so a read fails everywhere: the error is then
 //! [`Error::ReplicaAlsoBad`], whose two problems must both be what a single store reports.
 
 use blockvault_core::{
-    BlockMap, BlockSize, ChunkId, Consistency, DiskName, DiskRecord, PointId, PointStats,
-    RecoveryPoint, VaultConfig, VmName,
+    BlockMap, BlockSize, ChunkCodec, ChunkId, Consistency, DiskName, DiskRecord, Encryption, Kdf,
+    KeyHome, MasterKey, PointId, PointStats, RecoveryPoint, VaultConfig, VmName,
 };
 use futures::TryStreamExt;
 use jiff::Timestamp;
@@ -21,24 +26,42 @@ use object_store::{ObjectStoreExt, PutPayload};
 use crate::maps::{MAP_PART_SIZE, large_map};
 use crate::{Error, Store, layout};
 
-/// Runs the whole suite; panics (as a test failure) on the first broken promise.
+mod markers;
+
+/// Runs the whole suite on a plain store; panics (as a test failure) on the first broken
+/// promise.
 pub async fn run(store: &Store) {
-    config_marks_a_vault(store).await;
+    run_with(store, None).await;
+}
+
+/// Runs the whole suite on `store`, whose codec is keyed under `master`
+/// ([`Store::with_codec`]); the vault config it writes says so (a passphrase slot, a quick
+/// KDF).
+pub async fn run_encrypted(store: &Store, master: &MasterKey) {
+    assert!(store.codec().is_encrypted(), "a keyed codec");
+    let kdf = Kdf::argon2id(8 * 1024, 1).expect("kdf");
+    let encryption = Encryption::new(master, b"pw", kdf, KeyHome::Vault, Timestamp::UNIX_EPOCH)
+        .expect("encryption");
+    run_with(store, Some(encryption)).await;
+}
+
+async fn run_with(store: &Store, encryption: Option<Encryption>) {
+    config_marks_a_vault(store, encryption).await;
     chunks_round_trip_and_fail_by_name(store).await;
     maps_round_trip_and_are_checked(store).await;
     large_objects_go_up_in_parts(store).await;
     points_commit_list_and_fail_by_name(store).await;
     deletes_remove_points_maps_and_chunks(store).await;
-    soft_delete_markers_round_trip_and_fail_by_name(store).await;
-    point_delete_markers_live_beside_a_vms_marker(store).await;
-    protection_records_round_trip_list_and_fail_by_key(store).await;
+    markers::soft_delete_markers_round_trip_and_fail_by_name(store).await;
+    markers::point_delete_markers_live_beside_a_vms_marker(store).await;
+    markers::protection_records_round_trip_list_and_fail_by_key(store).await;
 }
 
 fn vm() -> VmName {
     VmName::new("conformance-vm").expect("name")
 }
 
-async fn config_marks_a_vault(store: &Store) {
+async fn config_marks_a_vault(store: &Store, encryption: Option<Encryption>) {
     let err = store
         .config()
         .await
@@ -50,7 +73,7 @@ async fn config_marks_a_vault(store: &Store) {
         default_block_size: BlockSize::DEFAULT,
         redundancy: Default::default(),
         replica_of: None,
-        encryption: None,
+        encryption,
     };
     store.init(&config).await.expect("init");
     assert_eq!(store.config().await.expect("config"), config);
@@ -142,16 +165,39 @@ async fn maps_round_trip_and_are_checked(store: &Store) {
         matches!(everywhere(&err), Error::MapCorrupt { .. }),
         "{err}"
     );
-    let mut bytes = map.encode();
+    let key = layout::map(&vm(), &point, &disk);
+    let mut bytes = stored(store, &key, map.encode());
     bytes.truncate(bytes.len() - 1);
-    raw_put(store, &layout::map(&vm(), &point, &disk), bytes).await;
+    raw_put(store, &key, bytes).await;
     let err = store
         .get_map(&vm(), &point, &disk, None)
         .await
         .expect_err("truncated");
+    // A sealed map cut short fails its last segment's authentication.
+    let said = match store.codec().is_encrypted() {
+        true => "failed authentication",
+        false => "truncated",
+    };
     assert!(
-        matches!(everywhere(&err), Error::MapCorrupt { .. })
-            && err.to_string().contains("truncated"),
+        matches!(everywhere(&err), Error::MapCorrupt { .. }) && err.to_string().contains(said),
+        "{err}"
+    );
+    // A map sealed as the vault does not (planted: in the clear in an encrypted vault, sealed
+    // under some key in a plain one) is refused.
+    let (planted, said) = match store.codec().is_encrypted() {
+        true => (map.encode(), "is not encrypted"),
+        false => (
+            ChunkCodec::keyed(&MasterKey::generate()).seal_object(key.as_ref(), map.encode()),
+            "is encrypted",
+        ),
+    };
+    raw_put(store, &key, planted).await;
+    let err = store
+        .get_map(&vm(), &point, &disk, None)
+        .await
+        .expect_err("planted");
+    assert!(
+        matches!(everywhere(&err), Error::MapCorrupt { .. }) && err.to_string().contains(said),
         "{err}"
     );
 }
@@ -169,11 +215,16 @@ async fn large_objects_go_up_in_parts(store: &Store) {
         .put_map(&vm(), &point, &disk, &map)
         .await
         .expect("map put in parts");
+    let key = layout::map(&vm(), &point, &disk);
+    let held = store.get(&key).await.expect("get").expect("there");
     assert_eq!(
         digest,
-        blake3::hash(&whole).to_hex().as_str(),
-        "the digest is the whole encoding's"
+        blake3::hash(&held).to_hex().as_str(),
+        "the digest is the stored object's"
     );
+    if !store.codec().is_encrypted() {
+        assert!(held == whole, "a plain vault stores the encoding as it is");
+    }
     let back = store
         .get_map(&vm(), &point, &disk, Some(&digest))
         .await
@@ -237,7 +288,7 @@ async fn points_commit_list_and_fail_by_name(store: &Store) {
     let other = VmName::new("nobody").expect("name");
     assert!(store.list_points(&other).await.expect("points").is_empty());
 
-    let good = a.encode();
+    let good = stored(store, &layout::point(&vm(), &a.id), a.encode());
     let mut bytes = good.clone();
     let at = bytes.len() - 3;
     bytes[at] ^= 0x20;
@@ -274,7 +325,8 @@ async fn points_commit_list_and_fail_by_name(store: &Store) {
     assert_ne!(&aside[..], &good[..]);
     assert_eq!(aside.len(), good.len());
     // A record under another point's key is not that point.
-    raw_put(store, &layout::point(&vm(), &a.id), b.encode()).await;
+    let moved = stored(store, &layout::point(&vm(), &b.id), b.encode());
+    raw_put(store, &layout::point(&vm(), &a.id), moved).await;
     let err = store.get_point(&vm(), &a.id).await.expect_err("misplaced");
     assert!(
         matches!(everywhere(&err), Error::PointCorrupt { .. }) && err.is_corrupt(),
@@ -349,172 +401,9 @@ async fn deletes_remove_points_maps_and_chunks(store: &Store) {
     store.delete_chunk(&id).await.expect("delete again");
 }
 
-async fn soft_delete_markers_round_trip_and_fail_by_name(store: &Store) {
-    let vm = VmName::new("soft-deleted-vm").expect("name");
-    assert_eq!(store.soft_delete(&vm).await.expect("none yet"), None);
-    let deleted: Timestamp = "2026-11-23T10:00:00Z".parse().expect("ts");
-    let marker = blockvault_core::SoftDeleteMarker::new(vm.clone(), deleted);
-    store.put_soft_delete(&marker).await.expect("put marker");
-    assert_eq!(
-        store.soft_delete(&vm).await.expect("read"),
-        Some(marker.clone())
-    );
-    // The marker is not a VM with points.
-    assert!(!store.list_vms().await.expect("vms").contains(&vm));
-    store.remove_soft_delete(&vm).await.expect("remove");
-    assert_eq!(store.soft_delete(&vm).await.expect("gone"), None);
-    store.remove_soft_delete(&vm).await.expect("remove again");
-
-    let mut bytes = marker.encode();
-    let last = bytes.len() - 2;
-    bytes[last] ^= 1;
-    raw_put(store, &layout::soft_delete(&vm), bytes).await;
-    let err = store.soft_delete(&vm).await.expect_err("corrupt");
-    assert!(
-        matches!(&err, Error::SoftDeleteCorrupt { vm: v, .. } if *v == vm) && err.is_corrupt(),
-        "{err}"
-    );
-    assert!(err.to_string().contains("soft-deleted-vm"), "{err}");
-    store.remove_soft_delete(&vm).await.expect("clean up");
-}
-
-/// A forgotten point's marker and its VM's marker at once (a directory store cannot hold a
-/// file `deleted/<vm>` and a directory `deleted/<vm>/`), listed per VM, by name when corrupt.
-async fn point_delete_markers_live_beside_a_vms_marker(store: &Store) {
-    let vm = VmName::new("forgetful-vm").expect("name");
-    let deleted: Timestamp = "2026-11-23T10:00:00Z".parse().expect("ts");
-    let (first, second) = (
-        PointId::generate(deleted, b"first"),
-        PointId::generate(deleted + jiff::SignedDuration::from_secs(60), b"second"),
-    );
-    assert_eq!(store.point_delete(&vm, &first).await.expect("none"), None);
-    assert!(store.point_deletes(&vm).await.expect("none").is_empty());
-    let vm_marker = blockvault_core::SoftDeleteMarker::new(vm.clone(), deleted);
-    store.put_soft_delete(&vm_marker).await.expect("vm marker");
-    let markers: Vec<blockvault_core::PointDeleteMarker> = [&second, &first]
-        .into_iter()
-        .map(|p| blockvault_core::PointDeleteMarker::new(vm.clone(), p.clone(), deleted))
-        .collect();
-    for marker in &markers {
-        store.put_point_delete(marker).await.expect("point marker");
-    }
-    assert_eq!(
-        store.point_deletes(&vm).await.expect("list"),
-        vec![markers[1].clone(), markers[0].clone()],
-        "oldest point first"
-    );
-    assert_eq!(
-        store.point_delete_vms().await.expect("vms"),
-        vec![vm.clone()]
-    );
-    assert_eq!(
-        store.soft_delete(&vm).await.expect("vm marker"),
-        Some(vm_marker)
-    );
-    assert!(!store.list_vms().await.expect("vms").contains(&vm));
-    store
-        .remove_point_delete(&vm, &second)
-        .await
-        .expect("remove");
-    store
-        .remove_point_delete(&vm, &second)
-        .await
-        .expect("again");
-    assert_eq!(
-        store.point_deletes(&vm).await.expect("list"),
-        vec![markers[1].clone()]
-    );
-
-    // A damaged marker, and one under another point's key, are errors naming the point.
-    let mut bytes = markers[1].encode();
-    let last = bytes.len() - 2;
-    bytes[last] ^= 1;
-    raw_put(store, &layout::point_delete(&vm, &first), bytes).await;
-    let err = store.point_deletes(&vm).await.expect_err("corrupt");
-    assert!(
-        matches!(&err, Error::PointDeleteCorrupt { point, .. } if *point == first)
-            && err.is_corrupt(),
-        "{err}"
-    );
-    raw_put(
-        store,
-        &layout::point_delete(&vm, &first),
-        markers[0].encode(),
-    )
-    .await;
-    let err = store
-        .point_delete(&vm, &first)
-        .await
-        .expect_err("misplaced");
-    assert!(err.to_string().contains(first.as_str()), "{err}");
-
-    store
-        .remove_point_delete(&vm, &first)
-        .await
-        .expect("clean up");
-    store.remove_soft_delete(&vm).await.expect("clean up");
-    assert!(store.point_delete_vms().await.expect("vms").is_empty());
-}
-
-async fn protection_records_round_trip_list_and_fail_by_key(store: &Store) {
-    use blockvault_core::{HeldState, HostIdentity, ProtectionRecord};
-    let vm = VmName::new("held-vm").expect("name");
-    assert_eq!(store.protection(&vm).await.expect("none yet"), None);
-    let since: Timestamp = "2026-11-23T10:00:00Z".parse().expect("ts");
-    let mut record = ProtectionRecord {
-        vm: vm.clone(),
-        host: HostIdentity {
-            id: "00112233aabbccdd".into(),
-            name: "hv1".into(),
-            state_dir: "/var/lib/blockvault".into(),
-        },
-        policy: "DefaultPolicy".into(),
-        policy_settings: "name = \"DefaultPolicy\"\n".into(),
-        since,
-        updated: since,
-        state: HeldState::Protected,
-    };
-    store.put_protection(&record).await.expect("put record");
-    assert_eq!(
-        store.protection(&vm).await.expect("read"),
-        Some(record.clone())
-    );
-    assert!(
-        store
-            .list_protected_vms()
-            .await
-            .expect("list")
-            .contains(&vm)
-    );
-    // The record is not a VM with points.
-    assert!(!store.list_vms().await.expect("vms").contains(&vm));
-    record.state = HeldState::Stopped { stopped: since };
-    store.put_protection(&record).await.expect("replace");
-    assert_eq!(
-        store.protection(&vm).await.expect("read"),
-        Some(record.clone())
-    );
-    store.remove_protection(&vm).await.expect("remove");
-    assert_eq!(store.protection(&vm).await.expect("gone"), None);
-    assert!(
-        !store
-            .list_protected_vms()
-            .await
-            .expect("list")
-            .contains(&vm)
-    );
-    store.remove_protection(&vm).await.expect("remove again");
-
-    let mut bytes = record.encode();
-    let last = bytes.len() - 2;
-    bytes[last] ^= 1;
-    raw_put(store, &layout::protection(&vm), bytes).await;
-    let err = store.protection(&vm).await.expect_err("corrupt");
-    assert!(
-        matches!(&err, Error::ObjectCorrupt { key, .. } if key == "protection/held-vm"),
-        "{err}"
-    );
-    store.remove_protection(&vm).await.expect("clean up");
+/// The object a store holds at `key` for the encoding `plain`: sealed when its codec is keyed.
+fn stored(store: &Store, key: &object_store::path::Path, plain: Vec<u8>) -> Vec<u8> {
+    store.codec().seal_object(key.as_ref(), plain)
 }
 
 /// Puts `bytes` under `key` behind the store's back, in every copy (the secondary's too).
@@ -554,91 +443,4 @@ fn everywhere(err: &Error) -> &Error {
 }
 
 #[cfg(test)]
-mod tests {
-    #[tokio::test]
-    async fn in_memory_store_conforms() {
-        super::run(&crate::Store::in_memory()).await;
-    }
-
-    #[tokio::test]
-    async fn local_directory_store_conforms() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        super::run(&crate::Store::local(dir.path()).expect("store")).await;
-    }
-
-    #[tokio::test]
-    async fn replicated_directory_store_conforms() {
-        let (a, b) = (
-            tempfile::tempdir().expect("a"),
-            tempfile::tempdir().expect("b"),
-        );
-        let store = crate::Store::local(a.path())
-            .expect("primary")
-            .replicated(crate::Store::local(b.path()).expect("secondary"));
-        super::run(&store).await;
-        assert_eq!(
-            store.repairs(),
-            crate::Repairs::default(),
-            "nothing to heal"
-        );
-    }
-
-    #[tokio::test]
-    async fn replicated_in_memory_store_conforms() {
-        let store = crate::Store::in_memory().replicated(crate::Store::in_memory());
-        super::run(&store).await;
-    }
-
-    /// The server `scripts/test.sh` starts (`scripts/garage.sh`), described in the
-    /// environment; a prefix no other test (or earlier run) uses.
-    fn garage(name: &str) -> crate::Store {
-        let Ok(bucket) = std::env::var("BLOCKVAULT_TEST_S3_BUCKET") else {
-            panic!(
-                "this test needs the Garage server that scripts/test.sh starts \
-                 (BLOCKVAULT_TEST_S3_BUCKET is not set): run scripts/test.sh"
-            );
-        };
-        let options = crate::S3Options::from_env().expect("S3 settings in the environment");
-        let prefix = format!(
-            "test/store-{name}-{}",
-            jiff::Timestamp::now().as_nanosecond()
-        );
-        crate::Store::s3(&bucket, &prefix, &options).expect("s3 store")
-    }
-
-    #[tokio::test(flavor = "multi_thread")]
-    #[ignore = "needs the S3 server that scripts/test.sh starts"]
-    async fn s3_store_conforms_on_garage() {
-        super::run(&garage("conformance")).await;
-    }
-
-    #[tokio::test(flavor = "multi_thread")]
-    #[ignore = "needs the S3 server that scripts/test.sh starts"]
-    async fn replicated_s3_and_directory_store_conforms_on_garage() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let store = garage("replicated").replicated(crate::Store::local(dir.path()).expect("dir"));
-        super::run(&store).await;
-    }
-
-    #[tokio::test]
-    async fn local_store_refuses_missing_dirs_files_and_non_empty_dirs() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let err = crate::Store::local(dir.path().join("nope")).expect_err("missing");
-        assert!(matches!(err, crate::Error::NotAVault { .. }), "{err}");
-        std::fs::write(dir.path().join("file"), b"x").expect("write");
-        let err = crate::Store::local(dir.path().join("file")).expect_err("file");
-        assert!(matches!(err, crate::Error::NotAVault { .. }), "{err}");
-        let store = crate::Store::local(dir.path()).expect("store");
-        let config = blockvault_core::VaultConfig {
-            id: "x".into(),
-            created: jiff::Timestamp::UNIX_EPOCH,
-            default_block_size: blockvault_core::BlockSize::DEFAULT,
-            redundancy: Default::default(),
-            replica_of: None,
-            encryption: None,
-        };
-        let err = store.init(&config).await.expect_err("not empty");
-        assert!(matches!(err, crate::Error::NotEmpty { .. }), "{err}");
-        assert!(!dir.path().join("vault.config").exists(), "nothing written");
-    }
-}
+mod tests;

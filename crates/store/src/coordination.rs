@@ -5,6 +5,9 @@
 //!
 //! They live on the primary store only: it is where writers and collectors meet, and where
 //! listings come from. A replicated vault's secondary holds only data.
+//!
+//! Leases, the epoch and the candidates are sealed with the vault's codec (leases name hosts
+//! and VMs); a damage mark is empty, its key naming only a chunk id.
 
 use blockvault_core::{ChunkId, ForgottenChunks, GcEpoch, LeaseRecord, VmName};
 use futures::{Stream, StreamExt, TryStreamExt};
@@ -39,8 +42,8 @@ impl Store {
 
     /// Writes (or rewrites, to refresh it) a lease.
     pub async fn put_lease(&self, lease: &LeaseRecord) -> Result<()> {
-        self.put_here(&layout::lease(lease.kind, &lease.id), lease.encode().into())
-            .await
+        let key = layout::lease(lease.kind, &lease.id);
+        self.put_here(&key, self.seal(&key, lease.encode())).await
     }
 
     /// Removes a lease; one already gone is not an error.
@@ -66,7 +69,9 @@ impl Store {
                 continue;
             };
             leases.push(ListedLease {
-                record: LeaseRecord::decode(&bytes).ok(),
+                record: crate::checks::open(&self.codec, &meta.location, &bytes)
+                    .and_then(|plain| LeaseRecord::decode(&plain))
+                    .ok(),
                 key: meta.location.to_string(),
                 last_modified: timestamp(&meta),
             });
@@ -81,37 +86,39 @@ impl Store {
         let key = layout::gc_epoch();
         match self.get(&key).await? {
             None => Ok(None),
-            Some(bytes) => {
-                GcEpoch::decode(&bytes)
-                    .map(Some)
-                    .map_err(|source| Error::ObjectCorrupt {
-                        key: key.to_string(),
-                        source,
-                    })
-            }
+            Some(bytes) => crate::checks::open(&self.codec, &key, &bytes)
+                .and_then(|plain| GcEpoch::decode(&plain))
+                .map(Some)
+                .map_err(|source| Error::ObjectCorrupt {
+                    key: key.to_string(),
+                    source,
+                }),
         }
     }
 
     pub async fn put_gc_epoch(&self, epoch: &GcEpoch) -> Result<()> {
-        self.put_here(&layout::gc_epoch(), epoch.encode().into())
-            .await
+        let key = layout::gc_epoch();
+        self.put_here(&key, self.seal(&key, epoch.encode())).await
     }
 
     /// Ships the candidates of the sweep that begins epoch `epoch`, encoded
-    /// ([`ForgottenChunks`]); written before the epoch itself, so a host that sees the epoch
-    /// finds them.
+    /// ([`ForgottenChunks`]), sealed here; written before the epoch itself, so a host that
+    /// sees the epoch finds them.
     pub async fn put_forgotten(&self, epoch: &str, encoded: Vec<u8>) -> Result<()> {
-        self.put_here(&layout::forgotten(epoch), encoded.into())
-            .await
+        let key = layout::forgotten(epoch);
+        self.put_here(&key, self.seal(&key, encoded)).await
     }
 
     /// What the sweep that began epoch `epoch` may have deleted; `None` when it is missing
-    /// or does not decode (a host then rebuilds its cache from a listing, as it always may).
+    /// or does not open or decode (a host then rebuilds its cache from a listing, as it always
+    /// may).
     pub async fn forgotten(&self, epoch: &str) -> Result<Option<ForgottenChunks>> {
-        Ok(self
-            .get(&layout::forgotten(epoch))
-            .await?
-            .and_then(|bytes| ForgottenChunks::decode(&bytes).ok()))
+        let key = layout::forgotten(epoch);
+        Ok(self.get(&key).await?.and_then(|bytes| {
+            crate::checks::open(&self.codec, &key, &bytes)
+                .and_then(|plain| ForgottenChunks::decode(&plain))
+                .ok()
+        }))
     }
 
     /// Deletes the candidate lists of every sweep but the one that began epoch `keep`: a

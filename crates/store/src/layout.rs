@@ -15,6 +15,10 @@
 //! | `protection/<vm>` | [`ProtectionRecord`](blockvault_core::ProtectionRecord): the host that protects the VM, its policy and settings, since when, protected or stopped |
 //! | `quarantine/points/<vm>/<point>` | a damaged point record set aside (its bytes as they were); nothing reads it |
 //! | `quarantine/vault.config.<unix time>` | a damaged vault config set aside (the snapshot tier rebuilds its own) |
+//!
+//! In an encrypted vault every object here but `vault.config`, chunks (encrypted by the chunk
+//! codec) and the empty `damaged/` marks is sealed by the store's codec, bound to its key;
+//! the keys themselves stay readable (see "Encryption" in the crate docs).
 
 use blockvault_core::{ChunkId, DiskName, LeaseKind, PointId, VmName};
 use object_store::path::Path;

@@ -15,6 +15,9 @@
 //! | `deleted/<vm>` | the [`SoftDeleteMarker`](blockvault_core::SoftDeleteMarker) of a VM whose points are soft-deleted (protection stopped with *delete data*): when they were deleted and when they are purged |
 //! | `deleted-points/<vm>/<point>` | the [`PointDeleteMarker`](blockvault_core::PointDeleteMarker) of one point a user forgot (`blockvault forget`): soft-deleted like a VM's, purged alone |
 //!
+//! In an encrypted vault every object but the config, chunks (encrypted by the chunk codec)
+//! and `damaged/` marks is sealed (see "Encryption").
+//!
 //! The vault describes itself: listing `points/` gives the VMs and their points, a point names
 //! its maps (with their digests), a map names its chunks. A new host can restore from the
 //! objects alone, and sees from `deleted/` which VMs' points are soft-deleted (listed as such,
@@ -142,9 +145,33 @@
 //!
 //! Every read checks what it read: chunks are decoded with the vault's chunk codec
 //! ([`Store::codec`], the one place chunks are encoded, decoded and identified; see
-//! `blockvault_core::ChunkCodec`) and re-hashed against their id ([`Store::read_chunk`]), maps against the digest in their point record, records and the
-//! config against their checksums. Failures are [`Error::ChunkCorrupt`], [`Error::MapCorrupt`]
-//! and friends, naming the object.
+//! `blockvault_core::ChunkCodec`) and re-hashed against their id ([`Store::read_chunk`]),
+//! maps against the digest in their point record, every other object is opened with the
+//! codec (see "Encryption") and then checked against its checksum, as the config is.
+//! Failures are [`Error::ChunkCorrupt`], [`Error::MapCorrupt`] and friends, naming the object;
+//! an object that fails to open is corrupt exactly as one that fails its checksum, so verify,
+//! garbage collection and a replicated read's heal treat it as damage.
+//!
+//! # Encryption
+//!
+//! An encrypted vault's store has a keyed codec ([`Store::with_codec`]). Chunks are sealed by
+//! the codec itself (keyed ids, AES-256-GCM bound to the id). Every other object the store
+//! writes is sealed whole by it (`blockvault_core::SealedObject`, bound to its key path, so it
+//! cannot be moved to another key) and opened before it is decoded: block maps (sealed as they
+//! are encoded and opened as they arrive, in segments, so a large one is never held whole;
+//! their digest in the point record is BLAKE3 of the stored bytes, so a copy is checked
+//! without the key), point records, soft-delete markers of VMs and points, protection
+//! records, leases, the GC epoch and its candidates. Two objects stay plain: the vault config
+//! (it holds the key slots a reader needs first; it names no VM) and the empty
+//! `damaged/<id>` marks. A plain object found in an encrypted store (planted), or a sealed one
+//! in a plain store, is refused as corrupt. A plain vault's codec seals nothing: its objects
+//! are byte for byte what they always were.
+//!
+//! What the store can still see: the keys (VM names, point ids with their UTC times, disk
+//! names, keyed chunk ids, lease kinds and ids, epoch ids), every object's size and
+//! modification time, and the config (ids, block size, redundancy, key slots). Copies between
+//! stores (replication, resync, quarantine) are byte copies under the same key, so sealed
+//! objects stay valid; a quarantined record sits under another key and is not read.
 //!
 //! # Replication
 //!
@@ -228,6 +255,8 @@ mod resync;
 mod retry;
 mod retrying;
 mod s3;
+#[cfg(test)]
+mod sealed_tests;
 mod sizes;
 mod store;
 #[cfg(any(test, feature = "conformance"))]

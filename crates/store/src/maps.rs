@@ -1,6 +1,8 @@
 //! Block maps: `maps/<vm>/<point>/<disk>.map`, one per disk of a point, named with its digest
-//! by the point record. A large map goes up in parts as it is encoded and is decoded as it
-//! arrives, so that neither side holds its encoding whole.
+//! by the point record. A large map goes up in parts as it is encoded (and sealed, in an
+//! encrypted vault) and is opened and decoded as it arrives, so that neither side holds its
+//! encoding whole. The digest is BLAKE3 of the object as stored (sealed or not), so a copy is
+//! checked by hashing it, without the key.
 
 use blockvault_core::{BlockMap, DiskName, PointId, VmName};
 use futures::TryStreamExt;
@@ -21,9 +23,10 @@ pub(crate) const MAP_PART_SIZE: usize = 8 << 20;
 const MAP_PIECE: usize = 1 << 20;
 
 impl Store {
-    /// Stores the block map of `disk` in `point`; returns the BLAKE3 digest of its encoding, for
-    /// the point record. A large map is put in parts as it is encoded: the object appears whole
-    /// when the upload completes, or not at all.
+    /// Stores the block map of `disk` in `point`, sealed with the vault's codec (as encoded in
+    /// a plain vault); returns the BLAKE3 digest of the stored object, for the point record. A
+    /// large map is put in parts as it is encoded and sealed: the object appears whole when
+    /// the upload completes, or not at all.
     pub async fn put_map(
         &self,
         vm: &VmName,
@@ -40,17 +43,19 @@ impl Store {
             self.backend().upload(&key).await?
         };
         let Some(upload) = upload else {
-            let encoded = map.encode();
-            let digest = blake3::hash(&encoded).to_hex().to_string();
-            self.put(&key, encoded.into()).await?;
+            let stored = self.codec.seal_object(key.as_ref(), map.encode());
+            let digest = blake3::hash(&stored).to_hex().to_string();
+            self.put(&key, stored.into()).await?;
             return Ok(digest);
         };
         // Parts of one size but the last (some S3-compatible stores require it), one at a
         // time: the next is made once the last is up, so at most a part is held.
         let mut parts = WriteMultipart::new_with_chunk_size(upload, MAP_PART_SIZE);
         let mut encoder = map.encoder();
+        let mut sealer = self.codec.object_sealer(key.as_ref());
         let mut digest = blake3::Hasher::new();
         let mut piece = Vec::with_capacity(MAP_PIECE);
+        let mut sealed = Vec::new();
         while !encoder.is_done() {
             if let Err(source) = parts.wait_for_capacity(1).await {
                 // Best effort: a store that keeps parts of an unfinished upload drops them.
@@ -59,8 +64,23 @@ impl Store {
             }
             piece.clear();
             encoder.fill(&mut piece, MAP_PIECE);
-            digest.update(&piece);
-            parts.write(&piece);
+            let stored: &[u8] = match &mut sealer {
+                None => &piece,
+                Some(sealer) => {
+                    sealed.clear();
+                    sealer.push(&piece, &mut sealed);
+                    &sealed
+                }
+            };
+            digest.update(stored);
+            parts.write(stored);
+        }
+        if let Some(sealer) = sealer {
+            // The last segment, sealed as such.
+            sealed.clear();
+            sealer.finish(&mut sealed);
+            digest.update(&sealed);
+            parts.write(&sealed);
         }
         // Aborts the upload itself when it fails.
         parts
@@ -71,7 +91,7 @@ impl Store {
     }
 
     /// Whether this store's copy of the block map of `disk` in `point` is there and hashes to
-    /// `digest`: hashed as it is read, neither decoded nor held. For a reader that holds the map
+    /// `digest`: hashed as it is read, neither opened, decoded nor held. For a reader that holds the map
     /// with that digest already and only needs to know this copy is sound.
     pub async fn map_matches(
         &self,
@@ -121,7 +141,7 @@ impl Store {
                 Some(replica) => {
                     let map = replica
                         .wrapper
-                        .recover_map(vm, point, disk, digest, problem)
+                        .recover_map(vm, point, disk, digest, problem, &self.codec)
                         .await?;
                     Ok((map, true))
                 }
@@ -131,8 +151,8 @@ impl Store {
         }
     }
 
-    /// The block map as this store (not its secondary) holds it, checked, decoded as its bytes
-    /// arrive: the encoding is never held whole beside the map (at a million blocks each is
+    /// The block map as this store (not its secondary) holds it, checked, opened and decoded as
+    /// its bytes arrive: the encoding is never held whole beside the map (at a million blocks each is
     /// 32 MB).
     pub(crate) async fn get_map_here(
         &self,
@@ -141,7 +161,7 @@ impl Store {
         disk: &DiskName,
         digest: Option<&str>,
     ) -> Result<BlockMap> {
-        checks::read_map(&*self.here, vm, point, disk, digest).await
+        checks::read_map(&*self.here, &self.codec, vm, point, disk, digest).await
     }
 
     /// Removes the block maps stored for `id` (of a deleted point, or of a backup that never

@@ -1,6 +1,9 @@
 //! Recovery point records (`points/<vm>/<point>`, the commit of a backup) and soft-delete
-//! markers (`deleted/<vm>` of a VM, `deleted-points/<vm>/<point>` of a forgotten point). Listing them so that a damaged record damages only itself is
-//! `listing.rs`'s; the commit window of a replicated store is `commit.rs`'s.
+//! markers (`deleted/<vm>` of a VM, `deleted-points/<vm>/<point>` of a forgotten point), each
+//! sealed with the vault's codec (stored as encoded in a plain vault) and opened before it is
+//! decoded: one that does not open is corrupt like one that fails its checksum. Listing them
+//! so that a damaged record damages only itself is `listing.rs`'s; the commit window of a
+//! replicated store is `commit.rs`'s.
 
 use blockvault_core::{PointDeleteMarker, PointId, RecoveryPoint, SoftDeleteMarker, VmName};
 use bytes::Bytes;
@@ -21,7 +24,7 @@ impl Store {
         // The commit: everything the point names is durable first.
         self.sync_chunks().await?;
         let key = layout::point(&point.vm, &point.id);
-        let bytes: Bytes = point.encode().into();
+        let bytes = self.seal(&key, point.encode());
         self.backend().commit(&key, bytes).await
     }
 
@@ -33,7 +36,12 @@ impl Store {
         match self.get_point_here(vm, id).await {
             Ok((point, _)) => Ok(point),
             Err(problem) if problem.is_corrupt() => match &self.replica {
-                Some(replica) => replica.wrapper.recover_point(vm, id, problem).await,
+                Some(replica) => {
+                    replica
+                        .wrapper
+                        .recover_point(vm, id, problem, &self.codec)
+                        .await
+                }
                 None => Err(problem),
             },
             Err(e) => Err(e),
@@ -46,7 +54,7 @@ impl Store {
         vm: &VmName,
         id: &PointId,
     ) -> Result<(RecoveryPoint, Bytes)> {
-        checks::read_point(&*self.here, vm, id).await
+        checks::read_point(&*self.here, &self.codec, vm, id).await
     }
 
     /// The VMs that have at least one point.
@@ -79,16 +87,18 @@ impl Store {
 
     /// Marks the points of `marker.vm` as soft-deleted (`deleted/<vm>`), replacing any marker.
     pub async fn put_soft_delete(&self, marker: &SoftDeleteMarker) -> Result<()> {
-        self.put(&layout::soft_delete(&marker.vm), marker.encode().into())
-            .await
+        let key = layout::soft_delete(&marker.vm);
+        self.put(&key, self.seal(&key, marker.encode())).await
     }
 
     /// The soft-delete marker of `vm`: `None` when its points are not soft-deleted.
     pub async fn soft_delete(&self, vm: &VmName) -> Result<Option<SoftDeleteMarker>> {
-        let Some(bytes) = self.get(&layout::soft_delete(vm)).await? else {
+        let key = layout::soft_delete(vm);
+        let Some(bytes) = self.get(&key).await? else {
             return Ok(None);
         };
-        SoftDeleteMarker::decode(&bytes)
+        checks::open(&self.codec, &key, &bytes)
+            .and_then(|plain| SoftDeleteMarker::decode(&plain))
             .map(Some)
             .map_err(|source| Error::SoftDeleteCorrupt {
                 vm: vm.clone(),
@@ -108,7 +118,7 @@ impl Store {
     /// of it. The point itself is not touched.
     pub async fn put_point_delete(&self, marker: &PointDeleteMarker) -> Result<()> {
         let key = layout::point_delete(&marker.vm, &marker.point);
-        self.put(&key, marker.encode().into()).await
+        self.put(&key, self.seal(&key, marker.encode())).await
     }
 
     /// The soft-delete marker of point `id` of `vm`: `None` when it is not forgotten.
@@ -120,7 +130,7 @@ impl Store {
         let Some(bytes) = self.get(&layout::point_delete(vm, id)).await? else {
             return Ok(None);
         };
-        decode_point_delete(vm, id, &bytes).map(Some)
+        self.decode_point_delete(vm, id, &bytes).map(Some)
     }
 
     /// The markers of every forgotten point of `vm`, oldest point first. A marker that cannot
@@ -134,7 +144,7 @@ impl Store {
         for id in ids {
             // Gone between the listing and the read (an undelete, a purge): not forgotten.
             if let Some(bytes) = self.get(&layout::point_delete(vm, &id)).await? {
-                markers.push(decode_point_delete(vm, &id, &bytes)?);
+                markers.push(self.decode_point_delete(vm, &id, &bytes)?);
             }
         }
         Ok(markers)
@@ -151,24 +161,29 @@ impl Store {
     pub async fn remove_point_delete(&self, vm: &VmName, id: &PointId) -> Result<()> {
         self.delete(&layout::point_delete(vm, id)).await
     }
-}
 
-fn decode_point_delete(vm: &VmName, id: &PointId, bytes: &[u8]) -> Result<PointDeleteMarker> {
-    match PointDeleteMarker::decode(bytes) {
-        // A marker must name the point its key names.
-        Ok(marker) if marker.vm == *vm && marker.point == *id => Ok(marker),
-        Ok(marker) => Err(Error::PointDeleteCorrupt {
-            vm: vm.clone(),
-            point: id.clone(),
-            source: blockvault_core::Error::Malformed {
-                what: "point soft-delete marker",
-                reason: format!("it names point {} of VM {}", marker.point, marker.vm),
-            },
-        }),
-        Err(source) => Err(Error::PointDeleteCorrupt {
+    /// The marker stored as `bytes` at point `id` of `vm`'s key, opened and checked.
+    fn decode_point_delete(
+        &self,
+        vm: &VmName,
+        id: &PointId,
+        bytes: &[u8],
+    ) -> Result<PointDeleteMarker> {
+        let corrupt = |source| Error::PointDeleteCorrupt {
             vm: vm.clone(),
             point: id.clone(),
             source,
-        }),
+        };
+        let plain =
+            checks::open(&self.codec, &layout::point_delete(vm, id), bytes).map_err(corrupt)?;
+        match PointDeleteMarker::decode(&plain) {
+            // A marker must name the point its key names.
+            Ok(marker) if marker.vm == *vm && marker.point == *id => Ok(marker),
+            Ok(marker) => Err(corrupt(blockvault_core::Error::Malformed {
+                what: "point soft-delete marker",
+                reason: format!("it names point {} of VM {}", marker.point, marker.vm),
+            })),
+            Err(source) => Err(corrupt(source)),
+        }
     }
 }

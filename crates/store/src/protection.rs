@@ -1,6 +1,7 @@
 //! Protection records (`protection/<vm>`): which host protects a VM, with which policy, since
 //! when. Written like soft-delete markers, to the primary and the secondary of a replicated
-//! store, so a promoted replica still says who holds each VM.
+//! store, so a promoted replica still says who holds each VM. Sealed with the vault's codec
+//! (they name hosts, policies and their settings).
 
 use blockvault_core::{ProtectionRecord, VmName};
 
@@ -10,8 +11,8 @@ use crate::{Error, Result, Store, layout};
 impl Store {
     /// Records (or replaces) the protection of `record.vm`.
     pub async fn put_protection(&self, record: &ProtectionRecord) -> Result<()> {
-        self.put(&layout::protection(&record.vm), record.encode().into())
-            .await
+        let key = layout::protection(&record.vm);
+        self.put(&key, self.seal(&key, record.encode())).await
     }
 
     /// The protection record of `vm`; `None` when no host holds it.
@@ -20,7 +21,8 @@ impl Store {
         let Some(bytes) = self.get(&key).await? else {
             return Ok(None);
         };
-        ProtectionRecord::decode(&bytes)
+        crate::checks::open(&self.codec, &key, &bytes)
+            .and_then(|plain| ProtectionRecord::decode(&plain))
             .map(Some)
             .map_err(|source| Error::ObjectCorrupt {
                 key: key.to_string(),

@@ -151,11 +151,12 @@ impl Replicated {
         disk: &DiskName,
         digest: Option<&str>,
         problem: Error,
+        codec: &ChunkCodec,
     ) -> Result<BlockMap> {
         let Ok(secondary) = &self.secondary else {
             return Err(problem);
         };
-        let (map, bytes) = checks::read_map_bytes(&**secondary, vm, point, disk, digest)
+        let (map, bytes) = checks::read_map_bytes(&**secondary, codec, vm, point, disk, digest)
             .await
             .map_err(|e| also_bad(problem, &**secondary, e))?;
         self.heal(&layout::map(vm, point, disk), bytes, &self.counts.maps)
@@ -169,11 +170,12 @@ impl Replicated {
         vm: &VmName,
         id: &PointId,
         problem: Error,
+        codec: &ChunkCodec,
     ) -> Result<RecoveryPoint> {
         let Ok(secondary) = &self.secondary else {
             return Err(problem);
         };
-        let (point, bytes) = checks::read_point(&**secondary, vm, id)
+        let (point, bytes) = checks::read_point(&**secondary, codec, vm, id)
             .await
             .map_err(|e| also_bad(problem, &**secondary, e))?;
         self.heal(&layout::point(vm, id), bytes, &self.counts.records)

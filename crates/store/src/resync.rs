@@ -17,7 +17,9 @@
 //!
 //! Nothing bad on the primary is copied: a chunk must decode to its id, a map must hash to the
 //! digest its point record gives (a map of a backup that never committed has none and is
-//! copied as it is), a record and a soft-delete marker must decode. Objects that fail are
+//! copied as it is), a record and a soft-delete marker must open (an encrypted vault's are
+//! sealed) and decode. Copies are byte copies under the same key, so a sealed object, bound
+//! to its key path, stays valid on the target. Objects that fail are
 //! reported ([`ResyncReport::bad`]) and left out, and so is the record of every point they
 //! belong to. After each phase the target is listed again: an object missing there or of
 //! another size fails the resync ([`Error::ResyncMismatch`]).
@@ -41,7 +43,7 @@ use futures::{StreamExt, TryStreamExt, stream};
 use object_store::path::Path;
 use serde::Serialize;
 
-use crate::checks::decode_chunk;
+use crate::checks::{self, decode_chunk};
 use crate::{Error, Result, Store, layout};
 
 /// Receives the progress of a resync: a phase ("chunks", "maps", "records") with the bytes it
@@ -348,6 +350,11 @@ impl Copy<'_> {
 
     /// Whether the source's copy of `key` is sound; what is wrong otherwise.
     async fn check(&self, key: &Path, kind: Kind, bytes: Bytes) -> std::result::Result<(), String> {
+        let opened = |bytes: &Bytes| -> std::result::Result<Vec<u8>, String> {
+            checks::open(self.source.codec(), key, bytes)
+                .map(|plain| plain.into_owned())
+                .map_err(|e| e.to_string())
+        };
         match kind {
             Kind::Chunk => {
                 let id = key
@@ -387,22 +394,22 @@ impl Copy<'_> {
                     None => Ok(()),
                 }
             }
-            Kind::Record => RecoveryPoint::decode(&bytes)
+            Kind::Record => RecoveryPoint::decode(&opened(&bytes)?)
                 .map(|_| ())
                 .map_err(|e| e.to_string()),
             // Soft-delete markers (of a VM, of a forgotten point), and protection records
             // (which host protects a VM).
             Kind::Marker if key.as_ref().starts_with("protection/") => {
-                ProtectionRecord::decode(&bytes)
+                ProtectionRecord::decode(&opened(&bytes)?)
                     .map(|_| ())
                     .map_err(|e| e.to_string())
             }
             Kind::Marker if key.as_ref().starts_with("deleted-points/") => {
-                PointDeleteMarker::decode(&bytes)
+                PointDeleteMarker::decode(&opened(&bytes)?)
                     .map(|_| ())
                     .map_err(|e| e.to_string())
             }
-            Kind::Marker => SoftDeleteMarker::decode(&bytes)
+            Kind::Marker => SoftDeleteMarker::decode(&opened(&bytes)?)
                 .map(|_| ())
                 .map_err(|e| e.to_string()),
         }

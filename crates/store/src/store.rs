@@ -34,8 +34,10 @@ use crate::replicated::Replicated;
 /// store too, and reads fall back to it (see the crate docs).
 ///
 /// A store knows its vault's [`ChunkCodec`] ([`Store::codec`]): its read checks decode chunks
-/// with it, and the repository over it hands it to every writer and reader. Every store is
-/// plain today; an encrypted vault's will be set with [`Store::with_codec`] when it is opened.
+/// with it, it seals every other object it writes but the vault config and damage marks
+/// (block maps, point records, markers, protection records, leases, GC records) and opens
+/// them before it decodes them, and the repository over it hands it to every writer and
+/// reader. A store is plain until [`Store::with_codec`] gives it an encrypted vault's codec.
 #[derive(Clone, Debug)]
 pub struct Store {
     /// The one place this store reads from, and (when single) writes to: the primary.
@@ -82,8 +84,8 @@ impl Store {
         }
     }
 
-    /// This store with chunks identified, encoded and decoded by `codec` (a replicated store's
-    /// secondary too: it holds the same vault).
+    /// This store with chunks identified, encoded and decoded, and its other objects sealed
+    /// and opened, by `codec` (a replicated store's secondary too: it holds the same vault).
     pub fn with_codec(mut self, codec: ChunkCodec) -> Store {
         if let Some(secondary) = self.replica.as_mut().and_then(|r| r.secondary.as_mut()) {
             secondary.codec = codec.clone();
@@ -164,6 +166,12 @@ impl Store {
             .collect();
         names.sort();
         Ok(names)
+    }
+
+    /// The stored form of `plain`, the encoding of the object at `key`: sealed with this
+    /// vault's codec, or `plain` itself in a plain vault.
+    pub(crate) fn seal(&self, key: &Path, plain: Vec<u8>) -> Bytes {
+        self.codec.seal_object(key.as_ref(), plain).into()
     }
 
     /// Puts an object: into this store, and into the secondary too when replicated.
