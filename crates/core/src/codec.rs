@@ -187,6 +187,14 @@ impl ChunkCodec {
         match self.object_opener(path) {
             None if SealedObject::is_sealed(stored) => Err(Error::Encrypted { what: "object" }),
             None => Ok(Cow::Borrowed(stored)),
+            // Shorter than the magic and a prefix of it: cut, not planted.
+            Some(_) if stored.len() < 8 && SealedObject::MAGIC.starts_with(stored) => {
+                Err(Error::Truncated {
+                    what: "sealed object",
+                    expected: SealedObject::HEADER_LEN as u64,
+                    actual: stored.len() as u64,
+                })
+            }
             Some(_) if !SealedObject::is_sealed(stored) => {
                 Err(Error::NotEncrypted { what: "object" })
             }
