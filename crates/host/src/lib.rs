@@ -41,6 +41,7 @@
 mod concurrency;
 mod error;
 mod host;
+mod keys;
 mod passphrase;
 mod points;
 mod policies;
@@ -54,6 +55,7 @@ pub use crate::{
     concurrency::{read_options, write_options},
     error::{Error, Result, describe, kind_of},
     host::Host,
+    keys::{CreatedKey, KeysView, NewEncryption, SlotsChanged},
     passphrase::{Passphrase, PassphraseSource, VaultAbout},
     points::{Held, PointsView, ReadVault, retained_until},
     policies::{host_timezone, policy_files},
