@@ -59,10 +59,10 @@ pub(crate) fn replace(path: &Path, file: &KeyFile) -> Result<()> {
         let _ = std::fs::remove_file(&temporary);
         Error::Other(format!("cannot replace {}: {e}", path.display()))
     })?;
-    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-        if let Ok(dir) = std::fs::File::open(dir) {
-            let _ = dir.sync_all();
-        }
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty())
+        && let Ok(dir) = std::fs::File::open(dir)
+    {
+        let _ = dir.sync_all();
     }
     Ok(())
 }
