@@ -113,6 +113,7 @@ impl Host {
         kdf: Option<Kdf>,
     ) -> Result<SlotsChanged> {
         let keyed = self.keyed(location).await?;
+        refuse_replica(&keyed)?;
         let mut slots = slots(self.state(), &keyed.config, &keyed.encryption)?;
         let (master, opened) = self.unlock(&keyed)?;
         let mut warnings = Vec::new();
@@ -133,6 +134,7 @@ impl Host {
         kdf: Option<Kdf>,
     ) -> Result<SlotsChanged> {
         let keyed = self.keyed(location).await?;
+        refuse_replica(&keyed)?;
         let mut slots = slots(self.state(), &keyed.config, &keyed.encryption)?;
         let (master, opened) = self.unlock(&keyed)?;
         let mut warnings = Vec::new();
@@ -156,6 +158,7 @@ impl Host {
         id: &str,
     ) -> Result<SlotsChanged> {
         let keyed = self.keyed(location).await?;
+        refuse_replica(&keyed)?;
         let mut slots = slots(self.state(), &keyed.config, &keyed.encryption)?;
         if !slots.iter().any(|s| s.id == id) {
             let ids: Vec<&str> = slots.iter().map(|s| s.id.as_str()).collect();
@@ -217,7 +220,10 @@ impl Host {
             }));
         }
         let (have, installing) = match keyed.encryption.key {
-            KeyHome::Vault => (keyed.encryption.slots.clone(), None),
+            KeyHome::Vault => {
+                refuse_replica(&keyed)?;
+                (keyed.encryption.slots.clone(), None)
+            }
             KeyHome::KeyFile => {
                 let to = key_file_path(self.state(), &keyed.config.id);
                 files::check_free(&to)?;
@@ -396,6 +402,20 @@ fn encrypted(config: &VaultConfig, location: &VaultLocation) -> Result<Encryptio
             config.id
         ))
     })
+}
+
+/// Refuses to change the slots kept in a replica's config: they follow the primary's (every
+/// change there writes them here too), and a change made here alone would be lost.
+fn refuse_replica(keyed: &Keyed) -> Result<()> {
+    if let (KeyHome::Vault, Some(of)) = (keyed.encryption.key, &keyed.config.replica_of) {
+        return Err(Error::Refused(format!(
+            "{} holds the replica of vault {} (primary {}): change the key slots on the vault \
+             itself, which writes them to its replica too (or `blockvault vault promote` this \
+             replica first, when the primary is lost)",
+            keyed.location, of.vault, of.primary
+        )));
+    }
+    Ok(())
 }
 
 /// A new passphrase: `BLOCKVAULT_NEW_PASSWORD_*`, else typed twice.

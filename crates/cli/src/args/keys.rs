@@ -121,7 +121,8 @@ pub enum KeyCommand {
              Nothing is unlocked or written.",
             passphrase_sources!()
         ),
-        after_help = "Example:\n  blockvault vault key list --vault /srv/vault --json"
+        after_help = "Example:\n  blockvault vault key list --vault /srv/vault --json",
+        after_long_help = concat!("Example:\n  blockvault vault key list --vault /srv/vault --json", exit_codes!())
     )]
     List {
         #[command(flatten)]
@@ -139,7 +140,12 @@ pub enum KeyCommand {
             passphrase_sources!()
         ),
         after_help = "Example:\n  BLOCKVAULT_PASSWORD_FILE=/root/vault.pass \
-            BLOCKVAULT_NEW_PASSWORD_FILE=/root/spare.pass \\\n    blockvault vault key add --vault /srv/vault"
+            BLOCKVAULT_NEW_PASSWORD_FILE=/root/spare.pass \\\n    blockvault vault key add --vault /srv/vault",
+        after_long_help = concat!(
+            "Example:\n  BLOCKVAULT_PASSWORD_FILE=/root/vault.pass \
+            BLOCKVAULT_NEW_PASSWORD_FILE=/root/spare.pass \\\n    blockvault vault key add --vault /srv/vault",
+            exit_codes!()
+        )
     )]
     Add {
         #[command(flatten)]
@@ -161,7 +167,12 @@ pub enum KeyCommand {
             passphrase_sources!()
         ),
         after_help = "Example:\n  BLOCKVAULT_PASSWORD_FILE=/root/old.pass \
-            BLOCKVAULT_NEW_PASSWORD_FILE=/root/new.pass \\\n    blockvault vault key passwd --vault /srv/vault"
+            BLOCKVAULT_NEW_PASSWORD_FILE=/root/new.pass \\\n    blockvault vault key passwd --vault /srv/vault",
+        after_long_help = concat!(
+            "Example:\n  BLOCKVAULT_PASSWORD_FILE=/root/old.pass \
+            BLOCKVAULT_NEW_PASSWORD_FILE=/root/new.pass \\\n    blockvault vault key passwd --vault /srv/vault",
+            exit_codes!()
+        )
     )]
     Passwd {
         #[command(flatten)]
@@ -180,7 +191,8 @@ pub enum KeyCommand {
              6): without a slot no one can open the vault, ever.",
             passphrase_sources!()
         ),
-        after_help = "Example:\n  blockvault vault key remove --vault /srv/vault --slot 3fa2c901"
+        after_help = "Example:\n  blockvault vault key remove --vault /srv/vault --slot 3fa2c901",
+        after_long_help = concat!("Example:\n  blockvault vault key remove --vault /srv/vault --slot 3fa2c901", exit_codes!())
     )]
     Remove {
         #[command(flatten)]
@@ -202,7 +214,12 @@ pub enum KeyCommand {
             passphrase_sources!()
         ),
         after_help = "Examples:\n  blockvault vault key export --vault /srv/vault --out /root/vault.key\n  \
-            blockvault vault key export --vault s3://backups/vault | lpr"
+            blockvault vault key export --vault s3://backups/vault | lpr",
+        after_long_help = concat!(
+            "Examples:\n  blockvault vault key export --vault /srv/vault --out /root/vault.key\n  \
+            blockvault vault key export --vault s3://backups/vault | lpr",
+            exit_codes!()
+        )
     )]
     Export {
         #[command(flatten)]
@@ -224,7 +241,8 @@ pub enum KeyCommand {
              added back (a passphrase removed by mistake).",
             passphrase_sources!()
         ),
-        after_help = "Example:\n  blockvault vault key import --vault /srv/vault /root/vault.key"
+        after_help = "Example:\n  blockvault vault key import --vault /srv/vault /root/vault.key",
+        after_long_help = concat!("Example:\n  blockvault vault key import --vault /srv/vault /root/vault.key", exit_codes!())
     )]
     Import {
         #[command(flatten)]

@@ -736,7 +736,10 @@ fn a_replicated_vaults_replica_carries_the_same_key_and_every_slot_change() {
         .to_owned();
     let encryption_of = |dir: &Path| -> Value {
         let bytes = config_bytes(dir);
-        let at = bytes.iter().position(|&b| b == b'{').expect("json");
+        let at = bytes
+            .windows(8)
+            .position(|w| w == b"{\n  \"id\"")
+            .expect("json");
         let config: Value = serde_json::from_slice(&bytes[at..]).expect("config json");
         config["encryption"].clone()
     };
@@ -754,7 +757,51 @@ fn a_replicated_vaults_replica_carries_the_same_key_and_every_slot_change() {
         Some(2)
     );
     assert_eq!(encryption_of(&vault), encryption_of(&replica));
-    // The replica opens with either passphrase on its own.
+    // The replica opens with either passphrase on its own, and refuses a change made there.
     assert!(k.opens("a", &replica, "second"));
+    let before = config_bytes(&replica);
+    let run = k.run(
+        "a",
+        "first",
+        "third",
+        &["vault", "key", "add", "--vault", arg(&replica)],
+    );
+    assert!(run.failure(6).contains("replica"), "{run}");
+    assert_eq!(config_bytes(&replica), before);
     k.assert_no_passphrase_anywhere();
+}
+
+#[test]
+fn key_commands_teach_with_examples_and_exit_codes() {
+    for (command, example) in [
+        ("list", "blockvault vault key list --vault /srv/vault"),
+        ("add", "blockvault vault key add --vault /srv/vault"),
+        ("passwd", "blockvault vault key passwd --vault /srv/vault"),
+        (
+            "remove",
+            "blockvault vault key remove --vault /srv/vault --slot",
+        ),
+        (
+            "export",
+            "blockvault vault key export --vault /srv/vault --out",
+        ),
+        ("import", "blockvault vault key import --vault /srv/vault"),
+    ] {
+        let run = blockvault(["vault", "key", command, "--help"]).success();
+        for needle in [example, "Exit codes:", "BLOCKVAULT_PASSWORD_FILE"] {
+            assert!(
+                run.stdout.contains(needle),
+                "{command} lacks {needle:?}\n{run}"
+            );
+        }
+    }
+    let run = blockvault(["vault", "init", "--help"]).success();
+    for needle in [
+        "--encryption",
+        "--key-file",
+        "--kdf-memory-mib",
+        "cannot be recovered, by anyone",
+    ] {
+        assert!(run.stdout.contains(needle), "init lacks {needle:?}\n{run}");
+    }
 }
