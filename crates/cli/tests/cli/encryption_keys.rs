@@ -805,3 +805,59 @@ fn key_commands_teach_with_examples_and_exit_codes() {
         assert!(run.stdout.contains(needle), "init lacks {needle:?}\n{run}");
     }
 }
+
+#[test]
+#[ignore = "needs the S3 server that scripts/test.sh starts"]
+fn keys_of_an_encrypted_vault_on_s3() {
+    let _server = crate::s3::server();
+    let location = crate::s3::s3_vault("keys");
+    let vault = Path::new(&location);
+    let k = Keys::new();
+    let doc = k.init("a", vault, &["--encryption"]);
+    let key_id = doc["encryption"]["key_id"]
+        .as_str()
+        .expect("key id")
+        .to_owned();
+    let show = k
+        .run("a", "", "", &["vault", "show", "--vault", &location])
+        .success();
+    assert!(
+        show.stdout
+            .contains(&format!("key {key_id} kept in the vault (1 slot)")),
+        "{show}"
+    );
+    k.run(
+        "a",
+        "first",
+        "second",
+        &["vault", "key", "passwd", "--vault", &location],
+    )
+    .success();
+    assert!(!k.opens("a", vault, "first"));
+    assert!(k.opens("a", vault, "second"));
+    k.run(
+        "a",
+        "second",
+        "third",
+        &["vault", "key", "add", "--vault", &location],
+    )
+    .success();
+    let list = k
+        .run(
+            "a",
+            "",
+            "",
+            &["--json", "vault", "key", "list", "--vault", &location],
+        )
+        .success()
+        .json();
+    assert_eq!(slot_ids(&list).len(), 2, "{list}");
+    let run = k.run(
+        "a",
+        "first",
+        "",
+        &["vault", "key", "add", "--vault", &location],
+    );
+    run.failure(7);
+    k.assert_no_passphrase_anywhere();
+}
