@@ -17,7 +17,10 @@
 //! to the primary's: an interruption between the two leaves the replica one change ahead,
 //! which `vault key import` of an export, or the same command again, puts right. A key file
 //! is replaced by a rename. Copies exported earlier are not touched: they keep the slots they
-//! had, so a passphrase removed here still opens such a copy.
+//! had, so a passphrase removed here still opens such a copy. Two changes at once to one vault
+//! are not serialized: the later write wins (key changes are rare and made by hand; `vault key
+//! list` shows the outcome). Reading a passphrase and stretching it (argon2id) run on tokio's
+//! blocking threads.
 
 mod create;
 mod files;
@@ -29,8 +32,7 @@ use blockvault_store::{Store, VaultLocation};
 
 pub use self::create::{CreatedKey, NewEncryption};
 use crate::{
-    Error, Host, Passphrase, PassphraseSource, Result, VaultAbout, canonical, key_file_path, slots,
-    unlock,
+    Error, Host, PassphraseSource, Result, VaultAbout, canonical, key_file_path, slots, unlock,
 };
 
 /// An encrypted vault's key as `vault key list` shows it: no passphrase needed.
@@ -115,10 +117,9 @@ impl Host {
         let keyed = self.keyed(location).await?;
         refuse_replica(&keyed)?;
         let mut slots = slots(self.state(), &keyed.config, &keyed.encryption)?;
-        let (master, opened) = self.unlock(&keyed)?;
-        let mut warnings = Vec::new();
-        let new = new_passphrase(&keyed.about(), &mut warnings)?;
-        let slot = new_slot(&master, &new, kdf.unwrap_or_else(Kdf::recommended))?;
+        let (master, opened) = self.unlock(&keyed, &keyed.encryption).await?;
+        let kdf = kdf.unwrap_or_else(Kdf::recommended);
+        let (slot, warnings) = new_slot(keyed.about(), master, kdf).await?;
         let added = vec![slot.id.clone()];
         slots.push(slot);
         self.save(&keyed, opened, added, Vec::new(), slots, warnings)
@@ -136,14 +137,12 @@ impl Host {
         let keyed = self.keyed(location).await?;
         refuse_replica(&keyed)?;
         let mut slots = slots(self.state(), &keyed.config, &keyed.encryption)?;
-        let (master, opened) = self.unlock(&keyed)?;
-        let mut warnings = Vec::new();
-        let new = new_passphrase(&keyed.about(), &mut warnings)?;
+        let (master, opened) = self.unlock(&keyed, &keyed.encryption).await?;
         let Some(at) = slots.iter().position(|s| s.id == opened) else {
             return Err(Error::Other(format!("slot {opened} vanished while open")));
         };
         let kdf = kdf.unwrap_or_else(|| slots[at].kdf.clone());
-        let slot = new_slot(&master, &new, kdf)?;
+        let (slot, warnings) = new_slot(keyed.about(), master, kdf).await?;
         let added = vec![slot.id.clone()];
         slots[at] = slot;
         self.save(&keyed, opened.clone(), added, vec![opened], slots, warnings)
@@ -176,7 +175,7 @@ impl Host {
                 keyed.config.id
             )));
         }
-        let (_, opened) = self.unlock(&keyed)?;
+        let (_, opened) = self.unlock(&keyed, &keyed.encryption).await?;
         slots.retain(|s| s.id != id);
         self.save(
             &keyed,
@@ -198,7 +197,7 @@ impl Host {
         }
         let keyed = self.keyed(location).await?;
         let slots = slots(self.state(), &keyed.config, &keyed.encryption)?;
-        self.unlock(&keyed)?;
+        self.unlock(&keyed, &keyed.encryption).await?;
         let file = KeyFile::new(&keyed.config.id, &keyed.encryption, slots);
         if let Some(to) = to {
             files::write_new(to, &file)?;
@@ -236,12 +235,7 @@ impl Host {
             slots: file.slots.clone(),
             ..keyed.encryption.clone()
         };
-        let (_, opened) = unlock(
-            self.state(),
-            &keyed.config,
-            &in_file,
-            &keyed.location.to_string(),
-        )?;
+        let (_, opened) = self.unlock(&keyed, &in_file).await?;
         let added: Vec<String> = file
             .slots
             .iter()
@@ -334,13 +328,16 @@ impl Host {
         })
     }
 
-    fn unlock(&self, keyed: &Keyed) -> Result<(MasterKey, String)> {
-        unlock(
-            self.state(),
-            &keyed.config,
-            &keyed.encryption,
-            &keyed.location.to_string(),
-        )
+    /// The master key the current passphrase opens, and the slot it opened; the passphrase
+    /// read and the stretch run off the tokio workers.
+    async fn unlock(&self, keyed: &Keyed, encryption: &Encryption) -> Result<(MasterKey, String)> {
+        let (state, config, encryption) = (
+            self.state().clone(),
+            keyed.config.clone(),
+            encryption.clone(),
+        );
+        let location = keyed.location.to_string();
+        blocking(move || unlock(&state, &config, &encryption, &location)).await
     }
 
     /// Writes `slots` where the vault keeps them: the key file, or the replica's config then
@@ -418,18 +415,30 @@ fn refuse_replica(keyed: &Keyed) -> Result<()> {
     Ok(())
 }
 
-/// A new passphrase: `BLOCKVAULT_NEW_PASSWORD_*`, else typed twice.
-fn new_passphrase(about: &VaultAbout, warnings: &mut Vec<String>) -> Result<Passphrase> {
-    PassphraseSource::new_one()?
-        .ok_or(Error::NoNewPassphrase)?
-        .read_new(about, warnings)
+/// A slot for a new passphrase (`BLOCKVAULT_NEW_PASSWORD_*`, else typed twice) holding
+/// `master`, and the warnings of reading it; off the tokio workers.
+async fn new_slot(
+    about: VaultAbout,
+    master: MasterKey,
+    kdf: Kdf,
+) -> Result<(KeySlot, Vec<String>)> {
+    blocking(move || {
+        let mut warnings = Vec::new();
+        let passphrase = PassphraseSource::new_one()?
+            .ok_or(Error::NoNewPassphrase)?
+            .read_new(&about, &mut warnings)?;
+        let slot = KeySlot::new(&master, passphrase.as_bytes(), kdf, jiff::Timestamp::now())?;
+        Ok((slot, warnings))
+    })
+    .await
 }
 
-fn new_slot(master: &MasterKey, passphrase: &Passphrase, kdf: Kdf) -> Result<KeySlot> {
-    Ok(KeySlot::new(
-        master,
-        passphrase.as_bytes(),
-        kdf,
-        jiff::Timestamp::now(),
-    )?)
+/// Runs `work` (a passphrase read from a terminal or a command, an argon2id stretch) on
+/// tokio's blocking threads.
+pub(crate) async fn blocking<T: Send + 'static>(
+    work: impl FnOnce() -> Result<T> + Send + 'static,
+) -> Result<T> {
+    tokio::task::spawn_blocking(work)
+        .await
+        .map_err(|e| Error::Other(format!("key work did not finish: {e}")))?
 }

@@ -15,7 +15,7 @@ use blockvault_repo::Repository;
 use blockvault_store::VaultLocation;
 use blockvault_vault::Vault;
 
-use super::files;
+use super::{blocking, files};
 use crate::{
     Error, Host, Passphrase, PassphraseSource, RedundancyKind, Result, VaultAbout, canonical,
     key_file_path, secondary_for,
@@ -130,17 +130,21 @@ impl Host {
             id: config.id.clone(),
             location: canonical(location).to_string(),
         };
-        let mut warnings = Vec::new();
-        let passphrase = first_passphrase(&about, &mut warnings)?;
-        let master = MasterKey::generate();
-        let mut encryption = Encryption::new(
-            &master,
-            passphrase.as_bytes(),
-            new.kdf.clone(),
-            new.key,
-            jiff::Timestamp::now(),
-        )?;
-        drop(passphrase);
+        let (key, kdf) = (new.key, new.kdf.clone());
+        let (mut encryption, warnings) = blocking(move || {
+            let mut warnings = Vec::new();
+            let passphrase = first_passphrase(&about, &mut warnings)?;
+            let master = MasterKey::generate();
+            let encryption = Encryption::new(
+                &master,
+                passphrase.as_bytes(),
+                kdf,
+                key,
+                jiff::Timestamp::now(),
+            )?;
+            Ok((encryption, warnings))
+        })
+        .await?;
         let slot = encryption.slots[0].id.clone();
         if let Some(path) = &key_file {
             let slots = std::mem::take(&mut encryption.slots);
