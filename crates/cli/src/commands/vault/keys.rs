@@ -32,7 +32,12 @@ pub fn new_encryption(args: &EncryptionArgs) -> Result<Option<NewEncryption>> {
     Ok(Some(NewEncryption {
         key: mode.into(),
         kdf: kdf.unwrap_or_else(blockvault_core::Kdf::recommended),
-        key_file: args.key_file.clone(),
+        // Absolute, so the path init reports (and BLOCKVAULT_KEY_FILE later) works from
+        // anywhere.
+        key_file: args
+            .key_file
+            .as_ref()
+            .map(|p| std::path::absolute(p).unwrap_or_else(|_| p.clone())),
     }))
 }
 
