@@ -11,6 +11,7 @@ pub use self::{
     backup::{BackupArgs, PointsArgs, RestoreArgs},
     forget::ForgetArgs,
     jobs::{JobsArgs, JobsCommand},
+    keys::{EncryptionArgs, KeyCommand},
     maintenance::{GcArgs, PruneArgs, VerifyArgs},
     policy::{PolicyCommand, PolicySettings},
     protection::{
@@ -90,7 +91,8 @@ macro_rules! init_example {
   blockvault vault init /srv/vault
   AWS_ENDPOINT_URL=https://minio.example.net:9000 AWS_REGION=us-east-1 \\
   AWS_ACCESS_KEY_ID=... AWS_SECRET_ACCESS_KEY=... blockvault vault init s3://backups/site-a
-  blockvault vault init --vault /srv/vault --redundancy replicated --secondary /mnt/replica"
+  blockvault vault init --vault /srv/vault --redundancy replicated --secondary /mnt/replica
+  BLOCKVAULT_PASSWORD_FILE=/root/vault.pass blockvault vault init --vault /srv/vault --encryption"
     };
 }
 
@@ -123,6 +125,7 @@ mod backup;
 mod forget;
 mod install;
 mod jobs;
+mod keys;
 mod maintenance;
 mod policy;
 mod protection;

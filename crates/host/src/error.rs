@@ -50,6 +50,10 @@ pub enum Error {
     #[error("{0}")]
     NotFound(String),
 
+    /// What the state of a vault does not allow, said in words (removing its last key slot).
+    #[error("{0}")]
+    Refused(String),
+
     /// Anything else, said in words (a vault that cannot be opened, a file that cannot be
     /// created).
     #[error("{0}")]
@@ -125,6 +129,7 @@ impl Error {
                 cause.as_ref().map_or(ErrorKind::Failure, |c| c.kind())
             }
             Error::NotFound(_) => ErrorKind::NotFound,
+            Error::Refused(_) => ErrorKind::Refused,
             Error::Other(_) => ErrorKind::Failure,
             Error::NoPassphrase
             | Error::KeyFileMissing { .. }

@@ -26,6 +26,11 @@
 //!   `BLOCKVAULT_PASSWORD_FILE` / `BLOCKVAULT_PASSWORD_COMMAND`, or their `_NEW_` pair for a
 //!   new one) read into a [`Passphrase`] for the vault a [`VaultAbout`] names: wiped from memory
 //!   when dropped, never in a message. No vault format here; the keys it opens are core's.
+//! - Key management of encrypted vaults (`keys`): a new vault's key
+//!   ([`Host::create_encrypted_vault`], repokey or key file), its slots listed
+//!   ([`Host::vault_keys`]), added, rewrapped under a new passphrase and removed
+//!   ([`SlotsChanged`]), exported and imported. Each change unlocks first ([`unlock`]) and
+//!   writes last: the replica's config, then the primary's, or the key file by a rename.
 //! - Reads without the vault: `points` and `restore` answer from the snapshot tier when the
 //!   vault cannot be opened only for a vault this host knows by its id, and only with that
 //!   vault's points ([`ReadVault`], [`Host::read_vault`]); an unknown location's error stands.
@@ -41,6 +46,7 @@
 mod concurrency;
 mod error;
 mod host;
+mod keys;
 mod passphrase;
 mod points;
 mod policies;
@@ -54,6 +60,7 @@ pub use crate::{
     concurrency::{read_options, write_options},
     error::{Error, Result, describe, kind_of},
     host::Host,
+    keys::{CreatedKey, KeysView, NewEncryption, SlotsChanged},
     passphrase::{Passphrase, PassphraseSource, VaultAbout},
     points::{Held, PointsView, ReadVault, retained_until},
     policies::{host_timezone, policy_files},

@@ -4,6 +4,7 @@ use blockvault_core::VmName;
 use blockvault_store::VaultLocation;
 use clap::Subcommand;
 
+use super::keys::{EncryptionArgs, KeyCommand};
 use super::{TransferArgs, VaultArg};
 
 macro_rules! stats_examples {
@@ -17,6 +18,18 @@ macro_rules! stats_examples {
 pub enum VaultCommand {
     /// Create a vault in a new or empty directory, or in an S3 bucket.
     #[command(
+        long_about = "Create a vault in a new or empty directory, or in an S3 bucket.\n\n\
+            With --encryption, everything the vault stores is encrypted on this host \
+            (AES-256-GCM; chunk ids keyed, so the store cannot test for content it can guess) \
+            under a new random key that a passphrase protects. The passphrase comes from \
+            BLOCKVAULT_PASSWORD_FILE or BLOCKVAULT_PASSWORD_COMMAND (the same setting then \
+            opens the vault for every later command), else it is typed twice on the terminal; \
+            never on the command line. A replicated vault's secondary carries the same \
+            encryption. Export the key at once (`blockvault vault key export`) and keep it and \
+            the passphrase apart from the vault: a lost key or passphrase cannot be recovered, \
+            by anyone. Refused before anything is written: --key-file without --encryption \
+            key-file (exit 2), a key file path that exists (exit 6), no passphrase (exit 2), \
+            --kdf-* out of bounds (exit 2).",
         after_help = init_example!(),
         after_long_help = concat!(init_example!(), exit_codes!())
     )]
@@ -48,9 +61,17 @@ pub enum VaultCommand {
         /// must be empty) or s3://BUCKET/PREFIX (same S3 settings as the vault).
         #[arg(long, value_name = "DIR|s3://BUCKET/PREFIX")]
         secondary: Option<VaultLocation>,
+
+        #[command(flatten)]
+        encryption: EncryptionArgs,
     },
 
-    /// Show a vault: id, creation time, block size, redundancy and secondary, backup items.
+    /// Manage the key of an encrypted vault: passphrases (key slots), export, import.
+    #[command(subcommand)]
+    Key(KeyCommand),
+
+    /// Show a vault: id, creation time, block size, redundancy and secondary, encryption,
+    /// backup items.
     #[command(after_help = "Example:\n  blockvault vault show --vault /srv/vault --json")]
     Show {
         #[command(flatten)]

@@ -1,7 +1,8 @@
 //! `blockvault vault`: create a vault (single or replicated), show one, change its redundancy
 //! while it holds no backup items; replace or resync a secondary, promote one (`secondary`);
-//! count what it holds (`stats`).
+//! count what it holds (`stats`); manage an encrypted vault's key (`keys`).
 
+mod keys;
 mod secondary;
 mod stats;
 
@@ -26,23 +27,49 @@ pub async fn run(command: VaultCommand, host: &Host, bar: Arc<Bar>) -> Result<Re
             vault_flag,
             redundancy,
             secondary,
+            encryption,
         } => {
             let Some(location) = vault.or(vault_flag) else {
                 return Err(UsageError("vault init needs the vault's location".into()).into());
             };
-            let vault = host
-                .create_vault(&location, redundancy.map(Into::into), secondary)
-                .await?;
+            let (vault, key) = match keys::new_encryption(&encryption)? {
+                None => (
+                    host.create_vault(&location, redundancy.map(Into::into), secondary)
+                        .await?,
+                    None,
+                ),
+                Some(new) => {
+                    let (vault, key) = host
+                        .create_encrypted_vault(
+                            &location,
+                            redundancy.map(Into::into),
+                            secondary,
+                            &new,
+                        )
+                        .await?;
+                    (vault, Some(key))
+                }
+            };
             let config = vault.config();
             let replicated = match config.redundancy.secondary() {
                 Some(to) => format!(", replicated to {to}"),
                 None => String::new(),
             };
+            let mut text = format!(
+                "created vault {} at {} (default block size {}{replicated})",
+                config.id, location, config.default_block_size
+            );
+            let (encryption, warnings) = match &key {
+                None => (serde_json::Value::Null, Vec::new()),
+                Some(key) => {
+                    let (lines, json) = keys::created(&location, key);
+                    text.push('\n');
+                    text.push_str(&lines);
+                    (json, key.warnings.clone())
+                }
+            };
             Ok(Report {
-                text: format!(
-                    "created vault {} at {} (default block size {}{replicated})",
-                    config.id, location, config.default_block_size
-                ),
+                text,
                 json: json!({
                     "vault": location.to_string(),
                     "id": config.id,
@@ -50,11 +77,14 @@ pub async fn run(command: VaultCommand, host: &Host, bar: Arc<Bar>) -> Result<Re
                     "default_block_size": config.default_block_size,
                     "redundancy": kind(&config.redundancy),
                     "secondary": config.redundancy.secondary(),
+                    "encryption": encryption,
+                    "warnings": warnings,
                 }),
-                warnings: Vec::new(),
+                warnings,
                 exit_code: None,
             })
         }
+        VaultCommand::Key(command) => keys::run(command, host).await,
         VaultCommand::Show { vault: location } => show(&location.vault, host).await,
         VaultCommand::SetRedundancy {
             vault: location,
@@ -119,6 +149,9 @@ async fn show(location: &VaultLocation, host: &Host) -> Result<Report> {
             of.vault, of.primary
         ));
     }
+    let (encryption, encryption_json) = keys::show(config, host);
+    text.push('\n');
+    text.push_str(&encryption);
     text.push_str(&format!("\nbackup items: {}", vm_list(&vms)));
     let warnings: Vec<String> = blockvault_host::secondary_warning(&vault)
         .into_iter()
@@ -134,6 +167,7 @@ async fn show(location: &VaultLocation, host: &Host) -> Result<Report> {
             "secondary": config.redundancy.secondary(),
             "secondary_available": config.redundancy.secondary().map(|_| unavailable.is_none()),
             "replica_of": config.replica_of,
+            "encryption": encryption_json,
             "vms": vms,
             "warnings": warnings,
         }),

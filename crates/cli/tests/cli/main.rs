@@ -16,6 +16,8 @@
 //!   promoted.
 //! - `restore_target`: what a restore does to files already in its target directory.
 //! - `qcow2`: qcow2 disks restored as qcow2 or raw, and the disk format checks of a backup.
+//! - `encryption_keys`: `vault init --encryption` and `vault key ...`: slots, passphrases,
+//!   export and import, key files; no passphrase in any output or file.
 //! - `json_errors`: the `--json` error document.
 //! - `exit_codes`: a command for each row of the README's exit-code table.
 //! - `qmp`: `--qmp`: a running VM (a qemu-storage-daemon) fixed by QEMU fleecing.
@@ -32,6 +34,7 @@ mod corruption;
 mod daemon;
 mod damage;
 mod disk_size;
+mod encryption_keys;
 mod exit_codes;
 mod gc;
 mod help;
