@@ -39,6 +39,7 @@
 //! blockvault error met in a chain of errors of other types.
 
 mod concurrency;
+mod daemon_unlock;
 mod error;
 mod host;
 mod passphrase;
@@ -52,6 +53,7 @@ mod vaults;
 
 pub use crate::{
     concurrency::{read_options, write_options},
+    daemon_unlock::DaemonUnlock,
     error::{Error, Result, describe, kind_of},
     host::Host,
     passphrase::{Passphrase, PassphraseSource, VaultAbout},

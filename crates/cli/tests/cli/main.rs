@@ -29,9 +29,11 @@
 
 mod commit_window;
 mod corruption;
+mod crypt_support;
 mod daemon;
 mod damage;
 mod disk_size;
+mod encrypted;
 mod exit_codes;
 mod gc;
 mod help;

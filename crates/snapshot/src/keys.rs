@@ -1,0 +1,234 @@
+//! Which key each VM's snapshot tier holds, and which key it must hold.
+//!
+//! The Transfer copies a point from the tier into the vault as bytes, so the tier of a VM is
+//! encoded with its vault's codec: a VM's tier repository is created with the vault's
+//! `encryption` in its config (the wrapped key slots, or in key-file mode the `Encryption` as
+//! it is) and the vault's id, so it opens through the process's
+//! [`Keyring`](blockvault_repo::Keyring) like the vault (the same passphrase, the same key
+//! file), and an instant restore from it needs the passphrase but not the vault.
+//!
+//! A Snapshot must never wait for an S3 vault, so the tier learns the vault's encryption from
+//! what this host saw of it last: a memo per vault location, `<root>/.vaults/<hash>.json`
+//! (location, vault id, encryption: no secret), written each time the host opens the vault.
+//! A first backup of a VM to a vault this host never opened before cannot know it: its tier
+//! is made plain, and when the vault then turns out to be encrypted the Transfer refuses to
+//! copy (the point stays in the tier) and the next backup starts the tier afresh.
+//!
+//! A tier under another key than its vault's (the vault was made again with a new key, the VM
+//! moved to another vault, a plain tier for an encrypted vault or the reverse) cannot feed it:
+//! [`SnapshotTier::open_for`] starts it fresh, dropping its points (their vault copies, if
+//! transferred, stay), and says which it dropped. A vault whose passphrases changed (same key,
+//! other slots) has its slots copied into the tier, so the tier opens with the new passphrase.
+
+use std::path::{Path, PathBuf};
+
+use blockvault_core::{Encryption, VaultConfig};
+use blockvault_repo::Repository;
+use blockvault_store::Store;
+use serde::{Deserialize, Serialize};
+
+use crate::{Error, Result, SnapshotTier};
+
+/// The directory of the memos, beside the VMs' directories (not a VM name: it starts with a
+/// dot).
+const MEMOS: &str = ".vaults";
+
+/// What this host saw of the vault at a location.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+struct Memo {
+    location: String,
+    vault: String,
+    #[serde(default)]
+    encryption: Option<Encryption>,
+}
+
+/// The encryption a VM's tier must have, when known.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TierKey {
+    /// The id of the vault the tier feeds.
+    pub vault: String,
+    /// Its encryption (`None`: plain).
+    pub encryption: Option<Encryption>,
+}
+
+impl TierKey {
+    /// The key of the vault `config` describes.
+    pub fn of(config: &VaultConfig) -> TierKey {
+        TierKey {
+            vault: config.id.clone(),
+            encryption: config.encryption.clone(),
+        }
+    }
+
+    fn key_id(&self) -> Option<&str> {
+        self.encryption.as_ref().map(|e| e.key_id.as_str())
+    }
+}
+
+/// The outcome of [`SnapshotTier::open_for`].
+#[derive(Debug)]
+pub struct OpenedTier {
+    pub repository: Repository,
+    /// Set when the tier was under another key and started fresh: what it was under.
+    pub restarted_from: Option<String>,
+}
+
+impl SnapshotTier {
+    /// Remembers what this host saw of the vault at `location` (see the module docs); a
+    /// memo that cannot be written costs a first backup its tier's key, never an error.
+    pub fn remember(&self, location: &str, config: &VaultConfig) {
+        let memo = Memo {
+            location: location.to_owned(),
+            vault: config.id.clone(),
+            encryption: config.encryption.clone(),
+        };
+        let path = self.memo_path(location);
+        if read_memo(&path).as_ref() == Some(&memo) {
+            return;
+        }
+        if let Ok(text) = serde_json::to_vec_pretty(&memo) {
+            let _ = std::fs::create_dir_all(self.root().join(MEMOS));
+            let staged = path.with_extension("json.new");
+            if std::fs::write(&staged, text).is_ok() {
+                let _ = std::fs::rename(&staged, &path);
+            }
+        }
+    }
+
+    /// The key of the vault at `location` as this host last saw it.
+    pub fn remembered(&self, location: &str) -> Option<TierKey> {
+        let memo = read_memo(&self.memo_path(location))?;
+        (memo.location == location).then_some(TierKey {
+            vault: memo.vault,
+            encryption: memo.encryption,
+        })
+    }
+
+    fn memo_path(&self, location: &str) -> PathBuf {
+        let hash = blake3::hash(location.as_bytes()).to_hex();
+        self.root().join(MEMOS).join(format!("{}.json", &hash[..16]))
+    }
+
+    /// `vm`'s snapshots, ready for a Snapshot into a vault whose key is `key` (unknown:
+    /// whatever the tier holds, plain when it is new). A tier under another key is started
+    /// fresh (see the module docs). Call with the VM's snapshot lock held.
+    pub async fn open_for(&self, vm: &blockvault_core::VmName, key: Option<&TierKey>) -> Result<OpenedTier> {
+        let dir = self.dir(vm);
+        let held = config_of(&dir).await;
+        if let (Some(config), Some(key)) = (&held, key) {
+            let held_key = config.encryption.as_ref().map(|e| e.key_id.as_str());
+            if held_key != key.key_id() {
+                std::fs::remove_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
+                let repository = init(&dir, Some(key)).await?;
+                let was = match held_key {
+                    Some(id) => format!("key {id}"),
+                    None => "no key (plain)".to_owned(),
+                };
+                return Ok(OpenedTier {
+                    repository: self.keyed(repository)?,
+                    restarted_from: Some(was),
+                });
+            }
+            if config.encryption != key.encryption {
+                // The same key with other slots: the vault's passphrases changed.
+                let updated = VaultConfig {
+                    encryption: key.encryption.clone(),
+                    ..config.clone()
+                };
+                write_spare(&dir, &updated)?;
+                Store::local(&dir)?.write_config(&updated).await?;
+            }
+        }
+        if let Some(repository) = self.open(vm).await? {
+            return Ok(OpenedTier {
+                repository,
+                restarted_from: None,
+            });
+        }
+        // A directory without a config is what an interrupted first use leaves: start over.
+        if dir.exists() {
+            std::fs::remove_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
+        }
+        let repository = init(&dir, key).await?;
+        Ok(OpenedTier {
+            repository: self.keyed(repository)?,
+            restarted_from: None,
+        })
+    }
+
+    /// `repository` (a tier's) with its codec from this tier's keyring.
+    pub(crate) fn keyed(&self, repository: Repository) -> Result<Repository> {
+        let codec = self
+            .keyring()
+            .codec(repository.config(), repository.store().location())?;
+        let store = repository.store().clone().with_codec(codec);
+        let config = repository.config().clone();
+        Ok(repository.with_store(store, config))
+    }
+}
+
+/// The config of the tier in `dir`, if it reads.
+async fn config_of(dir: &Path) -> Option<VaultConfig> {
+    Store::local(dir).ok()?.config().await.ok()
+}
+
+/// A new tier repository in `dir` under `key`: an encrypted vault's tier takes its id and
+/// encryption (so it unlocks as the vault does), a plain one a fresh id.
+async fn init(dir: &Path, key: Option<&TierKey>) -> Result<Repository> {
+    std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+    let store = Store::local(dir)?;
+    let mut config = Repository::new_config(&store, blockvault_core::Redundancy::Single);
+    if let Some(TierKey {
+        vault,
+        encryption: Some(encryption),
+    }) = key
+    {
+        config.id = vault.clone();
+        config.encryption = Some(encryption.clone());
+    }
+    // The spare first: a config without it would be rebuilt plain if it were damaged.
+    write_spare(dir, &config)?;
+    store.init(&config).await?;
+    Ok(Repository::from_config(store, config))
+}
+
+/// The spare copy of the key of `vm`'s tier, beside the memos: where heal.rs finds the
+/// encryption of a tier whose config it rebuilds (the config itself is what was damaged).
+fn spare_path(root: &Path, vm: &str) -> PathBuf {
+    root.join(MEMOS).join(format!("tier-{vm}.json"))
+}
+
+/// Writes the spare copy of the key of the tier in `dir` (see [`spare_for`]).
+fn write_spare(dir: &Path, config: &VaultConfig) -> Result<()> {
+    let (Some(root), Some(vm)) = (dir.parent(), dir.file_name()) else {
+        return Ok(());
+    };
+    let memo = Memo {
+        location: dir.display().to_string(),
+        vault: config.id.clone(),
+        encryption: config.encryption.clone(),
+    };
+    let path = spare_path(root, &vm.to_string_lossy());
+    let memos = root.join(MEMOS);
+    std::fs::create_dir_all(&memos).map_err(|e| Error::io(&memos, e))?;
+    let text = serde_json::to_vec_pretty(&memo).unwrap_or_default();
+    let staged = path.with_extension("json.new");
+    std::fs::write(&staged, text).map_err(|e| Error::io(&staged, e))?;
+    std::fs::rename(&staged, &path).map_err(|e| Error::io(&path, e))
+}
+
+/// The key of the tier in `dir` as its spare copy has it (see [`write_spare`]): what a
+/// rebuilt config keeps.
+pub(crate) fn spare_for(dir: &Path) -> Option<TierKey> {
+    let (root, vm) = (dir.parent()?, dir.file_name()?);
+    let memo = read_memo(&spare_path(root, &vm.to_string_lossy()))?;
+    Some(TierKey {
+        vault: memo.vault,
+        encryption: memo.encryption,
+    })
+}
+
+fn read_memo(path: &Path) -> Option<Memo> {
+    let bytes = std::fs::read(path).ok()?;
+    serde_json::from_slice(&bytes).ok()
+}
