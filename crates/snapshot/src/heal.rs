@@ -42,9 +42,7 @@ pub(crate) async fn open_healing(tier: &SnapshotTier, dir: &Path) -> Result<Opti
         Err(e) => return Err(e.into()),
     };
     match store.config().await {
-        Ok(config) => Ok(Some(
-            tier.keyed(Repository::from_config(store, config))?,
-        )),
+        Ok(config) => Ok(Some(tier.keyed(Repository::from_config(store, config))?)),
         Err(blockvault_store::Error::NotAVault { .. }) => Ok(None),
         Err(e) if e.is_corrupt() => {
             store.set_aside_config(Timestamp::now()).await?;

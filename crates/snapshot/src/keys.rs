@@ -106,26 +106,40 @@ impl SnapshotTier {
 
     fn memo_path(&self, location: &str) -> PathBuf {
         let hash = blake3::hash(location.as_bytes()).to_hex();
-        self.root().join(MEMOS).join(format!("{}.json", &hash[..16]))
+        self.root()
+            .join(MEMOS)
+            .join(format!("{}.json", &hash[..16]))
     }
 
     /// `vm`'s snapshots, ready for a Snapshot into a vault whose key is `key` (unknown:
     /// whatever the tier holds, plain when it is new). A tier under another key is started
     /// fresh (see the module docs). Call with the VM's snapshot lock held.
-    pub async fn open_for(&self, vm: &blockvault_core::VmName, key: Option<&TierKey>) -> Result<OpenedTier> {
+    pub async fn open_for(
+        &self,
+        vm: &blockvault_core::VmName,
+        key: Option<&TierKey>,
+    ) -> Result<OpenedTier> {
         let dir = self.dir(vm);
         let held = config_of(&dir).await;
         if let (Some(config), Some(key)) = (&held, key) {
             let held_key = config.encryption.as_ref().map(|e| e.key_id.as_str());
             if held_key != key.key_id() {
+                // The new key unlocks first: a tier is never dropped for a key that then
+                // does not open.
+                let probe = VaultConfig {
+                    id: key.vault.clone(),
+                    encryption: key.encryption.clone(),
+                    ..config.clone()
+                };
+                self.keyring().codec(&probe, &dir.display().to_string())?;
                 std::fs::remove_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
-                let repository = init(&dir, Some(key)).await?;
+                let repository = init(self, &dir, Some(key)).await?;
                 let was = match held_key {
                     Some(id) => format!("key {id}"),
                     None => "no key (plain)".to_owned(),
                 };
                 return Ok(OpenedTier {
-                    repository: self.keyed(repository)?,
+                    repository,
                     restarted_from: Some(was),
                 });
             }
@@ -149,9 +163,8 @@ impl SnapshotTier {
         if dir.exists() {
             std::fs::remove_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
         }
-        let repository = init(&dir, key).await?;
         Ok(OpenedTier {
-            repository: self.keyed(repository)?,
+            repository: init(self, &dir, key).await?,
             restarted_from: None,
         })
     }
@@ -173,8 +186,9 @@ async fn config_of(dir: &Path) -> Option<VaultConfig> {
 }
 
 /// A new tier repository in `dir` under `key`: an encrypted vault's tier takes its id and
-/// encryption (so it unlocks as the vault does), a plain one a fresh id.
-async fn init(dir: &Path, key: Option<&TierKey>) -> Result<Repository> {
+/// encryption (so it unlocks as the vault does), a plain one a fresh id. The key is unlocked
+/// before anything is written: a tier that cannot be opened is not made.
+async fn init(tier: &SnapshotTier, dir: &Path, key: Option<&TierKey>) -> Result<Repository> {
     std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
     let store = Store::local(dir)?;
     let mut config = Repository::new_config(&store, blockvault_core::Redundancy::Single);
@@ -186,10 +200,18 @@ async fn init(dir: &Path, key: Option<&TierKey>) -> Result<Repository> {
         config.id = vault.clone();
         config.encryption = Some(encryption.clone());
     }
+    let codec = match tier.keyring().codec(&config, store.location()) {
+        Ok(codec) => codec,
+        Err(e) => {
+            // Nothing of the tier stays: the directory was just made, empty.
+            let _ = std::fs::remove_dir(dir);
+            return Err(e.into());
+        }
+    };
     // The spare first: a config without it would be rebuilt plain if it were damaged.
     write_spare(dir, &config)?;
     store.init(&config).await?;
-    Ok(Repository::from_config(store, config))
+    Ok(Repository::from_config(store.with_codec(codec), config))
 }
 
 /// The spare copy of the key of `vm`'s tier, beside the memos: where heal.rs finds the

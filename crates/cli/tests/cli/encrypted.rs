@@ -4,6 +4,8 @@
 //! daemon; a wrong passphrase (exit 7, nothing written); a tier under another key started
 //! fresh; and the passphrase found in no output and no file.
 
+mod daemon;
+
 use std::fs;
 use std::path::{Path, PathBuf};
 
@@ -130,8 +132,8 @@ fn backup_incremental_restore_verify_and_gc_work_on_an_encrypted_vault() {
     let mut disk = e.disk("web01.img", 1);
     let first = e.backup(&disk.path);
     e.assert_marker_sealed();
-    let tier_config = fs::read(e.state.join("snapshots").join(VM).join("vault.config"))
-        .expect("tier config");
+    let tier_config =
+        fs::read(e.state.join("snapshots").join(VM).join("vault.config")).expect("tier config");
     assert!(
         tier_config.windows(11).any(|w| w == b"aes-256-gcm"),
         "the tier is encrypted under the vault's key"
@@ -163,7 +165,8 @@ fn backup_incremental_restore_verify_and_gc_work_on_an_encrypted_vault() {
         .expect("open");
     std::os::unix::fs::FileExt::write_all_at(&f, &noise(128 * KIB, 9), 0).expect("scribble");
     drop(f);
-    e.restore(&live, &["--in-place", "--from", "vault"]).success();
+    e.restore(&live, &["--in-place", "--from", "vault"])
+        .success();
     assert_image(&live.join("web01.img"), disk.content());
 
     e.run(&["verify", "--vault", arg(&e.vault), "--vm", VM])
@@ -238,7 +241,12 @@ fn the_snapshot_tier_restores_with_the_vault_away_given_the_passphrase() {
     let out = e.sb.path("instant");
     let run = e.restore(&out, &[]);
     assert_eq!(run.code, 0, "{run}");
-    assert!(run.json()["warnings"].to_string().contains("cannot be opened"), "{run}");
+    assert!(
+        run.json()["warnings"]
+            .to_string()
+            .contains("cannot be opened"),
+        "{run}"
+    );
     assert_image(&out.join("web01.img"), disk.content());
     // The tier is encrypted: without the passphrase it does not restore.
     let wrong = passphrase_file(&e.sb.path(""), "wrong", "not the passphrase");

@@ -600,7 +600,11 @@ fn early_send(seen: &Seen, spec: &BackupSpec, codec: &ChunkCodec) -> Option<Earl
         None => Some(EarlySend::when_open(
             {
                 let (seen, codec) = (seen.clone(), codec.clone());
-                async move { when_open(seen).await.filter(|v| *v.store().codec() == codec) }
+                async move {
+                    when_open(seen)
+                        .await
+                        .filter(|v| *v.store().codec() == codec)
+                }
             },
             &spec.vm,
             disks,
