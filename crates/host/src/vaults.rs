@@ -178,18 +178,22 @@ pub(crate) async fn init_vault(
     secondary: Option<&VaultLocation>,
     state: &StateDir,
 ) -> Result<Vault> {
-    let Some(secondary) = secondary else {
-        return Ok(match location {
+    let vault = match secondary {
+        None => match location {
             VaultLocation::Local(dir) => Vault::init_local(dir).await?,
             VaultLocation::S3 { .. } => {
                 probe(location, state).await?;
                 Vault::init(store(location, state)?).await?
             }
-        });
+        },
+        Some(secondary) => {
+            let primary = new_store(location, state).await?;
+            let secondary = new_store(secondary, state).await?;
+            Vault::init_replicated(primary, secondary).await?
+        }
     };
-    let primary = new_store(location, state).await?;
-    let secondary = new_store(secondary, state).await?;
-    Ok(Vault::init_replicated(primary, secondary).await?)
+    remember(state, location, vault.config());
+    Ok(vault)
 }
 
 /// The store at `location` for a new vault or replica: a directory is created if missing and

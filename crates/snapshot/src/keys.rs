@@ -254,3 +254,117 @@ fn read_memo(path: &Path) -> Option<Memo> {
     let bytes = std::fs::read(path).ok()?;
     serde_json::from_slice(&bytes).ok()
 }
+
+#[cfg(test)]
+mod tests {
+    use blockvault_core::{Kdf, KeyHome, MasterKey, VmName};
+    use blockvault_repo::Keyring;
+
+    use super::*;
+
+    fn key(keyring: &Keyring, vault: &str) -> TierKey {
+        let master = MasterKey::generate();
+        keyring.add(&master);
+        let kdf = Kdf::argon2id(8 * 1024, 1).expect("kdf");
+        let encryption = Encryption::new(
+            &master,
+            b"test passphrase",
+            kdf,
+            KeyHome::Vault,
+            jiff::Timestamp::now(),
+        )
+        .expect("encryption");
+        TierKey {
+            vault: vault.to_owned(),
+            encryption: Some(encryption),
+        }
+    }
+
+    fn flip(path: &Path) {
+        let mut bytes = std::fs::read(path).expect("read");
+        let at = bytes.len() / 2;
+        bytes[at] ^= 0x40;
+        std::fs::write(path, bytes).expect("write");
+    }
+
+    #[tokio::test]
+    async fn a_tier_takes_its_vaults_key_keeps_it_when_healed_and_restarts_under_another() {
+        let tmp = tempfile::tempdir().expect("tmp");
+        let keyring = Keyring::without_unlock();
+        let tier = SnapshotTier::new(tmp.path().join("snapshots")).with_keyring(keyring.clone());
+        let vm = VmName::new("vm1").expect("vm");
+        let first = key(&keyring, "vault-a");
+        let opened = tier.open_for(&vm, Some(&first)).await.expect("init");
+        assert!(opened.restarted_from.is_none());
+        let repo = opened.repository;
+        assert_eq!(repo.config().id, "vault-a");
+        assert_eq!(repo.config().encryption, first.encryption);
+        assert!(repo.codec().is_encrypted());
+        assert_eq!(
+            tier.vms().await.expect("vms"),
+            vec![vm.clone()],
+            "memos are no VM"
+        );
+
+        // A damaged config is rebuilt with the key it had (its spare copy).
+        flip(&tier.dir(&vm).join("vault.config"));
+        let healed = tier.open(&vm).await.expect("open").expect("a tier");
+        assert_eq!(healed.config().encryption, first.encryption);
+        assert_eq!(healed.codec(), repo.codec());
+
+        // Another key: the tier starts fresh under it, saying what it was under.
+        let second = key(&keyring, "vault-b");
+        let opened = tier.open_for(&vm, Some(&second)).await.expect("restart");
+        let was = opened.restarted_from.expect("restarted");
+        let first_id = first.encryption.as_ref().map(|e| e.key_id.clone());
+        assert!(was.contains(&first_id.expect("id")), "{was}");
+        assert_eq!(opened.repository.config().encryption, second.encryption);
+        // The same key again: nothing restarts.
+        let again = tier.open_for(&vm, Some(&second)).await.expect("open");
+        assert!(again.restarted_from.is_none());
+        // Plain when the vault is plain.
+        let plain = TierKey {
+            vault: "plain".to_owned(),
+            encryption: None,
+        };
+        let opened = tier.open_for(&vm, Some(&plain)).await.expect("plain");
+        assert!(opened.restarted_from.is_some());
+        assert!(!opened.repository.codec().is_encrypted());
+    }
+
+    #[tokio::test]
+    async fn a_key_that_does_not_unlock_makes_no_tier_and_drops_none() {
+        let tmp = tempfile::tempdir().expect("tmp");
+        let tier = SnapshotTier::new(tmp.path().join("snapshots"));
+        let vm = VmName::new("vm1").expect("vm");
+        // A key this process never unlocked (no unlock in the keyring).
+        let locked = key(&Keyring::without_unlock(), "vault-x");
+        let error = tier.open_for(&vm, Some(&locked)).await.expect_err("locked");
+        assert_eq!(error.kind(), blockvault_core::ErrorKind::Locked, "{error}");
+        assert!(!tier.dir(&vm).exists(), "no tier made");
+
+        // A plain tier with a point is not dropped for a key that does not unlock.
+        tier.open_for(&vm, None).await.expect("plain tier");
+        let error = tier.open_for(&vm, Some(&locked)).await.expect_err("locked");
+        assert_eq!(error.kind(), blockvault_core::ErrorKind::Locked, "{error}");
+        assert!(tier.dir(&vm).join("vault.config").is_file(), "kept");
+    }
+
+    #[test]
+    fn the_key_of_a_vault_is_remembered_by_location() {
+        let tmp = tempfile::tempdir().expect("tmp");
+        let tier = SnapshotTier::new(tmp.path().join("snapshots"));
+        assert!(tier.remembered("/srv/vault").is_none());
+        let config = VaultConfig {
+            id: "v1".to_owned(),
+            created: jiff::Timestamp::now(),
+            default_block_size: blockvault_core::BlockSize::DEFAULT,
+            redundancy: blockvault_core::Redundancy::Single,
+            replica_of: None,
+            encryption: key(&Keyring::without_unlock(), "v1").encryption,
+        };
+        tier.remember("/srv/vault", &config);
+        assert_eq!(tier.remembered("/srv/vault"), Some(TierKey::of(&config)));
+        assert!(tier.remembered("/srv/other").is_none());
+    }
+}

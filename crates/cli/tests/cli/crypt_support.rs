@@ -17,6 +17,22 @@ pub const PASSPHRASE: &str = "correct horse battery staple 8c1e";
 /// Makes the new, empty vault at `vault` (and its secondary, if replicated) encrypted under
 /// `passphrase`, its key in the vault's config.
 pub fn encrypt_vault(vault: &Path, passphrase: &str) {
+    encrypt_location(&vault.display().to_string(), passphrase);
+}
+
+/// [`encrypt_vault`] for a vault given by location: a directory, or `s3://BUCKET/PREFIX` (S3
+/// settings from `AWS_*`).
+pub fn encrypt_location(location: &str, passphrase: &str) {
+    use blockvault_store::{S3Options, VaultLocation};
+    let open = |location: &str| -> Store {
+        match location.parse::<VaultLocation>().expect("a location") {
+            VaultLocation::Local(dir) => Store::local(dir).expect("store"),
+            VaultLocation::S3 { bucket, prefix } => {
+                let options = S3Options::from_env().expect("S3 settings");
+                Store::s3(&bucket, &prefix, &options).expect("S3 store")
+            }
+        }
+    };
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -32,12 +48,12 @@ pub fn encrypt_vault(vault: &Path, passphrase: &str) {
             jiff::Timestamp::now(),
         )
         .expect("encryption");
-        let store = Store::local(vault).expect("store");
+        let store = open(location);
         let mut config = store.config().await.expect("config");
         config.encryption = Some(encryption.clone());
         store.write_config(&config).await.expect("write config");
         if let Some(secondary) = config.redundancy.secondary() {
-            let secondary = Store::local(secondary).expect("secondary store");
+            let secondary = open(secondary);
             let mut replica = secondary.config().await.expect("replica config");
             replica.encryption = Some(encryption);
             secondary

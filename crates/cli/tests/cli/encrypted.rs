@@ -5,6 +5,7 @@
 //! fresh; and the passphrase found in no output and no file.
 
 mod daemon;
+mod s3;
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -438,6 +439,36 @@ fn a_replicated_encrypted_vault_backs_up_heals_reads_and_promotes() {
         "restore",
         "--vault",
         arg(&secondary),
+        "--vm",
+        VM,
+        "--from",
+        "vault",
+        "--to",
+        arg(&out),
+    ];
+    args.extend(["--state-dir", arg(&e.state)]);
+    with_passphrase(&e.pass, &args).success();
+    assert_image(&out.join("web01.img"), disk.content());
+
+    // Replicated again to a new secondary: the copy is the same vault, under the same key.
+    let third = e.sb.path("third");
+    e.run(&[
+        "vault",
+        "replace-secondary",
+        "--vault",
+        arg(&secondary),
+        arg(&third),
+    ])
+    .success();
+    let found = files_containing(&third.join("chunks"), MARKER);
+    assert!(found.is_empty(), "{found:?}");
+    assert!(!chunk_files(&third).is_empty());
+    fs::rename(&secondary, e.sb.path("promoted-away")).expect("lose the promoted vault");
+    let out = e.sb.path("from-third");
+    let mut args = vec![
+        "restore",
+        "--vault",
+        arg(&third),
         "--vm",
         VM,
         "--from",
