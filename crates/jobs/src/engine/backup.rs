@@ -4,13 +4,13 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use blockvault_core::{Capture, ChunkCodec, Consistency, RecoveryPoint};
+use blockvault_core::{Capture, Consistency, RecoveryPoint};
 use blockvault_vault::{BackupRequest, EarlySend, ParentChoice, Progress, TransferRequest, Vault};
 use jiff::{SignedDuration, Timestamp};
 
 use super::disk_state::{self, DiskState, DiskStates, FileStat};
 use super::hooks;
-use super::job_vault::{JobVault, Opening, Seen, when_open};
+use super::job_vault::{JobVault, Opening, Seen, early_send};
 use super::lock::Lock;
 use super::{BackupOutcome, BackupSpec, Engine, INSTANT_RESTORE_DAYS, Phase, Taken};
 use super::{capture, disk_size};
@@ -570,45 +570,5 @@ impl Engine {
             Err(error) => SubtaskOutcome::failed(error),
         };
         self.finish_subtask(job, kind, outcome).await
-    }
-}
-
-/// The early send of a backup's Transfer (see [`blockvault_vault::EarlySend`]), when the job
-/// will transfer: not when its policy keeps it in the snapshot tier, not when blockvault is
-/// stopping, not to a vault that failed to open. A vault still opening gets an early send that
-/// starts when it opens.
-/// Chunks go early only to a vault with the tier's codec (`codec`): the early send copies
-/// the tier's bytes.
-fn early_send(seen: &Seen, spec: &BackupSpec, codec: &ChunkCodec) -> Option<EarlySend> {
-    if !spec.early_send
-        || spec.skip_transfer.is_some()
-        || spec.stop.as_ref().is_some_and(|stop| *stop.borrow())
-    {
-        return None;
-    }
-    let disks = spec
-        .disks
-        .iter()
-        .filter_map(|path| path.file_name())
-        .filter_map(|name| blockvault_core::DiskName::new(name.to_string_lossy()).ok())
-        .collect();
-    let opened = seen.borrow().clone();
-    match opened {
-        Some(Ok(vault)) if vault.store().codec() != codec => None,
-        Some(Ok(vault)) => Some(vault.early_send(&spec.vm, disks, spec.options)),
-        Some(Err(_)) => None,
-        None => Some(EarlySend::when_open(
-            {
-                let (seen, codec) = (seen.clone(), codec.clone());
-                async move {
-                    when_open(seen)
-                        .await
-                        .filter(|v| *v.store().codec() == codec)
-                }
-            },
-            &spec.vm,
-            disks,
-            spec.options,
-        )),
     }
 }
