@@ -280,11 +280,20 @@ fn a_flipped_bit_in_an_encrypted_chunk_is_damage_exit_4() {
     }
     let run = e.run(&["verify", "--json", "--vault", arg(&e.vault), "--vm", VM]);
     assert_eq!(run.code, 4, "{run}");
-    let bad = run.json()["report"]["bad_chunks"]
-        .as_array()
-        .map(Vec::len)
-        .unwrap_or_default();
-    assert_eq!(bad, chunks.len(), "{run}");
+    let doc = run.json();
+    let bad = doc["report"]["bad_chunks"].as_array().expect("bad chunks");
+    assert_eq!(bad.len(), chunks.len(), "{run}");
+    // Reported as a plain vault's bad hash is: the chunk, its problem, what it affects.
+    for b in bad {
+        let problem = str_of(b, "/problem");
+        assert!(problem.contains("failed authentication"), "{b}");
+        assert_eq!(b["affects"][0]["disk"], "web01.img", "{b}");
+        let id = str_of(b, "/id");
+        assert!(
+            chunks.iter().any(|c| c.ends_with(id)),
+            "names a chunk object: {b}"
+        );
+    }
     let out = e.sb.path("out");
     let run = e.restore(&out, &["--from", "vault"]);
     assert_eq!(run.code, 4, "{run}");
