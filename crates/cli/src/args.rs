@@ -33,7 +33,9 @@ macro_rules! exit_codes {
   5  backup completed with warning: the snapshot was taken, the transfer to the vault failed
   6  refused: the state of the vault, VM or policy does not allow it (changing the redundancy
      of a vault that holds backup items; promoting a replica whose primary still holds the
-     vault; a VM protected by another vault, soft-deleted or stopped; a policy in use)"
+     vault; a VM protected by another vault, soft-deleted or stopped; a policy in use)
+  7  locked: an encrypted vault that cannot be unlocked (wrong passphrase, none given, key
+     file missing)"
     };
 }
 

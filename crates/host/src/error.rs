@@ -67,6 +67,16 @@ pub enum Error {
     )]
     NoPassphrase,
 
+    /// An encrypted vault the daemon opens, and no passphrase file or command: the daemon
+    /// never prompts.
+    #[error(
+        "the vault is encrypted and the daemon has no passphrase for it; set \
+         BLOCKVAULT_PASSWORD_FILE (under systemd: a credential, `LoadCredential=` and \
+         `Environment=BLOCKVAULT_PASSWORD_FILE=%d/...`) or BLOCKVAULT_PASSWORD_COMMAND; the \
+         daemon never asks on a terminal"
+    )]
+    NoDaemonPassphrase,
+
     /// A key-file vault whose key file is not where this host looks, or does not read.
     #[error(
         "vault {vault} keeps its key outside the vault, and its key file {path} cannot be read \
@@ -132,6 +142,7 @@ impl Error {
             Error::Refused(_) => ErrorKind::Refused,
             Error::Other(_) => ErrorKind::Failure,
             Error::NoPassphrase
+            | Error::NoDaemonPassphrase
             | Error::KeyFileMissing { .. }
             | Error::PassphraseFile { .. }
             | Error::PassphraseCommand { .. }

@@ -5,10 +5,11 @@ use std::sync::Arc;
 
 use blockvault_core::{ErrorKind, VmName};
 use blockvault_jobs::{Catalog, Engine, JobVault, Recovered, Tier, VaultUnavailable, Vaults};
+use blockvault_repo::Keyring;
 use blockvault_store::{Store, VaultLocation};
 use blockvault_vault::{TransferOptions, Vault};
 
-use crate::{ReadVault, Result, StateDir, describe, vaults};
+use crate::{HostUnlock, ReadVault, Result, StateDir, describe, vaults};
 
 /// This host: its state directory, and from it the engine and the vaults by location (S3
 /// settings from `STATE/s3.toml` and the environment).
@@ -18,11 +19,29 @@ use crate::{ReadVault, Result, StateDir, describe, vaults};
 #[derive(Clone, Debug)]
 pub struct Host {
     state: StateDir,
+    /// The keys of the encrypted vaults this process opened: each unlocked once, shared by
+    /// everything the host opens (a vault, its replica, the snapshot tier under its key, the
+    /// daemon's jobs).
+    keyring: Keyring,
 }
 
 impl Host {
     pub fn open(state: StateDir) -> Host {
-        Host { state }
+        let keyring = Keyring::new(Arc::new(HostUnlock::new(state.clone())));
+        Host { state, keyring }
+    }
+
+    /// This host with another keyring (the daemon's never prompts).
+    pub fn with_keyring(&self, keyring: Keyring) -> Host {
+        Host {
+            state: self.state.clone(),
+            keyring,
+        }
+    }
+
+    /// The keys this host unlocked (and how it unlocks the others: [`HostUnlock`]).
+    pub fn keyring(&self) -> &Keyring {
+        &self.keyring
     }
 
     pub fn state(&self) -> &StateDir {
@@ -32,8 +51,12 @@ impl Host {
     /// The job engine. Opening it marks jobs that a crash interrupted as Failed; what it
     /// repaired comes back as warnings.
     pub async fn engine(&self) -> Result<(Engine, Vec<String>)> {
-        let (engine, recovered) =
-            Engine::open(self.state.root(), Some(self.state.snapshots())).await?;
+        let (engine, recovered) = Engine::open_with_keyring(
+            self.state.root(),
+            Some(self.state.snapshots()),
+            self.keyring.clone(),
+        )
+        .await?;
         Ok((engine, recovery_warnings(recovered)))
     }
 
@@ -45,13 +68,13 @@ impl Host {
     /// The vault at `location`, with its secondary when it is replicated (see
     /// [`secondary_warning`](crate::secondary_warning) when that cannot be opened).
     pub async fn vault(&self, location: &VaultLocation) -> Result<Vault> {
-        vaults::vault(location, &self.state).await
+        vaults::vault(location, &self.state, &self.keyring).await
     }
 
     /// The vault a backup job transfers to, opened by the job alongside its Snapshot: only
     /// what needs no network is checked now (see the jobs crate's `JobVault`).
     pub async fn backup_vault(&self, location: &VaultLocation) -> Result<JobVault<'static>> {
-        vaults::backup_vault(location, &self.state).await
+        vaults::backup_vault(location, &self.state, &self.keyring).await
     }
 
     /// The vault a job other than a backup works with (protect, stop protection, undelete). A
@@ -86,7 +109,8 @@ impl Host {
     ) -> Result<ReadVault> {
         let error = match self.vault(location).await {
             Ok(vault) => return Ok(ReadVault::Open(vault)),
-            Err(e) if tier_may_answer => e,
+            // A key that does not unlock the vault does not unlock its tier copies either.
+            Err(e) if tier_may_answer && e.kind() != ErrorKind::Locked => e,
             Err(e) => return Err(e),
         };
         let named = vaults::canonical(location).to_string();
@@ -161,6 +185,7 @@ impl Host {
     pub fn daemon_vaults(&self) -> Arc<dyn Vaults> {
         Arc::new(HostVaults {
             state: self.state.clone(),
+            keyring: self.keyring.clone(),
         })
     }
 }
@@ -189,6 +214,7 @@ fn recovery_warnings(recovered: Recovered) -> Vec<String> {
 #[derive(Debug)]
 struct HostVaults {
     state: StateDir,
+    keyring: Keyring,
 }
 
 impl Vaults for HostVaults {
@@ -199,7 +225,7 @@ impl Vaults for HostVaults {
     {
         Box::pin(async move {
             let opened = match location.parse::<VaultLocation>() {
-                Ok(parsed) => vaults::vault(&parsed, &self.state).await,
+                Ok(parsed) => vaults::vault(&parsed, &self.state, &self.keyring).await,
                 Err(e) => Err(e.into()),
             };
             opened.map_err(|e| VaultUnavailable {

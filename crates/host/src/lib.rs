@@ -12,7 +12,11 @@
 //!   [`secondary_warning`]; S3 settings from `STATE/s3.toml` overridden by `AWS_*`, each S3
 //!   location probed once with a short retry budget so a typo fails fast), the vault a backup
 //!   job opens alongside its Snapshot ([`Host::backup_vault`]), and the daemon's view of the
-//!   vaults ([`Host::daemon_vaults`]).
+//!   vaults ([`Host::daemon_vaults`]). Every vault, replica and snapshot tier it opens goes
+//!   through the host's one [`Keyring`](blockvault_repo::Keyring) ([`Host::keyring`]): an
+//!   encrypted vault's key is unlocked once per process ([`HostUnlock`]; the daemon's host,
+//!   [`Host::for_daemon`], never prompts: [`DaemonUnlock`]), and a key that does not unlock
+//!   is an error of kind Locked before anything is read or written.
 //! - Concurrency defaults by where a vault is ([`write_options`], [`read_options`]).
 //! - Views and rules: the points of a VM with what retention says of each and the records
 //!   that cannot be read ([`PointsView`]), the protected items ([`items`]) and those a vault
@@ -44,6 +48,7 @@
 //! blockvault error met in a chain of errors of other types.
 
 mod concurrency;
+mod daemon_unlock;
 mod error;
 mod host;
 mod keys;
@@ -58,6 +63,7 @@ mod vaults;
 
 pub use crate::{
     concurrency::{read_options, write_options},
+    daemon_unlock::DaemonUnlock,
     error::{Error, Result, describe, kind_of},
     host::Host,
     keys::{CreatedKey, KeysView, NewEncryption, SlotsChanged},

@@ -111,10 +111,14 @@ impl ReadVault {
         if let ReadVault::Open(vault) = self {
             return Ok((Some(vault), selector));
         }
-        let listed = engine.list_points(None, vm).await;
+        let listed = match engine.list_points(None, vm).await {
+            Ok(listed) => listed.points,
+            // An encrypted tier that does not unlock: that is the answer (exit 7), not the
+            // vault's error.
+            Err(e) if e.kind() == blockvault_core::ErrorKind::Locked => return Err(e.into()),
+            Err(_) => Vec::new(),
+        };
         let points: Vec<RecoveryPoint> = listed
-            .map(|l| l.points)
-            .unwrap_or_default()
             .into_iter()
             .map(|l| l.point)
             .filter(|p| self.answers_with(p))

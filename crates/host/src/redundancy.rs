@@ -196,6 +196,9 @@ impl Host {
         let location = canonical(location);
         let replica = self.existing_store(&location).await?;
         let config = replica.config().await?;
+        // The replica holds the vault's key (its config's copy): unlocked before anything
+        // changes, so a wrong passphrase promotes nothing.
+        let replica = crate::vaults::keyed(replica, &config, self.keyring())?;
         // The primary, if it still answers: promotion is refused while it holds the vault.
         let previous_primary = config
             .replica_of

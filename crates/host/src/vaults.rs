@@ -2,6 +2,7 @@
 
 use blockvault_core::VaultConfig;
 use blockvault_jobs::{JobVault, VaultUnavailable};
+use blockvault_repo::Keyring;
 use blockvault_store::{S3Options, Store, VaultLocation};
 use blockvault_vault::Vault;
 
@@ -25,12 +26,36 @@ pub fn canonical(location: &VaultLocation) -> VaultLocation {
 /// The vault at `location`, keeping this host's knowledge of it (the chunk index) in `state`.
 /// A replicated vault comes with its secondary store (S3 settings as for the primary); when
 /// the secondary cannot be opened, reads use the primary alone and every write fails naming
-/// the secondary ([`secondary_warning`] says so).
-pub(crate) async fn vault(location: &VaultLocation, state: &StateDir) -> Result<Vault> {
+/// the secondary ([`secondary_warning`] says so). An encrypted vault's codec comes from
+/// `keyring` (its key unlocked now, once per process): a wrong passphrase or none is an
+/// error of kind Locked, before anything is read or written.
+pub(crate) async fn vault(
+    location: &VaultLocation,
+    state: &StateDir,
+    keyring: &Keyring,
+) -> Result<Vault> {
     probe(location, state).await?;
     let primary = store(location, state)?;
     let config = primary.config().await?;
+    let primary = keyed(primary, &config, keyring)?;
+    remember(state, location, &config);
     Ok(with_secondary(primary, config, state).await)
+}
+
+/// Tells this host's snapshot tier the key of the vault at `location`, so a Snapshot into it
+/// knows it without waiting for the vault (see the snapshot crate's `keys.rs`).
+pub(crate) fn remember(state: &StateDir, location: &VaultLocation, config: &VaultConfig) {
+    blockvault_snapshot::SnapshotTier::new(state.snapshots())
+        .remember(&canonical(location).to_string(), config);
+}
+
+/// `store`, holding `config`, with the codec of its vault from `keyring` (plain for a plain
+/// vault; unlocked now for an encrypted one).
+pub(crate) fn keyed(store: Store, config: &VaultConfig, keyring: &Keyring) -> Result<Store> {
+    let codec = keyring
+        .codec(config, store.location())
+        .map_err(blockvault_vault::Error::from)?;
+    Ok(store.with_codec(codec))
 }
 
 /// The vault a backup job transfers to, opened alongside the job's Snapshot, which must
@@ -42,14 +67,17 @@ pub(crate) async fn vault(location: &VaultLocation, state: &StateDir) -> Result<
 pub(crate) async fn backup_vault(
     location: &VaultLocation,
     state: &StateDir,
+    keyring: &Keyring,
 ) -> Result<JobVault<'static>> {
-    let state = state.clone();
+    let (state, keyring) = (state.clone(), keyring.clone());
     let named = canonical(location).to_string();
     match location {
         VaultLocation::Local(_) => {
             // A directory's config is read now; a secondary behind a network is not.
             let primary = store(location, &state)?;
             let config = primary.config().await?;
+            let primary = keyed(primary, &config, &keyring)?;
+            remember(&state, location, &config);
             if config.redundancy.secondary().is_none() {
                 let vault = with_secondary(primary, config, &state).await;
                 return Ok(JobVault::open(named, vault));
@@ -62,7 +90,7 @@ pub(crate) async fn backup_vault(
             store(location, &state)?;
             let location = location.clone();
             Ok(JobVault::opening(named.clone(), async move {
-                vault(&location, &state)
+                vault(&location, &state, &keyring)
                     .await
                     .map_err(|e| VaultUnavailable {
                         location: named,
@@ -150,18 +178,22 @@ pub(crate) async fn init_vault(
     secondary: Option<&VaultLocation>,
     state: &StateDir,
 ) -> Result<Vault> {
-    let Some(secondary) = secondary else {
-        return Ok(match location {
+    let vault = match secondary {
+        None => match location {
             VaultLocation::Local(dir) => Vault::init_local(dir).await?,
             VaultLocation::S3 { .. } => {
                 probe(location, state).await?;
                 Vault::init(store(location, state)?).await?
             }
-        });
+        },
+        Some(secondary) => {
+            let primary = new_store(location, state).await?;
+            let secondary = new_store(secondary, state).await?;
+            Vault::init_replicated(primary, secondary).await?
+        }
     };
-    let primary = new_store(location, state).await?;
-    let secondary = new_store(secondary, state).await?;
-    Ok(Vault::init_replicated(primary, secondary).await?)
+    remember(state, location, vault.config());
+    Ok(vault)
 }
 
 /// The store at `location` for a new vault or replica: a directory is created if missing and

@@ -64,7 +64,11 @@
 //! open, and only the Transfer waits for it (and fails with its error when it does not open).
 //! Each snapshot point names the vault it is for: the open vault's id, or while it is still
 //! opening the id this host last saw at that location (the catalog's `vaults`), corrected in
-//! the snapshot tier once the vault opens. [`Engine::restore`] picks the point among
+//! the snapshot tier once the vault opens. The VM's tier is encoded with its vault's codec (an
+//! encrypted vault's key, unlocked through the engine's keyring,
+//! [`Engine::open_with_keyring`]), learned without waiting for the vault, and a tier under
+//! another key is started fresh; the Transfer never copies between two codecs (see
+//! `engine/tier_key.rs`). [`Engine::restore`] picks the point among
 //! both tiers and reads it from the snapshot tier when it is there: where the tier kept a
 //! reflink clone of a disk, by cloning it back (into a new file, or in place only the extents
 //! that differ; milliseconds whatever the size), else from its chunks; the outcome says which

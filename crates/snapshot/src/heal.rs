@@ -19,7 +19,8 @@ use blockvault_repo::Repository;
 use blockvault_store::{PointListing, Store};
 use jiff::Timestamp;
 
-use crate::Result;
+use crate::keys::{self, TierKey};
+use crate::{Result, SnapshotTier};
 
 /// The points of `vm`'s snapshot repository `repo`, with its damaged records set aside.
 pub(crate) async fn healthy_points(vm: &VmName, repo: &Repository) -> Result<PointListing> {
@@ -34,20 +35,20 @@ pub(crate) async fn healthy_points(vm: &VmName, repo: &Repository) -> Result<Poi
 /// Opens the snapshot repository in `dir`, or `None` when there is none (no directory, or
 /// no `vault.config` in it: what an interrupted first use leaves). A config that cannot be
 /// read is set aside and rebuilt.
-pub(crate) async fn open_healing(dir: &Path) -> Result<Option<Repository>> {
+pub(crate) async fn open_healing(tier: &SnapshotTier, dir: &Path) -> Result<Option<Repository>> {
     let store = match Store::local(dir) {
         Ok(store) => store,
         Err(blockvault_store::Error::NotAVault { .. }) => return Ok(None),
         Err(e) => return Err(e.into()),
     };
     match store.config().await {
-        Ok(config) => Ok(Some(Repository::from_config(store, config))),
+        Ok(config) => Ok(Some(tier.keyed(Repository::from_config(store, config))?)),
         Err(blockvault_store::Error::NotAVault { .. }) => Ok(None),
         Err(e) if e.is_corrupt() => {
             store.set_aside_config(Timestamp::now()).await?;
             let config = rebuilt_config(dir);
             store.write_config(&config).await?;
-            Ok(Some(Repository::from_config(store, config)))
+            Ok(Some(tier.keyed(Repository::from_config(store, config))?))
         }
         Err(e) => Err(e.into()),
     }
@@ -61,16 +62,26 @@ pub(crate) async fn set_aside(store: &Store, vm: &VmName, id: &PointId) -> Resul
     }
 }
 
-/// A new config for the snapshot vault in `dir`: a fresh id, the default block size.
+/// A new config for the snapshot vault in `dir`: the default block size, and the key of its
+/// spare copy (an encrypted tier's vault id and encryption), else a fresh id.
 fn rebuilt_config(dir: &Path) -> VaultConfig {
     let created = Timestamp::now();
     let seed = format!("{}:{}:rebuilt", dir.display(), created.as_nanosecond());
-    VaultConfig {
+    let mut config = VaultConfig {
         id: blake3::hash(seed.as_bytes()).to_hex()[..16].to_owned(),
         created,
         default_block_size: BlockSize::DEFAULT,
         redundancy: Redundancy::Single,
         replica_of: None,
         encryption: None,
+    };
+    if let Some(TierKey {
+        vault,
+        encryption: Some(encryption),
+    }) = keys::spare_for(dir)
+    {
+        config.id = vault;
+        config.encryption = Some(encryption);
     }
+    config
 }

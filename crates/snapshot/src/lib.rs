@@ -6,6 +6,8 @@
 //! One directory per VM under the tier's root (by default `STATE_DIR/snapshots`):
 //!
 //! ```text
+//! <root>/.vaults/<hash>.json               the key of each vault this host opened, and a
+//!                                          spare copy of each encrypted tier's (`keys.rs`)
 //! <root>/<vm>/vault.config                 the same self-describing format as a vault
 //! <root>/<vm>/chunks/<2 hex>/<64 hex>      blocks, stored as chunk objects (zstd-1 when smaller)
 //! <root>/<vm>/maps/<vm>/<point>/<disk>.map one block map per disk per point
@@ -24,6 +26,14 @@
 //! crate depends on the other. The tier's writers hold no lease (its write guard is
 //! [`NoGuard`](blockvault_repo::NoGuard)): this host's engine alone writes and sweeps it, under
 //! the VM's snapshot lock (below).
+//!
+//! # Encryption
+//!
+//! A VM's tier uses its vault's codec, so the Transfer stays a byte copy: an encrypted
+//! vault's VMs have encrypted tiers, created with the vault's id and `encryption` and opened
+//! through the process's [`Keyring`](blockvault_repo::Keyring) (an instant restore needs the
+//! passphrase, not the vault). A tier under another key than its vault's is started fresh;
+//! see `keys.rs` for where the tier learns the key without waiting for the vault.
 //!
 //! # Invariant and expiry
 //!
@@ -58,12 +68,14 @@
 mod clones;
 mod error;
 mod heal;
+mod keys;
 mod sweep;
 mod tier;
 
 pub use crate::{
     clones::Staging,
     error::{Error, Result},
+    keys::{OpenedTier, TierKey},
     sweep::SweepReport,
     tier::{SnapshotTier, TierSpace},
 };

@@ -1,7 +1,7 @@
 use std::path::{Path, PathBuf};
 
 use blockvault_core::{PointId, RecoveryPoint, VmName};
-use blockvault_repo::Repository;
+use blockvault_repo::{Keyring, Repository};
 
 use crate::clones::{CLONES, clones_space};
 use crate::sweep::{SweepReport, sweep};
@@ -12,11 +12,29 @@ use crate::{Error, Result, heal};
 #[derive(Clone, Debug)]
 pub struct SnapshotTier {
     root: PathBuf,
+    /// How encrypted tiers are unlocked: the process's keys (see `keys.rs`).
+    keyring: Keyring,
 }
 
 impl SnapshotTier {
+    /// The tier at `root`; an encrypted VM's tier opens only with a key
+    /// [added](Keyring::add) to its keyring (see [`SnapshotTier::with_keyring`]).
     pub fn new(root: impl Into<PathBuf>) -> SnapshotTier {
-        SnapshotTier { root: root.into() }
+        SnapshotTier {
+            root: root.into(),
+            keyring: Keyring::without_unlock(),
+        }
+    }
+
+    /// This tier, its encrypted repositories unlocked through `keyring` (the process's: a
+    /// key the vault unlocked opens its VMs' tiers without asking again).
+    pub fn with_keyring(mut self, keyring: Keyring) -> SnapshotTier {
+        self.keyring = keyring;
+        self
+    }
+
+    pub fn keyring(&self) -> &Keyring {
+        &self.keyring
     }
 
     pub fn root(&self) -> &Path {
@@ -31,20 +49,13 @@ impl SnapshotTier {
     /// `vm`'s snapshots, or `None` when this host never took one. A config that cannot be
     /// read is set aside and rebuilt (see `heal.rs`).
     pub async fn open(&self, vm: &VmName) -> Result<Option<Repository>> {
-        heal::open_healing(&self.dir(vm)).await
+        heal::open_healing(self, &self.dir(vm)).await
     }
 
-    /// `vm`'s snapshots, created empty on first use. Call with the VM's snapshot lock held.
+    /// `vm`'s snapshots, created empty (plain) on first use. Call with the VM's snapshot lock
+    /// held. A Snapshot for a vault uses [`SnapshotTier::open_for`].
     pub async fn open_or_init(&self, vm: &VmName) -> Result<Repository> {
-        if let Some(vault) = self.open(vm).await? {
-            return Ok(vault);
-        }
-        let dir = self.dir(vm);
-        // A directory without a config is what an interrupted first use leaves: start over.
-        if dir.exists() {
-            std::fs::remove_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
-        }
-        Ok(Repository::init_local(&dir).await?)
+        Ok(self.open_for(vm, None).await?.repository)
     }
 
     /// The VMs that have snapshots on this host (a directory holding a snapshot repository).

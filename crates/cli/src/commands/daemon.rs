@@ -18,6 +18,8 @@ use crate::args::DaemonArgs;
 use crate::stop::StopSignals;
 
 pub async fn run(args: DaemonArgs, host: &Host) -> Result<Report> {
+    // Passphrases from a file or a command only: a daemon never prompts.
+    let host = &host.for_daemon();
     let path = args.log.unwrap_or_else(|| host.state().daemon_log());
     let log = Arc::new(DaemonLog::open(path)?);
     let (engine, warnings) = host.engine().await?;

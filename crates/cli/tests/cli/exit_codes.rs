@@ -5,6 +5,7 @@
 use std::fs;
 use std::path::Path;
 
+use crate::crypt_support::*;
 use crate::support::*;
 
 const VM: &str = "web01";
@@ -116,6 +117,24 @@ fn exits_with(code: i32, sb: &Sandbox) -> Option<Run> {
             with_state(&["policy", "create", "twice"]).success();
             with_state(&["policy", "create", "twice"])
         }
+        // An encrypted vault opened with a wrong passphrase file.
+        7 => {
+            let vault = init_encrypted(&sb.path("locked-vault"));
+            let wrong = passphrase_file(&sb.path(""), "wrong-passphrase", "not the passphrase");
+            let disk = small_disk(&sb.path("locked.img"), 7);
+            with_passphrase(
+                &wrong,
+                [
+                    "backup",
+                    "--vault",
+                    arg(&vault),
+                    "--vm",
+                    VM,
+                    "--disk",
+                    arg(&disk.path),
+                ],
+            )
+        }
         _ => return None,
     })
 }
@@ -124,7 +143,7 @@ fn exits_with(code: i32, sb: &Sandbox) -> Option<Run> {
 fn every_row_of_the_readme_exit_code_table_is_what_its_command_exits_with() {
     let table = readme_table();
     let codes: Vec<i32> = table.iter().map(|(c, _)| *c).collect();
-    assert_eq!(codes, (0..=6).collect::<Vec<_>>(), "README table {table:?}");
+    assert_eq!(codes, (0..=7).collect::<Vec<_>>(), "README table {table:?}");
     let sb = Sandbox::new();
     for (code, meaning) in &table {
         let run = exits_with(*code, &sb)
@@ -144,7 +163,7 @@ fn every_row_of_the_readme_exit_code_table_is_what_its_command_exits_with() {
         }
     }
     // Nothing here exits with a code the table does not list.
-    for code in 7..=16 {
+    for code in 8..=16 {
         assert!(
             exits_with(code, &sb).is_none(),
             "{code} is not in the table"

@@ -31,9 +31,11 @@
 
 mod commit_window;
 mod corruption;
+mod crypt_support;
 mod daemon;
 mod damage;
 mod disk_size;
+mod encrypted;
 mod encryption_keys;
 mod exit_codes;
 mod gc;

@@ -131,7 +131,7 @@ impl Host {
             location: canonical(location).to_string(),
         };
         let (key, kdf) = (new.key, new.kdf.clone());
-        let (mut encryption, warnings) = blocking(move || {
+        let (mut encryption, warnings, master) = blocking(move || {
             let mut warnings = Vec::new();
             let passphrase = first_passphrase(&about, &mut warnings)?;
             let master = MasterKey::generate();
@@ -142,7 +142,7 @@ impl Host {
                 key,
                 jiff::Timestamp::now(),
             )?;
-            Ok((encryption, warnings))
+            Ok((encryption, warnings, master))
         })
         .await?;
         let slot = encryption.slots[0].id.clone();
@@ -164,6 +164,10 @@ impl Host {
                 return Err(e.into());
             }
         };
+        // The new vault's store seals with its key from now on, this process holds the key
+        // (no second unlock), and the snapshot tier learns it for the first backup.
+        let store = store.with_codec(self.keyring().add(&master));
+        crate::vaults::remember(self.state(), location, &config);
         let key_file_found = key_file.as_ref().is_none_or(|p| *p == default_path);
         Ok((
             Vault::from_config(store, config),

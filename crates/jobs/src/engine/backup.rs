@@ -10,7 +10,7 @@ use jiff::{SignedDuration, Timestamp};
 
 use super::disk_state::{self, DiskState, DiskStates, FileStat};
 use super::hooks;
-use super::job_vault::{JobVault, Opening, Seen, when_open};
+use super::job_vault::{JobVault, Opening, Seen, early_send};
 use super::lock::Lock;
 use super::{BackupOutcome, BackupSpec, Engine, INSTANT_RESTORE_DAYS, Phase, Taken};
 use super::{capture, disk_size};
@@ -18,12 +18,12 @@ use crate::events::{JobEventKind, JobRef, Warnings};
 use crate::{PointSummary, Result, SubtaskKind, SubtaskOutcome, Tier};
 
 /// One backup job, as its subtasks see it.
-struct Run<'j> {
+pub(super) struct Run<'j> {
     job: JobRef,
-    spec: &'j BackupSpec,
+    pub(super) spec: &'j BackupSpec,
     /// The vault's location, as the job was given it.
-    location: &'j str,
-    seen: &'j Seen,
+    pub(super) location: &'j str,
+    pub(super) seen: &'j Seen,
     progress: &'j Arc<dyn Progress>,
 }
 
@@ -191,7 +191,7 @@ impl Engine {
         }
         self.start_subtask(job, SubtaskKind::Snapshot).await?;
 
-        let tier = self.snapshots.open_or_init(vm).await?;
+        let tier = self.open_tier(run, warnings).await?;
         // The parent is the VM's newest snapshot on this host (its lock is held, so it stays
         // the newest): the one point a change hint can be proven against.
         let parent = tier.latest_point(vm).await?;
@@ -241,7 +241,7 @@ impl Engine {
                 self.db(move |c| c.vault_id(&location)).await?
             }
         };
-        *early = early_send(run.seen, spec);
+        *early = early_send(run.seen, spec, tier.codec());
         // The disks' stats around the capture: a disk nothing wrote to meanwhile is on record
         // as holding this point (see `disk_state`), so a later in-place rollback skips its
         // scan. Only when a pre-hook quiesced the VM: a write the kernel has stamped may
@@ -402,6 +402,8 @@ impl Engine {
         point: &mut RecoveryPoint,
         warnings: &mut Warnings,
     ) -> Result<()> {
+        // The key the VM's tiers must hold, for the next Snapshot into this vault.
+        self.snapshots.remember(location, vault.config());
         let id = &vault.config().id;
         let (at, seen, now) = (location.to_owned(), id.clone(), self.now());
         self.db(move |c| {
@@ -534,6 +536,9 @@ impl Engine {
                 "the vault {} is unavailable: {}",
                 unavailable.location, unavailable.reason
             )),
+            (Ok(vault), Ok(Some(tier))) if tier.codec() != vault.store().codec() => {
+                Err(super::tier_key::mismatch(&vm, &tier, &vault))
+            }
             (Ok(vault), Ok(Some(tier))) => {
                 let request = TransferRequest {
                     source: &tier,
@@ -565,35 +570,5 @@ impl Engine {
             Err(error) => SubtaskOutcome::failed(error),
         };
         self.finish_subtask(job, kind, outcome).await
-    }
-}
-
-/// The early send of a backup's Transfer (see [`blockvault_vault::EarlySend`]), when the job
-/// will transfer: not when its policy keeps it in the snapshot tier, not when blockvault is
-/// stopping, not to a vault that failed to open. A vault still opening gets an early send that
-/// starts when it opens.
-fn early_send(seen: &Seen, spec: &BackupSpec) -> Option<EarlySend> {
-    if !spec.early_send
-        || spec.skip_transfer.is_some()
-        || spec.stop.as_ref().is_some_and(|stop| *stop.borrow())
-    {
-        return None;
-    }
-    let disks = spec
-        .disks
-        .iter()
-        .filter_map(|path| path.file_name())
-        .filter_map(|name| blockvault_core::DiskName::new(name.to_string_lossy()).ok())
-        .collect();
-    let opened = seen.borrow().clone();
-    match opened {
-        Some(Ok(vault)) => Some(vault.early_send(&spec.vm, disks, spec.options)),
-        Some(Err(_)) => None,
-        None => Some(EarlySend::when_open(
-            when_open(seen.clone()),
-            &spec.vm,
-            disks,
-            spec.options,
-        )),
     }
 }

@@ -1,4 +1,4 @@
-//! The vault of a backup job, opened alongside its Snapshot.
+//! The vault of a backup job, opened alongside its Snapshot, and the early send to it.
 //!
 //! Opening a vault may take long: an S3 endpoint that accepts connections and never answers
 //! costs its request timeouts and retries. A backup's Snapshot (pre-hook, the read of the disks
@@ -11,10 +11,11 @@
 use std::future::Future;
 use std::pin::Pin;
 
-use blockvault_vault::{TransferOptions, Vault};
+use blockvault_core::ChunkCodec;
+use blockvault_vault::{EarlySend, TransferOptions, Vault};
 use tokio::sync::watch;
 
-use super::VaultUnavailable;
+use super::{BackupSpec, VaultUnavailable};
 
 type Opened = Option<Result<Vault, VaultUnavailable>>;
 type Pending<'a> = Pin<Box<dyn Future<Output = Result<Vault, VaultUnavailable>> + Send + 'a>>;
@@ -173,6 +174,46 @@ pub trait Vaults: Send + Sync + std::fmt::Debug {
     /// Transfer settings for the vault at `location`.
     fn transfer_options(&self, _location: &str) -> TransferOptions {
         TransferOptions::default()
+    }
+}
+
+/// The early send of a backup's Transfer (see [`blockvault_vault::EarlySend`]), when the job
+/// will transfer: not when its policy keeps it in the snapshot tier, not when blockvault is
+/// stopping, not to a vault that failed to open. A vault still opening gets an early send that
+/// starts when it opens.
+/// Chunks go early only to a vault with the tier's codec (`codec`): the early send copies
+/// the tier's bytes.
+pub(super) fn early_send(seen: &Seen, spec: &BackupSpec, codec: &ChunkCodec) -> Option<EarlySend> {
+    if !spec.early_send
+        || spec.skip_transfer.is_some()
+        || spec.stop.as_ref().is_some_and(|stop| *stop.borrow())
+    {
+        return None;
+    }
+    let disks = spec
+        .disks
+        .iter()
+        .filter_map(|path| path.file_name())
+        .filter_map(|name| blockvault_core::DiskName::new(name.to_string_lossy()).ok())
+        .collect();
+    let opened = seen.borrow().clone();
+    match opened {
+        Some(Ok(vault)) if vault.store().codec() != codec => None,
+        Some(Ok(vault)) => Some(vault.early_send(&spec.vm, disks, spec.options)),
+        Some(Err(_)) => None,
+        None => Some(EarlySend::when_open(
+            {
+                let (seen, codec) = (seen.clone(), codec.clone());
+                async move {
+                    when_open(seen)
+                        .await
+                        .filter(|v| *v.store().codec() == codec)
+                }
+            },
+            &spec.vm,
+            disks,
+            spec.options,
+        )),
     }
 }
 

@@ -25,6 +25,7 @@ mod restore_format;
 mod retention;
 mod rollback;
 mod soft_delete;
+mod tier_key;
 mod tracking;
 mod verify;
 
@@ -194,6 +195,17 @@ impl Engine {
         state_dir: impl Into<PathBuf>,
         snapshot_dir: Option<PathBuf>,
     ) -> Result<(Engine, Recovered)> {
+        Engine::open_with_keyring(state_dir, snapshot_dir, blockvault_repo::Keyring::default())
+            .await
+    }
+
+    /// [`Engine::open`], the snapshot tiers of encrypted vaults unlocked through `keyring`
+    /// (the process's: a key unlocked for the vault opens its VMs' tiers too).
+    pub async fn open_with_keyring(
+        state_dir: impl Into<PathBuf>,
+        snapshot_dir: Option<PathBuf>,
+        keyring: blockvault_repo::Keyring,
+    ) -> Result<(Engine, Recovered)> {
         let state = StateDir::new(state_dir).with_snapshot_dir(snapshot_dir);
         let root = state.root();
         std::fs::create_dir_all(root).map_err(|e| crate::Error::lock(root, e))?;
@@ -202,7 +214,7 @@ impl Engine {
             let state = state.clone();
             crate::bridge::blocking(move || holder::identity(&state)).await?
         };
-        let snapshots = SnapshotTier::new(state.snapshots());
+        let snapshots = SnapshotTier::new(state.snapshots()).with_keyring(keyring);
         let clock: Arc<dyn Clock> = Arc::new(SystemClock);
         let engine = Engine {
             state,

@@ -193,6 +193,10 @@ impl Engine {
                 }
                 local
             }
+            // Without the vault, an encrypted tier that does not unlock is the answer.
+            Err(e) if vault.is_none() && e.kind() == blockvault_core::ErrorKind::Locked => {
+                return Err(e.into());
+            }
             Err(e) => {
                 warnings.push(format!("the snapshot tier of {vm} is unreadable: {e}"));
                 Vec::new()
