@@ -71,6 +71,12 @@ impl Host {
         vaults::vault(location, &self.state, &self.keyring).await
     }
 
+    /// The vault at `location`, its key not unlocked: its config and VM list read, sealed
+    /// objects do not. For what needs no passphrase (`vault show`).
+    pub async fn vault_without_key(&self, location: &VaultLocation) -> Result<Vault> {
+        vaults::vault_without_key(location, &self.state).await
+    }
+
     /// The vault a backup job transfers to, opened by the job alongside its Snapshot: only
     /// what needs no network is checked now (see the jobs crate's `JobVault`).
     pub async fn backup_vault(&self, location: &VaultLocation) -> Result<JobVault<'static>> {

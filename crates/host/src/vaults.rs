@@ -42,6 +42,15 @@ pub(crate) async fn vault(
     Ok(with_secondary(primary, config, state).await)
 }
 
+/// The vault at `location` without its key: what needs no decryption (its config, which VMs
+/// it holds, how it is encrypted) reads; a sealed object does not (`vault show`).
+pub(crate) async fn vault_without_key(location: &VaultLocation, state: &StateDir) -> Result<Vault> {
+    probe(location, state).await?;
+    let primary = store(location, state)?;
+    let config = primary.config().await?;
+    Ok(with_secondary(primary, config, state).await)
+}
+
 /// Tells this host's snapshot tier the key of the vault at `location`, so a Snapshot into it
 /// knows it without waiting for the vault (see the snapshot crate's `keys.rs`).
 pub(crate) fn remember(state: &StateDir, location: &VaultLocation, config: &VaultConfig) {

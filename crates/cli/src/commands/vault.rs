@@ -123,7 +123,8 @@ fn kind(redundancy: &Redundancy) -> &'static str {
 }
 
 async fn show(location: &VaultLocation, host: &Host) -> Result<Report> {
-    let vault = host.vault(location).await?;
+    // No passphrase needed: the config and the VM names (object keys) are in clear.
+    let vault = host.vault_without_key(location).await?;
     let config = vault.config();
     let vms = vault.vms().await?;
     let unavailable = vault.store().secondary_unavailable();
