@@ -5,6 +5,7 @@
 //! fresh; and the passphrase found in no output and no file.
 
 mod daemon;
+mod ids;
 mod s3;
 
 use std::fs;
@@ -116,10 +117,11 @@ impl Enc {
         assert!(catalog.is_file(), "{}", catalog.display());
     }
 
-    /// No object of the vault, nor of the VM's snapshot tier, holds the marker in clear (a
-    /// chunk is stored compressed only when that is smaller: the marker sits in noise).
+    /// No object of the vault (every file of it: chunks, maps, records, markers), nor of the
+    /// VM's snapshot tier, holds the marker in clear (a chunk is stored compressed only when
+    /// that is smaller: the marker sits in noise).
     fn assert_marker_sealed(&self) {
-        for dir in [self.vault.join("chunks"), self.state.join("snapshots")] {
+        for dir in [self.vault.clone(), self.state.join("snapshots")] {
             assert!(dir.is_dir(), "{}", dir.display());
             let found = files_containing(&dir, MARKER);
             assert!(found.is_empty(), "the disk's marker in clear in {found:?}");

@@ -85,7 +85,9 @@ fn a_first_backup_that_did_not_know_the_key_is_caught_up_by_the_next() {
     let _server = server();
     let location = s3_vault("encrypted-first");
     let sb = Sandbox::new();
-    init_encrypted_at(&location, PASSPHRASE, &[]);
+    // Made on another host: this one has never seen the vault (nor its key).
+    let elsewhere = sb.path("another-host");
+    init_encrypted_at(&location, PASSPHRASE, &["--state-dir", arg(&elsewhere)]);
     let pass = passphrase_file(&sb.path(""), "passphrase", PASSPHRASE);
     let disk = standard_disk(&sb.path("disk.img"));
     let args = [
