@@ -144,8 +144,10 @@ one_run() { # RUN TOOL
 for run in $(seq 1 "$RUNS"); do
   if ((run % 2)); then order=(plain encrypted); else order=(encrypted plain); fi
   for tool in "${order[@]}"; do one_run "$run" "$tool"; done
+  # A run leaves about 8 GB in the trash; five runs' worth filled the benchmark disk. Emptied
+  # between runs (each run's first tool alternates, so neither always follows the deletion).
+  empty_trash
 done
-empty_trash
 
 m() { median "$1" "$2" 4; }
 row() { # LABEL OP TARGET
