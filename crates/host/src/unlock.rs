@@ -60,17 +60,12 @@ pub fn unlock(
         eprintln!("warning: {warning}");
     }
     let passphrase = passphrase?;
-    for slot in &slots {
-        if let Some(master) = slot
-            .open(passphrase.as_bytes(), &encryption.key_id)
-            .map_err(|e| Error::Other(format!("vault {}: {e}", config.id)))?
-        {
-            return Ok((master, slot.id.clone()));
-        }
+    match encryption.unlock_slot(&slots, passphrase.as_bytes()) {
+        Ok((master, slot)) => Ok((master, slot.id.clone())),
+        Err(e @ blockvault_core::Error::WrongPassphrase { .. }) => Err(Error::Core(e)),
+        // A slot or scheme this build cannot read: the vault's config is at fault.
+        Err(e) => Err(Error::Other(format!("vault {}: {e}", config.id))),
     }
-    Err(Error::Core(blockvault_core::Error::WrongPassphrase {
-        slots: slots.len(),
-    }))
 }
 
 /// Where this host looks for the key file of vault `vault_id`: `BLOCKVAULT_KEY_FILE`, else

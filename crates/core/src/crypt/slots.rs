@@ -7,8 +7,9 @@ use ring::aead::{AES_256_GCM, Aad, LessSafeKey, NONCE_LEN, Nonce, UnboundKey};
 use serde::{Deserialize, Serialize};
 use zeroize::Zeroizing;
 
-use super::aead::{TAG_LEN, from_hex, random, to_hex};
+use super::aead::{TAG_LEN, random};
 use super::keys::MasterKey;
+use crate::hex::{from_hex, to_hex};
 use crate::{Error, Result};
 
 /// How a passphrase is stretched into the key that wraps the master key: argon2id (RFC 9106),
@@ -259,15 +260,29 @@ impl Encryption {
     /// The master key `passphrase` opens in one of `slots` (the config's, or a key file's).
     /// [`Error::WrongPassphrase`] when it opens none.
     pub fn unlock(&self, slots: &[KeySlot], passphrase: &[u8]) -> Result<MasterKey> {
+        Ok(self.unlock_slot(slots, passphrase)?.0)
+    }
+
+    /// [`Encryption::unlock`], also naming the slot that opened (`vault key passwd` replaces
+    /// it).
+    pub fn unlock_slot<'s>(
+        &self,
+        slots: &'s [KeySlot],
+        passphrase: &[u8],
+    ) -> Result<(MasterKey, &'s KeySlot)> {
         if self.scheme != Self::SCHEME {
-            return Err(Error::UnsupportedEncryption {
+            return Err(Error::Malformed {
                 what: "vault config",
-                scheme: 255,
+                reason: format!(
+                    "encryption scheme {:?} is not one this build reads ({})",
+                    self.scheme,
+                    Self::SCHEME
+                ),
             });
         }
         for slot in slots {
             if let Some(master) = slot.open(passphrase, &self.key_id)? {
-                return Ok(master);
+                return Ok((master, slot));
             }
         }
         Err(Error::WrongPassphrase { slots: slots.len() })
