@@ -54,12 +54,7 @@ impl ChunkId {
 
     /// The full 64-digit lowercase hex form.
     pub fn to_hex(&self) -> String {
-        let mut s = String::with_capacity(64);
-        for b in self.0 {
-            s.push(hex_digit(b >> 4));
-            s.push(hex_digit(b & 0xf));
-        }
-        s
+        crate::hex::to_hex(&self.0)
     }
 }
 
@@ -69,10 +64,6 @@ pub fn is_zero(data: &[u8]) -> bool {
     let mut pieces = data.chunks_exact(64);
     pieces.all(|piece| piece.iter().fold(0u8, |acc, &b| acc | b) == 0)
         && pieces.remainder().iter().all(|&b| b == 0)
-}
-
-fn hex_digit(n: u8) -> char {
-    char::from(b"0123456789abcdef"[usize::from(n)])
 }
 
 impl fmt::Display for ChunkId {
@@ -101,21 +92,10 @@ impl FromStr for ChunkId {
         if s.len() != 64 {
             return Err(invalid("expected 64 hex digits"));
         }
+        let bytes = crate::hex::from_hex(s).ok_or_else(|| invalid("not hex"))?;
         let mut out = [0u8; 32];
-        for (i, pair) in s.as_bytes().chunks_exact(2).enumerate() {
-            let hi = hex_value(pair[0]).ok_or_else(|| invalid("not hex"))?;
-            let lo = hex_value(pair[1]).ok_or_else(|| invalid("not hex"))?;
-            out[i] = hi << 4 | lo;
-        }
+        out.copy_from_slice(&bytes);
         Ok(ChunkId(out))
-    }
-}
-
-fn hex_value(c: u8) -> Option<u8> {
-    match c {
-        b'0'..=b'9' => Some(c - b'0'),
-        b'a'..=b'f' => Some(c - b'a' + 10),
-        _ => None,
     }
 }
 

@@ -73,6 +73,7 @@ mod deleted;
 mod error;
 mod forgotten;
 mod framed;
+mod hex;
 mod id;
 mod lease;
 mod names;

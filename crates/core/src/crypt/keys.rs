@@ -2,7 +2,8 @@
 
 use zeroize::{Zeroize, Zeroizing};
 
-use super::aead::{random, to_hex};
+use super::aead::random;
+use crate::hex::to_hex;
 
 /// The random 256-bit key an encrypted vault is encrypted under. It never leaves memory in
 /// clear: a vault stores it wrapped by a passphrase ([`KeySlot`](crate::KeySlot)). Every key
