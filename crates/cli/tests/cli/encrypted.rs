@@ -88,6 +88,22 @@ impl Enc {
         doc["point"].clone()
     }
 
+    /// `restore --from vault` of the newest point from the vault at `vault` (another
+    /// location of this test's vault: its replica, a promoted one) into `to`.
+    fn restore_from_vault(&self, vault: &Path, to: &Path) -> Run {
+        self.run(&[
+            "restore",
+            "--vault",
+            arg(vault),
+            "--vm",
+            VM,
+            "--from",
+            "vault",
+            "--to",
+            arg(to),
+        ])
+    }
+
     fn restore(&self, to: &Path, extra: &[&str]) -> Run {
         let mut args = vec![
             "restore",
@@ -439,19 +455,7 @@ fn a_replicated_encrypted_vault_backs_up_heals_reads_and_promotes() {
     e.run(&["vault", "promote", "--vault", arg(&secondary)])
         .success();
     let out = e.sb.path("promoted");
-    let mut args = vec![
-        "restore",
-        "--vault",
-        arg(&secondary),
-        "--vm",
-        VM,
-        "--from",
-        "vault",
-        "--to",
-        arg(&out),
-    ];
-    args.extend(["--state-dir", arg(&e.state)]);
-    with_passphrase(&e.pass, &args).success();
+    e.restore_from_vault(&secondary, &out).success();
     assert_image(&out.join("web01.img"), disk.content());
 
     // Replicated again to a new secondary: the copy is the same vault, under the same key.
@@ -469,19 +473,7 @@ fn a_replicated_encrypted_vault_backs_up_heals_reads_and_promotes() {
     assert!(!chunk_files(&third).is_empty());
     fs::rename(&secondary, e.sb.path("promoted-away")).expect("lose the promoted vault");
     let out = e.sb.path("from-third");
-    let mut args = vec![
-        "restore",
-        "--vault",
-        arg(&third),
-        "--vm",
-        VM,
-        "--from",
-        "vault",
-        "--to",
-        arg(&out),
-    ];
-    args.extend(["--state-dir", arg(&e.state)]);
-    with_passphrase(&e.pass, &args).success();
+    e.restore_from_vault(&third, &out).success();
     assert_image(&out.join("web01.img"), disk.content());
     e.assert_passphrase_nowhere();
 }
