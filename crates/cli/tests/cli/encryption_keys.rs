@@ -73,6 +73,18 @@ impl Keys {
         run
     }
 
+    /// `vault key list --json` of `vault` on host `host` (no passphrase needed).
+    fn list(&self, host: &str, vault: &str) -> Value {
+        self.run(
+            host,
+            "",
+            "",
+            &["--json", "vault", "key", "list", "--vault", vault],
+        )
+        .success()
+        .json()
+    }
+
     fn file(&self, name: &str) -> PathBuf {
         if name.is_empty() {
             PathBuf::new()
@@ -200,15 +212,7 @@ fn init_show_and_list_say_how_a_vault_is_encrypted() {
     assert_eq!(show["encryption"]["key_id"], key_id.as_str(), "{show}");
     assert_eq!(show["encryption"]["slots"], 1, "{show}");
 
-    let list = k
-        .run(
-            "a",
-            "",
-            "",
-            &["--json", "vault", "key", "list", "--vault", arg(&vault)],
-        )
-        .success()
-        .json();
+    let list = k.list("a", arg(&vault));
     assert_eq!(list["key_id"], key_id.as_str(), "{list}");
     assert_eq!(list["slots"][0]["kdf"]["memory_kib"], 8192, "{list}");
     assert_eq!(list["slots"][0]["kdf"]["iterations"], 1, "{list}");
@@ -270,15 +274,7 @@ fn a_wrong_passphrase_is_exit_7_and_changes_nothing() {
     )
     .success();
     let two = config_bytes(&vault);
-    let list = k
-        .run(
-            "a",
-            "",
-            "",
-            &["--json", "vault", "key", "list", "--vault", v],
-        )
-        .success()
-        .json();
+    let list = k.list("a", v);
     let ids = slot_ids(&list);
     let run = k.run(
         "a",
@@ -343,15 +339,7 @@ fn passwd_replaces_the_slot_and_add_makes_another() {
         &["vault", "key", "remove", "--vault", v, "--slot", "0000abcd"],
     );
     run.failure(3);
-    let list = k
-        .run(
-            "a",
-            "",
-            "",
-            &["--json", "vault", "key", "list", "--vault", v],
-        )
-        .success()
-        .json();
+    let list = k.list("a", v);
     let ids = slot_ids(&list);
     k.run(
         "a",
@@ -429,15 +417,7 @@ fn an_import_restores_removed_slots_and_refuses_another_vaults_key() {
     assert_eq!(fs::read(&export).expect("export"), before);
 
     // The slot of "second" removed by mistake, then restored from the export.
-    let list = k
-        .run(
-            "a",
-            "",
-            "",
-            &["--json", "vault", "key", "list", "--vault", v],
-        )
-        .success()
-        .json();
+    let list = k.list("a", v);
     let ids = slot_ids(&list);
     k.run(
         "a",
@@ -842,15 +822,7 @@ fn keys_of_an_encrypted_vault_on_s3() {
         &["vault", "key", "add", "--vault", &location],
     )
     .success();
-    let list = k
-        .run(
-            "a",
-            "",
-            "",
-            &["--json", "vault", "key", "list", "--vault", &location],
-        )
-        .success()
-        .json();
+    let list = k.list("a", &location);
     assert_eq!(slot_ids(&list).len(), 2, "{list}");
     let run = k.run(
         "a",
