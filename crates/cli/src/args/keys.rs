@@ -9,6 +9,31 @@ use clap::{Args, Subcommand, ValueEnum};
 use super::VaultArg;
 use crate::exit::UsageError;
 
+/// The example of each key command, shown by `-h` and, with the exit codes, by `--help`.
+macro_rules! key_example {
+    (list) => {
+        "Example:\n  blockvault vault key list --vault /srv/vault --json"
+    };
+    (add) => {
+        "Example:\n  BLOCKVAULT_PASSWORD_FILE=/root/vault.pass \
+            BLOCKVAULT_NEW_PASSWORD_FILE=/root/spare.pass \\\n    blockvault vault key add --vault /srv/vault"
+    };
+    (passwd) => {
+        "Example:\n  BLOCKVAULT_PASSWORD_FILE=/root/old.pass \
+            BLOCKVAULT_NEW_PASSWORD_FILE=/root/new.pass \\\n    blockvault vault key passwd --vault /srv/vault"
+    };
+    (remove) => {
+        "Example:\n  blockvault vault key remove --vault /srv/vault --slot 3fa2c901"
+    };
+    (export) => {
+        "Examples:\n  blockvault vault key export --vault /srv/vault --out /root/vault.key\n  \
+            blockvault vault key export --vault s3://backups/vault | lpr"
+    };
+    (import) => {
+        "Example:\n  blockvault vault key import --vault /srv/vault /root/vault.key"
+    };
+}
+
 /// Where the passphrases come from, said once for every key command.
 macro_rules! passphrase_sources {
     () => {
@@ -121,8 +146,8 @@ pub enum KeyCommand {
              Nothing is unlocked or written.",
             passphrase_sources!()
         ),
-        after_help = "Example:\n  blockvault vault key list --vault /srv/vault --json",
-        after_long_help = concat!("Example:\n  blockvault vault key list --vault /srv/vault --json", exit_codes!())
+        after_help = key_example!(list),
+        after_long_help = concat!(key_example!(list), exit_codes!())
     )]
     List {
         #[command(flatten)]
@@ -139,13 +164,8 @@ pub enum KeyCommand {
              key-file vault's key file).",
             passphrase_sources!()
         ),
-        after_help = "Example:\n  BLOCKVAULT_PASSWORD_FILE=/root/vault.pass \
-            BLOCKVAULT_NEW_PASSWORD_FILE=/root/spare.pass \\\n    blockvault vault key add --vault /srv/vault",
-        after_long_help = concat!(
-            "Example:\n  BLOCKVAULT_PASSWORD_FILE=/root/vault.pass \
-            BLOCKVAULT_NEW_PASSWORD_FILE=/root/spare.pass \\\n    blockvault vault key add --vault /srv/vault",
-            exit_codes!()
-        )
+        after_help = key_example!(add),
+        after_long_help = concat!(key_example!(add), exit_codes!())
     )]
     Add {
         #[command(flatten)]
@@ -166,13 +186,8 @@ pub enum KeyCommand {
              old slot).",
             passphrase_sources!()
         ),
-        after_help = "Example:\n  BLOCKVAULT_PASSWORD_FILE=/root/old.pass \
-            BLOCKVAULT_NEW_PASSWORD_FILE=/root/new.pass \\\n    blockvault vault key passwd --vault /srv/vault",
-        after_long_help = concat!(
-            "Example:\n  BLOCKVAULT_PASSWORD_FILE=/root/old.pass \
-            BLOCKVAULT_NEW_PASSWORD_FILE=/root/new.pass \\\n    blockvault vault key passwd --vault /srv/vault",
-            exit_codes!()
-        )
+        after_help = key_example!(passwd),
+        after_long_help = concat!(key_example!(passwd), exit_codes!())
     )]
     Passwd {
         #[command(flatten)]
@@ -191,8 +206,8 @@ pub enum KeyCommand {
              6): without a slot no one can open the vault, ever.",
             passphrase_sources!()
         ),
-        after_help = "Example:\n  blockvault vault key remove --vault /srv/vault --slot 3fa2c901",
-        after_long_help = concat!("Example:\n  blockvault vault key remove --vault /srv/vault --slot 3fa2c901", exit_codes!())
+        after_help = key_example!(remove),
+        after_long_help = concat!(key_example!(remove), exit_codes!())
     )]
     Remove {
         #[command(flatten)]
@@ -213,13 +228,8 @@ pub enum KeyCommand {
              and never over an existing file; `-` (the default) prints it.",
             passphrase_sources!()
         ),
-        after_help = "Examples:\n  blockvault vault key export --vault /srv/vault --out /root/vault.key\n  \
-            blockvault vault key export --vault s3://backups/vault | lpr",
-        after_long_help = concat!(
-            "Examples:\n  blockvault vault key export --vault /srv/vault --out /root/vault.key\n  \
-            blockvault vault key export --vault s3://backups/vault | lpr",
-            exit_codes!()
-        )
+        after_help = key_example!(export),
+        after_long_help = concat!(key_example!(export), exit_codes!())
     )]
     Export {
         #[command(flatten)]
@@ -241,8 +251,8 @@ pub enum KeyCommand {
              added back (a passphrase removed by mistake).",
             passphrase_sources!()
         ),
-        after_help = "Example:\n  blockvault vault key import --vault /srv/vault /root/vault.key",
-        after_long_help = concat!("Example:\n  blockvault vault key import --vault /srv/vault /root/vault.key", exit_codes!())
+        after_help = key_example!(import),
+        after_long_help = concat!(key_example!(import), exit_codes!())
     )]
     Import {
         #[command(flatten)]
