@@ -21,8 +21,8 @@ fn an_encrypted_s3_vault_backs_up_and_restores() {
     init_encrypted_at(&location, PASSPHRASE, &[]);
     let pass = passphrase_file(&sb.path(""), "passphrase", PASSPHRASE);
     let vault = Path::new(&location);
-    // A command that opens the vault tells the tier its key (here: after the test made it
-    // encrypted behind `vault init`'s back).
+    // `vault init --encryption` told this host's tier the key; so does every command that
+    // opens the vault, this one included (with the passphrase: the records are sealed).
     with_passphrase(&pass, ["points", "--vault", &location]).success();
     let mut disk = standard_disk(&sb.path("disk.img"));
     let backup = |disk: &Path| {
