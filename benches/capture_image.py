@@ -20,6 +20,14 @@ Subcommands:
       data staged in a temporary file), so that QEMU's dirty bitmaps see
       them. Prints the bytes written.
 
+  synth SIZE OUT --bytes N [--run BYTES] [--seed S]
+      Writes to OUT a patch (the format of `patch`) of N bytes of new data in
+      runs of --run bytes (default 65536) at random run-aligned offsets of a
+      disk of SIZE bytes, no two runs at the same offset: a guest's scattered
+      writes, larger than gen1's churn. Each run is half random bytes, half
+      zeros (compressible about 2:1, as real data is). Prints one JSON line:
+      {"runs", "bytes"}.
+
   spread SRC DST --size BYTES --copies N --stride BYTES --shift BYTES
       Makes DST a sparse file of --size bytes holding N copies of the data
       extents of SRC, copy i at byte i * (stride + shift) (copy 0 at 0, so the
@@ -161,6 +169,21 @@ def cmd_apply_qemu(args):
     print(total)
 
 
+def cmd_synth(args):
+    import random
+
+    rng = random.Random(args.seed)
+    slots = args.size // args.run
+    runs = min(args.bytes // args.run, slots)
+    with open(args.out, "wb") as out:
+        for slot in sorted(rng.sample(range(slots), runs)):
+            half = args.run // 2
+            data = rng.randbytes(half) + bytes(args.run - half)
+            out.write(RECORD.pack(slot * args.run, args.run))
+            out.write(data)
+    print(json.dumps({"runs": runs, "bytes": runs * args.run}))
+
+
 def cmd_spread(args):
     src = os.open(args.src, os.O_RDONLY)
     size = os.fstat(src).st_size
@@ -215,6 +238,14 @@ def main():
     s.add_argument("disk")
     s.add_argument("--at", type=int, default=0)
     s.set_defaults(func=cmd_apply)
+    s = sub.add_parser("synth")
+    s.add_argument("size", type=int)
+    s.add_argument("out")
+    s.add_argument("--bytes", type=int, required=True)
+    s.add_argument("--run", type=int, default=65536)
+    s.add_argument("--seed", type=int, default=24)
+    s.set_defaults(func=cmd_synth)
+
     s = sub.add_parser("apply-qemu")
     s.add_argument("patch")
     s.add_argument("disk")

@@ -88,6 +88,10 @@ pub struct DiskCapture {
     pub bytes_read: u64,
     /// Bytes of its allocated blocks: what a full scan reads.
     pub bytes_allocated: u64,
+    /// How long reading the disk took, in microseconds: reading, hashing and compressing
+    /// what was read, without the Snapshot's fixed costs (hooks, QEMU's tools, the catalog).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub read_us: Option<u64>,
     /// When the changed extents were checked by a full scan (the periodic check of change
     /// tracking): the blocks that changed where they said nothing did. 0 means sound.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -136,6 +140,12 @@ impl DiskCapture {
             bytes(self.bytes_read),
             bytes(self.bytes_allocated)
         );
+        if let Some(us) = self.read_us {
+            out.push_str(&format!(
+                " in {}",
+                short_duration(Duration::from_micros(us))
+            ));
+        }
         if let Some(n) = self.extents {
             out.push_str(&format!(", {n} extents"));
         }
@@ -209,6 +219,7 @@ mod tests {
             full_scan_reason: None,
             bytes_read: 1 << 20,
             bytes_allocated: 8 << 20,
+            read_us: None,
             hint_missed: None,
             resized: None,
         }
@@ -221,6 +232,18 @@ mod tests {
             clone_us: None,
             disks,
         }
+    }
+
+    #[test]
+    fn a_disk_says_how_long_its_read_took() {
+        let mut timed = disk("root.qcow2", ChangesFrom::DirtyBitmap);
+        timed.read_us = Some(45_200);
+        let text = timed.summary();
+        assert!(
+            text.contains("1.00 MiB of 8.00 MiB read in 45.2 ms"),
+            "{text}"
+        );
+        assert!(!disk("a", ChangesFrom::FullScan).summary().contains(" in "));
     }
 
     #[test]

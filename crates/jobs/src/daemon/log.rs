@@ -201,6 +201,7 @@ mod tests {
                 full_scan_reason: None,
                 bytes_read: 12 << 20,
                 bytes_allocated: 1400 << 20,
+                read_us: None,
                 hint_missed: None,
                 resized: None,
             }],

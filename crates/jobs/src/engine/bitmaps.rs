@@ -6,13 +6,14 @@
 //!                          clones; before the read under the hook), and remove any other
 //!                          blockvault bitmap but the parent's (left by a killed backup, or
 //!                          by a commit that found the disk open)
-//! read                     qemu-img info of what is read (the disk, or its clone: a clone
-//!                          carries the bitmaps as they were at the clone) -> trust the
+//! read                     qemu-img info of what is read (the disk: the one the add read;
+//!                          its clone: a clone carries the bitmaps as they were at the
+//!                          clone, so read again) -> trust the
 //!                          parent's bitmap (name, flags, granularity, size) ->
 //!                          qemu-nbd -B blockvault-<parent> -> its dirty extents are the hint;
 //!                          distrusted: qemu-nbd alone, a full scan with the Distrust as reason
-//! point committed          remove every other blockvault bitmap of the disk (the parent's);
-//!                          a failure is a job warning
+//! point committed          remove the other blockvault bitmaps the add found (the parent's,
+//!                          and what it could not remove); a failure is a job warning
 //! Snapshot failed          remove blockvault-<new>: the parent's bitmap still covers every
 //!                          write since the parent, so the next backup uses it
 //! ```
@@ -67,6 +68,10 @@ pub(super) struct NewBitmaps {
     parent: Option<PointId>,
     /// The disks (not their clones) that have the new bitmap.
     images: Vec<PathBuf>,
+    /// Per disk of `images`, its other blockvault bitmaps once the add removed what it
+    /// could: the parent's, and any a removal refused. The commit removes these (no second
+    /// `qemu-img info`: only blockvault adds `blockvault-*` bitmaps, under the VM's lock).
+    others: Vec<Vec<String>>,
 }
 
 impl NewBitmaps {
@@ -75,6 +80,7 @@ impl NewBitmaps {
             point,
             parent,
             images: Vec::new(),
+            others: Vec::new(),
         }
     }
 
@@ -86,21 +92,40 @@ impl NewBitmaps {
     /// bitmaps) only costs the next backup of the disk a full scan.
     ///
     /// Once it is added, every other blockvault bitmap of the disk but the parent's goes; what
-    /// cannot be removed is returned as warnings.
+    /// cannot be removed is returned as warnings, with the image's info as read after the add
+    /// (for [`serve`] of the disk itself: its bitmaps are the ones the read will see).
     pub(super) async fn add(
         &mut self,
         image: &Path,
-    ) -> Result<Vec<String>, blockvault_qemu::Error> {
+    ) -> Result<(Vec<String>, Option<ImageInfo>), blockvault_qemu::Error> {
         let (path, name) = (image.to_owned(), bitmap_name(&self.point));
         blocking(move || add_bitmap(&path, &name)).await?;
-        self.images.push(image.to_owned());
         let keep: Vec<String> = [Some(&self.point), self.parent.as_ref()]
             .into_iter()
             .flatten()
             .map(bitmap_name)
             .collect();
         let path = image.to_owned();
-        Ok(blocking(move || remove_others(&path, &keep)).await)
+        let (warnings, info, others) = blocking(move || {
+            let info = match ImageInfo::read(&path) {
+                Ok(info) => info,
+                Err(e) => {
+                    let warning = format!(
+                        "could not list the dirty bitmaps of disk {} to remove the old ones: {e}",
+                        path.display()
+                    );
+                    // The parent's is all the commit can be sure to find.
+                    let others = keep.into_iter().skip(1).collect();
+                    return (vec![warning], None, others);
+                }
+            };
+            let (warnings, others) = remove_others(&path, &info, &keep);
+            (warnings, Some(info), others)
+        })
+        .await;
+        self.images.push(image.to_owned());
+        self.others.push(others);
+        Ok((warnings, info))
     }
 
     /// The warning of a bitmap [`NewBitmaps::add`] could not add to `image`.
@@ -125,12 +150,13 @@ impl NewBitmaps {
     /// The point is committed: every other blockvault bitmap of each disk goes (the parent's,
     /// and any a killed backup left). Returns the warnings of what could not be removed.
     async fn commit(mut self) -> Vec<String> {
-        let (images, point) = (std::mem::take(&mut self.images), self.point.clone());
+        let images = std::mem::take(&mut self.images);
+        let others = std::mem::take(&mut self.others);
         blocking(move || {
-            let keep = vec![bitmap_name(&point)];
             images
                 .iter()
-                .flat_map(|image| remove_others(image, &keep))
+                .zip(&others)
+                .flat_map(|(image, names)| names.iter().filter_map(|name| remove_old(image, name)))
                 .collect()
         })
         .await
@@ -151,32 +177,34 @@ impl Drop for NewBitmaps {
     }
 }
 
-/// Removes every blockvault bitmap of `image` not named in `keep`; returns the warnings of
-/// what could not be removed.
-fn remove_others(image: &Path, keep: &[String]) -> Vec<String> {
-    let info = match ImageInfo::read(image) {
-        Ok(info) => info,
-        Err(e) => {
-            return vec![format!(
-                "could not list the dirty bitmaps of disk {} to remove the old ones: {e}",
-                image.display()
-            )];
+/// Removes every blockvault bitmap `info` lists for `image` but those named in `keep`.
+/// Returns the warnings of what could not be removed, and the blockvault bitmaps left besides
+/// the first of `keep` (the new one): the others of `keep`, and what could not be removed.
+fn remove_others(image: &Path, info: &ImageInfo, keep: &[String]) -> (Vec<String>, Vec<String>) {
+    let mut left: Vec<String> = Vec::new();
+    let mut warnings = Vec::new();
+    for bitmap in info.bitmaps.iter().filter(|b| point_of(&b.name).is_some()) {
+        if keep.contains(&bitmap.name) {
+            if keep.first() != Some(&bitmap.name) {
+                left.push(bitmap.name.clone());
+            }
+        } else if let Some(warning) = remove_old(image, &bitmap.name) {
+            warnings.push(warning);
+            left.push(bitmap.name.clone());
         }
-    };
-    info.bitmaps
-        .iter()
-        .filter(|b| point_of(&b.name).is_some() && !keep.contains(&b.name))
-        .filter_map(|bitmap| {
-            remove_bitmap(image, &bitmap.name).err().map(|e| {
-                format!(
-                    "could not remove the old dirty bitmap {} from disk {} (the next backup \
-                     removes it): {e}",
-                    bitmap.name,
-                    image.display()
-                )
-            })
-        })
-        .collect()
+    }
+    (warnings, left)
+}
+
+/// Removes the old blockvault bitmap `name` from `image`; the warning when it cannot.
+fn remove_old(image: &Path, name: &str) -> Option<String> {
+    remove_bitmap(image, name).err().map(|e| {
+        format!(
+            "could not remove the old dirty bitmap {name} from disk {} (the next backup \
+             removes it): {e}",
+            image.display()
+        )
+    })
 }
 
 fn remove_new(images: &[PathBuf], point: &PointId) -> Vec<String> {
@@ -205,12 +233,14 @@ pub(super) struct Served {
 
 /// Serves `image` (a disk in `format`, or its clone) through `qemu-nbd`, exporting the bitmap
 /// of `parent` when it is trusted for the disk `disk` (as the parent recorded it), whose dirty
-/// extents are then the hint; otherwise no hint, and the reason.
+/// extents are then the hint; otherwise no hint, and the reason. `info` is the image's info
+/// when the caller has just read it ([`NewBitmaps::add`]); `None` reads it.
 pub(super) async fn serve(
     image: &Path,
     format: DiskFormat,
     disk: &blockvault_core::DiskName,
     parent: Option<&RecoveryPoint>,
+    info: Option<ImageInfo>,
 ) -> Result<Served> {
     let image = image.to_owned();
     let parent = parent.map(|p| (p.id.clone(), p.disks.iter().find(|d| d.name == *disk)));
@@ -237,7 +267,7 @@ pub(super) async fn serve(
             }
             Some((parent, Some(size))) => (parent, size),
         };
-        let info = match ImageInfo::read(&image) {
+        let info = match info.map_or_else(|| ImageInfo::read(&image), Ok) {
             Ok(info) => info,
             Err(e) => return plain(format!("its dirty bitmaps could not be read: {e}")),
         };

@@ -388,7 +388,7 @@ impl Engine {
                         };
                         if format.is_some() {
                             match bitmaps.add(disk).await {
-                                Ok(notes) => warnings.extend(notes),
+                                Ok((notes, _)) => warnings.extend(notes),
                                 Err(e) => warnings.push(bitmaps.not_added(disk, &e)),
                             }
                         }
@@ -415,7 +415,7 @@ impl Engine {
                     for (i, (disk, clone)) in spec.disks.iter().zip(&clones).enumerate() {
                         if let Some(format) = formats[i] {
                             let name = &captured.names[i];
-                            let served = bitmaps::serve(clone, format, name, parent).await?;
+                            let served = bitmaps::serve(clone, format, name, parent, None).await?;
                             captured.reasons[i] = served.reason;
                             captured.hint_from[i] = ChangesFrom::DirtyBitmap;
                             captured.servers.push(Arc::clone(&served.server));
@@ -470,15 +470,22 @@ impl Engine {
                     continue;
                 };
                 // Before qemu-nbd opens it (and holds its lock), inside the freeze.
-                match bitmaps.add(disk).await {
-                    Ok(notes) => warnings.extend(notes),
+                let info = match bitmaps.add(disk).await {
+                    Ok((notes, info)) => {
+                        warnings.extend(notes);
+                        info
+                    }
                     Err(e @ blockvault_qemu::Error::ImageLocked { .. }) => {
                         freeze.end(warnings).await;
                         return Err(e.into());
                     }
-                    Err(e) => warnings.push(bitmaps.not_added(disk, &e)),
-                }
-                let served = match bitmaps::serve(disk, format, &captured.names[i], parent).await {
+                    Err(e) => {
+                        warnings.push(bitmaps.not_added(disk, &e));
+                        None
+                    }
+                };
+                let name = &captured.names[i];
+                let served = match bitmaps::serve(disk, format, name, parent, info).await {
                     Ok(served) => served,
                     Err(e) => {
                         freeze.end(warnings).await;
@@ -559,6 +566,7 @@ pub(super) fn record(
                 },
                 bytes_read: scan.map_or(0, |s| s.bytes_read),
                 bytes_allocated: scan.map_or(0, |s| s.bytes_allocated),
+                read_us: scan.map(|s| s.scan_time.as_micros() as u64),
                 hint_missed: scan.and_then(|s| s.hint_missed),
                 resized: None,
             }

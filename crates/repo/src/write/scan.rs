@@ -69,6 +69,7 @@ pub(super) fn scan_all(
     for (disk, (source, (plan, record))) in sources.iter().zip(plans).enumerate() {
         let codec = source.chunker.codec();
         let previous = known.previous.get(&source.name).map(Arc::as_ref);
+        let started = std::time::Instant::now();
         let map = plan.scan(source.image.as_ref(), time, |block| {
             let len = block.data.len() as u64;
             scanned.fetch_add(len, Ordering::Relaxed);
@@ -87,6 +88,7 @@ pub(super) fn scan_all(
             .map_err(|_| Error::UploadStopped)
         })?;
         let mut record = record;
+        record.scan_time = started.elapsed();
         if source.checks_hint(parent_named)
             && let Some(parent) = previous
         {

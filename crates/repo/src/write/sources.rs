@@ -81,6 +81,9 @@ pub struct DiskScan {
     pub bytes_read: u64,
     /// Bytes of the allocated blocks: what a full scan reads.
     pub bytes_allocated: u64,
+    /// How long the scan of this disk took: reading, hashing and encoding its new blocks
+    /// (the Snapshot's work on the data, without its fixed costs).
+    pub scan_time: std::time::Duration,
     /// For a disk whose hint was checked ([`DiskInput::check_hint`]): the blocks that changed
     /// where the hint said nothing did (0: the hint was sound).
     pub hint_missed: Option<u64>,
@@ -201,6 +204,7 @@ impl Source {
             fallback,
             bytes_read: plan.bytes(),
             bytes_allocated: plan.allocated_bytes(),
+            scan_time: std::time::Duration::ZERO,
             hint_missed: None,
         }
     }
