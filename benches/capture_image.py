@@ -28,6 +28,10 @@ Subcommands:
       zeros (compressible about 2:1, as real data is). Prints one JSON line:
       {"runs", "bytes"}.
 
+  data PATCH OUT
+      Writes the data of PATCH's records back to back into OUT: the bytes a
+      backup of the patched blocks reads, as one file (for the floors).
+
   spread SRC DST --size BYTES --copies N --stride BYTES --shift BYTES
       Makes DST a sparse file of --size bytes holding N copies of the data
       extents of SRC, copy i at byte i * (stride + shift) (copy 0 at 0, so the
@@ -184,6 +188,21 @@ def cmd_synth(args):
     print(json.dumps({"runs": runs, "bytes": runs * args.run}))
 
 
+def cmd_data(args):
+    with open(args.patch, "rb") as f, open(args.out, "wb") as out:
+        while True:
+            head = f.read(RECORD.size)
+            if not head:
+                break
+            _, length = RECORD.unpack(head)
+            data = f.read(length)
+            if len(data) != length:
+                sys.exit("data: truncated patch")
+            out.write(data)
+        out.flush()
+        os.fsync(out.fileno())
+
+
 def cmd_spread(args):
     src = os.open(args.src, os.O_RDONLY)
     size = os.fstat(src).st_size
@@ -245,6 +264,11 @@ def main():
     s.add_argument("--run", type=int, default=65536)
     s.add_argument("--seed", type=int, default=24)
     s.set_defaults(func=cmd_synth)
+
+    s = sub.add_parser("data")
+    s.add_argument("patch")
+    s.add_argument("out")
+    s.set_defaults(func=cmd_data)
 
     s = sub.add_parser("apply-qemu")
     s.add_argument("patch")

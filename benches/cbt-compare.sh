@@ -230,8 +230,22 @@ one_floor() { # RUN [big]: read + hash as many random bytes as that bitmap incre
   [[ ${2:-} == big ]] && of=big as=bigfloor
   bytes=$(awk -F'\t' -v r="$run" -v c="$of" '$1 == r && $2 == c && $3 == "incremental" { print $8 }' "$TSV")
   [[ $bytes =~ ^[0-9]+$ ]] || die "no $of incremental in run $run"
-  head -c "$bytes" /dev/urandom >"$WORK/dirty.bin"
+  if [[ $of == big ]]; then
+    # The big churn's blocks are whole: the floor reads exactly the bytes the incremental read,
+    # so it can also do the Snapshot's whole work on them (backup-dir: read, hash, compress,
+    # write each block to its own file and fsync it).
+    python3 "$HELPER" data "$WORK/big.patch" "$WORK/dirty.bin"
+    (($(stat -c %s "$WORK/dirty.bin") == bytes)) || die "the big churn's data is not the $bytes bytes read"
+  else
+    head -c "$bytes" /dev/urandom >"$WORK/dirty.bin"
+  fi
   timed "$run" "$as" hash "$LOGS/run$run-$as.json" -- "$FLOOR" hash "$WORK/dirty.bin"
+  if [[ $of == big ]]; then
+    rm -rf "$WORK/floor-dir"
+    timed "$run" "$as" backup-dir "$LOGS/run$run-$as-dir.json" -- \
+      "$FLOOR" backup-dir "$WORK/dirty.bin" "$WORK/floor-dir"
+    rm -rf "$WORK/floor-dir"
+  fi
   rm -f "$WORK/dirty.bin"
 }
 
@@ -313,6 +327,10 @@ report() {
       local gi gs gr gf
       gi=$(med big incremental 4); gs=$(med big incremental 5); gr=$(med big incremental 11); gf=$(med bigfloor hash 4)
       echo "| $BIG_DESC | $(mb "$(med big incremental 8)") | $(num "$gi") | $(num "$gs") | $(num "$gr" 3) | $(num "$gf" 3) | $(ratio "$gi" "$gf") | $(ratio "$gr" "$gf") |"
+      local gd
+      gd=$(med bigfloor backup-dir 4)
+      echo
+      echo "The big churn's Snapshot against the floor of its whole work (\`blockvault-floor backup-dir\` of the same bytes: read, hash, zstd -1, each block written to its own file and fsynced): snapshot $(num "$gs") s, read $(num "$gr" 3) s, floor $(num "$gd" 3) s: **$(ratio "$gs" "$gd")** the Snapshot, $(ratio "$gr" "$gd") its read."
     fi
     echo
     echo "- Bitmap incremental / floor: **${over_floor}x** the whole backup, ${over_floor_snap}x the Snapshot (issue: at most 2x): $(verdict "$over_floor" "<=" 2) for the backup, $(verdict "$over_floor_snap" "<=" 2) for the Snapshot."
