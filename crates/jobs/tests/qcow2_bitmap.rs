@@ -343,6 +343,73 @@ async fn bitmap_hints_read_exactly_the_changed_blocks_under_random_writes() {
     }
 }
 
+/// A guest that trims and zeroes: the bitmap marks discarded and zero-written ranges dirty,
+/// and those blocks then read as holes or zeros through the export. Each point must hold
+/// exactly the disk of its time, block by block: a zeroed block that kept the parent's id
+/// would restore the old data.
+#[tokio::test]
+async fn discards_and_zero_writes_under_the_bitmap_give_the_right_points() {
+    let size = 16 * M;
+    let mut w = world(size).await;
+    qemu_io(&w.image, &[format!("write -P 7 0 {size}")]);
+    let (first, _) = w.point().await;
+    let mut points = vec![(first, w.raw("p0.raw"))];
+    let rounds: [&[String]; 4] = [
+        // A whole block discarded, another unaligned, one zeroed with unmap, one without.
+        &[
+            format!("discard {} {}", 2 * BLOCK, BLOCK),
+            format!("discard {} {}", 5 * BLOCK + 4 * K, 3 * BLOCK),
+            format!("write -z -u {} {}", 12 * BLOCK, 2 * BLOCK),
+            format!("write -z {} {}", 20 * BLOCK + 512, 10 * K),
+        ],
+        // Data written back over what was trimmed, and half of a zeroed block.
+        &[
+            format!("write -P 9 {} {}", 2 * BLOCK, BLOCK / 2),
+            format!("write -P 10 {} {}", 12 * BLOCK + 8 * K, 4 * K),
+        ],
+        // A large trim over many blocks, then one write in its middle.
+        &[
+            format!("discard {} {}", 64 * BLOCK, 64 * BLOCK),
+            format!("write -P 11 {} {}", 100 * BLOCK + 512, 512),
+        ],
+        // Nothing: no dirty block, nothing read.
+        &[],
+    ];
+    for (round, writes) in rounds.iter().enumerate() {
+        if !writes.is_empty() {
+            qemu_io(&w.image, writes);
+        }
+        let now = w.raw(&format!("p{}.raw", round + 1));
+        let changed = changed_blocks(&points.last().expect("a point").1, &now);
+        let (point, rec) = w.point().await;
+        let disk = &rec.disks[0];
+        assert_eq!(
+            disk.changes,
+            ChangesFrom::DirtyBitmap,
+            "round {round}: {rec:?}"
+        );
+        // Every block touched here changes, and a trimmed block reads as a hole: at most the
+        // changed blocks are read (the bitmap's granularity is the block size).
+        assert!(
+            disk.bytes_read <= changed.len() as u64 * BLOCK,
+            "round {round}: read {} bytes for {} changed blocks",
+            disk.bytes_read,
+            changed.len()
+        );
+        if writes.is_empty() {
+            assert_eq!(disk.bytes_read, 0, "no write, nothing to read: {rec:?}");
+        }
+        points.push((point, now));
+    }
+    for (i, (point, expected)) in points.iter().enumerate() {
+        let restored = w.restored(point, &format!("r{i}")).await;
+        assert!(
+            restored == *expected,
+            "point {i} differs from the disk at its time"
+        );
+    }
+}
+
 #[tokio::test]
 async fn an_inconsistent_bitmap_is_a_full_scan_and_the_point_is_right() {
     let w = world(16 * M).await;

@@ -157,6 +157,9 @@ fn the_export_holds_the_disk_at_the_transaction_while_the_guest_writes() {
             "write -P 0x33 0 1M",
             "write -P 0x44 12M 2M",
             "write -z 8M 512k",
+            // A trim and an unmapping zero write: the old clusters must still be read.
+            "discard 2M 1M",
+            "write -z -u 3M 512k",
         ],
     );
     let sources = fleecing.export(&NbdOptions::default()).expect("export");
@@ -169,6 +172,7 @@ fn the_export_holds_the_disk_at_the_transaction_while_the_guest_writes() {
     let now = vm.guest_read(0);
     assert_eq!(now[0], 0x33);
     assert_eq!(now[(12 * M) as usize], 0x44);
+    assert_eq!(now[(3 * M) as usize], 0, "the zero write landed");
     // The guest keeps writing while the export is read.
     vm.guest_write(0, &["write -P 0x55 2M 2M"]);
     assert!(read_all(&sources[0]) == at_fix, "a second read differs");
