@@ -52,6 +52,13 @@ pub struct BackupArgs {
     /// last point, so a point made with this is not removed as an earlier point of its day.
     #[arg(long, value_name = "DATE")]
     pub retain_until: Option<String>,
+
+    /// Read every allocated block of every disk this time, even where changed-block tracking
+    /// (a QEMU dirty bitmap, the file system's extents) says what changed, and check that
+    /// tracking against the read: the job then says how many changed blocks it had missed (0:
+    /// sound), and the point is the full read's. Backups do this by themselves once a week.
+    #[arg(long)]
+    pub check_changes: bool,
 }
 
 #[derive(Debug, Args)]

@@ -35,6 +35,11 @@ pub async fn run(args: BackupArgs, host: &Host, bar: Arc<Bar>) -> Result<Report>
         capture: CaptureOptions {
             mode: args.hooks.capture().unwrap_or_default(),
             disk_format: args.hooks.disk_format().flatten(),
+            check_changes_every: if args.check_changes {
+                std::time::Duration::ZERO
+            } else {
+                CaptureOptions::default().check_changes_every
+            },
             ..CaptureOptions::default()
         },
         qmp: args.hooks.qmp.clone(),

@@ -71,6 +71,41 @@ fn same_disk(a: &Path, format: &str, b: &Path) -> bool {
         .success()
 }
 
+/// `backup --check-changes`: the dirty bitmap is checked by a full read, and the job says so.
+#[test]
+fn check_changes_reads_everything_and_says_the_bitmap_was_sound() {
+    let sb = Sandbox::new();
+    let vault = sb.init_vault();
+    let image = sb.path("vm.qcow2");
+    qcow2_disk(&image);
+    backup(&vault, VM, &[&image], Some("64KiB"));
+    qemu_io(&image, &["write -P 0x11 8M 64k"]);
+    let run = |extra: &[&str]| {
+        let mut args = vec!["backup", "--json", "--vault", arg(&vault), "--vm", VM];
+        args.extend(["--disk", arg(&image)]);
+        args.extend(extra);
+        let run = blockvault(&args).success();
+        let doc = run.json();
+        let snapshot = doc["job"]["subtasks"]
+            .as_array()
+            .and_then(|s| s.iter().find(|t| t["kind"] == "snapshot").cloned())
+            .unwrap_or_else(|| panic!("no snapshot subtask: {run}"));
+        (snapshot["capture"]["disks"][0].clone(), run)
+    };
+    let (checked, text) = run(&["--check-changes"]);
+    assert_eq!(checked["changes"], "full-scan", "{text}");
+    assert_eq!(checked["hint_missed"], 0, "{text}");
+    assert_eq!(checked["bytes_read"], checked["bytes_allocated"], "{text}");
+    // Without it, the next backup reads only what its parent's bitmap marks.
+    qemu_io(&image, &["write -P 0x12 9M 64k"]);
+    let (tracked, text) = run(&[]);
+    assert_eq!(tracked["changes"], "dirty-bitmap", "{text}");
+    assert_eq!(tracked["bytes_read"], 64 << 10, "{text}");
+    assert!(tracked["read_us"].as_u64().is_some(), "{text}");
+    let help = blockvault(["backup", "--help"]).success();
+    assert!(help.stdout.contains("--check-changes"), "{help}");
+}
+
 #[test]
 fn a_qcow2_disk_restores_as_qcow2_by_default_and_as_raw_when_asked() {
     let sb = Sandbox::new();
