@@ -350,7 +350,7 @@ async fn bitmap_hints_read_exactly_the_changed_blocks_under_random_writes() {
 #[tokio::test]
 async fn discards_and_zero_writes_under_the_bitmap_give_the_right_points() {
     let size = 16 * M;
-    let mut w = world(size).await;
+    let w = world(size).await;
     qemu_io(&w.image, &[format!("write -P 7 0 {size}")]);
     let (first, _) = w.point().await;
     let mut points = vec![(first, w.raw("p0.raw"))];
