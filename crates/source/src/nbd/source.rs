@@ -317,9 +317,11 @@ impl NbdSource {
                 errno,
                 message,
                 offset,
+                length,
             } => Error::NbdServer {
                 export: self.address.to_string(),
                 offset,
+                length,
                 errno,
                 message,
             },

@@ -10,4 +10,5 @@ mod any_source;
 mod change_hint;
 mod fixtures;
 mod nbd_hostile;
+mod nbd_nbdkit;
 mod nbd_qemu;
