@@ -29,7 +29,8 @@ pub struct NbdOptions {
     /// default.
     pub request_size: u64,
     /// Connections to open when the server allows several (`NBD_FLAG_CAN_MULTI_CONN`);
-    /// reads take them in turn. 1 by default.
+    /// reads take them in turn. Fewer when the server turns the later ones away. 1 by
+    /// default.
     pub connections: usize,
     /// A QEMU dirty bitmap to negotiate (`qemu:dirty-bitmap:NAME`; `qemu-nbd -B NAME`), for
     /// [`NbdSource::dirty_extents`].
@@ -145,7 +146,12 @@ impl NbdSource {
         let mut more = Vec::new();
         if info.multi_conn {
             for _ in 1..options.connections {
-                let (other, conn) = open_connection(&address, &options, &[])?;
+                // More connections only make reads faster: a server that offers multi-conn
+                // can still turn clients away (nbdkit's limit filter closes the greeting),
+                // and then the source reads over the connections it got.
+                let Ok((other, conn)) = open_connection(&address, &options, &[]) else {
+                    break;
+                };
                 if other.size != info.size {
                     return Err(Error::Nbd {
                         export: who,

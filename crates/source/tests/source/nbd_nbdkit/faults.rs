@@ -20,7 +20,11 @@ fn assert_eio(e: &Error, offset: u64, len: u64) {
         "{e:?}"
     );
     let said = e.to_string();
-    for part in ["EIO (5)", &format!("{len}-byte"), &format!("at byte {offset}")] {
+    for part in [
+        "EIO (5)",
+        &format!("{len}-byte"),
+        &format!("at byte {offset}"),
+    ] {
         assert!(said.contains(part), "{part:?} not in: {said}");
     }
 }
@@ -63,7 +67,10 @@ fn an_eio_on_a_read_names_the_request_and_the_connection_goes_on() {
         std::fs::remove_file(&trigger).expect("untrigger");
         for (offset, len) in [(12 * K, 4096usize), (M, M as usize), (0, 4 * M as usize)] {
             let got = read(&source, offset, len).expect("the connection still reads");
-            assert!(got == pattern(offset..offset + len as u64), "sr={sr} {offset}+{len}");
+            assert!(
+                got == pattern(offset..offset + len as u64),
+                "sr={sr} {offset}+{len}"
+            );
         }
     }
 }
@@ -151,7 +158,34 @@ fn a_server_slower_than_the_timeout_fails_in_bounded_time() {
     assert!(started.elapsed() < Duration::from_millis(200));
     let started = Instant::now();
     drop(source);
-    assert!(started.elapsed() < Duration::from_secs(2), "closing took long");
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "closing took long"
+    );
+}
+
+#[test]
+fn a_server_that_stalls_in_the_handshake_fails_the_connect_in_bounded_time() {
+    let server = Nbdkit::start(
+        Listen::Tcp,
+        &["--filter=delay", "pattern", "size=1M", "delay-open=5"],
+    );
+    let started = Instant::now();
+    let e = NbdSource::connect(
+        server.address(""),
+        NbdOptions {
+            timeout: Duration::from_millis(500),
+            ..NbdOptions::default()
+        },
+    )
+    .expect_err("a stalled handshake");
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "{:?}",
+        started.elapsed()
+    );
+    assert!(matches!(e, Error::Nbd { .. }), "{e:?}");
+    assert!(e.to_string().contains("sent nothing for 0.5s"), "{e}");
 }
 
 #[test]

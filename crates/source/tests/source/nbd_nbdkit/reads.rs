@@ -82,12 +82,17 @@ fn reads_keep_to_the_servers_block_size_limits() {
         (512, 4096, 65536)
     );
     check_pattern_reads(&source, size);
+    // Block status keeps to the limits too (the whole export is data).
+    assert_eq!(source.data_extents().expect("extents"), vec![0..size]);
 }
 
 #[test]
 fn without_structured_replies_reads_are_simple_and_everything_is_data() {
     let size = 3 * M + 100;
-    let server = Nbdkit::start(Listen::Unix, &["--no-sr", "pattern", &format!("size={size}")]);
+    let server = Nbdkit::start(
+        Listen::Unix,
+        &["--no-sr", "pattern", &format!("size={size}")],
+    );
     let source = server.connect(quick());
     let info = source.info();
     assert!(!info.structured_replies);
@@ -104,11 +109,7 @@ const PAGE: u64 = 32 * K;
 fn the_data_plugins_holes_and_data_are_exact_and_read_as_placed() {
     let size = 2 * M;
     // Bytes placed in pages 0, 6 and 31 (the last, its final byte the export's last).
-    let placed: [(u64, &[u8]); 3] = [
-        (0, b"\x01\x02\x03"),
-        (200_000, b"abc"),
-        (size - 4, b"tail"),
-    ];
+    let placed: [(u64, &[u8]); 3] = [(0, b"\x01\x02\x03"), (200_000, b"abc"), (size - 4, b"tail")];
     let mut expr = String::new();
     for (at, bytes) in placed {
         expr.push_str(&format!("@{at} "));
@@ -165,7 +166,10 @@ fn allocation_is_exact_across_status_requests_that_stop_short_or_run_past() {
         &["data", &format!("data=@{} \"abcdefgh\"", g - 4), "size=3G"],
     );
     let source = server.connect(quick());
-    let alloc = source.allocation().expect("allocation").expect("base:allocation");
+    let alloc = source
+        .allocation()
+        .expect("allocation")
+        .expect("base:allocation");
     let expected = vec![
         (0..g - PAGE, true),
         (g - PAGE..g + PAGE, false),
@@ -201,7 +205,10 @@ fn allocation_is_exact_across_status_requests_that_stop_short_or_run_past() {
     drop(source);
     let text = std::fs::read_to_string(&log).expect("log");
     let asked = text.lines().filter(|l| l.contains(" Extents id=")).count();
-    assert!(asked >= 10, "{asked} block status requests: no reply stopped short");
+    assert!(
+        asked >= 10,
+        "{asked} block status requests: no reply stopped short"
+    );
 }
 
 #[test]
@@ -219,7 +226,10 @@ fn sparse_random_extents_agree_with_the_bytes_block_by_block() {
         ],
     );
     let source = server.connect(quick());
-    let alloc = source.allocation().expect("allocation").expect("base:allocation");
+    let alloc = source
+        .allocation()
+        .expect("allocation")
+        .expect("base:allocation");
     assert!(alloc.len() >= 50, "only {} extents", alloc.len());
     assert_eq!(alloc.first().map(|a| a.range.start), Some(0));
     assert_eq!(alloc.last().map(|a| a.range.end), Some(size));
@@ -243,7 +253,12 @@ fn sparse_random_extents_agree_with_the_bytes_block_by_block() {
         let got = read(&source, offset, 70_000);
         let want = &whole[offset as usize..offset as usize + 70_000];
         let first = (0..got.len()).find(|&i| got[i] != want[i]);
-        assert_eq!(first, None, "at {offset}: {:?}", first.map(|i| (got[i], want[i], &got[i..i+8], &want[i..i+8])));
+        assert_eq!(
+            first,
+            None,
+            "at {offset}: {:?}",
+            first.map(|i| (got[i], want[i], &got[i..i + 8], &want[i..i + 8]))
+        );
     }
 }
 
@@ -265,7 +280,10 @@ fn a_named_export_opens_over_unix_and_tcp_and_a_wrong_name_is_refused() {
         assert!(read(&source, 4093, 8) == pattern(4093..4101));
         for wrong in ["vm/disk-1", ""] {
             let e = NbdSource::connect(server.address(wrong), quick()).expect_err(wrong);
-            assert!(matches!(e, Error::NbdNoExport { .. }), "{listen:?} {wrong:?}: {e:?}");
+            assert!(
+                matches!(e, Error::NbdNoExport { .. }),
+                "{listen:?} {wrong:?}: {e:?}"
+            );
             assert!(e.to_string().contains("no such export"), "{e}");
         }
         // The refused connections did not disturb the open one.
@@ -294,7 +312,10 @@ fn several_connections_are_opened_only_when_the_server_offers_multi_conn() {
             ..quick()
         });
         assert_eq!(source.info().multi_conn, offered, "{mode}");
-        assert!(read(&source, 0, 16 * M as usize) == pattern(0..16 * M), "{mode}");
+        assert!(
+            read(&source, 0, 16 * M as usize) == pattern(0..16 * M),
+            "{mode}"
+        );
         drop(source);
         let (connected, read_on) = logged_connections(&log);
         if offered {
@@ -303,4 +324,42 @@ fn several_connections_are_opened_only_when_the_server_offers_multi_conn() {
             assert_eq!((connected, read_on), (1, 1), "{mode}");
         }
     }
+}
+
+#[test]
+fn a_server_that_takes_fewer_connections_than_asked_is_read_over_those_it_takes() {
+    // multi-conn offered, but the limit filter turns away a third concurrent client: the
+    // extra connections are an optimisation, so the source reads over the two it got.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let log = dir.path().join("log");
+    let server = Nbdkit::start(
+        Listen::Unix,
+        &[
+            "--filter=log",
+            "--filter=limit",
+            "pattern",
+            "size=8M",
+            "limit=2",
+            &format!("logfile={}", log.display()),
+        ],
+    );
+    let source = server.connect(NbdOptions {
+        connections: 4,
+        ..quick()
+    });
+    assert!(source.info().multi_conn);
+    assert!(read(&source, 3, 8 * M as usize) == pattern(3..8 * M));
+    drop(source);
+    let (_, read_on) = logged_connections(&log);
+    assert_eq!(read_on, 2, "reads went over {read_on} connections");
+}
+
+#[test]
+fn an_empty_export_has_no_bytes_and_no_extents() {
+    let server = Nbdkit::start(Listen::Unix, &["null", "size=0"]);
+    let source = server.connect(quick());
+    assert_eq!(source.size(), 0);
+    assert!(read(&source, 0, 10).is_empty());
+    assert_eq!(source.allocation().expect("allocation"), Some(Vec::new()));
+    assert!(source.data_extents().expect("extents").is_empty());
 }
