@@ -7,9 +7,10 @@
 #
 # Needs the Rust toolchain, python3 and root (the capture tests loop-mount XFS and btrfs
 # images). The first run installs garage 2.5.0 with cargo (several minutes), and xfsprogs,
-# btrfs-progs, qemu-utils, nbdkit, groff-base, man-db and systemd with apt-get when missing; later runs
-# reuse them. Tests work in temp directories; the Garage server and its data are removed at the
-# end, whatever happens. Last, the systemd unit is checked with systemd-analyze verify.
+# btrfs-progs, qemu-utils, nbdkit, groff-base, man-db and systemd with apt-get when missing;
+# later runs reuse them. Tests work in temp directories; the Garage server and its data are
+# removed at the end, whatever happens. Last, the systemd unit is checked with
+# systemd-analyze verify.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
