@@ -1,5 +1,6 @@
 //! The fixed newstyle handshake: structured replies, meta contexts, then `NBD_OPT_GO` for the
-//! export with its size, transmission flags and block size limits.
+//! export with its size, transmission flags and block size limits; or the oldstyle greeting,
+//! which says the one export's size and flags unasked.
 
 use std::io::{self, Read, Write};
 use std::time::Duration;
@@ -51,15 +52,21 @@ pub(crate) fn negotiate<S: Read + Write>(
         )));
     }
     let style = read_u64(stream).map_err(io("the greeting"))?;
+    if style == OLDSTYLE_MAGIC {
+        return oldstyle(stream, export, timeout);
+    }
     if style != OPTS_MAGIC {
         return Err(Refused::Other(format!(
-            "the server speaks the oldstyle protocol ({style:#x}); only newstyle is supported"
+            "the server's greeting goes on with {style:#018x}, neither newstyle (IHAVEOPT) nor \
+             oldstyle"
         )));
     }
     let server_flags = read_u16(stream).map_err(io("the greeting"))?;
     if server_flags & FLAG_FIXED_NEWSTYLE == 0 {
         return Err(Refused::Other(
-            "the server does not offer fixed newstyle negotiation".to_owned(),
+            "the server offers only the unfixed newstyle negotiation (no \
+             NBD_FLAG_FIXED_NEWSTYLE), which this client does not speak"
+                .to_owned(),
         ));
     }
     let mut client_flags = FLAG_C_FIXED_NEWSTYLE;
@@ -173,6 +180,37 @@ pub(crate) fn negotiate<S: Read + Write>(
         max_payload: max_payload.min(DEFAULT_MAX_PAYLOAD),
         structured,
         contexts,
+    })
+}
+
+/// The rest of an oldstyle greeting: the size and the flags, at once, for the one export the
+/// server has. Such servers still exist (`nbdkit --oldstyle`, old nbd-server setups) and
+/// read fine with simple replies; what they lack (export names, holes, block status) the
+/// source already does without.
+fn oldstyle(
+    stream: &mut impl Read,
+    export: &str,
+    timeout: Duration,
+) -> Result<Negotiated, Refused> {
+    if !export.is_empty() {
+        return Err(Refused::Other(format!(
+            "the server speaks the oldstyle protocol, which has no export names: connect \
+             without one, not {export:?}"
+        )));
+    }
+    let io = |e: io::Error| Refused::Other(io_reason(&e, "the oldstyle greeting", timeout));
+    let size = read_u64(stream).map_err(io)?;
+    // Handshake flags in the high half, transmission flags in the low.
+    let flags = read_u32(stream).map_err(io)? as u16;
+    skip(stream, 124).map_err(io)?;
+    Ok(Negotiated {
+        size,
+        flags,
+        min_block: 1,
+        preferred_block: 4096,
+        max_payload: DEFAULT_MAX_PAYLOAD,
+        structured: false,
+        contexts: Vec::new(),
     })
 }
 

@@ -9,6 +9,8 @@ use std::time::Duration;
 pub const INIT_MAGIC: u64 = 0x4e42_444d_4147_4943;
 /// `IHAVEOPT`: newstyle negotiation, and the prefix of every option the client sends.
 pub const OPTS_MAGIC: u64 = 0x4948_4156_454f_5054;
+/// The oldstyle handshake's second 8 bytes (`cliserv_magic`): size and flags follow at once.
+pub const OLDSTYLE_MAGIC: u64 = 0x0000_4202_8186_1253;
 /// The prefix of every option reply.
 pub const REP_MAGIC: u64 = 0x0003_e889_0455_65a9;
 
