@@ -96,6 +96,12 @@ pub fn errno_name(errno: u32) -> &'static str {
 pub fn io_reason(e: &io::Error, during: &str, timeout: Duration) -> String {
     match e.kind() {
         io::ErrorKind::UnexpectedEof => format!("the server closed the connection during {during}"),
+        // A server killed with requests unread resets the connection rather than closing it.
+        io::ErrorKind::ConnectionReset
+        | io::ErrorKind::ConnectionAborted
+        | io::ErrorKind::BrokenPipe => {
+            format!("the server dropped the connection during {during} ({e})")
+        }
         io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut => format!(
             "the server sent nothing for {}s during {during} (stalled? the timeout is configurable)",
             timeout.as_secs_f64()
