@@ -103,6 +103,39 @@ fn read_errors_at_a_rate_fail_only_the_requests_they_hit() {
         }
     }
     assert!(good > 0 && bad > 0, "{good} reads worked, {bad} failed");
+
+    // The same from several threads at once on one connection (as the scan's workers read):
+    // replies come back out of order, and each caller gets its own bytes or its own error.
+    let source = std::sync::Arc::new(source);
+    let workers: Vec<_> = (0..6u64)
+        .map(|t| {
+            let source = std::sync::Arc::clone(&source);
+            std::thread::spawn(move || {
+                let (mut good, mut bad) = (0u32, 0u32);
+                for i in 0..20u64 {
+                    let offset = (t * 977 + i * 333_333) % (7 * M);
+                    let len = 1000 + ((t * 31 + i * 7919) % (900 * K)) as usize;
+                    match read(&source, offset, len) {
+                        Ok(bytes) => {
+                            assert!(bytes == pattern(offset..offset + len as u64), "{t}/{i}");
+                            good += 1;
+                        }
+                        Err(Error::NbdServer { errno: EIO, .. }) => bad += 1,
+                        Err(e) => panic!("thread {t}, read {i}: {e:?}"),
+                    }
+                }
+                (good, bad)
+            })
+        })
+        .collect();
+    let (good, bad) = workers
+        .into_iter()
+        .map(|w| w.join().expect("reader thread"))
+        .fold((0, 0), |(g, b), (g2, b2)| (g + g2, b + b2));
+    assert!(
+        good > 0 && bad > 0,
+        "{good} threaded reads worked, {bad} failed"
+    );
 }
 
 #[test]
@@ -204,11 +237,47 @@ fn killing_the_server_during_a_pipelined_read_fails_it_cleanly() {
         let started = Instant::now();
         let e = read(&source, 0, 32 * M as usize).expect_err("the server was killed");
         assert!(matches!(e, Error::Nbd { .. }), "{listen:?}: {e:?}");
+        let said = e.to_string();
+        assert!(
+            said.contains("the server closed the connection")
+                || said.contains("the server dropped the connection"),
+            "{said}"
+        );
         assert!(started.elapsed() < Duration::from_secs(3), "{listen:?}");
         killer.join().expect("killer");
         let e = read(&source, 0, 10).expect_err("still broken");
         assert!(matches!(e, Error::Nbd { .. }), "{listen:?}: {e:?}");
     }
+}
+
+#[test]
+fn stopping_the_server_during_a_pipelined_read_fails_it_cleanly() {
+    // SIGTERM: nbdkit stops taking requests (ESHUTDOWN) and closes its connections.
+    let server = Nbdkit::start(
+        Listen::Unix,
+        &["--filter=delay", "pattern", "size=64M", "delay-read=20ms"],
+    );
+    let source = server.connect(quick());
+    let pid = server.child.id();
+    let stopper = std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_millis(80));
+        let sent = std::process::Command::new("kill")
+            .args(["-s", "TERM", &pid.to_string()])
+            .status()
+            .expect("kill -s TERM");
+        assert!(sent.success());
+        server
+    });
+    let started = Instant::now();
+    let e = read(&source, 0, 32 * M as usize).expect_err("the server stopped");
+    assert!(
+        matches!(e, Error::Nbd { .. } | Error::NbdServer { errno: 108, .. }),
+        "{e:?}"
+    );
+    assert!(started.elapsed() < Duration::from_secs(3));
+    drop(stopper.join().expect("stopper"));
+    let e = read(&source, 0, 10).expect_err("the server is gone");
+    assert!(matches!(e, Error::Nbd { .. }), "{e:?}");
 }
 
 #[test]

@@ -363,3 +363,21 @@ fn an_empty_export_has_no_bytes_and_no_extents() {
     assert_eq!(source.allocation().expect("allocation"), Some(Vec::new()));
     assert!(source.data_extents().expect("extents").is_empty());
 }
+
+#[test]
+fn a_dirty_bitmap_the_server_does_not_have_is_a_clear_error_and_reads_go_on() {
+    // nbdkit has no qemu:dirty-bitmap contexts: it agrees to base:allocation only.
+    let server = Nbdkit::start(Listen::Unix, &["pattern", "size=1M"]);
+    let source = server.connect(NbdOptions {
+        dirty_bitmap: Some("blockvault-p1".to_owned()),
+        ..quick()
+    });
+    assert_eq!(source.info().contexts, vec!["base:allocation".to_owned()]);
+    let e = source.dirty_extents().expect_err("no such bitmap");
+    assert!(
+        e.to_string().contains("dirty bitmap \"blockvault-p1\""),
+        "{e}"
+    );
+    assert_eq!(source.data_extents().expect("extents"), vec![0..M]);
+    assert!(read(&source, 100, 100) == pattern(100..200));
+}
