@@ -154,8 +154,8 @@ pub(crate) fn negotiate<S: Read + Write>(
             kind if kind & REP_FLAG_ERROR != 0 => {
                 let message = String::from_utf8_lossy(d);
                 return Err(Refused::Other(format!(
-                    "the server refused the export (reply {:#x}){}",
-                    kind,
+                    "the server refused the export: {}{}",
+                    refusal(kind),
                     if message.is_empty() {
                         String::new()
                     } else {
@@ -181,6 +181,23 @@ pub(crate) fn negotiate<S: Read + Write>(
         structured,
         contexts,
     })
+}
+
+/// What an option error reply means, for the user: nbdkit `--tls=require` answers
+/// `NBD_REP_ERR_TLS_REQD` to everything, and a bare number said nothing about it.
+fn refusal(kind: u32) -> String {
+    let what = match kind & !REP_FLAG_ERROR {
+        1 => "it does not support the option (NBD_REP_ERR_UNSUP)",
+        2 => "its policy forbids this client (NBD_REP_ERR_POLICY)",
+        3 => "it found the request invalid (NBD_REP_ERR_INVALID)",
+        4 => "its platform does not support it (NBD_REP_ERR_PLATFORM)",
+        5 => "it requires TLS, which this client does not speak (NBD_REP_ERR_TLS_REQD)",
+        7 => "it is shutting down (NBD_REP_ERR_SHUTDOWN)",
+        8 => "it requires block size negotiation (NBD_REP_ERR_BLOCK_SIZE_REQD)",
+        9 => "the request is too big for it (NBD_REP_ERR_TOO_BIG)",
+        _ => return format!("error reply {kind:#x}"),
+    };
+    what.to_owned()
 }
 
 /// The rest of an oldstyle greeting: the size and the flags, at once, for the one export the
