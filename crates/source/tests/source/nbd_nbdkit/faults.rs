@@ -281,6 +281,29 @@ fn stopping_the_server_during_a_pipelined_read_fails_it_cleanly() {
 }
 
 #[test]
+fn a_server_that_requires_tls_is_refused_saying_so() {
+    // A pre-shared key needs no certificates; this client speaks no TLS, so every option it
+    // sends is answered NBD_REP_ERR_TLS_REQD.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let psk = dir.path().join("keys.psk");
+    std::fs::write(&psk, "blockvault:0123456789abcdef0123456789abcdef\n").expect("psk");
+    let server = Nbdkit::start(
+        Listen::Tcp,
+        &[
+            "--tls=require",
+            &format!("--tls-psk={}", psk.display()),
+            "pattern",
+            "size=1M",
+        ],
+    );
+    let started = Instant::now();
+    let e = NbdSource::connect(server.address(""), quick()).expect_err("TLS required");
+    assert!(started.elapsed() < Duration::from_secs(2));
+    assert!(matches!(e, Error::Nbd { .. }), "{e:?}");
+    assert!(e.to_string().contains("requires TLS"), "{e}");
+}
+
+#[test]
 fn an_unfixed_newstyle_handshake_is_refused_saying_why() {
     // --mask-handshake=0 takes NBD_FLAG_FIXED_NEWSTYLE out of the greeting.
     let server = Nbdkit::start(Listen::Unix, &["--mask-handshake=0", "pattern", "size=1M"]);
