@@ -3,7 +3,7 @@
 //! size limits, with and without structured replies; extents exact where the plugin's layout
 //! is known, and consistent with the bytes where it is random; named exports; multi-conn.
 
-use blockvault_source::{Allocation, BlockSource, Error, NbdOptions, NbdSource};
+use blockvault_source::{Allocation, BlockSource, Error, NbdAddress, NbdOptions, NbdSource};
 
 use super::{K, Listen, M, Nbdkit, logged_connections, pattern, pattern_at, quick};
 
@@ -271,11 +271,11 @@ fn a_named_export_opens_over_unix_and_tcp_and_a_wrong_name_is_refused() {
                 "--filter=exportname",
                 "pattern",
                 "size=1M",
-                "exportname=vm/disk-0",
+                "exportname=vm/disk 0?a&b",
                 "exportname-strict=true",
             ],
         );
-        let source = NbdSource::connect(server.address("vm/disk-0"), quick()).expect("named");
+        let source = NbdSource::connect(server.address("vm/disk 0?a&b"), quick()).expect("named");
         assert_eq!(source.size(), M);
         assert!(read(&source, 4093, 8) == pattern(4093..4101));
         for wrong in ["vm/disk-1", ""] {
