@@ -198,6 +198,31 @@ fn a_server_slower_than_the_timeout_fails_in_bounded_time() {
 }
 
 #[test]
+fn a_slow_but_steady_server_is_not_timed_out() {
+    // 4 MiB/s after a 2 MiB burst: an 8 MiB read takes about 1.5 times the timeout in all,
+    // but replies keep coming, so no request waits the timeout with nothing arriving.
+    let server = Nbdkit::start(
+        Listen::Tcp,
+        &[
+            "--filter=rate",
+            "pattern",
+            "size=16M",
+            "rate=32M",
+            "burstiness=0.5",
+        ],
+    );
+    let source = server.connect(NbdOptions {
+        timeout: Duration::from_secs(1),
+        ..NbdOptions::default()
+    });
+    let started = Instant::now();
+    let got = read(&source, 1000, 8 * M as usize).expect("a slow read");
+    let took = started.elapsed();
+    assert!(got == pattern(1000..1000 + 8 * M));
+    assert!(took > Duration::from_millis(1200), "not slowed down: {took:?}");
+}
+
+#[test]
 fn a_server_that_stalls_in_the_handshake_fails_the_connect_in_bounded_time() {
     let server = Nbdkit::start(
         Listen::Tcp,
