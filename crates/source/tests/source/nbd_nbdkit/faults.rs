@@ -219,7 +219,10 @@ fn a_slow_but_steady_server_is_not_timed_out() {
     let got = read(&source, 1000, 8 * M as usize).expect("a slow read");
     let took = started.elapsed();
     assert!(got == pattern(1000..1000 + 8 * M));
-    assert!(took > Duration::from_millis(1200), "not slowed down: {took:?}");
+    assert!(
+        took > Duration::from_millis(1200),
+        "not slowed down: {took:?}"
+    );
 }
 
 #[test]

@@ -381,3 +381,24 @@ fn a_dirty_bitmap_the_server_does_not_have_is_a_clear_error_and_reads_go_on() {
     assert_eq!(source.data_extents().expect("extents"), vec![0..M]);
     assert!(read(&source, 100, 100) == pattern(100..200));
 }
+
+#[test]
+fn a_server_without_extent_information_is_read_as_all_data() {
+    // The noextents filter keeps base:allocation but answers every request with one data
+    // extent to the end: the holes are not known, so every byte is read.
+    let size = 4 * M;
+    let server = Nbdkit::start(
+        Listen::Unix,
+        &[
+            "--filter=noextents",
+            "data",
+            &format!("data=1 2 3 @{M} 4"),
+            &format!("size={size}"),
+        ],
+    );
+    let source = server.connect(quick());
+    assert_eq!(source.info().contexts, vec!["base:allocation".to_owned()]);
+    assert_eq!(source.data_extents().expect("extents"), vec![0..size]);
+    assert!(read(&source, 0, 4) == [1, 2, 3, 0]);
+    assert!(read(&source, M - 1, 3) == [0, 4, 0]);
+}
