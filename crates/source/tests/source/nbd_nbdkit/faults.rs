@@ -252,10 +252,11 @@ fn a_server_that_stalls_in_the_handshake_fails_the_connect_in_bounded_time() {
 #[test]
 fn killing_the_server_during_a_pipelined_read_fails_it_cleanly() {
     for listen in [Listen::Unix, Listen::Tcp] {
-        // 20 ms a request: a 32 MiB read (128 requests, 64 in flight) takes a few hundred ms.
+        // 50 ms a request: a 32 MiB read (128 requests, 64 in flight, 16 server threads) takes
+        // about 400 ms, and the server goes at 80 ms.
         let server = Nbdkit::start(
             listen,
-            &["--filter=delay", "pattern", "size=64M", "delay-read=20ms"],
+            &["--filter=delay", "pattern", "size=64M", "delay-read=50ms"],
         );
         let source = server.connect(quick());
         let killer = std::thread::spawn(move || {
@@ -283,7 +284,7 @@ fn stopping_the_server_during_a_pipelined_read_fails_it_cleanly() {
     // SIGTERM: nbdkit stops taking requests (ESHUTDOWN) and closes its connections.
     let server = Nbdkit::start(
         Listen::Unix,
-        &["--filter=delay", "pattern", "size=64M", "delay-read=20ms"],
+        &["--filter=delay", "pattern", "size=64M", "delay-read=50ms"],
     );
     let source = server.connect(quick());
     let pid = server.child.id();
