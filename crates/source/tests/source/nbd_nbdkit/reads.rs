@@ -278,13 +278,20 @@ fn a_named_export_opens_over_unix_and_tcp_and_a_wrong_name_is_refused() {
         let source = NbdSource::connect(server.address("vm/disk 0?a&b"), quick()).expect("named");
         assert_eq!(source.size(), M);
         assert!(read(&source, 4093, 8) == pattern(4093..4101));
-        for wrong in ["vm/disk-1", ""] {
-            let e = NbdSource::connect(server.address(wrong), quick()).expect_err(wrong);
+        for wrong in ["vm/disk 1?a&b", ""] {
+            let address = server.address(wrong);
+            let e = NbdSource::connect(address.clone(), quick()).expect_err(wrong);
             assert!(
                 matches!(e, Error::NbdNoExport { .. }),
                 "{listen:?} {wrong:?}: {e:?}"
             );
             assert!(e.to_string().contains("no such export"), "{e}");
+            // The message's URI is the one to try again with.
+            assert!(e.to_string().contains(&address.to_string()), "{e}");
+            assert_eq!(
+                NbdAddress::parse(&address.to_string()).expect("parse"),
+                address
+            );
         }
         // The refused connections did not disturb the open one.
         assert!(read(&source, M - 8, 8) == pattern(M - 8..M));
