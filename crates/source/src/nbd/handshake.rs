@@ -146,6 +146,13 @@ pub(crate) fn negotiate<S: Read + Write>(
                 }
                 _ => {}
             },
+            // A server from before NBD_OPT_GO: the protocol asks clients to fall back to
+            // NBD_OPT_EXPORT_NAME, which says the size and flags and nothing more.
+            REP_ERR_UNSUP if export_info.is_none() => {
+                let no_zeroes = client_flags & FLAG_C_NO_ZEROES != 0;
+                export_info = Some(export_name(stream, export, no_zeroes, timeout)?);
+                break;
+            }
             REP_ERR_UNKNOWN => {
                 // A polite goodbye; the answer to it does not matter.
                 let _ = send_option(stream, OPT_ABORT, &[]);
@@ -181,6 +188,34 @@ pub(crate) fn negotiate<S: Read + Write>(
         structured,
         contexts,
     })
+}
+
+/// `NBD_OPT_EXPORT_NAME`: the export's size and transmission flags (then 124 zero bytes
+/// unless both sides dropped them). The option has no error reply: a server without the
+/// export, or unwilling to serve this client, closes the connection.
+fn export_name(
+    stream: &mut (impl Read + Write),
+    export: &str,
+    no_zeroes: bool,
+    timeout: Duration,
+) -> Result<(u64, u16), Refused> {
+    let io = |e: io::Error| {
+        Refused::Other(if e.kind() == io::ErrorKind::UnexpectedEof {
+            format!(
+                "the server has no NBD_OPT_GO, and closed the connection when NBD_OPT_EXPORT_NAME \
+                 asked for export {export:?}: it has no such export, or refuses this client"
+            )
+        } else {
+            io_reason(&e, "NBD_OPT_EXPORT_NAME", timeout)
+        })
+    };
+    send_option(stream, OPT_EXPORT_NAME, export.as_bytes()).map_err(io)?;
+    let size = read_u64(stream).map_err(io)?;
+    let flags = read_u16(stream).map_err(io)?;
+    if !no_zeroes {
+        skip(stream, 124).map_err(io)?;
+    }
+    Ok((size, flags))
 }
 
 /// What an option error reply means, for the user: nbdkit `--tls=require` answers

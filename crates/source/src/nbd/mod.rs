@@ -7,7 +7,8 @@
 //! address.rs    NbdAddress: a unix socket or TCP, parsed from nbd+unix:// and nbd:// URIs
 //! handshake.rs  fixed newstyle: NBD_OPT_STRUCTURED_REPLY, NBD_OPT_SET_META_CONTEXT
 //!               (base:allocation, qemu:dirty-bitmap:NAME), NBD_OPT_GO -> size, flags,
-//!               block size limits; oldstyle (size and flags, simple replies only)
+//!               block size limits; NBD_OPT_EXPORT_NAME when the server has no GO;
+//!               oldstyle (size and flags, simple replies only)
 //! table.rs      the requests in flight and why a connection broke
 //! reply.rs      the reader thread: replies checked and matched to their requests
 //! conn.rs       transmission: NBD_CMD_READ (structured or simple replies),

@@ -9,6 +9,7 @@
 mod any_source;
 mod change_hint;
 mod fixtures;
+mod nbd_export_name;
 mod nbd_holes;
 mod nbd_hostile;
 mod nbd_nbdkit;
