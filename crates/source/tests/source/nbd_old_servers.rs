@@ -1,8 +1,12 @@
-//! A server older than `NBD_OPT_GO` (older nbd-server releases): it answers every option
-//! but `NBD_OPT_EXPORT_NAME` with `NBD_REP_ERR_UNSUP`, and the protocol asks clients to fall
-//! back to that option. Neither qemu-nbd nor nbdkit can be made to lack GO, so a small fake
-//! plays the old server: simple replies only, 124 zero bytes after the export's flags unless
-//! both sides dropped them, and a closed connection for a name it does not have.
+//! Servers older than the options the client prefers, played by a small fake (neither
+//! qemu-nbd nor nbdkit 1.32 can be made to lack them):
+//!
+//! - without `NBD_OPT_GO`: it answers it `NBD_REP_ERR_UNSUP`, and the protocol asks clients to
+//!   fall back to `NBD_OPT_EXPORT_NAME`: 124 zero bytes after the export's flags unless both
+//!   sides dropped them, and a closed connection for a name it does not have;
+//! - with structured replies but without meta contexts (`NBD_OPT_SET_META_CONTEXT` unknown, as
+//!   in QEMU before 2.12; nbdkit's `--no-meta-contexts` came after 1.32): no block status, so
+//!   every byte is data, read with structured replies.
 
 use std::io::{Read, Write};
 use std::os::unix::net::{UnixListener, UnixStream};
@@ -24,8 +28,18 @@ fn byte_at(i: u64) -> u8 {
     (i % 251) as u8
 }
 
-/// Serves one connection as an old server would; `no_zeroes` offers NBD_FLAG_NO_ZEROES.
-fn old_server(s: &mut UnixStream, export: &str, no_zeroes: bool) -> Option<()> {
+/// What the old server offers.
+#[derive(Clone, Copy)]
+struct Offers {
+    /// NBD_FLAG_NO_ZEROES.
+    no_zeroes: bool,
+    /// NBD_OPT_STRUCTURED_REPLY (and then structured replies to reads).
+    structured: bool,
+}
+
+/// Serves one connection as an old server would.
+fn old_server(s: &mut UnixStream, export: &str, offers: Offers) -> Option<()> {
+    let no_zeroes = offers.no_zeroes;
     let mut greeting = 0x4e42_444d_4147_4943u64.to_be_bytes().to_vec();
     greeting.extend_from_slice(&0x4948_4156_454f_5054u64.to_be_bytes());
     greeting.extend_from_slice(&(1u16 | if no_zeroes { 2 } else { 0 }).to_be_bytes());
@@ -51,9 +65,15 @@ fn old_server(s: &mut UnixStream, export: &str, no_zeroes: bool) -> Option<()> {
             s.write_all(&reply).ok()?;
             break;
         }
+        // NBD_REP_ACK to structured replies when offered, NBD_REP_ERR_UNSUP to the rest.
+        let kind = if option == 8 && offers.structured {
+            1
+        } else {
+            (1u32 << 31) | 1
+        };
         let mut reply = 0x0003_e889_0455_65a9u64.to_be_bytes().to_vec();
         reply.extend_from_slice(&option.to_be_bytes());
-        reply.extend_from_slice(&((1u32 << 31) | 1).to_be_bytes());
+        reply.extend_from_slice(&kind.to_be_bytes());
         reply.extend_from_slice(&0u32.to_be_bytes());
         s.write_all(&reply).ok()?;
     }
@@ -67,29 +87,39 @@ fn old_server(s: &mut UnixStream, export: &str, no_zeroes: bool) -> Option<()> {
         }
         let offset = u64::from_be_bytes(r[16..24].try_into().ok()?);
         let len = u32::from_be_bytes(r[24..28].try_into().ok()?);
-        let mut reply = 0x6744_6698u32.to_be_bytes().to_vec();
-        reply.extend_from_slice(&0u32.to_be_bytes());
-        reply.extend_from_slice(&r[8..16]);
+        let mut reply = if offers.structured {
+            // One data chunk, done.
+            let mut m = 0x668e_33efu32.to_be_bytes().to_vec();
+            m.extend_from_slice(&1u16.to_be_bytes());
+            m.extend_from_slice(&1u16.to_be_bytes());
+            m.extend_from_slice(&r[8..16]);
+            m.extend_from_slice(&(8 + len).to_be_bytes());
+            m.extend_from_slice(&offset.to_be_bytes());
+            m
+        } else {
+            let mut m = 0x6744_6698u32.to_be_bytes().to_vec();
+            m.extend_from_slice(&0u32.to_be_bytes());
+            m.extend_from_slice(&r[8..16]);
+            m
+        };
         reply.extend((offset..offset + u64::from(len)).map(byte_at));
         s.write_all(&reply).ok()?;
     }
 }
 
-/// An old server taking `connections` connections on a private socket.
+/// An old server taking one connection on a private socket.
 struct Old {
     dir: tempfile::TempDir,
     thread: Option<JoinHandle<()>>,
 }
 
 impl Old {
-    fn start(export: &'static str, no_zeroes: bool, connections: usize) -> Old {
+    fn start(export: &'static str, offers: Offers) -> Old {
         let dir = tempfile::tempdir().expect("tempdir");
         let listener = UnixListener::bind(dir.path().join("nbd.sock")).expect("bind");
         let thread = std::thread::spawn(move || {
-            for _ in 0..connections {
-                if let Ok((mut s, _)) = listener.accept() {
-                    old_server(&mut s, export, no_zeroes);
-                }
+            if let Ok((mut s, _)) = listener.accept() {
+                old_server(&mut s, export, offers);
             }
         });
         Old {
@@ -121,7 +151,11 @@ impl Drop for Old {
 #[test]
 fn a_server_without_opt_go_is_read_through_opt_export_name() {
     for no_zeroes in [true, false] {
-        let server = Old::start("disk", no_zeroes, 1);
+        let offers = Offers {
+            no_zeroes,
+            structured: false,
+        };
+        let server = Old::start("disk", offers);
         let source = server
             .connect("disk")
             .expect("connect through NBD_OPT_EXPORT_NAME");
@@ -137,7 +171,11 @@ fn a_server_without_opt_go_is_read_through_opt_export_name() {
 
 #[test]
 fn a_name_a_server_without_opt_go_does_not_have_is_a_clear_error() {
-    let server = Old::start("disk", true, 1);
+    let offers = Offers {
+        no_zeroes: true,
+        structured: false,
+    };
+    let server = Old::start("disk", offers);
     let started = Instant::now();
     let e = server.connect("other").expect_err("a wrong name");
     assert!(started.elapsed() < Duration::from_secs(2));
@@ -145,4 +183,23 @@ fn a_name_a_server_without_opt_go_does_not_have_is_a_clear_error() {
     let said = e.to_string();
     assert!(said.contains("NBD_OPT_EXPORT_NAME"), "{said}");
     assert!(said.contains("\"other\""), "{said}");
+}
+
+#[test]
+fn a_server_with_structured_replies_but_no_meta_contexts_reads_everything_as_data() {
+    let offers = Offers {
+        no_zeroes: true,
+        structured: true,
+    };
+    let server = Old::start("", offers);
+    let source = server.connect("").expect("connect");
+    let info = source.info();
+    assert!(info.structured_replies);
+    assert!(info.contexts.is_empty(), "{:?}", info.contexts);
+    assert_eq!(source.allocation().expect("allocation"), None);
+    assert_eq!(source.data_extents().expect("extents"), vec![0..SIZE]);
+    let mut buf = vec![0u8; 100_000];
+    assert_eq!(source.read_at(77, &mut buf).expect("read"), buf.len());
+    let wrong = (0..buf.len() as u64).find(|&i| buf[i as usize] != byte_at(77 + i));
+    assert_eq!(wrong, None, "first wrong byte");
 }
