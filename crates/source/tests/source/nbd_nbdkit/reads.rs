@@ -409,3 +409,50 @@ fn a_server_without_extent_information_is_read_as_all_data() {
     assert!(read(&source, 0, 4) == [1, 2, 3, 0]);
     assert!(read(&source, M - 1, 3) == [0, 4, 0]);
 }
+
+#[test]
+fn offsets_past_4_gib_and_a_large_sparse_disk_s_many_extents() {
+    // Offsets that do not fit 32 bits, on both request paths.
+    let size = 10u64 << 30;
+    let server = Nbdkit::start(Listen::Tcp, &["pattern", &format!("size={size}")]);
+    let source = server.connect(quick());
+    assert_eq!(source.data_extents().expect("extents"), vec![0..size]);
+    for offset in [(4u64 << 30) - 3, (9 << 30) + 12_345, size - 100] {
+        assert!(read(&source, offset, 300_000) == pattern(offset..(offset + 300_000).min(size)));
+    }
+
+    // 100 GiB of runs of data and holes: thousands of extents over a hundred block status
+    // requests, merged into one ascending cover of the disk.
+    let size = 100u64 << 30;
+    let server = Nbdkit::start(
+        Listen::Unix,
+        &[
+            "sparse-random",
+            &format!("size={size}"),
+            "seed=3",
+            "runlength=4194304",
+        ],
+    );
+    let source = server.connect(quick());
+    let alloc = source
+        .allocation()
+        .expect("allocation")
+        .expect("base:allocation");
+    assert!(alloc.len() > 2000, "only {} extents", alloc.len());
+    assert_eq!(alloc.first().map(|a| a.range.start), Some(0));
+    assert_eq!(alloc.last().map(|a| a.range.end), Some(size));
+    assert!(
+        alloc
+            .windows(2)
+            .all(|w| w[0].range.end == w[1].range.start && w[0].is_data() != w[1].is_data())
+    );
+    // Spot checks: a data extent's first block is its byte, a hole's is zeros.
+    for a in alloc.iter().step_by(alloc.len() / 20) {
+        let bytes = read(
+            &source,
+            a.range.start,
+            4096.min((a.range.end - a.range.start) as usize),
+        );
+        assert!(bytes.iter().all(|&b| (b != 0) == a.is_data()), "{a:?}");
+    }
+}
