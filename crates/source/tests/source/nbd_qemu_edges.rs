@@ -1,9 +1,15 @@
-//! `NBD_REPLY_TYPE_OFFSET_HOLE` chunks land where they say, in buffers that held other bytes.
+//! qemu-nbd cases that testing against nbdkit brought up:
 //!
-//! The client fills pooled buffers, so a hole chunk that zeroed the wrong range (or none)
-//! would leave an earlier read's bytes in a later one. nbdkit 1.32 never sends hole chunks
-//! (one data chunk per read, checked with a raw client), so the server here is qemu-nbd,
-//! which sends them for the unallocated parts of a sparse raw file.
+//! - `NBD_REPLY_TYPE_OFFSET_HOLE` chunks land where they say, in buffers that held other
+//!   bytes. The client fills pooled buffers, so a hole chunk that zeroed the wrong range (or
+//!   none) would leave an earlier read's bytes in a later one. nbdkit 1.32 never sends hole
+//!   chunks (one data chunk per read, checked with a raw client); qemu-nbd sends them for the
+//!   unallocated parts of a sparse raw file.
+//! - A server that offers multi-conn but holds connections past its limit back: qemu-nbd
+//!   `--shared=N` takes connection N+1 and greets it only once another is gone (nbdkit
+//!   cannot be made to: serialized connections turn its multi-conn off).
+
+use std::time::{Duration, Instant};
 
 use blockvault_source::{BlockSource, NbdOptions};
 
@@ -52,4 +58,24 @@ fn hole_chunks_zero_their_own_range_of_a_reused_buffer() {
             "the tail hole is not zeros"
         );
     }
+}
+
+#[test]
+fn a_server_that_holds_back_further_connections_is_read_over_the_first_soon() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (image, content) = raw_image(dir.path(), 4 * M, &[M..2 * M + 5]);
+    // Given last, --shared=2 is the one qemu-nbd keeps: the third connection waits.
+    let server = QemuNbd::serve(&image, "raw", &["--shared=2"]);
+    let started = Instant::now();
+    let source = server.connect(NbdOptions {
+        connections: 3,
+        timeout: Duration::from_secs(8),
+        ..NbdOptions::default()
+    });
+    let took = started.elapsed();
+    assert!(source.info().multi_conn);
+    assert!(took < Duration::from_secs(4), "connecting took {took:?}");
+    let mut buf = vec![0u8; 4 * M as usize];
+    assert_eq!(source.read_at(0, &mut buf).expect("read"), buf.len());
+    assert!(buf == content);
 }
