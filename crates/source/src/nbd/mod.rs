@@ -30,8 +30,8 @@
 //!
 //! When the server offers `NBD_FLAG_CAN_MULTI_CONN` ([`NbdExportInfo::multi_conn`]; qemu-nbd
 //! does for read-only exports), [`NbdOptions::connections`] opens more connections and reads
-//! take them in turn; a server that turns the later ones away (a client limit) is read over
-//! those it took. It is 1 by default: on a small host a second connection to qemu-nbd
+//! take them in turn; a server that turns the later ones away (a client limit), or holds
+//! them back unanswered for 2 s, is read over those it took. It is 1 by default: on a small host a second connection to qemu-nbd
 //! measured no faster than one pipelined connection.
 //!
 //! # Servers
