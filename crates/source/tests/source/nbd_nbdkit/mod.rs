@@ -64,7 +64,6 @@ impl Nbdkit {
                     .port(),
             };
             let pidfile = dir.path().join("nbdkit.pid");
-            let _ = std::fs::remove_file(&pidfile);
             let stderr = std::fs::File::create(dir.path().join("stderr")).expect("stderr file");
             let mut cmd = Command::new("nbdkit");
             cmd.args(["-f", "--exit-with-parent", "-P"]).arg(&pidfile);
@@ -117,8 +116,7 @@ impl Nbdkit {
         }
     }
 
-    /// The default export with `options`; a short timeout unless the test sets one, so no
-    /// test can wait long.
+    /// The default export with `options` (the tests' own timeout, or [`quick`]'s).
     fn connect(&self, options: NbdOptions) -> NbdSource {
         NbdSource::connect(self.address(""), options).expect("connect to nbdkit")
     }
