@@ -46,6 +46,8 @@ fn the_pattern_plugin_reads_byte_for_byte_over_unix_and_tcp() {
         let server = Nbdkit::start(listen, &["pattern", &format!("size={size}")]);
         let source = server.connect(quick());
         assert_eq!(source.size(), size, "{listen:?}");
+        // The pattern plugin cannot be written.
+        assert!(source.info().read_only, "{listen:?}");
         assert!(source.info().structured_replies, "{listen:?}");
         let whole = read(&source, 0, size as usize);
         assert_eq!(whole.len() as u64, size);
@@ -126,6 +128,8 @@ fn the_data_plugins_holes_and_data_are_exact_and_read_as_placed() {
         &["data", &format!("data={expr}"), &format!("size={size}")],
     );
     let source = server.connect(quick());
+    // The data plugin can be written (this client never does).
+    assert!(!source.info().read_only);
     let data = |r: std::ops::Range<u64>| Allocation {
         range: r,
         hole: false,
