@@ -7,9 +7,10 @@
 #
 # Needs the Rust toolchain, python3 and root (the capture tests loop-mount XFS and btrfs
 # images). The first run installs garage 2.5.0 with cargo (several minutes), and xfsprogs,
-# btrfs-progs, qemu-utils, groff-base, man-db and systemd with apt-get when missing; later runs
-# reuse them. Tests work in temp directories; the Garage server and its data are removed at the
-# end, whatever happens. Last, the systemd unit is checked with systemd-analyze verify.
+# btrfs-progs, qemu-utils, nbdkit, groff-base, man-db and systemd with apt-get when missing;
+# later runs reuse them. Tests work in temp directories; the Garage server and its data are
+# removed at the end, whatever happens. Last, the systemd unit is checked with
+# systemd-analyze verify.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -52,6 +53,15 @@ if ! { command -v qemu-nbd && command -v qemu-img && command -v qemu-io && comma
     apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${suite[@]}" qemu-utils >/dev/null
 fi
 qemu-nbd --version | head -n 1
+
+step "nbdkit, the second NBD server the client is tested against"
+# Plain bookworm's nbdkit (1.32) has every plugin and filter the tests use (pattern, data,
+# sparse-random, null; error, delay, blocksize, blocksize-policy, exportname, limit,
+# multi-conn, log); it depends on no QEMU package, so the suite does not matter here.
+if ! command -v nbdkit >/dev/null; then
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nbdkit >/dev/null
+fi
+nbdkit --version
 
 step "groff, man-db and systemd-analyze (the man pages and the systemd unit)"
 # The CLI tests render the generated man pages with groff and man -l; the systemd unit is

@@ -55,10 +55,13 @@ pub enum Error {
     Nbd { export: String, reason: String },
 
     /// The server answered a request with an error; the connection is still usable.
-    #[error("NBD export {export}: the server failed the request at byte {offset}: {errno_name} ({errno}){message}", errno_name = crate::nbd::errno_name(*errno), message = if message.is_empty() { String::new() } else { format!(": {message}") })]
+    #[error("NBD export {export}: the server failed the {length}-byte request at byte {offset}: {errno_name} ({errno}){message}", errno_name = crate::nbd::errno_name(*errno), message = if message.is_empty() { String::new() } else { format!(": {message}") })]
     NbdServer {
         export: String,
+        /// Where the request failed (the byte an error chunk names, or the request's start).
         offset: u64,
+        /// The request's bytes from `offset` on.
+        length: u64,
         errno: u32,
         message: String,
     },

@@ -146,15 +146,35 @@ impl NbdAddress {
 impl fmt::Display for NbdAddress {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            NbdAddress::Unix { socket, export } => {
-                write!(f, "nbd+unix:///{export}?socket={}", socket.display())
-            }
+            NbdAddress::Unix { socket, export } => write!(
+                f,
+                "nbd+unix:///{}?socket={}",
+                encode(export),
+                encode(&socket.to_string_lossy())
+            ),
             NbdAddress::Tcp { host, port, export } if host.contains(':') => {
-                write!(f, "nbd://[{host}]:{port}/{export}")
+                write!(f, "nbd://[{host}]:{port}/{}", encode(export))
             }
-            NbdAddress::Tcp { host, port, export } => write!(f, "nbd://{host}:{port}/{export}"),
+            NbdAddress::Tcp { host, port, export } => {
+                write!(f, "nbd://{host}:{port}/{}", encode(export))
+            }
         }
     }
+}
+
+/// Escapes what would change the URI's meaning (`?`, `&`, `%`, spaces, ...) as `%XX`, so the
+/// address as shown parses back to itself: export names are the server's to choose (nbdkit
+/// takes any string).
+fn encode(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || b"-._~/:@+,=".contains(&b) {
+            out.push(char::from(b));
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
 }
 
 /// Decodes `%XX` escapes; `None` for a bad escape or bytes that are not UTF-8.
@@ -257,6 +277,18 @@ mod tests {
         let v6 = NbdAddress::parse("nbd://[::1]:99/e").expect("v6");
         assert_eq!(v6, NbdAddress::tcp("::1", 99, "e"));
         assert_eq!(v6.to_string(), "nbd://[::1]:99/e");
+        // Names and paths with characters a URI gives meaning to come back as they were.
+        for a in [
+            NbdAddress::unix("/run/a b&c=%?.sock", "disk #1?x=y&z"),
+            NbdAddress::tcp("h", 1, "50% off/é"),
+            NbdAddress::tcp("::1", 2, "?"),
+        ] {
+            assert_eq!(
+                NbdAddress::parse(&a.to_string()).expect("round trip"),
+                a,
+                "{a}"
+            );
+        }
     }
 
     #[test]

@@ -1,5 +1,6 @@
 //! The fixed newstyle handshake: structured replies, meta contexts, then `NBD_OPT_GO` for the
-//! export with its size, transmission flags and block size limits.
+//! export with its size, transmission flags and block size limits; or the oldstyle greeting,
+//! which says the one export's size and flags unasked.
 
 use std::io::{self, Read, Write};
 use std::time::Duration;
@@ -51,15 +52,21 @@ pub(crate) fn negotiate<S: Read + Write>(
         )));
     }
     let style = read_u64(stream).map_err(io("the greeting"))?;
+    if style == OLDSTYLE_MAGIC {
+        return oldstyle(stream, export, timeout);
+    }
     if style != OPTS_MAGIC {
         return Err(Refused::Other(format!(
-            "the server speaks the oldstyle protocol ({style:#x}); only newstyle is supported"
+            "the server's greeting goes on with {style:#018x}, neither newstyle (IHAVEOPT) nor \
+             oldstyle"
         )));
     }
     let server_flags = read_u16(stream).map_err(io("the greeting"))?;
     if server_flags & FLAG_FIXED_NEWSTYLE == 0 {
         return Err(Refused::Other(
-            "the server does not offer fixed newstyle negotiation".to_owned(),
+            "the server offers only the unfixed newstyle negotiation (no \
+             NBD_FLAG_FIXED_NEWSTYLE), which this client does not speak"
+                .to_owned(),
         ));
     }
     let mut client_flags = FLAG_C_FIXED_NEWSTYLE;
@@ -139,6 +146,13 @@ pub(crate) fn negotiate<S: Read + Write>(
                 }
                 _ => {}
             },
+            // A server from before NBD_OPT_GO: the protocol asks clients to fall back to
+            // NBD_OPT_EXPORT_NAME, which says the size and flags and nothing more.
+            REP_ERR_UNSUP if export_info.is_none() => {
+                let no_zeroes = client_flags & FLAG_C_NO_ZEROES != 0;
+                export_info = Some(export_name(stream, export, no_zeroes, timeout)?);
+                break;
+            }
             REP_ERR_UNKNOWN => {
                 // A polite goodbye; the answer to it does not matter.
                 let _ = send_option(stream, OPT_ABORT, &[]);
@@ -147,8 +161,8 @@ pub(crate) fn negotiate<S: Read + Write>(
             kind if kind & REP_FLAG_ERROR != 0 => {
                 let message = String::from_utf8_lossy(d);
                 return Err(Refused::Other(format!(
-                    "the server refused the export (reply {:#x}){}",
-                    kind,
+                    "the server refused the export: {}{}",
+                    refusal(kind),
                     if message.is_empty() {
                         String::new()
                     } else {
@@ -173,6 +187,82 @@ pub(crate) fn negotiate<S: Read + Write>(
         max_payload: max_payload.min(DEFAULT_MAX_PAYLOAD),
         structured,
         contexts,
+    })
+}
+
+/// `NBD_OPT_EXPORT_NAME`: the export's size and transmission flags (then 124 zero bytes
+/// unless both sides dropped them). The option has no error reply: a server without the
+/// export, or unwilling to serve this client, closes the connection.
+fn export_name(
+    stream: &mut (impl Read + Write),
+    export: &str,
+    no_zeroes: bool,
+    timeout: Duration,
+) -> Result<(u64, u16), Refused> {
+    let io = |e: io::Error| {
+        Refused::Other(if e.kind() == io::ErrorKind::UnexpectedEof {
+            format!(
+                "the server has no NBD_OPT_GO, and closed the connection when NBD_OPT_EXPORT_NAME \
+                 asked for export {export:?}: it has no such export, or refuses this client"
+            )
+        } else {
+            io_reason(&e, "NBD_OPT_EXPORT_NAME", timeout)
+        })
+    };
+    send_option(stream, OPT_EXPORT_NAME, export.as_bytes()).map_err(io)?;
+    let size = read_u64(stream).map_err(io)?;
+    let flags = read_u16(stream).map_err(io)?;
+    if !no_zeroes {
+        skip(stream, 124).map_err(io)?;
+    }
+    Ok((size, flags))
+}
+
+/// What an option error reply means, for the user: nbdkit `--tls=require` answers
+/// `NBD_REP_ERR_TLS_REQD` to everything, and a bare number said nothing about it.
+fn refusal(kind: u32) -> String {
+    let what = match kind & !REP_FLAG_ERROR {
+        1 => "it does not support the option (NBD_REP_ERR_UNSUP)",
+        2 => "its policy forbids this client (NBD_REP_ERR_POLICY)",
+        3 => "it found the request invalid (NBD_REP_ERR_INVALID)",
+        4 => "its platform does not support it (NBD_REP_ERR_PLATFORM)",
+        5 => "it requires TLS, which this client does not speak (NBD_REP_ERR_TLS_REQD)",
+        7 => "it is shutting down (NBD_REP_ERR_SHUTDOWN)",
+        8 => "it requires block size negotiation (NBD_REP_ERR_BLOCK_SIZE_REQD)",
+        9 => "the request is too big for it (NBD_REP_ERR_TOO_BIG)",
+        _ => return format!("error reply {kind:#x}"),
+    };
+    what.to_owned()
+}
+
+/// The rest of an oldstyle greeting: the size and the flags, at once, for the one export the
+/// server has. Such servers still exist (`nbdkit --oldstyle`, old nbd-server setups) and
+/// read fine with simple replies; what they lack (export names, holes, block status) the
+/// source already does without.
+fn oldstyle(
+    stream: &mut impl Read,
+    export: &str,
+    timeout: Duration,
+) -> Result<Negotiated, Refused> {
+    if !export.is_empty() {
+        return Err(Refused::Other(format!(
+            "the server speaks the oldstyle protocol, which has no export names: connect \
+             without one, not {export:?}"
+        )));
+    }
+    let io = |e: io::Error| Refused::Other(io_reason(&e, "the oldstyle greeting", timeout));
+    let size = read_u64(stream).map_err(io)?;
+    // Handshake flags in the high half, transmission flags in the low.
+    let flags = read_u32(stream).map_err(io)? as u16;
+    skip(stream, 124).map_err(io)?;
+    Ok(Negotiated {
+        size,
+        flags,
+        min_block: 1,
+        preferred_block: 4096,
+        max_payload: DEFAULT_MAX_PAYLOAD,
+        structured: false,
+        contexts: Vec::new(),
     })
 }
 

@@ -7,7 +7,8 @@
 //! address.rs    NbdAddress: a unix socket or TCP, parsed from nbd+unix:// and nbd:// URIs
 //! handshake.rs  fixed newstyle: NBD_OPT_STRUCTURED_REPLY, NBD_OPT_SET_META_CONTEXT
 //!               (base:allocation, qemu:dirty-bitmap:NAME), NBD_OPT_GO -> size, flags,
-//!               block size limits
+//!               block size limits; NBD_OPT_EXPORT_NAME when the server has no GO;
+//!               oldstyle (size and flags, simple replies only)
 //! table.rs      the requests in flight and why a connection broke
 //! reply.rs      the reader thread: replies checked and matched to their requests
 //! conn.rs       transmission: NBD_CMD_READ (structured or simple replies),
@@ -29,8 +30,21 @@
 //!
 //! When the server offers `NBD_FLAG_CAN_MULTI_CONN` ([`NbdExportInfo::multi_conn`]; qemu-nbd
 //! does for read-only exports), [`NbdOptions::connections`] opens more connections and reads
-//! take them in turn. It is 1 by default: on a small host a second connection to qemu-nbd
-//! measured no faster than one pipelined connection.
+//! take them in turn; a server that turns the later ones away (a client limit), or holds
+//! them back unanswered for 2 s (qemu-nbd past `--shared`), is read over those it took. It
+//! is 1 by default: on a small host a second connection to qemu-nbd measured no faster than
+//! one pipelined connection.
+//!
+//! # Servers
+//!
+//! Tested against qemu-nbd (`tests/source/nbd_qemu.rs`, `nbd_qemu_edges.rs`), nbdkit with
+//! the plugins and filters that misbehave on purpose (`nbd_nbdkit/`), a fake old server
+//! (`nbd_old_servers.rs`) and a fake hostile one (`nbd_hostile.rs`). Servers differ: nbdkit
+//! sends one data chunk per read (qemu-nbd sends hole chunks too), block status replies that
+//! stop short of or run past the request, and may speak only simple replies (`--no-sr`) or
+//! the oldstyle handshake (read with simple replies, no export names); an older server may
+//! lack `NBD_OPT_GO` (then `NBD_OPT_EXPORT_NAME`) or meta contexts (then every byte is
+//! data); a server that requires TLS is refused saying so.
 //!
 //! # Hostile or broken servers
 //!

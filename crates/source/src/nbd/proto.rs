@@ -9,6 +9,8 @@ use std::time::Duration;
 pub const INIT_MAGIC: u64 = 0x4e42_444d_4147_4943;
 /// `IHAVEOPT`: newstyle negotiation, and the prefix of every option the client sends.
 pub const OPTS_MAGIC: u64 = 0x4948_4156_454f_5054;
+/// The oldstyle handshake's second 8 bytes (`cliserv_magic`): size and flags follow at once.
+pub const OLDSTYLE_MAGIC: u64 = 0x0000_4202_8186_1253;
 /// The prefix of every option reply.
 pub const REP_MAGIC: u64 = 0x0003_e889_0455_65a9;
 
@@ -19,6 +21,7 @@ pub const FLAG_C_FIXED_NEWSTYLE: u32 = 1 << 0;
 pub const FLAG_C_NO_ZEROES: u32 = 1 << 1;
 
 /// Options.
+pub const OPT_EXPORT_NAME: u32 = 1;
 pub const OPT_ABORT: u32 = 2;
 pub const OPT_GO: u32 = 7;
 pub const OPT_STRUCTURED_REPLY: u32 = 8;
@@ -29,6 +32,7 @@ pub const REP_ACK: u32 = 1;
 pub const REP_INFO: u32 = 3;
 pub const REP_META_CONTEXT: u32 = 4;
 pub const REP_FLAG_ERROR: u32 = 1 << 31;
+pub const REP_ERR_UNSUP: u32 = REP_FLAG_ERROR | 1;
 pub const REP_ERR_UNKNOWN: u32 = REP_FLAG_ERROR | 6;
 
 /// `NBD_OPT_GO` information types.
@@ -94,6 +98,12 @@ pub fn errno_name(errno: u32) -> &'static str {
 pub fn io_reason(e: &io::Error, during: &str, timeout: Duration) -> String {
     match e.kind() {
         io::ErrorKind::UnexpectedEof => format!("the server closed the connection during {during}"),
+        // A server killed with requests unread resets the connection rather than closing it.
+        io::ErrorKind::ConnectionReset
+        | io::ErrorKind::ConnectionAborted
+        | io::ErrorKind::BrokenPipe => {
+            format!("the server dropped the connection during {during} ({e})")
+        }
         io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut => format!(
             "the server sent nothing for {}s during {during} (stalled? the timeout is configurable)",
             timeout.as_secs_f64()

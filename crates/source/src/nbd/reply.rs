@@ -90,6 +90,7 @@ pub(super) fn read_replies(input: &mut BufReader<Patient>, shared: &Shared) -> R
                         errno,
                         message: String::new(),
                         offset: slot.offset,
+                        length: u64::from(slot.len),
                     });
                 } else {
                     match &mut slot.work {
@@ -280,7 +281,11 @@ fn chunk(
             let mut rest = length - 6 - message_len;
             let mut offset = slot.offset;
             if kind == REPLY_TYPE_ERROR_OFFSET && rest >= 8 {
-                offset = read_u64(input).map_err(io)?;
+                // Only a byte inside the request names where it failed.
+                let at = read_u64(input).map_err(io)?;
+                if (slot.offset..end).contains(&at) {
+                    offset = at;
+                }
                 rest -= 8;
             }
             skip(input, u64::from(rest)).map_err(io)?;
@@ -292,6 +297,7 @@ fn chunk(
                     errno,
                     message: String::from_utf8_lossy(&message).into_owned(),
                     offset,
+                    length: end.saturating_sub(offset),
                 });
             }
         }

@@ -12,6 +12,10 @@ use super::handshake::{self, Refused};
 use super::proto::*;
 use crate::{BlockSource, Error, Result};
 
+/// How long a further connection's handshake may take: the first one's answered, so a
+/// server that stays silent this long on another is holding it back, not slow.
+const EXTRA_GREETING: Duration = Duration::from_secs(2);
+
 /// The most bytes one block status request asks about (the protocol's length is 32 bits).
 const STATUS_SPAN: u64 = 1 << 30;
 
@@ -29,7 +33,8 @@ pub struct NbdOptions {
     /// default.
     pub request_size: u64,
     /// Connections to open when the server allows several (`NBD_FLAG_CAN_MULTI_CONN`);
-    /// reads take them in turn. 1 by default.
+    /// reads take them in turn. Fewer when the server turns the later ones away. 1 by
+    /// default.
     pub connections: usize,
     /// A QEMU dirty bitmap to negotiate (`qemu:dirty-bitmap:NAME`; `qemu-nbd -B NAME`), for
     /// [`NbdSource::dirty_extents`].
@@ -117,7 +122,7 @@ impl NbdSource {
         if let Some(bitmap) = &options.dirty_bitmap {
             queries.push(format!("{DIRTY_BITMAP_PREFIX}{bitmap}"));
         }
-        let (negotiated, conn) = open_connection(&address, &options, &queries)?;
+        let (negotiated, conn) = open_connection(&address, &options, &queries, options.timeout)?;
         let find = |name: &str| {
             negotiated
                 .contexts
@@ -145,7 +150,15 @@ impl NbdSource {
         let mut more = Vec::new();
         if info.multi_conn {
             for _ in 1..options.connections {
-                let (other, conn) = open_connection(&address, &options, &[])?;
+                // More connections only make reads faster: a server that offers multi-conn
+                // can still turn clients away (nbdkit's limit filter closes the greeting) or
+                // leave them unanswered until another closes (qemu-nbd past its --shared
+                // limit), and then the source reads over the connections it got, after a
+                // short wait, not the whole timeout.
+                let greeting = options.timeout.min(EXTRA_GREETING);
+                let Ok((other, conn)) = open_connection(&address, &options, &[], greeting) else {
+                    break;
+                };
                 if other.size != info.size {
                     return Err(Error::Nbd {
                         export: who,
@@ -317,9 +330,11 @@ impl NbdSource {
                 errno,
                 message,
                 offset,
+                length,
             } => Error::NbdServer {
                 export: self.address.to_string(),
                 offset,
+                length,
                 errno,
                 message,
             },
@@ -378,28 +393,38 @@ impl BlockSource for NbdSource {
     }
 }
 
-/// Connects a socket, runs the handshake asking for `queries` and starts the connection.
+/// Connects a socket, runs the handshake asking for `queries` (within `handshake_timeout`)
+/// and starts the connection (with the options' timeout).
 fn open_connection(
     address: &NbdAddress,
     options: &NbdOptions,
     queries: &[String],
+    handshake_timeout: Duration,
 ) -> Result<(handshake::Negotiated, Connection)> {
     let who = address.to_string();
     let mut stream = address
-        .connect(options.timeout)
+        .connect(handshake_timeout)
         .map_err(|source| Error::NbdConnect {
             export: who.clone(),
             source,
         })?;
-    let negotiated = handshake::negotiate(&mut stream, address.export(), queries, options.timeout)
-        .map_err(|refused| match refused {
-            Refused::NoExport => Error::NbdNoExport {
-                export: who.clone(),
+    let negotiated =
+        handshake::negotiate(&mut stream, address.export(), queries, handshake_timeout).map_err(
+            |refused| match refused {
+                Refused::NoExport => Error::NbdNoExport {
+                    export: who.clone(),
+                },
+                Refused::Other(reason) => Error::Nbd {
+                    export: who.clone(),
+                    reason,
+                },
             },
-            Refused::Other(reason) => Error::Nbd {
-                export: who.clone(),
-                reason,
-            },
+        )?;
+    stream
+        .set_write_timeout(Some(options.timeout))
+        .map_err(|source| Error::NbdConnect {
+            export: who.clone(),
+            source,
         })?;
     let conn = Connection::start(
         stream,

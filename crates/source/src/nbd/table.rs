@@ -17,7 +17,10 @@ pub(crate) enum Failure {
     Server {
         errno: u32,
         message: String,
+        /// Where the failure is: the request's offset, or the byte an error chunk names.
         offset: u64,
+        /// The bytes of the request from `offset` on.
+        length: u64,
     },
     /// The connection is broken, for this reason.
     Broken(Arc<str>),

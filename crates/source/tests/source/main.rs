@@ -10,4 +10,7 @@ mod any_source;
 mod change_hint;
 mod fixtures;
 mod nbd_hostile;
+mod nbd_nbdkit;
+mod nbd_old_servers;
 mod nbd_qemu;
+mod nbd_qemu_edges;

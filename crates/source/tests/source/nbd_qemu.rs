@@ -45,13 +45,13 @@ pub(crate) fn run(cmd: &mut Command) {
 }
 
 /// A `qemu-nbd` serving one image read-only on a unix socket; killed when dropped.
-struct QemuNbd {
+pub(crate) struct QemuNbd {
     child: Child,
     socket: PathBuf,
 }
 
 impl QemuNbd {
-    fn serve(image: &Path, format: &str, extra: &[&str]) -> QemuNbd {
+    pub(crate) fn serve(image: &Path, format: &str, extra: &[&str]) -> QemuNbd {
         require("qemu-nbd");
         let socket = image.with_extension("sock");
         // A server killed before leaves its socket file behind.
@@ -93,7 +93,7 @@ impl QemuNbd {
         NbdAddress::unix(&self.socket, export)
     }
 
-    fn connect(&self, options: NbdOptions) -> NbdSource {
+    pub(crate) fn connect(&self, options: NbdOptions) -> NbdSource {
         NbdSource::connect(self.address(""), options).expect("connect to qemu-nbd")
     }
 }
@@ -121,7 +121,7 @@ fn pattern(len: usize, seed: u64) -> Vec<u8> {
 }
 
 /// A sparse raw image of `size` bytes with `writes` of patterned data, and its content.
-fn raw_image(dir: &Path, size: u64, writes: &[Range<u64>]) -> (PathBuf, Vec<u8>) {
+pub(crate) fn raw_image(dir: &Path, size: u64, writes: &[Range<u64>]) -> (PathBuf, Vec<u8>) {
     let path = dir.join("disk.raw");
     let file = std::fs::File::create(&path).expect("create");
     file.set_len(size).expect("len");
