@@ -100,7 +100,18 @@ fn guest_writes_after_the_transaction(fuse: &Path, byte: u8, offset: u64) -> Hoo
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_running_vm_is_backed_up_at_the_transaction_then_from_its_dirty_bitmap() {
-    let mut qemu = TestVm::start(&[32 * M], GuestNbd::OnWrite);
+    backed_up_at_the_transaction_then_from_its_dirty_bitmap("qcow2").await;
+}
+
+/// A raw disk's bitmap lives in QEMU's memory: the same incremental while QEMU runs, and one
+/// full scan, saying why, after it restarts.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_running_vms_raw_disk_is_backed_up_from_a_bitmap_in_qemus_memory() {
+    backed_up_at_the_transaction_then_from_its_dirty_bitmap("raw").await;
+}
+
+async fn backed_up_at_the_transaction_then_from_its_dirty_bitmap(format: &str) {
+    let mut qemu = TestVm::start_as(format, &[32 * M], GuestNbd::OnWrite);
     let fuse = qemu.fuse_file(0);
     guest_write(&fuse, &["write -P 0x11 0 8M", "write -P 0x22 20M 1M"]);
     let at_first = guest_read(&fuse);
@@ -193,6 +204,36 @@ async fn a_running_vm_is_backed_up_at_the_transaction_then_from_its_dirty_bitmap
         names,
         [bitmap_name(&p2.id)],
         "the parent's bitmap is removed"
+    );
+    assert_eq!(disk.bitmaps[0].persistent, format == "qcow2", "{disk:?}");
+    drop(qmp);
+
+    // QEMU restarts (cleanly): a qcow2 disk keeps its bitmap, a raw one loses it.
+    let now = guest_read(&fuse);
+    assert_eq!(
+        now[(12 * M) as usize],
+        0x66,
+        "the second post-hook's write landed"
+    );
+    qemu.restart(false);
+    spec.hooks = Default::default();
+    let third = engine
+        .backup(Ok(&vault), &spec, Arc::new(NoProgress))
+        .await
+        .expect("backup");
+    let rec = record(&third);
+    if format == "qcow2" {
+        assert_eq!(rec.disks[0].changes, ChangesFrom::DirtyBitmap, "{rec:?}");
+    } else {
+        assert_eq!(rec.disks[0].changes, ChangesFrom::FullScan, "{rec:?}");
+        let why = rec.disks[0].full_scan_reason.as_deref().unwrap_or_default();
+        assert!(why.contains("QEMU's memory"), "{why}");
+    }
+    let p3 = point(&third);
+    let out = root.path().join("restore3");
+    assert!(
+        restored(&engine, &vault, &p3, &out).await == now,
+        "the point after the restart is not the disk"
     );
 }
 

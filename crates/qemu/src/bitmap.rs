@@ -1,14 +1,18 @@
-//! QEMU persistent dirty bitmaps as changed-block tracking: what blockvault names them, and
-//! when one is trusted to say what changed since a point.
+//! QEMU dirty bitmaps as changed-block tracking: what blockvault names them, and when one is
+//! trusted to say what changed since a point.
 //!
 //! Each disk carries one bitmap per snapshot point it follows, named
 //! `blockvault-<point id>` ([`bitmap_name`]): the backup that makes point P adds
 //! `blockvault-P` at P's instant, and the next backup reads only the blocks it marks, then
 //! removes it once the next point is recorded. A bitmap is trusted ([`trust`]) only if it
-//! exists under that name, is persistent (it survives QEMU restarts), is recording, is not
-//! inconsistent (a QEMU killed while it was open leaves it so), and the disk's size and the
-//! bitmap's granularity are what they were. Anything else is a full scan, with the
-//! [`Distrust`] as the reason. Over-reporting is harmless (every dirty block is re-read and
+//! exists under that name, is recording, is not inconsistent (a QEMU killed while it was open
+//! leaves it so), and the disk's size and the bitmap's granularity are what they were.
+//! Anything else is a full scan, with the [`Distrust`] as the reason.
+//!
+//! A qcow2 disk stores its bitmaps (persistent: they survive QEMU restarts and are read with
+//! `qemu-img info` while the VM is stopped). A running VM's disk in another format (raw) can
+//! only hold one in QEMU's memory: it is as true while that QEMU runs, and gone after a
+//! restart, which makes it [`Distrust::Missing`] and the next backup a full scan. Over-reporting is harmless (every dirty block is re-read and
 //! re-hashed); a bitmap that misses a write is not, hence the checks.
 //!
 //! Where the states come from is the caller's: `qemu-img info` for an image no QEMU has
@@ -53,8 +57,6 @@ pub struct BitmapState {
 pub enum Distrust {
     #[error("the disk has no dirty bitmap {name} (removed, renamed, or never added)")]
     Missing { name: String },
-    #[error("dirty bitmap {name} is not persistent (it would not survive a QEMU restart)")]
-    NotPersistent { name: String },
     #[error("dirty bitmap {name} is not recording writes (disabled)")]
     NotRecording { name: String },
     #[error(
@@ -73,7 +75,7 @@ pub enum Distrust {
 }
 
 /// The bitmap of `bitmaps` (a disk's) that says what changed since `parent`, if it is
-/// trusted: named after `parent`, persistent, recording, consistent, at
+/// trusted: named after `parent`, recording, consistent, at
 /// [`BITMAP_GRANULARITY`], on a disk whose size is still `size_then` (the parent point's).
 pub fn trust<'b>(
     bitmaps: &'b [BitmapState],
@@ -88,9 +90,6 @@ pub fn trust<'b>(
         .ok_or_else(|| Distrust::Missing { name: name.clone() })?;
     if bitmap.inconsistent {
         return Err(Distrust::Inconsistent { name });
-    }
-    if !bitmap.persistent {
-        return Err(Distrust::NotPersistent { name });
     }
     if !bitmap.recording {
         return Err(Distrust::NotRecording { name });
@@ -145,6 +144,13 @@ mod tests {
         let name = bitmap_name(&p);
         let ok = [good(&bitmap_name(&other)), good(&name)];
         assert_eq!(trust(&ok, &p, 1 << 30, 1 << 30).map(|b| &b.name), Ok(&name));
+        // Held in a running QEMU's memory only (a raw disk's): as true while it runs.
+        let in_memory = BitmapState {
+            persistent: false,
+            ..good(&name)
+        };
+        let trusted = trust(std::slice::from_ref(&in_memory), &p, 1, 1);
+        assert_eq!(trusted.map(|b| &b.name), Ok(&name));
 
         type Expect = fn(&Distrust) -> bool;
         let cases: Vec<(BitmapState, Expect)> = vec![
@@ -154,13 +160,6 @@ mod tests {
                     ..good(&name)
                 },
                 |d| matches!(d, Distrust::Inconsistent { .. }),
-            ),
-            (
-                BitmapState {
-                    persistent: false,
-                    ..good(&name)
-                },
-                |d| matches!(d, Distrust::NotPersistent { .. }),
             ),
             (
                 BitmapState {

@@ -7,7 +7,8 @@
 //!              of the staging dir -> blockdev-add blockvault-scratch-I (backing: the disk's
 //!              node)
 //! fix          ONE transaction, the only step inside the guest's freeze; per disk:
-//!                block-dirty-bitmap-add blockvault-<point> (persistent, 64 KiB; qcow2 only)
+//!                block-dirty-bitmap-add blockvault-<point> (64 KiB; persistent on qcow2, in
+//!                  QEMU's memory on other formats: lost when QEMU restarts)
 //!                block-dirty-bitmap-disable blockvault-<parent> (when trusted: it then holds
 //!                  exactly parent -> instant)
 //!                blockdev-backup sync=none disk -> scratch (job blockvault-fleece-I),
@@ -130,7 +131,8 @@ impl DiskCheck {
 #[derive(Debug)]
 pub struct FleecedDisk {
     pub check: DiskCheck,
-    /// The bitmap added at the instant (`None` when the format keeps no persistent bitmaps).
+    /// The bitmap added at the instant; stored in the image when the format can
+    /// ([`BlockNode::persistent_bitmaps`]), else in QEMU's memory only.
     pub new_bitmap: Option<String>,
     scratch_node: String,
     scratch_file: PathBuf,
@@ -219,7 +221,7 @@ impl Fleecing {
             .into_iter()
             .enumerate()
             .map(|(i, check)| FleecedDisk {
-                new_bitmap: check.node.persistent_bitmaps().then(|| bitmap_name(point)),
+                new_bitmap: Some(bitmap_name(point)),
                 scratch_node: format!("{SCRATCH_PREFIX}{i}"),
                 scratch_file: dir.path().join(format!("{SCRATCH_PREFIX}{i}.qcow2")),
                 job: format!("blockvault-fleece-{i}"),
@@ -304,9 +306,10 @@ impl Fleecing {
         for disk in &self.disks {
             let node = &disk.check.node.name;
             if let Some(new) = &disk.new_bitmap {
+                let persistent = disk.check.node.persistent_bitmaps();
                 actions.push(Action::new(
                     "block-dirty-bitmap-add",
-                    json!({"node": node, "name": new, "persistent": true,
+                    json!({"node": node, "name": new, "persistent": persistent,
                            "granularity": BITMAP_GRANULARITY}),
                 ));
             }

@@ -5,7 +5,8 @@
 //! bitmaps and fleecing jobs a guest's would.
 //!
 //! Two monitors: `qmp.sock` for the code under test, `qmp2.sock` for another client (a
-//! monitor serves one client at a time). Disk `I` is the image `diskI.qcow2`, nodes `diskI-file` (file) and `diskI` (qcow2).
+//! monitor serves one client at a time). Disk `I` is the image `diskI.qcow2` (or `diskI.raw`,
+//! [`TestVm::start_as`]), nodes `diskI-file` (file) and `diskI` (its format).
 //! [`GuestNbd::Always`]: the daemon runs an NBD server on `guest.sock` for its whole life (a
 //! Fleecing must then be given it: QEMU runs one NBD server at most);
 //! [`GuestNbd::OnWrite`]: each guest write starts it and stops it again, so a Fleecing
@@ -43,15 +44,20 @@ pub struct TestVm {
 impl TestVm {
     /// Makes an empty qcow2 disk per size and starts the daemon on them.
     pub fn start(sizes: &[u64], guest: GuestNbd) -> TestVm {
+        TestVm::start_as("qcow2", sizes, guest)
+    }
+
+    /// The same with disks in `format` (`qcow2`, or `raw`: sparse files `diskI.raw`).
+    pub fn start_as(format: &str, sizes: &[u64], guest: GuestNbd) -> TestVm {
         let dir = tempfile::Builder::new()
             .prefix("blockvault-testvm-")
             .tempdir()
             .expect("temp dir for the test VM");
         let mut disks = Vec::new();
         for (i, size) in sizes.iter().enumerate() {
-            let path = dir.path().join(format!("disk{i}.qcow2"));
+            let path = dir.path().join(format!("disk{i}.{format}"));
             run(Command::new("qemu-img")
-                .args(["create", "-q", "-f", "qcow2"])
+                .args(["create", "-q", "-f", format])
                 .arg(&path)
                 .arg(size.to_string()));
             disks.push(path);
@@ -275,8 +281,10 @@ fn spawn(dir: &Path, disks: &[PathBuf], guest: GuestNbd) -> Child {
             "driver=file,node-name=disk{i}-file,filename={}",
             disk.display()
         ));
-        cmd.arg("--blockdev")
-            .arg(format!("driver=qcow2,node-name=disk{i},file=disk{i}-file"));
+        let format = disk.extension().and_then(|e| e.to_str()).unwrap_or("qcow2");
+        cmd.arg("--blockdev").arg(format!(
+            "driver={format},node-name=disk{i},file=disk{i}-file"
+        ));
     }
     if guest == GuestNbd::Always {
         cmd.arg("--nbd-server").arg(format!(

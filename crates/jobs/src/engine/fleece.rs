@@ -14,15 +14,16 @@
 //! ```
 //!
 //! The parent is the VM's newest snapshot on this host, as for reflink clones: a bitmap is
-//! trusted only when it is named after that point, recording, persistent, consistent, and the
-//! disk kept its size. A qcow2 disk records its format on the point.
+//! trusted only when it is named after that point, recording, consistent, and the disk kept
+//! its size. A qcow2 disk stores its bitmaps; a raw one's live in QEMU's memory, so a QEMU
+//! restart costs that disk one full scan. A qcow2 disk records its format on the point.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
 use blockvault_core::{Capture, DiskFormat, DiskName, PointId, RecoveryPoint};
-use blockvault_qemu::{DiskCheck, FleeceDisk, Fleecing, FleecingOptions, Qmp};
+use blockvault_qemu::{DiskCheck, Distrust, FleeceDisk, Fleecing, FleecingOptions, Qmp};
 use blockvault_repo::disk_name;
 use blockvault_snapshot::Staging;
 use blockvault_source::{ChangeHint, NbdOptions};
@@ -89,18 +90,17 @@ impl Fleeced {
 /// What a disk's check says of the changed-block tracking it gets, for `protect`.
 pub fn describe(check: &DiskCheck) -> String {
     let node = &check.node;
+    let cbt = match &check.changes {
+        None => "changed-block tracking from QEMU dirty bitmaps from the next backup on".to_owned(),
+        Some(Ok(name)) => format!("changed-block tracking from its dirty bitmap {name}"),
+        Some(Err(why)) => format!("a full scan next time ({why}), then dirty bitmaps"),
+    };
     let cbt = if node.persistent_bitmaps() {
-        match &check.changes {
-            None => {
-                "changed-block tracking from QEMU dirty bitmaps from the next backup on".to_owned()
-            }
-            Some(Ok(name)) => format!("changed-block tracking from its dirty bitmap {name}"),
-            Some(Err(why)) => format!("a full scan next time ({why}), then dirty bitmaps"),
-        }
+        cbt
     } else {
         format!(
-            "no changed-block tracking: a {} disk keeps no persistent dirty bitmaps (every \
-             backup reads every allocated block)",
+            "{cbt}, kept in QEMU's memory (a {} disk cannot store them: every QEMU restart \
+             costs one full scan)",
             node.driver
         )
     };
@@ -280,10 +280,11 @@ fn inputs(
                     .map_err(|e| Error::from(blockvault_qemu::Error::from(e)))?;
                 (ChangeHint::Dirty(dirty), None)
             }
-            Some(Err(_)) if !disk.check.node.persistent_bitmaps() => (
+            Some(Err(Distrust::Missing { name })) if !disk.check.node.persistent_bitmaps() => (
                 ChangeHint::Everything,
                 Some(format!(
-                    "a {} disk keeps no persistent dirty bitmaps",
+                    "the disk has no dirty bitmap {name}: a {} disk keeps it in QEMU's memory \
+                     only, so a QEMU restart since the parent point loses it",
                     disk.check.node.driver
                 )),
             ),

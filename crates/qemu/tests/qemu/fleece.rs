@@ -15,7 +15,8 @@ use std::time::{Duration, Instant};
 use blockvault_core::PointId;
 use blockvault_qemu::testing::{GuestNbd, TestVm};
 use blockvault_qemu::{
-    BitmapState, DiskCheck, FleeceDisk, Fleecing, FleecingOptions, Qmp, bitmap_name, block_nodes,
+    BitmapState, DiskCheck, Distrust, FleeceDisk, Fleecing, FleecingOptions, Qmp, bitmap_name,
+    block_nodes,
 };
 use blockvault_source::{BlockSource, NbdOptions, NbdSource};
 
@@ -336,6 +337,52 @@ fn the_dirty_extents_are_the_blocks_written_since_the_parent() {
         "the parent's bitmap is removed"
     );
     assert!(kept[0].recording);
+}
+
+/// A raw disk cannot store a bitmap: QEMU keeps it in memory, as true while it runs; a
+/// restart loses it, and the next check says it is missing.
+#[test]
+fn a_raw_disks_bitmap_lives_in_qemus_memory_until_it_restarts() {
+    let mut vm = TestVm::start_as("raw", &[32 * M], GuestNbd::Always);
+    let staging = tempfile::tempdir().expect("staging");
+    after_first_backup(&vm, staging.path(), SINCE_P1);
+    let kept = bitmaps(&mut vm.qmp(), "disk0");
+    assert_eq!(kept.len(), 1, "{kept:?}");
+    assert_eq!(kept[0].name, bitmap_name(&p1()));
+    assert!(kept[0].recording && !kept[0].persistent, "{kept:?}");
+
+    let mut second = Fleecing::start(
+        vm.qmp(),
+        &disks(&vm, Some(32 * M)),
+        Some(&p1()),
+        &p2(),
+        &options(&vm, staging.path()),
+    )
+    .expect("start");
+    assert_eq!(second.disks()[0].check.node.driver, "raw");
+    assert_eq!(
+        second.disks()[0].check.changes,
+        Some(Ok(bitmap_name(&p1()))),
+        "the in-memory bitmap is trusted while QEMU runs"
+    );
+    second.fix().expect("fix");
+    vm.guest_write(0, &["write -P 0x05 10M 64k"]);
+    let sources = second.export(&NbdOptions::default()).expect("export");
+    assert_eq!(sources[0].dirty_extents().expect("dirty"), since_p1());
+    drop(sources);
+    second.finish(true).expect("finish");
+    let names: Vec<String> = bitmaps(&mut vm.qmp(), "disk0")
+        .into_iter()
+        .map(|b| b.name)
+        .collect();
+    assert_eq!(names, [bitmap_name(&p2())]);
+
+    vm.restart(false);
+    let check = DiskCheck::of(&mut vm.qmp(), &vm.disks()[0], Some((&p2(), 32 * M))).expect("check");
+    assert!(
+        matches!(check.changes, Some(Err(Distrust::Missing { .. }))),
+        "{check:?}"
+    );
 }
 
 #[test]
