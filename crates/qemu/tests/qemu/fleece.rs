@@ -400,7 +400,7 @@ fn a_resized_disk_or_a_missing_bitmap_is_not_trusted() {
     .expect("start");
     let why = resized.disks()[0].check.changes.clone();
     assert!(
-        matches!(why, Some(Err(blockvault_qemu::Distrust::Resized { .. }))),
+        matches!(why, Some(Err(Distrust::Resized { .. }))),
         "{why:?}"
     );
     drop(resized);
@@ -415,7 +415,7 @@ fn a_resized_disk_or_a_missing_bitmap_is_not_trusted() {
     .expect("start");
     let why = missing.disks()[0].check.changes.clone();
     assert!(
-        matches!(why, Some(Err(blockvault_qemu::Distrust::Missing { .. }))),
+        matches!(why, Some(Err(Distrust::Missing { .. }))),
         "{why:?}"
     );
     drop(missing);
@@ -517,10 +517,7 @@ fn after_a_qemu_crash_the_bitmap_is_not_trusted_and_the_next_commit_removes_it()
     vm.restart(true);
     let lost = DiskCheck::of(&mut vm.qmp(), vm.disk(0), Some((&p1(), 32 * M))).expect("check");
     assert!(
-        matches!(
-            lost.changes,
-            Some(Err(blockvault_qemu::Distrust::Missing { .. }))
-        ),
+        matches!(lost.changes, Some(Err(Distrust::Missing { .. }))),
         "{lost:?}"
     );
     // One stored by a clean stop comes back inconsistent after a crash.
@@ -538,10 +535,7 @@ fn after_a_qemu_crash_the_bitmap_is_not_trusted_and_the_next_commit_removes_it()
     .expect("start");
     let why = next.disks()[0].check.changes.clone();
     assert!(
-        matches!(
-            why,
-            Some(Err(blockvault_qemu::Distrust::Inconsistent { .. }))
-        ),
+        matches!(why, Some(Err(Distrust::Inconsistent { .. }))),
         "{why:?}"
     );
     next.fix().expect("fix");
