@@ -37,6 +37,10 @@ pub struct ImageInfo {
     pub cluster_size: Option<u64>,
     /// The persistent dirty bitmaps stored in the image (qcow2 only; empty for others).
     pub bitmaps: Vec<BitmapState>,
+    /// The backing file the image names, as written in it (relative names are relative to
+    /// the image's directory), and its format when the image records it.
+    pub backing_file: Option<String>,
+    pub backing_format: Option<String>,
 }
 
 /// `qemu-img info --output=json`, the fields read here.
@@ -49,6 +53,10 @@ struct InfoJson {
     cluster_size: Option<u64>,
     #[serde(default)]
     format_specific: Option<FormatSpecific>,
+    #[serde(default)]
+    backing_filename: Option<String>,
+    #[serde(default)]
+    backing_filename_format: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -121,6 +129,8 @@ impl ImageInfo {
             virtual_size: info.virtual_size,
             cluster_size: info.cluster_size,
             bitmaps,
+            backing_file: info.backing_filename,
+            backing_format: info.backing_filename_format,
         })
     }
 

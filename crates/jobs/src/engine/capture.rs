@@ -386,8 +386,8 @@ impl Engine {
                                 return Err(e);
                             }
                         };
-                        if format.is_some() {
-                            match bitmaps.add(disk).await {
+                        if let Some(format) = format {
+                            match bitmaps.add(disk, format).await {
                                 Ok((notes, _)) => warnings.extend(notes),
                                 Err(e) => warnings.push(bitmaps.not_added(disk, &e)),
                             }
@@ -415,7 +415,8 @@ impl Engine {
                     for (i, (disk, clone)) in spec.disks.iter().zip(&clones).enumerate() {
                         if let Some(format) = formats[i] {
                             let name = &captured.names[i];
-                            let served = bitmaps::serve(clone, format, name, parent, None).await?;
+                            let served =
+                                bitmaps::serve(clone, disk, format, name, parent, None).await?;
                             captured.reasons[i] = served.reason;
                             captured.hint_from[i] = ChangesFrom::DirtyBitmap;
                             captured.servers.push(Arc::clone(&served.server));
@@ -470,7 +471,7 @@ impl Engine {
                     continue;
                 };
                 // Before qemu-nbd opens it (and holds its lock), inside the freeze.
-                let info = match bitmaps.add(disk).await {
+                let info = match bitmaps.add(disk, format).await {
                     Ok((notes, info)) => {
                         warnings.extend(notes);
                         info
@@ -485,7 +486,7 @@ impl Engine {
                     }
                 };
                 let name = &captured.names[i];
-                let served = match bitmaps::serve(disk, format, name, parent, info).await {
+                let served = match bitmaps::serve(disk, disk, format, name, parent, info).await {
                     Ok(served) => served,
                     Err(e) => {
                         freeze.end(warnings).await;

@@ -43,9 +43,6 @@ pub(super) fn describe(
                 Err(why) => format!("read in place, not cloned ({why})"),
             };
             let changes = match (format, &clones) {
-                (DiskFormat::Qcow2, _) => "changes from QEMU dirty bitmaps (blockvault-<point>; \
-                                           the first backup reads every allocated block)"
-                    .to_owned(),
                 (DiskFormat::Raw, Ok(_)) => "changes from the file system (the clones' \
                                              extents; the first backup reads every allocated \
                                              block)"
@@ -55,6 +52,12 @@ pub(super) fn describe(
                                               snapshot tier on one XFS or btrfs, or use \
                                               qcow2)"
                     .to_owned(),
+                (format, _) => match blockvault_qemu::no_bitmaps(disk, format) {
+                    None => "changes from QEMU dirty bitmaps (blockvault-<point>; the first \
+                             backup reads every allocated block)"
+                        .to_owned(),
+                    Some(why) => format!("no changed-block tracking: {why}"),
+                },
             };
             format!("{}: {format}, {capture}; {changes}", disk.display())
         })
