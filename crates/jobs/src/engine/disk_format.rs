@@ -80,6 +80,21 @@ impl FormatCheck {
     }
 }
 
+/// Why a reflink clone of `disk`'s file would not fix the instant of the guest's disk: a qcow2
+/// whose data lives in an external data file (`data_file=`) is only its metadata, the data
+/// would be read live. `None` otherwise (a base image under an overlay is not cloned either,
+/// but bases are never written while overlays use them). Blocking (reads the header).
+pub(super) fn clone_obstacle(disk: &Path) -> Option<String> {
+    match blockvault_qemu::Qcow2Header::read(disk) {
+        Ok(Some(header)) if header.external_data => Some(format!(
+            "disk {} keeps its data in an external data file, which a clone of the image \
+             would not fix",
+            disk.display()
+        )),
+        _ => None,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
