@@ -19,6 +19,8 @@
 
 use std::path::{Path, PathBuf};
 
+use blockvault_core::DiskFormat;
+
 use crate::img::ImageInfo;
 use crate::{Error, Result};
 
@@ -46,18 +48,33 @@ pub struct Backing {
 /// Errors: [`Error::NotFound`] for a missing `image`, [`Error::QemuImg`] when qemu-img cannot
 /// read it. A missing base is not an error here (see [`missing_backing`]).
 pub fn backing_of(image: &Path, home: &Path) -> Result<Option<Backing>> {
-    let info = ImageInfo::read(image)?;
+    backing_as(image, home, None)
+}
+
+/// [`backing_of`] `image` read as `format` (probed when `None`, as below the top of a chain).
+pub(crate) fn backing_as(
+    image: &Path,
+    home: &Path,
+    format: Option<DiskFormat>,
+) -> Result<Option<Backing>> {
+    let info = ImageInfo::read_as(image, format)?;
     Ok(info
         .backing_file
         .map(|name| resolve(name, info.backing_format, home)))
 }
 
-/// The first link of `image`'s chain (resolved from `home`, see [`backing_of`]) whose file does
-/// not exist: the image naming it and the missing file. `None` when every file is there.
-pub fn missing_backing(image: &Path, home: &Path) -> Result<Option<(PathBuf, PathBuf)>> {
+/// The first link of `image`'s chain (`image` read as `format`, resolved from `home`, see
+/// [`backing_of`]) whose file does not exist: the image naming it and the missing file.
+/// `None` when every file is there.
+pub fn missing_backing(
+    image: &Path,
+    home: &Path,
+    format: DiskFormat,
+) -> Result<Option<(PathBuf, PathBuf)>> {
     let (mut image, mut home) = (image.to_owned(), home.to_owned());
+    let mut format = Some(format);
     for _ in 0..MAX_DEPTH {
-        let Some(backing) = backing_of(&image, &home)? else {
+        let Some(backing) = backing_as(&image, &home, format.take())? else {
             return Ok(None);
         };
         let Some(path) = backing.path else {

@@ -88,14 +88,20 @@ impl ImageInfo {
     /// not installed, [`Error::QemuImg`] with qemu-img's words when it cannot read the image,
     /// or says what this build cannot parse.
     pub fn read(image: &Path) -> Result<ImageInfo> {
+        ImageInfo::read_as(image, None)
+    }
+
+    /// [`ImageInfo::read`] with the format said (`-f FORMAT`) rather than probed: a format
+    /// whose header is not at its start (a fixed VHD) probes as raw.
+    pub fn read_as(image: &Path, format: Option<DiskFormat>) -> Result<ImageInfo> {
         exists(image)?;
         let what = || format!("read the info of {}", image.display());
-        let out = qemu_img(
-            what(),
-            Command::new("qemu-img")
-                .args(["info", "--output=json", "--force-share"])
-                .arg(image),
-        )?;
+        let mut command = Command::new("qemu-img");
+        command.args(["info", "--output=json", "--force-share"]);
+        if let Some(format) = format {
+            command.args(["-f", format.key()]);
+        }
+        let out = qemu_img(what(), command.arg(image))?;
         let failed = |reason: String| Error::QemuImg {
             what: what(),
             reason,

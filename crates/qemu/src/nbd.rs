@@ -30,7 +30,7 @@ use std::time::{Duration, Instant};
 use blockvault_core::DiskFormat;
 use blockvault_source::{BlockSource, NbdAddress, NbdOptions, NbdSource};
 
-use crate::chain::{backing_of, missing_backing};
+use crate::chain::{backing_as, missing_backing};
 use crate::support::check_readable;
 use crate::{Error, Result};
 
@@ -129,7 +129,7 @@ impl QemuNbd {
             image_opts(image, home, format)?
         };
         match QemuNbd::spawn(image, format, bitmap, target) {
-            Err(e @ Error::QemuNbd { .. }) => match missing_backing(image, home) {
+            Err(e @ Error::QemuNbd { .. }) => match missing_backing(image, home, format) {
                 // The chain QEMU could not open: which file, in words a user can act on.
                 Ok(Some((of, missing))) => Err(Error::BackingMissing {
                     image: of,
@@ -273,7 +273,7 @@ impl QemuNbd {
 /// `--image-opts` with the backing file given explicitly when it has one.
 fn image_opts(image: &Path, home: &Path, format: DiskFormat) -> Result<Vec<OsString>> {
     let plain = || vec![format!("--format={}", format.key()).into(), image.into()];
-    let Some(backing) = backing_of(image, home)? else {
+    let Some(backing) = backing_as(image, home, Some(format))? else {
         return Ok(plain());
     };
     // A name that is not a file (json:, nbd://) is the same from anywhere.

@@ -58,10 +58,19 @@ pub(super) fn restore_formats(
     }
     for disk in &point.disks {
         let path = request.target.join(disk.name.as_str());
-        if let Ok(format) = detect_format(&path) {
-            if format.is_raw() {
-                continue;
-            }
+        // Not only the header: a disk read in another format may be a file whose header is
+        // not at its start (a fixed VHD's footer is at its end). Such a target is written only
+        // when it is a raw image of the guest's size by now (the VM was converted to raw).
+        let header = detect_format(&path).unwrap_or_default();
+        let len = std::fs::metadata(&path).ok().map(|m| m.len());
+        let not_raw = if !header.is_raw() {
+            Some(header)
+        } else if !disk.format.is_raw() && len.is_some_and(|len| len != disk.size) {
+            Some(disk.format)
+        } else {
+            None
+        };
+        if let Some(format) = not_raw {
             return Err(Error::InvalidValue {
                 what: "in-place restore target",
                 value: path.display().to_string(),

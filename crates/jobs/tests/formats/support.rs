@@ -50,18 +50,12 @@ pub fn guest(image: &Path, format: &str, out: &Path) -> Vec<u8> {
 
 /// Whether `qemu-img compare` finds the guest's disks identical, of the same size.
 pub fn same_disk(a: &Path, a_format: &str, b: &Path, b_format: &str) -> bool {
-    let size = |p: &Path| {
-        blockvault_qemu::ImageInfo::read(p)
-            .expect("info")
-            .virtual_size
-    };
-    if size(a) != size(b) {
+    let (a_size, b_size) = (size(a, a_format), size(b, b_format));
+    if a_size != b_size {
         eprintln!(
-            "{} is {} bytes, {} {}",
+            "{} is {a_size} bytes, {} {b_size}",
             a.display(),
-            size(a),
-            b.display(),
-            size(b)
+            b.display()
         );
         return false;
     }
@@ -80,6 +74,14 @@ pub fn same_disk(a: &Path, a_format: &str, b: &Path, b_format: &str) -> bool {
         );
     }
     out.status.success()
+}
+
+/// The guest's size of `image` read as `format`, as qemu-img says.
+pub fn size(image: &Path, format: &str) -> u64 {
+    let format: DiskFormat = format.parse().expect("format");
+    blockvault_qemu::ImageInfo::read_as(image, Some(format))
+        .expect("qemu-img info")
+        .virtual_size
 }
 
 /// The qemu-nbd processes with `root` anywhere in their arguments (a path, or in
