@@ -1,14 +1,16 @@
 //! [`detect_format`]: what a disk image's header says it is.
 //!
 //! ```text
-//! qcow2   "QFI\xfb" at 0          vmdk   "KDMV" at 0 (a sparse extent)
+//! qcow2   "QFI\xfb" at 0          vmdk   "KDMV" at 0 (a sparse extent), "COWD" at 0 (an
+//!                                        ESX sparse extent), "# Disk DescriptorFile" at 0 (a
+//!                                        descriptor naming its extent files)
 //! vhdx    "vhdxfile" at 0         vpc    "conectix" at 0 (a dynamic VHD's footer copy)
 //! qed     "QED\0" at 0            vdi    0xbeda107f (little-endian) at 64
 //! ```
 //!
 //! Only magics that cannot be mistaken are read: a fixed VHD keeps its footer at the end of
-//! the file, after what is indistinguishable from a raw disk, and a vmdk descriptor is text;
-//! both are read as raw unless `--disk-format` says otherwise. Anything else is raw.
+//! the file, after what is indistinguishable from a raw disk: it reads as raw unless
+//! `--disk-format vpc` says otherwise. Anything else is raw.
 
 use std::fs::File;
 use std::io::Read;
@@ -23,6 +25,9 @@ pub const QCOW2_MAGIC: [u8; 4] = *b"QFI\xfb";
 
 /// The VDI signature, at byte 64 of the header.
 const VDI_SIGNATURE: [u8; 4] = 0xbeda_107f_u32.to_le_bytes();
+
+/// The first line of a vmdk descriptor file (its data is in the extent files it names).
+pub const VMDK_DESCRIPTOR: &[u8] = b"# Disk DescriptorFile";
 
 /// The bytes read to tell the formats apart (the VDI signature ends at 68).
 const HEAD: usize = 72;
@@ -54,7 +59,7 @@ fn format_of(head: &[u8]) -> DiskFormat {
     let at = |offset: usize, magic: &[u8]| head.get(offset..offset + magic.len()) == Some(magic);
     if at(0, &QCOW2_MAGIC) {
         DiskFormat::Qcow2
-    } else if at(0, b"KDMV") {
+    } else if at(0, b"KDMV") || at(0, b"COWD") || at(0, VMDK_DESCRIPTOR) {
         DiskFormat::Vmdk
     } else if at(0, b"vhdxfile") {
         DiskFormat::Vhdx
@@ -81,9 +86,14 @@ mod tests {
 
     #[test]
     fn each_magic_names_its_format_and_anything_else_is_raw() {
-        let cases: [(Vec<u8>, DiskFormat); 9] = [
+        let cases: [(Vec<u8>, DiskFormat); 11] = [
             (with(0, b"QFI\xfb"), DiskFormat::Qcow2),
             (with(0, b"KDMV"), DiskFormat::Vmdk),
+            (with(0, b"COWD"), DiskFormat::Vmdk),
+            (
+                with(0, b"# Disk DescriptorFile\nversion=1\n"),
+                DiskFormat::Vmdk,
+            ),
             (with(0, b"vhdxfile"), DiskFormat::Vhdx),
             (with(0, b"conectix"), DiskFormat::Vpc),
             (with(0, b"QED\0"), DiskFormat::Qed),

@@ -80,19 +80,32 @@ impl FormatCheck {
     }
 }
 
-/// Why a reflink clone of `disk`'s file would not fix the instant of the guest's disk: a qcow2
-/// whose data lives in an external data file (`data_file=`) is only its metadata, the data
-/// would be read live. `None` otherwise (a base image under an overlay is not cloned either,
-/// but bases are never written while overlays use them). Blocking (reads the header).
+/// Why a reflink clone of `disk`'s file would not fix the instant of the guest's disk: its
+/// data lives in other files, which the clone would not copy (they would be read live): a
+/// qcow2 with an external data file (`data_file=`), a vmdk descriptor naming its extents.
+/// `None` otherwise (a base image under an overlay is not cloned either, but bases are never
+/// written while overlays use them). Blocking (reads the header).
 pub(super) fn clone_obstacle(disk: &Path) -> Option<String> {
-    match blockvault_qemu::Qcow2Header::read(disk) {
-        Ok(Some(header)) if header.external_data => Some(format!(
-            "disk {} keeps its data in an external data file, which a clone of the image \
-             would not fix",
+    let elsewhere = match blockvault_qemu::Qcow2Header::read(disk) {
+        Ok(Some(header)) => header.external_data,
+        _ => starts_with(disk, blockvault_source::VMDK_DESCRIPTOR),
+    };
+    elsewhere.then(|| {
+        format!(
+            "disk {} keeps its data in other files (an external data file, or a vmdk \
+             descriptor's extents), which a clone of it would not fix",
             disk.display()
-        )),
-        _ => None,
-    }
+        )
+    })
+}
+
+/// Whether the file at `path` starts with `magic` (unreadable: no).
+fn starts_with(path: &Path, magic: &[u8]) -> bool {
+    use std::io::Read;
+    let mut head = vec![0u8; magic.len()];
+    std::fs::File::open(path)
+        .and_then(|mut f| f.read_exact(&mut head))
+        .is_ok_and(|()| head == magic)
 }
 
 #[cfg(test)]

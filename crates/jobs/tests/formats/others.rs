@@ -159,3 +159,53 @@ async fn a_fixed_vpc_disk_said_with_disk_format_round_trips() {
     let image = make_image(&w.root, DiskFormat::Vpc, &["subformat=fixed,force_size=on"]);
     round_trip(w, image, DiskFormat::Vpc, true).await;
 }
+
+#[tokio::test]
+async fn a_vmdk_descriptor_with_a_flat_extent_round_trips() {
+    let w = World::temp().await;
+    let image = make_image(&w.root, DiskFormat::Vmdk, &["subformat=monolithicFlat"]);
+    assert!(w.root.join("vms/disk-flat.vmdk").exists(), "no flat extent");
+    round_trip(w, image, DiskFormat::Vmdk, false).await;
+}
+
+#[tokio::test]
+async fn a_vmdk_split_into_sparse_extents_round_trips() {
+    let w = World::temp().await;
+    let image = make_image(
+        &w.root,
+        DiskFormat::Vmdk,
+        &["subformat=twoGbMaxExtentSparse"],
+    );
+    assert!(
+        w.root.join("vms/disk-s001.vmdk").exists(),
+        "no sparse extent"
+    );
+    round_trip(w, image, DiskFormat::Vmdk, false).await;
+}
+
+#[tokio::test]
+#[ignore = "needs root, loop devices and mkfs.xfs: scripts/test.sh runs it"]
+async fn a_vmdk_descriptor_is_read_not_cloned_and_a_sparse_vmdk_is_cloned() {
+    use blockvault_capture::testing::{LoopFs, LoopKind};
+    use blockvault_core::Capture;
+    use blockvault_jobs::CaptureMode;
+    for (subformat, expect) in [
+        ("monolithicFlat", Capture::ReadLive),
+        ("monolithicSparse", Capture::Reflink),
+    ] {
+        let fs = LoopFs::new(LoopKind::Xfs, 512 << 20);
+        let root = fs.path().to_owned();
+        let mut w = World::in_root(Box::new(fs), root, CaptureMode::Auto).await;
+        let image = make_image(
+            &w.root,
+            DiskFormat::Vmdk,
+            &[&format!("subformat={subformat}")],
+        );
+        w.spec.disks = vec![image.clone()];
+        let (point, rec, _) = w.point().await;
+        assert_eq!(rec.capture, expect, "{subformat}: {rec:?}");
+        let expected = guest(&image, "vmdk", &w.root.join("p.raw"));
+        assert!(w.restored_raw(&point, "r").await == expected, "{subformat}");
+        assert_eq!(servers_under(&w.root), 0, "qemu-nbd left running");
+    }
+}
