@@ -149,6 +149,31 @@ async fn a_compressed_qcow2_round_trips() {
 }
 
 #[tokio::test]
+async fn a_zstd_compressed_qcow2_round_trips() {
+    let w = World::temp().await;
+    let seed = w.root.join("seed.raw");
+    let s = |p: &Path| p.to_str().expect("utf-8").to_owned();
+    qemu_img(&["create", "-q", "-f", "raw", &s(&seed), "24M"]);
+    write(&seed, "raw", &["write -P 0x61 0 1M", "write -P 0x62 7M 2M"]);
+    std::fs::create_dir_all(w.root.join("vms")).expect("vms");
+    let image = w.root.join("vms/disk.qcow2");
+    qemu_img(&[
+        "convert",
+        "-q",
+        "-c",
+        "-f",
+        "raw",
+        "-O",
+        "qcow2",
+        "-o",
+        "compression_type=zstd",
+        &s(&seed),
+        &s(&image),
+    ]);
+    round_trip(w, image, "zstd", None).await;
+}
+
+#[tokio::test]
 async fn a_qcow2_with_4k_clusters_round_trips() {
     let w = World::temp().await;
     let image = created(&w.root, "cluster_size=4k");

@@ -207,3 +207,26 @@ fn each_format_converts_at_the_exact_size_is_detected_and_reads_back() {
         assert!(read_all(&served) == disk, "{format}: differs");
     }
 }
+
+/// An overlay made before QEMU recorded backing formats: its base's format is probed (as QEMU
+/// does) for a copy too.
+#[test]
+fn a_copy_of_an_overlay_without_a_recorded_backing_format_probes_its_base() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let disk = chain(dir.path());
+    // The backing format header extension renamed to an unknown one, which QEMU ignores.
+    let mut head = std::fs::read(&disk).expect("overlay");
+    let at = head
+        .windows(4)
+        .position(|w| w == [0xe2, 0x79, 0x2a, 0xca])
+        .expect("a backing format extension");
+    head[at..at + 4].copy_from_slice(&[0x12, 0x34, 0x56, 0x78]);
+    std::fs::write(&disk, &head).expect("write");
+    assert_eq!(ImageInfo::read(&disk).expect("info").backing_format, None);
+    let copy = dir.path().join("disk-copy.qcow2");
+    std::fs::copy(&disk, &copy).expect("copy");
+    let backing = backing_of(&copy, &disk).expect("backing").expect("has one");
+    assert_eq!(backing.format.as_deref(), Some("qcow2"), "probed");
+    let served = QemuNbd::start_from(&copy, &disk, DiskFormat::Qcow2, None).expect("serve");
+    assert!(read_all(&served) == expected());
+}
