@@ -14,8 +14,9 @@
 //! refuses to run without clones; `--capture read` never clones. The freeze window is the time
 //! from the end of the pre-hook to the start of the post-hook.
 //!
-//! A disk whose header says qcow2 (the disk read, or its clone) is read through a `qemu-nbd`
-//! started for it ([`QemuNbd`]): the guest's view, not the file's bytes. The servers are kept
+//! A disk in a QEMU format (the disk read, or its clone: read with the disk's own backing
+//! chain) is read through a `qemu-nbd` started for it ([`QemuNbd`]): the guest's view, not
+//! the file's bytes. The servers are kept
 //! in [`Captured`] until the write session is over, then stopped. A qcow2 clone's changed file
 //! extents are not the guest's: a qcow2 disk's changes come from QEMU dirty bitmaps instead
 //! (see `bitmaps`): the new point's bitmap is added inside the freeze (right after the clones,

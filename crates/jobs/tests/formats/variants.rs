@@ -14,6 +14,11 @@ use super::support::{World, bitmaps, guest, qemu_img, same_disk, servers_under, 
 
 /// `vms/disk.qcow2` of 24 MiB made with qemu-img `create -o OPTIONS`, with some data.
 fn created(root: &Path, options: &str) -> PathBuf {
+    created_sized(root, options, "24M")
+}
+
+/// [`created`] of `size` (in qemu-img's words).
+fn created_sized(root: &Path, options: &str, size: &str) -> PathBuf {
     let dir = root.join("vms");
     std::fs::create_dir_all(&dir).expect("vms");
     blockvault_qemu::testing::run(Command::new("qemu-img").current_dir(&dir).args([
@@ -24,7 +29,7 @@ fn created(root: &Path, options: &str) -> PathBuf {
         "-o",
         options,
         "disk.qcow2",
-        "24M",
+        size,
     ]));
     let image = dir.join("disk.qcow2");
     write(
@@ -171,6 +176,24 @@ async fn a_zstd_compressed_qcow2_round_trips() {
         &s(&image),
     ]);
     round_trip(w, image, "zstd", None).await;
+}
+
+#[tokio::test]
+async fn a_qcow2_whose_size_is_not_a_whole_number_of_blocks_round_trips() {
+    let w = World::temp().await;
+    // 24 MiB and three sectors: the last block is short.
+    let image = created_sized(&w.root, "cluster_size=64k", "25167360");
+    write(&image, "qcow2", &["write -P 0x67 25166336 1024"]);
+    let size = ImageInfo::read(&image).expect("info").virtual_size;
+    assert_eq!(size, 25167360);
+    round_trip(w, image, "odd size", None).await;
+}
+
+#[tokio::test]
+async fn a_fully_preallocated_qcow2_round_trips() {
+    let w = World::temp().await;
+    let image = created(&w.root, "preallocation=full");
+    round_trip(w, image, "preallocation=full", None).await;
 }
 
 #[tokio::test]
