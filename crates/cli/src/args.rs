@@ -506,12 +506,17 @@ pub struct HookArgs {
     #[arg(long, value_name = "HOW", value_parser = ["auto", "reflink", "read"])]
     pub capture: Option<String>,
 
-    /// The format of the VM's disks. `auto` (the default for a backup; a protected VM keeps
-    /// what it has): by each disk's header (a qcow2 image is read through qemu-nbd), which may
-    /// not change from the previous point's: a raw disk whose header says qcow2 now (a guest
-    /// can write one into its own disk) is refused until the format is said. `raw`: the
-    /// files' bytes, whatever their headers say. `qcow2`: every disk read through qemu-nbd.
-    #[arg(long, value_name = "FORMAT", value_parser = ["auto", "raw", "qcow2"])]
+    /// The format of the VM's disks: auto, raw, qcow2, vmdk, vdi, vhdx, vpc or qed (QEMU's
+    /// names). `auto` (the default for a backup; a protected VM keeps what it has): by each
+    /// disk's header (qcow2, sparse vmdk, vdi, vhdx, dynamic vpc and qed are read through
+    /// qemu-nbd, as the guest sees them, backing files included), which may not change from
+    /// the previous point's: a raw disk whose header says qcow2 now (a guest can write one into
+    /// its own disk) is refused until the format is said. `raw`: the files' bytes, whatever
+    /// their headers say. Any other: every disk read through qemu-nbd in that format (say
+    /// `vpc` for a fixed VHD, whose header is at its end). Only qcow2 (compat 1.1) holds dirty
+    /// bitmaps: disks in the other formats are read in full at every backup.
+    #[arg(long, value_name = "FORMAT",
+          value_parser = ["auto", "raw", "qcow2", "vmdk", "vdi", "vhdx", "vpc", "qed"])]
     pub disk_format: Option<String>,
     /// The QEMU monitor (QMP) unix socket of the running VM whose disks these are, for
     /// example one added with `-qmp unix:/run/web01.qmp,server=on,wait=off` (libvirt keeps its

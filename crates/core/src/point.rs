@@ -59,29 +59,63 @@ impl std::fmt::Display for Capture {
     }
 }
 
-/// The format of a disk image: how its bytes hold the guest's disk.
+/// The format of a disk image: how its bytes hold the guest's disk. Every format but raw is
+/// read (and written) through QEMU's tools; the serde keys are QEMU's format names, so points
+/// written before a format was added read as before.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum DiskFormat {
     /// The bytes are the disk.
     #[default]
     Raw,
-    /// QEMU's copy-on-write format: read (and written) through QEMU's tools.
+    /// QEMU's copy-on-write format, the only one that holds persistent dirty bitmaps.
     Qcow2,
+    /// VMware's (sparse, or a descriptor naming its extents).
+    Vmdk,
+    /// VirtualBox's.
+    Vdi,
+    /// Hyper-V's current format.
+    Vhdx,
+    /// Virtual PC / Hyper-V's older VHD (QEMU calls it `vpc`).
+    Vpc,
+    /// QEMU's enhanced disk format, qcow2's abandoned sibling.
+    Qed,
 }
 
 impl DiskFormat {
-    /// The stable key, as QEMU's tools name the format too (`raw`, `qcow2`).
+    /// Every format, in the order the help texts list them.
+    pub const ALL: [DiskFormat; 7] = [
+        DiskFormat::Raw,
+        DiskFormat::Qcow2,
+        DiskFormat::Vmdk,
+        DiskFormat::Vdi,
+        DiskFormat::Vhdx,
+        DiskFormat::Vpc,
+        DiskFormat::Qed,
+    ];
+
+    /// The stable key, as QEMU's tools name the format too (`raw`, `qcow2`, `vmdk`, ...).
     pub fn key(self) -> &'static str {
         match self {
             DiskFormat::Raw => "raw",
             DiskFormat::Qcow2 => "qcow2",
+            DiskFormat::Vmdk => "vmdk",
+            DiskFormat::Vdi => "vdi",
+            DiskFormat::Vhdx => "vhdx",
+            DiskFormat::Vpc => "vpc",
+            DiskFormat::Qed => "qed",
         }
     }
 
     /// Whether this format must be read through QEMU rather than as the file's bytes.
     pub fn needs_qemu(self) -> bool {
         self != DiskFormat::Raw
+    }
+
+    /// Whether an image of this format can keep QEMU's persistent dirty bitmaps (qcow2 only,
+    /// and not every qcow2: a compat 0.10 image cannot either).
+    pub fn holds_bitmaps(self) -> bool {
+        self == DiskFormat::Qcow2
     }
 
     pub fn is_raw(&self) -> bool {
@@ -99,11 +133,16 @@ impl std::str::FromStr for DiskFormat {
     type Err = String;
 
     fn from_str(s: &str) -> Result<DiskFormat, String> {
-        match s {
-            "raw" => Ok(DiskFormat::Raw),
-            "qcow2" => Ok(DiskFormat::Qcow2),
-            _ => Err(format!("unknown disk format {s:?} (expected raw or qcow2)")),
-        }
+        DiskFormat::ALL
+            .into_iter()
+            .find(|f| f.key() == s)
+            .ok_or_else(|| {
+                let keys: Vec<&str> = DiskFormat::ALL.iter().map(|f| f.key()).collect();
+                format!(
+                    "unknown disk format {s:?} (expected one of {})",
+                    keys.join(", ")
+                )
+            })
     }
 }
 
@@ -323,6 +362,19 @@ impl VaultConfig {
 mod tests {
     use super::*;
     use crate::Error;
+
+    #[test]
+    fn disk_formats_are_keyed_by_qemus_names_and_old_records_read() {
+        for format in DiskFormat::ALL {
+            let json = serde_json::to_string(&format).expect("json");
+            assert_eq!(json, format!("\"{}\"", format.key()));
+            assert_eq!(serde_json::from_str::<DiskFormat>(&json).ok(), Some(format));
+            assert_eq!(format.key().parse::<DiskFormat>().ok(), Some(format));
+            assert_eq!(format.holds_bitmaps(), format == DiskFormat::Qcow2);
+        }
+        let e = "vhd".parse::<DiskFormat>().expect_err("vpc is QEMU's name");
+        assert!(e.contains("vmdk") && e.contains("qed"), "{e}");
+    }
 
     fn sample() -> RecoveryPoint {
         let time: Timestamp = "2026-11-23T10:15:03.250Z".parse().expect("ts");

@@ -53,9 +53,12 @@
 //!
 //! [`Engine`] runs jobs on this host. [`Engine::backup`] runs the Snapshot subtask (pre-snapshot
 //! hook, every disk read once into the VM's directory of the snapshot tier, post-snapshot hook;
-//! see `blockvault-snapshot`; a qcow2 disk is read through a `qemu-nbd` the Snapshot starts and
-//! stops, see `engine/capture.rs`, and its changes since the parent point come from the QEMU
-//! dirty bitmap the parent's Snapshot added to it, see `engine/bitmaps.rs`; a running VM's disks
+//! see `blockvault-snapshot`; a disk in a QEMU format (qcow2, vmdk, vdi, vhdx, vpc, qed; an
+//! overlay with its backing chain, its reflink clone with the disk's own chain) is read through
+//! a `qemu-nbd` the Snapshot starts and stops, see `engine/capture.rs`, and a qcow2 disk's
+//! changes since the parent point come from the QEMU dirty bitmap the parent's Snapshot added
+//! to it, see `engine/bitmaps.rs` (the other formats cannot hold one: a full scan, the reason
+//! on the job); a running VM's disks
 //! are fixed by one QMP transaction and read from QEMU's fleecing exports, see
 //! `engine/fleece.rs`) and then the Transfer subtask ([`blockvault_vault::Vault::transfer`]
 //! from that snapshot, never from the live disks). The Snapshot never waits for the vault: a
@@ -73,8 +76,8 @@
 //! reflink clone of a disk, by cloning it back (into a new file, or in place only the extents
 //! that differ; milliseconds whatever the size), else from its chunks; the outcome says which
 //! ([`RestoreOutcome::restored_by`]), and each disk's format: the point's, or the one
-//! [`Engine::restore_as`] asks for (a qcow2 disk is staged raw and converted by `qemu-img`, see
-//! `engine/restore_format.rs`). A Snapshot decides each disk's format in
+//! [`Engine::restore_as`] asks for (a disk in a QEMU format is staged raw and converted by
+//! `qemu-img` into a standalone image, see `engine/restore_format.rs`). A Snapshot decides each disk's format in
 //! `engine/disk_format.rs`: as said, or by the header when it did not change since the
 //! previous point. [`Engine::protect`] says, per disk, how its backups will read it and where
 //! their changes will come from (`engine/tracking.rs`; through QEMU's monitor with `--qmp`).

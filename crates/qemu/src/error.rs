@@ -14,13 +14,28 @@ pub enum Error {
 
     /// A QEMU tool is not installed.
     #[error(
-        "{tool} is not installed: qcow2 disks need it (Debian/Ubuntu: apt-get install qemu-utils)"
+        "{tool} is not installed: disks in QEMU formats (qcow2, vmdk, ...) need it (Debian/Ubuntu: apt-get install qemu-utils)"
     )]
     Missing { tool: &'static str },
 
     /// `qemu-nbd` refused the image (a corrupt or truncated qcow2), exited or did not listen.
     #[error("qemu-nbd could not serve disk image {path}: {reason}", path = image.display())]
     QemuNbd { image: PathBuf, reason: String },
+
+    /// A file of the image's backing chain is missing: the guest's disk cannot be read
+    /// whole. `image` names it (relative names are resolved against the image's directory).
+    #[error(
+        "disk image {image} has backing file {backing}, which does not exist: the disk \
+         cannot be read without it",
+        image = image.display(),
+        backing = backing.display()
+    )]
+    BackingMissing { image: PathBuf, backing: PathBuf },
+
+    /// The image is of a kind blockvault does not read (an encrypted qcow2, whose key it does
+    /// not have): refused before anything is read or written.
+    #[error("disk image {image} is not supported: {reason}", image = image.display())]
+    Unsupported { image: PathBuf, reason: String },
 
     /// `qemu-img` failed (its own words in `reason`).
     #[error("qemu-img could not {what}: {reason}")]
@@ -74,7 +89,8 @@ impl Error {
     pub fn kind(&self) -> blockvault_core::ErrorKind {
         use blockvault_core::ErrorKind;
         match self {
-            Error::NotFound { .. } => ErrorKind::NotFound,
+            Error::NotFound { .. } | Error::BackingMissing { .. } => ErrorKind::NotFound,
+            Error::Unsupported { .. } => ErrorKind::Refused,
             Error::Source(blockvault_source::Error::NotFound { .. }) => ErrorKind::NotFound,
             _ => ErrorKind::Failure,
         }

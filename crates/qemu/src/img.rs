@@ -37,6 +37,10 @@ pub struct ImageInfo {
     pub cluster_size: Option<u64>,
     /// The persistent dirty bitmaps stored in the image (qcow2 only; empty for others).
     pub bitmaps: Vec<BitmapState>,
+    /// The backing file the image names, as written in it (relative names are relative to
+    /// the image's directory), and its format when the image records it.
+    pub backing_file: Option<String>,
+    pub backing_format: Option<String>,
 }
 
 /// `qemu-img info --output=json`, the fields read here.
@@ -49,6 +53,10 @@ struct InfoJson {
     cluster_size: Option<u64>,
     #[serde(default)]
     format_specific: Option<FormatSpecific>,
+    #[serde(default)]
+    backing_filename: Option<String>,
+    #[serde(default)]
+    backing_filename_format: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -80,14 +88,20 @@ impl ImageInfo {
     /// not installed, [`Error::QemuImg`] with qemu-img's words when it cannot read the image,
     /// or says what this build cannot parse.
     pub fn read(image: &Path) -> Result<ImageInfo> {
+        ImageInfo::read_as(image, None)
+    }
+
+    /// [`ImageInfo::read`] with the format said (`-f FORMAT`) rather than probed: a format
+    /// whose header is not at its start (a fixed VHD) probes as raw.
+    pub fn read_as(image: &Path, format: Option<DiskFormat>) -> Result<ImageInfo> {
         exists(image)?;
         let what = || format!("read the info of {}", image.display());
-        let out = qemu_img(
-            what(),
-            Command::new("qemu-img")
-                .args(["info", "--output=json", "--force-share"])
-                .arg(image),
-        )?;
+        let mut command = Command::new("qemu-img");
+        command.args(["info", "--output=json", "--force-share"]);
+        if let Some(format) = format {
+            command.args(["-f", format.key()]);
+        }
+        let out = qemu_img(what(), command.arg(image))?;
         let failed = |reason: String| Error::QemuImg {
             what: what(),
             reason,
@@ -121,6 +135,8 @@ impl ImageInfo {
             virtual_size: info.virtual_size,
             cluster_size: info.cluster_size,
             bitmaps,
+            backing_file: info.backing_filename,
+            backing_format: info.backing_filename_format,
         })
     }
 

@@ -8,8 +8,12 @@
 //! ```text
 //! bitmap.rs  dirty bitmaps as changed-block tracking: blockvault-<point> names, and when a
 //!            bitmap is trusted (Distrust says why not)
-//! convert.rs qemu-img convert of a restored raw disk into qcow2 (sparse); a qcow2 header's
-//!            virtual size, backing file and external data file
+//! chain.rs   a disk's backing chain (an overlay on a base image), resolved as QEMU would,
+//!            also for the disk's clone kept elsewhere; the first missing file of it
+//! convert.rs qemu-img convert of a restored raw disk into qcow2, vmdk, ... (sparse); a qcow2
+//!            header's version, size, backing file, external data file, encryption
+//! support.rs what blockvault can do with an image: an encrypted qcow2 refused, and why an
+//!            image cannot hold dirty bitmaps (every format but qcow2; qcow2 compat 0.10)
 //! img.rs     qemu-img for an image no QEMU has open: ImageInfo (format, sizes, bitmaps),
 //!            add_bitmap / remove_bitmap (persistent, 64 KiB granularity)
 //! nbd.rs     QemuNbd: qemu-nbd --read-only on a private unix socket, per disk; killed,
@@ -49,6 +53,7 @@
 //! standing in for a running VM, for this crate's tests and those of the crates above.
 
 mod bitmap;
+mod chain;
 mod convert;
 mod error;
 mod fleece;
@@ -58,6 +63,7 @@ mod nbd;
 mod nodes;
 mod qmp;
 mod schema;
+mod support;
 mod teardown;
 #[cfg(feature = "testing")]
 pub mod testing;
@@ -66,7 +72,8 @@ pub use crate::{
     bitmap::{
         BITMAP_GRANULARITY, BITMAP_PREFIX, BitmapState, Distrust, bitmap_name, point_of, trust,
     },
-    convert::{Qcow2Header, convert_to_qcow2},
+    chain::{Backing, backing_of, missing_backing},
+    convert::{Qcow2Header, convert_to, convert_to_qcow2},
     error::{Error, QmpRefusal, Result},
     fleece::{DiskCheck, FleeceDisk, FleecedDisk, Fleecing, FleecingOptions},
     img::{ImageInfo, add_bitmap, remove_bitmap},
@@ -75,4 +82,5 @@ pub use crate::{
     nodes::{BlockNode, NODE_PREFIX, block_nodes},
     qmp::{Action, MAX_LINE, Qmp},
     schema::command_takes,
+    support::{check_readable, no_bitmaps},
 };

@@ -8,12 +8,18 @@
 //!                             --persistent --shared=8 --format=FMT --socket=DIR/nbd.sock IMAGE
 //! QemuNbd::start_with(.., Some(bitmap))  the same with -B BITMAP, the bitmap's context
 //!                             negotiated: dirty_extents() are the bitmap's
+//! QemuNbd::start_from(clone, disk, ..)  a copy of the disk kept elsewhere (a reflink clone):
+//!                             its backing file resolved against the disk's directory and
+//!                             given explicitly (--image-opts driver=FMT,file.filename=CLONE,
+//!                             backing.driver=..,backing.file.filename=BASE)
 //!                             -> wait for the socket (qemu-nbd exiting first is an error with
-//!                             its stderr) -> NbdSource over the socket
+//!                             its stderr; a missing file of the backing chain is
+//!                             Error::BackingMissing, naming it) -> NbdSource over the socket
 //! drop                        the connection closed (NBD_CMD_DISC), qemu-nbd killed and
 //!                             reaped, the directory removed
 //! ```
 
+use std::ffi::OsString;
 use std::fs::File;
 use std::ops::Range;
 use std::os::unix::fs::PermissionsExt;
@@ -24,6 +30,8 @@ use std::time::{Duration, Instant};
 use blockvault_core::DiskFormat;
 use blockvault_source::{BlockSource, NbdAddress, NbdOptions, NbdSource};
 
+use crate::chain::{backing_as, missing_backing};
+use crate::support::check_readable;
 use crate::{Error, Result};
 
 /// How long `qemu-nbd` may take to listen on its socket.
@@ -92,11 +100,55 @@ impl QemuNbd {
     /// (`qemu-nbd -B BITMAP`) for [`QemuNbd::dirty_extents`]. qemu-nbd refuses a bitmap the
     /// image lacks, or one left inconsistent (`in-use`): [`Error::QemuNbd`] in its words.
     pub fn start_with(image: &Path, format: DiskFormat, bitmap: Option<&str>) -> Result<QemuNbd> {
+        QemuNbd::start_from(image, image, format, bitmap)
+    }
+
+    /// [`QemuNbd::start_with`] for `image`, a copy of the disk `home` kept elsewhere (its
+    /// reflink clone in the snapshot tier; pass `image` itself otherwise): read with the
+    /// disk's own backing chain, a relative backing name resolved against `home`'s directory,
+    /// never against the copy's (see `chain.rs`).
+    ///
+    /// Errors as [`QemuNbd::start_with`]'s, and: [`Error::BackingMissing`] naming the file of
+    /// the chain that is missing, [`Error::Unsupported`] for an encrypted qcow2. Nothing is
+    /// left running on any error.
+    pub fn start_from(
+        image: &Path,
+        home: &Path,
+        format: DiskFormat,
+        bitmap: Option<&str>,
+    ) -> Result<QemuNbd> {
         if !image.exists() {
             return Err(Error::NotFound {
                 path: image.to_owned(),
             });
         }
+        check_readable(image, format)?;
+        let target = if image == home {
+            vec![format!("--format={}", format.key()).into(), image.into()]
+        } else {
+            image_opts(image, home, format)?
+        };
+        match QemuNbd::spawn(image, format, bitmap, target) {
+            Err(e @ Error::QemuNbd { .. }) => match missing_backing(image, home, format) {
+                // The chain QEMU could not open: which file, in words a user can act on.
+                Ok(Some((of, missing))) => Err(Error::BackingMissing {
+                    image: of,
+                    backing: missing,
+                }),
+                _ => Err(e),
+            },
+            started => started,
+        }
+    }
+
+    /// Starts qemu-nbd for `image` opened as `target` says (`--format=F IMAGE`, or
+    /// `--image-opts OPTS`).
+    fn spawn(
+        image: &Path,
+        format: DiskFormat,
+        bitmap: Option<&str>,
+        target: Vec<OsString>,
+    ) -> Result<QemuNbd> {
         let dir = tempfile::Builder::new()
             .prefix("blockvault-qemu-nbd-")
             .tempdir()
@@ -114,10 +166,9 @@ impl QemuNbd {
         let child = command
             .arg("--read-only")
             .arg("--persistent")
-            .arg(format!("--format={}", format.key()))
             .arg(format!("--socket={}", socket.display()))
             .arg("--shared=8")
-            .arg(image)
+            .args(target)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(log)
@@ -216,6 +267,60 @@ impl QemuNbd {
     pub fn socket_dir(&self) -> &Path {
         self.server.dir.path()
     }
+}
+
+/// qemu-nbd's arguments for `image`, a copy of `home`, opened with `home`'s backing chain:
+/// `--image-opts` with the backing file given explicitly when it has one.
+fn image_opts(image: &Path, home: &Path, format: DiskFormat) -> Result<Vec<OsString>> {
+    let plain = || vec![format!("--format={}", format.key()).into(), image.into()];
+    let Some(backing) = backing_as(image, home, Some(format))? else {
+        return Ok(plain());
+    };
+    // A name that is not a file (json:, nbd://) is the same from anywhere.
+    let Some(base) = backing.path else {
+        return Ok(plain());
+    };
+    if !base.try_exists().map_err(|e| Error::io(&base, e))? {
+        return Err(Error::BackingMissing {
+            image: home.to_owned(),
+            backing: base,
+        });
+    }
+    let base_format = backing.format.ok_or_else(|| Error::QemuNbd {
+        image: image.to_owned(),
+        reason: format!(
+            "the format of its backing file {} is unknown",
+            base.display()
+        ),
+    })?;
+    let mut opts = OsString::from(format!(
+        "driver={},file.driver=file,file.filename=",
+        format.key()
+    ));
+    opts.push(escape(image.as_os_str()));
+    opts.push(format!(
+        ",backing.driver={},backing.file.driver=file,backing.file.filename=",
+        escape_str(&base_format)
+    ));
+    opts.push(escape(base.as_os_str()));
+    Ok(vec!["--image-opts".into(), opts])
+}
+
+/// `value` as one value of QEMU's `key=value,...` options: every comma doubled.
+fn escape(value: &std::ffi::OsStr) -> OsString {
+    use std::os::unix::ffi::{OsStrExt, OsStringExt};
+    let mut out = Vec::with_capacity(value.len());
+    for &b in value.as_bytes() {
+        out.push(b);
+        if b == b',' {
+            out.push(b',');
+        }
+    }
+    OsString::from_vec(out)
+}
+
+fn escape_str(value: &str) -> String {
+    value.replace(',', ",,")
 }
 
 impl BlockSource for QemuNbd {

@@ -6,7 +6,7 @@
 //! fleecing node) is the other, over the crate's own synchronous NBD client (fixed newstyle
 //! handshake, structured replies, `base:allocation` for holes and zeros,
 //! `qemu:dirty-bitmap:NAME` for a QEMU dirty bitmap's extents, pipelined reads; its design is
-//! in `src/nbd/mod.rs`). [`detect_format`] tells a qcow2 image by its header; the
+//! in `src/nbd/mod.rs`). [`detect_format`] tells a qcow2 (vmdk, vdi, ...) image by its header; the
 //! `blockvault-qemu` crate serves one through a `qemu-nbd` it starts and stops. The scanner
 //! reads any source the same way.
 //!
@@ -59,7 +59,7 @@ pub use crate::{
     blocks::DataBlocks,
     diff::{changed_blocks, missed_by_hint},
     error::{Error, Result},
-    format::{QCOW2_MAGIC, detect_format},
+    format::{QCOW2_MAGIC, VMDK_DESCRIPTOR, detect_format},
     hint::{ChangeHint, FullScanReason},
     nbd::{Allocation, NbdAddress, NbdExportInfo, NbdOptions, NbdSource},
     plan::ScanPlan,

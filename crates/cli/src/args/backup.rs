@@ -109,9 +109,11 @@ pub struct RestoreArgs {
     #[arg(long)]
     pub in_place: bool,
 
-    /// The format to write every disk in: raw or qcow2. By default each disk is written in
-    /// the format it was backed up from (a qcow2 image comes back as a sparse qcow2 file,
-    /// made with qemu-img). Not with --in-place, which rolls the images back as they are.
+    /// The format to write every disk in: raw, qcow2, vmdk, vdi, vhdx, vpc or qed. By default
+    /// each disk is written in the format it was backed up from (a qcow2 image comes back as
+    /// a sparse qcow2 file, a vmdk as a vmdk, made with qemu-img; an overlay on a base image
+    /// comes back whole, with no backing file). Not with --in-place, which rolls the images
+    /// back as they are.
     #[arg(long, value_name = "FORMAT", conflicts_with = "in_place")]
     pub format: Option<DiskFormat>,
 

@@ -84,18 +84,24 @@ pub async fn run(args: PointsArgs, host: &Host) -> Result<Report> {
     })
 }
 
-/// The DISKS column: how many, and how many are not raw (`1 qcow2`, `3 (1 qcow2)`).
+/// The DISKS column: how many, and how many are in each format but raw (`1 qcow2`,
+/// `3 (1 qcow2, 1 vmdk)`).
 fn disks(point: &blockvault_core::RecoveryPoint) -> String {
     let n = point.disks.len();
-    let qcow2 = point
-        .disks
-        .iter()
-        .filter(|d| d.format == blockvault_core::DiskFormat::Qcow2)
-        .count();
-    match qcow2 {
-        0 => n.to_string(),
-        q if q == n => format!("{n} qcow2"),
-        q => format!("{n} ({q} qcow2)"),
+    let mut kinds: Vec<(blockvault_core::DiskFormat, usize)> = Vec::new();
+    for disk in point.disks.iter().filter(|d| !d.format.is_raw()) {
+        match kinds.iter_mut().find(|(f, _)| *f == disk.format) {
+            Some((_, count)) => *count += 1,
+            None => kinds.push((disk.format, 1)),
+        }
+    }
+    match kinds.as_slice() {
+        [] => n.to_string(),
+        [(format, q)] if *q == n => format!("{n} {format}"),
+        _ => {
+            let kinds: Vec<String> = kinds.iter().map(|(f, q)| format!("{q} {f}")).collect();
+            format!("{n} ({})", kinds.join(", "))
+        }
     }
 }
 

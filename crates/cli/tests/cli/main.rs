@@ -38,6 +38,7 @@ mod disk_size;
 mod encrypted;
 mod encryption_keys;
 mod exit_codes;
+mod formats;
 mod gc;
 mod help;
 mod incremental;

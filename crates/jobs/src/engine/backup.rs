@@ -13,7 +13,7 @@ use super::hooks;
 use super::job_vault::{JobVault, Opening, Seen, early_send};
 use super::lock::Lock;
 use super::{BackupOutcome, BackupSpec, Engine, INSTANT_RESTORE_DAYS, Phase, Taken};
-use super::{capture, disk_size};
+use super::{capture, capture_report, disk_size};
 use crate::events::{JobEventKind, JobRef, Warnings};
 use crate::{PointSummary, Result, SubtaskKind, SubtaskOutcome, Tier};
 
@@ -326,14 +326,14 @@ impl Engine {
                 ));
             }
         }
-        let mut record = capture::record(
+        let mut record = capture_report::record(
             &captured,
             spec.hooks.quiesce().then_some(window),
             &report.scans,
         );
         warnings.extend(disk_size::note_resized(&mut record, &parent, &point));
         if captured.kind == Capture::ReadUnderHook && window > spec.capture.long_freeze {
-            warnings.push(capture::long_freeze_warning(vm, window, &captured));
+            warnings.push(capture_report::long_freeze_warning(vm, window, &captured));
         }
         for disk in &record.disks {
             if let Some(missed) = disk.hint_missed.filter(|&n| n > 0) {

@@ -36,7 +36,7 @@ use std::sync::Arc;
 
 use blockvault_core::{DiskFormat, PointId, RecoveryPoint};
 use blockvault_qemu::{
-    ImageInfo, QemuNbd, add_bitmap, bitmap_name, point_of, remove_bitmap, trust,
+    ImageInfo, QemuNbd, add_bitmap, bitmap_name, no_bitmaps, point_of, remove_bitmap, trust,
 };
 use blockvault_source::ChangeHint;
 
@@ -94,10 +94,18 @@ impl NewBitmaps {
     /// Once it is added, every other blockvault bitmap of the disk but the parent's goes; what
     /// cannot be removed is returned as warnings, with the image's info as read after the add
     /// (for [`serve`] of the disk itself: its bitmaps are the ones the read will see).
+    ///
+    /// An image that cannot hold bitmaps at all (another format than qcow2, a compat 0.10
+    /// qcow2) gets none and no warning: [`serve`] gives the reason, once, on the job.
     pub(super) async fn add(
         &mut self,
         image: &Path,
+        format: DiskFormat,
     ) -> Result<(Vec<String>, Option<ImageInfo>), blockvault_qemu::Error> {
+        let path = image.to_owned();
+        if blocking(move || no_bitmaps(&path, format)).await.is_some() {
+            return Ok((Vec::new(), None));
+        }
         let (path, name) = (image.to_owned(), bitmap_name(&self.point));
         blocking(move || add_bitmap(&path, &name)).await?;
         let keep: Vec<String> = [Some(&self.point), self.parent.as_ref()]
@@ -231,29 +239,34 @@ pub(super) struct Served {
     pub(super) reason: Option<String>,
 }
 
-/// Serves `image` (a disk in `format`, or its clone) through `qemu-nbd`, exporting the bitmap
-/// of `parent` when it is trusted for the disk `disk` (as the parent recorded it), whose dirty
-/// extents are then the hint; otherwise no hint, and the reason. `info` is the image's info
-/// when the caller has just read it ([`NewBitmaps::add`]); `None` reads it.
+/// Serves `image` (the disk `home` in `format`, or its clone: read with `home`'s backing
+/// chain) through `qemu-nbd`, exporting the bitmap of `parent` when it is trusted for the disk
+/// `disk` (as the parent recorded it), whose dirty extents are then the hint; otherwise no
+/// hint, and the reason. `info` is the image's info when the caller has just read it
+/// ([`NewBitmaps::add`]); `None` reads it.
 pub(super) async fn serve(
     image: &Path,
+    home: &Path,
     format: DiskFormat,
     disk: &blockvault_core::DiskName,
     parent: Option<&RecoveryPoint>,
     info: Option<ImageInfo>,
 ) -> Result<Served> {
-    let image = image.to_owned();
+    let (image, home) = (image.to_owned(), home.to_owned());
     let parent = parent.map(|p| (p.id.clone(), p.disks.iter().find(|d| d.name == *disk)));
     let parent = parent.map(|(id, d)| (id, d.map(|d| d.size)));
     let disk = disk.clone();
     let served = blocking(move || {
         let plain = |reason: String| {
-            QemuNbd::start(&image, format).map(|server| Served {
+            QemuNbd::start_from(&image, &home, format, None).map(|server| Served {
                 server: Arc::new(server),
                 hint: ChangeHint::Everything,
                 reason: Some(reason),
             })
         };
+        if let Some(reason) = no_bitmaps(&image, format) {
+            return plain(reason);
+        }
         let (parent, size_then) = match parent {
             None => {
                 return plain(
@@ -275,7 +288,7 @@ pub(super) async fn serve(
             Ok(bitmap) => bitmap.name.clone(),
             Err(distrust) => return plain(distrust.to_string()),
         };
-        let served = QemuNbd::start_with(&image, format, Some(&name)).and_then(|server| {
+        let served = QemuNbd::start_from(&image, &home, format, Some(&name)).and_then(|server| {
             let dirty = server.dirty_extents()?;
             Ok((server, dirty))
         });

@@ -14,8 +14,9 @@
 //! refuses to run without clones; `--capture read` never clones. The freeze window is the time
 //! from the end of the pre-hook to the start of the post-hook.
 //!
-//! A disk whose header says qcow2 (the disk read, or its clone) is read through a `qemu-nbd`
-//! started for it ([`QemuNbd`]): the guest's view, not the file's bytes. The servers are kept
+//! A disk in a QEMU format (the disk read, or its clone: read with the disk's own backing
+//! chain) is read through a `qemu-nbd` started for it ([`QemuNbd`]): the guest's view, not
+//! the file's bytes. The servers are kept
 //! in [`Captured`] until the write session is over, then stopped. A qcow2 clone's changed file
 //! extents are not the guest's: a qcow2 disk's changes come from QEMU dirty bitmaps instead
 //! (see `bitmaps`): the new point's bitmap is added inside the freeze (right after the clones,
@@ -34,7 +35,7 @@ use blockvault_qemu::QemuNbd;
 use blockvault_repo::disk_name;
 use blockvault_snapshot::{SnapshotTier, Staging};
 use blockvault_source::ChangeHint;
-use blockvault_vault::{DiskInput, DiskScan};
+use blockvault_vault::DiskInput;
 
 use super::bitmaps::{self, NewBitmaps};
 use super::disk_format::FormatCheck;
@@ -42,7 +43,7 @@ use super::disk_state::FileStat;
 use super::hooks::Freeze;
 use super::{BackupSpec, Engine};
 use crate::events::Warnings;
-use crate::{CaptureRecord, ChangesFrom, DiskCapture, Error, Result};
+use crate::{ChangesFrom, Error, Result};
 
 /// How a backup may capture the disks (`--capture`).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -217,6 +218,9 @@ pub(super) fn clone_obstacle(
         )));
     }
     for disk in disks {
+        if let Some(why) = super::disk_format::clone_obstacle(disk) {
+            return Ok(Some(why));
+        }
         if !same_fs(disk, &tier_dir)? {
             return Ok(Some(format!(
                 "disk {} is not on the snapshot tier's file system ({})",
@@ -386,8 +390,8 @@ impl Engine {
                                 return Err(e);
                             }
                         };
-                        if format.is_some() {
-                            match bitmaps.add(disk).await {
+                        if let Some(format) = format {
+                            match bitmaps.add(disk, format).await {
                                 Ok((notes, _)) => warnings.extend(notes),
                                 Err(e) => warnings.push(bitmaps.not_added(disk, &e)),
                             }
@@ -415,7 +419,8 @@ impl Engine {
                     for (i, (disk, clone)) in spec.disks.iter().zip(&clones).enumerate() {
                         if let Some(format) = formats[i] {
                             let name = &captured.names[i];
-                            let served = bitmaps::serve(clone, format, name, parent, None).await?;
+                            let served =
+                                bitmaps::serve(clone, disk, format, name, parent, None).await?;
                             captured.reasons[i] = served.reason;
                             captured.hint_from[i] = ChangesFrom::DirtyBitmap;
                             captured.servers.push(Arc::clone(&served.server));
@@ -470,7 +475,7 @@ impl Engine {
                     continue;
                 };
                 // Before qemu-nbd opens it (and holds its lock), inside the freeze.
-                let info = match bitmaps.add(disk).await {
+                let info = match bitmaps.add(disk, format).await {
                     Ok((notes, info)) => {
                         warnings.extend(notes);
                         info
@@ -485,7 +490,7 @@ impl Engine {
                     }
                 };
                 let name = &captured.names[i];
-                let served = match bitmaps::serve(disk, format, name, parent, info).await {
+                let served = match bitmaps::serve(disk, disk, format, name, parent, info).await {
                     Ok(served) => served,
                     Err(e) => {
                         freeze.end(warnings).await;
@@ -532,69 +537,4 @@ fn format_check(
 ) -> FormatCheck {
     let disk = spec.disks.get(i).map_or_else(PathBuf::new, PathBuf::clone);
     FormatCheck::new(spec.capture.disk_format, parent, name, &disk)
-}
-
-/// The job's record of a capture, once the disks were read as `scans` say.
-pub(super) fn record(
-    captured: &Captured,
-    freeze: Option<Duration>,
-    scans: &[DiskScan],
-) -> CaptureRecord {
-    let disks = captured
-        .names
-        .iter()
-        .zip(&captured.extents)
-        .zip(&captured.reasons)
-        .zip(&captured.hint_from)
-        .map(|(((name, extents), reason), from)| {
-            let scan = scans.iter().find(|s| s.disk == *name);
-            DiskCapture {
-                disk: name.to_string(),
-                extents: *extents,
-                changes: match scan {
-                    Some(scan) if scan.incremental => *from,
-                    _ => ChangesFrom::FullScan,
-                },
-                full_scan_reason: match scan {
-                    Some(s) if s.incremental || s.hint_missed.is_some() => None,
-                    Some(s) => s
-                        .fallback
-                        .as_ref()
-                        .map(|r| r.to_string())
-                        .or_else(|| reason.clone()),
-                    None => reason.clone(),
-                },
-                bytes_read: scan.map_or(0, |s| s.bytes_read),
-                bytes_allocated: scan.map_or(0, |s| s.bytes_allocated),
-                read_us: scan.map(|s| s.scan_time.as_micros() as u64),
-                hint_missed: scan.and_then(|s| s.hint_missed),
-                resized: None,
-            }
-        })
-        .collect();
-    CaptureRecord {
-        capture: captured.kind,
-        freeze_us: freeze.map(micros),
-        clone_us: captured.clone_time.map(micros),
-        disks,
-    }
-}
-
-/// The warning of a read under the hook that froze the VM for `window`.
-pub(super) fn long_freeze_warning(vm: &VmName, window: Duration, captured: &Captured) -> String {
-    let why = captured
-        .no_clone
-        .as_deref()
-        .map(|why| format!(" (no reflink clones: {why})"))
-        .unwrap_or_default();
-    format!(
-        "{vm} was frozen for {:.1} s while its disks were read{why}; put the disks and the \
-         snapshot tier (--snapshot-dir) on one XFS (reflink=1) or btrfs file system to freeze \
-         it only for the clones, milliseconds",
-        window.as_secs_f64()
-    )
-}
-
-fn micros(d: Duration) -> u64 {
-    u64::try_from(d.as_micros()).unwrap_or(u64::MAX)
 }

@@ -302,8 +302,18 @@ fn check_clone(
     clone: &Path,
     format: DiskFormat,
 ) -> Result<(), String> {
-    if disk.format == DiskFormat::Qcow2 {
-        return check_qcow2_clone(point, disk, clone, format);
+    match disk.format {
+        DiskFormat::Raw => {}
+        DiskFormat::Qcow2 => return check_qcow2_clone(point, disk, clone, format),
+        // Nothing here reads those headers: whether the file is the guest's whole disk by
+        // itself (a vmdk descriptor names other files) is not known, so never trusted.
+        other => {
+            return Err(format!(
+                "the kept clone of disk {} at point {} is a {other} file: restored from the \
+                 tier's chunks",
+                disk.name, point.id
+            ));
+        }
     }
     let len = std::fs::metadata(clone)
         .map_err(|e| format!("{}: {e}", clone.display()))?

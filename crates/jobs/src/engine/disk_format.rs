@@ -3,9 +3,11 @@
 //! previous point recorded for the disk.
 //!
 //! ```text
-//! said raw|qcow2     read as said (raw: the file's bytes, whatever its header says)
-//! auto, no previous  the header: qcow2 magic -> through qemu-nbd, else raw
+//! said FORMAT       read as said (raw: the file's bytes, whatever its header says)
+//! auto, no previous  the header: a QEMU format's magic (qcow2, vmdk, vdi, vhdx, vpc, qed)
+//!                    -> through qemu-nbd, else raw
 //! auto, previous     the header must say what the previous point recorded, else refused
+//! either             an encrypted qcow2 is refused (blockvault has no secret to read it)
 //! ```
 //!
 //! Why the check: a guest owns the bytes of a raw disk, and can write a qcow2 header into it,
@@ -24,7 +26,7 @@ use crate::{Error, Result};
 /// recorded.
 #[derive(Clone, Debug)]
 pub(super) struct FormatCheck {
-    /// `--disk-format raw|qcow2`; `None` for auto.
+    /// `--disk-format FORMAT`; `None` for auto.
     pub(super) said: Option<DiskFormat>,
     /// The format the previous point of the VM recorded for this disk.
     pub(super) before: Option<DiskFormat>,
@@ -53,7 +55,16 @@ impl FormatCheck {
     /// The format to read `image` (the disk, or its clone) in. A header that cannot be read
     /// counts as raw: the write session then says what is wrong with the file, as for any
     /// disk. Blocking (reads the header).
+    ///
+    /// Errors: [`Error::DiskFormatChanged`], and an encrypted qcow2 refused (before any bitmap
+    /// is added to it or anything read).
     pub(super) fn decide(&self, image: &Path) -> Result<DiskFormat> {
+        let format = self.by_header(image)?;
+        blockvault_qemu::check_readable(image, format)?;
+        Ok(format)
+    }
+
+    fn by_header(&self, image: &Path) -> Result<DiskFormat> {
         if let Some(said) = self.said {
             return Ok(said);
         }
@@ -67,6 +78,34 @@ impl FormatCheck {
             _ => Ok(header),
         }
     }
+}
+
+/// Why a reflink clone of `disk`'s file would not fix the instant of the guest's disk: its
+/// data lives in other files, which the clone would not copy (they would be read live): a
+/// qcow2 with an external data file (`data_file=`), a vmdk descriptor naming its extents.
+/// `None` otherwise (a base image under an overlay is not cloned either, but bases are never
+/// written while overlays use them). Blocking (reads the header).
+pub(super) fn clone_obstacle(disk: &Path) -> Option<String> {
+    let elsewhere = match blockvault_qemu::Qcow2Header::read(disk) {
+        Ok(Some(header)) => header.external_data,
+        _ => starts_with(disk, blockvault_source::VMDK_DESCRIPTOR),
+    };
+    elsewhere.then(|| {
+        format!(
+            "disk {} keeps its data in other files (an external data file, or a vmdk \
+             descriptor's extents), which a clone of it would not fix",
+            disk.display()
+        )
+    })
+}
+
+/// Whether the file at `path` starts with `magic` (unreadable: no).
+fn starts_with(path: &Path, magic: &[u8]) -> bool {
+    use std::io::Read;
+    let mut head = vec![0u8; magic.len()];
+    std::fs::File::open(path)
+        .and_then(|mut f| f.read_exact(&mut head))
+        .is_ok_and(|()| head == magic)
 }
 
 #[cfg(test)]

@@ -298,11 +298,9 @@ fn inputs(
             capture: Some(Arc::new(source)),
             hint,
             check_hint: false,
-            format: if disk.check.node.driver == "qcow2" {
-                DiskFormat::Qcow2
-            } else {
-                DiskFormat::Raw
-            },
+            // The format QEMU opened the disk in (its node's driver), raw if blockvault does
+            // not know it: a restore writes that by default.
+            format: disk.check.node.driver.parse().unwrap_or(DiskFormat::Raw),
             ..DiskInput::file(&disk.check.path)
         });
         reasons.push(reason);

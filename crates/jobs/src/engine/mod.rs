@@ -4,6 +4,7 @@
 mod backup;
 mod bitmaps;
 mod capture;
+mod capture_report;
 mod changes;
 mod clone_restore;
 mod disk_format;

@@ -206,7 +206,10 @@ impl Engine {
             check_disks(&disks)?;
             match &qmp {
                 Some(qmp) => super::fleece::check_disks(qmp, &disks, parent.as_ref()),
-                None => Ok(super::tracking::describe(&tier, &vm, &disks, said, mode)),
+                None => {
+                    super::tracking::check_readable(&disks, said)?;
+                    Ok(super::tracking::describe(&tier, &vm, &disks, said, mode))
+                }
             }
         })
         .await;

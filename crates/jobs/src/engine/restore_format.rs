@@ -1,27 +1,29 @@
 //! The format a restore writes each disk in: the format its point recorded (a disk read from a
-//! qcow2 image comes back as a qcow2 file), or the one the restore asks for, for every disk.
+//! qcow2 or vmdk image comes back as a qcow2 or vmdk file), or the one the restore asks for,
+//! for every disk.
 //!
 //! ```text
 //! all raw          the restore as it always was (new files or in place)
-//! some qcow2       every target checked (none replaced unless --overwrite) -> the point
+//! some not raw     every target checked (none replaced unless --overwrite) -> the point
 //!                  restored into a hidden staging directory inside the target directory (by
-//!                  clone, or from the chunks as sparse raw files) -> each disk to be qcow2 that
-//!                  is not already: qemu-img convert -f raw -O qcow2 (sparse) into a hidden
-//!                  partial file -> all renamed into place -> fsync of the directory -> the
-//!                  staging directory removed
+//!                  clone, or from the chunks as sparse raw files) -> each disk not already in
+//!                  its format: qemu-img convert -f raw -O FORMAT (sparse, standalone: no
+//!                  backing file) into a hidden partial file -> all renamed into place ->
+//!                  fsync of the directory -> the staging directory removed
 //! ```
 //!
-//! On any failure the staging directory and the partial qcow2 files are removed: nothing is
-//! left under a disk's final name. A killed restore leaves only hidden names behind
-//! (`.blockvault-restore-*`, `.DISK.blockvault-qcow2`), as the restore of raw files leaves its
-//! partial files. In place, the point is written over the existing images, raw: a qcow2 image
-//! is refused (a point holds the guest's disk, not the qcow2 file), and so is asking for qcow2.
+//! On any failure the staging directory and the partial files are removed: nothing is left
+//! under a disk's final name. A killed restore leaves only hidden names behind
+//! (`.blockvault-restore-*`, `.DISK.blockvault-FORMAT`), as the restore of raw files leaves
+//! its partial files. In place, the point is written over the existing images, raw: an image
+//! in any other format (by its header) is refused (a point holds the guest's disk, not the
+//! image file), and so is asking for another format than raw.
 
 use std::fs::File;
 use std::path::{Path, PathBuf};
 
 use blockvault_core::{DiskFormat, DiskName, RecoveryPoint};
-use blockvault_qemu::convert_to_qcow2;
+use blockvault_qemu::convert_to;
 use blockvault_source::detect_format;
 use blockvault_vault::{RestoreReport, RestoreRequest};
 
@@ -29,7 +31,8 @@ use super::clone_restore::DiskRestore;
 use crate::{Error, Result};
 
 /// The format each disk of `point` is written in: `asked` for all, else as recorded; always
-/// raw in place (asking for qcow2 in place is refused, and so is a qcow2 image in place).
+/// raw in place (asking for another format in place is refused, and so is an image in place
+/// whose header says a QEMU format: qcow2, an overlay on a base image, vmdk, ...).
 /// Checked before anything is written.
 pub(super) fn restore_formats(
     request: &RestoreRequest,
@@ -43,26 +46,39 @@ pub(super) fn restore_formats(
             .map(|d| asked.unwrap_or(d.format))
             .collect());
     }
-    if asked == Some(DiskFormat::Qcow2) {
+    if let Some(asked) = asked.filter(|f| !f.is_raw()) {
         return Err(Error::InvalidValue {
             what: "restore format",
-            value: "qcow2".to_owned(),
-            expected: "raw in place (the images are rolled back as they are); restore into a \
-                       new directory to write qcow2 files"
-                .to_owned(),
+            value: asked.to_string(),
+            expected: format!(
+                "raw in place (the images are rolled back as they are); restore into a new \
+                 directory to write {asked} files"
+            ),
         });
     }
     for disk in &point.disks {
         let path = request.target.join(disk.name.as_str());
-        if let Ok(DiskFormat::Qcow2) = detect_format(&path) {
+        // Not only the header: a disk read in another format may be a file whose header is
+        // not at its start (a fixed VHD's footer is at its end). Such a target is written only
+        // when it is a raw image of the guest's size by now (the VM was converted to raw).
+        let header = detect_format(&path).unwrap_or_default();
+        let len = std::fs::metadata(&path).ok().map(|m| m.len());
+        let not_raw = if !header.is_raw() {
+            Some(header)
+        } else if !disk.format.is_raw() && len.is_some_and(|len| len != disk.size) {
+            Some(disk.format)
+        } else {
+            None
+        };
+        if let Some(format) = not_raw {
             return Err(Error::InvalidValue {
                 what: "in-place restore target",
                 value: path.display().to_string(),
                 expected: format!(
-                    "a raw disk image: this one is qcow2, and a point holds the guest's disk, \
-                     not the qcow2 file, so writing it over the image would destroy it; \
-                     restore it as a new qcow2 file instead: blockvault restore --vm {} \
-                     --point {} --to NEWDIR --format qcow2",
+                    "a raw disk image: this one is {format}, and a point holds the guest's \
+                     disk, not the {format} file, so writing it over the image would destroy \
+                     it; restore it as a new {format} file instead: blockvault restore --vm {} \
+                     --point {} --to NEWDIR --format {format}",
                     point.vm, point.id
                 ),
             });
@@ -80,7 +96,7 @@ pub(super) struct Staged {
     overwrite: bool,
     /// The format each disk is to be written in, by name.
     formats: Vec<(DiskName, DiskFormat)>,
-    /// The partial qcow2 files made so far (removed on drop).
+    /// The partial converted files made so far (removed on drop).
     partials: Vec<PathBuf>,
 }
 
@@ -129,8 +145,9 @@ impl Staged {
         }
     }
 
-    /// Converts the staged disks to be qcow2 (those not cloned as qcow2 already), renames
-    /// every disk into place, and says where each went and in which format. Blocking.
+    /// Converts the staged disks to be in another format than raw (those not cloned in it
+    /// already), renames every disk into place, and says where each went and in which
+    /// format. Blocking.
     pub(super) fn finish(
         mut self,
         report: &mut RestoreReport,
@@ -141,11 +158,11 @@ impl Staged {
             let want = self.format_of(&disk.name);
             let staged = self.dir.path().join(disk.name.as_str());
             let done = how.iter().find(|h| h.name == disk.name).map(|h| h.format);
-            if want == DiskFormat::Qcow2 && done != Some(DiskFormat::Qcow2) {
-                let partial = partial_path(&self.target, &disk.name);
+            if !want.is_raw() && done != Some(want) {
+                let partial = partial_path(&self.target, &disk.name, want);
                 remove_if_there(&partial)?;
                 self.partials.push(partial.clone());
-                convert_to_qcow2(&staged, &partial)?;
+                convert_to(&staged, &partial, want)?;
                 // The raw file is not needed any more: its space back before the next disk.
                 let _ = std::fs::remove_file(&staged);
                 ready.push(partial);
@@ -190,8 +207,8 @@ impl Drop for Staged {
 }
 
 /// The hidden file a disk is converted into before it is renamed into place.
-fn partial_path(target: &Path, disk: &DiskName) -> PathBuf {
-    target.join(format!(".{disk}.blockvault-qcow2"))
+fn partial_path(target: &Path, disk: &DiskName, format: DiskFormat) -> PathBuf {
+    target.join(format!(".{disk}.blockvault-{format}"))
 }
 
 fn remove_if_there(path: &Path) -> Result<()> {

@@ -3,6 +3,7 @@
 //! These tests need qemu-utils (`qemu-img`, `qemu-io`, `qemu-nbd`, `qemu-storage-daemon`);
 //! without them they fail, saying what to install. `scripts/test.sh` installs them.
 
+mod chain;
 mod convert;
 mod fleece;
 mod img;
