@@ -17,7 +17,8 @@ pub struct BackupArgs {
     #[arg(long, value_name = "NAME")]
     pub vm: VmName,
 
-    /// A disk image of the VM (raw file or block device); repeat for each disk, in order.
+    /// A disk image of the VM (a raw file or block device, or an image QEMU reads: qcow2,
+    /// vmdk, vdi, vhdx, vpc, qed; see --disk-format); repeat for each disk, in order.
     #[arg(long = "disk", value_name = "PATH", required = true)]
     pub disks: Vec<PathBuf>,
 
