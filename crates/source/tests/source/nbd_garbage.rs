@@ -2,16 +2,16 @@
 //! then answers a read with what a seeded generator makes, from noise to well-formed headers
 //! with random fields, and closes. Whatever comes, the read ends in bounded time with a clear
 //! error, and only the one well-formed reply among the cases is ever taken as data: no hang, no
-//! panic, no garbage read as the disk.
+//! panic, no garbage read as the disk. The same for a handshake answered at random.
 
-use std::io::Write;
+use std::io::{Read, Write};
 use std::time::{Duration, Instant};
 
 use blockvault_source::BlockSource;
 
 use crate::nbd_hostile::{
-    CMD_DISC, DONE, ERROR, Fake, OFFSET_DATA, Request, SIMPLE, STRUCT, chunk_header, good_read,
-    request,
+    CMD_DISC, DONE, ERROR, Fake, INIT_MAGIC, OFFSET_DATA, OPTS_MAGIC, REP_MAGIC, Request, SIMPLE,
+    STRUCT, chunk_header, good_read, request,
 };
 
 /// A small deterministic generator (xorshift64*), so a failing case can be run again.
@@ -168,4 +168,81 @@ fn random_replies_end_in_a_clear_error_and_only_the_right_one_is_read() {
         drop(source);
     }
     assert_eq!(right, 100, "every sixth case is the right reply");
+}
+
+/// The server's side of a handshake gone wrong, by `rng`: noise, a greeting with random
+/// flags, or a right greeting whose option replies have random types, lengths and data.
+fn random_handshake(rng: &mut Rng, s: &mut std::os::unix::net::UnixStream) {
+    match rng.below(3) {
+        0 => {
+            let n = rng.below(80) as usize;
+            let _ = s.write_all(&rng.bytes(n));
+        }
+        1 => {
+            let mut m = INIT_MAGIC.to_be_bytes().to_vec();
+            m.extend_from_slice(&OPTS_MAGIC.to_be_bytes());
+            m.extend_from_slice(&(rng.next() as u16 & !3).to_be_bytes());
+            let _ = s.write_all(&m);
+        }
+        _ => {
+            let mut m = INIT_MAGIC.to_be_bytes().to_vec();
+            m.extend_from_slice(&OPTS_MAGIC.to_be_bytes());
+            m.extend_from_slice(&3u16.to_be_bytes());
+            if s.write_all(&m).is_err() || s.read_exact(&mut [0u8; 4]).is_err() {
+                return;
+            }
+            for _ in 0..4 {
+                let mut head = [0u8; 16];
+                if s.read_exact(&mut head).is_err() {
+                    return;
+                }
+                let option = u32::from_be_bytes([head[8], head[9], head[10], head[11]]);
+                let len = u32::from_be_bytes([head[12], head[13], head[14], head[15]]);
+                if s.read_exact(&mut vec![0u8; len.min(1 << 16) as usize])
+                    .is_err()
+                {
+                    return;
+                }
+                for _ in 0..=rng.below(3) {
+                    let kinds = [1, 2, 3, 4, (1 << 31) | 1, rng.next() as u32];
+                    let kind = kinds[rng.below(kinds.len() as u64) as usize];
+                    let data = rng.below(24) as usize;
+                    let mut r = REP_MAGIC.to_be_bytes().to_vec();
+                    let option = if rng.below(4) == 0 {
+                        rng.next() as u32
+                    } else {
+                        option
+                    };
+                    r.extend_from_slice(&option.to_be_bytes());
+                    r.extend_from_slice(&kind.to_be_bytes());
+                    let claimed = if rng.below(4) == 0 {
+                        rng.next() as u32
+                    } else {
+                        data as u32
+                    };
+                    r.extend_from_slice(&claimed.to_be_bytes());
+                    r.extend(rng.bytes(data));
+                    let _ = s.write_all(&r);
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn random_handshakes_end_in_a_clear_error_at_once() {
+    for seed in 1..=300u64 {
+        let fake = Fake::raw(move |s| {
+            let mut rng = Rng(seed.wrapping_mul(0xd1b5_4a32_d192_ed03) | 1);
+            random_handshake(&mut rng, s);
+        });
+        let started = Instant::now();
+        let got = fake.connect(Duration::from_secs(2));
+        let took = started.elapsed();
+        assert!(took < Duration::from_secs(3), "seed {seed}: {took:?}");
+        match got {
+            Ok(source) => panic!("seed {seed}: a random handshake opened {:?}", source.info()),
+            Err(e) => assert!(e.to_string().len() > 20, "seed {seed}: {e}"),
+        }
+    }
 }

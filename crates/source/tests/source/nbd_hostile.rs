@@ -10,9 +10,9 @@ use std::time::{Duration, Instant};
 
 use blockvault_source::{BlockSource, Error, NbdAddress, NbdOptions, NbdSource};
 
-const INIT_MAGIC: u64 = 0x4e42_444d_4147_4943;
-const OPTS_MAGIC: u64 = 0x4948_4156_454f_5054;
-const REP_MAGIC: u64 = 0x0003_e889_0455_65a9;
+pub(crate) const INIT_MAGIC: u64 = 0x4e42_444d_4147_4943;
+pub(crate) const OPTS_MAGIC: u64 = 0x4948_4156_454f_5054;
+pub(crate) const REP_MAGIC: u64 = 0x0003_e889_0455_65a9;
 pub(crate) const SIMPLE: u32 = 0x6744_6698;
 pub(crate) const STRUCTURED: u32 = 0x668e_33ef;
 pub(crate) const DONE: u16 = 1;
@@ -149,7 +149,7 @@ impl Fake {
     }
 
     /// A server that does everything itself, the greeting included.
-    fn raw(serve: impl FnOnce(&mut UnixStream) + Send + 'static) -> Fake {
+    pub(crate) fn raw(serve: impl FnOnce(&mut UnixStream) + Send + 'static) -> Fake {
         let dir = tempfile::tempdir().expect("tempdir");
         let socket = dir.path().join("nbd.sock");
         let listener = UnixListener::bind(&socket).expect("bind");
