@@ -9,6 +9,7 @@
 mod any_source;
 mod change_hint;
 mod fixtures;
+mod nbd_garbage;
 mod nbd_hostile;
 mod nbd_nbdkit;
 mod nbd_old_servers;

@@ -10,21 +10,21 @@ use std::time::{Duration, Instant};
 
 use blockvault_source::{BlockSource, Error, NbdAddress, NbdOptions, NbdSource};
 
-const INIT_MAGIC: u64 = 0x4e42_444d_4147_4943;
-const OPTS_MAGIC: u64 = 0x4948_4156_454f_5054;
-const REP_MAGIC: u64 = 0x0003_e889_0455_65a9;
-const SIMPLE: u32 = 0x6744_6698;
-const STRUCTURED: u32 = 0x668e_33ef;
-const DONE: u16 = 1;
-const OFFSET_DATA: u16 = 1;
+pub(crate) const INIT_MAGIC: u64 = 0x4e42_444d_4147_4943;
+pub(crate) const OPTS_MAGIC: u64 = 0x4948_4156_454f_5054;
+pub(crate) const REP_MAGIC: u64 = 0x0003_e889_0455_65a9;
+pub(crate) const SIMPLE: u32 = 0x6744_6698;
+pub(crate) const STRUCTURED: u32 = 0x668e_33ef;
+pub(crate) const DONE: u16 = 1;
+pub(crate) const OFFSET_DATA: u16 = 1;
 const BLOCK_STATUS: u16 = 5;
-const ERROR: u16 = (1 << 15) | 1;
+pub(crate) const ERROR: u16 = (1 << 15) | 1;
 const CMD_READ: u16 = 0;
-const CMD_DISC: u16 = 2;
+pub(crate) const CMD_DISC: u16 = 2;
 
 /// How the fake server negotiates.
 #[derive(Clone, Copy)]
-struct Handshake {
+pub(crate) struct Handshake {
     size: u64,
     structured: bool,
     /// The smallest block to advertise (`NBD_INFO_BLOCK_SIZE`); 0 sends none.
@@ -33,11 +33,11 @@ struct Handshake {
 
 /// A request as the fake server reads it.
 #[derive(Debug)]
-struct Request {
-    command: u16,
-    cookie: u64,
-    offset: u64,
-    len: u32,
+pub(crate) struct Request {
+    pub(crate) command: u16,
+    pub(crate) cookie: u64,
+    pub(crate) offset: u64,
+    pub(crate) len: u32,
 }
 
 fn u32_at(s: &mut UnixStream) -> Option<u32> {
@@ -101,7 +101,7 @@ fn handshake(s: &mut UnixStream, h: Handshake) -> Option<()> {
     }
 }
 
-fn request(s: &mut UnixStream) -> Option<Request> {
+pub(crate) fn request(s: &mut UnixStream) -> Option<Request> {
     let mut b = [0u8; 28];
     s.read_exact(&mut b).ok()?;
     Some(Request {
@@ -112,7 +112,7 @@ fn request(s: &mut UnixStream) -> Option<Request> {
     })
 }
 
-fn chunk_header(flags: u16, kind: u16, cookie: u64, length: u32) -> Vec<u8> {
+pub(crate) fn chunk_header(flags: u16, kind: u16, cookie: u64, length: u32) -> Vec<u8> {
     let mut m = STRUCTURED.to_be_bytes().to_vec();
     m.extend_from_slice(&flags.to_be_bytes());
     m.extend_from_slice(&kind.to_be_bytes());
@@ -122,7 +122,7 @@ fn chunk_header(flags: u16, kind: u16, cookie: u64, length: u32) -> Vec<u8> {
 }
 
 /// A whole, correct structured read reply: one data chunk of `fill` bytes, done.
-fn good_read(r: &Request, fill: u8) -> Vec<u8> {
+pub(crate) fn good_read(r: &Request, fill: u8) -> Vec<u8> {
     let mut m = chunk_header(DONE, OFFSET_DATA, r.cookie, 8 + r.len);
     m.extend_from_slice(&r.offset.to_be_bytes());
     m.extend(std::iter::repeat_n(fill, r.len as usize));
@@ -130,14 +130,17 @@ fn good_read(r: &Request, fill: u8) -> Vec<u8> {
 }
 
 /// A fake server for one connection: the handshake, then `behave`.
-struct Fake {
+pub(crate) struct Fake {
     _dir: tempfile::TempDir,
     socket: PathBuf,
     thread: Option<JoinHandle<()>>,
 }
 
 impl Fake {
-    fn start(h: Handshake, behave: impl FnOnce(&mut UnixStream) + Send + 'static) -> Fake {
+    pub(crate) fn start(
+        h: Handshake,
+        behave: impl FnOnce(&mut UnixStream) + Send + 'static,
+    ) -> Fake {
         Fake::raw(move |s| {
             if handshake(s, h).is_some() {
                 behave(s);
@@ -146,7 +149,7 @@ impl Fake {
     }
 
     /// A server that does everything itself, the greeting included.
-    fn raw(serve: impl FnOnce(&mut UnixStream) + Send + 'static) -> Fake {
+    pub(crate) fn raw(serve: impl FnOnce(&mut UnixStream) + Send + 'static) -> Fake {
         let dir = tempfile::tempdir().expect("tempdir");
         let socket = dir.path().join("nbd.sock");
         let listener = UnixListener::bind(&socket).expect("bind");
@@ -162,7 +165,7 @@ impl Fake {
         }
     }
 
-    fn connect(&self, timeout: Duration) -> Result<NbdSource, Error> {
+    pub(crate) fn connect(&self, timeout: Duration) -> Result<NbdSource, Error> {
         NbdSource::connect(
             NbdAddress::unix(&self.socket, ""),
             NbdOptions {
@@ -187,7 +190,7 @@ impl Drop for Fake {
 }
 
 const SIZE: u64 = 1 << 20;
-const STRUCT: Handshake = Handshake {
+pub(crate) const STRUCT: Handshake = Handshake {
     size: SIZE,
     structured: true,
     min_block: 0,
