@@ -7,8 +7,9 @@
 //!              of the staging dir -> blockdev-add blockvault-scratch-I (backing: the disk's
 //!              node)
 //! fix          ONE transaction, the only step inside the guest's freeze; per disk:
-//!                block-dirty-bitmap-add blockvault-<point> (64 KiB; persistent on qcow2, in
-//!                  QEMU's memory on other formats: lost when QEMU restarts)
+//!                block-dirty-bitmap-add blockvault-<point> (64 KiB; persistent on qcow2 v3,
+//!                  in QEMU's memory on a raw file or qcow2 v2: lost when QEMU restarts;
+//!                  none on a block device, which others may write)
 //!                block-dirty-bitmap-disable blockvault-<parent> (when trusted: it then holds
 //!                  exactly parent -> instant)
 //!                blockdev-backup sync=none disk -> scratch (job blockvault-fleece-I),
@@ -101,7 +102,32 @@ pub struct DiskCheck {
     pub changes: Option<Result<String, Distrust>>,
 }
 
+/// Where a disk of a running VM keeps blockvault's dirty bitmap.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BitmapHome {
+    /// In the image (qcow2, version 3): it survives QEMU restarts.
+    Image,
+    /// In QEMU's memory (a raw image file, a version 2 qcow2): as true while that QEMU runs,
+    /// since no one else writes the file; a restart loses it.
+    Memory,
+    /// Nowhere: a block device may be written by others than this QEMU (another host of a
+    /// shared LUN, an LVM merge), which no bitmap of this QEMU would see.
+    None,
+}
+
 impl DiskCheck {
+    /// Where this disk's bitmap lives ([`BitmapHome`]).
+    pub fn bitmap_home(&self) -> BitmapHome {
+        if self.node.persistent_bitmaps() {
+            return BitmapHome::Image;
+        }
+        let file = std::fs::metadata(&self.path).map(|m| m.file_type());
+        match file {
+            Ok(t) if t.is_file() => BitmapHome::Memory,
+            _ => BitmapHome::None,
+        }
+    }
+
     /// Finds `disk`'s node and trusts its bitmaps against `parent` (the point and the disk's
     /// size then). Changes nothing in QEMU.
     pub fn of(qmp: &mut Qmp, disk: &Path, parent: Option<(&PointId, u64)>) -> Result<DiskCheck> {
@@ -131,8 +157,8 @@ impl DiskCheck {
 #[derive(Debug)]
 pub struct FleecedDisk {
     pub check: DiskCheck,
-    /// The bitmap added at the instant; stored in the image when the format can
-    /// ([`BlockNode::persistent_bitmaps`]), else in QEMU's memory only.
+    /// The bitmap added at the instant, where [`DiskCheck::bitmap_home`] says (none on a
+    /// block device).
     pub new_bitmap: Option<String>,
     scratch_node: String,
     scratch_file: PathBuf,
@@ -221,7 +247,7 @@ impl Fleecing {
             .into_iter()
             .enumerate()
             .map(|(i, check)| FleecedDisk {
-                new_bitmap: Some(bitmap_name(point)),
+                new_bitmap: (check.bitmap_home() != BitmapHome::None).then(|| bitmap_name(point)),
                 scratch_node: format!("{SCRATCH_PREFIX}{i}"),
                 scratch_file: dir.path().join(format!("{SCRATCH_PREFIX}{i}.qcow2")),
                 job: format!("blockvault-fleece-{i}"),
@@ -306,7 +332,7 @@ impl Fleecing {
         for disk in &self.disks {
             let node = &disk.check.node.name;
             if let Some(new) = &disk.new_bitmap {
-                let persistent = disk.check.node.persistent_bitmaps();
+                let persistent = disk.check.bitmap_home() == BitmapHome::Image;
                 actions.push(Action::new(
                     "block-dirty-bitmap-add",
                     json!({"node": node, "name": new, "persistent": persistent,

@@ -75,7 +75,7 @@ pub use crate::{
     chain::{Backing, backing_of, missing_backing},
     convert::{Qcow2Header, convert_to, convert_to_qcow2},
     error::{Error, QmpRefusal, Result},
-    fleece::{DiskCheck, FleeceDisk, FleecedDisk, Fleecing, FleecingOptions},
+    fleece::{BitmapHome, DiskCheck, FleeceDisk, FleecedDisk, Fleecing, FleecingOptions},
     img::{ImageInfo, add_bitmap, remove_bitmap},
     leftovers::{Leftovers, cleanup_leftovers},
     nbd::QemuNbd,

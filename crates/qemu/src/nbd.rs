@@ -298,8 +298,13 @@ fn image_opts(image: &Path, home: &Path, format: DiskFormat) -> Result<Vec<OsStr
         format.key()
     ));
     opts.push(escape(image.as_os_str()));
+    // QEMU's `file` driver refuses a block device (an LV holding the base): `host_device`.
+    let base_driver = match std::fs::metadata(&base) {
+        Ok(m) if std::os::unix::fs::FileTypeExt::is_block_device(&m.file_type()) => "host_device",
+        _ => "file",
+    };
     opts.push(format!(
-        ",backing.driver={},backing.file.driver=file,backing.file.filename=",
+        ",backing.driver={},backing.file.driver={base_driver},backing.file.filename=",
         escape_str(&base_format)
     ));
     opts.push(escape(base.as_os_str()));

@@ -44,12 +44,15 @@ pub struct BlockNode {
     /// The guest-visible size in bytes.
     pub size: u64,
     pub bitmaps: Vec<BitmapState>,
+    /// A qcow2 node's `compat` (`0.10` or `1.1`), as QEMU reports it.
+    pub compat: Option<String>,
 }
 
 impl BlockNode {
-    /// Whether this node can keep persistent dirty bitmaps (only qcow2 stores them).
+    /// Whether this node can keep persistent dirty bitmaps: only qcow2 stores them, and not
+    /// in its version 2 (`compat=0.10`), where QEMU refuses to add one.
     pub fn persistent_bitmaps(&self) -> bool {
-        self.driver == "qcow2"
+        self.driver == "qcow2" && self.compat.as_deref() != Some("0.10")
     }
 
     /// The blockvault bitmaps on this node.
@@ -97,6 +100,11 @@ fn parse_node(node: &Value) -> Option<BlockNode> {
         filename: PathBuf::from(text(image, "filename").or_else(|| text(node, "file"))?),
         size: image.get("virtual-size")?.as_u64()?,
         bitmaps,
+        compat: image
+            .get("format-specific")
+            .filter(|f| f.get("type").and_then(Value::as_str) == Some("qcow2"))
+            .and_then(|f| f.get("data"))
+            .and_then(|d| text(d, "compat")),
     })
 }
 
@@ -172,6 +180,7 @@ mod tests {
             filename: PathBuf::from(file),
             size: 1 << 20,
             bitmaps: vec![],
+            compat: None,
         }
     }
 

@@ -47,8 +47,10 @@ impl TestVm {
         TestVm::start_as("qcow2", sizes, guest)
     }
 
-    /// The same with disks in `format` (`qcow2`, or `raw`: sparse files `diskI.raw`).
+    /// The same with disks in `format` (`qcow2`, or `raw`: sparse files `diskI.raw`),
+    /// optionally followed by qemu-img's `-o` options after a space (`qcow2 compat=0.10`).
     pub fn start_as(format: &str, sizes: &[u64], guest: GuestNbd) -> TestVm {
+        let (format, options) = format.split_once(' ').unwrap_or((format, ""));
         let dir = tempfile::Builder::new()
             .prefix("blockvault-testvm-")
             .tempdir()
@@ -56,10 +58,12 @@ impl TestVm {
         let mut disks = Vec::new();
         for (i, size) in sizes.iter().enumerate() {
             let path = dir.path().join(format!("disk{i}.{format}"));
-            run(Command::new("qemu-img")
-                .args(["create", "-q", "-f", format])
-                .arg(&path)
-                .arg(size.to_string()));
+            let mut create = Command::new("qemu-img");
+            create.args(["create", "-q", "-f", format]);
+            if !options.is_empty() {
+                create.args(["-o", options]);
+            }
+            run(create.arg(&path).arg(size.to_string()));
             disks.push(path);
         }
         let child = spawn(dir.path(), &disks, guest);

@@ -67,6 +67,7 @@
 
 mod clones;
 mod error;
+mod formats;
 mod heal;
 mod keys;
 mod sweep;

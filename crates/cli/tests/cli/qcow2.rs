@@ -244,6 +244,36 @@ fn write_qcow2_header(path: &Path, backing: &Path) {
     file.sync_all().expect("sync");
 }
 
+/// The header is held to the format the disk was last read in even once every snapshot of
+/// the VM is gone (expired after its instant-restore days, or forgotten): the tier keeps the
+/// formats beside the snapshots.
+#[test]
+fn a_header_planted_after_the_snapshots_are_gone_is_still_refused() {
+    let sb = Sandbox::new();
+    let vault = sb.init_vault();
+    let mut disk = Image::create(&sb.path("guest.img"), 4 << 20);
+    disk.write(1 << 20, &noise(64 << 10, 5));
+    backup(&vault, VM, &[&disk.path], Some("64KiB"));
+    let tier = snapshot_tier(&vault, VM);
+    assert!(tier.is_dir(), "no snapshot tier at {}", tier.display());
+    std::fs::remove_dir_all(&tier).expect("the snapshots go");
+    let secret = sb.path("host-secret");
+    std::fs::write(&secret, b"a host file the guest must never read").expect("write");
+    write_qcow2_header(&disk.path, &secret);
+    let run = blockvault([
+        "backup",
+        "--vault",
+        arg(&vault),
+        "--vm",
+        VM,
+        "--disk",
+        arg(&disk.path),
+    ]);
+    let line = run.failure(6);
+    assert!(line.contains("--disk-format"), "{run}");
+    assert_eq!(points(&vault, VM).len(), 1, "a point was written");
+}
+
 #[test]
 fn a_raw_disk_whose_header_turns_qcow2_is_refused_until_its_format_is_said() {
     let sb = Sandbox::new();

@@ -314,6 +314,9 @@ impl Engine {
         };
         warnings.extend(report.warnings.iter().cloned());
         let point = report.point;
+        // The formats outlive the snapshots: a header is held to them once these expire.
+        let formats = point.disks.iter().map(|d| (&d.name, d.format));
+        self.snapshots.remember_formats(vm, formats);
         if let Some(staging) = captured.staging.take() {
             let (snapshots, vm, id) = (self.snapshots.clone(), vm.clone(), point.id.clone());
             let kept = tokio::task::spawn_blocking(move || snapshots.keep(&vm, staging, &id))

@@ -22,6 +22,7 @@
 //! (see `bitmaps`): the new point's bitmap is added inside the freeze (right after the clones,
 //! or before the read under the hook), and the parent's, when trusted, is the hint.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
 use std::sync::Arc;
@@ -127,6 +128,9 @@ pub(super) struct Prepared {
     pub(super) extents: Vec<Option<u64>>,
     /// Each disk's name, as the point will record it (and its clone is named).
     pub(super) names: Vec<DiskName>,
+    /// The format each disk was last read in, kept beyond its snapshots (the tier's memo),
+    /// by disk name: what a header is held to when the VM has no snapshot left.
+    pub(super) formats_before: BTreeMap<String, DiskFormat>,
 }
 
 /// Decides how to capture `disks` of `vm` in `mode`, before any hook runs: whether every disk
@@ -151,6 +155,7 @@ pub(super) fn prepare(
         no_clone: why,
         extents: vec![None; disks.len()],
         names: names.clone(),
+        formats_before: tier.formats(vm),
     };
     if mode == CaptureMode::Read {
         return Ok(read(None));
@@ -195,6 +200,7 @@ pub(super) fn prepare(
         no_clone: None,
         extents,
         names,
+        formats_before: tier.formats(vm),
     })
 }
 
@@ -347,6 +353,7 @@ impl Engine {
             mut no_clone,
             extents,
             names,
+            formats_before,
         } = prepared;
         let mut captured = Captured {
             kind: if spec.hooks.quiesce() {
@@ -382,7 +389,8 @@ impl Engine {
                     // write after the clones is in it. The clones carry the parent's.
                     let mut formats = Vec::with_capacity(clones.len());
                     for (i, (disk, clone)) in spec.disks.iter().zip(&clones).enumerate() {
-                        let check = format_check(spec, parent, &captured.names[i], i);
+                        let check =
+                            format_check(spec, parent, &formats_before, &captured.names[i], i);
                         let format = match bitmaps::qemu_format(clone, check).await {
                             Ok(format) => format,
                             Err(e) => {
@@ -459,7 +467,7 @@ impl Engine {
         }
         if captured.kind != Capture::Reflink {
             for (i, disk) in spec.disks.iter().enumerate() {
-                let check = format_check(spec, parent, &captured.names[i], i);
+                let check = format_check(spec, parent, &formats_before, &captured.names[i], i);
                 let format = match bitmaps::qemu_format(disk, check).await {
                     Ok(format) => format,
                     Err(e) => {
@@ -532,9 +540,11 @@ impl Engine {
 fn format_check(
     spec: &BackupSpec,
     parent: Option<&RecoveryPoint>,
+    remembered: &BTreeMap<String, DiskFormat>,
     name: &DiskName,
     i: usize,
 ) -> FormatCheck {
     let disk = spec.disks.get(i).map_or_else(PathBuf::new, PathBuf::clone);
-    FormatCheck::new(spec.capture.disk_format, parent, name, &disk)
+    let remembered = remembered.get(name.as_str()).copied();
+    FormatCheck::new(spec.capture.disk_format, parent, remembered, name, &disk)
 }

@@ -37,9 +37,12 @@ pub(super) struct FormatCheck {
 impl FormatCheck {
     /// The check for disk `disk`, named `name` in the points, of a backup that said `said`
     /// after `parent`.
+    /// `remembered`: the format the disk was last read in, when its snapshots are gone (the
+    /// tier's memo); the parent point's record wins when there is one.
     pub(super) fn new(
         said: Option<DiskFormat>,
         parent: Option<&RecoveryPoint>,
+        remembered: Option<DiskFormat>,
         name: &DiskName,
         disk: &Path,
     ) -> FormatCheck {
@@ -47,7 +50,8 @@ impl FormatCheck {
             said,
             before: parent
                 .and_then(|p| p.disks.iter().find(|d| d.name == *name))
-                .map(|d| d.format),
+                .map(|d| d.format)
+                .or(remembered),
             disk: disk.to_owned(),
         }
     }

@@ -23,7 +23,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use blockvault_core::{Capture, DiskFormat, DiskName, PointId, RecoveryPoint};
-use blockvault_qemu::{DiskCheck, Distrust, FleeceDisk, Fleecing, FleecingOptions, Qmp};
+use blockvault_qemu::{
+    BitmapHome, DiskCheck, Distrust, FleeceDisk, Fleecing, FleecingOptions, Qmp,
+};
 use blockvault_repo::disk_name;
 use blockvault_snapshot::Staging;
 use blockvault_source::{ChangeHint, NbdOptions};
@@ -95,14 +97,17 @@ pub fn describe(check: &DiskCheck) -> String {
         Some(Ok(name)) => format!("changed-block tracking from its dirty bitmap {name}"),
         Some(Err(why)) => format!("a full scan next time ({why}), then dirty bitmaps"),
     };
-    let cbt = if node.persistent_bitmaps() {
-        cbt
-    } else {
-        format!(
-            "{cbt}, kept in QEMU's memory (a {} disk cannot store them: every QEMU restart \
+    let cbt = match check.bitmap_home() {
+        BitmapHome::Image => cbt,
+        BitmapHome::Memory => format!(
+            "{cbt}, kept in QEMU's memory (this {} disk cannot store them: every QEMU restart \
              costs one full scan)",
             node.driver
-        )
+        ),
+        BitmapHome::None => "no changed-block tracking: a block device may be written by \
+                             others than this QEMU, which its bitmaps would not see (every \
+                             backup reads every allocated block)"
+            .to_owned(),
     };
     format!(
         "{}: node {} ({}, {} bytes), fleeced at one instant; {cbt}",
@@ -280,14 +285,26 @@ fn inputs(
                     .map_err(|e| Error::from(blockvault_qemu::Error::from(e)))?;
                 (ChangeHint::Dirty(dirty), None)
             }
-            Some(Err(Distrust::Missing { name })) if !disk.check.node.persistent_bitmaps() => (
+            _ if disk.check.bitmap_home() == BitmapHome::None => (
                 ChangeHint::Everything,
-                Some(format!(
-                    "the disk has no dirty bitmap {name}: a {} disk keeps it in QEMU's memory \
-                     only, so a QEMU restart since the parent point loses it",
-                    disk.check.node.driver
-                )),
+                Some(
+                    "a block device may be written by others than this QEMU: no dirty bitmap \
+                     is trusted for it"
+                        .to_owned(),
+                ),
             ),
+            Some(Err(Distrust::Missing { name }))
+                if disk.check.bitmap_home() == BitmapHome::Memory =>
+            {
+                (
+                    ChangeHint::Everything,
+                    Some(format!(
+                        "the disk has no dirty bitmap {name}: this {} disk keeps it in QEMU's \
+                         memory only, so a QEMU restart since the parent point loses it",
+                        disk.check.node.driver
+                    )),
+                )
+            }
             Some(Err(why)) => (ChangeHint::Everything, Some(why.to_string())),
             None => (
                 ChangeHint::Everything,

@@ -230,3 +230,54 @@ fn a_copy_of_an_overlay_without_a_recorded_backing_format_probes_its_base() {
     let served = QemuNbd::start_from(&copy, &disk, DiskFormat::Qcow2, None).expect("serve");
     assert!(read_all(&served) == expected());
 }
+
+/// A base on a block device (an LV holding a template, here a loop device): QEMU's `file`
+/// driver refuses block devices, so the copy's chain must name it with `host_device`.
+#[test]
+fn a_copy_of_an_overlay_on_a_block_device_base_is_read() {
+    tools();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let base_file = dir.path().join("base.raw");
+    std::fs::write(&base_file, vec![0x44u8; 4 * M]).expect("base");
+    let out = run(Command::new("losetup")
+        .args(["--find", "--show"])
+        .arg(&base_file));
+    let device = PathBuf::from(String::from_utf8_lossy(&out.stdout).trim());
+    struct Detach(PathBuf);
+    impl Drop for Detach {
+        fn drop(&mut self) {
+            let _ = Command::new("losetup").arg("-d").arg(&self.0).status();
+        }
+    }
+    let _detach = Detach(device.clone());
+    let vms = dir.path().join("vms");
+    std::fs::create_dir_all(&vms).expect("vms");
+    let base = device.to_str().expect("a device path");
+    qemu_img(
+        &vms,
+        &[
+            "create",
+            "-q",
+            "-f",
+            "qcow2",
+            "-b",
+            base,
+            "-F",
+            "raw",
+            "disk.qcow2",
+        ],
+    );
+    qemu_io(&vms, "qcow2", "disk.qcow2", &["write -P 0x55 1M 64k"]);
+    let copies = dir.path().join("tier");
+    std::fs::create_dir_all(&copies).expect("tier");
+    let (disk, copy) = (vms.join("disk.qcow2"), copies.join("disk.qcow2"));
+    std::fs::copy(&disk, &copy).expect("copy");
+    let served = QemuNbd::start_from(&copy, &disk, DiskFormat::Qcow2, None).expect("serve copy");
+    let read = read_all(&served);
+    assert_eq!(read.len(), 4 * M);
+    assert!(read[..M].iter().all(|&b| b == 0x44), "the base's bytes");
+    assert!(
+        read[M..M + (64 << 10)].iter().all(|&b| b == 0x55),
+        "the overlay's"
+    );
+}

@@ -15,8 +15,8 @@ use std::time::{Duration, Instant};
 use blockvault_core::PointId;
 use blockvault_qemu::testing::{GuestNbd, TestVm};
 use blockvault_qemu::{
-    BitmapState, DiskCheck, Distrust, FleeceDisk, Fleecing, FleecingOptions, Qmp, bitmap_name,
-    block_nodes,
+    BitmapHome, BitmapState, DiskCheck, Distrust, FleeceDisk, Fleecing, FleecingOptions, Qmp,
+    bitmap_name, block_nodes,
 };
 use blockvault_source::{BlockSource, NbdOptions, NbdSource};
 
@@ -339,11 +339,55 @@ fn the_dirty_extents_are_the_blocks_written_since_the_parent() {
     assert!(kept[0].recording);
 }
 
-/// A raw disk cannot store a bitmap: QEMU keeps it in memory, as true while it runs; a
-/// restart loses it, and the next check says it is missing.
+/// A raw disk, or a version 2 qcow2 (QEMU refuses to store a bitmap in one), cannot hold a
+/// persistent bitmap: QEMU keeps it in memory, as true while it runs; a restart loses it, and
+/// the next check says it is missing.
 #[test]
 fn a_raw_disks_bitmap_lives_in_qemus_memory_until_it_restarts() {
-    let mut vm = TestVm::start_as("raw", &[32 * M], GuestNbd::Always);
+    bitmap_in_memory_until_a_restart("raw");
+}
+
+#[test]
+fn a_version_2_qcow2s_bitmap_lives_in_qemus_memory_until_it_restarts() {
+    bitmap_in_memory_until_a_restart("qcow2 compat=0.10");
+}
+
+/// Where a disk's bitmap lives: in a qcow2 v3 image; in memory for a raw file or a qcow2 v2;
+/// nowhere for a device (others than this QEMU may write it: a shared LUN, an LVM merge).
+#[test]
+fn only_qcow2_stores_a_bitmap_and_only_a_regular_file_gets_one_in_memory() {
+    let file = tempfile::NamedTempFile::new().expect("a file");
+    let check = |driver: &str, compat: Option<&str>, path: &Path| DiskCheck {
+        path: path.to_owned(),
+        node: blockvault_qemu::BlockNode {
+            name: "disk0".to_owned(),
+            driver: driver.to_owned(),
+            filename: path.to_owned(),
+            size: M,
+            bitmaps: Vec::new(),
+            compat: compat.map(str::to_owned),
+        },
+        changes: None,
+    };
+    let (f, dev) = (file.path(), Path::new("/dev/null"));
+    assert_eq!(
+        check("qcow2", Some("1.1"), f).bitmap_home(),
+        BitmapHome::Image
+    );
+    assert_eq!(
+        check("qcow2", Some("0.10"), f).bitmap_home(),
+        BitmapHome::Memory
+    );
+    assert_eq!(check("raw", None, f).bitmap_home(), BitmapHome::Memory);
+    assert_eq!(check("raw", None, dev).bitmap_home(), BitmapHome::None);
+    assert_eq!(
+        check("host_device", None, dev).bitmap_home(),
+        BitmapHome::None
+    );
+}
+
+fn bitmap_in_memory_until_a_restart(format: &str) {
+    let mut vm = TestVm::start_as(format, &[32 * M], GuestNbd::Always);
     let staging = tempfile::tempdir().expect("staging");
     after_first_backup(&vm, staging.path(), SINCE_P1);
     let kept = bitmaps(&mut vm.qmp(), "disk0");
@@ -359,7 +403,7 @@ fn a_raw_disks_bitmap_lives_in_qemus_memory_until_it_restarts() {
         &options(&vm, staging.path()),
     )
     .expect("start");
-    assert_eq!(second.disks()[0].check.node.driver, "raw");
+    assert_eq!(second.disks()[0].check.bitmap_home(), BitmapHome::Memory);
     assert_eq!(
         second.disks()[0].check.changes,
         Some(Ok(bitmap_name(&p1()))),
