@@ -12,7 +12,8 @@ use crate::support::*;
 
 const VM: &str = "fvm";
 
-fn tool(cmd: &mut Command) {
+/// Runs a QEMU tool, failing the test with its stderr when it fails.
+pub(crate) fn tool(cmd: &mut Command) {
     let out = cmd
         .output()
         .unwrap_or_else(|e| panic!("cannot run {cmd:?} (apt-get install qemu-utils): {e}"));
@@ -24,7 +25,7 @@ fn tool(cmd: &mut Command) {
 }
 
 /// Whether `qemu-img compare` finds the guest's disks of `a` and `b` identical.
-fn same_disk(a: &Path, a_format: &str, b: &Path, b_format: &str) -> bool {
+pub(crate) fn same_disk(a: &Path, a_format: &str, b: &Path, b_format: &str) -> bool {
     Command::new("qemu-img")
         .args(["compare", "-q", "-f", a_format, "-F", b_format])
         .arg(a)

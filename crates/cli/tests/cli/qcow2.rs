@@ -9,6 +9,7 @@ use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 use std::process::{Command, Stdio};
 
+use crate::formats::tool;
 use crate::support::*;
 
 const VM: &str = "qvm";
@@ -24,15 +25,6 @@ fn require(tool: &str) {
         found,
         "{tool} is not installed: the qcow2 tests need qemu-img, qemu-io and qemu-nbd \
          (Debian/Ubuntu: apt-get install qemu-utils)"
-    );
-}
-
-fn tool(cmd: &mut Command) {
-    let out = cmd.output().expect("run a QEMU tool");
-    assert!(
-        out.status.success(),
-        "{cmd:?} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
     );
 }
 
@@ -62,13 +54,7 @@ fn qcow2_disk(path: &Path) {
 /// Whether `qemu-img compare` finds the guest's disks of `a` (in `format`) and the qcow2 `b`
 /// identical.
 fn same_disk(a: &Path, format: &str, b: &Path) -> bool {
-    Command::new("qemu-img")
-        .args(["compare", "-q", "-f", format, "-F", "qcow2"])
-        .arg(a)
-        .arg(b)
-        .status()
-        .expect("qemu-img compare")
-        .success()
+    crate::formats::same_disk(a, format, b, "qcow2")
 }
 
 /// `backup --check-changes`: the dirty bitmap is checked by a full read, and the job says so.
