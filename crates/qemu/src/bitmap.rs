@@ -72,6 +72,11 @@ pub enum Distrust {
     },
     #[error("the disk's size changed from {then} to {now} bytes since the parent point")]
     Resized { then: u64, now: u64 },
+    #[error(
+        "the disk is a block device, which others than this QEMU may write (a shared LUN, an \
+         LVM merge): no dirty bitmap of it is trusted"
+    )]
+    Device,
 }
 
 /// The bitmap of `bitmaps` (a disk's) that says what changed since `parent`, if it is

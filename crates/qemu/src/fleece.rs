@@ -141,15 +141,18 @@ impl DiskCheck {
         disk: &Path,
         parent: Option<(&PointId, u64)>,
     ) -> Result<DiskCheck> {
-        let node = disk_node(nodes, disk, socket)?;
-        let changes = parent.map(|(point, size_then)| {
-            trust(&node.bitmaps, point, size_then, node.size).map(|b| b.name.clone())
-        });
-        Ok(DiskCheck {
+        let mut check = DiskCheck {
             path: disk.to_owned(),
-            node,
-            changes,
-        })
+            node: disk_node(nodes, disk, socket)?,
+            changes: None,
+        };
+        let home = check.bitmap_home();
+        let node = &check.node;
+        check.changes = parent.map(|(point, size_then)| match home {
+            BitmapHome::None => Err(Distrust::Device),
+            _ => trust(&node.bitmaps, point, size_then, node.size).map(|b| b.name.clone()),
+        });
+        Ok(check)
     }
 }
 
@@ -554,4 +557,40 @@ fn create_scratch(path: &Path, size: u64) -> Result<()> {
         ));
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::BitmapState;
+
+    /// A blockvault bitmap on a block device is never trusted, even one named after the
+    /// parent (left by an older blockvault, or added by hand): others may write the device.
+    #[test]
+    fn a_block_devices_bitmap_is_not_trusted_a_files_is() {
+        let parent: PointId = "20261207-170000-0001".parse().expect("point");
+        let file = tempfile::NamedTempFile::new().expect("a file");
+        let node = |path: &Path| BlockNode {
+            name: "disk0".to_owned(),
+            driver: "raw".to_owned(),
+            filename: path.to_owned(),
+            size: 1 << 20,
+            bitmaps: vec![BitmapState {
+                name: bitmap_name(&parent),
+                granularity: BITMAP_GRANULARITY,
+                recording: true,
+                persistent: false,
+                inconsistent: false,
+            }],
+            compat: None,
+        };
+        let socket = Path::new("/run/vm.qmp");
+        let check = |path: &Path| {
+            DiskCheck::among(&[node(path)], socket, path, Some((&parent, 1 << 20)))
+                .expect("the disk's node")
+                .changes
+        };
+        assert_eq!(check(file.path()), Some(Ok(bitmap_name(&parent))));
+        assert_eq!(check(Path::new("/dev/null")), Some(Err(Distrust::Device)));
+    }
 }

@@ -285,14 +285,6 @@ fn inputs(
                     .map_err(|e| Error::from(blockvault_qemu::Error::from(e)))?;
                 (ChangeHint::Dirty(dirty), None)
             }
-            _ if disk.check.bitmap_home() == BitmapHome::None => (
-                ChangeHint::Everything,
-                Some(
-                    "a block device may be written by others than this QEMU: no dirty bitmap \
-                     is trusted for it"
-                        .to_owned(),
-                ),
-            ),
             Some(Err(Distrust::Missing { name }))
                 if disk.check.bitmap_home() == BitmapHome::Memory =>
             {
